@@ -1,0 +1,65 @@
+// The BlockDevice interface: what every layer of llraid reads and writes through.
+// A member file, an md array, and (later) a remote member over NBD are all BlockDevices,
+// so the NBD server serves any of them and an array can be built from any of them.
+
+import { InvalidRequestError, OutOfRangeError } from './errors.js';
+
+export interface WriteOptions {
+  /** Force Unit Access: the data is durable before the returned promise resolves. */
+  fua?: boolean;
+}
+
+export interface ZeroOptions extends WriteOptions {
+  /**
+   * The range must read back as zeroes AND stay allocated (NBD_CMD_FLAG_NO_HOLE).
+   * Without it a device may deallocate the range instead of writing zeroes.
+   */
+  noHole?: boolean;
+}
+
+/** One run of a device's allocation map, as NBD `base:allocation` reports it. */
+export interface Extent {
+  length: number;
+  /** Not allocated: reads may return anything the device promises (see `zero`). */
+  hole: boolean;
+  /** Known to read back as zeroes. */
+  zero: boolean;
+}
+
+export interface BlockDevice {
+  /** Size in bytes. Constant between resize() calls. */
+  readonly size: number;
+  /** Logical block size in bytes (512 or 4096): the smallest unit of atomic, aligned I/O. */
+  readonly blockSize: number;
+  readonly readOnly: boolean;
+
+  /** Reads `length` bytes at `offset`. Resolves with exactly `length` bytes or rejects. */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Writes all of `data` at `offset`. Resolves once written (durable too when `fua`). */
+  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
+  /** Makes every write that resolved before this call durable. */
+  flush(): Promise<void>;
+  /** Tells the device the range is unused: its contents are unspecified afterwards. */
+  discard(offset: number, length: number): Promise<void>;
+  /** The range reads back as zeroes afterwards. */
+  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;
+  /** The allocation map of [offset, offset+length): extents that together cover the range. */
+  extents?(offset: number, length: number): Promise<Extent[]>;
+  /** Releases the device. Further calls reject with ESHUTDOWN. */
+  close(): Promise<void>;
+}
+
+/**
+ * Checks that [offset, offset+length) is a valid request on a device of `size` bytes.
+ * Every device calls this first, so no layer writes outside its bounds.
+ */
+export function checkRange(what: string, size: number, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new InvalidRequestError(`${what}: invalid request offset=${offset} length=${length}`);
+  }
+  if (offset + length > size) {
+    throw new OutOfRangeError(
+      `${what}: request [${offset}, ${offset + length}) reaches past the end of the device (${size} bytes)`,
+    );
+  }
+}

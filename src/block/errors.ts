@@ -1,0 +1,66 @@
+// Typed errors of the block layer. Every layer above maps these exactly once:
+// md turns EIO into a failed member, NBD into an NBD error number, CSI into a gRPC code.
+
+export type BlockErrorCode =
+  | 'EIO' // the device failed the request; its contents at that range are unknown
+  | 'EINVAL' // the request is malformed (negative length, misaligned where alignment is required)
+  | 'ERANGE' // the request reaches outside the device
+  | 'EROFS' // the device is read-only
+  | 'ENOSPC' // the backing store has no room left
+  | 'ENOTSUP' // the device cannot do this operation
+  | 'ESHUTDOWN'; // the device is closed (or lost power, for a fault-injecting device)
+
+export class BlockError extends Error {
+  readonly code: BlockErrorCode;
+  constructor(code: BlockErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class IoError extends BlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EIO', message, options);
+  }
+}
+
+export class OutOfRangeError extends BlockError {
+  constructor(message: string) {
+    super('ERANGE', message);
+  }
+}
+
+export class InvalidRequestError extends BlockError {
+  constructor(message: string) {
+    super('EINVAL', message);
+  }
+}
+
+export class ReadOnlyError extends BlockError {
+  constructor(message: string) {
+    super('EROFS', message);
+  }
+}
+
+export class NoSpaceError extends BlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ENOSPC', message, options);
+  }
+}
+
+export class NotSupportedError extends BlockError {
+  constructor(message: string) {
+    super('ENOTSUP', message);
+  }
+}
+
+export class ShutdownError extends BlockError {
+  constructor(message: string) {
+    super('ESHUTDOWN', message);
+  }
+}
+
+export function isBlockError(err: unknown, code?: BlockErrorCode): err is BlockError {
+  return err instanceof BlockError && (code === undefined || err.code === code);
+}
