@@ -1,0 +1,112 @@
+// The contract between an array and its write-intent bitmap, the llraid form of md's
+// `bitmap_operations`. Two implementations: the lockless bitmap (src/md/llbitmap/) and
+// NoBitmap (bitmap: none). The array calls these; the bitmap never calls the personality.
+//
+// Units: all offsets and lengths are BYTES in the array's *sync space* — the address space the
+// personality resyncs over (md's resync_max_sectors): array addresses for raid1/raid10, per-member
+// addresses for raid4/5/6. The bitmap converts to chunks internally.
+
+import type { BlockDevice } from '../block/block-device.js';
+
+/** A member that holds a copy of the bitmap. */
+export interface BitmapMember {
+  /** For messages: the member's path. */
+  readonly name: string;
+  readonly device: BlockDevice;
+  /** Byte offset of the bitmap area (its 256-byte superblock first) from the start of `device`. */
+  readonly bitmapOffset: number;
+}
+
+/** What the bitmap needs from the array it belongs to. */
+export interface BitmapHost {
+  /** The array's set UUID (16 bytes); the bitmap superblock must carry the same. */
+  readonly uuid: Uint8Array;
+  /** The array's current events counter (from the freshest superblock). */
+  events(): bigint;
+  /** raid4/5/6: first writes to Unwritten chunks go to NeedSync (lazy initial parity). */
+  readonly parity: boolean;
+  /** True while the array lacks a member it needs for full redundancy. */
+  isDegraded(): boolean;
+  /** Members that take bitmap writes and may be read from: active, In_sync, not faulty. */
+  bitmapMembers(): readonly BitmapMember[];
+  /** The bitmap found chunks that need syncing: wake the sync thread (md_wakeup_thread). */
+  requestSync(): void;
+  /** A bitmap read or write failed on this member: the array fails it (records it, events up). */
+  failMember(member: BitmapMember, err: Error): void;
+}
+
+/** Per-state chunk counts, in llbitmap state order. */
+export interface BitmapCounts {
+  unwritten: number;
+  clean: number;
+  dirty: number;
+  needSync: number;
+  syncing: number;
+  needSyncUnwritten: number;
+  syncingUnwritten: number;
+  cleanUnwritten: number;
+}
+
+export interface StartSyncResult {
+  /** True when this chunk must be synced; false when the sync thread may skip it. */
+  sync: boolean;
+  /** Bytes from `offset` to the end of its chunk: the step the sync thread takes. */
+  length: number;
+}
+
+export interface WriteIntentBitmap {
+  readonly kind: 'llbitmap' | 'none';
+  /** Chunk size in bytes (0 for none). */
+  readonly chunkSize: number;
+
+  /**
+   * Before a data write: takes the page barriers of every chunk the range touches (waiting while
+   * a page is suspended by the daemon), then applies Startwrite. Must be paired with endWrite.
+   */
+  startWrite(offset: number, length: number): Promise<void>;
+  /** After the data write completed (or failed): releases the barriers taken by startWrite. */
+  endWrite(offset: number, length: number): void;
+  /** As startWrite/endWrite, for a discard: applies Discard to the chunks the range fully covers. */
+  startDiscard(offset: number, length: number): Promise<void>;
+  endDiscard(offset: number, length: number): void;
+  /**
+   * Writes every dirty bitmap block to every bitmap member and waits until durable.
+   * Concurrent callers share one flush; callers that arrive while one is in flight share the next.
+   * The array calls this after startWrite and before issuing any data write.
+   */
+  unplug(): Promise<void>;
+
+  /** Bytes from `offset` the sync thread may skip without looking (0 = none). */
+  skipSyncBlocks(offset: number): number;
+  /** Startsync on the chunk holding `offset`. */
+  startSync(offset: number): StartSyncResult;
+  /** Sync stopped early at `offset`: Abortsync from that chunk to the end. */
+  endSync(offset: number): void;
+  /** Sync completed over the whole space: Endsync everywhere. */
+  closeSync(): void;
+  /** Checkpoint: Endsync on chunks entirely below `offset`, then persist the whole bitmap. */
+  condEndSync(offset: number): Promise<void>;
+  /** raid4/5/6: whether the chunk at `offset` has valid parity (Clean, Dirty, CleanUnwritten). */
+  blocksSynced(offset: number): boolean;
+  /** Whether the chunk at `offset` has never been written (Unwritten or *Unwritten): a hole. */
+  isUnwritten(offset: number): boolean;
+  /** At the start of recovery onto a new member: every *Unwritten state reverts to Unwritten. */
+  startRecovery(): void;
+  /** Parity levels only (refuses otherwise): ProactiveSync on every chunk. */
+  proactiveSync(): void;
+
+  /** Superblock update: write events (and the rest of update_sb) to every bitmap member. */
+  updateSb(): Promise<void>;
+  /** On stop: run the daemon on every page, write every block, wait. */
+  flush(): Promise<void>;
+  /** Stop timers. No bitmap I/O after this resolves. */
+  close(): Promise<void>;
+
+  counts(): BitmapCounts;
+  /** The sysfs `bits` text (llbitmap.md A9), byte-exact. */
+  bitsText(): string;
+  /** The sysfs `metadata` text (llbitmap.md A9), byte-exact. */
+  metadataText(): string;
+  daemonSleep: number;
+  barrierIdle: number;
+}
