@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// The `llraid` command. Each subcommand lives in src/cli/commands/<name>.ts and exports
+// `register(program)`; this file only assembles them and maps errors to exit codes once.
+
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { reportError } from './report-error.js';
+
+// One line per command module; keep the list in the order `llraid --help` should show them.
+const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
+];
+
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command('llraid')
+    .description('RAID volumes from node-local disks: a userspace md engine with the lockless bitmap, served over NBD')
+    .version(packageVersion())
+    .exitOverride()
+    .showHelpAfterError();
+  for (const load of commandModules) (await load()).register(program);
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    return reportError(err);
+  }
+}
+
+process.exitCode = await main(process.argv);
