@@ -1,0 +1,92 @@
+// The personality interface: what every RAID level (raid0/1/10 here, raid5/6 beside them)
+// implements. An MdArray owns one personality and hands it a MemberSet; the personality maps
+// array I/O onto member I/O and does one sync step at a time for the sync thread.
+//
+// Units: bytes everywhere. Member offsets are relative to the start of the member's DATA area
+// (md's data_offset is applied by the MemberSet, never by a personality).
+
+import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+
+/** md level numbers as they appear in the superblock `level` field. */
+export type RaidLevel = 0 | 1 | 10 | 4 | 5 | 6;
+
+/** One sync pass kind, as md's `sync_action`. */
+export type SyncMode = 'resync' | 'recovery' | 'check' | 'repair';
+
+/**
+ * The state of one role slot as the personality sees it.
+ * - in_sync: holds valid data; read from it and write to it.
+ * - rebuilding: a recovery target; write to it (so recovered ranges stay current), never read.
+ * - missing: no device (failed, removed, or never assembled); neither read nor write.
+ */
+export type RoleState = 'in_sync' | 'rebuilding' | 'missing';
+
+/**
+ * The members of one array, by role, as handed to a personality by the array.
+ * Invariant: an I/O error on a role fails that member BEFORE the promise rejects, so by the time
+ * a personality sees the rejection `state(role)` already reports 'missing'. Personalities
+ * therefore never fail members themselves; they only decide whether the request can still
+ * succeed on the copies that are left.
+ */
+export interface MemberSet {
+  /** Number of role slots (md raid_disks). */
+  readonly raidDisks: number;
+  /** Bytes of data area usable on every member (the array's per-member size). */
+  readonly memberSize: number;
+  state(role: number): RoleState;
+  read(role: number, offset: number, length: number): Promise<Buffer>;
+  write(role: number, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
+  discard(role: number, offset: number, length: number): Promise<void>;
+  writeZeroes(role: number, offset: number, length: number, options?: ZeroOptions): Promise<void>;
+}
+
+/** A range in sync space (see write-intent-bitmap.ts for what sync space is). */
+export interface SyncRange {
+  offset: number;
+  length: number;
+}
+
+/** What one sync step did. */
+export interface SyncWindowResult {
+  /** Sectors (512 bytes) found different between copies (check/repair; md's mismatch_cnt). */
+  mismatches: number;
+  /** Bytes written to members by this step (recovery/resync/repair writes). */
+  bytesWritten: number;
+}
+
+export interface Personality {
+  readonly level: RaidLevel;
+  /** The md `layout` field (raid10: near_copies | far_copies << 8; raid5/6: algorithm; else 0). */
+  readonly layout: number;
+  /** Stripe chunk in bytes (0 for raid1). */
+  readonly chunkSize: number;
+  readonly raidDisks: number;
+  /** Bytes the array exposes. */
+  readonly arraySize: number;
+  /** Bytes of sync space: md's resync_max_sectors. The bitmap covers exactly this. */
+  readonly syncSize: number;
+  /** raid4/5/6 (bitmap Unwritten → NeedSync on first write). */
+  readonly parity: boolean;
+
+  /** The sync-space range the bitmap must mark for an array range (empty for raid0). */
+  syncRange(offset: number, length: number): SyncRange;
+  /** Whether the array can run with these roles in_sync (`working[role]`). */
+  canRun(working: readonly boolean[]): boolean;
+  /** Whether every array byte still has a readable copy when only `working` roles are in sync. */
+  isDegraded(working: readonly boolean[]): boolean;
+
+  /** Rejects with MdError('EIO') when no working copy could serve the range. */
+  read(members: MemberSet, offset: number, length: number): Promise<Buffer>;
+  /** Resolves once every range has at least one complete copy (FUA forwarded to members). */
+  write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
+  discard(members: MemberSet, offset: number, length: number): Promise<void>;
+  writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void>;
+
+  /**
+   * One sync step over [offset, offset+length) of sync space.
+   * resync: make every in_sync copy equal to the first readable one.
+   * recovery: write every rebuilding role from an in_sync copy.
+   * check: compare copies, count mismatches, write nothing. repair: as check, then rewrite.
+   */
+  syncWindow(members: MemberSet, mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult>;
+}
