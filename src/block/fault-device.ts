@@ -1,0 +1,279 @@
+// A fault-injecting BlockDevice wrapper for tests: it fails reads or writes on chosen ranges and
+// simulates a power cut. It models a volatile write cache: a write is durable only once a flush
+// completes after it, or when it was written with FUA. At a power cut every write that was not
+// durable is kept, dropped, or torn at sector granularity (chosen by a seeded random source), the
+// device stops answering, and whatever sits in the inner device afterwards is what "disk" holds.
+//
+// Devices that lose power together share one PowerDomain, so one cut hits every member at once.
+
+import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from './block-device.js';
+import { IoError, ShutdownError } from './errors.js';
+
+const SECTOR = 512;
+
+export type CutMode =
+  /** Every non-durable write is lost. */
+  | 'drop'
+  /** Every non-durable write survives (a cut with a battery-backed cache). */
+  | 'keep'
+  /** Each non-durable write independently survives, is lost, or is torn sector by sector. */
+  | 'random';
+
+/** A small deterministic PRNG (mulberry32), so a failing case can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A group of devices that lose power at the same moment. */
+export class PowerDomain {
+  private readonly devices = new Set<FaultDevice>();
+  private writesUntilCut = -1;
+  private cutting: Promise<void> | undefined;
+  readonly random: () => number;
+  mode: CutMode;
+
+  constructor(options: { seed?: number; mode?: CutMode } = {}) {
+    this.random = seededRandom(options.seed ?? 1);
+    this.mode = options.mode ?? 'random';
+  }
+
+  get isCut(): boolean {
+    return this.cutting !== undefined;
+  }
+
+  /**
+   * Lets `n` more writes (across the domain) through; the one after them cuts the power. That
+   * write reaches the inner device (and may survive, per the mode) but is never acknowledged.
+   */
+  cutAfterWrites(n: number): void {
+    this.writesUntilCut = n;
+  }
+
+  /** Cuts power now. Resolves once every device has settled its in-flight writes. */
+  cut(): Promise<void> {
+    this.cutting ??= Promise.all([...this.devices].map((d) => d.loseVolatileWrites())).then(() => undefined);
+    return this.cutting;
+  }
+
+  /** @internal */
+  attach(d: FaultDevice): void {
+    this.devices.add(d);
+  }
+
+  /** @internal — counts a write; true when this write is the one that cuts the power. */
+  countWrite(): boolean {
+    if (this.writesUntilCut < 0) return false;
+    if (this.writesUntilCut === 0) {
+      this.writesUntilCut = -1;
+      return true;
+    }
+    this.writesUntilCut--;
+    return false;
+  }
+}
+
+interface VolatileWrite {
+  offset: number;
+  before: Buffer;
+  after: Buffer;
+}
+
+interface FaultRange {
+  offset: number;
+  length: number;
+  /** How many more requests to fail; Infinity for every one. */
+  remaining: number;
+}
+
+export class FaultDevice implements BlockDevice {
+  readonly size: number;
+  readonly blockSize: number;
+  readonly readOnly: boolean;
+  readonly name: string;
+  /** Writes since the last flush that are not yet durable, in the order they were applied. */
+  private volatile: VolatileWrite[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Serialises writes so each one's before-image is exact. */
+  private writeChain: Promise<void> = Promise.resolve();
+  private readonly readFaults: FaultRange[] = [];
+  private readonly writeFaults: FaultRange[] = [];
+  private closed = false;
+  /** Counters for tests: requests that reached the inner device. */
+  readonly stats = { reads: 0, writes: 0, flushes: 0, failedReads: 0, failedWrites: 0 };
+
+  constructor(
+    readonly inner: BlockDevice,
+    readonly power: PowerDomain = new PowerDomain(),
+    name?: string,
+  ) {
+    this.size = inner.size;
+    this.blockSize = inner.blockSize;
+    this.readOnly = inner.readOnly;
+    this.name = name ?? 'fault-device';
+    power.attach(this);
+  }
+
+  /** Fails the next `times` reads (default: all) that overlap [offset, offset+length) with EIO. */
+  failReads(offset: number, length: number, times = Infinity): void {
+    this.readFaults.push({ offset, length, remaining: times });
+  }
+
+  /** Fails the next `times` writes (default: all) that overlap [offset, offset+length) with EIO. */
+  failWrites(offset: number, length: number, times = Infinity): void {
+    this.writeFaults.push({ offset, length, remaining: times });
+  }
+
+  /** Fails every request from now on, as a disk that died would. */
+  failAll(): void {
+    this.failReads(0, this.size);
+    this.failWrites(0, this.size);
+  }
+
+  clearFaults(): void {
+    this.readFaults.length = 0;
+    this.writeFaults.length = 0;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.alive();
+    if (hit(this.readFaults, offset, length)) {
+      this.stats.failedReads++;
+      throw new IoError(`${this.name}: injected read error at [${offset}, +${length})`);
+    }
+    this.stats.reads++;
+    return this.track(this.inner.read(offset, length));
+  }
+
+  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    this.alive();
+    if (hit(this.writeFaults, offset, data.length)) {
+      this.stats.failedWrites++;
+      throw new IoError(`${this.name}: injected write error at [${offset}, +${data.length})`);
+    }
+    const copy = Buffer.from(data);
+    await this.applyWrite(offset, copy, options?.fua ?? false);
+  }
+
+  async flush(): Promise<void> {
+    this.alive();
+    // Only writes that completed before the flush was issued become durable.
+    const upTo = this.volatile.length;
+    await this.track(this.writeChain.then(() => this.inner.flush()));
+    this.alive();
+    this.volatile = this.volatile.slice(upTo);
+    this.stats.flushes++;
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    // Contents after a discard are unspecified; modelling it as a no-op is within the contract.
+    this.alive();
+    void offset;
+    void length;
+  }
+
+  async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    this.alive();
+    if (hit(this.writeFaults, offset, length)) {
+      this.stats.failedWrites++;
+      throw new IoError(`${this.name}: injected write error at [${offset}, +${length})`);
+    }
+    await this.applyWrite(offset, Buffer.alloc(length), options?.fua ?? false);
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    this.alive();
+    if (this.inner.extents) return this.inner.extents(offset, length);
+    return [{ length, hole: false, zero: false }];
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.power.isCut) await this.inner.close();
+  }
+
+  /**
+   * @internal — called by PowerDomain.cut(). Waits for in-flight inner I/O, then rewrites the inner
+   * device to what a disk would hold: durable state plus the surviving parts of volatile writes.
+   */
+  async loseVolatileWrites(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+    const writes = this.volatile;
+    this.volatile = [];
+    // Back to the durable state: undo newest first.
+    for (let i = writes.length - 1; i >= 0; i--) {
+      const w = writes[i]!;
+      await this.inner.write(w.offset, w.before);
+    }
+    // Then replay what survives, oldest first.
+    const mode = this.power.mode;
+    for (const w of writes) {
+      const fate = mode === 'drop' ? 0 : mode === 'keep' ? 1 : this.power.random();
+      if (fate < 1 / 3) continue; // lost
+      if (fate >= 2 / 3 || mode === 'keep') {
+        await this.inner.write(w.offset, w.after);
+        continue;
+      }
+      // torn: each sector independently made it or not
+      for (let s = 0; s < w.after.length; s += SECTOR) {
+        if (this.power.random() < 0.5) await this.inner.write(w.offset + s, w.after.subarray(s, s + SECTOR));
+      }
+    }
+  }
+
+  private async applyWrite(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    const triggersCut = this.power.countWrite();
+    const op = this.writeChain.then(async () => {
+      this.alive();
+      const before = await this.inner.read(offset, data.length);
+      const entry: VolatileWrite = { offset, before, after: data };
+      this.volatile.push(entry);
+      await this.inner.write(offset, data);
+      if (fua && !triggersCut) {
+        await this.inner.flush();
+        // A FUA write is durable on its own, whatever else is still volatile.
+        this.volatile = this.volatile.filter((v) => v !== entry);
+      }
+    });
+    this.writeChain = op.catch(() => undefined);
+    this.stats.writes++;
+    if (triggersCut) {
+      await this.track(op).catch(() => undefined);
+      await this.power.cut();
+      throw new ShutdownError(`${this.name}: power cut during write at [${offset}, +${data.length})`);
+    }
+    await this.track(op);
+    this.alive();
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    const done = (): void => {
+      this.inFlight.delete(p);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  private alive(): void {
+    if (this.power.isCut) throw new ShutdownError(`${this.name}: power is cut`);
+    if (this.closed) throw new ShutdownError(`${this.name}: device is closed`);
+  }
+}
+
+function hit(faults: FaultRange[], offset: number, length: number): boolean {
+  for (const f of faults) {
+    if (f.remaining > 0 && offset < f.offset + f.length && f.offset < offset + Math.max(length, 1)) {
+      f.remaining--;
+      return true;
+    }
+  }
+  return false;
+}

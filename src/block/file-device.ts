@@ -1,0 +1,241 @@
+// A BlockDevice over a regular file or a block device: positional I/O on one file descriptor,
+// durable flush with fdatasync, FUA through a second descriptor opened O_DSYNC, and optional
+// O_DIRECT through page-aligned bounce buffers. Members of arrays are FileDevices.
+
+import { constants, fdatasync, open, read, write, close, fstat, ftruncate, readFileSync, type Stats } from 'node:fs';
+import { promisify } from 'node:util';
+import { checkRange, type BlockDevice, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { BlockError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
+import { discardBlockRange, punchFileHole } from './hole-punch.js';
+import { AlignedBuffers } from './aligned-buffers.js';
+
+// The callback forms of fs are used on purpose: on the I/O hot path they cost less than
+// FileHandle's promise methods (no per-call FileHandle bookkeeping).
+const openP = promisify(open);
+const closeP = promisify(close);
+const fstatP = promisify(fstat);
+const ftruncateP = promisify(ftruncate);
+const fdatasyncP = promisify(fdatasync);
+
+function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+function writeP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+/** Zeroing at least this large punches a hole (one child process) instead of writing zeroes. */
+const PUNCH_THRESHOLD = 1024 * 1024;
+const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
+
+export interface FileDeviceOptions {
+  readOnly?: boolean;
+  /** Open with O_DIRECT: bypass the page cache. Requests must be aligned to `blockSize`. */
+  direct?: boolean;
+  /** Create the file when missing, sparse, with this size in bytes (regular files only). */
+  create?: { size: number };
+  /** Logical block size to report; default 512 (4096 with `direct` on a regular file). */
+  blockSize?: number;
+}
+
+export class FileDevice implements BlockDevice {
+  readonly path: string;
+  readonly size: number;
+  readonly blockSize: number;
+  readonly readOnly: boolean;
+  readonly isBlockDevice: boolean;
+  /** Valid while open; -1 once closed. */
+  private fd: number;
+  /** A second descriptor with O_DSYNC for FUA writes, opened on first use. */
+  private syncFd: Promise<number> | undefined;
+  private readonly flags: number;
+  private readonly bounce: AlignedBuffers | undefined;
+
+  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, isBlock: boolean, bounce?: AlignedBuffers) {
+    this.path = path;
+    this.fd = fd;
+    this.flags = flags;
+    this.size = size;
+    this.blockSize = blockSize;
+    this.readOnly = readOnly;
+    this.isBlockDevice = isBlock;
+    this.bounce = bounce;
+  }
+
+  static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
+    const readOnly = options.readOnly ?? false;
+    let flags = readOnly ? constants.O_RDONLY : constants.O_RDWR;
+    if (options.direct) flags |= constants.O_DIRECT;
+    let fd: number;
+    try {
+      fd = await openP(path, flags | (options.create && !readOnly ? constants.O_CREAT : 0), 0o600);
+    } catch (err) {
+      throw mapOpenError(path, err, options.direct ?? false);
+    }
+    try {
+      const st = await fstatP(fd);
+      let size: number;
+      let blockSize = options.blockSize ?? (options.direct ? 4096 : 512);
+      if (st.isBlockDevice()) {
+        ({ size, blockSize } = blockDeviceGeometry(st, options.blockSize));
+      } else if (st.isFile()) {
+        if (options.create && st.size === 0) {
+          await ftruncateP(fd, options.create.size);
+          size = options.create.size;
+        } else size = st.size;
+      } else {
+        throw new InvalidRequestError(`${path}: not a regular file or block device`);
+      }
+      const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
+      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st.isBlockDevice(), bounce);
+    } catch (err) {
+      await closeP(fd).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.check(offset, length, false);
+    const out = Buffer.allocUnsafe(length);
+    try {
+      if (this.bounce) await this.bounce.read(this.fd, out, offset);
+      else await readFully(this.fd, out, offset);
+    } catch (err) {
+      throw this.ioError('read', offset, length, err);
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    this.check(offset, data.length, true);
+    try {
+      const fd = options?.fua ? await this.fuaFd() : this.fd;
+      if (this.bounce) await this.bounce.write(fd, data, offset);
+      else await writeFully(fd, data, offset);
+    } catch (err) {
+      throw this.ioError('write', offset, data.length, err);
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.check(0, 0, false);
+    try {
+      await fdatasyncP(this.fd);
+    } catch (err) {
+      throw this.ioError('flush', 0, 0, err);
+    }
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.check(offset, length, true);
+    if (length < PUNCH_THRESHOLD) return; // contents after a discard are unspecified: nothing to do
+    try {
+      if (this.isBlockDevice) await discardBlockRange(this.path, offset, length);
+      else await punchFileHole(this.path, offset, length);
+    } catch (err) {
+      throw this.ioError('discard', offset, length, err);
+    }
+  }
+
+  async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    this.check(offset, length, true);
+    if (!options?.noHole && !this.isBlockDevice && length >= PUNCH_THRESHOLD) {
+      try {
+        await punchFileHole(this.path, offset, length);
+        if (options?.fua) await fdatasyncP(this.fd);
+        return;
+      } catch (err) {
+        throw this.ioError('zero', offset, length, err);
+      }
+    }
+    for (let pos = offset; pos < offset + length; pos += ZERO_CHUNK.length) {
+      const n = Math.min(ZERO_CHUNK.length, offset + length - pos);
+      await this.write(pos, ZERO_CHUNK.subarray(0, n), options);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    const syncFd = this.syncFd;
+    this.syncFd = undefined;
+    await closeP(fd);
+    if (syncFd) await closeP(await syncFd).catch(() => undefined);
+  }
+
+  private fuaFd(): Promise<number> {
+    this.syncFd ??= openP(this.path, (this.flags & ~constants.O_CREAT) | constants.O_DSYNC);
+    return this.syncFd;
+  }
+
+  private check(offset: number, length: number, writing: boolean): void {
+    if (this.fd < 0) throw new ShutdownError(`${this.path}: device is closed`);
+    if (writing && this.readOnly) throw new ReadOnlyError(`${this.path}: opened read-only`);
+    checkRange(this.path, this.size, offset, length);
+    if (this.bounce && (offset % this.blockSize !== 0 || length % this.blockSize !== 0)) {
+      throw new InvalidRequestError(
+        `${this.path}: O_DIRECT request [${offset}, +${length}) is not aligned to ${this.blockSize} bytes`,
+      );
+    }
+  }
+
+  private ioError(op: string, offset: number, length: number, err: unknown): BlockError {
+    if (err instanceof BlockError) return err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const what = `${this.path}: ${op} [${offset}, +${length}) failed: ${(err as Error).message}`;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return new NoSpaceError(what, { cause: err });
+    if (code === 'EBADF') return new ShutdownError(what);
+    return new IoError(what, { cause: err });
+  }
+}
+
+async function readFully(fd: number, buf: Buffer, pos: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const n = await readP(fd, buf, done, buf.length - done, pos + done);
+    if (n === 0) {
+      // Past the end of a file that shrank under us: what is not there reads as zeroes.
+      buf.fill(0, done);
+      return;
+    }
+    done += n;
+  }
+}
+
+async function writeFully(fd: number, data: Uint8Array, pos: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    done += await writeP(fd, data, done, data.length - done, pos + done);
+  }
+}
+
+/** Size and logical block size of a block device, from sysfs (Node has no BLKGETSIZE64 ioctl). */
+function blockDeviceGeometry(st: Stats, blockSizeOverride?: number): { size: number; blockSize: number } {
+  const rdev = st.rdev;
+  const major = Math.floor(rdev / 256) % 4096;
+  const minor = (rdev % 256) + Math.floor(rdev / 1048576) * 256;
+  const sys = `/sys/dev/block/${major}:${minor}`;
+  const sectors = Number(readFileSync(`${sys}/size`, 'utf8').trim());
+  let blockSize = blockSizeOverride ?? 512;
+  if (blockSizeOverride === undefined) {
+    for (const q of [`${sys}/queue/logical_block_size`, `${sys}/../queue/logical_block_size`]) {
+      try {
+        blockSize = Number(readFileSync(q, 'utf8').trim());
+        break;
+      } catch {
+        // a partition has no queue/ of its own; its disk's is one level up
+      }
+    }
+  }
+  return { size: sectors * 512, blockSize };
+}
+
+function mapOpenError(path: string, err: unknown, direct: boolean): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  const msg = (err as Error).message;
+  if (code === 'EINVAL' && direct) return new NotSupportedError(`${path}: the filesystem does not support O_DIRECT`);
+  if (code === 'EROFS' || code === 'EACCES') return new ReadOnlyError(`${path}: cannot open for writing: ${msg}`);
+  if (code === 'ENOENT') return new InvalidRequestError(`${path}: no such file`);
+  return new IoError(`${path}: open failed: ${msg}`, { cause: err });
+}
