@@ -1,0 +1,11 @@
+// The public surface of src/k8s for the CSI and CLI layers: the VolumeStatus snapshot type they
+// feed, the status reporter (RaidVolume + Events), the metrics and their HTTP endpoint.
+
+export * from './volume-status.js';
+export { K8sError, type K8sErrorCode } from './errors.js';
+export { StatusReporter, type ReporterOptions, type ReporterStats } from './status-reporter.js';
+export { KubeClusterApi, FIELD_MANAGER, type ClusterApi } from './cluster-api.js';
+export { VolumeMetrics } from './volume-metrics.js';
+export { startMetricsServer, type MetricsServer } from './metrics-server.js';
+export { RAID_VOLUME_API_VERSION, RAID_VOLUME_KIND, RAID_VOLUME_PLURAL, NODE_LABEL } from './raid-volume.js';
+export { volumeEvents, type VolumeEvent, type VolumeEventReason } from './volume-events.js';

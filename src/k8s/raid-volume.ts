@@ -1,0 +1,148 @@
+// The RaidVolume custom resource (llraid.io/v1alpha1, cluster-scoped): the object the node plugin
+// keeps per volume so `kubectl get/describe raidvolume` shows level, members, bitmap and sync.
+// Pure builders from a VolumeStatus snapshot; cluster-api.ts writes what they return.
+
+import { formatBytes, formatPercent } from './quantity.js';
+import type { VolumeStatus } from './volume-status.js';
+
+export const RAID_VOLUME_GROUP = 'llraid.io';
+export const RAID_VOLUME_VERSION = 'v1alpha1';
+export const RAID_VOLUME_PLURAL = 'raidvolumes';
+export const RAID_VOLUME_KIND = 'RaidVolume';
+export const RAID_VOLUME_API_VERSION = `${RAID_VOLUME_GROUP}/${RAID_VOLUME_VERSION}`;
+/** Label on every RaidVolume: the node that owns it, so a plugin can list its own. */
+export const NODE_LABEL = 'llraid.io/node';
+
+export type ConditionType = 'Ready' | 'Degraded' | 'Syncing';
+
+export interface Condition {
+  type: ConditionType;
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+}
+
+/** The apply configuration of a RaidVolume without status (written through the main resource). */
+export function raidVolumeSpec(s: VolumeStatus): Record<string, unknown> {
+  const spec: Record<string, unknown> = {
+    level: `raid${s.level}`,
+    chunkSize: s.chunkSize,
+    sizeBytes: s.sizeBytes,
+    size: formatBytes(s.sizeBytes),
+    node: s.node,
+    bitmap: s.bitmap ? 'llbitmap' : 'none',
+    members: s.members.map((m) => ({ disk: m.disk, path: m.path, role: m.role, slot: m.slot })),
+  };
+  if (s.claim) spec.claim = { namespace: s.claim.namespace, name: s.claim.name };
+  if (s.persistentVolume) spec.persistentVolume = s.persistentVolume;
+  return {
+    apiVersion: RAID_VOLUME_API_VERSION,
+    kind: RAID_VOLUME_KIND,
+    metadata: { name: s.name, labels: { [NODE_LABEL]: s.node } },
+    spec,
+  };
+}
+
+function wantedConditions(s: VolumeStatus): Omit<Condition, 'lastTransitionTime'>[] {
+  const inSync = s.members.filter((m) => m.role === 'active').length;
+  const faulty = s.members.filter((m) => m.role === 'faulty').map((m) => m.path);
+  const ready = s.state !== 'failed';
+  const degraded = s.state === 'degraded' || s.state === 'recovering' || s.state === 'failed' || faulty.length > 0;
+  const sync = s.sync;
+  const pending = s.bitmap ? s.bitmap.counts.needSync + s.bitmap.counts.needSyncUnwritten : 0;
+  return [
+    {
+      type: 'Ready',
+      status: ready ? 'True' : 'False',
+      reason: ready ? 'ArrayRunning' : 'ArrayFailed',
+      message: ready
+        ? `${inSync} of ${s.members.length} members in sync, state ${s.state}`
+        : `not enough members for raid${s.level}: ${inSync} of ${s.members.length} in sync`,
+    },
+    {
+      type: 'Degraded',
+      status: degraded ? 'True' : 'False',
+      reason: degraded ? (faulty.length > 0 ? 'MemberFailed' : 'MissingRedundancy') : 'FullRedundancy',
+      message: degraded
+        ? faulty.length > 0 ? `faulty members: ${faulty.join(', ')}` : `state ${s.state}`
+        : `all ${s.members.length} members in sync`,
+    },
+    sync
+      ? {
+          type: 'Syncing',
+          status: 'True',
+          reason: sync.action === 'recovery' ? 'Recovering' : 'Resyncing',
+          message: `${sync.action} (${sync.reason}): ${formatBytes(sync.doneBytes)} of ${formatBytes(sync.totalBytes)} (${formatPercent(sync.doneBytes, sync.totalBytes)}), ${formatBytes(sync.targetBytes)} marked by the bitmap`,
+        }
+      : {
+          type: 'Syncing',
+          status: 'False',
+          reason: pending > 0 ? 'SyncPending' : 'InSync',
+          message: pending > 0 ? `${pending} chunks need sync` : 'no sync running or pending',
+        },
+  ];
+}
+
+/**
+ * Conditions for `s`, keeping each previous lastTransitionTime whose status did not change, so
+ * the time says when the condition last flipped, not when the plugin last wrote.
+ */
+export function conditionsFor(s: VolumeStatus, previous: readonly Condition[], now: Date): Condition[] {
+  return wantedConditions(s).map((c) => {
+    const before = previous.find((p) => p.type === c.type);
+    const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : now.toISOString();
+    return { ...c, lastTransitionTime };
+  });
+}
+
+/** The status subresource body of a RaidVolume (apply configuration). */
+export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition[], now: Date): Record<string, unknown> {
+  const active = s.members.filter((m) => m.role === 'active').length;
+  const status: Record<string, unknown> = {
+    state: s.state,
+    membersInSync: `${active}/${s.members.length}`,
+    events: s.events,
+    observedAt: now.toISOString(),
+    conditions,
+  };
+  if (s.bitmap) status.bitmap = { chunkSize: s.bitmap.chunkSize, ...s.bitmap.counts };
+  if (s.sync) {
+    const p = s.sync;
+    const remaining = Math.max(0, p.targetBytes - Math.min(p.doneBytes, p.targetBytes));
+    const sync: Record<string, unknown> = {
+      action: p.action,
+      reason: p.reason,
+      doneBytes: p.doneBytes,
+      targetBytes: p.targetBytes,
+      totalBytes: p.totalBytes,
+      progress: formatPercent(p.doneBytes, p.totalBytes),
+      speed: `${formatBytes(p.speedBytesPerSecond)}/s`,
+      speedBytesPerSecond: p.speedBytesPerSecond,
+      startedAt: p.startedAt.toISOString(),
+    };
+    // The estimate uses the bitmap target, not the whole space: skipped chunks cost nothing.
+    if (p.speedBytesPerSecond > 0) {
+      sync.estimatedFinish = new Date(now.getTime() + (remaining / p.speedBytesPerSecond) * 1000).toISOString();
+    }
+    status.sync = sync;
+  }
+  if (s.lastSync) {
+    const r = s.lastSync;
+    status.lastSync = {
+      action: r.action,
+      reason: r.reason,
+      bytes: r.bytes,
+      totalBytes: r.totalBytes,
+      summary: `${formatBytes(r.bytes)} of ${formatBytes(r.totalBytes)} in ${r.durationSeconds.toFixed(1)}s`,
+      durationSeconds: Math.round(r.durationSeconds * 1000) / 1000,
+      finishedAt: r.finishedAt.toISOString(),
+    };
+  }
+  return {
+    apiVersion: RAID_VOLUME_API_VERSION,
+    kind: RAID_VOLUME_KIND,
+    metadata: { name: s.name },
+    status,
+  };
+}

@@ -1,0 +1,67 @@
+// Which Kubernetes Events a change of a volume deserves: the pure diff of two snapshots. The
+// reporter turns each into an Event on the PVC, the PV and the RaidVolume. Only what a user must
+// know: a sync starting and finishing, a member failing, losing and regaining redundancy.
+
+import { formatBytes } from './quantity.js';
+import type { VolumeStatus } from './volume-status.js';
+
+export type VolumeEventReason = 'ResyncStarted' | 'ResyncCompleted' | 'MemberFailed' | 'Degraded' | 'Recovered';
+
+export interface VolumeEvent {
+  reason: VolumeEventReason;
+  type: 'Normal' | 'Warning';
+  message: string;
+}
+
+const REDUNDANT = new Set(['clean', 'active', 'resyncing']);
+
+function sameSync(a: VolumeStatus['sync'], b: VolumeStatus['sync']): boolean {
+  return !!a && !!b && a.action === b.action && a.startedAt.getTime() === b.startedAt.getTime();
+}
+
+/**
+ * Events for the step `prev` → `next` (prev undefined: the plugin just learned of the volume, so
+ * a sync already running is reported as started, and an already degraded volume as degraded).
+ */
+export function volumeEvents(prev: VolumeStatus | undefined, next: VolumeStatus): VolumeEvent[] {
+  const out: VolumeEvent[] = [];
+  const total = (n: number) => formatBytes(n);
+
+  const before = new Map((prev?.members ?? []).map((m) => [m.path, m.role]));
+  for (const m of next.members) {
+    if (m.role === 'faulty' && before.get(m.path) !== 'faulty') {
+      out.push({ reason: 'MemberFailed', type: 'Warning', message: `member ${m.path} on disk ${m.disk} failed after ${m.errors} I/O errors` });
+    }
+  }
+
+  const wasRedundant = prev ? REDUNDANT.has(prev.state) : true;
+  const isRedundant = REDUNDANT.has(next.state);
+  if (wasRedundant && !isRedundant) {
+    const inSync = next.members.filter((m) => m.role === 'active').length;
+    out.push({
+      reason: 'Degraded',
+      type: 'Warning',
+      message: `raid${next.level} volume is ${next.state}: ${inSync} of ${next.members.length} members in sync`,
+    });
+  } else if (prev && !wasRedundant && isRedundant) {
+    out.push({ reason: 'Recovered', type: 'Normal', message: `raid${next.level} volume has full redundancy again: all ${next.members.length} members in sync` });
+  }
+
+  const s = next.sync;
+  if (s && !sameSync(prev?.sync, s)) {
+    out.push({
+      reason: 'ResyncStarted',
+      type: 'Normal',
+      message: `${s.action} started (${s.reason}): ${total(s.targetBytes)} of ${total(s.totalBytes)} marked by the bitmap`,
+    });
+  }
+  const r = next.lastSync;
+  if (r && (!prev?.lastSync || prev.lastSync.finishedAt.getTime() !== r.finishedAt.getTime())) {
+    out.push({
+      reason: 'ResyncCompleted',
+      type: 'Normal',
+      message: `${r.action} completed (${r.reason}): ${total(r.bytes)} of ${total(r.totalBytes)} resynced (${r.bytes} of ${r.totalBytes} bytes) in ${r.durationSeconds.toFixed(1)}s`,
+    });
+  }
+  return out;
+}
