@@ -1,0 +1,109 @@
+// I/O over a set of copies of one byte range, shared by raid1 (one range, a copy per member) and
+// raid10 (a range per chunk, near_copies copies each): read one copy with fallback, fan a write
+// out to every copy, and the sync step that makes copies equal.
+//
+// Success rule (DESIGN.md §4): a write succeeds when at least one in_sync copy took it. A member
+// I/O error has already failed that member (MemberSet invariant); any other error is re-thrown.
+
+import type { WriteOptions } from '../block/block-device.js';
+import { MdError } from './errors.js';
+import type { MemberSet, SyncMode, SyncWindowResult } from './personality.js';
+import type { Copy, ReadBalancer } from './read-balance.js';
+
+const SECTOR = 512;
+
+/** Reads `length` bytes from the best in_sync copy, falling back to the others on failure. */
+export async function readCopies(
+  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: string,
+): Promise<Buffer> {
+  const candidates = balancer.rank(copies.filter((c) => members.state(c.role) === 'in_sync'));
+  for (const copy of candidates) {
+    if (members.state(copy.role) !== 'in_sync') continue;
+    balancer.begin(copy, length);
+    try {
+      return await members.read(copy.role, copy.offset, length);
+    } catch (err) {
+      if (members.state(copy.role) !== 'missing') throw err;
+    } finally {
+      balancer.end(copy);
+    }
+  }
+  throw new MdError('EIO', `${what}: no in-sync copy could be read`);
+}
+
+/**
+ * Runs `op` on every copy whose role takes writes (in_sync or rebuilding), in parallel.
+ * Resolves when all finished and at least one in_sync copy succeeded.
+ */
+export async function fanOut(
+  members: MemberSet, copies: readonly Copy[], what: string, op: (copy: Copy) => Promise<void>,
+): Promise<void> {
+  const targets = copies.filter((c) => members.state(c.role) !== 'missing');
+  const wasInSync = targets.map((c) => members.state(c.role) === 'in_sync');
+  const results = await Promise.allSettled(targets.map(op));
+  let good = 0;
+  for (const [i, r] of results.entries()) {
+    const copy = targets[i] as Copy;
+    if (r.status === 'fulfilled') {
+      if (wasInSync[i]) good++;
+    } else if (members.state(copy.role) !== 'missing') {
+      throw r.reason;
+    }
+  }
+  if (good === 0) throw new MdError('EIO', `${what}: no in-sync copy took the write`);
+}
+
+export function writeCopies(
+  members: MemberSet, copies: readonly Copy[], data: Uint8Array, options: WriteOptions | undefined, what: string,
+): Promise<void> {
+  return fanOut(members, copies, what, (c) => members.write(c.role, c.offset, data, options));
+}
+
+/** 512-byte sectors in which `a` and `b` differ. */
+function mismatchedSectors(a: Buffer, b: Buffer): number {
+  let n = 0;
+  for (let off = 0; off < a.length; off += SECTOR) {
+    const end = Math.min(off + SECTOR, a.length);
+    if (a.compare(b, off, end, off, end) !== 0) n++;
+  }
+  return n;
+}
+
+/**
+ * One sync step over the copies of one range.
+ * resync/repair: copies that differ from the first readable in_sync copy are rewritten from it.
+ * check: differences are counted only. recovery: rebuilding copies are written from an in_sync one.
+ */
+export async function syncCopies(
+  members: MemberSet, balancer: ReadBalancer, mode: SyncMode, copies: readonly Copy[], length: number, what: string,
+): Promise<SyncWindowResult> {
+  const result: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
+  if (mode === 'recovery') {
+    const targets = copies.filter((c) => members.state(c.role) === 'rebuilding');
+    if (targets.length === 0) return result;
+    const data = await readCopies(members, balancer, copies, length, what);
+    await Promise.all(targets.map(async (c) => {
+      await members.write(c.role, c.offset, data);
+      result.bytesWritten += length;
+    }));
+    return result;
+  }
+  const inSync = copies.filter((c) => members.state(c.role) === 'in_sync');
+  const reads = await Promise.allSettled(inSync.map((c) => members.read(c.role, c.offset, length)));
+  const good: { copy: Copy; data: Buffer }[] = [];
+  for (const [i, r] of reads.entries()) {
+    const copy = inSync[i] as Copy;
+    if (r.status === 'fulfilled') good.push({ copy, data: r.value });
+    else if (members.state(copy.role) !== 'missing') throw r.reason;
+  }
+  const source = good[0];
+  if (source === undefined) throw new MdError('EIO', `${what}: no in-sync copy could be read`);
+  const differing = good.slice(1).filter((g) => !g.data.equals(source.data));
+  for (const d of differing) result.mismatches += mismatchedSectors(source.data, d.data);
+  if (mode === 'check') return result;
+  await Promise.all(differing.map(async (d) => {
+    await members.write(d.copy.role, d.copy.offset, source.data);
+    result.bytesWritten += length;
+  }));
+  return result;
+}

@@ -1,0 +1,32 @@
+// Builds the personality for a level from the array geometry (superblock fields): the one place
+// that knows which class implements which md level.
+
+import { MdError } from './errors.js';
+import type { Personality } from './personality.js';
+import { Raid0 } from './raid0.js';
+import { Raid1 } from './raid1.js';
+import { Raid10 } from './raid10.js';
+
+export interface Geometry {
+  level: number;
+  raidDisks: number;
+  /** md layout field. */
+  layout: number;
+  /** Bytes (0 for raid1). */
+  chunkSize: number;
+  /** Bytes of data area per member. */
+  memberSize: number;
+}
+
+export function createPersonality(g: Geometry): Personality {
+  switch (g.level) {
+    case 0:
+      return new Raid0(g.raidDisks, g.chunkSize, g.memberSize);
+    case 1:
+      return new Raid1(g.raidDisks, g.memberSize);
+    case 10:
+      return new Raid10(g.raidDisks, g.layout, g.chunkSize, g.memberSize);
+    default:
+      throw new MdError('ENOTSUP', `expected level 0, 1 or 10, found level ${g.level}`);
+  }
+}

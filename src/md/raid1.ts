@@ -1,0 +1,69 @@
+// raid1: every member holds the whole array at the same offset. Reads go to one in-sync copy
+// (read-balanced), writes fan out to every member in parallel, and a write succeeds while at
+// least one in-sync copy took it. Sync space = array space.
+
+import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+import { MdError } from './errors.js';
+import { fanOut, readCopies, syncCopies, writeCopies } from './mirror-io.js';
+import type { MemberSet, Personality, SyncMode, SyncRange, SyncWindowResult } from './personality.js';
+import { ReadBalancer, type Copy } from './read-balance.js';
+
+/** The array size is kept a multiple of 4 KiB so that any block size up to 4096 divides it. */
+const ALIGN = 4096;
+
+export class Raid1 implements Personality {
+  readonly level = 1 as const;
+  readonly layout = 0;
+  readonly chunkSize = 0;
+  readonly parity = false;
+  readonly raidDisks: number;
+  readonly arraySize: number;
+  readonly syncSize: number;
+  private readonly balancer: ReadBalancer;
+
+  constructor(raidDisks: number, memberSize: number) {
+    if (raidDisks < 1) throw new MdError('EINVAL', `raid1: expected at least 1 member, found ${raidDisks}`);
+    this.raidDisks = raidDisks;
+    this.arraySize = Math.floor(memberSize / ALIGN) * ALIGN;
+    this.syncSize = this.arraySize;
+    this.balancer = new ReadBalancer(raidDisks);
+  }
+
+  private copies(offset: number): Copy[] {
+    return Array.from({ length: this.raidDisks }, (_, role) => ({ role, offset }));
+  }
+
+  syncRange(offset: number, length: number): SyncRange {
+    return { offset, length };
+  }
+
+  canRun(working: readonly boolean[]): boolean {
+    return working.some((w) => w);
+  }
+
+  isDegraded(working: readonly boolean[]): boolean {
+    return working.slice(0, this.raidDisks).some((w) => !w) || working.length < this.raidDisks;
+  }
+
+  read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    return readCopies(members, this.balancer, this.copies(offset), length, `raid1: read [${offset}, ${offset + length})`);
+  }
+
+  write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    return writeCopies(members, this.copies(offset), data, options, `raid1: write [${offset}, ${offset + data.length})`);
+  }
+
+  discard(members: MemberSet, offset: number, length: number): Promise<void> {
+    return fanOut(members, this.copies(offset), `raid1: discard [${offset}, ${offset + length})`,
+      (c) => members.discard(c.role, c.offset, length));
+  }
+
+  writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    return fanOut(members, this.copies(offset), `raid1: write zeroes [${offset}, ${offset + length})`,
+      (c) => members.writeZeroes(c.role, c.offset, length, options));
+  }
+
+  syncWindow(members: MemberSet, mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult> {
+    return syncCopies(members, this.balancer, mode, this.copies(offset), length, `raid1: ${mode} [${offset}, ${offset + length})`);
+  }
+}

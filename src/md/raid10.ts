@@ -1,0 +1,135 @@
+// raid10, near layout (md's default "n2"/"n3"): each chunk is stored on `nearCopies` consecutive
+// members, rows wrapping around, so an odd member count works as md allows:
+//
+//   3 members, near=2:   role0  role1  role2
+//                 row0:   C0     C0     C1
+//                 row1:   C1     C2     C2
+//
+// md's raid10_find_phys with far_copies = 1. layout = near_copies | far_copies << 8.
+// Sync space = array space, as md's resync (the bitmap covers array addresses).
+
+import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+import { segments, type Segment } from './chunk-segments.js';
+import { MdError } from './errors.js';
+import { fanOut, readCopies, syncCopies, writeCopies } from './mirror-io.js';
+import type { MemberSet, Personality, SyncMode, SyncRange, SyncWindowResult } from './personality.js';
+import { ReadBalancer, type Copy } from './read-balance.js';
+
+/** The md layout value of the near layout with `copies` copies. */
+export function raid10NearLayout(copies: number): number {
+  return copies | (1 << 8);
+}
+
+export class Raid10 implements Personality {
+  readonly level = 10 as const;
+  readonly parity = false;
+  readonly layout: number;
+  readonly raidDisks: number;
+  readonly chunkSize: number;
+  readonly nearCopies: number;
+  readonly arraySize: number;
+  readonly syncSize: number;
+  private readonly balancer: ReadBalancer;
+
+  constructor(raidDisks: number, layout: number, chunkSize: number, memberSize: number) {
+    const near = layout & 0xff;
+    const far = (layout >> 8) & 0xff;
+    if (far !== 1 || layout >> 16 !== 0) {
+      throw new MdError('ENOTSUP', `raid10: only the near layout is supported (far_copies 1), found layout 0x${layout.toString(16)}`);
+    }
+    if (near < 2 || near > raidDisks) {
+      throw new MdError('EINVAL', `raid10: near copies must be between 2 and the member count ${raidDisks}, found ${near}`);
+    }
+    if (chunkSize < 4096 || (chunkSize & (chunkSize - 1)) !== 0) {
+      throw new MdError('EINVAL', `raid10: chunk size must be a power of two of at least 4096 bytes, found ${chunkSize}`);
+    }
+    this.layout = layout;
+    this.raidDisks = raidDisks;
+    this.chunkSize = chunkSize;
+    this.nearCopies = near;
+    // raid10_size: member chunks × raid_disks / near_copies, whole chunks only.
+    this.arraySize = Math.floor((Math.floor(memberSize / chunkSize) * raidDisks) / near) * chunkSize;
+    this.syncSize = this.arraySize;
+    this.balancer = new ReadBalancer(raidDisks);
+  }
+
+  /** Where the copies of array chunk `chunk` live (member byte offsets of the chunk start + inChunk). */
+  copiesOf(chunk: number, inChunk: number): Copy[] {
+    const stripe = chunk * this.nearCopies;
+    let role = stripe % this.raidDisks;
+    let row = Math.floor(stripe / this.raidDisks);
+    const out: Copy[] = [];
+    for (let k = 0; k < this.nearCopies; k++) {
+      out.push({ role, offset: row * this.chunkSize + inChunk });
+      role++;
+      if (role >= this.raidDisks) {
+        role = 0;
+        row++;
+      }
+    }
+    return out;
+  }
+
+  syncRange(offset: number, length: number): SyncRange {
+    return { offset, length };
+  }
+
+  canRun(working: readonly boolean[]): boolean {
+    // The role sets of chunks repeat with period raid_disks (chunk*near mod n).
+    for (let c = 0; c < this.raidDisks; c++) {
+      if (!this.copiesOf(c, 0).some((copy) => working[copy.role] === true)) return false;
+    }
+    return true;
+  }
+
+  isDegraded(working: readonly boolean[]): boolean {
+    for (let r = 0; r < this.raidDisks; r++) if (working[r] !== true) return true;
+    return false;
+  }
+
+  private what(op: string, offset: number, length: number): string {
+    return `raid10: ${op} [${offset}, ${offset + length})`;
+  }
+
+  async read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    const segs = segments(offset, length, this.chunkSize);
+    if (segs.length === 1) {
+      const s = segs[0] as Segment;
+      return readCopies(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), length, this.what('read', offset, length));
+    }
+    const out = Buffer.alloc(length);
+    await Promise.all(segs.map(async (s) => {
+      const data = await readCopies(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), s.length, this.what('read', offset, length));
+      data.copy(out, s.requestOffset);
+    }));
+    return out;
+  }
+
+  async write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    await Promise.all(segments(offset, data.length, this.chunkSize).map((s) =>
+      writeCopies(members, this.copiesOf(s.chunk, s.inChunk), data.subarray(s.requestOffset, s.requestOffset + s.length), options,
+        this.what('write', offset, data.length))));
+  }
+
+  async discard(members: MemberSet, offset: number, length: number): Promise<void> {
+    await Promise.all(segments(offset, length, this.chunkSize).map((s) =>
+      fanOut(members, this.copiesOf(s.chunk, s.inChunk), this.what('discard', offset, length),
+        (c) => members.discard(c.role, c.offset, s.length))));
+  }
+
+  async writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    await Promise.all(segments(offset, length, this.chunkSize).map((s) =>
+      fanOut(members, this.copiesOf(s.chunk, s.inChunk), this.what('write zeroes', offset, length),
+        (c) => members.writeZeroes(c.role, c.offset, s.length, options))));
+  }
+
+  async syncWindow(members: MemberSet, mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult> {
+    const total: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
+    for (const s of segments(offset, length, this.chunkSize)) {
+      const r = await syncCopies(members, this.balancer, mode, this.copiesOf(s.chunk, s.inChunk), s.length, this.what(mode, offset, length));
+      total.mismatches += r.mismatches;
+      total.bytesWritten += r.bytesWritten;
+    }
+    return total;
+  }
+}
