@@ -8,6 +8,7 @@ import { reportError } from './report-error.js';
 
 // One line per command module; keep the list in the order `llraid --help` should show them.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
+  () => import('./commands/serve.js'),
 ];
 
 export function packageVersion(): string {

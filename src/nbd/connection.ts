@@ -1,0 +1,399 @@
+// One client connection of the NBD server: the handshake, then the transmission phase. Requests
+// are validated here, started on the export's BlockDevice at once (many in flight), and answered
+// in completion order. Reading from the socket pauses while too much is in flight or the reply
+// side is backed up, so a fast client cannot grow the server without bound.
+
+import type { Socket } from 'node:net';
+import { BufferList } from './buffer-list.js';
+import { nbdErrorNumber } from './error-numbers.js';
+import { NbdError } from './errors.js';
+import type { ExportTable, NbdExport } from './export.js';
+import { BASE_ALLOCATION_ID, negotiate, type HandshakeIo } from './handshake.js';
+import {
+  CMD_BLOCK_STATUS,
+  CMD_CACHE,
+  CMD_DISC,
+  CMD_FLAG_DF,
+  CMD_FLAG_FAST_ZERO,
+  CMD_FLAG_FUA,
+  CMD_FLAG_NO_HOLE,
+  CMD_FLAG_REQ_ONE,
+  CMD_FLUSH,
+  CMD_READ,
+  CMD_TRIM,
+  CMD_WRITE,
+  CMD_WRITE_ZEROES,
+  MAX_STATUS_DESCRIPTORS,
+  NBD_EINVAL,
+  NBD_ENOSPC,
+  NBD_ENOTSUP,
+  NBD_EPERM,
+  STATE_HOLE,
+  STATE_ZERO,
+  commandName,
+} from './protocol.js';
+import { ReplyWriter } from './reply-writer.js';
+import { RequestParser, type NbdRequest, type RequestSink } from './request-parser.js';
+import type { Extent } from '../block/block-device.js';
+
+export interface ConnectionLimits {
+  /** Requests started and not yet answered before reading pauses. */
+  maxInFlight: number;
+  /** Payload bytes (write data held, read data expected) in flight before reading pauses. */
+  maxInFlightBytes: number;
+  /** A client that has not finished the handshake after this long is dropped. */
+  handshakeTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxInFlight: 256,
+  maxInFlightBytes: 128 * 1024 * 1024,
+  handshakeTimeoutMs: 30_000,
+};
+
+type Phase = 'handshake' | 'transmission' | 'draining' | 'closed';
+
+export class NbdConnection implements RequestSink, HandshakeIo {
+  private readonly input = new BufferList();
+  private readonly writer: ReplyWriter;
+  private phase: Phase = 'handshake';
+  /** Set in the handshake phase while a read(n) waits for more bytes. */
+  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  /** Defined from the end of the handshake on. */
+  private parser: RequestParser | undefined;
+  private export: NbdExport | undefined;
+  private blockStatus = false;
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private readingPaused = false;
+  private settle!: () => void;
+  /** Resolves once the socket is closed and no request of this connection is still running. */
+  readonly settled: Promise<void>;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly exports: ExportTable,
+    private readonly limits: ConnectionLimits,
+    private readonly log: (message: string) => void,
+  ) {
+    this.writer = new ReplyWriter(socket);
+    this.settled = new Promise((resolve) => (this.settle = resolve));
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.maybeResume());
+    socket.on('error', (err) => this.log(`connection error: ${err.message}`));
+    socket.on('close', () => this.onClose());
+  }
+
+  async run(): Promise<void> {
+    const timer = setTimeout(() => {
+      this.log(`client did not finish the handshake within ${this.limits.handshakeTimeoutMs} ms`);
+      this.socket.destroy();
+    }, this.limits.handshakeTimeoutMs);
+    try {
+      const chosen = await negotiate(this, this.exports);
+      if (!chosen) {
+        this.socket.end();
+        return;
+      }
+      this.export = chosen.export;
+      this.blockStatus = chosen.blockStatus;
+      this.writer.structured = chosen.structured;
+      this.parser = new RequestParser(chosen.export.maxPayload, this);
+      this.phase = 'transmission';
+      this.parser.parse(this.input);
+      this.maybePause();
+    } catch (err) {
+      if (!(err instanceof NbdError && err.code === 'NBD_CLOSED')) this.log(`handshake failed: ${(err as Error).message}`);
+      this.socket.destroy();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops taking requests, lets those in flight finish and answer, then closes the socket. */
+  shutdown(): Promise<void> {
+    if (this.phase === 'handshake') this.socket.destroy();
+    else if (this.phase === 'transmission') this.drain();
+    return this.settled;
+  }
+
+  // --- HandshakeIo -------------------------------------------------------------------------
+
+  read(n: number): Promise<Buffer> {
+    if (this.input.length >= n) return Promise.resolve(this.input.take(n));
+    if (this.phase === 'closed') return Promise.reject(closedError(n));
+    return new Promise((resolve, reject) => (this.waiter = { n, resolve, reject }));
+  }
+
+  write(data: Buffer): void {
+    if (this.socket.writable) this.socket.write(data);
+  }
+
+  // --- RequestSink -------------------------------------------------------------------------
+
+  accepting(): boolean {
+    return (
+      this.phase === 'transmission' &&
+      this.inFlight < this.limits.maxInFlight &&
+      this.inFlightBytes < this.limits.maxInFlightBytes &&
+      !this.socket.writableNeedDrain
+    );
+  }
+
+  onFramingError(message: string): void {
+    this.log(`dropping client: ${message}`);
+    this.phase = 'closed';
+    this.socket.destroy();
+  }
+
+  onRequest(r: NbdRequest): void {
+    const e = this.export!;
+    const rejection = this.validate(r, e);
+    if (rejection) {
+      this.writer.error(r.cookieHi, r.cookieLo, rejection[0], rejection[1]);
+      return;
+    }
+    const fua = (r.flags & CMD_FLAG_FUA) !== 0;
+    const device = e.device;
+    switch (r.type) {
+      case CMD_READ:
+        this.begin(r.length);
+        this.track(r, r.length, () => device.read(r.offset, r.length), (data) =>
+          this.writer.data(r.cookieHi, r.cookieLo, r.offset, data),
+        );
+        return;
+      case CMD_WRITE:
+        this.begin(r.length);
+        this.track(r, r.length, () => device.write(r.offset, r.data!, { fua }), this.okFor(r));
+        return;
+      case CMD_FLUSH:
+        this.begin(0);
+        this.track(r, 0, () => device.flush(), this.okFor(r));
+        return;
+      case CMD_TRIM:
+        this.begin(0);
+        this.track(r, 0, async () => {
+          await device.discard(r.offset, r.length);
+          if (fua) await device.flush();
+        }, this.okFor(r));
+        return;
+      case CMD_WRITE_ZEROES: {
+        this.begin(0);
+        const noHole = (r.flags & CMD_FLAG_NO_HOLE) !== 0;
+        this.track(r, 0, () => device.writeZeroes(r.offset, r.length, { noHole, fua }), this.okFor(r));
+        return;
+      }
+      case CMD_CACHE:
+        // Advisory: there is no server-side cache to fill; the page cache of a file member or
+        // the array's own read path decide what stays warm.
+        this.writer.ok(r.cookieHi, r.cookieLo);
+        return;
+      case CMD_BLOCK_STATUS:
+        this.begin(0);
+        this.track(r, 0, () => this.status(e, r), (descriptors) =>
+          this.writer.blockStatus(r.cookieHi, r.cookieLo, BASE_ALLOCATION_ID, descriptors),
+        );
+        return;
+      case CMD_DISC:
+        // proto.md: finish the outstanding requests, then close. DISC itself gets no reply.
+        this.drain();
+        return;
+    }
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  /** [errno, message] when the request must be refused without touching the device. */
+  private validate(r: NbdRequest, e: NbdExport): [number, string] | undefined {
+    const name = commandName(r.type);
+    let allowed = CMD_FLAG_FUA;
+    let writes = false;
+    let ranged = true;
+    switch (r.type) {
+      case CMD_READ:
+        if (this.writer.structured) allowed |= CMD_FLAG_DF;
+        break;
+      case CMD_WRITE:
+        writes = true;
+        if (r.data === undefined) {
+          return [NBD_EINVAL, `WRITE of ${r.length} bytes exceeds the maximum payload of ${e.maxPayload}`];
+        }
+        break;
+      case CMD_TRIM:
+        writes = true;
+        break;
+      case CMD_WRITE_ZEROES:
+        writes = true;
+        allowed |= CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO;
+        break;
+      case CMD_CACHE:
+        break;
+      case CMD_BLOCK_STATUS:
+        allowed |= CMD_FLAG_REQ_ONE;
+        if (!this.blockStatus) return [NBD_EINVAL, 'BLOCK_STATUS without base:allocation negotiated'];
+        if (r.length === 0) return [NBD_EINVAL, 'BLOCK_STATUS of zero bytes'];
+        break;
+      case CMD_FLUSH:
+      case CMD_DISC:
+        ranged = false;
+        if (r.offset !== 0 || r.length !== 0) {
+          return [NBD_EINVAL, `${name} must have offset and length 0, found offset=${r.offset} length=${r.length}`];
+        }
+        break;
+      default:
+        return [NBD_EINVAL, `unknown command ${r.type}`];
+    }
+    if ((r.flags & ~allowed) !== 0) return [NBD_EINVAL, `${name} does not accept flags 0x${(r.flags & ~allowed).toString(16)}`];
+    if (writes && e.readOnly) return [NBD_EPERM, `${name} on read-only export ${JSON.stringify(e.name)}`];
+    if (!ranged) return undefined;
+    if (r.offset + r.length > e.size) {
+      // proto.md: writes past the end are ENOSPC, everything else EINVAL.
+      const errno = r.type === CMD_WRITE || r.type === CMD_WRITE_ZEROES ? NBD_ENOSPC : NBD_EINVAL;
+      return [errno, `${name} [${r.offset}, +${r.length}) reaches past the end of the export (${e.size} bytes)`];
+    }
+    if (r.offset % e.minBlock !== 0 || r.length % e.minBlock !== 0) {
+      return [NBD_EINVAL, `${name} [${r.offset}, +${r.length}) is not aligned to the minimum block size ${e.minBlock}`];
+    }
+    if (r.type === CMD_READ && r.length > e.maxPayload) {
+      return [NBD_EINVAL, `READ of ${r.length} bytes exceeds the maximum payload of ${e.maxPayload}`];
+    }
+    if (r.type === CMD_WRITE_ZEROES && (r.flags & CMD_FLAG_FAST_ZERO) !== 0) {
+      // A BlockDevice does not say whether zeroing beats writing, so the only answer that is
+      // both fast and true is "not fast" (proto.md allows ENOTSUP for FAST_ZERO at any time).
+      return [NBD_ENOTSUP, 'fast zeroing is not offered by this export'];
+    }
+    return undefined;
+  }
+
+  private begin(bytes: number): void {
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+  }
+
+  private okFor(r: NbdRequest): () => void {
+    return () => this.writer.ok(r.cookieHi, r.cookieLo);
+  }
+
+  /** Runs one device operation; answers it unless the connection is gone. */
+  private track<T>(r: NbdRequest, bytes: number, op: () => Promise<T>, answer: (value: T) => void): void {
+    let p: Promise<T>;
+    try {
+      p = op();
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.then(
+      (value) => {
+        this.end(bytes);
+        if (this.phase !== 'closed') answer(value);
+        this.afterReply();
+      },
+      (err: unknown) => {
+        this.end(bytes);
+        if (this.phase !== 'closed') {
+          this.writer.error(r.cookieHi, r.cookieLo, nbdErrorNumber(err), (err as Error)?.message ?? String(err));
+        }
+        this.afterReply();
+      },
+    );
+  }
+
+  private end(bytes: number): void {
+    this.inFlight--;
+    this.inFlightBytes -= bytes;
+  }
+
+  private afterReply(): void {
+    if (this.phase === 'draining' && this.inFlight === 0) this.socket.end();
+    else if (this.phase === 'closed' && this.inFlight === 0) this.settle();
+    else this.maybeResume();
+  }
+
+  private async status(e: NbdExport, r: NbdRequest): Promise<Uint32Array> {
+    const extents: Extent[] = e.device.extents
+      ? await e.device.extents(r.offset, r.length)
+      : [{ length: r.length, hole: false, zero: false }];
+    return encodeExtents(extents, r.length, (r.flags & CMD_FLAG_REQ_ONE) !== 0);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.input.push(chunk);
+    if (this.phase === 'handshake') {
+      const w = this.waiter;
+      if (w && this.input.length >= w.n) {
+        this.waiter = undefined;
+        w.resolve(this.input.take(w.n));
+      }
+      return;
+    }
+    if (this.phase !== 'transmission') {
+      this.input.clear();
+      return;
+    }
+    this.parser!.parse(this.input);
+    this.maybePause();
+  }
+
+  private maybePause(): void {
+    if (!this.readingPaused && this.phase === 'transmission' && !this.accepting()) {
+      this.readingPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private maybeResume(): void {
+    if (!this.readingPaused || !this.accepting()) return;
+    this.readingPaused = false;
+    this.parser!.parse(this.input);
+    if (this.accepting()) this.socket.resume();
+    else this.readingPaused = true;
+  }
+
+  private drain(): void {
+    this.phase = 'draining';
+    this.input.clear();
+    if (this.inFlight === 0) this.socket.end();
+  }
+
+  private onClose(): void {
+    this.phase = 'closed';
+    this.input.clear();
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(closedError(w.n));
+    if (this.parser?.midRequest) this.log('client went away in the middle of a WRITE payload; that write was not applied');
+    if (this.inFlight === 0) this.settle();
+  }
+}
+
+function closedError(n: number): NbdError {
+  return new NbdError('NBD_CLOSED', `connection closed while ${n} more bytes were expected`);
+}
+
+/**
+ * Turns a device's extents into (length, flags) pairs for a request of `length` bytes: zero-length
+ * runs dropped, neighbours with equal flags merged, the total cut at `length`, and at most one
+ * pair with REQ_ONE. A device that reports nothing usable is answered as "all data", which is
+ * always true.
+ */
+export function encodeExtents(extents: readonly Extent[], length: number, reqOne: boolean): Uint32Array {
+  const out: number[] = [];
+  let covered = 0;
+  for (const x of extents) {
+    if (covered >= length) break;
+    if (!(x.length > 0)) continue;
+    const n = Math.min(x.length, length - covered);
+    const flags = (x.hole ? STATE_HOLE : 0) | (x.zero ? STATE_ZERO : 0);
+    const last = out.length - 2;
+    if (last >= 0 && out[last + 1] === flags) out[last] = out[last]! + n;
+    else {
+      if (out.length / 2 >= MAX_STATUS_DESCRIPTORS) break;
+      out.push(n, flags);
+    }
+    covered += n;
+    if (reqOne) break;
+  }
+  if (out.length === 0) out.push(length, 0);
+  return Uint32Array.from(out);
+}

@@ -1,0 +1,22 @@
+// The one place where a failure while serving becomes an NBD error number on the wire.
+// BlockErrors map by code; anything else is a bug in a device and is reported as EIO so that the
+// client sees a failed request rather than a dropped connection.
+
+import { isBlockError, type BlockErrorCode } from '../block/errors.js';
+import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_ENOTSUP, NBD_EPERM, NBD_ESHUTDOWN } from './protocol.js';
+
+const BY_CODE: Record<BlockErrorCode, number> = {
+  EIO: NBD_EIO,
+  EINVAL: NBD_EINVAL,
+  // proto.md asks for EINVAL on reads past the end; the connection checks ranges before the
+  // device sees them (ENOSPC for writes), so a device ERANGE only reaches here for reads.
+  ERANGE: NBD_EINVAL,
+  EROFS: NBD_EPERM,
+  ENOSPC: NBD_ENOSPC,
+  ENOTSUP: NBD_ENOTSUP,
+  ESHUTDOWN: NBD_ESHUTDOWN,
+};
+
+export function nbdErrorNumber(err: unknown): number {
+  return isBlockError(err) ? BY_CODE[err.code] : NBD_EIO;
+}

@@ -1,0 +1,23 @@
+// Typed errors of the NBD layer: a peer broke the protocol, or the server was used wrongly.
+// Block errors that happen while serving never surface here; error-numbers.ts turns them into
+// NBD error numbers on the wire.
+
+export type NbdErrorCode =
+  | 'NBD_PROTOCOL' // the peer sent bytes the protocol does not allow; the connection is dropped
+  | 'NBD_CLOSED' // the connection ended while a message was still expected
+  | 'NBD_EXPORT' // an export definition is unusable (duplicate name, name too long)
+  | 'NBD_LISTEN' // the server could not listen where it was asked to
+  | 'NBD_REMOTE'; // the server answered a request with an NBD error number
+
+export class NbdError extends Error {
+  readonly code: NbdErrorCode;
+  constructor(code: NbdErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'NbdError';
+  }
+}
+
+export function isNbdError(err: unknown, code?: NbdErrorCode): err is NbdError {
+  return err instanceof NbdError && (code === undefined || err.code === code);
+}

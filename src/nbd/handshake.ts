@@ -1,0 +1,293 @@
+// The server side of the fixed newstyle handshake: greeting, client flags, then option haggling
+// until NBD_OPT_GO or NBD_OPT_EXPORT_NAME picks an export (or the client aborts). Unknown options
+// get NBD_REP_ERR_UNSUP and haggling goes on; malformed option data gets NBD_REP_ERR_INVALID.
+// Only a broken frame (bad magic, oversized option, unknown client flag) ends the connection.
+
+import { NbdError } from './errors.js';
+import type { ExportTable, NbdExport } from './export.js';
+import {
+  BASE_ALLOCATION,
+  CLIENT_FIXED_NEWSTYLE,
+  CLIENT_NO_ZEROES,
+  FLAG_FIXED_NEWSTYLE,
+  FLAG_NO_ZEROES,
+  GREETING_SIZE,
+  IHAVEOPT,
+  INFO_BLOCK_SIZE,
+  INFO_DESCRIPTION,
+  INFO_EXPORT,
+  INFO_NAME,
+  KNOWN_CLIENT_FLAGS,
+  MAX_STRING,
+  NBD_MAGIC,
+  OPTION_HEADER_SIZE,
+  OPTION_REPLY_HEADER_SIZE,
+  OPTION_REPLY_MAGIC,
+  OPT_ABORT,
+  OPT_EXPORT_NAME,
+  OPT_GO,
+  OPT_INFO,
+  OPT_LIST,
+  OPT_LIST_META_CONTEXT,
+  OPT_SET_META_CONTEXT,
+  OPT_STRUCTURED_REPLY,
+  REP_ACK,
+  REP_ERR_INVALID,
+  REP_ERR_TOO_BIG,
+  REP_ERR_UNKNOWN,
+  REP_ERR_UNSUP,
+  REP_INFO,
+  REP_META_CONTEXT,
+  REP_SERVER,
+} from './protocol.js';
+import { writeU64 } from './reply-writer.js';
+
+/** Longest option payload read; no valid option comes near it (names and queries are ≤ 4 KiB). */
+const MAX_OPTION_LENGTH = 64 * 1024;
+/** Queries accepted in one LIST/SET_META_CONTEXT; more get NBD_REP_ERR_TOO_BIG. */
+const MAX_QUERIES = 128;
+/** The context id of `base:allocation` on every connection. */
+export const BASE_ALLOCATION_ID = 1;
+
+export interface HandshakeIo {
+  /** Resolves with exactly `n` bytes; rejects with NBD_CLOSED when the peer goes away. */
+  read(n: number): Promise<Buffer>;
+  write(data: Buffer): void;
+}
+
+export interface Negotiated {
+  export: NbdExport;
+  structured: boolean;
+  /** `base:allocation` was selected for this export: BLOCK_STATUS is allowed. */
+  blockStatus: boolean;
+}
+
+/** Runs the handshake; resolves with the chosen export, or undefined when the client aborted. */
+export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<Negotiated | undefined> {
+  const greeting = Buffer.alloc(GREETING_SIZE);
+  greeting.writeBigUInt64BE(NBD_MAGIC, 0);
+  greeting.writeBigUInt64BE(IHAVEOPT, 8);
+  greeting.writeUInt16BE(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES, 16);
+  io.write(greeting);
+
+  const clientFlags = (await io.read(4)).readUInt32BE(0);
+  if ((clientFlags & ~KNOWN_CLIENT_FLAGS) !== 0) {
+    throw new NbdError('NBD_PROTOCOL', `client flags 0x${clientFlags.toString(16)} include bits this server does not know`);
+  }
+  if ((clientFlags & CLIENT_FIXED_NEWSTYLE) === 0) {
+    // Without fixed newstyle the client cannot parse error replies to unknown options.
+    throw new NbdError('NBD_PROTOCOL', 'client does not speak fixed newstyle negotiation');
+  }
+  const noZeroes = (clientFlags & CLIENT_NO_ZEROES) !== 0;
+  const state = new HaggleState();
+
+  for (;;) {
+    const header = await io.read(OPTION_HEADER_SIZE);
+    const magic = header.readBigUInt64BE(0);
+    if (magic !== IHAVEOPT) throw new NbdError('NBD_PROTOCOL', `expected option magic IHAVEOPT, found 0x${magic.toString(16)}`);
+    const option = header.readUInt32BE(8);
+    const length = header.readUInt32BE(12);
+    if (length > MAX_OPTION_LENGTH) {
+      throw new NbdError('NBD_PROTOCOL', `option ${option} carries ${length} bytes, more than the ${MAX_OPTION_LENGTH} accepted`);
+    }
+    const data = await io.read(length);
+    const reply = (type: number, body?: Buffer): void => io.write(optionReply(option, type, body));
+
+    switch (option) {
+      case OPT_EXPORT_NAME: {
+        const name = data.toString('utf8');
+        const chosen = exports.find(name);
+        // EXPORT_NAME has no error reply: an unknown name can only end the connection.
+        if (!chosen) throw new NbdError('NBD_PROTOCOL', `client asked for unknown export ${JSON.stringify(name)}`);
+        const out = Buffer.alloc(noZeroes ? 10 : 134);
+        writeU64(out, 0, chosen.size);
+        out.writeUInt16BE(chosen.transmissionFlags(state.structured), 8);
+        io.write(out);
+        return { export: chosen, structured: state.structured, blockStatus: state.blockStatusFor(chosen) };
+      }
+      case OPT_ABORT:
+        reply(REP_ACK);
+        return undefined;
+      case OPT_LIST:
+        if (length !== 0) {
+          reply(REP_ERR_INVALID, Buffer.from('NBD_OPT_LIST takes no data'));
+          break;
+        }
+        for (const e of exports.list()) reply(REP_SERVER, serverEntry(e));
+        reply(REP_ACK);
+        break;
+      case OPT_INFO:
+      case OPT_GO: {
+        const parsed = parseInfoRequest(data);
+        if (typeof parsed === 'string') {
+          reply(REP_ERR_INVALID, Buffer.from(parsed));
+          break;
+        }
+        const chosen = exports.find(parsed.name);
+        if (!chosen) {
+          reply(REP_ERR_UNKNOWN, Buffer.from(`no export named ${JSON.stringify(parsed.name)}`));
+          break;
+        }
+        reply(REP_INFO, infoExport(chosen, state.structured));
+        // Always sent: this server enforces the device's block size, so clients must know it.
+        reply(REP_INFO, infoBlockSize(chosen));
+        if (parsed.infos.includes(INFO_NAME)) reply(REP_INFO, infoString(INFO_NAME, chosen.name));
+        if (parsed.infos.includes(INFO_DESCRIPTION) && chosen.description) {
+          reply(REP_INFO, infoString(INFO_DESCRIPTION, chosen.description));
+        }
+        reply(REP_ACK);
+        if (option === OPT_GO) {
+          return { export: chosen, structured: state.structured, blockStatus: state.blockStatusFor(chosen) };
+        }
+        break;
+      }
+      case OPT_STRUCTURED_REPLY:
+        if (length !== 0) {
+          reply(REP_ERR_INVALID, Buffer.from('NBD_OPT_STRUCTURED_REPLY takes no data'));
+          break;
+        }
+        state.structured = true;
+        reply(REP_ACK);
+        break;
+      case OPT_LIST_META_CONTEXT:
+      case OPT_SET_META_CONTEXT: {
+        const setting = option === OPT_SET_META_CONTEXT;
+        // SET replaces the selection even when it fails (proto.md, NBD_OPT_SET_META_CONTEXT).
+        if (setting) state.selected = undefined;
+        if (!state.structured) {
+          reply(REP_ERR_INVALID, Buffer.from('meta contexts need structured replies first'));
+          break;
+        }
+        const parsed = parseMetaRequest(data);
+        if (typeof parsed === 'string') {
+          reply(parsed === TOO_MANY ? REP_ERR_TOO_BIG : REP_ERR_INVALID, Buffer.from(parsed));
+          break;
+        }
+        const chosen = exports.find(parsed.name);
+        if (!chosen) {
+          reply(REP_ERR_UNKNOWN, Buffer.from(`no export named ${JSON.stringify(parsed.name)}`));
+          break;
+        }
+        const matches = setting
+          ? parsed.queries.includes(BASE_ALLOCATION)
+          : parsed.queries.length === 0 || parsed.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
+        if (matches) reply(REP_META_CONTEXT, metaContext(setting ? BASE_ALLOCATION_ID : 0, BASE_ALLOCATION));
+        if (setting && matches) state.selected = chosen;
+        reply(REP_ACK);
+        break;
+      }
+      default:
+        // STARTTLS included: this server has no TLS, which proto.md allows to be ERR_UNSUP.
+        reply(REP_ERR_UNSUP, Buffer.from(`option ${option} is not supported`));
+    }
+  }
+}
+
+class HaggleState {
+  structured = false;
+  /** The export `base:allocation` was last selected for, if the last SET selected it. */
+  selected: NbdExport | undefined;
+
+  blockStatusFor(chosen: NbdExport): boolean {
+    return this.structured && this.selected === chosen;
+  }
+}
+
+function optionReply(option: number, type: number, body?: Buffer): Buffer {
+  const length = body?.length ?? 0;
+  const out = Buffer.allocUnsafe(OPTION_REPLY_HEADER_SIZE + length);
+  out.writeBigUInt64BE(OPTION_REPLY_MAGIC, 0);
+  out.writeUInt32BE(option, 8);
+  out.writeUInt32BE(type, 12);
+  out.writeUInt32BE(length, 16);
+  body?.copy(out, OPTION_REPLY_HEADER_SIZE);
+  return out;
+}
+
+function serverEntry(e: NbdExport): Buffer {
+  const name = Buffer.from(e.name, 'utf8');
+  const out = Buffer.alloc(4 + name.length + Buffer.byteLength(e.description));
+  out.writeUInt32BE(name.length, 0);
+  name.copy(out, 4);
+  out.write(e.description, 4 + name.length, 'utf8');
+  return out;
+}
+
+function infoExport(e: NbdExport, structured: boolean): Buffer {
+  const out = Buffer.alloc(12);
+  out.writeUInt16BE(INFO_EXPORT, 0);
+  writeU64(out, 2, e.size);
+  out.writeUInt16BE(e.transmissionFlags(structured), 10);
+  return out;
+}
+
+function infoBlockSize(e: NbdExport): Buffer {
+  const out = Buffer.alloc(14);
+  out.writeUInt16BE(INFO_BLOCK_SIZE, 0);
+  out.writeUInt32BE(e.minBlock, 2);
+  out.writeUInt32BE(e.preferredBlock, 6);
+  out.writeUInt32BE(e.maxPayload, 10);
+  return out;
+}
+
+function infoString(type: number, value: string): Buffer {
+  const s = Buffer.from(value, 'utf8');
+  const out = Buffer.alloc(2 + s.length);
+  out.writeUInt16BE(type, 0);
+  s.copy(out, 2);
+  return out;
+}
+
+function metaContext(id: number, name: string): Buffer {
+  const s = Buffer.from(name, 'utf8');
+  const out = Buffer.alloc(4 + s.length);
+  out.writeUInt32BE(id, 0);
+  s.copy(out, 4);
+  return out;
+}
+
+/** Reads a length-prefixed string at `at`; a string when it does not fit, else [value, next]. */
+function readString(data: Buffer, at: number, what: string): [string, number] | string {
+  if (at + 4 > data.length) return `${what}: expected a 4-byte length at ${at}, option has ${data.length} bytes`;
+  const n = data.readUInt32BE(at);
+  if (n > MAX_STRING) return `${what}: length ${n} exceeds ${MAX_STRING} bytes`;
+  if (at + 4 + n > data.length) return `${what}: length ${n} runs past the option data (${data.length} bytes)`;
+  return [data.toString('utf8', at + 4, at + 4 + n), at + 4 + n];
+}
+
+/** NBD_OPT_INFO / NBD_OPT_GO data: name, then a count and that many 16-bit info requests. */
+function parseInfoRequest(data: Buffer): { name: string; infos: number[] } | string {
+  const name = readString(data, 0, 'export name');
+  if (typeof name === 'string') return name;
+  const [value, at] = name;
+  if (at + 2 > data.length) return `expected a 16-bit request count at ${at}, option has ${data.length} bytes`;
+  const count = data.readUInt16BE(at);
+  if (at + 2 + count * 2 !== data.length) {
+    return `${count} info requests need ${at + 2 + count * 2} bytes of option data, found ${data.length}`;
+  }
+  const infos: number[] = [];
+  for (let i = 0; i < count; i++) infos.push(data.readUInt16BE(at + 2 + i * 2));
+  return { name: value, infos };
+}
+
+const TOO_MANY = `more than ${MAX_QUERIES} queries`;
+
+/** LIST/SET_META_CONTEXT data: name, then a 32-bit count and that many strings. */
+function parseMetaRequest(data: Buffer): { name: string; queries: string[] } | string {
+  const name = readString(data, 0, 'export name');
+  if (typeof name === 'string') return name;
+  let at = name[1];
+  if (at + 4 > data.length) return `expected a 32-bit query count at ${at}, option has ${data.length} bytes`;
+  const count = data.readUInt32BE(at);
+  at += 4;
+  if (count > MAX_QUERIES) return TOO_MANY;
+  const queries: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const q = readString(data, at, `query ${i}`);
+    if (typeof q === 'string') return q;
+    queries.push(q[0]);
+    at = q[1];
+  }
+  if (at !== data.length) return `option data has ${data.length - at} bytes after the last query`;
+  return { name: name[0], queries };
+}

@@ -1,0 +1,7 @@
+// Public API of the NBD layer: the server that serves any BlockDevice, its export options and
+// its typed errors. Other layers import from here, never from the modules behind it.
+
+export { NbdServer, type ServerOptions, type ListenAddress } from './server.js';
+export type { ExportOptions } from './export.js';
+export type { ConnectionLimits } from './connection.js';
+export { NbdError, isNbdError, type NbdErrorCode } from './errors.js';

@@ -1,0 +1,113 @@
+// The transmission-phase request parser: an explicit state machine over a BufferList.
+//   HEADER ──(28 bytes, WRITE with payload ≤ max)──► PAYLOAD ──(length bytes)──► HEADER
+//   HEADER ──(WRITE with payload > max)────────────► SKIP ────(length bytes)──► HEADER
+// It checks only what framing needs (the magic, which command carries a payload); what a request
+// means and whether it is valid is the connection's business.
+
+import type { BufferList } from './buffer-list.js';
+import { CMD_WRITE, REQUEST_MAGIC, REQUEST_SIZE } from './protocol.js';
+
+export interface NbdRequest {
+  flags: number;
+  type: number;
+  /** The 64-bit cookie as two halves: echoed back verbatim, never interpreted. */
+  cookieHi: number;
+  cookieLo: number;
+  /** Byte offset; values past 2^53 lose precision but stay larger than any export. */
+  offset: number;
+  length: number;
+  /** The WRITE payload; undefined for other commands and for a payload too large to accept. */
+  data: Buffer | undefined;
+}
+
+export interface RequestSink {
+  /** False while the connection wants no more requests (backpressure, or after DISC). */
+  accepting(): boolean;
+  onRequest(request: NbdRequest): void;
+  /** The stream cannot be framed any more; the connection must be dropped. */
+  onFramingError(message: string): void;
+}
+
+const enum State {
+  Header,
+  Payload,
+  Skip,
+  Broken,
+}
+
+export class RequestParser {
+  private state = State.Header;
+  /** The WRITE whose payload is being collected (PAYLOAD) or dropped (SKIP); else undefined. */
+  private current: NbdRequest | undefined;
+  /** Payload bytes still to drop in SKIP. */
+  private skipLeft = 0;
+  private readonly scratch = Buffer.allocUnsafe(REQUEST_SIZE);
+
+  constructor(
+    private readonly maxPayload: number,
+    private readonly sink: RequestSink,
+  ) {}
+
+  parse(input: BufferList): void {
+    for (;;) {
+      switch (this.state) {
+        case State.Header: {
+          if (input.length < REQUEST_SIZE || !this.sink.accepting()) return;
+          const h = input.take(REQUEST_SIZE, this.scratch);
+          const magic = h.readUInt32BE(0);
+          if (magic !== REQUEST_MAGIC) {
+            this.state = State.Broken;
+            this.sink.onFramingError(`expected request magic 0x25609513, found 0x${magic.toString(16).padStart(8, '0')}`);
+            return;
+          }
+          const request: NbdRequest = {
+            flags: h.readUInt16BE(4),
+            type: h.readUInt16BE(6),
+            cookieHi: h.readUInt32BE(8),
+            cookieLo: h.readUInt32BE(12),
+            offset: h.readUInt32BE(16) * 0x100000000 + h.readUInt32BE(20),
+            length: h.readUInt32BE(24),
+            data: undefined,
+          };
+          if (request.type !== CMD_WRITE || request.length === 0) {
+            if (request.type === CMD_WRITE) request.data = Buffer.alloc(0);
+            this.sink.onRequest(request);
+          } else if (request.length > this.maxPayload) {
+            this.current = request;
+            this.skipLeft = request.length;
+            this.state = State.Skip;
+          } else {
+            this.current = request;
+            this.state = State.Payload;
+          }
+          break;
+        }
+        case State.Payload: {
+          const request = this.current!;
+          if (input.length < request.length) return;
+          request.data = input.take(request.length);
+          this.current = undefined;
+          this.state = State.Header;
+          this.sink.onRequest(request);
+          break;
+        }
+        case State.Skip: {
+          this.skipLeft -= input.skip(this.skipLeft);
+          if (this.skipLeft > 0) return;
+          const request = this.current!;
+          this.current = undefined;
+          this.state = State.Header;
+          this.sink.onRequest(request);
+          break;
+        }
+        case State.Broken:
+          return;
+      }
+    }
+  }
+
+  /** True while a WRITE's payload has been announced but not fully received. */
+  get midRequest(): boolean {
+    return this.state === State.Payload || this.state === State.Skip;
+  }
+}

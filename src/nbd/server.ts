@@ -1,0 +1,139 @@
+// The NBD server: listens on a unix socket (mode 0600) or TCP and runs one NbdConnection per
+// client over a table of exports. Closing it stops accepting, lets every connection answer what
+// it has in flight, and removes the socket file; the devices stay open for their owner to close.
+
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { DEFAULT_LIMITS, NbdConnection, type ConnectionLimits } from './connection.js';
+import { NbdError } from './errors.js';
+import { ExportTable, NbdExport, type ExportOptions } from './export.js';
+
+export interface ServerOptions {
+  exports: ExportOptions[];
+  limits?: Partial<ConnectionLimits>;
+  /** Where diagnostics about misbehaving clients go (default: nowhere). */
+  log?: (message: string) => void;
+}
+
+export type ListenAddress = { socket: string } | { host: string; port: number };
+
+export class NbdServer {
+  readonly exports: ExportTable;
+  private readonly limits: ConnectionLimits;
+  private readonly log: (message: string) => void;
+  private readonly connections = new Set<NbdConnection>();
+  private server: Server | undefined;
+  private socketPath: string | undefined;
+
+  constructor(options: ServerOptions) {
+    if (options.exports.length === 0) throw new NbdError('NBD_EXPORT', 'a server needs at least one export, found none');
+    this.exports = new ExportTable(options.exports.map((o) => new NbdExport(o)));
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.log = options.log ?? (() => undefined);
+  }
+
+  /** Starts listening; resolves with a printable address (`unix:PATH` or `HOST:PORT`). */
+  async listen(address: ListenAddress): Promise<string> {
+    if (this.server) throw new NbdError('NBD_LISTEN', 'server is already listening');
+    const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    this.server = server;
+    try {
+      if ('socket' in address) {
+        await removeStaleSocket(address.socket);
+        // The socket file is created by bind(2) inside listen(); a umask of 077 for that one
+        // synchronous call makes it 0600 from the start instead of chmod-ing it afterwards.
+        const old = process.umask(0o177);
+        try {
+          await new Promise<void>((resolve, reject) => {
+            server.once('error', reject);
+            server.listen(address.socket, () => {
+              server.off('error', reject);
+              resolve();
+            });
+            process.umask(old);
+          });
+        } finally {
+          process.umask(old);
+        }
+        chmodSync(address.socket, 0o600);
+        this.socketPath = address.socket;
+        return `unix:${address.socket}`;
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(address.port, address.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const a = server.address() as AddressInfo;
+      return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    } catch (err) {
+      this.server = undefined;
+      throw new NbdError('NBD_LISTEN', `cannot listen on ${describe(address)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The TCP port, once listening on TCP. */
+  get port(): number | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a.port : undefined;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Stops accepting, finishes in-flight requests on every connection, closes them. */
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all([...this.connections].map((c) => c.shutdown()));
+    await stopped;
+    if (this.socketPath) {
+      try {
+        unlinkSync(this.socketPath);
+      } catch {
+        // already gone: nothing to clean up
+      }
+      this.socketPath = undefined;
+    }
+  }
+
+  private accept(socket: Socket): void {
+    const c = new NbdConnection(socket, this.exports, this.limits, this.log);
+    this.connections.add(c);
+    void c.settled.then(() => this.connections.delete(c));
+    void c.run();
+  }
+}
+
+function describe(address: ListenAddress): string {
+  return 'socket' in address ? `unix:${address.socket}` : `${address.host}:${address.port}`;
+}
+
+/**
+ * A socket file left by a server that died (kill -9) would make bind fail. It is removed only
+ * when nothing answers on it, so a live server's socket is never stolen.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return;
+  }
+  if (!isSocket) throw new Error(`${path} exists and is not a socket`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another server is listening on ${path}`);
+  unlinkSync(path);
+}
