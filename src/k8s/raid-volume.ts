@@ -109,7 +109,7 @@ export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition
   if (s.bitmap) status.bitmap = { chunkSize: s.bitmap.chunkSize, ...s.bitmap.counts };
   if (s.sync) {
     const p = s.sync;
-    const remaining = Math.max(0, p.targetBytes - Math.min(p.doneBytes, p.targetBytes));
+    const remaining = p.totalBytes - p.doneBytes;
     const sync: Record<string, unknown> = {
       action: p.action,
       reason: p.reason,
@@ -121,7 +121,8 @@ export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition
       speedBytesPerSecond: p.speedBytesPerSecond,
       startedAt: p.startedAt.toISOString(),
     };
-    // The estimate uses the bitmap target, not the whole space: skipped chunks cost nothing.
+    // speedBytesPerSecond is progress through the sync space (skipped chunks included), the
+    // same measure as doneBytes, so the remaining space over it is the time left.
     if (p.speedBytesPerSecond > 0) {
       sync.estimatedFinish = new Date(now.getTime() + (remaining / p.speedBytesPerSecond) * 1000).toISOString();
     }

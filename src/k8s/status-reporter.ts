@@ -233,8 +233,15 @@ export class StatusReporter {
       if (t.retryAt > now) { soonest = Math.min(soonest, t.retryAt); continue; }
       return { run: () => this.deleteVolume(name, t) };
     }
+    // Events of one volume keep their order: one waiting for a retry holds back the later ones.
+    const held = new Set<string>();
     for (const q of this.queue) {
-      if (q.retryAt > now) { soonest = Math.min(soonest, q.retryAt); continue; }
+      if (held.has(q.volume)) continue;
+      if (q.retryAt > now) {
+        soonest = Math.min(soonest, q.retryAt);
+        held.add(q.volume);
+        continue;
+      }
       return { run: () => this.writeEvent(q) };
     }
     for (const [name, t] of this.volumes) {

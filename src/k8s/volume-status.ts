@@ -52,7 +52,7 @@ export interface SyncProgress {
   targetBytes: number;
   /** Bytes of the whole sync space (the denominator for "of how many"). */
   totalBytes: number;
-  /** Current speed, bytes per second. */
+  /** Progress through the sync space per second (skipped chunks count), as doneBytes. */
   speedBytesPerSecond: number;
   startedAt: Date;
 }
