@@ -1,0 +1,109 @@
+// Configuration of the node plugin (`llraid csi`): from command-line options, LLRAID_* environment
+// variables (what the Helm chart sets) and an optional YAML file, in that order of precedence.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { invalid } from './errors.js';
+import type { AttachMode } from './attach.js';
+import { parseSize } from './parameters.js';
+
+export interface CsiConfig {
+  /** unix:///path/to/csi.sock (or a bare path). */
+  endpoint: string;
+  nodeId: string;
+  /** One directory per node-local disk. */
+  disks: string[];
+  attach: AttachMode | 'auto';
+  /** Where engine sockets, logs and FUSE mount points live (tmpfs: gone after a reboot). */
+  runDir: string;
+  maxVolumes: number;
+  /** Bytes, for a CreateVolume that names no capacity. */
+  defaultCapacity: number;
+}
+
+/** Settings as given, each a string (or list) before validation. */
+export interface RawConfig {
+  endpoint?: string;
+  nodeId?: string;
+  disks?: string | string[];
+  attach?: string;
+  runDir?: string;
+  maxVolumes?: string | number;
+  defaultCapacity?: string | number;
+}
+
+const envNames: Record<keyof RawConfig, string> = {
+  endpoint: 'LLRAID_ENDPOINT',
+  nodeId: 'LLRAID_NODE_ID',
+  disks: 'LLRAID_DISKS',
+  attach: 'LLRAID_ATTACH',
+  runDir: 'LLRAID_RUN_DIR',
+  maxVolumes: 'LLRAID_MAX_VOLUMES',
+  defaultCapacity: 'LLRAID_DEFAULT_CAPACITY',
+};
+
+export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
+  const out: RawConfig = {};
+  for (const [key, name] of Object.entries(envNames) as Array<[keyof RawConfig, string]>) {
+    const v = env[name];
+    if (v !== undefined && v !== '') out[key] = v;
+  }
+  return out;
+}
+
+export function fromFile(file: string): RawConfig {
+  const doc = parseYaml(readFileSync(file, 'utf8')) as unknown;
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw invalid(`config ${file}: expected a YAML mapping, found ${Array.isArray(doc) ? 'a list' : typeof doc}`);
+  }
+  const known = Object.keys(envNames);
+  for (const key of Object.keys(doc)) {
+    if (!known.includes(key)) throw invalid(`config ${file}: unknown key ${JSON.stringify(key)}: expected one of ${known.join(', ')}`);
+  }
+  return doc as RawConfig;
+}
+
+/** Merges layers (earlier wins) and validates; errors name the setting and what was found. */
+export function resolveConfig(...layers: RawConfig[]): CsiConfig {
+  const pick = <K extends keyof RawConfig>(k: K): RawConfig[K] => layers.find((l) => l[k] !== undefined)?.[k];
+  const endpoint = pick('endpoint') ?? 'unix:///csi/csi.sock';
+  const nodeId = pick('nodeId');
+  if (!nodeId) throw invalid('node id is not set: expected --node-id, LLRAID_NODE_ID or nodeId in the config file');
+  const disksRaw = pick('disks');
+  const disks = (Array.isArray(disksRaw) ? disksRaw : (disksRaw ?? '').split(','))
+    .map((d) => String(d).trim())
+    .filter((d) => d !== '')
+    .map((d) => path.resolve(d));
+  if (disks.length === 0) throw invalid('disks are not set: expected --disks DIR,DIR,..., LLRAID_DISKS or disks in the config file');
+  if (new Set(disks).size !== disks.length) throw invalid(`disks: expected distinct directories, found ${disks.join(', ')}`);
+  const attach = pick('attach') ?? 'auto';
+  if (attach !== 'kernel' && attach !== 'fuse' && attach !== 'auto') {
+    throw invalid(`attach: expected kernel, fuse or auto, found ${JSON.stringify(attach)}`);
+  }
+  const maxVolumes = Number(pick('maxVolumes') ?? 0);
+  if (!Number.isSafeInteger(maxVolumes) || maxVolumes < 0) {
+    throw invalid(`maxVolumes: expected a whole number ≥ 0, found ${JSON.stringify(pick('maxVolumes'))}`);
+  }
+  const capRaw = pick('defaultCapacity') ?? '1G';
+  const defaultCapacity = typeof capRaw === 'number' ? capRaw : parseSize(capRaw);
+  if (defaultCapacity === undefined || defaultCapacity <= 0) {
+    throw invalid(`defaultCapacity: expected a size such as 1G, found ${JSON.stringify(capRaw)}`);
+  }
+  return {
+    endpoint,
+    nodeId,
+    disks,
+    attach,
+    runDir: path.resolve(pick('runDir') ?? '/run/llraid'),
+    maxVolumes,
+    defaultCapacity,
+  };
+}
+
+/** The filesystem path of a unix:// endpoint. */
+export function endpointPath(endpoint: string): string {
+  if (endpoint.startsWith('unix://')) return endpoint.slice('unix://'.length);
+  if (endpoint.includes('://')) throw invalid(`endpoint: expected unix:///path, found ${JSON.stringify(endpoint)}`);
+  return endpoint;
+}

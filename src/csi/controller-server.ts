@@ -1,0 +1,304 @@
+// The CSI Controller service, run inside the node plugin (the external-provisioner runs with
+// --node-deployment), so every volume it creates is placed on this node's disk pool. Volume
+// state is read back from member superblocks on every call (volume-catalog.ts): no database.
+
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { isBlock, requireCapabilities, unsupportedReason } from './capabilities.js';
+import type { DiskPool } from './disk-pool.js';
+import { CsiError, invalid, notFound } from './errors.js';
+import { KeyedLock } from './keyed-lock.js';
+import type { CapacityRange, CreateVolumeRequest, Topology, VolumeCapability } from './messages.js';
+import { parseVolumeParameters, type VolumeSpec } from './parameters.js';
+import { memberDataFor, memberFileSize, usableBytes, memberDataOffset } from './raid-geometry.js';
+import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
+import { volumeCondition, type RuntimeState } from './volume-condition.js';
+import { encodeSetName, matchesName, decodeSetName } from './volume-name.js';
+
+export const topologyKey = 'topology.llraid.io/node';
+
+/** What the controller needs from the md engine: creating and growing arrays on member files. */
+export interface ArrayBackend {
+  /** Writes the superblocks (and bitmap) of a new array on already allocated member files. */
+  create(options: {
+    uuid: Buffer;
+    setName: string;
+    spec: VolumeSpec;
+    memberPaths: string[];
+    memberDataSize: number;
+  }): Promise<void>;
+  /** Records a larger per-member data size in the superblocks of a stopped array. */
+  grow(volume: VolumeRecord, memberDataSize: number): Promise<void>;
+}
+
+/** What the controller needs from the node side: whether a volume is staged, and its runtime. */
+export interface VolumeUsage {
+  runtime(volumeId: string): Promise<RuntimeState>;
+  /** Online expansion of a staged volume: the engine grows the running array. */
+  growOnline?(volume: VolumeRecord, memberDataSize: number): Promise<void>;
+}
+
+export interface ControllerOptions {
+  nodeId: string;
+  /** Capacity of a volume whose request names none. */
+  defaultCapacity: number;
+}
+
+const idPattern = /^[0-9a-f]{32}$/;
+
+export class ControllerServer {
+  private readonly locks = new KeyedLock();
+
+  constructor(
+    private readonly options: ControllerOptions,
+    private readonly pool: DiskPool,
+    private readonly catalog: VolumeCatalog,
+    private readonly arrays: ArrayBackend,
+    private readonly usage: VolumeUsage,
+  ) {}
+
+  private topology(): Topology {
+    return { segments: { [topologyKey]: this.options.nodeId } };
+  }
+
+  private isThisNode(t: Topology): boolean {
+    const v = t.segments?.[topologyKey];
+    return v === undefined ? Object.keys(t.segments ?? {}).length === 0 : v === this.options.nodeId;
+  }
+
+  private toVolume(v: VolumeRecord): object {
+    return {
+      capacity_bytes: v.capacity,
+      volume_id: v.id,
+      volume_context: {
+        level: String(v.level),
+        members: String(v.raidDisks),
+        fsType: v.fsType,
+        bitmap: v.bitmap,
+      },
+      accessible_topology: [this.topology()],
+    };
+  }
+
+  private async lookup(volumeId: string, what: string): Promise<VolumeRecord> {
+    if (!volumeId) throw invalid(`${what}: volume_id is empty`);
+    const v = idPattern.test(volumeId) ? await this.catalog.get(volumeId) : undefined;
+    if (!v) throw notFound(`${what}: volume ${JSON.stringify(volumeId)} does not exist on node ${this.options.nodeId}`);
+    return v;
+  }
+
+  CreateVolume = async (req: CreateVolumeRequest): Promise<object> => {
+    if (!req.name) throw invalid('CreateVolume: name is empty');
+    const caps = requireCapabilities(req.volume_capabilities, 'CreateVolume');
+    for (const cap of caps) {
+      const why = unsupportedReason(cap);
+      if (why) throw invalid(`CreateVolume: ${why}`);
+    }
+    if (req.volume_content_source) {
+      throw invalid('CreateVolume: volume_content_source is not supported: llraid has no snapshots or clones');
+    }
+    const spec = parseVolumeParameters(req.parameters ?? {});
+    const fsFromCap = caps.find((c) => !isBlock(c) && c.mount?.fs_type)?.mount?.fs_type;
+    if (fsFromCap === 'ext4' || fsFromCap === 'xfs') {
+      if (req.parameters?.fsType && req.parameters.fsType !== fsFromCap) {
+        throw invalid(`CreateVolume: parameter "fsType" is ${req.parameters.fsType} but the mount capability asks for ${fsFromCap}`);
+      }
+      spec.fsType = fsFromCap;
+    }
+    const range = req.capacity_range ?? { required_bytes: 0, limit_bytes: 0 };
+    if (range.required_bytes < 0 || range.limit_bytes < 0) {
+      throw invalid(`CreateVolume: capacity_range must not be negative, found ${range.required_bytes}..${range.limit_bytes}`);
+    }
+    if (range.limit_bytes > 0 && range.required_bytes > range.limit_bytes) {
+      throw invalid(`CreateVolume: required_bytes ${range.required_bytes} exceeds limit_bytes ${range.limit_bytes}`);
+    }
+    const reqs = req.accessibility_requirements;
+    if (reqs && reqs.requisite.length > 0 && !reqs.requisite.some((t) => this.isThisNode(t))) {
+      throw new CsiError(
+        'RESOURCE_EXHAUSTED',
+        `CreateVolume: accessibility requirements do not include this node (${topologyKey}=${this.options.nodeId})`,
+      );
+    }
+
+    return this.locks.with(`name:${req.name}`, async () => {
+      const existing = await this.findByName(req.name);
+      if (existing) {
+        this.checkSame(existing, spec, range, req.name);
+        return { volume: this.toVolume(existing) };
+      }
+      let capacity = range.required_bytes > 0 ? range.required_bytes : this.options.defaultCapacity;
+      if (range.limit_bytes > 0) capacity = Math.min(capacity, range.limit_bytes);
+      const memberData = memberDataFor(spec.level, spec.members, spec.chunkSize, capacity);
+      const usable = usableBytes(spec.level, spec.members, spec.chunkSize, memberData);
+      if (range.limit_bytes > 0 && usable > range.limit_bytes) {
+        throw new CsiError(
+          'OUT_OF_RANGE',
+          `CreateVolume: raid${spec.level} with ${spec.members} members and ${spec.chunkSize}-byte chunks holds ${usable} bytes, above limit_bytes ${range.limit_bytes}`,
+        );
+      }
+      const size = memberFileSize(memberData);
+      const disks = await this.pool.place(spec.members, size, `raid${spec.level} with ${spec.members} members of ${memberData + memberDataOffset} bytes`);
+      const uuid = randomBytes(16);
+      const id = uuid.toString('hex');
+      const paths = disks.map((d, slot) => this.pool.memberPath(d, id, slot));
+      try {
+        for (const p of paths) await this.pool.allocate(p, size);
+        await this.arrays.create({ uuid, setName: encodeSetName(req.name, spec.fsType), spec, memberPaths: paths, memberDataSize: memberData });
+      } catch (err) {
+        await Promise.all(paths.map((p) => fs.rm(p, { force: true })));
+        throw err;
+      }
+      const created = await this.catalog.get(id);
+      if (!created) throw new CsiError('INTERNAL', `CreateVolume: volume ${id} was created but its members do not read back`);
+      return { volume: this.toVolume(created) };
+    });
+  };
+
+  private async findByName(name: string): Promise<VolumeRecord | undefined> {
+    for (const v of (await this.catalog.scan()).values()) {
+      const d = decodeSetName(v.setName);
+      if (d && matchesName(d, name)) return v;
+    }
+    return undefined;
+  }
+
+  private checkSame(v: VolumeRecord, spec: VolumeSpec, range: CapacityRange, name: string): void {
+    const diffs: string[] = [];
+    if (v.level !== spec.level) diffs.push(`level ${v.level} ≠ ${spec.level}`);
+    if (v.raidDisks !== spec.members) diffs.push(`members ${v.raidDisks} ≠ ${spec.members}`);
+    if (v.level !== 1 && v.chunkSize !== spec.chunkSize) diffs.push(`chunkSize ${v.chunkSize} ≠ ${spec.chunkSize}`);
+    if (v.bitmap !== spec.bitmap) diffs.push(`bitmap ${v.bitmap} ≠ ${spec.bitmap}`);
+    if (v.fsType !== spec.fsType) diffs.push(`fsType ${v.fsType} ≠ ${spec.fsType}`);
+    if (range.required_bytes > 0 && v.capacity < range.required_bytes) diffs.push(`capacity ${v.capacity} < required ${range.required_bytes}`);
+    if (range.limit_bytes > 0 && v.capacity > range.limit_bytes) diffs.push(`capacity ${v.capacity} > limit ${range.limit_bytes}`);
+    if (diffs.length > 0) {
+      throw new CsiError('ALREADY_EXISTS', `CreateVolume: volume ${JSON.stringify(name)} exists as ${v.id} with different parameters: ${diffs.join(', ')}`);
+    }
+  }
+
+  DeleteVolume = async (req: { volume_id: string }): Promise<object> => {
+    if (!req.volume_id) throw invalid('DeleteVolume: volume_id is empty');
+    return this.locks.with(`id:${req.volume_id}`, async () => {
+      const v = idPattern.test(req.volume_id) ? await this.catalog.get(req.volume_id) : undefined;
+      if (!v) return {};
+      const rt = await this.usage.runtime(v.id);
+      if (rt.staged || rt.engineRunning || rt.attached) {
+        throw new CsiError('FAILED_PRECONDITION', `DeleteVolume: volume ${v.id} is in use (staged on node ${this.options.nodeId}): unstage it first`);
+      }
+      for (const m of v.members) await fs.rm(m.path, { force: true });
+      return {};
+    });
+  };
+
+  ValidateVolumeCapabilities = async (req: { volume_id: string; volume_capabilities: VolumeCapability[]; parameters: Record<string, string> }): Promise<object> => {
+    if (!req.volume_id) throw invalid('ValidateVolumeCapabilities: volume_id is empty');
+    const caps = requireCapabilities(req.volume_capabilities, 'ValidateVolumeCapabilities');
+    await this.lookup(req.volume_id, 'ValidateVolumeCapabilities');
+    if (req.parameters && Object.keys(req.parameters).length > 0) {
+      try {
+        parseVolumeParameters(req.parameters);
+      } catch (err) {
+        return { message: (err as Error).message };
+      }
+    }
+    for (const cap of caps) {
+      const why = unsupportedReason(cap);
+      if (why) return { message: why };
+    }
+    return { confirmed: { volume_context: {}, volume_capabilities: caps, parameters: req.parameters ?? {} } };
+  };
+
+  ListVolumes = async (req: { max_entries: number; starting_token: string }): Promise<object> => {
+    if (req.max_entries < 0) throw invalid(`ListVolumes: max_entries must not be negative, found ${req.max_entries}`);
+    const all = [...(await this.catalog.scan()).values()];
+    let start = 0;
+    if (req.starting_token) {
+      // The token is the id of the first volume of the page: stable while volumes come and go.
+      const i = all.findIndex((v) => v.id >= req.starting_token);
+      if (!idPattern.test(req.starting_token)) {
+        throw new CsiError('ABORTED', `ListVolumes: starting_token ${JSON.stringify(req.starting_token)} is not a token this plugin issued`);
+      }
+      start = i < 0 ? all.length : i;
+    }
+    const end = req.max_entries > 0 ? Math.min(all.length, start + req.max_entries) : all.length;
+    const page = all.slice(start, end);
+    const entries = [];
+    for (const v of page) {
+      entries.push({
+        volume: this.toVolume(v),
+        status: { published_node_ids: [], volume_condition: volumeCondition(v, await this.usage.runtime(v.id)) },
+      });
+    }
+    return { entries, next_token: end < all.length ? (all[end]?.id ?? '') : '' };
+  };
+
+  GetCapacity = async (req: { volume_capabilities: VolumeCapability[]; parameters: Record<string, string>; accessible_topology: Topology | null }): Promise<object> => {
+    const spec = parseVolumeParameters(req.parameters ?? {});
+    for (const cap of req.volume_capabilities ?? []) {
+      const why = unsupportedReason(cap);
+      if (why) throw invalid(`GetCapacity: ${why}`);
+    }
+    if (req.accessible_topology && !this.isThisNode(req.accessible_topology)) {
+      return { available_capacity: 0 };
+    }
+    const space = await this.pool.memberSpace(spec.members);
+    const usable = space > memberDataOffset ? usableBytes(spec.level, spec.members, spec.chunkSize, space - memberDataOffset) : 0;
+    return { available_capacity: usable, maximum_volume_size: { value: usable } };
+  };
+
+  ControllerGetCapabilities = async (): Promise<object> => ({
+    capabilities: [
+      'CREATE_DELETE_VOLUME',
+      'LIST_VOLUMES',
+      'GET_CAPACITY',
+      'EXPAND_VOLUME',
+      'VOLUME_CONDITION',
+      'GET_VOLUME',
+      'SINGLE_NODE_MULTI_WRITER',
+    ].map((type) => ({ rpc: { type } })),
+  });
+
+  ControllerExpandVolume = async (req: { volume_id: string; capacity_range: CapacityRange | null; volume_capability: VolumeCapability | null }): Promise<object> => {
+    if (!req.volume_id) throw invalid('ControllerExpandVolume: volume_id is empty');
+    if (!req.capacity_range) throw invalid('ControllerExpandVolume: capacity_range is missing');
+    return this.locks.with(`id:${req.volume_id}`, async () => {
+      const v = await this.lookup(req.volume_id, 'ControllerExpandVolume');
+      const range = req.capacity_range!;
+      const nodeExpansion = !(req.volume_capability && isBlock(req.volume_capability));
+      if (range.required_bytes <= v.capacity) {
+        return { capacity_bytes: v.capacity, node_expansion_required: false };
+      }
+      if (range.limit_bytes > 0 && range.required_bytes > range.limit_bytes) {
+        throw invalid(`ControllerExpandVolume: required_bytes ${range.required_bytes} exceeds limit_bytes ${range.limit_bytes}`);
+      }
+      const chunk = v.chunkSize || 4096;
+      const memberData = memberDataFor(v.level, v.raidDisks, chunk, range.required_bytes);
+      const usable = usableBytes(v.level, v.raidDisks, chunk, memberData);
+      if (range.limit_bytes > 0 && usable > range.limit_bytes) {
+        throw new CsiError('OUT_OF_RANGE', `ControllerExpandVolume: the array would hold ${usable} bytes, above limit_bytes ${range.limit_bytes}`);
+      }
+      const grow = memberFileSize(memberData) - memberFileSize(v.memberSize);
+      const usage = await this.pool.usage();
+      for (const m of v.members) {
+        const disk = usage.find((u) => m.path.startsWith(u.path + '/'));
+        if (disk && disk.freeBytes < grow) {
+          throw new CsiError('RESOURCE_EXHAUSTED', `ControllerExpandVolume: member ${m.path} needs ${grow} more bytes, its disk has ${disk.freeBytes} free`);
+        }
+      }
+      for (const m of v.members) await this.pool.grow(m.path, memberFileSize(memberData));
+      const rt = await this.usage.runtime(v.id);
+      if (rt.engineRunning && this.usage.growOnline) await this.usage.growOnline(v, memberData);
+      else await this.arrays.grow(v, memberData);
+      const after = await this.lookup(v.id, 'ControllerExpandVolume');
+      return { capacity_bytes: after.capacity, node_expansion_required: nodeExpansion };
+    });
+  };
+
+  ControllerGetVolume = async (req: { volume_id: string }): Promise<object> => {
+    const v = await this.lookup(req.volume_id, 'ControllerGetVolume');
+    return {
+      volume: this.toVolume(v),
+      status: { published_node_ids: [], volume_condition: volumeCondition(v, await this.usage.runtime(v.id)) },
+    };
+  };
+}

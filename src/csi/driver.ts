@@ -1,0 +1,91 @@
+// The node plugin put together: disk pool, volume catalog, engines, attach mode, the three CSI
+// services, and the gRPC server on the unix socket endpoint. On start it recovers the node's
+// state (engines to supervise, dead attachments to clear) before answering any call.
+
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { detectAttachMode, type Attacher } from './attach.js';
+import { FuseAttacher } from './attach-fuse.js';
+import { KernelAttacher } from './attach-kernel.js';
+import { endpointPath, type CsiConfig } from './config.js';
+import { ControllerServer, type ArrayBackend } from './controller-server.js';
+import { DiskPool } from './disk-pool.js';
+import { EngineSupervisor } from './engine.js';
+import { toGrpcImplementation, type CsiHandler } from './grpc-service.js';
+import { IdentityServer } from './identity-server.js';
+import { NodeServer, type EngineSource } from './node-server.js';
+import { serviceDefinition, type CsiServiceName } from './proto.js';
+import { VolumeCatalog } from './volume-catalog.js';
+
+export interface DriverDeps {
+  arrays: ArrayBackend;
+  engineSource: EngineSource;
+  /** argv prefix that runs the llraid CLI for `serve`. */
+  engineCommand: string[];
+  version: string;
+  log: (message: string) => void;
+}
+
+export interface RunningDriver {
+  socket: string;
+  attachMode: 'kernel' | 'fuse';
+  node: NodeServer;
+  stop(): Promise<void>;
+}
+
+export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<RunningDriver> {
+  const pool = new DiskPool(config.disks);
+  const catalog = new VolumeCatalog(pool);
+  await fs.mkdir(config.runDir, { recursive: true, mode: 0o700 });
+  const engines = new EngineSupervisor({ command: deps.engineCommand, runDir: config.runDir, log: deps.log });
+  const attachMode = config.attach === 'auto' ? detectAttachMode() : config.attach;
+  const attacher: Attacher = attachMode === 'kernel' ? new KernelAttacher() : new FuseAttacher(config.runDir);
+  const node = new NodeServer({ nodeId: config.nodeId, maxVolumes: config.maxVolumes }, catalog, engines, attacher, deps.engineSource);
+  const controller = new ControllerServer(
+    { nodeId: config.nodeId, defaultCapacity: config.defaultCapacity },
+    pool,
+    catalog,
+    deps.arrays,
+    node,
+  );
+  const identity = new IdentityServer(pool, deps.version);
+
+  const recovered = await node.recover();
+  if (recovered.adopted.length + recovered.cleaned.length > 0) {
+    deps.log(`recovered: engines adopted ${recovered.adopted.join(', ') || '-'}; dead attachments cleared ${recovered.cleaned.join(', ') || '-'}`);
+  }
+  engines.supervise();
+
+  const server = new Server();
+  const logCall = (method: string, ms: number, error?: { code: number; details: string }): void => {
+    deps.log(error ? `${method} failed (${ms} ms): code ${error.code}: ${error.details}` : `${method} ok (${ms} ms)`);
+  };
+  const services: Array<[CsiServiceName, object]> = [
+    ['Identity', identity],
+    ['Controller', controller],
+    ['Node', node],
+  ];
+  for (const [name, impl] of services) {
+    const def = serviceDefinition(name);
+    server.addService(def, toGrpcImplementation(impl as unknown as Record<string, CsiHandler>, Object.keys(def), logCall));
+  }
+  const socket = endpointPath(config.endpoint);
+  await fs.mkdir(path.dirname(socket), { recursive: true });
+  await fs.rm(socket, { force: true });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  deps.log(`serving CSI on unix://${socket} (node ${config.nodeId}, attach ${attachMode}, disks ${config.disks.join(', ')})`);
+
+  return {
+    socket,
+    attachMode,
+    node,
+    async stop() {
+      engines.close();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await fs.rm(socket, { force: true });
+    },
+  };
+}

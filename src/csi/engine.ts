@@ -1,0 +1,146 @@
+// The volume engines: one `llraid serve` process per staged volume (DESIGN.md §1), serving the
+// assembled array on <runDir>/<volumeId>/engine.sock. Engines are started detached so that a
+// plugin restart leaves them (and the pods' I/O) running; a restarted plugin finds them by
+// their socket argument in /proc. The supervisor restarts an engine that dies while its volume
+// is meant to be staged.
+
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, promises as fs } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { CsiError } from './errors.js';
+import { findProcesses, isAlive, waitExit, type ProcessInfo } from './processes.js';
+
+export interface EngineOptions {
+  /** argv prefix that runs the llraid CLI, e.g. [node, dist/src/cli/main.js]. */
+  command: string[];
+  runDir: string;
+  /** How long a clean stop (bitmap flush, superblocks clean) may take before SIGKILL. */
+  stopTimeoutMs?: number;
+  /** How often the supervisor checks the engines it keeps alive. */
+  superviseIntervalMs?: number;
+  log?: (message: string) => void;
+}
+
+export class EngineSupervisor {
+  /** Volumes whose engine must run, with the `serve` arguments naming their source. */
+  private readonly wanted = new Map<string, string[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private restarting = new Set<string>();
+
+  constructor(private readonly options: EngineOptions) {}
+
+  socket(volumeId: string): string {
+    return path.join(this.options.runDir, volumeId, 'engine.sock');
+  }
+
+  logFile(volumeId: string): string {
+    return path.join(this.options.runDir, volumeId, 'engine.log');
+  }
+
+  /** The running engine of a volume, if any. */
+  async find(volumeId: string): Promise<ProcessInfo | undefined> {
+    const procs = await findProcesses(this.socket(volumeId));
+    return procs.find((p) => p.argv.includes('serve'));
+  }
+
+  /**
+   * Starts the engine unless one runs, and resolves once its socket accepts connections.
+   * `sourceArgs` are the serve arguments naming what to serve (the array's member files).
+   */
+  async start(volumeId: string, sourceArgs: string[]): Promise<void> {
+    this.wanted.set(volumeId, sourceArgs);
+    const running = await this.find(volumeId);
+    if (running) {
+      await this.waitReady(volumeId, running.pid);
+      return;
+    }
+    const dir = path.join(this.options.runDir, volumeId);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.rm(this.socket(volumeId), { force: true });
+    const log = openSync(this.logFile(volumeId), 'a');
+    const [cmd, ...prefix] = this.options.command;
+    if (!cmd) throw new CsiError('INTERNAL', 'engine command is empty');
+    const args = [...prefix, 'serve', '--socket', this.socket(volumeId), '--export-name', volumeId, ...sourceArgs];
+    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log] });
+    closeSync(log);
+    child.unref();
+    const pid = child.pid;
+    if (pid === undefined) throw new CsiError('INTERNAL', `engine for volume ${volumeId}: could not start ${cmd}`);
+    this.options.log?.(`engine ${volumeId}: started pid ${pid}`);
+    await this.waitReady(volumeId, pid);
+  }
+
+  private async waitReady(volumeId: string, pid: number): Promise<void> {
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      if (await canConnect(this.socket(volumeId))) return;
+      if (!isAlive(pid) || (await waitExit(pid, 0))) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const tail = (await fs.readFile(this.logFile(volumeId), 'utf8').catch(() => '')).trim().split('\n').slice(-4).join('; ');
+    throw new CsiError('INTERNAL', `engine for volume ${volumeId}: expected it to serve on ${this.socket(volumeId)}, it did not: ${tail}`);
+  }
+
+  /** Stops the engine cleanly (SIGTERM: array stopped clean), SIGKILL after the timeout. */
+  async stop(volumeId: string): Promise<void> {
+    this.wanted.delete(volumeId);
+    const running = await this.find(volumeId);
+    if (!running) return;
+    process.kill(running.pid, 'SIGTERM');
+    if (!(await waitExit(running.pid, this.options.stopTimeoutMs ?? 120_000))) {
+      process.kill(running.pid, 'SIGKILL');
+      await waitExit(running.pid, 10_000);
+      throw new CsiError('INTERNAL', `engine for volume ${volumeId}: did not stop within ${this.options.stopTimeoutMs ?? 120_000} ms, killed`);
+    }
+    this.options.log?.(`engine ${volumeId}: stopped`);
+  }
+
+  /** Keeps the engine of `volumeId` alive from now on (a restarted plugin adopting it). */
+  adopt(volumeId: string, sourceArgs: string[]): void {
+    this.wanted.set(volumeId, sourceArgs);
+  }
+
+  isWanted(volumeId: string): boolean {
+    return this.wanted.has(volumeId);
+  }
+
+  /** Starts the watch loop: an engine that died while wanted is started again. */
+  supervise(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.check(), this.options.superviseIntervalMs ?? 2000);
+    this.timer.unref();
+  }
+
+  private async check(): Promise<void> {
+    for (const [volumeId, args] of this.wanted) {
+      if (this.restarting.has(volumeId)) continue;
+      if (await this.find(volumeId)) continue;
+      this.restarting.add(volumeId);
+      this.options.log?.(`engine ${volumeId}: not running while staged, restarting`);
+      try {
+        if (this.wanted.has(volumeId)) await this.start(volumeId, args);
+      } catch (err) {
+        this.options.log?.(`engine ${volumeId}: restart failed: ${(err as Error).message}`);
+      } finally {
+        this.restarting.delete(volumeId);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socket);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,75 @@
+// Mount points as the kernel reports them (/proc/self/mountinfo) and the mount operations the
+// node service needs: mount a device, bind-mount a directory or a device node, unmount. The
+// mount table is the node's staged/published state; nothing else records it.
+
+import { promises as fs } from 'node:fs';
+import { run } from './exec.js';
+
+export interface MountEntry {
+  mountPoint: string;
+  /** The mounted source: a device path for block filesystems, or the bound file's device. */
+  source: string;
+  fsType: string;
+  options: string[];
+  /** The path inside the source filesystem that is mounted (a bind mount's origin). */
+  root: string;
+  majorMinor: string;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescape(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+export async function listMounts(): Promise<MountEntry[]> {
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const a = pre.split(' ');
+    const b = post.split(' ');
+    out.push({
+      majorMinor: a[2] ?? '',
+      root: unescape(a[3] ?? ''),
+      mountPoint: unescape(a[4] ?? ''),
+      options: (a[5] ?? '').split(','),
+      fsType: b[0] ?? '',
+      source: unescape(b[1] ?? ''),
+    });
+  }
+  return out;
+}
+
+/** The top-most mount at exactly `path`, if any. */
+export async function mountAt(path: string): Promise<MountEntry | undefined> {
+  const all = await listMounts();
+  for (let i = all.length - 1; i >= 0; i--) if (all[i]?.mountPoint === path) return all[i];
+  return undefined;
+}
+
+export async function mountDevice(device: string, target: string, fsType: string, options: string[]): Promise<void> {
+  const args = ['-t', fsType];
+  if (options.length > 0) args.push('-o', options.join(','));
+  await run('mount', [...args, device, target]);
+}
+
+/** Bind-mounts `source` (a directory, or a device node onto a file) at `target`; ro is a remount. */
+export async function bindMount(source: string, target: string, readOnly: boolean, options: string[] = []): Promise<void> {
+  await run('mount', ['--bind', source, target]);
+  if (readOnly || options.length > 0) {
+    const opts = ['remount', 'bind', ...(readOnly ? ['ro'] : []), ...options];
+    try {
+      await run('mount', ['-o', opts.join(','), target]);
+    } catch (err) {
+      await run('umount', [target]);
+      throw err;
+    }
+  }
+}
+
+/** Unmounts every mount stacked at `path` (a bind mount may be stacked on a stale one). */
+export async function unmountAll(path: string): Promise<void> {
+  while (await mountAt(path)) await run('umount', [path]);
+}

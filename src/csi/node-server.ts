@@ -1,0 +1,255 @@
+// The CSI Node service: stages a volume (engine up, attached, filesystem made when empty,
+// mounted), publishes it to pods (bind mounts), and reports its usage and health. Every step
+// first looks at what already exists (processes, loop/nbd devices, the mount table), so each
+// call is idempotent and a restarted plugin carries on from the node's real state.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Attacher } from './attach.js';
+import { isBlock, unsupportedReason } from './capabilities.js';
+import { topologyKey, type VolumeUsage } from './controller-server.js';
+import type { EngineSupervisor } from './engine.js';
+import { CsiError, invalid, notFound } from './errors.js';
+import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem } from './filesystem.js';
+import { KeyedLock } from './keyed-lock.js';
+import type { CapacityRange, NodePublishVolumeRequest, NodeStageVolumeRequest, VolumeCapability } from './messages.js';
+import { bindMount, listMounts, mountAt, mountDevice, unmountAll } from './mounts.js';
+import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
+import { volumeCondition, type RuntimeState } from './volume-condition.js';
+
+export interface NodeOptions {
+  nodeId: string;
+  /** 0 = no limit. */
+  maxVolumes: number;
+}
+
+/** The `llraid serve` arguments that assemble and serve a volume from its member files. */
+export type EngineSource = (volume: VolumeRecord) => string[];
+
+const idPattern = /^[0-9a-f]{32}$/;
+
+export class NodeServer implements VolumeUsage {
+  private readonly locks = new KeyedLock();
+
+  constructor(
+    private readonly options: NodeOptions,
+    private readonly catalog: VolumeCatalog,
+    private readonly engines: EngineSupervisor,
+    private readonly attacher: Attacher,
+    private readonly engineSource: EngineSource,
+  ) {}
+
+  private async lookup(volumeId: string, what: string): Promise<VolumeRecord> {
+    if (!volumeId) throw invalid(`${what}: volume_id is empty`);
+    const v = idPattern.test(volumeId) ? await this.catalog.get(volumeId) : undefined;
+    if (!v) throw notFound(`${what}: volume ${JSON.stringify(volumeId)} does not exist on node ${this.options.nodeId}`);
+    return v;
+  }
+
+  private checkCapability(cap: VolumeCapability | null, what: string): VolumeCapability {
+    if (!cap) throw invalid(`${what}: volume_capability is missing`);
+    if (!cap.access_mode) throw invalid(`${what}: volume_capability has no access_mode`);
+    if (!cap.mount && !cap.block) throw invalid(`${what}: volume_capability has no access type: expected mount or block`);
+    const why = unsupportedReason(cap);
+    if (why) throw invalid(`${what}: ${why}`);
+    return cap;
+  }
+
+  async runtime(volumeId: string): Promise<RuntimeState> {
+    const socket = this.engines.socket(volumeId);
+    const engineRunning = (await this.engines.find(volumeId)) !== undefined;
+    const attached = (await this.attacher.find(volumeId, socket)) !== undefined;
+    return { staged: engineRunning || attached || this.engines.isWanted(volumeId), engineRunning, attached };
+  }
+
+  /** Engine up and attached: the volume's block device, whichever call got it there first. */
+  private async bringUp(v: VolumeRecord): Promise<string> {
+    const socket = this.engines.socket(v.id);
+    const device = await this.attacher.find(v.id, socket);
+    if (device && (await this.attacher.connected(v.id, socket))) {
+      this.engines.adopt(v.id, this.engineSource(v));
+      return device;
+    }
+    // A device whose engine died (crash, killed plugin) is torn down and attached afresh.
+    if (device) await this.attacher.detach(v.id, socket);
+    await this.engines.start(v.id, this.engineSource(v));
+    return this.attacher.attach(v.id, socket);
+  }
+
+  NodeStageVolume = async (req: NodeStageVolumeRequest): Promise<object> => {
+    if (!req.volume_id) throw invalid('NodeStageVolume: volume_id is empty');
+    if (!req.staging_target_path) throw invalid('NodeStageVolume: staging_target_path is empty');
+    const cap = this.checkCapability(req.volume_capability, 'NodeStageVolume');
+    return this.locks.with(req.volume_id, async () => {
+      const v = await this.lookup(req.volume_id, 'NodeStageVolume');
+      const staging = req.staging_target_path;
+      const mounted = await mountAt(staging);
+      if (isBlock(cap)) {
+        if (mounted) throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} is staged as a mount volume, the request asks for block`);
+        await this.bringUp(v);
+        return {};
+      }
+      const fsType = cap.mount?.fs_type || v.fsType;
+      const device = await this.bringUp(v);
+      if (mounted) {
+        if (mounted.source === device) return {};
+        throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} already has ${mounted.source} mounted, expected ${device}`);
+      }
+      await ensureFilesystem(device, fsType === 'xfs' ? 'xfs' : 'ext4');
+      await fs.mkdir(staging, { recursive: true });
+      await mountDevice(device, staging, fsType, cap.mount?.mount_flags ?? []);
+      return {};
+    });
+  };
+
+  NodeUnstageVolume = async (req: { volume_id: string; staging_target_path: string }): Promise<object> => {
+    if (!req.volume_id) throw invalid('NodeUnstageVolume: volume_id is empty');
+    if (!req.staging_target_path) throw invalid('NodeUnstageVolume: staging_target_path is empty');
+    return this.locks.with(req.volume_id, async () => {
+      const v = await this.lookup(req.volume_id, 'NodeUnstageVolume');
+      const socket = this.engines.socket(v.id);
+      const device = await this.attacher.find(v.id, socket);
+      if (device) {
+        const users = (await listMounts()).filter((m) => m.source === device && m.mountPoint !== req.staging_target_path);
+        if (users.length > 0) {
+          throw new CsiError('FAILED_PRECONDITION', `NodeUnstageVolume: volume ${v.id} is still published at ${users.map((u) => u.mountPoint).join(', ')}`);
+        }
+      }
+      await unmountAll(req.staging_target_path);
+      await this.attacher.detach(v.id, socket);
+      await this.engines.stop(v.id);
+      return {};
+    });
+  };
+
+  NodePublishVolume = async (req: NodePublishVolumeRequest): Promise<object> => {
+    if (!req.volume_id) throw invalid('NodePublishVolume: volume_id is empty');
+    if (!req.staging_target_path) throw invalid('NodePublishVolume: staging_target_path is empty');
+    if (!req.target_path) throw invalid('NodePublishVolume: target_path is empty');
+    const cap = this.checkCapability(req.volume_capability, 'NodePublishVolume');
+    return this.locks.with(req.volume_id, async () => {
+      const v = await this.lookup(req.volume_id, 'NodePublishVolume');
+      const target = req.target_path;
+      const readOnly = req.readonly || cap.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
+      const device = await this.attacher.find(v.id, this.engines.socket(v.id));
+      if (!device) throw new CsiError('FAILED_PRECONDITION', `NodePublishVolume: volume ${v.id} is not staged on this node`);
+      const existing = await mountAt(target);
+      if (isBlock(cap)) {
+        if (existing) {
+          if (existing.source === device || existing.source === 'devtmpfs' || existing.source === 'udev') {
+            if (existing.options.includes('ro') === readOnly) return {};
+          }
+          throw new CsiError('ALREADY_EXISTS', `NodePublishVolume: ${target} is already published with other options or another volume`);
+        }
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        const st = await fs.stat(target).catch(() => undefined);
+        if (st?.isDirectory()) await fs.rmdir(target).catch(() => undefined);
+        await fs.writeFile(target, '', { flag: 'a' });
+        await bindMount(device, target, readOnly);
+        return {};
+      }
+      const staged = await mountAt(req.staging_target_path);
+      if (!staged || staged.source !== device) {
+        throw new CsiError('FAILED_PRECONDITION', `NodePublishVolume: volume ${v.id} is not staged at ${req.staging_target_path}`);
+      }
+      if (existing) {
+        if (existing.source === device && existing.options.includes('ro') === readOnly) return {};
+        throw new CsiError('ALREADY_EXISTS', `NodePublishVolume: ${target} is already published with other options or another volume (${existing.source})`);
+      }
+      await fs.mkdir(target, { recursive: true });
+      await bindMount(req.staging_target_path, target, readOnly, cap.mount?.mount_flags ?? []);
+      return {};
+    });
+  };
+
+  NodeUnpublishVolume = async (req: { volume_id: string; target_path: string }): Promise<object> => {
+    if (!req.volume_id) throw invalid('NodeUnpublishVolume: volume_id is empty');
+    if (!req.target_path) throw invalid('NodeUnpublishVolume: target_path is empty');
+    return this.locks.with(req.volume_id, async () => {
+      await this.lookup(req.volume_id, 'NodeUnpublishVolume');
+      await unmountAll(req.target_path);
+      // The plugin created the target (directory or device file) at publish: remove it again.
+      await fs.rm(req.target_path, { force: true, recursive: false }).catch(async () => fs.rmdir(req.target_path).catch(() => undefined));
+      return {};
+    });
+  };
+
+  NodeGetVolumeStats = async (req: { volume_id: string; volume_path: string }): Promise<object> => {
+    if (!req.volume_id) throw invalid('NodeGetVolumeStats: volume_id is empty');
+    if (!req.volume_path) throw invalid('NodeGetVolumeStats: volume_path is empty');
+    const v = await this.lookup(req.volume_id, 'NodeGetVolumeStats');
+    const st = await fs.stat(req.volume_path).catch(() => undefined);
+    if (!st) throw notFound(`NodeGetVolumeStats: volume_path ${req.volume_path} does not exist`);
+    const condition = volumeCondition(v, await this.runtime(v.id));
+    if (st.isBlockDevice() || st.isFile()) {
+      const device = await this.attacher.find(v.id, this.engines.socket(v.id));
+      const total = device ? await deviceSize(device) : v.capacity;
+      return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volume_condition: condition };
+    }
+    const u = await filesystemUsage(req.volume_path);
+    return {
+      usage: [
+        { unit: 'BYTES', total: u.totalBytes, available: u.freeBytes, used: u.usedBytes },
+        { unit: 'INODES', total: u.totalInodes, available: u.freeInodes, used: u.usedInodes },
+      ],
+      volume_condition: condition,
+    };
+  };
+
+  NodeExpandVolume = async (req: { volume_id: string; volume_path: string; capacity_range: CapacityRange | null; staging_target_path: string; volume_capability: VolumeCapability | null }): Promise<object> => {
+    if (!req.volume_id) throw invalid('NodeExpandVolume: volume_id is empty');
+    if (!req.volume_path) throw invalid('NodeExpandVolume: volume_path is empty');
+    const v = await this.lookup(req.volume_id, 'NodeExpandVolume');
+    const st = await fs.stat(req.volume_path).catch(() => undefined);
+    if (!st) throw notFound(`NodeExpandVolume: volume_path ${req.volume_path} does not exist`);
+    if (req.capacity_range && req.capacity_range.limit_bytes > 0 && req.capacity_range.limit_bytes < v.capacity) {
+      throw new CsiError('OUT_OF_RANGE', `NodeExpandVolume: the volume holds ${v.capacity} bytes, above limit_bytes ${req.capacity_range.limit_bytes}`);
+    }
+    const device = await this.attacher.find(v.id, this.engines.socket(v.id));
+    if (!device) throw new CsiError('FAILED_PRECONDITION', `NodeExpandVolume: volume ${v.id} is not staged on this node`);
+    const block = (req.volume_capability && isBlock(req.volume_capability)) || !st.isDirectory();
+    if (!block) {
+      const m = await mountAt(req.volume_path);
+      if (m) await growFilesystem(device, req.volume_path, m.fsType);
+    }
+    return { capacity_bytes: await deviceSize(device) };
+  };
+
+  NodeGetCapabilities = async (): Promise<object> => ({
+    capabilities: ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'].map(
+      (type) => ({ rpc: { type } }),
+    ),
+  });
+
+  NodeGetInfo = async (): Promise<object> => ({
+    node_id: this.options.nodeId,
+    max_volumes_per_node: this.options.maxVolumes,
+    accessible_topology: { segments: { [topologyKey]: this.options.nodeId } },
+  });
+
+  /**
+   * After a plugin restart: engines still running are supervised again; attachments whose
+   * engine is gone are torn down (with any mounts on them) so the next NodeStage rebuilds them
+   * with a bitmap-guided resync. Returns what it found, for the log.
+   */
+  async recover(): Promise<{ adopted: string[]; cleaned: string[] }> {
+    const adopted: string[] = [];
+    const cleaned: string[] = [];
+    for (const v of (await this.catalog.scan()).values()) {
+      const socket = this.engines.socket(v.id);
+      const engine = await this.engines.find(v.id);
+      const device = await this.attacher.find(v.id, socket);
+      if (engine) {
+        this.engines.adopt(v.id, this.engineSource(v));
+        adopted.push(v.id);
+      } else if (device) {
+        for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) {
+          await unmountAll(m.mountPoint).catch(() => undefined);
+        }
+        await this.attacher.detach(v.id, socket);
+        cleaned.push(v.id);
+      }
+    }
+    return { adopted, cleaned };
+  }
+}

@@ -1,0 +1,102 @@
+// StorageClass parameters of an llraid volume (DESIGN.md §7): parsing, defaults and validation.
+// The controller turns CreateVolume/GetCapacity parameters into a VolumeSpec here, and nowhere else.
+
+import { invalid } from './errors.js';
+
+export type RaidLevel = 0 | 1 | 10 | 5 | 6;
+export type BitmapKind = 'llbitmap' | 'none';
+export type FsType = 'ext4' | 'xfs';
+
+export interface VolumeSpec {
+  level: RaidLevel;
+  /** Member count: each member on a distinct disk of the pool. */
+  members: number;
+  /** Bytes; a power of two. */
+  chunkSize: number;
+  bitmap: BitmapKind;
+  fsType: FsType;
+}
+
+export const parameterNames = ['level', 'members', 'chunkSize', 'bitmap', 'fsType'] as const;
+
+/** Keys the external-provisioner adds (`--extra-create-metadata`); not ours to validate. */
+const reservedPrefix = 'csi.storage.k8s.io/';
+
+const levels: Record<string, RaidLevel> = {
+  '0': 0, raid0: 0,
+  '1': 1, raid1: 1,
+  '10': 10, raid10: 10,
+  '5': 5, raid5: 5,
+  '6': 6, raid6: 6,
+};
+
+/** The fewest members each level can run with, as md's own create refuses fewer. */
+export const minMembers: Record<RaidLevel, number> = { 0: 1, 1: 2, 10: 2, 5: 3, 6: 4 };
+const maxMembers = 64;
+const minChunk = 4096;
+const maxChunk = 64 * 1024 * 1024;
+const defaultChunk = 512 * 1024;
+
+/** Parses "512K", "1M", "65536" (bytes) into bytes. */
+export function parseSize(text: string): number | undefined {
+  const m = /^(\d+)\s*([KMG]i?B?|B)?$/i.exec(text.trim());
+  if (!m) return undefined;
+  const unit = (m[2] ?? 'B').toUpperCase()[0];
+  const mult = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
+  const v = Number(m[1]) * mult;
+  return Number.isSafeInteger(v) ? v : undefined;
+}
+
+/** Turns StorageClass parameters into a VolumeSpec; any unknown or bad parameter is INVALID_ARGUMENT. */
+export function parseVolumeParameters(params: Record<string, string>): VolumeSpec {
+  for (const key of Object.keys(params)) {
+    if (key.startsWith(reservedPrefix)) continue;
+    if (!(parameterNames as readonly string[]).includes(key)) {
+      throw invalid(`parameter ${JSON.stringify(key)} is unknown: expected one of ${parameterNames.join(', ')}`);
+    }
+  }
+  const levelText = params.level ?? '1';
+  const level = levels[levelText.toLowerCase()];
+  if (level === undefined) {
+    throw invalid(`parameter "level": expected 0, 1, 10, 5 or 6, found ${JSON.stringify(levelText)}`);
+  }
+
+  let members = level === 5 ? 3 : level === 6 ? 4 : 2;
+  if (params.members !== undefined) {
+    if (!/^\d+$/.test(params.members)) {
+      throw invalid(`parameter "members": expected a whole number, found ${JSON.stringify(params.members)}`);
+    }
+    members = Number(params.members);
+  }
+  if (members < minMembers[level] || members > maxMembers) {
+    throw invalid(
+      `parameter "members": raid${level} needs ${minMembers[level]} to ${maxMembers} members, found ${members}`,
+    );
+  }
+
+  let chunkSize = defaultChunk;
+  if (params.chunkSize !== undefined) {
+    const v = parseSize(params.chunkSize);
+    if (v === undefined || v < minChunk || v > maxChunk || (v & (v - 1)) !== 0) {
+      throw invalid(
+        `parameter "chunkSize": expected a power of two from 4K to 64M, found ${JSON.stringify(params.chunkSize)}`,
+      );
+    }
+    chunkSize = v;
+  }
+
+  // raid0 has no redundancy, so a write-intent bitmap would have nothing to resync.
+  const bitmapText = params.bitmap ?? (level === 0 ? 'none' : 'llbitmap');
+  if (bitmapText !== 'llbitmap' && bitmapText !== 'none') {
+    throw invalid(`parameter "bitmap": expected llbitmap or none, found ${JSON.stringify(bitmapText)}`);
+  }
+  if (level === 0 && bitmapText === 'llbitmap') {
+    throw invalid('parameter "bitmap": raid0 has no redundancy to resync, expected none, found llbitmap');
+  }
+
+  const fsText = params.fsType ?? 'ext4';
+  if (fsText !== 'ext4' && fsText !== 'xfs') {
+    throw invalid(`parameter "fsType": expected ext4 or xfs, found ${JSON.stringify(fsText)}`);
+  }
+  return { level, members, chunkSize, bitmap: bitmapText, fsType: fsText };
+}

@@ -1,0 +1,54 @@
+// Finds the node's helper processes (engines, nbdfuse, nbd-client) by their command lines in
+// /proc, so a restarted plugin finds what its predecessor started without a pid database.
+
+import { promises as fs } from 'node:fs';
+
+export interface ProcessInfo {
+  pid: number;
+  argv: string[];
+}
+
+/** Every live process whose argv contains `needle` as a whole argument. */
+export async function findProcesses(needle: string): Promise<ProcessInfo[]> {
+  const out: ProcessInfo[] = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let raw: string;
+    try {
+      raw = await fs.readFile(`/proc/${name}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    const argv = raw.split('\0').filter((a) => a !== '');
+    if (argv.includes(needle) && !(await isZombie(Number(name)))) out.push({ pid: Number(name), argv });
+  }
+  return out;
+}
+
+async function isZombie(pid: number): Promise<boolean> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `pid` has exited, up to `timeoutMs`; resolves whether it did. */
+export async function waitExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid) || (await isZombie(pid))) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
