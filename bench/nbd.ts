@@ -1,0 +1,138 @@
+// Benchmark of the NBD server: `llraid serve` against `nbdkit file` and `qemu-nbd` on the same
+// tmpfs file, all driven by the same client (fio ioengine=nbd, one connection per job). Prints a
+// table with each server's result and llraid's ratio to nbdkit, plus the servers' peak RSS.
+// Run: npm run bench:nbd (needs `npm run build`; env BENCH_SECONDS, BENCH_SIZE_MIB).
+
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
+const ROOT = new URL('..', import.meta.url).pathname;
+
+interface Workload {
+  name: string;
+  rw: string;
+  bs: string;
+  iodepth: number;
+  /** Which number of fio's JSON output to report. */
+  metric: 'iops' | 'MiB/s';
+  /** Target ratio to nbdkit (from issue 4). */
+  target: number;
+}
+
+const WORKLOADS: Workload[] = [
+  { name: '4k randread QD32', rw: 'randread', bs: '4k', iodepth: 32, metric: 'iops', target: 0.8 },
+  { name: '4k randwrite QD32', rw: 'randwrite', bs: '4k', iodepth: 32, metric: 'iops', target: 0.8 },
+  { name: '1M seq read QD8', rw: 'read', bs: '1M', iodepth: 8, metric: 'MiB/s', target: 1.0 },
+  { name: '1M seq write QD8', rw: 'write', bs: '1M', iodepth: 8, metric: 'MiB/s', target: 1.0 },
+];
+
+interface Server {
+  name: string;
+  start(file: string, socket: string): ChildProcess;
+}
+
+function cliPath(): string {
+  const cli = join(ROOT, 'dist/src/cli/main.js');
+  if (!existsSync(cli)) throw new Error(`expected the built CLI at ${cli}: run npm run build first`);
+  return cli;
+}
+
+const SERVERS: Server[] = [
+  {
+    name: 'llraid serve',
+    start: (file, socket) => spawn(process.execPath, [cliPath(), 'serve', '--file', file, '--socket', socket, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+  },
+  {
+    name: 'nbdkit file',
+    start: (file, socket) => spawn('nbdkit', ['--foreground', '--exit-with-parent', '--unix', socket, 'file', `file=${file}`], { stdio: ['ignore', 'pipe', 'inherit'] }),
+  },
+  {
+    name: 'qemu-nbd',
+    start: (file, socket) => spawn('qemu-nbd', ['--persistent', '--shared=8', '--format=raw', '--cache=writeback', '--aio=threads', `--socket=${socket}`, file], { stdio: ['ignore', 'pipe', 'inherit'] }),
+  },
+];
+
+async function waitForSocket(path: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (existsSync(path)) return;
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before listening`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`server did not create ${path} within 10 s`);
+}
+
+function rssKiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function fio(uri: string, w: Workload): Promise<number> {
+  const { stdout } = await run('fio', [
+    '--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--rw=${w.rw}`, `--bs=${w.bs}`, `--iodepth=${w.iodepth}`,
+    `--size=${SIZE_MIB}M`, '--time_based', `--runtime=${SECONDS}`, '--ramp_time=1', '--output-format=json',
+  ], { maxBuffer: 16 * 1024 * 1024 });
+  // The nbd engine prints a line before the JSON document.
+  const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', { iops: number; bw_bytes: number }>> }).jobs[0]!;
+  const side = w.rw.includes('write') ? job.write : job.read;
+  return w.metric === 'iops' ? side.iops : side.bw_bytes / 1048576;
+}
+
+/** Runs every workload against one server; returns results and the peak RSS seen. */
+async function measure(server: Server, file: string, dir: string): Promise<{ results: number[]; rss: number }> {
+  const socket = join(dir, `${server.name.replace(/\W+/g, '-')}.sock`);
+  const child = server.start(file, socket);
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, rssKiB(child.pid!))), 200);
+  try {
+    await waitForSocket(socket, child);
+    const uri = `nbd+unix:///?socket=${socket}`;
+    const results: number[] = [];
+    for (const w of WORKLOADS) results.push(await fio(uri, w));
+    return { results, rss: peak };
+  } finally {
+    clearInterval(sampler);
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
+    rmSync(socket, { force: true });
+  }
+}
+
+function fmt(n: number): string {
+  return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync('/dev/shm/llraid-bench-nbd-');
+  const file = join(dir, 'disk.img');
+  try {
+    writeFileSync(file, Buffer.alloc(0));
+    await run('fallocate', ['-l', `${SIZE_MIB}M`, file]);
+    const table: Array<{ server: string; results: number[]; rss: number }> = [];
+    for (const s of SERVERS) {
+      process.stderr.write(`bench: ${s.name} ...\n`);
+      table.push({ server: s.name, ...(await measure(s, file, dir)) });
+    }
+    const base = table.find((t) => t.server === 'nbdkit file')!;
+    const mine = table.find((t) => t.server === 'llraid serve')!;
+    console.log(`NBD server benchmark: fio ioengine=nbd, ${SECONDS} s per workload, ${SIZE_MIB} MiB tmpfs file`);
+    console.log(['workload', 'unit', ...table.map((t) => t.server), 'llraid/nbdkit', 'target', 'met'].join(' | '));
+    WORKLOADS.forEach((w, i) => {
+      const ratio = mine.results[i]! / base.results[i]!;
+      console.log([w.name, w.metric, ...table.map((t) => fmt(t.results[i]!)), `${ratio.toFixed(2)}x`, `>=${w.target.toFixed(1)}x`, ratio >= w.target ? 'yes' : 'NO'].join(' | '));
+    });
+    console.log(['peak RSS MiB', '', ...table.map((t) => (t.rss / 1024).toFixed(0))].join(' | '));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,96 @@
+// Shared fixtures of the NBD tests: temp dirs, running `llraid serve` from the build, and running
+// outside NBD clients (libnbd tools, qemu, fio) as child processes.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+export const ROOT = new URL('../../', import.meta.url).pathname;
+export const CLI = join(ROOT, 'dist/src/cli/main.js');
+
+/** nbdsh runs on the system python (python3-libnbd), not on whatever python3 is first in PATH. */
+export const TOOL_ENV = { ...process.env, PATH: `/usr/bin:/bin:/usr/sbin:/sbin:${process.env.PATH ?? ''}`, LIBNBD_DEBUG: '0' };
+
+export function tempDir(prefix: string, base = tmpdir()): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join(base, `llraid-${prefix}-`));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export async function tool(cmd: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  const child = execFileP(cmd, args, { env: TOOL_ENV, maxBuffer: 64 * 1024 * 1024, timeout: options.timeoutMs ?? 300_000 });
+  if (options.input !== undefined) {
+    child.child.stdin!.end(options.input);
+  }
+  try {
+    const { stdout } = await child;
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.message}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`);
+  }
+}
+
+export function hasTool(cmd: string): boolean {
+  return ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'].some((d) => existsSync(join(d, cmd)));
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  uri: string;
+  stdout: () => string;
+  stderr: () => string;
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts the built `llraid serve` with `args`; resolves once it prints where it serves. */
+export async function startServe(args: string[]): Promise<ServeProcess> {
+  if (!existsSync(CLI)) throw new Error(`expected the built CLI at ${CLI}: run npm run build first`);
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const uri = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`llraid serve did not start within 20 s; stderr: ${err}`)), 20_000);
+    const check = (): void => {
+      const m = / as (nbd\S+)\n/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`llraid serve exited with ${code} before serving; stderr: ${err}`));
+    });
+  });
+  return {
+    child,
+    uri,
+    stdout: () => out,
+    stderr: () => err,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** A buffer of `n` pseudo-random bytes from a seed, so failures can be reproduced. */
+export function patternBytes(n: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
