@@ -7,6 +7,7 @@
 // addresses for raid4/5/6. The bitmap converts to chunks internally.
 
 import type { BlockDevice } from '../block/block-device.js';
+import type { SyncMode } from './personality.js';
 
 /** A member that holds a copy of the bitmap. */
 export interface BitmapMember {
@@ -76,8 +77,12 @@ export interface WriteIntentBitmap {
    */
   unplug(): Promise<void>;
 
-  /** Bytes from `offset` the sync thread may skip without looking (0 = none). */
-  skipSyncBlocks(offset: number): number;
+  /**
+   * Bytes from `offset` the sync thread may skip without looking (0 = none). `mode` is the pass
+   * being run: Clean/Dirty chunks are skipped only in a plain 'resync'; without it only
+   * never-written chunks are skipped (safe for every pass).
+   */
+  skipSyncBlocks(offset: number, mode?: SyncMode): number;
   /** Startsync on the chunk holding `offset`. */
   startSync(offset: number): StartSyncResult;
   /** Sync stopped early at `offset`: Abortsync from that chunk to the end. */

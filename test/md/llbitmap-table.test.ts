@@ -139,17 +139,22 @@ test('a corrupt byte is forced to NeedSync and resynced, whatever the action', (
       assert.equal(t.next, State.NeedSync);
       assert.equal(t.corrupt, true);
       assert.equal(t.requestSync, true);
-      assert.equal(t.mark, 'dirty-infect');
+      assert.equal(t.mark, a === Action.Startwrite ? 'dirty-infect' : 'dirty');
     }
   }
 });
 
-test('marking: Dirty/NeedSync infect, NeedSyncUnwritten marks without infect, the rest is memory only', () => {
+test('degraded: Daemon changes nothing (‡)', () => {
+  for (let s = 0; s < 8; s++) assert.equal(transition(s, Action.Daemon, degraded).next, NONE);
+  assert.equal(transition(State.Dirty, Action.Daemon, plain).next, State.Clean);
+});
+
+test('marking: Dirty/NeedSync mark (infecting on Startwrite), NeedSyncUnwritten marks without infect, the rest is memory only', () => {
   for (let s = 0; s < 8; s++) {
     for (let a = 0; a < 10; a++) {
       const t = transition(s, a as Action, plain);
       let expected = 'none';
-      if (t.next === State.Dirty || t.next === State.NeedSync) expected = 'dirty-infect';
+      if (t.next === State.Dirty || t.next === State.NeedSync) expected = a === Action.Startwrite ? 'dirty-infect' : 'dirty';
       else if (t.next === State.NeedSyncUnwritten) expected = 'dirty';
       else if (s === State.SyncingUnwritten && a === Action.Startwrite) expected = 'dirty';
       assert.equal(t.mark, expected, `${STATE_NAMES[s]} + ${ACTION_NAMES[a]}`);

@@ -114,7 +114,7 @@ export interface Transition {
  * - `§` old state NeedSync/NeedSyncUnwritten requests a sync whatever the action does, so
  *   NeedSync + Reload (no change) still resyncs; new state NeedSync/NeedSyncUnwritten too.
  *   Never while degraded: the sync waits until the array is whole.
- * - `‡` (Daemon does nothing while degraded) is the daemon's rule: it does not run then.
+ * - `‡` degraded: Daemon changes nothing (the daemon does not even run then).
  */
 export function transition(byte: number, action: Action, ctx: TransitionContext): Transition {
   let next: Next;
@@ -128,6 +128,8 @@ export function transition(byte: number, action: Action, ctx: TransitionContext)
     if (old === NeedSync || old === NeedSyncUnwritten) requestSync = !ctx.degraded;
     next = TRANSITIONS[old]![action]!;
     if (ctx.degraded) {
+      // ‡ Dirty bits are never cleared on a degraded array: they say what a re-add missed.
+      if (action === Action.Daemon) next = NONE;
       // New data on a degraded array must reach the missing member: NeedSync, not Dirty.
       if (next === Dirty && action === Action.Startwrite) next = NeedSync;
       // † Dirty chunks were written while the member may have been away: sync them too.
@@ -140,8 +142,14 @@ export function transition(byte: number, action: Action, ctx: TransitionContext)
   if (next === NONE) return { next, corrupt, requestSync, armDaemon: false, mark: 'none' };
   if (next === NeedSync || next === NeedSyncUnwritten) requestSync = !ctx.degraded;
   let mark: BlockMark = 'none';
-  // No infect while degraded (A5): every extra Dirty/NeedSync would be recovered on re-add.
-  if (next === Dirty || next === NeedSync) mark = ctx.degraded ? 'dirty' : 'dirty-infect';
+  // Infect (A6) trades extra resync for fewer bitmap writes on the WRITE path, where one block
+  // is dirtied again and again before an unplug. Whole-range actions (Reload, Stale, Abortsync)
+  // write every block they touch anyway; infecting there would turn Unwritten neighbours into
+  // NeedSync on every reload, against E2/E3 (Unwritten stays). No infect while degraded (A5):
+  // every extra Dirty/NeedSync would be recovered on re-add.
+  if (next === Dirty || next === NeedSync) {
+    mark = action === Action.Startwrite && !ctx.degraded ? 'dirty-infect' : 'dirty';
+  }
   else if (next === NeedSyncUnwritten) mark = 'dirty';
   else if (next === Syncing && action === Action.Startwrite) {
     // SyncingUnwritten + Startwrite → Syncing: the disk still says NeedSyncUnwritten, which

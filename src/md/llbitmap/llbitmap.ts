@@ -1,0 +1,845 @@
+// The lockless bitmap (llbitmap.md): one state byte per chunk, held in 4 KiB pages read once at
+// load, changed by the state machine (states.ts) on the array's I/O and sync events, written
+// back one io_size block at a time. Implements WriteIntentBitmap for src/md/array.ts.
+
+import type {
+  BitmapCounts,
+  BitmapHost,
+  BitmapMember,
+  StartSyncResult,
+  WriteIntentBitmap,
+} from '../write-intent-bitmap.js';
+import type { SyncMode } from '../personality.js';
+import { MdError } from '../errors.js';
+import {
+  BITMAP_DATA_OFFSET,
+  BITMAP_MAGIC,
+  BITMAP_MAJOR_LOCKLESS,
+  BITMAP_SUPER_SIZE,
+  BitmapFlag,
+  checkBitmapUuid,
+  decodeBitmapSuper,
+  encodeBitmapSuper,
+  hasFlag,
+  withFlag,
+  type BitmapSuper,
+} from './bitmap-superblock.js';
+import {
+  checkIoSize,
+  checkSpace,
+  checkSyncSize,
+  chooseChunkSize,
+  firstChunkOfPage,
+  isPowerOfTwo,
+  makeGeometry,
+  offsetInPage,
+  PAGE_SIZE,
+  pageOf,
+  SECTOR,
+  usableSpace,
+  usedBytesOfPage,
+  type Geometry,
+} from './geometry.js';
+import { BitmapPage } from './page.js';
+import { CoalescedFlush } from './coalesced-flush.js';
+import { readFromFirstMember, writeToAllMembers, type BitmapRun } from './bitmap-io.js';
+import { Action, infected, isSynced, isUnwrittenState, NONE, State, transition, type Next } from './states.js';
+import * as text from './status-text.js';
+
+export const DEFAULT_DAEMON_SLEEP = 30;
+export const DEFAULT_BARRIER_IDLE = 5;
+/** mdadm's default for metadata 1.2: the bitmap starts 8 sectors after the md superblock. */
+export const DEFAULT_OFFSET_SECTORS = 8;
+/** setTimeout's limit (2^31-1 ms), in whole seconds. */
+const MAX_TIMER_SECONDS = Math.floor(0x7fffffff / 1000);
+
+interface CommonOptions {
+  /** Bytes per bitmap write: the array's logical block size (512 or 4096). */
+  ioSize: number;
+  /** Bytes of sync space the bitmap covers (md's resync_max_sectors × 512). */
+  syncSize: number;
+  /** Seconds a page must be idle before the daemon may clean it. Default 5. */
+  barrierIdle?: number;
+  /** The md superblock's bitmap_offset in sectors, shown by `metadata`. Default 8. */
+  offsetSectors?: number;
+}
+
+export interface LlBitmapCreateOptions extends CommonOptions {
+  /** Bytes reserved for the bitmap area on every member (superblock included); recorded as sectors_reserved. */
+  spaceBytes: number;
+  /** Bytes per chunk; default: the smallest power of two from 64 KiB whose chunks fit (A2). */
+  chunkSize?: number;
+  /** Seconds between daemon passes, at least 1. Default 30. */
+  daemonSleep?: number;
+  /** Start every chunk Clean instead of Unwritten (the array was created assume-clean). */
+  assumeClean?: boolean;
+}
+
+export interface LlBitmapLoadOptions extends CommonOptions {
+  /** Bytes reserved for the bitmap area; default the superblock's sectors_reserved. */
+  spaceBytes?: number;
+}
+
+interface Setup {
+  geometry: Geometry;
+  spaceBytes: number;
+  flags: number;
+  events: bigint;
+  eventsCleared: bigint;
+  daemonSleep: number;
+  barrierIdle: number;
+  offsetSectors: number;
+}
+
+export class LlBitmap implements WriteIntentBitmap {
+  readonly kind = 'llbitmap' as const;
+  readonly chunkSize: number;
+  readonly chunks: number;
+  readonly geometry: Geometry;
+
+  private readonly host: BitmapHost;
+  private readonly pages: BitmapPage[];
+  private readonly blocksPerPage: number;
+  /** Pages with at least one dirty block. */
+  private readonly dirtyPages = new Set<number>();
+  private readonly flusher: CoalescedFlush;
+  private readonly spaceBytes: number;
+  private readonly offsetSectors: number;
+  /** Superblock `state` bits kept in memory (STALE, FIRST_USE, CLEAN are consumed at load). */
+  private flags: number;
+  private eventsClearedAt: bigint;
+  private daemonSleepSeconds: number;
+  private barrierIdleSeconds: number;
+
+  private timer: NodeJS.Timeout | null = null;
+  private daemonRun: Promise<void> | null = null;
+  /** The timer fired while a daemon pass was running (DAEMON_BUSY): run it again. */
+  private daemonBusy = false;
+  /** Set by close(): no timer, daemon pass or write-out starts after this. */
+  private closing = false;
+  private closed = false;
+
+  private constructor(host: BitmapHost, s: Setup) {
+    this.host = host;
+    this.geometry = s.geometry;
+    this.chunkSize = s.geometry.chunkSize;
+    this.chunks = s.geometry.chunks;
+    this.blocksPerPage = PAGE_SIZE / s.geometry.ioSize;
+    this.pages = Array.from({ length: s.geometry.pages }, () => new BitmapPage(this.blocksPerPage));
+    this.spaceBytes = s.spaceBytes;
+    this.flags = s.flags;
+    this.eventsClearedAt = s.eventsCleared;
+    this.daemonSleepSeconds = s.daemonSleep;
+    this.barrierIdleSeconds = s.barrierIdle;
+    this.offsetSectors = s.offsetSectors;
+    this.flusher = new CoalescedFlush(() => this.writeOut());
+    this.writeSuper(s.events);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * A new bitmap on every bitmap member: chunk size chosen within the reserved space, every chunk
+   * Unwritten (Clean with assumeClean), written and durable before this resolves (B-l).
+   */
+  static async create(host: BitmapHost, options: LlBitmapCreateOptions): Promise<LlBitmap> {
+    checkCommon(options);
+    checkSpace(options.spaceBytes);
+    const daemonSleep = options.daemonSleep ?? DEFAULT_DAEMON_SLEEP;
+    checkDaemonSleep(daemonSleep);
+    const usable = usableSpace(options.spaceBytes, options.ioSize);
+    const chunkSize = options.chunkSize ?? chooseChunkSize(options.syncSize, usable);
+    const geometry = makeGeometry(options.syncSize, chunkSize, options.ioSize, options.spaceBytes);
+    checkMembers(host, geometry);
+    const events = host.events();
+    return LlBitmap.initialise(host, {
+      geometry,
+      spaceBytes: options.spaceBytes,
+      flags: 0,
+      events,
+      eventsCleared: events,
+      daemonSleep,
+      barrierIdle: options.barrierIdle ?? DEFAULT_BARRIER_IDLE,
+      offsetSectors: options.offsetSectors ?? DEFAULT_OFFSET_SECTORS,
+    }, options.assumeClean ?? false);
+  }
+
+  /**
+   * Assembles the bitmap from the members (A2 read_sb): magic, version, uuid; FIRST_USE
+   * initialises; otherwise chunksize and daemon_sleep are checked, STALE is set when the bitmap's
+   * events lag the array's, every page is read, and Stale or Reload is applied to every chunk.
+   */
+  static async load(host: BitmapHost, options: LlBitmapLoadOptions): Promise<LlBitmap> {
+    checkCommon(options);
+    if (options.spaceBytes !== undefined) checkSpace(options.spaceBytes);
+    // Read one io block (not 256 bytes) so a 4 KiB-sector member is never sent a short read.
+    for (const m of host.bitmapMembers()) checkMemberBase(m, options.ioSize, options.ioSize);
+    const { member, data } = await readFromFirstMember(host, 0, options.ioSize, 'superblock');
+    const where = member.name;
+    const sb = decodeBitmapSuper(data, where);
+    checkBitmapUuid(sb, host.uuid, where);
+
+    const spaceBytes = options.spaceBytes ?? sb.sectorsReserved * SECTOR;
+    if (spaceBytes === 0) {
+      throw new MdError('ENOSPC', `${where}: bitmap superblock: expected sectors_reserved > 0, found 0 and no space configured`);
+    }
+    const usable = usableSpace(spaceBytes, options.ioSize);
+    const barrierIdle = options.barrierIdle ?? DEFAULT_BARRIER_IDLE;
+    const offsetSectors = options.offsetSectors ?? DEFAULT_OFFSET_SECTORS;
+    let flags = sb.state;
+
+    if (hasFlag(flags, BitmapFlag.FirstUse)) {
+      // mdadm wrote only the superblock (000:L236-240): initialise here, and persist at once.
+      const assumeClean = hasFlag(flags, BitmapFlag.Clean);
+      flags = withFlag(withFlag(flags, BitmapFlag.FirstUse, false), BitmapFlag.Clean, false);
+      const geometry = makeGeometry(options.syncSize, chooseChunkSize(options.syncSize, usable), options.ioSize, spaceBytes);
+      checkMembers(host, geometry);
+      const events = host.events();
+      return LlBitmap.initialise(host, {
+        geometry,
+        spaceBytes,
+        flags: withFlag(flags, BitmapFlag.DaemonBusy, false),
+        events,
+        eventsCleared: events,
+        // As the kernel's llbitmap_init: a first use starts from the default daemon_sleep.
+        daemonSleep: DEFAULT_DAEMON_SLEEP,
+        barrierIdle,
+        offsetSectors,
+      }, assumeClean);
+    }
+
+    const chunkSize = sb.chunksize * SECTOR;
+    if (!isPowerOfTwo(sb.chunksize)) {
+      throw new MdError('EBADMETA', `${where}: bitmap superblock: expected chunksize a power of two, found ${sb.chunksize} sectors`);
+    }
+    const chunks = Math.ceil(options.syncSize / chunkSize);
+    if (BITMAP_DATA_OFFSET + chunks > usable) {
+      // B-f: the 1024-byte data offset counts against the reserved space.
+      throw new MdError(
+        'EBADMETA',
+        `${where}: bitmap superblock: chunksize ${sb.chunksize} sectors too small: ${chunks} chunks need ` +
+          `${BITMAP_DATA_OFFSET + chunks} bytes, found ${usable} reserved`,
+      );
+    }
+    if (sb.daemonSleep < 1 || sb.daemonSleep > MAX_TIMER_SECONDS) {
+      throw new MdError(
+        'EBADMETA',
+        `${where}: bitmap superblock: expected daemon_sleep from 1 to ${MAX_TIMER_SECONDS} seconds, found ${sb.daemonSleep}`,
+      );
+    }
+    const stale = hasFlag(flags, BitmapFlag.Stale) || sb.events < host.events();
+    const geometry = makeGeometry(options.syncSize, chunkSize, options.ioSize, spaceBytes);
+    checkMembers(host, geometry);
+
+    const area = await readFromFirstMember(host, 0, Math.min(geometry.pages * PAGE_SIZE, usable), 'pages');
+    const bm = new LlBitmap(host, {
+      geometry,
+      spaceBytes,
+      flags: withFlag(withFlag(flags, BitmapFlag.Stale, false), BitmapFlag.DaemonBusy, false),
+      events: sb.events,
+      eventsCleared: sb.eventsCleared,
+      daemonSleep: sb.daemonSleep,
+      barrierIdle,
+      offsetSectors,
+    });
+    for (let i = 0; i < bm.pages.length; i++) {
+      const page = bm.pages[i]!;
+      const from = i * PAGE_SIZE;
+      // Page 0's superblock bytes are kept as read, except the fields update_sb rewrites.
+      area.data.copy(page.data, i === 0 ? BITMAP_SUPER_SIZE : 0, from + (i === 0 ? BITMAP_SUPER_SIZE : 0), Math.min(from + PAGE_SIZE, area.data.length));
+    }
+    // With WRITE_ERROR recorded on disk the state machine stays off: the bitmap is disabled.
+    bm.apply(0, bm.chunks - 1, stale ? Action.Stale : Action.Reload);
+    return bm;
+  }
+
+  private static async initialise(host: BitmapHost, s: Setup, assumeClean: boolean): Promise<LlBitmap> {
+    const bm = new LlBitmap(host, s);
+    if (assumeClean) {
+      for (let c = 0; c < bm.chunks; c++) bm.pages[pageOf(c)]!.data[offsetInPage(c)] = State.Clean;
+    }
+    bm.markAll();
+    await bm.flusher.request();
+    if (bm.writeError) {
+      // B-i: a failed create leaves nothing behind (no timer, no bitmap handed out).
+      await bm.close();
+      throw new MdError('EIO', 'llbitmap: create: the new bitmap could not be written to any bitmap member');
+    }
+    return bm;
+  }
+
+  // ---------------------------------------------------------------- write path
+
+  async startWrite(offset: number, length: number): Promise<void> {
+    this.checkOpen('startWrite');
+    const r = this.writeChunks('startWrite', offset, length);
+    if (!r) return;
+    // B-a: the page references are taken BEFORE the state changes, so the daemon cannot clean
+    // these chunks between the change and the data write.
+    await this.raiseBarriers(r[0], r[1]);
+    this.apply(r[0], r[1], Action.Startwrite);
+  }
+
+  endWrite(offset: number, length: number): void {
+    const r = this.writeChunks('endWrite', offset, length);
+    if (r) this.releaseBarriers('endWrite', r[0], r[1]);
+  }
+
+  async startDiscard(offset: number, length: number): Promise<void> {
+    this.checkOpen('startDiscard');
+    const r = this.discardChunks('startDiscard', offset, length);
+    if (!r) return;
+    await this.raiseBarriers(r[0], r[1]);
+    this.apply(r[0], r[1], Action.Discard);
+  }
+
+  endDiscard(offset: number, length: number): void {
+    const r = this.discardChunks('endDiscard', offset, length);
+    if (r) this.releaseBarriers('endDiscard', r[0], r[1]);
+  }
+
+  unplug(): Promise<void> {
+    if (this.closed) return Promise.reject(closedError('unplug'));
+    if (this.writeError) return Promise.resolve();
+    // Nothing new to write: still wait for a write-out in flight, which may carry a block that a
+    // caller's chunk depends on (its state changed before, and was snapshotted by that write-out).
+    if (this.dirtyPages.size === 0) return this.flusher.pending() ?? Promise.resolve();
+    return this.flusher.request();
+  }
+
+  // ---------------------------------------------------------------- sync thread
+
+  /**
+   * Bytes from `offset` the sync thread may skip. `mode` is the pass being run; Clean and Dirty
+   * chunks are skipped only in a plain 'resync' (A5). Without `mode` only never-written chunks
+   * are skipped, the choice that is safe for every pass.
+   */
+  skipSyncBlocks(offset: number, mode?: SyncMode): number {
+    const c = this.chunkAt('skipSyncBlocks', offset);
+    if (this.writeError) return 0;
+    const byte = this.byte(c);
+    const rest = this.restOfChunk(c, offset);
+    if (byte === State.Unwritten || byte === State.CleanUnwritten) return rest;
+    if (this.host.isDegraded()) return 0;
+    if ((byte === State.Clean || byte === State.Dirty) && mode === 'resync') return rest;
+    return 0;
+  }
+
+  startSync(offset: number): StartSyncResult {
+    const c = this.chunkAt('startSync', offset);
+    const length = this.restOfChunk(c, offset);
+    if (this.writeError) return { sync: true, length };
+    const next = this.apply(c, c, Action.Startsync);
+    return { sync: next === State.Syncing || next === State.SyncingUnwritten, length };
+  }
+
+  endSync(offset: number): void {
+    this.checkSyncPosition('endSync', offset);
+    if (offset >= this.geometry.syncSize) return;
+    this.apply(Math.floor(offset / this.chunkSize), this.chunks - 1, Action.Abortsync);
+  }
+
+  closeSync(): void {
+    const now = performance.now();
+    // Let the daemon clean what the sync leaves Dirty without waiting for barrier_idle.
+    for (const p of this.pages) p.expire = now;
+    this.apply(0, this.chunks - 1, Action.Endsync);
+  }
+
+  async condEndSync(offset: number): Promise<void> {
+    this.checkOpen('condEndSync');
+    this.checkSyncPosition('condEndSync', offset);
+    // B-c: only chunks ENTIRELY below the checkpoint; the chunk holding `offset` is half synced.
+    // At the end of the space the last (possibly short) chunk is entirely below it.
+    const below = offset >= this.geometry.syncSize ? this.chunks : Math.floor(offset / this.chunkSize);
+    if (below > 0) this.apply(0, below - 1, Action.Endsync);
+    if (this.writeError) return;
+    this.markAll();
+    await this.flusher.request();
+  }
+
+  blocksSynced(offset: number): boolean {
+    const c = this.chunkAt('blocksSynced', offset);
+    return this.writeError || isSynced(this.byte(c));
+  }
+
+  isUnwritten(offset: number): boolean {
+    const c = this.chunkAt('isUnwritten', offset);
+    return !this.writeError && isUnwrittenState(this.byte(c));
+  }
+
+  startRecovery(): void {
+    this.apply(0, this.chunks - 1, Action.ClearUnwritten);
+  }
+
+  proactiveSync(): void {
+    if (!this.host.parity) {
+      throw new MdError('ENOTSUP', 'llbitmap: proactive sync builds parity: expected a raid4/5/6 array, found a level without parity');
+    }
+    this.apply(0, this.chunks - 1, Action.ProactiveSync);
+  }
+
+  // ---------------------------------------------------------------- persistence
+
+  async updateSb(): Promise<void> {
+    this.checkOpen('updateSb');
+    if (this.writeError) return;
+    const events = this.host.events();
+    // The array's events went backwards (a rollback): events_cleared must not stay above them.
+    if (events < this.eventsClearedAt) this.eventsClearedAt = events;
+    this.writeSuper(events);
+    this.markBlocks(0, 0, Math.ceil(BITMAP_DATA_OFFSET / this.geometry.ioSize));
+    await this.flusher.request();
+  }
+
+  async flush(): Promise<void> {
+    this.checkOpen('flush');
+    // A8: flag every page, stop the timer, run the daemon once, then write every block.
+    for (const p of this.pages) p.flush = true;
+    this.clearTimer();
+    await this.runDaemon();
+    if (this.writeError) return;
+    this.markAll();
+    await this.flusher.request();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // B-j: from here no timer is armed and no daemon pass starts; a pass in progress stops
+    // waiting for writes and ends; write-outs in flight complete before close resolves.
+    this.closing = true;
+    this.clearTimer();
+    for (const p of this.pages) p.cancelSuspend();
+    await this.daemonRun;
+    await this.flusher.pending();
+    this.closed = true;
+  }
+
+  // ---------------------------------------------------------------- status
+
+  /** Bitmap writes failed on every member: the bitmap is disabled (WRITE_ERROR). */
+  get writeError(): boolean {
+    return hasFlag(this.flags, BitmapFlag.WriteError);
+  }
+
+  /** Events up to which the bitmap is known clean: a member re-added with events below this needs full recovery. */
+  get eventsCleared(): bigint {
+    return this.eventsClearedAt;
+  }
+
+  counts(): BitmapCounts {
+    const n = [0, 0, 0, 0, 0, 0, 0, 0];
+    for (let c = 0; c < this.chunks; c++) {
+      const b = this.byte(c);
+      if (b < n.length) n[b]!++;
+    }
+    return {
+      unwritten: n[0]!,
+      clean: n[1]!,
+      dirty: n[2]!,
+      needSync: n[3]!,
+      syncing: n[4]!,
+      needSyncUnwritten: n[5]!,
+      syncingUnwritten: n[6]!,
+      cleanUnwritten: n[7]!,
+    };
+  }
+
+  bitsText(): string {
+    return this.writeError ? text.BITMAP_IO_ERROR_TEXT : text.bitsText(this.counts());
+  }
+
+  metadataText(): string {
+    const sectors = this.chunkSize / SECTOR;
+    return text.metadataText({
+      chunksize: sectors,
+      chunkshift: Math.log2(sectors),
+      chunks: this.chunks,
+      offset: this.offsetSectors,
+      daemonSleep: this.daemonSleepSeconds,
+    });
+  }
+
+  /** The state byte of chunk `chunk` as held in memory (for tests and status tools). */
+  stateOf(chunk: number): number {
+    if (!Number.isSafeInteger(chunk) || chunk < 0 || chunk >= this.chunks) {
+      throw new MdError('EINVAL', `llbitmap: expected a chunk index from 0 to ${this.chunks - 1}, found ${chunk}`);
+    }
+    return this.byte(chunk);
+  }
+
+  get daemonSleep(): number {
+    return this.daemonSleepSeconds;
+  }
+
+  /** B-m: refused unless a whole number of seconds ≥ 1, so it never persists what load rejects. */
+  set daemonSleep(seconds: number) {
+    checkDaemonSleep(seconds);
+    this.daemonSleepSeconds = seconds;
+  }
+
+  get barrierIdle(): number {
+    return this.barrierIdleSeconds;
+  }
+
+  set barrierIdle(seconds: number) {
+    checkBarrierIdle(seconds);
+    this.barrierIdleSeconds = seconds;
+  }
+
+  // ---------------------------------------------------------------- daemon
+
+  /**
+   * One daemon pass now, as the timer runs it (A7). If a pass is running, it runs once more
+   * after the current one (DAEMON_BUSY) and this resolves when that is done.
+   */
+  runDaemon(): Promise<void> {
+    if (this.daemonRun) {
+      this.daemonBusy = true;
+      return this.daemonRun;
+    }
+    const run = this.daemonLoop().finally(() => {
+      if (this.daemonRun === run) this.daemonRun = null;
+    });
+    this.daemonRun = run;
+    return run;
+  }
+
+  private async daemonLoop(): Promise<void> {
+    let restart: boolean;
+    do {
+      this.daemonBusy = false;
+      restart = false;
+      // ‡ A degraded array keeps its Dirty bits: they say what a re-added member missed.
+      if (this.host.isDegraded() || this.writeError) return;
+      for (let idx = 0; idx < this.pages.length && !this.closing; idx++) {
+        const page = this.pages[idx]!;
+        if (!page.flush && performance.now() < page.expire) {
+          // B-h: re-arm only for pages that still hold Dirty chunks.
+          if (this.pageHasDirty(idx)) restart = true;
+          continue;
+        }
+        // B-g: the flush flag is consumed by this pass.
+        page.flush = false;
+        const drained = await page.suspend(this.daemonSleepSeconds * 1000);
+        if (!drained) {
+          // B-j: writes did not drain within daemon_sleep: skip this page, retry next pass.
+          page.resume(performance.now());
+          if (this.pageHasDirty(idx)) restart = true;
+          continue;
+        }
+        const first = firstChunkOfPage(idx);
+        const last = Math.min(this.chunks, first + (idx === 0 ? PAGE_SIZE - BITMAP_DATA_OFFSET : PAGE_SIZE)) - 1;
+        const cleaned = this.pageHasDirty(idx);
+        this.apply(first, last, Action.Daemon);
+        page.resume(Infinity);
+        if (cleaned) {
+          // B-n: bits were cleared on a whole array: the bitmap is clean up to these events.
+          const events = this.host.events();
+          if (events > this.eventsClearedAt) this.eventsClearedAt = events;
+        }
+      }
+    } while (this.daemonBusy && !this.closing);
+    if (restart) this.armTimer();
+  }
+
+  private armTimer(): void {
+    // B-j: never armed during or after shutdown.
+    if (this.timer || this.closing) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.closing) return;
+      void this.runDaemon();
+    }, this.daemonSleepSeconds * 1000);
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  // ---------------------------------------------------------------- state machine
+
+  /**
+   * Applies `action` to chunks [start, end] and carries out the side effects (A3). Returns the
+   * last chunk's new state (NONE for no change): start_sync's answer for a single chunk.
+   * With WRITE_ERROR set the whole state machine does nothing.
+   */
+  private apply(start: number, end: number, action: Action): Next {
+    if (this.writeError) return NONE;
+    const ctx = { parity: this.host.parity, degraded: this.host.isDegraded() };
+    let last: Next = NONE;
+    let requestSync = false;
+    let arm = false;
+    for (let c = start; c <= end; c++) {
+      const idx = pageOf(c);
+      const off = offsetInPage(c);
+      const page = this.pages[idx]!;
+      const t = transition(page.data[off]!, action, ctx);
+      last = t.next;
+      if (t.requestSync) requestSync = true;
+      if (t.next === NONE) continue;
+      page.data[off] = t.next;
+      if (t.next === State.Dirty) {
+        arm = true;
+        // A page holding Dirty always has a finite expiry (see BitmapPage.expire).
+        if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
+      }
+      if (t.mark !== 'none') {
+        const spread = this.markChunk(idx, off, t.mark === 'dirty-infect', ctx.parity);
+        if (spread.needSync) requestSync = true;
+        if (spread.dirty) arm = true;
+      }
+    }
+    if (requestSync && !ctx.degraded) this.host.requestSync();
+    if (arm) this.armTimer();
+    return last;
+  }
+
+  /**
+   * Marks the io_size block holding byte `off` of page `idx` for write-out, with infect (A6):
+   * if the block was already dirty, or another chunk in it is Dirty/NeedSync, every other chunk
+   * in the block that is Unwritten/Clean/CleanUnwritten is raised too, since the block is being
+   * written anyway. Infect touches chunk bytes only: with io_size 4096, block 0 of page 0 also
+   * holds the superblock, and bytes past the last chunk are not chunks (B-k).
+   */
+  private markChunk(idx: number, off: number, infect: boolean, parity: boolean): { needSync: boolean; dirty: boolean } {
+    const page = this.pages[idx]!;
+    const io = this.geometry.ioSize;
+    const block = Math.floor(off / io);
+    const wasDirty = page.dirty[block] === 1;
+    page.dirty[block] = 1;
+    this.dirtyPages.add(idx);
+    const result = { needSync: false, dirty: false };
+    if (!infect) return result;
+    const from = Math.max(block * io, idx === 0 ? BITMAP_DATA_OFFSET : 0);
+    const to = Math.min((block + 1) * io, usedBytesOfPage(this.geometry, idx));
+    let spread = wasDirty;
+    for (let p = from; p < to && !spread; p++) {
+      const b = page.data[p];
+      if (p !== off && (b === State.Dirty || b === State.NeedSync)) spread = true;
+    }
+    if (!spread) return result;
+    for (let p = from; p < to; p++) {
+      if (p === off) continue;
+      const next = infected(page.data[p]!, parity);
+      if (next === NONE) continue;
+      page.data[p] = next;
+      if (next === State.NeedSync) result.needSync = true;
+      if (next === State.Dirty) {
+        result.dirty = true;
+        if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
+      }
+    }
+    return result;
+  }
+
+  private byte(chunk: number): number {
+    return this.pages[pageOf(chunk)]!.data[offsetInPage(chunk)]!;
+  }
+
+  private pageHasDirty(idx: number): boolean {
+    const data = this.pages[idx]!.data;
+    const from = idx === 0 ? BITMAP_DATA_OFFSET : 0;
+    return data.subarray(from, usedBytesOfPage(this.geometry, idx)).includes(State.Dirty);
+  }
+
+  // ---------------------------------------------------------------- barriers
+
+  private async raiseBarriers(startChunk: number, endChunk: number): Promise<void> {
+    const last = pageOf(endChunk);
+    // Ascending page order; the daemon holds at most one page, so this cannot deadlock.
+    for (let idx = pageOf(startChunk); idx <= last; idx++) {
+      const page = this.pages[idx]!;
+      while (!page.tryGet()) await page.waitResume();
+      page.expire = performance.now() + this.barrierIdleSeconds * 1000;
+    }
+  }
+
+  private releaseBarriers(what: string, startChunk: number, endChunk: number): void {
+    const last = pageOf(endChunk);
+    for (let idx = pageOf(startChunk); idx <= last; idx++) {
+      if (!this.pages[idx]!.put()) {
+        throw new MdError('EINVAL', `llbitmap: ${what}: expected a matching start on page ${idx}, found none in flight`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- write-out
+
+  private markBlocks(idx: number, fromBlock: number, toBlock: number): void {
+    const page = this.pages[idx]!;
+    page.dirty.fill(1, fromBlock, toBlock);
+    this.dirtyPages.add(idx);
+  }
+
+  /** Every block in use (superblock area and chunk bytes): write_all. */
+  private markAll(): void {
+    const io = this.geometry.ioSize;
+    for (let idx = 0; idx < this.pages.length; idx++) {
+      this.markBlocks(idx, 0, Math.ceil(usedBytesOfPage(this.geometry, idx) / io));
+    }
+  }
+
+  /**
+   * One write-out: snapshots every dirty block (clearing its mark), writes them as contiguous runs
+   * to every bitmap member and waits until durable. No member took it → WRITE_ERROR: the bitmap
+   * is disabled and the array runs as if it had none. Never rejects.
+   */
+  private async writeOut(): Promise<void> {
+    if (this.dirtyPages.size === 0 || this.writeError) return;
+    const io = this.geometry.ioSize;
+    const blocks: { at: number; data: Buffer }[] = [];
+    for (const idx of [...this.dirtyPages].sort((a, b) => a - b)) {
+      const page = this.pages[idx]!;
+      for (let b = 0; b < this.blocksPerPage; b++) {
+        if (page.dirty[b] !== 1) continue;
+        page.dirty[b] = 0;
+        blocks.push({ at: idx * PAGE_SIZE + b * io, data: Buffer.from(page.data.subarray(b * io, (b + 1) * io)) });
+      }
+    }
+    this.dirtyPages.clear();
+    const runs: BitmapRun[] = [];
+    let group: typeof blocks = [];
+    const close = () => {
+      if (group.length > 0) runs.push({ offset: group[0]!.at, data: Buffer.concat(group.map((g) => g.data)) });
+      group = [];
+    };
+    for (const blk of blocks) {
+      const prev = group[group.length - 1];
+      if (prev && prev.at + io !== blk.at) close();
+      group.push(blk);
+    }
+    close();
+    // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
+    const ok = await writeToAllMembers(this.host, runs);
+    if (ok === 0) this.flags = withFlag(this.flags, BitmapFlag.WriteError, true);
+  }
+
+  /** Rewrites the update_sb fields into page 0 (A1): the next write-out of block 0 carries them. */
+  private writeSuper(events: bigint): void {
+    const sb: BitmapSuper = {
+      magic: BITMAP_MAGIC,
+      version: BITMAP_MAJOR_LOCKLESS,
+      uuid: this.host.uuid,
+      events,
+      eventsCleared: this.eventsClearedAt,
+      syncSize: BigInt(this.geometry.syncSize / SECTOR),
+      state: withFlag(this.flags, BitmapFlag.DaemonBusy, false),
+      chunksize: this.chunkSize / SECTOR,
+      daemonSleep: this.daemonSleepSeconds,
+      writeBehind: 0,
+      sectorsReserved: this.spaceBytes / SECTOR,
+      nodes: 0,
+      clusterName: '',
+    };
+    encodeBitmapSuper(sb).copy(this.pages[0]!.data, 0);
+  }
+
+  // ---------------------------------------------------------------- argument checks
+
+  private checkOpen(what: string): void {
+    if (this.closing) throw closedError(what);
+  }
+
+  private checkRange(what: string, offset: number, length: number): void {
+    const size = this.geometry.syncSize;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+      throw new MdError(
+        'EINVAL',
+        `llbitmap: ${what}: expected a range inside the sync space [0, ${size}), found offset ${offset} length ${length}`,
+      );
+    }
+  }
+
+  /** Chunks a write touches, [first, last], or null for an empty range. */
+  private writeChunks(what: string, offset: number, length: number): [number, number] | null {
+    this.checkRange(what, offset, length);
+    if (length === 0) return null;
+    return [Math.floor(offset / this.chunkSize), Math.floor((offset + length - 1) / this.chunkSize)];
+  }
+
+  /**
+   * B-b: chunks a discard covers FULLY, [ceil(off/cs), floor(end/cs) - 1], or null when none.
+   * A range reaching the end of the sync space covers the short last chunk fully too.
+   */
+  private discardChunks(what: string, offset: number, length: number): [number, number] | null {
+    this.checkRange(what, offset, length);
+    const end = offset + length;
+    const first = Math.ceil(offset / this.chunkSize);
+    const last = end === this.geometry.syncSize ? this.chunks - 1 : Math.floor(end / this.chunkSize) - 1;
+    return length > 0 && first <= last ? [first, last] : null;
+  }
+
+  /** B-k: the chunk of a byte offset inside the sync space, never past `chunks`. */
+  private chunkAt(what: string, offset: number): number {
+    const size = this.geometry.syncSize;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= size) {
+      throw new MdError('EINVAL', `llbitmap: ${what}: expected an offset in [0, ${size}), found ${offset}`);
+    }
+    return Math.floor(offset / this.chunkSize);
+  }
+
+  private checkSyncPosition(what: string, offset: number): void {
+    const size = this.geometry.syncSize;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
+      throw new MdError('EINVAL', `llbitmap: ${what}: expected a position in [0, ${size}], found ${offset}`);
+    }
+  }
+
+  /** Bytes from `offset` to the end of chunk `c`, never past the end of the sync space. */
+  private restOfChunk(c: number, offset: number): number {
+    return Math.min((c + 1) * this.chunkSize, this.geometry.syncSize) - offset;
+  }
+}
+
+function closedError(what: string): MdError {
+  return new MdError('EINVAL', `llbitmap: ${what}: expected an open bitmap, found it closed`);
+}
+
+function checkCommon(o: CommonOptions): void {
+  checkIoSize(o.ioSize);
+  checkSyncSize(o.syncSize);
+  if (o.barrierIdle !== undefined) checkBarrierIdle(o.barrierIdle);
+  if (o.offsetSectors !== undefined && !Number.isSafeInteger(o.offsetSectors)) {
+    throw new MdError('EINVAL', `llbitmap: expected a whole number of sectors as offset, found ${o.offsetSectors}`);
+  }
+}
+
+function checkDaemonSleep(seconds: number): void {
+  if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > MAX_TIMER_SECONDS) {
+    throw new MdError('EINVAL', `llbitmap: expected daemon_sleep a whole number of seconds from 1 to ${MAX_TIMER_SECONDS}, found ${seconds}`);
+  }
+}
+
+function checkBarrierIdle(seconds: number): void {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0 || seconds > MAX_TIMER_SECONDS) {
+    throw new MdError('EINVAL', `llbitmap: expected barrier_idle from 0 to ${MAX_TIMER_SECONDS} seconds, found ${seconds}`);
+  }
+}
+
+/** Every bitmap member must hold the whole usable area, aligned, before any bitmap I/O. */
+function checkMembers(host: BitmapHost, g: Geometry): void {
+  for (const m of host.bitmapMembers()) checkMember(m, g);
+}
+
+function checkMember(m: BitmapMember, g: Geometry): void {
+  checkMemberBase(m, g.ioSize, g.usableSpace);
+}
+
+function checkMemberBase(m: BitmapMember, ioSize: number, areaBytes: number): void {
+  const bs = m.device.blockSize;
+  if (!Number.isSafeInteger(m.bitmapOffset) || m.bitmapOffset < 0 || m.bitmapOffset % SECTOR !== 0 || m.bitmapOffset % bs !== 0) {
+    throw new MdError('EINVAL', `${m.name}: expected a bitmap offset aligned to ${Math.max(bs, SECTOR)} bytes, found ${m.bitmapOffset}`);
+  }
+  if (ioSize % bs !== 0) {
+    throw new MdError('EINVAL', `${m.name}: expected a logical block size dividing the bitmap io size ${ioSize}, found ${bs}`);
+  }
+  if (m.bitmapOffset + areaBytes > m.device.size) {
+    throw new MdError(
+      'ENOSPC',
+      `${m.name}: bitmap area [${m.bitmapOffset}, ${m.bitmapOffset + areaBytes}) reaches past the end of the device (${m.device.size} bytes)`,
+    );
+  }
+}
