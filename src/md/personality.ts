@@ -89,4 +89,12 @@ export interface Personality {
    * check: compare copies, count mismatches, write nothing. repair: as check, then rewrite.
    */
   syncWindow(members: MemberSet, mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult>;
+
+  /**
+   * Optional, for md's per-member recovery_offset: the member data bytes fully recovered once
+   * sync space below `syncOffset` is done, and back (both rounding down). Without them a
+   * recovery that was interrupted restarts from 0.
+   */
+  memberOffsetOfSync?(syncOffset: number): number;
+  syncOffsetOfMember?(memberOffset: number): number;
 }

@@ -37,6 +37,14 @@ export class Raid1 implements Personality {
     return { offset, length };
   }
 
+  memberOffsetOfSync(syncOffset: number): number {
+    return syncOffset;
+  }
+
+  syncOffsetOfMember(memberOffset: number): number {
+    return Math.min(memberOffset, this.syncSize);
+  }
+
   canRun(working: readonly boolean[]): boolean {
     return working.some((w) => w);
   }

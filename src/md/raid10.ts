@@ -74,6 +74,18 @@ export class Raid10 implements Personality {
     return { offset, length };
   }
 
+  /** Rows entirely below the first stripe of the chunk at `syncOffset` are recovered on every member. */
+  memberOffsetOfSync(syncOffset: number): number {
+    const c = Math.floor(syncOffset / this.chunkSize);
+    return Math.floor((c * this.nearCopies) / this.raidDisks) * this.chunkSize;
+  }
+
+  /** Chunks whose every copy lies in rows below `memberOffset`. */
+  syncOffsetOfMember(memberOffset: number): number {
+    const rows = Math.floor(memberOffset / this.chunkSize);
+    return Math.min(this.syncSize, Math.floor((rows * this.raidDisks) / this.nearCopies) * this.chunkSize);
+  }
+
   canRun(working: readonly boolean[]): boolean {
     // The role sets of chunks repeat with period raid_disks (chunk*near mod n).
     for (let c = 0; c < this.raidDisks; c++) {

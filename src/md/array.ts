@@ -1,0 +1,859 @@
+// MdArray: a running md array, itself a BlockDevice (what the NBD server serves). It owns the
+// members by role, the personality that maps array I/O onto them, the write-intent bitmap, the
+// member superblocks (events, roles, clean/dirty) and the one sync thread.
+//
+// Write path (DESIGN.md §4): sync barrier → bitmap.startWrite (page barriers + Startwrite) →
+// bitmap.unplug (dirty bitmap blocks durable on every in-sync member) → personality write to the
+// members in parallel → bitmap.endWrite → acknowledge. A member EIO fails that member first
+// (others' superblocks record it, events up) and the write succeeds while a complete copy exists.
+
+import { randomBytes } from 'node:crypto';
+import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../block/block-device.js';
+import { checkRange } from '../block/block-device.js';
+import { BlockError, IoError, ShutdownError, isBlockError } from '../block/errors.js';
+import { MdError } from './errors.js';
+import { Member, type MemberState } from './member.js';
+import type { MemberSet, Personality, RoleState, SyncMode } from './personality.js';
+import { openMember, probeSuperblock, type MemberSpec } from './member-source.js';
+import {
+  FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, MAX_DEV_LIMIT, RESYNC_NONE, ROLE_FAULTY, ROLE_SPARE, SECTOR,
+  formatUuid, readSuperblock, writeSuperblock, type Superblock,
+} from './superblock.js';
+import { SyncBarrier } from './sync-barrier.js';
+import { SyncThread, type SyncProgress, type SyncSpeed, type SyncSummary } from './sync-thread.js';
+import type { BitmapCounts, BitmapHost, BitmapMember, WriteIntentBitmap } from './write-intent-bitmap.js';
+
+export type ArrayState = 'active' | 'degraded' | 'failed' | 'stopped';
+
+/** Array-wide superblock fields, the same on every member. */
+export interface ArrayIdentity {
+  uuid: Buffer;
+  name: string;
+  ctime: number;
+  level: number;
+  layout: number;
+  /** Sectors (0 for raid1). */
+  chunkSizeSectors: number;
+  raidDisks: number;
+  /** md superblock `size`: sectors used per member. */
+  usedSectors: number;
+  /** Sectors from the superblock to the bitmap; 0 when the array has no bitmap. */
+  bitmapOffset: number;
+}
+
+export interface MemberStatus {
+  name: string;
+  role: number | null;
+  state: MemberState;
+  devNumber: number;
+  /** Rebuilding members: bytes of their data area already recovered. */
+  recoveryOffset: number;
+}
+
+/** A plain, JSON-ready snapshot (bigints as decimal strings). */
+export interface ArrayStatus {
+  name: string;
+  uuid: string;
+  level: string;
+  raidDisks: number;
+  size: number;
+  chunkSize: number;
+  layout: number;
+  state: ArrayState;
+  degraded: boolean;
+  events: string;
+  /** In-sync roles out of raid_disks, as mdadm's [n/m]. */
+  working: number;
+  members: MemberStatus[];
+  /** Roles with no member. */
+  missingRoles: number[];
+  /** Resync still owed from this sync-space byte (null: in sync). */
+  resyncPending: number | null;
+  bitmap: { kind: 'llbitmap' | 'none'; chunkSize: number; counts: BitmapCounts };
+  sync: SyncProgress | null;
+  lastSync: SyncSummary | null;
+  /** md mismatch_cnt: sectors found different by the last check/repair. */
+  mismatchCount: number;
+}
+
+export interface ArrayTuning {
+  /** KiB/s the sync thread keeps even under application I/O (md sync_speed_min). Default 1000. */
+  syncSpeedMin?: number;
+  /** KiB/s the sync thread never exceeds (md sync_speed_max). Default 200000. */
+  syncSpeedMax?: number;
+  /** Start resync/recovery by itself when needed (default true). */
+  autoSync?: boolean;
+}
+
+/** How the array came up; create.ts and assemble.ts build it, then call `run`. */
+export interface ArraySetup {
+  identity: ArrayIdentity;
+  personality: Personality;
+  members: Member[];
+  /** dev_roles of the freshest superblock (index = dev_number). */
+  devRoles: number[];
+  events: bigint;
+  /** Sync-space byte a resync must start from, or null when the array was clean. */
+  resyncFrom: number | null;
+  tuning: ArrayTuning;
+}
+
+const LEVEL_NAMES: Record<number, string> = { 0: 'raid0', 1: 'raid1', 4: 'raid4', 5: 'raid5', 6: 'raid6', 10: 'raid10' };
+
+export class MdArray implements BlockDevice {
+  readonly size: number;
+  readonly blockSize: number;
+  readonly readOnly = false;
+  readonly identity: ArrayIdentity;
+  readonly personality: Personality;
+  /** Set once by `attachBitmap` before `run`; NoBitmap for `bitmap: none`. */
+  bitmap!: WriteIntentBitmap;
+
+  /** Every member attached (in_sync, rebuilding, spare, faulty until removed). */
+  private readonly members: Member[];
+  /** byRole[r] = the in_sync or rebuilding member in role r, if any. */
+  private readonly byRole: (Member | undefined)[];
+  private devRoles: number[];
+  private eventsCounter: bigint;
+  private state: ArrayState = 'active';
+  private resyncFrom: number | null;
+  private readonly tuning: Required<ArrayTuning>;
+  private readonly barrier = new SyncBarrier();
+  private sbWrite: Promise<void> = Promise.resolve();
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private lastAppIo = 0;
+  private syncThread: SyncThread | undefined;
+  private syncDone: Promise<SyncSummary | undefined> = Promise.resolve(undefined);
+  private lastSync: SyncSummary | null = null;
+  private mismatchCount = 0;
+  private stopping = false;
+  /**
+   * roleFilledAt[r]: events when role r last got a member. A member that left role r can be
+   * re-added with bitmap-guided recovery only if its events are at least this (nobody else held
+   * the role since, so the array stayed degraded and the bitmap never cleaned a bit it needs).
+   * Infinity: the history is unknown, always full recovery.
+   */
+  private roleFilledAt: number[] = [];
+  /** Members failed by the bitmap or a superblock write, whose superblock update is in flight. */
+  private readonly failures = new Set<Promise<void>>();
+  readonly memberSet: MemberSet;
+  readonly bitmapHost: BitmapHost;
+
+  constructor(setup: ArraySetup) {
+    this.identity = setup.identity;
+    this.personality = setup.personality;
+    this.members = [...setup.members];
+    this.devRoles = [...setup.devRoles];
+    this.eventsCounter = setup.events;
+    this.resyncFrom = setup.resyncFrom;
+    this.tuning = {
+      syncSpeedMin: setup.tuning.syncSpeedMin ?? 1000,
+      syncSpeedMax: setup.tuning.syncSpeedMax ?? 200_000,
+      autoSync: setup.tuning.autoSync ?? true,
+    };
+    this.size = setup.personality.arraySize;
+    this.blockSize = Math.max(512, ...setup.members.map((m) => m.device.blockSize));
+    this.byRole = new Array<Member | undefined>(setup.identity.raidDisks).fill(undefined);
+    for (const m of this.members) {
+      if (m.role !== undefined && (m.state === 'in_sync' || m.state === 'rebuilding')) this.byRole[m.role] = m;
+    }
+    this.memberSet = this.makeMemberSet();
+    this.bitmapHost = this.makeBitmapHost();
+  }
+
+  attachBitmap(bitmap: WriteIntentBitmap): void {
+    this.bitmap = bitmap;
+  }
+
+  /** At create: every role was filled at events 0. */
+  markRolesFilled(): void {
+    this.roleFilledAt = new Array<number>(this.identity.raidDisks).fill(0);
+  }
+
+  /**
+   * At assemble: a vacant role whose departed member is unambiguous (as many faulty slots as
+   * vacant roles, so no replacement cycled through it) can take that member back by bitmap.
+   */
+  setRoleHistory(filledAt: number[]): void {
+    this.roleFilledAt = filledAt;
+  }
+
+  // ------------------------------------------------------------------ identity and state
+
+  get events(): bigint {
+    return this.eventsCounter;
+  }
+
+  get name(): string {
+    return this.identity.name;
+  }
+
+  get uuid(): Buffer {
+    return this.identity.uuid;
+  }
+
+  private working(): boolean[] {
+    return Array.from({ length: this.identity.raidDisks }, (_, r) => this.byRole[r]?.state === 'in_sync');
+  }
+
+  isDegraded(): boolean {
+    return this.personality.isDegraded(this.working());
+  }
+
+  /** The member called `name` (its path), if attached. */
+  member(name: string): Member | undefined {
+    return this.members.find((m) => m.name === name);
+  }
+
+  private refreshState(): void {
+    if (this.state === 'stopped') return;
+    if (!this.personality.canRun(this.working())) this.state = 'failed';
+    else this.state = this.isDegraded() ? 'degraded' : 'active';
+  }
+
+  // ------------------------------------------------------------------ member I/O
+
+  private memberError(m: Member, err: unknown): Promise<void> {
+    if (isBlockError(err, 'EIO')) return this.failMember(m, err);
+    return Promise.resolve();
+  }
+
+  private makeMemberSet(): MemberSet {
+    // Closures over the array: the MemberSet is a view, not a copy.
+    const array = ((): MdArray => this)();
+    const get = (role: number, writing: boolean): Member => {
+      const m = array.byRole[role];
+      if (m === undefined || !(m.state === 'in_sync' || (writing && m.state === 'rebuilding'))) {
+        throw new MdError('EIO', `role ${role} has no ${writing ? 'writable' : 'readable'} member`);
+      }
+      return m;
+    };
+    // Invariant of MemberSet: an EIO fails the member (superblocks updated) before rejecting.
+    const guard = async <T>(m: Member, op: () => Promise<T>): Promise<T> => {
+      try {
+        return await op();
+      } catch (err) {
+        await array.memberError(m, err);
+        throw err;
+      }
+    };
+    return {
+      raidDisks: this.identity.raidDisks,
+      memberSize: Math.min(...this.members.map((m) => m.dataBytes)),
+      state(role: number): RoleState {
+        const m = array.byRole[role];
+        if (m?.state === 'in_sync') return 'in_sync';
+        if (m?.state === 'rebuilding') return 'rebuilding';
+        return 'missing';
+      },
+      read(role, offset, length) {
+        const m = get(role, false);
+        return guard(m, () => m.device.read(m.dataOffset + offset, length));
+      },
+      write(role, offset, data, options) {
+        const m = get(role, true);
+        return guard(m, () => m.device.write(m.dataOffset + offset, data, options));
+      },
+      discard(role, offset, length) {
+        const m = get(role, true);
+        return guard(m, () => m.device.discard(m.dataOffset + offset, length));
+      },
+      writeZeroes(role, offset, length, options) {
+        const m = get(role, true);
+        return guard(m, () => m.device.writeZeroes(m.dataOffset + offset, length, options));
+      },
+    };
+  }
+
+  private makeBitmapHost(): BitmapHost {
+    const array = ((): MdArray => this)();
+    return {
+      uuid: this.identity.uuid,
+      events: () => array.eventsCounter,
+      parity: this.personality.parity,
+      isDegraded: () => array.isDegraded(),
+      bitmapMembers: (): readonly BitmapMember[] => array.members.filter((m) => m.state === 'in_sync'),
+      requestSync: () => array.onSyncRequested(),
+      failMember: (member: BitmapMember, err: Error) => {
+        const m = array.members.find((x) => x === member);
+        if (m === undefined) return;
+        const p = array.failMember(m, err).finally(() => array.failures.delete(p));
+        array.failures.add(p);
+      },
+    };
+  }
+
+  // ------------------------------------------------------------------ BlockDevice
+
+  private async io<T>(what: string, op: () => Promise<T>): Promise<T> {
+    if (this.state === 'stopped' || this.stopping) throw new ShutdownError(`array ${this.name}: ${what}: the array is stopped`);
+    if (this.state === 'failed') throw new IoError(`array ${this.name}: ${what}: the array has failed (not enough working members)`);
+    this.inflight++;
+    this.lastAppIo = performance.now();
+    try {
+      return await op();
+    } catch (err) {
+      // The boundary between md and BlockDevice users: md's EIO becomes the block layer's.
+      if (err instanceof MdError && err.code === 'EIO') throw new IoError(`array ${this.name}: ${err.message}`, { cause: err });
+      throw err;
+    } finally {
+      this.inflight--;
+      if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    checkRange(`array ${this.name}: read`, this.size, offset, length);
+    return this.io('read', () => (length === 0 ? Promise.resolve(Buffer.alloc(0)) : this.personality.read(this.memberSet, offset, length)));
+  }
+
+  /** The bitmap-ordered write of DESIGN.md §4, shared by write and writeZeroes. */
+  private async ordered(offset: number, length: number, op: () => Promise<void>): Promise<void> {
+    const r = this.personality.syncRange(offset, length);
+    const entered = await this.barrier.enter(r.offset, r.offset + r.length);
+    try {
+      if (r.length === 0) return await op();
+      await this.bitmap.startWrite(r.offset, r.length);
+      try {
+        await this.bitmap.unplug();
+        await op();
+      } finally {
+        this.bitmap.endWrite(r.offset, r.length);
+      }
+    } finally {
+      this.barrier.exit(entered);
+    }
+  }
+
+  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    checkRange(`array ${this.name}: write`, this.size, offset, data.length);
+    if (data.length === 0) return this.io('write', async () => {});
+    return this.io('write', () => this.ordered(offset, data.length, () => this.personality.write(this.memberSet, offset, data, options)));
+  }
+
+  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    checkRange(`array ${this.name}: write zeroes`, this.size, offset, length);
+    if (length === 0) return this.io('write zeroes', async () => {});
+    return this.io('write zeroes', () => this.ordered(offset, length, () => this.personality.writeZeroes(this.memberSet, offset, length, options)));
+  }
+
+  discard(offset: number, length: number): Promise<void> {
+    checkRange(`array ${this.name}: discard`, this.size, offset, length);
+    return this.io('discard', async () => {
+      if (length === 0) return;
+      const r = this.personality.syncRange(offset, length);
+      const entered = await this.barrier.enter(r.offset, r.offset + r.length);
+      try {
+        if (r.length > 0) await this.bitmap.startDiscard(r.offset, r.length);
+        try {
+          if (r.length > 0) await this.bitmap.unplug();
+          await this.personality.discard(this.memberSet, offset, length);
+        } finally {
+          if (r.length > 0) this.bitmap.endDiscard(r.offset, r.length);
+        }
+      } finally {
+        this.barrier.exit(entered);
+      }
+    });
+  }
+
+  /** Flushes every member that takes writes; succeeds while one in-sync member flushed. */
+  flush(): Promise<void> {
+    return this.io('flush', async () => {
+      const targets = this.members.filter((m) => m.state === 'in_sync' || m.state === 'rebuilding');
+      const results = await Promise.allSettled(targets.map(async (m) => {
+        try {
+          await m.device.flush();
+        } catch (err) {
+          await this.memberError(m, err);
+          throw err;
+        }
+      }));
+      const ok = results.filter((r, i) => r.status === 'fulfilled' && targets[i]?.state === 'in_sync').length;
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'rejected' && targets[i]?.state !== 'faulty') throw r.reason;
+      }
+      if (ok === 0) throw new IoError(`array ${this.name}: flush: no in-sync member could be flushed`);
+    });
+  }
+
+  /** Chunks the bitmap has never seen written (Unwritten) are holes; everything else is data. */
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    checkRange(`array ${this.name}: extents`, this.size, offset, length);
+    const chunk = this.bitmap.chunkSize;
+    const identity = this.personality.syncSize === this.size && !this.personality.parity;
+    if (length === 0) return [];
+    if (chunk === 0 || !identity) return [{ length, hole: false, zero: false }];
+    const out: Extent[] = [];
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const next = Math.min(end, (Math.floor(pos / chunk) + 1) * chunk);
+      const hole = this.bitmap.isUnwritten(pos);
+      const last = out[out.length - 1];
+      if (last !== undefined && last.hole === hole) last.length += next - pos;
+      else out.push({ length: next - pos, hole, zero: false });
+      pos = next;
+    }
+    return out;
+  }
+
+  /** BlockDevice close: a clean stop. */
+  close(): Promise<void> {
+    return this.stop();
+  }
+
+  // ------------------------------------------------------------------ superblocks
+
+  private superblockFor(m: Member, clean: boolean): Superblock {
+    const id = this.identity;
+    const rebuilding = m.state === 'rebuilding';
+    let resyncOffset: bigint;
+    if (!clean) resyncOffset = 0n;
+    else if (this.resyncFrom === null) resyncOffset = RESYNC_NONE;
+    else resyncOffset = BigInt(Math.floor(this.resyncFrom / SECTOR));
+    return {
+      featureMap: (id.bitmapOffset !== 0 ? FEATURE_BITMAP_OFFSET : 0) | (rebuilding ? FEATURE_RECOVERY_OFFSET : 0),
+      setUuid: id.uuid,
+      setName: id.name,
+      ctime: id.ctime,
+      level: id.level,
+      layout: id.layout,
+      size: id.usedSectors,
+      chunkSize: id.chunkSizeSectors,
+      raidDisks: id.raidDisks,
+      bitmapOffset: id.bitmapOffset,
+      dataOffset: m.sb.dataOffset,
+      dataSize: m.sb.dataSize,
+      superOffset: m.sb.superOffset,
+      recoveryOffset: rebuilding ? Math.floor(m.recoveryOffset / SECTOR) : 0,
+      devNumber: m.sb.devNumber,
+      cntCorrectedRead: m.sb.cntCorrectedRead,
+      deviceUuid: m.sb.deviceUuid,
+      devflags: m.sb.devflags,
+      utime: Math.floor(Date.now() / 1000),
+      events: this.eventsCounter,
+      resyncOffset,
+      devRoles: [...this.devRoles],
+    };
+  }
+
+  /** devRoles as md's super_1_sync: every slot faulty unless a present member says otherwise. */
+  private rebuildDevRoles(): void {
+    const len = Math.max(this.devRoles.length, ...this.members.map((m) => m.sb.devNumber + 1), this.identity.raidDisks);
+    const roles = new Array<number>(len).fill(ROLE_FAULTY);
+    for (const m of this.members) {
+      if (m.state === 'faulty') continue;
+      roles[m.sb.devNumber] = m.role !== undefined && m.state !== 'spare' ? m.role : ROLE_SPARE;
+    }
+    this.devRoles = roles;
+  }
+
+  /**
+   * events++ and every non-faulty member gets the new superblock (FUA), then the bitmap's
+   * superblock follows. Serialised: each update sees the previous one complete. A member whose
+   * superblock write fails is failed and the update repeated without it.
+   */
+  writeSuperblocks(clean = false): Promise<void> {
+    const run = async (): Promise<void> => {
+      for (;;) {
+        this.eventsCounter++;
+        this.rebuildDevRoles();
+        const targets = this.members.filter((m) => m.state !== 'faulty');
+        const results = await Promise.allSettled(targets.map(async (m) => {
+          const sb = this.superblockFor(m, clean);
+          await writeSuperblock(m.device, sb);
+          m.sb = sb;
+        }));
+        let failed = false;
+        for (const [i, r] of results.entries()) {
+          const m = targets[i] as Member;
+          if (r.status === 'rejected') {
+            if (!(r.reason instanceof BlockError)) throw r.reason;
+            this.markFaulty(m);
+            failed = true;
+          }
+        }
+        if (!failed) break;
+      }
+      if (this.bitmap !== undefined && this.state !== 'failed') await this.bitmap.updateSb();
+    };
+    const next = this.sbWrite.then(run, run);
+    this.sbWrite = next.catch(() => undefined);
+    return next;
+  }
+
+  private markFaulty(m: Member): void {
+    if (m.role !== undefined && this.byRole[m.role] === m) this.byRole[m.role] = undefined;
+    m.state = 'faulty';
+    m.role = undefined;
+    this.refreshState();
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /** First superblock write of a running array: events up, marked active (dirty). */
+  async run(): Promise<void> {
+    this.refreshState();
+    await this.writeSuperblocks(false);
+    this.maybeStartSync();
+  }
+
+  /**
+   * Fails a member (md's md_error): it stops taking I/O, the others' superblocks record it as
+   * faulty (0xfffe) with events up. The array runs degraded, or fails when the level cannot run.
+   */
+  async failMember(m: Member, _cause?: unknown): Promise<void> {
+    if (m.state === 'faulty') return this.sbWrite;
+    this.markFaulty(m);
+    await this.writeSuperblocks(false);
+  }
+
+  /** Fails the member called `name` by hand (mdadm --fail). */
+  async fail(name: string): Promise<void> {
+    const m = this.requireMember(name);
+    if (m.state === 'faulty') throw new MdError('EINVAL', `member ${name}: already faulty`);
+    if (m.role !== undefined && m.state === 'in_sync') {
+      const working = this.working();
+      working[m.role] = false;
+      if (!this.personality.canRun(working)) {
+        throw new MdError('EBUSY', `member ${name}: failing it would leave ${LEVEL_NAMES[this.identity.level] ?? 'the array'} without a complete copy`);
+      }
+    }
+    await this.failMember(m);
+  }
+
+  private requireMember(name: string): Member {
+    const m = this.member(name);
+    if (m === undefined) {
+      throw new MdError('EINVAL', `member ${name}: not part of array ${this.name} (members: ${this.members.map((x) => x.name).join(', ')})`);
+    }
+    return m;
+  }
+
+  /** Detaches a faulty or spare member (mdadm --remove) and releases its device if the array opened it. */
+  async remove(name: string): Promise<void> {
+    const m = this.requireMember(name);
+    if (m.state === 'in_sync' || m.state === 'rebuilding') {
+      throw new MdError('EBUSY', `member ${name}: is ${m.state}; fail it before removing it`);
+    }
+    this.members.splice(this.members.indexOf(m), 1);
+    await this.writeSuperblocks(false);
+    if (m.owned) await m.device.close().catch(() => undefined);
+  }
+
+  /**
+   * Puts a member into a vacant role and starts recovery onto it. `bitmapGuided`: recover only
+   * what the bitmap marks (a re-added member); otherwise every written chunk (a new member).
+   */
+  async attach(m: Member, bitmapGuided: boolean): Promise<void> {
+    if (this.state === 'stopped' || this.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
+    const role = this.byRole.findIndex((x) => x === undefined);
+    if (role < 0) {
+      m.state = 'spare';
+      m.role = undefined;
+      this.members.push(m);
+      await this.writeSuperblocks(false);
+      return;
+    }
+    await this.attachToRole(m, role, bitmapGuided);
+  }
+
+  private async attachToRole(m: Member, role: number, bitmapGuided: boolean): Promise<void> {
+    await this.stopSync();
+    m.state = 'rebuilding';
+    m.role = role;
+    m.recoveryOffset = 0;
+    if (!this.members.includes(m)) this.members.push(m);
+    this.byRole[role] = m;
+    this.roleFilledAt[role] = Number(this.eventsCounter + 1n);
+    this.refreshState();
+    await this.writeSuperblocks(false);
+    this.startSyncThread('recovery', 0, bitmapGuided);
+  }
+
+  /**
+   * Re-adds a member that left this array (mdadm --re-add). If the bitmap covers everything it
+   * missed (llbitmap.md A5 re-add guard, 004:L78) only the chunks written while it was away are
+   * recovered; otherwise everything written. Returns which recovery was chosen.
+   */
+  async reAdd(spec: MemberSpec): Promise<'bitmap' | 'full'> {
+    const opened = await openMember(spec);
+    try {
+      const old = this.member(opened.name);
+      if (old !== undefined && old.state !== 'faulty') {
+        throw new MdError('EBUSY', `member ${opened.name}: already ${old.state} in array ${this.name}`);
+      }
+      const sb = await readSuperblock(opened.device, opened.name);
+      if (!sb.setUuid.equals(this.identity.uuid)) {
+        throw new MdError('EUUID', `member ${opened.name}: belongs to array ${formatUuid(sb.setUuid)}, expected ${formatUuid(this.identity.uuid)}`);
+      }
+      if (old !== undefined) {
+        this.members.splice(this.members.indexOf(old), 1);
+        if (old.owned && old.device !== opened.device) await old.device.close().catch(() => undefined);
+      }
+      const role = sb.devRoles[sb.devNumber];
+      const guided = this.bitmap.kind === 'llbitmap'
+        && role !== undefined && role < this.identity.raidDisks
+        && this.byRole[role] === undefined
+        && this.devRoles[sb.devNumber] === ROLE_FAULTY
+        && (sb.featureMap & FEATURE_RECOVERY_OFFSET) === 0
+        && sb.events <= this.eventsCounter
+        && Number(sb.events) >= (this.roleFilledAt[role] ?? Infinity);
+      const m = new Member(opened.name, opened.device, sb, opened.owned);
+      if (guided) {
+        await this.attachToRole(m, role, true);
+      } else {
+        m.sb = { ...sb, devNumber: this.freeDevNumber(), deviceUuid: randomBytes(16) };
+        await this.attach(m, false);
+      }
+      return guided ? 'bitmap' : 'full';
+    } catch (err) {
+      if (opened.owned && !this.members.some((x) => x.device === opened.device)) await opened.device.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Adds a new member (mdadm --add): a fresh superblock; it fills a vacant role and every written
+   * chunk is rebuilt onto it (Unwritten chunks skipped), or it waits as a spare.
+   */
+  async add(spec: MemberSpec, options: { force?: boolean } = {}): Promise<void> {
+    const opened = await openMember(spec);
+    try {
+      if (this.member(opened.name) !== undefined) throw new MdError('EBUSY', `member ${opened.name}: already part of array ${this.name}`);
+      const existing = await probeSuperblock(opened);
+      if (existing !== undefined && !existing.setUuid.equals(this.identity.uuid) && !options.force) {
+        throw new MdError('EEXIST', `member ${opened.name}: carries an md superblock of array ${formatUuid(existing.setUuid)}; use force to overwrite it`);
+      }
+      const template = this.members[0]?.sb;
+      if (template === undefined) throw new MdError('ENODEV', `array ${this.name}: has no member to copy the layout from`);
+      const dataSize = Math.floor(opened.device.size / SECTOR) - template.dataOffset;
+      if (dataSize < this.identity.usedSectors) {
+        throw new MdError('ENOSPC', `member ${opened.name}: expected at least ${(template.dataOffset + this.identity.usedSectors) * SECTOR} bytes, found ${opened.device.size}`);
+      }
+      const sb: Superblock = { ...template, dataSize, devNumber: this.freeDevNumber(), deviceUuid: randomBytes(16), recoveryOffset: 0, cntCorrectedRead: 0, devflags: 0 };
+      await this.attach(new Member(opened.name, opened.device, sb, opened.owned), false);
+    } catch (err) {
+      if (opened.owned && !this.members.some((x) => x.device === opened.device)) await opened.device.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** A dev_number no attached member uses and no departed member is recorded under. */
+  private freeDevNumber(): number {
+    const used = new Set(this.members.map((m) => m.sb.devNumber));
+    for (let i = 0; i < this.devRoles.length; i++) {
+      if (!used.has(i) && this.devRoles[i] !== ROLE_FAULTY) return i;
+    }
+    const next = Math.max(this.devRoles.length, ...[...used].map((u) => u + 1));
+    if (next >= MAX_DEV_LIMIT) throw new MdError('ENOSPC', `array ${this.name}: all ${MAX_DEV_LIMIT} device slots are used`);
+    return next;
+  }
+
+  /** Called by the bitmap when chunks need syncing; md waits until the array is whole again. */
+  private onSyncRequested(): void {
+    if (this.resyncFrom === null) this.resyncFrom = 0;
+    if (this.tuning.autoSync) queueMicrotask(() => this.maybeStartSync());
+  }
+
+  private maybeStartSync(): void {
+    if (!this.tuning.autoSync || this.syncThread !== undefined || this.stopping || this.state === 'stopped' || this.state === 'failed') return;
+    if (this.personality.syncSize === 0) return;
+    const rebuilding = this.members.filter((m) => m.state === 'rebuilding');
+    if (rebuilding.length > 0) {
+      const from = Math.min(...rebuilding.map((m) => this.syncOffsetOfMember(m.recoveryOffset)));
+      // A member that was rebuilding when the array stopped was a replacement unless proven otherwise.
+      this.startSyncThread('recovery', from, false);
+    } else if (this.resyncFrom !== null && !this.isDegraded()) {
+      this.startSyncThread('resync', this.resyncFrom, true);
+    }
+  }
+
+  /** Sync-space position from which a member's recovery resumes (conservative). */
+  private syncOffsetOfMember(memberOffset: number): number {
+    const p = this.personality;
+    return p.syncOffsetOfMember ? p.syncOffsetOfMember(memberOffset) : 0;
+  }
+
+  private memberOffsetOfSync(syncOffset: number): number {
+    const p = this.personality;
+    return p.memberOffsetOfSync ? p.memberOffsetOfSync(syncOffset) : 0;
+  }
+
+  /**
+   * Starts a sync pass (md's sync_action). check and repair need a whole array; resync and
+   * recovery normally start by themselves.
+   */
+  startSync(mode: SyncMode): SyncProgress {
+    if (this.personality.syncSize === 0) throw new MdError('ENOTSUP', `array ${this.name}: ${LEVEL_NAMES[this.identity.level]} has no redundancy to sync`);
+    if (this.syncThread !== undefined) throw new MdError('EBUSY', `array ${this.name}: a ${this.syncThread.mode} is already running`);
+    if (this.state === 'stopped' || this.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
+    if ((mode === 'check' || mode === 'repair' || mode === 'resync') && this.isDegraded()) {
+      throw new MdError('EBUSY', `array ${this.name}: cannot ${mode} while degraded`);
+    }
+    if (mode === 'recovery' && !this.members.some((m) => m.state === 'rebuilding')) {
+      throw new MdError('EINVAL', `array ${this.name}: no member to recover onto`);
+    }
+    this.startSyncThread(mode, mode === 'resync' ? (this.resyncFrom ?? 0) : 0, mode !== 'recovery');
+    return (this.syncThread as SyncThread | undefined)?.progress() ?? this.status().sync as SyncProgress;
+  }
+
+  private startSyncThread(mode: SyncMode, from: number, bitmapGuided: boolean): void {
+    const thread = new SyncThread({
+      mode,
+      from,
+      bitmapGuided,
+      syncSize: this.personality.syncSize,
+      bitmap: this.bitmap,
+      speed: (): SyncSpeed => ({ min: this.tuning.syncSpeedMin, max: this.tuning.syncSpeedMax }),
+      appBusy: () => performance.now() - this.lastAppIo < 500,
+      lock: (start, end) => this.barrier.lock(start, end),
+      unlock: () => this.barrier.unlock(),
+      window: (m, off, len) => this.personality.syncWindow(this.memberSet, m, off, len),
+      hasTargets: () => mode !== 'recovery' || this.members.some((x) => x.state === 'rebuilding'),
+      checkpoint: (pos) => this.checkpoint(mode, pos),
+    });
+    this.syncThread = thread;
+    if (mode === 'recovery' && !bitmapGuided) this.bitmap.startRecovery();
+    this.syncDone = thread.run().then(
+      (summary) => this.syncFinished(thread, summary),
+      (err: unknown) => this.syncFinished(thread, thread.summary(false, err instanceof Error ? err.message : String(err))),
+    );
+  }
+
+  /** Sync checkpoint: position recorded in superblocks so a restart resumes from it. */
+  private async checkpoint(mode: SyncMode, pos: number): Promise<void> {
+    if (mode === 'recovery') {
+      for (const m of this.members) if (m.state === 'rebuilding') m.recoveryOffset = this.memberOffsetOfSync(pos);
+      await this.writeSuperblocks(false);
+    } else if (mode === 'resync') {
+      this.resyncFrom = pos;
+    }
+  }
+
+  private async syncFinished(thread: SyncThread, summary: SyncSummary): Promise<SyncSummary> {
+    this.lastSync = summary;
+    if (thread.mode === 'check' || thread.mode === 'repair') this.mismatchCount = summary.mismatches;
+    if (summary.complete) {
+      if (thread.mode === 'recovery') {
+        for (const m of this.members) {
+          if (m.state === 'rebuilding') {
+            m.state = 'in_sync';
+            m.recoveryOffset = 0;
+          }
+        }
+        this.refreshState();
+        await this.writeSuperblocks(false).catch(() => undefined);
+      } else if (thread.mode === 'resync' || thread.mode === 'repair') {
+        this.resyncFrom = null;
+      }
+    } else if (thread.mode === 'resync') {
+      this.resyncFrom = summary.position;
+    }
+    if (this.syncThread === thread) this.syncThread = undefined;
+    // A recovery that completed may leave a resync owed (bitmap NeedSync requested meanwhile).
+    if (!this.stopping) this.maybeStartSync();
+    return summary;
+  }
+
+  /** Resolves when the current sync pass (if any) ends, with its summary. */
+  async waitSync(): Promise<SyncSummary | undefined> {
+    for (;;) {
+      const t = this.syncThread;
+      const s = await this.syncDone;
+      if (this.syncThread === undefined || this.syncThread === t) return s;
+    }
+  }
+
+  /** Stops the sync pass at its next window boundary (position kept for resume). */
+  async stopSync(): Promise<void> {
+    const t = this.syncThread;
+    if (t === undefined) return;
+    t.stop();
+    await this.syncDone;
+  }
+
+  private waitIdle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Clean stop (md's do_md_stop): the sync pass stops at a checkpoint, in-flight I/O drains, the
+   * bitmap is flushed (Dirty → Clean, everything written), superblocks are written clean (resync
+   * position kept only if a resync is unfinished), then the devices the array opened are closed.
+   */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.stopping = true;
+    await this.stopSync();
+    await this.waitIdle();
+    await Promise.allSettled([...this.failures]);
+    if (this.state !== 'failed') {
+      await this.bitmap.flush();
+      await this.writeSuperblocks(true);
+    }
+    await this.bitmap.close();
+    this.state = 'stopped';
+    await Promise.allSettled(this.members.filter((m) => m.owned).map((m) => m.device.close()));
+  }
+
+  /**
+   * Abandons the array as a crash or kill would: timers stop, devices are released, nothing is
+   * written (superblocks stay active/dirty, bitmap Dirty bits stay). For tests of recovery paths
+   * and for a supervisor tearing down a wedged engine.
+   */
+  async abandon(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.stopping = true;
+    this.syncThread?.stop();
+    await this.bitmap.close().catch(() => undefined);
+    this.state = 'stopped';
+    await Promise.allSettled(this.members.filter((m) => m.owned).map((m) => m.device.close()));
+  }
+
+  // ------------------------------------------------------------------ status
+
+  status(): ArrayStatus {
+    const counts = this.bitmap.counts();
+    const working = this.working().filter((w) => w).length;
+    return {
+      name: this.name,
+      uuid: formatUuid(this.identity.uuid),
+      level: LEVEL_NAMES[this.identity.level] ?? `level ${this.identity.level}`,
+      raidDisks: this.identity.raidDisks,
+      size: this.size,
+      chunkSize: this.personality.chunkSize,
+      layout: this.identity.layout,
+      state: this.state,
+      degraded: this.state !== 'stopped' && this.isDegraded(),
+      events: this.eventsCounter.toString(),
+      working,
+      members: this.members.map((m) => ({
+        name: m.name,
+        role: m.role ?? null,
+        state: m.state,
+        devNumber: m.sb.devNumber,
+        recoveryOffset: m.state === 'rebuilding' ? m.recoveryOffset : 0,
+      })),
+      missingRoles: this.byRole.flatMap((m, r) => (m === undefined ? [r] : [])),
+      resyncPending: this.resyncFrom,
+      bitmap: { kind: this.bitmap.kind, chunkSize: this.bitmap.chunkSize, counts },
+      sync: this.syncThread?.progress() ?? null,
+      lastSync: this.lastSync,
+      mismatchCount: this.mismatchCount,
+    };
+  }
+
+  /** Members (for lifecycle modules): a copy. */
+  memberList(): readonly Member[] {
+    return [...this.members];
+  }
+
+  /** The roles of the freshest superblock, for re-add decisions. */
+  currentDevRoles(): readonly number[] {
+    return this.devRoles;
+  }
+}

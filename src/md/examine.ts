@@ -1,0 +1,14 @@
+// Reading one member's md superblock without assembling anything (mdadm --examine): the CLI's
+// `examine` prints it together with the member's bitmap.
+
+import { openMember, releaseMembers, type MemberSpec } from './member-source.js';
+import { readSuperblock, type Superblock } from './superblock.js';
+
+export async function examineMember(spec: MemberSpec): Promise<Superblock> {
+  const m = await openMember(spec, true);
+  try {
+    return await readSuperblock(m.device, m.name);
+  } finally {
+    await releaseMembers([m]);
+  }
+}

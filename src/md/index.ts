@@ -1,0 +1,41 @@
+// The md engine's public API: what the CLI, the CSI node plugin, the NBD server, the demo and the
+// benchmarks use. Everything else in src/md is internal.
+//
+//   createArray(options) → MdArray            mdadm --create (create.ts: CreateOptions)
+//     { name, level: 0|1|10, members: (path | {name, device})[], chunkSize?, nearCopies?,
+//       assumeClean?, bitmap?: 'llbitmap'|'none', force?, uuid?, daemonSleep?, barrierIdle?,
+//       bitmapChunkSize?, syncSpeedMin?, syncSpeedMax?, autoSync? }
+//   assembleArray(options) → { array, report }  mdadm --assemble (assemble.ts: AssembleOptions)
+//     { members, uuid?, force?, barrierIdle?, syncSpeedMin?, syncSpeedMax?, autoSync? }
+//     report: { stale: [{name, events, reason}], missingRoles, unclean }
+//   examineMember(path | device) → Superblock   mdadm --examine (superblock fields, decoded)
+//
+//   MdArray implements BlockDevice (size, blockSize, read, write {fua}, flush, discard,
+//   writeZeroes, extents — Unwritten bitmap chunks are holes — and close = stop), plus:
+//     stop()            clean stop: sync checkpointed, bitmap flushed, superblocks clean
+//     abandon()         drop without writing anything (as a crash or kill would)
+//     fail(name)        mark a member faulty (refused if no complete copy would remain)
+//     remove(name)      detach a faulty or spare member
+//     reAdd(spec)       bring a former member back; → 'bitmap' (only what changed) | 'full'
+//     add(spec)         a new member: fills a vacant role (rebuild written chunks) or a spare
+//     startSync(mode)   'check' | 'repair' | 'resync' | 'recovery'; → SyncProgress
+//     stopSync(), waitSync() → SyncSummary   stop at a window boundary / wait for the pass
+//     status() → ArrayStatus                 plain JSON-ready object: level, state, members,
+//                                            bitmap counts, sync progress, events, mismatches
+//     bitmap            the WriteIntentBitmap (bitsText()/metadataText() for status output)
+//
+// Errors: MdError with a code (EBADMETA, EUUID, ENODEV, EINVAL, EBUSY, ENOSPC, ENOTSUP, EEXIST);
+// I/O through the BlockDevice methods rejects with the block layer's errors (IoError when no
+// complete copy is left, ShutdownError after stop).
+
+export { MdArray, type ArrayStatus, type ArrayState, type MemberStatus, type ArrayTuning } from './array.js';
+export { createArray, type CreateOptions } from './create.js';
+export { assembleArray, type AssembleOptions, type AssemblyReport } from './assemble.js';
+export { examineMember } from './examine.js';
+export type { MemberSpec } from './member-source.js';
+export type { MemberState } from './member.js';
+export type { SyncMode, RaidLevel, Personality } from './personality.js';
+export type { SyncProgress, SyncSummary } from './sync-thread.js';
+export type { BitmapKind } from './bitmap-setup.js';
+export { MdError, type MdErrorCode } from './errors.js';
+export { formatUuid, type Superblock } from './superblock.js';
