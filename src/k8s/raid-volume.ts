@@ -118,7 +118,7 @@ export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition
       totalBytes: p.totalBytes,
       progress: formatPercent(p.doneBytes, p.totalBytes),
       speed: `${formatBytes(p.speedBytesPerSecond)}/s`,
-      speedBytesPerSecond: p.speedBytesPerSecond,
+      speedBytesPerSecond: Math.round(p.speedBytesPerSecond),
       startedAt: p.startedAt.toISOString(),
     };
     // speedBytesPerSecond is progress through the sync space (skipped chunks included), the

@@ -1,0 +1,32 @@
+# The llraid node plugin image: Node.js 20, the built llraid, and the host tools the plugin runs
+# (nbd-client, nbdfuse from libnbd-bin, mkfs/resize for ext4 and xfs, losetup and mount from
+# util-linux, mdadm for --examine). Build: `buildah bud -t llraid:<version> .` (or docker build);
+# scripts/test-image.sh builds it against a locally made stand-in of the base image and runs it.
+ARG BASE_IMAGE=docker.io/library/node:20-bookworm-slim
+
+FROM ${BASE_IMAGE} AS build
+# Behind a TLS-intercepting proxy, pass its CA (mounted into the build) so npm can reach the registry.
+ARG NODE_EXTRA_CA_CERTS
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: the `prepare` script compiles, and the sources are not copied in yet.
+RUN npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY proto ./proto
+RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --no-audit --no-fund --loglevel=error
+
+FROM ${BASE_IMAGE}
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      nbd-client libnbd-bin fuse3 e2fsprogs xfsprogs util-linux mount mdadm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/llraid
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/proto ./proto
+RUN chmod 0755 dist/src/cli/main.js && ln -s /opt/llraid/dist/src/cli/main.js /usr/local/bin/llraid \
+ && llraid --version
+ENTRYPOINT ["llraid"]
+CMD ["--help"]
