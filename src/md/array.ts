@@ -696,7 +696,8 @@ export class MdArray implements BlockDevice {
     if (mode === 'recovery' && !this.members.some((m) => m.state === 'rebuilding')) {
       throw new MdError('EINVAL', `array ${this.name}: no member to recover onto`);
     }
-    this.startSyncThread(mode, mode === 'resync' ? (this.resyncFrom ?? 0) : 0, mode !== 'recovery');
+    // Only a resync trusts the bitmap to skip written chunks; check/repair scan everything written.
+    this.startSyncThread(mode, mode === 'resync' ? (this.resyncFrom ?? 0) : 0, mode === 'resync');
     return (this.syncThread as SyncThread | undefined)?.progress() ?? this.status().sync as SyncProgress;
   }
 

@@ -130,10 +130,11 @@ export class SyncThread {
     };
   }
 
-  private currentSpeed(): number {
+  /** KiB/s since the last mark; `raw` skips the smoothing that progress reports use. */
+  private currentSpeed(raw = false): number {
     const dt = (performance.now() - this.markTime) / 1000;
-    if (dt < 0.05) return this.lastSpeed;
-    return (this.position - this.markPos) / 1024 / dt;
+    if (!raw && dt < 0.05) return this.lastSpeed;
+    return (this.position - this.markPos) / 1024 / Math.max(dt, 0.001);
   }
 
   /** md's throttle: above max always wait; above min wait while the application is busy. */
@@ -148,7 +149,7 @@ export class SyncThread {
         return;
       }
       const { min, max } = this.host.speed();
-      const speed = this.currentSpeed();
+      const speed = this.currentSpeed(true);
       if (speed > max) {
         // Sleep just long enough to fall back to max.
         const needMs = ((this.position - this.markPos) / 1024 / max) * 1000 - (now - this.markTime);

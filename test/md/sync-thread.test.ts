@@ -1,0 +1,64 @@
+// The sync thread on real files: check counts mismatches and skips Unwritten chunks (E6), repair
+// fixes them, an interrupted resync resumes from its checkpoint after a restart, the speed limit
+// holds, and progress reports position, speed and ETA.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { assembleArray, createArray } from '../../src/md/index.js';
+import { memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
+
+const CHUNK = 64 * 1024;
+
+test('check counts mismatched sectors over written chunks only, and repair makes copies equal', async (t) => {
+  const paths = memberFiles(tempDir(t), 2, 160 << 20);
+  const [m0, m1] = paths as [string, string];
+  const a = await createArray({ name: 'chk', level: 1, members: paths });
+  t.after(() => a.stop());
+  for (const c of [2, 900, 1700]) await a.write(c * CHUNK, pattern(c, CHUNK));
+  pokeMember(m1, 900 * CHUNK + 1024, Buffer.alloc(1536, 0x11)); // 3 sectors differ
+  a.startSync('check');
+  const check = await a.waitSync();
+  assert.equal(check?.mismatches, 3);
+  assert.equal(check?.bytesSynced, 3 * CHUNK, 'Unwritten chunks are not scanned');
+  assert.equal(a.status().mismatchCount, 3);
+  assert.notDeepEqual(readMember(m1, 900 * CHUNK, CHUNK), readMember(m0, 900 * CHUNK, CHUNK), 'check writes nothing');
+
+  a.startSync('repair');
+  const repair = await a.waitSync();
+  assert.equal(repair?.mismatches, 3);
+  assert.deepEqual(readMember(m1, 900 * CHUNK, CHUNK), readMember(m0, 900 * CHUNK, CHUNK));
+  a.startSync('check');
+  assert.equal((await a.waitSync())?.mismatches, 0);
+});
+
+test('a resync stopped half way resumes from its checkpoint after reassembly', async (t) => {
+  const paths = memberFiles(tempDir(t), 2, 33 << 20);
+  // No bitmap and not assume-clean: md's initial resync over the whole array, slowed down.
+  const a = await createArray({ name: 'resume', level: 1, members: paths, bitmap: 'none', syncSpeedMax: 8000 });
+  await new Promise((r) => setTimeout(r, 1500));
+  const mid = a.status().sync;
+  assert.ok(mid !== null && mid.mode === 'resync');
+  assert.ok(mid.position > 0 && mid.position < a.size, `resync in progress at ${mid.position}`);
+  assert.ok(mid.speedKiBs > 0 && mid.etaSeconds !== null && mid.percent > 0);
+  await a.stop();
+  const stoppedAt = a.status().resyncPending;
+  assert.ok(stoppedAt !== null && stoppedAt >= mid.position);
+
+  const { array: b, report } = await assembleArray({ members: paths });
+  t.after(() => b.stop());
+  assert.equal(report.unclean, true);
+  assert.equal(b.status().resyncPending, stoppedAt);
+  const summary = await b.waitSync();
+  assert.equal(summary?.complete, true);
+  assert.equal(summary?.bytesSynced, b.size - stoppedAt, 'resumed at the checkpoint, not from 0');
+  assert.equal(b.status().resyncPending, null);
+});
+
+test('sync_speed_max bounds the resync rate', async (t) => {
+  const paths = memberFiles(tempDir(t), 2, 9 << 20);
+  const a = await createArray({ name: 'slow', level: 1, members: paths, bitmap: 'none', syncSpeedMax: 4000 });
+  t.after(() => a.stop());
+  const s = await a.waitSync();
+  assert.ok(s?.complete);
+  const kibs = a.size / 1024 / s.seconds;
+  assert.ok(kibs < 4000 * 1.25, `resync ran at ${kibs.toFixed(0)} KiB/s, limit 4000`);
+});
