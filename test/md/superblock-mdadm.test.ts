@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileDevice } from '../../src/block/file-device.js';
 import { RESYNC_NONE, ROLE_FAULTY, writeSuperblock, type Superblock } from '../../src/md/superblock.js';
+import { createArray, formatUuid } from '../../src/md/index.js';
 
 const MEMBER = 64 << 20;
 
@@ -111,4 +112,33 @@ test('mdadm --examine reads a raid0 member', async (t) => {
   assert.equal(field(out, 'Raid Devices'), '4');
   assert.equal(field(out, 'Chunk Size'), '512K');
   assert.equal(field(out, 'Device Role'), 'Active device 2');
+});
+
+test('mdadm --examine reads the members createArray writes, before and after a member fails', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'llraid-sb-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const paths = [0, 1, 2].map((i) => join(dir, `r10-${i}.img`));
+  for (const p of paths) await (await FileDevice.open(p, { create: { size: MEMBER } })).close();
+  const a = await createArray({ name: 'pvc-0042', level: 10, members: paths, chunkSize: 128 * 1024 });
+  const uuid = formatUuid(a.uuid);
+  await a.fail(paths[2] as string);
+  const events = a.status().events;
+  await a.stop();
+  const out = examine(paths[1] as string);
+  assert.equal(field(out, 'Array UUID'), uuid);
+  assert.equal(field(out, 'Name'), 'pvc-0042');
+  assert.equal(field(out, 'Raid Level'), 'raid10');
+  assert.equal(field(out, 'Raid Devices'), '3');
+  assert.equal(field(out, 'Layout'), 'near=2');
+  assert.equal(field(out, 'Chunk Size'), '128K');
+  assert.equal(field(out, 'Events'), (BigInt(events) + 1n).toString(), 'the clean stop is one more superblock update');
+  assert.equal(field(out, 'Data Offset'), '2048 sectors');
+  assert.equal(field(out, 'Internal Bitmap'), '8 sectors from superblock');
+  assert.equal(field(out, 'Device Role'), 'Active device 1');
+  assert.equal(field(out, 'State'), 'clean');
+  assert.match(field(out, 'Array State'), /^AA\. /, 'the failed member is recorded as missing');
+  assert.match(field(out, 'Checksum'), / - correct$/);
+  assert.match(field(out, 'Array Size'), /^\d+ KiB/);
+  const sizeKiB = Number(/^(\d+) KiB/.exec(field(out, 'Array Size'))?.[1]);
+  assert.equal(sizeKiB * 1024, a.size);
 });
