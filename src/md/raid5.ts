@@ -1,0 +1,151 @@
+// The raid5 personality (and, with a Q block, raid6 — see raid6.ts): md's parity levels over a
+// MemberSet. Geometry comes from parity/layout.ts; the data path and sync steps from
+// stripe-engine.ts. Sync space is per-member (md's resync_max_sectors for raid4/5/6).
+
+import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+import { MdError } from './errors.js';
+import { DEFAULT_ALGORITHM, ParityLayout, type ParityLevel } from './parity/layout.js';
+import type { MemberSet, Personality, SyncMode, SyncRange, SyncWindowResult } from './personality.js';
+import { StripeEngine, type ParitySyncState, type StripeStats } from './stripe-engine.js';
+import { columnSpan, splitRows } from './stripe-plan.js';
+import type { WriteIntentBitmap } from './write-intent-bitmap.js';
+
+/** md's default chunk for raid5/6 (mdadm: 512 KiB). */
+export const DEFAULT_PARITY_CHUNK = 512 * 1024;
+/** Memory the stripe cache may hold by default (md's stripe_cache_size is 256 4 KiB stripes). */
+const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
+
+export interface ParityOptions {
+  raidDisks: number;
+  /** Bytes of data area on every member. */
+  memberSize: number;
+  /** Default 512 KiB. */
+  chunkSize?: number;
+  /** md algorithm number (parity/layout.ts); default left-symmetric (2). */
+  layout?: number;
+  /** Rows the stripe cache keeps; default what fits in 32 MiB. */
+  cacheRows?: number;
+}
+
+export class ParityPersonality implements Personality {
+  readonly level: ParityLevel;
+  readonly layout: number;
+  readonly chunkSize: number;
+  readonly raidDisks: number;
+  readonly arraySize: number;
+  readonly syncSize: number;
+  readonly parity = true;
+  readonly geometry: ParityLayout;
+  readonly #engine: StripeEngine;
+
+  constructor(level: ParityLevel, options: ParityOptions) {
+    const chunkSize = options.chunkSize ?? DEFAULT_PARITY_CHUNK;
+    this.geometry = new ParityLayout({ level, raidDisks: options.raidDisks, chunkSize, algorithm: options.layout ?? DEFAULT_ALGORITHM });
+    if (!Number.isSafeInteger(options.memberSize) || options.memberSize < chunkSize) {
+      throw new MdError('ENOSPC', `raid${level}: members must hold at least one chunk (${chunkSize} bytes), found ${options.memberSize} bytes`);
+    }
+    this.level = level;
+    this.layout = this.geometry.algorithm;
+    this.chunkSize = chunkSize;
+    this.raidDisks = options.raidDisks;
+    this.syncSize = Math.floor(options.memberSize / chunkSize) * chunkSize;
+    this.arraySize = this.geometry.arraySize(options.memberSize);
+    const rows = options.cacheRows ?? Math.max(4, Math.floor(DEFAULT_CACHE_BYTES / (chunkSize * options.raidDisks)));
+    this.#engine = new StripeEngine(this.geometry, rows);
+  }
+
+  /** How many members may be missing while every byte stays readable. */
+  get tolerance(): number {
+    return this.#engine.tolerance;
+  }
+
+  /** Counters of the write path (full-stripe, read-modify-write, reconstruct-write, degraded). */
+  get stats(): Readonly<StripeStats> {
+    return this.#engine.stats;
+  }
+
+  /**
+   * The array hands over its write-intent bitmap: writes into chunks whose parity is not yet valid
+   * (blocks_synced false: Unwritten, NeedSync, Syncing, ...) then use reconstruct-write, so parity
+   * becomes right for every stripe written even before the lazy resync reaches it.
+   */
+  attachBitmap(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'chunkSize' | 'kind'>): void {
+    if (bitmap.kind === 'none' || bitmap.chunkSize === 0) {
+      this.#engine.syncState = undefined;
+      return;
+    }
+    this.#engine.syncState = bitmapSyncState(bitmap);
+  }
+
+  /** Same as attachBitmap, for any source of the blocks_synced answer (tests, tools). */
+  setParitySyncState(state: ParitySyncState | undefined): void {
+    this.#engine.syncState = state;
+  }
+
+  syncRange(offset: number, length: number): SyncRange {
+    if (length === 0) return { offset: 0, length: 0 };
+    const pieces = splitRows(this.geometry, offset, length);
+    const first = pieces[0]!;
+    const last = pieces[pieces.length - 1]!;
+    const start = first.row * this.chunkSize + columnSpan(this.geometry, first).lo;
+    const end = last.row * this.chunkSize + columnSpan(this.geometry, last).hi;
+    // Rows in between are covered whole, so [start, end) in member space covers every column touched.
+    return { offset: start, length: end - start };
+  }
+
+  canRun(working: readonly boolean[]): boolean {
+    return this.#missing(working) <= this.tolerance;
+  }
+
+  isDegraded(working: readonly boolean[]): boolean {
+    return this.#missing(working) > 0;
+  }
+
+  read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    return this.#engine.read(members, offset, length);
+  }
+
+  write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    return this.#engine.write(members, offset, data, options);
+  }
+
+  discard(members: MemberSet, offset: number, length: number): Promise<void> {
+    return this.#engine.discard(members, offset, length);
+  }
+
+  writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    return this.#engine.writeZeroes(members, offset, length, options);
+  }
+
+  /**
+   * resync: recompute P (and Q) from the data and rewrite what differs. recovery: rebuild every
+   * rebuilding role from the others. check: count mismatching 4 KiB stripe units (8 sectors each,
+   * as md's mismatch_cnt). repair: check, then rewrite the parity of the mismatching units.
+   */
+  syncWindow(members: MemberSet, mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult> {
+    return this.#engine.sync(members, mode, offset, length);
+  }
+
+  #missing(working: readonly boolean[]): number {
+    let missing = 0;
+    for (let m = 0; m < this.raidDisks; m++) if (working[m] !== true) missing++;
+    return missing;
+  }
+}
+
+/** raid5: one parity block per row; at least 2 members (md allows 2; 3 is the useful minimum). */
+export function createRaid5(options: ParityOptions): ParityPersonality {
+  return new ParityPersonality(5, options);
+}
+
+/** blocks_synced over a member range: every bitmap chunk the range touches must have valid parity. */
+function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'chunkSize'>): ParitySyncState {
+  const cs = bitmap.chunkSize;
+  return {
+    blocksSynced(offset: number, length: number): boolean {
+      const last = Math.floor((offset + Math.max(length, 1) - 1) / cs);
+      for (let c = Math.floor(offset / cs); c <= last; c++) if (!bitmap.blocksSynced(c * cs)) return false;
+      return true;
+    },
+  };
+}

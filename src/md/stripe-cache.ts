@@ -1,0 +1,107 @@
+// The stripe cache of the raid5/6 write path: the latest contents of recently touched stripe rows,
+// per member, so a write that continues a row (sequential I/O cut into pieces smaller than a row)
+// computes parity from memory instead of reading the members back. md's stripe cache, per row.
+//
+// Invariant: a valid cached range holds what the array last wrote to (or read from) that member
+// range, i.e. its logical contents; every member write of the personality goes through put() or
+// invalidate(), so the cache is never older than the members.
+
+const SECTOR = 512;
+
+interface CachedRow {
+  /** Per member: chunk-sized contents, allocated on first put. */
+  data: (Buffer | undefined)[];
+  /** Per member: one byte per sector, 1 when the sector's cached contents are valid. */
+  valid: (Uint8Array | undefined)[];
+}
+
+export class StripeCache {
+  readonly #rows = new Map<number, CachedRow>();
+  readonly #raidDisks: number;
+  readonly #chunkSize: number;
+  readonly #capacity: number;
+  /** Hits and misses in bytes, for the benchmark and tests. */
+  readonly stats = { hitBytes: 0, missBytes: 0 };
+
+  /** `capacity` rows are kept; the least recently used row is dropped first. */
+  constructor(raidDisks: number, chunkSize: number, capacity: number) {
+    this.#raidDisks = raidDisks;
+    this.#chunkSize = chunkSize;
+    this.#capacity = Math.max(0, Math.floor(capacity));
+  }
+
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** A copy of the cached bytes of `member` at columns [lo, lo+length), or undefined if any is missing. */
+  get(row: number, member: number, lo: number, length: number): Buffer | undefined {
+    const entry = this.#rows.get(row);
+    const valid = entry?.valid[member];
+    const data = entry?.data[member];
+    if (entry === undefined || valid === undefined || data === undefined || !this.#covered(valid, lo, length)) {
+      this.stats.missBytes += length;
+      return undefined;
+    }
+    this.#touch(row, entry);
+    this.stats.hitBytes += length;
+    return Buffer.from(data.subarray(lo, lo + length));
+  }
+
+  /** Whether the whole range is cached (no statistics, no copy). */
+  has(row: number, member: number, lo: number, length: number): boolean {
+    const valid = this.#rows.get(row)?.valid[member];
+    return valid !== undefined && this.#covered(valid, lo, length);
+  }
+
+  /** Records the contents of `member` at columns [lo, lo+data.length). Partial sectors are not cached. */
+  put(row: number, member: number, lo: number, data: Uint8Array): void {
+    if (this.#capacity === 0) return;
+    let entry = this.#rows.get(row);
+    if (entry === undefined) {
+      entry = { data: new Array(this.#raidDisks).fill(undefined), valid: new Array(this.#raidDisks).fill(undefined) };
+      while (this.#rows.size >= this.#capacity) {
+        const oldest = this.#rows.keys().next().value as number;
+        this.#rows.delete(oldest);
+      }
+      this.#rows.set(row, entry);
+    } else {
+      this.#touch(row, entry);
+    }
+    const buf = (entry.data[member] ??= Buffer.allocUnsafeSlow(this.#chunkSize));
+    const valid = (entry.valid[member] ??= new Uint8Array(this.#chunkSize / SECTOR));
+    buf.set(data, lo);
+    const first = Math.ceil(lo / SECTOR);
+    const last = Math.floor((lo + data.length) / SECTOR);
+    valid.fill(1, first, last);
+    // Sectors only partly written now hold a mix of old and new bytes: no longer trustworthy.
+    if (lo % SECTOR !== 0) valid[Math.floor(lo / SECTOR)] = 0;
+    if ((lo + data.length) % SECTOR !== 0) valid[last] = 0;
+  }
+
+  /** Forgets one member's range (its contents on disk are no longer known). */
+  forget(row: number, member: number, lo: number, length: number): void {
+    const valid = this.#rows.get(row)?.valid[member];
+    if (valid !== undefined) valid.fill(0, Math.floor(lo / SECTOR), Math.ceil((lo + length) / SECTOR));
+  }
+
+  invalidate(row: number): void {
+    this.#rows.delete(row);
+  }
+
+  clear(): void {
+    this.#rows.clear();
+  }
+
+  #covered(valid: Uint8Array, lo: number, length: number): boolean {
+    if (lo % SECTOR !== 0 || length % SECTOR !== 0) return false;
+    const end = (lo + length) / SECTOR;
+    for (let s = lo / SECTOR; s < end; s++) if (valid[s] === 0) return false;
+    return true;
+  }
+
+  #touch(row: number, entry: CachedRow): void {
+    this.#rows.delete(row);
+    this.#rows.set(row, entry);
+  }
+}

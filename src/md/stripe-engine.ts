@@ -1,0 +1,458 @@
+// The raid5/raid6 data path: reads (rebuilt from parity when a member is missing), parity writes
+// by read-modify-write or reconstruct-write, and one sync step (resync, recovery, check, repair)
+// over a range of a row. raid5.ts and raid6.ts wrap it as md personalities.
+//
+// Every row is handled under its stripe lock; member contents read or written pass through the
+// stripe cache. A member read that fails means the array has just failed that member (MemberSet
+// invariant), so the step is planned again against the new member states.
+
+import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+import { MdError } from './errors.js';
+import type { ParityLayout, StripeMap } from './parity/layout.js';
+import { recoverStripe } from './parity/recovery.js';
+import { computeP, computePQ, mulXorInto, xorInto } from './parity/syndrome.js';
+import { gfExp2 } from './parity/gf256.js';
+import type { MemberSet, SyncMode, SyncWindowResult } from './personality.js';
+import { StripeCache } from './stripe-cache.js';
+import { StripeLocks } from './stripe-lock.js';
+import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';
+
+/** Whether parity is valid over a range of sync space (member offsets): the bitmap's blocks_synced. */
+export interface ParitySyncState {
+  blocksSynced(offset: number, length: number): boolean;
+}
+
+/** How writes were carried out, per column segment (tests and the benchmark read these). */
+export interface StripeStats {
+  fullWrites: number;
+  rmwWrites: number;
+  rcwWrites: number;
+  degradedWrites: number;
+  degradedReads: number;
+  /** Bytes read from members by the write path (parity inputs). */
+  writeReadBytes: number;
+}
+
+/** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
+const CHECK_UNIT = 4096;
+const SECTOR = 512;
+/** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
+const ZERO_PIECE = 1024 * 1024;
+
+// A member failed while a step was reading: plan the step again with the new member states.
+class Replan extends Error {}
+
+export class StripeEngine {
+  readonly layout: ParityLayout;
+  readonly cache: StripeCache;
+  readonly locks = new StripeLocks();
+  readonly tolerance: number;
+  syncState: ParitySyncState | undefined;
+  readonly stats: StripeStats = {
+    fullWrites: 0,
+    rmwWrites: 0,
+    rcwWrites: 0,
+    degradedWrites: 0,
+    degradedReads: 0,
+    writeReadBytes: 0,
+  };
+
+  constructor(layout: ParityLayout, cacheRows: number) {
+    this.layout = layout;
+    this.tolerance = layout.level === 5 ? 1 : 2;
+    this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheRows);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await Promise.all(splitRows(this.layout, offset, length).map((p) => this.#readPiece(members, p, out)));
+    return out;
+  }
+
+  async #readPiece(members: MemberSet, piece: RowPiece, out: Buffer): Promise<void> {
+    const c = this.layout.chunkSize;
+    const map = this.layout.stripe(piece.row);
+    // The data blocks the piece covers, with their column ranges.
+    const parts: { i: number; lo: number; hi: number; at: number }[] = [];
+    for (let i = Math.floor(piece.start / c); i * c < piece.start + piece.length; i++) {
+      const lo = Math.max(0, piece.start - i * c);
+      const hi = Math.min(c, piece.start + piece.length - i * c);
+      parts.push({ i, lo, hi, at: piece.bufferOffset + i * c + lo - piece.start });
+    }
+    for (let attempt = 0; ; attempt++) {
+      const direct = parts.every(
+        (p) => members.state(map.dataMembers[p.i]!) === 'in_sync' || this.cache.has(piece.row, map.dataMembers[p.i]!, p.lo, p.hi - p.lo),
+      );
+      try {
+        if (direct) {
+          await Promise.all(
+            parts.map(async (p) => {
+              const b = await this.#readMember(members, piece.row, map.dataMembers[p.i]!, p.lo, p.hi - p.lo);
+              b.copy(out, p.at);
+            }),
+          );
+        } else {
+          await this.locks.with(piece.row, async () => {
+            this.stats.degradedReads++;
+            const lo = Math.min(...parts.map((p) => p.lo));
+            const hi = Math.max(...parts.map((p) => p.hi));
+            const stripe = await this.#rebuild(members, piece.row, map, lo, hi);
+            for (const p of parts) out.set(stripe.data[p.i]!.subarray(p.lo - lo, p.hi - lo), p.at);
+          });
+        }
+        return;
+      } catch (err) {
+        if (!(err instanceof Replan) || attempt >= this.layout.raidDisks) throw unwrap(err);
+      }
+    }
+  }
+
+  /** Reads one member's columns of a row: from the cache, else from the member (and caches it). */
+  async #readMember(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
+    const cached = this.cache.get(row, member, lo, length);
+    if (cached !== undefined) return cached;
+    if (members.state(member) !== 'in_sync') throw new Replan();
+    let data: Buffer;
+    try {
+      data = await members.read(member, row * this.layout.chunkSize + lo, length);
+    } catch (err) {
+      if (members.state(member) !== 'in_sync') throw new Replan();
+      throw new MdError('EIO', `raid${this.layout.level}: read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.cache.put(row, member, lo, data);
+    return data;
+  }
+
+  /**
+   * Every block of a row at columns [lo, hi): read what is readable (or cached), rebuild the rest
+   * from parity. Rejects when more members are missing than the level can rebuild.
+   */
+  async #rebuild(
+    members: MemberSet,
+    row: number,
+    map: StripeMap,
+    lo: number,
+    hi: number,
+    fromDisk = false,
+  ): Promise<{ data: Uint8Array[]; p: Uint8Array; q: Uint8Array | undefined }> {
+    const len = hi - lo;
+    const n = this.layout.raidDisks;
+    const got: (Uint8Array | null)[] = new Array(n).fill(null);
+    await Promise.all(
+      Array.from({ length: n }, async (_, m) => {
+        const usable = members.state(m) === 'in_sync' || (!fromDisk && this.cache.has(row, m, lo, len));
+        if (!usable) return;
+        got[m] = fromDisk ? await this.#readDisk(members, row, m, lo, len) : await this.#readMember(members, row, m, lo, len);
+      }),
+    );
+    const lost = got.flatMap((b, m) => (b === null ? [m] : []));
+    if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'read');
+    return this.#solve(map, got, len);
+  }
+
+  /** Rebuilds the null blocks of a row (indexed by member) from the others. */
+  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number): { data: Uint8Array[]; p: Uint8Array; q: Uint8Array | undefined } {
+    const dd = this.layout.dataDisks;
+    const raid6 = this.layout.level === 6;
+    // recoverStripe works in syndrome-slot order.
+    const slotData: (Uint8Array | null)[] = new Array(dd).fill(null);
+    const out = { data: new Map<number, Uint8Array>(), p: undefined as Uint8Array | undefined, q: undefined as Uint8Array | undefined };
+    for (let i = 0; i < dd; i++) {
+      const b = got[map.dataMembers[i]!]!;
+      const slot = map.qSlot[i]!;
+      slotData[slot] = b;
+      if (b === null) out.data.set(slot, new Uint8Array(len));
+    }
+    const p = got[map.pd]!;
+    if (p === null) out.p = new Uint8Array(len);
+    let q: Uint8Array | null | undefined;
+    if (raid6) {
+      q = got[map.qd]!;
+      if (q === null) out.q = new Uint8Array(len);
+    }
+    const r = recoverStripe(raid6 ? { data: slotData, p, q } : { data: slotData, p }, out);
+    const data = Array.from({ length: dd }, (_, i) => r.data[map.qSlot[i]!]!);
+    return { data, p: r.p, q: r.q };
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  async write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    this.#refuseIfFailed(members, 'write');
+    await Promise.all(
+      splitRows(this.layout, offset, data.length).map((piece) =>
+        this.locks.with(piece.row, async () => {
+          for (const seg of columnSegments(this.layout, piece)) await this.#writeSegment(members, piece.row, seg, data, options);
+        }),
+      ),
+    );
+  }
+
+  async #writeSegment(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, options?: WriteOptions): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#writeSegmentOnce(members, row, seg, src, options);
+        return;
+      } catch (err) {
+        if (!(err instanceof Replan) || attempt >= this.layout.raidDisks) {
+          this.cache.invalidate(row);
+          throw unwrap(err);
+        }
+      }
+    }
+  }
+
+  async #writeSegmentOnce(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, options?: WriteOptions): Promise<void> {
+    const { layout, cache } = this;
+    const map = layout.stripe(row);
+    const dd = layout.dataDisks;
+    const raid6 = layout.level === 6;
+    const len = seg.hi - seg.lo;
+    const memberOffset = row * layout.chunkSize + seg.lo;
+    const fresh = new Map<number, Uint8Array>();
+    seg.written.forEach((i, k) => fresh.set(i, src.subarray(seg.source[k]!, seg.source[k]! + len)));
+    const parityMembers = raid6 ? [map.pd, map.qd] : [map.pd];
+    const available = (m: number): boolean => members.state(m) === 'in_sync' || cache.has(row, m, seg.lo, len);
+    const cost = (m: number): number => (cache.has(row, m, seg.lo, len) ? 0 : 1);
+    const read = async (m: number): Promise<Uint8Array> => {
+      const b = await this.#readMember(members, row, m, seg.lo, len);
+      return b;
+    };
+
+    let data: Uint8Array[];
+    let p: Uint8Array;
+    let q: Uint8Array | undefined;
+    if (fresh.size === dd) {
+      this.stats.fullWrites++;
+      data = Array.from({ length: dd }, (_, i) => fresh.get(i)!);
+      [p, q] = this.#parity(map, data, len);
+    } else {
+      const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !fresh.has(i));
+      const synced = this.syncState?.blocksSynced(memberOffset, len) ?? true;
+      const rcwOk = untouched.every((i) => available(map.dataMembers[i]!));
+      const rmwOk = synced && seg.written.every((i) => available(map.dataMembers[i]!)) && parityMembers.every(available);
+      const rcwCost = untouched.reduce((s, i) => s + cost(map.dataMembers[i]!), 0);
+      const rmwCost = seg.written.reduce((s, i) => s + cost(map.dataMembers[i]!), 0) + parityMembers.reduce((s, m) => s + cost(m), 0);
+      const before = cache.stats.missBytes;
+      if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
+        // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block.
+        this.stats.rmwWrites++;
+        const olds = await Promise.all(seg.written.map((i) => read(map.dataMembers[i]!)));
+        const oldParity = await Promise.all(parityMembers.map(read));
+        p = Buffer.from(oldParity[0]!);
+        q = raid6 ? Buffer.from(oldParity[1]!) : undefined;
+        seg.written.forEach((i, k) => {
+          const delta = Buffer.from(olds[k]!);
+          xorInto(delta, fresh.get(i)!);
+          xorInto(p, delta);
+          if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[i]!), delta);
+        });
+        data = [];
+      } else if (rcwOk) {
+        // Reconstruct-write: parity from the new blocks and the untouched ones.
+        this.stats.rcwWrites++;
+        const reads = await Promise.all(untouched.map((i) => read(map.dataMembers[i]!)));
+        data = new Array<Uint8Array>(dd);
+        for (const [i, b] of fresh) data[i] = b;
+        untouched.forEach((i, k) => (data[i] = reads[k]!));
+        [p, q] = this.#parity(map, data, len);
+      } else {
+        // An untouched block's member is missing: rebuild the row first, then as reconstruct-write.
+        this.stats.degradedWrites++;
+        const old = await this.#rebuild(members, row, map, seg.lo, seg.hi);
+        data = old.data.map((b, i) => fresh.get(i) ?? b);
+        [p, q] = this.#parity(map, data, len);
+      }
+      this.stats.writeReadBytes += cache.stats.missBytes - before;
+    }
+
+    // Issue every write at once; a member that fails is failed by the MemberSet before we see it.
+    const targets: [number, Uint8Array][] = [...fresh].map(([i, b]) => [map.dataMembers[i]!, b]);
+    targets.push([map.pd, p]);
+    if (raid6) targets.push([map.qd, q!]);
+    const results = await Promise.allSettled(
+      targets.map(([m, b]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options))),
+    );
+    // The cache keeps the row's logical contents, whether or not a member took its write.
+    for (const [m, b] of targets) cache.put(row, m, seg.lo, b);
+    const failed = results.flatMap((r, k) => (r.status === 'rejected' ? [targets[k]![0]] : []));
+    if (failed.length > 0) {
+      const lost = Array.from({ length: layout.raidDisks }, (_, m) => m).filter((m) => members.state(m) === 'missing' || failed.includes(m));
+      if (lost.length > this.tolerance) {
+        const first = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+        throw this.#tooManyMissing(lost, 'write', first.reason);
+      }
+    }
+  }
+
+  /** P (and Q) of a row's data blocks given in logical order. */
+  #parity(map: StripeMap, data: Uint8Array[], len: number): [Uint8Array, Uint8Array | undefined] {
+    const p = Buffer.allocUnsafeSlow(len);
+    if (this.layout.level === 5) {
+      computeP(data, p);
+      return [p, undefined];
+    }
+    const q = Buffer.allocUnsafeSlow(len);
+    const bySlot = new Array<Uint8Array>(data.length);
+    data.forEach((b, i) => (bySlot[map.qSlot[i]!] = b));
+    computePQ(bySlot, p, q);
+    return [p, q];
+  }
+
+  async writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    this.#refuseIfFailed(members, 'write');
+    const c = this.layout.chunkSize;
+    await Promise.all(
+      splitRows(this.layout, offset, length).map(async (piece) => {
+        if (piece.length === this.layout.rowBytes) {
+          // A whole row of zeroes has zero P and zero Q: zero every member, no parity to compute.
+          await this.locks.with(piece.row, async () => {
+            this.cache.invalidate(piece.row);
+            const n = this.layout.raidDisks;
+            const results = await Promise.allSettled(
+              Array.from({ length: n }, (_, m) => (members.state(m) === 'missing' ? Promise.resolve() : members.writeZeroes(m, piece.row * c, c, options))),
+            );
+            const lost = Array.from({ length: n }, (_, m) => m).filter((m) => members.state(m) === 'missing' || results[m]!.status === 'rejected');
+            if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'write');
+          });
+          return;
+        }
+        for (let done = 0; done < piece.length; done += ZERO_PIECE) {
+          const n = Math.min(ZERO_PIECE, piece.length - done);
+          await this.write(members, piece.row * this.layout.rowBytes + piece.start + done, Buffer.alloc(n), options);
+        }
+      }),
+    );
+  }
+
+  /** Discards whole rows only (data and parity together, as md); partial rows are left alone. */
+  async discard(members: MemberSet, offset: number, length: number): Promise<void> {
+    const c = this.layout.chunkSize;
+    await Promise.all(
+      splitRows(this.layout, offset, length)
+        .filter((piece) => piece.length === this.layout.rowBytes)
+        .map((piece) =>
+          this.locks.with(piece.row, async () => {
+            this.cache.invalidate(piece.row);
+            await Promise.allSettled(
+              Array.from({ length: this.layout.raidDisks }, (_, m) =>
+                members.state(m) === 'missing' ? Promise.resolve() : members.discard(m, piece.row * c, c),
+              ),
+            );
+          }),
+        ),
+    );
+  }
+
+  // ---------------------------------------------------------------- sync
+
+  /** One sync step over [offset, offset+length) of sync space (member offsets). */
+  async sync(members: MemberSet, mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult> {
+    const c = this.layout.chunkSize;
+    const total: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
+    for (let pos = offset; pos < offset + length; ) {
+      const row = Math.floor(pos / c);
+      const lo = pos - row * c;
+      const hi = Math.min(c, lo + offset + length - pos);
+      const r = await this.locks.with(row, () => this.#syncRow(members, mode, row, lo, hi));
+      total.mismatches += r.mismatches;
+      total.bytesWritten += r.bytesWritten;
+      pos += hi - lo;
+    }
+    return total;
+  }
+
+  async #syncRow(members: MemberSet, mode: SyncMode, row: number, lo: number, hi: number): Promise<SyncWindowResult> {
+    const { layout } = this;
+    const map = layout.stripe(row);
+    const n = layout.raidDisks;
+    const len = hi - lo;
+    const at = row * layout.chunkSize + lo;
+    const result: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
+    const roles = Array.from({ length: n }, (_, m) => m);
+    // Sync writes members behind the cache's back: forget the row once done, whatever happens.
+    try {
+      if (mode === 'recovery') {
+        const targets = roles.filter((m) => members.state(m) === 'rebuilding');
+        if (targets.length === 0) return result;
+        const stripe = await this.#rebuild(members, row, map, lo, hi, true);
+        await Promise.all(
+          targets.map(async (m) => {
+            const role = map.role[m]!;
+            const block = role >= 0 ? stripe.data[role]! : role === -1 ? stripe.p : stripe.q!;
+            await members.write(m, at, block);
+            result.bytesWritten += len;
+          }),
+        );
+        return result;
+      }
+      // resync, check, repair: need every data block; md does not resync a degraded array.
+      if (map.dataMembers.some((m) => members.state(m) !== 'in_sync')) return result;
+      const data = await Promise.all(map.dataMembers.map((m) => this.#readDisk(members, row, m, lo, len)));
+      const [p, q] = this.#parity(map, data, len);
+      const parity: [number, Uint8Array][] = [[map.pd, p]];
+      if (q !== undefined) parity.push([map.qd, q]);
+      const live = parity.filter(([m]) => members.state(m) === 'in_sync');
+      const onDisk = await Promise.all(live.map(([m]) => this.#readDisk(members, row, m, lo, len)));
+      // Which 4 KiB units of P (and Q) differ from what the data says they must be.
+      const units = Math.ceil(len / CHECK_UNIT);
+      const unit = (u: number): [number, number] => [u * CHECK_UNIT, Math.min(len, (u + 1) * CHECK_UNIT)];
+      const differs = live.map(([, want], k) =>
+        Array.from({ length: units }, (_, u) => {
+          const [s, e] = unit(u);
+          return Buffer.compare(Buffer.from(want.buffer, want.byteOffset + s, e - s), onDisk[k]!.subarray(s, e)) !== 0;
+        }),
+      );
+      const badUnits = Array.from({ length: units }, (_, u) => differs.some((d) => d[u])).filter(Boolean).length;
+      if (mode === 'check' || mode === 'repair') result.mismatches = badUnits * (CHECK_UNIT / SECTOR);
+      if (mode === 'check' || badUnits === 0) return result;
+      // resync and repair rewrite exactly the parity units that differ.
+      await Promise.all(
+        live.flatMap(([m, want], k) =>
+          differs[k]!.flatMap((bad, u) => {
+            if (!bad) return [];
+            const [s, e] = unit(u);
+            result.bytesWritten += e - s;
+            return [members.write(m, at + s, want.subarray(s, e))];
+          }),
+        ),
+      );
+      return result;
+    } finally {
+      this.cache.invalidate(row);
+    }
+  }
+
+  /** Reads a member from disk (sync must see what is really there, not the cache). */
+  async #readDisk(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
+    try {
+      return await members.read(member, row * this.layout.chunkSize + lo, length);
+    } catch (err) {
+      throw new MdError('EIO', `raid${this.layout.level}: sync read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  // ---------------------------------------------------------------- failures
+
+  /** How many roles are missing now; refuses a write up front when the level cannot absorb them. */
+  #refuseIfFailed(members: MemberSet, what: string): void {
+    const lost = Array.from({ length: this.layout.raidDisks }, (_, m) => m).filter((m) => members.state(m) === 'missing');
+    if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, what);
+  }
+
+  #tooManyMissing(lost: number[], what: string, cause?: unknown): MdError {
+    const l = this.layout;
+    return new MdError(
+      'EIO',
+      `raid${l.level}: cannot ${what}: ${lost.length} of ${l.raidDisks} members unavailable (roles ${lost.join(', ')}), at most ${this.tolerance} can be rebuilt`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
+function unwrap(err: unknown): unknown {
+  if (err instanceof Replan) return new MdError('EIO', 'members kept failing while the request was planned');
+  return err;
+}
