@@ -8,7 +8,15 @@ import { reportError } from './report-error.js';
 
 // One line per command module; keep the list in the order `llraid --help` should show them.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
+  () => import('./commands/create.js'),
+  () => import('./commands/assemble.js'),
+  () => import('./commands/stop.js'),
+  () => import('./commands/status.js'),
+  () => import('./commands/examine.js'),
+  () => import('./commands/member-ops.js'),
+  () => import('./commands/sync-ops.js'),
   () => import('./commands/serve.js'),
+  () => import('./commands/csi.js'),
 ];
 
 export function packageVersion(): string {

@@ -27,8 +27,11 @@ export interface ArrayBackend {
     memberPaths: string[];
     memberDataSize: number;
   }): Promise<void>;
-  /** Records a larger per-member data size in the superblocks of a stopped array. */
-  grow(volume: VolumeRecord, memberDataSize: number): Promise<void>;
+  /**
+   * Records a larger per-member data size in the superblocks (and bitmap) of a stopped array.
+   * Absent while the md engine cannot grow an array: expansion is then not advertised.
+   */
+  grow?(volume: VolumeRecord, memberDataSize: number): Promise<void>;
 }
 
 /** What the controller needs from the node side: whether a volume is staged, and its runtime. */
@@ -251,14 +254,20 @@ export class ControllerServer {
       'CREATE_DELETE_VOLUME',
       'LIST_VOLUMES',
       'GET_CAPACITY',
-      'EXPAND_VOLUME',
+      ...(this.canExpand() ? ['EXPAND_VOLUME'] : []),
       'VOLUME_CONDITION',
       'GET_VOLUME',
       'SINGLE_NODE_MULTI_WRITER',
     ].map((type) => ({ rpc: { type } })),
   });
 
+  /** Expansion needs the md engine to grow an array, online (engine running) and offline. */
+  canExpand(): boolean {
+    return this.arrays.grow !== undefined && this.usage.growOnline !== undefined;
+  }
+
   ControllerExpandVolume = async (req: { volume_id: string; capacity_range: CapacityRange | null; volume_capability: VolumeCapability | null }): Promise<object> => {
+    if (!this.canExpand()) throw new CsiError('UNIMPLEMENTED', 'ControllerExpandVolume: this md engine cannot grow arrays');
     if (!req.volume_id) throw invalid('ControllerExpandVolume: volume_id is empty');
     if (!req.capacity_range) throw invalid('ControllerExpandVolume: capacity_range is missing');
     return this.locks.with(`id:${req.volume_id}`, async () => {
@@ -288,7 +297,8 @@ export class ControllerServer {
       for (const m of v.members) await this.pool.grow(m.path, memberFileSize(memberData));
       const rt = await this.usage.runtime(v.id);
       if (rt.engineRunning && this.usage.growOnline) await this.usage.growOnline(v, memberData);
-      else await this.arrays.grow(v, memberData);
+      else if (this.arrays.grow) await this.arrays.grow(v, memberData);
+      else throw new CsiError('FAILED_PRECONDITION', 'ControllerExpandVolume: this md engine cannot grow arrays');
       const after = await this.lookup(v.id, 'ControllerExpandVolume');
       return { capacity_bytes: after.capacity, node_expansion_required: nodeExpansion };
     });

@@ -41,7 +41,14 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const engines = new EngineSupervisor({ command: deps.engineCommand, runDir: config.runDir, log: deps.log });
   const attachMode = config.attach === 'auto' ? detectAttachMode() : config.attach;
   const attacher: Attacher = attachMode === 'kernel' ? new KernelAttacher() : new FuseAttacher(config.runDir);
-  const node = new NodeServer({ nodeId: config.nodeId, maxVolumes: config.maxVolumes }, catalog, engines, attacher, deps.engineSource);
+  let canExpand = (): boolean => false;
+  const node = new NodeServer(
+    { nodeId: config.nodeId, maxVolumes: config.maxVolumes, canExpand: () => canExpand() },
+    catalog,
+    engines,
+    attacher,
+    deps.engineSource,
+  );
   const controller = new ControllerServer(
     { nodeId: config.nodeId, defaultCapacity: config.defaultCapacity },
     pool,
@@ -49,7 +56,8 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     deps.arrays,
     node,
   );
-  const identity = new IdentityServer(pool, deps.version);
+  canExpand = () => controller.canExpand();
+  const identity = new IdentityServer(pool, deps.version, canExpand);
 
   const recovered = await node.recover();
   if (recovered.adopted.length + recovered.cleaned.length > 0) {

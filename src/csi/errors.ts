@@ -15,6 +15,7 @@ export type CsiErrorCode =
   | 'ABORTED'
   | 'OUT_OF_RANGE'
   | 'UNAVAILABLE'
+  | 'UNIMPLEMENTED'
   | 'INTERNAL';
 
 export class CsiError extends Error {

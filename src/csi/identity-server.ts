@@ -10,6 +10,8 @@ export class IdentityServer {
   constructor(
     private readonly pool: DiskPool,
     private readonly version: string,
+    /** Whether volumes can grow (the md engine can grow arrays). */
+    private readonly canExpand: () => boolean,
   ) {}
 
   GetPluginInfo = async (): Promise<object> => ({ name: driverName, vendor_version: this.version, manifest: {} });
@@ -18,7 +20,7 @@ export class IdentityServer {
     capabilities: [
       { service: { type: 'CONTROLLER_SERVICE' } },
       { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } },
-      { volume_expansion: { type: 'ONLINE' } },
+      ...(this.canExpand() ? [{ volume_expansion: { type: 'ONLINE' } }] : []),
     ],
   });
 

@@ -21,6 +21,8 @@ export interface NodeOptions {
   nodeId: string;
   /** 0 = no limit. */
   maxVolumes: number;
+  /** Whether volumes can grow (the md engine can grow arrays). */
+  canExpand: () => boolean;
 }
 
 /** The `llraid serve` arguments that assemble and serve a volume from its member files. */
@@ -216,7 +218,13 @@ export class NodeServer implements VolumeUsage {
   };
 
   NodeGetCapabilities = async (): Promise<object> => ({
-    capabilities: ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'].map(
+    capabilities: [
+      'STAGE_UNSTAGE_VOLUME',
+      'GET_VOLUME_STATS',
+      ...(this.options.canExpand() ? ['EXPAND_VOLUME'] : []),
+      'VOLUME_CONDITION',
+      'SINGLE_NODE_MULTI_WRITER',
+    ].map(
       (type) => ({ rpc: { type } }),
     ),
   });

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# csi-sanity (kubernetes-csi/csi-test) against `llraid csi` with a disk pool of three directories
+# in a temp dir, fuse attach, real mounts: once with mount volumes and once with raw block volumes.
+# Prints each run's passed/failed/skipped counts; fails when any spec fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CSI_TEST_VERSION=v5.4.0
+GOBIN="${GOBIN:-$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin}"
+SANITY="$GOBIN/csi-sanity"
+if ! { [ -x "$SANITY" ] && go version -m "$SANITY" 2>/dev/null | grep -q "csi-test/v5[[:space:]]*$CSI_TEST_VERSION"; }; then
+  command -v go >/dev/null || { echo "50-csi-sanity: go is needed to build csi-sanity" >&2; exit 1; }
+  echo "50-csi-sanity: building csi-sanity $CSI_TEST_VERSION"
+  GOBIN="$GOBIN" go install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
+fi
+[ -f dist/src/cli/main.js ] || npm run --silent build
+
+work=$(mktemp -d /tmp/llraid-csi-sanity.XXXXXX)
+plugin_pid=
+cleanup() {
+  if [ -n "$plugin_pid" ]; then kill "$plugin_pid" 2>/dev/null || true; wait "$plugin_pid" 2>/dev/null || true; fi
+  # Anything a failed run left staged: unmount, detach and stop engines found under this run dir.
+  for m in $(awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  for pidf in "$work"/run/*/nbdfuse.pid; do [ -e "$pidf" ] || continue; kill "$(cat "$pidf")" 2>/dev/null || true; done
+  pkill -TERM -f -- "--socket $work/run/" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work"/disk-a "$work"/disk-b "$work"/disk-c
+
+node dist/src/cli/main.js csi --endpoint "unix://$work/csi.sock" --node-id sanity-node \
+  --disks "$work/disk-a,$work/disk-b,$work/disk-c" --attach fuse --run-dir "$work/run" \
+  >"$work/plugin.log" 2>&1 &
+plugin_pid=$!
+for _ in $(seq 100); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done
+[ -S "$work/csi.sock" ] || { cat "$work/plugin.log"; exit 1; }
+
+status=0
+for access in mount block; do
+  echo "-- csi-sanity --csi.testvolumeaccesstype=$access"
+  set +e
+  "$SANITY" --csi.endpoint "unix://$work/csi.sock" --csi.testvolumeaccesstype="$access" \
+    --csi.testvolumesize=$((64 * 1024 * 1024)) --csi.testvolumeexpandsize=$((128 * 1024 * 1024)) \
+    --csi.mountdir "$work/target" --csi.stagingdir "$work/staging" \
+    --ginkgo.no-color --ginkgo.timeout=10m >"$work/sanity-$access.log" 2>&1
+  rc=$?
+  set -e
+  grep -E '^\s*\[FAIL\]' "$work/sanity-$access.log" || true
+  summary=$(grep -E '(SUCCESS|FAIL)! -- ' "$work/sanity-$access.log" | tail -1)
+  echo "csi-sanity $access: ${summary:-no summary (exit $rc)}"
+  if [ $rc -ne 0 ]; then
+    status=1
+    tail -n 60 "$work/sanity-$access.log"
+    tail -n 40 "$work/plugin.log"
+  fi
+done
+exit $status

@@ -1,0 +1,81 @@
+// `llraid csi`: runs the CSI node plugin (Identity, Controller and Node services) on a unix
+// socket until SIGTERM/SIGINT. Volume engines are separate `llraid serve` processes and keep
+// running across a plugin restart; the next plugin adopts them.
+
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { fromEnvironment, fromFile, resolveConfig, type RawConfig } from '../../csi/config.js';
+import { startDriver } from '../../csi/driver.js';
+import { MdArrays } from '../../csi/md-arrays.js';
+import type { VolumeRecord } from '../../csi/volume-catalog.js';
+
+interface CsiOptions {
+  endpoint?: string;
+  nodeId?: string;
+  disks?: string;
+  attach?: string;
+  config?: string;
+  runDir?: string;
+  maxVolumes?: string;
+  defaultCapacity?: string;
+}
+
+/** llraid's version from package.json (importing main.ts from a command would be an import cycle). */
+function packageVersion(): string {
+  // src/cli/commands/ under tsx, dist/src/cli/commands/ when built: the file is 3 or 4 levels up.
+  for (const rel of ['../../../package.json', '../../../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      continue;
+    }
+  }
+  return 'unknown';
+}
+
+/** The `serve` arguments that assemble a volume's array: its member files, freshest first. */
+export function engineSource(volume: VolumeRecord): string[] {
+  return volume.members.map((m) => m.path);
+}
+
+export function register(program: Command): void {
+  program
+    .command('csi')
+    .description('run the CSI node plugin (identity, controller and node services) on a unix socket')
+    .option('--endpoint <endpoint>', 'unix:///path of the CSI socket (LLRAID_ENDPOINT; default unix:///csi/csi.sock)')
+    .option('--node-id <id>', 'this node\'s id, used as its topology segment (LLRAID_NODE_ID)')
+    .option('--disks <dirs>', 'comma-separated directories, one per node-local disk (LLRAID_DISKS)')
+    .option('--attach <mode>', 'kernel, fuse or auto (LLRAID_ATTACH; default auto: kernel when the nbd module exists)')
+    .option('--config <file>', 'YAML file with the same settings (endpoint, nodeId, disks, attach, runDir, maxVolumes, defaultCapacity)')
+    .option('--run-dir <dir>', 'engine sockets, logs and FUSE mount points (LLRAID_RUN_DIR; default /run/llraid)')
+    .option('--max-volumes <n>', 'volumes this node accepts, 0 for no limit (LLRAID_MAX_VOLUMES)')
+    .option('--default-capacity <size>', 'capacity of a volume whose request names none (LLRAID_DEFAULT_CAPACITY; default 1G)')
+    .action(async (options: CsiOptions) => {
+      const cli: RawConfig = {
+        endpoint: options.endpoint,
+        nodeId: options.nodeId,
+        disks: options.disks,
+        attach: options.attach,
+        runDir: options.runDir,
+        maxVolumes: options.maxVolumes,
+        defaultCapacity: options.defaultCapacity,
+      };
+      const configFile = options.config ?? process.env.LLRAID_CONFIG;
+      const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {});
+      const log = (m: string): void => void process.stderr.write(`llraid csi: ${m}\n`);
+      const driver = await startDriver(config, {
+        arrays: new MdArrays(),
+        engineSource,
+        // The engine is this same CLI (same node, same loader flags such as tsx), run as `serve`.
+        engineCommand: [process.execPath, ...process.execArgv, process.argv[1] ?? 'llraid'],
+        version: packageVersion(),
+        log,
+      });
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      log(`${signal}: stopping (volume engines keep running)`);
+      await driver.stop();
+    });
+}
