@@ -1,0 +1,37 @@
+// Carries out one control request on an array this process holds. Both the control server (for
+// a running engine) and the offline commands (which assemble the array themselves) go through
+// here, so a command behaves the same whether the array is served or not.
+
+import type { MdArray } from '../md/index.js';
+import type { ControlReply, ControlRequest } from './control-protocol.js';
+
+export async function executeControl(array: MdArray, req: ControlRequest): Promise<ControlReply & { ok: true }> {
+  switch (req.op) {
+    case 'status':
+      return { ok: true, status: array.status() };
+    case 'fail':
+      await array.fail(req.member);
+      return { ok: true, status: array.status() };
+    case 'remove':
+      await array.remove(req.member);
+      return { ok: true, status: array.status() };
+    case 're-add':
+      return { ok: true, recovery: await array.reAdd(req.member), status: array.status() };
+    case 'add':
+      await array.add(req.member);
+      return { ok: true, status: array.status() };
+    case 'sync': {
+      // A pass already running (e.g. the resync after an unclean stop) finishes first.
+      await array.waitSync();
+      array.startSync(req.mode);
+      const summary = (await array.waitSync()) ?? null;
+      return { ok: true, summary, status: array.status() };
+    }
+    case 'stop-sync':
+      await array.stopSync();
+      return { ok: true, status: array.status() };
+    case 'stop':
+      await array.stop();
+      return { ok: true };
+  }
+}

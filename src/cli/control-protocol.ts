@@ -1,0 +1,22 @@
+// The control protocol between `llraid` commands and a running engine (`llraid serve --control
+// SOCK`): one JSON request per line, one JSON reply per line, on a unix socket with mode 0600.
+// It is how `llraid status/fail/re-add/add/remove/check/repair/stop` reach an array that an
+// engine process holds open, as mdadm reaches an array the kernel holds.
+
+import type { ArrayStatus, SyncMode, SyncSummary } from '../md/index.js';
+
+export type ControlRequest =
+  | { op: 'status' }
+  | { op: 'fail'; member: string }
+  | { op: 'remove'; member: string }
+  | { op: 're-add'; member: string }
+  | { op: 'add'; member: string }
+  /** Runs a sync pass and replies when it ends. */
+  | { op: 'sync'; mode: SyncMode }
+  | { op: 'stop-sync' }
+  /** Stops the array cleanly; the engine exits after replying. */
+  | { op: 'stop' };
+
+export type ControlReply =
+  | { ok: true; status?: ArrayStatus; summary?: SyncSummary | null; recovery?: 'bitmap' | 'full' }
+  | { ok: false; error: { code: string; message: string } };

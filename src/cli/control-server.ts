@@ -1,0 +1,100 @@
+// The engine side of the control protocol (control-protocol.ts): a unix socket, mode 0600,
+// JSON lines. A malformed request gets an error reply; it never takes the engine down.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import { chmod, rm } from 'node:fs/promises';
+import type { MdArray } from '../md/index.js';
+import { executeControl } from './array-control.js';
+import type { ControlReply, ControlRequest } from './control-protocol.js';
+
+const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'stop-sync', 'stop']);
+const MAX_LINE = 64 * 1024;
+
+export class ControlServer {
+  private constructor(
+    private readonly server: Server,
+    readonly path: string,
+  ) {}
+
+  /**
+   * Listens on `path`. `onStop` runs after a `stop` request has stopped the array and its reply
+   * was sent: the engine then shuts its NBD server down and exits.
+   */
+  static async listen(path: string, array: MdArray, onStop: () => void): Promise<ControlServer> {
+    await rm(path, { force: true });
+    const server = createServer((socket) => serve(socket, array, onStop));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // Mode 0600 before anyone can connect: the umask covers the window until chmod.
+      const old = process.umask(0o177);
+      server.listen(path, () => {
+        process.umask(old);
+        resolve();
+      });
+    });
+    await chmod(path, 0o600);
+    return new ControlServer(server, path);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await rm(this.path, { force: true });
+  }
+}
+
+function serve(socket: Socket, array: MdArray, onStop: () => void): void {
+  let pending = '';
+  let queue = Promise.resolve();
+  socket.setEncoding('utf8');
+  socket.on('error', () => socket.destroy());
+  socket.on('data', (chunk: string) => {
+    pending += chunk;
+    if (pending.length > MAX_LINE && !pending.includes('\n')) {
+      reply(socket, { ok: false, error: { code: 'EINVAL', message: `request longer than ${MAX_LINE} bytes` } });
+      socket.end();
+      return;
+    }
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      // Requests on one connection are answered in order.
+      queue = queue.then(() => handle(socket, line, array, onStop));
+    }
+  });
+}
+
+async function handle(socket: Socket, line: string, array: MdArray, onStop: () => void): Promise<void> {
+  let req: ControlRequest;
+  try {
+    req = parseRequest(line);
+  } catch (err) {
+    reply(socket, { ok: false, error: { code: 'EINVAL', message: (err as Error).message } });
+    return;
+  }
+  try {
+    reply(socket, await executeControl(array, req));
+    if (req.op === 'stop') onStop();
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown };
+    reply(socket, { ok: false, error: { code: typeof e.code === 'string' ? e.code : 'EIO', message: String(e.message ?? err) } });
+  }
+}
+
+function parseRequest(line: string): ControlRequest {
+  const v = JSON.parse(line) as Record<string, unknown>;
+  if (typeof v !== 'object' || v === null || typeof v.op !== 'string' || !OPS.has(v.op)) {
+    throw new Error(`expected a request {"op": one of ${[...OPS].join(', ')}}, found ${line.slice(0, 200)}`);
+  }
+  if (['fail', 'remove', 're-add', 'add'].includes(v.op) && typeof v.member !== 'string') {
+    throw new Error(`${v.op}: expected a "member" path`);
+  }
+  if (v.op === 'sync' && !['resync', 'recovery', 'check', 'repair'].includes(v.mode as string)) {
+    throw new Error(`sync: expected mode resync, recovery, check or repair, found ${JSON.stringify(v.mode)}`);
+  }
+  return v as unknown as ControlRequest;
+}
+
+function reply(socket: Socket, r: ControlReply): void {
+  if (!socket.destroyed) socket.write(`${JSON.stringify(r)}\n`);
+}

@@ -1,0 +1,51 @@
+// Human-readable text for array and member status: an /proc/mdstat-like summary, the member
+// table, sync progress, and the bitmap's `bits` text as Linux prints it.
+
+import type { ArrayStatus, SyncSummary } from '../md/index.js';
+import { formatBytes } from './sizes.js';
+
+export function formatArrayStatus(s: ArrayStatus): string {
+  const roles = Array.from({ length: s.raidDisks }, (_, r) =>
+    s.members.some((m) => m.role === r && m.state === 'in_sync') ? 'U' : '_',
+  ).join('');
+  const lines = [
+    `${s.name}: ${s.level} ${formatBytes(s.size)} (${s.size} bytes), state ${s.state}${s.degraded ? ', degraded' : ''}`,
+    `  uuid ${s.uuid}  events ${s.events}  [${s.raidDisks}/${s.working}] [${roles}]` +
+      (s.chunkSize ? `  chunk ${formatBytes(s.chunkSize)}` : ''),
+  ];
+  for (const m of [...s.members].sort((a, b) => (a.role ?? 999) - (b.role ?? 999))) {
+    const extra = m.state === 'rebuilding' ? ` (recovered ${formatBytes(m.recoveryOffset)})` : '';
+    lines.push(`  ${m.role === null ? 'spare ' : `role ${m.role}`}  ${m.state.padEnd(10)} ${m.name}${extra}`);
+  }
+  for (const r of s.missingRoles) lines.push(`  role ${r}  missing`);
+  if (s.sync) {
+    const eta = s.sync.etaSeconds === null ? '' : `, finish in ${s.sync.etaSeconds.toFixed(0)} s`;
+    lines.push(
+      `  ${s.sync.mode}: ${s.sync.percent.toFixed(1)}% (${formatBytes(s.sync.position)} of ${formatBytes(s.sync.size)}) at ${formatBytes(s.sync.speedKiBs * 1024)}/s${eta}`,
+    );
+  } else if (s.resyncPending !== null) {
+    lines.push(`  resync pending from ${formatBytes(s.resyncPending)}`);
+  }
+  if (s.lastSync) lines.push(`  last sync: ${formatSyncSummary(s.lastSync)}`);
+  if (s.mismatchCount > 0) lines.push(`  mismatch_cnt ${s.mismatchCount}`);
+  lines.push(`  bitmap: ${s.bitmap.kind}${s.bitmap.kind === 'none' ? '' : `, chunk ${formatBytes(s.bitmap.chunkSize)}`}`);
+  if (s.bitmap.kind !== 'none') {
+    const c = s.bitmap.counts;
+    lines.push(
+      `    unwritten ${c.unwritten}  clean ${c.clean}  dirty ${c.dirty}  need sync ${c.needSync}  syncing ${c.syncing}` +
+        (c.needSyncUnwritten + c.syncingUnwritten + c.cleanUnwritten > 0
+          ? `  need sync unwritten ${c.needSyncUnwritten}  syncing unwritten ${c.syncingUnwritten}  clean unwritten ${c.cleanUnwritten}`
+          : ''),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatSyncSummary(s: SyncSummary): string {
+  return (
+    `${s.mode} ${s.complete ? 'complete' : 'stopped'}: ${formatBytes(s.bytesSynced)} synced, ` +
+    `${formatBytes(s.bytesSkipped)} skipped by the bitmap, ${formatBytes(s.bytesWritten)} written, ` +
+    `${s.mismatches} mismatched sectors, ${s.seconds.toFixed(2)} s` +
+    (s.error ? ` (${s.error})` : '')
+  );
+}
