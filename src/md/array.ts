@@ -164,6 +164,7 @@ export class MdArray implements BlockDevice {
 
   attachBitmap(bitmap: WriteIntentBitmap): void {
     this.bitmap = bitmap;
+    this.personality.attachBitmap?.(bitmap);
   }
 
   /** At create: every role was filled at events 0. */

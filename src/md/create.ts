@@ -10,15 +10,18 @@ import { Member } from './member.js';
 import { openMembers, probeSuperblock, releaseMembers, type MemberSpec } from './member-source.js';
 import { createPersonality } from './personalities.js';
 import { raid10NearLayout } from './raid10.js';
+import { DEFAULT_ALGORITHM, parseLayout } from './parity/layout.js';
 import { RESYNC_NONE, SECTOR, SUPER_OFFSET_SECTORS, formatUuid, type Superblock } from './superblock.js';
 
 export interface CreateOptions extends ArrayTuning {
   /** Volume name, stored in set_name (1..32 bytes). */
   name: string;
-  level: 0 | 1 | 10;
+  level: 0 | 1 | 10 | 5 | 6;
   members: readonly MemberSpec[];
   /** Stripe chunk in bytes for raid0/raid10 (default 512 KiB, mdadm's). */
   chunkSize?: number;
+  /** raid5/raid6 layout: an mdadm name (left-symmetric, ...) or md algorithm number; default left-symmetric. */
+  layout?: string | number;
   /** raid10 near copies (default 2). */
   nearCopies?: number;
   /** The members already hold identical data: no initial resync, bitmap chunks start Clean. */
@@ -42,17 +45,18 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
   const { level, name } = options;
   const nameBytes = Buffer.byteLength(name, 'utf8');
   if (nameBytes === 0 || nameBytes > 32) throw new MdError('EINVAL', `array name must be 1 to 32 bytes, found ${nameBytes}`);
-  if (![0, 1, 10].includes(level)) throw new MdError('EINVAL', `expected level 0, 1 or 10, found ${String(level)}`);
+  if (![0, 1, 10, 5, 6].includes(level)) throw new MdError('EINVAL', `expected level 0, 1, 10, 5 or 6, found ${String(level)}`);
+  if (options.layout !== undefined && level !== 5 && level !== 6) throw new MdError('EINVAL', `layout: only raid5 and raid6 take a layout, found level ${level}`);
   const n = options.members.length;
   const near = options.nearCopies ?? 2;
-  const minMembers = level === 10 ? near : 2;
+  const minMembers = level === 10 ? near : level === 6 ? 4 : 2;
   if (n < minMembers) throw new MdError('EINVAL', `raid${level}: expected at least ${minMembers} members, found ${n}`);
   const bitmapKind: BitmapKind = options.bitmap ?? (level === 0 ? 'none' : 'llbitmap');
   if (level === 0 && bitmapKind !== 'none') {
     throw new MdError('EINVAL', 'raid0: has no redundancy to resync, expected bitmap none, found llbitmap');
   }
   const chunkSize = level === 1 ? 0 : (options.chunkSize ?? DEFAULT_CHUNK);
-  const layout = level === 10 ? raid10NearLayout(near) : 0;
+  const layout = level === 10 ? raid10NearLayout(near) : level === 5 || level === 6 ? parseLayout(options.layout ?? DEFAULT_ALGORITHM) : 0;
   const uuid = Buffer.from(options.uuid ?? randomBytes(16));
   if (uuid.length !== 16) throw new MdError('EINVAL', `uuid must be 16 bytes, found ${uuid.length}`);
 

@@ -6,6 +6,8 @@ import type { Personality } from './personality.js';
 import { Raid0 } from './raid0.js';
 import { Raid1 } from './raid1.js';
 import { Raid10 } from './raid10.js';
+import { createRaid5 } from './raid5.js';
+import { createRaid6 } from './raid6.js';
 
 export interface Geometry {
   level: number;
@@ -26,7 +28,11 @@ export function createPersonality(g: Geometry): Personality {
       return new Raid1(g.raidDisks, g.memberSize);
     case 10:
       return new Raid10(g.raidDisks, g.layout, g.chunkSize, g.memberSize);
+    case 5:
+      return createRaid5({ raidDisks: g.raidDisks, memberSize: g.memberSize, chunkSize: g.chunkSize, layout: g.layout });
+    case 6:
+      return createRaid6({ raidDisks: g.raidDisks, memberSize: g.memberSize, chunkSize: g.chunkSize, layout: g.layout });
     default:
-      throw new MdError('ENOTSUP', `expected level 0, 1 or 10, found level ${g.level}`);
+      throw new MdError('ENOTSUP', `expected level 0, 1, 10, 5 or 6, found level ${g.level}`);
   }
 }

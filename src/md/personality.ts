@@ -6,6 +6,7 @@
 // (md's data_offset is applied by the MemberSet, never by a personality).
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+import type { WriteIntentBitmap } from './write-intent-bitmap.js';
 
 /** md level numbers as they appear in the superblock `level` field. */
 export type RaidLevel = 0 | 1 | 10 | 4 | 5 | 6;
@@ -97,4 +98,10 @@ export interface Personality {
    */
   memberOffsetOfSync?(syncOffset: number): number;
   syncOffsetOfMember?(memberOffset: number): number;
+
+  /**
+   * Optional, parity levels: the array hands over its bitmap once attached, so that writes to
+   * chunks whose parity is not yet valid (blocks_synced false) use reconstruct-write.
+   */
+  attachBitmap?(bitmap: WriteIntentBitmap): void;
 }

@@ -93,6 +93,15 @@ export class ParityPersonality implements Personality {
     return { offset: start, length: end - start };
   }
 
+  // Sync space is member space: recovery up to a sync offset has rebuilt the members up to it.
+  memberOffsetOfSync(syncOffset: number): number {
+    return syncOffset;
+  }
+
+  syncOffsetOfMember(memberOffset: number): number {
+    return memberOffset;
+  }
+
   canRun(working: readonly boolean[]): boolean {
     return this.#missing(working) <= this.tolerance;
   }
