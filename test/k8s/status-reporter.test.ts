@@ -65,12 +65,14 @@ test('update returns at once even while the API server never answers', async () 
 test('status writes of one volume are at least minInterval apart and the last snapshot wins', async () => {
   const api = new RecordingApi();
   const r = new StatusReporter(api, { node: 'node-a', minIntervalMs: 100, backoff: fast });
+  const start = Date.now();
   for (let i = 0; i < 20; i++) {
     r.update(snapshot({ events: 100 + i }));
     await new Promise((res) => setTimeout(res, 10));
   }
   assert.equal(await r.flush(2000), true);
-  assert.ok(api.statuses.length >= 2 && api.statuses.length <= 4, `expected 2 to 4 writes in ~200 ms, found ${api.statuses.length}`);
+  const most = Math.floor((Date.now() - start) / 100) + 1;
+  assert.ok(api.statuses.length >= 2 && api.statuses.length <= most, `expected 2 to ${most} writes, found ${api.statuses.length}`);
   for (let i = 1; i < api.statuses.length; i++) {
     const gap = api.statuses[i]!.at - api.statuses[i - 1]!.at;
     assert.ok(gap >= 95, `writes ${gap} ms apart`);
