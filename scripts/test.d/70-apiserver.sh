@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The packaging against a real API server: etcd (Debian etcd-server) and the Kubernetes control
+# plane from scripts/k8s/build-binaries.sh (k8s.io/kubernetes at a pinned release, cached).
+# Server-side applies deploy/ (the default chart) and the chart rendered with every option, so
+# the server validates every object; then runs test/k8s/apiserver.test.ts: the status reporter,
+# authenticated as the chart's own ServiceAccount, writes a RaidVolume and Events, and the test
+# reads them back and checks `kubectl describe raidvolume`.
+#
+# The cold build of the Kubernetes binaries takes far longer than a CI suite may; when they are
+# not cached this suite says so and passes without running, unless LLRAID_BUILD_K8S=1 (what
+# `npm run test:apiserver` sets), which builds them first.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v etcd >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+fi
+if ! bin=$(bash scripts/k8s/build-binaries.sh --check 2>/dev/null | tail -n 1); then
+  if [ "${LLRAID_BUILD_K8S:-0}" != 1 ]; then
+    echo "70-apiserver: SKIPPED: Kubernetes binaries are not cached in $bin; build them with scripts/k8s/build-binaries.sh or run npm run test:apiserver"
+    exit 0
+  fi
+  bin=$(bash scripts/k8s/build-binaries.sh | tail -n 1)
+fi
+helm=$(bash scripts/ensure-helm.sh)
+bash scripts/gen-deploy.sh --check
+
+state=$(mktemp -d /tmp/llraid-apiserver.XXXXXX)
+cleanup() { bash scripts/k8s/control-plane.sh down "$state" || true; rm -rf "$state"; }
+trap cleanup EXIT
+bash scripts/k8s/control-plane.sh up "$state" "$bin"
+admin=$state/admin.kubeconfig
+k() { "$bin/kubectl" --kubeconfig "$admin" "$@"; }
+
+echo "70-apiserver: server-side apply of deploy/ (namespace, CRD, default chart)"
+k apply --server-side -f deploy/00-namespace.yaml -f deploy/01-crds.yaml
+k wait --for=condition=Established crd/raidvolumes.llraid.io --timeout=60s
+k apply --server-side -f deploy/02-llraid.yaml
+echo "70-apiserver: server-side apply of the chart with every option (test/chart/values-all.yaml)"
+k create namespace llraid-all --dry-run=client -o yaml | k apply --server-side -f -
+# The ServiceMonitor needs the Prometheus Operator's CRD, which this server does not have.
+"$helm" template llraid-all charts/llraid --namespace llraid-all --skip-crds -f test/chart/values-all.yaml \
+  --set metrics.serviceMonitor.enabled=false | k apply --server-side -f -
+k -n llraid get daemonset,serviceaccount,service
+k -n llraid-all get daemonset
+k get csidriver,storageclass
+
+# What the provisioner would have made: the claim and its PV (the chart's StorageClass).
+pv=pvc-0d5c1d4e-7a1b-4c55-9a43-0d2b9c1a0001
+k create namespace apps --dry-run=client -o yaml | k apply --server-side -f -
+k apply --server-side -f - <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: apps}
+spec:
+  storageClassName: llraid-raid1
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Gi}}
+  volumeName: $pv
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $pv}
+spec:
+  storageClassName: llraid-raid1
+  capacity: {storage: 10Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  claimRef: {namespace: apps, name: data}
+  csi: {driver: csi.llraid.io, volumeHandle: $pv, fsType: ext4}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: topology.llraid.io/node, operator: In, values: [node-a]}]
+YAML
+
+# The reporter runs as the chart's ServiceAccount, so the chart's RBAC is what is tested.
+token=$(k -n llraid create token llraid --duration=1h)
+server=$(sed -n 's/^API_SERVER=//p' "$state/env")
+cat > "$state/llraid-sa.kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: $server, certificate-authority: $state/pki/ca.crt}}]
+users: [{name: llraid, user: {token: $token}}]
+contexts: [{name: llraid, context: {cluster: test, user: llraid}}]
+current-context: llraid
+YAML
+
+LLRAID_TEST_KUBECONFIG=$state/llraid-sa.kubeconfig LLRAID_TEST_ADMIN_KUBECONFIG=$admin \
+LLRAID_TEST_KUBECTL=$bin/kubectl LLRAID_TEST_PV=$pv \
+  node --import tsx --test --test-reporter=spec test/k8s/apiserver.test.ts

@@ -1,0 +1,137 @@
+// Renders charts/llraid with the real helm (scripts/ensure-helm.sh; the test is skipped when no
+// helm is built yet — scripts/test.d/60-chart.sh builds it and runs this file) and checks what a
+// cluster would get: driver, DaemonSets with their sidecars, RBAC, StorageClasses, metrics.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const chart = path.join(root, 'charts/llraid');
+const cache = process.env.LLRAID_CACHE ?? path.join(process.env.HOME ?? '/root', '.cache/llraid');
+const helm = process.env.LLRAID_HELM ?? path.join(cache, 'helm/v3.22.0/helm');
+const skip = existsSync(helm) ? false : `no helm at ${helm}: scripts/test.d/60-chart.sh builds it`;
+
+type Obj = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: unknown };
+type Container = { name: string; image: string; args?: string[]; env?: Array<{ name: string; value?: string }>; securityContext?: Record<string, unknown>; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
+type DaemonSet = Obj & { spec: { template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: Array<{ matchExpressions: Array<{ key: string; operator: string; values: string[] }> }> } } }; volumes: Array<{ name: string; hostPath?: { path: string } }> } } } };
+
+function render(...extra: string[]): Obj[] {
+  const out = execFileSync(helm, ['template', 'llraid', chart, '--namespace', 'llraid', ...extra], { encoding: 'utf8' });
+  return parseAllDocuments(out)
+    .map((d) => d.toJS() as Obj | null)
+    .filter((o): o is Obj => o !== null);
+}
+
+function renderFails(values: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'llraid-chart-'));
+  try {
+    const file = path.join(dir, 'values.yaml');
+    writeFileSync(file, values);
+    const r = spawnSync(helm, ['template', 'llraid', chart, '-f', file], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0, `expected the render to fail for:\n${values}`);
+    return r.stderr;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const byKind = (objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind);
+const env = (c: Container, name: string) => c.env?.find((e) => e.name === name)?.value;
+
+test('default install: CSIDriver for node-local volumes with capacity tracking', { skip }, () => {
+  const [driver] = byKind(render(), 'CSIDriver') as Array<Obj & { spec: Record<string, unknown> }>;
+  assert.equal(driver?.metadata.name, 'csi.llraid.io');
+  assert.deepEqual(
+    { a: driver?.spec.attachRequired, p: driver?.spec.podInfoOnMount, s: driver?.spec.storageCapacity, f: driver?.spec.fsGroupPolicy },
+    { a: false, p: true, s: true, f: 'File' },
+  );
+});
+
+test('default install: one DaemonSet, only the plugin privileged, provisioner per node with capacity', { skip }, () => {
+  const sets = byKind(render(), 'DaemonSet') as DaemonSet[];
+  assert.deepEqual(sets.map((d) => d.metadata.name), ['llraid-node']);
+  const pod = sets[0]!.spec.template.spec;
+  assert.deepEqual(pod.containers.map((c) => c.name), ['llraid', 'node-driver-registrar', 'csi-provisioner', 'csi-resizer', 'liveness-probe']);
+  for (const c of pod.containers) assert.equal(c.securityContext?.privileged === true, c.name === 'llraid', `privileged ${c.name}`);
+  const plugin = pod.containers[0]!;
+  assert.equal(env(plugin, 'LLRAID_DISKS'), '/pool/disk-a,/pool/disk-b');
+  assert.equal(env(plugin, 'LLRAID_ATTACH'), 'auto');
+  assert.equal(plugin.volumeMounts?.find((m) => m.name === 'kubelet-dir')?.mountPropagation, 'Bidirectional');
+  assert.deepEqual(pod.volumes.filter((v) => v.name.startsWith('disk-')).map((v) => v.hostPath?.path), ['/var/lib/llraid/disk-a', '/var/lib/llraid/disk-b']);
+  const prov = pod.containers.find((c) => c.name === 'csi-provisioner')!;
+  for (const a of ['--node-deployment=true', '--enable-capacity=true', '--capacity-ownerref-level=1', '--extra-create-metadata=true']) assert.ok(prov.args?.includes(a), a);
+  assert.deepEqual(prov.env?.map((e) => e.name), ['NODE_NAME', 'NAMESPACE', 'POD_NAME']);
+  const registrar = pod.containers.find((c) => c.name === 'node-driver-registrar')!;
+  assert.ok(registrar.args?.includes('--kubelet-registration-path=/var/lib/kubelet/plugins/csi.llraid.io/csi.sock'));
+  assert.equal(pod.affinity, undefined, 'no node pools: the default pool runs everywhere');
+});
+
+test('default install: raid1 and raid10 StorageClasses wait for the first consumer and can grow', { skip }, () => {
+  const classes = byKind(render(), 'StorageClass') as Array<Obj & { provisioner: string; volumeBindingMode: string; allowVolumeExpansion: boolean; parameters: Record<string, string> }>;
+  assert.deepEqual(classes.map((c) => [c.metadata.name, c.provisioner, c.volumeBindingMode, c.allowVolumeExpansion, c.parameters.level]), [
+    ['llraid-raid1', 'csi.llraid.io', 'WaitForFirstConsumer', true, '1'],
+    ['llraid-raid10', 'csi.llraid.io', 'WaitForFirstConsumer', true, '10'],
+  ]);
+});
+
+test('default install: RBAC grants RaidVolume status and capacity objects, and no wildcards', { skip }, () => {
+  const objs = render();
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+  const rules = [...byKind(objs, 'ClusterRole'), ...byKind(objs, 'Role')].flatMap((r) => (r as unknown as { rules: Rule[] }).rules);
+  const grants = (res: string, verb: string) => rules.some((r) => r.resources.includes(res) && r.verbs.includes(verb));
+  assert.ok(grants('raidvolumes/status', 'patch'));
+  assert.ok(grants('csistoragecapacities', 'create'));
+  assert.ok(grants('persistentvolumes', 'create'));
+  assert.ok(!rules.some((r) => r.resources.includes('*') || r.verbs.includes('*') || r.apiGroups.includes('*')));
+  assert.ok(!grants('secrets', 'get'));
+  assert.equal(byKind(objs, 'ServiceMonitor').length, 0);
+  assert.equal(byKind(objs, 'Service')[0]?.metadata.name, 'llraid-metrics');
+});
+
+test('every option: node pools get their own DaemonSets and the default pool avoids their nodes', { skip }, () => {
+  const objs = render('-f', path.join(root, 'test/chart/values-all.yaml'));
+  const sets = byKind(objs, 'DaemonSet') as DaemonSet[];
+  assert.deepEqual(sets.map((d) => d.metadata.name), ['llraid-node', 'llraid-node-nvme', 'llraid-node-big']);
+  const [def, nvme] = sets;
+  const terms = def!.spec.template.spec.affinity!.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+  assert.deepEqual(terms, [{ matchExpressions: [
+    { key: 'llraid.io/pool', operator: 'NotIn', values: ['nvme'] },
+    { key: 'node.example.com/storage', operator: 'NotIn', values: ['big'] },
+  ] }]);
+  assert.deepEqual(nvme!.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux', 'llraid.io/pool': 'nvme' });
+  const plugin = nvme!.spec.template.spec.containers[0]!;
+  assert.equal(plugin.image, 'registry.example.com/storage/llraid:0.1.0-test');
+  assert.equal(env(plugin, 'LLRAID_DISKS'), '/pool/nvme0,/pool/nvme1,/pool/nvme2,/pool/nvme3');
+  assert.equal(env(plugin, 'LLRAID_ATTACH'), 'fuse');
+  assert.equal(env(plugin, 'LLRAID_SYNC_SPEED_MAX'), '500000');
+  assert.equal(env(plugin, 'LLRAID_BITMAP_DAEMON_SLEEP'), '5');
+  assert.equal(env(plugin, 'LLRAID_METRICS_ADDRESS'), ':9999');
+  assert.equal(env(plugin, 'LLRAID_LOG'), 'debug');
+  assert.ok(!nvme!.spec.template.spec.containers.some((c) => c.name === 'csi-resizer'), 'resizer disabled');
+  const reg = nvme!.spec.template.spec.containers.find((c) => c.name === 'node-driver-registrar')!;
+  assert.ok(reg.args?.includes('--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/csi.llraid.io/csi.sock'));
+  const [mon] = byKind(objs, 'ServiceMonitor');
+  assert.equal(mon?.metadata.labels?.release, 'kube-prometheus');
+  const classes = byKind(objs, 'StorageClass') as Array<Obj & { reclaimPolicy: string; allowVolumeExpansion: boolean; mountOptions?: string[] }>;
+  assert.deepEqual(classes.map((c) => [c.metadata.name, c.reclaimPolicy, c.allowVolumeExpansion, c.metadata.annotations?.['storageclass.kubernetes.io/is-default-class']]), [
+    ['fast-mirror', 'Retain', false, 'true'],
+    ['parity', 'Delete', true, undefined],
+  ]);
+  const rules = byKind(objs, 'ClusterRole').flatMap((r) => (r as unknown as { rules: Array<{ resources: string[] }> }).rules);
+  assert.ok(!rules.some((r) => r.resources.includes('raidvolumes')), 'status off: no RaidVolume rights');
+  assert.ok(!rules.some((r) => r.resources.includes('persistentvolumeclaims/status')), 'resizer off: no PVC status rights');
+});
+
+test('unusable values fail the render with a message naming the field', { skip }, () => {
+  assert.match(renderFails('diskPool:\n  disks:\n    - {name: a, path: /x}\n    - {name: a, path: /y}\n'), /diskPool.disks: disk name "a" appears twice/);
+  assert.match(renderFails('diskPool:\n  disks:\n    - {name: a, path: relative/dir}\n'), /disk a path "relative\/dir": expected an absolute path/);
+  assert.match(renderFails('diskPool:\n  nodePools:\n    - {name: p, disks: [{name: a, path: /a}]}\n'), /nodePools\[0\] p: expected nodeLabel \{key, value\}/);
+  assert.match(renderFails('diskPool:\n  disks: []\n'), /expected disks for the default pool or at least one entry in nodePools/);
+  assert.match(renderFails('storageClasses:\n  - {name: x, reclaimPolicy: Recycle}\n'), /reclaimPolicy: expected Delete or Retain, found Recycle/);
+});
