@@ -95,6 +95,8 @@ export class FakeHost implements BitmapHost {
   ev = 10n;
   degraded = false;
   syncRequests = 0;
+  /** Calls to isDegraded: every daemon pass and state change asks, so this shows activity. */
+  degradedCalls = 0;
   readonly members: BitmapMember[];
   readonly failed: { member: BitmapMember; err: Error }[] = [];
 
@@ -107,6 +109,7 @@ export class FakeHost implements BitmapHost {
     return this.ev;
   }
   isDegraded(): boolean {
+    this.degradedCalls++;
     return this.degraded;
   }
   bitmapMembers(): readonly BitmapMember[] {

@@ -59,7 +59,7 @@ test('E1: a new raid1 bitmap is all Unwritten, durable on every member before cr
     assert.equal(sb.sectorsReserved, 16);
     assert.equal(sb.daemonSleep, 30);
     assert.equal(sb.state, 0);
-    assert.ok(d.writes.every((w) => w.fua || d.flushes > 0));
+    assert.ok(d.writes.every((w) => w.fua || d.flushes > 0), 'every write durable');
     assert.deepEqual(await d.durableChunks(0, 100), new Array(100).fill(State.Unwritten));
   }
   await bm.close();
@@ -133,7 +133,7 @@ test('E2: after a crash with Dirty bits only those chunks are resynced; Clean an
   assert.equal(bm2.stateOf(1000), State.NeedSync);
   assert.equal(bm2.stateOf(20), State.Clean);
   assert.equal(bm2.counts().unwritten, 2045);
-  assert.ok(host2.syncRequests > 0);
+  assert.ok(host2.syncRequests > 0, 'sync requested');
   const synced: number[] = [];
   for (let off = 0; off < size; ) {
     const skip = bm2.skipSyncBlocks(off, 'resync');
@@ -254,7 +254,7 @@ test('E14: a corrupt state byte loads as NeedSync and requests a resync', async 
   const bm = await LlBitmap.load(host, { ioSize: 512, syncSize: 8 * CS });
   assert.equal(bm.stateOf(6), State.NeedSync);
   assert.equal(bm.stateOf(5), State.Clean);
-  assert.ok(host.syncRequests > 0);
+  assert.ok(host.syncRequests > 0, 'sync requested');
   await bm.close();
 });
 
@@ -303,7 +303,7 @@ test('E15: chunk size doubles exactly at the boundary where 1024 + chunks passes
     const devs = devices(1, 64 * MiB);
     const bm = await LlBitmap.create(new FakeHost(devs), { ioSize: 512, syncSize, spaceBytes: space });
     assert.equal(bm.chunkSize, expected, `syncSize ${syncSize}`);
-    assert.ok(1024 + bm.chunks <= space);
+    assert.ok(1024 + bm.chunks <= space, 'chunks fit');
     await bm.close();
   }
 });
@@ -331,7 +331,7 @@ test('E15: no bitmap byte is ever written past sectors_reserved, at 512 and 4096
         assert.equal(w.length % ioSize, 0);
       }
       const after = await d.live.read(BITMAP_OFFSET + space, 64 * KiB);
-      assert.ok(after.every((b) => b === 0));
+      assert.ok(after.every((b) => b === 0), 'nothing past the reserved space');
     }
     await bm.close();
   }

@@ -52,7 +52,7 @@ test('encodes every field at the kernel offset, little-endian, 256 bytes, zero p
   assert.equal(b.readUInt32LE(60), 0);
   assert.equal(b.readUInt32LE(64), 2032);
   assert.equal(b.readUInt32LE(68), 0);
-  assert.ok(b.subarray(72).every((x) => x === 0));
+  assert.ok(b.subarray(72).every((x) => x === 0), 'zero padding');
 });
 
 test('decode returns what encode wrote, cluster name included', () => {

@@ -71,8 +71,8 @@ export class BitmapPage {
     this.suspended = true;
     if (this.active === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
+      // Not unref'd: a flush waiting here must complete even if nothing else keeps the process up.
       const timer = setTimeout(() => this.cancelSuspend(), timeoutMs);
-      timer.unref();
       this.drained = (ok) => {
         clearTimeout(timer);
         resolve(ok);

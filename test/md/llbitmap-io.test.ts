@@ -1,0 +1,474 @@
+// llbitmap on the I/O and sync paths: write ordering and durability, coalesced unplugs, the
+// per-page barrier and daemon, infect, discard, sync hooks, degraded rules, proactive sync and
+// shutdown (llbitmap.md A4-A8; scenarios E7, E8, E9, E10, E12, E13; pitfalls B-a..B-k).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LlBitmap, State, MIN_CHUNK_SIZE } from '../../src/md/llbitmap/index.js';
+import { MdError } from '../../src/md/errors.js';
+import { crash, devices, FakeHost, settled, sleep, type RecordingDevice } from './llbitmap-fixtures.js';
+
+const CS = MIN_CHUNK_SIZE; // 64 KiB
+const KiB = 1024;
+
+async function make(n: number, chunks: number, extra: { parity?: boolean; barrierIdle?: number; daemonSleep?: number; assumeClean?: boolean } = {}) {
+  const devs = devices(n);
+  const host = new FakeHost(devs, extra.parity ?? false);
+  const bm = await LlBitmap.create(host, {
+    ioSize: 512,
+    syncSize: chunks * CS,
+    spaceBytes: 8 * KiB,
+    barrierIdle: extra.barrierIdle ?? 5,
+    daemonSleep: extra.daemonSleep ?? 30,
+    assumeClean: extra.assumeClean ?? false,
+  });
+  for (const d of devs) {
+    d.writes.length = 0;
+    d.flushes = 0;
+  }
+  return { devs, host, bm };
+}
+
+/** Durability points on a member: FUA writes plus cache flushes. */
+function durablePoints(d: RecordingDevice): number {
+  return d.writes.filter((w) => w.fua).length + d.flushes;
+}
+
+function states(bm: LlBitmap, from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let c = from; c <= to; c++) out.push(bm.stateOf(c));
+  return out;
+}
+
+test('E8: unplug resolves only once the bitmap block is durable on every member', async () => {
+  const { devs, bm } = await make(2, 64);
+  let release!: () => void;
+  devs[1]!.hold = new Promise((r) => (release = r));
+  await bm.startWrite(7 * CS, 4096);
+  const unplugged = bm.unplug();
+  assert.equal(await settled(unplugged), 'pending');
+  assert.equal((await devs[0]!.durableChunks(7, 1))[0], State.Dirty);
+  assert.equal((await devs[1]!.durableChunks(7, 1))[0], State.Unwritten);
+  devs[1]!.hold = null;
+  release();
+  await unplugged;
+  // A power cut right after unplug (before the data write lands) finds the chunk Dirty on every member.
+  for (const d of await crash(devs)) assert.equal((await d.durableChunks(7, 1))[0], State.Dirty);
+  bm.endWrite(7 * CS, 4096);
+  await bm.close();
+});
+
+test('E8: a crash between unplug and the data write reassembles with the chunk to resync', async () => {
+  const { devs, host, bm } = await make(2, 64, { assumeClean: true });
+  await bm.startWrite(9 * CS + 512, 512);
+  await bm.unplug();
+  // Data write issued here; power is cut before it completes.
+  const bm2 = await LlBitmap.load(new FakeHost(await crash(devs)), { ioSize: 512, syncSize: 64 * CS });
+  assert.equal(bm2.stateOf(9), State.NeedSync);
+  assert.equal(bm2.counts().clean, 63);
+  await bm2.close();
+  bm.endWrite(9 * CS + 512, 512);
+  await bm.close();
+  assert.equal(host.failed.length, 0);
+});
+
+test('E8: an unplug with nothing new still waits for the write-out carrying its chunk', async () => {
+  const { devs, bm } = await make(1, 64);
+  let release!: () => void;
+  devs[0]!.hold = new Promise((r) => (release = r));
+  await bm.startWrite(3 * CS, 512);
+  const first = bm.unplug();
+  // Same chunk: already Dirty, nothing to mark. Its data write must still wait for the block.
+  await bm.startWrite(3 * CS + 512, 512);
+  const second = bm.unplug();
+  assert.equal(await settled(second), 'pending');
+  devs[0]!.hold = null;
+  release();
+  await Promise.all([first, second]);
+  assert.equal((await devs[0]!.durableChunks(3, 1))[0], State.Dirty);
+  bm.endWrite(3 * CS, 512);
+  bm.endWrite(3 * CS + 512, 512);
+  await bm.close();
+});
+
+test('coalescing: 200 concurrent startWrite+unplug share at most two write-outs per member', async () => {
+  const { devs, bm } = await make(2, 4096);
+  const chunks = Array.from({ length: 200 }, (_, i) => (i * 37) % 4096);
+  await Promise.all(
+    chunks.map(async (c) => {
+      await bm.startWrite(c * CS, 4096);
+      await bm.unplug();
+      bm.endWrite(c * CS, 4096);
+    }),
+  );
+  for (const d of devs) {
+    assert.ok(durablePoints(d) <= 2, `durability points ${durablePoints(d)}`);
+    const durable = await d.durableChunks(0, 4096);
+    for (const c of chunks) assert.notEqual(durable[c], State.Unwritten, `chunk ${c}`);
+  }
+  // Baseline: one at a time, each in its own bitmap block, every unplug is its own write-out.
+  const { devs: devs2, bm: bm2 } = await make(1, 4096);
+  for (let c = 0; c < 4096; c += 512) {
+    await bm2.startWrite(c * CS, 4096);
+    await bm2.unplug();
+    bm2.endWrite(c * CS, 4096);
+  }
+  assert.equal(durablePoints(devs2[0]!), 8);
+  await bm.close();
+  await bm2.close();
+});
+
+test('unplug writes only dirty blocks, one io_size block per changed block', async () => {
+  const { devs, bm } = await make(1, 4096);
+  await bm.startWrite(0, 512); // block 2 (bytes 1024..1535)
+  await bm.startWrite(3000 * CS, 512); // byte 4024 → page 0 block 7
+  await bm.startWrite(3100 * CS, 512); // byte 4124 → page 1 block 0: contiguous with block 7
+  await bm.startWrite(4000 * CS, 512); // byte 5024 → page 1 block 1
+  await bm.unplug();
+  const w = devs[0]!.writes;
+  assert.deepEqual(
+    w.map((x) => [x.offset - 8192, x.length]),
+    [
+      [1024, 512],
+      [3584, 3 * 512],
+    ],
+  );
+  for (const c of [0, 3000, 3100, 4000]) bm.endWrite(c * CS, 512);
+  await bm.close();
+});
+
+test('E8 / B-a: a write arriving while the daemon has its page suspended waits, then ends Dirty', async () => {
+  const { bm } = await make(1, 64, { barrierIdle: 0 });
+  await bm.startWrite(0, 512); // in flight on page 0: the daemon must wait for it
+  await bm.unplug();
+  const daemon = bm.flush();
+  await sleep(5);
+  const second = bm.startWrite(1 * CS, 512);
+  assert.equal(await settled(second), 'pending', 'blocked by the suspended page');
+  assert.equal(bm.stateOf(1), State.Unwritten, 'no state change before the barrier is held');
+  bm.endWrite(0, 512);
+  await second;
+  await daemon;
+  assert.equal(bm.stateOf(0), State.Clean, 'the finished write was cleaned');
+  assert.equal(bm.stateOf(1), State.Dirty, 'the new write ends Dirty, not cleaned under it');
+  await bm.unplug();
+  bm.endWrite(1 * CS, 512);
+  await bm.close();
+});
+
+test('E9: Dirty → Clean only after barrier_idle and the timer, never with a write in flight', async () => {
+  const { host, bm } = await make(1, 64, { barrierIdle: 1.5, daemonSleep: 1 });
+  await bm.startWrite(0, 512);
+  await bm.unplug();
+  bm.endWrite(0, 512);
+  await bm.startWrite(10 * CS, 512); // chunk 10 stays in flight
+  await sleep(1200); // timer fired once: page not idle for 1.5 s yet
+  assert.equal(bm.stateOf(0), State.Dirty);
+  await sleep(1000); // second pass: idle enough, but chunk 10's write is still in flight
+  assert.equal(bm.stateOf(0), State.Dirty);
+  bm.endWrite(10 * CS, 512);
+  await sleep(2800); // the page is idle 1.5 s, then the next timer cleans it
+  assert.equal(bm.stateOf(0), State.Clean);
+  assert.equal(bm.stateOf(10), State.Clean);
+  // B-h: nothing Dirty left, so the timer is not re-armed: no further daemon passes.
+  const before = host.degradedCalls;
+  await sleep(1300);
+  assert.equal(host.degradedCalls, before);
+  await bm.close();
+});
+
+test('B-j: a write that never ends makes the daemon skip its page after daemon_sleep, not hang', async () => {
+  const { bm } = await make(1, 64, { barrierIdle: 0, daemonSleep: 1 });
+  await bm.startWrite(0, 512);
+  await bm.unplug();
+  const t0 = performance.now();
+  await bm.flush();
+  const took = performance.now() - t0;
+  assert.ok(took >= 900 && took < 3000, `flush took ${took} ms`);
+  assert.equal(bm.stateOf(0), State.Dirty);
+  // The page was resumed: writes go on.
+  await bm.startWrite(2 * CS, 512);
+  bm.endWrite(2 * CS, 512);
+  bm.endWrite(0, 512);
+  await bm.close();
+});
+
+test('B-j: close ends a daemon pass waiting on writes at once and arms nothing afterwards', async () => {
+  const { host, bm } = await make(1, 64, { barrierIdle: 0, daemonSleep: 30 });
+  await bm.startWrite(0, 512);
+  await bm.unplug();
+  const flushing = bm.flush();
+  await sleep(5);
+  const t0 = performance.now();
+  await bm.close();
+  assert.ok(performance.now() - t0 < 1000, 'close did not wait for the suspend');
+  await flushing;
+  const before = host.degradedCalls;
+  await bm.startWrite(0, 512).catch(() => undefined);
+  await sleep(50);
+  assert.equal(host.degradedCalls, before);
+  bm.endWrite(0, 512);
+});
+
+test('A8: flush on stop leaves no Dirty bit on disk; reassembly resyncs nothing', async () => {
+  const { devs, bm } = await make(2, 64);
+  for (const c of [1, 2, 30, 63]) {
+    await bm.startWrite(c * CS, 4096);
+    await bm.unplug();
+    bm.endWrite(c * CS, 4096);
+  }
+  await bm.flush();
+  await bm.updateSb();
+  await bm.close();
+  for (const d of devs) assert.ok(!(await d.durableChunks(0, 64)).includes(State.Dirty), 'Dirty on disk');
+  const host2 = new FakeHost(await crash(devs));
+  const bm2 = await LlBitmap.load(host2, { ioSize: 512, syncSize: 64 * CS });
+  assert.equal(bm2.counts().needSync, 0);
+  assert.equal(bm2.counts().dirty, 0);
+  assert.equal(bm2.counts().clean + bm2.counts().unwritten, 64);
+  assert.ok(bm2.counts().clean >= 4, 'the written chunks are Clean');
+  assert.equal(host2.syncRequests, 0);
+  await bm2.close();
+});
+
+test('E10: a second dirtying in one block before unplug infects its Unwritten and Clean neighbours', async () => {
+  const { bm } = await make(1, 2048, { assumeClean: false });
+  // Chunks 0..511 are block 2 (bytes 1024..1535); 512.. are block 3.
+  await bm.startWrite(100 * CS, 512);
+  assert.deepEqual(states(bm, 99, 101), [State.Unwritten, State.Dirty, State.Unwritten]);
+  await bm.startWrite(200 * CS, 512);
+  for (let c = 0; c < 512; c++) assert.equal(bm.stateOf(c), State.Dirty, `chunk ${c}`);
+  assert.equal(bm.stateOf(512), State.Unwritten, 'the next block is untouched');
+  await bm.unplug();
+  bm.endWrite(100 * CS, 512);
+  bm.endWrite(200 * CS, 512);
+  await bm.close();
+});
+
+test('E10: infect on a parity level turns Unwritten into NeedSync and Clean into Dirty', async () => {
+  const { host, bm } = await make(1, 2048, { parity: true, assumeClean: true });
+  await bm.startWrite(600 * CS, 512); // Clean → Dirty, block 3
+  await bm.startWrite(601 * CS, 512); // block already dirty: infect
+  for (let c = 512; c < 1024; c++) assert.equal(bm.stateOf(c), State.Dirty);
+  assert.equal(bm.stateOf(511), State.Clean);
+  await bm.unplug();
+  bm.endWrite(600 * CS, 512);
+  bm.endWrite(601 * CS, 512);
+  await bm.close();
+  const p = await make(1, 2048, { parity: true });
+  await p.bm.startWrite(0, 512);
+  await p.bm.startWrite(CS, 512);
+  assert.equal(p.bm.stateOf(300), State.NeedSync);
+  assert.ok(p.host.syncRequests > 0, 'sync requested');
+  p.bm.endWrite(0, 512);
+  p.bm.endWrite(CS, 512);
+  await p.bm.close();
+  assert.equal(host.failed.length, 0);
+});
+
+test('E10: no infect when the block was written between the two dirtyings, or while degraded', async () => {
+  const { host, bm } = await make(1, 2048);
+  await bm.startWrite(10 * CS, 512);
+  await bm.unplug();
+  bm.endWrite(10 * CS, 512);
+  await bm.flush(); // 10 → Clean, block written
+  await bm.startWrite(11 * CS, 512);
+  assert.equal(bm.stateOf(12), State.Unwritten);
+  await bm.unplug();
+  bm.endWrite(11 * CS, 512);
+  host.degraded = true;
+  await bm.startWrite(20 * CS, 512);
+  await bm.startWrite(21 * CS, 512);
+  assert.deepEqual(states(bm, 19, 22), [State.Unwritten, State.NeedSync, State.NeedSync, State.Unwritten]);
+  bm.endWrite(20 * CS, 512);
+  bm.endWrite(21 * CS, 512);
+  await bm.close();
+});
+
+test('E7: discard makes fully covered chunks Unwritten and leaves partial ones (B-b)', async () => {
+  const { bm } = await make(1, 16, { assumeClean: true });
+  // [1.5 chunks, 5.5 chunks): chunks 2, 3, 4 fully covered; 1 and 5 partially.
+  const off = CS + CS / 2;
+  const len = 4 * CS;
+  await bm.startDiscard(off, len);
+  bm.endDiscard(off, len);
+  assert.deepEqual(states(bm, 0, 6), [State.Clean, State.Clean, State.Unwritten, State.Unwritten, State.Unwritten, State.Clean, State.Clean]);
+  // A discard inside one chunk changes nothing.
+  await bm.startDiscard(8 * CS + 512, CS - 1024);
+  bm.endDiscard(8 * CS + 512, CS - 1024);
+  assert.equal(bm.stateOf(8), State.Clean);
+  // Exactly aligned, and to the end of the space.
+  await bm.startDiscard(14 * CS, 2 * CS);
+  bm.endDiscard(14 * CS, 2 * CS);
+  assert.deepEqual(states(bm, 13, 15), [State.Clean, State.Unwritten, State.Unwritten]);
+  await bm.close();
+});
+
+test('E7: a discard reaching the end of the space covers a short last chunk', async () => {
+  const devs = devices(1);
+  const bm = await LlBitmap.create(new FakeHost(devs), { ioSize: 512, syncSize: 3 * CS + 4096, spaceBytes: 8 * KiB, assumeClean: true });
+  assert.equal(bm.chunks, 4);
+  await bm.startDiscard(3 * CS, 4096);
+  bm.endDiscard(3 * CS, 4096);
+  assert.equal(bm.stateOf(3), State.Unwritten);
+  await bm.startDiscard(2 * CS, 4096);
+  bm.endDiscard(2 * CS, 4096);
+  assert.equal(bm.stateOf(2), State.Clean);
+  // B-k: the sync step in the short last chunk stops at the end of the space.
+  assert.deepEqual(bm.startSync(3 * CS + 512), { sync: false, length: 4096 - 512 });
+  await bm.close();
+});
+
+test('B-c: a checkpoint ends sync only on chunks entirely below it', async () => {
+  const { devs, bm } = await make(1, 16);
+  for (let c = 0; c < 16; c++) await bm.startWrite(c * CS, 512);
+  for (let c = 0; c < 16; c++) bm.endWrite(c * CS, 512);
+  await bm.unplug();
+  // Reassembled after a crash: every chunk NeedSync.
+  const bm2 = await LlBitmap.load(new FakeHost(await crash(devs)), { ioSize: 512, syncSize: 16 * CS });
+  for (let c = 0; c < 8; c++) bm2.startSync(c * CS);
+  await bm2.condEndSync(7 * CS + 4096);
+  assert.deepEqual(states(bm2, 0, 8), [...new Array(7).fill(State.Dirty), State.Syncing, State.NeedSync]);
+  await bm2.condEndSync(8 * CS); // exactly on a boundary: chunk 7 is entirely below
+  assert.equal(bm2.stateOf(7), State.Dirty);
+  await bm2.close();
+  await bm.close();
+});
+
+test('E12: abort: Syncing at or after the stop point → NeedSync; earlier chunks → Dirty → Clean', async () => {
+  const { devs, bm } = await make(1, 16, { barrierIdle: 0 });
+  for (let c = 0; c < 16; c++) {
+    await bm.startWrite(c * CS, 512);
+    bm.endWrite(c * CS, 512);
+  }
+  await bm.unplug();
+  const bm2 = await LlBitmap.load(new FakeHost(await crash(devs)), { ioSize: 512, syncSize: 16 * CS, barrierIdle: 0 });
+  for (let c = 0; c < 10; c++) assert.equal(bm2.startSync(c * CS).sync, true);
+  const stop = 6 * CS + 8192;
+  await bm2.condEndSync(stop);
+  bm2.endSync(stop);
+  assert.deepEqual(states(bm2, 0, 15), [...new Array(6).fill(State.Dirty), ...new Array(10).fill(State.NeedSync)]);
+  await bm2.flush();
+  assert.deepEqual(states(bm2, 0, 6), [...new Array(6).fill(State.Clean), State.NeedSync]);
+  await bm2.close();
+  await bm.close();
+});
+
+test('¶ startSync answers true for every window inside a chunk being synced', async () => {
+  const { devs, bm } = await make(1, 4);
+  await bm.startWrite(0, 512);
+  bm.endWrite(0, 512);
+  await bm.unplug();
+  const bm2 = await LlBitmap.load(new FakeHost(await crash(devs)), { ioSize: 512, syncSize: 4 * CS });
+  assert.deepEqual(bm2.startSync(0), { sync: true, length: CS });
+  assert.deepEqual(bm2.startSync(16 * KiB), { sync: true, length: CS - 16 * KiB });
+  assert.deepEqual(bm2.startSync(CS), { sync: false, length: CS });
+  await bm2.close();
+  await bm.close();
+});
+
+test('skip rules: Unwritten and CleanUnwritten always; Clean and Dirty only in a plain resync; degraded nothing else', async () => {
+  const { host, bm } = await make(1, 8, { parity: true, assumeClean: true });
+  await bm.startWrite(CS, 512); // chunk 1 Dirty
+  bm.endWrite(CS, 512);
+  await bm.startDiscard(3 * CS, CS); // chunk 3 Unwritten, then proactively synced: CleanUnwritten
+  bm.endDiscard(3 * CS, CS);
+  bm.proactiveSync();
+  bm.startSync(3 * CS);
+  bm.closeSync();
+  await bm.startDiscard(0, CS); // chunk 0 Unwritten; chunk 2 stays Clean
+  bm.endDiscard(0, CS);
+  assert.deepEqual(states(bm, 0, 3), [State.Unwritten, State.Dirty, State.Clean, State.CleanUnwritten]);
+  const at = (c: number, mode?: 'resync' | 'recovery' | 'check' | 'repair') => bm.skipSyncBlocks(c * CS + 512, mode);
+  for (const mode of ['resync', 'recovery', 'check', 'repair', undefined] as const) {
+    assert.equal(at(0, mode), CS - 512);
+    assert.equal(at(3, mode), CS - 512);
+  }
+  assert.equal(at(1, 'resync'), CS - 512);
+  assert.equal(at(2, 'resync'), CS - 512);
+  for (const mode of ['recovery', 'check', 'repair', undefined] as const) {
+    assert.equal(at(1, mode), 0);
+    assert.equal(at(2, mode), 0);
+  }
+  host.degraded = true;
+  assert.equal(at(0, 'resync'), CS - 512);
+  assert.equal(at(3, 'resync'), CS - 512);
+  assert.equal(at(1, 'resync'), 0);
+  assert.equal(at(2, 'resync'), 0);
+  await bm.close();
+});
+
+test('E4 at bitmap level: degraded writes go NeedSync with no sync request; Dirty is kept; the re-add syncs both', async () => {
+  const { host, bm } = await make(1, 16, { assumeClean: true, barrierIdle: 0 });
+  await bm.startWrite(1 * CS, 512);
+  bm.endWrite(1 * CS, 512); // Dirty before the member left
+  host.degraded = true;
+  host.syncRequests = 0;
+  await bm.startWrite(5 * CS, 512);
+  bm.endWrite(5 * CS, 512);
+  assert.equal(bm.stateOf(5), State.NeedSync);
+  assert.equal(host.syncRequests, 0);
+  await bm.flush(); // ‡ the daemon does not clear Dirty while degraded
+  assert.equal(bm.stateOf(1), State.Dirty);
+  // The member comes back: recovery guided by startSync.
+  host.degraded = false;
+  const synced = [];
+  for (let c = 0; c < 16; c++) if (bm.skipSyncBlocks(c * CS, 'recovery') === 0 && bm.startSync(c * CS).sync) synced.push(c);
+  assert.deepEqual(synced, [5]);
+  // † while still degraded (re-add in progress), Dirty is synced too.
+  host.degraded = true;
+  assert.equal(bm.startSync(1 * CS).sync, true);
+  await bm.close();
+});
+
+test('E13: proactive sync builds parity for Unwritten chunks; a write then goes Dirty; recovery start reverts *Unwritten', async () => {
+  const { host, bm } = await make(1, 8, { parity: true });
+  bm.proactiveSync();
+  assert.deepEqual(states(bm, 0, 7), new Array(8).fill(State.NeedSyncUnwritten));
+  assert.ok(host.syncRequests > 0, 'sync requested');
+  await bm.unplug();
+  assert.equal(bm.isUnwritten(CS), true);
+  assert.equal(bm.blocksSynced(CS), false);
+  assert.deepEqual(bm.startSync(CS), { sync: true, length: CS });
+  assert.equal(bm.stateOf(1), State.SyncingUnwritten);
+  assert.equal(bm.startSync(2 * CS).sync, true);
+  bm.endSync(3 * CS); // stopped at chunk 3: *Unwritten → Unwritten from there
+  bm.closeSync();
+  assert.deepEqual(states(bm, 0, 4), [
+    State.NeedSyncUnwritten, State.CleanUnwritten, State.CleanUnwritten, State.Unwritten, State.Unwritten,
+  ]);
+  assert.equal(bm.blocksSynced(CS), true, 'parity is valid');
+  assert.equal(bm.isUnwritten(CS), true, 'still no data');
+  await bm.startWrite(2 * CS, 512);
+  bm.endWrite(2 * CS, 512);
+  assert.equal(bm.stateOf(2), State.Dirty);
+  assert.equal(bm.stateOf(1), State.CleanUnwritten);
+  bm.startRecovery();
+  assert.deepEqual(states(bm, 0, 2), [State.Unwritten, State.Unwritten, State.Dirty]);
+  await bm.close();
+});
+
+test('E13: proactive sync on a level without parity is refused with ENOTSUP and changes nothing', async () => {
+  const { bm } = await make(1, 8);
+  assert.throws(
+    () => bm.proactiveSync(),
+    (e: unknown) => e instanceof MdError && e.code === 'ENOTSUP' && /expected a raid4\/5\/6 array/.test(e.message),
+  );
+  assert.equal(bm.counts().unwritten, 8);
+  await bm.close();
+});
+
+test('a write during proactive sync of its chunk is persisted before unplug resolves (never reloads as a hole)', async () => {
+  const { devs, bm } = await make(1, 8, { parity: true });
+  bm.proactiveSync();
+  await bm.unplug();
+  bm.startSync(0); // SyncingUnwritten
+  await bm.startWrite(512, 512); // → Syncing
+  await bm.unplug();
+  const bm2 = await LlBitmap.load(new FakeHost(await crash(devs), true), { ioSize: 512, syncSize: 8 * CS });
+  assert.equal(bm2.stateOf(0), State.NeedSync);
+  assert.equal(bm2.isUnwritten(0), false);
+  bm.endWrite(512, 512);
+  await bm2.close();
+  await bm.close();
+});
