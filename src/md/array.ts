@@ -433,6 +433,9 @@ export class MdArray implements BlockDevice {
       cntCorrectedRead: m.sb.cntCorrectedRead,
       deviceUuid: m.sb.deviceUuid,
       devflags: m.sb.devflags,
+      bblogShift: m.sb.bblogShift,
+      bblogSize: m.sb.bblogSize,
+      bblogOffset: m.sb.bblogOffset,
       utime: Math.floor(Date.now() / 1000),
       events: this.eventsCounter,
       resyncOffset,
@@ -681,6 +684,21 @@ export class MdArray implements BlockDevice {
   private memberOffsetOfSync(syncOffset: number): number {
     const p = this.personality;
     return p.memberOffsetOfSync ? p.memberOffsetOfSync(syncOffset) : 0;
+  }
+
+  /**
+   * Proactive parity (llbitmap.md A5, seed 003): parity is built in the background for chunks
+   * never written (Unwritten → NeedSyncUnwritten → SyncingUnwritten → CleanUnwritten), so later
+   * first writes there need no lazy resync. Parity levels only.
+   */
+  proactiveSync(): void {
+    if (!this.personality.parity) {
+      throw new MdError('ENOTSUP', `array ${this.name}: proactive sync builds parity: expected raid4/5/6, found ${LEVEL_NAMES[this.identity.level] ?? `level ${this.identity.level}`}`);
+    }
+    if (this.state === 'stopped' || this.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
+    this.bitmap.proactiveSync();
+    // Start the pass now rather than from the bitmap's queued request, so waitSync() sees it.
+    this.maybeStartSync();
   }
 
   /**

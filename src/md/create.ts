@@ -90,7 +90,7 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
         chunkSize: identity.chunkSizeSectors, raidDisks: n, bitmapOffset: identity.bitmapOffset,
         dataOffset: DATA_OFFSET_SECTORS, dataSize: Math.floor((m.device.size - dataOffsetBytes) / SECTOR),
         superOffset: SUPER_OFFSET_SECTORS, recoveryOffset: 0, devNumber: i, cntCorrectedRead: 0,
-        deviceUuid: randomBytes(16), devflags: 0, utime: now, events: 0n, resyncOffset: RESYNC_NONE,
+        deviceUuid: randomBytes(16), devflags: 0, bblogShift: 0, bblogSize: 0, bblogOffset: 0, utime: now, events: 0n, resyncOffset: RESYNC_NONE,
         devRoles: Array.from({ length: n }, (_, r) => r),
       };
       const member = new Member(m.name, m.device, sb, m.owned);

@@ -99,6 +99,10 @@ export interface Superblock {
   cntCorrectedRead: number;
   deviceUuid: Buffer;
   devflags: number;
+  /** Bad block log geometry (shift, sectors, signed offset from the superblock); carried, not used. */
+  bblogShift: number;
+  bblogSize: number;
+  bblogOffset: number;
   /** Last update, seconds since the epoch. */
   utime: number;
   events: bigint;
@@ -164,6 +168,9 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   b.writeUInt32LE(sb.cntCorrectedRead >>> 0, O.cntCorrectedRead);
   sb.deviceUuid.copy(b, O.deviceUuid);
   b.writeUInt8(sb.devflags & 0xff, O.devflags);
+  b.writeUInt8(sb.bblogShift & 0xff, O.bblogShift);
+  b.writeUInt16LE(sb.bblogSize & 0xffff, O.bblogSize);
+  b.writeInt32LE(sb.bblogOffset, O.bblogOffset);
   b.writeBigUInt64LE(encodeTime(sb.utime), O.utime);
   b.writeBigUInt64LE(sb.events, O.events);
   b.writeBigUInt64LE(sb.resyncOffset, O.resyncOffset);
@@ -254,6 +261,9 @@ export function decodeSuperblock(b: Buffer, member: string, memberBytes: number)
     cntCorrectedRead: b.readUInt32LE(O.cntCorrectedRead),
     deviceUuid: Buffer.from(b.subarray(O.deviceUuid, O.deviceUuid + 16)),
     devflags: b.readUInt8(O.devflags),
+    bblogShift: b.readUInt8(O.bblogShift),
+    bblogSize: b.readUInt16LE(O.bblogSize),
+    bblogOffset: b.readInt32LE(O.bblogOffset),
     utime: decodeTime(b.readBigUInt64LE(O.utime)),
     events: b.readBigUInt64LE(O.events),
     resyncOffset: b.readBigUInt64LE(O.resyncOffset),

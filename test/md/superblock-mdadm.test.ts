@@ -56,7 +56,7 @@ function base(devNumber: number, over: Partial<Superblock>): Superblock {
     featureMap: 0, setUuid: Buffer.from('0123456789abcdeffedcba9876543210', 'hex'), setName: 'pvc-mdadm',
     ctime: 1_700_000_000, level: 1, layout: 0, size: (MEMBER >> 9) - 2048, chunkSize: 0, raidDisks: 2,
     bitmapOffset: 0, dataOffset: 2048, dataSize: (MEMBER >> 9) - 2048, superOffset: 8, recoveryOffset: 0,
-    devNumber, cntCorrectedRead: 0, deviceUuid: Buffer.alloc(16, devNumber + 0xa0), devflags: 0,
+    devNumber, cntCorrectedRead: 0, deviceUuid: Buffer.alloc(16, devNumber + 0xa0), devflags: 0, bblogShift: 0, bblogSize: 0, bblogOffset: 0,
     utime: 1_700_000_100, events: 77n, resyncOffset: RESYNC_NONE, devRoles: [0, 1], ...over,
   };
 }

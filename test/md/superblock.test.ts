@@ -16,7 +16,7 @@ function sample(): Superblock {
     featureMap: 1, setUuid: Buffer.from('00112233445566778899aabbccddeeff', 'hex'), setName: 'pvc-1',
     ctime: 1_700_000_000, level: 10, layout: 0x102, size: 100_000, chunkSize: 128, raidDisks: 3,
     bitmapOffset: 8, dataOffset: 2048, dataSize: (MEMBER >> 9) - 2048, superOffset: 8, recoveryOffset: 0,
-    devNumber: 1, cntCorrectedRead: 0, deviceUuid: Buffer.alloc(16, 7), devflags: 0, utime: 1_700_000_500,
+    devNumber: 1, cntCorrectedRead: 0, deviceUuid: Buffer.alloc(16, 7), devflags: 0, bblogShift: 0, bblogSize: 0, bblogOffset: 0, utime: 1_700_000_500,
     events: 12345678901n, resyncOffset: RESYNC_NONE, devRoles: [0, 1, ROLE_FAULTY],
   };
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Linux md assembles arrays written by llraid's md engine: raid1 and raid10 near=2 members made
+# by test/md/linux-interop/make-members.ts are assembled by the real kernel md driver and mdadm
+# inside ../shared/tools/kernel-vm, and the array must hold the same bytes and size.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VM=${KERNEL_VM:-../shared/tools/kernel-vm}
+if [ ! -x "$VM" ]; then
+  echo "45-md-linux: no kernel-vm at $VM (set KERNEL_VM); this suite needs a Linux guest with md" >&2
+  exit 1
+fi
+# The guest sees the host filesystem read-only except /tmp, so the files live outside /tmp.
+work=$(mktemp -d /var/tmp/llraid-md-linux.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+node --import tsx test/md/linux-interop/make-members.ts "$work"
+cat > "$work/guest.sh" <<GUEST
+set -e
+W=$work
+mdadm --assemble /dev/md1 /dev/vda /dev/vdb
+cmp -n 4194304 /dev/md1 \$W/r1.expected
+test "\$(blockdev --getsize64 /dev/md1)" = "\$(cat \$W/r1.size)"
+mdadm --detail /dev/md1 | grep -E 'Raid Level|State :|Active Devices'
+mdadm --stop /dev/md1
+mdadm --assemble /dev/md2 /dev/vdc /dev/vdd /dev/vde
+cmp -n 4194304 /dev/md2 \$W/r10.expected
+test "\$(blockdev --getsize64 /dev/md2)" = "\$(cat \$W/r10.size)"
+mdadm --detail /dev/md2 | grep -E 'Raid Level|Layout|State :|Active Devices'
+mdadm --stop /dev/md2
+echo LINUX-MD-INTEROP-OK
+GUEST
+out=$("$VM" --timeout 600 --disk "$work/r1-0.img" --disk "$work/r1-1.img" \
+  --disk "$work/r10-0.img" --disk "$work/r10-1.img" --disk "$work/r10-2.img" -- sh "$work/guest.sh" 2>&1) || { echo "$out"; exit 1; }
+echo "$out" | grep -v '^\[' || true
+echo "$out" | grep -q LINUX-MD-INTEROP-OK
