@@ -220,67 +220,55 @@ export class MdArray implements BlockDevice {
     return Promise.resolve();
   }
 
+  /** The personality's view of the members: closures over this array, never a copy. */
   private makeMemberSet(): MemberSet {
-    // Closures over the array: the MemberSet is a view, not a copy.
-    const array = ((): MdArray => this)();
     const get = (role: number, writing: boolean): Member => {
-      const m = array.byRole[role];
+      const m = this.byRole[role];
       if (m === undefined || !(m.state === 'in_sync' || (writing && m.state === 'rebuilding'))) {
         throw new MdError('EIO', `role ${role} has no ${writing ? 'writable' : 'readable'} member`);
       }
       return m;
     };
     // Invariant of MemberSet: an EIO fails the member (superblocks updated) before rejecting.
-    const guard = async <T>(m: Member, op: () => Promise<T>): Promise<T> => {
+    const guard = async <T>(role: number, writing: boolean, op: (m: Member) => Promise<T>): Promise<T> => {
+      const m = get(role, writing);
       try {
-        return await op();
+        return await op(m);
       } catch (err) {
-        await array.memberError(m, err);
+        await this.memberError(m, err);
         throw err;
       }
     };
     return {
       raidDisks: this.identity.raidDisks,
       memberSize: Math.min(...this.members.map((m) => m.dataBytes)),
-      state(role: number): RoleState {
-        const m = array.byRole[role];
+      state: (role: number): RoleState => {
+        const m = this.byRole[role];
         if (m?.state === 'in_sync') return 'in_sync';
         if (m?.state === 'rebuilding') return 'rebuilding';
         return 'missing';
       },
-      read(role, offset, length) {
-        const m = get(role, false);
-        return guard(m, () => m.device.read(m.dataOffset + offset, length));
-      },
-      write(role, offset, data, options) {
-        const m = get(role, true);
-        return guard(m, () => m.device.write(m.dataOffset + offset, data, options));
-      },
-      discard(role, offset, length) {
-        const m = get(role, true);
-        return guard(m, () => m.device.discard(m.dataOffset + offset, length));
-      },
-      writeZeroes(role, offset, length, options) {
-        const m = get(role, true);
-        return guard(m, () => m.device.writeZeroes(m.dataOffset + offset, length, options));
-      },
+      read: (role, offset, length) => guard(role, false, (m) => m.device.read(m.dataOffset + offset, length)),
+      write: (role, offset, data, options) => guard(role, true, (m) => m.device.write(m.dataOffset + offset, data, options)),
+      discard: (role, offset, length) => guard(role, true, (m) => m.device.discard(m.dataOffset + offset, length)),
+      writeZeroes: (role, offset, length, options) =>
+        guard(role, true, (m) => m.device.writeZeroes(m.dataOffset + offset, length, options)),
     };
   }
 
   private makeBitmapHost(): BitmapHost {
-    const array = ((): MdArray => this)();
     return {
       uuid: this.identity.uuid,
-      events: () => array.eventsCounter,
+      events: () => this.eventsCounter,
       parity: this.personality.parity,
-      isDegraded: () => array.isDegraded(),
-      bitmapMembers: (): readonly BitmapMember[] => array.members.filter((m) => m.state === 'in_sync'),
-      requestSync: () => array.onSyncRequested(),
+      isDegraded: () => this.isDegraded(),
+      bitmapMembers: (): readonly BitmapMember[] => this.members.filter((m) => m.state === 'in_sync'),
+      requestSync: () => this.onSyncRequested(),
       failMember: (member: BitmapMember, err: Error) => {
-        const m = array.members.find((x) => x === member);
+        const m = this.members.find((x) => x === member);
         if (m === undefined) return;
-        const p = array.failMember(m, err).finally(() => array.failures.delete(p));
-        array.failures.add(p);
+        const p = this.failMember(m, err).finally(() => this.failures.delete(p));
+        this.failures.add(p);
       },
     };
   }

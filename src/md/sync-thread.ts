@@ -211,6 +211,9 @@ export class SyncThread {
       bitmap.closeSync();
       await bitmap.condEndSync(syncSize);
     } else {
+      // E12: chunks entirely below the stop point were synced (Endsync → Dirty → Clean); the
+      // chunk holding it and everything after go back to NeedSync (Abortsync).
+      await bitmap.condEndSync(this.position);
       bitmap.endSync(this.position);
       await this.host.checkpoint(this.position);
     }
