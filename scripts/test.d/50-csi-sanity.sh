@@ -23,6 +23,7 @@ cleanup() {
   for m in $(awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
   for pidf in "$work"/run/*/nbdfuse.pid; do [ -e "$pidf" ] || continue; kill "$(cat "$pidf")" 2>/dev/null || true; done
   pkill -TERM -f -- "--socket $work/run/" 2>/dev/null || true
+  if [ -n "${LLRAID_CSI_LOGS:-}" ]; then mkdir -p "$LLRAID_CSI_LOGS"; cp "$work"/*.log "$LLRAID_CSI_LOGS"/ || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -42,7 +43,7 @@ for access in mount block; do
   "$SANITY" --csi.endpoint "unix://$work/csi.sock" --csi.testvolumeaccesstype="$access" \
     --csi.testvolumesize=$((64 * 1024 * 1024)) --csi.testvolumeexpandsize=$((128 * 1024 * 1024)) \
     --csi.mountdir "$work/target" --csi.stagingdir "$work/staging" \
-    --ginkgo.no-color --ginkgo.timeout=10m >"$work/sanity-$access.log" 2>&1
+    --ginkgo.no-color --ginkgo.timeout=10m --ginkgo.v >"$work/sanity-$access.log" 2>&1
   rc=$?
   set -e
   grep -E '^\s*\[FAIL\]' "$work/sanity-$access.log" || true

@@ -82,22 +82,25 @@ export class FuseAttacher implements Attacher {
     return procs.some((p) => p.argv.some((a) => a.endsWith('nbdfuse'))) && (await this.find(volumeId)) !== undefined;
   }
 
-  async detach(volumeId: string, socket: string): Promise<void> {
+  async detach(volumeId: string, socket: string, lazy = false): Promise<void> {
     const dir = this.fuseDir(volumeId);
-    for (let i = 0; i < 100; i++) {
-      const dev = await this.find(volumeId);
-      if (!dev) break;
-      await run('losetup', ['-d', dev], { okCodes: [0, 1] });
-      await new Promise((r) => setTimeout(r, 50));
+    // With autoclear, a loop device still held by a lazily unmounted filesystem goes away by
+    // itself once that filesystem lets go; -d only fails when there is no such device.
+    const dev = await this.find(volumeId);
+    if (dev) await run('losetup', ['-d', dev], { okCodes: [0, 1] });
+    if (lazy) {
+      if (await mountAt(dir)) await run('umount', ['-l', dir], { okCodes: [0, 32] });
+    } else {
+      for (let i = 0; i < 100 && (await this.find(volumeId)); i++) await new Promise((r) => setTimeout(r, 50));
+      // The loop driver lets go of its backing file asynchronously: retry the unmount while busy.
+      for (let i = 0; (await mountAt(dir)) && i < 100; i++) {
+        await run('fusermount3', ['-u', dir], { okCodes: [0, 1] });
+        if (await mountAt(dir)) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (await mountAt(dir)) await run('umount', ['-l', dir], { okCodes: [0, 32] });
     }
-    // The loop driver lets go of its backing file asynchronously: retry the unmount while busy.
-    for (let i = 0; (await mountAt(dir)) && i < 100; i++) {
-      await run('fusermount3', ['-u', dir], { okCodes: [0, 1] });
-      if (await mountAt(dir)) await new Promise((r) => setTimeout(r, 100));
-    }
-    if (await mountAt(dir)) await run('umount', ['-l', dir], { okCodes: [0, 32] });
     for (const p of await findProcesses(socket)) {
-      if (p.argv.some((a) => a.endsWith('nbdfuse'))) await waitExit(p.pid, 10_000);
+      if (p.argv.some((a) => a.endsWith('nbdfuse')) && !(await waitExit(p.pid, lazy ? 2000 : 10_000))) process.kill(p.pid, 'SIGKILL');
     }
   }
 }

@@ -65,7 +65,7 @@ export class KernelAttacher implements Attacher {
     return fs.access(`/sys/block/${dev.slice(5)}/pid`).then(() => true, () => false);
   }
 
-  async detach(volumeId: string, socket: string): Promise<void> {
+  async detach(volumeId: string, socket: string, _lazy = false): Promise<void> {
     const dev = await this.find(volumeId, socket);
     if (!dev) return;
     await run('nbd-client', ['-d', dev], { okCodes: [0, 1] });

@@ -14,8 +14,11 @@ export interface Attacher {
   find(volumeId: string, socket: string): Promise<string | undefined>;
   /** Whether the attachment can still reach its engine (the device is usable). */
   connected(volumeId: string, socket: string): Promise<boolean>;
-  /** Removes the attachment; does nothing when there is none. */
-  detach(volumeId: string, socket: string): Promise<void>;
+  /**
+   * Removes the attachment; does nothing when there is none. `lazy` is for an attachment whose
+   * engine is gone: nothing is left to flush to, so it is cut loose instead of drained.
+   */
+  detach(volumeId: string, socket: string, lazy?: boolean): Promise<void>;
 }
 
 /** `kernel` when this kernel has the nbd driver (loaded or loadable as /sys/module/nbd), else `fuse`. */

@@ -59,10 +59,15 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   canExpand = () => controller.canExpand();
   const identity = new IdentityServer(pool, deps.version, canExpand);
 
-  const recovered = await node.recover();
-  if (recovered.adopted.length + recovered.cleaned.length > 0) {
-    deps.log(`recovered: engines adopted ${recovered.adopted.join(', ') || '-'}; dead attachments cleared ${recovered.cleaned.join(', ') || '-'}`);
-  }
+  // Recovery runs beside the server: calls for a volume being recovered wait on its lock.
+  const recovery = node.recover().then(
+    (r) => {
+      if (r.adopted.length + r.cleaned.length > 0) {
+        deps.log(`recovered: engines adopted ${r.adopted.join(', ') || '-'}; dead attachments cleared ${r.cleaned.join(', ') || '-'}`);
+      }
+    },
+    (err: unknown) => deps.log(`recovery failed: ${(err as Error).message}`),
+  );
   engines.supervise();
 
   const server = new Server();
@@ -91,6 +96,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     attachMode,
     node,
     async stop() {
+      await recovery;
       engines.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await fs.rm(socket, { force: true });

@@ -69,7 +69,10 @@ export async function bindMount(source: string, target: string, readOnly: boolea
   }
 }
 
-/** Unmounts every mount stacked at `path` (a bind mount may be stacked on a stale one). */
-export async function unmountAll(path: string): Promise<void> {
-  while (await mountAt(path)) await run('umount', [path]);
+/**
+ * Unmounts every mount stacked at `path` (a bind mount may be stacked on a stale one). `lazy`
+ * detaches a mount whose device is dead, where a normal unmount would fail on the final flush.
+ */
+export async function unmountAll(path: string, lazy = false): Promise<void> {
+  while (await mountAt(path)) await run('umount', lazy ? ['-l', path] : [path]);
 }

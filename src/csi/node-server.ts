@@ -73,7 +73,10 @@ export class NodeServer implements VolumeUsage {
       return device;
     }
     // A device whose engine died (crash, killed plugin) is torn down and attached afresh.
-    if (device) await this.attacher.detach(v.id, socket);
+    if (device) {
+      for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) await unmountAll(m.mountPoint, true);
+      await this.attacher.detach(v.id, socket, true);
+    }
     await this.engines.start(v.id, this.engineSource(v));
     return this.attacher.attach(v.id, socket);
   }
@@ -238,26 +241,32 @@ export class NodeServer implements VolumeUsage {
   /**
    * After a plugin restart: engines still running are supervised again; attachments whose
    * engine is gone are torn down (with any mounts on them) so the next NodeStage rebuilds them
-   * with a bitmap-guided resync. Returns what it found, for the log.
+   * with a bitmap-guided resync. Each volume is handled under its lock, so a NodeStage that
+   * arrives meanwhile waits for its volume's cleanup. Returns what it found, for the log.
    */
   async recover(): Promise<{ adopted: string[]; cleaned: string[] }> {
     const adopted: string[] = [];
     const cleaned: string[] = [];
-    for (const v of (await this.catalog.scan()).values()) {
-      const socket = this.engines.socket(v.id);
-      const engine = await this.engines.find(v.id);
-      const device = await this.attacher.find(v.id, socket);
-      if (engine) {
-        this.engines.adopt(v.id, this.engineSource(v));
-        adopted.push(v.id);
-      } else if (device) {
-        for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) {
-          await unmountAll(m.mountPoint).catch(() => undefined);
-        }
-        await this.attacher.detach(v.id, socket);
-        cleaned.push(v.id);
-      }
-    }
+    const volumes = [...(await this.catalog.scan()).values()];
+    await Promise.all(
+      volumes.map((v) =>
+        this.locks.with(v.id, async () => {
+          const socket = this.engines.socket(v.id);
+          const engine = await this.engines.find(v.id);
+          const device = await this.attacher.find(v.id, socket);
+          if (engine) {
+            this.engines.adopt(v.id, this.engineSource(v));
+            adopted.push(v.id);
+          } else if (device) {
+            for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) {
+              await unmountAll(m.mountPoint, true);
+            }
+            await this.attacher.detach(v.id, socket, true);
+            cleaned.push(v.id);
+          }
+        }),
+      ),
+    );
     return { adopted, cleaned };
   }
 }

@@ -1,0 +1,137 @@
+// Test harness: runs the real node plugin (`llraid csi` from dist/, as the Helm chart does) on
+// a disk pool of temp directories, and talks to it through a real gRPC client built from
+// proto/csi.proto. Shared by the CSI integration tests; not a test file itself.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import { serviceDefinition, type CsiServiceName } from '../../src/csi/proto.js';
+
+export const cliPath = path.resolve('dist/src/cli/main.js');
+
+type Call = (request: object) => Promise<Record<string, unknown>>;
+type Method =
+  | 'GetPluginInfo' | 'GetPluginCapabilities' | 'Probe'
+  | 'CreateVolume' | 'DeleteVolume' | 'ValidateVolumeCapabilities' | 'ListVolumes' | 'GetCapacity'
+  | 'ControllerGetCapabilities' | 'ControllerExpandVolume' | 'ControllerGetVolume'
+  | 'NodeStageVolume' | 'NodeUnstageVolume' | 'NodePublishVolume' | 'NodeUnpublishVolume'
+  | 'NodeGetVolumeStats' | 'NodeExpandVolume' | 'NodeGetCapabilities' | 'NodeGetInfo';
+export type CsiClient = Record<Method, Call> & { close(): void };
+
+export function csiClient(socket: string, service: CsiServiceName): CsiClient {
+  const Ctor = makeGenericClientConstructor(serviceDefinition(service), service);
+  const client = new Ctor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, unknown>;
+  const out: Record<string, unknown> = { close: () => client.close() };
+  for (const name of Object.keys(serviceDefinition(service))) {
+    const method = client[name] as (req: object, cb: (err: ServiceError | null, res: unknown) => void) => void;
+    out[name] = (request: object) =>
+      new Promise((resolve, reject) => method.call(client, request, (err, res) => (err ? reject(err) : resolve(res as Record<string, unknown>))));
+  }
+  return out as CsiClient;
+}
+
+export interface Plugin {
+  dir: string;
+  disks: string[];
+  runDir: string;
+  socket: string;
+  logFile: string;
+  identity: CsiClient;
+  controller: CsiClient;
+  node: CsiClient;
+  /** Starts (or restarts) the plugin process and waits for its socket. */
+  start(): Promise<void>;
+  /** SIGKILL: a crashed plugin. */
+  kill(): Promise<void>;
+  /** SIGTERM, then removes the temp dir after tearing down whatever is still staged. */
+  close(): Promise<void>;
+}
+
+export async function startPlugin(options: { disks?: number; attach?: 'fuse' | 'kernel' } = {}): Promise<Plugin> {
+  if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run npm run build first`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-csi-'));
+  const disks = Array.from({ length: options.disks ?? 3 }, (_, i) => path.join(dir, `disk-${i}`));
+  for (const d of disks) mkdirSync(d);
+  const runDir = path.join(dir, 'run');
+  const socket = path.join(dir, 'csi.sock');
+  const logFile = path.join(dir, 'plugin.log');
+  let child: ChildProcess | undefined;
+  const clients = {
+    identity: csiClient(socket, 'Identity'),
+    controller: csiClient(socket, 'Controller'),
+    node: csiClient(socket, 'Node'),
+  };
+  const plugin: Plugin = {
+    dir, disks, runDir, socket, logFile, ...clients,
+    async start() {
+      await fs.rm(socket, { force: true });
+      const log = openSync(logFile, 'a');
+      child = spawn(process.execPath, [cliPath, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'test-node',
+        '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir], { stdio: ['ignore', log, log] });
+      closeSync(log);
+      for (let i = 0; i < 300 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+      if (!existsSync(socket)) throw new Error(`plugin did not listen: ${await fs.readFile(logFile, 'utf8')}`);
+    },
+    async kill() {
+      if (!child || child.exitCode !== null) return;
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async close() {
+      for (const c of Object.values(clients)) c.close();
+      if (child && child.exitCode === null) {
+        const exited = new Promise((r) => child!.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await teardown(dir, runDir);
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+  await plugin.start();
+  return plugin;
+}
+
+/** Unmounts, detaches and stops whatever a test left behind under `dir`. */
+async function teardown(dir: string, runDir: string): Promise<void> {
+  const { run } = await import('../../src/csi/exec.js');
+  const { listMounts } = await import('../../src/csi/mounts.js');
+  const { findProcesses, waitExit } = await import('../../src/csi/processes.js');
+  const mounts = (await listMounts()).filter((m) => m.mountPoint.startsWith(dir + '/') && !m.mountPoint.startsWith(runDir + '/'));
+  for (const m of mounts.reverse()) await run('umount', ['-l', m.mountPoint], { okCodes: [0, 1, 32] });
+  const loops = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE']);
+  if (loops.stdout.trim()) {
+    const list = JSON.parse(loops.stdout) as { loopdevices: Array<{ name: string; 'back-file': string | null }> };
+    for (const l of list.loopdevices) if ((l['back-file'] ?? '').startsWith(runDir + '/')) await run('losetup', ['-d', l.name], { okCodes: [0, 1] });
+  }
+  const fuse = (await listMounts()).filter((m) => m.mountPoint.startsWith(runDir + '/'));
+  for (const m of fuse.reverse()) await run('umount', ['-l', m.mountPoint], { okCodes: [0, 1, 32] });
+  const entries = await fs.readdir(runDir).catch(() => [] as string[]);
+  for (const id of entries) {
+    for (const p of await findProcesses(path.join(runDir, id, 'engine.sock'))) {
+      process.kill(p.pid, 'SIGTERM');
+      await waitExit(p.pid, 30_000);
+    }
+  }
+}
+
+export function mountCap(fsType = 'ext4'): object {
+  return { mount: { fs_type: fsType, mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
+}
+
+export function blockCap(): object {
+  return { block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
+}
+
+/** Resolves with the gRPC status code a call failed with (fails the test if it succeeded). */
+export async function codeOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as ServiceError).code;
+  }
+  throw new Error('expected the call to fail, it succeeded');
+}
