@@ -60,7 +60,7 @@ interface QueuedEvent {
 
 interface Tracked {
   latest: VolumeStatus;
-  /** JSON of the snapshot last written to the status; differs from latest's ⇔ a write is due. */
+  /** statusKey of the snapshot last written; differs from latest's ⇔ a write is due. */
   writtenKey?: string;
   specKey?: string;
   /** The RaidVolume's uid; known ⇔ the object was applied since the reporter started. */
@@ -78,6 +78,14 @@ interface Tracked {
 }
 
 type Step = { run: () => Promise<void> } | { waitMs: number } | null;
+
+/**
+ * What of a snapshot the RaidVolume shows: I/O counters and member error counts are metrics
+ * only, so a busy volume whose state does not change causes no status writes.
+ */
+function statusKey(s: VolumeStatus): string {
+  return JSON.stringify({ ...s, io: undefined, members: s.members.map((m) => ({ ...m, errors: undefined })) });
+}
 
 export class StatusReporter {
   private readonly volumes = new Map<string, Tracked>();
@@ -192,7 +200,7 @@ export class StatusReporter {
 
   private isIdle(): boolean {
     if (this.queue.length > 0) return false;
-    for (const t of this.volumes.values()) if (t.removed || t.writtenKey !== JSON.stringify(t.latest)) return false;
+    for (const t of this.volumes.values()) if (t.removed || t.writtenKey !== statusKey(t.latest)) return false;
     return true;
   }
 
@@ -245,7 +253,7 @@ export class StatusReporter {
       return { run: () => this.writeEvent(q) };
     }
     for (const [name, t] of this.volumes) {
-      if (t.writtenKey === JSON.stringify(t.latest)) continue;
+      if (t.writtenKey === statusKey(t.latest)) continue;
       const due = Math.max(t.lastWriteAt + this.o.minIntervalMs, t.retryAt);
       if (due > now) { soonest = Math.min(soonest, due); continue; }
       return { run: () => this.writeStatus(name, t) };
@@ -282,7 +290,7 @@ export class StatusReporter {
 
   private async writeStatus(name: string, t: Tracked): Promise<void> {
     const snapshot = t.latest;
-    const key = JSON.stringify(snapshot);
+    const key = statusKey(snapshot);
     try {
       await this.applySpec(t);
       const now = this.o.now();

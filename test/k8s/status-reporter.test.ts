@@ -164,3 +164,20 @@ test('remove deletes the RaidVolume and forgets the volume', async () => {
   assert.deepEqual(api.deleted, [snapshot().name]);
   await r.close();
 });
+
+test('I/O counters alone do not cause status writes (they are metrics), a state change does', async () => {
+  const api = new RecordingApi();
+  const r = new StatusReporter(api, { node: 'node-a', minIntervalMs: 0, backoff: fast });
+  r.update(snapshot());
+  assert.equal(await r.flush(1000), true);
+  for (let i = 1; i <= 50; i++) {
+    const s = snapshot();
+    r.update({ ...s, io: { ...s.io, writeOps: i, writeBytes: i * 4096 }, members: s.members.map((m) => ({ ...m, errors: i })) });
+  }
+  assert.equal(await r.flush(1000), true);
+  assert.equal(api.statuses.length, 1);
+  r.update(snapshot({ state: 'active' }));
+  assert.equal(await r.flush(1000), true);
+  assert.equal(api.statuses.length, 2);
+  await r.close();
+});
