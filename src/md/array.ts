@@ -292,7 +292,7 @@ export class MdArray implements BlockDevice {
     }
   }
 
-  read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number): Promise<Buffer> {
     checkRange(`array ${this.name}: read`, this.size, offset, length);
     return this.io('read', () => (length === 0 ? Promise.resolve(Buffer.alloc(0)) : this.personality.read(this.memberSet, offset, length)));
   }
@@ -315,19 +315,19 @@ export class MdArray implements BlockDevice {
     }
   }
 
-  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     checkRange(`array ${this.name}: write`, this.size, offset, data.length);
     if (data.length === 0) return this.io('write', async () => {});
     return this.io('write', () => this.ordered(offset, data.length, () => this.personality.write(this.memberSet, offset, data, options)));
   }
 
-  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+  async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
     checkRange(`array ${this.name}: write zeroes`, this.size, offset, length);
     if (length === 0) return this.io('write zeroes', async () => {});
     return this.io('write zeroes', () => this.ordered(offset, length, () => this.personality.writeZeroes(this.memberSet, offset, length, options)));
   }
 
-  discard(offset: number, length: number): Promise<void> {
+  async discard(offset: number, length: number): Promise<void> {
     checkRange(`array ${this.name}: discard`, this.size, offset, length);
     return this.io('discard', async () => {
       if (length === 0) return;
@@ -498,8 +498,16 @@ export class MdArray implements BlockDevice {
    */
   async failMember(m: Member, _cause?: unknown): Promise<void> {
     if (m.state === 'faulty') return this.sbWrite;
+    const role = m.role;
     this.markFaulty(m);
     await this.writeSuperblocks(false);
+    // md's hot spare: a spare takes the vacated role and is rebuilt. Started apart from this call,
+    // which may run inside an application write that a sync window is waiting to drain.
+    const spare = this.members.find((x) => x.state === 'spare');
+    if (spare !== undefined && role !== undefined && this.tuning.autoSync && !this.stopping && this.state !== 'failed') {
+      const p = this.attachToRole(spare, role, false).catch(() => undefined).finally(() => this.failures.delete(p));
+      this.failures.add(p);
+    }
   }
 
   /** Fails the member called `name` by hand (mdadm --fail). */
@@ -705,7 +713,7 @@ export class MdArray implements BlockDevice {
     }
     // Only a resync trusts the bitmap to skip written chunks; check/repair scan everything written.
     this.startSyncThread(mode, mode === 'resync' ? (this.resyncFrom ?? 0) : 0, mode === 'resync');
-    return (this.syncThread as SyncThread | undefined)?.progress() ?? this.status().sync as SyncProgress;
+    return (this.syncThread as unknown as SyncThread).progress();
   }
 
   private startSyncThread(mode: SyncMode, from: number, bitmapGuided: boolean): void {
@@ -768,6 +776,8 @@ export class MdArray implements BlockDevice {
 
   /** Resolves when the current sync pass (if any) ends, with its summary. */
   async waitSync(): Promise<SyncSummary | undefined> {
+    // A failure being handled may be about to start a recovery onto a spare.
+    await Promise.allSettled([...this.failures]);
     for (;;) {
       const t = this.syncThread;
       const s = await this.syncDone;

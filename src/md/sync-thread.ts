@@ -90,6 +90,9 @@ export class SyncThread {
   private markTime = performance.now();
   private markPos: number;
   private lastSpeed = 0;
+  /** Bytes synced at the last mark: the throttle counts I/O done, not bytes skipped (md's io_sectors). */
+  private markIo = 0;
+  private lastCheckpoint = performance.now();
 
   constructor(host: SyncHost) {
     this.host = host;
@@ -130,14 +133,25 @@ export class SyncThread {
     };
   }
 
-  /** KiB/s since the last mark; `raw` skips the smoothing that progress reports use. */
-  private currentSpeed(raw = false): number {
+  /** Progress rate (position KiB/s since the last mark), for the ETA. */
+  private currentSpeed(): number {
     const dt = (performance.now() - this.markTime) / 1000;
-    if (!raw && dt < 0.05) return this.lastSpeed;
+    if (dt < 0.05) return this.lastSpeed;
     return (this.position - this.markPos) / 1024 / Math.max(dt, 0.001);
   }
 
-  /** md's throttle: above max always wait; above min wait while the application is busy. */
+  /** Every daemon_sleep seconds: checkpoint the bitmap and the superblocks at the position. */
+  private async maybeCheckpoint(): Promise<void> {
+    if (performance.now() - this.lastCheckpoint < this.host.bitmap.daemonSleep * 1000) return;
+    await this.host.bitmap.condEndSync(this.position);
+    await this.host.checkpoint(this.position);
+    this.lastCheckpoint = performance.now();
+  }
+
+  /**
+   * md's throttle: above max always wait; above min wait while the application is busy.
+   * Speed here is bytes actually synced per second; skipped ranges cost nothing.
+   */
   private async throttle(): Promise<void> {
     for (;;) {
       if (this.stopRequested) return;
@@ -146,14 +160,17 @@ export class SyncThread {
         this.lastSpeed = this.currentSpeed();
         this.markTime = now;
         this.markPos = this.position;
+        this.markIo = this.bytesSynced;
         return;
       }
       const { min, max } = this.host.speed();
-      const speed = this.currentSpeed(true);
+      const ioKiB = (this.bytesSynced - this.markIo) / 1024;
+      const speed = ioKiB / Math.max((now - this.markTime) / 1000, 0.001);
       if (speed > max) {
-        // Sleep just long enough to fall back to max.
-        const needMs = ((this.position - this.markPos) / 1024 / max) * 1000 - (now - this.markTime);
+        // Sleep just long enough to fall back to max, checkpointing while waiting.
+        const needMs = (ioKiB / max) * 1000 - (now - this.markTime);
         await sleep(Math.max(1, Math.min(needMs, 500)));
+        await this.maybeCheckpoint();
         continue;
       }
       if (speed > min && this.host.appBusy()) {
@@ -168,7 +185,6 @@ export class SyncThread {
   async run(): Promise<SyncSummary> {
     const { bitmap, syncSize, mode } = this.host;
     const guided = this.host.bitmapGuided;
-    let lastCheckpoint = performance.now();
     try {
       while (this.position < syncSize && !this.stopRequested && this.host.hasTargets()) {
         const pos = this.position;
@@ -195,11 +211,7 @@ export class SyncThread {
           this.bytesSkipped += step;
         }
         this.position = pos + step;
-        if (performance.now() - lastCheckpoint >= bitmap.daemonSleep * 1000) {
-          await bitmap.condEndSync(this.position);
-          await this.host.checkpoint(this.position);
-          lastCheckpoint = performance.now();
-        }
+        await this.maybeCheckpoint();
         await this.throttle();
       }
     } catch (err) {

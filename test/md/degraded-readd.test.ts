@@ -3,7 +3,7 @@
 // no Unwritten one; an I/O error fails a member and the others' superblocks record it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assembleArray, createArray, type MdArray } from '../../src/md/index.js';
+import { assembleArray, createArray, examineMember, type MdArray } from '../../src/md/index.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import { FaultDevice } from '../../src/block/fault-device.js';
 import { readSuperblock, ROLE_FAULTY } from '../../src/md/superblock.js';
@@ -126,4 +126,47 @@ test('failing the last in-sync member is refused', async (t) => {
   t.after(() => a.stop());
   await a.fail(paths[0] as string);
   await assert.rejects(a.fail(paths[1] as string), (e: Error & { code?: string }) => e.code === 'EBUSY' && /without a complete copy/.test(e.message));
+});
+
+test('a spare takes the role of a failed member and is rebuilt by itself', async (t) => {
+  const dir = tempDir(t);
+  const paths = memberFiles(dir, 2, MEMBER);
+  const [spare] = memberFiles(dir, 1, MEMBER, 'spare') as [string];
+  const a = await cleanArrayWithData(paths);
+  t.after(() => a.stop());
+  await a.add(spare);
+  assert.equal(a.status().members.find((m) => m.name === spare)?.state, 'spare');
+  await a.fail(paths[0] as string);
+  for (let i = 0; i < 100 && a.status().members.find((m) => m.name === spare)?.state === 'spare'; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const summary = await a.waitSync();
+  assert.equal(summary?.mode, 'recovery');
+  assert.equal(a.status().members.find((m) => m.name === spare)?.role, 0);
+  assert.equal(a.status().state, 'active');
+  sameData(paths[1] as string, spare, BEFORE);
+});
+
+test('a recovery interrupted by a stop resumes from the recovery_offset in the superblock', async (t) => {
+  const dir = tempDir(t);
+  const paths = memberFiles(dir, 2, 48 << 20);
+  const [fresh] = memberFiles(dir, 1, 48 << 20, 'new') as [string];
+  const a = await createArray({ name: 'resume-rec', level: 1, members: paths, bitmap: 'none', assumeClean: true, syncSpeedMax: 6000 });
+  await a.write(0, pattern(7, 1 << 20));
+  await a.fail(paths[1] as string);
+  await a.remove(paths[1] as string);
+  await a.add(fresh);
+  await new Promise((r) => setTimeout(r, 6500)); // past one NoBitmap daemon_sleep (5 s): a checkpoint
+  await a.stop();
+  const sb = await examineMember(fresh);
+  assert.equal(sb.featureMap & 2, 2, 'recovery_offset is valid on the rebuilding member');
+  assert.ok(sb.recoveryOffset > 0, `recovery_offset ${sb.recoveryOffset} sectors`);
+  const { array: b } = await assembleArray({ members: [paths[0] as string, fresh] });
+  t.after(() => b.stop());
+  assert.equal(b.status().members.find((m) => m.name === fresh)?.state, 'rebuilding');
+  const s = await b.waitSync();
+  assert.equal(s?.complete, true);
+  assert.ok(s.bytesSynced + s.bytesSkipped <= b.size - sb.recoveryOffset * 512, 'resumed, not restarted');
+  assert.deepEqual(readMember(fresh, 0, 1 << 20), pattern(7, 1 << 20));
+  assert.equal(b.status().state, 'active');
 });
