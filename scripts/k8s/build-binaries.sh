@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler),
+# kubectl, the csi-provisioner and csi-resizer sidecars and helm from the Go module proxy, at pinned
+# versions, into ${LLRAID_CACHE:-$HOME/.cache/llraid}/k8s/<release>/bin; cached binaries are skipped.
+#
+# Interface (used by the cluster harness and the packaging tests): progress goes to stderr, and the
+# last line on stdout is the bin dir. `--check` builds nothing: it prints the bin dir and exits 0
+# only when every binary is already cached (1 otherwise). Per-binary build seconds are appended to
+# <release>/build-times.txt.
+set -euo pipefail
+
+K8S_VERSION=v1.36.3
+STAGING_VERSION=v0.36.3          # k8s.io/<staging module> tag matching K8S_VERSION
+PROVISIONER_VERSION=v6.4.0
+RESIZER_VERSION=v2.3.0
+HELM_VERSION=v3.22.0
+
+cache=${LLRAID_CACHE:-$HOME/.cache/llraid}/k8s/$K8S_VERSION
+bin=$cache/bin
+names=(kube-apiserver kubectl kube-controller-manager kube-scheduler csi-provisioner csi-resizer helm)
+
+all_cached() {
+  local name
+  for name in "${names[@]}"; do [ -x "$bin/$name" ] || return 1; done
+}
+
+if [ "${1:-}" = "--check" ]; then
+  echo "$bin"
+  all_cached
+  exit
+fi
+
+command -v go >/dev/null || { echo "build-binaries: expected a Go toolchain (go) on PATH, found none" >&2; exit 1; }
+mkdir -p "$bin"
+# One builder at a time per release: two sessions building the same binary would race on the rename.
+exec 9>"$cache/.lock"
+flock 9
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false"
+
+# Writes a throwaway main module in $work/<name> whose go.mod is the target module's own go.mod
+# (same requires, replaces, godebug), so the dependency graph is exactly the one upstream builds.
+# The target's relative `./staging/src/k8s.io/X` replaces become `k8s.io/X $STAGING_VERSION`.
+make_module() {
+  local name=$1 module=$2 version=$3 dir=$work/$1 gomod
+  mkdir -p "$dir"
+  gomod=$(cd "$dir" && go mod download -json "$module@$version" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$gomod" ] || { echo "build-binaries: expected the go.mod of $module@$version from the module proxy, found none" >&2; return 1; }
+  {
+    echo "module llraid.local/build/$name"
+    awk -v staging="$STAGING_VERSION" '
+      /^module / || /^toolchain / || /^tool / { next }
+      /^tool \($/ { skip = 1; next }
+      skip && /^\)/ { skip = 0; next }
+      skip { next }
+      { line = $0
+        if (match(line, /=> \.\/staging\/src\/k8s\.io\/[A-Za-z0-9._-]+/)) {
+          mod = substr(line, RSTART + 24, RLENGTH - 24)
+          line = substr(line, 1, RSTART - 1) "=> k8s.io/" mod " " staging
+        }
+        print line }' "$gomod"
+    echo "require $module $version"
+  } > "$dir/go.mod"
+  printf 'package main\n' > "$dir/doc.go"
+}
+
+# build <name> <module> <version> <package> <ldflags>
+build() {
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 start secs
+  if [ -x "$bin/$name" ]; then echo "build-binaries: $name cached" >&2; return; fi
+  echo "build-binaries: building $name from $module@$version" >&2
+  start=$(date +%s)
+  [ -f "$work/$name/go.mod" ] || make_module "$name" "$module" "$version"
+  (cd "$work/$name" && nice -n 19 go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
+  mv "$bin/.$name.tmp" "$bin/$name"
+  secs=$(( $(date +%s) - start ))
+  echo "$name $secs s ($(date -u +%FT%TZ))" >> "$cache/build-times.txt"
+  echo "build-binaries: $name built in ${secs}s" >&2
+}
+
+major=${K8S_VERSION#v}; minor=${major#*.}; minor=${minor%%.*}; major=${major%%.*}
+k8s_ldflags="-s -w"
+for pkgpath in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkgpath.gitVersion=$K8S_VERSION -X $pkgpath.gitMajor=$major -X $pkgpath.gitMinor=$minor"
+  k8s_ldflags+=" -X $pkgpath.gitTreeState=clean -X $pkgpath.buildDate=1970-01-01T00:00:00Z"
+done
+
+# All four Kubernetes binaries share one throwaway module (named after the first) and one build cache.
+for name in kube-apiserver kubectl kube-controller-manager kube-scheduler; do
+  if [ -f "$work/kube-apiserver/go.mod" ] && [ ! -e "$work/$name" ]; then ln -s kube-apiserver "$work/$name"; fi
+  build "$name" k8s.io/kubernetes "$K8S_VERSION" "k8s.io/kubernetes/cmd/$name" "$k8s_ldflags"
+done
+build csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" \
+  github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner "-s -w -X main.version=$PROVISIONER_VERSION"
+build csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$RESIZER_VERSION" \
+  github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer "-s -w -X main.version=$RESIZER_VERSION"
+build helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+  "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+
+echo "$bin"

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Starts and stops a Kubernetes control plane on 127.0.0.1 for the cluster tests: etcd,
+# kube-apiserver, kube-controller-manager and kube-scheduler, with their own CA, certificates and
+# kubeconfigs under one state dir. No kubelet: the tests stand in for it (test/cluster/).
+#
+#   control-plane.sh up <state-dir> <bin-dir>   start everything, wait until the API answers;
+#                                               writes <state-dir>/env (KUBECONFIG=..., API_SERVER=...)
+#   control-plane.sh down <state-dir>           stop what `up` started (pids in <state-dir>/pids)
+# Logs: <state-dir>/logs/<component>.log.
+set -euo pipefail
+
+usage() { echo "usage: control-plane.sh up <state-dir> <bin-dir> | down <state-dir>" >&2; exit 2; }
+
+# A port the kernel reports free right now; the components bind it a moment later, so a collision
+# with another process is possible but shows up as a start failure with the log named.
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+down() {
+  local dir=$1 pid
+  [ -f "$dir/pids" ] || return 0
+  # Reverse start order: the API server must outlive the controllers that talk to it, etcd last.
+  for pid in $(tac "$dir/pids"); do kill "$pid" 2>/dev/null || true; done
+  for pid in $(tac "$dir/pids"); do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -f "$dir/pids"
+}
+
+# cert <name> <subject> [extensions]: a key and a certificate signed by the state dir's CA.
+cert() {
+  local pki=$1 name=$2 subject=$3 ext=${4:-}
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -subj "$subject" -out "$pki/$name.csr" 2>/dev/null
+  if [ -n "$ext" ]; then
+    printf '%s\n' "$ext" > "$pki/$name.ext"
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -days 2 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+  else
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -days 2 -out "$pki/$name.crt" 2>/dev/null
+  fi
+}
+
+kubeconfig() {
+  local dir=$1 name=$2 server=$3
+  cat > "$dir/$name.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: llraid-test
+  cluster:
+    server: $server
+    certificate-authority: $dir/pki/ca.crt
+users:
+- name: $name
+  user:
+    client-certificate: $dir/pki/$name.crt
+    client-key: $dir/pki/$name.key
+contexts:
+- name: $name
+  context: {cluster: llraid-test, user: $name}
+current-context: $name
+EOF
+}
+
+start() {
+  local dir=$1 name=$2; shift 2
+  "$@" > "$dir/logs/$name.log" 2>&1 &
+  echo $! >> "$dir/pids"
+}
+
+wait_for() {
+  local dir=$1 what=$2 log=$3 seconds=$4; shift 4
+  local i
+  for i in $(seq "$seconds"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "control-plane: expected $what to be ready within ${seconds}s, it was not; last lines of $log:" >&2
+  tail -n 20 "$log" >&2
+  return 1
+}
+
+up() {
+  local dir=$1 bin=$2
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    [ -x "$bin/$b" ] || { echo "control-plane: expected $bin/$b (scripts/k8s/build-binaries.sh builds it), found none" >&2; exit 1; }
+  done
+  command -v etcd >/dev/null || { echo "control-plane: expected etcd on PATH (Debian etcd-server), found none" >&2; exit 1; }
+  mkdir -p "$dir/pki" "$dir/logs" "$dir/etcd"
+  local pki=$dir/pki
+  : > "$dir/pids"
+
+  openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -subj "/CN=llraid-test-ca" \
+    -days 2 -out "$pki/ca.crt" 2>/dev/null
+  cert "$pki" apiserver "/CN=kube-apiserver" \
+    "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+extendedKeyUsage=serverAuth"
+  cert "$pki" admin "/O=system:masters/CN=llraid-test-admin" "extendedKeyUsage=clientAuth"
+  cert "$pki" controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  cert "$pki" scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+
+  local etcd_port etcd_peer api_port kcm_port sched_port server
+  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); kcm_port=$(free_port); sched_port=$(free_port)
+  server=https://127.0.0.1:$api_port
+  for c in admin controller-manager scheduler; do kubeconfig "$dir" "$c" "$server"; done
+
+  start "$dir" etcd etcd --name llraid-test --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "llraid-test=http://127.0.0.1:$etcd_peer" \
+    --quota-backend-bytes 1073741824
+  wait_for "$dir" etcd "$dir/logs/etcd.log" 30 curl -sf "http://127.0.0.1:$etcd_port/health"
+
+  start "$dir" kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --authorization-mode Node,RBAC \
+    --allow-privileged=true \
+    --endpoint-reconciler-type none \
+    --profiling=false
+  wait_for "$dir" kube-apiserver "$dir/logs/kube-apiserver.log" 120 \
+    "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz
+
+  start "$dir" kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$dir/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$dir/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$dir/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --leader-elect=false
+  start "$dir" kube-scheduler "$bin/kube-scheduler" \
+    --kubeconfig "$dir/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$dir/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$dir/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$sched_port" \
+    --leader-elect=false
+  wait_for "$dir" kube-controller-manager "$dir/logs/kube-controller-manager.log" 60 \
+    curl -sfk "https://127.0.0.1:$kcm_port/healthz"
+  wait_for "$dir" kube-scheduler "$dir/logs/kube-scheduler.log" 60 \
+    curl -sfk "https://127.0.0.1:$sched_port/healthz"
+  # The default ServiceAccount is what the serviceaccount controller creates; Pods need it.
+  wait_for "$dir" "the default ServiceAccount" "$dir/logs/kube-controller-manager.log" 60 \
+    "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" -n default get serviceaccount default
+
+  cat > "$dir/env" <<EOF
+KUBECONFIG=$dir/admin.kubeconfig
+API_SERVER=$server
+K8S_BIN=$bin
+EOF
+}
+
+case "${1:-}" in
+  up) [ $# -eq 3 ] || usage; up "$2" "$3" || { down "$2"; exit 1; } ;;
+  down) [ $# -eq 2 ] || usage; down "$2" ;;
+  *) usage ;;
+esac

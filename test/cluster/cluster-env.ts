@@ -1,0 +1,33 @@
+// Where the cluster tests find the control plane that scripts/k8s/test-cluster.sh started: its
+// admin kubeconfig, the Kubernetes binaries and a scratch dir. Outside that script the cluster
+// tests are skipped, so the plain `npm test` pass does not need a control plane.
+
+import { join } from 'node:path';
+
+export interface ClusterEnv {
+  /** Admin kubeconfig of the control plane (O=system:masters). */
+  kubeconfig: string;
+  /** kube-apiserver URL, https://127.0.0.1:<port>. */
+  apiServer: string;
+  /** Directory holding kubectl, helm, csi-provisioner, csi-resizer. */
+  bin: string;
+  /** The harness's state dir (certificates, logs); tests put their own files under it. */
+  stateDir: string;
+  /** The repository root (charts/, dist/). */
+  repo: string;
+}
+
+export const SKIP_REASON = 'needs the control plane that `npm run test:cluster` starts';
+
+/** The environment test-cluster.sh exports, or undefined when run outside it. */
+export function clusterEnv(): ClusterEnv | undefined {
+  const { KUBECONFIG, API_SERVER, K8S_BIN, LLRAID_CLUSTER_STATE } = process.env;
+  if (!KUBECONFIG || !API_SERVER || !K8S_BIN || !LLRAID_CLUSTER_STATE) return undefined;
+  return {
+    kubeconfig: KUBECONFIG,
+    apiServer: API_SERVER,
+    bin: K8S_BIN,
+    stateDir: LLRAID_CLUSTER_STATE,
+    repo: join(import.meta.dirname, '..', '..'),
+  };
+}

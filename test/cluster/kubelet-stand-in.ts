@@ -1,0 +1,383 @@
+// Does, for the cluster tests, what a kubelet and a container runtime would do on one node and
+// these machines cannot run: registers the Node and renews its Lease; "runs" the pod that the
+// chart's DaemonSet gets on this node by starting each container's program as a local process,
+// with the pod's args and env, the container paths of its hostPath mounts mapped to directories
+// under the node's scratch dir, and the pod's ServiceAccount token; does node-driver-registrar's
+// part (CSINode from NodeGetInfo); and confirms deletions of pods bound to the node.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CsiClient } from './csi-client.js';
+import type { ClusterEnv } from './cluster-env.js';
+import { KubeTools, waitFor, type KubeObject } from './kube-tools.js';
+
+const exec = promisify(execFile);
+
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { fieldRef?: { fieldPath: string } };
+}
+
+interface Container {
+  name: string;
+  image: string;
+  command?: string[];
+  args?: string[];
+  env?: EnvVar[];
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+
+interface Volume {
+  name: string;
+  hostPath?: { path: string; type?: string };
+}
+
+interface Managed {
+  name: string;
+  child: ChildProcess;
+}
+
+/** Host paths a container sees as they are: the devices and sysfs the driver attaches through. */
+const SHARED_HOST_PATHS = new Set(['/dev', '/sys']);
+
+export class KubeletStandIn {
+  readonly dir: string;
+  private readonly kube: KubeTools;
+  private readonly processes: Managed[] = [];
+  private heartbeat: NodeJS.Timeout | undefined;
+  private busy = false;
+  private csiClient: CsiClient | undefined;
+  /** The CSI socket of the running driver, as the registrar's --csi-address names it. */
+  socket = '';
+
+  constructor(
+    private readonly env: ClusterEnv,
+    readonly nodeName: string,
+  ) {
+    this.dir = join(env.stateDir, 'nodes', nodeName);
+    mkdirSync(join(this.dir, 'logs'), { recursive: true });
+    this.kube = new KubeTools(env);
+  }
+
+  get csi(): CsiClient {
+    if (!this.csiClient) throw new Error(`node ${this.nodeName}: no CSI driver runs yet (runDaemonSetPod first)`);
+    return this.csiClient;
+  }
+
+  /**
+   * Where a host path of the node lives on this machine: under the node's scratch dir, except the
+   * shared device and sysfs trees.
+   */
+  hostPath(p: string): string {
+    for (const shared of SHARED_HOST_PATHS) if (p === shared || p.startsWith(`${shared}/`)) return p;
+    return join(this.dir, 'host', p);
+  }
+
+  // ---- the Node object and its heartbeat
+
+  /** kubelet: registers the Node (Ready, with allocatable resources) and starts renewing its Lease. */
+  async registerNode(): Promise<void> {
+    await this.kube.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: this.nodeName,
+        labels: { 'kubernetes.io/hostname': this.nodeName, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
+      },
+    }));
+    await this.patchNodeStatus();
+    await this.renewLease();
+    // The node lifecycle controller taints a node whose Lease is older than its grace period
+    // (40 s): renew every 10 s as the kubelet does, and confirm deletions of the node's pods.
+    this.heartbeat = setInterval(() => void this.tick(), 10_000);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      await this.renewLease();
+      await this.confirmPodDeletions();
+    } catch {
+      // A missed beat is retried on the next tick; a lasting failure shows up as a tainted node.
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async patchNodeStatus(): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const resources = { cpu: '2', memory: '8Gi', pods: '110', 'ephemeral-storage': '20Gi' };
+    const condition = (type: string, status: string, reason: string) => ({
+      type, status, reason, message: 'set by the cluster harness standing in for the kubelet', lastHeartbeatTime: now, lastTransitionTime: now,
+    });
+    await this.kube.kubectl(['patch', 'node', this.nodeName, '--subresource=status', '--type=merge', '-p', JSON.stringify({
+      status: {
+        capacity: resources,
+        allocatable: resources,
+        conditions: [
+          condition('Ready', 'True', 'KubeletReady'),
+          condition('MemoryPressure', 'False', 'KubeletHasSufficientMemory'),
+          condition('DiskPressure', 'False', 'KubeletHasNoDiskPressure'),
+          condition('PIDPressure', 'False', 'KubeletHasSufficientPID'),
+        ],
+        addresses: [{ type: 'InternalIP', address: '127.0.0.1' }, { type: 'Hostname', address: this.nodeName }],
+        nodeInfo: {
+          machineID: '', systemUUID: '', bootID: '', kernelVersion: '', osImage: 'llraid cluster harness',
+          containerRuntimeVersion: 'none://0', kubeletVersion: 'v1.36.3', kubeProxyVersion: '', operatingSystem: 'linux', architecture: 'amd64',
+        },
+      },
+    })]);
+  }
+
+  private async renewLease(): Promise<void> {
+    // MicroTime: RFC 3339 with microseconds.
+    const renewTime = new Date().toISOString().replace(/Z$/, '000Z');
+    await this.kube.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: this.nodeName, namespace: 'kube-node-lease' },
+      spec: { holderIdentity: this.nodeName, leaseDurationSeconds: 40, renewTime },
+    }));
+  }
+
+  /**
+   * kubelet: a pod bound to this node that is being deleted stays Terminating until the kubelet
+   * reports its containers gone. Only the DaemonSet pod has processes here, and those stop with
+   * stop(); other pods have none, so confirm at once.
+   */
+  private async confirmPodDeletions(): Promise<void> {
+    const pods = await this.kube.list(['pods', '-A', '--field-selector', `spec.nodeName=${this.nodeName}`]);
+    for (const pod of pods) {
+      if (!pod.metadata.deletionTimestamp) continue;
+      await this.kube.run('kubectl', ['delete', 'pod', '-n', pod.metadata.namespace ?? 'default', pod.metadata.name, '--grace-period=0', '--force', '--wait=false']);
+    }
+  }
+
+  // ---- running the DaemonSet's pod
+
+  /**
+   * kubelet + runtime: waits for the pod that DaemonSet `name` gets on this node, then starts its
+   * containers as local processes: the llraid plugin first, node-driver-registrar's part once the
+   * plugin answers Probe, then the other sidecars. Returns the pod.
+   */
+  async runDaemonSetPod(namespace: string, name: string, overrides: { env?: Record<string, string> } = {}): Promise<KubeObject> {
+    const ds = await this.kube.get(['daemonset', '-n', namespace, name]);
+    if (!ds) throw new Error(`expected DaemonSet ${namespace}/${name}, found none`);
+    const pod = await waitFor(`a pod of DaemonSet ${name} bound to node ${this.nodeName}`, 60_000, async () => {
+      const pods = await this.kube.list(['pods', '-n', namespace, '--field-selector', `spec.nodeName=${this.nodeName}`]);
+      return pods.find((p) => (p.metadata.ownerReferences as { uid: string }[] | undefined)?.some((o) => o.uid === ds.metadata.uid));
+    }, async () => this.kube.kubectl(['describe', 'daemonset', '-n', namespace, name]));
+
+    const spec = pod.spec as { containers: Container[]; volumes?: Volume[]; serviceAccountName?: string };
+    const kubeconfig = await this.serviceAccountKubeconfig(pod);
+    const containers = new Map(spec.containers.map((c) => [c.name, c]));
+    const byImage = (part: string) => spec.containers.find((c) => c.image.includes(part));
+
+    const plugin = byImage('/llraid');
+    if (!plugin) throw new Error(`expected an llraid container in pod ${pod.metadata.name}, found ${[...containers.keys()].join(', ')}`);
+    this.startContainer(pod, plugin, spec.volumes ?? [], kubeconfig, overrides.env ?? {});
+
+    // node-driver-registrar: its --csi-address is the plugin socket, seen through its own mounts.
+    const registrar = byImage('csi-node-driver-registrar');
+    if (!registrar) throw new Error(`expected a node-driver-registrar container in pod ${pod.metadata.name}, found none`);
+    const address = this.rewrite(registrar, spec.volumes ?? [], flagValue(registrar.args ?? [], '--csi-address') ?? '');
+    this.socket = address.replace(/^unix:\/\//, '');
+    this.csiClient = new CsiClient(this.socket);
+    await waitFor(`llraid to answer Probe on ${this.socket}`, 60_000, async () => {
+      if (!existsSync(this.socket)) return undefined;
+      return this.csiClient?.call('Identity', 'Probe', {}, 2000).then(() => true, () => undefined);
+    }, async () => this.logTail(plugin.name));
+    await this.registerDriver();
+
+    for (const c of spec.containers) {
+      if (c === plugin || c === registrar) continue;
+      // The liveness probe sidecar serves the kubelet's probes; with no kubelet probing, it has no one to answer.
+      if (c.image.includes('livenessprobe')) continue;
+      if (!/csi-provisioner|csi-resizer/.test(c.image)) throw new Error(`container ${c.name} (${c.image}): the stand-in has no local program for this image`);
+      this.startContainer(pod, c, spec.volumes ?? [], kubeconfig, {});
+    }
+    return pod;
+  }
+
+  /**
+   * The pod's ServiceAccount credentials as a kubeconfig file (a runtime would mount the token
+   * into the container; client-go's in-cluster paths are fixed, so the stand-in hands over a file).
+   */
+  private async serviceAccountKubeconfig(pod: KubeObject): Promise<string> {
+    const sa = String((pod.spec as { serviceAccountName?: string }).serviceAccountName ?? 'default');
+    const ns = pod.metadata.namespace ?? 'default';
+    const token = (await this.kube.kubectl([
+      'create', 'token', sa, '-n', ns, '--duration=4h',
+      '--bound-object-kind=Pod', `--bound-object-name=${pod.metadata.name}`, `--bound-object-uid=${String(pod.metadata.uid)}`,
+    ])).trim();
+    const caFile = join(this.env.stateDir, 'pki', 'ca.crt');
+    const file = join(this.dir, `${pod.metadata.name}.kubeconfig`);
+    writeFileSync(file, JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'cluster', cluster: { server: this.env.apiServer, 'certificate-authority': caFile } }],
+      users: [{ name: sa, user: { token } }],
+      contexts: [{ name: 'pod', context: { cluster: 'cluster', user: sa, namespace: ns } }],
+      'current-context': 'pod',
+    }), { mode: 0o600 });
+    return file;
+  }
+
+  /** Rewrites container paths (a hostPath mount's mountPath and below) in one arg or env value to local ones. */
+  private rewrite(c: Container, volumes: Volume[], text: string): string {
+    const mounts = (c.volumeMounts ?? [])
+      .map((m) => ({ mountPath: m.mountPath, host: volumes.find((v) => v.name === m.name)?.hostPath?.path }))
+      .filter((m): m is { mountPath: string; host: string } => m.host !== undefined)
+      .sort((a, b) => b.mountPath.length - a.mountPath.length);
+    // A path starts the value, or follows "=", "," or "unix://"; it ends at "/", "," or the end.
+    return text.replace(/(^|=|,|unix:\/\/)(\/[^,=]*)/g, (all, lead: string, path: string) => {
+      const m = mounts.find((x) => path === x.mountPath || path.startsWith(`${x.mountPath}/`));
+      return m ? `${lead}${this.hostPath(m.host)}${path.slice(m.mountPath.length)}` : all;
+    });
+  }
+
+  private startContainer(pod: KubeObject, c: Container, volumes: Volume[], kubeconfig: string, envOverrides: Record<string, string>): void {
+    for (const m of c.volumeMounts ?? []) {
+      const v = volumes.find((x) => x.name === m.name)?.hostPath;
+      if (v && (v.type === 'DirectoryOrCreate' || v.type === 'Directory' || !v.type)) mkdirSync(this.hostPath(v.path), { recursive: true });
+    }
+    const env: Record<string, string> = {};
+    for (const e of c.env ?? []) {
+      if (e.value !== undefined) env[e.name] = this.rewrite(c, volumes, e.value);
+      else if (e.valueFrom?.fieldRef) env[e.name] = fieldValue(pod, e.valueFrom.fieldRef.fieldPath);
+      else throw new Error(`container ${c.name}: env ${e.name} uses a source the stand-in does not resolve: ${JSON.stringify(e.valueFrom)}`);
+    }
+    const args = [...(c.command ?? []), ...(c.args ?? [])].map((a) => this.rewrite(c, volumes, a));
+    let command: string;
+    let argv: string[];
+    if (c.image.includes('/llraid')) {
+      command = process.execPath;
+      argv = [join(this.env.repo, 'dist', 'src', 'cli', 'main.js'), ...args];
+      env.KUBECONFIG = kubeconfig;
+    } else {
+      command = join(this.env.bin, c.image.includes('csi-provisioner') ? 'csi-provisioner' : 'csi-resizer');
+      argv = [...args, `--kubeconfig=${kubeconfig}`];
+    }
+    Object.assign(env, envOverrides);
+    const out = createWriteStream(join(this.dir, 'logs', `${c.name}.log`), { flags: 'a' });
+    const child = spawn(command, argv, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    this.processes.push({ name: c.name, child });
+  }
+
+  /**
+   * node-driver-registrar + kubelet: ask the driver for its name and NodeGetInfo, label the Node
+   * with the driver's topology segment and write the CSINode object the kubelet would.
+   */
+  async registerDriver(): Promise<void> {
+    const info = await this.csi.call<{ name: string }>('Identity', 'GetPluginInfo', {});
+    const nodeInfo = await this.csi.call<{
+      node_id: string;
+      max_volumes_per_node: number;
+      accessible_topology?: { segments?: Record<string, string> } | null;
+    }>('Node', 'NodeGetInfo', {});
+    const topology = nodeInfo.accessible_topology?.segments ?? {};
+    const node = await this.kube.get(['node', this.nodeName]);
+    if (!node) throw new Error(`expected Node ${this.nodeName} to be registered before the driver, found none`);
+    await this.kube.kubectl(['label', 'node', this.nodeName, '--overwrite', ...Object.entries(topology).map(([k, v]) => `${k}=${v}`)]);
+    await this.kube.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'CSINode',
+      metadata: {
+        name: this.nodeName,
+        ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: this.nodeName, uid: node.metadata.uid }],
+      },
+      spec: {
+        drivers: [{
+          name: info.name,
+          nodeID: nodeInfo.node_id,
+          topologyKeys: Object.keys(topology),
+          ...(nodeInfo.max_volumes_per_node > 0 ? { allocatable: { count: nodeInfo.max_volumes_per_node } } : {}),
+        }],
+      },
+    }));
+  }
+
+  // ---- processes
+
+  /** The pid of a running container process, or undefined. */
+  pid(container: string): number | undefined {
+    const p = this.processes.find((m) => m.name === container && m.child.exitCode === null && m.child.signalCode === null);
+    return p?.child.pid;
+  }
+
+  /** The last lines of a container's log, for failure messages. */
+  async logTail(container: string, lines = 30): Promise<string> {
+    const log = join(this.dir, 'logs', `${container}.log`);
+    const text = await readFile(log, 'utf8').catch(() => '');
+    return `${container} log (${log}):\n${text.split('\n').slice(-lines).join('\n')}`;
+  }
+
+  /**
+   * Stops the heartbeat and the containers (newest first), then what a runtime tears down with a
+   * pod: processes the plugin left running detached (volume engines, nbdfuse — every process
+   * whose command line names this node's dir) and mounts under the node's dir.
+   */
+  async stop(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    this.csiClient?.close();
+    for (const p of [...this.processes].reverse()) await terminate(p.child);
+    this.processes.length = 0;
+    await this.reap();
+  }
+
+  private async reap(): Promise<void> {
+    const mine: number[] = [];
+    for (const name of await readdir('/proc')) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+      const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.split('\0').some((a) => a.includes(this.dir))) mine.push(Number(name));
+    }
+    for (const pid of mine) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    const mounts = (await readFile('/proc/self/mounts', 'utf8'))
+      .split('\n')
+      .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
+      .filter((m): m is string => !!m && m.startsWith(`${this.dir}/`))
+      .sort((a, b) => b.length - a.length);
+    for (const m of mounts) await exec('umount', ['-l', m]).catch(() => undefined);
+  }
+}
+
+function flagValue(args: string[], flag: string): string | undefined {
+  for (const a of args) if (a.startsWith(`${flag}=`)) return a.slice(flag.length + 1);
+  return undefined;
+}
+
+/** The downward API fields the chart uses. */
+function fieldValue(pod: KubeObject, fieldPath: string): string {
+  switch (fieldPath) {
+    case 'spec.nodeName': return String(pod.spec?.nodeName);
+    case 'metadata.name': return pod.metadata.name;
+    case 'metadata.namespace': return pod.metadata.namespace ?? 'default';
+    case 'metadata.uid': return String(pod.metadata.uid);
+    case 'spec.serviceAccountName': return String(pod.spec?.serviceAccountName);
+    default: throw new Error(`fieldRef ${fieldPath}: the stand-in resolves spec.nodeName, metadata.name, metadata.namespace, metadata.uid and spec.serviceAccountName`);
+  }
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
