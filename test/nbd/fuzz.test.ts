@@ -33,10 +33,11 @@ class RecordingDevice implements BlockDevice {
   read(offset: number, length: number): Promise<Buffer> {
     return this.watch(this.inner.read(offset, length));
   }
-  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  write(offset: number, data: Uint8Array, _options?: WriteOptions): Promise<void> {
     // Recorded before the device runs, so a write that fails half-way is still accounted for.
     this.changed.push([offset, data.length]);
-    return this.watch(this.inner.write(offset, data, options));
+    // A memory device is as durable as it gets: FUA changes nothing for it.
+    return this.watch(this.inner.write(offset, data));
   }
   flush(): Promise<void> {
     return this.inner.flush();
@@ -98,7 +99,7 @@ function lengthPrefixed(s: string): Buffer {
 
 /** A valid negotiation that ends in transmission, with optional structured replies and meta context. */
 function handshake(r: Rng): Buffer {
-  const parts = [Buffer.from([0, 0, 0, 3])];
+  const parts: Buffer[] = [Buffer.from([0, 0, 0, 3])];
   const structured = r.chance(0.7);
   if (structured) parts.push(option(8, Buffer.alloc(0)));
   if (structured && r.chance(0.7)) {
@@ -131,12 +132,15 @@ function request(r: Rng): Buffer {
 }
 
 function mutate(r: Rng, b: Buffer): Buffer {
-  let out = b;
+  let out: Buffer = b;
   for (let i = r.int(4); i >= 0; i--) {
     const at = r.int(out.length + 1);
     switch (r.int(4)) {
       case 0:
-        if (out.length > 0) out[Math.min(at, out.length - 1)] ^= 1 << r.int(8);
+        if (out.length > 0) {
+          const i = Math.min(at, out.length - 1);
+          out[i] = out[i]! ^ (1 << r.int(8));
+        }
         break;
       case 1:
         out = out.subarray(0, at);
