@@ -1,0 +1,45 @@
+// The sync thread's throttle (md's sync_speed_min/max), as a unit: with the application busy the
+// pass slows to its minimum speed; with the application idle it runs at full speed up to the
+// maximum. The host here is a stand-in for the array: instant windows, no members.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { NoBitmap } from '../../src/md/no-bitmap.js';
+import { SyncThread, type SyncHost } from '../../src/md/sync-thread.js';
+
+function host(over: Partial<SyncHost>): SyncHost {
+  return {
+    mode: 'resync', from: 0, bitmapGuided: true, syncSize: 2 << 20, bitmap: new NoBitmap(),
+    speed: () => ({ min: 1000, max: 1_000_000 }), appBusy: () => false,
+    lock: async () => {}, unlock: () => {},
+    window: async () => ({ mismatches: 0, bytesWritten: 0 }),
+    hasTargets: () => true, checkpoint: async () => {},
+    ...over,
+  };
+}
+
+test('with application I/O active the pass drops to sync_speed_min', async () => {
+  const s = await new SyncThread(host({ appBusy: () => true })).run();
+  assert.equal(s.complete, true);
+  const kibs = (2 << 20) / 1024 / s.seconds;
+  assert.ok(kibs < 1000 * 1.3, `ran at ${kibs.toFixed(0)} KiB/s with the application busy, min 1000`);
+});
+
+test('with the application idle the pass is not held to sync_speed_min', async () => {
+  const s = await new SyncThread(host({ appBusy: () => false })).run();
+  const kibs = (2 << 20) / 1024 / s.seconds;
+  assert.ok(kibs > 1000 * 2, `ran at ${kibs.toFixed(0)} KiB/s with the application idle`);
+});
+
+test('a stop request ends the pass at a window boundary with its position', async () => {
+  let windows = 0;
+  const t = new SyncThread(host({
+    window: async () => {
+      if (++windows === 3) t.stop();
+      return { mismatches: 1, bytesWritten: 0 };
+    },
+  }));
+  const s = await t.run();
+  assert.equal(s.complete, false);
+  assert.equal(s.position, 3 * 256 * 1024);
+  assert.equal(s.mismatches, 3);
+});
