@@ -2,13 +2,17 @@
 // benchmarks use. Everything else in src/md is internal.
 //
 //   createArray(options) → MdArray            mdadm --create (create.ts: CreateOptions)
-//     { name, level: 0|1|10, members: (path | {name, device})[], chunkSize?, nearCopies?,
-//       assumeClean?, bitmap?: 'llbitmap'|'none', force?, uuid?, daemonSleep?, barrierIdle?,
-//       bitmapChunkSize?, syncSpeedMin?, syncSpeedMax?, autoSync? }
+//     { name, level: 0|1|10|5|6, members: (path | {name, device})[], chunkSize?, nearCopies?,
+//       layout? (raid5/6), assumeClean?, bitmap?: 'llbitmap'|'none', force?, uuid?, daemonSleep?,
+//       barrierIdle?, bitmapChunkSize?, syncSpeedMin?, syncSpeedMax?, autoSync? }
+//     Members are laid out as mdadm 1.2: superblock at sector 8, llbitmap at 16, data at 2048.
 //   assembleArray(options) → { array, report }  mdadm --assemble (assemble.ts: AssembleOptions)
 //     { members, uuid?, force?, barrierIdle?, syncSpeedMin?, syncSpeedMax?, autoSync? }
 //     report: { stale: [{name, events, reason}], missingRoles, unclean }
 //   examineMember(path | device) → Superblock   mdadm --examine (superblock fields, decoded)
+//
+//   Linux md assembles llraid raid1/raid10 members made with bitmap 'none' (kernels without the
+//   v6 bitmap refuse llbitmap members), and llraid assembles arrays Linux md created.
 //
 //   MdArray implements BlockDevice (size, blockSize, read, write {fua}, flush, discard,
 //   writeZeroes, extents — Unwritten bitmap chunks are holes — and close = stop), plus:
