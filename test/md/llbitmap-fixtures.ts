@@ -24,7 +24,8 @@ export class RecordingDevice implements BlockDevice {
   /** What reads return: every completed write. */
   readonly live: MemoryDevice;
   /** What a power cut leaves: FUA writes and writes followed by a completed flush. */
-  readonly durable: MemoryDevice;
+  readonly durableImage: Buffer;
+  readonly durable: { read(o: number, l: number): Promise<Buffer>; write(o: number, d: Uint8Array): Promise<void> };
   readonly writes: WriteRecord[] = [];
   flushes = 0;
   reads = 0;
@@ -38,7 +39,13 @@ export class RecordingDevice implements BlockDevice {
     this.size = size;
     this.blockSize = blockSize;
     this.live = new MemoryDevice(size, { blockSize });
-    this.durable = new MemoryDevice(size, { blockSize });
+    // A plain buffer, so a test can snapshot it synchronously, between two turns of the loop.
+    const image = Buffer.alloc(size);
+    this.durableImage = image;
+    this.durable = {
+      read: async (o, l) => Buffer.from(image.subarray(o, o + l)),
+      write: async (o, d) => void image.set(d, o),
+    };
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -53,7 +60,7 @@ export class RecordingDevice implements BlockDevice {
     const copy = Buffer.from(data);
     this.writes.push({ offset, length: data.length, fua: options?.fua === true });
     await this.live.write(offset, copy);
-    if (options?.fua) await this.durable.write(offset, copy);
+    if (options?.fua) this.durableImage.set(copy, offset);
     else this.pending.push({ offset, data: copy });
   }
 
@@ -63,7 +70,7 @@ export class RecordingDevice implements BlockDevice {
     this.flushes++;
     const pending = this.pending;
     this.pending = [];
-    for (const p of pending) await this.durable.write(p.offset, p.data);
+    for (const p of pending) this.durableImage.set(p.data, p.offset);
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -76,7 +83,6 @@ export class RecordingDevice implements BlockDevice {
 
   async close(): Promise<void> {
     await this.live.close();
-    await this.durable.close();
   }
 
   /** Chunk state bytes as durable on this member: what a reload after a crash would see. */
@@ -136,6 +142,18 @@ export async function crash(devices: RecordingDevice[]): Promise<RecordingDevice
     const image = await d.durable.read(0, d.size);
     await n.live.write(0, image);
     await n.durable.write(0, image);
+    out.push(n);
+  }
+  return out;
+}
+
+/** Members rebuilt from durable images taken earlier (snapshots of durableImage). */
+export async function fromImages(images: Buffer[], blockSize = 512): Promise<RecordingDevice[]> {
+  const out: RecordingDevice[] = [];
+  for (const image of images) {
+    const n = new RecordingDevice(image.length, blockSize);
+    await n.live.write(0, image);
+    n.durableImage.set(image);
     out.push(n);
   }
   return out;

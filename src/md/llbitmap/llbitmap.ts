@@ -189,7 +189,8 @@ export class LlBitmap implements WriteIntentBitmap {
     let flags = sb.state;
 
     if (hasFlag(flags, BitmapFlag.FirstUse)) {
-      // mdadm wrote only the superblock (000:L236-240): initialise here, and persist at once.
+      // mdadm wrote only the superblock (000:L236-240): initialise here, and (B-l) persist it
+      // all before the array issues any I/O: initialise() resolves only once it is durable.
       const assumeClean = hasFlag(flags, BitmapFlag.Clean);
       flags = withFlag(withFlag(flags, BitmapFlag.FirstUse, false), BitmapFlag.Clean, false);
       const geometry = makeGeometry(options.syncSize, chooseChunkSize(options.syncSize, usable), options.ioSize, spaceBytes);
@@ -385,7 +386,8 @@ export class LlBitmap implements WriteIntentBitmap {
     this.checkOpen('updateSb');
     if (this.writeError) return;
     const events = this.host.events();
-    // The array's events went backwards (a rollback): events_cleared must not stay above them.
+    // B-n: events_cleared rises in the daemon when bits are cleared; here it only follows the
+    // array's events down (a rollback), so it never stays above them.
     if (events < this.eventsClearedAt) this.eventsClearedAt = events;
     this.writeSuper(events);
     this.markBlocks(0, 0, Math.ceil(BITMAP_DATA_OFFSET / this.geometry.ioSize));

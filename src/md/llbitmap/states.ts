@@ -128,6 +128,7 @@ export function transition(byte: number, action: Action, ctx: TransitionContext)
     if (old === NeedSync || old === NeedSyncUnwritten) requestSync = !ctx.degraded;
     next = TRANSITIONS[old]![action]!;
     if (ctx.degraded) {
+      // B-d: v1 had no degraded rules; these are the later ones (A5).
       // ‡ Dirty bits are never cleared on a degraded array: they say what a re-add missed.
       if (action === Action.Daemon) next = NONE;
       // New data on a degraded array must reach the missing member: NeedSync, not Dirty.
