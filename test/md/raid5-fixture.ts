@@ -76,10 +76,10 @@ function slowMul(a: number, b: number): number {
  * Recomputes P (and Q) of every row from the member contents and returns the rows whose parity
  * does not match. Independent of the engine: byte-wise XOR and shift-and-add GF multiplication.
  */
-export async function inconsistentRows(devices: BlockDevice[], layout: ParityLayout, rows: number): Promise<number[]> {
+export async function inconsistentRows(devices: Pick<BlockDevice, 'read'>[], layout: ParityLayout, rows: number | number[]): Promise<number[]> {
   const c = layout.chunkSize;
   const bad: number[] = [];
-  for (let r = 0; r < rows; r++) {
+  for (const r of typeof rows === 'number' ? Array.from({ length: rows }, (_, i) => i) : rows) {
     const map = layout.stripe(r);
     const blocks = await Promise.all(devices.map((d) => d.read(r * c, c)));
     const p = new Uint8Array(c);
