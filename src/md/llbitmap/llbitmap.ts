@@ -246,8 +246,10 @@ export class LlBitmap implements WriteIntentBitmap {
     for (let i = 0; i < bm.pages.length; i++) {
       const page = bm.pages[i]!;
       const from = i * PAGE_SIZE;
-      // Page 0's superblock bytes are kept as read, except the fields update_sb rewrites.
-      area.data.copy(page.data, i === 0 ? BITMAP_SUPER_SIZE : 0, from + (i === 0 ? BITMAP_SUPER_SIZE : 0), Math.min(from + PAGE_SIZE, area.data.length));
+      // Page 0 keeps the superblock the constructor encoded (today's sync_size, STALE consumed);
+      // everything after it is taken as read.
+      const skip = i === 0 ? BITMAP_SUPER_SIZE : 0;
+      area.data.copy(page.data, skip, from + skip, Math.min(from + PAGE_SIZE, area.data.length));
     }
     // With WRITE_ERROR recorded on disk the state machine stays off: the bitmap is disabled.
     bm.apply(0, bm.chunks - 1, stale ? Action.Stale : Action.Reload);
@@ -412,8 +414,13 @@ export class LlBitmap implements WriteIntentBitmap {
     this.closing = true;
     this.clearTimer();
     for (const p of this.pages) p.cancelSuspend();
-    await this.daemonRun;
-    await this.flusher.pending();
+    // Loop until nothing is in flight: an unplug may start a write-out while we wait, and
+    // `closed` must be set in the same turn as the last check.
+    for (;;) {
+      const busy = this.daemonRun ?? this.flusher.pending();
+      if (!busy) break;
+      await busy;
+    }
     this.closed = true;
   }
 
@@ -523,6 +530,8 @@ export class LlBitmap implements WriteIntentBitmap {
         }
         // B-g: the flush flag is consumed by this pass.
         page.flush = false;
+        // Nothing to clean: writers on this page are not held up for nothing.
+        if (!this.pageHasDirty(idx)) continue;
         const drained = await page.suspend(this.daemonSleepSeconds * 1000);
         if (!drained) {
           // B-j: writes did not drain within daemon_sleep: skip this page, retry next pass.
@@ -532,11 +541,11 @@ export class LlBitmap implements WriteIntentBitmap {
         }
         const first = firstChunkOfPage(idx);
         const last = Math.min(this.chunks, first + (idx === 0 ? PAGE_SIZE - BITMAP_DATA_OFFSET : PAGE_SIZE)) - 1;
-        const cleaned = this.pageHasDirty(idx);
         this.apply(first, last, Action.Daemon);
         page.resume(Infinity);
-        if (cleaned) {
-          // B-n: bits were cleared on a whole array: the bitmap is clean up to these events.
+        // B-n: bits were cleared on a whole array: the bitmap is clean up to these events. (If the
+        // array went degraded during the wait, Daemon changed nothing: ‡ in states.ts.)
+        if (!this.host.isDegraded()) {
           const events = this.host.events();
           if (events > this.eventsClearedAt) this.eventsClearedAt = events;
         }
