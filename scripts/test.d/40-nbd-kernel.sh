@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The Linux kernel's own NBD client against `llraid serve`: inside a kernel-vm guest (this host has
+# no nbd module), nbd-client -unix attaches /dev/nbd0, then mkfs.ext4, mount, write, remount, diff.
+# Needs the build (scripts/setup.sh) and ../shared/tools/kernel-vm, which installs its own packages.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+vm=${KERNEL_VM:-$(cd .. && pwd)/shared/tools/kernel-vm}
+if [ ! -x "$vm" ]; then
+  echo "40-nbd-kernel: $vm not found; set KERNEL_VM to the kernel-vm tool" >&2
+  exit 1
+fi
+[ -f dist/src/cli/main.js ] || npm run --silent build
+out=$("$vm" --mem 2048 --cpus 2 --timeout 600 -- bash "$PWD/test/nbd/kernel/nbd-client-ext4.sh" 2>&1) || { echo "$out"; exit 1; }
+echo "$out" | tail -3
+grep -q '^kernel-nbd: ok$' <<<"$out"
