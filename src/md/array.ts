@@ -48,6 +48,8 @@ export interface MemberStatus {
   devNumber: number;
   /** Rebuilding members: bytes of their data area already recovered. */
   recoveryOffset: number;
+  /** Faulty members: why they were failed. */
+  failure: string | null;
 }
 
 /** A plain, JSON-ready snapshot (bigints as decimal strings). */
@@ -496,9 +498,10 @@ export class MdArray implements BlockDevice {
    * Fails a member (md's md_error): it stops taking I/O, the others' superblocks record it as
    * faulty (0xfffe) with events up. The array runs degraded, or fails when the level cannot run.
    */
-  async failMember(m: Member, _cause?: unknown): Promise<void> {
+  async failMember(m: Member, cause?: unknown): Promise<void> {
     if (m.state === 'faulty') return this.sbWrite;
     const role = m.role;
+    m.failure = cause instanceof Error ? cause.message : 'failed by request';
     this.markFaulty(m);
     await this.writeSuperblocks(false);
     // md's hot spare: a spare takes the vacated role and is rebuilt. Started apart from this call,
@@ -712,11 +715,10 @@ export class MdArray implements BlockDevice {
       throw new MdError('EINVAL', `array ${this.name}: no member to recover onto`);
     }
     // Only a resync trusts the bitmap to skip written chunks; check/repair scan everything written.
-    this.startSyncThread(mode, mode === 'resync' ? (this.resyncFrom ?? 0) : 0, mode === 'resync');
-    return (this.syncThread as unknown as SyncThread).progress();
+    return this.startSyncThread(mode, mode === 'resync' ? (this.resyncFrom ?? 0) : 0, mode === 'resync').progress();
   }
 
-  private startSyncThread(mode: SyncMode, from: number, bitmapGuided: boolean): void {
+  private startSyncThread(mode: SyncMode, from: number, bitmapGuided: boolean): SyncThread {
     const thread = new SyncThread({
       mode,
       from,
@@ -737,6 +739,7 @@ export class MdArray implements BlockDevice {
       (summary) => this.syncFinished(thread, summary),
       (err: unknown) => this.syncFinished(thread, thread.summary(false, err instanceof Error ? err.message : String(err))),
     );
+    return thread;
   }
 
   /** Sync checkpoint: position recorded in superblocks so a restart resumes from it. */
@@ -855,6 +858,7 @@ export class MdArray implements BlockDevice {
         state: m.state,
         devNumber: m.sb.devNumber,
         recoveryOffset: m.state === 'rebuilding' ? m.recoveryOffset : 0,
+        failure: m.state === 'faulty' ? (m.failure ?? 'failed') : null,
       })),
       missingRoles: this.byRole.flatMap((m, r) => (m === undefined ? [r] : [])),
       resyncPending: this.resyncFrom,

@@ -23,6 +23,8 @@ export class Member implements BitmapMember {
   role: number | undefined;
   /** Rebuilding only: bytes of its data area (from the start) already recovered. */
   recoveryOffset = 0;
+  /** Faulty only: why (the I/O error, or "failed by request"). */
+  failure: string | undefined;
   /** Whether the array opened the device (and so closes it when done with it). */
   readonly owned: boolean;
 

@@ -113,6 +113,7 @@ test('an I/O error fails the member, the write succeeds, and the other superbloc
   const s = a.status();
   assert.equal(s.state, 'degraded');
   assert.equal(s.members.find((m) => m.name === paths[1])?.state, 'faulty');
+  assert.ok(s.members.find((m) => m.name === paths[1])?.failure, 'the failure names its cause');
   assert.ok(BigInt(s.events) > before, 'events went up');
   const sb = await readSuperblock(devs[0] as FileDevice, paths[0] as string);
   assert.equal(sb.devRoles[1], ROLE_FAULTY);
