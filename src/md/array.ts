@@ -502,6 +502,13 @@ export class MdArray implements BlockDevice {
     if (m.state === 'faulty') return this.sbWrite;
     const role = m.role;
     m.failure = cause instanceof Error ? cause.message : 'failed by request';
+    if (m.state === 'in_sync' && role !== undefined && this.personality.syncSize > 0) {
+      // As md's raid1_error/raid10_error: the last copy of some data is never failed. The I/O
+      // that hit the error fails instead, and the member keeps serving everything else.
+      const working = this.working();
+      working[role] = false;
+      if (!this.personality.canRun(working)) return;
+    }
     this.markFaulty(m);
     await this.writeSuperblocks(false);
     // md's hot spare: a spare takes the vacated role and is rebuilt. Started apart from this call,

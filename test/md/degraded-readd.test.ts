@@ -171,3 +171,26 @@ test('a recovery interrupted by a stop resumes from the recovery_offset in the s
   assert.deepEqual(readMember(fresh, 0, 1 << 20), pattern(7, 1 << 20));
   assert.equal(b.status().state, 'active');
 });
+
+test('the last in-sync copy is never failed: the failing write gets EIO and reads go on', async (t) => {
+  const paths = memberFiles(tempDir(t), 2, MEMBER);
+  const a0 = await createArray({ name: 'vol', level: 1, members: paths });
+  await a0.write(0, pattern(3, 8192), { fua: true });
+  await a0.stop();
+  const devs = await Promise.all(paths.map((p) => FileDevice.open(p)));
+  const f = devs.map((d) => new FaultDevice(d));
+  const { array: a } = await assembleArray({ members: f.map((d, i) => ({ name: paths[i] as string, device: d })) });
+  t.after(async () => {
+    await a.stop();
+    for (const d of devs) await d.close();
+  });
+  for (const d of f) d.failWrites(2048 * 512 + CHUNK * 9, CHUNK);
+  await assert.rejects(a.write(CHUNK * 9, pattern(4, 4096)), (e: Error & { code?: string }) => e.code === 'EIO');
+  const s = a.status();
+  assert.equal(s.state, 'degraded');
+  assert.equal(s.members.filter((m) => m.state === 'faulty').length, 1);
+  assert.equal(s.members.filter((m) => m.state === 'in_sync').length, 1);
+  assert.deepEqual(await a.read(0, 8192), pattern(3, 8192));
+  await a.write(CHUNK * 20, pattern(5, 4096));
+  assert.deepEqual(await a.read(CHUNK * 20, 4096), pattern(5, 4096));
+});
