@@ -472,3 +472,33 @@ test('a write during proactive sync of its chunk is persisted before unplug reso
   await bm2.close();
   await bm.close();
 });
+
+test('close resolves only after write-outs in flight, including one started while closing', async () => {
+  const { devs, bm } = await make(1, 64);
+  let release!: () => void;
+  devs[0]!.hold = new Promise((r) => (release = r));
+  await bm.startWrite(0, 512);
+  const first = bm.unplug();
+  const closing = bm.close();
+  await bm.startWrite(CS, 512).catch(() => undefined); // refused: closing
+  assert.equal(await settled(closing), 'pending');
+  devs[0]!.hold = null;
+  release();
+  await Promise.all([first, closing]);
+  const writes = devs[0]!.writes.length;
+  await sleep(20);
+  assert.equal(devs[0]!.writes.length, writes, 'no bitmap I/O after close');
+  bm.endWrite(0, 512);
+});
+
+test('the daemon does not hold up writers on a page with nothing to clean', async () => {
+  const { bm } = await make(1, 7000, { barrierIdle: 0, daemonSleep: 1, assumeClean: true });
+  assert.equal(bm.chunkSize, CS);
+  // A discard in flight on page 1 (chunk 4000): it changes nothing to Dirty there.
+  await bm.startDiscard(4000 * CS, CS);
+  const t0 = performance.now();
+  await bm.flush();
+  assert.ok(performance.now() - t0 < 500, 'flush did not wait for the discard');
+  bm.endDiscard(4000 * CS, CS);
+  await bm.close();
+});
