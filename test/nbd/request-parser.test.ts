@@ -1,0 +1,101 @@
+// The request parser and its BufferList: however the socket splits the byte stream, the same
+// requests come out, WRITE payloads intact, oversized payloads skipped, and bad magic stops it.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { BufferList } from '../../src/nbd/buffer-list.js';
+import { RequestParser, type NbdRequest } from '../../src/nbd/request-parser.js';
+import { request } from './raw-client.js';
+
+const MAX = 4096;
+
+function run(chunks: Buffer[], accept = () => true): { requests: NbdRequest[]; errors: string[] } {
+  const requests: NbdRequest[] = [];
+  const errors: string[] = [];
+  const input = new BufferList();
+  const parser = new RequestParser(MAX, {
+    accepting: accept,
+    onRequest: (r) => requests.push({ ...r, data: r.data && Buffer.from(r.data) }),
+    onFramingError: (m) => errors.push(m),
+  });
+  for (const c of chunks) {
+    input.push(c);
+    parser.parse(input);
+  }
+  return { requests, errors };
+}
+
+const arbRequest = fc.record({
+  type: fc.constantFrom(0, 1, 3, 4, 6, 7, 42),
+  flags: fc.integer({ min: 0, max: 0xffff }),
+  cookie: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+  offset: fc.integer({ min: 0, max: 2 ** 40 }),
+  length: fc.integer({ min: 0, max: 2 * MAX }),
+  seed: fc.integer({ min: 0, max: 255 }),
+});
+
+test('any split of a stream of requests parses to the same requests with intact payloads', () => {
+  fc.assert(
+    fc.property(fc.array(arbRequest, { maxLength: 12 }), fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1 }), (reqs, cuts) => {
+      const stream = Buffer.concat(
+        reqs.map((r) => {
+          const h = request(r.type, r.cookie, r.offset, r.length, r.flags);
+          return r.type === 1 ? Buffer.concat([h, Buffer.alloc(r.length, r.seed)]) : h;
+        }),
+      );
+      const chunks: Buffer[] = [];
+      for (let at = 0, i = 0; at < stream.length; i++) {
+        const n = cuts[i % cuts.length]!;
+        chunks.push(stream.subarray(at, at + n));
+        at += n;
+      }
+      const { requests, errors } = run(chunks);
+      assert.deepEqual(errors, []);
+      assert.equal(requests.length, reqs.length);
+      reqs.forEach((r, i) => {
+        const got = requests[i]!;
+        assert.equal(got.type, r.type);
+        assert.equal(got.flags, r.flags);
+        assert.equal((BigInt(got.cookieHi) << 32n) | BigInt(got.cookieLo), r.cookie);
+        assert.equal(got.offset, r.offset);
+        assert.equal(got.length, r.length);
+        if (r.type !== 1) assert.equal(got.data, undefined);
+        else if (r.length > MAX) assert.equal(got.data, undefined, 'an oversized payload is skipped, not buffered');
+        else assert.deepEqual(got.data, Buffer.alloc(r.length, r.seed));
+      });
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('a bad magic stops parsing for good and reports what was found', () => {
+  const { requests, errors } = run([request(0, 1n, 0, 512), request(0, 2n, 0, 512, 0, 0x12345678), request(0, 3n, 0, 512)]);
+  assert.equal(requests.length, 1);
+  assert.deepEqual(errors, ['expected request magic 0x25609513, found 0x12345678']);
+});
+
+test('the parser takes no request while the sink is not accepting, and resumes where it stopped', () => {
+  let open = false;
+  const input = new BufferList();
+  const seen: number[] = [];
+  const parser = new RequestParser(MAX, { accepting: () => open, onRequest: (r) => seen.push(r.cookieLo), onFramingError: assert.fail });
+  input.push(Buffer.concat([request(0, 1n, 0, 512), request(0, 2n, 0, 512)]));
+  parser.parse(input);
+  assert.deepEqual(seen, []);
+  open = true;
+  parser.parse(input);
+  assert.deepEqual(seen, [1, 2]);
+});
+
+test('BufferList returns views inside one chunk and copies across chunks', () => {
+  const list = new BufferList();
+  const a = Buffer.from('abcdef');
+  list.push(a);
+  list.push(Buffer.from('ghij'));
+  const view = list.take(3);
+  assert.equal(view.buffer, a.buffer, 'a view of the first chunk');
+  assert.equal(list.take(5).toString(), 'defgh');
+  assert.equal(list.skip(10), 2);
+  assert.equal(list.length, 0);
+});

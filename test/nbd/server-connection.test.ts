@@ -1,0 +1,205 @@
+// Behaviours of one server connection that only a byte-level peer can provoke: EXPORT_NAME with
+// and without NO_ZEROES, unknown options, broken framing, a client vanishing mid-payload, DISC
+// with requests in flight, replies out of order, and the in-flight limit that pauses reading.
+
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { BlockDevice, Extent } from '../../src/block/block-device.js';
+import { MemoryDevice } from '../../src/block/memory-device.js';
+import { NbdServer } from '../../src/nbd/index.js';
+import { patternBytes, tempDir } from './helpers.js';
+import { RawPeer, option, request, u32 } from './raw-client.js';
+
+const SIZE = 1024 * 1024;
+
+/** A memory device whose reads wait until the test releases them, counting concurrency. */
+class GatedDevice implements BlockDevice {
+  readonly inner = new MemoryDevice(SIZE, { blockSize: 512 });
+  readonly size = SIZE;
+  readonly blockSize = 512;
+  readonly readOnly = false;
+  gated = false;
+  running = 0;
+  maxRunning = 0;
+  private readonly waiting: Array<() => void> = [];
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    if (this.gated) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running--;
+    return this.inner.read(offset, length);
+  }
+  /** Releases the read that arrived `index`-th among those still waiting. */
+  release(index: number): void {
+    const [r] = this.waiting.splice(index, 1);
+    r?.();
+  }
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.inner.write(offset, data);
+  }
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+  discard(offset: number, length: number): Promise<void> {
+    return this.inner.discard(offset, length);
+  }
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.inner.writeZeroes(offset, length);
+  }
+  extents(offset: number, length: number): Promise<Extent[]> {
+    return this.inner.extents(offset, length);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe('NBD server connection', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let sock: string;
+  let device: GatedDevice;
+  let server: NbdServer;
+
+  beforeEach(async () => {
+    dir = tempDir('nbd-conn');
+    sock = join(dir.path, 'nbd.sock');
+    device = new GatedDevice();
+    await device.inner.write(0, patternBytes(SIZE, 21));
+    server = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlight: 4 } });
+    await server.listen({ socket: sock });
+  });
+
+  afterEach(async () => {
+    await server.close();
+    dir.cleanup();
+  });
+
+  test('EXPORT_NAME answers size and flags, with 124 zero bytes unless NO_ZEROES was agreed', async () => {
+    for (const [flags, total] of [[1, 134], [3, 10]] as const) {
+      const p = await RawPeer.connect(sock);
+      await p.read(18);
+      p.send(u32(flags), option(1, Buffer.from('x')));
+      const reply = await p.read(total);
+      assert.equal(Number(reply.readBigUInt64BE(0)), SIZE);
+      assert.equal(reply.readUInt16BE(8) & 1, 1, 'HAS_FLAGS');
+      assert.ok(reply.subarray(10).every((b) => b === 0));
+      p.send(request(0, 7n, 512, 512));
+      assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 7n });
+      assert.deepEqual(await p.read(512), patternBytes(1024, 21).subarray(512));
+      p.socket.destroy();
+    }
+  });
+
+  test('an unknown option gets ERR_UNSUP and haggling continues to GO', async () => {
+    const p = await RawPeer.connect(sock);
+    await p.read(18);
+    p.send(u32(3), option(99, Buffer.from('whatever')));
+    const h = await p.read(20);
+    assert.equal(h.readUInt32BE(8), 99);
+    assert.equal(h.readUInt32BE(12), 0x80000001);
+    await p.read(h.readUInt32BE(16));
+    p.send(option(7, Buffer.concat([u32(1), Buffer.from('x'), Buffer.from([0, 0])])));
+    const info = await p.read(20);
+    assert.equal(info.readUInt32BE(12), 3, 'NBD_REP_INFO');
+    p.socket.destroy();
+  });
+
+  test('EXPORT_NAME of an unknown export and a bad option magic end only that connection', async () => {
+    const good = await RawPeer.connect(sock);
+    assert.equal(await good.go('x'), SIZE);
+    const unknown = await RawPeer.connect(sock);
+    await unknown.read(18);
+    unknown.send(u32(3), option(1, Buffer.from('nope')));
+    await unknown.closed;
+    const badMagic = await RawPeer.connect(sock);
+    await badMagic.read(18);
+    badMagic.send(u32(3), Buffer.alloc(16, 0x41));
+    await badMagic.closed;
+    good.send(request(0, 1n, 0, 512));
+    assert.equal((await good.simpleReply()).error, 0);
+    good.socket.destroy();
+  });
+
+  test('a bad request magic closes that connection while another keeps being served', async () => {
+    const a = await RawPeer.connect(sock);
+    const b = await RawPeer.connect(sock);
+    await a.go('x');
+    await b.go('x');
+    a.send(request(0, 1n, 0, 512, 0, 0xdeadbeef));
+    await a.closed;
+    b.send(request(0, 2n, 4096, 512));
+    assert.deepEqual(await b.simpleReply(), { error: 0, cookie: 2n });
+    assert.deepEqual(await b.read(512), patternBytes(4608, 21).subarray(4096));
+    b.socket.destroy();
+  });
+
+  test('a client that vanishes in the middle of a WRITE payload leaves the export untouched', async () => {
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    p.send(request(1, 1n, 8192, 4096), Buffer.alloc(2000, 0xff));
+    await new Promise((r) => setTimeout(r, 50));
+    p.socket.destroy();
+    await until(() => server.connectionCount === 0, 'the connection to go away');
+    assert.deepEqual(await device.inner.read(0, SIZE), patternBytes(SIZE, 21));
+  });
+
+  test('replies leave in completion order, and DISC waits for requests in flight', async () => {
+    device.gated = true;
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    p.send(request(0, 1n, 0, 512), request(0, 2n, 512, 512), request(2, 3n, 0, 0));
+    await until(() => device.waitingCount === 2, 'both reads to reach the device');
+    device.release(1);
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 2n }, 'the second read answers first');
+    await p.read(512);
+    assert.equal(p.pending, 0);
+    device.release(0);
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 1n });
+    await p.read(512);
+    await p.closed;
+  });
+
+  test('reading pauses at the in-flight limit and resumes as requests complete', async () => {
+    device.gated = true;
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    for (let i = 0; i < 20; i++) p.send(request(0, BigInt(i), i * 512, 512));
+    await until(() => device.waitingCount === 4, 'four reads in flight');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(device.waitingCount, 4, 'no fifth request is started while four are in flight');
+    for (let done = 0; done < 20; done++) {
+      await until(() => device.waitingCount > 0, 'a read to release');
+      device.release(0);
+      await p.simpleReply();
+      await p.read(512);
+    }
+    assert.equal(device.maxRunning, 4);
+    p.socket.destroy();
+  });
+
+  test('server close answers requests in flight before it hangs up', async () => {
+    device.gated = true;
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    p.send(request(0, 9n, 0, 512));
+    await until(() => device.waitingCount === 1, 'the read to reach the device');
+    const closing = server.close();
+    device.release(0);
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 9n });
+    await p.read(512);
+    await p.closed;
+    await closing;
+  });
+});
