@@ -54,10 +54,15 @@ export class StripeCache {
     return valid !== undefined && this.#covered(valid, lo, length);
   }
 
-  /** Records the contents of `member` at columns [lo, lo+data.length). Partial sectors are not cached. */
-  put(row: number, member: number, lo: number, data: Uint8Array): void {
+  /**
+   * Records the contents of `member` at columns [lo, lo+data.length). Partial sectors are not
+   * cached. With `insert` false a row not cached yet stays uncached (full-stripe writes: the next
+   * request is for another row, so copying this one would only cost).
+   */
+  put(row: number, member: number, lo: number, data: Uint8Array, insert = true): void {
     if (this.#capacity === 0) return;
     let entry = this.#rows.get(row);
+    if (entry === undefined && !insert) return;
     if (entry === undefined) {
       entry = { data: new Array(this.#raidDisks).fill(undefined), valid: new Array(this.#raidDisks).fill(undefined) };
       while (this.#rows.size >= this.#capacity) {

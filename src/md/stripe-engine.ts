@@ -276,7 +276,8 @@ export class StripeEngine {
       targets.map(([m, b]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options))),
     );
     // The cache keeps the row's logical contents, whether or not a member took its write.
-    for (const [m, b] of targets) cache.put(row, m, seg.lo, b);
+    const insert = fresh.size !== dd;
+    for (const [m, b] of targets) cache.put(row, m, seg.lo, b, insert);
     const failed = results.flatMap((r, k) => (r.status === 'rejected' ? [targets[k]![0]] : []));
     if (failed.length > 0) {
       const lost = Array.from({ length: layout.raidDisks }, (_, m) => m).filter((m) => members.state(m) === 'missing' || failed.includes(m));

@@ -36,22 +36,25 @@ function blocks(n: number, len: number, offset = 0): Uint8Array[] {
   return Array.from({ length: n }, () => new Uint8Array(randomBytes(len + offset).buffer, offset, len));
 }
 
-for (const offset of [0, 1]) {
-  const path = offset === 0 ? 'word' : 'byte';
-  test(`computePQ matches the reference syndrome (${path} path)`, () => {
-    for (const n of [1, 2, 3, 5, 16]) {
-      const data = blocks(n, 64, offset);
-      const p = new Uint8Array(64);
-      const q = new Uint8Array(64);
-      computePQ(data, p, q);
-      const ref = referencePQ(data);
-      assert.deepEqual(p, ref.p);
-      assert.deepEqual(q, ref.q);
-      const p2 = new Uint8Array(64);
-      computeP(data, p2);
-      assert.deepEqual(p2, ref.p);
-    }
-  });
+// 4096-byte blocks take the WebAssembly SIMD kernels; 36-byte blocks the 32-bit word loop when
+// aligned (offset 0) and the byte loop when not (offset 1).
+for (const len of [4096, 36]) {
+  for (const offset of [0, 1]) {
+    test(`computeP and computePQ match the reference syndrome (${len}-byte blocks at offset ${offset})`, () => {
+      for (const n of [1, 2, 3, 5, 16]) {
+        const data = blocks(n, len, offset);
+        const p = new Uint8Array(len);
+        const q = new Uint8Array(len);
+        computePQ(data, p, q);
+        const ref = referencePQ(data);
+        assert.deepEqual(p, ref.p);
+        assert.deepEqual(q, ref.q);
+        const p2 = new Uint8Array(len);
+        computeP(data, p2);
+        assert.deepEqual(p2, ref.p);
+      }
+    });
+  }
 }
 
 test('read-modify-write deltas give the same P and Q as a full recompute', () => {

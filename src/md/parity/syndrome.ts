@@ -1,18 +1,21 @@
 // P and Q syndromes over the data blocks of one stripe: P is their XOR, Q = Σ 2^i·D_i in GF(2^8),
 // with i the block's syndrome slot (md's order, see layout.ts). The stripe engine calls these.
 //
-// Blocks are equal-length byte arrays. When every block is 4-byte aligned the loops run over
-// 32-bit words (four field elements at a time); otherwise byte by byte. Both give the same bytes.
+// Blocks are equal-length byte arrays. Whole blocks whose length is a multiple of 16 go to the
+// WebAssembly SIMD kernels (simd.ts). Otherwise, when every block is 4-byte aligned, the loops run
+// over 32-bit words (four field elements at a time), else byte by byte. All give the same bytes.
 
 import { gfMulTable } from './gf256.js';
+import { simdFits, simdSyndromes } from './simd.js';
 
 function aligned(blocks: readonly Uint8Array[]): boolean {
   for (const b of blocks) if ((b.byteOffset & 3) !== 0 || (b.length & 3) !== 0) return false;
   return true;
 }
 
-function words(b: Uint8Array): Uint32Array {
-  return new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2);
+// Int32 rather than Uint32 views: XOR results stay small integers for V8, never heap numbers.
+function words(b: Uint8Array): Int32Array {
+  return new Int32Array(b.buffer, b.byteOffset, b.length >>> 2);
 }
 
 function checkLengths(what: string, blocks: readonly Uint8Array[], length: number): void {
@@ -38,6 +41,10 @@ export function xorInto(out: Uint8Array, src: Uint8Array): void {
 /** P = D_0 ^ D_1 ^ ... written into `p`. */
 export function computeP(data: readonly Uint8Array[], p: Uint8Array): void {
   checkLengths('computeP', data, p.length);
+  if (data.length > 1 && simdFits(p.length)) {
+    simdSyndromes(data, p);
+    return;
+  }
   p.fill(0);
   for (const d of data) xorInto(p, d);
 }
@@ -45,7 +52,7 @@ export function computeP(data: readonly Uint8Array[], p: Uint8Array): void {
 // Multiplying four packed field elements by 2: shift each byte left, and fold the bytes whose top
 // bit fell out back in with the low byte of the polynomial (0x1d).
 function mul2Word(v: number): number {
-  return (((v & 0x7f7f7f7f) << 1) ^ (((v >>> 7) & 0x01010101) * 0x1d)) >>> 0;
+  return ((v & 0x7f7f7f7f) << 1) ^ (((v >>> 7) & 0x01010101) * 0x1d);
 }
 
 /**
@@ -59,6 +66,10 @@ export function computePQ(data: readonly Uint8Array[], p: Uint8Array, q: Uint8Ar
   if (n === 0) {
     p.fill(0);
     q.fill(0);
+    return;
+  }
+  if (simdFits(p.length)) {
+    simdSyndromes(data, p, q);
     return;
   }
   if (aligned([...data, p, q])) {

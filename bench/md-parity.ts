@@ -1,0 +1,167 @@
+// Benchmark of the raid5/raid6 personalities (issue 3), `npm run bench:parity`, members on tmpfs:
+//   1. raid5 (4 members) and raid6 (5 members): 4 KiB random writes (32 in flight) and 1 MiB
+//      sequential writes, llbitmap (lazy parity) against `bitmap: none` (target >= 0.9x).
+//   2. Create → fully redundant while holding 1% written data: llbitmap's lazy parity (only the
+//      written chunks get parity) against a full initial parity build (target <= 0.05x).
+//   3. Full-stripe sequential writes against raid0 over the same data members (target >= 0.7x).
+// Environment: LLRAID_BENCH_DIR (default /dev/shm/llraid-bench-parity), BENCH_PARITY_MIB (member
+// data size, 1024), BENCH_PARITY_ROUNDS (median of, 3), BENCH_PARITY_RANDOM_OPS (4 KiB writes, 10000).
+
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createArray, type MdArray } from '../src/md/index.js';
+import { freshFile, mibPerSecond, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult } from './md-workloads.js';
+import { median, printTable, ratio, verdict } from './table.js';
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const DATA_OFFSET = MIB;
+const DIR = process.env.LLRAID_BENCH_DIR ?? '/dev/shm/llraid-bench-parity';
+const MEMBER_DATA = Number(process.env.BENCH_PARITY_MIB ?? 1024) * MIB;
+const ROUNDS = Number(process.env.BENCH_PARITY_ROUNDS ?? 3);
+const RANDOM_OPS = Number(process.env.BENCH_PARITY_RANDOM_OPS ?? 10000);
+const CHUNK = 512 * KIB;
+/** The sync thread's default ceiling is md's 200 MB/s; the benchmark measures the engine. */
+const UNTHROTTLED = { syncSpeedMax: 100_000_000, syncSpeedMin: 100_000_000 };
+const PATHS = Array.from({ length: 5 }, (_, i) => join(DIR, `m${i}.img`));
+
+function fresh(n: number): string[] {
+  const paths = PATHS.slice(0, n);
+  for (const p of paths) freshFile(p, DATA_OFFSET + MEMBER_DATA);
+  return paths;
+}
+
+interface Geometry {
+  label: string;
+  level: 5 | 6;
+  members: number;
+}
+
+const GEOMETRIES: Geometry[] = [
+  { label: 'raid5 x4', level: 5, members: 4 },
+  { label: 'raid6 x5', level: 6, members: 5 },
+];
+
+const dataMembers = (g: Geometry): number => g.members - (g.level === 5 ? 1 : 2);
+
+// ------------------------------------------------------------------ 1. llbitmap against none
+
+async function bitmapOverhead(): Promise<void> {
+  const rows: (string | number)[][] = [];
+  for (const g of GEOMETRIES) {
+    const arraySize = MEMBER_DATA * dataMembers(g);
+    const offsets = randomOffsets(RANDOM_OPS, 4 * KIB, arraySize, 7);
+    const loads: { label: string; run: (a: MdArray) => Promise<RunResult> }[] = [
+      { label: '4k randwrite QD32', run: (a) => randomWrites(a, offsets, 4 * KIB, 32) },
+      { label: '1M seqwrite QD8', run: (a) => sequentialWrites(a, 0, Math.min(384 * MIB, arraySize), MIB, 8) },
+    ];
+    for (const w of loads) {
+      const got: Record<'none' | 'llbitmap', number[]> = { none: [], llbitmap: [] };
+      for (let round = 0; round < ROUNDS; round++) {
+        const order: ('none' | 'llbitmap')[] = round % 2 === 0 ? ['none', 'llbitmap'] : ['llbitmap', 'none'];
+        for (const kind of order) {
+          // none is told the members already agree (no initial build); llbitmap needs none at all:
+          // its first writes mark chunks NeedSync and the lazy resync runs beside the workload.
+          const a = await createArray({
+            name: 'bench', level: g.level, members: fresh(g.members), chunkSize: CHUNK, bitmap: kind, force: true,
+            ...(kind === 'none' ? { assumeClean: true } : {}),
+          });
+          const r = await w.run(a);
+          await a.stop();
+          got[kind].push(mibPerSecond(r));
+        }
+      }
+      const none = median(got.none);
+      const ll = median(got.llbitmap);
+      rows.push([g.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.9, 'least')]);
+    }
+  }
+  printTable(`1. write throughput, MiB/s (median of ${ROUNDS}, fresh array each run, chunk 512 KiB, ${RANDOM_OPS} random 4 KiB writes)`,
+    ['array', 'workload', 'none', 'llbitmap', 'llbitmap/none', 'target'], rows);
+}
+
+// ------------------------------------------------------------------ 2. time to full redundancy
+
+/** 1% of the array in 1 MiB writes spread evenly over it. */
+async function writeOnePercent(a: MdArray): Promise<number> {
+  const writes = Math.max(1, Math.floor(a.size / 100 / MIB));
+  const stride = Math.floor(a.size / writes / MIB) * MIB;
+  const data = Buffer.alloc(MIB, 0x3c);
+  await runQueue(writes, 8, (i) => a.write(i * stride, data));
+  return writes * MIB;
+}
+
+async function timeToRedundant(): Promise<void> {
+  const rows: (string | number)[][] = [];
+  for (const g of GEOMETRIES) {
+    const result: Record<'lazy' | 'full', { seconds: number[]; synced: number }> = {
+      lazy: { seconds: [], synced: 0 },
+      full: { seconds: [], synced: 0 },
+    };
+    let written = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const kind of ['lazy', 'full'] as const) {
+        const paths = fresh(g.members);
+        const start = performance.now();
+        const a = await createArray({
+          name: 'bench', level: g.level, members: paths, chunkSize: CHUNK, force: true, ...UNTHROTTLED,
+          bitmap: kind === 'lazy' ? 'llbitmap' : 'none',
+        });
+        written = await writeOnePercent(a);
+        // Fully redundant: every sync pass owed is done (lazy: the NeedSync chunks; full: everything).
+        let summary = await a.waitSync();
+        while (a.status().resyncPending !== null || a.status().sync !== null) summary = await a.waitSync();
+        const seconds = (performance.now() - start) / 1000;
+        if (summary !== undefined) result[kind].synced = summary.bytesSynced;
+        await a.stop();
+        result[kind].seconds.push(seconds);
+      }
+    }
+    const lazy = median(result.lazy.seconds);
+    const full = median(result.full.seconds);
+    rows.push([g.label, written / MIB, result.lazy.synced / MIB, lazy, result.full.synced / MIB, full, ratio(lazy, full), verdict(lazy / full, 0.05, 'most')]);
+  }
+  printTable(`2. create -> fully redundant holding 1% written data, seconds (median of ${ROUNDS}, ${MEMBER_DATA / MIB} MiB per member, sync unthrottled)`,
+    ['array', 'written MiB', 'lazy synced MiB', 'lazy s', 'full synced MiB', 'full s', 'lazy/full', 'target'], rows);
+}
+
+// ------------------------------------------------------------------ 3. full stripes against raid0
+
+async function fullStripes(): Promise<void> {
+  const rows: (string | number)[][] = [];
+  for (const g of GEOMETRIES) {
+    const dd = dataMembers(g);
+    const rowBytes = dd * CHUNK;
+    const total = Math.min(Math.floor((384 * MIB) / rowBytes), Math.floor((MEMBER_DATA * dd) / rowBytes)) * rowBytes;
+    const got: Record<'raid0' | 'parity', number[]> = { raid0: [], parity: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const kind of ['raid0', 'parity'] as const) {
+        const a = kind === 'raid0'
+          ? await createArray({ name: 'bench', level: 0, members: fresh(dd), chunkSize: CHUNK, bitmap: 'none', force: true })
+          : await createArray({ name: 'bench', level: g.level, members: fresh(g.members), chunkSize: CHUNK, bitmap: 'llbitmap', assumeClean: true, force: true });
+        const r = await sequentialWrites(a, 0, total, rowBytes, 4);
+        await a.stop();
+        got[kind].push(mibPerSecond(r));
+      }
+    }
+    const r0 = median(got.raid0);
+    const p = median(got.parity);
+    rows.push([g.label, `raid0 x${dd}`, rowBytes / KIB, r0, p, ratio(p, r0), verdict(p / r0, 0.7, 'least')]);
+  }
+  printTable(`3. full-stripe sequential writes (one row per request, 4 in flight), MiB/s of array data (median of ${ROUNDS})`,
+    ['parity array', 'baseline', 'request KiB', 'raid0', 'parity', 'parity/raid0', 'target'], rows);
+}
+
+async function main(): Promise<void> {
+  mkdirSync(DIR, { recursive: true });
+  try {
+    const only = process.argv[2];
+    if (only === undefined || only === '1') await bitmapOverhead();
+    if (only === undefined || only === '2') await timeToRedundant();
+    if (only === undefined || only === '3') await fullStripes();
+  } finally {
+    rmSync(DIR, { recursive: true, force: true });
+  }
+}
+
+await main();
