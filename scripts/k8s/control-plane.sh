@@ -107,7 +107,7 @@ extendedKeyUsage=serverAuth"
   server=https://127.0.0.1:$api_port
   for c in admin controller-manager scheduler; do kubeconfig "$dir" "$c" "$server"; done
 
-  start "$dir" etcd etcd --name llraid-test --data-dir "$dir/etcd" \
+  start "$dir" etcd etcd --name llraid-test --data-dir "$dir/etcd" --logger zap \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "llraid-test=http://127.0.0.1:$etcd_peer" \
@@ -160,7 +160,8 @@ EOF
 }
 
 case "${1:-}" in
-  up) [ $# -eq 3 ] || usage; up "$2" "$3" || { down "$2"; exit 1; } ;;
+  # Not `up || down`: errexit is off inside a function called as a condition.
+  up) [ $# -eq 3 ] || usage; trap 'down "$2"' EXIT; up "$2" "$3"; trap - EXIT ;;
   down) [ $# -eq 2 ] || usage; down "$2" ;;
   *) usage ;;
 esac

@@ -44,6 +44,7 @@ export class PowerDomain {
     this.mode = options.mode ?? 'random';
   }
 
+  /** True from the moment of the cut, possibly before the members settle: await cut() for that. */
   get isCut(): boolean {
     return this.cutting !== undefined;
   }
@@ -56,7 +57,10 @@ export class PowerDomain {
     this.writesUntilCut = n;
   }
 
-  /** Cuts power now. Resolves once every device has settled its in-flight writes. */
+  /**
+   * Cuts power now, or joins the cut already under way. Resolves once every device has settled
+   * its in-flight writes and holds only what survived.
+   */
   cut(): Promise<void> {
     this.cutting ??= Promise.all([...this.devices].map((d) => d.loseVolatileWrites())).then(() => undefined);
     return this.cutting;
@@ -240,6 +244,9 @@ export class FaultDevice implements BlockDevice {
         await this.inner.flush();
         // A FUA write is durable on its own, whatever else is still volatile.
         this.volatile = this.volatile.filter((v) => v !== entry);
+        // Older volatile writes it overlaps can no longer bring back what it replaced: losing
+        // one leaves this data (not its stale before-image), keeping one must not overwrite it.
+        for (const v of this.volatile) overlay(v, entry);
       }
     });
     this.writeChain = op.catch(() => undefined);
@@ -266,6 +273,15 @@ export class FaultDevice implements BlockDevice {
     if (this.power.isCut) throw new ShutdownError(`${this.name}: power is cut`);
     if (this.closed) throw new ShutdownError(`${this.name}: device is closed`);
   }
+}
+
+/** Copies `w`'s data into `v`'s before and after images where the two writes overlap. */
+function overlay(v: VolatileWrite, w: VolatileWrite): void {
+  const start = Math.max(v.offset, w.offset);
+  const end = Math.min(v.offset + v.after.length, w.offset + w.after.length);
+  if (start >= end) return;
+  w.after.copy(v.before, start - v.offset, start - w.offset, end - w.offset);
+  w.after.copy(v.after, start - v.offset, start - w.offset, end - w.offset);
 }
 
 function hit(faults: FaultRange[], offset: number, length: number): boolean {

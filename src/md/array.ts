@@ -12,71 +12,21 @@ import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../block/bl
 import { checkRange } from '../block/block-device.js';
 import { BlockError, IoError, ShutdownError, isBlockError } from '../block/errors.js';
 import { MdError } from './errors.js';
-import { Member, type MemberState } from './member.js';
+import { Member } from './member.js';
+import { levelName, type ArrayState, type ArrayStatus } from './array-status.js';
+import { composeSuperblock, devRolesFor, type ArrayIdentity } from './member-superblock.js';
 import type { MemberSet, Personality, RoleState, SyncMode } from './personality.js';
 import { openMember, probeSuperblock, type MemberSpec } from './member-source.js';
 import {
-  FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, MAX_DEV_LIMIT, RESYNC_NONE, ROLE_FAULTY, ROLE_SPARE, SECTOR,
+  FEATURE_RECOVERY_OFFSET, MAX_DEV_LIMIT, RESYNC_NONE, ROLE_FAULTY, SECTOR,
   formatUuid, readSuperblock, writeSuperblock, type Superblock,
 } from './superblock.js';
 import { SyncBarrier } from './sync-barrier.js';
 import { SyncThread, type SyncProgress, type SyncSpeed, type SyncSummary } from './sync-thread.js';
-import type { BitmapCounts, BitmapHost, BitmapMember, WriteIntentBitmap } from './write-intent-bitmap.js';
+import type { BitmapHost, BitmapMember, WriteIntentBitmap } from './write-intent-bitmap.js';
 
-export type ArrayState = 'active' | 'degraded' | 'failed' | 'stopped';
-
-/** Array-wide superblock fields, the same on every member. */
-export interface ArrayIdentity {
-  uuid: Buffer;
-  name: string;
-  ctime: number;
-  level: number;
-  layout: number;
-  /** Sectors (0 for raid1). */
-  chunkSizeSectors: number;
-  raidDisks: number;
-  /** md superblock `size`: sectors used per member. */
-  usedSectors: number;
-  /** Sectors from the superblock to the bitmap; 0 when the array has no bitmap. */
-  bitmapOffset: number;
-}
-
-export interface MemberStatus {
-  name: string;
-  role: number | null;
-  state: MemberState;
-  devNumber: number;
-  /** Rebuilding members: bytes of their data area already recovered. */
-  recoveryOffset: number;
-  /** Faulty members: why they were failed. */
-  failure: string | null;
-}
-
-/** A plain, JSON-ready snapshot (bigints as decimal strings). */
-export interface ArrayStatus {
-  name: string;
-  uuid: string;
-  level: string;
-  raidDisks: number;
-  size: number;
-  chunkSize: number;
-  layout: number;
-  state: ArrayState;
-  degraded: boolean;
-  events: string;
-  /** In-sync roles out of raid_disks, as mdadm's [n/m]. */
-  working: number;
-  members: MemberStatus[];
-  /** Roles with no member. */
-  missingRoles: number[];
-  /** Resync still owed from this sync-space byte (null: in sync). */
-  resyncPending: number | null;
-  bitmap: { kind: 'llbitmap' | 'none'; chunkSize: number; counts: BitmapCounts };
-  sync: SyncProgress | null;
-  lastSync: SyncSummary | null;
-  /** md mismatch_cnt: sectors found different by the last check/repair. */
-  mismatchCount: number;
-}
+export type { ArrayState, ArrayStatus, MemberStatus } from './array-status.js';
+export type { ArrayIdentity } from './member-superblock.js';
 
 export interface ArrayTuning {
   /** KiB/s the sync thread keeps even under application I/O (md sync_speed_min). Default 1000. */
@@ -99,8 +49,6 @@ export interface ArraySetup {
   resyncFrom: number | null;
   tuning: ArrayTuning;
 }
-
-const LEVEL_NAMES: Record<number, string> = { 0: 'raid0', 1: 'raid1', 4: 'raid4', 5: 'raid5', 6: 'raid6', 10: 'raid10' };
 
 export class MdArray implements BlockDevice {
   readonly size: number;
@@ -309,6 +257,13 @@ export class MdArray implements BlockDevice {
       try {
         await this.bitmap.unplug();
         await op();
+        // A write the personality completed around a failed member holds only because the other
+        // superblocks now record that member as faulty (md holds such writes until they do).
+        // When none could record it (a power cut, every disk gone) the array has failed, and
+        // the write must not be acknowledged: after reassembly the stale member would count.
+        if (this.state === 'failed') {
+          throw new MdError('EIO', `a member failed during the write and no superblock could record it`);
+        }
       } finally {
         this.bitmap.endWrite(r.offset, r.length);
       }
@@ -397,51 +352,10 @@ export class MdArray implements BlockDevice {
 
   // ------------------------------------------------------------------ superblocks
 
-  private superblockFor(m: Member, clean: boolean): Superblock {
-    const id = this.identity;
-    const rebuilding = m.state === 'rebuilding';
-    let resyncOffset: bigint;
-    if (!clean) resyncOffset = 0n;
-    else if (this.resyncFrom === null) resyncOffset = RESYNC_NONE;
-    else resyncOffset = BigInt(Math.floor(this.resyncFrom / SECTOR));
-    return {
-      featureMap: (id.bitmapOffset !== 0 ? FEATURE_BITMAP_OFFSET : 0) | (rebuilding ? FEATURE_RECOVERY_OFFSET : 0),
-      setUuid: id.uuid,
-      setName: id.name,
-      ctime: id.ctime,
-      level: id.level,
-      layout: id.layout,
-      size: id.usedSectors,
-      chunkSize: id.chunkSizeSectors,
-      raidDisks: id.raidDisks,
-      bitmapOffset: id.bitmapOffset,
-      dataOffset: m.sb.dataOffset,
-      dataSize: m.sb.dataSize,
-      superOffset: m.sb.superOffset,
-      recoveryOffset: rebuilding ? Math.floor(m.recoveryOffset / SECTOR) : 0,
-      devNumber: m.sb.devNumber,
-      cntCorrectedRead: m.sb.cntCorrectedRead,
-      deviceUuid: m.sb.deviceUuid,
-      devflags: m.sb.devflags,
-      bblogShift: m.sb.bblogShift,
-      bblogSize: m.sb.bblogSize,
-      bblogOffset: m.sb.bblogOffset,
-      utime: Math.floor(Date.now() / 1000),
-      events: this.eventsCounter,
-      resyncOffset,
-      devRoles: [...this.devRoles],
-    };
-  }
-
-  /** devRoles as md's super_1_sync: every slot faulty unless a present member says otherwise. */
-  private rebuildDevRoles(): void {
-    const len = Math.max(this.devRoles.length, ...this.members.map((m) => m.sb.devNumber + 1), this.identity.raidDisks);
-    const roles = new Array<number>(len).fill(ROLE_FAULTY);
-    for (const m of this.members) {
-      if (m.state === 'faulty') continue;
-      roles[m.sb.devNumber] = m.role !== undefined && m.state !== 'spare' ? m.role : ROLE_SPARE;
-    }
-    this.devRoles = roles;
+  /** resync_offset to record: 0 while active (dirty), else where a pending resync resumes. */
+  private resyncOffsetField(clean: boolean): bigint {
+    if (!clean) return 0n;
+    return this.resyncFrom === null ? RESYNC_NONE : BigInt(Math.floor(this.resyncFrom / SECTOR));
   }
 
   /**
@@ -453,10 +367,10 @@ export class MdArray implements BlockDevice {
     const run = async (): Promise<void> => {
       for (;;) {
         this.eventsCounter++;
-        this.rebuildDevRoles();
+        this.devRoles = devRolesFor(this.members, this.devRoles.length, this.identity.raidDisks);
         const targets = this.members.filter((m) => m.state !== 'faulty');
         const results = await Promise.allSettled(targets.map(async (m) => {
-          const sb = this.superblockFor(m, clean);
+          const sb = composeSuperblock(this.identity, m, this.eventsCounter, this.devRoles, this.resyncOffsetField(clean));
           await writeSuperblock(m.device, sb);
           m.sb = sb;
         }));
@@ -502,9 +416,10 @@ export class MdArray implements BlockDevice {
     if (m.state === 'faulty') return this.sbWrite;
     const role = m.role;
     m.failure = cause instanceof Error ? cause.message : 'failed by request';
-    if (m.state === 'in_sync' && role !== undefined && this.personality.syncSize > 0) {
+    if (m.state === 'in_sync' && role !== undefined && this.personality.syncSize > 0 && !this.personality.parity) {
       // As md's raid1_error/raid10_error: the last copy of some data is never failed. The I/O
-      // that hit the error fails instead, and the member keeps serving everything else.
+      // that hit the error fails instead, and the member keeps serving everything else. Parity
+      // levels fail it (raid5_error): the array then stops with "cannot continue".
       const working = this.working();
       working[role] = false;
       if (!this.personality.canRun(working)) return;
@@ -528,7 +443,7 @@ export class MdArray implements BlockDevice {
       const working = this.working();
       working[m.role] = false;
       if (!this.personality.canRun(working)) {
-        throw new MdError('EBUSY', `member ${name}: failing it would leave ${LEVEL_NAMES[this.identity.level] ?? 'the array'} without a complete copy`);
+        throw new MdError('EBUSY', `member ${name}: failing it would leave ${levelName(this.identity.level)} without a complete copy`);
       }
     }
     await this.failMember(m);
@@ -699,7 +614,7 @@ export class MdArray implements BlockDevice {
    */
   proactiveSync(): void {
     if (!this.personality.parity) {
-      throw new MdError('ENOTSUP', `array ${this.name}: proactive sync builds parity: expected raid4/5/6, found ${LEVEL_NAMES[this.identity.level] ?? `level ${this.identity.level}`}`);
+      throw new MdError('ENOTSUP', `array ${this.name}: proactive sync builds parity: expected raid4/5/6, found ${levelName(this.identity.level)}`);
     }
     if (this.state === 'stopped' || this.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
     this.bitmap.proactiveSync();
@@ -712,7 +627,7 @@ export class MdArray implements BlockDevice {
    * recovery normally start by themselves.
    */
   startSync(mode: SyncMode): SyncProgress {
-    if (this.personality.syncSize === 0) throw new MdError('ENOTSUP', `array ${this.name}: ${LEVEL_NAMES[this.identity.level]} has no redundancy to sync`);
+    if (this.personality.syncSize === 0) throw new MdError('ENOTSUP', `array ${this.name}: ${levelName(this.identity.level)} has no redundancy to sync`);
     if (this.syncThread !== undefined) throw new MdError('EBUSY', `array ${this.name}: a ${this.syncThread.mode} is already running`);
     if (this.state === 'stopped' || this.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
     if ((mode === 'check' || mode === 'repair' || mode === 'resync') && this.isDegraded()) {
@@ -850,7 +765,7 @@ export class MdArray implements BlockDevice {
     return {
       name: this.name,
       uuid: formatUuid(this.identity.uuid),
-      level: LEVEL_NAMES[this.identity.level] ?? `level ${this.identity.level}`,
+      level: levelName(this.identity.level),
       raidDisks: this.identity.raidDisks,
       size: this.size,
       chunkSize: this.personality.chunkSize,

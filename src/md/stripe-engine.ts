@@ -278,14 +278,21 @@ export class StripeEngine {
     // The cache keeps the row's logical contents, whether or not a member took its write.
     const insert = fresh.size !== dd;
     for (const [m, b] of targets) cache.put(row, m, seg.lo, b, insert);
-    const failed = results.flatMap((r, k) => (r.status === 'rejected' ? [targets[k]![0]] : []));
-    if (failed.length > 0) {
-      const lost = Array.from({ length: layout.raidDisks }, (_, m) => m).filter((m) => members.state(m) === 'missing' || failed.includes(m));
-      if (lost.length > this.tolerance) {
-        const first = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
-        throw this.#tooManyMissing(lost, 'write', first.reason);
-      }
-    }
+    this.#checkWrites(members, results, targets.map(([m]) => m));
+  }
+
+  /**
+   * Whether a row write holds: every member that rejected its part must have been failed by the
+   * MemberSet (recorded as faulty, so parity stands in for it), and no more members may be
+   * missing than the level can rebuild. Any other rejection (a shutdown) fails the write.
+   */
+  #checkWrites(members: MemberSet, results: PromiseSettledResult<unknown>[], roles: number[]): void {
+    const rejected = results.flatMap((r, k) => (r.status === 'rejected' ? [{ role: roles[k]!, reason: r.reason as unknown }] : []));
+    if (rejected.length === 0) return;
+    const unrecorded = rejected.find((r) => members.state(r.role) !== 'missing');
+    if (unrecorded !== undefined) throw unrecorded.reason;
+    const lost = Array.from({ length: this.layout.raidDisks }, (_, m) => m).filter((m) => members.state(m) === 'missing');
+    if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'write', rejected[0]!.reason);
   }
 
   /** P (and Q) of a row's data blocks given in logical order. */
@@ -315,8 +322,7 @@ export class StripeEngine {
             const results = await Promise.allSettled(
               Array.from({ length: n }, (_, m) => (members.state(m) === 'missing' ? Promise.resolve() : members.writeZeroes(m, piece.row * c, c, options))),
             );
-            const lost = Array.from({ length: n }, (_, m) => m).filter((m) => members.state(m) === 'missing' || results[m]!.status === 'rejected');
-            if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'write');
+            this.#checkWrites(members, results, Array.from({ length: n }, (_, m) => m));
           });
           return;
         }

@@ -71,7 +71,8 @@ export async function startPlugin(options: { disks?: number; attach?: 'fuse' | '
       child = spawn(process.execPath, [cliPath, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'test-node',
         '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir], { stdio: ['ignore', log, log] });
       closeSync(log);
-      for (let i = 0; i < 300 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+      // Generous: under the emulated kernel-vm, node takes tens of seconds to load the plugin.
+      for (let i = 0; i < 2400 && !existsSync(socket) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
       if (!existsSync(socket)) throw new Error(`plugin did not listen: ${await fs.readFile(logFile, 'utf8')}`);
     },
     async kill() {

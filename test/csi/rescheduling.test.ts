@@ -84,8 +84,13 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
   await plugin.kill();
   writer.kill('SIGKILL');
 
-  // 3. The plugin restarts, clears the dead attachment, and the CO stages again.
+  // 3. The plugin restarts and clears the dead attachment; the volume reports the resync it owes
+  // (from its superblocks alone) until the CO stages it again.
   await plugin.start();
+  await waitFor('the dead attachment to be cleared', async () => /dead attachments cleared/.test(await fs.readFile(plugin.logFile, 'utf8')));
+  const pending = (await plugin.controller.ControllerGetVolume({ volume_id: id })) as { status: { volume_condition: { abnormal: boolean; message: string } } };
+  assert.equal(pending.status.volume_condition.abnormal, true);
+  assert.match(pending.status.volume_condition.message, /resync pending/);
   await stage();
   await waitFor('the resync to finish', async () => /resync (complete|stopped)/.test(await lastEngineRun(id)));
   const crashRun = await lastEngineRun(id);
@@ -101,6 +106,8 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
   assert.ok(synced < total / 2, `far less than the whole array is synced: ${synced} of ${total} bytes`);
   process.stdout.write(`after the crash: resynced ${synced / chunk} of ${total / chunk} chunks (${marked} marked, ${chunk} bytes each)\n`);
 
+  const healthy = (await plugin.controller.ControllerGetVolume({ volume_id: id })) as { status: { volume_condition: { abnormal: boolean } } };
+  assert.equal(healthy.status.volume_condition.abnormal, false);
   await publish();
   for (const [name, sum] of sums) {
     const data = await fs.readFile(path.join(target, name));

@@ -340,7 +340,9 @@ test('E15: no bitmap byte is ever written past sectors_reserved, at 512 and 4096
 test('create refuses bad sizes with clear errors and leaves nothing behind', async () => {
   const devs = devices(1, 64 * KiB);
   const host = new FakeHost(devs);
+  await assert.rejects(LlBitmap.create(host, opts(8 * CS, { spaceBytes: 0 })), isMd('ENOSPC', /expected space reserved for the bitmap, found none/));
   await assert.rejects(LlBitmap.create(host, opts(8 * CS, { spaceBytes: 1024 })), isMd('ENOSPC', /at least 1025 bytes/));
+  await assert.rejects(LlBitmap.create(host, opts(8 * CS, { spaceBytes: 1000 })), isMd('EINVAL', /multiple of 512 bytes, found 1000/));
   await assert.rejects(LlBitmap.create(host, opts(8 * CS, { ioSize: 1000 })), isMd('EINVAL', /io size/));
   await assert.rejects(LlBitmap.create(host, opts(1000)), isMd('EINVAL', /multiple of 512/));
   await assert.rejects(LlBitmap.create(host, opts(8 * CS, { chunkSize: 3 * 512 })), isMd('EINVAL', /power of two/));

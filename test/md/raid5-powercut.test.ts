@@ -75,7 +75,8 @@ async function runCase(level: 5 | 6, ops: Op[], cutAfter: number, mode: CutMode,
     }
   }
   await Promise.allSettled(pending.splice(0));
-  if (!power.isCut) await power.cut();
+  // Always await: cut() is idempotent, and a cut the workload triggered may still be rewriting members.
+  await power.cut();
   await a.abandon().catch(() => undefined);
 
   const { array: b } = await assembleArray({ members: inner.map((device, i) => ({ name: `m${i}`, device })) });

@@ -75,6 +75,10 @@ export function checkSyncSize(syncSize: number): void {
 }
 
 export function checkSpace(spaceBytes: number): void {
+  if (spaceBytes === 0) {
+    // A2: an array with no room reserved for a bitmap cannot have one.
+    throw new MdError('ENOSPC', 'llbitmap: expected space reserved for the bitmap, found none (0 bytes)');
+  }
   if (!Number.isSafeInteger(spaceBytes) || spaceBytes <= 0 || spaceBytes % SECTOR !== 0) {
     throw new MdError(
       'EINVAL',

@@ -1,0 +1,81 @@
+// Workload drivers for the md benchmark: N workers keeping a fixed number of writes in flight
+// against any BlockDevice (an MdArray here), fresh sparse member files, and a plain file copy
+// that serves as the resync baseline. Offsets come from a seeded source so every configuration
+// sees the same requests.
+
+import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import type { BlockDevice } from '../src/block/block-device.js';
+import { seededRandom } from '../src/block/fault-device.js';
+
+export interface RunResult {
+  seconds: number;
+  bytes: number;
+  ops: number;
+}
+
+export function mibPerSecond(r: RunResult): number {
+  return r.bytes / (1 << 20) / r.seconds;
+}
+
+/** Runs `ops` requests with `depth` in flight; `request(i)` issues the i-th. */
+export async function runQueue(ops: number, depth: number, request: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const start = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < ops) {
+      const i = next++;
+      await request(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(depth, ops) }, worker));
+  return (performance.now() - start) / 1000;
+}
+
+/** `ops` random block-aligned writes of `size` bytes over [from, from+span), same seed → same offsets. */
+export function randomOffsets(ops: number, size: number, span: number, seed: number, from = 0): number[] {
+  const rnd = seededRandom(seed);
+  const slots = Math.floor(span / size);
+  return Array.from({ length: ops }, () => from + Math.floor(rnd() * slots) * size);
+}
+
+export async function randomWrites(dev: BlockDevice, offsets: number[], size: number, depth: number): Promise<RunResult> {
+  const data = Buffer.alloc(size, 0x5a);
+  const seconds = await runQueue(offsets.length, depth, (i) => dev.write(offsets[i] as number, data));
+  return { seconds, bytes: offsets.length * size, ops: offsets.length };
+}
+
+export async function sequentialWrites(dev: BlockDevice, from: number, total: number, size: number, depth: number): Promise<RunResult> {
+  const data = Buffer.alloc(size, 0xa5);
+  const ops = Math.floor(total / size);
+  const seconds = await runQueue(ops, depth, (i) => dev.write(from + i * size, data));
+  return { seconds, bytes: ops * size, ops };
+}
+
+/** Empties and re-extends a member file: sparse, no superblock, its tmpfs pages given back. */
+export function freshFile(path: string, size: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The resync baseline: a plain sequential copy of [offset, offset+length) from one file to another. */
+export function copyRange(from: string, to: string, offset: number, length: number, block = 1 << 20): RunResult {
+  const src = openSync(from, 'r');
+  const dst = openSync(to, 'r+');
+  const buf = Buffer.alloc(block);
+  const start = performance.now();
+  try {
+    for (let pos = 0; pos < length; pos += block) {
+      const n = Math.min(block, length - pos);
+      readSync(src, buf, 0, n, offset + pos);
+      writeSync(dst, buf, 0, n, offset + pos);
+    }
+  } finally {
+    closeSync(src);
+    closeSync(dst);
+  }
+  return { seconds: (performance.now() - start) / 1000, bytes: length, ops: Math.ceil(length / block) };
+}

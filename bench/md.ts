@@ -1,0 +1,279 @@
+// Benchmark of the md engine (issue 2), `npm run bench`: all on the same member files in /dev/shm.
+//   1. raid1 (2 members) and raid10 near=2 (4 members): 4 KiB random writes (32 in flight) and
+//      1 MiB sequential writes, llbitmap against `bitmap: none` (target: llbitmap >= 0.95x).
+//   2. Resync after a power cut on a 4 GiB raid1: (i) the last writes covered one contiguous 1%;
+//      (ii) 4 KiB random writes over the whole array, with other bitmap chunk and block sizes.
+//      Chunks marked at the cut, bytes resynced, time against a full resync of the same array
+//      (target for (i): <= 0.05x), and what infect cost.
+//   3. Resync throughput against a plain sequential copy between the same files (target >= 0.8x).
+// Environment: LLRAID_BENCH_DIR (default /dev/shm/llraid-bench-md), BENCH_MD_GIB (array size, 4),
+// BENCH_MD_ROUNDS (throughput rounds, median taken, 3), BENCH_MD_RANDOM_OPS (4 KiB writes, 20000).
+
+import { mkdirSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { assembleArray, createArray, type MdArray, type MemberSpec, type SyncSummary } from '../src/md/index.js';
+import type { BlockDevice } from '../src/block/block-device.js';
+import { FileDevice } from '../src/block/file-device.js';
+import { FaultDevice, PowerDomain } from '../src/block/fault-device.js';
+import { copyRange, freshFile, mibPerSecond, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
+import { median, printTable, ratio, verdict } from './table.js';
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const GIB = 1024 * MIB;
+/** createArray's layout: superblock at 4 KiB, bitmap 8 sectors on, data at 1 MiB. */
+const DATA_OFFSET = MIB;
+const BITMAP_STATES = 4096 + 8 * 512 + 1024;
+const DIR = process.env.LLRAID_BENCH_DIR ?? '/dev/shm/llraid-bench-md';
+const ARRAY_BYTES = Number(process.env.BENCH_MD_GIB ?? 4) * GIB;
+const ROUNDS = Number(process.env.BENCH_MD_ROUNDS ?? 3);
+const RANDOM_OPS = Number(process.env.BENCH_MD_RANDOM_OPS ?? 20000);
+const MEMBER_BYTES = DATA_OFFSET + ARRAY_BYTES;
+/** The sync thread's default ceiling is 200 MB/s (md's); the benchmark measures the engine. */
+const UNTHROTTLED = { syncSpeedMax: 100_000_000 };
+const PATHS = [0, 1, 2, 3].map((i) => join(DIR, `m${i}.img`));
+
+function fresh(paths: string[]): void {
+  for (const p of paths) freshFile(p, MEMBER_BYTES);
+}
+
+// ------------------------------------------------------------------ 1. write throughput
+
+interface Level {
+  label: string;
+  level: 1 | 10;
+  members: number;
+}
+
+const LEVELS: Level[] = [
+  { label: 'raid1 x2', level: 1, members: 2 },
+  { label: 'raid10 n2 x4', level: 10, members: 4 },
+];
+
+interface Workload {
+  label: string;
+  run(a: MdArray): Promise<RunResult>;
+}
+
+function workloads(arraySize: number): Workload[] {
+  const offsets = randomOffsets(RANDOM_OPS, 4 * KIB, arraySize, 42);
+  return [
+    { label: '4k randwrite QD32', run: (a) => randomWrites(a, offsets, 4 * KIB, 32) },
+    { label: '1M seqwrite QD8', run: (a) => sequentialWrites(a, 0, Math.min(512 * MIB, arraySize), MIB, 8) },
+  ];
+}
+
+async function throughput(): Promise<void> {
+  const rows: (string | number)[][] = [];
+  for (const lv of LEVELS) {
+    const paths = PATHS.slice(0, lv.members);
+    const probeSize = lv.level === 1 ? ARRAY_BYTES : (ARRAY_BYTES * lv.members) / 2;
+    for (const w of workloads(probeSize)) {
+      const got: Record<'none' | 'llbitmap', number[]> = { none: [], llbitmap: [] };
+      for (let round = 0; round < ROUNDS; round++) {
+        // Alternate which goes first, so drift on a shared machine hits both alike.
+        const order: ('none' | 'llbitmap')[] = round % 2 === 0 ? ['none', 'llbitmap'] : ['llbitmap', 'none'];
+        for (const kind of order) {
+          fresh(paths);
+          const a = await createArray({
+            name: 'bench', level: lv.level, members: paths, bitmap: kind, force: true,
+            // No initial resync competes with the workload: none is told the copies match; a new
+            // llbitmap array needs no resync at all (every chunk starts Unwritten).
+            ...(kind === 'none' ? { assumeClean: true } : {}),
+          });
+          const r = await w.run(a);
+          await a.stop();
+          got[kind].push(mibPerSecond(r));
+        }
+      }
+      const none = median(got.none);
+      const ll = median(got.llbitmap);
+      rows.push([lv.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.95, 'least')]);
+    }
+  }
+  fresh(PATHS);
+  printTable(`1. write throughput, MiB/s (median of ${ROUNDS} rounds, fresh array each run, ${RANDOM_OPS} random 4 KiB writes)`,
+    ['array', 'workload', 'none', 'llbitmap', 'llbitmap/none', 'target'], rows);
+}
+
+// ------------------------------------------------------------------ 2. resync after a power cut
+
+interface Variant {
+  label: string;
+  bitmapChunkSize?: number;
+  blockSize?: number;
+}
+
+interface CutResult {
+  chunkSize: number;
+  chunks: number;
+  /** Distinct bitmap chunks the last writes touched. */
+  written: number;
+  /** Dirty, NeedSync or Syncing on the first member at the cut. */
+  marked: number;
+  summary: SyncSummary;
+}
+
+/** Opens members as FileDevices (optionally reporting a larger block size) the caller closes. */
+async function openDevices(paths: string[], blockSize?: number): Promise<FileDevice[]> {
+  return Promise.all(paths.map((p) => FileDevice.open(p, blockSize === undefined ? {} : { blockSize })));
+}
+
+function specs(paths: string[], devices: BlockDevice[]): MemberSpec[] {
+  return devices.map((device, i) => ({ name: paths[i] as string, device }));
+}
+
+function markedChunks(path: string, chunks: number): number {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(chunks);
+    readSync(fd, b, 0, chunks, BITMAP_STATES);
+    let n = 0;
+    for (const s of b) if (s === 2 || s === 3 || s === 4) n++;
+    return n;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Data written and cleanly stopped before the measured window: eight 32 MiB extents spread out. */
+async function prefill(a: MdArray): Promise<void> {
+  for (let i = 0; i < 8; i++) await sequentialWrites(a, Math.floor((a.size / 8) * i / MIB) * MIB, 32 * MIB, MIB, 8);
+}
+
+/**
+ * Builds the 4 GiB raid1, writes the prefill, stops cleanly, reassembles over FaultDevices, runs
+ * `last` with its final requests in flight when the power goes, then reassembles and resyncs.
+ */
+async function cutAndResync(v: Variant, last: (a: MdArray) => { main: () => Promise<unknown>; tail: () => Promise<unknown>[]; chunksOf: (cs: number) => number }): Promise<CutResult> {
+  const paths = PATHS.slice(0, 2);
+  fresh(paths);
+  let devs = await openDevices(paths, v.blockSize);
+  const a = await createArray({
+    name: 'bench-cut', level: 1, members: specs(paths, devs), force: true,
+    ...(v.bitmapChunkSize === undefined ? {} : { bitmapChunkSize: v.bitmapChunkSize }),
+  });
+  await prefill(a);
+  await a.stop();
+  await Promise.all(devs.map((d) => d.close()));
+
+  devs = await openDevices(paths, v.blockSize);
+  const power = new PowerDomain({ seed: 7, mode: 'random' });
+  const faulty = devs.map((d, i) => new FaultDevice(d, power, `m${i}`));
+  const { array: b } = await assembleArray({ members: specs(paths, faulty) });
+  const chunkSize = b.bitmap.chunkSize;
+  const chunks = Math.ceil(b.size / chunkSize);
+  const w = last(b);
+  await w.main();
+  const tail = w.tail().map((p) => p.catch(() => undefined));
+  await power.cut();
+  await Promise.allSettled(tail);
+  await b.abandon();
+  await Promise.all(devs.map((d) => d.close()));
+  const marked = markedChunks(paths[0] as string, chunks);
+
+  devs = await openDevices(paths, v.blockSize);
+  const { array: c } = await assembleArray({ members: specs(paths, devs), ...UNTHROTTLED });
+  const summary = await c.waitSync();
+  await c.stop();
+  await Promise.all(devs.map((d) => d.close()));
+  if (!summary?.complete) throw new Error(`bench: expected a complete resync, found ${JSON.stringify(summary)}`);
+  return { chunkSize, chunks, written: w.chunksOf(chunkSize), marked, summary };
+}
+
+/** A full resync of the same files: the same data as a `bitmap: none` array, crashed. */
+async function fullResync(): Promise<SyncSummary> {
+  const paths = PATHS.slice(0, 2);
+  const a = await createArray({ name: 'bench-full', level: 1, members: paths, bitmap: 'none', assumeClean: true, force: true });
+  await a.abandon();
+  const { array: b } = await assembleArray({ members: paths, ...UNTHROTTLED });
+  const s = await b.waitSync();
+  await b.stop();
+  if (!s?.complete || s.bytesSynced !== b.size) throw new Error(`bench: expected a full resync, found ${JSON.stringify(s)}`);
+  return s;
+}
+
+const TAIL = 64;
+
+function contiguousOnePercent(a: MdArray) {
+  const length = Math.floor((a.size * 0.01) / MIB) * MIB;
+  const from = Math.floor((a.size * 0.37) / MIB) * MIB;
+  const ops = length / MIB;
+  const data = Buffer.alloc(MIB, 0x3c);
+  return {
+    main: () => sequentialWrites(a, from, (ops - 8) * MIB, MIB, 8),
+    tail: () => Array.from({ length: 8 }, (_, i) => a.write(from + (ops - 8 + i) * MIB, data)),
+    chunksOf: (cs: number) => Math.floor((from + length - 1) / cs) - Math.floor(from / cs) + 1,
+  };
+}
+
+function randomOverArray(offsets: number[]) {
+  return (a: MdArray) => {
+    const data = Buffer.alloc(4 * KIB, 0xc3);
+    return {
+      main: () => randomWrites(a, offsets.slice(0, -TAIL), 4 * KIB, 32),
+      tail: () => offsets.slice(-TAIL).map((o) => a.write(o, data)),
+      chunksOf: (cs: number) => new Set(offsets.map((o) => Math.floor(o / cs))).size,
+    };
+  };
+}
+
+async function resyncAfterCut(): Promise<void> {
+  const contiguous = await cutAndResync({ label: 'default' }, contiguousOnePercent);
+  const fullI = await fullResync();
+  const offsets = randomOffsets(RANDOM_OPS, 4 * KIB, ARRAY_BYTES, 99);
+  const variants: Variant[] = [
+    { label: 'chunk 64K, block 512 (default)' },
+    { label: 'chunk 256K, block 512', bitmapChunkSize: 256 * KIB },
+    { label: 'chunk 1M, block 512', bitmapChunkSize: MIB },
+    { label: 'chunk 64K, block 4096', blockSize: 4096 },
+  ];
+  const random: { v: Variant; r: CutResult }[] = [];
+  for (const v of variants) random.push({ v, r: await cutAndResync(v, randomOverArray(offsets)) });
+  const fullII = await fullResync();
+
+  const guidedRate = contiguous.summary.bytesSynced / contiguous.summary.seconds;
+  const rowOf = (label: string, r: CutResult, full: SyncSummary, target: string) => [
+    label, `${r.chunkSize / KIB}K`, r.chunks, r.written, r.marked, r.marked - r.written,
+    (r.summary.bytesSynced / MIB).toFixed(1), r.summary.seconds, full.seconds, ratio(r.summary.seconds, full.seconds), target,
+  ];
+  printTable(`2. resync after a power cut, ${ARRAY_BYTES / GIB} GiB raid1 on sparse files (256 MiB written and cleanly stopped before)`,
+    ['last writes', 'chunk', 'chunks', 'written', 'marked at cut', 'infected', 'MiB resynced', 'resync s', 'full resync s', 'vs full', 'target'],
+    [
+      rowOf('(i) contiguous 1%', contiguous, fullI, verdict(contiguous.summary.seconds / fullI.seconds, 0.05, 'most')),
+      ...random.map(({ v, r }) => rowOf(`(ii) ${RANDOM_OPS} x 4K random, ${v.label}`, r, fullII, '-')),
+    ]);
+  printTable('2b. what infect cost in (ii): resync of only the written chunks, estimated at the guided rate of (i)',
+    ['variant', 'marked/written', 'extra MiB resynced', 'resync s', 'without infect s (est.)', 'infect cost s'],
+    random.map(({ v, r }) => {
+      const without = (r.written * r.chunkSize) / guidedRate;
+      return [v.label, ratio(r.marked, r.written), ((r.summary.bytesSynced - r.written * r.chunkSize) / MIB).toFixed(1), r.summary.seconds, without, r.summary.seconds - without];
+    }));
+
+  // 3. resync throughput against a plain sequential copy of the same bytes between the same files
+  const copyLength = Math.min(GIB, ARRAY_BYTES);
+  const copy = copyRange(PATHS[0] as string, PATHS[1] as string, DATA_OFFSET, copyLength);
+  const copyRate = mibPerSecond(copy);
+  const fullRate = fullII.bytesSynced / MIB / fullII.seconds;
+  const guidedMiBs = guidedRate / MIB;
+  printTable('3. resync throughput against a plain sequential copy (1 MiB read + write, one stream, same files)',
+    ['pass', 'MiB/s', 'copy MiB/s', 'ratio', 'target'],
+    [
+      ['full resync (read both copies, compare, rewrite differences)', fullRate, copyRate, ratio(fullRate, copyRate), verdict(fullRate / copyRate, 0.8, 'least')],
+      ['bitmap-guided resync (i)', guidedMiBs, copyRate, ratio(guidedMiBs, copyRate), '-'],
+    ]);
+}
+
+async function main(): Promise<void> {
+  mkdirSync(DIR, { recursive: true });
+  const started = performance.now();
+  try {
+    await throughput();
+    await resyncAfterCut();
+  } finally {
+    rmSync(DIR, { recursive: true, force: true });
+  }
+  console.log(`\nbench: ${((performance.now() - started) / 1000).toFixed(0)} s, member files in ${DIR}, array ${ARRAY_BYTES / GIB} GiB`);
+}
+
+await main();

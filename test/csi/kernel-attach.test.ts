@@ -1,0 +1,27 @@
+// Kernel attach mode, for real: boots /work/shared/tools/kernel-vm (a kernel with the nbd
+// driver, this checkout shared read-only) and runs kernel-guest.ts there: a volume staged through
+// nbd-client on /dev/nbdX, files written, unstaged, staged again and read back; and a raw block
+// volume published as its device node. Slow (emulated); skipped where kernel-vm is absent.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const vm = '/work/shared/tools/kernel-vm';
+
+test('kernel attach: stage, write, unstage, stage again, read back through /dev/nbdX', { skip: !existsSync(vm) && `${vm} is not on this machine`, timeout: 30 * 60_000 }, () => {
+  const r = spawnSync(vm, ['--mem', '2048', '--cpus', '2', '--timeout', '1500', '--', 'sh', '-c',
+    `modprobe nbd nbds_max=8 && cd ${process.cwd()} && node --import tsx test/csi/kernel-guest.ts`], { encoding: 'utf8' });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  assert.ok(line, `the guest printed no RESULT (exit ${r.status}): ${r.stdout.slice(-2000)} ${r.stderr.slice(-2000)}`);
+  const result = JSON.parse(line.slice('RESULT '.length)) as Record<string, unknown>;
+  process.stdout.write(`kernel-vm: ${JSON.stringify(result)}\n`);
+  assert.equal(result.error, undefined, `guest failed: ${String(result.error)} ${JSON.stringify(result.log ?? [])}`);
+  assert.match(String(result.device), /^\/dev\/nbd\d+$/);
+  assert.match(String(result.restagedDevice), /^\/dev\/nbd\d+$/);
+  assert.equal(result.detached, true, 'unstage disconnects the nbd device');
+  assert.equal(result.filesIntact, '4/4');
+  assert.equal(result.blockReadBack, true);
+  assert.equal(result.ok, true);
+});

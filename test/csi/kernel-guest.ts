@@ -1,0 +1,77 @@
+// Runs inside /work/shared/tools/kernel-vm (a kernel with the nbd driver): the kernel attach
+// scenario of issue 5 on the real plugin — stage a volume through /dev/nbdX, write files,
+// unstage, stage again, read them back. Prints one `RESULT {json}` line; kernel-attach.test.ts
+// boots the guest and checks it. Not a test file itself: the host has no nbd driver.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { mountAt } from '../../src/csi/mounts.js';
+import { blockCap, mountCap, startPlugin } from './plugin-harness.js';
+
+const MiB = 1024 * 1024;
+const plugin = await startPlugin({ attach: 'kernel' });
+const result: Record<string, unknown> = {};
+try {
+  const created = await plugin.controller.CreateVolume({
+    name: 'kernel-1',
+    capacity_range: { required_bytes: 64 * MiB },
+    volume_capabilities: [mountCap()],
+    parameters: { level: '1', members: '2' },
+  });
+  const id = (created.volume as { volume_id: string }).volume_id;
+  const staging = path.join(plugin.dir, 'staging');
+  const target = path.join(plugin.dir, 'target');
+  const up = async () => {
+    await plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
+    await plugin.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap() });
+  };
+  const down = async () => {
+    await plugin.node.NodeUnpublishVolume({ volume_id: id, target_path: target });
+    await plugin.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging });
+  };
+  await up();
+  result.device = (await mountAt(staging))?.source;
+  const sums: Record<string, string> = {};
+  for (let i = 0; i < 4; i++) {
+    const data = randomBytes(MiB + i * 4096);
+    await fs.writeFile(path.join(target, `f${i}`), data);
+    sums[`f${i}`] = createHash('sha256').update(data).digest('hex');
+  }
+  await down();
+  result.detached = (await fs.readFile(`/sys/block/${String(result.device).slice(5)}/size`, 'utf8')).trim() === '0';
+  await up();
+  result.restagedDevice = (await mountAt(staging))?.source;
+  let intact = 0;
+  for (const [name, sum] of Object.entries(sums)) {
+    if (createHash('sha256').update(await fs.readFile(path.join(target, name))).digest('hex') === sum) intact++;
+  }
+  result.filesIntact = `${intact}/${Object.keys(sums).length}`;
+  await down();
+
+  // Raw block through the kernel client: the device node itself is published at a file.
+  const blockVol = await plugin.controller.CreateVolume({ name: 'kernel-block', capacity_range: { required_bytes: 16 * MiB }, volume_capabilities: [blockCap()] });
+  const bid = (blockVol.volume as { volume_id: string }).volume_id;
+  const btarget = path.join(plugin.dir, 'block-target');
+  await plugin.node.NodeStageVolume({ volume_id: bid, staging_target_path: staging, volume_capability: blockCap() });
+  await plugin.node.NodePublishVolume({ volume_id: bid, staging_target_path: staging, target_path: btarget, volume_capability: blockCap() });
+  const pattern = randomBytes(65536);
+  const h = await fs.open(btarget, 'r+');
+  await h.write(pattern, 0, pattern.length, 5 * MiB);
+  await h.sync();
+  const back = Buffer.alloc(pattern.length);
+  await h.read(back, 0, back.length, 5 * MiB);
+  await h.close();
+  result.blockReadBack = back.equals(pattern);
+  await plugin.node.NodeUnpublishVolume({ volume_id: bid, target_path: btarget });
+  await plugin.node.NodeUnstageVolume({ volume_id: bid, staging_target_path: staging });
+  await plugin.controller.DeleteVolume({ volume_id: bid });
+  await plugin.controller.DeleteVolume({ volume_id: id });
+  result.ok = true;
+} catch (err) {
+  result.error = (err as Error).message;
+  result.log = (await fs.readFile(plugin.logFile, 'utf8')).split('\n').slice(-15);
+} finally {
+  await plugin.close();
+}
+process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
