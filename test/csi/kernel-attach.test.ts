@@ -1,4 +1,4 @@
-// Kernel attach mode, for real: boots /work/shared/tools/kernel-vm (a kernel with the nbd
+// Kernel attach mode, for real: boots ../shared/tools/kernel-vm (a kernel with the nbd
 // driver, this checkout shared read-only) and runs kernel-guest.ts there: a volume staged through
 // nbd-client on /dev/nbdX, files written, unstaged, staged again and read back; and a raw block
 // volume published as its device node. Slow (emulated); skipped where kernel-vm is absent.
@@ -7,8 +7,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 
-const vm = '/work/shared/tools/kernel-vm';
+// Beside the checkout, as CI has it (KERNEL_VM overrides, as in scripts/test.d).
+const vm = process.env.KERNEL_VM ?? path.resolve(process.cwd(), '../shared/tools/kernel-vm');
 
 test('kernel attach: stage, write, unstage, stage again, read back through /dev/nbdX', { skip: !existsSync(vm) && `${vm} is not on this machine`, timeout: 30 * 60_000 }, () => {
   const r = spawnSync(vm, ['--mem', '2048', '--cpus', '2', '--timeout', '1500', '--', 'sh', '-c',
