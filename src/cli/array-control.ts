@@ -27,6 +27,12 @@ export async function executeControl(array: MdArray, req: ControlRequest): Promi
       const summary = (await array.waitSync()) ?? null;
       return { ok: true, summary, status: array.status() };
     }
+    case 'proactive-sync': {
+      await array.waitSync();
+      array.proactiveSync();
+      const summary = (await array.waitSync()) ?? null;
+      return { ok: true, summary, status: array.status() };
+    }
     case 'stop-sync':
       await array.stopSync();
       return { ok: true, status: array.status() };

@@ -37,7 +37,7 @@ export async function request(members: string[], options: TargetOptions, req: Co
     const reply = await executeControl(array, req);
     // A re-add or add starts a recovery: offline, the command sees it through.
     const after = await array.waitSync();
-    if (after && req.op !== 'sync') {
+    if (after && req.op !== 'sync' && req.op !== 'proactive-sync') {
       options.progress?.(`${after.mode} ${after.complete ? 'complete' : 'stopped'}: ${after.bytesSynced} bytes synced, ${after.bytesSkipped} skipped`);
     }
     const status = array.status();

@@ -1,6 +1,6 @@
 // The control protocol between `llraid` commands and a running engine (`llraid serve --control
 // SOCK`): one JSON request per line, one JSON reply per line, on a unix socket with mode 0600.
-// It is how `llraid status/fail/re-add/add/remove/check/repair/stop` reach an array that an
+// It is how `llraid status/fail/re-add/add/remove/check/repair/sync/stop` reach an array that an
 // engine process holds open, as mdadm reaches an array the kernel holds.
 
 import type { ArrayStatus, SyncMode, SyncSummary } from '../md/index.js';
@@ -13,6 +13,8 @@ export type ControlRequest =
   | { op: 'add'; member: string }
   /** Runs a sync pass and replies when it ends. */
   | { op: 'sync'; mode: SyncMode }
+  /** Parity levels: builds parity for never-written chunks (llbitmap ProactiveSync); replies when done. */
+  | { op: 'proactive-sync' }
   | { op: 'stop-sync' }
   /** Stops the array cleanly; the engine exits after replying. */
   | { op: 'stop' };

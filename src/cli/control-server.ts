@@ -7,7 +7,7 @@ import type { MdArray } from '../md/index.js';
 import { executeControl } from './array-control.js';
 import type { ControlReply, ControlRequest } from './control-protocol.js';
 
-const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'stop-sync', 'stop']);
+const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'stop']);
 const MAX_LINE = 64 * 1024;
 
 export class ControlServer {

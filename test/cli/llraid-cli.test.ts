@@ -92,6 +92,27 @@ describe('llraid CLI', () => {
     assert.match(again.stdout, /mismatch_cnt 0/);
   });
 
+  it('sync --proactive builds raid5 parity ahead of writes; raid1 refuses it with a clear error', async () => {
+    const p5 = ['pa', 'pb', 'pc', 'pd'].map((n) => join(dir, `${n}.img`));
+    assert.equal((await llraid('create', '-l', '5', '-N', 'par', '-z', '32M', ...p5)).code, 0);
+    const synced = await llraid('sync', '--proactive', '--json', ...p5);
+    assert.equal(synced.code, 0, synced.stderr);
+    const out = JSON.parse(synced.stdout) as { summary: { mode: string; complete: boolean }; bitmap: { counts: Record<string, number> } };
+    assert.equal(out.summary.complete, true);
+    const ex = await llraid('examine', '--json', p5[0]!);
+    const bits = (JSON.parse(ex.stdout) as { bitmap: { bits: string } }).bitmap.bits;
+    assert.match(bits, /^unwritten 0\n/m);
+    assert.match(bits, /^clean unwritten [1-9]\d*\n/m);
+    const m = [join(dir, 'pm1.img'), join(dir, 'pm2.img')];
+    assert.equal((await llraid('create', '-l', '1', '-N', 'mir', '-z', '16M', ...m)).code, 0);
+    const refused = await llraid('sync', '--proactive', ...m);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /proactive sync builds parity: expected raid4\/5\/6, found raid1 \(ENOTSUP\)/);
+    const plain = await llraid('sync', ...m);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(plain.stdout, /resync complete: 0 B synced/);
+  });
+
   it('bad arguments are usage errors (exit 2) with a clear message', async () => {
     const r = await llraid('create', '--level', '7', '--name', 'x', join(dir, 'x.img'));
     assert.equal(r.code, 2);
