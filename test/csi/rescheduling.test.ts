@@ -73,16 +73,20 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
   process.stdout.write(`clean restage: ${cleanRun.split('\n')[0]}\n`);
   await publish();
 
-  // 2. A writer is busy when the engine dies (kill -9) and the plugin dies with it.
-  const writer = spawn('dd', ['if=/dev/urandom', `of=${path.join(target, 'busy')}`, 'bs=1M', 'count=100000', 'oflag=direct'], {
+  // 2. A writer is busy when the engine dies (kill -9) and the plugin dies with it. It rewrites
+  // one 16 MiB file over and over, as a database would its working set, however fast this
+  // machine is: what the bitmap marks is that file and the filesystem's metadata.
+  const busy = path.join(target, 'busy');
+  const writer = spawn('sh', ['-c', `while :; do dd if=/dev/urandom of=${busy} bs=1M count=16 oflag=direct conv=notrunc status=none; done`], {
     stdio: 'ignore',
+    detached: true,
   });
   await new Promise((r) => setTimeout(r, 1500));
   const engine = (await findProcesses(path.join(plugin.runDir, id, 'engine.sock'))).find((p) => p.argv.includes('serve'));
   assert.ok(engine, 'the engine runs while staged');
   process.kill(engine.pid, 'SIGKILL');
   await plugin.kill();
-  writer.kill('SIGKILL');
+  process.kill(-writer.pid!, 'SIGKILL');
 
   // 3. The plugin restarts and clears the dead attachment; the volume reports the resync it owes
   // (from its superblocks alone) until the CO stages it again.

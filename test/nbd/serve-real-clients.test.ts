@@ -141,7 +141,12 @@ describe('llraid serve: lifecycle and options', () => {
         await tool('truncate', ['-s', '1M', disk]);
         const sock = join(dir.path, 'nbd.sock');
         const serve = await startServe(['--file', disk, '--socket', sock]);
-        await tool('nbdsh', ['-u', serve.uri, '-c', 'h.pwrite(b"x" * 512, 0, nbd.CMD_FLAG_FUA)']);
+        try {
+          await tool('nbdsh', ['-u', serve.uri, '-c', 'h.pwrite(b"x" * 512, 0, nbd.CMD_FLAG_FUA)']);
+        } catch (err) {
+          await serve.stop('SIGKILL');
+          throw err;
+        }
         assert.equal(await serve.stop(signal), 0, serve.stderr());
         assert.match(serve.stdout(), new RegExp(`${signal}: stopping\\nstopped cleanly\\n`));
         assert.throws(() => statSync(sock), /ENOENT/);
