@@ -27,7 +27,7 @@ export interface Extent {
 }
 
 export interface BlockDevice {
-  /** Size in bytes. Constant between resize() calls. */
+  /** Size in bytes. Constant between grow() calls. */
   readonly size: number;
   /** Logical block size in bytes (512 or 4096): the smallest unit of atomic, aligned I/O. */
   readonly blockSize: number;
@@ -45,6 +45,12 @@ export interface BlockDevice {
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;
   /** The allocation map of [offset, offset+length): extents that together cover the range. */
   extents?(offset: number, length: number): Promise<Extent[]>;
+  /**
+   * Makes the device at least `size` bytes long: a regular file is extended (sparse, reading as
+   * zeroes), a block device's size is read again (it grows under us). `size` then reports the
+   * new length. Rejects with ENOSPC when the device cannot reach `size`; never shrinks.
+   */
+  grow?(size: number): Promise<void>;
   /** Releases the device. Further calls reject with ESHUTDOWN. */
   close(): Promise<void>;
 }

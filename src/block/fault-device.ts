@@ -7,7 +7,7 @@
 // Devices that lose power together share one PowerDomain, so one cut hits every member at once.
 
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from './block-device.js';
-import { IoError, ShutdownError } from './errors.js';
+import { IoError, NotSupportedError, ShutdownError } from './errors.js';
 
 const SECTOR = 512;
 
@@ -97,7 +97,8 @@ interface FaultRange {
 }
 
 export class FaultDevice implements BlockDevice {
-  readonly size: number;
+  /** The inner device's, as of construction or the last grow(). */
+  size: number;
   readonly blockSize: number;
   readonly readOnly: boolean;
   readonly name: string;
@@ -195,6 +196,13 @@ export class FaultDevice implements BlockDevice {
     this.alive();
     if (this.inner.extents) return this.inner.extents(offset, length);
     return [{ length, hole: false, zero: false }];
+  }
+
+  async grow(size: number): Promise<void> {
+    this.alive();
+    if (!this.inner.grow) throw new NotSupportedError(`${this.name}: the inner device cannot grow`);
+    await this.inner.grow(size);
+    this.size = this.inner.size;
   }
 
   async close(): Promise<void> {

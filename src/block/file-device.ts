@@ -40,7 +40,8 @@ export interface FileDeviceOptions {
 
 export class FileDevice implements BlockDevice {
   readonly path: string;
-  readonly size: number;
+  /** Changes only in grow(). */
+  size: number;
   readonly blockSize: number;
   readonly readOnly: boolean;
   readonly isBlockDevice: boolean;
@@ -151,6 +152,23 @@ export class FileDevice implements BlockDevice {
     for (let pos = offset; pos < offset + length; pos += ZERO_CHUNK.length) {
       const n = Math.min(ZERO_CHUNK.length, offset + length - pos);
       await this.write(pos, ZERO_CHUNK.subarray(0, n), options);
+    }
+  }
+
+  async grow(size: number): Promise<void> {
+    this.check(0, 0, true);
+    if (!Number.isSafeInteger(size) || size < 0) throw new InvalidRequestError(`${this.path}: grow: invalid size ${size}`);
+    try {
+      const st = await fstatP(this.fd);
+      let now = this.isBlockDevice ? blockDeviceGeometry(st, this.blockSize).size : st.size;
+      if (now < size && !this.isBlockDevice) {
+        await ftruncateP(this.fd, size);
+        now = size;
+      }
+      if (now < size) throw new NoSpaceError(`${this.path}: grow: expected at least ${size} bytes, the block device has ${now}`);
+      this.size = Math.max(this.size, now);
+    } catch (err) {
+      throw this.ioError('grow', 0, size, err);
     }
   }
 

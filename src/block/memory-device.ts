@@ -13,7 +13,8 @@ export interface MemoryDeviceOptions {
 }
 
 export class MemoryDevice implements BlockDevice {
-  readonly size: number;
+  /** Changes only in grow(). */
+  size: number;
   readonly blockSize: number;
   readonly readOnly: boolean;
   readonly name: string;
@@ -75,6 +76,11 @@ export class MemoryDevice implements BlockDevice {
       else out.push({ length: n, hole, zero: hole });
     });
     return out;
+  }
+
+  async grow(size: number): Promise<void> {
+    this.check(0, 0, true);
+    this.size = Math.max(this.size, size);
   }
 
   async close(): Promise<void> {

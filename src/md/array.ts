@@ -16,6 +16,7 @@ import { Member } from './member.js';
 import { levelName, type ArrayState, type ArrayStatus } from './array-status.js';
 import { composeSuperblock, devRolesFor, type ArrayIdentity } from './member-superblock.js';
 import type { MemberSet, Personality, RoleState, SyncMode } from './personality.js';
+import { createPersonality, usedMemberBytes } from './personalities.js';
 import { openMember, probeSuperblock, type MemberSpec } from './member-source.js';
 import {
   FEATURE_RECOVERY_OFFSET, MAX_DEV_LIMIT, RESYNC_NONE, ROLE_FAULTY, SECTOR,
@@ -51,11 +52,12 @@ export interface ArraySetup {
 }
 
 export class MdArray implements BlockDevice {
-  readonly size: number;
   readonly blockSize: number;
   readonly readOnly = false;
+  /** The same on every member; usedSectors changes only in grow(). */
   readonly identity: ArrayIdentity;
-  readonly personality: Personality;
+  /** Replaced only by grow(), while every I/O is held. */
+  personality: Personality;
   /** Set once by `attachBitmap` before `run`; NoBitmap for `bitmap: none`. */
   bitmap!: WriteIntentBitmap;
 
@@ -72,6 +74,8 @@ export class MdArray implements BlockDevice {
   private sbWrite: Promise<void> = Promise.resolve();
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Non-null while grow() holds I/O: new requests wait for it before they count as in flight. */
+  private held: Promise<void> | null = null;
   private lastAppIo = 0;
   private syncThread: SyncThread | undefined;
   private syncDone: Promise<SyncSummary | undefined> = Promise.resolve(undefined);
@@ -102,7 +106,6 @@ export class MdArray implements BlockDevice {
       syncSpeedMax: setup.tuning.syncSpeedMax ?? 200_000,
       autoSync: setup.tuning.autoSync ?? true,
     };
-    this.size = setup.personality.arraySize;
     this.blockSize = Math.max(512, ...setup.members.map((m) => m.device.blockSize));
     this.byRole = new Array<Member | undefined>(setup.identity.raidDisks).fill(undefined);
     for (const m of this.members) {
@@ -134,6 +137,10 @@ export class MdArray implements BlockDevice {
 
   get events(): bigint {
     return this.eventsCounter;
+  }
+
+  get size(): number {
+    return this.personality.arraySize;
   }
 
   get name(): string {
@@ -189,9 +196,12 @@ export class MdArray implements BlockDevice {
         throw err;
       }
     };
+    const members = this.members;
     return {
       raidDisks: this.identity.raidDisks,
-      memberSize: Math.min(...this.members.map((m) => m.dataBytes)),
+      get memberSize() {
+        return Math.min(...members.map((m) => m.dataBytes));
+      },
       state: (role: number): RoleState => {
         const m = this.byRole[role];
         if (m?.state === 'in_sync') return 'in_sync';
@@ -217,7 +227,8 @@ export class MdArray implements BlockDevice {
       failMember: (member: BitmapMember, err: Error) => {
         const m = this.members.find((x) => x === member);
         if (m === undefined) return;
-        const p = this.failMember(m, err).finally(() => this.failures.delete(p));
+        // A failure no superblock could record leaves the array failed; nobody awaits this one.
+        const p = this.failMember(m, err).catch(() => undefined).finally(() => this.failures.delete(p));
         this.failures.add(p);
       },
     };
@@ -226,6 +237,7 @@ export class MdArray implements BlockDevice {
   // ------------------------------------------------------------------ BlockDevice
 
   private async io<T>(what: string, op: () => Promise<T>): Promise<T> {
+    while (this.held) await this.held;
     if (this.state === 'stopped' || this.stopping) throw new ShutdownError(`array ${this.name}: ${what}: the array is stopped`);
     if (this.state === 'failed') throw new IoError(`array ${this.name}: ${what}: the array has failed (not enough working members)`);
     this.inflight++;
@@ -383,6 +395,10 @@ export class MdArray implements BlockDevice {
             failed = true;
           }
         }
+        if (targets.length === 0 && this.members.length > 0) {
+          // An update no member holds did not happen: whoever waits on it must not go on.
+          throw new MdError('EIO', `array ${this.name}: the superblock update reached no member`);
+        }
         if (!failed) break;
       }
       if (this.bitmap !== undefined && this.state !== 'failed') await this.bitmap.updateSb();
@@ -433,6 +449,66 @@ export class MdArray implements BlockDevice {
       const p = this.attachToRole(spare, role, false).catch(() => undefined).finally(() => this.failures.delete(p));
       this.failures.add(p);
     }
+  }
+
+  /**
+   * Grows the array (mdadm --grow --size): every member's used data size becomes `memberBytes`,
+   * rounded down to the level's unit, so the array gets bigger at its end and nothing stored
+   * moves (every layout maps its rows in order). Member devices grow first (a file is extended,
+   * a block device must already be big enough); then, with all I/O held, the bitmap (the new
+   * space starts Unwritten, nothing was written there) and last the superblocks, so a crash in
+   * between reassembles the old size with everything where it was. Without a bitmap the new
+   * space is resynced, as md does. Shrinking is refused.
+   */
+  async grow(memberBytes: number): Promise<void> {
+    if (this.state === 'stopped' || this.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
+    if (this.state === 'failed') throw new MdError('EIO', `array ${this.name}: cannot grow a failed array`);
+    if (this.members.some((m) => m.state === 'rebuilding')) {
+      throw new MdError('EBUSY', `array ${this.name}: cannot grow while a member is being rebuilt`);
+    }
+    if (!Number.isSafeInteger(memberBytes) || memberBytes <= 0) {
+      throw new MdError('EINVAL', `array ${this.name}: grow: expected a positive member size in bytes, found ${memberBytes}`);
+    }
+    const geometry = { level: this.identity.level, raidDisks: this.identity.raidDisks, layout: this.identity.layout, chunkSize: this.personality.chunkSize };
+    const current = this.identity.usedSectors * SECTOR;
+    const used = usedMemberBytes({ ...geometry, memberSize: memberBytes });
+    if (used < current) {
+      throw new MdError('EINVAL', `array ${this.name}: grow: expected at least the current ${current} bytes per member (shrinking is not supported), found ${used}`);
+    }
+    if (used === current) return;
+    const targets = this.members.filter((m) => m.state !== 'faulty');
+    for (const m of targets) await fitMember(m, m.dataOffset + used);
+
+    await this.stopSync();
+    const release = await this.holdIo();
+    try {
+      const personality = createPersonality({ ...geometry, memberSize: used });
+      const oldSyncSize = this.personality.syncSize;
+      await this.bitmap.resize(personality.syncSize);
+      for (const m of targets) m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
+      this.identity.usedSectors = used / SECTOR;
+      this.personality = personality;
+      personality.attachBitmap?.(this.bitmap);
+      if (this.bitmap.kind === 'none' && personality.syncSize > oldSyncSize) {
+        this.resyncFrom = Math.min(this.resyncFrom ?? oldSyncSize, oldSyncSize);
+      }
+      await this.writeSuperblocks(false);
+    } finally {
+      release();
+    }
+    this.maybeStartSync();
+  }
+
+  /** Holds new I/O and waits until none is in flight; call the result to let I/O go again. */
+  private async holdIo(): Promise<() => void> {
+    while (this.held) await this.held;
+    let release!: () => void;
+    this.held = new Promise<void>((resolve) => (release = resolve));
+    await this.waitIdle();
+    return () => {
+      this.held = null;
+      release();
+    };
   }
 
   /** Fails the member called `name` by hand (mdadm --fail). */
@@ -527,6 +603,9 @@ export class MdArray implements BlockDevice {
         && sb.events <= this.eventsCounter
         && Number(sb.events) >= (this.roleFilledAt[role] ?? Infinity);
       const m = new Member(opened.name, opened.device, sb, opened.owned);
+      // It may have left before the array grew.
+      await fitMember(m, m.dataOffset + this.identity.usedSectors * SECTOR);
+      m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
       if (guided) {
         await this.attachToRole(m, role, true);
       } else {
@@ -734,13 +813,17 @@ export class MdArray implements BlockDevice {
     await this.stopSync();
     await this.waitIdle();
     await Promise.allSettled([...this.failures]);
-    if (this.state !== 'failed') {
-      await this.bitmap.flush();
-      await this.writeSuperblocks(true);
+    try {
+      if (this.state !== 'failed') {
+        await this.bitmap.flush();
+        await this.writeSuperblocks(true);
+      }
+    } finally {
+      // Stopped either way: a stop whose superblocks reached no member still releases everything.
+      await this.bitmap.close();
+      this.state = 'stopped';
+      await Promise.allSettled(this.members.filter((m) => m.owned).map((m) => m.device.close()));
     }
-    await this.bitmap.close();
-    this.state = 'stopped';
-    await Promise.allSettled(this.members.filter((m) => m.owned).map((m) => m.device.close()));
   }
 
   /**
@@ -799,5 +882,16 @@ export class MdArray implements BlockDevice {
   /** The roles of the freshest superblock, for re-add decisions. */
   currentDevRoles(): readonly number[] {
     return this.devRoles;
+  }
+}
+
+/** Makes `m`'s device hold at least `bytes`, growing it where it can. */
+async function fitMember(m: Member, bytes: number): Promise<void> {
+  if (m.device.size >= bytes) return;
+  if (!m.device.grow) throw new MdError('ENOSPC', `member ${m.name}: expected at least ${bytes} bytes, found ${m.device.size} and the device cannot grow`);
+  try {
+    await m.device.grow(bytes);
+  } catch (err) {
+    throw new MdError('ENOSPC', `member ${m.name}: could not grow to ${bytes} bytes: ${(err as Error).message}`, { cause: err });
   }
 }

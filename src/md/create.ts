@@ -8,7 +8,7 @@ import { BITMAP_OFFSET_SECTORS, DATA_OFFSET_SECTORS, createBitmap, type BitmapKi
 import { MdError } from './errors.js';
 import { Member } from './member.js';
 import { openMembers, probeSuperblock, releaseMembers, type MemberSpec } from './member-source.js';
-import { createPersonality } from './personalities.js';
+import { createPersonality, usedMemberBytes } from './personalities.js';
 import { raid10NearLayout } from './raid10.js';
 import { DEFAULT_ALGORITHM, parseLayout } from './parity/layout.js';
 import { RESYNC_NONE, SECTOR, SUPER_OFFSET_SECTORS, formatUuid, type Superblock } from './superblock.js';
@@ -77,8 +77,9 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
       const small = opened[dataBytes.indexOf(minData)]?.name ?? '?';
       throw new MdError('ENOSPC', `member ${small}: expected at least ${dataOffsetBytes + needed} bytes (data offset + one chunk), found ${dataOffsetBytes + Math.max(0, minData)}`);
     }
-    const personality = createPersonality({ level, raidDisks: n, layout, chunkSize, memberSize: minData });
-    const usedBytes = level === 1 ? personality.arraySize : Math.floor(minData / chunkSize) * chunkSize;
+    const geometry = { level, raidDisks: n, layout, chunkSize, memberSize: minData };
+    const personality = createPersonality(geometry);
+    const usedBytes = usedMemberBytes(geometry);
     const now = Math.floor(Date.now() / 1000);
     const identity: ArrayIdentity = {
       uuid, name, ctime: now, level, layout, chunkSizeSectors: chunkSize / SECTOR, raidDisks: n,

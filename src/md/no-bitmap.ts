@@ -35,6 +35,7 @@ export class NoBitmap implements WriteIntentBitmap {
   proactiveSync(): void {
     throw new MdError('ENOTSUP', 'proactive sync needs a bitmap, the array has none');
   }
+  async resize(): Promise<void> {}
   async updateSb(): Promise<void> {}
   async flush(): Promise<void> {}
   async close(): Promise<void> {}

@@ -36,3 +36,12 @@ export function createPersonality(g: Geometry): Personality {
       throw new MdError('ENOTSUP', `expected level 0, 1, 10, 5 or 6, found level ${g.level}`);
   }
 }
+
+/**
+ * The md superblock `size` in bytes: how much of each member's data area the level uses. raid1
+ * keeps whole 4 KiB blocks (its array size); striped levels whole chunks.
+ */
+export function usedMemberBytes(g: Geometry): number {
+  const unit = g.level === 1 ? 4096 : g.chunkSize;
+  return Math.floor(g.memberSize / unit) * unit;
+}

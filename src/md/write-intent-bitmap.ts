@@ -100,6 +100,12 @@ export interface WriteIntentBitmap {
   /** Parity levels only (refuses otherwise): ProactiveSync on every chunk. */
   proactiveSync(): void;
 
+  /**
+   * The array grew: cover `syncSize` bytes of sync space from now on (never less than before).
+   * Called with every I/O held and no sync running; durable before it resolves.
+   */
+  resize(syncSize: number): Promise<void>;
+
   /** Superblock update: write events (and the rest of update_sb) to every bitmap member. */
   updateSb(): Promise<void>;
   /** On stop: run the daemon on every page, write every block, wait. */

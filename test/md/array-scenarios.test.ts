@@ -171,10 +171,11 @@ async function faultyMembers(paths: string[]): Promise<{ devs: FaultDevice[]; cl
 test('E16: a member failing its bitmap read at assembly is failed and the bitmap comes from the next one', async (t) => {
   const paths = await writtenArray(t, 3);
   const { devs, close } = await faultyMembers(paths);
-  t.after(close);
   devs[0]!.failReads(BITMAP_SB, 4096);
   const { array: a } = await assembleArray({ members: devs.map((device, i) => ({ name: paths[i] as string, device })) });
+  // Hooks run in order: the array stops before its devices close.
   t.after(() => a.stop());
+  t.after(close);
   const s = a.status();
   assert.equal(s.members.find((m) => m.name === paths[0])?.state, 'faulty');
   assert.equal(s.state, 'degraded');
@@ -202,9 +203,10 @@ test('E16: every member failing its bitmap read refuses assembly with EIO and ch
 test('E16: a member failing a bitmap write is failed, the array write succeeds and lands on the others', async (t) => {
   const paths = memberFiles(tempDir(t), 2, 32 * MIB);
   const { devs, close } = await faultyMembers(paths);
-  t.after(close);
   const a = await createArray({ name: 'e16w', level: 1, members: devs.map((device, i) => ({ name: paths[i] as string, device })) });
+  // Hooks run in order: the array stops before its devices close.
   t.after(() => a.stop());
+  t.after(close);
   devs[0]!.failWrites(BITMAP_SB, DATA_OFFSET - BITMAP_SB);
   await a.write(7 * 64 * KIB, pattern(7, 4096));
   assert.equal(a.status().members.find((m) => m.name === paths[0])?.state, 'faulty');

@@ -29,6 +29,8 @@ import {
   checkSpace,
   checkSyncSize,
   chooseChunkSize,
+  chunkCount,
+  fits,
   firstChunkOfPage,
   isPowerOfTwo,
   makeGeometry,
@@ -43,7 +45,7 @@ import {
 import { BitmapPage } from './page.js';
 import { CoalescedFlush } from './coalesced-flush.js';
 import { readFromFirstMember, writeToAllMembers, type BitmapRun } from './bitmap-io.js';
-import { Action, infected, isSynced, isUnwrittenState, NONE, State, transition, type Next } from './states.js';
+import { Action, infected, isSynced, isUnwrittenState, mergeStates, NONE, State, transition, type Next } from './states.js';
 import * as text from './status-text.js';
 
 export const DEFAULT_DAEMON_SLEEP = 30;
@@ -93,12 +95,13 @@ interface Setup {
 
 export class LlBitmap implements WriteIntentBitmap {
   readonly kind = 'llbitmap' as const;
-  readonly chunkSize: number;
-  readonly chunks: number;
-  readonly geometry: Geometry;
+  // geometry, chunkSize, chunks and pages change only in resize(), with no I/O in flight.
+  chunkSize: number;
+  chunks: number;
+  geometry: Geometry;
 
   private readonly host: BitmapHost;
-  private readonly pages: BitmapPage[];
+  private pages: BitmapPage[];
   private readonly blocksPerPage: number;
   /** Pages with at least one dirty block. */
   private readonly dirtyPages = new Set<number>();
@@ -380,6 +383,64 @@ export class LlBitmap implements WriteIntentBitmap {
       throw new MdError('ENOTSUP', 'llbitmap: proactive sync builds parity: expected a raid4/5/6 array, found a level without parity');
     }
     this.apply(0, this.chunks - 1, Action.ProactiveSync);
+  }
+
+  // ---------------------------------------------------------------- growing
+
+  /**
+   * The array grew (mdadm --grow --size): from now on the bitmap covers `syncSize` bytes. The
+   * chunk size stays when the new chunk count fits the reserved space, and the new chunks start
+   * Unwritten (nothing was ever written there); otherwise it doubles until they fit and each new
+   * chunk takes the merge of the chunks it spans (mergeStates). The caller holds all I/O and has
+   * stopped the sync thread; this resolves once the new bitmap is durable on every member.
+   */
+  async resize(syncSize: number): Promise<void> {
+    this.checkOpen('resize');
+    checkSyncSize(syncSize);
+    const old = this.geometry;
+    if (syncSize < old.syncSize) {
+      throw new MdError('EINVAL', `llbitmap: resize: expected at least the current ${old.syncSize} bytes (shrinking is not supported), found ${syncSize}`);
+    }
+    if (syncSize === old.syncSize) return;
+    let chunkSize = old.chunkSize;
+    while (!fits(chunkCount(syncSize, chunkSize), old.usableSpace)) chunkSize *= 2;
+    const geometry = makeGeometry(syncSize, chunkSize, old.ioSize, this.spaceBytes);
+    checkMembers(this.host, geometry);
+    // A daemon pass or a write-out in flight walks the pages of the old geometry.
+    for (let busy = this.daemonRun ?? this.flusher.pending(); busy; busy = this.daemonRun ?? this.flusher.pending()) await busy;
+
+    const oldStates = Uint8Array.from({ length: old.chunks }, (_, c) => this.byte(c));
+    // A short last chunk now reaches into the grown space, which was never written.
+    if (old.syncSize % old.chunkSize !== 0) oldStates[old.chunks - 1] = mergeStates([oldStates[old.chunks - 1]!, State.Unwritten]);
+    const pages = Array.from({ length: geometry.pages }, () => new BitmapPage(this.blocksPerPage));
+    this.pages[0]!.data.copy(pages[0]!.data, 0, 0, BITMAP_DATA_OFFSET);
+    const factor = chunkSize / old.chunkSize;
+    let owed = false;
+    let dirty = false;
+    const now = performance.now();
+    for (let c = 0; c < geometry.chunks; c++) {
+      // The old chunks this one spans; past the old end, grown space (Unwritten).
+      const span = oldStates.subarray(c * factor, (c + 1) * factor);
+      const next = span.length === 0 ? State.Unwritten : mergeStates(span.length < factor ? [...span, State.Unwritten] : span);
+      const page = pages[pageOf(c)]!;
+      page.data[offsetInPage(c)] = next;
+      if (next === State.NeedSync) owed = true;
+      if (next === State.Dirty) {
+        dirty = true;
+        page.expire = now + this.barrierIdleSeconds * 1000;
+      }
+    }
+    this.pages = pages;
+    this.geometry = geometry;
+    this.chunkSize = chunkSize;
+    this.chunks = geometry.chunks;
+    this.dirtyPages.clear();
+    if (this.writeError) return;
+    this.writeSuper(this.host.events());
+    this.markAll();
+    await this.flusher.request();
+    if (dirty) this.armTimer();
+    if (owed && !this.host.isDegraded()) this.host.requestSync();
   }
 
   // ---------------------------------------------------------------- persistence

@@ -179,3 +179,41 @@ export function isUnwrittenState(byte: number): boolean {
     byte === Unwritten || byte === NeedSyncUnwritten || byte === SyncingUnwritten || byte === CleanUnwritten
   );
 }
+
+/**
+ * The state of one chunk made of several smaller ones, when a grown array's bitmap doubles its
+ * chunk size (LlBitmap.resize). Not in the seeds (v1 llbitmap_resize reinterprets the old bytes
+ * in place, so one old chunk's state ends up covering two); llraid merges so nothing owed is lost:
+ * - all alike: that state (a Syncing state, with no sync running, as its NeedSync form);
+ * - any NeedSync, Syncing or corrupt byte: NeedSync;
+ * - written (Clean, Dirty) beside never-written (Unwritten and the *Unwritten states): NeedSync,
+ *   since the never-written part has no valid copy or parity yet;
+ * - only written: Dirty if any is Dirty, else Clean;
+ * - only never-written, not alike: Unwritten (parity built ahead of writes is not trusted across
+ *   a merge; the chunk is a hole again).
+ */
+export function mergeStates(states: ArrayLike<number>): State {
+  const first = states[0];
+  if (first === undefined) return Unwritten;
+  let alike = true;
+  let owed = false;
+  let written = false;
+  let dirty = false;
+  let hole = false;
+  for (let i = 0; i < states.length; i++) {
+    const s = states[i]!;
+    if (s !== first) alike = false;
+    if (s >= STATE_COUNT || s === NeedSync || s === Syncing) owed = true;
+    else if (s === Clean || s === Dirty) written = true;
+    else hole = true;
+    if (s === Dirty) dirty = true;
+  }
+  if (alike && first < STATE_COUNT) {
+    if (first === Syncing) return NeedSync;
+    if (first === SyncingUnwritten) return NeedSyncUnwritten;
+    return first as State;
+  }
+  if (owed || (written && hole)) return NeedSync;
+  if (written) return dirty ? Dirty : Clean;
+  return Unwritten;
+}
