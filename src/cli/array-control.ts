@@ -33,6 +33,9 @@ export async function executeControl(array: MdArray, req: ControlRequest): Promi
       const summary = (await array.waitSync()) ?? null;
       return { ok: true, summary, status: array.status() };
     }
+    case 'grow':
+      await array.grow(req.memberBytes);
+      return { ok: true, status: array.status() };
     case 'stop-sync':
       await array.stopSync();
       return { ok: true, status: array.status() };

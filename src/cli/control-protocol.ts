@@ -1,8 +1,9 @@
 // The control protocol between `llraid` commands and a running engine (`llraid serve --control
 // SOCK`): one JSON request per line, one JSON reply per line, on a unix socket with mode 0600.
-// It is how `llraid status/fail/re-add/add/remove/check/repair/sync/stop` reach an array that an
+// It is how `llraid status/fail/re-add/add/remove/check/repair/sync/grow/stop` reach an array that an
 // engine process holds open, as mdadm reaches an array the kernel holds.
 
+import type { IoCounters } from '../block/counting-device.js';
 import type { ArrayStatus, SyncMode, SyncSummary } from '../md/index.js';
 
 export type ControlRequest =
@@ -16,9 +17,18 @@ export type ControlRequest =
   /** Parity levels: builds parity for never-written chunks (llbitmap ProactiveSync); replies when done. */
   | { op: 'proactive-sync' }
   | { op: 'stop-sync' }
+  /** mdadm --grow --size: every member's used data size becomes memberBytes ('max': all they have). */
+  | { op: 'grow'; memberBytes: number | 'max' }
   /** Stops the array cleanly; the engine exits after replying. */
   | { op: 'stop' };
 
 export type ControlReply =
-  | { ok: true; status?: ArrayStatus; summary?: SyncSummary | null; recovery?: 'bitmap' | 'full' }
+  | {
+    ok: true;
+    status?: ArrayStatus;
+    summary?: SyncSummary | null;
+    recovery?: 'bitmap' | 'full';
+    /** What clients asked of the served array since the engine started (with every status). */
+    io?: IoCounters;
+  }
   | { ok: false; error: { code: string; message: string } };

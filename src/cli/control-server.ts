@@ -3,11 +3,12 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
+import type { IoCounters } from '../block/counting-device.js';
 import type { MdArray } from '../md/index.js';
 import { executeControl } from './array-control.js';
 import type { ControlReply, ControlRequest } from './control-protocol.js';
 
-const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'stop']);
+const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'stop']);
 const MAX_LINE = 64 * 1024;
 
 export class ControlServer {
@@ -18,11 +19,12 @@ export class ControlServer {
 
   /**
    * Listens on `path`. `onStop` runs after a `stop` request has stopped the array and its reply
-   * was sent: the engine then shuts its NBD server down and exits.
+   * was sent: the engine then shuts its NBD server down and exits. `io`, when given, adds the
+   * served device's I/O counters to every reply that carries a status.
    */
-  static async listen(path: string, array: MdArray, onStop: () => void): Promise<ControlServer> {
+  static async listen(path: string, array: MdArray, onStop: () => void, io?: () => IoCounters): Promise<ControlServer> {
     await rm(path, { force: true });
-    const server = createServer((socket) => serve(socket, array, onStop));
+    const server = createServer((socket) => serve(socket, { array, onStop, io }));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       // Mode 0600 before anyone can connect: the umask covers the window until chmod.
@@ -42,7 +44,13 @@ export class ControlServer {
   }
 }
 
-function serve(socket: Socket, array: MdArray, onStop: () => void): void {
+interface Engine {
+  array: MdArray;
+  onStop: () => void;
+  io: (() => IoCounters) | undefined;
+}
+
+function serve(socket: Socket, engine: Engine): void {
   let pending = '';
   let queue = Promise.resolve();
   socket.setEncoding('utf8');
@@ -59,12 +67,12 @@ function serve(socket: Socket, array: MdArray, onStop: () => void): void {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       // Requests on one connection are answered in order.
-      queue = queue.then(() => handle(socket, line, array, onStop));
+      queue = queue.then(() => handle(socket, line, engine));
     }
   });
 }
 
-async function handle(socket: Socket, line: string, array: MdArray, onStop: () => void): Promise<void> {
+async function handle(socket: Socket, line: string, engine: Engine): Promise<void> {
   let req: ControlRequest;
   try {
     req = parseRequest(line);
@@ -73,8 +81,9 @@ async function handle(socket: Socket, line: string, array: MdArray, onStop: () =
     return;
   }
   try {
-    reply(socket, await executeControl(array, req));
-    if (req.op === 'stop') onStop();
+    const r = await executeControl(engine.array, req);
+    reply(socket, r.status && engine.io ? { ...r, io: { ...engine.io() } } : r);
+    if (req.op === 'stop') engine.onStop();
   } catch (err) {
     const e = err as { code?: unknown; message?: unknown };
     reply(socket, { ok: false, error: { code: typeof e.code === 'string' ? e.code : 'EIO', message: String(e.message ?? err) } });
@@ -88,6 +97,9 @@ function parseRequest(line: string): ControlRequest {
   }
   if (['fail', 'remove', 're-add', 'add'].includes(v.op) && typeof v.member !== 'string') {
     throw new Error(`${v.op}: expected a "member" path`);
+  }
+  if (v.op === 'grow' && v.memberBytes !== 'max' && !(Number.isSafeInteger(v.memberBytes) && (v.memberBytes as number) > 0)) {
+    throw new Error(`grow: expected "memberBytes": a positive whole number of bytes or "max", found ${JSON.stringify(v.memberBytes)}`);
   }
   if (v.op === 'sync' && !['resync', 'recovery', 'check', 'repair'].includes(v.mode as string)) {
     throw new Error(`sync: expected mode resync, recovery, check or repair, found ${JSON.stringify(v.mode)}`);

@@ -15,6 +15,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/examine.js'),
   () => import('./commands/member-ops.js'),
   () => import('./commands/sync-ops.js'),
+  () => import('./commands/grow.js'),
   () => import('./commands/serve.js'),
   () => import('./commands/demo.js'),
   () => import('./commands/csi.js'),

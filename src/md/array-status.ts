@@ -23,6 +23,8 @@ export interface MemberStatus {
   recoveryOffset: number;
   /** Faulty members: why they were failed. */
   failure: string | null;
+  /** I/O errors this member returned since the array started. */
+  errors: number;
 }
 
 /** A plain, JSON-ready snapshot (bigints as decimal strings). */
@@ -49,4 +51,6 @@ export interface ArrayStatus {
   lastSync: SyncSummary | null;
   /** md mismatch_cnt: sectors found different by the last check/repair. */
   mismatchCount: number;
+  /** Sync-space bytes (the "of how many" of a sync pass). */
+  syncSize: number;
 }

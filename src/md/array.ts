@@ -173,8 +173,9 @@ export class MdArray implements BlockDevice {
   // ------------------------------------------------------------------ member I/O
 
   private memberError(m: Member, err: unknown): Promise<void> {
-    if (isBlockError(err, 'EIO')) return this.failMember(m, err);
-    return Promise.resolve();
+    if (!isBlockError(err, 'EIO')) return Promise.resolve();
+    m.errors++;
+    return this.failMember(m, err);
   }
 
   /** The personality's view of the members: closures over this array, never a copy. */
@@ -458,13 +459,20 @@ export class MdArray implements BlockDevice {
    * a block device must already be big enough); then, with all I/O held, the bitmap (the new
    * space starts Unwritten, nothing was written there) and last the superblocks, so a crash in
    * between reassembles the old size with everything where it was. Without a bitmap the new
-   * space is resynced, as md does. Shrinking is refused.
+   * space is resynced, as md does. Shrinking is refused. 'max' takes all the space every member
+   * has (mdadm --size=max), after reading their sizes again.
    */
-  async grow(memberBytes: number): Promise<void> {
+  async grow(size: number | 'max'): Promise<void> {
     if (this.state === 'stopped' || this.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
     if (this.state === 'failed') throw new MdError('EIO', `array ${this.name}: cannot grow a failed array`);
     if (this.members.some((m) => m.state === 'rebuilding')) {
       throw new MdError('EBUSY', `array ${this.name}: cannot grow while a member is being rebuilt`);
+    }
+    const targets = this.members.filter((m) => m.state !== 'faulty');
+    let memberBytes = size;
+    if (memberBytes === 'max') {
+      for (const m of targets) await m.device.grow?.(m.device.size);
+      memberBytes = Math.min(...targets.map((m) => m.device.size - m.dataOffset));
     }
     if (!Number.isSafeInteger(memberBytes) || memberBytes <= 0) {
       throw new MdError('EINVAL', `array ${this.name}: grow: expected a positive member size in bytes, found ${memberBytes}`);
@@ -476,7 +484,6 @@ export class MdArray implements BlockDevice {
       throw new MdError('EINVAL', `array ${this.name}: grow: expected at least the current ${current} bytes per member (shrinking is not supported), found ${used}`);
     }
     if (used === current) return;
-    const targets = this.members.filter((m) => m.state !== 'faulty');
     for (const m of targets) await fitMember(m, m.dataOffset + used);
 
     await this.stopSync();
@@ -864,6 +871,7 @@ export class MdArray implements BlockDevice {
         devNumber: m.sb.devNumber,
         recoveryOffset: m.state === 'rebuilding' ? m.recoveryOffset : 0,
         failure: m.state === 'faulty' ? (m.failure ?? 'failed') : null,
+        errors: m.errors,
       })),
       missingRoles: this.byRole.flatMap((m, r) => (m === undefined ? [r] : [])),
       resyncPending: this.resyncFrom,
@@ -871,6 +879,7 @@ export class MdArray implements BlockDevice {
       sync: this.syncThread?.progress() ?? null,
       lastSync: this.lastSync,
       mismatchCount: this.mismatchCount,
+      syncSize: this.personality.syncSize,
     };
   }
 

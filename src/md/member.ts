@@ -25,6 +25,8 @@ export class Member implements BitmapMember {
   recoveryOffset = 0;
   /** Faulty only: why (the I/O error, or "failed by request"). */
   failure: string | undefined;
+  /** I/O errors (EIO) this member returned since the array started. */
+  errors = 0;
   /** Whether the array opened the device (and so closes it when done with it). */
   readonly owned: boolean;
 

@@ -1,12 +1,16 @@
 // `llraid serve`: assembles an array from its members (or opens one file) and serves it over NBD
-// on a unix socket or TCP until SIGTERM/SIGINT; then it answers what is in flight and stops the
-// array cleanly (bitmap flushed, superblocks clean) or flushes and closes the file.
+// on a unix socket or TCP until SIGTERM/SIGINT (or a `stop` on its control socket); then it
+// answers what is in flight and stops the array cleanly (bitmap flushed, superblocks clean) or
+// flushes and closes the file. With --control the array also takes the commands of
+// control-protocol.ts (status, fail, re-add, grow, ...) while it serves.
 
 import type { Command } from 'commander';
 import { FileDevice } from '../../block/file-device.js';
 import type { BlockDevice } from '../../block/block-device.js';
+import { CountingDevice } from '../../block/counting-device.js';
 import { assembleArray, type MdArray } from '../../md/index.js';
 import { NbdServer, type ListenAddress } from '../../nbd/index.js';
+import { ControlServer } from '../control-server.js';
 import { UsageError } from '../report-error.js';
 
 interface ServeOptions {
@@ -18,6 +22,10 @@ interface ServeOptions {
   direct?: boolean;
   force?: boolean;
   quiet?: boolean;
+  control?: string;
+  syncSpeedMin?: string;
+  syncSpeedMax?: string;
+  bitmapDaemonSleep?: string;
 }
 
 export function register(program: Command): void {
@@ -33,20 +41,37 @@ export function register(program: Command): void {
     .option('--direct', 'open the file with O_DIRECT')
     .option('--force', 'assemble even if members are missing or stale (runs degraded)')
     .option('--quiet', 'do not log misbehaving clients on stderr')
+    .option('--control <path>', 'also take control commands (llraid status/grow/... --control PATH) on this unix socket')
+    .option('--sync-speed-min <KiB/s>', 'resync speed kept under application I/O (md sync_speed_min, default 1000)')
+    .option('--sync-speed-max <KiB/s>', 'resync speed ceiling (md sync_speed_max, default 200000)')
+    .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
     .action(async (members: string[], options: ServeOptions) => {
       const address = parseAddress(options);
       if ((members.length > 0) === (options.file !== undefined)) {
         throw new UsageError('serve needs either member paths of an array or --file PATH, not both and not neither');
       }
       if (options.file !== undefined) {
+        if (options.control !== undefined) throw new UsageError('--control takes commands for an array; --file serves a plain file');
         const device = await FileDevice.open(options.file, { readOnly: options.readOnly ?? false, direct: options.direct ?? false });
-        await serveUntilSignal(device, address, options);
+        await serveUntilStopped(device, address, options);
         return;
       }
-      const { array, report } = await assembleArray({ members, force: options.force ?? false });
+      const tuning = {
+        ...(options.syncSpeedMin === undefined ? {} : { syncSpeedMin: whole(options.syncSpeedMin, '--sync-speed-min') }),
+        ...(options.syncSpeedMax === undefined ? {} : { syncSpeedMax: whole(options.syncSpeedMax, '--sync-speed-max') }),
+      };
+      const daemonSleep = options.bitmapDaemonSleep === undefined ? undefined : whole(options.bitmapDaemonSleep, '--bitmap-daemon-sleep');
+      const { array, report } = await assembleArray({ members, force: options.force ?? false, ...tuning });
+      if (daemonSleep !== undefined && array.bitmap.kind === 'llbitmap') array.bitmap.daemonSleep = daemonSleep;
       announceArray(array, report.unclean, report.stale.map((s) => `${s.name} (${s.reason})`));
-      await serveUntilSignal(array, address, options);
+      await serveUntilStopped(array, address, options, options.control);
     });
+}
+
+function whole(text: string, what: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${what}: expected a whole number ≥ 1, found ${JSON.stringify(text)}`);
+  return n;
 }
 
 /**
@@ -86,26 +111,41 @@ function parseAddress(options: ServeOptions): ListenAddress {
   return { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port };
 }
 
-async function serveUntilSignal(device: BlockDevice, address: ListenAddress, options: ServeOptions): Promise<void> {
+async function serveUntilStopped(device: BlockDevice, address: ListenAddress, options: ServeOptions, control?: string): Promise<void> {
+  const counted = new CountingDevice(device);
   const server = new NbdServer({
-    exports: [{ name: options.exportName, device, readOnly: options.readOnly ?? false }],
+    exports: [{ name: options.exportName, device: counted, readOnly: options.readOnly ?? false }],
     log: options.quiet ? undefined : (m) => process.stderr.write(`llraid serve: ${m}\n`),
   });
+  let stopRequested!: () => void;
+  const stopped = new Promise<string>((resolve) => (stopRequested = () => resolve('control stop')));
+  let controlServer: ControlServer | undefined;
   try {
     const where = await server.listen(address);
+    if (control !== undefined) {
+      controlServer = await ControlServer.listen(control, device as MdArray, stopRequested, () => counted.counters);
+    }
     process.stdout.write(`serving export ${JSON.stringify(options.exportName)} (${device.size} bytes) on ${where} as ${uri(address, options.exportName)}\n`);
   } catch (err) {
+    await server.close();
     await device.close();
     throw err;
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  process.stdout.write(`${signal}: stopping\n`);
+  const why = await Promise.race([
+    stopped,
+    new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    }),
+  ]);
+  process.stdout.write(`${why}: stopping\n`);
   try {
     await server.close();
-    if (!device.readOnly) await device.flush();
+    await controlServer?.close();
+    if (!device.readOnly) await device.flush().catch((err: unknown) => {
+      // A control stop has already stopped the array cleanly; there is nothing left to flush.
+      if (why !== 'control stop') throw err;
+    });
   } finally {
     await device.close();
   }

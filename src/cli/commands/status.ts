@@ -22,8 +22,8 @@ export function register(program: Command): void {
     .action(async (members: string[], o: { control?: string; json?: boolean }) => {
       checkTarget(members, o);
       if (o.control !== undefined) {
-        const { status } = await controlRequest(o.control, { op: 'status' });
-        process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : formatArrayStatus(status!));
+        const { status, io } = await controlRequest(o.control, { op: 'status' });
+        process.stdout.write(o.json ? `${JSON.stringify(io ? { ...status, io } : status, null, 2)}\n` : formatArrayStatus(status!));
         return;
       }
       const reports = await Promise.all(members.map((m) => examineMemberReport(m)));
@@ -47,6 +47,7 @@ function offlineJson(reports: MemberReport[]): unknown {
     uuid: formatUuid(sb.setUuid),
     level: LEVELS[sb.level] ?? `level ${sb.level}`,
     raidDisks: sb.raidDisks,
+    memberSize: sb.size * 512,
     events: sb.events.toString(),
     clean: sb.resyncOffset === 0xffff_ffff_ffff_ffffn,
     members: reports.map((r) => ({
