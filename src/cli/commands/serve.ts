@@ -10,7 +10,7 @@ import type { BlockDevice } from '../../block/block-device.js';
 import { CountingDevice } from '../../block/counting-device.js';
 import { assembleArray, type MdArray } from '../../md/index.js';
 import { NbdServer, type ListenAddress } from '../../nbd/index.js';
-import { ControlServer } from '../control-server.js';
+import { ControlServer } from '../../md/control/server.js';
 import { UsageError } from '../report-error.js';
 
 interface ServeOptions {

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { examineMemberReport, type MemberReport } from '../../md/member-report.js';
 import { formatUuid } from '../../md/index.js';
-import { controlRequest } from '../control-client.js';
+import { controlRequest } from '../../md/control/client.js';
 import { checkTarget } from '../array-target.js';
 import { formatArrayStatus } from '../status-format.js';
 import { formatBytes } from '../sizes.js';

@@ -3,10 +3,10 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
-import type { IoCounters } from '../block/counting-device.js';
-import type { MdArray } from '../md/index.js';
-import { executeControl } from './array-control.js';
-import type { ControlReply, ControlRequest } from './control-protocol.js';
+import type { IoCounters } from '../../block/counting-device.js';
+import type { MdArray } from '../array.js';
+import { executeControl } from './execute.js';
+import type { ControlReply, ControlRequest } from './protocol.js';
 
 const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'stop']);
 const MAX_LINE = 64 * 1024;

@@ -1,10 +1,12 @@
-// The control protocol between `llraid` commands and a running engine (`llraid serve --control
-// SOCK`): one JSON request per line, one JSON reply per line, on a unix socket with mode 0600.
-// It is how `llraid status/fail/re-add/add/remove/check/repair/sync/grow/stop` reach an array that an
-// engine process holds open, as mdadm reaches an array the kernel holds.
+// The control protocol of an array an engine process holds open (`llraid serve --control SOCK`):
+// one JSON request per line, one JSON reply per line, on a unix socket with mode 0600. The
+// `llraid` commands (status, fail, re-add, grow, ...) and the CSI node plugin reach a served
+// array this way, as mdadm reaches an array the kernel holds through its ioctls and sysfs.
 
-import type { IoCounters } from '../block/counting-device.js';
-import type { ArrayStatus, SyncMode, SyncSummary } from '../md/index.js';
+import type { IoCounters } from '../../block/counting-device.js';
+import type { ArrayStatus } from '../array-status.js';
+import type { SyncMode } from '../personality.js';
+import type { SyncSummary } from '../sync-thread.js';
 
 export type ControlRequest =
   | { op: 'status' }

@@ -2,8 +2,8 @@
 // a running engine) and the offline commands (which assemble the array themselves) go through
 // here, so a command behaves the same whether the array is served or not.
 
-import type { MdArray } from '../md/index.js';
-import type { ControlReply, ControlRequest } from './control-protocol.js';
+import type { MdArray } from '../array.js';
+import type { ControlReply, ControlRequest } from './protocol.js';
 
 export async function executeControl(array: MdArray, req: ControlRequest): Promise<ControlReply & { ok: true }> {
   switch (req.op) {

@@ -1,7 +1,7 @@
 // The command side of the control protocol: one request, one reply, over the engine's socket.
 
 import { connect } from 'node:net';
-import type { ControlReply, ControlRequest } from './control-protocol.js';
+import type { ControlReply, ControlRequest } from './protocol.js';
 
 /** A failure the engine reported, with its code (MdError/BlockError codes). */
 export class EngineError extends Error {
