@@ -50,6 +50,19 @@ export class KernelAttacher implements Attacher {
     throw new CsiError('RESOURCE_EXHAUSTED', `kernel attach: expected a free /dev/nbdX, all ${names.length} are in use`);
   }
 
+  async resize(device: string, bytes: number): Promise<void> {
+    // The kernel learns an NBD export's size at connect only; NBD_SET_SIZE (_IO(0xab, 2)) changes
+    // it on a live device, and the kernel tells the filesystem layer (set_capacity_and_notify).
+    // Node.js cannot issue an ioctl and no Debian tool sets an nbd device's size, so perl, part of
+    // every Debian system (perl-base is Essential), makes the one call.
+    const script = 'open(my $f, "<", $ARGV[0]) or die "$ARGV[0]: $!\\n"; ioctl($f, 0xab02, $ARGV[1] + 0) or die "NBD_SET_SIZE: $!\\n"';
+    await run('perl', ['-e', script, device, String(bytes)]);
+    const sectors = Number((await fs.readFile(`/sys/block/${device.slice(5)}/size`, 'utf8')).trim());
+    if (sectors * 512 !== bytes) {
+      throw new CsiError('INTERNAL', `nbd resize: expected ${device} to hold ${bytes} bytes, the kernel reports ${sectors * 512}`);
+    }
+  }
+
   async find(_volumeId: string, socket: string): Promise<string | undefined> {
     for (const p of await findProcesses(socket)) {
       if (!p.argv.some((a) => a.endsWith('nbd-client'))) continue;

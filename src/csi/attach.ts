@@ -19,6 +19,12 @@ export interface Attacher {
    * engine is gone: nothing is left to flush to, so it is cut loose instead of drained.
    */
   detach(volumeId: string, socket: string, lazy?: boolean): Promise<void>;
+  /**
+   * Makes the attached device `bytes` long while it is in use, after its engine grew the export.
+   * Absent where the attachment cannot change size live (nbdfuse fixes the file size at connect):
+   * such volumes grow while unstaged and come back at their new size on the next stage.
+   */
+  resize?(device: string, bytes: number): Promise<void>;
 }
 
 /** `kernel` when this kernel has the nbd driver (loaded or loadable as /sys/module/nbd), else `fuse`. */

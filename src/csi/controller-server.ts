@@ -27,18 +27,16 @@ export interface ArrayBackend {
     memberPaths: string[];
     memberDataSize: number;
   }): Promise<void>;
-  /**
-   * Records a larger per-member data size in the superblocks (and bitmap) of a stopped array.
-   * Absent while the md engine cannot grow an array: expansion is then not advertised.
-   */
-  grow?(volume: VolumeRecord, memberDataSize: number): Promise<void>;
+  /** Records a larger per-member data size in the superblocks (and bitmap) of a stopped array. */
+  grow(volume: VolumeRecord, memberDataSize: number): Promise<void>;
 }
 
-/** What the controller needs from the node side: whether a volume is staged, and its runtime. */
 export interface VolumeUsage {
   runtime(volumeId: string): Promise<RuntimeState>;
+  /** Whether a staged volume can grow live (its attachment follows a bigger export). */
+  readonly onlineExpansion: boolean;
   /** Online expansion of a staged volume: the engine grows the running array. */
-  growOnline?(volume: VolumeRecord, memberDataSize: number): Promise<void>;
+  growOnline(volume: VolumeRecord, memberDataSize: number): Promise<void>;
 }
 
 export interface ControllerOptions {
@@ -254,20 +252,14 @@ export class ControllerServer {
       'CREATE_DELETE_VOLUME',
       'LIST_VOLUMES',
       'GET_CAPACITY',
-      ...(this.canExpand() ? ['EXPAND_VOLUME'] : []),
+      'EXPAND_VOLUME',
       'VOLUME_CONDITION',
       'GET_VOLUME',
       'SINGLE_NODE_MULTI_WRITER',
     ].map((type) => ({ rpc: { type } })),
   });
 
-  /** Expansion needs the md engine to grow an array, online (engine running) and offline. */
-  canExpand(): boolean {
-    return this.arrays.grow !== undefined && this.usage.growOnline !== undefined;
-  }
-
   ControllerExpandVolume = async (req: { volume_id: string; capacity_range: CapacityRange | null; volume_capability: VolumeCapability | null }): Promise<object> => {
-    if (!this.canExpand()) throw new CsiError('UNIMPLEMENTED', 'ControllerExpandVolume: this md engine cannot grow arrays');
     if (!req.volume_id) throw invalid('ControllerExpandVolume: volume_id is empty');
     if (!req.capacity_range) throw invalid('ControllerExpandVolume: capacity_range is missing');
     return this.locks.with(`id:${req.volume_id}`, async () => {
@@ -286,6 +278,11 @@ export class ControllerServer {
       if (range.limit_bytes > 0 && usable > range.limit_bytes) {
         throw new CsiError('OUT_OF_RANGE', `ControllerExpandVolume: the array would hold ${usable} bytes, above limit_bytes ${range.limit_bytes}`);
       }
+      // Refuse before any member file grows: a staged volume the attachment cannot follow.
+      const online = (await this.usage.runtime(v.id)).engineRunning;
+      if (online && !this.usage.onlineExpansion) {
+        throw new CsiError('FAILED_PRECONDITION', `ControllerExpandVolume: volume ${v.id} is staged, and this node's attach mode cannot resize a device in use (nbdfuse fixes its size at connect): expand it while it is not staged`);
+      }
       const grow = memberFileSize(memberData) - memberFileSize(v.memberSize);
       const usage = await this.pool.usage();
       for (const m of v.members) {
@@ -295,10 +292,8 @@ export class ControllerServer {
         }
       }
       for (const m of v.members) await this.pool.grow(m.path, memberFileSize(memberData));
-      const rt = await this.usage.runtime(v.id);
-      if (rt.engineRunning && this.usage.growOnline) await this.usage.growOnline(v, memberData);
-      else if (this.arrays.grow) await this.arrays.grow(v, memberData);
-      else throw new CsiError('FAILED_PRECONDITION', 'ControllerExpandVolume: this md engine cannot grow arrays');
+      if (online) await this.usage.growOnline(v, memberData);
+      else await this.arrays.grow(v, memberData);
       const after = await this.lookup(v.id, 'ControllerExpandVolume');
       return { capacity_bytes: after.capacity, node_expansion_required: nodeExpansion };
     });

@@ -41,9 +41,8 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const engines = new EngineSupervisor({ command: deps.engineCommand, runDir: config.runDir, log: deps.log });
   const attachMode = config.attach === 'auto' ? detectAttachMode() : config.attach;
   const attacher: Attacher = attachMode === 'kernel' ? new KernelAttacher() : new FuseAttacher(config.runDir);
-  let canExpand = (): boolean => false;
   const node = new NodeServer(
-    { nodeId: config.nodeId, maxVolumes: config.maxVolumes, canExpand: () => canExpand() },
+    { nodeId: config.nodeId, maxVolumes: config.maxVolumes },
     catalog,
     engines,
     attacher,
@@ -56,8 +55,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     deps.arrays,
     node,
   );
-  canExpand = () => controller.canExpand();
-  const identity = new IdentityServer(pool, deps.version, canExpand);
+  const identity = new IdentityServer(pool, deps.version, node.onlineExpansion ? 'ONLINE' : 'OFFLINE');
 
   // Recovery runs beside the server: calls for a volume being recovered wait on its lock.
   const recovery = node.recover().then(

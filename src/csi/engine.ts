@@ -1,13 +1,15 @@
 // The volume engines: one `llraid serve` process per staged volume (DESIGN.md §1), serving the
-// assembled array on <runDir>/<volumeId>/engine.sock. Engines are started detached so that a
-// plugin restart leaves them (and the pods' I/O) running; a restarted plugin finds them by
-// their socket argument in /proc. The supervisor restarts an engine that dies while its volume
-// is meant to be staged.
+// assembled array on <runDir>/<volumeId>/engine.sock and taking control requests (status, grow)
+// on control.sock beside it. Engines are started detached so that a plugin restart leaves them
+// (and the pods' I/O) running; a restarted plugin finds them by their socket argument in /proc.
+// The supervisor restarts an engine that dies while its volume is meant to be staged.
 
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { controlRequest } from '../md/control/client.js';
+import type { ControlReply, ControlRequest } from '../md/control/protocol.js';
 import { CsiError } from './errors.js';
 import { findProcesses, isAlive, waitExit, type ProcessInfo } from './processes.js';
 
@@ -19,6 +21,8 @@ export interface EngineOptions {
   stopTimeoutMs?: number;
   /** How often the supervisor checks the engines it keeps alive. */
   superviseIntervalMs?: number;
+  /** More `serve` options for every engine (resync speed limits, bitmap daemon period). */
+  serveArgs?: string[];
   log?: (message: string) => void;
 }
 
@@ -36,6 +40,15 @@ export class EngineSupervisor {
 
   logFile(volumeId: string): string {
     return path.join(this.options.runDir, volumeId, 'engine.log');
+  }
+
+  controlSocket(volumeId: string): string {
+    return path.join(this.options.runDir, volumeId, 'control.sock');
+  }
+
+  /** One control request to the volume's running engine; rejects with EngineError on refusal. */
+  control(volumeId: string, req: ControlRequest): Promise<ControlReply & { ok: true }> {
+    return controlRequest(this.controlSocket(volumeId), req);
   }
 
   /** The running engine of a volume, if any. */
@@ -61,7 +74,10 @@ export class EngineSupervisor {
     const log = openSync(this.logFile(volumeId), 'a');
     const [cmd, ...prefix] = this.options.command;
     if (!cmd) throw new CsiError('INTERNAL', 'engine command is empty');
-    const args = [...prefix, 'serve', '--socket', this.socket(volumeId), '--export-name', volumeId, ...sourceArgs];
+    const args = [
+      ...prefix, 'serve', '--socket', this.socket(volumeId), '--control', this.controlSocket(volumeId), '--export-name', volumeId,
+      ...(this.options.serveArgs ?? []), ...sourceArgs,
+    ];
     const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log] });
     closeSync(log);
     child.unref();

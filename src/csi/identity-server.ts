@@ -10,8 +10,8 @@ export class IdentityServer {
   constructor(
     private readonly pool: DiskPool,
     private readonly version: string,
-    /** Whether volumes can grow (the md engine can grow arrays). */
-    private readonly canExpand: () => boolean,
+    /** Volumes grow while in use (ONLINE) or only while unstaged (OFFLINE): the attach mode decides. */
+    private readonly expansion: 'ONLINE' | 'OFFLINE',
   ) {}
 
   GetPluginInfo = async (): Promise<object> => ({ name: driverName, vendor_version: this.version, manifest: {} });
@@ -20,7 +20,7 @@ export class IdentityServer {
     capabilities: [
       { service: { type: 'CONTROLLER_SERVICE' } },
       { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } },
-      ...(this.canExpand() ? [{ volume_expansion: { type: 'ONLINE' } }] : []),
+      { volume_expansion: { type: this.expansion } },
     ],
   });
 

@@ -1,10 +1,11 @@
-// The controller's bridge to the md engine: writes a new array's superblocks and bitmap on the
-// preallocated member files (createArray), then stops it cleanly so that the volume rests with
-// every superblock clean until a NodeStage starts its engine.
+// The controller's bridge to the md engine for volumes no engine holds: writes a new array's
+// superblocks and bitmap on the preallocated member files (createArray), or grows a stopped one
+// (assemble, grow, stop), and leaves it stopped cleanly until a NodeStage starts its engine.
 
-import { createArray } from '../md/index.js';
+import { assembleArray, createArray } from '../md/index.js';
 import type { ArrayBackend } from './controller-server.js';
 import type { VolumeSpec } from './parameters.js';
+import type { VolumeRecord } from './volume-catalog.js';
 
 export class MdArrays implements ArrayBackend {
   async create(options: { uuid: Buffer; setName: string; spec: VolumeSpec; memberPaths: string[]; memberDataSize: number }): Promise<void> {
@@ -23,5 +24,15 @@ export class MdArrays implements ArrayBackend {
       autoSync: false,
     });
     await array.stop();
+  }
+
+  async grow(volume: VolumeRecord, memberDataSize: number): Promise<void> {
+    // No sync runs here: a resync an unclean stop left owed stays recorded for the next stage.
+    const { array } = await assembleArray({ members: volume.members.map((m) => m.path), autoSync: false });
+    try {
+      await array.grow(memberDataSize);
+    } finally {
+      await array.stop();
+    }
   }
 }

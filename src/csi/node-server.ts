@@ -21,8 +21,6 @@ export interface NodeOptions {
   nodeId: string;
   /** 0 = no limit. */
   maxVolumes: number;
-  /** Whether volumes can grow (the md engine can grow arrays). */
-  canExpand: () => boolean;
 }
 
 /** The `llraid serve` arguments that assemble and serve a volume from its member files. */
@@ -61,7 +59,18 @@ export class NodeServer implements VolumeUsage {
     const socket = this.engines.socket(volumeId);
     const engineRunning = (await this.engines.find(volumeId)) !== undefined;
     const attached = (await this.attacher.find(volumeId, socket)) !== undefined;
-    return { staged: engineRunning || attached || this.engines.isWanted(volumeId), engineRunning, attached };
+    // A running engine speaks for the array; one that cannot answer leaves the superblocks' word.
+    const array = engineRunning ? (await this.engines.control(volumeId, { op: 'status' }).catch(() => undefined))?.status : undefined;
+    return { staged: engineRunning || attached || this.engines.isWanted(volumeId), engineRunning, attached, ...(array ? { array } : {}) };
+  }
+
+  /** Staged volumes grow live only where the attachment can follow (kernel nbd); else unstaged. */
+  get onlineExpansion(): boolean {
+    return this.attacher.resize !== undefined;
+  }
+
+  async growOnline(v: VolumeRecord, memberDataSize: number): Promise<void> {
+    await this.engines.control(v.id, { op: 'grow', memberBytes: memberDataSize });
   }
 
   /** Engine up and attached: the volume's block device, whichever call got it there first. */
@@ -204,27 +213,38 @@ export class NodeServer implements VolumeUsage {
   NodeExpandVolume = async (req: { volume_id: string; volume_path: string; capacity_range: CapacityRange | null; staging_target_path: string; volume_capability: VolumeCapability | null }): Promise<object> => {
     if (!req.volume_id) throw invalid('NodeExpandVolume: volume_id is empty');
     if (!req.volume_path) throw invalid('NodeExpandVolume: volume_path is empty');
-    const v = await this.lookup(req.volume_id, 'NodeExpandVolume');
-    const st = await fs.stat(req.volume_path).catch(() => undefined);
-    if (!st) throw notFound(`NodeExpandVolume: volume_path ${req.volume_path} does not exist`);
-    if (req.capacity_range && req.capacity_range.limit_bytes > 0 && req.capacity_range.limit_bytes < v.capacity) {
-      throw new CsiError('OUT_OF_RANGE', `NodeExpandVolume: the volume holds ${v.capacity} bytes, above limit_bytes ${req.capacity_range.limit_bytes}`);
-    }
-    const device = await this.attacher.find(v.id, this.engines.socket(v.id));
-    if (!device) throw new CsiError('FAILED_PRECONDITION', `NodeExpandVolume: volume ${v.id} is not staged on this node`);
-    const block = (req.volume_capability && isBlock(req.volume_capability)) || !st.isDirectory();
-    if (!block) {
-      const m = await mountAt(req.volume_path);
-      if (m) await growFilesystem(device, req.volume_path, m.fsType);
-    }
-    return { capacity_bytes: await deviceSize(device) };
+    return this.locks.with(req.volume_id, async () => {
+      const v = await this.lookup(req.volume_id, 'NodeExpandVolume');
+      const st = await fs.stat(req.volume_path).catch(() => undefined);
+      if (!st) throw notFound(`NodeExpandVolume: volume_path ${req.volume_path} does not exist`);
+      if (req.capacity_range && req.capacity_range.limit_bytes > 0 && req.capacity_range.limit_bytes < v.capacity) {
+        throw new CsiError('OUT_OF_RANGE', `NodeExpandVolume: the volume holds ${v.capacity} bytes, above limit_bytes ${req.capacity_range.limit_bytes}`);
+      }
+      const device = await this.attacher.find(v.id, this.engines.socket(v.id));
+      if (!device) throw new CsiError('FAILED_PRECONDITION', `NodeExpandVolume: volume ${v.id} is not staged on this node`);
+      // The engine's array size is the truth; the superblocks say the same once it wrote them.
+      const size = (await this.runtime(v.id)).array?.size ?? v.capacity;
+      const have = await deviceSize(device);
+      if (have < size) {
+        if (!this.attacher.resize) {
+          throw new CsiError('FAILED_PRECONDITION', `NodeExpandVolume: ${device} holds ${have} bytes of the volume's ${size}, and ${this.attacher.mode} attach cannot resize a device in use: unstage and stage the volume again`);
+        }
+        await this.attacher.resize(device, size);
+      }
+      const block = (req.volume_capability && isBlock(req.volume_capability)) || !st.isDirectory();
+      if (!block) {
+        const m = await mountAt(req.volume_path);
+        if (m) await growFilesystem(device, req.volume_path, m.fsType);
+      }
+      return { capacity_bytes: await deviceSize(device) };
+    });
   };
 
   NodeGetCapabilities = async (): Promise<object> => ({
     capabilities: [
       'STAGE_UNSTAGE_VOLUME',
       'GET_VOLUME_STATS',
-      ...(this.options.canExpand() ? ['EXPAND_VOLUME'] : []),
+      'EXPAND_VOLUME',
       'VOLUME_CONDITION',
       'SINGLE_NODE_MULTI_WRITER',
     ].map(

@@ -1,6 +1,7 @@
 // The health of a volume as CSI reports it (VolumeCondition): abnormal, with a message, while the
 // array is degraded, has stale members, has a resync pending, or its engine/attachment is lost.
 
+import type { ArrayStatus } from '../md/index.js';
 import type { VolumeCondition } from './messages.js';
 import type { VolumeRecord } from './volume-catalog.js';
 
@@ -9,6 +10,8 @@ export interface RuntimeState {
   staged: boolean;
   engineRunning: boolean;
   attached: boolean;
+  /** The running engine's live view of the array, when it answered. */
+  array?: ArrayStatus;
 }
 
 export function volumeCondition(v: VolumeRecord, runtime?: RuntimeState): VolumeCondition {
@@ -22,5 +25,11 @@ export function volumeCondition(v: VolumeRecord, runtime?: RuntimeState): Volume
   if (v.resyncPending && !runtime?.engineRunning) problems.push('resync pending: the array was not stopped cleanly');
   if (runtime?.staged && !runtime.engineRunning) problems.push('engine not running');
   if (runtime?.staged && runtime.engineRunning && !runtime.attached) problems.push('attachment lost');
+  const live = runtime?.array;
+  if (live) {
+    if (live.degraded && v.missingRoles.length === 0) problems.push(`degraded: ${live.raidDisks - live.working} of ${live.raidDisks} members not in sync`);
+    if (live.sync) problems.push(`${live.sync.mode} in progress: ${live.sync.percent.toFixed(1)}% done`);
+    else if (live.resyncPending !== null) problems.push('resync pending');
+  }
   return problems.length > 0 ? { abnormal: true, message: problems.join('; ') } : { abnormal: false, message: 'healthy' };
 }
