@@ -33,10 +33,32 @@ export async function ensureFilesystem(device: string, fsType: FsType): Promise<
   return 'created';
 }
 
-/** Grows the filesystem mounted at `mountPoint` (on `device`) to fill the device. */
+/** Bytes an ext4 on `device` spans (its superblock's block count × block size). */
+async function ext4Bytes(device: string): Promise<number> {
+  const r = await run('dumpe2fs', ['-h', device]);
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)$`, 'm').exec(r.stdout)?.[1] ?? NaN);
+  const bytes = field('Block count') * field('Block size');
+  if (!Number.isSafeInteger(bytes)) throw new CsiError('INTERNAL', `dumpe2fs -h ${device}: expected Block count and Block size, found none`);
+  return bytes;
+}
+
+/**
+ * An ext4 smaller than its device (the volume grew while it was not staged) grows before it is
+ * mounted: offline resize2fs needs only the device, where an online one also needs
+ * CAP_SYS_RESOURCE. Returns whether it grew. (xfs grows only mounted: growFilesystem.)
+ */
+export async function growUnmountedExt4(device: string): Promise<boolean> {
+  if ((await ext4Bytes(device)) >= (await deviceSize(device))) return false;
+  // resize2fs refuses an unmounted filesystem that was not checked since its last mount.
+  await run('e2fsck', ['-f', '-p', device], { okCodes: [0, 1] });
+  await run('resize2fs', [device]);
+  return true;
+}
+
+/** Grows the filesystem mounted at `mountPoint` (on `device`) to fill the device; nothing when it does. */
 export async function growFilesystem(device: string, mountPoint: string, fsType: string): Promise<void> {
   if (fsType === 'xfs') await run('xfs_growfs', [mountPoint]);
-  else await run('resize2fs', [device]);
+  else if ((await ext4Bytes(device)) < (await deviceSize(device))) await run('resize2fs', [device]);
 }
 
 export interface FsUsage {

@@ -10,7 +10,7 @@ import { isBlock, unsupportedReason } from './capabilities.js';
 import { topologyKey, type VolumeUsage } from './controller-server.js';
 import type { EngineSupervisor } from './engine.js';
 import { CsiError, invalid, notFound } from './errors.js';
-import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem } from './filesystem.js';
+import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem, growUnmountedExt4 } from './filesystem.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { CapacityRange, NodePublishVolumeRequest, NodeStageVolumeRequest, VolumeCapability } from './messages.js';
 import { bindMount, listMounts, mountAt, mountDevice, unmountAll } from './mounts.js';
@@ -109,9 +109,12 @@ export class NodeServer implements VolumeUsage {
         if (mounted.source === device) return {};
         throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} already has ${mounted.source} mounted, expected ${device}`);
       }
-      await ensureFilesystem(device, fsType === 'xfs' ? 'xfs' : 'ext4');
+      const made = await ensureFilesystem(device, fsType === 'xfs' ? 'xfs' : 'ext4');
+      // A volume expanded while unstaged comes back bigger than its filesystem: grow it now.
+      if (made === 'existing' && fsType !== 'xfs') await growUnmountedExt4(device);
       await fs.mkdir(staging, { recursive: true });
       await mountDevice(device, staging, fsType, cap.mount?.mount_flags ?? []);
+      if (made === 'existing' && fsType === 'xfs') await growFilesystem(device, staging, 'xfs');
       return {};
     });
   };

@@ -1,7 +1,8 @@
 // Kernel attach mode, for real: boots ../shared/tools/kernel-vm (a kernel with the nbd
 // driver, this checkout shared read-only) and runs kernel-guest.ts there: a volume staged through
-// nbd-client on /dev/nbdX, files written, unstaged, staged again and read back; and a raw block
-// volume published as its device node. Slow (emulated); skipped where kernel-vm is absent.
+// nbd-client on /dev/nbdX, files written, grown online while published (ControllerExpandVolume
+// through the engine, NodeExpandVolume: NBD_SET_SIZE and resize2fs), unstaged, staged again and
+// read back; and a raw block volume published as its device node. Slow (emulated); skipped where kernel-vm is absent.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +24,10 @@ test('kernel attach: stage, write, unstage, stage again, read back through /dev/
   assert.match(String(result.device), /^\/dev\/nbd\d+$/);
   assert.match(String(result.restagedDevice), /^\/dev\/nbd\d+$/);
   assert.equal(result.detached, true, 'unstage disconnects the nbd device');
+  assert.equal(result.expansion, 'ONLINE', 'kernel attach grows volumes in use');
+  const g = result.onlineGrowth as { array: number; device: number; fsBefore: number; fsAfter: number };
+  assert.ok(g.array >= 160 * 1024 * 1024 && g.device === g.array, `the array and /dev/nbdX grew live: ${JSON.stringify(g)}`);
+  assert.ok(g.fsAfter > 2 * g.fsBefore, `the mounted ext4 grew: ${JSON.stringify(g)}`);
   assert.equal(result.filesIntact, '4/4');
   assert.equal(result.blockReadBack, true);
   assert.equal(result.ok, true);

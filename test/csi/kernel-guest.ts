@@ -38,6 +38,17 @@ try {
     await fs.writeFile(path.join(target, `f${i}`), data);
     sums[`f${i}`] = createHash('sha256').update(data).digest('hex');
   }
+
+  // Online expansion while published: the engine grows the array, NBD_SET_SIZE grows /dev/nbdX,
+  // resize2fs grows the mounted ext4.
+  const caps = (await plugin.identity.GetPluginCapabilities({})) as { capabilities: { volume_expansion?: { type: string } }[] };
+  result.expansion = caps.capabilities.find((c) => c.volume_expansion)?.volume_expansion?.type;
+  const fsBefore = (await fs.statfs(target)).blocks * (await fs.statfs(target)).bsize;
+  const grown = (await plugin.controller.ControllerExpandVolume({ volume_id: id, capacity_range: { required_bytes: 160 * MiB }, volume_capability: mountCap() })) as { capacity_bytes: string };
+  const expanded = (await plugin.node.NodeExpandVolume({ volume_id: id, volume_path: target, staging_target_path: staging, capacity_range: { required_bytes: 160 * MiB }, volume_capability: mountCap() })) as { capacity_bytes: string };
+  const st = await fs.statfs(target);
+  result.onlineGrowth = { array: Number(grown.capacity_bytes), device: Number(expanded.capacity_bytes), fsBefore, fsAfter: st.blocks * st.bsize };
+  await fs.writeFile(path.join(target, 'after-growth'), randomBytes(96 * MiB));
   await down();
   result.detached = (await fs.readFile(`/sys/block/${String(result.device).slice(5)}/size`, 'utf8')).trim() === '0';
   await up();
