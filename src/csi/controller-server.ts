@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { isBlock, requireCapabilities, unsupportedReason } from './capabilities.js';
 import type { DiskPool } from './disk-pool.js';
+import { claimFromParameters, removeClaim, writeClaim } from './claim-file.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { CapacityRange, CreateVolumeRequest, Topology, VolumeCapability } from './messages.js';
@@ -145,8 +146,11 @@ export class ControllerServer {
       try {
         for (const p of paths) await this.pool.allocate(p, size);
         await this.arrays.create({ uuid, setName: encodeSetName(req.name, spec.fsType), spec, memberPaths: paths, memberDataSize: memberData });
+        const claim = claimFromParameters(req.parameters ?? {});
+        if (claim) await writeClaim(paths, claim);
       } catch (err) {
         await Promise.all(paths.map((p) => fs.rm(p, { force: true })));
+        await removeClaim(paths);
         throw err;
       }
       const created = await this.catalog.get(id);
@@ -187,6 +191,7 @@ export class ControllerServer {
         throw new CsiError('FAILED_PRECONDITION', `DeleteVolume: volume ${v.id} is in use (staged on node ${this.options.nodeId}): unstage it first`);
       }
       for (const m of v.members) await fs.rm(m.path, { force: true });
+      await removeClaim(v.members.map((m) => m.path));
       return {};
     });
   };

@@ -1,6 +1,7 @@
 // The node plugin put together: disk pool, volume catalog, engines, attach mode, the three CSI
-// services, and the gRPC server on the unix socket endpoint. On start it recovers the node's
-// state (engines to supervise, dead attachments to clear) before answering any call.
+// services, the gRPC server on the unix socket endpoint, and the status feed to the cluster. On
+// start it recovers the node's state (engines to supervise, dead attachments to clear) before
+// answering any call.
 
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { promises as fs } from 'node:fs';
@@ -16,13 +17,21 @@ import { toGrpcImplementation, type CsiHandler } from './grpc-service.js';
 import { IdentityServer } from './identity-server.js';
 import { NodeServer, type EngineSource } from './node-server.js';
 import { serviceDefinition, type CsiServiceName } from './proto.js';
+import { StatusFeed } from './status-feed.js';
 import { VolumeCatalog } from './volume-catalog.js';
+import type { NodeReporting } from '../k8s/index.js';
 
 export interface DriverDeps {
   arrays: ArrayBackend;
   engineSource: EngineSource;
   /** argv prefix that runs the llraid CLI for `serve`. */
   engineCommand: string[];
+  /** More `serve` options for every engine (resync speed limits, bitmap daemon period). */
+  serveArgs?: string[];
+  /** Where volume snapshots go (RaidVolume status, Events, metrics); none: nothing is reported. */
+  reporting?: NodeReporting;
+  /** Between two status looks at every volume (default 2 s). */
+  statusIntervalMs?: number;
   version: string;
   log: (message: string) => void;
 }
@@ -38,7 +47,9 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const pool = new DiskPool(config.disks);
   const catalog = new VolumeCatalog(pool);
   await fs.mkdir(config.runDir, { recursive: true, mode: 0o700 });
-  const engines = new EngineSupervisor({ command: deps.engineCommand, runDir: config.runDir, log: deps.log });
+  const engines = new EngineSupervisor({
+    command: deps.engineCommand, runDir: config.runDir, log: deps.log, ...(deps.serveArgs ? { serveArgs: deps.serveArgs } : {}),
+  });
   const attachMode = config.attach === 'auto' ? detectAttachMode() : config.attach;
   const attacher: Attacher = attachMode === 'kernel' ? new KernelAttacher() : new FuseAttacher(config.runDir);
   const node = new NodeServer(
@@ -67,6 +78,13 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     (err: unknown) => deps.log(`recovery failed: ${(err as Error).message}`),
   );
   engines.supervise();
+  const feed = deps.reporting
+    ? new StatusFeed({
+      nodeId: config.nodeId, catalog, pool, runtime: (id) => node.runtime(id), reporting: deps.reporting, log: deps.log,
+      ...(deps.statusIntervalMs === undefined ? {} : { intervalMs: deps.statusIntervalMs }),
+    })
+    : undefined;
+  void recovery.then(() => feed?.start());
 
   const server = new Server();
   const logCall = (method: string, ms: number, error?: { code: number; details: string }): void => {
@@ -95,6 +113,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     node,
     async stop() {
       await recovery;
+      await feed?.close();
       engines.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await fs.rm(socket, { force: true });

@@ -60,8 +60,14 @@ export class NodeServer implements VolumeUsage {
     const engineRunning = (await this.engines.find(volumeId)) !== undefined;
     const attached = (await this.attacher.find(volumeId, socket)) !== undefined;
     // A running engine speaks for the array; one that cannot answer leaves the superblocks' word.
-    const array = engineRunning ? (await this.engines.control(volumeId, { op: 'status' }).catch(() => undefined))?.status : undefined;
-    return { staged: engineRunning || attached || this.engines.isWanted(volumeId), engineRunning, attached, ...(array ? { array } : {}) };
+    const live = engineRunning ? await this.engines.control(volumeId, { op: 'status' }).catch(() => undefined) : undefined;
+    return {
+      staged: engineRunning || attached || this.engines.isWanted(volumeId),
+      engineRunning,
+      attached,
+      ...(live?.status ? { array: live.status } : {}),
+      ...(live?.io ? { io: live.io } : {}),
+    };
   }
 
   /** Staged volumes grow live only where the attachment can follow (kernel nbd); else unstaged. */

@@ -1,6 +1,7 @@
 // The health of a volume as CSI reports it (VolumeCondition): abnormal, with a message, while the
 // array is degraded, has stale members, has a resync pending, or its engine/attachment is lost.
 
+import type { IoCounters } from '../block/counting-device.js';
 import type { ArrayStatus } from '../md/index.js';
 import type { VolumeCondition } from './messages.js';
 import type { VolumeRecord } from './volume-catalog.js';
@@ -12,6 +13,8 @@ export interface RuntimeState {
   attached: boolean;
   /** The running engine's live view of the array, when it answered. */
   array?: ArrayStatus;
+  /** What clients asked of the engine since it started, when it answered. */
+  io?: IoCounters;
 }
 
 export function volumeCondition(v: VolumeRecord, runtime?: RuntimeState): VolumeCondition {

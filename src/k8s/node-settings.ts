@@ -10,7 +10,7 @@ export interface NodeSettings {
   syncSpeedMaxKiB: number;
   /** llbitmap daemon_sleep, seconds. */
   bitmapDaemonSleepSeconds: number;
-  /** Keep RaidVolume objects and write Events. */
+  /** Keep RaidVolume objects and write Events (default: when running in a cluster). */
   status: boolean;
   statusMinIntervalMs: number;
   /** host:port of the metrics endpoint; undefined = no metrics server. */
@@ -54,7 +54,10 @@ export function nodeSettingsFromEnv(env: NodeJS.ProcessEnv): NodeSettings {
   if (syncSpeedMaxKiB < syncSpeedMinKiB) {
     throw new K8sError('EINVAL', `${e.syncSpeedMax}: expected at least ${e.syncSpeedMin} (${syncSpeedMinKiB}), found ${syncSpeedMaxKiB}`);
   }
-  const statusRaw = (env[e.status] ?? 'on').trim().toLowerCase();
+  // Unset: on inside a cluster (the service host Kubernetes sets, or a kubeconfig given), off
+  // for a plugin run by hand or by csi-sanity, which has no API server to report to.
+  const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST || env.KUBECONFIG);
+  const statusRaw = (env[e.status] ?? (inCluster ? 'on' : 'off')).trim().toLowerCase();
   if (!['on', 'off', 'true', 'false'].includes(statusRaw)) throw new K8sError('EINVAL', `${e.status}: expected on or off, found ${JSON.stringify(env[e.status])}`);
   const metricsRaw = env[e.metricsAddress];
   return {

@@ -732,6 +732,7 @@ export class MdArray implements BlockDevice {
       from,
       bitmapGuided,
       syncSize: this.personality.syncSize,
+      targetBytes: this.syncTarget(mode, from, bitmapGuided),
       bitmap: this.bitmap,
       speed: (): SyncSpeed => ({ min: this.tuning.syncSpeedMin, max: this.tuning.syncSpeedMax }),
       appBusy: () => performance.now() - this.lastAppIo < 500,
@@ -748,6 +749,24 @@ export class MdArray implements BlockDevice {
       (err: unknown) => this.syncFinished(thread, thread.summary(false, err instanceof Error ? err.message : String(err))),
     );
     return thread;
+  }
+
+  /**
+   * Bytes a pass from `from` is expected to sync, from the bitmap as it starts: a resync the
+   * NeedSync chunks, a re-add what was written while the member was away, anything else every
+   * written chunk. Without a bitmap, everything from `from`.
+   */
+  private syncTarget(mode: SyncMode, from: number, bitmapGuided: boolean): number {
+    const rest = this.personality.syncSize - from;
+    const chunk = this.bitmap.chunkSize;
+    if (chunk === 0) return rest;
+    const c = this.bitmap.counts();
+    const chunks = mode === 'resync'
+      ? c.needSync + c.syncing + c.needSyncUnwritten + c.syncingUnwritten
+      : bitmapGuided
+        ? c.dirty + c.needSync + c.syncing
+        : c.clean + c.dirty + c.needSync + c.syncing;
+    return Math.min(rest, chunks * chunk);
   }
 
   /** Sync checkpoint: position recorded in superblocks so a restart resumes from it. */

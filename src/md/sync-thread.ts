@@ -30,6 +30,8 @@ export interface SyncHost {
   /** Sync only what bitmap.startSync returns true for (resync, re-add). */
   bitmapGuided: boolean;
   syncSize: number;
+  /** Bytes the pass expects to sync (reported with progress). */
+  targetBytes: number;
   bitmap: WriteIntentBitmap;
   speed(): SyncSpeed;
   /** Whether the application did I/O very recently (md's is_mddev_idle, inverted). */
@@ -54,6 +56,12 @@ export interface SyncProgress {
   speedKiBs: number;
   /** null until a speed is known. */
   etaSeconds: number | null;
+  /** Bytes synced so far (windows run; skipped bytes excluded). */
+  bytesSynced: number;
+  /** Bytes the pass expects to sync: what the bitmap marked for it when it started. */
+  targetBytes: number;
+  /** When the pass started (ms since the epoch). */
+  startedAt: number;
 }
 
 export interface SyncSummary {
@@ -69,6 +77,11 @@ export interface SyncSummary {
   /** Sectors that differed between copies. */
   mismatches: number;
   seconds: number;
+  /** Sync-space bytes of the array: the "of how many" of bytesSynced. */
+  size: number;
+  /** ms since the epoch. */
+  startedAt: number;
+  finishedAt: number;
   /** Why the pass ended early, when it did. */
   error?: string;
 }
@@ -87,6 +100,7 @@ export class SyncThread {
   private bytesWritten = 0;
   private mismatches = 0;
   private readonly started = performance.now();
+  private readonly startedAt = Date.now();
   private markTime = performance.now();
   private markPos: number;
   private lastSpeed = 0;
@@ -116,6 +130,9 @@ export class SyncThread {
       percent: size === 0 ? 100 : Math.floor((this.position / size) * 1000) / 10,
       speedKiBs: Math.round(speed),
       etaSeconds: speed > 0 ? Math.ceil((size - this.position) / 1024 / speed) : null,
+      bytesSynced: this.bytesSynced,
+      targetBytes: this.host.targetBytes,
+      startedAt: this.startedAt,
     };
   }
 
@@ -129,6 +146,9 @@ export class SyncThread {
       bytesWritten: this.bytesWritten,
       mismatches: this.mismatches,
       seconds: (performance.now() - this.started) / 1000,
+      size: this.host.syncSize,
+      startedAt: this.startedAt,
+      finishedAt: Date.now(),
       ...(error === undefined ? {} : { error }),
     };
   }

@@ -5,8 +5,9 @@ import { startNodeReporting } from '../../src/k8s/node-reporting.js';
 import { K8sError } from '../../src/k8s/errors.js';
 import { snapshot } from './snapshot-fixture.js';
 
-test('the chart environment becomes node settings; unset means md and llbitmap defaults', () => {
-  assert.deepEqual(nodeSettingsFromEnv({}), { syncSpeedMinKiB: 1000, syncSpeedMaxKiB: 200000, bitmapDaemonSleepSeconds: 30, status: true, statusMinIntervalMs: 5000 });
+test('the chart environment becomes node settings; unset means md and llbitmap defaults, status only in a cluster', () => {
+  assert.deepEqual(nodeSettingsFromEnv({}), { syncSpeedMinKiB: 1000, syncSpeedMaxKiB: 200000, bitmapDaemonSleepSeconds: 30, status: false, statusMinIntervalMs: 5000 });
+  assert.equal(nodeSettingsFromEnv({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }).status, true, 'status defaults on inside a cluster');
   const s = nodeSettingsFromEnv({
     LLRAID_SYNC_SPEED_MIN: '5000', LLRAID_SYNC_SPEED_MAX: '500000', LLRAID_BITMAP_DAEMON_SLEEP: '5',
     LLRAID_STATUS: 'off', LLRAID_STATUS_MIN_INTERVAL: '15', LLRAID_METRICS_ADDRESS: ':9999',

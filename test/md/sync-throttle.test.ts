@@ -8,7 +8,7 @@ import { SyncThread, type SyncHost } from '../../src/md/sync-thread.js';
 
 function host(over: Partial<SyncHost>): SyncHost {
   return {
-    mode: 'resync', from: 0, bitmapGuided: true, syncSize: 2 << 20, bitmap: new NoBitmap(),
+    mode: 'resync', from: 0, bitmapGuided: true, syncSize: 2 << 20, targetBytes: 2 << 20, bitmap: new NoBitmap(),
     speed: () => ({ min: 1000, max: 1_000_000 }), appBusy: () => false,
     lock: async () => {}, unlock: () => {},
     window: async () => ({ mismatches: 0, bytesWritten: 0 }),

@@ -8,6 +8,7 @@ import { fromEnvironment, fromFile, resolveConfig, type RawConfig } from '../../
 import { startDriver } from '../../csi/driver.js';
 import { MdArrays } from '../../csi/md-arrays.js';
 import type { VolumeRecord } from '../../csi/volume-catalog.js';
+import { nodeSettingsFromEnv, startNodeReporting } from '../../k8s/index.js';
 
 interface CsiOptions {
   endpoint?: string;
@@ -63,11 +64,20 @@ export function register(program: Command): void {
       const configFile = options.config ?? process.env.LLRAID_CONFIG;
       const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {});
       const log = (m: string): void => void process.stderr.write(`llraid csi: ${m}\n`);
+      // The chart's LLRAID_* settings beyond the CSI basics: engine tuning, status, metrics.
+      const settings = nodeSettingsFromEnv(process.env);
+      const reporting = await startNodeReporting(config.nodeId, settings, { onError: (e) => log(`status: ${e.message}`) });
+      if (reporting.metricsPort !== undefined) log(`serving metrics on port ${reporting.metricsPort}`);
       const driver = await startDriver(config, {
         arrays: new MdArrays(),
         engineSource,
         // The engine is this same CLI (same node, same loader flags such as tsx), run as `serve`.
         engineCommand: [process.execPath, ...process.execArgv, process.argv[1] ?? 'llraid'],
+        serveArgs: [
+          '--sync-speed-min', String(settings.syncSpeedMinKiB), '--sync-speed-max', String(settings.syncSpeedMaxKiB),
+          '--bitmap-daemon-sleep', String(settings.bitmapDaemonSleepSeconds),
+        ],
+        reporting,
         version: packageVersion(),
         log,
       });
@@ -77,5 +87,6 @@ export function register(program: Command): void {
       });
       log(`${signal}: stopping (volume engines keep running)`);
       await driver.stop();
+      await reporting.close();
     });
 }

@@ -1,0 +1,109 @@
+// The node plugin's report to the cluster: every few seconds it looks at each volume on the pool
+// (live from its engine's control socket while staged, from the member superblocks and the
+// freshest member's bitmap otherwise) and hands src/k8s a VolumeStatus snapshot, which becomes
+// the RaidVolume's status, Events on the PVC and PV, and metrics. It never touches the I/O
+// path: a slow API server slows only this loop, and src/k8s rate-limits and retries on its own.
+
+import path from 'node:path';
+import { examineMemberReport } from '../md/member-report.js';
+import type { BitmapCounts } from '../md/write-intent-bitmap.js';
+import type { NodeReporting } from '../k8s/index.js';
+import { readClaim } from './claim-file.js';
+import type { DiskPool } from './disk-pool.js';
+import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
+import type { RuntimeState } from './volume-condition.js';
+import { volumeSnapshot } from './volume-snapshot.js';
+
+export interface StatusFeedOptions {
+  nodeId: string;
+  catalog: VolumeCatalog;
+  pool: DiskPool;
+  runtime: (volumeId: string) => Promise<RuntimeState>;
+  reporting: NodeReporting;
+  /** Between two looks at every volume (default 2 s). */
+  intervalMs?: number;
+  log: (message: string) => void;
+}
+
+type OfflineBitmap = { chunkSize: number; counts: BitmapCounts } | undefined;
+
+export class StatusFeed {
+  private timer: NodeJS.Timeout | undefined;
+  private pass: Promise<void> | undefined;
+  /** Volumes reported by the last pass: one gone since is removed from the cluster. */
+  private known = new Set<string>();
+  /** Bitmaps of volumes no engine holds, read once per superblock events value. */
+  private readonly offline = new Map<string, { key: string; bitmap: OfflineBitmap }>();
+
+  constructor(private readonly o: StatusFeedOptions) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.poke(), this.o.intervalMs ?? 2000);
+    this.timer.unref();
+    void this.poke();
+  }
+
+  /** Looks at every volume now (joins a pass already running). */
+  poke(): Promise<void> {
+    this.pass ??= this.look().finally(() => (this.pass = undefined));
+    return this.pass;
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.pass;
+  }
+
+  private async look(): Promise<void> {
+    let volumes: Map<string, VolumeRecord>;
+    try {
+      volumes = await this.o.catalog.scan();
+    } catch (err) {
+      this.o.log(`status: scanning the pool failed: ${(err as Error).message}`);
+      return;
+    }
+    for (const v of volumes.values()) {
+      try {
+        const runtime = await this.o.runtime(v.id);
+        const paths = v.members.map((m) => m.path);
+        this.o.reporting.update(volumeSnapshot({
+          nodeId: this.o.nodeId,
+          volume: v,
+          runtime,
+          claim: await readClaim(paths),
+          offlineBitmap: runtime.array ? undefined : await this.offlineBitmap(v),
+        }));
+      } catch (err) {
+        this.o.log(`status of volume ${v.id}: ${(err as Error).message}`);
+      }
+    }
+    for (const id of this.known) {
+      if (!volumes.has(id)) {
+        this.o.reporting.remove(id);
+        this.offline.delete(id);
+      }
+    }
+    this.known = new Set(volumes.keys());
+    try {
+      const usage = await this.o.pool.usage();
+      this.o.reporting.setPool(usage.map((u) => ({ disk: path.basename(u.path), path: u.path, capacityBytes: u.totalBytes, freeBytes: u.freeBytes })));
+    } catch (err) {
+      this.o.log(`status: pool usage: ${(err as Error).message}`);
+    }
+  }
+
+  private async offlineBitmap(v: VolumeRecord): Promise<OfflineBitmap> {
+    const freshest = v.members[0];
+    if (!freshest || v.bitmap !== 'llbitmap') return undefined;
+    // A stopped array's bitmap changes only with its superblocks (events go up at every stop).
+    const key = `${freshest.path}:${freshest.events}`;
+    const cached = this.offline.get(v.id);
+    if (cached?.key === key) return cached.bitmap;
+    const report = await examineMemberReport(freshest.path);
+    const bitmap = report.bitmap ? { chunkSize: report.bitmap.chunkSize, counts: report.bitmap.counts } : undefined;
+    this.offline.set(v.id, { key, bitmap });
+    return bitmap;
+  }
+}

@@ -1,0 +1,121 @@
+// One volume as src/k8s wants it (VolumeStatus: the RaidVolume, its Events, its metrics), made
+// from what the plugin knows: the engine's live status while the volume is staged, otherwise
+// the member superblocks and the freshest member's bitmap. Pure: status-feed.ts gathers inputs.
+
+import path from 'node:path';
+import type { ArrayStatus, SyncMode } from '../md/index.js';
+import type { BitmapCounts } from '../md/write-intent-bitmap.js';
+import type { MemberRole, SyncAction, VolumeState, VolumeStatus } from '../k8s/index.js';
+import type { VolumeClaim } from './claim-file.js';
+import type { VolumeRecord } from './volume-catalog.js';
+import type { RuntimeState } from './volume-condition.js';
+
+export interface SnapshotInputs {
+  nodeId: string;
+  volume: VolumeRecord;
+  runtime: RuntimeState;
+  claim: VolumeClaim | undefined;
+  /** The freshest member's bitmap, read from disk, for a volume no engine holds. */
+  offlineBitmap: { chunkSize: number; counts: BitmapCounts } | undefined;
+}
+
+/** Why a pass of this kind runs, for people reading Events. */
+const REASONS: Record<SyncMode, string> = {
+  resync: 'the array was not stopped cleanly',
+  recovery: 'a member was added or re-added',
+  check: 'a check was requested',
+  repair: 'a repair was requested',
+};
+
+/** Members a level can lose and still serve everything (raid10 as near=2). */
+const TOLERANCE: Record<number, (raidDisks: number) => number> = { 0: () => 0, 1: (n) => n - 1, 10: () => 1, 5: () => 1, 6: () => 2 };
+
+export function volumeSnapshot(i: SnapshotInputs): VolumeStatus {
+  const v = i.volume;
+  const live = i.runtime.array;
+  const io = i.runtime.io;
+  return {
+    name: v.id,
+    node: i.nodeId,
+    level: v.level,
+    chunkSize: v.chunkSize,
+    sizeBytes: live?.size ?? v.capacity,
+    ...(i.claim ? { claim: { namespace: i.claim.namespace, name: i.claim.name } } : {}),
+    ...(i.claim?.persistentVolume ? { persistentVolume: i.claim.persistentVolume } : {}),
+    state: live ? liveState(live) : offlineState(v),
+    members: live ? liveMembers(live) : offlineMembers(v),
+    ...bitmapOf(live, i.offlineBitmap),
+    ...(live?.sync ? {
+      sync: {
+        action: live.sync.mode as SyncAction,
+        reason: REASONS[live.sync.mode],
+        doneBytes: Math.min(live.sync.position, live.sync.size),
+        targetBytes: live.sync.targetBytes,
+        totalBytes: live.sync.size,
+        speedBytesPerSecond: live.sync.speedKiBs * 1024,
+        startedAt: new Date(live.sync.startedAt),
+      },
+    } : {}),
+    ...(live?.lastSync ? {
+      lastSync: {
+        action: live.lastSync.mode as SyncAction,
+        reason: REASONS[live.lastSync.mode],
+        bytes: live.lastSync.bytesSynced,
+        totalBytes: live.lastSync.size,
+        durationSeconds: live.lastSync.seconds,
+        finishedAt: new Date(live.lastSync.finishedAt),
+      },
+    } : {}),
+    events: Number(live ? live.events : (v.members[0]?.events ?? 0n)),
+    io: {
+      readOps: io?.readOps ?? 0,
+      readBytes: io?.readBytes ?? 0,
+      // Writing zeroes is writing, as far as a user's workload goes.
+      writeOps: (io?.writeOps ?? 0) + (io?.zeroOps ?? 0),
+      writeBytes: (io?.writeBytes ?? 0) + (io?.zeroBytes ?? 0),
+      flushOps: io?.flushOps ?? 0,
+      discardOps: io?.discardOps ?? 0,
+      discardBytes: io?.discardBytes ?? 0,
+    },
+  };
+}
+
+function liveState(a: ArrayStatus): VolumeState {
+  if (a.state === 'failed') return 'failed';
+  if (a.sync?.mode === 'recovery') return 'recovering';
+  if (a.sync?.mode === 'resync' || a.sync?.mode === 'repair') return 'resyncing';
+  if (a.degraded) return 'degraded';
+  return 'active';
+}
+
+function offlineState(v: VolumeRecord): VolumeState {
+  const lost = v.missingRoles.length;
+  if (lost > (TOLERANCE[v.level]?.(v.raidDisks) ?? 0)) return 'failed';
+  if (lost > 0) return 'degraded';
+  return v.resyncPending ? 'active' : 'clean';
+}
+
+function disk(memberPath: string): string {
+  return path.basename(path.dirname(memberPath));
+}
+
+function liveMembers(a: ArrayStatus): VolumeStatus['members'] {
+  const roles: Record<string, MemberRole> = { in_sync: 'active', rebuilding: 'rebuilding', spare: 'spare', faulty: 'faulty' };
+  return a.members.map((m) => ({ disk: disk(m.name), path: m.name, role: roles[m.state] ?? 'faulty', slot: m.role ?? -1, errors: m.errors }));
+}
+
+function offlineMembers(v: VolumeRecord): VolumeStatus['members'] {
+  const stale = new Set(v.staleMembers);
+  return v.members.map((m) => ({
+    disk: disk(m.path),
+    path: m.path,
+    role: stale.has(m.path) ? 'faulty' : m.role === undefined ? 'spare' : 'active',
+    slot: m.role ?? -1,
+    errors: 0,
+  }));
+}
+
+function bitmapOf(live: ArrayStatus | undefined, offline: SnapshotInputs['offlineBitmap']): Pick<VolumeStatus, 'bitmap'> {
+  if (live) return live.bitmap.kind === 'llbitmap' ? { bitmap: { chunkSize: live.bitmap.chunkSize, counts: live.bitmap.counts } } : {};
+  return offline ? { bitmap: offline } : {};
+}
