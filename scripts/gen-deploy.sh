@@ -15,9 +15,12 @@ render() {
     # The node plugin is privileged (mounts, /dev/nbdX): Pod Security must allow it here.
     printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n    pod-security.kubernetes.io/enforce: privileged\n' "$NAMESPACE"
   } > "$out/00-namespace.yaml"
-  { echo "$header"; cat charts/llraid/crds/*.yaml; } > "$out/01-crds.yaml"
+  # The CRD apart, so that it can be applied (and be Established) before anything uses it.
   { echo "$header"
-    "$helm" template "$RELEASE" charts/llraid --namespace "$NAMESPACE" --skip-crds
+    "$helm" template "$RELEASE" charts/llraid --namespace "$NAMESPACE" --show-only templates/crd-raidvolumes.yaml
+  } > "$out/01-crds.yaml"
+  { echo "$header"
+    "$helm" template "$RELEASE" charts/llraid --namespace "$NAMESPACE" --set crd.install=false
   } > "$out/02-llraid.yaml"
 }
 

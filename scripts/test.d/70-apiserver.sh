@@ -39,8 +39,9 @@ k apply --server-side -f deploy/02-llraid.yaml
 echo "70-apiserver: server-side apply of the chart with every option (test/chart/values-all.yaml)"
 k create namespace llraid-all --dry-run=client -o yaml | k apply --server-side -f -
 # The ServiceMonitor needs the Prometheus Operator's CRD, which this server does not have.
-"$helm" template llraid-all charts/llraid --namespace llraid-all --skip-crds -f test/chart/values-all.yaml \
-  --set metrics.serviceMonitor.enabled=false | k apply --server-side -f -
+# The CRD is the default install's (one per cluster): this release leaves it out.
+"$helm" template llraid-all charts/llraid --namespace llraid-all -f test/chart/values-all.yaml \
+  --set metrics.serviceMonitor.enabled=false --set crd.install=false | k apply --server-side -f -
 k -n llraid get daemonset,serviceaccount,service
 k -n llraid-all get daemonset
 k get csidriver,storageclass

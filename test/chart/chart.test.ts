@@ -135,3 +135,12 @@ test('unusable values fail the render with a message naming the field', { skip }
   assert.match(renderFails('diskPool:\n  disks: []\n'), /expected disks for the default pool or at least one entry in nodePools/);
   assert.match(renderFails('storageClasses:\n  - {name: x, reclaimPolicy: Recycle}\n'), /reclaimPolicy: expected Delete or Retain, found Recycle/);
 });
+
+test('the RaidVolume CRD is part of the release (uninstall removes it) unless kept or left out', { skip }, () => {
+  const crds = byKind(render(), 'CustomResourceDefinition');
+  assert.deepEqual(crds.map((c) => c.metadata.name), ['raidvolumes.llraid.io']);
+  assert.equal(crds[0]?.metadata.annotations?.['helm.sh/resource-policy'], undefined, 'removed on uninstall by default');
+  const kept = byKind(render('-f', path.join(root, 'test/chart/values-all.yaml')), 'CustomResourceDefinition');
+  assert.equal(kept[0]?.metadata.annotations?.['helm.sh/resource-policy'], 'keep');
+  assert.deepEqual(byKind(render('--set', 'crd.install=false'), 'CustomResourceDefinition'), []);
+});
