@@ -671,6 +671,8 @@ export class MdArray implements BlockDevice {
 
   private maybeStartSync(): void {
     if (!this.tuning.autoSync || this.syncThread !== undefined || this.stopping || this.state === 'stopped' || this.state === 'failed') return;
+    // A bitmap asks for a sync while it loads, before the array holds it: run() starts it.
+    if ((this.bitmap as WriteIntentBitmap | undefined) === undefined) return;
     if (this.personality.syncSize === 0) return;
     const rebuilding = this.members.filter((m) => m.state === 'rebuilding');
     if (rebuilding.length > 0) {

@@ -62,7 +62,13 @@ async function events(namespace: string, kind: string, name: string): Promise<{ 
   return list.map((e) => ({ reason: String(e.reason), message: String(e.message), type: String(e.type) }));
 }
 
+/** The volume's member files (llraid-<id>-<slot>.img) on the node's disks. */
 async function memberFiles(volumeId: string): Promise<string[]> {
+  return (await volumeFiles(volumeId)).filter((f) => f.endsWith('.img'));
+}
+
+/** Every file of the volume on the node's disks: members and what sits beside them. */
+async function volumeFiles(volumeId: string): Promise<string[]> {
   const out: string[] = [];
   for (const d of disks?.paths ?? []) {
     for (const f of await readdir(d)) if (f.includes(volumeId)) out.push(join(d, f));
@@ -284,7 +290,7 @@ test('deleting the PVC deletes the PV, the volume and its member files', { skip,
   await kube.kubectl(['delete', 'pvc', '-n', NS, 'data', '--wait=false']);
   await waitFor(`PV ${pvName} to be deleted`, 120_000, async () => ((await kube.get(['pv', pvName])) ? undefined : true),
     async () => `${JSON.stringify(await kube.get(['pv', pvName]))}\n${await node.logTail('csi-provisioner', 15)}`);
-  assert.deepEqual(await memberFiles(volumeHandle), []);
+  assert.deepEqual(await volumeFiles(volumeHandle), [], 'nothing of the volume is left on the disks');
   await assert.rejects(node.csi.call('Controller', 'ControllerGetVolume', { volume_id: volumeHandle }), /NOT_FOUND|not exist/i);
 });
 
