@@ -115,7 +115,7 @@ test('the harness registered the driver in a CSINode with its node id and topolo
 });
 
 test('a pod\'s raid1 PVC is provisioned on the node the scheduler picked and Bound by the real controllers', { skip, timeout: 180_000 }, async () => {
-  await kube.kubectl(['apply', '-f', '-'], claimAndPod({ name: 'data', storageClassName: raid1Class, size: '64Mi' }));
+  await kube.kubectl(['apply', '-f', '-'], claimAndPod({ name: 'data', storageClassName: raid1Class, size: '128Mi' }));
   const pvc = await waitFor('PVC data to be Bound', 150_000, async () => {
     const c = await kube.get(['pvc', '-n', NS, 'data']);
     return c?.status?.phase === 'Bound' ? c : undefined;
@@ -134,7 +134,7 @@ test('a pod\'s raid1 PVC is provisioned on the node the scheduler picked and Bou
   const terms = (pv.spec?.nodeAffinity as { required: { nodeSelectorTerms: { matchExpressions: { key: string; values: string[] }[] }[] } })
     .required.nodeSelectorTerms;
   assert.deepEqual(terms.flatMap((t) => t.matchExpressions.map((e) => `${e.key}=${e.values.join('|')}`)), [`topology.llraid.io/node=${NODE}`]);
-  assert.ok(Number.parseInt(String((pv.spec?.capacity as Record<string, string>).storage)) >= 64, 'expected at least 64Mi');
+  assert.ok(Number.parseInt(String((pv.spec?.capacity as Record<string, string>).storage)) >= 128, 'expected at least 128Mi');
 
   // The PV's members are real files on the node's disks, one per disk.
   const files = await memberFiles(volumeHandle);
@@ -168,7 +168,7 @@ test('CSIStorageCapacity for the raid1 class on this node matches the pool\'s us
     const bytes = quantityBytes(String(mine.capacity));
     return bytes === expected.available_capacity ? { mine, expected } : undefined;
   }, async () => JSON.stringify(await kube.list(['csistoragecapacities', '-n', NAMESPACE])));
-  // raid1 over two 512 MiB disks holding one 64 MiB volume: less than one disk, more than nothing.
+  // raid1 over two 512 MiB disks holding one 128 MiB volume: less than one disk, more than nothing.
   assert.ok(found.expected.available_capacity > 0 && found.expected.available_capacity < DISK_BYTES,
     `expected raid1 capacity between 0 and one disk (${DISK_BYTES}), found ${found.expected.available_capacity}`);
   const max = found.mine.maximumVolumeSize;
@@ -194,14 +194,16 @@ test('a PVC larger than any node can hold stays Pending and its pod says why', {
 test('raising the PVC request makes csi-resizer expand the volume and the array grows', { skip, timeout: 180_000 }, async () => {
   assert.ok(pvName, 'needs the volume of the provisioning test');
   const before = await node.csi.call<{ volume: { capacity_bytes: number } }>('Controller', 'ControllerGetVolume', { volume_id: volumeHandle });
-  await kube.kubectl(['patch', 'pvc', '-n', NS, 'data', '--type=merge', '-p', JSON.stringify({ spec: { resources: { requests: { storage: '96Mi' } } } })]);
-  await waitFor('PV capacity to become 96Mi', 150_000, async () => {
+  // Big enough that the bitmap's 32 MiB infect blocks (512 chunks of 64 KiB) leave most of the
+  // array unmarked by what mkfs and a payload write later: the resync test below counts on it.
+  await kube.kubectl(['patch', 'pvc', '-n', NS, 'data', '--type=merge', '-p', JSON.stringify({ spec: { resources: { requests: { storage: '384Mi' } } } })]);
+  await waitFor('PV capacity to become 384Mi', 150_000, async () => {
     const pv = await kube.get(['pv', pvName]);
-    return quantityBytes(String((pv?.spec?.capacity as Record<string, string>).storage)) >= 96 * MiB ? true : undefined;
+    return quantityBytes(String((pv?.spec?.capacity as Record<string, string>).storage)) >= 384 * MiB ? true : undefined;
   }, async () => `${await kube.kubectl(['describe', 'pvc', '-n', NS, 'data'])}\n${await node.logTail('csi-resizer', 15)}`);
   const grown = await node.csi.call<{ volume: { capacity_bytes: number } }>('Controller', 'ControllerGetVolume', { volume_id: volumeHandle });
-  assert.ok(grown.volume.capacity_bytes >= 96 * MiB,
-    `expected the array to hold at least ${96 * MiB} bytes, found ${grown.volume.capacity_bytes} (was ${before.volume.capacity_bytes})`);
+  assert.ok(grown.volume.capacity_bytes >= 384 * MiB,
+    `expected the array to hold at least ${384 * MiB} bytes, found ${grown.volume.capacity_bytes} (was ${before.volume.capacity_bytes})`);
   const evs = await events(NS, 'PersistentVolumeClaim', 'data');
   assert.ok(evs.some((e) => e.reason === 'Resizing'), `expected a Resizing event from csi-resizer, found ${evs.map((e) => e.reason).join(', ')}`);
 });
