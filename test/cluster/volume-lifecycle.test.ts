@@ -271,8 +271,10 @@ test('after the engine is killed, restaging resyncs only what the bitmap marked,
   assert.ok(rv.last.bytes > 0 && rv.last.bytes < rv.last.totalBytes / 2,
     `expected a bitmap-guided resync (0 < bytes < half of ${rv.last.totalBytes}), found ${rv.last.bytes}`);
   assert.equal(await readFile(join(staging, 'payload')).then((b) => b.equals(data)), true, 'the data written before the kill reads back');
+  process.stdout.write(`after the kill: resynced ${rv.last.bytes} of ${rv.last.totalBytes} bytes\n`);
 
   const describeRv = await kube.kubectl(['describe', 'raidvolume', volumeHandle]);
+  process.stdout.write(`kubectl describe raidvolume ${volumeHandle}:\n${describeRv}\n`);
   assert.match(describeRv, /Last Sync:[\s\S]*Bytes:\s+\d+[\s\S]*Total Bytes:\s+\d+/);
   const describePvc = await waitFor('ResyncStarted and ResyncCompleted events on the PVC', 30_000, async () => {
     const t = await kube.kubectl(['describe', 'pvc', '-n', NS, 'data']);
