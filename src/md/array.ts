@@ -384,6 +384,10 @@ export class MdArray implements BlockDevice {
         const targets = this.members.filter((m) => m.state !== 'faulty');
         const results = await Promise.allSettled(targets.map(async (m) => {
           const sb = composeSuperblock(this.identity, m, this.eventsCounter, this.devRoles, this.resyncOffsetField(clean));
+          // A superblock that says "clean" vouches for every write before it: those must be durable
+          // first (md_super_write's REQ_PREFLUSH), or a power cut could leave copies that differ
+          // under a superblock that owes no resync.
+          if (clean) await m.device.flush();
           await writeSuperblock(m.device, sb);
           m.sb = sb;
         }));

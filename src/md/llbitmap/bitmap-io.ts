@@ -46,14 +46,17 @@ export async function readFromFirstMember(
 
 /**
  * Writes `runs` to every bitmap member, durably: one run goes with FUA; several are written and
- * then flushed once (one cache flush instead of one per run). Resolves with the number of
+ * then flushed once (one cache flush instead of one per run). With `preflush` each member's cache
+ * is flushed first (md_super_write's REQ_PREFLUSH), so every data write that completed before
+ * is durable before a bitmap that calls its chunk clean can be. Resolves with the number of
  * members that hold every run durably; the others were failed.
  */
-export async function writeToAllMembers(host: BitmapHost, runs: readonly BitmapRun[]): Promise<number> {
+export async function writeToAllMembers(host: BitmapHost, runs: readonly BitmapRun[], preflush = false): Promise<number> {
   const members = host.bitmapMembers();
   const results = await Promise.all(
     members.map(async (m) => {
       try {
+        if (preflush) await m.device.flush();
         if (runs.length === 1) {
           const r = runs[0]!;
           await m.device.write(m.bitmapOffset + r.offset, r.data, { fua: true });

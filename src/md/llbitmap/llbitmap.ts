@@ -110,6 +110,12 @@ export class LlBitmap implements WriteIntentBitmap {
   private readonly offsetSectors: number;
   /** Superblock `state` bits kept in memory (STALE, FIRST_USE, CLEAN are consumed at load). */
   private flags: number;
+  /**
+   * Some chunk became Clean or CleanUnwritten since the last write-out began. Such a state may
+   * reach disk only after the data writes it vouches for: those completed, but may still sit in
+   * a member's volatile cache, so the next write-out flushes every member first.
+   */
+  private cleaned = false;
   private eventsClearedAt: bigint;
   private daemonSleepSeconds: number;
   private barrierIdleSeconds: number;
@@ -653,6 +659,7 @@ export class LlBitmap implements WriteIntentBitmap {
       if (t.requestSync) requestSync = true;
       if (t.next === NONE) continue;
       page.data[off] = t.next;
+      if (t.next === State.Clean || t.next === State.CleanUnwritten) this.cleaned = true;
       if (t.next === State.Dirty) {
         arm = true;
         // A page holding Dirty always has a finite expiry (see BitmapPage.expire).
@@ -772,6 +779,8 @@ export class LlBitmap implements WriteIntentBitmap {
       }
     }
     this.dirtyPages.clear();
+    const preflush = this.cleaned;
+    this.cleaned = false;
     const runs: BitmapRun[] = [];
     let group: typeof blocks = [];
     const close = () => {
@@ -785,7 +794,7 @@ export class LlBitmap implements WriteIntentBitmap {
     }
     close();
     // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
-    const ok = await writeToAllMembers(this.host, runs);
+    const ok = await writeToAllMembers(this.host, runs, preflush);
     if (ok === 0) this.flags = withFlag(this.flags, BitmapFlag.WriteError, true);
   }
 
