@@ -124,6 +124,9 @@ export class StatusReporter {
     const now = this.o.now();
     let t = this.volumes.get(s.name);
     const prev = t && !t.removed ? t.latest : undefined;
+    // The last sync is history: a snapshot that does not know it (the volume's engine restarted
+    // or stopped) keeps the one reported before, so `kubectl describe` still tells it.
+    if (!s.lastSync && prev?.lastSync) s.lastSync = prev.lastSync;
     if (!t || t.removed) {
       t = { latest: s, conditions: [], lastWriteAt: -Infinity, failures: 0, retryAt: 0, tokens: this.o.eventBurst, tokensAt: now, removed: false };
       this.volumes.set(s.name, t);
