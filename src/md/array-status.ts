@@ -49,6 +49,8 @@ export interface ArrayStatus {
   bitmap: { kind: 'llbitmap' | 'none'; chunkSize: number; counts: BitmapCounts };
   sync: SyncProgress | null;
   lastSync: SyncSummary | null;
+  /** Bytes every sync pass since the array started has synced (finished passes and the current). */
+  bytesSyncedTotal: number;
   /** md mismatch_cnt: sectors found different by the last check/repair. */
   mismatchCount: number;
   /** Sync-space bytes (the "of how many" of a sync pass). */

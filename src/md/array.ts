@@ -80,6 +80,8 @@ export class MdArray implements BlockDevice {
   private syncThread: SyncThread | undefined;
   private syncDone: Promise<SyncSummary | undefined> = Promise.resolve(undefined);
   private lastSync: SyncSummary | null = null;
+  /** Bytes synced by the passes that ended since the array started. */
+  private syncedBefore = 0;
   private mismatchCount = 0;
   private stopping = false;
   /**
@@ -743,7 +745,6 @@ export class MdArray implements BlockDevice {
       speed: (): SyncSpeed => ({ min: this.tuning.syncSpeedMin, max: this.tuning.syncSpeedMax }),
       appBusy: () => performance.now() - this.lastAppIo < 500,
       lock: (start, end) => this.barrier.lock(start, end),
-      unlock: () => this.barrier.unlock(),
       window: (m, off, len) => this.personality.syncWindow(this.memberSet, m, off, len),
       hasTargets: () => mode !== 'recovery' || this.members.some((x) => x.state === 'rebuilding'),
       checkpoint: (pos) => this.checkpoint(mode, pos),
@@ -787,6 +788,7 @@ export class MdArray implements BlockDevice {
 
   private async syncFinished(thread: SyncThread, summary: SyncSummary): Promise<SyncSummary> {
     this.lastSync = summary;
+    this.syncedBefore += summary.bytesSynced;
     if (thread.mode === 'check' || thread.mode === 'repair') this.mismatchCount = summary.mismatches;
     if (summary.complete) {
       if (thread.mode === 'recovery') {
@@ -799,7 +801,10 @@ export class MdArray implements BlockDevice {
         this.refreshState();
         await this.writeSuperblocks(false).catch(() => undefined);
       } else if (thread.mode === 'resync' || thread.mode === 'repair') {
-        this.resyncFrom = null;
+        // A write during the pass may have left a chunk NeedSync behind its position: then
+        // another pass follows (md sets MD_RECOVERY_NEEDED again), else nothing is owed.
+        const c = this.bitmap.counts();
+        this.resyncFrom = c.needSync + c.needSyncUnwritten > 0 ? 0 : null;
       }
     } else if (thread.mode === 'resync') {
       this.resyncFrom = summary.position;
@@ -903,6 +908,7 @@ export class MdArray implements BlockDevice {
       bitmap: { kind: this.bitmap.kind, chunkSize: this.bitmap.chunkSize, counts },
       sync: this.syncThread?.progress() ?? null,
       lastSync: this.lastSync,
+      bytesSyncedTotal: this.syncedBefore + (this.syncThread?.progress().bytesSynced ?? 0),
       mismatchCount: this.mismatchCount,
       syncSize: this.personality.syncSize,
     };

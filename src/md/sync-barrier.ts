@@ -1,9 +1,9 @@
-// Mutual exclusion between application writes and the one sync window in flight (md's
+// Mutual exclusion between application writes and the sync windows in flight (md's
 // raise_barrier/wait_barrier, by range). Without it a recovery could read a range from a source
 // copy, lose the race to an application write that updates every copy, then write the old data
 // onto the target. Ranges are in sync space.
 //
-// Invariant: while a window is locked, no application write overlapping it is in flight.
+// Invariant: while a window is locked, no application I/O overlapping it is in flight.
 
 interface Range {
   start: number;
@@ -14,39 +14,52 @@ function overlaps(a: Range, b: Range): boolean {
   return a.start < b.end && b.start < a.end;
 }
 
-export class SyncBarrier {
-  private window: (Range & { done: Promise<void>; release: () => void }) | undefined;
-  private readonly inflight = new Set<Range>();
-  private drained: (() => void) | undefined;
+interface Window extends Range {
+  done: Promise<void>;
+  release: () => void;
+}
 
-  /** An application I/O over [start, end): waits while the sync window overlaps it. */
+export class SyncBarrier {
+  /** The sync windows in flight; they never overlap one another (the sync thread's ranges). */
+  private readonly windows = new Set<Window>();
+  private readonly inflight = new Set<Range>();
+  private drainWaiters: (() => void)[] = [];
+
+  /** An application I/O over [start, end): waits while a sync window overlaps it. */
   async enter(start: number, end: number): Promise<Range> {
     const r = { start, end };
-    while (this.window !== undefined && overlaps(this.window, r)) await this.window.done;
+    for (let w = this.overlapping(r); w !== undefined; w = this.overlapping(r)) await w.done;
     this.inflight.add(r);
     return r;
   }
 
   exit(r: Range): void {
     this.inflight.delete(r);
-    this.drained?.();
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
   }
 
-  /** The sync thread takes [start, end): new overlapping I/O waits; in-flight overlapping I/O drains. */
-  async lock(start: number, end: number): Promise<void> {
+  /**
+   * The sync thread takes [start, end): new overlapping I/O waits, in-flight overlapping I/O
+   * drains. Resolves with the function that releases the window.
+   */
+  async lock(start: number, end: number): Promise<() => void> {
     let release!: () => void;
     const done = new Promise<void>((resolve) => (release = resolve));
-    this.window = { start, end, done, release };
-    const w = this.window;
+    const w: Window = { start, end, done, release };
+    this.windows.add(w);
     while ([...this.inflight].some((r) => overlaps(r, w))) {
-      await new Promise<void>((resolve) => (this.drained = resolve));
-      this.drained = undefined;
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
     }
+    return () => {
+      this.windows.delete(w);
+      w.release();
+    };
   }
 
-  unlock(): void {
-    const w = this.window;
-    this.window = undefined;
-    w?.release();
+  private overlapping(r: Range): Window | undefined {
+    for (const w of this.windows) if (overlaps(w, r)) return w;
+    return undefined;
   }
 }

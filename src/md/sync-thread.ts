@@ -11,9 +11,11 @@ import type { SyncMode, SyncWindowResult } from './personality.js';
 import type { WriteIntentBitmap } from './write-intent-bitmap.js';
 
 /** Largest step in bytes: big enough for throughput, small enough to keep app I/O waits short. */
-const MAX_WINDOW = 256 * 1024;
+export const MAX_WINDOW = 1024 * 1024;
 /** How often the speed estimate restarts (md's SYNC_MARKS idea). */
 const MARK_INTERVAL_MS = 3000;
+/** Windows in flight at once: one window's reads overlap the compare and writes of the other. */
+const DEPTH = 2;
 /** A pause while application I/O is active and the pass already runs above its minimum speed. */
 const YIELD_MS = 20;
 
@@ -36,8 +38,8 @@ export interface SyncHost {
   speed(): SyncSpeed;
   /** Whether the application did I/O very recently (md's is_mddev_idle, inverted). */
   appBusy(): boolean;
-  lock(start: number, end: number): Promise<void>;
-  unlock(): void;
+  /** Takes the sync barrier over [start, end); resolves with its release. */
+  lock(start: number, end: number): Promise<() => void>;
   window(mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult>;
   /** False once there is nothing left to sync onto (a recovery target failed). */
   hasTargets(): boolean;
@@ -201,40 +203,86 @@ export class SyncThread {
     }
   }
 
+  /** Bytes from `pos` this pass may skip without looking: what the bitmap allows for its kind. */
+  private skippable(pos: number): number {
+    const { bitmap, mode } = this.host;
+    if (this.host.bitmapGuided) return bitmap.skipSyncBlocks(pos, mode);
+    return bitmap.isUnwritten(pos) ? bitmap.skipSyncBlocks(pos) : 0;
+  }
+
   /** Runs the pass to the end (or to stop()). Never rejects for a stop; rejects on a window error. */
   async run(): Promise<SyncSummary> {
     const { bitmap, syncSize, mode } = this.host;
     const guided = this.host.bitmapGuided;
+    // What was scheduled, in order. `position` moves over the finished prefix only: checkpoints
+    // and Abortsync count on every byte below it being synced, whatever runs beyond it.
+    const queue: { end: number; done: boolean; run: Promise<void> }[] = [];
+    const settle = (): void => {
+      while (queue[0]?.done) this.position = queue.shift()!.end;
+    };
+    /** A range needing no window: the last entry grows when it is finished too (the queue stays short). */
+    const passOver = (end: number): void => {
+      const last = queue[queue.length - 1];
+      if (last?.done) last.end = end;
+      else queue.push({ end, done: true, run: Promise.resolve() });
+      settle();
+    };
+    let failure: { err: unknown } | undefined;
+    let cursor = this.position;
     try {
-      while (this.position < syncSize && !this.stopRequested && this.host.hasTargets()) {
-        const pos = this.position;
-        const skip = guided ? bitmap.skipSyncBlocks(pos, mode) : bitmap.isUnwritten(pos) ? bitmap.skipSyncBlocks(pos) : 0;
+      while (cursor < syncSize && !this.stopRequested && failure === undefined && this.host.hasTargets()) {
+        const pos = cursor;
+        const skip = this.skippable(pos);
         if (skip > 0) {
-          const n = Math.min(skip, syncSize - pos);
-          this.bytesSkipped += n;
-          this.position += n;
+          cursor = Math.min(syncSize, pos + skip);
+          this.bytesSkipped += cursor - pos;
+          passOver(cursor);
           continue;
         }
-        const { sync, length } = bitmap.startSync(pos);
-        const step = Math.min(length, MAX_WINDOW, syncSize - pos);
-        if (sync || !guided) {
-          await this.host.lock(pos, pos + step);
-          try {
-            const r = await this.host.window(mode, pos, step);
+        const first = bitmap.startSync(pos);
+        const sync = first.sync || !guided;
+        let step = Math.min(first.length, MAX_WINDOW, syncSize - pos);
+        // Neighbouring chunks that need syncing too go into the same window (as md's
+        // sync_request batches pages): a window per 64 KiB chunk pays the per-window cost (barrier,
+        // reads, compare) sixteen times per MiB.
+        while (sync && step < MAX_WINDOW && pos + step < syncSize) {
+          const next = pos + step;
+          if (this.skippable(next) > 0) break;
+          const more = bitmap.startSync(next);
+          if (guided && !more.sync) break;
+          step += Math.min(more.length, MAX_WINDOW - step, syncSize - next);
+        }
+        cursor = pos + step;
+        if (!sync) {
+          this.bytesSkipped += step;
+          passOver(cursor);
+          continue;
+        }
+        const release = await this.host.lock(pos, cursor);
+        const entry = { end: cursor, done: false, run: Promise.resolve() };
+        entry.run = this.host.window(mode, pos, step).then(
+          (r) => {
             this.mismatches += r.mismatches;
             this.bytesWritten += r.bytesWritten;
-          } finally {
-            this.host.unlock();
-          }
-          this.bytesSynced += step;
-        } else {
-          this.bytesSkipped += step;
+            this.bytesSynced += step;
+            entry.done = true;
+            settle();
+          },
+          (err: unknown) => {
+            failure ??= { err };
+          },
+        ).finally(release);
+        queue.push(entry);
+        for (let busy = queue.filter((e) => !e.done); busy.length >= DEPTH && failure === undefined; busy = queue.filter((e) => !e.done)) {
+          await Promise.race(busy.map((e) => e.run));
         }
-        this.position = pos + step;
         await this.maybeCheckpoint();
         await this.throttle();
       }
+      await Promise.all(queue.map((e) => e.run));
+      if (failure !== undefined) throw failure.err;
     } catch (err) {
+      await Promise.allSettled(queue.map((e) => e.run));
       bitmap.endSync(this.position);
       throw err;
     }

@@ -78,9 +78,10 @@ export interface WriteIntentBitmap {
   unplug(): Promise<void>;
 
   /**
-   * Bytes from `offset` the sync thread may skip without looking (0 = none). `mode` is the pass
-   * being run: Clean/Dirty chunks are skipped only in a plain 'resync'; without it only
-   * never-written chunks are skipped (safe for every pass).
+   * Bytes from `offset` the sync thread may skip without looking (0 = none), up to the end of
+   * the run of skippable chunks. `mode` is the pass being run: Clean/Dirty chunks are skipped
+   * only in a plain 'resync'; without it only never-written chunks are skipped (safe for every
+   * pass).
    */
   skipSyncBlocks(offset: number, mode?: SyncMode): number;
   /** Startsync on the chunk holding `offset`. */

@@ -34,7 +34,7 @@ function live(over: Partial<ArrayStatus> = {}): ArrayStatus {
       { name: `/pool/disk-b/llraid-${ID}-1.img`, role: 1, state: 'in_sync', devNumber: 1, recoveryOffset: 0, failure: null, errors: 0 },
     ],
     missingRoles: [], resyncPending: null, bitmap: { kind: 'llbitmap', chunkSize: 65536, counts: COUNTS },
-    sync: null, lastSync: null, mismatchCount: 0, syncSize: 64 << 20, ...over,
+    sync: null, lastSync: null, bytesSyncedTotal: 0, mismatchCount: 0, syncSize: 64 << 20, ...over,
   };
 }
 

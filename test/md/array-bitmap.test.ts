@@ -65,19 +65,20 @@ test('a resync stopped part way leaves the chunks after the stop point NeedSync,
   for (const c of dirty) await a.write(c * CHUNK, pattern(c, CHUNK));
   await a.abandon();
   const { array: b } = await assembleArray({ members: paths, syncSpeedMax: 1, syncSpeedMin: 1 });
-  // At 1 KiB/s the pass syncs its first window and then waits: stop it there.
+  // At 1 KiB/s the pass syncs its first windows (two run at once) and then waits: stop it there.
   await new Promise((r) => setTimeout(r, 300));
   const pos = b.status().sync?.position ?? 0;
-  assert.ok(pos > 1 * CHUNK && pos < 520 * CHUNK, `resync paused after chunk 1, at ${pos}`);
+  const done = dirty.filter((c) => (c + 1) * CHUNK <= pos).length;
+  assert.ok(done >= 1 && done < dirty.length, `resync paused part way: at ${pos}, ${done} of ${dirty.length} dirty chunks behind it`);
   await b.stop();
   const { array: c } = await assembleArray({ members: paths, autoSync: false });
   t.after(() => c.stop());
   const counts = c.status().bitmap.counts;
-  assert.equal(counts.needSync, dirty.length - 1, 'chunks at or after the stop point stay NeedSync');
-  assert.equal(counts.clean, 1, 'the synced chunk ended Clean');
+  assert.equal(counts.needSync, dirty.length - done, 'chunks at or after the stop point stay NeedSync');
+  assert.equal(counts.clean, done, 'the synced chunks ended Clean');
   c.startSync('resync');
   const s = await c.waitSync();
-  assert.equal(s?.bytesSynced, (dirty.length - 1) * CHUNK);
+  assert.equal(s?.bytesSynced, (dirty.length - done) * CHUNK);
 });
 
 test('the bitmap is read from the next member when the first fails, and assembly fails when all do', async (t) => {

@@ -380,19 +380,22 @@ test('skip rules: Unwritten and CleanUnwritten always; Clean and Dirty only in a
   bm.endDiscard(0, CS);
   assert.deepEqual(states(bm, 0, 3), [State.Unwritten, State.Dirty, State.Clean, State.CleanUnwritten]);
   const at = (c: number, mode?: 'resync' | 'recovery' | 'check' | 'repair') => bm.skipSyncBlocks(c * CS + 512, mode);
-  for (const mode of ['resync', 'recovery', 'check', 'repair', undefined] as const) {
-    assert.equal(at(0, mode), CS - 512);
-    assert.equal(at(3, mode), CS - 512);
-  }
-  assert.equal(at(1, 'resync'), CS - 512);
-  assert.equal(at(2, 'resync'), CS - 512);
+  // The answer runs to the end of the skippable chunks: `chunks` of them from the offset's.
+  const run = (chunks: number) => chunks * CS - 512;
+  // Chunks 4..7 are Clean (assume-clean), so a plain resync skips through to the end.
+  assert.equal(at(0, 'resync'), run(8));
+  assert.equal(at(1, 'resync'), run(7));
+  assert.equal(at(2, 'resync'), run(6));
+  assert.equal(at(3, 'resync'), run(5));
   for (const mode of ['recovery', 'check', 'repair', undefined] as const) {
+    assert.equal(at(0, mode), run(1), 'Unwritten, then Dirty stops the run');
+    assert.equal(at(3, mode), run(1), 'CleanUnwritten, then Clean stops the run');
     assert.equal(at(1, mode), 0);
     assert.equal(at(2, mode), 0);
   }
   host.degraded = true;
-  assert.equal(at(0, 'resync'), CS - 512);
-  assert.equal(at(3, 'resync'), CS - 512);
+  assert.equal(at(0, 'resync'), run(1));
+  assert.equal(at(3, 'resync'), run(1));
   assert.equal(at(1, 'resync'), 0);
   assert.equal(at(2, 'resync'), 0);
   await bm.close();

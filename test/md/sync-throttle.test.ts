@@ -4,13 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NoBitmap } from '../../src/md/no-bitmap.js';
-import { SyncThread, type SyncHost } from '../../src/md/sync-thread.js';
+import { MAX_WINDOW, SyncThread, type SyncHost } from '../../src/md/sync-thread.js';
 
 function host(over: Partial<SyncHost>): SyncHost {
   return {
     mode: 'resync', from: 0, bitmapGuided: true, syncSize: 2 << 20, targetBytes: 2 << 20, bitmap: new NoBitmap(),
     speed: () => ({ min: 1000, max: 1_000_000 }), appBusy: () => false,
-    lock: async () => {}, unlock: () => {},
+    lock: async () => () => {},
     window: async () => ({ mismatches: 0, bytesWritten: 0 }),
     hasTargets: () => true, checkpoint: async () => {},
     ...over,
@@ -33,6 +33,7 @@ test('with the application idle the pass is not held to sync_speed_min', async (
 test('a stop request ends the pass at a window boundary with its position', async () => {
   let windows = 0;
   const t = new SyncThread(host({
+    syncSize: 8 * MAX_WINDOW,
     window: async () => {
       if (++windows === 3) t.stop();
       return { mismatches: 1, bytesWritten: 0 };
@@ -40,6 +41,6 @@ test('a stop request ends the pass at a window boundary with its position', asyn
   }));
   const s = await t.run();
   assert.equal(s.complete, false);
-  assert.equal(s.position, 3 * 256 * 1024);
+  assert.equal(s.position, 3 * MAX_WINDOW);
   assert.equal(s.mismatches, 3);
 });

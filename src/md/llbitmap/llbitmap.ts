@@ -329,12 +329,16 @@ export class LlBitmap implements WriteIntentBitmap {
   skipSyncBlocks(offset: number, mode?: SyncMode): number {
     const c = this.chunkAt('skipSyncBlocks', offset);
     if (this.writeError) return 0;
-    const byte = this.byte(c);
-    const rest = this.restOfChunk(c, offset);
-    if (byte === State.Unwritten || byte === State.CleanUnwritten) return rest;
-    if (this.host.isDegraded()) return 0;
-    if ((byte === State.Clean || byte === State.Dirty) && mode === 'resync') return rest;
-    return 0;
+    const degraded = this.host.isDegraded();
+    const skippable = (byte: number): boolean =>
+      byte === State.Unwritten || byte === State.CleanUnwritten ||
+      (!degraded && mode === 'resync' && (byte === State.Clean || byte === State.Dirty));
+    if (!skippable(this.byte(c))) return 0;
+    // The whole run of skippable chunks from here, not just this one: on a big array where little
+    // is marked, the sync thread would otherwise pay one call per chunk it passes over.
+    let end = c + 1;
+    while (end < this.chunks && skippable(this.byte(end))) end++;
+    return Math.min(end * this.chunkSize, this.geometry.syncSize) - offset;
   }
 
   startSync(offset: number): StartSyncResult {
