@@ -265,12 +265,16 @@ export class MdArray implements BlockDevice {
   /** The bitmap-ordered write of DESIGN.md §4, shared by write and writeZeroes. */
   private async ordered(offset: number, length: number, op: () => Promise<void>): Promise<void> {
     const r = this.personality.syncRange(offset, length);
-    const entered = await this.barrier.enter(r.offset, r.offset + r.length);
+    // The common case takes no detour through the event loop: no sync window in the way, no
+    // page suspended, no bitmap block to write first.
+    const entered = this.barrier.tryEnter(r.offset, r.offset + r.length) ?? (await this.barrier.enter(r.offset, r.offset + r.length));
     try {
       if (r.length === 0) return await op();
-      await this.bitmap.startWrite(r.offset, r.length);
+      const started = this.bitmap.startWrite(r.offset, r.length);
+      if (started) await started;
       try {
-        await this.bitmap.unplug();
+        const unplugged = this.bitmap.unplug(r.offset, r.length);
+        if (unplugged) await unplugged;
         await op();
         // A write the personality completed around a failed member holds only because the other
         // superblocks now record that member as faulty (md holds such writes until they do).
@@ -308,7 +312,7 @@ export class MdArray implements BlockDevice {
       try {
         if (r.length > 0) await this.bitmap.startDiscard(r.offset, r.length);
         try {
-          if (r.length > 0) await this.bitmap.unplug();
+          if (r.length > 0) await this.bitmap.unplug(r.offset, r.length);
           await this.personality.discard(this.memberSet, offset, length);
         } finally {
           if (r.length > 0) this.bitmap.endDiscard(r.offset, r.length);

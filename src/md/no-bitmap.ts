@@ -10,11 +10,15 @@ export class NoBitmap implements WriteIntentBitmap {
   daemonSleep = 5;
   barrierIdle = 5;
 
-  async startWrite(): Promise<void> {}
+  startWrite(): undefined {
+    return undefined;
+  }
   endWrite(): void {}
   async startDiscard(): Promise<void> {}
   endDiscard(): void {}
-  async unplug(): Promise<void> {}
+  unplug(): undefined {
+    return undefined;
+  }
   skipSyncBlocks(): number {
     return 0;
   }

@@ -25,6 +25,14 @@ export class SyncBarrier {
   private readonly inflight = new Set<Range>();
   private drainWaiters: (() => void)[] = [];
 
+  /** An application I/O over [start, end) when no sync window overlaps it; else undefined. */
+  tryEnter(start: number, end: number): Range | undefined {
+    const r = { start, end };
+    if (this.overlapping(r) !== undefined) return undefined;
+    this.inflight.add(r);
+    return r;
+  }
+
   /** An application I/O over [start, end): waits while a sync window overlaps it. */
   async enter(start: number, end: number): Promise<Range> {
     const r = { start, end };

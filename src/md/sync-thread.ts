@@ -14,8 +14,8 @@ import type { WriteIntentBitmap } from './write-intent-bitmap.js';
 export const MAX_WINDOW = 1024 * 1024;
 /** How often the speed estimate restarts (md's SYNC_MARKS idea). */
 const MARK_INTERVAL_MS = 3000;
-/** Windows in flight at once: one window's reads overlap the compare and writes of the other. */
-const DEPTH = 2;
+/** Windows in flight at once: their reads, compares and writes overlap (md keeps many in flight too). */
+const DEPTH = 4;
 /** A pause while application I/O is active and the pass already runs above its minimum speed. */
 const YIELD_MS = 20;
 

@@ -63,8 +63,9 @@ export interface WriteIntentBitmap {
   /**
    * Before a data write: takes the page barriers of every chunk the range touches (waiting while
    * a page is suspended by the daemon), then applies Startwrite. Must be paired with endWrite.
+   * Returns nothing when it is done at once (the write path's common case: no await needed).
    */
-  startWrite(offset: number, length: number): Promise<void>;
+  startWrite(offset: number, length: number): Promise<void> | undefined;
   /** After the data write completed (or failed): releases the barriers taken by startWrite. */
   endWrite(offset: number, length: number): void;
   /** As startWrite/endWrite, for a discard: applies Discard to the chunks the range fully covers. */
@@ -73,9 +74,11 @@ export interface WriteIntentBitmap {
   /**
    * Writes every dirty bitmap block to every bitmap member and waits until durable.
    * Concurrent callers share one flush; callers that arrive while one is in flight share the next.
-   * The array calls this after startWrite and before issuing any data write.
+   * The array calls this after startWrite and before issuing any data write. With the write's
+   * range, only the blocks holding its chunks are waited for; without, every dirty block and
+   * any write-out in flight. Returns nothing when there is nothing to wait for.
    */
-  unplug(): Promise<void>;
+  unplug(offset?: number, length?: number): Promise<void> | undefined;
 
   /**
    * Bytes from `offset` the sync thread may skip without looking (0 = none), up to the end of

@@ -52,16 +52,17 @@ function statesOf(path: string, first: number, count: number): number[] {
 test('E2: a crash during resync leaves every chunk at or past the sync position to resync, and no chunk Clean with differing copies', async (t) => {
   const paths = memberFiles(tempDir(t), 2, 64 * MIB);
   const [m0, m1] = paths as [string, string];
-  // 4 MiB bitmap chunks and 1 MiB sync windows: the crash can fall inside a chunk.
-  const CHUNK = 4 * MIB;
+  // 8 MiB bitmap chunks, 1 MiB sync windows (four in flight): the crash can fall inside a chunk.
+  const CHUNK = 8 * MIB;
   const a = await createArray({ name: 'e2', level: 1, members: paths, bitmapChunkSize: CHUNK, daemonSleep: 1, barrierIdle: 0 });
   const written = 6;
-  for (let m = 0; m < written * 4; m++) await a.write(m * MIB, pattern(m, MIB));
+  const mibs = (written * CHUNK) / MIB;
+  for (let m = 0; m < mibs; m++) await a.write(m * MIB, pattern(m, MIB));
   await a.abandon();
-  for (let m = 0; m < written * 4; m++) pokeMember(m1, m * MIB + 4096, Buffer.alloc(512, 0xee));
+  for (let m = 0; m < mibs; m++) pokeMember(m1, m * MIB + 4096, Buffer.alloc(512, 0xee));
 
-  // A slow resync (2 MiB/s, a checkpoint every second), crashed in the middle of a chunk.
-  const { array: b } = await assembleArray({ members: paths, syncSpeedMin: 1, syncSpeedMax: 2048 });
+  // A slow resync (4 MiB/s, a checkpoint every second), crashed in the middle of a chunk.
+  const { array: b } = await assembleArray({ members: paths, syncSpeedMin: 1, syncSpeedMax: 4096 });
   let position = 0;
   for (let i = 0; i < 500 && (position <= CHUNK || position % CHUNK === 0); i++) {
     await new Promise((r) => setTimeout(r, 20));
@@ -86,7 +87,7 @@ test('E2: a crash during resync leaves every chunk at or past the sync position 
   const summary = await c.waitSync();
   assert.equal(summary?.complete, true);
   assert.ok(summary.bytesSynced >= (written - synced - 1) * CHUNK, `resynced ${summary.bytesSynced} bytes`);
-  for (let m = 0; m < written * 4; m++) {
+  for (let m = 0; m < mibs; m++) {
     assert.deepEqual(readMember(m1, m * MIB, MIB), readMember(m0, m * MIB, MIB), `MiB ${m} differs after the second resync`);
     assert.deepEqual(readMember(m0, m * MIB, 4096), pattern(m, MIB).subarray(0, 4096));
   }

@@ -45,7 +45,7 @@ test('E8: unplug resolves only once the bitmap block is durable on every member'
   let release!: () => void;
   devs[1]!.hold = new Promise((r) => (release = r));
   await bm.startWrite(7 * CS, 4096);
-  const unplugged = bm.unplug();
+  const unplugged = Promise.resolve(bm.unplug());
   assert.equal(await settled(unplugged), 'pending');
   assert.equal((await devs[0]!.durableChunks(7, 1))[0], State.Dirty);
   assert.equal((await devs[1]!.durableChunks(7, 1))[0], State.Unwritten);
@@ -77,10 +77,10 @@ test('E8: an unplug with nothing new still waits for the write-out carrying its 
   let release!: () => void;
   devs[0]!.hold = new Promise((r) => (release = r));
   await bm.startWrite(3 * CS, 512);
-  const first = bm.unplug();
+  const first = Promise.resolve(bm.unplug());
   // Same chunk: already Dirty, nothing to mark. Its data write must still wait for the block.
   await bm.startWrite(3 * CS + 512, 512);
-  const second = bm.unplug();
+  const second = Promise.resolve(bm.unplug());
   assert.equal(await settled(second), 'pending');
   devs[0]!.hold = null;
   release();
@@ -143,7 +143,7 @@ test('E8 / B-a: a write arriving while the daemon has its page suspended waits, 
   await bm.unplug();
   const daemon = bm.flush();
   await sleep(5);
-  const second = bm.startWrite(1 * CS, 512);
+  const second = Promise.resolve(bm.startWrite(1 * CS, 512));
   assert.equal(await settled(second), 'pending', 'blocked by the suspended page');
   assert.equal(bm.stateOf(1), State.Unwritten, 'no state change before the barrier is held');
   bm.endWrite(0, 512);
@@ -204,7 +204,7 @@ test('B-j: close ends a daemon pass waiting on writes at once and arms nothing a
   assert.ok(performance.now() - t0 < 1000, 'close did not wait for the suspend');
   await flushing;
   const before = host.degradedCalls;
-  await bm.startWrite(0, 512).catch(() => undefined);
+  await (async () => bm.startWrite(0, 512))().catch(() => undefined);
   await sleep(50);
   assert.equal(host.degradedCalls, before);
   bm.endWrite(0, 512);
@@ -481,9 +481,9 @@ test('close resolves only after write-outs in flight, including one started whil
   let release!: () => void;
   devs[0]!.hold = new Promise((r) => (release = r));
   await bm.startWrite(0, 512);
-  const first = bm.unplug();
+  const first = Promise.resolve(bm.unplug());
   const closing = bm.close();
-  await bm.startWrite(CS, 512).catch(() => undefined); // refused: closing
+  await (async () => bm.startWrite(CS, 512))().catch(() => undefined); // refused: closing
   assert.equal(await settled(closing), 'pending');
   devs[0]!.hold = null;
   release();

@@ -499,16 +499,16 @@ test('B-n: events_cleared rises when the daemon clears bits, and follows the eve
 test('closed: I/O entry points refuse with a clear error', async () => {
   const bm = await LlBitmap.create(new FakeHost(devices(1)), opts(8 * CS));
   await bm.close();
-  await assert.rejects(bm.startWrite(0, 512), isMd('EINVAL', /startWrite: expected an open bitmap, found it closed/));
-  await assert.rejects(bm.unplug(), isMd('EINVAL', /closed/));
+  await assert.rejects(async () => bm.startWrite(0, 512), isMd('EINVAL', /startWrite: expected an open bitmap, found it closed/));
+  await assert.rejects(async () => bm.unplug(), isMd('EINVAL', /closed/));
   await assert.rejects(bm.flush(), isMd('EINVAL', /closed/));
   await assert.rejects(bm.updateSb(), isMd('EINVAL', /closed/));
 });
 
 test('offsets outside the sync space are refused, never clamped silently', async () => {
   const bm = await LlBitmap.create(new FakeHost(devices(1)), opts(8 * CS));
-  await assert.rejects(bm.startWrite(8 * CS - 512, 1024), isMd('EINVAL', /expected a range inside the sync space \[0, 524288\), found offset 523776 length 1024/));
-  await assert.rejects(bm.startWrite(-1, 10), isMd('EINVAL'));
+  assert.throws(() => bm.startWrite(8 * CS - 512, 1024), isMd('EINVAL', /expected a range inside the sync space \[0, 524288\), found offset 523776 length 1024/));
+  assert.throws(() => bm.startWrite(-1, 10), isMd('EINVAL'));
   assert.throws(() => bm.startSync(8 * CS), isMd('EINVAL', /expected an offset in \[0, 524288\), found 524288/));
   assert.throws(() => bm.skipSyncBlocks(Number.NaN), isMd('EINVAL'));
   assert.throws(() => bm.endWrite(0, 512), isMd('EINVAL', /endWrite: expected a matching start on page 0, found none in flight/));

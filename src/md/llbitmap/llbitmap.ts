@@ -45,7 +45,7 @@ import {
 import { BitmapPage } from './page.js';
 import { CoalescedFlush } from './coalesced-flush.js';
 import { readFromFirstMember, writeToAllMembers, type BitmapRun } from './bitmap-io.js';
-import { Action, infected, isSynced, isUnwrittenState, mergeStates, NONE, State, transition, type Next } from './states.js';
+import { Action, infected, isSynced, isUnwrittenState, mergeStates, NONE, State, STATE_COUNT, transition, TRANSITIONS, type Next } from './states.js';
 import * as text from './status-text.js';
 
 export const DEFAULT_DAEMON_SLEEP = 30;
@@ -116,6 +116,9 @@ export class LlBitmap implements WriteIntentBitmap {
    * a member's volatile cache, so the next write-out flushes every member first.
    */
   private cleaned = false;
+  /** Write-outs started (each takes the next number) and the last one durable on the members. */
+  private writeOuts = 0;
+  private durableWriteOut = 0;
   private eventsClearedAt: bigint;
   private daemonSleepSeconds: number;
   private barrierIdleSeconds: number;
@@ -282,14 +285,19 @@ export class LlBitmap implements WriteIntentBitmap {
 
   // ---------------------------------------------------------------- write path
 
-  async startWrite(offset: number, length: number): Promise<void> {
+  startWrite(offset: number, length: number): Promise<void> | undefined {
     this.checkOpen('startWrite');
     const r = this.writeChunks('startWrite', offset, length);
-    if (!r) return;
+    if (!r) return undefined;
     // B-a: the page references are taken BEFORE the state changes, so the daemon cannot clean
-    // these chunks between the change and the data write.
-    await this.raiseBarriers(r[0], r[1]);
-    this.apply(r[0], r[1], Action.Startwrite);
+    // these chunks between the change and the data write. No page suspended: all at once.
+    if (this.tryRaiseBarriers(r[0], r[1])) {
+      this.apply(r[0], r[1], Action.Startwrite);
+      return undefined;
+    }
+    return this.raiseBarriers(r[0], r[1]).then(() => {
+      this.apply(r[0], r[1], Action.Startwrite);
+    });
   }
 
   endWrite(offset: number, length: number): void {
@@ -310,13 +318,30 @@ export class LlBitmap implements WriteIntentBitmap {
     if (r) this.releaseBarriers('endDiscard', r[0], r[1]);
   }
 
-  unplug(): Promise<void> {
+  unplug(offset?: number, length?: number): Promise<void> | undefined {
     if (this.closed) return Promise.reject(closedError('unplug'));
-    if (this.writeError) return Promise.resolve();
-    // Nothing new to write: still wait for a write-out in flight, which may carry a block that a
-    // caller's chunk depends on (its state changed before, and was snapshotted by that write-out).
-    if (this.dirtyPages.size === 0) return this.flusher.pending() ?? Promise.resolve();
-    return this.flusher.request();
+    if (this.writeError) return undefined;
+    if (offset === undefined || length === undefined || length === 0) {
+      // No range: whatever is dirty or in flight may matter.
+      if (this.dirtyPages.size === 0) return this.flusher.pending() ?? undefined;
+      return this.flusher.request();
+    }
+    // Only the blocks of this range matter: one still dirty needs a write-out; one taken by a
+    // write-out that is not durable yet (its chunk changed before, by another writer) needs that
+    // one to finish. Writers elsewhere in the bitmap do not hold this one up.
+    const first = Math.floor(offset / this.chunkSize);
+    const last = Math.floor((offset + length - 1) / this.chunkSize);
+    const io = this.geometry.ioSize;
+    let inFlight = false;
+    for (let c = first; c <= last; ) {
+      const page = this.pages[pageOf(c)]!;
+      const off = offsetInPage(c);
+      const block = Math.floor(off / io);
+      if (page.dirty[block] === 1) return this.flusher.request();
+      if (page.written[block]! > this.durableWriteOut) inFlight = true;
+      c += (block + 1) * io - off; // the first chunk of the next block
+    }
+    return inFlight ? (this.flusher.pending() ?? undefined) : undefined;
   }
 
   // ---------------------------------------------------------------- sync thread
@@ -658,7 +683,18 @@ export class LlBitmap implements WriteIntentBitmap {
       const idx = pageOf(c);
       const off = offsetInPage(c);
       const page = this.pages[idx]!;
-      const t = transition(page.data[off]!, action, ctx);
+      const byte = page.data[off]!;
+      // Most chunks of a whole-bitmap action (closeSync, Reload, ...) do not change: skip them
+      // without building a Transition. Exactly the bytes transition() would leave alone with no
+      // side effect: valid, not owing a sync, no table entry, not the degraded Dirty + Startsync.
+      if (
+        byte < STATE_COUNT && byte !== State.NeedSync && byte !== State.NeedSyncUnwritten &&
+        TRANSITIONS[byte]![action] === NONE && !(ctx.degraded && byte === State.Dirty && action === Action.Startsync)
+      ) {
+        last = NONE;
+        continue;
+      }
+      const t = transition(byte, action, ctx);
       last = t.next;
       if (t.requestSync) requestSync = true;
       if (t.next === NONE) continue;
@@ -730,6 +766,20 @@ export class LlBitmap implements WriteIntentBitmap {
 
   // ---------------------------------------------------------------- barriers
 
+  /** Takes every page reference at once, or none (then raiseBarriers waits its turn). */
+  private tryRaiseBarriers(startChunk: number, endChunk: number): boolean {
+    const first = pageOf(startChunk);
+    const last = pageOf(endChunk);
+    for (let idx = first; idx <= last; idx++) {
+      if (this.pages[idx]!.tryGet()) continue;
+      for (let taken = first; taken < idx; taken++) this.pages[taken]!.put();
+      return false;
+    }
+    const expire = performance.now() + this.barrierIdleSeconds * 1000;
+    for (let idx = first; idx <= last; idx++) this.pages[idx]!.expire = expire;
+    return true;
+  }
+
   private async raiseBarriers(startChunk: number, endChunk: number): Promise<void> {
     const last = pageOf(endChunk);
     // Ascending page order; the daemon holds at most one page, so this cannot deadlock.
@@ -773,12 +823,14 @@ export class LlBitmap implements WriteIntentBitmap {
   private async writeOut(): Promise<void> {
     if (this.dirtyPages.size === 0 || this.writeError) return;
     const io = this.geometry.ioSize;
+    const writeOut = ++this.writeOuts;
     const blocks: { at: number; data: Buffer }[] = [];
     for (const idx of [...this.dirtyPages].sort((a, b) => a - b)) {
       const page = this.pages[idx]!;
       for (let b = 0; b < this.blocksPerPage; b++) {
         if (page.dirty[b] !== 1) continue;
         page.dirty[b] = 0;
+        page.written[b] = writeOut;
         blocks.push({ at: idx * PAGE_SIZE + b * io, data: Buffer.from(page.data.subarray(b * io, (b + 1) * io)) });
       }
     }
@@ -800,6 +852,8 @@ export class LlBitmap implements WriteIntentBitmap {
     // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
     const ok = await writeToAllMembers(this.host, runs, preflush);
     if (ok === 0) this.flags = withFlag(this.flags, BitmapFlag.WriteError, true);
+    // Write-outs run one at a time, in order: everything taken up to this one is durable now.
+    this.durableWriteOut = writeOut;
   }
 
   /** Rewrites the update_sb fields into page 0 (A1): the next write-out of block 0 carries them. */

@@ -9,6 +9,8 @@ export class BitmapPage {
   readonly data = Buffer.alloc(PAGE_SIZE);
   /** dirty[b] = 1 when block b changed since it was last handed to a write-out. */
   readonly dirty: Uint8Array;
+  /** written[b]: the write-out that last took block b (llbitmap.ts counts them from 1). */
+  readonly written: Uint32Array;
   /** Set by flush (stop): the daemon takes this page without waiting for it to expire. */
   flush = false;
   /**
@@ -27,6 +29,7 @@ export class BitmapPage {
 
   constructor(blocksPerPage: number) {
     this.dirty = new Uint8Array(blocksPerPage);
+    this.written = new Uint32Array(blocksPerPage);
   }
 
   get inFlight(): number {
