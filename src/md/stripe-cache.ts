@@ -7,10 +7,15 @@
 // invalidate(), so the cache is never older than the members.
 
 const SECTOR = 512;
+/**
+ * Contents are kept in pages of this size, allocated as they are first written: a 4 KiB random
+ * write must not allocate (and leave the collector to free) a whole 512 KiB chunk per member.
+ */
+const PAGE = 4096;
 
 interface CachedRow {
-  /** Per member: chunk-sized contents, allocated on first put. */
-  data: (Buffer | undefined)[];
+  /** Per member: page index → that page's cached bytes. */
+  data: (Map<number, Buffer> | undefined)[];
   /** Per member: one byte per sector, 1 when the sector's cached contents are valid. */
   valid: (Uint8Array | undefined)[];
 }
@@ -45,7 +50,15 @@ export class StripeCache {
     }
     this.#touch(row, entry);
     this.stats.hitBytes += length;
-    return Buffer.from(data.subarray(lo, lo + length));
+    const out = Buffer.allocUnsafe(length);
+    for (let pos = lo; pos < lo + length; ) {
+      const page = Math.floor(pos / PAGE);
+      const end = Math.min(lo + length, (page + 1) * PAGE);
+      // Covered sectors lie in pages that were written: every page here exists.
+      data.get(page)!.copy(out, pos - lo, pos - page * PAGE, end - page * PAGE);
+      pos = end;
+    }
+    return out;
   }
 
   /** Whether the whole range is cached (no statistics, no copy). */
@@ -73,9 +86,19 @@ export class StripeCache {
     } else {
       this.#touch(row, entry);
     }
-    const buf = (entry.data[member] ??= Buffer.allocUnsafeSlow(this.#chunkSize));
+    const pages = (entry.data[member] ??= new Map());
     const valid = (entry.valid[member] ??= new Uint8Array(this.#chunkSize / SECTOR));
-    buf.set(data, lo);
+    for (let pos = lo; pos < lo + data.length; ) {
+      const page = Math.floor(pos / PAGE);
+      const end = Math.min(lo + data.length, (page + 1) * PAGE);
+      let buf = pages.get(page);
+      if (buf === undefined) {
+        buf = Buffer.allocUnsafe(PAGE);
+        pages.set(page, buf);
+      }
+      buf.set(data.subarray(pos - lo, end - lo), pos - page * PAGE);
+      pos = end;
+    }
     const first = Math.ceil(lo / SECTOR);
     const last = Math.floor((lo + data.length) / SECTOR);
     valid.fill(1, first, last);
