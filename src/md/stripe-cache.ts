@@ -14,8 +14,8 @@ const SECTOR = 512;
 const PAGE = 4096;
 
 interface CachedRow {
-  /** Per member: page index → that page's cached bytes. */
-  data: (Map<number, Buffer> | undefined)[];
+  /** Per member: that member's pages of the row, each allocated when first written. */
+  data: ((Buffer | undefined)[] | undefined)[];
   /** Per member: one byte per sector, 1 when the sector's cached contents are valid. */
   valid: (Uint8Array | undefined)[];
 }
@@ -55,7 +55,7 @@ export class StripeCache {
       const page = Math.floor(pos / PAGE);
       const end = Math.min(lo + length, (page + 1) * PAGE);
       // Covered sectors lie in pages that were written: every page here exists.
-      data.get(page)!.copy(out, pos - lo, pos - page * PAGE, end - page * PAGE);
+      data[page]!.copy(out, pos - lo, pos - page * PAGE, end - page * PAGE);
       pos = end;
     }
     return out;
@@ -86,17 +86,24 @@ export class StripeCache {
     } else {
       this.#touch(row, entry);
     }
-    const pages = (entry.data[member] ??= new Map());
+    const pages = (entry.data[member] ??= new Array<Buffer | undefined>(Math.ceil(this.#chunkSize / PAGE)));
     const valid = (entry.valid[member] ??= new Uint8Array(this.#chunkSize / SECTOR));
+    const firstPage = Math.floor(lo / PAGE);
+    const lastPage = Math.floor((lo + data.length - 1) / PAGE);
+    // The pages this put brings come out of one allocation (a 1 MiB write is one, not 256).
+    let missing = 0;
+    for (let page = firstPage; page <= lastPage; page++) if (pages[page] === undefined) missing++;
+    if (missing > 0) {
+      const slab = Buffer.allocUnsafe(missing * PAGE);
+      let k = 0;
+      for (let page = firstPage; page <= lastPage; page++) {
+        if (pages[page] === undefined) pages[page] = slab.subarray(k++ * PAGE, k * PAGE);
+      }
+    }
     for (let pos = lo; pos < lo + data.length; ) {
       const page = Math.floor(pos / PAGE);
       const end = Math.min(lo + data.length, (page + 1) * PAGE);
-      let buf = pages.get(page);
-      if (buf === undefined) {
-        buf = Buffer.allocUnsafe(PAGE);
-        pages.set(page, buf);
-      }
-      buf.set(data.subarray(pos - lo, end - lo), pos - page * PAGE);
+      pages[page]!.set(data.subarray(pos - lo, end - lo), pos - page * PAGE);
       pos = end;
     }
     const first = Math.ceil(lo / SECTOR);
