@@ -27,7 +27,7 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
 COPY --from=build /src/proto ./proto
-RUN chmod 0755 dist/src/cli/main.js && ln -s /opt/llraid/dist/src/cli/main.js /usr/local/bin/llraid \
+RUN chmod 0755 dist/src/cli/bin.cjs && ln -s /opt/llraid/dist/src/cli/bin.cjs /usr/local/bin/llraid \
  && llraid --version
 ENTRYPOINT ["llraid"]
 CMD ["--help"]

@@ -37,7 +37,7 @@ interface Server {
 }
 
 function cliPath(): string {
-  const cli = join(ROOT, 'dist/src/cli/main.js');
+  const cli = join(ROOT, 'dist/src/cli/bin.cjs');
   if (!existsSync(cli)) throw new Error(`expected the built CLI at ${cli}: run npm run build first`);
   return cli;
 }

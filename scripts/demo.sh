@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >&2
-exec node dist/src/cli/main.js demo "$@"
+exec node dist/src/cli/bin.cjs demo "$@"

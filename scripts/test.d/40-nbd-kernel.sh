@@ -9,7 +9,7 @@ if [ ! -x "$vm" ]; then
   echo "40-nbd-kernel: $vm not found; set KERNEL_VM to the kernel-vm tool" >&2
   exit 1
 fi
-[ -f dist/src/cli/main.js ] || npm run --silent build
+[ -f dist/src/cli/bin.cjs ] || npm run --silent build
 out=$("$vm" --mem 2048 --cpus 2 --timeout 600 -- bash "$PWD/test/nbd/kernel/nbd-client-ext4.sh" 2>&1) || { echo "$out"; exit 1; }
 echo "$out" | tail -3
 grep -q '^kernel-nbd: ok$' <<<"$out"

@@ -13,7 +13,7 @@ if ! { [ -x "$SANITY" ] && go version -m "$SANITY" 2>/dev/null | grep -q "csi-te
   echo "50-csi-sanity: building csi-sanity $CSI_TEST_VERSION"
   GOBIN="$GOBIN" go install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
 fi
-[ -f dist/src/cli/main.js ] || npm run --silent build
+[ -f dist/src/cli/bin.cjs ] || npm run --silent build
 
 work=$(mktemp -d /tmp/llraid-csi-sanity.XXXXXX)
 plugin_pid=
@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$work"/disk-a "$work"/disk-b "$work"/disk-c
 
-node dist/src/cli/main.js csi --endpoint "unix://$work/csi.sock" --node-id sanity-node \
+node dist/src/cli/bin.cjs csi --endpoint "unix://$work/csi.sock" --node-id sanity-node \
   --disks "$work/disk-a,$work/disk-b,$work/disk-c" --attach fuse --run-dir "$work/run" \
   >"$work/plugin.log" 2>&1 &
 plugin_pid=$!

@@ -14,7 +14,7 @@ import { CsiError } from './errors.js';
 import { findProcesses, isAlive, waitExit, type ProcessInfo } from './processes.js';
 
 export interface EngineOptions {
-  /** argv prefix that runs the llraid CLI, e.g. [node, dist/src/cli/main.js]. */
+  /** argv prefix that runs the llraid CLI, e.g. [node, dist/src/cli/bin.cjs]. */
   command: string[];
   runDir: string;
   /** How long a clean stop (bitmap flush, superblocks clean) may take before SIGKILL. */

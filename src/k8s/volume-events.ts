@@ -57,6 +57,16 @@ export function volumeEvents(prev: VolumeStatus | undefined, next: VolumeStatus)
   }
   const r = next.lastSync;
   if (r && (!prev?.lastSync || prev.lastSync.finishedAt.getTime() !== r.finishedAt.getTime())) {
+    // A bitmap-guided pass can start and finish between two polls; its start still deserves
+    // its event, or a user reading the PVC sees a pass complete that never began.
+    const seenRunning = prev?.sync?.action === r.action && prev.sync.startedAt.getTime() <= r.finishedAt.getTime();
+    if (!seenRunning) {
+      out.push({
+        reason: 'ResyncStarted',
+        type: 'Normal',
+        message: `${r.action} started (${r.reason}): ${total(r.bytes)} of ${total(r.totalBytes)} marked by the bitmap`,
+      });
+    }
     out.push({
       reason: 'ResyncCompleted',
       type: 'Normal',

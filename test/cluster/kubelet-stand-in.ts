@@ -257,7 +257,7 @@ export class KubeletStandIn {
     let argv: string[];
     if (c.image.includes('/llraid')) {
       command = process.execPath;
-      argv = [join(this.env.repo, 'dist', 'src', 'cli', 'main.js'), ...args];
+      argv = [join(this.env.repo, 'dist', 'src', 'cli', 'bin.cjs'), ...args];
       env.KUBECONFIG = kubeconfig;
     } else {
       command = join(this.env.bin, c.image.includes('csi-provisioner') ? 'csi-provisioner' : 'csi-resizer');

@@ -253,36 +253,44 @@ test('after the engine is killed, restaging resyncs only what the bitmap marked,
     secrets: {},
   };
   await node.csi.call('Node', 'NodeStageVolume', stage, 180_000);
-  const data = randomBytes(4 * MiB);
-  await writeFile(join(staging, 'payload'), data, { flush: true });
-  await exec('sync', ['-f', join(staging, 'payload')]);
+  try {
+    await killAndRestage();
+  } finally {
+    // Unstaged even when an assertion failed, so the deletion test after this one still runs.
+    await node.csi.call('Node', 'NodeUnstageVolume', { volume_id: volumeHandle, staging_target_path: staging }, 120_000);
+  }
 
-  const engine = await enginePid(volumeHandle);
-  assert.ok(engine, `expected a running engine for ${volumeHandle}`);
-  process.kill(engine, 'SIGKILL');
-  await node.csi.call('Node', 'NodeStageVolume', stage, 180_000);
+  async function killAndRestage(): Promise<void> {
+    const data = randomBytes(4 * MiB);
+    await writeFile(join(staging, 'payload'), data, { flush: true });
+    await exec('sync', ['-f', join(staging, 'payload')]);
 
-  const rv = await waitFor('the RaidVolume to report a finished resync', 120_000, async () => {
-    const r = await kube.get(['raidvolume', volumeHandle]);
-    const last = r?.status?.lastSync as { bytes: number; totalBytes: number } | undefined;
-    return last && r?.status?.sync === undefined ? { r, last } : undefined;
-  }, async () => `${JSON.stringify((await kube.get(['raidvolume', volumeHandle]))?.status)}\n${await node.logTail('llraid', 15)}`);
-  // Bitmap-guided: something was resynced, and far less than the whole array.
-  assert.ok(rv.last.bytes > 0 && rv.last.bytes < rv.last.totalBytes / 2,
-    `expected a bitmap-guided resync (0 < bytes < half of ${rv.last.totalBytes}), found ${rv.last.bytes}`);
-  assert.equal(await readFile(join(staging, 'payload')).then((b) => b.equals(data)), true, 'the data written before the kill reads back');
-  process.stdout.write(`after the kill: resynced ${rv.last.bytes} of ${rv.last.totalBytes} bytes\n`);
+    const engine = await enginePid(volumeHandle);
+    assert.ok(engine, `expected a running engine for ${volumeHandle}`);
+    process.kill(engine, 'SIGKILL');
+    await node.csi.call('Node', 'NodeStageVolume', stage, 180_000);
 
-  const describeRv = await kube.kubectl(['describe', 'raidvolume', volumeHandle]);
-  process.stdout.write(`kubectl describe raidvolume ${volumeHandle}:\n${describeRv}\n`);
-  assert.match(describeRv, /Last Sync:[\s\S]*Bytes:\s+\d+[\s\S]*Total Bytes:\s+\d+/);
-  const describePvc = await waitFor('ResyncStarted and ResyncCompleted events on the PVC', 30_000, async () => {
-    const t = await kube.kubectl(['describe', 'pvc', '-n', NS, 'data']);
-    return /ResyncStarted/.test(t) && /ResyncCompleted/.test(t) ? t : undefined;
-  }, async () => kube.kubectl(['describe', 'pvc', '-n', NS, 'data']));
-  assert.match(describePvc, /ResyncCompleted\s+.*resynced/);
+    const rv = await waitFor('the RaidVolume to report a finished resync', 120_000, async () => {
+      const r = await kube.get(['raidvolume', volumeHandle]);
+      const last = r?.status?.lastSync as { bytes: number; totalBytes: number } | undefined;
+      return last && r?.status?.sync === undefined ? { r, last } : undefined;
+    }, async () => `${JSON.stringify((await kube.get(['raidvolume', volumeHandle]))?.status)}\n${await node.logTail('llraid', 15)}`);
+    // Bitmap-guided: something was resynced, and far less than the whole array.
+    assert.ok(rv.last.bytes > 0 && rv.last.bytes < rv.last.totalBytes / 2,
+      `expected a bitmap-guided resync (0 < bytes < half of ${rv.last.totalBytes}), found ${rv.last.bytes}`);
+    assert.equal(await readFile(join(staging, 'payload')).then((b) => b.equals(data)), true, 'the data written before the kill reads back');
+    process.stdout.write(`after the kill: resynced ${rv.last.bytes} of ${rv.last.totalBytes} bytes\n`);
 
-  await node.csi.call('Node', 'NodeUnstageVolume', { volume_id: volumeHandle, staging_target_path: staging }, 120_000);
+    const describeRv = await kube.kubectl(['describe', 'raidvolume', volumeHandle]);
+    process.stdout.write(`kubectl describe raidvolume ${volumeHandle}:\n${describeRv}\n`);
+    assert.match(describeRv, /Last Sync:[\s\S]*Bytes:\s+\d+[\s\S]*Total Bytes:\s+\d+/);
+    const describePvc = await waitFor('ResyncStarted and ResyncCompleted events on the PVC', 30_000, async () => {
+      const t = await kube.kubectl(['describe', 'pvc', '-n', NS, 'data']);
+      return /ResyncStarted/.test(t) && /ResyncCompleted/.test(t) ? t : undefined;
+    }, async () => kube.kubectl(['describe', 'pvc', '-n', NS, 'data']));
+    assert.match(describePvc, /ResyncStarted\s+.*marked by the bitmap/);
+    assert.match(describePvc, /ResyncCompleted\s+.*resynced/);
+  }
 });
 
 test('deleting the PVC deletes the PV, the volume and its member files', { skip, timeout: 180_000 }, async () => {

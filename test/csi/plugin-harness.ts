@@ -9,7 +9,7 @@ import path from 'node:path';
 import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
 import { serviceDefinition, type CsiServiceName } from '../../src/csi/proto.js';
 
-export const cliPath = path.resolve('dist/src/cli/main.js');
+export const cliPath = path.resolve('dist/src/cli/bin.cjs');
 
 type Call = (request: object) => Promise<Record<string, unknown>>;
 type Method =

@@ -25,6 +25,13 @@ test('a finished sync reports the bytes it copied of how many', () => {
   assert.deepEqual(volumeEvents(done, { ...done, events: 50 }), []);
 });
 
+test('a sync that starts and finishes between two polls is reported as started and completed', () => {
+  const done = snapshot({ lastSync: { action: 'resync', reason: 'unclean shutdown', bytes: 4 * 1024 * 1024, totalBytes: 10 * GiB, durationSeconds: 0.7, finishedAt: new Date('2026-01-01T00:00:02Z') } });
+  const events = volumeEvents(snapshot(), done);
+  assert.deepEqual(events.map((e) => e.reason), ['ResyncStarted', 'ResyncCompleted']);
+  assert.equal(events[0]?.message, 'resync started (unclean shutdown): 4 MiB of 10 GiB marked by the bitmap');
+});
+
 test('a member failing degrades the volume; full redundancy again is Recovered', () => {
   const failed = snapshot({ state: 'degraded', members: snapshot().members.map((m, i) => (i === 0 ? { ...m, role: 'faulty' as const, errors: 3 } : m)) });
   const events = volumeEvents(snapshot(), failed);

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
 export const ROOT = new URL('../../', import.meta.url).pathname;
-export const CLI = join(ROOT, 'dist/src/cli/main.js');
+export const CLI = join(ROOT, 'dist/src/cli/bin.cjs');
 
 /** nbdsh runs on the system python (python3-libnbd), not on whatever python3 is first in PATH. */
 export const TOOL_ENV = { ...process.env, PATH: `/usr/bin:/bin:/usr/sbin:/sbin:${process.env.PATH ?? ''}`, LIBNBD_DEBUG: '0' };

@@ -6,7 +6,7 @@ import { existsSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '../..');
-export const CLI = join(root, 'dist/src/cli/main.js');
+export const CLI = join(root, 'dist/src/cli/bin.cjs');
 
 function newestSource(dir: string): number {
   let newest = 0;

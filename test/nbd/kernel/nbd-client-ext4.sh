@@ -17,7 +17,7 @@ trap cleanup EXIT
 modprobe nbd nbds_max=4 2>/dev/null || true
 [ -b /dev/nbd0 ] || { echo "kernel-nbd: /dev/nbd0 missing: the guest kernel has no nbd driver" >&2; exit 1; }
 truncate -s 128M "$work/disk.img"
-node "$root/dist/src/cli/main.js" serve --file "$work/disk.img" --socket "$work/nbd.sock" --export-name vol >"$work/serve.log" 2>&1 &
+node "$root/dist/src/cli/bin.cjs" serve --file "$work/disk.img" --socket "$work/nbd.sock" --export-name vol >"$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 1 200); do [ -S "$work/nbd.sock" ] && break; sleep 0.1; done
 [ -S "$work/nbd.sock" ] || { cat "$work/serve.log" >&2; exit 1; }
