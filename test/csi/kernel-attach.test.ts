@@ -7,18 +7,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 // Beside the checkout, as CI has it (KERNEL_VM overrides, as in scripts/test.d).
 const vm = process.env.KERNEL_VM ?? path.resolve(process.cwd(), '../shared/tools/kernel-vm');
 
 test('kernel attach: stage, write, unstage, stage again, read back through /dev/nbdX', { skip: !existsSync(vm) && `${vm} is not on this machine`, timeout: 30 * 60_000 }, () => {
-  const r = spawnSync(vm, ['--mem', '2048', '--cpus', '2', '--timeout', '1500', '--', 'sh', '-c',
-    `modprobe nbd nbds_max=8 && cd ${process.cwd()} && node --import tsx test/csi/kernel-guest.ts`], { encoding: 'utf8' });
-  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-  assert.ok(line, `the guest printed no RESULT (exit ${r.status}): ${r.stdout.slice(-2000)} ${r.stderr.slice(-2000)}`);
-  const result = JSON.parse(line.slice('RESULT '.length)) as Record<string, unknown>;
+  // The guest writes its result into a host directory it shares read-write (outside /tmp, which
+  // the guest replaces with its own).
+  const shared = mkdtempSync('/var/tmp/llraid-kernel-attach-');
+  const resultFile = path.join(shared, 'result.json');
+  let result: Record<string, unknown>;
+  try {
+    const r = spawnSync(vm, ['--mem', '2048', '--cpus', '2', '--timeout', '1500', '--rw', shared, '--', 'sh', '-c',
+      `modprobe nbd nbds_max=8 && cd ${process.cwd()} && node --import tsx test/csi/kernel-guest.ts ${resultFile}`], { encoding: 'utf8' });
+    assert.ok(existsSync(resultFile), `the guest wrote no result (exit ${r.status}): ${r.stdout.slice(-2000)} ${r.stderr.slice(-2000)}`);
+    result = JSON.parse(readFileSync(resultFile, 'utf8')) as Record<string, unknown>;
+  } finally {
+    rmSync(shared, { recursive: true, force: true });
+  }
   process.stdout.write(`kernel-vm: ${JSON.stringify(result)}\n`);
   assert.equal(result.error, undefined, `guest failed: ${String(result.error)} ${JSON.stringify(result.log ?? [])}`);
   assert.match(String(result.device), /^\/dev\/nbd\d+$/);

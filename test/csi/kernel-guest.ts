@@ -1,6 +1,6 @@
 // Runs inside /work/shared/tools/kernel-vm (a kernel with the nbd driver): the kernel attach
 // scenario of issue 5 on the real plugin — stage a volume through /dev/nbdX, write files,
-// unstage, stage again, read them back. Prints one `RESULT {json}` line; kernel-attach.test.ts
+// unstage, stage again, read them back. Prints one `RESULT {json}` line (and writes the JSON to argv[2] if given); kernel-attach.test.ts
 // boots the guest and checks it. Not a test file itself: the host has no nbd driver.
 
 import { createHash, randomBytes } from 'node:crypto';
@@ -86,3 +86,6 @@ try {
   await plugin.close();
 }
 process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+// Also into the host directory shared read-write, when given: kernel-vm prints the guest console
+// only from a firmware line that does not always make it through, while a file always does.
+if (process.argv[2] !== undefined) await fs.writeFile(process.argv[2], JSON.stringify(result));
