@@ -35,7 +35,10 @@ export interface BlockDevice {
 
   /** Reads `length` bytes at `offset`. Resolves with exactly `length` bytes or rejects. */
   read(offset: number, length: number): Promise<Buffer>;
-  /** Writes all of `data` at `offset`. Resolves once written (durable too when `fua`). */
+  /**
+   * Writes all of `data` at `offset`. Resolves once written (durable too when `fua`). The caller
+   * may reuse `data` once the promise settles: a device that needs the bytes later copies them.
+   */
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;
