@@ -301,7 +301,8 @@ export class StatusReporter {
       await this.api.applyRaidVolumeStatus(name, raidVolumeStatus(snapshot, conditions, new Date(now)));
       t.conditions = conditions;
       t.writtenKey = key;
-      t.lastWriteAt = now;
+      // From the end of this write: the next one starts at least minInterval after it finished.
+      t.lastWriteAt = this.o.now();
       t.failures = 0;
       this.counters.statusWrites++;
     } catch (err) {
