@@ -16,6 +16,7 @@ import { assembleArray, createArray, type MdArray, type MemberSpec, type SyncSum
 import type { BlockDevice } from '../src/block/block-device.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { FaultDevice, PowerDomain } from '../src/block/fault-device.js';
+import { LlBitmap } from '../src/md/llbitmap/index.js';
 import { copyRange, freshFile, mibPerSecond, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
@@ -107,6 +108,8 @@ interface Variant {
   label: string;
   bitmapChunkSize?: number;
   blockSize?: number;
+  /** LlBitmap.infectUnwritten for the measured writes (default: the kernel's rule on raid1). */
+  infectUnwritten?: boolean;
 }
 
 interface CutResult {
@@ -166,6 +169,7 @@ async function cutAndResync(v: Variant, last: (a: MdArray) => { main: () => Prom
   const power = new PowerDomain({ seed: 7, mode: 'random' });
   const faulty = devs.map((d, i) => new FaultDevice(d, power, `m${i}`));
   const { array: b } = await assembleArray({ members: specs(paths, faulty) });
+  if (v.infectUnwritten !== undefined && b.bitmap instanceof LlBitmap) b.bitmap.infectUnwritten = v.infectUnwritten;
   const chunkSize = b.bitmap.chunkSize;
   const chunks = Math.ceil(b.size / chunkSize);
   const w = last(b);
@@ -235,6 +239,7 @@ async function resyncAfterCut(): Promise<void> {
     { label: 'chunk 256K, block 512', bitmapChunkSize: 256 * KIB },
     { label: 'chunk 1M, block 512', bitmapChunkSize: MIB },
     { label: 'chunk 64K, block 4096', blockSize: 4096 },
+    { label: 'chunk 64K, block 512, Unwritten not infected', infectUnwritten: false },
   ];
   const random: { v: Variant; r: CutResult }[] = [];
   for (const v of variants) random.push({ v, r: await cutAndResync(v, randomOverArray(offsets)) });

@@ -245,7 +245,7 @@ test('E10: a second dirtying in one block before unplug infects its Unwritten an
   await bm.close();
 });
 
-test('E10: infect on a parity level turns Unwritten into NeedSync and Clean into Dirty', async () => {
+test('E10: infect on a parity level turns Clean into Dirty; Unwritten into NeedSync only with the kernel rule', async () => {
   const { host, bm } = await make(1, 2048, { parity: true, assumeClean: true });
   await bm.startWrite(600 * CS, 512); // Clean → Dirty, block 3
   await bm.startWrite(601 * CS, 512); // block already dirty: infect
@@ -255,7 +255,19 @@ test('E10: infect on a parity level turns Unwritten into NeedSync and Clean into
   bm.endWrite(600 * CS, 512);
   bm.endWrite(601 * CS, 512);
   await bm.close();
+  // Default on parity levels: Unwritten neighbours stay Unwritten (no parity build for them).
+  const lazy = await make(1, 2048, { parity: true });
+  await lazy.bm.startWrite(0, 512);
+  await lazy.bm.startWrite(CS, 512);
+  assert.equal(lazy.bm.stateOf(0), State.NeedSync);
+  assert.equal(lazy.bm.stateOf(1), State.NeedSync);
+  assert.equal(lazy.bm.stateOf(300), State.Unwritten);
+  lazy.bm.endWrite(0, 512);
+  lazy.bm.endWrite(CS, 512);
+  await lazy.bm.close();
+  // The kernel's rule, on request: Unwritten → NeedSync across the block.
   const p = await make(1, 2048, { parity: true });
+  p.bm.infectUnwritten = true;
   await p.bm.startWrite(0, 512);
   await p.bm.startWrite(CS, 512);
   assert.equal(p.bm.stateOf(300), State.NeedSync);

@@ -166,6 +166,8 @@ test('marking: Dirty/NeedSync mark (infecting on Startwrite), NeedSyncUnwritten 
 test('infect: Unwritten → Dirty (mirror) or NeedSync (parity); Clean, CleanUnwritten → Dirty; others stay', () => {
   assert.equal(infected(State.Unwritten, false), State.Dirty);
   assert.equal(infected(State.Unwritten, true), State.NeedSync);
+  assert.equal(infected(State.Unwritten, true, false), NONE, 'Unwritten left alone when asked');
+  assert.equal(infected(State.Clean, true, false), State.Dirty);
   assert.equal(infected(State.Clean, true), State.Dirty);
   assert.equal(infected(State.CleanUnwritten, false), State.Dirty);
   for (const s of [State.Dirty, State.NeedSync, State.Syncing, State.NeedSyncUnwritten, State.SyncingUnwritten]) {

@@ -161,9 +161,12 @@ export function transition(byte: number, action: Action, ctx: TransitionContext)
   return { next, corrupt, requestSync, armDaemon: next === Dirty, mark };
 }
 
-/** Infect (A6): what a neighbour in a block being written anyway becomes, or NONE. */
-export function infected(byte: number, parity: boolean): Next {
-  if (byte === Unwritten) return parity ? NeedSync : Dirty;
+/**
+ * Infect (A6): what a neighbour in a block being written anyway becomes, or NONE. With
+ * `unwritten` false, Unwritten neighbours are left alone (LlBitmap.infectUnwritten).
+ */
+export function infected(byte: number, parity: boolean, unwritten = true): Next {
+  if (byte === Unwritten) return !unwritten ? NONE : parity ? NeedSync : Dirty;
   if (byte === Clean || byte === CleanUnwritten) return Dirty;
   return NONE;
 }
