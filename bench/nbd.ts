@@ -1,6 +1,7 @@
 // Benchmark of the NBD server: `llraid serve` against `nbdkit file` and `qemu-nbd` on the same
 // tmpfs file, all driven by the same client (fio ioengine=nbd, one connection per job). Prints a
-// table with each server's result and llraid's ratio to nbdkit, plus the servers' peak RSS.
+// table with each server's result and llraid's ratio to nbdkit, the servers' peak RSS, and `llraid serve` of a
+// raid1 (llbitmap) over two files on the same tmpfs as a ratio to the single file.
 // Run: npm run bench:nbd (needs `npm run build`; env BENCH_SECONDS, BENCH_SIZE_MIB).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
@@ -42,10 +43,17 @@ function cliPath(): string {
   return cli;
 }
 
+/** The members of the raid1 row: two files beside the single one (made by `llraid create`). */
+const raid1Members = (file: string): string[] => [`${file}.r1-a`, `${file}.r1-b`];
+
 const SERVERS: Server[] = [
   {
     name: 'llraid serve',
     start: (file, socket) => spawn(process.execPath, [cliPath(), 'serve', '--file', file, '--socket', socket, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+  },
+  {
+    name: 'llraid raid1',
+    start: (file, socket) => spawn(process.execPath, [cliPath(), 'serve', '--socket', socket, '--quiet', ...raid1Members(file)], { stdio: ['ignore', 'pipe', 'inherit'] }),
   },
   {
     name: 'nbdkit file',
@@ -116,6 +124,8 @@ async function main(): Promise<void> {
   try {
     writeFileSync(file, Buffer.alloc(0));
     await run('fallocate', ['-l', `${SIZE_MIB}M`, file]);
+    // raid1 with llbitmap over two files on the same tmpfs: the cost of mirroring and the bitmap.
+    await run(process.execPath, [cliPath(), 'create', '--level', '1', '--name', 'bench-r1', '--size', `${SIZE_MIB}M`, ...raid1Members(file)]);
     const table: Array<{ server: string; results: number[]; rss: number }> = [];
     for (const s of SERVERS) {
       process.stderr.write(`bench: ${s.name} ...\n`);
@@ -130,6 +140,12 @@ async function main(): Promise<void> {
       console.log([w.name, w.metric, ...table.map((t) => fmt(t.results[i]!)), `${ratio.toFixed(2)}x`, `>=${w.target.toFixed(1)}x`, ratio >= w.target ? 'yes' : 'NO'].join(' | '));
     });
     console.log(['peak RSS MiB', '', ...table.map((t) => (t.rss / 1024).toFixed(0))].join(' | '));
+    const r1 = table.find((t) => t.server === 'llraid raid1')!;
+    console.log('\nllraid serve: raid1 (llbitmap, two files) against one file');
+    console.log(['workload', 'unit', 'one file', 'raid1', 'raid1/one file'].join(' | '));
+    WORKLOADS.forEach((w, i) => {
+      console.log([w.name, w.metric, fmt(mine.results[i]!), fmt(r1.results[i]!), `${(r1.results[i]! / mine.results[i]!).toFixed(2)}x`].join(' | '));
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
