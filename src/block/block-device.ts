@@ -36,6 +36,12 @@ export interface BlockDevice {
   /** Reads `length` bytes at `offset`. Resolves with exactly `length` bytes or rejects. */
   read(offset: number, length: number): Promise<Buffer>;
   /**
+   * Reads `out.length` bytes at `offset` into `out`. Optional: for callers that reuse their
+   * buffers (the sync thread), where a fresh buffer per read costs its page faults. Use the
+   * readInto() function below, which falls back to read().
+   */
+  readInto?(offset: number, out: Buffer): Promise<void>;
+  /**
    * Writes all of `data` at `offset`. Resolves once written (durable too when `fua`). The caller
    * may reuse `data` once the promise settles: a device that needs the bytes later copies them.
    */
@@ -71,4 +77,10 @@ export function checkRange(what: string, size: number, offset: number, length: n
       `${what}: request [${offset}, ${offset + length}) reaches past the end of the device (${size} bytes)`,
     );
   }
+}
+
+/** Reads `out.length` bytes at `offset` of `device` into `out`, natively where it can. */
+export async function readInto(device: BlockDevice, offset: number, out: Buffer): Promise<void> {
+  if (device.readInto) return device.readInto(offset, out);
+  (await device.read(offset, out.length)).copy(out);
 }

@@ -2,7 +2,7 @@
 // engine reports for its volume (metrics). Requests that fail are not counted; nothing else is
 // changed about them.
 
-import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from './block-device.js';
+import { readInto, type BlockDevice, type Extent, type WriteOptions, type ZeroOptions } from './block-device.js';
 
 export interface IoCounters {
   readOps: number;
@@ -40,6 +40,12 @@ export class CountingDevice implements BlockDevice {
     this.counters.readOps++;
     this.counters.readBytes += length;
     return data;
+  }
+
+  async readInto(offset: number, out: Buffer): Promise<void> {
+    await readInto(this.inner, offset, out);
+    this.counters.readOps++;
+    this.counters.readBytes += out.length;
   }
 
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

@@ -96,15 +96,19 @@ export class FileDevice implements BlockDevice {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    this.check(offset, length, false);
     const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, out);
+    return out;
+  }
+
+  async readInto(offset: number, out: Buffer): Promise<void> {
+    this.check(offset, out.length, false);
     try {
       if (this.bounce) await this.bounce.read(this.fd, out, offset);
       else await readFully(this.fd, out, offset);
     } catch (err) {
-      throw this.ioError('read', offset, length, err);
+      throw this.ioError('read', offset, out.length, err);
     }
-    return out;
   }
 
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

@@ -9,7 +9,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../block/block-device.js';
-import { checkRange } from '../block/block-device.js';
+import { checkRange, readInto } from '../block/block-device.js';
 import { BlockError, IoError, ShutdownError, isBlockError } from '../block/errors.js';
 import { MdError } from './errors.js';
 import { Member } from './member.js';
@@ -212,6 +212,7 @@ export class MdArray implements BlockDevice {
         return 'missing';
       },
       read: (role, offset, length) => guard(role, false, (m) => m.device.read(m.dataOffset + offset, length)),
+      readInto: (role, offset, out) => guard(role, false, (m) => readInto(m.device, m.dataOffset + offset, out)),
       write: (role, offset, data, options) => guard(role, true, (m) => m.device.write(m.dataOffset + offset, data, options)),
       discard: (role, offset, length) => guard(role, true, (m) => m.device.discard(m.dataOffset + offset, length)),
       writeZeroes: (role, offset, length, options) =>

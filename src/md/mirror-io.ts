@@ -6,11 +6,14 @@
 // I/O error has already failed that member (MemberSet invariant); any other error is re-thrown.
 
 import type { WriteOptions } from '../block/block-device.js';
+import { BufferPool } from '../block/buffer-pool.js';
 import { MdError } from './errors.js';
 import type { MemberSet, SyncMode, SyncWindowResult } from './personality.js';
 import type { Copy, ReadBalancer } from './read-balance.js';
 
 const SECTOR = 512;
+/** The sync step's read buffers, reused from window to window (see BufferPool). */
+const syncBuffers = new BufferPool();
 
 /** Reads `length` bytes from the best in_sync copy, falling back to the others on failure. */
 export async function readCopies(
@@ -89,21 +92,30 @@ export async function syncCopies(
     return result;
   }
   const inSync = copies.filter((c) => members.state(c.role) === 'in_sync');
-  const reads = await Promise.allSettled(inSync.map((c) => members.read(c.role, c.offset, length)));
-  const good: { copy: Copy; data: Buffer }[] = [];
-  for (const [i, r] of reads.entries()) {
-    const copy = inSync[i] as Copy;
-    if (r.status === 'fulfilled') good.push({ copy, data: r.value });
-    else if (members.state(copy.role) !== 'missing') throw r.reason;
+  const buffers = inSync.map(() => syncBuffers.take(length));
+  try {
+    const reads = await Promise.allSettled(inSync.map((c, i) => members.readInto(c.role, c.offset, buffers[i]!)));
+    const good: { copy: Copy; data: Buffer }[] = [];
+    for (const [i, r] of reads.entries()) {
+      const copy = inSync[i] as Copy;
+      if (r.status === 'fulfilled') good.push({ copy, data: buffers[i]! });
+      else if (members.state(copy.role) !== 'missing') throw r.reason;
+    }
+    const source = good[0];
+    if (source === undefined) throw new MdError('EIO', `${what}: no in-sync copy could be read`);
+    const differing = good.slice(1).filter((g) => !g.data.equals(source.data));
+    for (const d of differing) result.mismatches += mismatchedSectors(source.data, d.data);
+    if (mode === 'check') return result;
+    // Settled, not just resolved: no write may still use the buffers when they go back.
+    const writes = await Promise.allSettled(differing.map(async (d) => {
+      await members.write(d.copy.role, d.copy.offset, source.data);
+      result.bytesWritten += length;
+    }));
+    const failed = writes.find((w) => w.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  } finally {
+    // Every read and write above has settled by now, whichever way this block is left.
+    for (const b of buffers) syncBuffers.give(b);
   }
-  const source = good[0];
-  if (source === undefined) throw new MdError('EIO', `${what}: no in-sync copy could be read`);
-  const differing = good.slice(1).filter((g) => !g.data.equals(source.data));
-  for (const d of differing) result.mismatches += mismatchedSectors(source.data, d.data);
-  if (mode === 'check') return result;
-  await Promise.all(differing.map(async (d) => {
-    await members.write(d.copy.role, d.copy.offset, source.data);
-    result.bytesWritten += length;
-  }));
   return result;
 }

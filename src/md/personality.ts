@@ -36,6 +36,8 @@ export interface MemberSet {
   readonly memberSize: number;
   state(role: number): RoleState;
   read(role: number, offset: number, length: number): Promise<Buffer>;
+  /** Reads `out.length` bytes into `out` (the sync thread's reused buffers). */
+  readInto(role: number, offset: number, out: Buffer): Promise<void>;
   write(role: number, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   discard(role: number, offset: number, length: number): Promise<void>;
   writeZeroes(role: number, offset: number, length: number, options?: ZeroOptions): Promise<void>;

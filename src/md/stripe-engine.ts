@@ -7,6 +7,7 @@
 // invariant), so the step is planned again against the new member states.
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+import { BufferPool } from '../block/buffer-pool.js';
 import { MdError } from './errors.js';
 import type { ParityLayout, StripeMap } from './parity/layout.js';
 import { recoverStripe } from './parity/recovery.js';
@@ -47,6 +48,7 @@ export class StripeEngine {
   readonly cache: StripeCache;
   readonly locks = new StripeLocks();
   readonly tolerance: number;
+  /** Parity blocks of row writes and sync steps, reused (see BufferPool). */
   readonly #parityBuffers = new BufferPool();
   syncState: ParitySyncState | undefined;
   readonly stats: StripeStats = {
@@ -480,31 +482,6 @@ export class StripeEngine {
       `raid${l.level}: cannot ${what}: ${lost.length} of ${l.raidDisks} members unavailable (roles ${lost.join(', ')}), at most ${this.tolerance} can be rebuilt`,
       cause === undefined ? undefined : { cause },
     );
-  }
-}
-
-/**
- * Parity blocks of row writes, reused: a fresh buffer of a chunk's size costs its page faults on
- * every row (a quarter of a millisecond for 512 KiB, as long as computing P), a reused one none.
- * Holds a few buffers per size; a buffer comes back only once nothing references it.
- */
-class BufferPool {
-  static readonly KEEP = 16;
-  readonly #free = new Map<number, Buffer[]>();
-
-  take(length: number): Buffer {
-    return this.#free.get(length)?.pop() ?? Buffer.allocUnsafeSlow(length);
-  }
-
-  give(b: Uint8Array): void {
-    if (!Buffer.isBuffer(b)) return;
-    let list = this.#free.get(b.length);
-    if (list === undefined) {
-      // One size at a time in practice (the chunk's, or a segment's): forget the others.
-      this.#free.clear();
-      this.#free.set(b.length, (list = []));
-    }
-    if (list.length < BufferPool.KEEP) list.push(b);
   }
 }
 

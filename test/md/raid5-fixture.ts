@@ -4,7 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BlockDevice, WriteOptions, ZeroOptions } from '../../src/block/block-device.js';
+import { readInto, type BlockDevice, type WriteOptions, type ZeroOptions } from '../../src/block/block-device.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import type { MemberSet, RoleState } from '../../src/md/personality.js';
 import type { ParityLayout } from '../../src/md/parity/layout.js';
@@ -40,6 +40,10 @@ export class FileMembers implements MemberSet {
   read(role: number, offset: number, length: number): Promise<Buffer> {
     this.reads[role]! += length;
     return this.#io(role, () => this.devices[role]!.read(offset, length));
+  }
+  readInto(role: number, offset: number, out: Buffer): Promise<void> {
+    this.reads[role]! += out.length;
+    return this.#io(role, () => readInto(this.devices[role]!, offset, out));
   }
   write(role: number, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     return this.#io(role, () => this.devices[role]!.write(offset, data, options));
