@@ -2,6 +2,7 @@
 // the Events and the metrics are made from. Plain data on purpose: src/k8s imports nothing of
 // llraid, so the CSI layer maps the md array's status() into this shape.
 
+import type { IoCounters as EngineIoCounters } from '../block/counting-device.js';
 import { K8sError } from './errors.js';
 
 export type VolumeState = 'clean' | 'active' | 'degraded' | 'resyncing' | 'recovering' | 'failed';
@@ -69,16 +70,11 @@ export interface SyncResult {
   finishedAt: Date;
 }
 
-/** Cumulative I/O counters of the volume since its engine started. */
-export interface IoCounters {
-  readOps: number;
-  readBytes: number;
-  writeOps: number;
-  writeBytes: number;
-  flushOps: number;
-  discardOps: number;
-  discardBytes: number;
-}
+/**
+ * Cumulative I/O counters of the volume since its engine started: the engine's counters, with
+ * write-zeroes counted as writes (what a user asks of a volume is reads, writes and discards).
+ */
+export type IoCounters = Omit<EngineIoCounters, 'zeroOps' | 'zeroBytes'>;
 
 export interface VolumeStatus {
   /** The CSI volume id; also the RaidVolume's name, so a DNS-1123 subdomain. */

@@ -126,10 +126,11 @@ export class LlBitmap implements WriteIntentBitmap {
    * Whether infect (A6) raises Unwritten neighbours too; undefined: only on levels without
    * parity. The kernel raises them everywhere. On raid1/10 that costs nothing until a crash (the
    * daemon cleans Dirty), and leaving them out would cost a bitmap write per first touch of a
-   * chunk (25-45% of a fresh array's write throughput, bench table 1). On raid4/5/6 an Unwritten neighbour becomes NeedSync, so every block
-   * a new array's writes touch twice gets its parity built at once, whole: 1% of a raid5 written
-   * in 1 MiB pieces spread over the array made the lazy build resync 94% of it (bench:parity 2).
-   * Left Unwritten, a later write to such a chunk pays one more bitmap write, nothing else.
+   * chunk (25-45% of a fresh array's write throughput, bench table 1). On raid4/5/6 an Unwritten
+   * neighbour becomes NeedSync, so every block a new array's writes touch twice gets its parity
+   * built at once, whole: 1% of a raid5 written in 1 MiB pieces spread over the array made the
+   * lazy build resync 94% of it (bench:parity 2). Left Unwritten, a later write to such a chunk
+   * pays one more bitmap write, nothing else.
    */
   infectUnwritten: boolean | undefined;
 
