@@ -4,19 +4,12 @@
 // same bytes back, until the kernel accepts both; from that offset on, every 4 KiB step is as
 // aligned. The write-back matters: a read of a hole succeeds whatever the alignment.
 
-import { read, write } from 'node:fs';
 import { IoError, NotSupportedError } from './errors.js';
+import { readP, writeP } from './positional-io.js';
 
 const PIECE = 1024 * 1024;
 const PIECES_PER_SLAB = 4;
 const PAGE = 4096;
-
-function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
-function writeP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
 
 export class AlignedBuffers {
   /** Free aligned pieces of PIECE bytes each. */

@@ -2,12 +2,13 @@
 // durable flush with fdatasync, FUA through a second descriptor opened O_DSYNC, and optional
 // O_DIRECT through page-aligned bounce buffers. Members of arrays are FileDevices.
 
-import { constants, fdatasync, open, read, write, close, fstat, ftruncate, readFileSync, type Stats } from 'node:fs';
+import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { checkRange, type BlockDevice, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { BlockError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
 import { discardBlockRange, punchFileHole } from './hole-punch.js';
 import { AlignedBuffers } from './aligned-buffers.js';
+import { InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
 
 // The callback forms of fs are used on purpose: on the I/O hot path they cost less than
 // FileHandle's promise methods (no per-call FileHandle bookkeeping).
@@ -16,13 +17,6 @@ const closeP = promisify(close);
 const fstatP = promisify(fstat);
 const ftruncateP = promisify(ftruncate);
 const fdatasyncP = promisify(fdatasync);
-
-function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
-function writeP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
 
 /** Zeroing at least this large punches a hole (one child process) instead of writing zeroes. */
 const PUNCH_THRESHOLD = 1024 * 1024;
@@ -36,6 +30,11 @@ export interface FileDeviceOptions {
   create?: { size: number };
   /** Logical block size to report; default 512 (4096 with `direct` on a regular file). */
   blockSize?: number;
+  /**
+   * Make small requests synchronously while the file answers them from memory (positional-io.ts).
+   * Default true; ignored with `direct`.
+   */
+  inline?: boolean;
 }
 
 export class FileDevice implements BlockDevice {
@@ -51,8 +50,10 @@ export class FileDevice implements BlockDevice {
   private syncFd: Promise<number> | undefined;
   private readonly flags: number;
   private readonly bounce: AlignedBuffers | undefined;
+  /** How the buffered descriptor's requests are made; FUA writes always use the pool. */
+  private readonly io: PositionalIo;
 
-  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, isBlock: boolean, bounce?: AlignedBuffers) {
+  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, isBlock: boolean, io: PositionalIo, bounce?: AlignedBuffers) {
     this.path = path;
     this.fd = fd;
     this.flags = flags;
@@ -61,6 +62,7 @@ export class FileDevice implements BlockDevice {
     this.readOnly = readOnly;
     this.isBlockDevice = isBlock;
     this.bounce = bounce;
+    this.io = io;
   }
 
   static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -88,7 +90,8 @@ export class FileDevice implements BlockDevice {
         throw new InvalidRequestError(`${path}: not a regular file or block device`);
       }
       const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
-      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st.isBlockDevice(), bounce);
+      const io = options.inline === false || options.direct ? POOL_IO : new InlineIo();
+      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st.isBlockDevice(), io, bounce);
     } catch (err) {
       await closeP(fd).catch(() => undefined);
       throw err;
@@ -105,7 +108,7 @@ export class FileDevice implements BlockDevice {
     this.check(offset, out.length, false);
     try {
       if (this.bounce) await this.bounce.read(this.fd, out, offset);
-      else await readFully(this.fd, out, offset);
+      else await readFully(this.io, this.fd, out, offset);
     } catch (err) {
       throw this.ioError('read', offset, out.length, err);
     }
@@ -114,9 +117,10 @@ export class FileDevice implements BlockDevice {
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
     try {
-      const fd = options?.fua ? await this.fuaFd() : this.fd;
+      // An O_DSYNC write waits for the disk: never inline.
+      const [fd, io] = options?.fua ? [await this.fuaFd(), POOL_IO] : [this.fd, this.io];
       if (this.bounce) await this.bounce.write(fd, data, offset);
-      else await writeFully(fd, data, offset);
+      else await writeFully(io, fd, data, offset);
     } catch (err) {
       throw this.ioError('write', offset, data.length, err);
     }
@@ -212,10 +216,10 @@ export class FileDevice implements BlockDevice {
   }
 }
 
-async function readFully(fd: number, buf: Buffer, pos: number): Promise<void> {
+async function readFully(io: PositionalIo, fd: number, buf: Buffer, pos: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
-    const n = await readP(fd, buf, done, buf.length - done, pos + done);
+    const n = await io.read(fd, buf, done, buf.length - done, pos + done);
     if (n === 0) {
       // Past the end of a file that shrank under us: what is not there reads as zeroes.
       buf.fill(0, done);
@@ -225,10 +229,10 @@ async function readFully(fd: number, buf: Buffer, pos: number): Promise<void> {
   }
 }
 
-async function writeFully(fd: number, data: Uint8Array, pos: number): Promise<void> {
+async function writeFully(io: PositionalIo, fd: number, data: Uint8Array, pos: number): Promise<void> {
   let done = 0;
   while (done < data.length) {
-    done += await writeP(fd, data, done, data.length - done, pos + done);
+    done += await io.write(fd, data, done, data.length - done, pos + done);
   }
 }
 

@@ -68,6 +68,17 @@ export class MdArray implements BlockDevice {
   private devRoles: number[];
   private eventsCounter: bigint;
   private state: ArrayState = 'active';
+  /**
+   * The personality's verdict on the roles in sync, asked on every write (the bitmap's
+   * transitions depend on it), so kept rather than recomputed: it changes only where a member
+   * changes role or state, and each of those places calls refreshState().
+   */
+  private degraded: boolean;
+  /**
+   * False until run(): during assembly nothing is written to any member (md writes nothing
+   * before do_md_run), so a member failed then is recorded in memory and run() writes it.
+   */
+  private running = false;
   private resyncFrom: number | null;
   private readonly tuning: Required<ArrayTuning>;
   private readonly barrier = new SyncBarrier();
@@ -113,6 +124,7 @@ export class MdArray implements BlockDevice {
     for (const m of this.members) {
       if (m.role !== undefined && (m.state === 'in_sync' || m.state === 'rebuilding')) this.byRole[m.role] = m;
     }
+    this.degraded = this.personality.isDegraded(this.working());
     this.memberSet = this.makeMemberSet();
     this.bitmapHost = this.makeBitmapHost();
   }
@@ -158,7 +170,7 @@ export class MdArray implements BlockDevice {
   }
 
   isDegraded(): boolean {
-    return this.personality.isDegraded(this.working());
+    return this.degraded;
   }
 
   /** The member called `name` (its path), if attached. */
@@ -167,9 +179,11 @@ export class MdArray implements BlockDevice {
   }
 
   private refreshState(): void {
+    const working = this.working();
+    this.degraded = this.personality.isDegraded(working);
     if (this.state === 'stopped') return;
-    if (!this.personality.canRun(this.working())) this.state = 'failed';
-    else this.state = this.isDegraded() ? 'degraded' : 'active';
+    if (!this.personality.canRun(working)) this.state = 'failed';
+    else this.state = this.degraded ? 'degraded' : 'active';
   }
 
   // ------------------------------------------------------------------ member I/O
@@ -431,6 +445,7 @@ export class MdArray implements BlockDevice {
 
   /** First superblock write of a running array: events up, marked active (dirty). */
   async run(): Promise<void> {
+    this.running = true;
     this.refreshState();
     await this.writeSuperblocks(false);
     this.maybeStartSync();
@@ -453,6 +468,7 @@ export class MdArray implements BlockDevice {
       if (!this.personality.canRun(working)) return;
     }
     this.markFaulty(m);
+    if (!this.running) return;
     await this.writeSuperblocks(false);
     // md's hot spare: a spare takes the vacated role and is rebuilt. Started apart from this call,
     // which may run inside an application write that a sync window is waiting to drain.

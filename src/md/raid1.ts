@@ -30,7 +30,9 @@ export class Raid1 implements Personality {
   }
 
   private copies(offset: number): Copy[] {
-    return Array.from({ length: this.raidDisks }, (_, role) => ({ role, offset }));
+    const out: Copy[] = new Array<Copy>(this.raidDisks);
+    for (let role = 0; role < this.raidDisks; role++) out[role] = { role, offset };
+    return out;
   }
 
   syncRange(offset: number, length: number): SyncRange {

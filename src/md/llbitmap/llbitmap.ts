@@ -45,7 +45,7 @@ import {
 import { BitmapPage } from './page.js';
 import { CoalescedFlush } from './coalesced-flush.js';
 import { readFromFirstMember, writeToAllMembers, type BitmapRun } from './bitmap-io.js';
-import { Action, infected, isSynced, isUnwrittenState, mergeStates, NONE, State, STATE_COUNT, transition, TRANSITIONS, type Next } from './states.js';
+import { Action, infected, isSynced, isUnwrittenState, mergeStates, NONE, State, STILL, transition, type Next } from './states.js';
 import * as text from './status-text.js';
 
 export const DEFAULT_DAEMON_SLEEP = 30;
@@ -365,15 +365,20 @@ export class LlBitmap implements WriteIntentBitmap {
   skipSyncBlocks(offset: number, mode?: SyncMode): number {
     const c = this.chunkAt('skipSyncBlocks', offset);
     if (this.writeError) return 0;
-    const degraded = this.host.isDegraded();
-    const skippable = (byte: number): boolean =>
-      byte === State.Unwritten || byte === State.CleanUnwritten ||
-      (!degraded && mode === 'resync' && (byte === State.Clean || byte === State.Dirty));
-    if (!skippable(this.byte(c))) return 0;
+    const skippable = !this.host.isDegraded() && mode === 'resync' ? SKIP_IN_RESYNC : SKIP_ALWAYS;
+    if (skippable[this.byte(c)] !== 1) return 0;
     // The whole run of skippable chunks from here, not just this one: on a big array where little
     // is marked, the sync thread would otherwise pay one call per chunk it passes over.
     let end = c + 1;
-    while (end < this.chunks && skippable(this.byte(end))) end++;
+    while (end < this.chunks) {
+      const data = this.pages[pageOf(end)]!.data;
+      const first = offsetInPage(end);
+      const stop = Math.min(PAGE_SIZE, first + (this.chunks - end));
+      let off = first;
+      while (off < stop && skippable[data[off]!] === 1) off++;
+      end += off - first;
+      if (off < stop) break;
+    }
     return Math.min(end * this.chunkSize, this.geometry.syncSize) - offset;
   }
 
@@ -545,9 +550,15 @@ export class LlBitmap implements WriteIntentBitmap {
 
   counts(): BitmapCounts {
     const n = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (let c = 0; c < this.chunks; c++) {
-      const b = this.byte(c);
-      if (b < n.length) n[b]!++;
+    for (let c = 0; c < this.chunks; ) {
+      const data = this.pages[pageOf(c)]!.data;
+      const first = offsetInPage(c);
+      const stop = Math.min(PAGE_SIZE, first + (this.chunks - c));
+      for (let off = first; off < stop; off++) {
+        const b = data[off]!;
+        if (b < n.length) n[b]!++;
+      }
+      c += stop - first;
     }
     return {
       unwritten: n[0]!,
@@ -687,39 +698,41 @@ export class LlBitmap implements WriteIntentBitmap {
   private apply(start: number, end: number, action: Action): Next {
     if (this.writeError) return NONE;
     const ctx = { parity: this.host.parity, degraded: this.host.isDegraded() };
+    const still = STILL[action]!;
+    const degradedStartsync = ctx.degraded && action === Action.Startsync;
     let last: Next = NONE;
     let requestSync = false;
     let arm = false;
-    for (let c = start; c <= end; c++) {
+    // Page by page, so the common byte that does not change costs one table lookup.
+    for (let c = start; c <= end; ) {
       const idx = pageOf(c);
-      const off = offsetInPage(c);
       const page = this.pages[idx]!;
-      const byte = page.data[off]!;
-      // Most chunks of a whole-bitmap action (closeSync, Reload, ...) do not change: skip them
-      // without building a Transition. Exactly the bytes transition() would leave alone with no
-      // side effect: valid, not owing a sync, no table entry, not the degraded Dirty + Startsync.
-      if (
-        byte < STATE_COUNT && byte !== State.NeedSync && byte !== State.NeedSyncUnwritten &&
-        TRANSITIONS[byte]![action] === NONE && !(ctx.degraded && byte === State.Dirty && action === Action.Startsync)
-      ) {
-        last = NONE;
-        continue;
-      }
-      const t = transition(byte, action, ctx);
-      last = t.next;
-      if (t.requestSync) requestSync = true;
-      if (t.next === NONE) continue;
-      page.data[off] = t.next;
-      if (t.next === State.Clean || t.next === State.CleanUnwritten) this.cleaned = true;
-      if (t.next === State.Dirty) {
-        arm = true;
-        // A page holding Dirty always has a finite expiry (see BitmapPage.expire).
-        if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
-      }
-      if (t.mark !== 'none') {
-        const spread = this.markChunk(idx, off, t.mark === 'dirty-infect', ctx.parity);
-        if (spread.needSync) requestSync = true;
-        if (spread.dirty) arm = true;
+      const data = page.data;
+      const first = offsetInPage(c);
+      const stop = Math.min(PAGE_SIZE, first + (end - c) + 1);
+      c += stop - first;
+      for (let off = first; off < stop; off++) {
+        const byte = data[off]!;
+        if (still[byte] === 1 && !(degradedStartsync && byte === State.Dirty)) {
+          last = NONE;
+          continue;
+        }
+        const t = transition(byte, action, ctx);
+        last = t.next;
+        if (t.requestSync) requestSync = true;
+        if (t.next === NONE) continue;
+        data[off] = t.next;
+        if (t.next === State.Clean || t.next === State.CleanUnwritten) this.cleaned = true;
+        if (t.next === State.Dirty) {
+          arm = true;
+          // A page holding Dirty always has a finite expiry (see BitmapPage.expire).
+          if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
+        }
+        if (t.mark !== 'none') {
+          const spread = this.markChunk(idx, off, t.mark === 'dirty-infect', ctx.parity);
+          if (spread.needSync) requestSync = true;
+          if (spread.dirty) arm = true;
+        }
       }
     }
     if (requestSync && !ctx.degraded) this.host.requestSync();
@@ -942,6 +955,17 @@ export class LlBitmap implements WriteIntentBitmap {
   private restOfChunk(c: number, offset: number): number {
     return Math.min((c + 1) * this.chunkSize, this.geometry.syncSize) - offset;
   }
+}
+
+/** Bytes a sync pass never visits: nothing was ever written there (lookup by byte). */
+const SKIP_ALWAYS = byteSet([State.Unwritten, State.CleanUnwritten]);
+/** A resync of an array that is not degraded also passes over Clean and Dirty (skip_sync_blocks). */
+const SKIP_IN_RESYNC = byteSet([State.Unwritten, State.CleanUnwritten, State.Clean, State.Dirty]);
+
+function byteSet(states: readonly State[]): Uint8Array {
+  const set = new Uint8Array(256);
+  for (const s of states) set[s] = 1;
+  return set;
 }
 
 function closedError(what: string): MdError {

@@ -82,6 +82,20 @@ export const TRANSITIONS: readonly (readonly Next[])[] = [
   /* CleanUnwritten    */ [Dirty, x, x, x, x, x, Unwritten, Unwritten, x, Unwritten],
 ];
 
+/**
+ * STILL[action][byte] is 1 when `transition(byte, action, ctx)` leaves the byte alone with no side
+ * effect for any ctx, except degraded Dirty + Startsync (†), which callers check themselves:
+ * a valid state, not owing a sync (§), no table entry. Whole-bitmap actions (Reload, Endsync over
+ * every chunk, ...) skip most bytes by this table without building a Transition.
+ */
+export const STILL: readonly Uint8Array[] = TRANSITIONS[0]!.map((_, action) => {
+  const still = new Uint8Array(256);
+  for (let b = 0; b < STATE_COUNT; b++) {
+    still[b] = b !== NeedSync && b !== NeedSyncUnwritten && TRANSITIONS[b]![action] === NONE ? 1 : 0;
+  }
+  return still;
+});
+
 /** What the array looks like when a transition is applied. */
 export interface TransitionContext {
   /** raid4/5/6. */

@@ -1,0 +1,135 @@
+// Positional reads and writes on a file descriptor, as promises, with an inline fast path.
+//
+// Node does positional file I/O through libuv's thread pool: the request is queued, a pool
+// thread makes the syscall, and the result comes back to the event loop through an async handle.
+// For a 4 KiB request that the page cache answers (tmpfs, a warm file, a buffered write) the
+// syscall itself takes a microsecond or two, while the hand-offs cost the event loop several
+// times that; on a small node the event loop is what limits an NBD server's IOPS. So small
+// requests are made synchronously on the calling thread for as long as the file answers them
+// fast, and go through the pool again as soon as it does not (a cold disk, dirty-page
+// throttling). This is the same bet io_uring makes when it tries a request inline before
+// punting it to a worker. Linux's RWF_NOWAIT would let us ask instead of measure, but Node does
+// not expose preadv2 flags.
+//
+// The price of a wrong guess is bounded: a slow inline call blocks the event loop once, and the
+// policy then stays on the pool for a back-off period that doubles (up to MAX_BACKOFF_MS) each
+// time a probe after it is slow too. An engine serves one volume per process (DESIGN.md §1), so
+// a blocked loop stalls only the volume whose disk is slow anyway.
+
+import { read, readSync, write, writeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+export function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+export function writeP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+/** Positional I/O on a descriptor: `n` bytes moved, resolved when done. */
+export interface PositionalIo {
+  read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number>;
+  write(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number>;
+}
+
+/** Every request through libuv's pool. */
+export const POOL_IO: PositionalIo = { read: readP, write: writeP };
+
+/** Requests larger than this always use the pool: copying them is slow enough to keep a thread busy. */
+export const MAX_INLINE_BYTES = 64 * 1024;
+/**
+ * An inline call slower than this was not answered from memory. A page-cache copy of 64 KiB
+ * takes well under 20 µs; a read from even a fast NVMe drive takes 50 µs or more.
+ */
+const SLOW_MS = 0.05;
+/**
+ * A single call this slow switches to the pool at once (a disk that stalls). Well above a
+ * scheduler time slice: on a busy node a fast call can be preempted for several milliseconds,
+ * and the clock cannot tell that from waiting for a disk.
+ */
+const STALL_MS = 50;
+/** Inline calls are judged in windows of this many; more than SLOW_PER_WINDOW slow ones switch. */
+const WINDOW = 64;
+const SLOW_PER_WINDOW = 8;
+const INITIAL_BACKOFF_MS = 1000;
+const MAX_BACKOFF_MS = 60_000;
+
+/**
+ * Chooses, per request, between a synchronous syscall on this thread and libuv's pool, from how
+ * fast recent inline calls were. One per file descriptor's device (a FileDevice).
+ *
+ * Invariant: `poolUntil` is 0 while inline calls are allowed; otherwise the clock
+ * time before which every request goes to the pool.
+ */
+export class InlineIo implements PositionalIo {
+  private poolUntil = 0;
+  private backoffMs = INITIAL_BACKOFF_MS;
+  private calls = 0;
+  private slow = 0;
+  /** Inline calls made and switches to the pool, for tests and curiosity. */
+  readonly stats = { inline: 0, switches: 0 };
+
+  /** `now` is a clock in milliseconds (tests pass their own). */
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+    if (len > MAX_INLINE_BYTES || !this.allowed()) return readP(fd, buf, off, len, pos);
+    const t0 = this.now();
+    let n: number;
+    try {
+      n = readSync(fd, buf, off, len, pos);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.observe(this.now() - t0);
+    return Promise.resolve(n);
+  }
+
+  write(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+    if (len > MAX_INLINE_BYTES || !this.allowed()) return writeP(fd, buf, off, len, pos);
+    const t0 = this.now();
+    let n: number;
+    try {
+      n = writeSync(fd, buf, off, len, pos);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.observe(this.now() - t0);
+    return Promise.resolve(n);
+  }
+
+  /** True while small requests go inline. */
+  get inline(): boolean {
+    return this.allowed();
+  }
+
+  private allowed(): boolean {
+    if (this.poolUntil === 0) return true;
+    if (this.now() < this.poolUntil) return false;
+    // Back-off over: the next call is a probe, judged on its own.
+    this.poolUntil = 0;
+    this.calls = WINDOW - 1;
+    this.slow = SLOW_PER_WINDOW;
+    return true;
+  }
+
+  private observe(ms: number): void {
+    this.stats.inline++;
+    if (ms > SLOW_MS) this.slow++;
+    if (ms > STALL_MS || this.slow > SLOW_PER_WINDOW) {
+      this.poolUntil = this.now() + this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+      this.stats.switches++;
+      this.calls = 0;
+      this.slow = 0;
+      return;
+    }
+    if (++this.calls >= WINDOW) {
+      // A whole window was fast: a later slow spell starts its back-off from the beginning.
+      if (this.slow === 0) this.backoffMs = INITIAL_BACKOFF_MS;
+      this.calls = 0;
+      this.slow = 0;
+    }
+  }
+}

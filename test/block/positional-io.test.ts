@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InlineIo, MAX_INLINE_BYTES } from '../../src/block/positional-io.js';
+import { FileDevice } from '../../src/block/file-device.js';
+
+/** A clock the test moves: `step` ms pass on every reading. */
+function fakeClock(step: number): { now: () => number; t: number; step: number } {
+  const c = { t: 0, step, now: () => (c.t += c.step) };
+  return c;
+}
+
+function scratchFile(t: { after: (fn: () => void) => void }, size: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'llraid-pio-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'f');
+  writeFileSync(path, Buffer.alloc(size));
+  return path;
+}
+
+test('small requests go inline while they are fast, and the bytes land where asked', async (t) => {
+  const path = scratchFile(t, 1 << 20);
+  const fd = openSync(path, 'r+');
+  t.after(() => closeSync(fd));
+  const io = new InlineIo(fakeClock(0.001).now);
+  const data = Buffer.alloc(4096, 0x5a);
+  for (let i = 0; i < 200; i++) assert.equal(await io.write(fd, data, 0, 4096, i * 4096), 4096);
+  const back = Buffer.alloc(4096);
+  assert.equal(await io.read(fd, back, 0, 4096, 199 * 4096), 4096);
+  assert.deepEqual(back, data);
+  assert.equal(io.stats.inline, 201);
+  assert.equal(io.stats.switches, 0);
+  // Large requests never go inline.
+  await io.write(fd, Buffer.alloc(MAX_INLINE_BYTES + 4096), 0, MAX_INLINE_BYTES + 4096, 0);
+  assert.equal(io.stats.inline, 201);
+  assert.deepEqual(readFileSync(path).subarray(0, 4096), Buffer.alloc(4096));
+});
+
+test('a run of slow inline calls switches to the pool, and a probe after the back-off switches back', async (t) => {
+  const path = scratchFile(t, 1 << 20);
+  const fd = openSync(path, 'r+');
+  t.after(() => closeSync(fd));
+  const clock = fakeClock(1); // every call "takes" 1 ms: slow
+  const io = new InlineIo(clock.now);
+  const data = Buffer.alloc(512, 1);
+  for (let i = 0; i < 9; i++) await io.write(fd, data, 0, 512, i * 512);
+  assert.equal(io.stats.switches, 1, 'more than 8 slow calls in a window switch to the pool');
+  assert.equal(io.inline, false);
+  const before = io.stats.inline;
+  for (let i = 0; i < 20; i++) await io.write(fd, data, 0, 512, i * 512);
+  assert.equal(io.stats.inline, before, 'no inline call during the back-off');
+  assert.deepEqual(readFileSync(path).subarray(0, 20 * 512), Buffer.alloc(20 * 512, 1), 'pool writes land too');
+  clock.t += 1000; // the first back-off is 1 s
+  clock.step = 0.001; // the device is fast again
+  assert.equal(io.inline, true);
+  await io.write(fd, data, 0, 512, 0);
+  assert.equal(io.stats.inline, before + 1, 'the probe went inline');
+  assert.equal(io.stats.switches, 1);
+});
+
+test('one stalled call switches at once, and the back-off doubles when the probe is slow too', async (t) => {
+  const path = scratchFile(t, 1 << 16);
+  const fd = openSync(path, 'r+');
+  t.after(() => closeSync(fd));
+  const clock = fakeClock(60);
+  const io = new InlineIo(clock.now);
+  const b = Buffer.alloc(512);
+  await io.read(fd, b, 0, 512, 0);
+  assert.equal(io.stats.switches, 1);
+  clock.t += 1000;
+  await io.read(fd, b, 0, 512, 0); // probe, slow again
+  assert.equal(io.stats.switches, 2);
+  clock.step = 0;
+  clock.t += 1500;
+  assert.equal(io.inline, false, 'the second back-off is 2 s');
+  clock.t += 600;
+  assert.equal(io.inline, true);
+});
+
+test('an inline call that fails rejects with the errno, as a pool call does', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'llraid-pio-'));
+  const fd = openSync(dir, 'r');
+  t.after(() => {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const io = new InlineIo();
+  await assert.rejects(io.read(fd, Buffer.alloc(512), 0, 512, 0), (e: NodeJS.ErrnoException) => e.code === 'EISDIR');
+  assert.equal(io.stats.inline, 0);
+});
+
+test('a FileDevice with and without inline I/O reads back what it wrote', async (t) => {
+  const path = scratchFile(t, 1 << 20);
+  for (const inline of [true, false]) {
+    const dev = await FileDevice.open(path, { inline });
+    const data = Buffer.alloc(8192, inline ? 7 : 9);
+    await dev.write(12288, data);
+    await dev.write(65536, data, { fua: true });
+    assert.deepEqual(await dev.read(12288, 8192), data);
+    assert.deepEqual(await dev.read(65536, 8192), data);
+    await dev.close();
+  }
+});
