@@ -46,6 +46,13 @@ export interface BlockDevice {
    * may reuse `data` once the promise settles: a device that needs the bytes later copies them.
    */
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
+  /**
+   * Writes `parts` back to back at `offset`, as write() of their concatenation would. Optional:
+   * for callers whose data arrived in pieces (an NBD payload spread over socket reads), so a
+   * device that can gather (pwritev) saves the copy. Use the writeParts() function below, which
+   * falls back to write().
+   */
+  writev?(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): Promise<void>;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;
   /** Tells the device the range is unused: its contents are unspecified afterwards. */
@@ -83,4 +90,11 @@ export function checkRange(what: string, size: number, offset: number, length: n
 export async function readInto(device: BlockDevice, offset: number, out: Buffer): Promise<void> {
   if (device.readInto) return device.readInto(offset, out);
   (await device.read(offset, out.length)).copy(out);
+}
+
+/** Writes `parts` back to back at `offset`: gathered when the device can, else copied into one. */
+export function writeParts(dev: BlockDevice, offset: number, parts: readonly Uint8Array[], options?: WriteOptions): Promise<void> {
+  if (parts.length === 1) return dev.write(offset, parts[0]!, options);
+  if (dev.writev) return dev.writev(offset, parts, options);
+  return dev.write(offset, Buffer.concat(parts), options);
 }

@@ -2,7 +2,7 @@
 // engine reports for its volume (metrics). Requests that fail are not counted; nothing else is
 // changed about them.
 
-import { readInto, type BlockDevice, type Extent, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { readInto, writeParts, type BlockDevice, type Extent, type WriteOptions, type ZeroOptions } from './block-device.js';
 
 export interface IoCounters {
   readOps: number;
@@ -52,6 +52,12 @@ export class CountingDevice implements BlockDevice {
     await this.inner.write(offset, data, options);
     this.counters.writeOps++;
     this.counters.writeBytes += data.length;
+  }
+
+  async writev(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): Promise<void> {
+    await writeParts(this.inner, offset, parts, options);
+    this.counters.writeOps++;
+    for (const p of parts) this.counters.writeBytes += p.length;
   }
 
   async flush(): Promise<void> {

@@ -117,12 +117,25 @@ export class FileDevice implements BlockDevice {
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
     try {
-      // An O_DSYNC write waits for the disk: never inline.
-      const [fd, io] = options?.fua ? [await this.fuaFd(), POOL_IO] : [this.fd, this.io];
+      const [fd, io] = await this.writeTarget(options);
       if (this.bounce) await this.bounce.write(fd, data, offset);
       else await writeFully(io, fd, data, offset);
     } catch (err) {
       throw this.ioError('write', offset, data.length, err);
+    }
+  }
+
+  async writev(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): Promise<void> {
+    // O_DIRECT goes through an aligned bounce buffer, which is a copy anyway.
+    if (this.bounce) return this.write(offset, Buffer.concat(parts), options);
+    let length = 0;
+    for (const p of parts) length += p.length;
+    this.check(offset, length, true);
+    try {
+      const [fd, io] = await this.writeTarget(options);
+      await writevFully(io, fd, parts, offset);
+    } catch (err) {
+      throw this.ioError('write', offset, length, err);
     }
   }
 
@@ -190,6 +203,11 @@ export class FileDevice implements BlockDevice {
     if (syncFd) await closeP(await syncFd).catch(() => undefined);
   }
 
+  /** The descriptor and I/O path of a write: FUA goes through the O_DSYNC descriptor, never inline (it waits for the disk). */
+  private async writeTarget(options: WriteOptions | undefined): Promise<[number, PositionalIo]> {
+    return options?.fua ? [await this.fuaFd(), POOL_IO] : [this.fd, this.io];
+  }
+
   private fuaFd(): Promise<number> {
     this.syncFd ??= openP(this.path, (this.flags & ~constants.O_CREAT) | constants.O_DSYNC);
     return this.syncFd;
@@ -233,6 +251,19 @@ async function writeFully(io: PositionalIo, fd: number, data: Uint8Array, pos: n
   let done = 0;
   while (done < data.length) {
     done += await io.write(fd, data, done, data.length - done, pos + done);
+  }
+}
+
+async function writevFully(io: PositionalIo, fd: number, parts: readonly Uint8Array[], pos: number): Promise<void> {
+  let rest = parts;
+  for (;;) {
+    let n = await io.writev(fd, rest, pos);
+    pos += n;
+    // A short write: drop the parts written whole, cut the one written in part.
+    let i = 0;
+    while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
+    if (i === rest.length) return;
+    rest = [rest[i]!.subarray(n), ...rest.slice(i + 1)];
   }
 }
 

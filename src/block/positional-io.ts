@@ -16,7 +16,7 @@
 // time a probe after it is slow too. An engine serves one volume per process (DESIGN.md §1), so
 // a blocked loop stalls only the volume whose disk is slow anyway.
 
-import { read, readSync, write, writeSync } from 'node:fs';
+import { read, readSync, write, writeSync, writev, writevSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 export function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
@@ -27,14 +27,20 @@ export function writeP(fd: number, buf: Uint8Array, off: number, len: number, po
   return new Promise((resolve, reject) => write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
+export function writevP(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number> {
+  return new Promise((resolve, reject) => writev(fd, parts as Uint8Array[], pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
 /** Positional I/O on a descriptor: `n` bytes moved, resolved when done. */
 export interface PositionalIo {
   read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number>;
   write(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number>;
+  /** One gathering write of `parts`, in order, at `pos`. */
+  writev(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number>;
 }
 
 /** Every request through libuv's pool. */
-export const POOL_IO: PositionalIo = { read: readP, write: writeP };
+export const POOL_IO: PositionalIo = { read: readP, write: writeP, writev: writevP };
 
 /** Requests larger than this always use the pool: copying them is slow enough to keep a thread busy. */
 export const MAX_INLINE_BYTES = 64 * 1024;
@@ -92,6 +98,21 @@ export class InlineIo implements PositionalIo {
     let n: number;
     try {
       n = writeSync(fd, buf, off, len, pos);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.observe(this.now() - t0);
+    return Promise.resolve(n);
+  }
+
+  writev(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number> {
+    let len = 0;
+    for (const p of parts) len += p.length;
+    if (len > MAX_INLINE_BYTES || !this.allowed()) return writevP(fd, parts, pos);
+    const t0 = this.now();
+    let n: number;
+    try {
+      n = writevSync(fd, parts as Uint8Array[], pos);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -40,6 +40,22 @@ export class BufferList {
     return out;
   }
 
+  /**
+   * Removes the next `n` bytes (the caller checked `length >= n`) as views of the chunks they lie
+   * in, in order: no copy, however many chunks they span.
+   */
+  takeParts(n: number): Buffer[] {
+    const parts: Buffer[] = [];
+    while (n > 0) {
+      const chunk = this.chunks[0]!;
+      const m = Math.min(n, chunk.length - this.head);
+      parts.push(chunk.subarray(this.head, this.head + m));
+      this.advance(m);
+      n -= m;
+    }
+    return parts;
+  }
+
   /** Drops up to `n` bytes; returns how many were dropped. */
   skip(n: number): number {
     let dropped = 0;

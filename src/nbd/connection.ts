@@ -34,7 +34,7 @@ import {
 } from './protocol.js';
 import { ReplyWriter } from './reply-writer.js';
 import { RequestParser, type NbdRequest, type RequestSink } from './request-parser.js';
-import type { Extent } from '../block/block-device.js';
+import { writeParts, type Extent } from '../block/block-device.js';
 
 export interface ConnectionLimits {
   /** Requests started and not yet answered before reading pauses. */
@@ -165,7 +165,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
         return;
       case CMD_WRITE:
         this.begin(r.length);
-        this.track(r, r.length, () => device.write(r.offset, r.data!, { fua }), this.okFor(r));
+        this.track(r, r.length, () => writeParts(device, r.offset, r.data!, { fua }), this.okFor(r));
         return;
       case CMD_FLUSH:
         this.begin(0);

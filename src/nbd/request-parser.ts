@@ -16,8 +16,12 @@ export interface NbdRequest {
   /** Byte offset; values past 2^53 lose precision but stay larger than any export. */
   offset: number;
   length: number;
-  /** The WRITE payload; undefined for other commands and for a payload too large to accept. */
-  data: Buffer | undefined;
+  /**
+   * The WRITE payload as it arrived: views of the socket's chunks, in order, never copied (a
+   * device that gathers writes them as they are). Undefined for other commands and for a
+   * payload too large to accept.
+   */
+  data: Buffer[] | undefined;
 }
 
 export interface RequestSink {
@@ -70,7 +74,7 @@ export class RequestParser {
             data: undefined,
           };
           if (request.type !== CMD_WRITE || request.length === 0) {
-            if (request.type === CMD_WRITE) request.data = Buffer.alloc(0);
+            if (request.type === CMD_WRITE) request.data = [];
             this.sink.onRequest(request);
           } else if (request.length > this.maxPayload) {
             this.current = request;
@@ -85,7 +89,7 @@ export class RequestParser {
         case State.Payload: {
           const request = this.current!;
           if (input.length < request.length) return;
-          request.data = input.take(request.length);
+          request.data = input.takeParts(request.length);
           this.current = undefined;
           this.state = State.Header;
           this.sink.onRequest(request);

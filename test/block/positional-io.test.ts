@@ -103,3 +103,18 @@ test('a FileDevice with and without inline I/O reads back what it wrote', async 
     await dev.close();
   }
 });
+
+test('writev gathers parts in order, zero-length parts and FUA included, inline and through the pool', async (t) => {
+  const path = scratchFile(t, 1 << 20);
+  for (const inline of [true, false]) {
+    const dev = await FileDevice.open(path, { inline });
+    const parts = [Buffer.alloc(1000, 1), Buffer.alloc(0), Buffer.alloc(3096, 2), Buffer.alloc(100_000, 3)];
+    const whole = Buffer.concat(parts);
+    await dev.writev(4096, parts);
+    assert.deepEqual(await dev.read(4096, whole.length), whole);
+    await dev.writev(512 * 1024, parts.slice(0, 3), { fua: true });
+    assert.deepEqual(await dev.read(512 * 1024, 4096), Buffer.concat(parts.slice(0, 3)));
+    await assert.rejects(dev.writev(dev.size - 1000, parts), (e: NodeJS.ErrnoException) => e.code === 'ERANGE');
+    await dev.close();
+  }
+});

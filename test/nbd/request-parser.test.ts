@@ -16,7 +16,7 @@ function run(chunks: Buffer[], accept = () => true): { requests: NbdRequest[]; e
   const input = new BufferList();
   const parser = new RequestParser(MAX, {
     accepting: accept,
-    onRequest: (r) => requests.push({ ...r, data: r.data && Buffer.from(r.data) }),
+    onRequest: (r) => requests.push({ ...r, data: r.data && [Buffer.concat(r.data)] }),
     onFramingError: (m) => errors.push(m),
   });
   for (const c of chunks) {
@@ -62,7 +62,7 @@ test('any split of a stream of requests parses to the same requests with intact 
         assert.equal(got.length, r.length);
         if (r.type !== 1) assert.equal(got.data, undefined);
         else if (r.length > MAX) assert.equal(got.data, undefined, 'an oversized payload is skipped, not buffered');
-        else assert.deepEqual(got.data, Buffer.alloc(r.length, r.seed));
+        else assert.deepEqual(got.data, [Buffer.alloc(r.length, r.seed)]);
       });
     }),
     { numRuns: 300 },
@@ -98,4 +98,16 @@ test('BufferList returns views inside one chunk and copies across chunks', () =>
   assert.equal(list.take(5).toString(), 'defgh');
   assert.equal(list.skip(10), 2);
   assert.equal(list.length, 0);
+});
+
+test('BufferList.takeParts hands out views of every chunk a payload spans, never a copy', () => {
+  const list = new BufferList();
+  const chunks = [Buffer.from('abc'), Buffer.from('defg'), Buffer.from('hi')];
+  for (const c of chunks) list.push(c);
+  list.take(1);
+  const parts = list.takeParts(7);
+  assert.deepEqual(parts.map((p) => p.toString()), ['bc', 'defg', 'h']);
+  parts.forEach((p, i) => assert.equal(p.buffer, chunks[i]!.buffer));
+  assert.equal(list.length, 1);
+  assert.deepEqual(list.takeParts(0), []);
 });

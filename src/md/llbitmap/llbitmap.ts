@@ -370,15 +370,12 @@ export class LlBitmap implements WriteIntentBitmap {
     // The whole run of skippable chunks from here, not just this one: on a big array where little
     // is marked, the sync thread would otherwise pay one call per chunk it passes over.
     let end = c + 1;
-    while (end < this.chunks) {
-      const data = this.pages[pageOf(end)]!.data;
-      const first = offsetInPage(end);
-      const stop = Math.min(PAGE_SIZE, first + (this.chunks - end));
+    this.eachPage(end, this.chunks, (page, _idx, first, stop) => {
       let off = first;
-      while (off < stop && skippable[data[off]!] === 1) off++;
+      while (off < stop && skippable[page.data[off]!] === 1) off++;
       end += off - first;
-      if (off < stop) break;
-    }
+      return off === stop;
+    });
     return Math.min(end * this.chunkSize, this.geometry.syncSize) - offset;
   }
 
@@ -550,16 +547,12 @@ export class LlBitmap implements WriteIntentBitmap {
 
   counts(): BitmapCounts {
     const n = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (let c = 0; c < this.chunks; ) {
-      const data = this.pages[pageOf(c)]!.data;
-      const first = offsetInPage(c);
-      const stop = Math.min(PAGE_SIZE, first + (this.chunks - c));
+    this.eachPage(0, this.chunks, (page, _idx, first, stop) => {
       for (let off = first; off < stop; off++) {
-        const b = data[off]!;
+        const b = page.data[off]!;
         if (b < n.length) n[b]!++;
       }
-      c += stop - first;
-    }
+    });
     return {
       unwritten: n[0]!,
       clean: n[1]!,
@@ -703,14 +696,9 @@ export class LlBitmap implements WriteIntentBitmap {
     let last: Next = NONE;
     let requestSync = false;
     let arm = false;
-    // Page by page, so the common byte that does not change costs one table lookup.
-    for (let c = start; c <= end; ) {
-      const idx = pageOf(c);
-      const page = this.pages[idx]!;
+    // The common byte that does not change costs one table lookup.
+    this.eachPage(start, end + 1, (page, idx, first, stop) => {
       const data = page.data;
-      const first = offsetInPage(c);
-      const stop = Math.min(PAGE_SIZE, first + (end - c) + 1);
-      c += stop - first;
       for (let off = first; off < stop; off++) {
         const byte = data[off]!;
         if (still[byte] === 1 && !(degradedStartsync && byte === State.Dirty)) {
@@ -734,7 +722,7 @@ export class LlBitmap implements WriteIntentBitmap {
           if (spread.dirty) arm = true;
         }
       }
-    }
+    });
     if (requestSync && !ctx.degraded) this.host.requestSync();
     if (arm) this.armTimer();
     return last;
@@ -776,6 +764,21 @@ export class LlBitmap implements WriteIntentBitmap {
       }
     }
     return result;
+  }
+
+  /**
+   * Walks chunks [start, end) page by page: `visit` gets each page with the offsets of its first
+   * and past-the-last chunk byte in range (whole-bitmap loops then run over one byte array at a
+   * time). A visit that returns false ends the walk.
+   */
+  private eachPage(start: number, end: number, visit: (page: BitmapPage, idx: number, first: number, stop: number) => boolean | void): void {
+    for (let c = start; c < end; ) {
+      const idx = pageOf(c);
+      const first = offsetInPage(c);
+      const stop = Math.min(PAGE_SIZE, first + (end - c));
+      if (visit(this.pages[idx]!, idx, first, stop) === false) return;
+      c += stop - first;
+    }
   }
 
   private byte(chunk: number): number {
