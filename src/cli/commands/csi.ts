@@ -4,11 +4,8 @@
 
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { fromEnvironment, fromFile, resolveConfig, type RawConfig } from '../../csi/config.js';
-import { startDriver } from '../../csi/driver.js';
-import { MdArrays } from '../../csi/md-arrays.js';
+import type { RawConfig } from '../../csi/config.js';
 import type { VolumeRecord } from '../../csi/volume-catalog.js';
-import { nodeSettingsFromEnv, startNodeReporting } from '../../k8s/index.js';
 
 interface CsiOptions {
   endpoint?: string;
@@ -52,6 +49,16 @@ export function register(program: Command): void {
     .option('--max-volumes <n>', 'volumes this node accepts, 0 for no limit (LLRAID_MAX_VOLUMES)')
     .option('--default-capacity <size>', 'capacity of a volume whose request names none (LLRAID_DEFAULT_CAPACITY; default 1G)')
     .action(async (options: CsiOptions) => {
+      // Loaded here, not at the top: every `llraid` command registers this one, and gRPC, protobuf
+      // and the Kubernetes client would otherwise add some 70 MiB of resident memory to every volume engine
+      // (`llraid serve`) on the node.
+      const [{ fromEnvironment, fromFile, resolveConfig }, { startDriver }, { MdArrays }, { nodeSettingsFromEnv, startNodeReporting }] =
+        await Promise.all([
+          import('../../csi/config.js'),
+          import('../../csi/driver.js'),
+          import('../../csi/md-arrays.js'),
+          import('../../k8s/index.js'),
+        ]);
       const cli: RawConfig = {
         endpoint: options.endpoint,
         nodeId: options.nodeId,
