@@ -16,8 +16,11 @@ export const MAX_WINDOW = 1024 * 1024;
 const MARK_INTERVAL_MS = 3000;
 /** Windows in flight at once: their reads, compares and writes overlap (md keeps many in flight too). */
 const DEPTH = 4;
-/** A pause while application I/O is active and the pass already runs above its minimum speed. */
-const YIELD_MS = 20;
+/**
+ * Longest single pause while application I/O is active: the pass looks again this often, so it
+ * returns to full speed soon after the application goes quiet.
+ */
+const BUSY_PAUSE_MS = 100;
 
 export interface SyncSpeed {
   /** KiB/s. */
@@ -188,15 +191,15 @@ export class SyncThread {
       const { min, max } = this.host.speed();
       const ioKiB = (this.bytesSynced - this.markIo) / 1024;
       const speed = ioKiB / Math.max((now - this.markTime) / 1000, 0.001);
-      if (speed > max) {
-        // Sleep just long enough to fall back to max, checkpointing while waiting.
-        const needMs = (ioKiB / max) * 1000 - (now - this.markTime);
-        await sleep(Math.max(1, Math.min(needMs, 500)));
+      // md.rst: sync_speed_max bounds the pass when the array is otherwise idle; while there is
+      // other I/O the pass gets sync_speed_min, and the rest of the bandwidth is the application's.
+      const busy = this.host.appBusy();
+      const limit = busy ? Math.min(min, max) : max;
+      if (speed > limit) {
+        // Sleep just long enough to fall back to the limit, checkpointing while waiting.
+        const needMs = (ioKiB / limit) * 1000 - (now - this.markTime);
+        await sleep(Math.max(1, Math.min(needMs, busy ? BUSY_PAUSE_MS : 500)));
         await this.maybeCheckpoint();
-        continue;
-      }
-      if (speed > min && this.host.appBusy()) {
-        await sleep(YIELD_MS);
         continue;
       }
       return;
