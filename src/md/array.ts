@@ -79,6 +79,8 @@ export class MdArray implements BlockDevice {
    * before do_md_run), so a member failed then is recorded in memory and run() writes it.
    */
   private running = false;
+  /** Roles a member left by failing before run(): run() offers them to spares. */
+  private vacatedBeforeRun: number[] = [];
   private resyncFrom: number | null;
   private readonly tuning: Required<ArrayTuning>;
   private readonly barrier = new SyncBarrier();
@@ -448,6 +450,7 @@ export class MdArray implements BlockDevice {
     this.running = true;
     this.refreshState();
     await this.writeSuperblocks(false);
+    for (const role of this.vacatedBeforeRun.splice(0)) this.takeSpare(role);
     this.maybeStartSync();
   }
 
@@ -468,12 +471,21 @@ export class MdArray implements BlockDevice {
       if (!this.personality.canRun(working)) return;
     }
     this.markFaulty(m);
-    if (!this.running) return;
+    if (!this.running) {
+      if (role !== undefined) this.vacatedBeforeRun.push(role);
+      return;
+    }
     await this.writeSuperblocks(false);
-    // md's hot spare: a spare takes the vacated role and is rebuilt. Started apart from this call,
-    // which may run inside an application write that a sync window is waiting to drain.
+    if (role !== undefined) this.takeSpare(role);
+  }
+
+  /**
+   * md's hot spare: a spare takes the vacated role and is rebuilt. Started apart from the caller,
+   * which may run inside an application write that a sync window is waiting to drain.
+   */
+  private takeSpare(role: number): void {
     const spare = this.members.find((x) => x.state === 'spare');
-    if (spare !== undefined && role !== undefined && this.tuning.autoSync && !this.stopping && this.state !== 'failed') {
+    if (spare !== undefined && this.tuning.autoSync && !this.stopping && this.state !== 'failed') {
       const p = this.attachToRole(spare, role, false).catch(() => undefined).finally(() => this.failures.delete(p));
       this.failures.add(p);
     }

@@ -189,6 +189,27 @@ test('E16: a member failing its bitmap read at assembly is failed and the bitmap
   assert.deepEqual(await a.read(5 * 64 * KIB, 8192), pattern(2, 8192));
 });
 
+test('E16: a member failing its bitmap read at assembly leaves its role to a spare once the array runs', async (t) => {
+  const paths = memberFiles(tempDir(t), 3, 32 * MIB);
+  const a = await createArray({ name: 'e16s', level: 1, members: paths.slice(0, 2) });
+  await a.write(0, pattern(1, 64 * KIB));
+  await a.add(paths[2] as string);
+  await a.stop();
+  const { devs, close } = await faultyMembers(paths);
+  devs[0]!.failReads(BITMAP_SB, 4096);
+  const { array: b } = await assembleArray({ members: devs.map((device, i) => ({ name: paths[i] as string, device })) });
+  t.after(() => b.stop());
+  t.after(close);
+  const spareState = (): string | undefined => b.status().members.find((m) => m.name === paths[2])?.state;
+  for (let i = 0; i < 100 && spareState() === 'spare'; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal((await b.waitSync())?.mode, 'recovery');
+  const s = b.status();
+  assert.equal(s.members.find((m) => m.name === paths[0])?.state, 'faulty');
+  assert.equal(s.members.find((m) => m.name === paths[2])?.role, 0);
+  assert.equal(s.state, 'active');
+  assert.deepEqual(await b.read(0, 64 * KIB), pattern(1, 64 * KIB));
+});
+
 test('E16: every member failing its bitmap read refuses assembly with EIO and changes no member', async (t) => {
   const paths = await writtenArray(t);
   const before = paths.map(fileHash);
