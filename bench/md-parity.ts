@@ -4,13 +4,18 @@
 //   2. Create → fully redundant while holding 1% written data: llbitmap's lazy parity (only the
 //      written chunks get parity) against a full initial parity build (target <= 0.05x for a
 //      contiguous 1%; spread evenly, infect marks far more and the row only reports it).
-//   3. Full-stripe sequential writes against raid0 over the same data members (target >= 0.7x).
+//   3. Full-stripe sequential writes against raid0 over the same data members (target >= 0.7x);
+//      again with every member limited to MEMBER_MIBS as a disk of its own would be, since files
+//      on one tmpfs share one memory bus and a parity member's writes slow the data members'.
 // Environment: LLRAID_BENCH_DIR (default /dev/shm/llraid-bench-parity), BENCH_PARITY_MIB (member
-// data size, 1024), BENCH_PARITY_ROUNDS (median of, 3), BENCH_PARITY_RANDOM_OPS (4 KiB writes, 10000).
+// data size, 1024), BENCH_PARITY_ROUNDS (median of, 3), BENCH_PARITY_RANDOM_OPS (4 KiB writes, 10000),
+// BENCH_PARITY_MEMBER_MIBS (per-member bandwidth in table 3b, 256).
 
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createArray, type MdArray } from '../src/md/index.js';
+import { createArray, type MdArray, type MemberSpec } from '../src/md/index.js';
+import { FileDevice } from '../src/block/file-device.js';
+import { RateLimitedDevice } from './rate-limited-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
 import { freshFile, mibPerSecond, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
@@ -23,6 +28,7 @@ const MEMBER_DATA = Number(process.env.BENCH_PARITY_MIB ?? 1024) * MIB;
 const ROUNDS = Number(process.env.BENCH_PARITY_ROUNDS ?? 3);
 const RANDOM_OPS = Number(process.env.BENCH_PARITY_RANDOM_OPS ?? 10000);
 const CHUNK = 512 * KIB;
+const MEMBER_MIBS = Number(process.env.BENCH_PARITY_MEMBER_MIBS ?? 256);
 /** The sync thread's default ceiling is md's 200 MB/s; the benchmark measures the engine. */
 const UNTHROTTLED = { syncSpeedMax: 100_000_000, syncSpeedMin: 100_000_000 };
 const PATHS = Array.from({ length: 5 }, (_, i) => join(DIR, `m${i}.img`));
@@ -154,20 +160,31 @@ async function timeToRedundant(): Promise<void> {
 
 // ------------------------------------------------------------------ 3. full stripes against raid0
 
-async function fullStripes(): Promise<void> {
+/**
+ * Table 3 (members as they are) and 3b (each member limited to MEMBER_MIBS): full-stripe rows
+ * against raid0 over the data members alone.
+ */
+async function fullStripes(limited: boolean): Promise<void> {
   const rows: (string | number)[][] = [];
   for (const g of GEOMETRIES) {
     const dd = dataMembers(g);
     const rowBytes = dd * CHUNK;
-    const total = Math.min(Math.floor((384 * MIB) / rowBytes), Math.floor((MEMBER_DATA * dd) / rowBytes)) * rowBytes;
+    const budget = limited ? 192 * MIB : 384 * MIB;
+    const total = Math.min(Math.floor(budget / rowBytes), Math.floor((MEMBER_DATA * dd) / rowBytes)) * rowBytes;
     const got: Record<'raid0' | 'parity', number[]> = { raid0: [], parity: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const kind of ['raid0', 'parity'] as const) {
+        const paths = fresh(kind === 'raid0' ? dd : g.members);
+        const files = limited ? await Promise.all(paths.map((p) => FileDevice.open(p))) : [];
+        const members: (string | MemberSpec)[] = limited
+          ? files.map((f, i) => ({ name: paths[i]!, device: new RateLimitedDevice(f, MEMBER_MIBS * MIB) }))
+          : paths;
         const a = kind === 'raid0'
-          ? await createArray({ name: 'bench', level: 0, members: fresh(dd), chunkSize: CHUNK, bitmap: 'none', force: true })
-          : await createArray({ name: 'bench', level: g.level, members: fresh(g.members), chunkSize: CHUNK, bitmap: 'llbitmap', assumeClean: true, force: true });
+          ? await createArray({ name: 'bench', level: 0, members, chunkSize: CHUNK, bitmap: 'none', force: true })
+          : await createArray({ name: 'bench', level: g.level, members, chunkSize: CHUNK, bitmap: 'llbitmap', assumeClean: true, force: true });
         const r = await sequentialWrites(a, 0, total, rowBytes, 4);
         await a.stop();
+        await Promise.all(files.map((f) => f.close()));
         got[kind].push(mibPerSecond(r));
       }
     }
@@ -175,8 +192,10 @@ async function fullStripes(): Promise<void> {
     const p = median(got.parity);
     rows.push([g.label, `raid0 x${dd}`, rowBytes / KIB, r0, p, ratio(p, r0), verdict(p / r0, 0.7, 'least')]);
   }
-  printTable(`3. full-stripe sequential writes (one row per request, 4 in flight), MiB/s of array data (median of ${ROUNDS})`,
-    ['parity array', 'baseline', 'request KiB', 'raid0', 'parity', 'parity/raid0', 'target'], rows);
+  printTable(limited
+    ? `3b. the same with every member limited to ${MEMBER_MIBS} MiB/s, as separate disks (median of ${ROUNDS})`
+    : `3. full-stripe sequential writes (one row per request, 4 in flight), MiB/s of array data (median of ${ROUNDS})`,
+  ['parity array', 'baseline', 'request KiB', 'raid0', 'parity', 'parity/raid0', 'target'], rows);
 }
 
 async function main(): Promise<void> {
@@ -185,7 +204,10 @@ async function main(): Promise<void> {
     const only = process.argv[2];
     if (only === undefined || only === '1') await bitmapOverhead();
     if (only === undefined || only === '2') await timeToRedundant();
-    if (only === undefined || only === '3') await fullStripes();
+    if (only === undefined || only === '3') {
+      await fullStripes(false);
+      await fullStripes(true);
+    }
   } finally {
     rmSync(DIR, { recursive: true, force: true });
   }

@@ -2,7 +2,7 @@
 // engine reports for its volume (metrics). Requests that fail are not counted; nothing else is
 // changed about them.
 
-import { readInto, writeParts, type BlockDevice, type Extent, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { writeParts, type BlockDevice, type Extent, type WriteOptions, type ZeroOptions } from './block-device.js';
 
 export interface IoCounters {
   readOps: number;
@@ -21,7 +21,22 @@ export class CountingDevice implements BlockDevice {
     readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0, flushOps: 0, discardOps: 0, discardBytes: 0, zeroOps: 0, zeroBytes: 0,
   };
 
-  constructor(readonly inner: BlockDevice) {}
+  /**
+   * Present exactly when the inner device reads into caller buffers natively, so that a caller
+   * choosing between readInto and read (the NBD server) sees what the inner device does.
+   */
+  readonly readInto?: (offset: number, out: Buffer) => Promise<void>;
+
+  constructor(readonly inner: BlockDevice) {
+    const native = inner.readInto?.bind(inner);
+    if (native) {
+      this.readInto = async (offset, out) => {
+        await native(offset, out);
+        this.counters.readOps++;
+        this.counters.readBytes += out.length;
+      };
+    }
+  }
 
   get size(): number {
     return this.inner.size;
@@ -40,12 +55,6 @@ export class CountingDevice implements BlockDevice {
     this.counters.readOps++;
     this.counters.readBytes += length;
     return data;
-  }
-
-  async readInto(offset: number, out: Buffer): Promise<void> {
-    await readInto(this.inner, offset, out);
-    this.counters.readOps++;
-    this.counters.readBytes += out.length;
   }
 
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

@@ -41,17 +41,21 @@ export class ReplyWriter {
     this.send(h);
   }
 
-  /** Success of a READ: the data at `offset`. */
-  data(cookieHi: number, cookieLo: number, offset: number, data: Buffer): void {
+  /**
+   * Success of a READ: the data at `offset`. `sent` is called once the socket no longer needs
+   * `data` (it has gone to the kernel), so the caller may reuse the buffer; never if the
+   * connection is gone first.
+   */
+  data(cookieHi: number, cookieLo: number, offset: number, data: Buffer, sent?: () => void): void {
     if (!this.structured) {
       this.simple(cookieHi, cookieLo, 0);
-      this.send(data);
+      this.send(data, sent);
       return;
     }
     const h = this.chunkHeader(8, cookieHi, cookieLo, REPLY_TYPE_OFFSET_DATA, 8 + data.length);
     writeU64(h, STRUCTURED_REPLY_HEADER_SIZE, offset);
     this.send(h);
-    this.send(data);
+    this.send(data, sent);
   }
 
   /** Failure of any command. A simple error reply carries no payload, not even for READ. */
@@ -108,14 +112,15 @@ export class ReplyWriter {
     return h;
   }
 
-  private send(b: Buffer): void {
+  private send(b: Buffer, sent?: () => void): void {
     if (this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    this.socket.write(b);
+    if (sent === undefined) this.socket.write(b);
+    else this.socket.write(b, (err) => err === undefined || err === null ? sent() : undefined);
   }
 }
 
