@@ -80,39 +80,26 @@ export class InlineIo implements PositionalIo {
   constructor(private readonly now: () => number = () => performance.now()) {}
 
   read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-    if (len > MAX_INLINE_BYTES || !this.allowed()) return readP(fd, buf, off, len, pos);
-    const t0 = this.now();
-    let n: number;
-    try {
-      n = readSync(fd, buf, off, len, pos);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    this.observe(this.now() - t0);
-    return Promise.resolve(n);
+    return this.attempt(len, () => readSync(fd, buf, off, len, pos), () => readP(fd, buf, off, len, pos));
   }
 
   write(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-    if (len > MAX_INLINE_BYTES || !this.allowed()) return writeP(fd, buf, off, len, pos);
-    const t0 = this.now();
-    let n: number;
-    try {
-      n = writeSync(fd, buf, off, len, pos);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    this.observe(this.now() - t0);
-    return Promise.resolve(n);
+    return this.attempt(len, () => writeSync(fd, buf, off, len, pos), () => writeP(fd, buf, off, len, pos));
   }
 
   writev(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number> {
     let len = 0;
     for (const p of parts) len += p.length;
-    if (len > MAX_INLINE_BYTES || !this.allowed()) return writevP(fd, parts, pos);
+    return this.attempt(len, () => writevSync(fd, parts as Uint8Array[], pos), () => writevP(fd, parts, pos));
+  }
+
+  /** `inline` on this thread, timed, when `len` is small and the policy allows; else `pooled`. */
+  private attempt(len: number, inline: () => number, pooled: () => Promise<number>): Promise<number> {
+    if (len > MAX_INLINE_BYTES || !this.allowed()) return pooled();
     const t0 = this.now();
     let n: number;
     try {
-      n = writevSync(fd, parts as Uint8Array[], pos);
+      n = inline();
     } catch (err) {
       return Promise.reject(err);
     }
@@ -120,7 +107,7 @@ export class InlineIo implements PositionalIo {
     return Promise.resolve(n);
   }
 
-  /** True while small requests go inline. */
+  /** True while small requests go inline (asked after a back-off, it starts the probe). */
   get inline(): boolean {
     return this.allowed();
   }
