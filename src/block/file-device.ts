@@ -117,7 +117,9 @@ export class FileDevice implements BlockDevice {
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
     try {
-      const [fd, io] = await this.writeTarget(options);
+      // FUA goes through the O_DSYNC descriptor and never inline: it waits for the disk.
+      const fd = options?.fua ? await this.fuaFd() : this.fd;
+      const io = options?.fua ? POOL_IO : this.io;
       if (this.bounce) await this.bounce.write(fd, data, offset);
       else await writeFully(io, fd, data, offset);
     } catch (err) {
@@ -132,7 +134,8 @@ export class FileDevice implements BlockDevice {
     for (const p of parts) length += p.length;
     this.check(offset, length, true);
     try {
-      const [fd, io] = await this.writeTarget(options);
+      const fd = options?.fua ? await this.fuaFd() : this.fd;
+      const io = options?.fua ? POOL_IO : this.io;
       await writevFully(io, fd, parts, offset);
     } catch (err) {
       throw this.ioError('write', offset, length, err);
@@ -201,11 +204,6 @@ export class FileDevice implements BlockDevice {
     this.syncFd = undefined;
     await closeP(fd);
     if (syncFd) await closeP(await syncFd).catch(() => undefined);
-  }
-
-  /** The descriptor and I/O path of a write: FUA goes through the O_DSYNC descriptor, never inline (it waits for the disk). */
-  private async writeTarget(options: WriteOptions | undefined): Promise<[number, PositionalIo]> {
-    return options?.fua ? [await this.fuaFd(), POOL_IO] : [this.fd, this.io];
   }
 
   private fuaFd(): Promise<number> {
