@@ -32,9 +32,21 @@ export interface FileDeviceOptions {
   blockSize?: number;
   /**
    * Make small requests synchronously while the file answers them from memory (positional-io.ts).
-   * Default true; ignored with `direct`.
+   * Default: setInlineIoDefault(), true unless changed; ignored with `direct`.
    */
   inline?: boolean;
+}
+
+let inlineByDefault = true;
+
+/**
+ * Whether FileDevices opened from now on without an `inline` option make small requests inline.
+ * A process-wide setting for the CLI (LLRAID_INLINE_IO=0): an engine whose members may hang
+ * rather than slow down can keep every request on the pool, so a hung disk ties up a pool thread
+ * and never the event loop.
+ */
+export function setInlineIoDefault(enabled: boolean): void {
+  inlineByDefault = enabled;
 }
 
 export class FileDevice implements BlockDevice {
@@ -90,12 +102,17 @@ export class FileDevice implements BlockDevice {
         throw new InvalidRequestError(`${path}: not a regular file or block device`);
       }
       const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
-      const io = options.inline === false || options.direct ? POOL_IO : new InlineIo();
+      const io = (options.inline ?? inlineByDefault) && !options.direct ? new InlineIo() : POOL_IO;
       return new FileDevice(path, fd, flags, size, blockSize, readOnly, st.isBlockDevice(), io, bounce);
     } catch (err) {
       await closeP(fd).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Whether small requests may go inline (they still go to the pool while it backs off). */
+  get inlineIo(): boolean {
+    return this.io !== POOL_IO;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { reportError } from './report-error.js';
+import { setInlineIoDefault } from '../block/file-device.js';
 
 // One line per command module; keep the list in the order `llraid --help` should show them.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
@@ -29,6 +30,8 @@ export function packageVersion(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // LLRAID_INLINE_IO=0: every member request through libuv's pool (src/block/positional-io.ts).
+  if (process.env.LLRAID_INLINE_IO === '0') setInlineIoDefault(false);
   const program = new Command('llraid')
     .description('RAID volumes from node-local disks: a userspace md engine with the lockless bitmap, served over NBD')
     .version(packageVersion())

@@ -4,7 +4,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InlineIo, MAX_INLINE_BYTES } from '../../src/block/positional-io.js';
-import { FileDevice } from '../../src/block/file-device.js';
+import { FileDevice, setInlineIoDefault } from '../../src/block/file-device.js';
 
 /** A clock the test moves: `step` ms pass on every reading. */
 function fakeClock(step: number): { now: () => number; t: number; step: number } {
@@ -117,4 +117,17 @@ test('writev gathers parts in order, zero-length parts and FUA included, inline 
     await assert.rejects(dev.writev(dev.size - 1000, parts), (e: NodeJS.ErrnoException) => e.code === 'ERANGE');
     await dev.close();
   }
+});
+
+test('setInlineIoDefault(false) keeps devices opened afterwards on the pool; an explicit option wins', async (t) => {
+  const path = scratchFile(t, 1 << 16);
+  t.after(() => setInlineIoDefault(true));
+  const before = await FileDevice.open(path);
+  setInlineIoDefault(false);
+  const after = await FileDevice.open(path);
+  const asked = await FileDevice.open(path, { inline: true });
+  assert.deepEqual([before.inlineIo, after.inlineIo, asked.inlineIo], [true, false, true]);
+  await after.write(0, Buffer.alloc(4096, 9));
+  assert.deepEqual(await before.read(0, 4096), Buffer.alloc(4096, 9));
+  await Promise.all([before.close(), after.close(), asked.close()]);
 });
