@@ -79,3 +79,36 @@ export function copyRange(from: string, to: string, offset: number, length: numb
   }
   return { seconds: (performance.now() - start) / 1000, bytes: length, ops: Math.ceil(length / block) };
 }
+
+/** What one contender did over all its slices of an interleaved run. */
+export interface Totals extends RunResult {
+  /** CPU time of this process (user + system) during the contender's own slices. */
+  cpuSeconds: number;
+}
+
+/**
+ * Runs the contenders' workloads in `slices` turns each, slice i of every contender before slice
+ * i+1 of any, rotating who goes first. On a shared machine whose speed drifts by tens of percent
+ * within seconds, separate whole runs measure the drift as much as the code; interleaved slices
+ * put the drift on every contender alike. Each slice runs alone, so the CPU time measured across
+ * it is its contender's (plus any timer of another contender that fires meanwhile, which is small).
+ */
+export async function interleave<K extends string>(
+  kinds: readonly K[], slices: number, run: (kind: K, slice: number) => Promise<RunResult>,
+): Promise<Record<K, Totals>> {
+  const totals = Object.fromEntries(kinds.map((k) => [k, { seconds: 0, bytes: 0, ops: 0, cpuSeconds: 0 }])) as Record<K, Totals>;
+  for (let slice = 0; slice < slices; slice++) {
+    for (let i = 0; i < kinds.length; i++) {
+      const kind = kinds[(i + slice) % kinds.length]!;
+      const cpu = process.cpuUsage();
+      const r = await run(kind, slice);
+      const used = process.cpuUsage(cpu);
+      const t = totals[kind];
+      t.seconds += r.seconds;
+      t.bytes += r.bytes;
+      t.ops += r.ops;
+      t.cpuSeconds += (used.user + used.system) / 1e6;
+    }
+  }
+  return totals;
+}

@@ -1,14 +1,15 @@
 // Benchmark of the md engine (issue 2), `npm run bench`: all on the same member files in /dev/shm.
 //   1. raid1 (2 members) and raid10 near=2 (4 members): 4 KiB random writes (32 in flight) and
-//      1 MiB sequential writes, llbitmap against `bitmap: none` (target: llbitmap >= 0.95x).
+//      1 MiB sequential writes, llbitmap against `bitmap: none` (target: llbitmap >= 0.95x). The
+//      arrays run side by side in interleaved slices, and the CPU time per write is shown too.
 //   2. Resync after a power cut on a 4 GiB raid1: (i) the last writes covered one contiguous 1%;
 //      (ii) 4 KiB random writes over the whole array, with other bitmap chunk and block sizes.
 //      Chunks marked at the cut, bytes resynced, time against a full resync of the same array
-//      (target for (i): <= 0.05x), and what infect cost.
+//      (target for (i): <= 0.05x, judged on the array with every byte written), and what infect cost.
 //   3. Resync throughput against a plain sequential copy between the same files (target >= 0.8x).
 // Environment: LLRAID_BENCH_DIR (default /dev/shm/llraid-bench-md), BENCH_MD_GIB (array size, 4),
-// BENCH_MD_ROUNDS (throughput rounds after a warm-up, median taken, 5), BENCH_MD_RANDOM_OPS (4 KiB writes before the cut in 2, 20000),
-// BENCH_MD_THROUGHPUT_OPS (4 KiB writes per run in 1, 60000), BENCH_MD_ONLY (sections, e.g. 1 or 2,3).
+// BENCH_MD_RANDOM_OPS (4 KiB writes before the cut in 2, 20000), BENCH_MD_THROUGHPUT_OPS (4 KiB
+// writes per array in 1, 200000), BENCH_MD_ONLY (sections, e.g. 1 or 2,3).
 
 import { mkdirSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import type { BlockDevice } from '../src/block/block-device.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { FaultDevice, PowerDomain } from '../src/block/fault-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
-import { copyRange, freshFile, mibPerSecond, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
+import { copyRange, freshFile, interleave, mibPerSecond, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
 const KIB = 1024;
@@ -28,9 +29,8 @@ const DATA_OFFSET = MIB;
 const BITMAP_STATES = 4096 + 8 * 512 + 1024;
 const DIR = process.env.LLRAID_BENCH_DIR ?? '/dev/shm/llraid-bench-md';
 const ARRAY_BYTES = Number(process.env.BENCH_MD_GIB ?? 4) * GIB;
-const ROUNDS = Number(process.env.BENCH_MD_ROUNDS ?? 5);
 const RANDOM_OPS = Number(process.env.BENCH_MD_RANDOM_OPS ?? 20000);
-const THROUGHPUT_OPS = Number(process.env.BENCH_MD_THROUGHPUT_OPS ?? 60000);
+const THROUGHPUT_OPS = Number(process.env.BENCH_MD_THROUGHPUT_OPS ?? 200000);
 /** Which sections to run, e.g. "1" or "2,3" (2 and 3 share their runs); default all. */
 const ONLY = new Set((process.env.BENCH_MD_ONLY ?? '1,2,3').split(','));
 const MEMBER_BYTES = DATA_OFFSET + ARRAY_BYTES;
@@ -55,57 +55,92 @@ const LEVELS: Level[] = [
   { label: 'raid10 n2 x4', level: 10, members: 4 },
 ];
 
+/** none; llbitmap as it runs (Linux's infect rule on raid1/10); llbitmap with infectUnwritten off. */
+type Kind = 'none' | 'llbitmap' | 'lazyInfect';
+const KINDS: Kind[] = ['none', 'llbitmap', 'lazyInfect'];
+/** Each kind's run is cut into this many slices, run in turn with the other kinds' (interleave). */
+const SLICES = 20;
+
+/** Member files of one kind's array: kinds never share files, so all three arrays live at once. */
+function kindPaths(kind: Kind, members: number): string[] {
+  const k = KINDS.indexOf(kind);
+  return Array.from({ length: members }, (_, i) => join(DIR, `t${k}-${i}.img`));
+}
+
+function createFor(kind: Kind, lv: Level, paths: string[]): Promise<MdArray> {
+  return createArray({
+    name: 'bench', level: lv.level, members: paths, bitmap: kind === 'none' ? 'none' : 'llbitmap', force: true,
+    // No initial resync competes with the workload: none is told the copies match; a new
+    // llbitmap array needs no resync at all (every chunk starts Unwritten).
+    ...(kind === 'none' ? { assumeClean: true } : {}),
+  }).then((a) => {
+    if (kind === 'lazyInfect' && a.bitmap instanceof LlBitmap) a.bitmap.infectUnwritten = false;
+    return a;
+  });
+}
+
 interface Workload {
   label: string;
-  run(a: MdArray): Promise<RunResult>;
+  /** Slice `slice` of `slices` of the whole run. */
+  run(a: MdArray, slice: number, slices: number): Promise<RunResult>;
 }
 
 function workloads(arraySize: number): Workload[] {
   const offsets = randomOffsets(THROUGHPUT_OPS, 4 * KIB, arraySize, 42);
+  const seqBytes = Math.min(512 * MIB, arraySize);
   return [
-    { label: '4k randwrite QD32', run: (a) => randomWrites(a, offsets, 4 * KIB, 32) },
-    { label: '1M seqwrite QD8', run: (a) => sequentialWrites(a, 0, Math.min(512 * MIB, arraySize), MIB, 8) },
+    {
+      label: '4k randwrite QD32',
+      run: (a, i, n) => randomWrites(a, offsets.slice(Math.floor((offsets.length * i) / n), Math.floor((offsets.length * (i + 1)) / n)), 4 * KIB, 32),
+    },
+    {
+      label: '1M seqwrite QD8',
+      run: (a, i, n) => {
+        const from = Math.floor((seqBytes / MIB) * i / n) * MIB;
+        return sequentialWrites(a, from, Math.floor((seqBytes / MIB) * (i + 1) / n) * MIB - from, MIB, 8);
+      },
+    },
   ];
 }
-
-/** none; llbitmap as it runs (Linux's infect rule on raid1/10); llbitmap with infectUnwritten off. */
-type Kind = 'none' | 'llbitmap' | 'lazyInfect';
-const KINDS: Kind[] = ['none', 'llbitmap', 'lazyInfect'];
 
 async function throughput(): Promise<void> {
   const rows: (string | number)[][] = [];
   for (const lv of LEVELS) {
-    const paths = PATHS.slice(0, lv.members);
     const probeSize = lv.level === 1 ? ARRAY_BYTES : (ARRAY_BYTES * lv.members) / 2;
     for (const w of workloads(probeSize)) {
-      const got: Record<Kind, number[]> = { none: [], llbitmap: [], lazyInfect: [] };
-      // Round -1 warms the JIT for all and is not counted.
-      for (let round = -1; round < ROUNDS; round++) {
-        // Rotate which goes first, so drift on a shared machine hits all alike.
-        const order = KINDS.map((_, i) => KINDS[(i + round + 1) % KINDS.length]!);
-        for (const kind of order) {
-          fresh(paths);
-          const a = await createArray({
-            name: 'bench', level: lv.level, members: paths, bitmap: kind === 'none' ? 'none' : 'llbitmap', force: true,
-            // No initial resync competes with the workload: none is told the copies match; a new
-            // llbitmap array needs no resync at all (every chunk starts Unwritten).
-            ...(kind === 'none' ? { assumeClean: true } : {}),
-          });
-          if (kind === 'lazyInfect' && a.bitmap instanceof LlBitmap) a.bitmap.infectUnwritten = false;
-          const r = await w.run(a);
-          await a.stop();
-          if (round >= 0) got[kind].push(mibPerSecond(r));
-        }
+      // Warm-up: every kind runs the first slices once, on arrays thrown away after.
+      for (const kind of KINDS) {
+        const paths = kindPaths(kind, lv.members);
+        fresh(paths);
+        const a = await createFor(kind, lv, paths);
+        for (let i = 0; i < 2; i++) await w.run(a, i, SLICES);
+        await a.stop();
       }
-      const none = median(got.none);
-      const ll = median(got.llbitmap);
-      const lazy = median(got.lazyInfect);
-      rows.push([lv.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.95, 'least'), lazy, ratio(lazy, none)]);
+      const arrays = {} as Record<Kind, MdArray>;
+      for (const kind of KINDS) {
+        const paths = kindPaths(kind, lv.members);
+        fresh(paths);
+        arrays[kind] = await createFor(kind, lv, paths);
+      }
+      const t = await interleave(KINDS, SLICES, (kind, i) => w.run(arrays[kind], i, SLICES));
+      for (const kind of KINDS) {
+        await arrays[kind].stop();
+        fresh(kindPaths(kind, lv.members));
+      }
+      const rate = (k: Kind): number => t[k].bytes / MIB / t[k].seconds;
+      const cpuPerOp = (k: Kind): number => (t[k].cpuSeconds / t[k].ops) * 1e6;
+      const none = rate('none');
+      const ll = rate('llbitmap');
+      rows.push([
+        lv.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.95, 'least'),
+        cpuPerOp('none'), cpuPerOp('llbitmap'), ratio(cpuPerOp('none'), cpuPerOp('llbitmap')),
+        rate('lazyInfect'), ratio(rate('lazyInfect'), none),
+      ]);
     }
   }
-  fresh(PATHS);
-  printTable(`1. write throughput, MiB/s (median of ${ROUNDS} rounds, fresh array each run, ${THROUGHPUT_OPS} random 4 KiB writes)`,
-    ['array', 'workload', 'none', 'llbitmap', 'llbitmap/none', 'target', 'llbitmap, Unwritten not infected', 'that/none'], rows);
+  printTable(`1. write throughput, MiB/s (fresh arrays, each run cut into ${SLICES} slices interleaved with the other kinds'; ${THROUGHPUT_OPS} random 4 KiB writes, 512 MiB sequential)`,
+    ['array', 'workload', 'none', 'llbitmap', 'llbitmap/none', 'target', 'none CPU us/op', 'llbitmap CPU us/op', 'CPU none/llbitmap',
+      'llbitmap, Unwritten not infected', 'that/none'], rows);
 }
 
 // ------------------------------------------------------------------ 2. resync after a power cut
@@ -116,6 +151,8 @@ interface Variant {
   blockSize?: number;
   /** LlBitmap.infectUnwritten for the measured writes (default: the kernel's rule on raid1). */
   infectUnwritten?: boolean;
+  /** Write the whole array before the cut, not just the 256 MiB prefill (see resyncAfterCut). */
+  written?: 'prefill' | 'all';
 }
 
 interface CutResult {
@@ -150,28 +187,41 @@ function markedChunks(path: string, chunks: number): number {
   }
 }
 
-/** Data written and cleanly stopped before the measured window: eight 32 MiB extents spread out. */
-async function prefill(a: MdArray): Promise<void> {
+/**
+ * Data written and cleanly stopped before the measured window: eight 32 MiB extents spread out,
+ * or every byte of the array.
+ */
+async function prefill(a: MdArray, written: 'prefill' | 'all'): Promise<void> {
+  if (written === 'all') {
+    await sequentialWrites(a, 0, a.size, MIB, 8);
+    return;
+  }
   for (let i = 0; i < 8; i++) await sequentialWrites(a, Math.floor((a.size / 8) * i / MIB) * MIB, 32 * MIB, MIB, 8);
 }
 
-/**
- * Builds the 4 GiB raid1, writes the prefill, stops cleanly, reassembles over FaultDevices, runs
- * `last` with its final requests in flight when the power goes, then reassembles and resyncs.
- */
-async function cutAndResync(v: Variant, last: (a: MdArray) => { main: () => Promise<unknown>; tail: () => Promise<unknown>[]; chunksOf: (cs: number) => number }): Promise<CutResult> {
+type LastWrites = (a: MdArray) => { main: () => Promise<unknown>; tail: () => Promise<unknown>[]; chunksOf: (cs: number) => number };
+
+/** Builds the 4 GiB raid1 on fresh files, writes the prefill and stops cleanly. */
+async function buildPrefilled(v: Variant): Promise<void> {
   const paths = PATHS.slice(0, 2);
   fresh(paths);
-  let devs = await openDevices(paths, v.blockSize);
+  const devs = await openDevices(paths, v.blockSize);
   const a = await createArray({
     name: 'bench-cut', level: 1, members: specs(paths, devs), force: true,
     ...(v.bitmapChunkSize === undefined ? {} : { bitmapChunkSize: v.bitmapChunkSize }),
   });
-  await prefill(a);
+  await prefill(a, v.written ?? 'prefill');
   await a.stop();
   await Promise.all(devs.map((d) => d.close()));
+}
 
-  devs = await openDevices(paths, v.blockSize);
+/**
+ * Reassembles the cleanly stopped raid1 over FaultDevices, runs `last` with its final requests in
+ * flight when the power goes, then reassembles and resyncs (which leaves it clean again).
+ */
+async function cutAndResyncOnce(v: Variant, last: LastWrites): Promise<CutResult> {
+  const paths = PATHS.slice(0, 2);
+  let devs = await openDevices(paths, v.blockSize);
   const power = new PowerDomain({ seed: 7, mode: 'random' });
   const faulty = devs.map((d, i) => new FaultDevice(d, power, `m${i}`));
   const { array: b } = await assembleArray({ members: specs(paths, faulty) });
@@ -194,6 +244,15 @@ async function cutAndResync(v: Variant, last: (a: MdArray) => { main: () => Prom
   await Promise.all(devs.map((d) => d.close()));
   if (!summary?.complete) throw new Error(`bench: expected a complete resync, found ${JSON.stringify(summary)}`);
   return { chunkSize, chunks, written: w.chunksOf(chunkSize), marked, summary };
+}
+
+/** buildPrefilled, then `cuts` cut-and-resync cycles; the one with the median resync time. */
+async function cutAndResync(v: Variant, last: LastWrites, cuts = 1): Promise<CutResult> {
+  await buildPrefilled(v);
+  const runs: CutResult[] = [];
+  for (let i = 0; i < cuts; i++) runs.push(await cutAndResyncOnce(v, last));
+  runs.sort((x, y) => x.summary.seconds - y.summary.seconds);
+  return runs[Math.floor(runs.length / 2)]!;
 }
 
 /** A full resync of the same files: the same data as a `bitmap: none` array, crashed. */
@@ -237,7 +296,7 @@ async function resyncAfterCut(): Promise<void> {
   // A first cut and resync warms the JIT for both passes; it is not measured.
   await cutAndResync({ label: 'warm-up' }, contiguousOnePercent);
   await fullResync();
-  const contiguous = await cutAndResync({ label: 'default' }, contiguousOnePercent);
+  const contiguous = await cutAndResync({ label: 'default' }, contiguousOnePercent, 3);
   const fullI = await fullResync();
   const offsets = randomOffsets(RANDOM_OPS, 4 * KIB, ARRAY_BYTES, 99);
   const variants: Variant[] = [
@@ -251,15 +310,33 @@ async function resyncAfterCut(): Promise<void> {
   for (const v of variants) random.push({ v, r: await cutAndResync(v, randomOverArray(offsets)) });
   const fullII = await fullResync();
 
+  // (i) again on an array with every byte written, as any disk that has been in use: a full
+  // resync of the sparse files above reads mostly holes, which tmpfs answers without touching
+  // memory, and no real member does. Sections 3's passes run on these files too.
+  const contiguousWritten = await cutAndResync({ label: 'all written', written: 'all' }, contiguousOnePercent, 3);
+
+  // 3. resync throughput against a plain sequential copy of the same bytes between the same files
+  // Both over the whole array, alternating, median of three: same bytes, same page-cache state.
+  const copies: number[] = [];
+  const fulls: SyncSummary[] = [];
+  for (let round = 0; round < 3; round++) {
+    copies.push(mibPerSecond(copyRange(PATHS[0] as string, PATHS[1] as string, DATA_OFFSET, ARRAY_BYTES)));
+    fulls.push(await fullResync());
+  }
+  fulls.sort((x, y) => x.seconds - y.seconds);
+  const fullWritten = fulls[1]!;
+
   const guidedRate = contiguous.summary.bytesSynced / contiguous.summary.seconds;
   const rowOf = (label: string, r: CutResult, full: SyncSummary, target: string) => [
     label, `${r.chunkSize / KIB}K`, r.chunks, r.written, r.marked, r.marked - r.written,
     (r.summary.bytesSynced / MIB).toFixed(1), r.summary.seconds, full.seconds, ratio(r.summary.seconds, full.seconds), target,
   ];
-  printTable(`2. resync after a power cut, ${ARRAY_BYTES / GIB} GiB raid1 on sparse files (256 MiB written and cleanly stopped before)`,
+  printTable(`2. resync after a power cut, ${ARRAY_BYTES / GIB} GiB raid1 on sparse files (256 MiB written and cleanly stopped before, unless said; (i): median of 3 cuts)`,
     ['last writes', 'chunk', 'chunks', 'written', 'marked at cut', 'infected', 'MiB resynced', 'resync s', 'full resync s', 'vs full', 'target'],
     [
-      rowOf('(i) contiguous 1%', contiguous, fullI, verdict(contiguous.summary.seconds / fullI.seconds, 0.05, 'most')),
+      rowOf('(i) contiguous 1%', contiguous, fullI, '-'),
+      rowOf('(i) contiguous 1%, every byte of the array written before', contiguousWritten, fullWritten,
+        verdict(contiguousWritten.summary.seconds / fullWritten.seconds, 0.05, 'most')),
       ...random.map(({ v, r }) => rowOf(`(ii) ${RANDOM_OPS} x 4K random, ${v.label}`, r, fullII, '-')),
     ]);
   printTable('2b. what infect cost in (ii): resync of only the written chunks, estimated at the guided rate of (i)',
@@ -269,23 +346,14 @@ async function resyncAfterCut(): Promise<void> {
       return [v.label, ratio(r.marked, r.written), ((r.summary.bytesSynced - r.written * r.chunkSize) / MIB).toFixed(1), r.summary.seconds, without, r.summary.seconds - without];
     }));
 
-  // 3. resync throughput against a plain sequential copy of the same bytes between the same files
-  // Both over the whole array, alternating, median of three: same bytes, same page-cache state.
-  const copies: number[] = [];
-  const fulls: number[] = [];
-  for (let round = 0; round < 3; round++) {
-    copies.push(mibPerSecond(copyRange(PATHS[0] as string, PATHS[1] as string, DATA_OFFSET, ARRAY_BYTES)));
-    const f = await fullResync();
-    fulls.push(f.bytesSynced / MIB / f.seconds);
-  }
   const copyRate = median(copies);
-  const fullRate = median(fulls);
-  const guidedMiBs = guidedRate / MIB;
-  printTable('3. resync throughput against a plain sequential copy of the whole array (1 MiB read + write, one stream, same files; median of 3)',
+  const fullRate = fullWritten.bytesSynced / MIB / fullWritten.seconds;
+  const guidedMiBs = contiguousWritten.summary.bytesSynced / MIB / contiguousWritten.summary.seconds;
+  printTable('3. resync throughput against a plain sequential copy of the whole array, every byte written (1 MiB read + write, one stream, same files; median of 3)',
     ['pass', 'MiB/s', 'copy MiB/s', 'ratio', 'target'],
     [
       ['full resync (read both copies, compare, rewrite differences)', fullRate, copyRate, ratio(fullRate, copyRate), verdict(fullRate / copyRate, 0.8, 'least')],
-      ['bitmap-guided resync (i)', guidedMiBs, copyRate, ratio(guidedMiBs, copyRate), '-'],
+      ['bitmap-guided resync (i), every byte written', guidedMiBs, copyRate, ratio(guidedMiBs, copyRate), '-'],
     ]);
 }
 

@@ -218,6 +218,7 @@ export class MdArray implements BlockDevice {
     const members = this.members;
     return {
       raidDisks: this.identity.raidDisks,
+      blockSize: this.blockSize,
       get memberSize() {
         return Math.min(...members.map((m) => m.dataBytes));
       },

@@ -62,12 +62,37 @@ export function writeCopies(
   return fanOut(members, copies, what, (c) => members.write(c.role, c.offset, data, options));
 }
 
-/** 512-byte sectors in which `a` and `b` differ. */
-function mismatchedSectors(a: Buffer, b: Buffer): number {
+/**
+ * The granule a resync rewrites: after a crash mirrors differ in the few pages whose writes were
+ * in flight, and rewriting only those (not the whole window, up to 1 MiB) keeps a pass over
+ * scattered differences from writing nearly every byte it reads.
+ */
+const REWRITE_UNIT = 4096;
+
+/**
+ * The byte ranges, in whole units of `unit`, in which `a` and `b` differ; neighbouring units join
+ * into one range.
+ */
+export function differingRanges(a: Buffer, b: Buffer, unit: number): { start: number; end: number }[] {
+  const ranges: { start: number; end: number }[] = [];
+  for (let off = 0; off < a.length; off += unit) {
+    const end = Math.min(off + unit, a.length);
+    if (a.compare(b, off, end, off, end) === 0) continue;
+    const last = ranges[ranges.length - 1];
+    if (last?.end === off) last.end = end;
+    else ranges.push({ start: off, end });
+  }
+  return ranges;
+}
+
+/** 512-byte sectors in which `a` and `b` differ, looking only inside `ranges` (differingRanges). */
+function mismatchedSectors(a: Buffer, b: Buffer, ranges: readonly { start: number; end: number }[]): number {
   let n = 0;
-  for (let off = 0; off < a.length; off += SECTOR) {
-    const end = Math.min(off + SECTOR, a.length);
-    if (a.compare(b, off, end, off, end) !== 0) n++;
+  for (const { start, end } of ranges) {
+    for (let off = start; off < end; off += SECTOR) {
+      const stop = Math.min(off + SECTOR, end);
+      if (a.compare(b, off, stop, off, stop) !== 0) n++;
+    }
   }
   return n;
 }
@@ -103,14 +128,16 @@ export async function syncCopies(
     }
     const source = good[0];
     if (source === undefined) throw new MdError('EIO', `${what}: no in-sync copy could be read`);
-    const differing = good.slice(1).filter((g) => !g.data.equals(source.data));
-    for (const d of differing) result.mismatches += mismatchedSectors(source.data, d.data);
+    const unit = members.blockSize * Math.ceil(REWRITE_UNIT / members.blockSize);
+    const differing = good.slice(1).filter((g) => !g.data.equals(source.data))
+      .map((d) => ({ ...d, ranges: differingRanges(source.data, d.data, unit) }));
+    for (const d of differing) result.mismatches += mismatchedSectors(source.data, d.data, d.ranges);
     if (mode === 'check') return result;
     // Settled, not just resolved: no write may still use the buffers when they go back.
-    const writes = await Promise.allSettled(differing.map(async (d) => {
-      await members.write(d.copy.role, d.copy.offset, source.data);
-      result.bytesWritten += length;
-    }));
+    const writes = await Promise.allSettled(differing.flatMap((d) => d.ranges.map(async ({ start, end }) => {
+      await members.write(d.copy.role, d.copy.offset + start, source.data.subarray(start, end));
+      result.bytesWritten += end - start;
+    })));
     const failed = writes.find((w) => w.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
   } finally {

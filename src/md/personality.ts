@@ -34,6 +34,8 @@ export interface MemberSet {
   readonly raidDisks: number;
   /** Bytes of data area usable on every member (the array's per-member size). */
   readonly memberSize: number;
+  /** The largest logical block of any member: every request to a member is a multiple of it. */
+  readonly blockSize: number;
   state(role: number): RoleState;
   read(role: number, offset: number, length: number): Promise<Buffer>;
   /** Reads `out.length` bytes into `out` (the sync thread's reused buffers). */

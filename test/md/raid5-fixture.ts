@@ -22,6 +22,9 @@ export class FileMembers implements MemberSet {
   get raidDisks(): number {
     return this.devices.length;
   }
+  get blockSize(): number {
+    return Math.max(512, ...this.devices.map((d) => d.blockSize));
+  }
   state(role: number): RoleState {
     return this.states[role]!;
   }

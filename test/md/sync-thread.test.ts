@@ -4,28 +4,32 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { assembleArray, createArray } from '../../src/md/index.js';
+import { differingRanges } from '../../src/md/mirror-io.js';
 import { memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
 
 const CHUNK = 64 * 1024;
 
-test('check counts mismatched sectors over written chunks only, and repair makes copies equal', async (t) => {
+test('check counts mismatched sectors over written chunks only, and repair rewrites only the differing 4 KiB blocks', async (t) => {
   const paths = memberFiles(tempDir(t), 2, 160 << 20);
   const [m0, m1] = paths as [string, string];
   const a = await createArray({ name: 'chk', level: 1, members: paths });
   t.after(() => a.stop());
   for (const c of [2, 900, 1700]) await a.write(c * CHUNK, pattern(c, CHUNK));
-  pokeMember(m1, 900 * CHUNK + 1024, Buffer.alloc(1536, 0x11)); // 3 sectors differ
+  pokeMember(m1, 900 * CHUNK + 1024, Buffer.alloc(1536, 0x11)); // 3 sectors in one 4 KiB block
+  pokeMember(m1, 2 * CHUNK + 40 * 1024 - 512, Buffer.alloc(1024, 0x22)); // 2 sectors across two blocks
   a.startSync('check');
   const check = await a.waitSync();
-  assert.equal(check?.mismatches, 3);
+  assert.equal(check?.mismatches, 5);
   assert.equal(check?.bytesSynced, 3 * CHUNK, 'Unwritten chunks are not scanned');
-  assert.equal(a.status().mismatchCount, 3);
+  assert.equal(a.status().mismatchCount, 5);
   assert.notDeepEqual(readMember(m1, 900 * CHUNK, CHUNK), readMember(m0, 900 * CHUNK, CHUNK), 'check writes nothing');
 
   a.startSync('repair');
   const repair = await a.waitSync();
-  assert.equal(repair?.mismatches, 3);
+  assert.equal(repair?.mismatches, 5);
+  assert.equal(repair?.bytesWritten, 3 * 4096, 'one block at chunk 900, two neighbouring ones at chunk 2: nothing else rewritten');
   assert.deepEqual(readMember(m1, 900 * CHUNK, CHUNK), readMember(m0, 900 * CHUNK, CHUNK));
+  assert.deepEqual(readMember(m1, 2 * CHUNK, CHUNK), readMember(m0, 2 * CHUNK, CHUNK));
   a.startSync('check');
   assert.equal((await a.waitSync())?.mismatches, 0);
 });
@@ -61,4 +65,15 @@ test('sync_speed_max bounds the resync rate', async (t) => {
   assert.ok(s?.complete);
   const kibs = a.size / 1024 / s.seconds;
   assert.ok(kibs < 4000 * 1.25, `resync ran at ${kibs.toFixed(0)} KiB/s, limit 4000`);
+});
+
+test('differingRanges joins neighbouring differing units and leaves equal ones out', () => {
+  const a = Buffer.alloc(8 * 16, 0);
+  const b = Buffer.from(a);
+  b[0] = 1; // unit 0
+  b[16 + 15] = 1; // unit 1: joins unit 0
+  b[4 * 16] = 1; // unit 4 alone
+  b[8 * 16 - 1] = 1; // unit 7, the last
+  assert.deepEqual(differingRanges(a, b, 16), [{ start: 0, end: 32 }, { start: 64, end: 80 }, { start: 112, end: 128 }]);
+  assert.deepEqual(differingRanges(a, Buffer.from(a), 16), []);
 });
