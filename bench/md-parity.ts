@@ -1,6 +1,7 @@
 // Benchmark of the raid5/raid6 personalities (issue 3), `npm run bench:parity`, members on tmpfs:
 //   1. raid5 (4 members) and raid6 (5 members): 4 KiB random writes (32 in flight) and 1 MiB
-//      sequential writes, llbitmap (lazy parity) against `bitmap: none` (target >= 0.9x).
+//      sequential writes, llbitmap (lazy parity) against `bitmap: none` (target >= 0.9x). The
+//      arrays run side by side in interleaved slices, and the CPU time per write is shown too.
 //   2. Create → fully redundant while holding 1% written data: llbitmap's lazy parity (only the
 //      written chunks get parity) against a full initial parity build (target <= 0.05x for a
 //      contiguous 1%; spread evenly, infect marks far more and the row only reports it).
@@ -8,7 +9,7 @@
 //      again with every member limited to MEMBER_MIBS as a disk of its own would be, since files
 //      on one tmpfs share one memory bus and a parity member's writes slow the data members'.
 // Environment: LLRAID_BENCH_DIR (default /dev/shm/llraid-bench-parity), BENCH_PARITY_MIB (member
-// data size, 1024), BENCH_PARITY_ROUNDS (median of, 3), BENCH_PARITY_RANDOM_OPS (4 KiB writes, 10000),
+// data size, 1024), BENCH_PARITY_ROUNDS (median of, 3), BENCH_PARITY_RANDOM_OPS (4 KiB writes per array in 1, 100000),
 // BENCH_PARITY_MEMBER_MIBS (per-member bandwidth in table 3b, 256).
 
 import { mkdirSync, rmSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { createArray, type MdArray, type MemberSpec } from '../src/md/index.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { RateLimitedDevice } from './rate-limited-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
-import { freshFile, mibPerSecond, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult } from './md-workloads.js';
+import { freshFile, interleave, mibPerSecond, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
 const KIB = 1024;
@@ -26,7 +27,7 @@ const DATA_OFFSET = MIB;
 const DIR = process.env.LLRAID_BENCH_DIR ?? '/dev/shm/llraid-bench-parity';
 const MEMBER_DATA = Number(process.env.BENCH_PARITY_MIB ?? 1024) * MIB;
 const ROUNDS = Number(process.env.BENCH_PARITY_ROUNDS ?? 3);
-const RANDOM_OPS = Number(process.env.BENCH_PARITY_RANDOM_OPS ?? 10000);
+const RANDOM_OPS = Number(process.env.BENCH_PARITY_RANDOM_OPS ?? 100000);
 const CHUNK = 512 * KIB;
 const MEMBER_MIBS = Number(process.env.BENCH_PARITY_MEMBER_MIBS ?? 256);
 /** The sync thread's default ceiling is md's 200 MB/s; the benchmark measures the engine. */
@@ -58,41 +59,85 @@ const dataMembers = (g: Geometry): number => g.members - (g.level === 5 ? 1 : 2)
 type OverheadKind = 'none' | 'llbitmap' | 'clean';
 const OVERHEAD_KINDS: OverheadKind[] = ['none', 'llbitmap', 'clean'];
 
+/** md's default sync_speed_min, KiB/s. */
+const LAZY_KIBS = 1000;
+/** Each kind's run is cut into this many slices, run in turn with the other kinds' (interleave). */
+const SLICES = 20;
+
+/** Member files of one kind's array: kinds never share files, so all three arrays live at once. */
+function kindPaths(kind: OverheadKind, members: number): string[] {
+  const k = OVERHEAD_KINDS.indexOf(kind);
+  const paths = Array.from({ length: members }, (_, i) => join(DIR, `t${k}-${i}.img`));
+  for (const p of paths) freshFile(p, DATA_OFFSET + MEMBER_DATA);
+  return paths;
+}
+
+/**
+ * none is told the members already agree (no initial build); llbitmap needs none at all: its
+ * first writes mark chunks NeedSync and the lazy resync runs beside the workload. clean: llbitmap
+ * on an assume-clean array, the bitmap's cost without any parity build.
+ * The lazy resync is held at md's default sync_speed_min, the speed it keeps beside a continuous
+ * workload: between its own slices the array is idle and would otherwise sync at full speed in
+ * the other kinds' time.
+ */
+function createFor(kind: OverheadKind, g: Geometry): Promise<MdArray> {
+  return createArray({
+    name: 'bench', level: g.level, members: kindPaths(kind, g.members), chunkSize: CHUNK, bitmap: kind === 'none' ? 'none' : 'llbitmap', force: true,
+    ...(kind === 'llbitmap' ? { syncSpeedMin: LAZY_KIBS, syncSpeedMax: LAZY_KIBS } : { assumeClean: true }),
+  });
+}
+
 async function bitmapOverhead(): Promise<void> {
   const rows: (string | number)[][] = [];
   for (const g of GEOMETRIES) {
     const arraySize = MEMBER_DATA * dataMembers(g);
     const offsets = randomOffsets(RANDOM_OPS, 4 * KIB, arraySize, 7);
-    const loads: { label: string; run: (a: MdArray) => Promise<RunResult> }[] = [
-      { label: '4k randwrite QD32', run: (a) => randomWrites(a, offsets, 4 * KIB, 32) },
-      { label: '1M seqwrite QD8', run: (a) => sequentialWrites(a, 0, Math.min(384 * MIB, arraySize), MIB, 8) },
+    const seqBytes = Math.min(384 * MIB, arraySize);
+    const part = (n: number, i: number): [number, number] => [Math.floor((n * i) / SLICES), Math.floor((n * (i + 1)) / SLICES)];
+    const loads: { label: string; run: (a: MdArray, i: number) => Promise<RunResult> }[] = [
+      {
+        label: '4k randwrite QD32',
+        run: (a, i) => {
+          const [from, to] = part(offsets.length, i);
+          return randomWrites(a, offsets.slice(from, to), 4 * KIB, 32);
+        },
+      },
+      {
+        label: '1M seqwrite QD8',
+        run: (a, i) => {
+          const [from, to] = part(seqBytes / MIB, i);
+          return sequentialWrites(a, from * MIB, (to - from) * MIB, MIB, 8);
+        },
+      },
     ];
     for (const w of loads) {
-      const got: Record<OverheadKind, number[]> = { none: [], llbitmap: [], clean: [] };
-      for (let round = 0; round < ROUNDS; round++) {
-        // Rotate which goes first, so drift on a shared machine hits all alike.
-        const order = OVERHEAD_KINDS.map((_, i) => OVERHEAD_KINDS[(i + round) % OVERHEAD_KINDS.length]!);
-        for (const kind of order) {
-          // none is told the members already agree (no initial build); llbitmap needs none at all:
-          // its first writes mark chunks NeedSync and the lazy resync runs beside the workload.
-          // clean: llbitmap on an assume-clean array, the bitmap's cost without any parity build.
-          const a = await createArray({
-            name: 'bench', level: g.level, members: fresh(g.members), chunkSize: CHUNK, bitmap: kind === 'none' ? 'none' : 'llbitmap', force: true,
-            ...(kind === 'llbitmap' ? {} : { assumeClean: true }),
-          });
-          const r = await w.run(a);
-          await a.stop();
-          got[kind].push(mibPerSecond(r));
-        }
+      // Warm-up: every kind runs two slices once, on arrays thrown away after.
+      for (const kind of OVERHEAD_KINDS) {
+        const a = await createFor(kind, g);
+        for (let i = 0; i < 2; i++) await w.run(a, i);
+        await a.stop();
       }
-      const none = median(got.none);
-      const ll = median(got.llbitmap);
-      const clean = median(got.clean);
-      rows.push([g.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.9, 'least'), clean, ratio(clean, none)]);
+      const arrays = {} as Record<OverheadKind, MdArray>;
+      for (const kind of OVERHEAD_KINDS) arrays[kind] = await createFor(kind, g);
+      const t = await interleave(OVERHEAD_KINDS, SLICES, (kind, i) => w.run(arrays[kind], i));
+      for (const kind of OVERHEAD_KINDS) {
+        await arrays[kind].stop();
+        kindPaths(kind, g.members);
+      }
+      const rate = (k: OverheadKind): number => t[k].bytes / MIB / t[k].seconds;
+      const cpuPerOp = (k: OverheadKind): number => (t[k].cpuSeconds / t[k].ops) * 1e6;
+      const none = rate('none');
+      const ll = rate('llbitmap');
+      rows.push([
+        g.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.9, 'least'),
+        cpuPerOp('none'), cpuPerOp('llbitmap'), ratio(cpuPerOp('none'), cpuPerOp('llbitmap')),
+        rate('clean'), ratio(rate('clean'), none),
+      ]);
     }
   }
-  printTable(`1. write throughput, MiB/s (median of ${ROUNDS}, fresh array each run, chunk 512 KiB, ${RANDOM_OPS} random 4 KiB writes)`,
-    ['array', 'workload', 'none', 'llbitmap', 'llbitmap/none', 'target', 'llbitmap, assume-clean', 'that/none'], rows);
+  printTable(`1. write throughput, MiB/s (fresh arrays, chunk 512 KiB, each run cut into ${SLICES} slices interleaved with the other kinds'; ${RANDOM_OPS} random 4 KiB writes, 384 MiB sequential)`,
+    ['array', 'workload', 'none', 'llbitmap', 'llbitmap/none', 'target', 'none CPU us/op', 'llbitmap CPU us/op', 'CPU none/llbitmap',
+      'llbitmap, assume-clean', 'that/none'], rows);
 }
 
 // ------------------------------------------------------------------ 2. time to full redundancy

@@ -91,9 +91,6 @@ export interface SyncSummary {
   error?: string;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 export class SyncThread {
   readonly mode: SyncMode;
@@ -112,6 +109,8 @@ export class SyncThread {
   /** Bytes synced at the last mark: the throttle counts I/O done, not bytes skipped (md's io_sectors). */
   private markIo = 0;
   private lastCheckpoint = performance.now();
+  /** Ends the throttle's pause early: set while it sleeps, called by stop(). */
+  private wake: (() => void) | undefined;
 
   constructor(host: SyncHost) {
     this.host = host;
@@ -120,9 +119,24 @@ export class SyncThread {
     this.markPos = this.position;
   }
 
-  /** Asks the pass to end at its next window boundary. */
+  /** Asks the pass to end at its next window boundary (a throttle pause ends at once). */
   stop(): void {
     this.stopRequested = true;
+    this.wake?.();
+  }
+
+  /** A throttle pause that stop() cuts short: stopping never waits out a pause of up to 500 ms. */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    }).finally(() => {
+      this.wake = undefined;
+    });
   }
 
   progress(): SyncProgress {
@@ -198,7 +212,7 @@ export class SyncThread {
       if (speed > limit) {
         // Sleep just long enough to fall back to the limit, checkpointing while waiting.
         const needMs = (ioKiB / limit) * 1000 - (now - this.markTime);
-        await sleep(Math.max(1, Math.min(needMs, busy ? BUSY_PAUSE_MS : 500)));
+        await this.pause(Math.max(1, Math.min(needMs, busy ? BUSY_PAUSE_MS : 500)));
         await this.maybeCheckpoint();
         continue;
       }

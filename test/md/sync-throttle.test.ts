@@ -44,3 +44,16 @@ test('a stop request ends the pass at a window boundary with its position', asyn
   assert.equal(s.position, 3 * MAX_WINDOW);
   assert.equal(s.mismatches, 3);
 });
+
+test('a stop request during a throttle pause ends the pass at once, not when the pause would end', async () => {
+  // max 1 KiB/s: after the first 1 MiB window the pass pauses, 500 ms at a time.
+  const t = new SyncThread(host({ speed: () => ({ min: 1, max: 1 }) }));
+  const run = t.run();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const asked = performance.now();
+  t.stop();
+  const s = await run;
+  assert.equal(s.complete, false);
+  assert.equal(s.position, MAX_WINDOW);
+  assert.ok(performance.now() - asked < 250, `stopped ${(performance.now() - asked).toFixed(0)} ms after the request`);
+});
