@@ -298,22 +298,26 @@ export class LlBitmap implements WriteIntentBitmap {
 
   startWrite(offset: number, length: number): Promise<void> | undefined {
     this.checkOpen('startWrite');
-    const r = this.writeChunks('startWrite', offset, length);
-    if (!r) return undefined;
+    this.checkRange('startWrite', offset, length);
+    if (length === 0) return undefined;
+    const first = Math.floor(offset / this.chunkSize);
+    const last = Math.floor((offset + length - 1) / this.chunkSize);
     // B-a: the page references are taken BEFORE the state changes, so the daemon cannot clean
     // these chunks between the change and the data write. No page suspended: all at once.
-    if (this.tryRaiseBarriers(r[0], r[1])) {
-      this.apply(r[0], r[1], Action.Startwrite);
+    if (this.tryRaiseBarriers(first, last)) {
+      // Most writes land on chunks a write leaves as they are (Dirty already): no apply needed.
+      if (!this.still(first, last, Action.Startwrite)) this.apply(first, last, Action.Startwrite);
       return undefined;
     }
-    return this.raiseBarriers(r[0], r[1]).then(() => {
-      this.apply(r[0], r[1], Action.Startwrite);
+    return this.raiseBarriers(first, last).then(() => {
+      this.apply(first, last, Action.Startwrite);
     });
   }
 
   endWrite(offset: number, length: number): void {
-    const r = this.writeChunks('endWrite', offset, length);
-    if (r) this.releaseBarriers('endWrite', r[0], r[1]);
+    this.checkRange('endWrite', offset, length);
+    if (length === 0) return;
+    this.releaseBarriers('endWrite', Math.floor(offset / this.chunkSize), Math.floor((offset + length - 1) / this.chunkSize));
   }
 
   async startDiscard(offset: number, length: number): Promise<void> {
@@ -781,6 +785,13 @@ export class LlBitmap implements WriteIntentBitmap {
     }
   }
 
+  /** Whether `action` leaves every chunk of [first, last] as it is, with no side effect (STILL). */
+  private still(first: number, last: number, action: Action): boolean {
+    const still = STILL[action]!;
+    for (let c = first; c <= last; c++) if (still[this.byte(c)] !== 1) return false;
+    return true;
+  }
+
   private byte(chunk: number): number {
     return this.pages[pageOf(chunk)]!.data[offsetInPage(chunk)]!;
   }
@@ -917,13 +928,6 @@ export class LlBitmap implements WriteIntentBitmap {
         `llbitmap: ${what}: expected a range inside the sync space [0, ${size}), found offset ${offset} length ${length}`,
       );
     }
-  }
-
-  /** Chunks a write touches, [first, last], or null for an empty range. */
-  private writeChunks(what: string, offset: number, length: number): [number, number] | null {
-    this.checkRange(what, offset, length);
-    if (length === 0) return null;
-    return [Math.floor(offset / this.chunkSize), Math.floor((offset + length - 1) / this.chunkSize)];
   }
 
   /**
