@@ -53,6 +53,16 @@ export interface BlockDevice {
    * falls back to write().
    */
   writev?(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): Promise<void>;
+  /**
+   * Optional synchronous fast paths, for a caller whose per-request overhead matters (the NBD
+   * server at 4 KiB). Each either does the whole request before returning, and returns true, or
+   * does nothing and returns false, and the caller uses the asynchronous method. They say true
+   * only while the device answers from memory (a file in the page cache), so a caller never
+   * blocks on a disk. Errors throw, as the asynchronous methods reject. A completed writeNow
+   * counts as a resolved write for flush().
+   */
+  readNow?(offset: number, out: Buffer): boolean;
+  writeNow?(offset: number, parts: readonly Uint8Array[]): boolean;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;
   /** Tells the device the range is unused: its contents are unspecified afterwards. */

@@ -26,6 +26,9 @@ export class CountingDevice implements BlockDevice {
    * choosing between readInto and read (the NBD server) sees what the inner device does.
    */
   readonly readInto?: (offset: number, out: Buffer) => Promise<void>;
+  /** Present exactly when the inner device has them, for the same reason. */
+  readonly readNow?: (offset: number, out: Buffer) => boolean;
+  readonly writeNow?: (offset: number, parts: readonly Uint8Array[]) => boolean;
 
   constructor(readonly inner: BlockDevice) {
     const native = inner.readInto?.bind(inner);
@@ -34,6 +37,24 @@ export class CountingDevice implements BlockDevice {
         await native(offset, out);
         this.counters.readOps++;
         this.counters.readBytes += out.length;
+      };
+    }
+    const readNow = inner.readNow?.bind(inner);
+    if (readNow) {
+      this.readNow = (offset, out) => {
+        if (!readNow(offset, out)) return false;
+        this.counters.readOps++;
+        this.counters.readBytes += out.length;
+        return true;
+      };
+    }
+    const writeNow = inner.writeNow?.bind(inner);
+    if (writeNow) {
+      this.writeNow = (offset, parts) => {
+        if (!writeNow(offset, parts)) return false;
+        this.counters.writeOps++;
+        for (const p of parts) this.counters.writeBytes += p.length;
+        return true;
       };
     }
   }

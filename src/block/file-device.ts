@@ -2,13 +2,13 @@
 // durable flush with fdatasync, FUA through a second descriptor opened O_DSYNC, and optional
 // O_DIRECT through page-aligned bounce buffers. Members of arrays are FileDevices.
 
-import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, type Stats } from 'node:fs';
+import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { checkRange, type BlockDevice, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { BlockError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
 import { discardBlockRange, punchFileHole } from './hole-punch.js';
 import { AlignedBuffers } from './aligned-buffers.js';
-import { InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
+import { byteLength, InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
 
 // The callback forms of fs are used on purpose: on the I/O hot path they cost less than
 // FileHandle's promise methods (no per-call FileHandle bookkeeping).
@@ -64,6 +64,8 @@ export class FileDevice implements BlockDevice {
   private readonly bounce: AlignedBuffers | undefined;
   /** How the buffered descriptor's requests are made; FUA writes always use the pool. */
   private readonly io: PositionalIo;
+  /** `io` when it may go inline: the readNow/writeNow fast paths use it. */
+  private readonly inline: InlineIo | undefined;
 
   private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, isBlock: boolean, io: PositionalIo, bounce?: AlignedBuffers) {
     this.path = path;
@@ -75,6 +77,7 @@ export class FileDevice implements BlockDevice {
     this.isBlockDevice = isBlock;
     this.bounce = bounce;
     this.io = io;
+    this.inline = io instanceof InlineIo ? io : undefined;
   }
 
   static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -157,6 +160,46 @@ export class FileDevice implements BlockDevice {
     } catch (err) {
       throw this.ioError('write', offset, length, err);
     }
+  }
+
+  readNow(offset: number, out: Buffer): boolean {
+    if (this.inline === undefined) return false;
+    this.check(offset, out.length, false);
+    let n: number | undefined;
+    try {
+      n = this.inline.readNow(this.fd, out, 0, out.length, offset);
+      if (n === undefined) return false;
+      // Short only at the end of a file that shrank under us: finish here, as readFully would.
+      while (n < out.length) {
+        const more = readSync(this.fd, out, n, out.length - n, offset + n);
+        if (more === 0) {
+          out.fill(0, n);
+          break;
+        }
+        n += more;
+      }
+    } catch (err) {
+      throw this.ioError('read', offset, out.length, err);
+    }
+    return true;
+  }
+
+  writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
+    if (this.inline === undefined) return false;
+    const length = byteLength(parts);
+    this.check(offset, length, true);
+    try {
+      let done = this.inline.writevNow(this.fd, parts, offset);
+      if (done === undefined) return false;
+      // A short write (a nearly full file system) is finished here: this request is under way.
+      if (done < length) {
+        const all = Buffer.concat(parts);
+        while (done < length) done += writeSync(this.fd, all, done, length - done, offset + done);
+      }
+    } catch (err) {
+      throw this.ioError('write', offset, length, err);
+    }
+    return true;
   }
 
   async flush(): Promise<void> {

@@ -31,6 +31,12 @@ export function writevP(fd: number, parts: readonly Uint8Array[], pos: number): 
   return new Promise((resolve, reject) => writev(fd, parts as Uint8Array[], pos, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
+export function byteLength(parts: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  return n;
+}
+
 /** Positional I/O on a descriptor: `n` bytes moved, resolved when done. */
 export interface PositionalIo {
   read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number>;
@@ -88,23 +94,37 @@ export class InlineIo implements PositionalIo {
   }
 
   writev(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number> {
-    let len = 0;
-    for (const p of parts) len += p.length;
-    return this.attempt(len, () => writevSync(fd, parts as Uint8Array[], pos), () => writevP(fd, parts, pos));
+    return this.attempt(byteLength(parts), () => writevSync(fd, parts as Uint8Array[], pos), () => writevP(fd, parts, pos));
   }
 
-  /** `inline` on this thread, timed, when `len` is small and the policy allows; else `pooled`. */
-  private attempt(len: number, inline: () => number, pooled: () => Promise<number>): Promise<number> {
-    if (len > MAX_INLINE_BYTES || !this.allowed()) return pooled();
+  /** A read on this thread now, if the policy allows it: bytes read, or undefined (nothing done). Throws its errno. */
+  readNow(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number | undefined {
+    return this.inlineCall(len, () => readSync(fd, buf, off, len, pos));
+  }
+
+  /** A gathering write on this thread now, if the policy allows it: bytes written, or undefined (nothing done). */
+  writevNow(fd: number, parts: readonly Uint8Array[], pos: number): number | undefined {
+    return this.inlineCall(byteLength(parts), () => writevSync(fd, parts as Uint8Array[], pos));
+  }
+
+  /** `inline` on this thread, timed, when `len` is small and the policy allows; else undefined. */
+  private inlineCall(len: number, inline: () => number): number | undefined {
+    if (len > MAX_INLINE_BYTES || !this.allowed()) return undefined;
     const t0 = this.now();
-    let n: number;
+    const n = inline();
+    this.observe(this.now() - t0);
+    return n;
+  }
+
+  /** `inline` when the policy allows (inlineCall), else `pooled`. */
+  private attempt(len: number, inline: () => number, pooled: () => Promise<number>): Promise<number> {
+    let n: number | undefined;
     try {
-      n = inline();
+      n = this.inlineCall(len, inline);
     } catch (err) {
       return Promise.reject(err);
     }
-    this.observe(this.now() - t0);
-    return Promise.resolve(n);
+    return n === undefined ? pooled() : Promise.resolve(n);
   }
 
   /** True while small requests go inline (asked after a back-off, it starts the probe). */

@@ -163,6 +163,15 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     const device = e.device;
     switch (r.type) {
       case CMD_READ: {
+        if (device.readNow !== undefined && r.length < POOLED_READ) {
+          const data = Buffer.allocUnsafe(r.length);
+          const now = this.now(r, () => device.readNow!(r.offset, data));
+          // Answered after this parse pass, as a promise's would be: replying from inside it
+          // measured 10-15% fewer 4 KiB reads per second (fio randread QD 32); for WRITE's
+          // header-only replies, answering at once measured a little better.
+          if (now === 'done') queueMicrotask(() => this.writer.data(r.cookieHi, r.cookieLo, r.offset, data));
+          if (now !== 'declined') return;
+        }
         this.begin(r.length);
         const readInto = device.readInto?.bind(device);
         if (readInto === undefined || r.length < POOLED_READ) {
@@ -182,6 +191,11 @@ export class NbdConnection implements RequestSink, HandshakeIo {
         return;
       }
       case CMD_WRITE:
+        if (!fua && device.writeNow !== undefined) {
+          const now = this.now(r, () => device.writeNow!(r.offset, r.data!));
+          if (now === 'done') this.writer.ok(r.cookieHi, r.cookieLo);
+          if (now !== 'declined') return;
+        }
         this.begin(r.length);
         this.track(r, r.length, () => writeParts(device, r.offset, r.data!, { fua }), this.okFor(r));
         return;
@@ -282,6 +296,21 @@ export class NbdConnection implements RequestSink, HandshakeIo {
       return [NBD_ENOTSUP, 'fast zeroing is not offered by this export'];
     }
     return undefined;
+  }
+
+  /**
+   * A device's synchronous fast path (BlockDevice.readNow/writeNow): 'done' when it did the
+   * request (the caller answers it), 'declined' when the caller must take the asynchronous path,
+   * 'failed' when it threw, answered here with the error. No promise and no in-flight entry: at
+   * 4 KiB those cost the event loop more than the copy itself (see positional-io.ts).
+   */
+  private now(r: NbdRequest, op: () => boolean): 'done' | 'declined' | 'failed' {
+    try {
+      return op() ? 'done' : 'declined';
+    } catch (err) {
+      this.writer.error(r.cookieHi, r.cookieLo, nbdErrorNumber(err), (err as Error)?.message ?? String(err));
+      return 'failed';
+    }
   }
 
   private begin(bytes: number): void {

@@ -131,3 +131,46 @@ test('setInlineIoDefault(false) keeps devices opened afterwards on the pool; an 
   assert.deepEqual(await before.read(0, 4096), Buffer.alloc(4096, 9));
   await Promise.all([before.close(), after.close(), asked.close()]);
 });
+
+test('readNow/writevNow do small requests at once while inline is allowed, and decline (doing nothing) otherwise', async (t) => {
+  const path = scratchFile(t, 1 << 20);
+  const fd = openSync(path, 'r+');
+  t.after(() => closeSync(fd));
+  const clock = fakeClock(0.001);
+  const io = new InlineIo(clock.now);
+  assert.equal(io.writevNow(fd, [Buffer.alloc(1000, 4), Buffer.alloc(3096, 5)], 8192), 4096);
+  const back = Buffer.alloc(4096);
+  assert.equal(io.readNow(fd, back, 0, 4096, 8192), 4096);
+  assert.deepEqual(back, Buffer.concat([Buffer.alloc(1000, 4), Buffer.alloc(3096, 5)]));
+  assert.equal(io.writevNow(fd, [Buffer.alloc(MAX_INLINE_BYTES + 512, 6)], 0), undefined, 'too large');
+  clock.step = 1;
+  for (let i = 0; i < 9; i++) io.writevNow(fd, [Buffer.alloc(512, 7)], i * 512);
+  assert.equal(io.inline, false);
+  assert.equal(io.writevNow(fd, [Buffer.alloc(512, 8)], 0), undefined, 'backing off');
+  assert.equal(io.readNow(fd, back, 0, 512, 0), undefined);
+  assert.deepEqual(readFileSync(path).subarray(0, 512), Buffer.alloc(512, 7), 'a declined write wrote nothing');
+  assert.deepEqual(readFileSync(path).subarray(MAX_INLINE_BYTES, MAX_INLINE_BYTES + 512), Buffer.alloc(512), 'nor did the large one');
+});
+
+test('FileDevice.writeNow/readNow: the bytes land and read back; without inline I/O they decline; bad ranges throw', async (t) => {
+  const path = scratchFile(t, 1 << 20);
+  const dev = await FileDevice.open(path);
+  t.after(() => dev.close());
+  assert.equal(dev.writeNow(4096, [Buffer.alloc(512, 1), Buffer.alloc(3584, 2)]), true);
+  const out = Buffer.alloc(4096);
+  assert.equal(dev.readNow(4096, out), true);
+  assert.deepEqual(out, Buffer.concat([Buffer.alloc(512, 1), Buffer.alloc(3584, 2)]));
+  assert.deepEqual(await dev.read(4096, 4096), out, 'the asynchronous path sees it');
+  assert.throws(() => dev.writeNow(dev.size - 512, [Buffer.alloc(4096)]), (e: NodeJS.ErrnoException) => e.code === 'ERANGE');
+  assert.throws(() => dev.readNow(dev.size, Buffer.alloc(512)), (e: NodeJS.ErrnoException) => e.code === 'ERANGE');
+
+  const pooled = await FileDevice.open(path, { inline: false });
+  t.after(() => pooled.close());
+  assert.equal(pooled.writeNow(0, [Buffer.alloc(512, 3)]), false);
+  assert.equal(pooled.readNow(0, Buffer.alloc(512)), false);
+  assert.deepEqual(await pooled.read(0, 512), Buffer.alloc(512), 'a declined writeNow wrote nothing');
+
+  const readOnly = await FileDevice.open(path, { readOnly: true });
+  t.after(() => readOnly.close());
+  assert.throws(() => readOnly.writeNow(0, [Buffer.alloc(512)]), (e: NodeJS.ErrnoException) => e.code === 'EROFS');
+});

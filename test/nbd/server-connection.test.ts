@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BlockDevice, Extent } from '../../src/block/block-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
+import { IoError } from '../../src/block/errors.js';
 import { NbdServer } from '../../src/nbd/index.js';
 import { patternBytes, tempDir } from './helpers.js';
 import { RawPeer, option, request, u32 } from './raw-client.js';
@@ -201,5 +202,113 @@ describe('NBD server connection', () => {
     await p.read(512);
     await p.closed;
     await closing;
+  });
+});
+
+/**
+ * A device over one buffer with the synchronous fast paths of BlockDevice, each of which can be
+ * told to decline or to fail, counting what went which way.
+ */
+class NowDevice implements BlockDevice {
+  readonly size = SIZE;
+  readonly blockSize = 512;
+  readonly readOnly = false;
+  readonly bytes = Buffer.alloc(SIZE);
+  nowMode: 'do' | 'decline' | 'fail' = 'do';
+  readonly calls = { readNow: 0, writeNow: 0, read: 0, write: 0 };
+  readNow(offset: number, out: Buffer): boolean {
+    this.calls.readNow++;
+    if (this.nowMode === 'fail') throw new IoError(`read at ${offset} failed`);
+    if (this.nowMode === 'decline') return false;
+    this.bytes.copy(out, 0, offset, offset + out.length);
+    return true;
+  }
+  writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
+    this.calls.writeNow++;
+    if (this.nowMode === 'fail') throw new IoError(`write at ${offset} failed`);
+    if (this.nowMode === 'decline') return false;
+    this.bytes.set(Buffer.concat(parts), offset);
+    return true;
+  }
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.calls.read++;
+    return Buffer.from(this.bytes.subarray(offset, offset + length));
+  }
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.calls.write++;
+    this.bytes.set(data, offset);
+  }
+  async flush(): Promise<void> {}
+  async discard(): Promise<void> {}
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.bytes.fill(0, offset, offset + length);
+  }
+  async close(): Promise<void> {}
+}
+
+describe('NBD server: synchronous fast paths (BlockDevice.readNow/writeNow)', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let sock: string;
+  let device: NowDevice;
+  let server: NbdServer;
+
+  beforeEach(async () => {
+    dir = tempDir('nbd-now');
+    sock = join(dir.path, 'nbd.sock');
+    device = new NowDevice();
+    server = new NbdServer({ exports: [{ name: 'x', device }] });
+    await server.listen({ socket: sock });
+  });
+
+  afterEach(async () => {
+    await server.close();
+    dir.cleanup();
+  });
+
+  test('a WRITE the device does at once is answered without the asynchronous write, and reads back', async () => {
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    p.send(request(1, 1n, 4096, 4096), Buffer.alloc(4096, 0x5a));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 1n });
+    p.send(request(0, 2n, 4096, 4096));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 2n });
+    assert.deepEqual(await p.read(4096), Buffer.alloc(4096, 0x5a));
+    assert.deepEqual(device.calls, { readNow: 1, writeNow: 1, read: 0, write: 0 });
+    p.socket.destroy();
+  });
+
+  test('a declined request takes the asynchronous path; FUA writes and large reads never try the fast one', async () => {
+    device.nowMode = 'decline';
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    p.send(request(1, 1n, 0, 512), Buffer.alloc(512, 1));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 1n });
+    p.send(request(0, 2n, 0, 512));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 2n });
+    assert.deepEqual(await p.read(512), Buffer.alloc(512, 1));
+    assert.deepEqual(device.calls, { readNow: 1, writeNow: 1, read: 1, write: 1 });
+    device.nowMode = 'do';
+    p.send(request(1, 3n, 0, 512, 1 /* FUA */), Buffer.alloc(512, 2));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 3n });
+    p.send(request(0, 4n, 0, 64 * 1024));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 4n });
+    await p.read(64 * 1024);
+    assert.deepEqual(device.calls, { readNow: 1, writeNow: 1, read: 2, write: 2 });
+    p.socket.destroy();
+  });
+
+  test('a fast path that fails is answered once, with EIO, and not retried asynchronously', async () => {
+    device.nowMode = 'fail';
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    p.send(request(1, 1n, 0, 512), Buffer.alloc(512, 3), request(0, 2n, 0, 512));
+    assert.deepEqual(await p.simpleReply(), { error: 5, cookie: 1n });
+    assert.deepEqual(await p.simpleReply(), { error: 5, cookie: 2n });
+    device.nowMode = 'do';
+    p.send(request(0, 3n, 0, 512));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 3n }, 'no stray reply before this one');
+    assert.deepEqual(await p.read(512), Buffer.alloc(512, 0));
+    assert.deepEqual(device.calls, { readNow: 2, writeNow: 1, read: 0, write: 0 });
+    p.socket.destroy();
   });
 });
