@@ -91,7 +91,6 @@ export interface SyncSummary {
   error?: string;
 }
 
-
 export class SyncThread {
   readonly mode: SyncMode;
   private readonly host: SyncHost;
