@@ -112,3 +112,8 @@ export async function interleave<K extends string>(
   }
   return totals;
 }
+
+/** Index of the median value (the lower middle one for an even count). */
+export function middleIndex(values: readonly number[]): number {
+  return [...values.keys()].sort((a, b) => values[a]! - values[b]!)[Math.floor((values.length - 1) / 2)]!;
+}
