@@ -352,7 +352,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   }
 
   private afterReply(): void {
-    if (this.phase === 'draining' && this.inFlight === 0) this.socket.end();
+    if (this.phase === 'draining' && this.inFlight === 0) this.hangUp();
     else if (this.phase === 'closed' && this.inFlight === 0) this.settle();
     else this.maybeResume();
   }
@@ -400,7 +400,13 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   private drain(): void {
     this.phase = 'draining';
     this.input.clear();
-    if (this.inFlight === 0) this.socket.end();
+    if (this.inFlight === 0) this.hangUp();
+  }
+
+  /** Closes our side once every reply is in the socket. */
+  private hangUp(): void {
+    this.writer.flush();
+    this.socket.end();
   }
 
   private onClose(): void {

@@ -27,8 +27,15 @@ export class ReplyWriter {
   /** Headers are views of `slab`; bytes before `slabUsed` may still be queued in the socket. */
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
   private slabUsed = 0;
+  /**
+   * Start of the headers carved but not yet handed to the socket, [held, slabUsed), or -1.
+   * Back-to-back headers (WRITE, FLUSH and TRIM replies) go to the socket as one buffer: a
+   * socket.write per 16-byte reply cost more than the reply.
+   */
+  private held = -1;
   private readonly uncork = (): void => {
     this.corked = false;
+    this.flush();
     this.socket.uncork();
   };
 
@@ -37,8 +44,7 @@ export class ReplyWriter {
   /** Success of a command without reply payload. */
   ok(cookieHi: number, cookieLo: number): void {
     if (!this.structured) return this.simple(cookieHi, cookieLo, 0);
-    const h = this.chunkHeader(0, cookieHi, cookieLo, REPLY_TYPE_NONE, 0);
-    this.send(h);
+    this.sendHeader(this.chunkHeader(0, cookieHi, cookieLo, REPLY_TYPE_NONE, 0));
   }
 
   /**
@@ -54,7 +60,7 @@ export class ReplyWriter {
     }
     const h = this.chunkHeader(8, cookieHi, cookieLo, REPLY_TYPE_OFFSET_DATA, 8 + data.length);
     writeU64(h, STRUCTURED_REPLY_HEADER_SIZE, offset);
-    this.send(h);
+    this.sendHeader(h);
     this.send(data, sent);
   }
 
@@ -66,7 +72,7 @@ export class ReplyWriter {
     const h = this.chunkHeader(6, cookieHi, cookieLo, REPLY_TYPE_ERROR, 6 + msg.length);
     h.writeUInt32BE(errno, STRUCTURED_REPLY_HEADER_SIZE);
     h.writeUInt16BE(msg.length, STRUCTURED_REPLY_HEADER_SIZE + 4);
-    this.send(h);
+    this.sendHeader(h);
     if (msg.length > 0) this.send(msg);
   }
 
@@ -75,8 +81,7 @@ export class ReplyWriter {
     const body = Buffer.allocUnsafe(4 + descriptors.length * 4);
     body.writeUInt32BE(contextId, 0);
     for (let i = 0; i < descriptors.length; i++) body.writeUInt32BE(descriptors[i]!, 4 + i * 4);
-    const h = this.chunkHeader(0, cookieHi, cookieLo, REPLY_TYPE_BLOCK_STATUS, body.length);
-    this.send(h);
+    this.sendHeader(this.chunkHeader(0, cookieHi, cookieLo, REPLY_TYPE_BLOCK_STATUS, body.length));
     this.send(body);
   }
 
@@ -86,7 +91,7 @@ export class ReplyWriter {
     h.writeUInt32BE(errno, 4);
     h.writeUInt32BE(cookieHi, 8);
     h.writeUInt32BE(cookieLo, 12);
-    this.send(h);
+    this.sendHeader(h);
   }
 
   /** A chunk header with DONE set (every reply is a single chunk) and `extra` bytes after it. */
@@ -101,8 +106,17 @@ export class ReplyWriter {
     return h;
   }
 
+  /** Hands the held headers to the socket (before anything written after them, and before end()). */
+  flush(): void {
+    if (this.held < 0) return;
+    const from = this.held;
+    this.held = -1;
+    if (!this.socket.destroyed) this.socket.write(this.slab.subarray(from, this.slabUsed));
+  }
+
   private carve(n: number): Buffer {
     if (this.slabUsed + n > this.slab.length) {
+      this.flush();
       // The old slab stays alive as long as queued writes reference it.
       this.slab = Buffer.allocUnsafe(SLAB_SIZE);
       this.slabUsed = 0;
@@ -112,15 +126,26 @@ export class ReplyWriter {
     return h;
   }
 
+  /** Queues a header just carved: it joins the held run (see `held`). */
+  private sendHeader(h: Buffer): void {
+    if (this.socket.destroyed) return;
+    this.corkForTurn();
+    if (this.held < 0) this.held = h.byteOffset - this.slab.byteOffset;
+  }
+
   private send(b: Buffer, sent?: () => void): void {
     if (this.socket.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      setImmediate(this.uncork);
-    }
+    this.corkForTurn();
+    this.flush();
     if (sent === undefined) this.socket.write(b);
     else this.socket.write(b, (err) => err === undefined || err === null ? sent() : undefined);
+  }
+
+  private corkForTurn(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(this.uncork);
   }
 }
 
