@@ -312,3 +312,24 @@ describe('NBD server: synchronous fast paths (BlockDevice.readNow/writeNow)', ()
     p.socket.destroy();
   });
 });
+
+test('DISC right after a WRITE and a READ answered by the fast paths still sends both replies first', async () => {
+  const dir = tempDir('nbd-now-disc');
+  const sock = join(dir.path, 'nbd.sock');
+  const device = new NowDevice();
+  const server = new NbdServer({ exports: [{ name: 'x', device }] });
+  await server.listen({ socket: sock });
+  try {
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    p.send(request(1, 1n, 0, 512), Buffer.alloc(512, 0x6b), request(0, 2n, 0, 512), request(2, 3n, 0, 0));
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 1n });
+    assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 2n });
+    assert.deepEqual(await p.read(512), Buffer.alloc(512, 0x6b));
+    await p.closed;
+    assert.deepEqual(device.calls, { readNow: 1, writeNow: 1, read: 0, write: 0 });
+  } finally {
+    await server.close();
+    dir.cleanup();
+  }
+});
