@@ -12,12 +12,22 @@ const SECTOR = 512;
  * write must not allocate (and leave the collector to free) a whole 512 KiB chunk per member.
  */
 const PAGE = 4096;
+const SECTORS_PER_PAGE = PAGE / SECTOR;
+const FULL_PAGE = (1 << SECTORS_PER_PAGE) - 1;
+/**
+ * Pages are carved from arenas of this size: a buffer of its own per 4 KiB page costs an
+ * ArrayBuffer allocation (and its finalisation) per put of a random write.
+ */
+const ARENA = 64 * 1024;
 
 interface CachedRow {
   /** Per member: that member's pages of the row, each allocated when first written. */
   data: ((Buffer | undefined)[] | undefined)[];
-  /** Per member: one byte per sector, 1 when the sector's cached contents are valid. */
-  valid: (Uint8Array | undefined)[];
+  /**
+   * Per member, per page: a mask with bit i set when sector i of the page holds valid contents.
+   * Plain small integers: a typed array per member and row was an allocation per random write.
+   */
+  valid: (number[] | undefined)[];
 }
 
 export class StripeCache {
@@ -27,6 +37,8 @@ export class StripeCache {
   readonly #capacity: number;
   /** Hits and misses in bytes, for the benchmark and tests. */
   readonly stats = { hitBytes: 0, missBytes: 0 };
+  #arena = Buffer.allocUnsafe(0);
+  #arenaUsed = 0;
 
   /** `capacity` rows are kept; the least recently used row is dropped first. */
   constructor(raidDisks: number, chunkSize: number, capacity: number) {
@@ -86,15 +98,16 @@ export class StripeCache {
     } else {
       this.#touch(row, entry);
     }
-    const pages = (entry.data[member] ??= new Array<Buffer | undefined>(Math.ceil(this.#chunkSize / PAGE)));
-    const valid = (entry.valid[member] ??= new Uint8Array(this.#chunkSize / SECTOR));
+    const pageCount = Math.ceil(this.#chunkSize / PAGE);
+    const pages = (entry.data[member] ??= new Array<Buffer | undefined>(pageCount));
+    const valid = (entry.valid[member] ??= new Array<number>(pageCount).fill(0));
     const firstPage = Math.floor(lo / PAGE);
     const lastPage = Math.floor((lo + data.length - 1) / PAGE);
     // The pages this put brings come out of one allocation (a 1 MiB write is one, not 256).
     let missing = 0;
     for (let page = firstPage; page <= lastPage; page++) if (pages[page] === undefined) missing++;
     if (missing > 0) {
-      const slab = Buffer.allocUnsafe(missing * PAGE);
+      const slab = this.#pages(missing);
       let k = 0;
       for (let page = firstPage; page <= lastPage; page++) {
         if (pages[page] === undefined) pages[page] = slab.subarray(k++ * PAGE, k * PAGE);
@@ -106,18 +119,18 @@ export class StripeCache {
       pages[page]!.set(data.subarray(pos - lo, end - lo), pos - page * PAGE);
       pos = end;
     }
-    const first = Math.ceil(lo / SECTOR);
-    const last = Math.floor((lo + data.length) / SECTOR);
-    valid.fill(1, first, last);
-    // Sectors only partly written now hold a mix of old and new bytes: no longer trustworthy.
-    if (lo % SECTOR !== 0) valid[Math.floor(lo / SECTOR)] = 0;
-    if ((lo + data.length) % SECTOR !== 0) valid[last] = 0;
+    // Whole sectors written become valid; sectors only partly written now hold a mix of old and
+    // new bytes and are no longer trustworthy.
+    markSectors(valid, Math.ceil(lo / SECTOR), Math.floor((lo + data.length) / SECTOR), true);
+    if (lo % SECTOR !== 0) markSectors(valid, Math.floor(lo / SECTOR), Math.floor(lo / SECTOR) + 1, false);
+    const end = lo + data.length;
+    if (end % SECTOR !== 0) markSectors(valid, Math.floor(end / SECTOR), Math.floor(end / SECTOR) + 1, false);
   }
 
   /** Forgets one member's range (its contents on disk are no longer known). */
   forget(row: number, member: number, lo: number, length: number): void {
     const valid = this.#rows.get(row)?.valid[member];
-    if (valid !== undefined) valid.fill(0, Math.floor(lo / SECTOR), Math.ceil((lo + length) / SECTOR));
+    if (valid !== undefined) markSectors(valid, Math.floor(lo / SECTOR), Math.ceil((lo + length) / SECTOR), false);
   }
 
   invalidate(row: number): void {
@@ -128,15 +141,50 @@ export class StripeCache {
     this.#rows.clear();
   }
 
-  #covered(valid: Uint8Array, lo: number, length: number): boolean {
+  #covered(valid: readonly number[], lo: number, length: number): boolean {
     if (lo % SECTOR !== 0 || length % SECTOR !== 0) return false;
     const end = (lo + length) / SECTOR;
-    for (let s = lo / SECTOR; s < end; s++) if (valid[s] === 0) return false;
+    for (let s = lo / SECTOR; s < end; ) {
+      const page = Math.floor(s / SECTORS_PER_PAGE);
+      const stop = Math.min(end, (page + 1) * SECTORS_PER_PAGE);
+      const want = sectorMask(s - page * SECTORS_PER_PAGE, stop - page * SECTORS_PER_PAGE);
+      if ((valid[page]! & want) !== want) return false;
+      s = stop;
+    }
     return true;
+  }
+
+  /** `count` pages of fresh memory, carved from the current arena (or a buffer of their own when larger). */
+  #pages(count: number): Buffer {
+    const n = count * PAGE;
+    if (n > ARENA) return Buffer.allocUnsafe(n);
+    if (this.#arenaUsed + n > this.#arena.length) {
+      this.#arena = Buffer.allocUnsafe(ARENA);
+      this.#arenaUsed = 0;
+    }
+    const out = this.#arena.subarray(this.#arenaUsed, this.#arenaUsed + n);
+    this.#arenaUsed += n;
+    return out;
   }
 
   #touch(row: number, entry: CachedRow): void {
     this.#rows.delete(row);
     this.#rows.set(row, entry);
+  }
+}
+
+/** Bits [from, to) of a page's sector mask. */
+function sectorMask(from: number, to: number): number {
+  return ((1 << to) - 1) & ~((1 << from) - 1) & FULL_PAGE;
+}
+
+/** Sets or clears the valid bits of sectors [first, last) (sector numbers within the row). */
+function markSectors(valid: number[], first: number, last: number, on: boolean): void {
+  for (let s = first; s < last; ) {
+    const page = Math.floor(s / SECTORS_PER_PAGE);
+    const stop = Math.min(last, (page + 1) * SECTORS_PER_PAGE);
+    const mask = sectorMask(s - page * SECTORS_PER_PAGE, stop - page * SECTORS_PER_PAGE);
+    valid[page] = on ? valid[page]! | mask : valid[page]! & ~mask;
+    s = stop;
   }
 }
