@@ -18,7 +18,7 @@ import { createArray, type MdArray, type MemberSpec } from '../src/md/index.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { RateLimitedDevice } from './rate-limited-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
-import { freshFile, interleave, middleIndex, mibPerSecond, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult, type Totals } from './md-workloads.js';
+import { freshFile, medianOfInterleaved, mibPerSecond, totalsCpuMicrosPerOp, totalsMiBs, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
 const KIB = 1024;
@@ -117,27 +117,23 @@ async function bitmapOverhead(): Promise<void> {
         for (let i = 0; i < 2; i++) await w.run(a, i);
         await a.stop();
       }
-      // ROUNDS interleaved runs on fresh arrays; each row reports the run with the median ratio.
-      const runs: Record<OverheadKind, Totals>[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        const arrays = {} as Record<OverheadKind, MdArray>;
-        for (const kind of OVERHEAD_KINDS) arrays[kind] = await createFor(kind, g);
-        runs.push(await interleave(OVERHEAD_KINDS, SLICES, (kind, i) => w.run(arrays[kind], i)));
-        for (const kind of OVERHEAD_KINDS) {
-          await arrays[kind].stop();
+      const { run: t, ratios } = await medianOfInterleaved({
+        kinds: OVERHEAD_KINDS, repeats: ROUNDS, slices: SLICES, subject: 'llbitmap', baseline: 'none',
+        open: (kind) => createFor(kind, g),
+        run: (a, i) => w.run(a, i),
+        close: async (a, kind) => {
+          await a.stop();
           kindPaths(kind, g.members);
-        }
-      }
-      const rate = (t: Record<OverheadKind, Totals>, k: OverheadKind): number => t[k].bytes / MIB / t[k].seconds;
-      const cpuPerOp = (t: Record<OverheadKind, Totals>, k: OverheadKind): number => (t[k].cpuSeconds / t[k].ops) * 1e6;
-      const ratios = runs.map((t) => rate(t, 'llbitmap') / rate(t, 'none'));
-      const t = runs[middleIndex(ratios)]!;
-      const none = rate(t, 'none');
-      const ll = rate(t, 'llbitmap');
+        },
+      });
+      const rate = (k: OverheadKind): number => totalsMiBs(t[k]);
+      const cpuPerOp = (k: OverheadKind): number => totalsCpuMicrosPerOp(t[k]);
+      const none = rate('none');
+      const ll = rate('llbitmap');
       rows.push([
         g.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.9, 'least'), ratios.map((r) => r.toFixed(3)).join(' '),
-        cpuPerOp(t, 'none'), cpuPerOp(t, 'llbitmap'), ratio(cpuPerOp(t, 'none'), cpuPerOp(t, 'llbitmap')),
-        rate(t, 'clean'), ratio(rate(t, 'clean'), none),
+        cpuPerOp('none'), cpuPerOp('llbitmap'), ratio(cpuPerOp('none'), cpuPerOp('llbitmap')),
+        rate('clean'), ratio(rate('clean'), none),
       ]);
     }
   }

@@ -114,6 +114,46 @@ export async function interleave<K extends string>(
 }
 
 /** Index of the median value (the lower middle one for an even count). */
-export function middleIndex(values: readonly number[]): number {
+function middleIndex(values: readonly number[]): number {
   return [...values.keys()].sort((a, b) => values[a]! - values[b]!)[Math.floor((values.length - 1) / 2)]!;
+}
+
+export function totalsMiBs(t: Totals): number {
+  return t.bytes / (1 << 20) / t.seconds;
+}
+
+export function totalsCpuMicrosPerOp(t: Totals): number {
+  return (t.cpuSeconds / t.ops) * 1e6;
+}
+
+export interface MedianRuns<K extends string> {
+  /** The run whose subject/baseline throughput ratio is the median. */
+  run: Record<K, Totals>;
+  /** That ratio for every run, in order. */
+  ratios: number[];
+}
+
+/**
+ * `repeats` interleaved runs (interleave) of the contenders, each on fresh devices that `open`
+ * makes and `close` stops afterwards; one interleaved run still moves by ±5% on this machine.
+ */
+export async function medianOfInterleaved<K extends string, D>(options: {
+  kinds: readonly K[];
+  repeats: number;
+  slices: number;
+  subject: K;
+  baseline: K;
+  open: (kind: K) => Promise<D>;
+  run: (device: D, slice: number) => Promise<RunResult>;
+  close: (device: D, kind: K) => Promise<void>;
+}): Promise<MedianRuns<K>> {
+  const runs: Record<K, Totals>[] = [];
+  for (let rep = 0; rep < options.repeats; rep++) {
+    const devices = {} as Record<K, D>;
+    for (const kind of options.kinds) devices[kind] = await options.open(kind);
+    runs.push(await interleave(options.kinds, options.slices, (kind, i) => options.run(devices[kind], i)));
+    for (const kind of options.kinds) await options.close(devices[kind], kind);
+  }
+  const ratios = runs.map((t) => totalsMiBs(t[options.subject]) / totalsMiBs(t[options.baseline]));
+  return { run: runs[middleIndex(ratios)]!, ratios };
 }

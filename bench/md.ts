@@ -19,7 +19,7 @@ import type { BlockDevice } from '../src/block/block-device.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { FaultDevice, PowerDomain } from '../src/block/fault-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
-import { copyRange, freshFile, interleave, mibPerSecond, middleIndex, randomOffsets, randomWrites, sequentialWrites, type RunResult, type Totals } from './md-workloads.js';
+import { copyRange, freshFile, medianOfInterleaved, mibPerSecond, totalsCpuMicrosPerOp, totalsMiBs, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
 const KIB = 1024;
@@ -119,31 +119,27 @@ async function throughput(): Promise<void> {
         for (let i = 0; i < 2; i++) await w.run(a, i, SLICES);
         await a.stop();
       }
-      // REPEATS interleaved runs on fresh arrays; each row reports the run with the median ratio.
-      const runs: Record<Kind, Totals>[] = [];
-      for (let rep = 0; rep < REPEATS; rep++) {
-        const arrays = {} as Record<Kind, MdArray>;
-        for (const kind of KINDS) {
+      const { run: t, ratios } = await medianOfInterleaved({
+        kinds: KINDS, repeats: REPEATS, slices: SLICES, subject: 'llbitmap', baseline: 'none',
+        open: (kind) => {
           const paths = kindPaths(kind, lv.members);
           fresh(paths);
-          arrays[kind] = await createFor(kind, lv, paths);
-        }
-        runs.push(await interleave(KINDS, SLICES, (kind, i) => w.run(arrays[kind], i, SLICES)));
-        for (const kind of KINDS) {
-          await arrays[kind].stop();
+          return createFor(kind, lv, paths);
+        },
+        run: (a, i) => w.run(a, i, SLICES),
+        close: async (a, kind) => {
+          await a.stop();
           fresh(kindPaths(kind, lv.members));
-        }
-      }
-      const rate = (t: Record<Kind, Totals>, k: Kind): number => t[k].bytes / MIB / t[k].seconds;
-      const cpuPerOp = (t: Record<Kind, Totals>, k: Kind): number => (t[k].cpuSeconds / t[k].ops) * 1e6;
-      const ratios = runs.map((t) => rate(t, 'llbitmap') / rate(t, 'none'));
-      const t = runs[middleIndex(ratios)]!;
-      const none = rate(t, 'none');
-      const ll = rate(t, 'llbitmap');
+        },
+      });
+      const rate = (k: Kind): number => totalsMiBs(t[k]);
+      const cpuPerOp = (k: Kind): number => totalsCpuMicrosPerOp(t[k]);
+      const none = rate('none');
+      const ll = rate('llbitmap');
       rows.push([
         lv.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.95, 'least'), ratios.map((r) => r.toFixed(3)).join(' '),
-        cpuPerOp(t, 'none'), cpuPerOp(t, 'llbitmap'), ratio(cpuPerOp(t, 'none'), cpuPerOp(t, 'llbitmap')),
-        rate(t, 'lazyInfect'), ratio(rate(t, 'lazyInfect'), none),
+        cpuPerOp('none'), cpuPerOp('llbitmap'), ratio(cpuPerOp('none'), cpuPerOp('llbitmap')),
+        rate('lazyInfect'), ratio(rate('lazyInfect'), none),
       ]);
     }
   }
