@@ -11,13 +11,17 @@ import { crash, devices, FakeHost, settled, sleep, type RecordingDevice } from '
 const CS = MIN_CHUNK_SIZE; // 64 KiB
 const KiB = 1024;
 
-async function make(n: number, chunks: number, extra: { parity?: boolean; barrierIdle?: number; daemonSleep?: number; assumeClean?: boolean } = {}) {
+async function make(
+  n: number,
+  chunks: number,
+  extra: { parity?: boolean; barrierIdle?: number; daemonSleep?: number; assumeClean?: boolean; spaceBytes?: number } = {},
+) {
   const devs = devices(n);
   const host = new FakeHost(devs, extra.parity ?? false);
   const bm = await LlBitmap.create(host, {
     ioSize: 512,
     syncSize: chunks * CS,
-    spaceBytes: 8 * KiB,
+    spaceBytes: extra.spaceBytes ?? 8 * KiB,
     barrierIdle: extra.barrierIdle ?? 5,
     daemonSleep: extra.daemonSleep ?? 30,
     assumeClean: extra.assumeClean ?? false,
@@ -118,22 +122,44 @@ test('coalescing: 200 concurrent startWrite+unplug share at most two write-outs 
   await bm2.close();
 });
 
-test('unplug writes only dirty blocks, one io_size block per changed block', async () => {
+test('unplug writes the dirty blocks, joined with the clean blocks between them into one FUA write when close', async () => {
   const { devs, bm } = await make(1, 4096);
+  const before = await devs[0]!.live.read(8192, 8192);
   await bm.startWrite(0, 512); // block 2 (bytes 1024..1535)
   await bm.startWrite(3000 * CS, 512); // byte 4024 → page 0 block 7
   await bm.startWrite(3100 * CS, 512); // byte 4124 → page 1 block 0: contiguous with block 7
   await bm.startWrite(4000 * CS, 512); // byte 5024 → page 1 block 1
   await bm.unplug();
   const w = devs[0]!.writes;
+  // Blocks 2..9 in one run: the clean blocks 3..6 are rewritten with the bytes they held.
   assert.deepEqual(
-    w.map((x) => [x.offset - 8192, x.length]),
+    w.map((x) => [x.offset - 8192, x.length, x.fua]),
+    [[1024, 8 * 512, true]],
+  );
+  assert.equal(devs[0]!.flushes, 0, 'one run needs no cache flush');
+  const after = await devs[0]!.live.read(8192, 8192);
+  assert.deepEqual(after.subarray(1536, 3584), before.subarray(1536, 3584), 'clean blocks between hold what they held');
+  assert.deepEqual(states(bm, 1, 1), [State.Unwritten]);
+  for (const c of [0, 3000, 3100, 4000]) bm.endWrite(c * CS, 512);
+  await bm.close();
+});
+
+test('unplug writes dirty blocks more than 16 KiB apart as separate runs, then one cache flush', async () => {
+  const { devs, bm } = await make(1, 60000, { spaceBytes: 64 * KiB });
+  await bm.startWrite(0, 512); // byte 1024: block 2
+  await bm.startWrite(20000 * CS, 512); // byte 21024: block 41, 38 clean blocks (19 KiB) after block 2
+  await bm.startWrite(20600 * CS, 512); // byte 21624: block 42, next to it
+  await bm.unplug();
+  const w = devs[0]!.writes;
+  assert.deepEqual(
+    w.map((x) => [x.offset - 8192, x.length, x.fua]),
     [
-      [1024, 512],
-      [3584, 3 * 512],
+      [1024, 512, false],
+      [20992, 2 * 512, false],
     ],
   );
-  for (const c of [0, 3000, 3100, 4000]) bm.endWrite(c * CS, 512);
+  assert.equal(devs[0]!.flushes, 1);
+  for (const c of [0, 20000, 20600]) bm.endWrite(c * CS, 512);
   await bm.close();
 });
 

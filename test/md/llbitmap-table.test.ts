@@ -7,6 +7,8 @@ import {
   Action,
   ACTION_NAMES,
   infected,
+  INFECTABLE,
+  infectTable,
   isSynced,
   isUnwrittenState,
   NONE,
@@ -172,6 +174,18 @@ test('infect: Unwritten → Dirty (mirror) or NeedSync (parity); Clean, CleanUnw
   assert.equal(infected(State.CleanUnwritten, false), State.Dirty);
   for (const s of [State.Dirty, State.NeedSync, State.Syncing, State.NeedSyncUnwritten, State.SyncingUnwritten]) {
     assert.equal(infected(s, false), NONE);
+  }
+  for (const parity of [false, true]) {
+    for (const unwritten of [false, true]) {
+      const table = infectTable(parity, unwritten);
+      for (let b = 0; b < 256; b++) {
+        const next = infected(b, parity, unwritten);
+        assert.equal(table[b], next, `byte ${b}, parity ${parity}, unwritten ${unwritten}`);
+        if (next === NONE) continue;
+        assert.ok((INFECTABLE as number[]).includes(b), `${STATE_NAMES[b]} is listed as infectable`);
+        assert.ok(!(INFECTABLE as number[]).includes(next), `infect never produces ${STATE_NAMES[next]}`);
+      }
+    }
   }
 });
 

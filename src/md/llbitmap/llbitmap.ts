@@ -45,7 +45,7 @@ import {
 import { BitmapPage } from './page.js';
 import { CoalescedFlush } from './coalesced-flush.js';
 import { readFromFirstMember, writeToAllMembers, type BitmapRun } from './bitmap-io.js';
-import { Action, infected, isSynced, isUnwrittenState, mergeStates, NONE, State, STILL, transition, type Next } from './states.js';
+import { Action, INFECTABLE, infectTable, isSynced, isUnwrittenState, mergeStates, NONE, State, STILL, transition, type Next } from './states.js';
 import * as text from './status-text.js';
 
 export const DEFAULT_DAEMON_SLEEP = 30;
@@ -54,6 +54,11 @@ export const DEFAULT_BARRIER_IDLE = 5;
 export const DEFAULT_OFFSET_SECTORS = 8;
 /** setTimeout's limit (2^31-1 ms), in whole seconds. */
 const MAX_TIMER_SECONDS = Math.floor(0x7fffffff / 1000);
+/**
+ * Clean bitmap bytes a write-out may rewrite to join two dirty blocks into one run: on a disk
+ * a 16 KiB write costs about what a 512-byte one does, a second write and a cache flush do not.
+ */
+const MERGE_GAP = 16 * 1024;
 
 interface CommonOptions {
   /** Bytes per bitmap write: the array's logical block size (512 or 4096). */
@@ -750,21 +755,26 @@ export class LlBitmap implements WriteIntentBitmap {
     if (!infect) return result;
     const from = Math.max(block * io, idx === 0 ? BITMAP_DATA_OFFSET : 0);
     const to = Math.min((block + 1) * io, usedBytesOfPage(this.geometry, idx));
-    let spread = wasDirty;
-    for (let p = from; p < to && !spread; p++) {
-      const b = page.data[p];
-      if (p !== off && (b === State.Dirty || b === State.NeedSync)) spread = true;
-    }
+    // Native byte searches, not a loop per byte: on a parity array nearly every first write to a
+    // chunk lands here, and a block holds up to 4096 chunk bytes.
+    const bytes = page.data.subarray(from, to);
+    const at = off - from;
+    const spread = wasDirty || SPREADERS.some((s) => holdsOtherThan(bytes, s, at));
     if (!spread) return result;
-    for (let p = from; p < to; p++) {
-      if (p === off) continue;
-      const next = infected(page.data[p]!, parity, this.infectUnwritten ?? !parity);
+    const table = infectTable(parity, this.infectUnwritten ?? !parity);
+    // Invariant: infect never produces an INFECTABLE state, so one pass per state sees each
+    // byte at most once.
+    for (const before of INFECTABLE) {
+      const next = table[before]!;
       if (next === NONE) continue;
-      page.data[p] = next;
-      if (next === State.NeedSync) result.needSync = true;
-      if (next === State.Dirty) {
-        result.dirty = true;
-        if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
+      for (let i = bytes.indexOf(before); i !== -1; i = bytes.indexOf(before, i + 1)) {
+        if (i === at) continue;
+        bytes[i] = next;
+        if (next === State.NeedSync) result.needSync = true;
+        if (next === State.Dirty) {
+          result.dirty = true;
+          if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
+        }
       }
     }
     return result;
@@ -862,36 +872,53 @@ export class LlBitmap implements WriteIntentBitmap {
     if (this.dirtyPages.size === 0 || this.writeError) return;
     const io = this.geometry.ioSize;
     const writeOut = ++this.writeOuts;
-    const blocks: { at: number; data: Buffer }[] = [];
+    // Global block numbers of the dirty blocks, ascending; their marks are taken now.
+    const dirty: number[] = [];
     for (const idx of [...this.dirtyPages].sort((a, b) => a - b)) {
       const page = this.pages[idx]!;
       for (let b = 0; b < this.blocksPerPage; b++) {
         if (page.dirty[b] !== 1) continue;
         page.dirty[b] = 0;
         page.written[b] = writeOut;
-        blocks.push({ at: idx * PAGE_SIZE + b * io, data: Buffer.from(page.data.subarray(b * io, (b + 1) * io)) });
+        dirty.push(idx * this.blocksPerPage + b);
       }
     }
     this.dirtyPages.clear();
     const preflush = this.cleaned;
     this.cleaned = false;
+    // Dirty blocks up to MERGE_GAP apart go out as one run, the clean blocks between included:
+    // one write per member (with FUA) instead of a write per run and a cache flush. Rewriting a
+    // clean block is harmless: it holds what the members hold, or a change A3 keeps in memory
+    // only (Clean, Syncing, a discard's Unwritten), which may reach the disk at any time — a
+    // Clean only after `cleaned`'s preflush has made its chunk's data durable, which this
+    // write-out or an earlier one did.
+    // The superblock's blocks are only ever written marked (updateSb, markAll), never as a gap.
+    const gapBlocks = Math.max(1, Math.floor(MERGE_GAP / io));
+    const firstDataBlock = Math.ceil(BITMAP_DATA_OFFSET / io);
+    const joins = (a: number, b: number): boolean => b - a === 1 || (b - a <= gapBlocks && a + 1 >= firstDataBlock);
     const runs: BitmapRun[] = [];
-    let group: typeof blocks = [];
-    const close = () => {
-      if (group.length > 0) runs.push({ offset: group[0]!.at, data: Buffer.concat(group.map((g) => g.data)) });
-      group = [];
-    };
-    for (const blk of blocks) {
-      const prev = group[group.length - 1];
-      if (prev && prev.at + io !== blk.at) close();
-      group.push(blk);
+    for (let i = 0; i < dirty.length; ) {
+      let j = i;
+      while (j + 1 < dirty.length && joins(dirty[j]!, dirty[j + 1]!)) j++;
+      runs.push(this.snapshot(dirty[i]!, dirty[j]! + 1));
+      i = j + 1;
     }
-    close();
     // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
     const ok = await writeToAllMembers(this.host, runs, preflush);
     if (ok === 0) this.flags = withFlag(this.flags, BitmapFlag.WriteError, true);
     // Write-outs run one at a time, in order: everything taken up to this one is durable now.
     this.durableWriteOut = writeOut;
+  }
+
+  /** A copy of bitmap blocks [from, to) (global block numbers), as one run. */
+  private snapshot(from: number, to: number): BitmapRun {
+    const io = this.geometry.ioSize;
+    const data = Buffer.allocUnsafe((to - from) * io);
+    for (let blk = from; blk < to; blk++) {
+      const b = blk % this.blocksPerPage;
+      data.set(this.pages[(blk - b) / this.blocksPerPage]!.data.subarray(b * io, (b + 1) * io), (blk - from) * io);
+    }
+    return { offset: from * io, data };
   }
 
   /** Rewrites the update_sb fields into page 0 (A1): the next write-out of block 0 carries them. */
@@ -965,6 +992,15 @@ export class LlBitmap implements WriteIntentBitmap {
 }
 
 /** Bytes a sync pass never visits: nothing was ever written there (lookup by byte). */
+/** The states that make a block's other chunks infected (A6). */
+const SPREADERS: readonly State[] = [State.Dirty, State.NeedSync];
+
+/** Whether `block` holds `value` anywhere but at index `except`. */
+function holdsOtherThan(block: Uint8Array, value: number, except: number): boolean {
+  const i = block.indexOf(value);
+  return i !== -1 && (i !== except || block.indexOf(value, i + 1) !== -1);
+}
+
 const SKIP_ALWAYS = byteSet([State.Unwritten, State.CleanUnwritten]);
 /** A resync of an array that is not degraded also passes over Clean and Dirty (skip_sync_blocks). */
 const SKIP_IN_RESYNC = byteSet([State.Unwritten, State.CleanUnwritten, State.Clean, State.Dirty]);

@@ -185,6 +185,25 @@ export function infected(byte: number, parity: boolean, unwritten = true): Next 
   return NONE;
 }
 
+/** The only states `infected` changes; it never produces one of them. */
+export const INFECTABLE: readonly State[] = [Unwritten, Clean, CleanUnwritten];
+
+/**
+ * `infected` as a lookup table over every byte value (NONE where nothing changes), for the
+ * write path's scan of a whole block: one table per (parity, unwritten).
+ */
+export function infectTable(parity: boolean, unwritten: boolean): Uint8Array {
+  const key = (parity ? 2 : 0) + (unwritten ? 1 : 0);
+  let table = INFECT_TABLES[key];
+  if (!table) {
+    table = new Uint8Array(256);
+    for (let b = 0; b < 256; b++) table[b] = infected(b, parity, unwritten);
+    INFECT_TABLES[key] = table;
+  }
+  return table;
+}
+const INFECT_TABLES: (Uint8Array | undefined)[] = [];
+
 /** States whose chunk has valid parity on raid4/5/6 (blocks_synced). */
 export function isSynced(byte: number): boolean {
   return byte === Clean || byte === Dirty || byte === CleanUnwritten;
