@@ -32,6 +32,7 @@ export class NoBitmap implements WriteIntentBitmap {
   blocksSynced(): boolean {
     return true;
   }
+  paritySynced(): void {}
   isUnwritten(): boolean {
     return false;
   }

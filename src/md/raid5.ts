@@ -69,7 +69,7 @@ export class ParityPersonality implements Personality {
    * (blocks_synced false: Unwritten, NeedSync, Syncing, ...) then use reconstruct-write, so parity
    * becomes right for every stripe written even before the lazy resync reaches it.
    */
-  attachBitmap(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'chunkSize' | 'kind'>): void {
+  attachBitmap(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'paritySynced' | 'chunkSize' | 'kind'>): void {
     if (bitmap.kind === 'none' || bitmap.chunkSize === 0) {
       this.#engine.syncState = undefined;
       return;
@@ -148,7 +148,7 @@ export function createRaid5(options: ParityOptions): ParityPersonality {
 }
 
 /** blocks_synced over a member range: every bitmap chunk the range touches must have valid parity. */
-function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'chunkSize'>): ParitySyncState {
+function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'paritySynced' | 'chunkSize'>): ParitySyncState {
   const cs = bitmap.chunkSize;
   return {
     blocksSynced(offset: number, length: number): boolean {
@@ -156,5 +156,6 @@ function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'chunk
       for (let c = Math.floor(offset / cs); c <= last; c++) if (!bitmap.blocksSynced(c * cs)) return false;
       return true;
     },
+    paritySynced: (offset, length) => bitmap.paritySynced(offset, length),
   };
 }

@@ -21,6 +21,8 @@ import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './
 /** Whether parity is valid over a range of sync space (member offsets): the bitmap's blocks_synced. */
 export interface ParitySyncState {
   blocksSynced(offset: number, length: number): boolean;
+  /** A write made parity match the data over this range on every member (see WriteIntentBitmap). */
+  paritySynced?(offset: number, length: number): void;
 }
 
 /** How writes were carried out, per column segment (tests and the benchmark read these). */
@@ -226,6 +228,8 @@ export class StripeEngine {
 
     // Parity comes last: the new data blocks go to their members while it is computed.
     let parity: () => [Uint8Array, Uint8Array | undefined];
+    // Whether this write computes parity from every data block (full-stripe or reconstruct-write).
+    let fromAllData = true;
     if (fresh.size === dd) {
       this.stats.fullWrites++;
       parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len);
@@ -240,6 +244,7 @@ export class StripeEngine {
       if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
         // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block.
         this.stats.rmwWrites++;
+        fromAllData = false;
         const olds = await Promise.all(seg.written.map((i) => read(map.dataMembers[i]!)));
         const oldParity = await Promise.all(parityMembers.map(read));
         parity = () => {
@@ -303,6 +308,11 @@ export class StripeEngine {
     this.#parityBuffers.give(p);
     if (q !== undefined) this.#parityBuffers.give(q);
     this.#checkWrites(members, results, targets.map(([m]) => m));
+    // Parity over this range now matches the data on every member: a chunk it covers wholly
+    // needs no lazy parity build any more (with a member missing, the bitmap declines).
+    if (fromAllData && this.syncState?.paritySynced && results.every((r) => r.status === 'fulfilled')) {
+      this.syncState.paritySynced(memberOffset, len);
+    }
   }
 
   /**

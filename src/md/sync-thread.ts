@@ -226,6 +226,21 @@ export class SyncThread {
     return bitmap.isUnwritten(pos) ? bitmap.skipSyncBlocks(pos) : 0;
   }
 
+  /**
+   * Whether any chunk of [from, to) still needs this bitmap-guided pass, asked again once the
+   * window holds its range: a write that was in flight there may have made the chunks' parity
+   * valid meanwhile (parity levels), which leaves them Dirty, and startSync then answers false.
+   */
+  private stillOwed(from: number, to: number): boolean {
+    const { bitmap } = this.host;
+    for (let pos = from; pos < to; ) {
+      const s = bitmap.startSync(pos);
+      if (s.sync) return true;
+      pos += s.length;
+    }
+    return false;
+  }
+
   /** Runs the pass to the end (or to stop()). Never rejects for a stop; rejects on a window error. */
   async run(): Promise<SyncSummary> {
     const { bitmap, syncSize, mode } = this.host;
@@ -275,6 +290,13 @@ export class SyncThread {
           continue;
         }
         const release = await this.host.lock(pos, cursor);
+        if (guided && !this.stillOwed(pos, cursor)) {
+          // The writes this window waited for built its parity themselves (paritySynced).
+          release();
+          this.bytesSkipped += step;
+          passOver(cursor);
+          continue;
+        }
         const entry = { end: cursor, done: false, run: Promise.resolve() };
         entry.run = this.host.window(mode, pos, step).then(
           (r) => {

@@ -97,6 +97,13 @@ export interface WriteIntentBitmap {
   condEndSync(offset: number): Promise<void>;
   /** raid4/5/6: whether the chunk at `offset` has valid parity (Clean, Dirty, CleanUnwritten). */
   blocksSynced(offset: number): boolean;
+  /**
+   * raid4/5/6: a write has just made parity match the data over the member range [offset,
+   * +length) on every member of a whole array (a reconstruct-write or full-stripe write, which
+   * compute parity from every data block). Chunks the range covers wholly that only owed their
+   * parity build (NeedSync) hold valid parity now.
+   */
+  paritySynced(offset: number, length: number): void;
   /** Whether the chunk at `offset` has never been written (Unwritten or *Unwritten): a hole. */
   isUnwritten(offset: number): boolean;
   /** At the start of recovery onto a new member: every *Unwritten state reverts to Unwritten. */

@@ -489,6 +489,44 @@ test('E13: proactive sync builds parity for Unwritten chunks; a write then goes 
   await bm.close();
 });
 
+test('paritySynced: NeedSync and Syncing chunks a range covers wholly go Dirty in memory; nothing else changes', async () => {
+  const { devs, host, bm } = await make(1, 8, { parity: true });
+  for (const c of [0, 1, 2, 3, 4]) await bm.startWrite(c * CS, 512); // Unwritten → NeedSync
+  await bm.unplug();
+  assert.deepEqual(bm.startSync(CS), { sync: true, length: CS }); // chunk 1 Syncing
+  bm.proactiveSync(); // chunks 5..7: Unwritten → NeedSyncUnwritten
+  await bm.unplug();
+  const writes = devs[0]!.writes.length;
+  // Covers chunk 0 from its second half (partly), chunks 1..3 wholly, chunk 4 partly; and 5..7.
+  bm.paritySynced(CS / 2, 4 * CS);
+  bm.paritySynced(5 * CS, 3 * CS);
+  assert.deepEqual(states(bm, 0, 7), [
+    State.NeedSync, State.Dirty, State.Dirty, State.Dirty, State.NeedSync,
+    State.NeedSyncUnwritten, State.NeedSyncUnwritten, State.NeedSyncUnwritten,
+  ]);
+  assert.equal(bm.startSync(CS).sync, false, 'a pass syncing chunk 1 stops there');
+  assert.equal(bm.skipSyncBlocks(2 * CS, 'resync'), 2 * CS, 'and passes over 2 and 3');
+  assert.equal(devs[0]!.writes.length, writes, 'kept in memory: the disk still says NeedSync');
+  bm.endSync(CS); // an abort over them leaves them Dirty: their parity is valid
+  assert.deepEqual(states(bm, 1, 3), [State.Dirty, State.Dirty, State.Dirty]);
+  host.degraded = true;
+  bm.paritySynced(0, CS);
+  assert.equal(bm.stateOf(0), State.NeedSync, 'degraded: NeedSync also means data a missing member lacks');
+  host.degraded = false;
+  for (const c of [0, 1, 2, 3, 4]) bm.endWrite(c * CS, 512);
+  await bm.close();
+
+  // Without parity NeedSync means a copy to bring up to date, which no write does.
+  const mirror = await make(1, 4);
+  mirror.host.degraded = true;
+  await mirror.bm.startWrite(0, 512);
+  mirror.bm.endWrite(0, 512);
+  mirror.host.degraded = false;
+  mirror.bm.paritySynced(0, 4 * CS);
+  assert.equal(mirror.bm.stateOf(0), State.NeedSync);
+  await mirror.bm.close();
+});
+
 test('E13: proactive sync on a level without parity is refused with ENOTSUP and changes nothing', async () => {
   const { bm } = await make(1, 8);
   assert.throws(

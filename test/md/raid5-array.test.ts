@@ -10,6 +10,7 @@ import { FaultDevice } from '../../src/block/fault-device.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import { DATA_OFFSET, memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
 import { inconsistentRows } from './raid5-fixture.js';
+import { RecordingDevice } from './recording-device.js';
 
 // 160 MiB sparse members: about 2500 bitmap chunks, so chunks 512 apart sit in different 512-byte
 // bitmap blocks and no infect (llbitmap.md A6) widens what the tests count.
@@ -72,6 +73,59 @@ for (const level of [5, 6] as const) {
     assert.deepEqual(await inconsistentRows(areas, layout, rows), [], 'written rows have parity');
     assert.deepEqual(await inconsistentRows(areas, layout, controls), controls, 'rows never written were not touched');
     for (const [off, data] of written) assert.deepEqual(await a.read(off, 4096), data);
+  });
+
+  test(`raid${level}: a write that computes parity from every data block builds it: the lazy resync skips those chunks`, async (t) => {
+    // Row 10: one full-stripe write. Row 11: its first data block whole (a reconstruct-write, the
+    // other blocks read). Row 12: 4 KiB only, so its chunk stays NeedSync for the resync.
+    const rows = [10, 11, 12];
+    const paths = garbageMembers(tempDir(t), n, MEMBER, rows);
+    // The resync starts by hand once every write is done: otherwise it may take up a row first.
+    const a = await create(paths, level, { autoSync: false });
+    t.after(() => a.stop());
+    const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
+    const writes: [number, Buffer][] = [
+      [10 * layout.rowBytes, pattern(10, layout.rowBytes)],
+      [11 * layout.rowBytes, pattern(11, CHUNK)],
+      [12 * layout.rowBytes + 8192, pattern(12, 4096)],
+    ];
+    for (const [off, data] of writes) await a.write(off, data);
+    const c = a.status().bitmap.counts;
+    assert.equal(c.dirty, 2, `rows 10 and 11 have parity: ${JSON.stringify(c)}`);
+    assert.equal(c.needSync, 1, `row 12 owes it: ${JSON.stringify(c)}`);
+    a.startSync('resync');
+    const s = await a.waitSync();
+    assert.equal(s?.complete, true);
+    assert.equal(s?.bytesSynced, CHUNK, 'only row 12 is synced');
+    const areas = await dataAreas(t, paths);
+    assert.deepEqual(await inconsistentRows(areas, layout, rows), [], 'every written row has parity');
+    for (const [off, data] of writes) assert.deepEqual(await a.read(off, data.length), data);
+  });
+
+  test(`raid${level}: a resync window that waited for such a write is passed over, not synced again`, async (t) => {
+    const paths = garbageMembers(tempDir(t), n, MEMBER, [10]);
+    const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
+    const gated = new RecordingDevice(files[0]!);
+    const members = files.map((f, i) => ({ name: paths[i]!, device: i === 0 ? gated : f }));
+    const a = await create(paths, level, { members });
+    t.after(async () => {
+      await a.stop();
+      await Promise.all(files.map((f) => f.close()));
+    });
+    const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
+    let open!: () => void;
+    gated.gate = { from: DATA_OFFSET, open: new Promise((r) => (open = r)) };
+    const data = pattern(10, layout.rowBytes);
+    const write = a.write(10 * layout.rowBytes, data);
+    // The write marked its chunk NeedSync, and the lazy resync took it up and waits for the write.
+    while (a.status().bitmap.counts.syncing === 0) await new Promise((r) => setTimeout(r, 5));
+    open();
+    await write;
+    while (a.status().sync !== null || a.status().resyncPending !== null) await a.waitSync();
+    assert.equal(a.status().bytesSyncedTotal, 0, 'the write built the parity; the window was passed over');
+    const areas = await dataAreas(t, paths);
+    assert.deepEqual(await inconsistentRows(areas, layout, [10]), []);
+    assert.deepEqual(await a.read(10 * layout.rowBytes, data.length), data);
   });
 
   test(`raid${level}: a replacement member gets every written chunk, Unwritten skipped (E5)`, async (t) => {

@@ -1,6 +1,7 @@
 // A pass-through BlockDevice for array tests that records the byte ranges read and written, so a
 // test can see which parts of a member an operation (a resync, a recovery) really touched.
-// It changes nothing about the I/O; recording starts and stops under the test's control.
+// It changes nothing about the I/O; recording starts and stops under the test's control, and a
+// test may hold writes from an offset on (`gate`) to order them against something else.
 
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../../src/block/block-device.js';
 
@@ -16,6 +17,8 @@ export class RecordingDevice implements BlockDevice {
   readonly readOnly: boolean;
   recording = true;
   readonly touched: TouchedRange[] = [];
+  /** While set, writes at or after `from` wait for `open` before they start. */
+  gate: { from: number; open: Promise<void> } | undefined;
 
   constructor(readonly inner: BlockDevice) {
     this.size = inner.size;
@@ -32,8 +35,9 @@ export class RecordingDevice implements BlockDevice {
     return this.inner.read(offset, length);
   }
 
-  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.note('write', offset, data.length);
+    if (this.gate !== undefined && offset >= this.gate.from) await this.gate.open;
     return this.inner.write(offset, data, options);
   }
 

@@ -426,6 +426,34 @@ export class LlBitmap implements WriteIntentBitmap {
     return this.writeError || isSynced(this.byte(c));
   }
 
+  /**
+   * NeedSync or Syncing → Dirty for the chunks [offset, +length) covers wholly (not in A3: see
+   * README, "Where llraid departs from Linux md"). The lazy recovery then skips them: a Dirty
+   * chunk answers startSync with false, so a pass that has not reached one passes over it, and
+   * one syncing it stops after the window it holds (Abortsync and Endsync leave Dirty as it is).
+   * Dirty is what a write leaves anyway, and the change is kept in memory only: on disk the chunk
+   * stays NeedSync until its block is written for another reason, and both are resynced after a
+   * crash. A degraded array keeps NeedSync: there it means data a missing member lacks.
+   */
+  paritySynced(offset: number, length: number): void {
+    this.checkRange('paritySynced', offset, length);
+    if (this.writeError || !this.host.parity || this.host.isDegraded()) return;
+    const first = Math.ceil(offset / this.chunkSize);
+    // The last chunk may be short: a range reaching the end of the space covers it wholly.
+    const end = offset + length >= this.geometry.syncSize ? this.chunks : Math.floor((offset + length) / this.chunkSize);
+    let dirtied = false;
+    this.eachPage(first, end, (page, _idx, from, stop) => {
+      for (let off = from; off < stop; off++) {
+        const byte = page.data[off];
+        if (byte !== State.NeedSync && byte !== State.Syncing) continue;
+        page.data[off] = State.Dirty;
+        dirtied = true;
+        if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
+      }
+    });
+    if (dirtied) this.armTimer();
+  }
+
   isUnwritten(offset: number): boolean {
     const c = this.chunkAt('isUnwritten', offset);
     return !this.writeError && isUnwrittenState(this.byte(c));
