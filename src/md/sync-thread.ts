@@ -97,6 +97,8 @@ export class SyncThread {
   private position: number;
   private stopRequested = false;
   private bytesSynced = 0;
+  /** Windows this pass ran (started), whether or not they finished. */
+  private windows = 0;
   private bytesSkipped = 0;
   private bytesWritten = 0;
   private mismatches = 0;
@@ -297,6 +299,7 @@ export class SyncThread {
           passOver(cursor);
           continue;
         }
+        this.windows++;
         const entry = { end: cursor, done: false, run: Promise.resolve() };
         entry.run = this.host.window(mode, pos, step).then(
           (r) => {
@@ -325,7 +328,12 @@ export class SyncThread {
       throw err;
     }
     const complete = this.position >= syncSize && this.host.hasTargets();
-    if (complete) {
+    if (complete && this.windows === 0 && guided) {
+      // Nothing was synced, so nothing ends: every chunk this pass took up (Syncing) was passed
+      // over because a write built its parity, which left it Dirty. Ending the pass as below
+      // would write the whole bitmap and hand every page to the daemon at once, for nothing; on
+      // a new parity array written sequentially, passes like this follow one another.
+    } else if (complete) {
       bitmap.closeSync();
       await bitmap.condEndSync(syncSize);
     } else {

@@ -489,6 +489,24 @@ test('E13: proactive sync builds parity for Unwritten chunks; a write then goes 
   await bm.close();
 });
 
+test('a write asks for the lazy parity build at endWrite, and not at all once it built the parity itself', async () => {
+  const { host, bm } = await make(1, 8, { parity: true });
+  const before = host.syncRequests;
+  await bm.startWrite(0, 512); // Unwritten → NeedSync
+  await bm.unplug();
+  assert.equal(bm.stateOf(0), State.NeedSync);
+  assert.equal(host.syncRequests, before, 'not while the write is in flight');
+  bm.endWrite(0, 512);
+  assert.equal(host.syncRequests, before + 1, 'its chunk still owes parity');
+  await bm.startWrite(CS, CS);
+  await bm.unplug();
+  bm.paritySynced(CS, CS); // a reconstruct-write over the whole chunk
+  bm.endWrite(CS, CS);
+  assert.equal(bm.stateOf(1), State.Dirty);
+  assert.equal(host.syncRequests, before + 1, 'nothing owed: no request');
+  await bm.close();
+});
+
 test('paritySynced: NeedSync and Syncing chunks a range covers wholly go Dirty in memory; nothing else changes', async () => {
   const { devs, host, bm } = await make(1, 8, { parity: true });
   for (const c of [0, 1, 2, 3, 4]) await bm.startWrite(c * CS, 512); // Unwritten → NeedSync

@@ -103,7 +103,7 @@ for (const level of [5, 6] as const) {
   });
 
   test(`raid${level}: a resync window that waited for such a write is passed over, not synced again`, async (t) => {
-    const paths = garbageMembers(tempDir(t), n, MEMBER, [10]);
+    const paths = garbageMembers(tempDir(t), n, MEMBER, [10, 12]);
     const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
     const gated = new RecordingDevice(files[0]!);
     const members = files.map((f, i) => ({ name: paths[i]!, device: i === 0 ? gated : f }));
@@ -113,19 +113,24 @@ for (const level of [5, 6] as const) {
       await Promise.all(files.map((f) => f.close()));
     });
     const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
+    // Row 10's write is held at member 0: its chunk is NeedSync while the write is in flight.
     let open!: () => void;
-    gated.gate = { from: DATA_OFFSET, open: new Promise((r) => (open = r)) };
+    gated.gate = { from: DATA_OFFSET + 10 * CHUNK, to: DATA_OFFSET + 11 * CHUNK, open: new Promise((r) => (open = r)) };
     const data = pattern(10, layout.rowBytes);
     const write = a.write(10 * layout.rowBytes, data);
-    // The write marked its chunk NeedSync, and the lazy resync took it up and waits for the write.
+    // A 4 KiB write in row 12 ends NeedSync and asks for the lazy resync, which takes up row 10
+    // first and waits for its write.
+    const small = pattern(12, 4096);
+    await a.write(12 * layout.rowBytes + 8192, small);
     while (a.status().bitmap.counts.syncing === 0) await new Promise((r) => setTimeout(r, 5));
     open();
     await write;
     while (a.status().sync !== null || a.status().resyncPending !== null) await a.waitSync();
-    assert.equal(a.status().bytesSyncedTotal, 0, 'the write built the parity; the window was passed over');
+    assert.equal(a.status().bytesSyncedTotal, CHUNK, 'row 10 was passed over, row 12 synced');
     const areas = await dataAreas(t, paths);
-    assert.deepEqual(await inconsistentRows(areas, layout, [10]), []);
+    assert.deepEqual(await inconsistentRows(areas, layout, [10, 12]), []);
     assert.deepEqual(await a.read(10 * layout.rowBytes, data.length), data);
+    assert.deepEqual(await a.read(12 * layout.rowBytes + 8192, 4096), small);
   });
 
   test(`raid${level}: a replacement member gets every written chunk, Unwritten skipped (E5)`, async (t) => {

@@ -1,7 +1,7 @@
 // A pass-through BlockDevice for array tests that records the byte ranges read and written, so a
 // test can see which parts of a member an operation (a resync, a recovery) really touched.
 // It changes nothing about the I/O; recording starts and stops under the test's control, and a
-// test may hold writes from an offset on (`gate`) to order them against something else.
+// test may hold writes to a range (`gate`) to order them against something else.
 
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../../src/block/block-device.js';
 
@@ -17,8 +17,8 @@ export class RecordingDevice implements BlockDevice {
   readonly readOnly: boolean;
   recording = true;
   readonly touched: TouchedRange[] = [];
-  /** While set, writes at or after `from` wait for `open` before they start. */
-  gate: { from: number; open: Promise<void> } | undefined;
+  /** While set, writes starting in [from, to) wait for `open` before they start. */
+  gate: { from: number; to: number; open: Promise<void> } | undefined;
 
   constructor(readonly inner: BlockDevice) {
     this.size = inner.size;
@@ -37,7 +37,8 @@ export class RecordingDevice implements BlockDevice {
 
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.note('write', offset, data.length);
-    if (this.gate !== undefined && offset >= this.gate.from) await this.gate.open;
+    const gate = this.gate;
+    if (gate !== undefined && offset >= gate.from && offset < gate.to) await gate.open;
     return this.inner.write(offset, data, options);
   }
 

@@ -311,18 +311,30 @@ export class LlBitmap implements WriteIntentBitmap {
     // these chunks between the change and the data write. No page suspended: all at once.
     if (this.tryRaiseBarriers(first, last)) {
       // Most writes land on chunks a write leaves as they are (Dirty already): no apply needed.
-      if (!this.still(first, last, Action.Startwrite)) this.apply(first, last, Action.Startwrite);
+      if (!this.still(first, last, Action.Startwrite)) this.apply(first, last, Action.Startwrite, true);
       return undefined;
     }
     return this.raiseBarriers(first, last).then(() => {
-      this.apply(first, last, Action.Startwrite);
+      this.apply(first, last, Action.Startwrite, true);
     });
   }
 
   endWrite(offset: number, length: number): void {
     this.checkRange('endWrite', offset, length);
     if (length === 0) return;
-    this.releaseBarriers('endWrite', Math.floor(offset / this.chunkSize), Math.floor((offset + length - 1) / this.chunkSize));
+    const first = Math.floor(offset / this.chunkSize);
+    const last = Math.floor((offset + length - 1) / this.chunkSize);
+    this.releaseBarriers('endWrite', first, last);
+    // The sync request a write's own chunks owe is made here, not at startWrite: on raid4/5/6 a
+    // write that computes parity from every data block leaves them Dirty (paritySynced), and a
+    // pass started meanwhile would only wait for the write and then find nothing to do.
+    if (this.writeError || this.host.isDegraded()) return;
+    for (let c = first; c <= last; c++) {
+      if (this.byte(c) === State.NeedSync) {
+        this.host.requestSync();
+        return;
+      }
+    }
   }
 
   async startDiscard(offset: number, length: number): Promise<void> {
@@ -723,9 +735,10 @@ export class LlBitmap implements WriteIntentBitmap {
   /**
    * Applies `action` to chunks [start, end] and carries out the side effects (A3). Returns the
    * last chunk's new state (NONE for no change): start_sync's answer for a single chunk.
-   * With WRITE_ERROR set the whole state machine does nothing.
+   * With WRITE_ERROR set the whole state machine does nothing. `writeSyncAtEnd`: the sync
+   * request of the chunks in range waits for endWrite (startWrite's own chunks).
    */
-  private apply(start: number, end: number, action: Action): Next {
+  private apply(start: number, end: number, action: Action, writeSyncAtEnd = false): Next {
     if (this.writeError) return NONE;
     const ctx = { parity: this.host.parity, degraded: this.host.isDegraded() };
     const still = STILL[action]!;
@@ -744,7 +757,8 @@ export class LlBitmap implements WriteIntentBitmap {
         }
         const t = transition(byte, action, ctx);
         last = t.next;
-        if (t.requestSync) requestSync = true;
+        // A write's own chunks ask at endWrite (writeSyncAtEnd); neighbours it infects, here.
+        if (t.requestSync && !writeSyncAtEnd) requestSync = true;
         if (t.next === NONE) continue;
         data[off] = t.next;
         if (t.next === State.Clean || t.next === State.CleanUnwritten) this.cleaned = true;
