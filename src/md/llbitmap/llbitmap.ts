@@ -1033,7 +1033,6 @@ export class LlBitmap implements WriteIntentBitmap {
   }
 }
 
-/** Bytes a sync pass never visits: nothing was ever written there (lookup by byte). */
 /** The states that make a block's other chunks infected (A6). */
 const SPREADERS: readonly State[] = [State.Dirty, State.NeedSync];
 
@@ -1043,6 +1042,7 @@ function holdsOtherThan(block: Uint8Array, value: number, except: number): boole
   return i !== -1 && (i !== except || block.indexOf(value, i + 1) !== -1);
 }
 
+/** Bytes a sync pass never visits: nothing was ever written there (lookup by byte). */
 const SKIP_ALWAYS = byteSet([State.Unwritten, State.CleanUnwritten]);
 /** A resync of an array that is not degraded also passes over Clean and Dirty (skip_sync_blocks). */
 const SKIP_IN_RESYNC = byteSet([State.Unwritten, State.CleanUnwritten, State.Clean, State.Dirty]);
