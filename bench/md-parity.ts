@@ -18,7 +18,7 @@ import { createArray, type MdArray, type MemberSpec } from '../src/md/index.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { RateLimitedDevice } from './rate-limited-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
-import { freshFile, medianOfInterleaved, mibPerSecond, totalsCpuMicrosPerOp, totalsMiBs, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult } from './md-workloads.js';
+import { freshFile, medianOfInterleaved, mibPerSecond, overheadCells, randomOffsets, randomWrites, runQueue, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
 const KIB = 1024;
@@ -117,7 +117,7 @@ async function bitmapOverhead(): Promise<void> {
         for (let i = 0; i < 2; i++) await w.run(a, i);
         await a.stop();
       }
-      const { run: t, ratios } = await medianOfInterleaved({
+      const m = await medianOfInterleaved({
         kinds: OVERHEAD_KINDS, repeats: ROUNDS, slices: SLICES, subject: 'llbitmap', baseline: 'none',
         open: (kind) => createFor(kind, g),
         run: (a, i) => w.run(a, i),
@@ -126,15 +126,7 @@ async function bitmapOverhead(): Promise<void> {
           kindPaths(kind, g.members);
         },
       });
-      const rate = (k: OverheadKind): number => totalsMiBs(t[k]);
-      const cpuPerOp = (k: OverheadKind): number => totalsCpuMicrosPerOp(t[k]);
-      const none = rate('none');
-      const ll = rate('llbitmap');
-      rows.push([
-        g.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.9, 'least'), ratios.map((r) => r.toFixed(3)).join(' '),
-        cpuPerOp('none'), cpuPerOp('llbitmap'), ratio(cpuPerOp('none'), cpuPerOp('llbitmap')),
-        rate('clean'), ratio(rate('clean'), none),
-      ]);
+      rows.push([g.label, w.label, ...overheadCells(m, 'llbitmap', 'none', 'clean', 0.9)]);
     }
   }
   printTable(`1. write throughput, MiB/s (fresh arrays, chunk 512 KiB, each run cut into ${SLICES} slices interleaved with the other kinds'; ${RANDOM_OPS} random 4 KiB writes, 384 MiB sequential; the median of ${ROUNDS} runs)`,

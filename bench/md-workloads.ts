@@ -6,6 +6,7 @@
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import type { BlockDevice } from '../src/block/block-device.js';
 import { seededRandom } from '../src/block/fault-device.js';
+import { ratio, verdict } from './table.js';
 
 export interface RunResult {
   seconds: number;
@@ -131,6 +132,23 @@ export interface MedianRuns<K extends string> {
   run: Record<K, Totals>;
   /** That ratio for every run, in order. */
   ratios: number[];
+}
+
+/**
+ * The cells of a bitmap-overhead row, after the row's labels: `subject` and `baseline` in MiB/s,
+ * their ratio with its verdict against `target` (at least), each run's ratio, CPU µs per write
+ * of both and their ratio, then `third` in MiB/s and against `baseline`.
+ */
+export function overheadCells<K extends string>(m: MedianRuns<K>, subject: K, baseline: K, third: K, target: number): (string | number)[] {
+  const rate = (k: K): number => totalsMiBs(m.run[k]);
+  const cpu = (k: K): number => totalsCpuMicrosPerOp(m.run[k]);
+  const s = rate(subject);
+  const b = rate(baseline);
+  return [
+    b, s, ratio(s, b), verdict(s / b, target, 'least'), m.ratios.map((r) => r.toFixed(3)).join(' '),
+    cpu(baseline), cpu(subject), ratio(cpu(baseline), cpu(subject)),
+    rate(third), ratio(rate(third), b),
+  ];
 }
 
 /**

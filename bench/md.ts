@@ -19,7 +19,7 @@ import type { BlockDevice } from '../src/block/block-device.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { FaultDevice, PowerDomain } from '../src/block/fault-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
-import { copyRange, freshFile, medianOfInterleaved, mibPerSecond, totalsCpuMicrosPerOp, totalsMiBs, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
+import { copyRange, freshFile, medianOfInterleaved, mibPerSecond, overheadCells, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
 const KIB = 1024;
@@ -119,7 +119,7 @@ async function throughput(): Promise<void> {
         for (let i = 0; i < 2; i++) await w.run(a, i, SLICES);
         await a.stop();
       }
-      const { run: t, ratios } = await medianOfInterleaved({
+      const m = await medianOfInterleaved({
         kinds: KINDS, repeats: REPEATS, slices: SLICES, subject: 'llbitmap', baseline: 'none',
         open: (kind) => {
           const paths = kindPaths(kind, lv.members);
@@ -132,15 +132,7 @@ async function throughput(): Promise<void> {
           fresh(kindPaths(kind, lv.members));
         },
       });
-      const rate = (k: Kind): number => totalsMiBs(t[k]);
-      const cpuPerOp = (k: Kind): number => totalsCpuMicrosPerOp(t[k]);
-      const none = rate('none');
-      const ll = rate('llbitmap');
-      rows.push([
-        lv.label, w.label, none, ll, ratio(ll, none), verdict(ll / none, 0.95, 'least'), ratios.map((r) => r.toFixed(3)).join(' '),
-        cpuPerOp('none'), cpuPerOp('llbitmap'), ratio(cpuPerOp('none'), cpuPerOp('llbitmap')),
-        rate('lazyInfect'), ratio(rate('lazyInfect'), none),
-      ]);
+      rows.push([lv.label, w.label, ...overheadCells(m, 'llbitmap', 'none', 'lazyInfect', 0.95)]);
     }
   }
   printTable(`1. write throughput, MiB/s (fresh arrays, each run cut into ${SLICES} slices interleaved with the other kinds'; ${THROUGHPUT_OPS} random 4 KiB writes, 512 MiB sequential; the median of ${REPEATS} runs)`,
