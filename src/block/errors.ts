@@ -8,6 +8,7 @@ export type BlockErrorCode =
   | 'EROFS' // the device is read-only
   | 'ENOSPC' // the backing store has no room left
   | 'ENOTSUP' // the device cannot do this operation
+  | 'EBUSY' // another opener holds the device exclusively
   | 'ESHUTDOWN'; // the device is closed (or lost power, for a fault-injecting device)
 
 export class BlockError extends Error {
@@ -52,6 +53,12 @@ export class NoSpaceError extends BlockError {
 export class NotSupportedError extends BlockError {
   constructor(message: string) {
     super('ENOTSUP', message);
+  }
+}
+
+export class BusyError extends BlockError {
+  constructor(message: string) {
+    super('EBUSY', message);
   }
 }
 

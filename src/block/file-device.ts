@@ -5,7 +5,8 @@
 import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { checkRange, type BlockDevice, type WriteOptions, type ZeroOptions } from './block-device.js';
-import { BlockError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
+import { BlockError, BusyError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
+import { lockExclusive } from './exclusive-lock.js';
 import { discardBlockRange, punchFileHole } from './hole-punch.js';
 import { AlignedBuffers } from './aligned-buffers.js';
 import { byteLength, InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
@@ -35,6 +36,11 @@ export interface FileDeviceOptions {
    * Default: setInlineIoDefault(), true unless changed; ignored with `direct`.
    */
   inline?: boolean;
+  /**
+   * Take the file for this process alone (exclusive-lock.ts): a writable open that another opener
+   * holds fails with BusyError naming it. Members of arrays and served files are opened so.
+   */
+  exclusive?: boolean;
 }
 
 let inlineByDefault = true;
@@ -56,6 +62,8 @@ export class FileDevice implements BlockDevice {
   readonly blockSize: number;
   readonly readOnly: boolean;
   readonly isBlockDevice: boolean;
+  /** "device:inode" of the file: two paths name one member exactly when these are equal. */
+  readonly fileId: string;
   /** Valid while open; -1 once closed. */
   private fd: number;
   /** A second descriptor with O_DSYNC for FUA writes, opened on first use. */
@@ -67,14 +75,15 @@ export class FileDevice implements BlockDevice {
   /** `io` when it may go inline: the readNow/writeNow fast paths use it. */
   private readonly inline: InlineIo | undefined;
 
-  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, isBlock: boolean, io: PositionalIo, bounce?: AlignedBuffers) {
+  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, st: Stats, io: PositionalIo, bounce?: AlignedBuffers) {
     this.path = path;
+    this.fileId = fileIdOf(st);
     this.fd = fd;
     this.flags = flags;
     this.size = size;
     this.blockSize = blockSize;
     this.readOnly = readOnly;
-    this.isBlockDevice = isBlock;
+    this.isBlockDevice = st.isBlockDevice();
     this.bounce = bounce;
     this.io = io;
     this.inline = io instanceof InlineIo ? io : undefined;
@@ -84,6 +93,7 @@ export class FileDevice implements BlockDevice {
     const readOnly = options.readOnly ?? false;
     let flags = readOnly ? constants.O_RDONLY : constants.O_RDWR;
     if (options.direct) flags |= constants.O_DIRECT;
+    const exclusive = (options.exclusive ?? false) && !readOnly;
     let fd: number;
     try {
       fd = await openP(path, flags | (options.create && !readOnly ? constants.O_CREAT : 0), 0o600);
@@ -91,7 +101,21 @@ export class FileDevice implements BlockDevice {
       throw mapOpenError(path, err, options.direct ?? false);
     }
     try {
-      const st = await fstatP(fd);
+      let st = await fstatP(fd);
+      if (exclusive && st.isBlockDevice()) {
+        // O_EXCL on a block device is the kernel's own claim (mounts, mdadm and mkfs honour it).
+        // It takes effect only at open, so the device is opened again with it.
+        const plain = fd;
+        try {
+          fd = await openP(path, flags | constants.O_EXCL);
+        } catch (err) {
+          throw (err as NodeJS.ErrnoException).code === 'EBUSY' ? new BusyError(`${path}: block device in use (mounted, or held by mdadm, device-mapper or another llraid engine); stop that user first`) : mapOpenError(path, err, options.direct ?? false);
+        } finally {
+          await closeP(plain).catch(() => undefined);
+        }
+        st = await fstatP(fd);
+      }
+      if (exclusive) await lockExclusive(fd, path, st);
       let size: number;
       let blockSize = options.blockSize ?? (options.direct ? 4096 : 512);
       if (st.isBlockDevice()) {
@@ -106,7 +130,7 @@ export class FileDevice implements BlockDevice {
       }
       const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
       const io = (options.inline ?? inlineByDefault) && !options.direct ? new InlineIo() : POOL_IO;
-      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st.isBlockDevice(), io, bounce);
+      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, bounce);
     } catch (err) {
       await closeP(fd).catch(() => undefined);
       throw err;
@@ -323,6 +347,14 @@ async function writevFully(io: PositionalIo, fd: number, parts: readonly Uint8Ar
     if (i === rest.length) return;
     rest = [rest[i]!.subarray(n), ...rest.slice(i + 1)];
   }
+}
+
+/**
+ * What a file is, from its stat: equal exactly when two paths name one file, or one block device
+ * (by its device number, so /dev/sdb and a /dev/disk/by-id link to it compare equal).
+ */
+export function fileIdOf(st: Stats): string {
+  return st.isBlockDevice() ? `block ${st.rdev}` : `file ${st.dev}:${st.ino}`;
 }
 
 /** Size and logical block size of a block device, from sysfs (Node has no BLKGETSIZE64 ioctl). */

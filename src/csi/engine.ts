@@ -90,7 +90,9 @@ export class EngineSupervisor {
   private async waitReady(volumeId: string, pid: number): Promise<void> {
     const deadline = Date.now() + 120_000;
     while (Date.now() < deadline) {
-      if (await canConnect(this.socket(volumeId))) return;
+      // The control socket, not the NBD one: an engine listens on its NBD socket before it
+      // assembles (so two engines never assemble one volume), and on its control socket after.
+      if (await canConnect(this.controlSocket(volumeId))) return;
       if (!isAlive(pid) || (await waitExit(pid, 0))) break;
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -60,6 +60,8 @@ const blockCodes: Record<string, CsiErrorCode> = {
   ENOSPC: 'RESOURCE_EXHAUSTED',
   EINVAL: 'INVALID_ARGUMENT',
   ERANGE: 'OUT_OF_RANGE',
+  // A member held by another opener: the CO retries (an engine still stopping lets go soon).
+  EBUSY: 'ABORTED',
 };
 
 /** Maps any error to a gRPC status code and a message; unknown errors are INTERNAL. */

@@ -17,7 +17,7 @@ import { levelName, type ArrayState, type ArrayStatus } from './array-status.js'
 import { composeSuperblock, devRolesFor, type ArrayIdentity } from './member-superblock.js';
 import type { MemberSet, Personality, RoleState, SyncMode } from './personality.js';
 import { createPersonality, usedMemberBytes } from './personalities.js';
-import { openMember, probeSuperblock, type MemberSpec } from './member-source.js';
+import { namesDevice, openMember, probeSuperblock, type MemberSpec } from './member-source.js';
 import {
   FEATURE_RECOVERY_OFFSET, MAX_DEV_LIMIT, RESYNC_NONE, ROLE_FAULTY, SECTOR,
   formatUuid, readSuperblock, writeSuperblock, type Superblock,
@@ -627,20 +627,20 @@ export class MdArray implements BlockDevice {
    * recovered; otherwise everything written. Returns which recovery was chosen.
    */
   async reAdd(spec: MemberSpec): Promise<'bitmap' | 'full'> {
+    const old = await this.attachedAs(spec);
+    if (old !== undefined && old.state !== 'faulty') {
+      throw new MdError('EBUSY', `member ${old.name}: already ${old.state} in array ${this.name}`);
+    }
+    // The failed member's descriptor still holds the file's exclusive lock: let it go first. A
+    // faulty member takes no I/O, so its record can stay (closed) until the re-add succeeds.
+    if (old?.owned) await old.device.close().catch(() => undefined);
     const opened = await openMember(spec);
     try {
-      const old = this.member(opened.name);
-      if (old !== undefined && old.state !== 'faulty') {
-        throw new MdError('EBUSY', `member ${opened.name}: already ${old.state} in array ${this.name}`);
-      }
       const sb = await readSuperblock(opened.device, opened.name);
       if (!sb.setUuid.equals(this.identity.uuid)) {
         throw new MdError('EUUID', `member ${opened.name}: belongs to array ${formatUuid(sb.setUuid)}, expected ${formatUuid(this.identity.uuid)}`);
       }
-      if (old !== undefined) {
-        this.members.splice(this.members.indexOf(old), 1);
-        if (old.owned && old.device !== opened.device) await old.device.close().catch(() => undefined);
-      }
+      if (old !== undefined) this.members.splice(this.members.indexOf(old), 1);
       const role = sb.devRoles[sb.devNumber];
       const guided = this.bitmap.kind === 'llbitmap'
         && role !== undefined && role < this.identity.raidDisks
@@ -671,9 +671,10 @@ export class MdArray implements BlockDevice {
    * chunk is rebuilt onto it (Unwritten chunks skipped), or it waits as a spare.
    */
   async add(spec: MemberSpec, options: { force?: boolean } = {}): Promise<void> {
+    const attached = await this.attachedAs(spec);
+    if (attached !== undefined) throw new MdError('EBUSY', `member ${typeof spec === 'string' ? spec : spec.name}: already part of array ${this.name} (as ${attached.name}, ${attached.state})`);
     const opened = await openMember(spec);
     try {
-      if (this.member(opened.name) !== undefined) throw new MdError('EBUSY', `member ${opened.name}: already part of array ${this.name}`);
       const existing = await probeSuperblock(opened);
       if (existing !== undefined && !existing.setUuid.equals(this.identity.uuid) && !options.force) {
         throw new MdError('EEXIST', `member ${opened.name}: carries an md superblock of array ${formatUuid(existing.setUuid)}; use force to overwrite it`);
@@ -690,6 +691,15 @@ export class MdArray implements BlockDevice {
       if (opened.owned && !this.members.some((x) => x.device === opened.device)) await opened.device.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** The attached member `spec` names: by name, or as the same file under another path. */
+  private async attachedAs(spec: MemberSpec): Promise<Member | undefined> {
+    const name = typeof spec === 'string' ? spec : spec.name;
+    for (const m of this.members) {
+      if (m.name === name || (await namesDevice(spec, m.device))) return m;
+    }
+    return undefined;
   }
 
   /** A dev_number no attached member uses and no departed member is recorded under. */

@@ -15,6 +15,8 @@ const BY_CODE: Record<BlockErrorCode, number> = {
   ENOSPC: NBD_ENOSPC,
   ENOTSUP: NBD_ENOTSUP,
   ESHUTDOWN: NBD_ESHUTDOWN,
+  // Only opening a device can be refused as busy; NBD has no such error for a request.
+  EBUSY: NBD_EIO,
 };
 
 export function nbdErrorNumber(err: unknown): number {

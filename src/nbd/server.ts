@@ -1,6 +1,10 @@
 // The NBD server: listens on a unix socket (mode 0600) or TCP and runs one NbdConnection per
 // client over a table of exports. Closing it stops accepting, lets every connection answer what
 // it has in flight, and removes the socket file; the devices stay open for their owner to close.
+//
+// A server may listen before it has its exports (`setExports` later): an engine claims its
+// address first, so a second engine meant for the same socket fails before it opens any member.
+// Clients that connect meanwhile wait, unread, until the exports are set.
 
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -9,7 +13,8 @@ import { NbdError } from './errors.js';
 import { ExportTable, NbdExport, type ExportOptions } from './export.js';
 
 export interface ServerOptions {
-  exports: ExportOptions[];
+  /** The exports; when absent, setExports() gives them once the server listens. */
+  exports?: ExportOptions[];
   limits?: Partial<ConnectionLimits>;
   /** Where diagnostics about misbehaving clients go (default: nowhere). */
   log?: (message: string) => void;
@@ -18,7 +23,9 @@ export interface ServerOptions {
 export type ListenAddress = { socket: string } | { host: string; port: number };
 
 export class NbdServer {
-  readonly exports: ExportTable;
+  /** Undefined until the exports are known; connections accepted before then wait in `held`. */
+  private exports: ExportTable | undefined;
+  private readonly held = new Set<Socket>();
   private readonly limits: ConnectionLimits;
   private readonly log: (message: string) => void;
   private readonly connections = new Set<NbdConnection>();
@@ -26,10 +33,24 @@ export class NbdServer {
   private socketPath: string | undefined;
 
   constructor(options: ServerOptions) {
-    if (options.exports.length === 0) throw new NbdError('NBD_EXPORT', 'a server needs at least one export, found none');
-    this.exports = new ExportTable(options.exports.map((o) => new NbdExport(o)));
+    if (options.exports !== undefined) this.setExports(options.exports);
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.log = options.log ?? (() => undefined);
+  }
+
+  /** Sets the exports of a server made without them, and starts the connections that waited. */
+  setExports(exports: ExportOptions[]): void {
+    if (this.exports !== undefined) throw new NbdError('NBD_EXPORT', 'the server already has its exports');
+    if (exports.length === 0) throw new NbdError('NBD_EXPORT', 'a server needs at least one export, found none');
+    this.exports = new ExportTable(exports.map((o) => new NbdExport(o)));
+    const waiting = [...this.held];
+    this.held.clear();
+    for (const socket of waiting) {
+      socket.removeAllListeners('error');
+      socket.removeAllListeners('close');
+      this.accept(socket);
+      socket.resume();
+    }
   }
 
   /** Starts listening; resolves with a printable address (`unix:PATH` or `HOST:PORT`). */
@@ -89,6 +110,8 @@ export class NbdServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    for (const socket of this.held) socket.destroy();
+    this.held.clear();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     await Promise.all([...this.connections].map((c) => c.shutdown()));
     await stopped;
@@ -103,6 +126,13 @@ export class NbdServer {
   }
 
   private accept(socket: Socket): void {
+    if (this.exports === undefined) {
+      socket.pause();
+      this.held.add(socket);
+      socket.once('close', () => this.held.delete(socket));
+      socket.once('error', () => socket.destroy());
+      return;
+    }
     const c = new NbdConnection(socket, this.exports, this.limits, this.log);
     this.connections.add(c);
     void c.settled.then(() => this.connections.delete(c));

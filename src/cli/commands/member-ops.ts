@@ -27,7 +27,9 @@ export function register(program: Command): void {
       .option('-f, --force', 'assemble even if members are missing or stale')
       .option('--json', 'print the resulting status as JSON')
       .action(async (member: string, members: string[], o: TargetOptions & { json?: boolean }) => {
-        const reply = await request(members, { ...o, progress: (l) => process.stdout.write(`${l}\n`) }, { op, member });
+        // With --json, stdout carries the JSON document alone; progress goes to stderr.
+        const progressTo = o.json ? process.stderr : process.stdout;
+        const reply = await request(members, { ...o, progress: (l) => progressTo.write(`${l}\n`) }, { op, member });
         if (o.json) {
           process.stdout.write(`${JSON.stringify({ recovery: reply.recovery, status: reply.status }, null, 2)}\n`);
           return;

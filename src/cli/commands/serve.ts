@@ -50,21 +50,33 @@ export function register(program: Command): void {
       if ((members.length > 0) === (options.file !== undefined)) {
         throw new UsageError('serve needs either member paths of an array or --file PATH, not both and not neither');
       }
-      if (options.file !== undefined) {
-        if (options.control !== undefined) throw new UsageError('--control takes commands for an array; --file serves a plain file');
-        const device = await FileDevice.open(options.file, { readOnly: options.readOnly ?? false, direct: options.direct ?? false });
-        await serveUntilStopped(device, address, options);
-        return;
+      if (options.file !== undefined && options.control !== undefined) {
+        throw new UsageError('--control takes commands for an array; --file serves a plain file');
       }
       const tuning = {
         ...(options.syncSpeedMin === undefined ? {} : { syncSpeedMin: whole(options.syncSpeedMin, '--sync-speed-min') }),
         ...(options.syncSpeedMax === undefined ? {} : { syncSpeedMax: whole(options.syncSpeedMax, '--sync-speed-max') }),
       };
       const daemonSleep = options.bitmapDaemonSleep === undefined ? undefined : whole(options.bitmapDaemonSleep, '--bitmap-daemon-sleep');
-      const { array, report } = await assembleArray({ members, force: options.force ?? false, ...tuning });
-      if (daemonSleep !== undefined && array.bitmap.kind === 'llbitmap') array.bitmap.daemonSleep = daemonSleep;
-      announceArray(array, report.unclean, report.stale.map((s) => `${s.name} (${s.reason})`));
-      await serveUntilStopped(array, address, options, options.control);
+      // The address is claimed before any member is opened: a second engine started for the same
+      // socket fails here, having touched nothing.
+      const server = new NbdServer({ log: options.quiet ? undefined : (m) => process.stderr.write(`llraid serve: ${m}\n`) });
+      const where = await server.listen(address);
+      let device: BlockDevice;
+      try {
+        if (options.file !== undefined) {
+          device = await FileDevice.open(options.file, { readOnly: options.readOnly ?? false, direct: options.direct ?? false, exclusive: true });
+        } else {
+          const { array, report } = await assembleArray({ members, force: options.force ?? false, ...tuning });
+          if (daemonSleep !== undefined && array.bitmap.kind === 'llbitmap') array.bitmap.daemonSleep = daemonSleep;
+          announceArray(array, report.unclean, report.stale.map((s) => `${s.name} (${s.reason})`));
+          device = array;
+        }
+      } catch (err) {
+        await server.close();
+        throw err;
+      }
+      await serveUntilStopped(server, where, device, address, options, options.control);
     });
 }
 
@@ -111,17 +123,15 @@ function parseAddress(options: ServeOptions): ListenAddress {
   return { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port };
 }
 
-async function serveUntilStopped(device: BlockDevice, address: ListenAddress, options: ServeOptions, control?: string): Promise<void> {
+async function serveUntilStopped(
+  server: NbdServer, where: string, device: BlockDevice, address: ListenAddress, options: ServeOptions, control?: string,
+): Promise<void> {
   const counted = new CountingDevice(device);
-  const server = new NbdServer({
-    exports: [{ name: options.exportName, device: counted, readOnly: options.readOnly ?? false }],
-    log: options.quiet ? undefined : (m) => process.stderr.write(`llraid serve: ${m}\n`),
-  });
   let stopRequested!: () => void;
   const stopped = new Promise<string>((resolve) => (stopRequested = () => resolve('control stop')));
   let controlServer: ControlServer | undefined;
   try {
-    const where = await server.listen(address);
+    server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly ?? false }]);
     if (control !== undefined) {
       controlServer = await ControlServer.listen(control, device as MdArray, stopRequested, () => counted.counters);
     }

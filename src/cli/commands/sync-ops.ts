@@ -1,5 +1,5 @@
 // Sync passes on demand, as md's sync_action: `check` counts mismatched sectors between copies
-// and writes nothing; `repair` rewrites them; `sync` resyncs what the bitmap marks, or with
+// and rewrites no data (offline, the assembly around it writes superblocks as any assembly does); `repair` rewrites them; `sync` resyncs what the bitmap marks, or with
 // --proactive builds parity ahead of the first write (raid5/6). Each runs to the end.
 
 import type { Command } from 'commander';
@@ -16,7 +16,10 @@ interface SyncCommand {
 const COMMANDS: SyncCommand[] = [
   {
     name: 'check',
-    description: 'read every written chunk and count sectors whose copies differ (md mismatch_cnt); writes nothing',
+    description:
+      'read every written chunk and count sectors whose copies differ (md mismatch_cnt); rewrites no data. '
+      + 'Offline it assembles the array first, which, as any assembly, records the start and the clean stop in the superblocks '
+      + 'and resyncs what the bitmap marks after an unclean stop',
     request: () => ({ op: 'sync', mode: 'check' }),
   },
   { name: 'repair', description: 'as check, and rewrite the copies that differ', request: () => ({ op: 'sync', mode: 'repair' }) },
@@ -40,7 +43,9 @@ export function register(program: Command): void {
       cmd.option('--proactive', 'raid5/6: Unwritten chunks get parity now (CleanUnwritten), so first writes need no lazy sync');
     }
     cmd.action(async (members: string[], o: TargetOptions & { json?: boolean; proactive?: boolean }) => {
-      const reply = await request(members, { ...o, progress: (l) => process.stdout.write(`${l}\n`) }, c.request(o));
+      // With --json, stdout carries the JSON document alone; progress goes to stderr.
+      const progressTo = o.json ? process.stderr : process.stdout;
+      const reply = await request(members, { ...o, progress: (l) => progressTo.write(`${l}\n`) }, c.request(o));
       const summary = reply.summary ?? null;
       const mismatchCount = reply.status?.mismatchCount ?? 0;
       if (o.json) {
