@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { checkRange, type BlockDevice, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { BlockError, BusyError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
 import { lockExclusive } from './exclusive-lock.js';
-import { discardBlockRange, punchFileHole } from './hole-punch.js';
+import { allocateFileRange, discardBlockRange, punchFileHole, zeroFileRange } from './file-space.js';
 import { AlignedBuffers } from './aligned-buffers.js';
 import { byteLength, InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
 
@@ -62,8 +62,17 @@ export class FileDevice implements BlockDevice {
   readonly blockSize: number;
   readonly readOnly: boolean;
   readonly isBlockDevice: boolean;
-  /** "device:inode" of the file: two paths name one member exactly when these are equal. */
+  /** What the file is (fileIdOf): two paths name one member exactly when these are equal. */
   readonly fileId: string;
+  /**
+   * A regular file whose blocks were all allocated when opened (a CSI member, preallocated so
+   * that the capacity a volume was promised is really there). Such a file is never given back
+   * blocks: a discard does nothing and zeroing keeps the blocks (fallocate --zero-range). A
+   * punched hole would need a new block at the next write, which a disk filled meanwhile by
+   * other volumes cannot give: the member would fail with ENOSPC. Sparse files (the CLI's
+   * thin members) are punched as before.
+   */
+  readonly thick: boolean;
   /** Valid while open; -1 once closed. */
   private fd: number;
   /** A second descriptor with O_DSYNC for FUA writes, opened on first use. */
@@ -78,6 +87,7 @@ export class FileDevice implements BlockDevice {
   private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, st: Stats, io: PositionalIo, bounce?: AlignedBuffers) {
     this.path = path;
     this.fileId = fileIdOf(st);
+    this.thick = st.isFile() && st.size > 0 && st.blocks * 512 >= st.size;
     this.fd = fd;
     this.flags = flags;
     this.size = size;
@@ -237,7 +247,8 @@ export class FileDevice implements BlockDevice {
 
   async discard(offset: number, length: number): Promise<void> {
     this.check(offset, length, true);
-    if (length < PUNCH_THRESHOLD) return; // contents after a discard are unspecified: nothing to do
+    // Contents after a discard are unspecified: small ones and thick files are left as they are.
+    if (length < PUNCH_THRESHOLD || this.thick) return;
     try {
       if (this.isBlockDevice) await discardBlockRange(this.path, offset, length);
       else await punchFileHole(this.path, offset, length);
@@ -248,9 +259,10 @@ export class FileDevice implements BlockDevice {
 
   async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
     this.check(offset, length, true);
-    if (!options?.noHole && !this.isBlockDevice && length >= PUNCH_THRESHOLD) {
+    if ((this.thick || !options?.noHole) && !this.isBlockDevice && length >= PUNCH_THRESHOLD) {
       try {
-        await punchFileHole(this.path, offset, length);
+        if (this.thick) await zeroFileRange(this.path, offset, length);
+        else await punchFileHole(this.path, offset, length);
         if (options?.fua) await fdatasyncP(this.fd);
         return;
       } catch (err) {
@@ -270,7 +282,10 @@ export class FileDevice implements BlockDevice {
       const st = await fstatP(this.fd);
       let now = this.isBlockDevice ? blockDeviceGeometry(st, this.blockSize).size : st.size;
       if (now < size && !this.isBlockDevice) {
-        await ftruncateP(this.fd, size);
+        // A thick file stays thick: the new space is allocated now, so a full disk refuses the
+        // grow instead of a write later.
+        if (this.thick) await allocateFileRange(this.path, now, size - now);
+        else await ftruncateP(this.fd, size);
         now = size;
       }
       if (now < size) throw new NoSpaceError(`${this.path}: grow: expected at least ${size} bytes, the block device has ${now}`);

@@ -190,8 +190,22 @@ export class MdArray implements BlockDevice {
 
   // ------------------------------------------------------------------ member I/O
 
-  private memberError(m: Member, err: unknown): Promise<void> {
-    if (!isBlockError(err, 'EIO')) return Promise.resolve();
+  /**
+   * What a failed member request does to the member (DESIGN.md §4: a member that fails is failed).
+   * - A write, zeroing or flush that failed for any reason (EIO, ENOSPC on a full disk, a closed
+   *   or vanished device) leaves the member without data the others hold: it is failed, so reads
+   *   stop going to it and the bitmap keeps its chunks for a later re-add. Leaving it in sync
+   *   after ENOSPC made reads alternate between new data and stale bytes.
+   * - A read fails the member on EIO or a device gone (ESHUTDOWN); EINVAL and ERANGE say the
+   *   request was wrong, which every copy would answer alike.
+   * - A discard leaves content unspecified anyway (the bitmap marks the range Unwritten): only
+   *   EIO fails the member.
+   * While the array stops, devices close under the last requests: nothing is failed for that.
+   */
+  private memberError(m: Member, err: unknown, op: 'read' | 'write' | 'discard'): Promise<void> {
+    if (this.stopping && isBlockError(err, 'ESHUTDOWN')) return Promise.resolve();
+    const fails = op === 'write' ? true : op === 'read' ? isBlockError(err, 'EIO') || isBlockError(err, 'ESHUTDOWN') : isBlockError(err, 'EIO');
+    if (!fails) return Promise.resolve();
     m.errors++;
     return this.failMember(m, err);
   }
@@ -206,12 +220,12 @@ export class MdArray implements BlockDevice {
       return m;
     };
     // Invariant of MemberSet: an EIO fails the member (superblocks updated) before rejecting.
-    const guard = async <T>(role: number, writing: boolean, op: (m: Member) => Promise<T>): Promise<T> => {
-      const m = get(role, writing);
+    const guard = async <T>(role: number, kind: 'read' | 'write' | 'discard', op: (m: Member) => Promise<T>): Promise<T> => {
+      const m = get(role, kind !== 'read');
       try {
         return await op(m);
       } catch (err) {
-        await this.memberError(m, err);
+        await this.memberError(m, err, kind);
         throw err;
       }
     };
@@ -228,12 +242,12 @@ export class MdArray implements BlockDevice {
         if (m?.state === 'rebuilding') return 'rebuilding';
         return 'missing';
       },
-      read: (role, offset, length) => guard(role, false, (m) => m.device.read(m.dataOffset + offset, length)),
-      readInto: (role, offset, out) => guard(role, false, (m) => readInto(m.device, m.dataOffset + offset, out)),
-      write: (role, offset, data, options) => guard(role, true, (m) => m.device.write(m.dataOffset + offset, data, options)),
-      discard: (role, offset, length) => guard(role, true, (m) => m.device.discard(m.dataOffset + offset, length)),
+      read: (role, offset, length) => guard(role, 'read', (m) => m.device.read(m.dataOffset + offset, length)),
+      readInto: (role, offset, out) => guard(role, 'read', (m) => readInto(m.device, m.dataOffset + offset, out)),
+      write: (role, offset, data, options) => guard(role, 'write', (m) => m.device.write(m.dataOffset + offset, data, options)),
+      discard: (role, offset, length) => guard(role, 'discard', (m) => m.device.discard(m.dataOffset + offset, length)),
       writeZeroes: (role, offset, length, options) =>
-        guard(role, true, (m) => m.device.writeZeroes(m.dataOffset + offset, length, options)),
+        guard(role, 'write', (m) => m.device.writeZeroes(m.dataOffset + offset, length, options)),
     };
   }
 
@@ -349,7 +363,7 @@ export class MdArray implements BlockDevice {
         try {
           await m.device.flush();
         } catch (err) {
-          await this.memberError(m, err);
+          await this.memberError(m, err, 'write');
           throw err;
         }
       }));
