@@ -9,8 +9,9 @@ import { MdError } from './errors.js';
 import { Member } from './member.js';
 import { openMembers, releaseMembers, type MemberSpec, type OpenedMember } from './member-source.js';
 import { createPersonality } from './personalities.js';
+import type { BitmapLoadReport } from './write-intent-bitmap.js';
 import {
-  FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, RESYNC_NONE, ROLE_FAULTY, SECTOR, formatUuid,
+  FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, RESYNC_NONE, ROLE_FAULTY, ROLE_SPARE, SECTOR, formatUuid,
   readSuperblock, type Superblock,
 } from './superblock.js';
 
@@ -30,6 +31,16 @@ export interface AssemblyReport {
   missingRoles: number[];
   /** The array was not stopped cleanly: a resync (bitmap-guided when there is a bitmap) follows. */
   unclean: boolean;
+  /** Why the array resyncs though the freshest superblock says it stopped cleanly. */
+  resyncReason?: string;
+  /** How the members' copies of the bitmap compared (llbitmap only). */
+  bitmap?: BitmapLoadReport;
+}
+
+function sameRoles(a: Superblock, b: Superblock): boolean {
+  const n = Math.max(a.devRoles.length, b.devRoles.length);
+  for (let i = 0; i < n; i++) if ((a.devRoles[i] ?? ROLE_SPARE) !== (b.devRoles[i] ?? ROLE_SPARE)) return false;
+  return true;
 }
 
 function parseUuid(u: Uint8Array | string): Buffer {
@@ -45,12 +56,26 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
   const kept = new Set<OpenedMember>();
   let array: MdArray | undefined;
   try {
+    // With force, a member whose superblock cannot be read is left out (and named) instead of
+    // stopping the assembly: that is how an array with one damaged member is started degraded.
+    const unreadable: { name: string; reason: string }[] = [];
+    const usable: OpenedMember[] = [];
     const sbs: Superblock[] = [];
-    for (const m of opened) sbs.push(await readSuperblock(m.device, m.name));
+    for (const m of opened) {
+      try {
+        sbs.push(await readSuperblock(m.device, m.name));
+        usable.push(m);
+      } catch (err) {
+        if (!(err instanceof MdError && err.code === 'EBADMETA')) throw err;
+        if (!options.force) throw new MdError('EBADMETA', `${err.message}; use force to assemble without this member`, { cause: err });
+        unreadable.push({ name: m.name, reason: `superblock unreadable: ${err.message}` });
+      }
+    }
+    if (usable.length === 0) throw new MdError('ENODEV', `assemble: no member has a readable superblock (${unreadable.map((u) => u.name).join(', ')})`);
     const wanted = options.uuid !== undefined ? parseUuid(options.uuid) : (sbs[0] as Superblock).setUuid;
-    const foreign = opened.filter((_, i) => !(sbs[i] as Superblock).setUuid.equals(wanted));
+    const foreign = usable.filter((_, i) => !(sbs[i] as Superblock).setUuid.equals(wanted));
     if (foreign.length > 0) {
-      throw new MdError('EUUID', foreign.map((m) => `member ${m.name}: belongs to array ${formatUuid((sbs[opened.indexOf(m)] as Superblock).setUuid)}, expected ${formatUuid(wanted)}`).join('; '));
+      throw new MdError('EUUID', foreign.map((m) => `member ${m.name}: belongs to array ${formatUuid((sbs[usable.indexOf(m)] as Superblock).setUuid)}, expected ${formatUuid(wanted)}`).join('; '));
     }
     let freshIdx = 0;
     sbs.forEach((sb, i) => {
@@ -58,19 +83,29 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
     });
     const fresh = sbs[freshIdx] as Superblock;
     const raidDisks = fresh.raidDisks;
-    const report: AssemblyReport = { stale: [], missingRoles: [], unclean: fresh.resyncOffset !== RESYNC_NONE };
+    // Members at the same events were written by the same update, so they hold the same roles.
+    // If they do not, each was run without the other (split brain): neither copy is "the" array.
+    const rivals = usable.filter((_, i) => i !== freshIdx && (sbs[i] as Superblock).events === fresh.events && !sameRoles(sbs[i] as Superblock, fresh));
+    if (rivals.length > 0 && !options.force) {
+      throw new MdError('ESTALE', `array ${fresh.setName} (${formatUuid(fresh.setUuid)}): members ${[usable[freshIdx]!, ...rivals].map((m) => m.name).join(', ')} have the same events (${fresh.events}) but record different roles: the array was run apart on each (split brain); use force to keep the data of the first member listed (${usable[freshIdx]!.name}) and re-add the others`);
+    }
+    const report: AssemblyReport = { stale: unreadable.map((u) => ({ ...u, events: 'unknown' })), missingRoles: [], unclean: fresh.resyncOffset !== RESYNC_NONE };
     const byRole: (Member | undefined)[] = new Array<Member | undefined>(raidDisks).fill(undefined);
     const members: Member[] = [];
     // Freshest first, so that of two members claiming one role the fresher keeps it.
-    const order = opened.map((_, i) => i).sort((a, b) => Number((sbs[b] as Superblock).events - (sbs[a] as Superblock).events));
+    const order = usable.map((_, i) => i).sort((a, b) => Number((sbs[b] as Superblock).events - (sbs[a] as Superblock).events));
     for (const i of order) {
-      const m = opened[i] as OpenedMember;
+      const m = usable[i] as OpenedMember;
       const sb = sbs[i] as Superblock;
       const role = fresh.devRoles[sb.devNumber];
       const ownRole = sb.devRoles[sb.devNumber];
       const stale = (reason: string): void => {
         report.stale.push({ name: m.name, events: sb.events.toString(), reason });
       };
+      if (rivals.includes(m)) {
+        stale(`records different roles than ${usable[freshIdx]!.name} at the same events (run apart: split brain); kept ${usable[freshIdx]!.name}`);
+        continue;
+      }
       if (role === undefined || role === ROLE_FAULTY) {
         stale(`recorded as failed or removed by the array (events ${sb.events}, array ${fresh.events})`);
         continue;
@@ -120,9 +155,19 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
       chunkSizeSectors: fresh.chunkSize, raidDisks, usedSectors: fresh.size,
       bitmapOffset: (fresh.featureMap & FEATURE_BITMAP_OFFSET) !== 0 ? fresh.bitmapOffset : 0,
     };
-    const resyncFrom = personality.syncSize === 0 || fresh.resyncOffset === RESYNC_NONE
-      ? null
-      : Math.min(Number(fresh.resyncOffset) * SECTOR, personality.syncSize);
+    // A member one event behind whose own superblock says "active" while the freshest says
+    // "stopped clean" missed that clean stop: a crash while the stop wrote superblocks, or a copy
+    // of the member taken while the array ran. Its data may lack writes that no bitmap copy
+    // marks (a copy holds the bitmap of the moment it began), so every written chunk is resynced
+    // (the bitmap loads as stale) from the earliest offset any member still owes.
+    const missedStop = members.filter((m) => m.state === 'in_sync' && m.sb.events < fresh.events && m.sb.resyncOffset !== RESYNC_NONE && fresh.resyncOffset === RESYNC_NONE);
+    const owed = [fresh, ...members.filter((m) => m.state === 'in_sync').map((m) => m.sb)]
+      .filter((sb) => sb.resyncOffset !== RESYNC_NONE).map((sb) => Number(sb.resyncOffset) * SECTOR);
+    if (missedStop.length > 0) {
+      report.unclean = true;
+      report.resyncReason = `member${missedStop.length > 1 ? 's' : ''} ${missedStop.map((m) => m.name).join(', ')} missed the clean stop the others recorded (events ${missedStop.map((m) => m.sb.events).join(', ')} of ${fresh.events}, still active): every written chunk is resynced`;
+    }
+    const resyncFrom = personality.syncSize === 0 || owed.length === 0 ? null : Math.min(...owed, personality.syncSize);
     array = new MdArray({ identity, personality, members, devRoles: fresh.devRoles, events: fresh.events, resyncFrom, tuning: options });
     const faultySlots = fresh.devRoles.filter((r) => r === ROLE_FAULTY).length;
     const vacantRoles = raidDisks - fresh.devRoles.filter((r) => r < raidDisks).length;
@@ -132,7 +177,9 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
       ioSize: array.blockSize, syncSize: personality.syncSize, dataOffsetSectors: fresh.dataOffset,
       bitmapOffsetSectors: identity.bitmapOffset,
       ...(options.barrierIdle === undefined ? {} : { barrierIdle: options.barrierIdle }),
+      ...(missedStop.length > 0 ? { stale: true } : {}),
     }));
+    if (array.bitmap.loadReport !== undefined) report.bitmap = array.bitmap.loadReport;
     await array.run();
     await releaseMembers(opened.filter((m) => !kept.has(m)));
     return { array, report };

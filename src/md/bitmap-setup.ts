@@ -21,6 +21,8 @@ export interface BitmapParams {
   daemonSleep?: number;
   barrierIdle?: number;
   chunkSize?: number;
+  /** Loading only: resync every written chunk (LlBitmapLoadOptions.stale). */
+  stale?: boolean;
 }
 
 /** Bytes reserved for the bitmap: from its start to the data offset. */
@@ -49,5 +51,6 @@ export async function loadBitmap(kind: BitmapKind, host: BitmapHost, p: BitmapPa
     syncSize: p.syncSize,
     offsetSectors: p.bitmapOffsetSectors,
     ...(p.barrierIdle === undefined ? {} : { barrierIdle: p.barrierIdle }),
+    ...(p.stale === undefined ? {} : { stale: p.stale }),
   });
 }

@@ -8,7 +8,8 @@
 //     Members are laid out as mdadm 1.2: superblock at sector 8, llbitmap at 16, data at 2048.
 //   assembleArray(options) → { array, report }  mdadm --assemble (assemble.ts: AssembleOptions)
 //     { members, uuid?, force?, barrierIdle?, syncSpeedMin?, syncSpeedMax?, autoSync? }
-//     report: { stale: [{name, events, reason}], missingRoles, unclean }
+//     report: { stale: [{name, events, reason}], missingRoles, unclean,
+//               bitmap?: { members, rejected: [{name, reason}], disagreeing } }  (copies compared)
 //   examineMember(path | device) → Superblock   mdadm --examine (superblock fields, decoded)
 //
 //   Linux md assembles llraid raid1/raid10 members made with bitmap 'none' (kernels without the
@@ -41,5 +42,6 @@ export type { MemberState } from './member.js';
 export type { SyncMode, RaidLevel, Personality } from './personality.js';
 export type { SyncProgress, SyncSummary } from './sync-thread.js';
 export type { BitmapKind } from './bitmap-setup.js';
+export type { BitmapLoadReport } from './write-intent-bitmap.js';
 export { MdError, type MdErrorCode } from './errors.js';
 export { formatUuid, type Superblock } from './superblock.js';

@@ -36,6 +36,16 @@ export interface BitmapHost {
   failMember(member: BitmapMember, err: Error): void;
 }
 
+/** What loading found about the members' copies of the bitmap (llbitmap/cross-check.ts). */
+export interface BitmapLoadReport {
+  /** Members whose copy was read and merged. */
+  members: string[];
+  /** Members whose copy was left out, and why. */
+  rejected: { name: string; reason: string }[];
+  /** Chunks on which the merged copies disagreed (each given the state that owes the most). */
+  disagreeing: number;
+}
+
 /** Per-state chunk counts, in llbitmap state order. */
 export interface BitmapCounts {
   unwritten: number;
@@ -57,6 +67,8 @@ export interface StartSyncResult {
 
 export interface WriteIntentBitmap {
   readonly kind: 'llbitmap' | 'none';
+  /** Set by loading an existing bitmap that has copies to compare; undefined otherwise. */
+  readonly loadReport?: BitmapLoadReport | undefined;
   /** Chunk size in bytes (0 for none). */
   readonly chunkSize: number;
 

@@ -24,7 +24,7 @@ test('raid1 data survives a clean stop and reassembly with nothing left to resyn
 
   const { array: b, report } = await assembleArray({ members: paths });
   t.after(() => b.stop());
-  assert.deepEqual(report, { stale: [], missingRoles: [], unclean: false });
+  assert.deepEqual(report, { stale: [], missingRoles: [], unclean: false, bitmap: { members: paths, rejected: [], disagreeing: 0 } });
   const s = b.status();
   assert.equal(s.bitmap.counts.clean, 3, 'the daemon flush at stop left the written chunks Clean');
   assert.equal(s.bitmap.counts.dirty + s.bitmap.counts.needSync, 0);

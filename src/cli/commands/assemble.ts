@@ -4,7 +4,7 @@
 
 import type { Command } from 'commander';
 import { assembleArray } from '../../md/index.js';
-import { formatArrayStatus, formatSyncSummary } from '../status-format.js';
+import { formatArrayStatus, formatBitmapCheck, formatSyncSummary } from '../status-format.js';
 
 interface Options {
   force?: boolean;
@@ -44,6 +44,8 @@ export function register(program: Command): void {
           (atAssembly.bitmap.kind === 'none' ? '\n' : `; bitmap marks ${c.needSync + c.dirty + c.syncing} of ${Object.values(c).reduce((a, b) => a + b, 0)} chunks for sync\n`),
       );
       for (const s of report.stale) process.stdout.write(`stale member ${s.name} (events ${s.events}): ${s.reason}\n`);
+      if (report.resyncReason !== undefined) process.stdout.write(`resync: ${report.resyncReason}\n`);
+      for (const line of formatBitmapCheck(report.bitmap)) process.stdout.write(`${line}\n`);
       if (report.missingRoles.length > 0) process.stdout.write(`missing roles: ${report.missingRoles.join(', ')}\n`);
       if (summary) process.stdout.write(`${formatSyncSummary(summary)}\n`);
       process.stdout.write(formatArrayStatus({ ...status, state: 'stopped' }));

@@ -8,7 +8,8 @@ import type { Command } from 'commander';
 import { FileDevice } from '../../block/file-device.js';
 import type { BlockDevice } from '../../block/block-device.js';
 import { CountingDevice } from '../../block/counting-device.js';
-import { assembleArray, type MdArray } from '../../md/index.js';
+import { assembleArray, type AssemblyReport, type MdArray } from '../../md/index.js';
+import { formatBitmapCheck } from '../status-format.js';
 import { NbdServer, type ListenAddress } from '../../nbd/index.js';
 import { ControlServer } from '../../md/control/server.js';
 import { UsageError } from '../report-error.js';
@@ -69,7 +70,7 @@ export function register(program: Command): void {
         } else {
           const { array, report } = await assembleArray({ members, force: options.force ?? false, ...tuning });
           if (daemonSleep !== undefined && array.bitmap.kind === 'llbitmap') array.bitmap.daemonSleep = daemonSleep;
-          announceArray(array, report.unclean, report.stale.map((s) => `${s.name} (${s.reason})`));
+          announceArray(array, report);
           device = array;
         }
       } catch (err) {
@@ -90,15 +91,17 @@ function whole(text: string, what: string): number {
  * Says what assembly found and, once the array's own resync (after an unclean stop) ends, how
  * much it covered: operators and the kill -9 torture test read these lines.
  */
-function announceArray(array: MdArray, unclean: boolean, stale: string[]): void {
+function announceArray(array: MdArray, report: AssemblyReport): void {
   const st = array.status();
   const c = st.bitmap.counts;
   const marked = c.dirty + c.needSync + c.syncing + c.needSyncUnwritten + c.syncingUnwritten;
   process.stdout.write(
     `assembled ${st.level} ${JSON.stringify(st.name)} (${st.uuid}), ${st.working}/${st.raidDisks} members in sync, ` +
-      `${unclean ? 'unclean' : 'clean'}; bitmap ${st.bitmap.kind}: ${marked} marked chunks of ${st.bitmap.chunkSize} bytes\n`,
+      `${report.unclean ? 'unclean' : 'clean'}; bitmap ${st.bitmap.kind}: ${marked} marked chunks of ${st.bitmap.chunkSize} bytes\n`,
   );
-  for (const s of stale) process.stdout.write(`stale member: ${s}\n`);
+  for (const s of report.stale) process.stdout.write(`stale member: ${s.name} (${s.reason})\n`);
+  if (report.resyncReason !== undefined) process.stdout.write(`resync: ${report.resyncReason}\n`);
+  for (const line of formatBitmapCheck(report.bitmap)) process.stdout.write(`${line}\n`);
   // The sync pass starts from a microtask after assembly; look for it once the loop turns.
   setImmediate(() => {
     if (array.status().sync === null) return;

@@ -1,6 +1,7 @@
-// Bitmap I/O against the members (llbitmap.md A1 "I/O"): reads come from the first bitmap
-// member that succeeds, writes go to every bitmap member and are durable before they resolve.
-// A member whose bitmap I/O fails is handed to the array (host.failMember) and skipped.
+// Bitmap I/O against the members (llbitmap.md A1 "I/O"): the bitmap is read from every bitmap
+// member at load (cross-check.ts compares the copies), writes go to every bitmap member and are
+// durable before they resolve. A member whose bitmap I/O fails is handed
+// to the array (host.failMember) and skipped.
 
 import type { BitmapHost, BitmapMember } from '../write-intent-bitmap.js';
 import { MdError } from '../errors.js';
@@ -12,36 +13,30 @@ export interface BitmapRun {
 }
 
 /**
- * Reads `length` bytes at `offset` of the bitmap area from the first bitmap member that succeeds.
- * B-e: host.bitmapMembers() lists only In_sync members, never one being rebuilt.
+ * Reads `length` bytes at `offset` of the bitmap area from every bitmap member; members that fail
+ * are failed and left out. Rejects with EIO when none could be read.
  */
-export async function readFromFirstMember(
+export async function readFromEveryMember(
   host: BitmapHost,
   offset: number,
   length: number,
   what: string,
-): Promise<{ member: BitmapMember; data: Buffer }> {
-  const tried: string[] = [];
-  const failed = new Set<BitmapMember>();
-  for (;;) {
-    const member = host.bitmapMembers().find((m) => !failed.has(m));
-    if (!member) {
-      throw new MdError(
-        'EIO',
-        tried.length === 0
-          ? `llbitmap: ${what}: expected a bitmap member to read from, found none`
-          : `llbitmap: ${what}: read failed on every bitmap member (${tried.join(', ')})`,
-      );
-    }
+): Promise<{ member: BitmapMember; data: Buffer }[]> {
+  const members = host.bitmapMembers();
+  if (members.length === 0) throw new MdError('EIO', `llbitmap: ${what}: expected a bitmap member to read from, found none`);
+  const reads = await Promise.all(members.map(async (member) => {
     try {
-      const data = await member.device.read(member.bitmapOffset + offset, length);
-      return { member, data };
+      return { member, data: await member.device.read(member.bitmapOffset + offset, length) };
     } catch (err) {
-      failed.add(member);
-      tried.push(member.name);
       host.failMember(member, asError(err));
+      return undefined;
     }
+  }));
+  const ok = reads.filter((r) => r !== undefined);
+  if (ok.length === 0) {
+    throw new MdError('EIO', `llbitmap: ${what}: read failed on every bitmap member (${members.map((m) => m.name).join(', ')})`);
   }
+  return ok;
 }
 
 /**

@@ -4,6 +4,7 @@
 
 import type {
   BitmapCounts,
+  BitmapLoadReport,
   BitmapHost,
   BitmapMember,
   StartSyncResult,
@@ -44,7 +45,8 @@ import {
 } from './geometry.js';
 import { BitmapPage } from './page.js';
 import { CoalescedFlush } from './coalesced-flush.js';
-import { readFromFirstMember, writeToAllMembers, type BitmapRun } from './bitmap-io.js';
+import { writeToAllMembers, type BitmapRun } from './bitmap-io.js';
+import { crossCheck, readAreas, readBitmapSupers, sameGeometry } from './cross-check.js';
 import { Action, INFECTABLE, infectTable, isSynced, isUnwrittenState, mergeStates, NONE, State, STILL, transition, type Next } from './states.js';
 import * as text from './status-text.js';
 
@@ -85,6 +87,11 @@ export interface LlBitmapCreateOptions extends CommonOptions {
 export interface LlBitmapLoadOptions extends CommonOptions {
   /** Bytes reserved for the bitmap area; default the superblock's sectors_reserved. */
   spaceBytes?: number;
+  /**
+   * The caller knows the bitmap may not cover every difference between the members (a member
+   * missed the clean stop the others recorded): load as STALE, so every written chunk is resynced.
+   */
+  stale?: boolean;
 }
 
 interface Setup {
@@ -100,6 +107,8 @@ interface Setup {
 
 export class LlBitmap implements WriteIntentBitmap {
   readonly kind = 'llbitmap' as const;
+  /** What load() found about the members' copies (cross-check.ts); undefined for a new bitmap. */
+  loadReport: BitmapLoadReport | undefined;
   // geometry, chunkSize, chunks and pages change only in resize(), with no I/O in flight.
   chunkSize: number;
   chunks: number;
@@ -202,11 +211,10 @@ export class LlBitmap implements WriteIntentBitmap {
     if (options.spaceBytes !== undefined) checkSpace(options.spaceBytes);
     // Read one io block (not 256 bytes) so a 4 KiB-sector member is never sent a short read.
     for (const m of host.bitmapMembers()) checkMemberBase(m, options.ioSize, options.ioSize);
-    const { member, data } = await readFromFirstMember(host, 0, options.ioSize, 'superblock');
-    const where = member.name;
-    const sb = decodeBitmapSuper(data, where);
-    checkBitmapUuid(sb, host.uuid, where);
-
+    const copies = await readBitmapSupers(host, options.ioSize);
+    const reference = copies.valid[0]!;
+    const where = reference.member.name;
+    const sb = reference.sb;
     const spaceBytes = options.spaceBytes ?? sb.sectorsReserved * SECTOR;
     if (spaceBytes === 0) {
       throw new MdError('ENOSPC', `${where}: bitmap superblock: expected sectors_reserved > 0, found 0 and no space configured`);
@@ -256,11 +264,17 @@ export class LlBitmap implements WriteIntentBitmap {
         `${where}: bitmap superblock: expected daemon_sleep from 1 to ${MAX_TIMER_SECONDS} seconds, found ${sb.daemonSleep}`,
       );
     }
-    const stale = hasFlag(flags, BitmapFlag.Stale) || sb.events < host.events();
+    const stale = (options.stale ?? false) || hasFlag(flags, BitmapFlag.Stale) || sb.events < host.events();
     const geometry = makeGeometry(options.syncSize, chunkSize, options.ioSize, spaceBytes);
     checkMembers(host, geometry);
 
-    const area = await readFromFirstMember(host, 0, Math.min(geometry.pages * PAGE_SIZE, usable), 'pages');
+    const areaBytes = Math.min(geometry.pages * PAGE_SIZE, usable);
+    const agreeing = copies.valid.filter((c) => sameGeometry(c.sb, sb));
+    for (const c of copies.valid) {
+      if (!agreeing.includes(c)) copies.rejected.push({ name: c.member.name, reason: `bitmap geometry (chunksize ${c.sb.chunksize}, reserved ${c.sb.sectorsReserved} sectors) differs from ${where}'s` });
+    }
+    const areas = await readAreas(host, agreeing.map((c) => c.member), areaBytes);
+    const { area, disagreeing } = crossCheck(areas, geometry.chunks);
     const bm = new LlBitmap(host, {
       geometry,
       spaceBytes,
@@ -277,8 +291,12 @@ export class LlBitmap implements WriteIntentBitmap {
       // Page 0 keeps the superblock the constructor encoded (today's sync_size, STALE consumed);
       // everything after it is taken as read.
       const skip = i === 0 ? BITMAP_SUPER_SIZE : 0;
-      area.data.copy(page.data, skip, from + skip, Math.min(from + PAGE_SIZE, area.data.length));
+      area.copy(page.data, skip, from + skip, Math.min(from + PAGE_SIZE, area.length));
     }
+    bm.loadReport = { members: areas.map((a) => a.member.name), rejected: copies.rejected, disagreeing };
+    // Members whose copy was damaged or disagreed get the merged bitmap at the first write-out
+    // (run() writes the superblocks, which writes out every marked block).
+    if (disagreeing > 0 || copies.rejected.length > 0) bm.markAll();
     // With WRITE_ERROR recorded on disk the state machine stays off: the bitmap is disabled.
     bm.apply(0, bm.chunks - 1, stale ? Action.Stale : Action.Reload);
     return bm;
