@@ -18,8 +18,6 @@ import {
   BITMAP_MAJOR_LOCKLESS,
   BITMAP_SUPER_SIZE,
   BitmapFlag,
-  checkBitmapUuid,
-  decodeBitmapSuper,
   encodeBitmapSuper,
   hasFlag,
   withFlag,
