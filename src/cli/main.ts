@@ -20,6 +20,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/serve.js'),
   () => import('./commands/demo.js'),
   () => import('./commands/csi.js'),
+  () => import('./commands/engine-host.js'),
 ];
 
 export function packageVersion(): string {

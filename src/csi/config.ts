@@ -20,6 +20,11 @@ export interface CsiConfig {
   maxVolumes: number;
   /** Bytes, for a CreateVolume that names no capacity. */
   defaultCapacity: number;
+  /**
+   * The engine host's socket (`llraid engine-host`), when engines run in their own container;
+   * undefined: the plugin runs them itself (they then die with the plugin's PID namespace).
+   */
+  engineHost: string | undefined;
 }
 
 /** Settings as given, each a string (or list) before validation. */
@@ -31,6 +36,7 @@ export interface RawConfig {
   runDir?: string;
   maxVolumes?: string | number;
   defaultCapacity?: string | number;
+  engineHost?: string;
 }
 
 const envNames: Record<keyof RawConfig, string> = {
@@ -41,6 +47,7 @@ const envNames: Record<keyof RawConfig, string> = {
   runDir: 'LLRAID_RUN_DIR',
   maxVolumes: 'LLRAID_MAX_VOLUMES',
   defaultCapacity: 'LLRAID_DEFAULT_CAPACITY',
+  engineHost: 'LLRAID_ENGINE_HOST',
 };
 
 export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
@@ -90,9 +97,11 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
   if (defaultCapacity === undefined || defaultCapacity <= 0) {
     throw invalid(`defaultCapacity: expected a size such as 1G, found ${JSON.stringify(capRaw)}`);
   }
+  const engineHost = pick('engineHost');
   return {
     endpoint,
     nodeId,
+    engineHost: engineHost === undefined || engineHost === '' ? undefined : endpointPath(String(engineHost)),
     disks,
     attach,
     runDir: path.resolve(pick('runDir') ?? '/run/llraid'),

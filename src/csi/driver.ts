@@ -6,13 +6,13 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { detectAttachMode, type Attacher } from './attach.js';
-import { FuseAttacher } from './attach-fuse.js';
-import { KernelAttacher } from './attach-kernel.js';
+import { createAttacher, type Attacher } from './attach.js';
+import { RemoteAttacher, RemoteEngines } from './engine-host-client.js';
+import { enableIoFlusher } from '../engine/io-flusher.js';
 import { endpointPath, type CsiConfig } from './config.js';
 import { ControllerServer, type ArrayBackend } from './controller-server.js';
 import { DiskPool } from './disk-pool.js';
-import { EngineSupervisor } from './engine.js';
+import { EngineSupervisor, type Engines } from './engine.js';
 import { toGrpcImplementation, type CsiHandler } from './grpc-service.js';
 import { IdentityServer } from './identity-server.js';
 import { NodeServer, type EngineSource } from './node-server.js';
@@ -36,6 +36,25 @@ export interface DriverDeps {
   log: (message: string) => void;
 }
 
+/**
+ * Who runs the node's engines and attachments: the engine host when one is configured (the
+ * chart's layout: engines survive a restart of this container), else this process itself.
+ * Either way the process that starts them first sets PR_SET_IO_FLUSHER on itself, so they inherit it.
+ */
+async function volumeRuntime(config: CsiConfig, deps: DriverDeps): Promise<{ engines: Engines; attacher: Attacher; supervisor?: EngineSupervisor }> {
+  if (config.engineHost !== undefined) {
+    const { attacher, hello } = await RemoteAttacher.connect(config.engineHost);
+    deps.log(`engines run in the engine host (pid ${hello.pid} there, attach ${hello.attachMode}, io flusher ${hello.ioFlusher ? 'on' : 'off'})`);
+    return { engines: new RemoteEngines(config.engineHost, config.runDir, deps.serveArgs), attacher };
+  }
+  const flusher = await enableIoFlusher();
+  if (!flusher.ok) deps.log(`engines run without PR_SET_IO_FLUSHER: ${flusher.reason}`);
+  const supervisor = new EngineSupervisor({
+    command: deps.engineCommand, runDir: config.runDir, log: deps.log, ...(deps.serveArgs ? { serveArgs: deps.serveArgs } : {}),
+  });
+  return { engines: supervisor, attacher: createAttacher(config.attach, config.runDir), supervisor };
+}
+
 export interface RunningDriver {
   socket: string;
   attachMode: 'kernel' | 'fuse';
@@ -47,11 +66,8 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const pool = new DiskPool(config.disks);
   const catalog = new VolumeCatalog(pool);
   await fs.mkdir(config.runDir, { recursive: true, mode: 0o700 });
-  const engines = new EngineSupervisor({
-    command: deps.engineCommand, runDir: config.runDir, log: deps.log, ...(deps.serveArgs ? { serveArgs: deps.serveArgs } : {}),
-  });
-  const attachMode = config.attach === 'auto' ? detectAttachMode() : config.attach;
-  const attacher: Attacher = attachMode === 'kernel' ? new KernelAttacher() : new FuseAttacher(config.runDir);
+  const { engines, attacher, supervisor } = await volumeRuntime(config, deps);
+  const attachMode = attacher.mode;
   const node = new NodeServer(
     { nodeId: config.nodeId, maxVolumes: config.maxVolumes },
     catalog,
@@ -77,7 +93,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     },
     (err: unknown) => deps.log(`recovery failed: ${(err as Error).message}`),
   );
-  engines.supervise();
+  supervisor?.supervise();
   const feed = deps.reporting
     ? new StatusFeed({
       nodeId: config.nodeId, catalog, pool, runtime: (id) => node.runtime(id), reporting: deps.reporting, log: deps.log,
@@ -114,7 +130,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     async stop() {
       await recovery;
       await feed?.close();
-      engines.close();
+      supervisor?.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await fs.rm(socket, { force: true });
     },

@@ -26,7 +26,22 @@ export interface EngineOptions {
   log?: (message: string) => void;
 }
 
-export class EngineSupervisor {
+/**
+ * What the node service asks of a node's engines, whoever runs them: an EngineSupervisor in the
+ * plugin's own process tree, or the engine host's over its socket (engine-host-client.ts).
+ */
+export interface Engines {
+  socket(volumeId: string): string;
+  controlSocket(volumeId: string): string;
+  control(volumeId: string, req: ControlRequest): Promise<ControlReply & { ok: true }>;
+  find(volumeId: string): Promise<ProcessInfo | undefined>;
+  start(volumeId: string, sourceArgs: string[]): Promise<void>;
+  stop(volumeId: string): Promise<void>;
+  adopt(volumeId: string, sourceArgs: string[]): Promise<void>;
+  isWanted(volumeId: string): Promise<boolean>;
+}
+
+export class EngineSupervisor implements Engines {
   /** Volumes whose engine must run, with the `serve` arguments naming their source. */
   private readonly wanted = new Map<string, string[]>();
   private timer: NodeJS.Timeout | undefined;
@@ -115,12 +130,37 @@ export class EngineSupervisor {
   }
 
   /** Keeps the engine of `volumeId` alive from now on (a restarted plugin adopting it). */
-  adopt(volumeId: string, sourceArgs: string[]): void {
+  adopt(volumeId: string, sourceArgs: string[]): Promise<void> {
     this.wanted.set(volumeId, sourceArgs);
+    return Promise.resolve();
   }
 
-  isWanted(volumeId: string): boolean {
-    return this.wanted.has(volumeId);
+  isWanted(volumeId: string): Promise<boolean> {
+    return Promise.resolve(this.wanted.has(volumeId));
+  }
+
+  /**
+   * Takes over the engines already running under this run directory (started by an earlier
+   * supervisor in this PID namespace): they become wanted with the arguments they run with.
+   * Resolves with their volume ids.
+   */
+  async adoptRunning(): Promise<string[]> {
+    const adopted: string[] = [];
+    for (const p of await findProcesses('serve')) {
+      const socket = p.argv[p.argv.indexOf('--socket') + 1];
+      const name = p.argv.indexOf('--export-name');
+      if (socket === undefined || name < 0 || path.dirname(path.dirname(socket)) !== this.options.runDir) continue;
+      const volumeId = path.basename(path.dirname(socket));
+      if (socket !== this.socket(volumeId) || p.argv[name + 1] !== volumeId) continue;
+      this.wanted.set(volumeId, p.argv.slice(name + 2));
+      adopted.push(volumeId);
+    }
+    return adopted;
+  }
+
+  /** Stops every engine this supervisor wants, cleanly (stop() each, in parallel). */
+  async stopAll(): Promise<void> {
+    await Promise.allSettled([...this.wanted.keys()].map((id) => this.stop(id)));
   }
 
   /** Starts the watch loop: an engine that died while wanted is started again. */

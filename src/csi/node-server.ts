@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Attacher } from './attach.js';
 import { isBlock, unsupportedReason } from './capabilities.js';
 import { topologyKey, type VolumeUsage } from './controller-server.js';
-import type { EngineSupervisor } from './engine.js';
+import type { Engines } from './engine.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem, growUnmountedExt4 } from './filesystem.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -34,7 +34,7 @@ export class NodeServer implements VolumeUsage {
   constructor(
     private readonly options: NodeOptions,
     private readonly catalog: VolumeCatalog,
-    private readonly engines: EngineSupervisor,
+    private readonly engines: Engines,
     private readonly attacher: Attacher,
     private readonly engineSource: EngineSource,
   ) {}
@@ -62,7 +62,7 @@ export class NodeServer implements VolumeUsage {
     // A running engine speaks for the array; one that cannot answer leaves the superblocks' word.
     const live = engineRunning ? await this.engines.control(volumeId, { op: 'status' }).catch(() => undefined) : undefined;
     return {
-      staged: engineRunning || attached || this.engines.isWanted(volumeId),
+      staged: engineRunning || attached || (await this.engines.isWanted(volumeId)),
       engineRunning,
       attached,
       ...(live?.status ? { array: live.status } : {}),
@@ -84,7 +84,7 @@ export class NodeServer implements VolumeUsage {
     const socket = this.engines.socket(v.id);
     const device = await this.attacher.find(v.id, socket);
     if (device && (await this.attacher.connected(v.id, socket))) {
-      this.engines.adopt(v.id, this.engineSource(v));
+      await this.engines.adopt(v.id, this.engineSource(v));
       return device;
     }
     // A device whose engine died (crash, killed plugin) is torn down and attached afresh.
@@ -284,7 +284,7 @@ export class NodeServer implements VolumeUsage {
           const engine = await this.engines.find(v.id);
           const device = await this.attacher.find(v.id, socket);
           if (engine) {
-            this.engines.adopt(v.id, this.engineSource(v));
+            await this.engines.adopt(v.id, this.engineSource(v));
             adopted.push(v.id);
           } else if (device) {
             for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) {

@@ -49,12 +49,23 @@ export interface Plugin {
   close(): Promise<void>;
 }
 
-export async function startPlugin(options: { disks?: number; attach?: 'fuse' | 'kernel' } = {}): Promise<Plugin> {
+export interface PluginOptions {
+  disks?: number;
+  attach?: 'fuse' | 'kernel';
+  /** Runs the plugin under this command prefix (e.g. `unshare --pid --fork --kill-child`). */
+  prefix?: string[];
+  /** The engine host's socket: the plugin's engines run there, not under the plugin. */
+  engineHost?: string;
+  /** The plugin's run dir; default <dir>/run. An engine host and the plugin share it. */
+  runDir?: string;
+}
+
+export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> {
   if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run npm run build first`);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-csi-'));
   const disks = Array.from({ length: options.disks ?? 3 }, (_, i) => path.join(dir, `disk-${i}`));
   for (const d of disks) mkdirSync(d);
-  const runDir = path.join(dir, 'run');
+  const runDir = options.runDir ?? path.join(dir, 'run');
   const socket = path.join(dir, 'csi.sock');
   const logFile = path.join(dir, 'plugin.log');
   let child: ChildProcess | undefined;
@@ -68,22 +79,26 @@ export async function startPlugin(options: { disks?: number; attach?: 'fuse' | '
     async start() {
       await fs.rm(socket, { force: true });
       const log = openSync(logFile, 'a');
-      child = spawn(process.execPath, [cliPath, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'test-node',
-        '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir], { stdio: ['ignore', log, log] });
+      const argv = [process.execPath, cliPath, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'test-node',
+        '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir,
+        ...(options.engineHost === undefined ? [] : ['--engine-host', options.engineHost])];
+      const [cmd, ...args] = [...(options.prefix ?? []), ...argv] as [string, ...string[]];
+      child = spawn(cmd, args, { stdio: ['ignore', log, log] });
       closeSync(log);
       // Generous: under the emulated kernel-vm, node takes tens of seconds to load the plugin.
       for (let i = 0; i < 2400 && !existsSync(socket) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
       if (!existsSync(socket)) throw new Error(`plugin did not listen: ${await fs.readFile(logFile, 'utf8')}`);
     },
     async kill() {
-      if (!child || child.exitCode !== null) return;
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child!.once('exit', r));
       child.kill('SIGKILL');
       await exited;
     },
     async close() {
       for (const c of Object.values(clients)) c.close();
-      if (child && child.exitCode === null) {
+      // A killed child has a signalCode and no exitCode: it has exited all the same.
+      if (child && child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child!.once('exit', r));
         child.kill('SIGTERM');
         await exited;

@@ -16,6 +16,7 @@ interface CsiOptions {
   runDir?: string;
   maxVolumes?: string;
   defaultCapacity?: string;
+  engineHost?: string;
 }
 
 /** llraid's version from package.json (importing main.ts from a command would be an import cycle). */
@@ -48,6 +49,7 @@ export function register(program: Command): void {
     .option('--run-dir <dir>', 'engine sockets, logs and FUSE mount points (LLRAID_RUN_DIR; default /run/llraid)')
     .option('--max-volumes <n>', 'volumes this node accepts, 0 for no limit (LLRAID_MAX_VOLUMES)')
     .option('--default-capacity <size>', 'capacity of a volume whose request names none (LLRAID_DEFAULT_CAPACITY; default 1G)')
+    .option('--engine-host <socket>', 'engines run in `llraid engine-host` on this socket, so they outlive this process (LLRAID_ENGINE_HOST); default: run them here')
     .action(async (options: CsiOptions) => {
       // Loaded here, not at the top: every `llraid` command registers this one, and gRPC, protobuf
       // and the Kubernetes client would otherwise add some 70 MiB of resident memory to every volume engine
@@ -67,6 +69,7 @@ export function register(program: Command): void {
         runDir: options.runDir,
         maxVolumes: options.maxVolumes,
         defaultCapacity: options.defaultCapacity,
+        engineHost: options.engineHost,
       };
       const configFile = options.config ?? process.env.LLRAID_CONFIG;
       const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {});
@@ -92,7 +95,7 @@ export function register(program: Command): void {
         process.once('SIGTERM', () => resolve('SIGTERM'));
         process.once('SIGINT', () => resolve('SIGINT'));
       });
-      log(`${signal}: stopping (volume engines keep running)`);
+      log(`${signal}: stopping (volume engines keep running${config.engineHost === undefined ? ' while this PID namespace lives' : ' in the engine host'})`);
       await driver.stop();
       await reporting.close();
     });

@@ -1,0 +1,67 @@
+// `llraid engine-host`: runs the node's volume engines and their attachments apart from the CSI
+// node plugin (src/csi/engine-host.ts says why). The chart runs it as its own DaemonSet; the
+// plugin finds it through LLRAID_ENGINE_HOST. Until SIGTERM/SIGINT.
+
+import type { Command } from 'commander';
+import path from 'node:path';
+
+interface EngineHostOptions {
+  runDir?: string;
+  socket?: string;
+  attach?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('engine-host')
+    .description('run the node\'s volume engines and attachments for the CSI plugin, which reaches it on a unix socket')
+    .option('--run-dir <dir>', 'engine sockets, logs and FUSE mount points (LLRAID_RUN_DIR; default /run/llraid)')
+    .option('--socket <path>', 'where the plugin reaches this host (LLRAID_ENGINE_HOST; default <run dir>/engine-host.sock)')
+    .option('--attach <mode>', 'kernel, fuse or auto (LLRAID_ATTACH; default auto: kernel when the nbd module exists)')
+    .action(async (o: EngineHostOptions) => {
+      const [{ EngineHost }, { EngineSupervisor }, { createAttacher }, { enableIoFlusher }, { claimSocketPath }, { UsageError }] = await Promise.all([
+        import('../../csi/engine-host.js'),
+        import('../../csi/engine.js'),
+        import('../../csi/attach.js'),
+        import('../../engine/io-flusher.js'),
+        import('../../engine/socket-path.js'),
+        import('../report-error.js'),
+      ]);
+      const log = (m: string): void => void process.stderr.write(`llraid engine-host: ${m}\n`);
+      const runDir = path.resolve(o.runDir ?? process.env.LLRAID_RUN_DIR ?? '/run/llraid');
+      const socket = path.resolve(o.socket ?? (process.env.LLRAID_ENGINE_HOST || path.join(runDir, 'engine-host.sock')).replace(/^unix:\/\//, ''));
+      const attach = o.attach ?? process.env.LLRAID_ATTACH ?? 'auto';
+      if (attach !== 'kernel' && attach !== 'fuse' && attach !== 'auto') throw new UsageError(`--attach: expected kernel, fuse or auto, found ${JSON.stringify(attach)}`);
+      // Before any engine starts: they and their FUSE servers inherit the flag.
+      const flusher = await enableIoFlusher();
+      log(flusher.ok ? 'PR_SET_IO_FLUSHER set: engines inherit it' : `engines run without PR_SET_IO_FLUSHER: ${flusher.reason}`);
+      const { mkdir } = await import('node:fs/promises');
+      await mkdir(runDir, { recursive: true, mode: 0o700 });
+      await claimSocketPath(socket);
+      const engines = new EngineSupervisor({
+        // The engine is this same CLI (same node, same loader flags such as tsx), run as `serve`.
+        command: [process.execPath, ...process.execArgv, process.argv[1] ?? 'llraid'],
+        runDir,
+        log,
+      });
+      const adopted = await engines.adoptRunning();
+      if (adopted.length > 0) log(`adopted running engines: ${adopted.join(', ')}`);
+      const attacher = createAttacher(attach, runDir);
+      const host = new EngineHost(engines, attacher, { attachMode: attacher.mode, canResize: attacher.resize !== undefined, ioFlusher: flusher.ok });
+      await host.listen(socket);
+      log(`serving on ${socket} (run dir ${runDir}, attach ${attacher.mode})`);
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      await host.close();
+      if (process.pid === 1) {
+        // PID 1 of a container: its exit takes every engine down with it. A clean stop at least
+        // leaves nothing to resync (the pods using them lose their volumes either way).
+        log(`${signal}: stopping every engine cleanly before this container goes`);
+        await engines.stopAll();
+      } else {
+        log(`${signal}: stopping; engines keep running for the next engine host to adopt`);
+      }
+    });
+}
