@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cliPath, mountCap, startPlugin, type Plugin } from './plugin-harness.js';
+import { cliPath, firstChild, mountCap, startPlugin, type Plugin } from './plugin-harness.js';
 import { hostRequest } from '../../src/csi/engine-host-client.js';
 import { findProcesses } from '../../src/csi/processes.js';
 
@@ -45,7 +45,11 @@ async function startEngineHost(dir: string): Promise<EngineHostProcess> {
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
+      // unshare does not pass signals on: SIGTERM goes to the namespace's first process (the
+      // engine host, as a container runtime would send it), and unshare exits after it.
+      const inner = await firstChild(child.pid!);
+      if (inner !== undefined) process.kill(inner, 'SIGTERM');
+      else child.kill('SIGKILL');
       await exited;
     },
   };

@@ -100,7 +100,10 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
       // A killed child has a signalCode and no exitCode: it has exited all the same.
       if (child && child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child!.once('exit', r));
-        child.kill('SIGTERM');
+        // Under a prefix (unshare), SIGTERM goes to the plugin itself: unshare passes no signals on.
+        const pid = options.prefix === undefined ? child.pid : await firstChild(child.pid!);
+        if (pid === undefined) child.kill('SIGKILL');
+        else process.kill(pid, 'SIGTERM');
         await exited;
       }
       await teardown(dir, runDir);
@@ -109,6 +112,13 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
   };
   await plugin.start();
   return plugin;
+}
+
+/** The first child process of `pid` (the command an `unshare --fork` runs), if it has one. */
+export async function firstChild(pid: number): Promise<number | undefined> {
+  const text = await fs.readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  const first = text.trim().split(/\s+/)[0];
+  return first ? Number(first) : undefined;
 }
 
 /** Unmounts, detaches and stops whatever a test left behind under `dir`. */
