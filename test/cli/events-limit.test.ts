@@ -7,13 +7,13 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildCli } from '../support/cli.js';
 import { startServe } from '../nbd/helpers.js';
-import { decodeSuperblock, encodeSuperblock, SB_BLOCK_BYTES, SUPER_OFFSET_BYTES } from '../../src/md/superblock.js';
+import { editSuperblock } from '../support/superblock-edit.js';
 
 const run = promisify(execFile);
 const U64_MAX = 2n ** 64n - 1n;
@@ -30,16 +30,8 @@ async function llraid(...args: string[]): Promise<{ code: number; stdout: string
 }
 
 /** Rewrites the events of a member's superblock in place, checksum included. */
-async function setEvents(path: string, events: bigint): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    const block = Buffer.alloc(SB_BLOCK_BYTES);
-    await fh.read(block, 0, SB_BLOCK_BYTES, SUPER_OFFSET_BYTES);
-    const sb = decodeSuperblock(block, path, (await fh.stat()).size);
-    await fh.write(encodeSuperblock({ ...sb, events }), 0, SB_BLOCK_BYTES, SUPER_OFFSET_BYTES);
-  } finally {
-    await fh.close();
-  }
+function setEvents(path: string, events: bigint): Promise<void> {
+  return editSuperblock(path, (sb) => ({ ...sb, events }));
 }
 
 async function eventsOf(path: string): Promise<bigint> {
