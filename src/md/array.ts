@@ -15,6 +15,7 @@ import { MdError } from './errors.js';
 import { Member } from './member.js';
 import { levelName, type ArrayState, type ArrayStatus } from './array-status.js';
 import { composeSuperblock, devRolesFor, nextEvents, type ArrayIdentity } from './member-superblock.js';
+import { checkMemberGrowth } from './member-space.js';
 import type { MemberSet, Personality, RoleState, SyncMode } from './personality.js';
 import { createPersonality, usedMemberBytes } from './personalities.js';
 import { namesDevice, openMember, probeSuperblock, type MemberSpec } from './member-source.js';
@@ -541,6 +542,7 @@ export class MdArray implements BlockDevice {
       throw new MdError('EINVAL', `array ${this.name}: grow: expected at least the current ${current} bytes per member (shrinking is not supported), found ${used}`);
     }
     if (used === current) return;
+    await checkMemberGrowth(this.name, targets, memberBytes, used);
     for (const m of targets) await fitMember(m, m.dataOffset + used);
 
     await this.stopSync();
