@@ -539,7 +539,7 @@ export class MdArray implements BlockDevice {
     const current = this.identity.usedSectors * SECTOR;
     const used = usedMemberBytes({ ...geometry, memberSize: memberBytes });
     if (used < current) {
-      throw new MdError('EINVAL', `array ${this.name}: grow: expected at least the current ${current} bytes per member (shrinking is not supported), found ${used}`);
+      throw new MdError('EINVAL', `array ${this.name}: grow: expected at least the current ${current} bytes per member (shrinking is not supported), found ${memberBytes}${used === memberBytes ? '' : ` (rounded down to ${used})`}`);
     }
     if (used === current) return;
     await checkMemberGrowth(this.name, targets, memberBytes, used);

@@ -78,6 +78,19 @@ describe('llraid create/grow --size: sizes that cannot be had', () => {
     assert.deepEqual(await dataOf([a, b]), before, 'member sizes and data unchanged');
   });
 
+  it('a grow below the current size names the size asked for, and create into a missing directory makes nothing', async () => {
+    const [a, b] = [join(dir, 'sha.img'), join(dir, 'shb.img')];
+    assert.equal((await llraid('create', '-l', '1', '-N', 'shrink', '-z', '16M', a, b)).code, 0);
+    const g = await llraid('grow', '--size', '1K', a, b);
+    assert.equal(g.code, 1, g.stdout);
+    assert.match(g.stderr, /^llraid: array shrink: grow: expected at least the current 15728640 bytes per member \(shrinking is not supported\), found 1024 \(rounded down to 0\) \(EINVAL\)\n$/);
+    const missing = join(dir, 'no-such-dir');
+    const c = await llraid('create', '-l', '1', '-N', 'nodir', '-z', '16M', join(missing, 'x.img'), join(dir, 'y.img'));
+    assert.equal(c.code, 2, c.stdout);
+    assert.equal(c.stderr, `llraid: member ${join(missing, 'x.img')}: expected a directory ${missing} to create it in, found none\n`);
+    assert.ok(!existsSync(join(dir, 'y.img')), 'no member file was made');
+  });
+
   it('create on a filesystem without room for the members is ENOSPC naming them and the space, and makes no file', async () => {
     const [a, b] = [join(small, 'ca.img'), join(small, 'cb.img')];
     const r = await llraid('create', '-l', '1', '-N', 'full', '-z', '32M', a, b);

@@ -2,7 +2,8 @@
 // files of --size when asked), as `mdadm --create` does, and leaves the array stopped cleanly.
 
 import type { Command } from 'commander';
-import { access, rm, truncate, writeFile } from 'node:fs/promises';
+import { access, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { NoSpaceError } from '../../block/errors.js';
 import { spaceShortfall } from '../../block/free-space.js';
 import { createArray, type CreateOptions } from '../../md/index.js';
@@ -80,7 +81,14 @@ export function register(program: Command): void {
  */
 async function createMemberFiles(members: string[], size: number): Promise<string[]> {
   const missing: string[] = [];
-  for (const m of members) if (!(await access(m).then(() => true, () => false))) missing.push(m);
+  for (const m of members) {
+    if (await access(m).then(() => true, () => false)) continue;
+    const parent = dirname(m);
+    if (!(await stat(parent).then((st) => st.isDirectory(), () => false))) {
+      throw new UsageError(`member ${m}: expected a directory ${parent} to create it in, found none`);
+    }
+    missing.push(m);
+  }
   const short = await spaceShortfall(missing.map((path) => ({ path, size })));
   if (short !== undefined) {
     throw new NoSpaceError(
