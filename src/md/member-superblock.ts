@@ -76,7 +76,8 @@ export function devRolesFor(members: readonly Member[], previousLength: number, 
  * Invariant: events never pass U64_MAX, and U64_MAX itself is kept for a clean stop: an update
  * that leaves the array active may go at most to U64_MAX - 1. So an array whose events run out
  * ends stopped cleanly (nothing owed a resync), never active with no update left to clean it.
- * Linux md would wrap to 0 and then take its stale members for the freshest; llraid refuses.
+ * Linux md counts on never getting there (md_update_sb only warns when events wrap to 0, after
+ * which a stale member would look the freshest); llraid refuses instead.
  */
 export function nextEvents(arrayName: string, members: readonly Member[], events: bigint, clean: boolean): bigint {
   const limit = clean ? U64_MAX : U64_MAX - 1n;
