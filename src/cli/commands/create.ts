@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander';
 import { access, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { NoSpaceError } from '../../block/errors.js';
 import { spaceShortfall } from '../../block/free-space.js';
 import { createArray, type CreateOptions } from '../../md/index.js';
@@ -89,7 +89,8 @@ async function createMemberFiles(members: string[], size: number): Promise<strin
     }
     missing.push(m);
   }
-  const short = await spaceShortfall(missing.map((path) => ({ path, size })));
+  // One file under two names needs its space once.
+  const short = await spaceShortfall([...new Map(missing.map((path) => [resolve(path), { path, size }])).values()]);
   if (short !== undefined) {
     throw new NoSpaceError(
       `member ${short.paths[0]}: ${short.paths.length === 1 ? 'a member file' : `${short.paths.length} member files`} of ${formatBytes(size)} (${size} bytes) ` +
@@ -100,7 +101,13 @@ async function createMemberFiles(members: string[], size: number): Promise<strin
   const made: string[] = [];
   try {
     for (const m of missing) {
-      await writeFile(m, '', { mode: 0o600, flag: 'wx' });
+      // A file that exists by now is not ours to size: the same file given under two names
+      // (createArray refuses that, naming both), or one another process made meanwhile.
+      const fresh = await writeFile(m, '', { mode: 0o600, flag: 'wx' }).then(() => true, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') return false;
+        throw err;
+      });
+      if (!fresh) continue;
       made.push(m);
       await truncate(m, size).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EFBIG') throw err;
