@@ -1,21 +1,31 @@
 // Human-readable text for array and member status: an /proc/mdstat-like summary, the member
 // table, sync progress, and the bitmap's `bits` text as Linux prints it.
 
-import type { ArrayStatus, BitmapLoadReport, SyncSummary } from '../md/index.js';
+import type { ArrayStatus, BitmapLoadReport, MemberStatus, SyncSummary } from '../md/index.js';
 import { formatBytes } from './sizes.js';
 
 export function formatArrayStatus(s: ArrayStatus): string {
   const roles = Array.from({ length: s.raidDisks }, (_, r) =>
     s.members.some((m) => m.role === r && m.state === 'in_sync') ? 'U' : '_',
   ).join('');
+  // `degraded` adds to the state only where the state does not say it already (a failed array is
+  // worse than degraded).
+  const degraded = s.degraded && s.state !== 'degraded' && s.state !== 'failed' ? ', degraded' : '';
   const lines = [
-    `${s.name}: ${s.level} ${formatBytes(s.size)} (${s.size} bytes), state ${s.state}${s.degraded ? ', degraded' : ''}`,
+    `${s.name}: ${s.level} ${formatBytes(s.size)} (${s.size} bytes), state ${s.state}${degraded}`,
     `  uuid ${s.uuid}  events ${s.events}  [${s.raidDisks}/${s.working}] [${roles}]` +
       (s.chunkSize ? `  chunk ${formatBytes(s.chunkSize)}` : ''),
   ];
-  for (const m of [...s.members].sort((a, b) => (a.role ?? 999) - (b.role ?? 999))) {
-    const extra = m.state === 'rebuilding' ? ` (recovered ${formatBytes(m.recoveryOffset)})` : '';
-    lines.push(`  ${m.role === null ? 'spare ' : `role ${m.role}`}  ${m.state.padEnd(10)} ${m.name}${extra}`);
+  // Members in role order; then spares and faulty members, which hold no role (mdadm --detail's
+  // RaidDevice "-"): the state column says which.
+  const rank = (m: MemberStatus): number => m.role ?? s.raidDisks + (m.state === 'spare' ? 0 : 1);
+  for (const m of [...s.members].sort((a, b) => rank(a) - rank(b))) {
+    const notes = [
+      ...(m.state === 'rebuilding' ? [`recovered ${formatBytes(m.recoveryOffset)}`] : []),
+      ...(m.state === 'faulty' && m.failure !== null ? [m.failure] : []),
+      ...(m.errors > 0 ? [`${m.errors} I/O error${m.errors === 1 ? '' : 's'}`] : []),
+    ];
+    lines.push(`  ${(m.role === null ? '-' : `role ${m.role}`).padEnd(7)} ${m.state.padEnd(10)} ${m.name}${notes.length > 0 ? `  (${notes.join('; ')})` : ''}`);
   }
   for (const r of s.missingRoles) lines.push(`  role ${r}  missing`);
   if (s.sync) {

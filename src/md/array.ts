@@ -14,7 +14,8 @@ import { BlockError, IoError, ShutdownError, isBlockError } from '../block/error
 import { MdError } from './errors.js';
 import { Member } from './member.js';
 import { levelName, type ArrayState, type ArrayStatus } from './array-status.js';
-import { composeSuperblock, devRolesFor, type ArrayIdentity } from './member-superblock.js';
+import { composeSuperblock, devRolesFor, nextEvents, type ArrayIdentity } from './member-superblock.js';
+import { checkMemberGrowth } from './member-space.js';
 import type { MemberSet, Personality, RoleState, SyncMode } from './personality.js';
 import { createPersonality, usedMemberBytes } from './personalities.js';
 import { namesDevice, openMember, probeSuperblock, type MemberSpec } from './member-source.js';
@@ -28,6 +29,9 @@ import type { BitmapHost, BitmapMember, WriteIntentBitmap } from './write-intent
 
 export type { ArrayState, ArrayStatus, MemberStatus } from './array-status.js';
 export type { ArrayIdentity } from './member-superblock.js';
+
+/** roleFilledAt for a role whose history is unknown: above any events a member can carry. */
+const ROLE_HISTORY_UNKNOWN = 1n << 64n;
 
 export interface ArrayTuning {
   /** KiB/s the sync thread keeps even under application I/O (md sync_speed_min). Default 1000. */
@@ -101,9 +105,9 @@ export class MdArray implements BlockDevice {
    * roleFilledAt[r]: events when role r last got a member. A member that left role r can be
    * re-added with bitmap-guided recovery only if its events are at least this (nobody else held
    * the role since, so the array stayed degraded and the bitmap never cleaned a bit it needs).
-   * Infinity: the history is unknown, always full recovery.
+   * ROLE_HISTORY_UNKNOWN: always full recovery. Bigints: events past 2^53 must compare exactly.
    */
-  private roleFilledAt: number[] = [];
+  private roleFilledAt: bigint[] = [];
   /** Members failed by the bitmap or a superblock write, whose superblock update is in flight. */
   private readonly failures = new Set<Promise<void>>();
   readonly memberSet: MemberSet;
@@ -138,7 +142,7 @@ export class MdArray implements BlockDevice {
 
   /** At create: every role was filled at events 0. */
   markRolesFilled(): void {
-    this.roleFilledAt = new Array<number>(this.identity.raidDisks).fill(0);
+    this.roleFilledAt = new Array<bigint>(this.identity.raidDisks).fill(0n);
   }
 
   /**
@@ -146,7 +150,7 @@ export class MdArray implements BlockDevice {
    * vacant roles, so no replacement cycled through it) can take that member back by bitmap.
    */
   setRoleHistory(filledAt: number[]): void {
-    this.roleFilledAt = filledAt;
+    this.roleFilledAt = filledAt.map((e) => (Number.isSafeInteger(e) ? BigInt(e) : ROLE_HISTORY_UNKNOWN));
   }
 
   // ------------------------------------------------------------------ identity and state
@@ -417,7 +421,7 @@ export class MdArray implements BlockDevice {
   writeSuperblocks(clean = false): Promise<void> {
     const run = async (): Promise<void> => {
       for (;;) {
-        this.eventsCounter++;
+        this.eventsCounter = nextEvents(this.name, this.members, this.eventsCounter, clean);
         this.devRoles = devRolesFor(this.members, this.devRoles.length, this.identity.raidDisks);
         const targets = this.members.filter((m) => m.state !== 'faulty');
         const results = await Promise.allSettled(targets.map(async (m) => {
@@ -535,9 +539,10 @@ export class MdArray implements BlockDevice {
     const current = this.identity.usedSectors * SECTOR;
     const used = usedMemberBytes({ ...geometry, memberSize: memberBytes });
     if (used < current) {
-      throw new MdError('EINVAL', `array ${this.name}: grow: expected at least the current ${current} bytes per member (shrinking is not supported), found ${used}`);
+      throw new MdError('EINVAL', `array ${this.name}: grow: expected at least the current ${current} bytes per member (shrinking is not supported), found ${memberBytes}${used === memberBytes ? '' : ` (rounded down to ${used})`}`);
     }
     if (used === current) return;
+    await checkMemberGrowth(this.name, targets, memberBytes, used);
     for (const m of targets) await fitMember(m, m.dataOffset + used);
 
     await this.stopSync();
@@ -629,7 +634,7 @@ export class MdArray implements BlockDevice {
     m.recoveryOffset = 0;
     if (!this.members.includes(m)) this.members.push(m);
     this.byRole[role] = m;
-    this.roleFilledAt[role] = Number(this.eventsCounter + 1n);
+    this.roleFilledAt[role] = this.eventsCounter + 1n;
     this.refreshState();
     await this.writeSuperblocks(false);
     this.startSyncThread('recovery', 0, bitmapGuided);
@@ -662,7 +667,7 @@ export class MdArray implements BlockDevice {
         && this.devRoles[sb.devNumber] === ROLE_FAULTY
         && (sb.featureMap & FEATURE_RECOVERY_OFFSET) === 0
         && sb.events <= this.eventsCounter
-        && Number(sb.events) >= (this.roleFilledAt[role] ?? Infinity);
+        && sb.events >= (this.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN);
       const m = new Member(opened.name, opened.device, sb, opened.owned);
       // It may have left before the array grew.
       await fitMember(m, m.dataOffset + this.identity.usedSectors * SECTOR);

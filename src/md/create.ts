@@ -74,8 +74,8 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
     const minData = Math.min(...dataBytes);
     const needed = Math.max(4096, chunkSize);
     if (minData < needed) {
-      const small = opened[dataBytes.indexOf(minData)]?.name ?? '?';
-      throw new MdError('ENOSPC', `member ${small}: expected at least ${dataOffsetBytes + needed} bytes (data offset + one chunk), found ${dataOffsetBytes + Math.max(0, minData)}`);
+      const small = opened[dataBytes.indexOf(minData)]!;
+      throw new MdError('ENOSPC', `member ${small.name}: expected at least ${dataOffsetBytes + needed} bytes (data offset + one chunk), found ${small.device.size}`);
     }
     const geometry = { level, raidDisks: n, layout, chunkSize, memberSize: minData };
     const personality = createPersonality(geometry);

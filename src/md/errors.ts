@@ -10,6 +10,7 @@ export type MdErrorCode =
   | 'EBUSY' // the operation conflicts with one in progress
   | 'ENOSPC' // not enough space (member too small, bitmap does not fit)
   | 'ENOTSUP' // the level or configuration does not support this
+  | 'EOVERFLOW' // a counter on the members cannot go up any more (events at the top of their u64 field)
   | 'EEXIST'; // a member already carries an llraid superblock
 
 export class MdError extends Error {

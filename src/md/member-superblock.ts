@@ -2,9 +2,10 @@
 // events, dev_roles, clean/dirty) joined with the member's own (dev_number, device UUID, data
 // area, recovery offset). MdArray writes the result to every non-faulty member.
 
+import { MdError } from './errors.js';
 import type { Member } from './member.js';
 import {
-  FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, ROLE_SPARE, SECTOR, type Superblock,
+  FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, ROLE_SPARE, SECTOR, U64_MAX, type Superblock,
 } from './superblock.js';
 
 /** Array-wide superblock fields, the same on every member. */
@@ -68,4 +69,24 @@ export function devRolesFor(members: readonly Member[], previousLength: number, 
     roles[m.sb.devNumber] = m.role !== undefined && m.state !== 'spare' ? m.role : ROLE_SPARE;
   }
   return roles;
+}
+
+/**
+ * The events of the next superblock update (md_update_sb's events++), within the u64 field.
+ * Invariant: events never pass U64_MAX, and U64_MAX itself is kept for a clean stop: an update
+ * that leaves the array active may go at most to U64_MAX - 1. So an array whose events run out
+ * ends stopped cleanly (nothing owed a resync), never active with no update left to clean it.
+ * Linux md counts on never getting there (md_update_sb only warns when events wrap to 0, after
+ * which a stale member would look the freshest); llraid refuses instead.
+ */
+export function nextEvents(arrayName: string, members: readonly Member[], events: bigint, clean: boolean): bigint {
+  const limit = clean ? U64_MAX : U64_MAX - 1n;
+  if (events < limit) return events + 1n;
+  const holders = members.filter((m) => m.state !== 'faulty' && m.sb.events === events).map((m) => m.name);
+  throw new MdError(
+    'EOVERFLOW',
+    `array ${arrayName}: cannot record ${clean ? 'a clean stop' : 'this change'} in the superblocks: ` +
+      `events would go from ${events} (member${holders.length === 1 ? '' : 's'} ${holders.join(', ') || 'none'}) to ${events + 1n}, ` +
+      `expected at most ${limit} (the u64 events field ends at ${U64_MAX}${clean ? '' : ', and its last value is kept for a clean stop'})`,
+  );
 }

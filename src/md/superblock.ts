@@ -20,6 +20,8 @@ export const SB_BLOCK_BYTES = 4096;
 export const MAX_DEV_LIMIT = (SB_BLOCK_BYTES - SB_FIXED_BYTES) / 2;
 /** resync_offset value meaning "the array is in sync" (MaxSector). */
 export const RESYNC_NONE = 0xffff_ffff_ffff_ffffn;
+/** The largest value of a u64 field such as `events`. */
+export const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 /** dev_roles values that are not roles. */
 export const ROLE_SPARE = 0xffff;
@@ -134,6 +136,19 @@ function decodeTime(raw: bigint): number {
   return Number(raw & 0xff_ffff_ffffn);
 }
 
+/**
+ * A u64 field's value, checked: Buffer.writeBigUInt64LE would throw a bare RangeError for one
+ * out of range, and BigInt() one for a fraction. Sector counts come in as numbers.
+ */
+function u64(value: bigint | number, field: string): bigint {
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+    throw new MdError('EINVAL', `superblock: expected ${field} to be a whole number of at most ${Number.MAX_SAFE_INTEGER}, found ${value}`);
+  }
+  const v = BigInt(value);
+  if (v < 0n || v > U64_MAX) throw new MdError('EINVAL', `superblock: expected ${field} between 0 and ${U64_MAX}, found ${v}`);
+  return v;
+}
+
 /** Encodes into one 4 KiB block (the rest zeroed), checksum included. */
 export function encodeSuperblock(sb: Superblock): Buffer {
   const maxDev = sb.devRoles.length;
@@ -156,14 +171,14 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   b.writeBigUInt64LE(encodeTime(sb.ctime), O.ctime);
   b.writeInt32LE(sb.level, O.level);
   b.writeUInt32LE(sb.layout >>> 0, O.layout);
-  b.writeBigUInt64LE(BigInt(sb.size), O.size);
+  b.writeBigUInt64LE(u64(sb.size, 'size'), O.size);
   b.writeUInt32LE(sb.chunkSize >>> 0, O.chunksize);
   b.writeUInt32LE(sb.raidDisks >>> 0, O.raidDisks);
   b.writeInt32LE(sb.bitmapOffset, O.bitmapOffset);
-  b.writeBigUInt64LE(BigInt(sb.dataOffset), O.dataOffset);
-  b.writeBigUInt64LE(BigInt(sb.dataSize), O.dataSize);
-  b.writeBigUInt64LE(BigInt(sb.superOffset), O.superOffset);
-  b.writeBigUInt64LE(BigInt(sb.recoveryOffset), O.recoveryOffset);
+  b.writeBigUInt64LE(u64(sb.dataOffset, 'data_offset'), O.dataOffset);
+  b.writeBigUInt64LE(u64(sb.dataSize, 'data_size'), O.dataSize);
+  b.writeBigUInt64LE(u64(sb.superOffset, 'super_offset'), O.superOffset);
+  b.writeBigUInt64LE(u64(sb.recoveryOffset, 'recovery_offset'), O.recoveryOffset);
   b.writeUInt32LE(sb.devNumber >>> 0, O.devNumber);
   b.writeUInt32LE(sb.cntCorrectedRead >>> 0, O.cntCorrectedRead);
   sb.deviceUuid.copy(b, O.deviceUuid);
@@ -172,8 +187,8 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   b.writeUInt16LE(sb.bblogSize & 0xffff, O.bblogSize);
   b.writeInt32LE(sb.bblogOffset, O.bblogOffset);
   b.writeBigUInt64LE(encodeTime(sb.utime), O.utime);
-  b.writeBigUInt64LE(sb.events, O.events);
-  b.writeBigUInt64LE(sb.resyncOffset, O.resyncOffset);
+  b.writeBigUInt64LE(u64(sb.events, 'events'), O.events);
+  b.writeBigUInt64LE(u64(sb.resyncOffset, 'resync_offset'), O.resyncOffset);
   b.writeUInt32LE(maxDev, O.maxDev);
   sb.devRoles.forEach((role, i) => b.writeUInt16LE(role, O.devRoles + i * 2));
   b.writeUInt32LE(superblockChecksum(b, maxDev), O.sbCsum);

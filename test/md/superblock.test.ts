@@ -88,3 +88,23 @@ test('names longer than 32 bytes are rejected at encode', () => {
   sb.setName = 'x'.repeat(33);
   assert.throws(() => encodeSuperblock(sb), (e: unknown) => e instanceof MdError && e.code === 'EINVAL');
 });
+
+test('u64 fields out of range are refused at encode with EINVAL naming the field, not a RangeError', () => {
+  const cases: Array<[Partial<Superblock>, RegExp]> = [
+    [{ events: 2n ** 64n }, /^superblock: expected events between 0 and 18446744073709551615, found 18446744073709551616$/],
+    [{ events: -1n }, /^superblock: expected events between 0 and 18446744073709551615, found -1$/],
+    [{ resyncOffset: 2n ** 64n }, /^superblock: expected resync_offset between 0 and 18446744073709551615, found 18446744073709551616$/],
+    [{ size: 1.5 }, /^superblock: expected size to be a whole number of at most 9007199254740991, found 1.5$/],
+    [{ dataSize: 2 ** 53 }, /^superblock: expected data_size to be a whole number of at most 9007199254740991, found 9007199254740992$/],
+  ];
+  for (const [fields, message] of cases) {
+    assert.throws(() => encodeSuperblock({ ...sample(), ...fields }), (e: unknown) => {
+      assert.ok(e instanceof MdError, `${JSON.stringify(fields, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}: ${String(e)}`);
+      assert.equal(e.code, 'EINVAL');
+      assert.match(e.message, message);
+      return true;
+    });
+  }
+  const top = { ...sample(), events: 2n ** 64n - 1n };
+  assert.equal(decodeSuperblock(encodeSuperblock(top), 'm', MEMBER).events, 2n ** 64n - 1n, 'the largest events round-trip');
+});

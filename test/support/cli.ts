@@ -1,5 +1,6 @@
 // The built `llraid` CLI for tests that run it as a user would. `npm test` builds first; a test
-// run on its own builds once if dist/ is missing or older than the sources.
+// run on its own builds once if dist/ is missing or older than the sources (as `npm run build`
+// does, bin mode included, but keeping dist/: other test files may be running the CLI from it).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync, readdirSync } from 'node:fs';
@@ -19,7 +20,7 @@ function newestSource(dir: string): number {
 
 export async function buildCli(): Promise<string> {
   if (!existsSync(CLI) || statSync(CLI).mtimeMs < newestSource(join(root, 'src'))) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+    execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--no-clean'], { cwd: root, stdio: 'inherit' });
   }
   return CLI;
 }

@@ -2,9 +2,12 @@
 // files of --size when asked), as `mdadm --create` does, and leaves the array stopped cleanly.
 
 import type { Command } from 'commander';
-import { access, writeFile } from 'node:fs/promises';
+import { access, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { NoSpaceError } from '../../block/errors.js';
+import { spaceShortfall } from '../../block/free-space.js';
 import { createArray, type CreateOptions } from '../../md/index.js';
-import { parseSize } from '../sizes.js';
+import { formatBytes, parseSize } from '../sizes.js';
 import { formatArrayStatus } from '../status-format.js';
 import { UsageError } from '../report-error.js';
 
@@ -41,18 +44,8 @@ export function register(program: Command): void {
     .option('-f, --force', 'overwrite members that already carry an md superblock')
     .option('--json', 'print the new array status as JSON')
     .action(async (members: string[], o: Options) => {
-      if (o.size !== undefined) {
-        const size = parseSize(o.size, '--size');
-        for (const m of members) {
-          const exists = await access(m).then(() => true, () => false);
-          if (!exists) {
-            await writeFile(m, '', { mode: 0o600 });
-            const { truncate } = await import('node:fs/promises');
-            await truncate(m, size);
-          }
-        }
-      }
-      const options = {
+      // Every argument is checked before a member file is made.
+      const options: CreateOptions = {
         name: o.name,
         level: parseLevel(o.level),
         members,
@@ -66,11 +59,70 @@ export function register(program: Command): void {
         force: o.force ?? false,
         autoSync: false,
       };
-      const array = await createArray(options as CreateOptions);
+      const size = o.size === undefined ? undefined : parseSize(o.size, '--size');
+      const made = size === undefined ? [] : await createMemberFiles(members, size);
+      let array;
+      try {
+        array = await createArray(options);
+      } catch (err) {
+        // Bad input leaves nothing behind: the member files this command made go again.
+        await Promise.all(made.map((f) => rm(f, { force: true })));
+        throw err;
+      }
       const status = array.status();
       await array.stop();
       process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : `created ${formatArrayStatus({ ...status, state: 'stopped' })}`);
     });
+}
+
+/**
+ * Makes the members that do not exist yet as sparse files of `size` bytes, once their filesystems
+ * are known to hold them fully written; returns the files it made.
+ */
+async function createMemberFiles(members: string[], size: number): Promise<string[]> {
+  const missing: string[] = [];
+  for (const m of members) {
+    if (await access(m).then(() => true, () => false)) continue;
+    const parent = dirname(m);
+    if (!(await stat(parent).then((st) => st.isDirectory(), () => false))) {
+      throw new UsageError(`member ${m}: expected a directory ${parent} to create it in, found none`);
+    }
+    missing.push(m);
+  }
+  // One file under two names needs its space once.
+  const short = await spaceShortfall([...new Map(missing.map((path) => [resolve(path), { path, size }])).values()]);
+  if (short !== undefined) {
+    throw new NoSpaceError(
+      `member ${short.paths[0]}: ${short.paths.length === 1 ? 'a member file' : `${short.paths.length} member files`} of ${formatBytes(size)} (${size} bytes) ` +
+        `need ${formatBytes(short.neededBytes)} (${short.neededBytes} bytes) on the filesystem holding ${short.paths.join(', ')}, ` +
+        `found ${formatBytes(short.freeBytes)} (${short.freeBytes} bytes) free`,
+    );
+  }
+  const made: string[] = [];
+  try {
+    for (const m of missing) {
+      // A file that exists by now is not ours to size: the same file given under two names
+      // (createArray refuses that, naming both), or one another process made meanwhile.
+      const fresh = await writeFile(m, '', { mode: 0o600, flag: 'wx' }).then(() => true, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') return false;
+        throw err;
+      });
+      if (!fresh) continue;
+      made.push(m);
+      await truncate(m, size).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EFBIG') throw err;
+        throw new NoSpaceError(
+          `member ${m}: cannot make a file of ${formatBytes(size)} (${size} bytes): larger than the filesystem's largest file ` +
+            "or this process's file size limit (ulimit -f)",
+          { cause: err },
+        );
+      });
+    }
+  } catch (err) {
+    await Promise.all(made.map((f) => rm(f, { force: true })));
+    throw err;
+  }
+  return made;
 }
 
 function parseLevel(text: string): CreateOptions['level'] {

@@ -59,7 +59,7 @@ export function register(program: Command): void {
           ...b.bits.trimEnd().split('\n').map((l) => `  ${l}`),
         );
         if (b.corrupt > 0) lines.push(`  corrupt ${b.corrupt}`);
-      } else lines.push('', 'llbitmap: none');
+      } else lines.push('', r.bitmapNote === null ? 'llbitmap: none' : `llbitmap: not kept on this member (${r.bitmapNote})`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

@@ -3,14 +3,13 @@
 // speaking for the array).
 
 import type { Command } from 'commander';
-import { examineMemberReport, type MemberReport } from '../../md/member-report.js';
+import { examineMemberReport, freshestReport, memberStanding, type MemberReport } from '../../md/member-report.js';
 import { formatUuid } from '../../md/index.js';
+import { levelName } from '../../md/array-status.js';
 import { controlRequest } from '../../md/control/client.js';
 import { checkTarget } from '../array-target.js';
 import { formatArrayStatus } from '../status-format.js';
 import { formatBytes } from '../sizes.js';
-
-const LEVELS: Record<number, string> = { 0: 'raid0', 1: 'raid1', 4: 'raid4', 5: 'raid5', 6: 'raid6', 10: 'raid10' };
 
 export function register(program: Command): void {
   program
@@ -31,57 +30,54 @@ export function register(program: Command): void {
     });
 }
 
-function freshest(reports: MemberReport[]): MemberReport {
-  return reports.reduce((a, b) => (b.superblock.events > a.superblock.events ? b : a));
-}
-
-function roleOf(r: MemberReport): number | undefined {
-  return r.superblock.devRoles[r.superblock.devNumber];
-}
-
 function offlineJson(reports: MemberReport[]): unknown {
-  const top = freshest(reports);
+  const top = freshestReport(reports);
   const sb = top.superblock;
   return {
     name: sb.setName,
     uuid: formatUuid(sb.setUuid),
-    level: LEVELS[sb.level] ?? `level ${sb.level}`,
+    level: levelName(sb.level),
     raidDisks: sb.raidDisks,
     memberSize: sb.size * 512,
     events: sb.events.toString(),
     clean: sb.resyncOffset === 0xffff_ffff_ffff_ffffn,
-    members: reports.map((r) => ({
-      name: r.name,
-      uuid: formatUuid(r.superblock.setUuid),
-      events: r.superblock.events.toString(),
-      role: roleOf(r) ?? null,
-      stale: r.superblock.events < sb.events,
-    })),
+    members: reports.map((r) => {
+      const { role, standing, why } = memberStanding(r, sb);
+      return {
+        name: r.name,
+        uuid: formatUuid(r.superblock.setUuid),
+        events: r.superblock.events.toString(),
+        role,
+        state: standing,
+        stale: standing === 'stale',
+        reason: why,
+      };
+    }),
     bitmap: top.bitmap && { chunkSize: top.bitmap.chunkSize, chunks: top.bitmap.chunks, counts: top.bitmap.counts, corrupt: top.bitmap.corrupt },
   };
 }
 
 function formatOffline(reports: MemberReport[]): string {
-  const top = freshest(reports);
+  const top = freshestReport(reports);
   const sb = top.superblock;
   const clean = sb.resyncOffset === 0xffff_ffff_ffff_ffffn;
   const lines = [
-    `${sb.setName}: ${LEVELS[sb.level] ?? `level ${sb.level}`}, not running, ${clean ? 'stopped cleanly' : 'NOT stopped cleanly: assembly will resync what the bitmap marks'}`,
+    `${sb.setName}: ${levelName(sb.level)}, not running, ${clean ? 'stopped cleanly' : 'NOT stopped cleanly: assembly will resync what the bitmap marks'}`,
     `  uuid ${formatUuid(sb.setUuid)}  events ${sb.events}  raid devices ${sb.raidDisks}  ${formatBytes(sb.size * 512)} per member`,
   ];
-  for (const r of reports) {
-    const other = !r.superblock.setUuid.equals(sb.setUuid);
-    const role = roleOf(r);
-    const roleText = role === undefined ? '?' : role === 0xffff ? 'spare' : role === 0xfffe ? 'faulty' : `role ${role}`;
+  const rows = reports.map((r) => ({ r, ...memberStanding(r, sb) }));
+  // In role order, as the running array's table: roles first, then spares, faulty, the rest.
+  const rank = (x: (typeof rows)[number]): number => x.role ?? sb.raidDisks + ['spare', 'faulty', 'other_array'].indexOf(x.standing);
+  for (const { r, role, standing, why } of [...rows].sort((a, b) => rank(a) - rank(b))) {
     lines.push(
-      `  ${roleText.padEnd(7)} events ${String(r.superblock.events).padEnd(6)} ${r.name}` +
-        (other ? `  (belongs to array ${formatUuid(r.superblock.setUuid)})` : r.superblock.events < sb.events ? '  (stale)' : ''),
+      `  ${(role === null ? '-' : `role ${role}`).padEnd(7)} ${standing.padEnd(10)} events ${String(r.superblock.events).padEnd(6)} ${r.name}` +
+        (why === null ? '' : `  (${why})`),
     );
   }
   if (top.bitmap) {
     lines.push(`  bitmap: llbitmap, ${top.bitmap.chunks} chunks of ${formatBytes(top.bitmap.chunkSize)} (from ${top.name})`);
     lines.push(...top.bitmap.bits.trimEnd().split('\n').map((l) => `    ${l}`));
     if (top.bitmap.corrupt > 0) lines.push(`    corrupt state bytes ${top.bitmap.corrupt} (assembly resyncs them)`);
-  } else lines.push('  bitmap: none');
+  } else lines.push(top.bitmapNote === null ? '  bitmap: none' : `  bitmap: llbitmap, not read from ${top.name} (${top.bitmapNote})`);
   return `${lines.join('\n')}\n`;
 }

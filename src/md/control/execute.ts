@@ -3,9 +3,17 @@
 // here, so a command behaves the same whether the array is served or not.
 
 import type { MdArray } from '../array.js';
+import { nextEvents } from '../member-superblock.js';
 import type { ControlReply, ControlRequest } from './protocol.js';
 
+/** The requests that change membership or size, and so record themselves in the superblocks. */
+const CHANGES_SUPERBLOCKS = new Set<ControlRequest['op']>(['fail', 'remove', 're-add', 'add', 'grow']);
+
 export async function executeControl(array: MdArray, req: ControlRequest): Promise<ControlReply & { ok: true }> {
+  // A change the superblocks could not record is refused before it is made: the array's state
+  // changes first and its superblocks follow, so a refusal half-way would leave the change to be
+  // recorded by the next update (the clean stop) after the command reported it failed.
+  if (CHANGES_SUPERBLOCKS.has(req.op)) nextEvents(array.name, array.memberList(), array.events, false);
   switch (req.op) {
     case 'status':
       return { ok: true, status: array.status() };
