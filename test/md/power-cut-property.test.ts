@@ -7,7 +7,10 @@
 //       issued, reads back — unless a later write (landed or not) may have replaced it;
 //   (c) the resync touched only chunks that were Dirty/NeedSync/Syncing (or corrupt) on some
 //       member at the cut, and every chunk that was so on every member.
-// LLRAID_PROPERTY_RUNS raises the number of cases; LLRAID_PROPERTY_SEED replays one run.
+// One property per level, 30 cases each (2,500 each in long mode, test/support/long-mode.ts;
+// LLRAID_PROPERTY_RUNS sets the count per level). The file prints its seed before the first case
+// and the cases run per level and geometry; LLRAID_PROPERTY_SEED (and LLRAID_PROPERTY_PATH, from a
+// failure report) replay a run (test/support/property-run.ts).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +19,8 @@ import { assembleArray, createArray, type MdArray } from '../../src/md/index.js'
 import { FaultDevice, PowerDomain, type CutMode } from '../../src/block/fault-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { RecordingDevice } from './recording-device.js';
+import { scaled } from '../support/long-mode.js';
+import { PATH_ENV, propertySeed, runProperty } from '../support/property-run.js';
 
 const SECTOR = 512;
 const KIB = 1024;
@@ -170,7 +175,20 @@ function runsOf(sectors: number[], g: Geometry): [number, number][] {
   return runs;
 }
 
-async function runCase(c: Case): Promise<void> {
+/** What one case checked, summed per level so a run shows it checked something. */
+interface CaseStats {
+  /** The workload's own member writes reached cutAfter (otherwise the cut came after it settled). */
+  cutByWorkload: boolean;
+  /** Sectors compared across copies and against the oracle's acceptable values. */
+  sectorsChecked: number;
+  /** Of those, sectors a durable write pinned to one value (the zeroes are no longer acceptable). */
+  durableSectors: number;
+  /** Bitmap chunks marked on some member at the cut, and chunks the resync touched. */
+  markedChunks: number;
+  resyncedChunks: number;
+}
+
+async function runCase(c: Case): Promise<CaseStats> {
   const g = GEOMETRIES[c.geometry] as Geometry;
   const size = arraySize(g);
   const power = new PowerDomain({ seed: c.seed, mode: c.mode });
@@ -221,6 +239,7 @@ async function runCase(c: Case): Promise<void> {
     }
   }
   await Promise.allSettled(pending.splice(0));
+  const cutByWorkload = power.isCut;
   // Always await: cut() is idempotent, and a cut the workload triggered may still be rewriting members.
   await power.cut();
   await array.abandon().catch(() => undefined);
@@ -264,6 +283,8 @@ async function runCase(c: Case): Promise<void> {
       for (let s = (ch * BITMAP_CHUNK) / SECTOR; s < Math.min(totalSectors, ((ch + 1) * BITMAP_CHUNK) / SECTOR); s++) sectors.add(s);
     }
     const oracle = new Oracle(writes, discards, flushes);
+    let sectorsChecked = 0;
+    let durableSectors = 0;
     for (const [first, end] of runsOf([...sectors].sort((x, y) => x - y), g)) {
       const length = (end - first) * SECTOR;
       const copies = await Promise.all(copiesOf(g, first * SECTOR).map((p) => inner[p.member]!.read(DATA_OFFSET + p.offset, length)));
@@ -272,6 +293,8 @@ async function runCase(c: Case): Promise<void> {
         const at = (s - first) * SECTOR;
         const ok = oracle.acceptable(s);
         if (ok === undefined) continue;
+        sectorsChecked++;
+        if (!ok.includes(ZERO_SECTOR)) durableSectors++;
         const value = seen.subarray(at, at + SECTOR);
         for (const [i, copy] of copies.entries()) {
           assert.ok(copy.subarray(at, at + SECTOR).equals(value), `(a) sector ${s}: copy ${i} differs from copy 0 after resync`);
@@ -282,6 +305,7 @@ async function runCase(c: Case): Promise<void> {
     }
     const through = await b.read(0, Math.min(size, 4 * MIB));
     assert.equal(through.length, Math.min(size, 4 * MIB));
+    return { cutByWorkload, sectorsChecked, durableSectors, markedChunks: onSome.size, resyncedChunks: touched.size };
   } finally {
     await b.stop();
   }
@@ -305,13 +329,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ t: 'daemon' as const }) },
   { weight: 3, arbitrary: fc.constant({ t: 'wait' as const }) },
 );
-const caseArb: fc.Arbitrary<Case> = fc.record({
-  geometry: fc.integer({ min: 0, max: GEOMETRIES.length - 1 }),
-  ops: fc.array(opArb, { minLength: 1, maxLength: 40 }),
-  cutAfter: fc.nat(160),
-  mode: fc.constantFrom<CutMode>('drop', 'keep', 'random'),
-  seed: fc.nat(),
-});
+/** Cases on the geometries of one level. */
+function caseArb(level: 1 | 10): fc.Arbitrary<Case> {
+  const geometries = GEOMETRIES.flatMap((g, i) => (g.level === level ? [i] : []));
+  return fc.record({
+    geometry: fc.constantFrom(...geometries),
+    ops: fc.array(opArb, { minLength: 1, maxLength: 40 }),
+    cutAfter: fc.nat(160),
+    mode: fc.constantFrom<CutMode>('drop', 'keep', 'random'),
+    seed: fc.nat(),
+  });
+}
 
 /** Cases this property once failed on, run every time. */
 const REGRESSIONS: Case[] = [
@@ -325,20 +353,44 @@ const REGRESSIONS: Case[] = [
   },
 ];
 
-test('after a power cut at any moment, the bitmap-guided resync leaves identical copies holding every durable write and touches only marked chunks', async (t) => {
-  const numRuns = Number(process.env.LLRAID_PROPERTY_RUNS ?? 60);
-  const seed = process.env.LLRAID_PROPERTY_SEED === undefined ? undefined : Number(process.env.LLRAID_PROPERTY_SEED);
-  let ran = 0;
-  const perGeometry = GEOMETRIES.map(() => 0);
-  await fc.assert(
-    fc.asyncProperty(caseArb, async (c) => {
-      ran++;
-      perGeometry[c.geometry]!++;
-      await runCase(c);
-    }),
-    { numRuns, includeErrorInReport: true, examples: REGRESSIONS.map((c) => [c]), ...(seed === undefined ? {} : { seed }) },
-  );
-  const summary = `${ran} power-cut cases ran (${GEOMETRIES.map((g, i) => `${g.label}: ${perGeometry[i]}`).join(', ')})`;
-  t.diagnostic(summary);
-  console.log(summary);
-});
+const FILE = 'test/md/power-cut-property.test.ts';
+const RUNS_PER_LEVEL = scaled(30, 2_500, 'LLRAID_PROPERTY_RUNS');
+const SEED = propertySeed(FILE);
+
+for (const level of [1, 10] as const) {
+  const name = `raid${level}: after a power cut at any moment, the bitmap-guided resync leaves identical copies holding every durable write and touches only marked chunks`;
+  test(name, async () => {
+    const perGeometry = new Map(GEOMETRIES.flatMap((g, i) => (g.level === level ? [[i, 0] as [number, number]] : [])));
+    const total = { cutByWorkload: 0, sectorsChecked: 0, durableSectors: 0, markedChunks: 0, resyncedChunks: 0 };
+    const ran = await runProperty({
+      name: `raid${level}: after a power cut`,
+      file: FILE,
+      seed: SEED,
+      stream: level,
+      numRuns: RUNS_PER_LEVEL,
+      property: fc.asyncProperty(caseArb(level), async (c) => {
+        const stats = await runCase(c);
+        perGeometry.set(c.geometry, (perGeometry.get(c.geometry) ?? 0) + 1);
+        total.cutByWorkload += stats.cutByWorkload ? 1 : 0;
+        total.sectorsChecked += stats.sectorsChecked;
+        total.durableSectors += stats.durableSectors;
+        total.markedChunks += stats.markedChunks;
+        total.resyncedChunks += stats.resyncedChunks;
+      }),
+      examples: REGRESSIONS.filter((c) => GEOMETRIES[c.geometry]!.level === level).map((c): [Case] => [c]),
+    });
+    console.log(
+      `power cut raid${level}: ${ran} cases ran, seed ${SEED} ` +
+        `(${[...perGeometry].map(([i, n]) => `${GEOMETRIES[i]!.label}: ${n}`).join(', ')}); ` +
+        `${total.cutByWorkload} cut by the workload's writes, the rest after it; ${total.sectorsChecked} sectors checked, ${total.durableSectors} pinned by a durable write; ` +
+        `${total.resyncedChunks} chunks resynced of ${total.markedChunks} marked at the cut`,
+    );
+    // A run (not the replay of one case) that never cut in the middle of writes, never had a
+    // durable write to check or never resynced a chunk exercised none of what the property is about.
+    if (process.env[PATH_ENV] === undefined) {
+      assert.ok(total.cutByWorkload > 0, `raid${level}: no case of ${ran} cut the power in the middle of its writes`);
+      assert.ok(total.durableSectors > 0, `raid${level}: no case of ${ran} had a durable write to check`);
+      assert.ok(total.resyncedChunks > 0, `raid${level}: no case of ${ran} left a chunk for the resync`);
+    }
+  });
+}

@@ -4,8 +4,13 @@
 // parity), then reassembly from what the members hold and the bitmap-guided resync. Then:
 //   (a) P and Q of every row a write touched match the data (recomputed here, independently);
 //   (b) every write acknowledged with FUA, or acknowledged before an acknowledged flush was
-//       issued, reads back.
-// LLRAID_PROPERTY_RUNS raises the number of cases per level.
+//       issued, reads back;
+//   (c) every sector any write touched, durable or not, holds that write's data or the zeroes it
+//       replaced (the writes do not overlap), so a resync never makes up data from stale parity.
+// 10 cases per level (2,500 each in long mode, test/support/long-mode.ts; LLRAID_PROPERTY_RUNS sets
+// the count per level). The file prints its seed before the first case and the cases run per
+// level; LLRAID_PROPERTY_SEED (and LLRAID_PROPERTY_PATH, from a failure report) replay a run
+// (test/support/property-run.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -14,12 +19,16 @@ import { FaultDevice, PowerDomain, type CutMode } from '../../src/block/fault-de
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import { inconsistentRows } from './raid5-fixture.js';
+import { scaled } from '../support/long-mode.js';
+import { PATH_ENV, propertySeed, runProperty } from '../support/property-run.js';
 
 const SECTOR = 512;
 const DATA_OFFSET = 1 << 20;
 const MEMBER_DATA = 16 << 20;
 const CHUNK = 64 * 1024;
-const RUNS = Number(process.env.LLRAID_PROPERTY_RUNS ?? 10);
+const FILE = 'test/md/raid5-powercut.test.ts';
+const RUNS_PER_LEVEL = scaled(10, 2_500, 'LLRAID_PROPERTY_RUNS');
+const SEED = propertySeed(FILE);
 
 type Op = { t: 'write'; sector: number; sectors: number; fua: boolean } | { t: 'flush' } | { t: 'wait' };
 
@@ -37,7 +46,16 @@ interface WriteRec {
   ack: number | null;
 }
 
-async function runCase(level: 5 | 6, ops: Op[], cutAfter: number, mode: CutMode, seed: number): Promise<void> {
+/** What one case checked, summed per level so a run shows it checked something. */
+interface CaseStats {
+  /** The workload's own member writes reached cutAfter (otherwise the cut came after it settled). */
+  cutByWorkload: boolean;
+  rowsChecked: number;
+  writesChecked: number;
+  durableWrites: number;
+}
+
+async function runCase(level: 5 | 6, ops: Op[], cutAfter: number, mode: CutMode, seed: number): Promise<CaseStats> {
   const n = level === 5 ? 4 : 5;
   const power = new PowerDomain({ seed, mode });
   const inner = Array.from({ length: n }, () => new MemoryDevice(DATA_OFFSET + MEMBER_DATA));
@@ -75,6 +93,7 @@ async function runCase(level: 5 | 6, ops: Op[], cutAfter: number, mode: CutMode,
     }
   }
   await Promise.allSettled(pending.splice(0));
+  const cutByWorkload = power.isCut;
   // Always await: cut() is idempotent, and a cut the workload triggered may still be rewriting members.
   await power.cut();
   await a.abandon().catch(() => undefined);
@@ -90,13 +109,26 @@ async function runCase(level: 5 | 6, ops: Op[], cutAfter: number, mode: CutMode,
     }
     const areas = inner.map((d) => ({ read: (off: number, len: number) => d.read(DATA_OFFSET + off, len) }));
     assert.deepEqual(await inconsistentRows(areas, layout, [...rows].sort((x, y) => x - y)), [], 'rows with stale parity after resync');
-    // (b) durable acknowledged writes
+    let durableWrites = 0;
     for (const w of writes) {
-      if (w.ack === null) continue;
-      const durable = w.fua || flushes.some((f) => f.ack !== null && f.issue > w.ack!);
-      if (!durable) continue;
-      assert.deepEqual(await b.read(w.offset, w.data.length), w.data, `acknowledged write at ${w.offset} (+${w.data.length}) lost`);
+      const found = await b.read(w.offset, w.data.length);
+      const durable = w.ack !== null && (w.fua || flushes.some((f) => f.ack !== null && f.issue > w.ack!));
+      if (durable) {
+        // (b) durable acknowledged writes
+        durableWrites++;
+        assert.deepEqual(found, w.data, `acknowledged write at ${w.offset} (+${w.data.length}) lost`);
+        continue;
+      }
+      // (c) the others, sector by sector: new or old
+      for (let at = 0; at < found.length; at += SECTOR) {
+        const sector = found.subarray(at, at + SECTOR);
+        assert.ok(
+          sector.equals(w.data.subarray(at, at + SECTOR)) || sector.every((x) => x === 0),
+          `sector ${(w.offset + at) / SECTOR} (write at ${w.offset} +${w.data.length}, ack ${w.ack}) holds neither the write's data nor zeroes`,
+        );
+      }
     }
+    return { cutByWorkload, rowsChecked: rows.size, writesChecked: writes.length, durableWrites };
   } finally {
     await b.stop();
   }
@@ -104,15 +136,38 @@ async function runCase(level: 5 | 6, ops: Op[], cutAfter: number, mode: CutMode,
 
 for (const level of [5, 6] as const) {
   test(`raid${level}: after a power cut mid-stripe, reassembly and resync leave parity consistent and acknowledged writes intact`, async () => {
-    await fc.assert(
-      fc.asyncProperty(
+    const total = { cutByWorkload: 0, rowsChecked: 0, writesChecked: 0, durableWrites: 0 };
+    const ran = await runProperty({
+      name: `raid${level}: after a power cut mid-stripe`,
+      file: FILE,
+      seed: SEED,
+      stream: level,
+      numRuns: RUNS_PER_LEVEL,
+      property: fc.asyncProperty(
         fc.array(opArb, { minLength: 4, maxLength: 40 }),
         fc.nat(120),
         fc.constantFrom<CutMode>('random', 'drop', 'keep'),
         fc.integer({ min: 1, max: 1 << 30 }),
-        (ops, cutAfter, mode, seed) => runCase(level, ops, cutAfter, mode, seed),
+        async (ops, cutAfter, mode, seed) => {
+          const stats = await runCase(level, ops, cutAfter, mode, seed);
+          total.cutByWorkload += stats.cutByWorkload ? 1 : 0;
+          total.rowsChecked += stats.rowsChecked;
+          total.writesChecked += stats.writesChecked;
+          total.durableWrites += stats.durableWrites;
+        },
       ),
-      { numRuns: RUNS, endOnFailure: true },
+      endOnFailure: true,
+    });
+    console.log(
+      `power cut raid${level} (${level === 5 ? 4 : 5} members): ${ran} cases ran, seed ${SEED}; ` +
+        `${total.cutByWorkload} cut by the workload's writes, the rest after it; ${total.rowsChecked} stripe rows parity-checked; ` +
+        `${total.writesChecked} writes checked, ${total.durableWrites} of them durable`,
     );
+    // A run (not the replay of one case) that never cut in the middle of writes or never had a
+    // durable write to check exercised none of what the property is about.
+    if (process.env[PATH_ENV] === undefined) {
+      assert.ok(total.cutByWorkload > 0, `raid${level}: no case of ${ran} cut the power in the middle of its writes`);
+      assert.ok(total.durableWrites > 0, `raid${level}: no case of ${ran} had a durable write to check`);
+    }
   });
 }
