@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { FileDevice } from '../../block/file-device.js';
 import type { BlockDevice } from '../../block/block-device.js';
 import { CountingDevice } from '../../block/counting-device.js';
+import { checkSocketPath } from '../../block/socket-file.js';
 import { assembleArray, type MdArray } from '../../md/index.js';
 import { NbdServer, type ListenAddress } from '../../nbd/index.js';
 import { ControlServer } from '../../md/control/server.js';
@@ -61,6 +62,10 @@ export function register(program: Command): void {
         ...(options.syncSpeedMax === undefined ? {} : { syncSpeedMax: whole(options.syncSpeedMax, '--sync-speed-max') }),
       };
       const daemonSleep = options.bitmapDaemonSleep === undefined ? undefined : whole(options.bitmapDaemonSleep, '--bitmap-daemon-sleep');
+      // Refuse unusable socket paths before assembly touches a member: a --control that names a
+      // member file or another engine's socket must fail with every member as it was.
+      if ('socket' in address) await checkSocketPath(address.socket, 'NBD socket (--socket)');
+      if (options.control !== undefined) await checkSocketPath(options.control, 'control socket (--control)');
       const { array, report } = await assembleArray({ members, force: options.force ?? false, ...tuning });
       if (daemonSleep !== undefined && array.bitmap.kind === 'llbitmap') array.bitmap.daemonSleep = daemonSleep;
       announceArray(array, report.unclean, report.stale.map((s) => `${s.name} (${s.reason})`));
