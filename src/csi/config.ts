@@ -20,6 +20,12 @@ export interface CsiConfig {
   maxVolumes: number;
   /** Bytes, for a CreateVolume that names no capacity. */
   defaultCapacity: number;
+  /**
+   * The kubelet's directory (absolute): every path a Node call names (staging, target, volume
+   * path) must resolve below it, so a request can never make the plugin mount onto, statfs or
+   * remove anything else on the node.
+   */
+  kubeletDir: string;
 }
 
 /** Settings as given, each a string (or list) before validation. */
@@ -31,6 +37,7 @@ export interface RawConfig {
   runDir?: string;
   maxVolumes?: string | number;
   defaultCapacity?: string | number;
+  kubeletDir?: string;
 }
 
 const envNames: Record<keyof RawConfig, string> = {
@@ -41,6 +48,7 @@ const envNames: Record<keyof RawConfig, string> = {
   runDir: 'LLRAID_RUN_DIR',
   maxVolumes: 'LLRAID_MAX_VOLUMES',
   defaultCapacity: 'LLRAID_DEFAULT_CAPACITY',
+  kubeletDir: 'LLRAID_KUBELET_DIR',
 };
 
 export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
@@ -90,6 +98,12 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
   if (defaultCapacity === undefined || defaultCapacity <= 0) {
     throw invalid(`defaultCapacity: expected a size such as 1G, found ${JSON.stringify(capRaw)}`);
   }
+  const kubeletDir = pick('kubeletDir') ?? '/var/lib/kubelet';
+  if (typeof kubeletDir !== 'string' || !path.isAbsolute(kubeletDir)) {
+    throw invalid(`kubeletDir: expected an absolute directory such as /var/lib/kubelet, found ${JSON.stringify(kubeletDir)}`);
+  }
+  // "/" would confine nothing: every path on the node is below it.
+  if (path.resolve(kubeletDir) === '/') throw invalid('kubeletDir: expected a directory below /, found / (it would let Node calls reach every path on the node)');
   return {
     endpoint,
     nodeId,
@@ -98,6 +112,7 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
     runDir: path.resolve(pick('runDir') ?? '/run/llraid'),
     maxVolumes,
     defaultCapacity,
+    kubeletDir: path.resolve(kubeletDir),
   };
 }
 

@@ -53,7 +53,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const attachMode = config.attach === 'auto' ? detectAttachMode() : config.attach;
   const attacher: Attacher = attachMode === 'kernel' ? new KernelAttacher() : new FuseAttacher(config.runDir);
   const node = new NodeServer(
-    { nodeId: config.nodeId, maxVolumes: config.maxVolumes },
+    { nodeId: config.nodeId, maxVolumes: config.maxVolumes, kubeletDir: config.kubeletDir },
     catalog,
     engines,
     attacher,

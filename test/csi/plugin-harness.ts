@@ -34,6 +34,11 @@ export function csiClient(socket: string, service: CsiServiceName): CsiClient {
 
 export interface Plugin {
   dir: string;
+  /**
+   * The plugin's --kubelet-dir: staging and target paths of a test go below it (the plugin
+   * refuses any other); the disks, run dir and socket are beside it, outside, as on a node.
+   */
+  kubeletDir: string;
   disks: string[];
   runDir: string;
   socket: string;
@@ -54,6 +59,8 @@ export async function startPlugin(options: { disks?: number; attach?: 'fuse' | '
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-csi-'));
   const disks = Array.from({ length: options.disks ?? 3 }, (_, i) => path.join(dir, `disk-${i}`));
   for (const d of disks) mkdirSync(d);
+  const kubeletDir = path.join(dir, 'kubelet');
+  mkdirSync(kubeletDir);
   const runDir = path.join(dir, 'run');
   const socket = path.join(dir, 'csi.sock');
   const logFile = path.join(dir, 'plugin.log');
@@ -64,12 +71,13 @@ export async function startPlugin(options: { disks?: number; attach?: 'fuse' | '
     node: csiClient(socket, 'Node'),
   };
   const plugin: Plugin = {
-    dir, disks, runDir, socket, logFile, ...clients,
+    dir, kubeletDir, disks, runDir, socket, logFile, ...clients,
     async start() {
       await fs.rm(socket, { force: true });
       const log = openSync(logFile, 'a');
       child = spawn(process.execPath, [cliPath, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'test-node',
-        '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir], { stdio: ['ignore', log, log] });
+        '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir, '--kubelet-dir', kubeletDir],
+      { stdio: ['ignore', log, log] });
       closeSync(log);
       // Generous: under the emulated kernel-vm, node takes tens of seconds to load the plugin.
       for (let i = 0; i < 2400 && !existsSync(socket) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));

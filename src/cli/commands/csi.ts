@@ -16,6 +16,7 @@ interface CsiOptions {
   runDir?: string;
   maxVolumes?: string;
   defaultCapacity?: string;
+  kubeletDir?: string;
 }
 
 /** llraid's version from package.json (importing main.ts from a command would be an import cycle). */
@@ -44,10 +45,11 @@ export function register(program: Command): void {
     .option('--node-id <id>', 'this node\'s id, used as its topology segment (LLRAID_NODE_ID)')
     .option('--disks <dirs>', 'comma-separated directories, one per node-local disk (LLRAID_DISKS)')
     .option('--attach <mode>', 'kernel, fuse or auto (LLRAID_ATTACH; default auto: kernel when the nbd module exists)')
-    .option('--config <file>', 'YAML file with the same settings (endpoint, nodeId, disks, attach, runDir, maxVolumes, defaultCapacity)')
+    .option('--config <file>', 'YAML file with the same settings (endpoint, nodeId, disks, attach, runDir, maxVolumes, defaultCapacity, kubeletDir)')
     .option('--run-dir <dir>', 'engine sockets, logs and FUSE mount points (LLRAID_RUN_DIR; default /run/llraid)')
     .option('--max-volumes <n>', 'volumes this node accepts, 0 for no limit (LLRAID_MAX_VOLUMES)')
     .option('--default-capacity <size>', 'capacity of a volume whose request names none (LLRAID_DEFAULT_CAPACITY; default 1G)')
+    .option('--kubelet-dir <dir>', 'the kubelet\'s directory; Node calls may only name paths below it (LLRAID_KUBELET_DIR; default /var/lib/kubelet)')
     .action(async (options: CsiOptions) => {
       // Loaded here, not at the top: every `llraid` command registers this one, and gRPC, protobuf
       // and the Kubernetes client would otherwise add some 70 MiB of resident memory to every volume engine
@@ -67,6 +69,7 @@ export function register(program: Command): void {
         runDir: options.runDir,
         maxVolumes: options.maxVolumes,
         defaultCapacity: options.defaultCapacity,
+        kubeletDir: options.kubeletDir,
       };
       const configFile = options.config ?? process.env.LLRAID_CONFIG;
       const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {});
