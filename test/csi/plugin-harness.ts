@@ -84,14 +84,15 @@ export async function startPlugin(options: { disks?: number; attach?: 'fuse' | '
       if (!existsSync(socket)) throw new Error(`plugin did not listen: ${await fs.readFile(logFile, 'utf8')}`);
     },
     async kill() {
-      if (!child || child.exitCode !== null) return;
+      if (!running(child)) return;
       const exited = new Promise((r) => child!.once('exit', r));
       child.kill('SIGKILL');
       await exited;
     },
     async close() {
       for (const c of Object.values(clients)) c.close();
-      if (child && child.exitCode === null) {
+      // A child killed by a signal has exitCode null too: waiting for its 'exit' would hang.
+      if (running(child)) {
         const exited = new Promise((r) => child!.once('exit', r));
         child.kill('SIGTERM');
         await exited;
@@ -102,6 +103,10 @@ export async function startPlugin(options: { disks?: number; attach?: 'fuse' | '
   };
   await plugin.start();
   return plugin;
+}
+
+function running(child: ChildProcess | undefined): child is ChildProcess {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
 }
 
 /** Unmounts, detaches and stops whatever a test left behind under `dir`. */

@@ -78,6 +78,8 @@ export function register(program: Command): void {
       const settings = nodeSettingsFromEnv(process.env);
       const reporting = await startNodeReporting(config.nodeId, settings, { onError: (e) => log(`status: ${e.message}`) });
       if (reporting.metricsPort !== undefined) log(`serving metrics on port ${reporting.metricsPort}`);
+      // A driver that cannot start (its endpoint refused) must not leave the metrics server and
+      // the status reporter holding the process open: close them and let the error through.
       const driver = await startDriver(config, {
         arrays: new MdArrays(),
         engineSource,
@@ -90,6 +92,9 @@ export function register(program: Command): void {
         reporting,
         version: packageVersion(),
         log,
+      }).catch(async (err: unknown) => {
+        await reporting.close();
+        throw err;
       });
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGTERM', () => resolve('SIGTERM'));
