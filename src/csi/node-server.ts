@@ -53,6 +53,19 @@ export class NodeServer implements VolumeUsage {
     return v;
   }
 
+  /**
+   * A volume_path (NodeGetVolumeStats, NodeExpandVolume) confined like every path. A relative
+   * one is NOT_FOUND rather than INVALID_ARGUMENT, as csi-sanity expects of these two calls
+   * ("some/path": the volume does not exist on it); it is never resolved against the plugin's
+   * working directory.
+   */
+  private async volumePath(p: string, field: string): Promise<string> {
+    if (!path.isAbsolute(p)) {
+      throw notFound(`${field} ${JSON.stringify(p)}: the volume is not there, expected an absolute path below the kubelet directory ${this.paths.root}`);
+    }
+    return this.paths.confine(p, field);
+  }
+
   private checkCapability(cap: VolumeCapability | null, what: string): VolumeCapability {
     if (!cap) throw invalid(`${what}: volume_capability is missing`);
     if (!cap.access_mode) throw invalid(`${what}: volume_capability has no access_mode`);
@@ -209,8 +222,8 @@ export class NodeServer implements VolumeUsage {
   NodeGetVolumeStats = async (req: { volume_id: string; volume_path: string }): Promise<object> => {
     if (!req.volume_id) throw invalid('NodeGetVolumeStats: volume_id is empty');
     if (!req.volume_path) throw invalid('NodeGetVolumeStats: volume_path is empty');
-    const volumePath = await this.paths.confine(req.volume_path, 'NodeGetVolumeStats: volume_path');
     const v = await this.lookup(req.volume_id, 'NodeGetVolumeStats');
+    const volumePath = await this.volumePath(req.volume_path, 'NodeGetVolumeStats: volume_path');
     const st = await fs.stat(volumePath).catch(() => undefined);
     if (!st) throw notFound(`NodeGetVolumeStats: volume_path ${req.volume_path} does not exist`);
     const condition = volumeCondition(v, await this.runtime(v.id));
@@ -232,11 +245,11 @@ export class NodeServer implements VolumeUsage {
   NodeExpandVolume = async (req: { volume_id: string; volume_path: string; capacity_range: CapacityRange | null; staging_target_path: string; volume_capability: VolumeCapability | null }): Promise<object> => {
     if (!req.volume_id) throw invalid('NodeExpandVolume: volume_id is empty');
     if (!req.volume_path) throw invalid('NodeExpandVolume: volume_path is empty');
-    const volumePath = await this.paths.confine(req.volume_path, 'NodeExpandVolume: volume_path');
-    // Not used beyond the check: the volume's own device and mount say what to grow.
-    if (req.staging_target_path) await this.paths.confine(req.staging_target_path, 'NodeExpandVolume: staging_target_path');
     return this.locks.with(req.volume_id, async () => {
       const v = await this.lookup(req.volume_id, 'NodeExpandVolume');
+      const volumePath = await this.volumePath(req.volume_path, 'NodeExpandVolume: volume_path');
+      // Not used beyond the check: the volume's own device and mount say what to grow.
+      if (req.staging_target_path) await this.paths.confine(req.staging_target_path, 'NodeExpandVolume: staging_target_path');
       const st = await fs.stat(volumePath).catch(() => undefined);
       if (!st) throw notFound(`NodeExpandVolume: volume_path ${req.volume_path} does not exist`);
       if (req.capacity_range && req.capacity_range.limit_bytes > 0 && req.capacity_range.limit_bytes < v.capacity) {

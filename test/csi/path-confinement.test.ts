@@ -184,3 +184,13 @@ test('NodeExpandVolume refuses a volume_path or staging path outside the kubelet
   await rejected(plugin.node.NodeExpandVolume({ volume_id: id, volume_path: outside }), status.INVALID_ARGUMENT);
   await rejected(plugin.node.NodeExpandVolume({ volume_id: id, volume_path: staging, staging_target_path: outside }), status.INVALID_ARGUMENT);
 });
+
+test('a relative volume_path is NOT_FOUND (as csi-sanity expects), never resolved against the plugin\'s directory', async () => {
+  // The plugin runs in the repository (the test's cwd), where "src" is a directory.
+  assert.ok(statSync('src').isDirectory());
+  for (const volumePath of ['src', 'some/path']) {
+    const message = await rejected(plugin.node.NodeGetVolumeStats({ volume_id: id, volume_path: volumePath }), status.NOT_FOUND);
+    assert.match(message, new RegExp(`volume_path "${volumePath}": the volume is not there, expected an absolute path below the kubelet directory ${plugin.kubeletDir}`));
+    await rejected(plugin.node.NodeExpandVolume({ volume_id: id, volume_path: volumePath }), status.NOT_FOUND);
+  }
+});
