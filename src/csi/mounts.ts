@@ -3,7 +3,7 @@
 // mount table is the node's staged/published state; nothing else records it.
 
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
+import { basename } from 'node:path';
 import { CsiError } from './errors.js';
 import { run } from './exec.js';
 
@@ -91,7 +91,7 @@ const attachedDevice = /^\/dev\/(loop|nbd)\d+$/;
  */
 export function isVolumeMount(m: MountEntry, device: string | undefined): boolean {
   const nodeBind = m.fsType === 'devtmpfs' || m.fsType === 'tmpfs';
-  if (device !== undefined) return m.source === device || (nodeBind && m.root === `/${path.basename(device)}`);
+  if (device !== undefined) return m.source === device || (nodeBind && m.root === `/${basename(device)}`);
   return attachedDevice.test(m.source) || (nodeBind && attachedDevice.test(`/dev${m.root}`));
 }
 

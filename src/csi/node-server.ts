@@ -107,9 +107,10 @@ export class NodeServer implements VolumeUsage {
       this.engines.adopt(v.id, this.engineSource(v));
       return device;
     }
-    // A device whose engine died (crash, killed plugin) is torn down and attached afresh.
+    // A device whose engine died (crash, killed plugin) is torn down and attached afresh, with
+    // every mount of it (block publishes too), so none is left for a later call to trip on.
     if (device) {
-      for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) await unmountAll(m.mountPoint, true);
+      for (const m of (await listMounts()).filter((m) => isVolumeMount(m, device)).reverse()) await unmountAll(m.mountPoint, true);
       await this.attacher.detach(v.id, socket, true);
     }
     await this.engines.start(v.id, this.engineSource(v));
@@ -313,7 +314,7 @@ export class NodeServer implements VolumeUsage {
             this.engines.adopt(v.id, this.engineSource(v));
             adopted.push(v.id);
           } else if (device) {
-            for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) {
+            for (const m of (await listMounts()).filter((m) => isVolumeMount(m, device)).reverse()) {
               await unmountAll(m.mountPoint, true);
             }
             await this.attacher.detach(v.id, socket, true);

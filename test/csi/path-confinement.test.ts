@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSy
 import path from 'node:path';
 import { run } from '../../src/csi/exec.js';
 import { mountAt } from '../../src/csi/mounts.js';
+import { findProcesses, waitExit } from '../../src/csi/processes.js';
 import { blockCap, mountCap, startPlugin, type Plugin } from './plugin-harness.js';
 
 const MiB = 1024 * 1024;
@@ -193,4 +194,29 @@ test('a relative volume_path is NOT_FOUND (as csi-sanity expects), never resolve
     assert.match(message, new RegExp(`volume_path "${volumePath}": the volume is not there, expected an absolute path below the kubelet directory ${plugin.kubeletDir}`));
     await rejected(plugin.node.NodeExpandVolume({ volume_id: id, volume_path: volumePath }), status.NOT_FOUND);
   }
+});
+
+test('a crash\'s recovery clears the block publish of the dead device, so NodeUnpublish later succeeds', async () => {
+  // NodeUnpublish unmounts only the volume's own mounts. A bind of a dead attachment's device
+  // node is not the next attachment's (its loop number may differ): the restarted plugin must
+  // clear it with the dead attachment, as it does the filesystem mounts, or the kubelet's
+  // NodeUnpublish would be refused for good.
+  const crashId = ((await plugin.controller.CreateVolume({ name: 'confined-crash', capacity_range: { required_bytes: 32 * MiB }, volume_capabilities: [blockCap()] })).volume as { volume_id: string }).volume_id;
+  const crashStaging = path.join(plugin.kubeletDir, 'staging', crashId);
+  const target = path.join(plugin.kubeletDir, 'pods', 'p5', 'volumeDevices', 'dev');
+  await plugin.node.NodeStageVolume({ volume_id: crashId, staging_target_path: crashStaging, volume_capability: blockCap() });
+  await plugin.node.NodePublishVolume({ volume_id: crashId, staging_target_path: crashStaging, target_path: target, volume_capability: blockCap() });
+  assert.equal((await mountAt(target))?.fsType, 'devtmpfs', 'published: the device node bound on the file');
+  const engine = (await findProcesses(path.join(plugin.runDir, crashId, 'engine.sock'))).find((p) => p.argv.includes('serve'));
+  assert.ok(engine, 'the engine runs while staged');
+  process.kill(engine.pid, 'SIGKILL');
+  await plugin.kill();
+  await waitExit(engine.pid, 10_000);
+  await plugin.start();
+  for (let i = 0; i < 600 && (await mountAt(target)); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await mountAt(target), undefined, 'recovery unmounted the dead device\'s bind');
+  await plugin.node.NodeStageVolume({ volume_id: crashId, staging_target_path: crashStaging, volume_capability: blockCap() });
+  await plugin.node.NodeUnpublishVolume({ volume_id: crashId, target_path: target });
+  assert.equal(existsSync(target), false, 'the empty file publish made is removed');
+  await plugin.node.NodeUnstageVolume({ volume_id: crashId, staging_target_path: crashStaging });
 });
