@@ -112,3 +112,16 @@ test('serve --control refuses a live socket (another engine) and names it', asyn
   const status = JSON.parse((await run(process.execPath, [cli, 'status', '--control', control, '--json'])).stdout) as { name: string };
   assert.equal(status.name, 'one', 'the first engine still owns its control socket');
 });
+
+test('serve --socket naming a regular file leaves it intact and fails before assembling', async (t) => {
+  const cli = await buildCli();
+  const dir = tempDir('serve-socket-file');
+  t.after(() => dir.cleanup());
+  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'sock', '-z', '16M', ...members]);
+  const before = members.map(sha);
+  const r = await serveExit(cli, ['--socket', members[0]!, ...members]);
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`NBD socket \\(--socket\\) ${members[0]}: expected no file or a stale socket there, found a regular file`));
+  assert.deepEqual(members.map(sha), before, 'every member byte for byte as it was');
+});
