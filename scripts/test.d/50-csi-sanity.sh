@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # csi-sanity (kubernetes-csi/csi-test) against `llraid csi` with a disk pool of three directories
 # in a temp dir, fuse attach, real mounts: once with mount volumes and once with raw block volumes.
+# The plugin's --kubelet-dir is $work/kubelet, and csi-sanity's mount and staging dirs are below
+# it: the plugin refuses Node calls that name any other path.
 # Prints each run's passed/failed/skipped counts; fails when any spec fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,10 +29,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work"/disk-a "$work"/disk-b "$work"/disk-c
+mkdir -p "$work"/disk-a "$work"/disk-b "$work"/disk-c "$work"/kubelet
 
 node dist/src/cli/bin.cjs csi --endpoint "unix://$work/csi.sock" --node-id sanity-node \
-  --disks "$work/disk-a,$work/disk-b,$work/disk-c" --attach fuse --run-dir "$work/run" \
+  --disks "$work/disk-a,$work/disk-b,$work/disk-c" --attach fuse --run-dir "$work/run" --kubelet-dir "$work/kubelet" \
   >"$work/plugin.log" 2>&1 &
 plugin_pid=$!
 for _ in $(seq 100); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done
@@ -42,7 +44,7 @@ for access in mount block; do
   set +e
   "$SANITY" --csi.endpoint "unix://$work/csi.sock" --csi.testvolumeaccesstype="$access" \
     --csi.testvolumesize=$((64 * 1024 * 1024)) --csi.testvolumeexpandsize=$((128 * 1024 * 1024)) \
-    --csi.mountdir "$work/target" --csi.stagingdir "$work/staging" \
+    --csi.mountdir "$work/kubelet/target" --csi.stagingdir "$work/kubelet/staging" \
     --ginkgo.no-color --ginkgo.timeout=10m --ginkgo.v >"$work/sanity-$access.log" 2>&1
   rc=$?
   set -e

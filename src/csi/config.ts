@@ -25,6 +25,12 @@ export interface CsiConfig {
    * undefined: the plugin runs them itself (they then die with the plugin's PID namespace).
    */
   engineHost: string | undefined;
+  /**
+   * The kubelet's directory (absolute): every path a Node call names (staging, target, volume
+   * path) must resolve below it, so a request can never make the plugin mount onto, statfs or
+   * remove anything else on the node.
+   */
+  kubeletDir: string;
 }
 
 /** Settings as given, each a string (or list) before validation. */
@@ -37,6 +43,7 @@ export interface RawConfig {
   maxVolumes?: string | number;
   defaultCapacity?: string | number;
   engineHost?: string;
+  kubeletDir?: string;
 }
 
 const envNames: Record<keyof RawConfig, string> = {
@@ -48,6 +55,7 @@ const envNames: Record<keyof RawConfig, string> = {
   maxVolumes: 'LLRAID_MAX_VOLUMES',
   defaultCapacity: 'LLRAID_DEFAULT_CAPACITY',
   engineHost: 'LLRAID_ENGINE_HOST',
+  kubeletDir: 'LLRAID_KUBELET_DIR',
 };
 
 export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
@@ -98,6 +106,12 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
     throw invalid(`defaultCapacity: expected a size such as 1G, found ${JSON.stringify(capRaw)}`);
   }
   const engineHost = pick('engineHost');
+  const kubeletDir = pick('kubeletDir') ?? '/var/lib/kubelet';
+  if (typeof kubeletDir !== 'string' || !path.isAbsolute(kubeletDir)) {
+    throw invalid(`kubeletDir: expected an absolute directory such as /var/lib/kubelet, found ${JSON.stringify(kubeletDir)}`);
+  }
+  // "/" would confine nothing: every path on the node is below it.
+  if (path.resolve(kubeletDir) === '/') throw invalid('kubeletDir: expected a directory below /, found / (it would let Node calls reach every path on the node)');
   return {
     endpoint,
     nodeId,
@@ -107,6 +121,7 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
     runDir: path.resolve(pick('runDir') ?? '/run/llraid'),
     maxVolumes,
     defaultCapacity,
+    kubeletDir: path.resolve(kubeletDir),
   };
 }
 

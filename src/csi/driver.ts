@@ -6,6 +6,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { checkSocketPath, claimSocketPath } from '../block/socket-file.js';
 import { createAttacher, type Attacher } from './attach.js';
 import { RemoteAttacher, RemoteEngines } from './engine-host-client.js';
 import { enableIoFlusher } from '../engine/io-flusher.js';
@@ -63,13 +64,17 @@ export interface RunningDriver {
 }
 
 export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<RunningDriver> {
+  // A refused endpoint (a file there, or another plugin live on it) ends the start before
+  // recovery touches any engine or attachment of the node.
+  const socket = endpointPath(config.endpoint);
+  await checkSocketPath(socket, 'CSI endpoint');
   const pool = new DiskPool(config.disks);
   const catalog = new VolumeCatalog(pool);
   await fs.mkdir(config.runDir, { recursive: true, mode: 0o700 });
   const { engines, attacher, supervisor } = await volumeRuntime(config, deps);
   const attachMode = attacher.mode;
   const node = new NodeServer(
-    { nodeId: config.nodeId, maxVolumes: config.maxVolumes },
+    { nodeId: config.nodeId, maxVolumes: config.maxVolumes, kubeletDir: config.kubeletDir },
     catalog,
     engines,
     attacher,
@@ -115,12 +120,8 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     const def = serviceDefinition(name);
     server.addService(def, toGrpcImplementation(impl as unknown as Record<string, CsiHandler>, Object.keys(def), logCall));
   }
-  const socket = endpointPath(config.endpoint);
   await fs.mkdir(path.dirname(socket), { recursive: true });
-  await fs.rm(socket, { force: true });
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-  );
+  await listenPrivately(server, socket);
   deps.log(`serving CSI on unix://${socket} (node ${config.nodeId}, attach ${attachMode}, disks ${config.disks.join(', ')})`);
 
   return {
@@ -132,7 +133,29 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
       await feed?.close();
       supervisor?.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      await fs.rm(socket, { force: true });
+      // Only the plugin's own socket goes, should anything else have taken the path meanwhile.
+      if ((await fs.lstat(socket).catch(() => undefined))?.isSocket()) await fs.rm(socket, { force: true });
     },
   };
+}
+
+/**
+ * Binds the gRPC server to the unix socket `socket`, mode 0600: only root, as which the kubelet
+ * and the sidecars (distroless images, no runAsUser in the chart) connect, may call the plugin.
+ * A stale socket from a plugin that died is replaced; anything else at the path (a file, a live
+ * plugin's socket) is refused and stays. bind(2) creates the file with the process umask, so
+ * the umask is 0177 until the bind has happened, and a chmod makes sure of the mode after it.
+ * Recovery runs meanwhile; a file it made in that window would only come out more private.
+ */
+async function listenPrivately(server: Server, socket: string): Promise<void> {
+  await claimSocketPath(socket, 'CSI endpoint');
+  const old = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+  } finally {
+    process.umask(old);
+  }
+  await fs.chmod(socket, 0o600);
 }

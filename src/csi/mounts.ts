@@ -3,6 +3,8 @@
 // mount table is the node's staged/published state; nothing else records it.
 
 import { promises as fs } from 'node:fs';
+import { basename } from 'node:path';
+import { CsiError } from './errors.js';
 import { run } from './exec.js';
 
 export interface MountEntry {
@@ -75,4 +77,35 @@ export async function bindMount(source: string, target: string, readOnly: boolea
  */
 export async function unmountAll(path: string, lazy = false): Promise<void> {
   while (await mountAt(path)) await run('umount', lazy ? ['-l', path] : [path]);
+}
+
+/** The kinds of block device llraid attaches a volume as: a loop device (fuse) or /dev/nbdX (kernel). */
+const attachedDevice = /^\/dev\/(loop|nbd)\d+$/;
+
+/**
+ * Whether `m` is a mount of a volume whose block device is `device`: the device itself (a
+ * staged filesystem, or a publish bind of it, whose source is still the device) or a bind of
+ * its device node onto a file (a published block volume: devtmpfs, root `/loopN` or `/nbdN`).
+ * With no device known (the attachment is gone), a mount of any loop or nbd device counts: the
+ * leftover of a dead attachment, the only kind of mount llraid leaves behind.
+ */
+export function isVolumeMount(m: MountEntry, device: string | undefined): boolean {
+  const nodeBind = m.fsType === 'devtmpfs' || m.fsType === 'tmpfs';
+  if (device !== undefined) return m.source === device || (nodeBind && m.root === `/${basename(device)}`);
+  return attachedDevice.test(m.source) || (nodeBind && attachedDevice.test(`/dev${m.root}`));
+}
+
+/**
+ * Unmounts every mount stacked at `where`, each only after checking it is the volume's
+ * (isVolumeMount): a request that names another pod's or another driver's mount point gets
+ * FAILED_PRECONDITION and that mount stays. `field` names the request field for the message.
+ */
+export async function unmountVolumeAt(where: string, device: string | undefined, volumeId: string, field: string): Promise<void> {
+  for (let m = await mountAt(where); m; m = await mountAt(where)) {
+    if (!isVolumeMount(m, device)) {
+      const expected = device ? `volume ${volumeId}'s device ${device}` : `a loop or nbd device of volume ${volumeId} (it is not attached)`;
+      throw new CsiError('FAILED_PRECONDITION', `${field} ${where}: expected ${expected} mounted there, found ${m.source} (${m.fsType}${m.root === '/' ? '' : ` ${m.root}`}): left mounted`);
+    }
+    await run('umount', [where]);
+  }
 }

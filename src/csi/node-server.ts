@@ -12,8 +12,10 @@ import type { Engines } from './engine.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem, growUnmountedExt4 } from './filesystem.js';
 import { KeyedLock } from './keyed-lock.js';
+import { KubeletPaths } from './kubelet-paths.js';
 import type { CapacityRange, NodePublishVolumeRequest, NodeStageVolumeRequest, VolumeCapability } from './messages.js';
-import { bindMount, listMounts, mountAt, mountDevice, unmountAll } from './mounts.js';
+import { bindMount, isVolumeMount, listMounts, mountAt, mountDevice, unmountAll, unmountVolumeAt } from './mounts.js';
+import { removePublishTarget } from './publish-target.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeCondition, type RuntimeState } from './volume-condition.js';
 
@@ -21,6 +23,8 @@ export interface NodeOptions {
   nodeId: string;
   /** 0 = no limit. */
   maxVolumes: number;
+  /** Every path a Node call names must resolve below this directory (kubelet-paths.ts). */
+  kubeletDir: string;
 }
 
 /** The `llraid serve` arguments that assemble and serve a volume from its member files. */
@@ -30,6 +34,7 @@ const idPattern = /^[0-9a-f]{32}$/;
 
 export class NodeServer implements VolumeUsage {
   private readonly locks = new KeyedLock();
+  private readonly paths: KubeletPaths;
 
   constructor(
     private readonly options: NodeOptions,
@@ -37,13 +42,28 @@ export class NodeServer implements VolumeUsage {
     private readonly engines: Engines,
     private readonly attacher: Attacher,
     private readonly engineSource: EngineSource,
-  ) {}
+  ) {
+    this.paths = new KubeletPaths(options.kubeletDir);
+  }
 
   private async lookup(volumeId: string, what: string): Promise<VolumeRecord> {
     if (!volumeId) throw invalid(`${what}: volume_id is empty`);
     const v = idPattern.test(volumeId) ? await this.catalog.get(volumeId) : undefined;
     if (!v) throw notFound(`${what}: volume ${JSON.stringify(volumeId)} does not exist on node ${this.options.nodeId}`);
     return v;
+  }
+
+  /**
+   * A volume_path (NodeGetVolumeStats, NodeExpandVolume) confined like every path. A relative
+   * one is NOT_FOUND rather than INVALID_ARGUMENT, as csi-sanity expects of these two calls
+   * ("some/path": the volume does not exist on it); it is never resolved against the plugin's
+   * working directory.
+   */
+  private async volumePath(p: string, field: string): Promise<string> {
+    if (!path.isAbsolute(p)) {
+      throw notFound(`${field} ${JSON.stringify(p)}: the volume is not there, expected an absolute path below the kubelet directory ${this.paths.root}`);
+    }
+    return this.paths.confine(p, field);
   }
 
   private checkCapability(cap: VolumeCapability | null, what: string): VolumeCapability {
@@ -87,9 +107,10 @@ export class NodeServer implements VolumeUsage {
       await this.engines.adopt(v.id, this.engineSource(v));
       return device;
     }
-    // A device whose engine died (crash, killed plugin) is torn down and attached afresh.
+    // A device whose engine died (crash, killed plugin) is torn down and attached afresh, with
+    // every mount of it (block publishes too), so none is left for a later call to trip on.
     if (device) {
-      for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) await unmountAll(m.mountPoint, true);
+      for (const m of (await listMounts()).filter((m) => isVolumeMount(m, device)).reverse()) await unmountAll(m.mountPoint, true);
       await this.attacher.detach(v.id, socket, true);
     }
     await this.engines.start(v.id, this.engineSource(v));
@@ -100,9 +121,9 @@ export class NodeServer implements VolumeUsage {
     if (!req.volume_id) throw invalid('NodeStageVolume: volume_id is empty');
     if (!req.staging_target_path) throw invalid('NodeStageVolume: staging_target_path is empty');
     const cap = this.checkCapability(req.volume_capability, 'NodeStageVolume');
+    const staging = await this.paths.confine(req.staging_target_path, 'NodeStageVolume: staging_target_path');
     return this.locks.with(req.volume_id, async () => {
       const v = await this.lookup(req.volume_id, 'NodeStageVolume');
-      const staging = req.staging_target_path;
       const mounted = await mountAt(staging);
       if (isBlock(cap)) {
         if (mounted) throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} is staged as a mount volume, the request asks for block`);
@@ -128,17 +149,18 @@ export class NodeServer implements VolumeUsage {
   NodeUnstageVolume = async (req: { volume_id: string; staging_target_path: string }): Promise<object> => {
     if (!req.volume_id) throw invalid('NodeUnstageVolume: volume_id is empty');
     if (!req.staging_target_path) throw invalid('NodeUnstageVolume: staging_target_path is empty');
+    const staging = await this.paths.confine(req.staging_target_path, 'NodeUnstageVolume: staging_target_path');
     return this.locks.with(req.volume_id, async () => {
       const v = await this.lookup(req.volume_id, 'NodeUnstageVolume');
       const socket = this.engines.socket(v.id);
       const device = await this.attacher.find(v.id, socket);
       if (device) {
-        const users = (await listMounts()).filter((m) => m.source === device && m.mountPoint !== req.staging_target_path);
+        const users = (await listMounts()).filter((m) => m.source === device && m.mountPoint !== staging);
         if (users.length > 0) {
           throw new CsiError('FAILED_PRECONDITION', `NodeUnstageVolume: volume ${v.id} is still published at ${users.map((u) => u.mountPoint).join(', ')}`);
         }
       }
-      await unmountAll(req.staging_target_path);
+      await unmountVolumeAt(staging, device, v.id, 'NodeUnstageVolume: staging_target_path');
       await this.attacher.detach(v.id, socket);
       await this.engines.stop(v.id);
       return {};
@@ -150,18 +172,17 @@ export class NodeServer implements VolumeUsage {
     if (!req.staging_target_path) throw invalid('NodePublishVolume: staging_target_path is empty');
     if (!req.target_path) throw invalid('NodePublishVolume: target_path is empty');
     const cap = this.checkCapability(req.volume_capability, 'NodePublishVolume');
+    const target = await this.paths.confine(req.target_path, 'NodePublishVolume: target_path');
+    const staging = await this.paths.confine(req.staging_target_path, 'NodePublishVolume: staging_target_path');
     return this.locks.with(req.volume_id, async () => {
       const v = await this.lookup(req.volume_id, 'NodePublishVolume');
-      const target = req.target_path;
       const readOnly = req.readonly || cap.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
       const device = await this.attacher.find(v.id, this.engines.socket(v.id));
       if (!device) throw new CsiError('FAILED_PRECONDITION', `NodePublishVolume: volume ${v.id} is not staged on this node`);
       const existing = await mountAt(target);
       if (isBlock(cap)) {
         if (existing) {
-          if (existing.source === device || existing.source === 'devtmpfs' || existing.source === 'udev') {
-            if (existing.options.includes('ro') === readOnly) return {};
-          }
+          if (isVolumeMount(existing, device) && existing.options.includes('ro') === readOnly) return {};
           throw new CsiError('ALREADY_EXISTS', `NodePublishVolume: ${target} is already published with other options or another volume`);
         }
         await fs.mkdir(path.dirname(target), { recursive: true });
@@ -171,7 +192,7 @@ export class NodeServer implements VolumeUsage {
         await bindMount(device, target, readOnly);
         return {};
       }
-      const staged = await mountAt(req.staging_target_path);
+      const staged = await mountAt(staging);
       if (!staged || staged.source !== device) {
         throw new CsiError('FAILED_PRECONDITION', `NodePublishVolume: volume ${v.id} is not staged at ${req.staging_target_path}`);
       }
@@ -180,7 +201,7 @@ export class NodeServer implements VolumeUsage {
         throw new CsiError('ALREADY_EXISTS', `NodePublishVolume: ${target} is already published with other options or another volume (${existing.source})`);
       }
       await fs.mkdir(target, { recursive: true });
-      await bindMount(req.staging_target_path, target, readOnly, cap.mount?.mount_flags ?? []);
+      await bindMount(staging, target, readOnly, cap.mount?.mount_flags ?? []);
       return {};
     });
   };
@@ -188,11 +209,13 @@ export class NodeServer implements VolumeUsage {
   NodeUnpublishVolume = async (req: { volume_id: string; target_path: string }): Promise<object> => {
     if (!req.volume_id) throw invalid('NodeUnpublishVolume: volume_id is empty');
     if (!req.target_path) throw invalid('NodeUnpublishVolume: target_path is empty');
+    const target = await this.paths.confine(req.target_path, 'NodeUnpublishVolume: target_path');
     return this.locks.with(req.volume_id, async () => {
-      await this.lookup(req.volume_id, 'NodeUnpublishVolume');
-      await unmountAll(req.target_path);
-      // The plugin created the target (directory or device file) at publish: remove it again.
-      await fs.rm(req.target_path, { force: true, recursive: false }).catch(async () => fs.rmdir(req.target_path).catch(() => undefined));
+      const v = await this.lookup(req.volume_id, 'NodeUnpublishVolume');
+      const device = await this.attacher.find(v.id, this.engines.socket(v.id));
+      await unmountVolumeAt(target, device, v.id, 'NodeUnpublishVolume: target_path');
+      // Only what publish made goes: an empty directory or an empty file (publish-target.ts).
+      await removePublishTarget(target);
       return {};
     });
   };
@@ -201,7 +224,8 @@ export class NodeServer implements VolumeUsage {
     if (!req.volume_id) throw invalid('NodeGetVolumeStats: volume_id is empty');
     if (!req.volume_path) throw invalid('NodeGetVolumeStats: volume_path is empty');
     const v = await this.lookup(req.volume_id, 'NodeGetVolumeStats');
-    const st = await fs.stat(req.volume_path).catch(() => undefined);
+    const volumePath = await this.volumePath(req.volume_path, 'NodeGetVolumeStats: volume_path');
+    const st = await fs.stat(volumePath).catch(() => undefined);
     if (!st) throw notFound(`NodeGetVolumeStats: volume_path ${req.volume_path} does not exist`);
     const condition = volumeCondition(v, await this.runtime(v.id));
     if (st.isBlockDevice() || st.isFile()) {
@@ -209,7 +233,7 @@ export class NodeServer implements VolumeUsage {
       const total = device ? await deviceSize(device) : v.capacity;
       return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volume_condition: condition };
     }
-    const u = await filesystemUsage(req.volume_path);
+    const u = await filesystemUsage(volumePath);
     return {
       usage: [
         { unit: 'BYTES', total: u.totalBytes, available: u.freeBytes, used: u.usedBytes },
@@ -224,7 +248,10 @@ export class NodeServer implements VolumeUsage {
     if (!req.volume_path) throw invalid('NodeExpandVolume: volume_path is empty');
     return this.locks.with(req.volume_id, async () => {
       const v = await this.lookup(req.volume_id, 'NodeExpandVolume');
-      const st = await fs.stat(req.volume_path).catch(() => undefined);
+      const volumePath = await this.volumePath(req.volume_path, 'NodeExpandVolume: volume_path');
+      // Not used beyond the check: the volume's own device and mount say what to grow.
+      if (req.staging_target_path) await this.paths.confine(req.staging_target_path, 'NodeExpandVolume: staging_target_path');
+      const st = await fs.stat(volumePath).catch(() => undefined);
       if (!st) throw notFound(`NodeExpandVolume: volume_path ${req.volume_path} does not exist`);
       if (req.capacity_range && req.capacity_range.limit_bytes > 0 && req.capacity_range.limit_bytes < v.capacity) {
         throw new CsiError('OUT_OF_RANGE', `NodeExpandVolume: the volume holds ${v.capacity} bytes, above limit_bytes ${req.capacity_range.limit_bytes}`);
@@ -242,8 +269,8 @@ export class NodeServer implements VolumeUsage {
       }
       const block = (req.volume_capability && isBlock(req.volume_capability)) || !st.isDirectory();
       if (!block) {
-        const m = await mountAt(req.volume_path);
-        if (m) await growFilesystem(device, req.volume_path, m.fsType);
+        const m = await mountAt(volumePath);
+        if (m) await growFilesystem(device, volumePath, m.fsType);
       }
       return { capacity_bytes: await deviceSize(device) };
     });
@@ -287,7 +314,7 @@ export class NodeServer implements VolumeUsage {
             await this.engines.adopt(v.id, this.engineSource(v));
             adopted.push(v.id);
           } else if (device) {
-            for (const m of (await listMounts()).filter((m) => m.source === device).reverse()) {
+            for (const m of (await listMounts()).filter((m) => isVolumeMount(m, device)).reverse()) {
               await unmountAll(m.mountPoint, true);
             }
             await this.attacher.detach(v.id, socket, true);

@@ -6,8 +6,9 @@
 // address first, so a second engine meant for the same socket fails before it opens any member.
 // Clients that connect meanwhile wait, unread, until the exports are set.
 
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { chmodSync, unlinkSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { claimSocketPath } from '../block/socket-file.js';
 import { DEFAULT_LIMITS, NbdConnection, type ConnectionLimits } from './connection.js';
 import { NbdError } from './errors.js';
 import { ExportTable, NbdExport, type ExportOptions } from './export.js';
@@ -60,7 +61,8 @@ export class NbdServer {
     this.server = server;
     try {
       if ('socket' in address) {
-        await removeStaleSocket(address.socket);
+        // A stale socket (a server that died) is replaced; anything else at the path is refused.
+        await claimSocketPath(address.socket, 'NBD socket');
         // The socket file is created by bind(2) inside listen(); a umask of 077 for that one
         // synchronous call makes it 0600 from the start instead of chmod-ing it afterwards.
         const old = process.umask(0o177);
@@ -142,28 +144,4 @@ export class NbdServer {
 
 function describe(address: ListenAddress): string {
   return 'socket' in address ? `unix:${address.socket}` : `${address.host}:${address.port}`;
-}
-
-/**
- * A socket file left by a server that died (kill -9) would make bind fail. It is removed only
- * when nothing answers on it, so a live server's socket is never stolen.
- */
-async function removeStaleSocket(path: string): Promise<void> {
-  let isSocket: boolean;
-  try {
-    isSocket = lstatSync(path).isSocket();
-  } catch {
-    return;
-  }
-  if (!isSocket) throw new Error(`${path} exists and is not a socket`);
-  const alive = await new Promise<boolean>((resolve) => {
-    const probe = createConnection(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (alive) throw new Error(`another server is listening on ${path}`);
-  unlinkSync(path);
 }

@@ -1,12 +1,14 @@
 // `llraid serve --control`: while an engine serves an array over NBD, the llraid commands reach
 // it through its control socket — status with the I/O counters, grow (a new NBD client sees the
 // bigger export at once, and the data written before is intact), and a stop that ends the engine
-// cleanly. Real peers: the built CLI, nbdinfo and nbdsh.
+// cleanly. Real peers: the built CLI, nbdinfo and nbdsh. The control path is claimed only when
+// nothing is there or a stale socket: a file or a live engine's socket is refused and stays.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildCli } from '../support/cli.js';
@@ -50,4 +52,76 @@ test('serve --control: status with I/O counters, online grow seen by a new clien
   const after = JSON.parse(await llraid('status', '--json', ...members)) as { memberSize: number; clean: boolean };
   assert.equal(after.memberSize, 96 * MiB, 'the members record the new size');
   assert.equal(after.clean, true, 'stopped clean');
+});
+
+/** Runs the built `llraid serve ARGS` to its exit; for the refusals, which must not serve. */
+async function serveExit(cli: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [cli, 'serve', ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (child.exitCode ?? -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+test('serve --control naming a regular file (a member) leaves it intact and fails naming it', async (t) => {
+  const cli = await buildCli();
+  const dir = tempDir('serve-control-file');
+  t.after(() => dir.cleanup());
+  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'ctl', '-z', '16M', ...members]);
+  const before = members.map(sha);
+  const r = await serveExit(cli, ['--socket', join(dir.path, 'nbd.sock'), '--control', members[1]!, ...members]);
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`control socket \\(--control\\) ${members[1]}: expected no file or a stale socket there, found a regular file \\(\\d+ bytes\\); left it in place`));
+  assert.deepEqual(members.map(sha), before, 'every member byte for byte as it was');
+  assert.equal(r.stdout, '', 'nothing was assembled or served');
+});
+
+test('serve --control replaces a stale socket (its engine was killed)', async (t) => {
+  const cli = await buildCli();
+  const dir = tempDir('serve-control-stale');
+  t.after(() => dir.cleanup());
+  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'ctl', '-z', '16M', ...members]);
+  const control = join(dir.path, 'control.sock');
+  const first = await startServe(['--socket', join(dir.path, 'nbd-1.sock'), '--control', control, ...members]);
+  await first.stop('SIGKILL');
+  assert.ok(statSync(control).isSocket(), 'SIGKILL left the control socket behind');
+  const second = await startServe(['--socket', join(dir.path, 'nbd-2.sock'), '--control', control, ...members]);
+  t.after(() => second.stop('SIGKILL'));
+  const status = JSON.parse((await run(process.execPath, [cli, 'status', '--control', control, '--json'])).stdout) as { level: string };
+  assert.equal(status.level, 'raid1', 'the new engine answers on the path');
+});
+
+test('serve --control refuses a live socket (another engine) and names it', async (t) => {
+  const cli = await buildCli();
+  const dir = tempDir('serve-control-live');
+  t.after(() => dir.cleanup());
+  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  const others = ['c', 'd'].map((n) => join(dir.path, `${n}.img`));
+  await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'one', '-z', '16M', ...members]);
+  await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'two', '-z', '16M', ...others]);
+  const control = join(dir.path, 'control.sock');
+  const live = await startServe(['--socket', join(dir.path, 'nbd-1.sock'), '--control', control, ...members]);
+  t.after(() => live.stop('SIGKILL'));
+  const r = await serveExit(cli, ['--socket', join(dir.path, 'nbd-2.sock'), '--control', control, ...others]);
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`control socket \\(--control\\) ${control}: expected no file or a stale socket there, found a live socket \\(another server accepts connections on it\\)`));
+  const status = JSON.parse((await run(process.execPath, [cli, 'status', '--control', control, '--json'])).stdout) as { name: string };
+  assert.equal(status.name, 'one', 'the first engine still owns its control socket');
+});
+
+test('serve --socket naming a regular file leaves it intact and fails before assembling', async (t) => {
+  const cli = await buildCli();
+  const dir = tempDir('serve-socket-file');
+  t.after(() => dir.cleanup());
+  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'sock', '-z', '16M', ...members]);
+  const before = members.map(sha);
+  const r = await serveExit(cli, ['--socket', members[0]!, ...members]);
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`NBD socket \\(--socket\\) ${members[0]}: expected no file or a stale socket there, found a regular file`));
+  assert.deepEqual(members.map(sha), before, 'every member byte for byte as it was');
 });

@@ -2,7 +2,9 @@
 // these machines cannot run: registers the Node and renews its Lease; "runs" the pod that the
 // chart's DaemonSet gets on this node by starting each container's program as a local process,
 // with the pod's args and env, the container paths of its hostPath mounts mapped to directories
-// under the node's scratch dir, and the pod's ServiceAccount token; does node-driver-registrar's
+// under the node's scratch dir (in args and env values too: the chart's LLRAID_KUBELET_DIR
+// becomes the node's kubelet dir there, the root the plugin confines staging paths to, which
+// is where the tests stage), and the pod's ServiceAccount token; does node-driver-registrar's
 // part (CSINode from NodeGetInfo); and confirms deletions of pods bound to the node.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';

@@ -122,8 +122,8 @@ test('bad requests get the spec gRPC codes and change nothing on disk', async ()
   await expectCode(c.GetCapacity({ parameters: { fsType: 'zfs' } }), status.INVALID_ARGUMENT, /"fsType"/);
 
   // Node calls
-  const staging = path.join(plugin.dir, 'staging');
-  const target = path.join(plugin.dir, 'target');
+  const staging = path.join(plugin.kubeletDir, 'staging');
+  const target = path.join(plugin.kubeletDir, 'target');
   await expectCode(n.NodeStageVolume({ volume_id: '', staging_target_path: staging, volume_capability: mountCap() }), status.INVALID_ARGUMENT);
   await expectCode(n.NodeStageVolume({ volume_id: id, staging_target_path: '', volume_capability: mountCap() }), status.INVALID_ARGUMENT);
   await expectCode(n.NodeStageVolume({ volume_id: id, staging_target_path: staging }), status.INVALID_ARGUMENT, /volume_capability/);
@@ -136,13 +136,13 @@ test('bad requests get the spec gRPC codes and change nothing on disk', async ()
   await expectCode(n.NodeUnstageVolume({ volume_id: id, staging_target_path: '' }), status.INVALID_ARGUMENT);
   await expectCode(n.NodeUnpublishVolume({ volume_id: id, target_path: '' }), status.INVALID_ARGUMENT);
   await expectCode(n.NodeGetVolumeStats({ volume_id: id, volume_path: '' }), status.INVALID_ARGUMENT);
-  await expectCode(n.NodeGetVolumeStats({ volume_id: 'c'.repeat(32), volume_path: plugin.dir }), status.NOT_FOUND);
+  await expectCode(n.NodeGetVolumeStats({ volume_id: 'c'.repeat(32), volume_path: target }), status.NOT_FOUND);
   assert.deepEqual(await poolState(), before, 'bad requests changed nothing on disk');
 
   // Target path collision: a second volume (or the same one as block) cannot take a published path.
   await n.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
   await n.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap() });
-  const staging2 = path.join(plugin.dir, 'staging2');
+  const staging2 = path.join(plugin.kubeletDir, 'staging2');
   await n.NodeStageVolume({ volume_id: otherId, staging_target_path: staging2, volume_capability: mountCap() });
   await expectCode(
     n.NodePublishVolume({ volume_id: otherId, staging_target_path: staging2, target_path: target, volume_capability: mountCap() }),
@@ -155,7 +155,7 @@ test('bad requests get the spec gRPC codes and change nothing on disk', async ()
   await expectCode(n.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: blockCap() }), status.ALREADY_EXISTS);
   await expectCode(c.DeleteVolume({ volume_id: id }), status.FAILED_PRECONDITION, /in use/);
   await expectCode(n.NodeUnstageVolume({ volume_id: id, staging_target_path: staging }), status.FAILED_PRECONDITION, /still published/);
-  assert.equal(await codeOf(n.NodeGetVolumeStats({ volume_id: id, volume_path: path.join(plugin.dir, 'nowhere') })), status.NOT_FOUND);
+  assert.equal(await codeOf(n.NodeGetVolumeStats({ volume_id: id, volume_path: path.join(plugin.kubeletDir, 'nowhere') })), status.NOT_FOUND);
 
   await n.NodeUnpublishVolume({ volume_id: id, target_path: target });
   await n.NodeUnstageVolume({ volume_id: id, staging_target_path: staging });

@@ -45,3 +45,15 @@ test('endpoints are unix sockets', () => {
   assert.equal(endpointPath('/tmp/x.sock'), '/tmp/x.sock');
   assert.throws(() => endpointPath('tcp://0.0.0.0:1'), /expected unix/);
 });
+
+test('the kubelet directory defaults to /var/lib/kubelet and is set like every other setting', () => {
+  assert.equal(resolveConfig({ nodeId: 'n', disks: '/a' }).kubeletDir, '/var/lib/kubelet');
+  const env = fromEnvironment({ LLRAID_KUBELET_DIR: '/var/lib/k0s/kubelet' });
+  assert.equal(resolveConfig({ nodeId: 'n', disks: '/a' }, env).kubeletDir, '/var/lib/k0s/kubelet');
+  assert.equal(resolveConfig({ nodeId: 'n', disks: '/a', kubeletDir: '/data/kubelet/' }, env).kubeletDir, '/data/kubelet');
+});
+
+test('a relative kubelet directory, or /, is an error naming the setting', () => {
+  assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/a', kubeletDir: 'var/lib/kubelet' }), /kubeletDir: expected an absolute directory/);
+  assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/a', kubeletDir: '/' }), /kubeletDir: expected a directory below \/, found \//);
+});

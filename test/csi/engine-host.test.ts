@@ -60,8 +60,8 @@ async function stageAndWrite(plugin: Plugin, name: string): Promise<{ id: string
     name, capacity_range: { required_bytes: 128 * MiB }, volume_capabilities: [mountCap()], parameters: { level: '1', members: '2' },
   });
   const id = (created.volume as { volume_id: string }).volume_id;
-  const staging = path.join(plugin.dir, 'staging');
-  const target = path.join(plugin.dir, 'target');
+  const staging = path.join(plugin.kubeletDir, 'staging');
+  const target = path.join(plugin.kubeletDir, 'target');
   await plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
   await plugin.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap() });
   const sums = new Map<string, string>();

@@ -32,8 +32,8 @@ test('fuse attach expands offline: refused while staged, grown while not, filesy
   });
   const vol = created.volume as { volume_id: string; capacity_bytes: string };
   const id = vol.volume_id;
-  const staging = path.join(plugin.dir, 'staging');
-  const target = path.join(plugin.dir, 'target');
+  const staging = path.join(plugin.kubeletDir, 'staging');
+  const target = path.join(plugin.kubeletDir, 'target');
   const stage = async () => {
     await plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
     await plugin.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap() });

@@ -20,8 +20,8 @@ try {
     parameters: { level: '1', members: '2' },
   });
   const id = (created.volume as { volume_id: string }).volume_id;
-  const staging = path.join(plugin.dir, 'staging');
-  const target = path.join(plugin.dir, 'target');
+  const staging = path.join(plugin.kubeletDir, 'staging');
+  const target = path.join(plugin.kubeletDir, 'target');
   const up = async () => {
     await plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
     await plugin.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap() });
@@ -63,7 +63,7 @@ try {
   // Raw block through the kernel client: the device node itself is published at a file.
   const blockVol = await plugin.controller.CreateVolume({ name: 'kernel-block', capacity_range: { required_bytes: 16 * MiB }, volume_capabilities: [blockCap()] });
   const bid = (blockVol.volume as { volume_id: string }).volume_id;
-  const btarget = path.join(plugin.dir, 'block-target');
+  const btarget = path.join(plugin.kubeletDir, 'block-target');
   await plugin.node.NodeStageVolume({ volume_id: bid, staging_target_path: staging, volume_capability: blockCap() });
   await plugin.node.NodePublishVolume({ volume_id: bid, staging_target_path: staging, target_path: btarget, volume_capability: blockCap() });
   const pattern = randomBytes(65536);

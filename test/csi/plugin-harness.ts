@@ -34,6 +34,11 @@ export function csiClient(socket: string, service: CsiServiceName): CsiClient {
 
 export interface Plugin {
   dir: string;
+  /**
+   * The plugin's --kubelet-dir: staging and target paths of a test go below it (the plugin
+   * refuses any other); the disks, run dir and socket are beside it, outside, as on a node.
+   */
+  kubeletDir: string;
   disks: string[];
   runDir: string;
   socket: string;
@@ -65,6 +70,8 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-csi-'));
   const disks = Array.from({ length: options.disks ?? 3 }, (_, i) => path.join(dir, `disk-${i}`));
   for (const d of disks) mkdirSync(d);
+  const kubeletDir = path.join(dir, 'kubelet');
+  mkdirSync(kubeletDir);
   const runDir = options.runDir ?? path.join(dir, 'run');
   const socket = path.join(dir, 'csi.sock');
   const logFile = path.join(dir, 'plugin.log');
@@ -75,12 +82,12 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
     node: csiClient(socket, 'Node'),
   };
   const plugin: Plugin = {
-    dir, disks, runDir, socket, logFile, ...clients,
+    dir, kubeletDir, disks, runDir, socket, logFile, ...clients,
     async start() {
       await fs.rm(socket, { force: true });
       const log = openSync(logFile, 'a');
       const argv = [process.execPath, cliPath, 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'test-node',
-        '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir,
+        '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir, '--kubelet-dir', kubeletDir,
         ...(options.engineHost === undefined ? [] : ['--engine-host', options.engineHost])];
       const [cmd, ...args] = [...(options.prefix ?? []), ...argv] as [string, ...string[]];
       child = spawn(cmd, args, { stdio: ['ignore', log, log] });
@@ -90,15 +97,15 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
       if (!existsSync(socket)) throw new Error(`plugin did not listen: ${await fs.readFile(logFile, 'utf8')}`);
     },
     async kill() {
-      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      if (!running(child)) return;
       const exited = new Promise((r) => child!.once('exit', r));
       child.kill('SIGKILL');
       await exited;
     },
     async close() {
       for (const c of Object.values(clients)) c.close();
-      // A killed child has a signalCode and no exitCode: it has exited all the same.
-      if (child && child.exitCode === null && child.signalCode === null) {
+      // A child killed by a signal has exitCode null too: waiting for its 'exit' would hang.
+      if (running(child)) {
         const exited = new Promise((r) => child!.once('exit', r));
         // Under a prefix (unshare), SIGTERM goes to the plugin itself: unshare passes no signals on.
         const pid = options.prefix === undefined ? child.pid : await firstChild(child.pid!);
@@ -119,6 +126,10 @@ export async function firstChild(pid: number): Promise<number | undefined> {
   const text = await fs.readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
   const first = text.trim().split(/\s+/)[0];
   return first ? Number(first) : undefined;
+}
+
+function running(child: ChildProcess | undefined): child is ChildProcess {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
 }
 
 /** Unmounts, detaches and stops whatever a test left behind under `dir`. */

@@ -45,8 +45,8 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
     parameters: { level: '1', members: '2' },
   });
   const id = (created.volume as { volume_id: string }).volume_id;
-  const staging = path.join(plugin.dir, 'staging');
-  const target = path.join(plugin.dir, 'target');
+  const staging = path.join(plugin.kubeletDir, 'staging');
+  const target = path.join(plugin.kubeletDir, 'target');
   const stage = () => plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
   const publish = () =>
     plugin.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap() });

@@ -6,7 +6,9 @@ The node plugin DaemonSet for one disk pool. Called with a dict:
   include  the nodeLabel {key, value} the pool runs on (node pools), or nil
   exclude  the nodeLabels of all node pools (the default pool skips their nodes)
 Only the llraid container is privileged: it mounts, attaches /dev/nbdX or loop devices and
-reaches the pool directories; the sidecars run with no capabilities.
+reaches the pool directories; the sidecars run with no capabilities. The plugin's CSI socket
+is mode 0600, owned by root: the sidecars reach it as root (their distroless images' user, and
+no runAsUser is set here), so give them none.
 */}}
 {{- define "llraid.sidecarSecurity" -}}
 allowPrivilegeEscalation: false
@@ -104,6 +106,10 @@ spec:
               value: {{ $v.maxVolumes | quote }}
             - name: LLRAID_DEFAULT_CAPACITY
               value: {{ $v.defaultCapacity | quote }}
+            # Node calls may only name paths below it (staging, publish targets, stats): the
+            # kubelet dir is mounted at the same path in the container.
+            - name: LLRAID_KUBELET_DIR
+              value: {{ $v.kubeletDir | quote }}
             - name: LLRAID_SYNC_SPEED_MIN
               value: {{ $v.resync.minKiBps | quote }}
             - name: LLRAID_SYNC_SPEED_MAX

@@ -17,6 +17,7 @@ interface CsiOptions {
   maxVolumes?: string;
   defaultCapacity?: string;
   engineHost?: string;
+  kubeletDir?: string;
 }
 
 /** llraid's version from package.json (importing main.ts from a command would be an import cycle). */
@@ -45,11 +46,12 @@ export function register(program: Command): void {
     .option('--node-id <id>', 'this node\'s id, used as its topology segment (LLRAID_NODE_ID)')
     .option('--disks <dirs>', 'comma-separated directories, one per node-local disk (LLRAID_DISKS)')
     .option('--attach <mode>', 'kernel, fuse or auto (LLRAID_ATTACH; default auto: kernel when the nbd module exists)')
-    .option('--config <file>', 'YAML file with the same settings (endpoint, nodeId, disks, attach, runDir, maxVolumes, defaultCapacity)')
+    .option('--config <file>', 'YAML file with the same settings (endpoint, nodeId, disks, attach, runDir, maxVolumes, defaultCapacity, kubeletDir)')
     .option('--run-dir <dir>', 'engine sockets, logs and FUSE mount points (LLRAID_RUN_DIR; default /run/llraid)')
     .option('--max-volumes <n>', 'volumes this node accepts, 0 for no limit (LLRAID_MAX_VOLUMES)')
     .option('--default-capacity <size>', 'capacity of a volume whose request names none (LLRAID_DEFAULT_CAPACITY; default 1G)')
     .option('--engine-host <socket>', 'engines run in `llraid engine-host` on this socket, so they outlive this process (LLRAID_ENGINE_HOST); default: run them here')
+    .option('--kubelet-dir <dir>', 'the kubelet\'s directory; Node calls may only name paths below it (LLRAID_KUBELET_DIR; default /var/lib/kubelet)')
     .action(async (options: CsiOptions) => {
       // Loaded here, not at the top: every `llraid` command registers this one, and gRPC, protobuf
       // and the Kubernetes client would otherwise add some 70 MiB of resident memory to every volume engine
@@ -70,6 +72,7 @@ export function register(program: Command): void {
         maxVolumes: options.maxVolumes,
         defaultCapacity: options.defaultCapacity,
         engineHost: options.engineHost,
+        kubeletDir: options.kubeletDir,
       };
       const configFile = options.config ?? process.env.LLRAID_CONFIG;
       const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {});
@@ -78,6 +81,8 @@ export function register(program: Command): void {
       const settings = nodeSettingsFromEnv(process.env);
       const reporting = await startNodeReporting(config.nodeId, settings, { onError: (e) => log(`status: ${e.message}`) });
       if (reporting.metricsPort !== undefined) log(`serving metrics on port ${reporting.metricsPort}`);
+      // A driver that cannot start (its endpoint refused) must not leave the metrics server and
+      // the status reporter holding the process open: close them and let the error through.
       const driver = await startDriver(config, {
         arrays: new MdArrays(),
         engineSource,
@@ -90,6 +95,9 @@ export function register(program: Command): void {
         reporting,
         version: packageVersion(),
         log,
+      }).catch(async (err: unknown) => {
+        await reporting.close();
+        throw err;
       });
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGTERM', () => resolve('SIGTERM'));

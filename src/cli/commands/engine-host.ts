@@ -24,7 +24,7 @@ export function register(program: Command): void {
         import('../../csi/engine.js'),
         import('../../csi/attach.js'),
         import('../../engine/io-flusher.js'),
-        import('../../engine/socket-path.js'),
+        import('../../block/socket-file.js'),
         import('../report-error.js'),
       ]);
       const log = (m: string): void => void process.stderr.write(`llraid engine-host: ${m}\n`);
@@ -37,7 +37,7 @@ export function register(program: Command): void {
       log(flusher.ok ? 'PR_SET_IO_FLUSHER set: engines inherit it' : `engines run without PR_SET_IO_FLUSHER: ${flusher.reason}`);
       const { mkdir } = await import('node:fs/promises');
       await mkdir(runDir, { recursive: true, mode: 0o700 });
-      await claimSocketPath(socket);
+      await claimSocketPath(socket, 'engine host socket (--socket)');
       const engines = new EngineSupervisor({
         // The engine is this same CLI (same node, same loader flags such as tsx), run as `serve`.
         command: [process.execPath, ...process.execArgv, process.argv[1] ?? 'llraid'],

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { FileDevice } from '../../block/file-device.js';
 import type { BlockDevice } from '../../block/block-device.js';
 import { CountingDevice } from '../../block/counting-device.js';
+import { checkSocketPath } from '../../block/socket-file.js';
 import { assembleArray, type AssemblyReport, type MdArray } from '../../md/index.js';
 import { formatBitmapCheck } from '../status-format.js';
 import { NbdServer, type ListenAddress } from '../../nbd/index.js';
@@ -35,14 +36,14 @@ export function register(program: Command): void {
     .description('assemble an array from its members (or open a file) and serve it over NBD until SIGTERM or SIGINT')
     .argument('[members...]', 'member files or devices of the array to assemble and serve')
     .option('--file <path>', 'serve this regular file or block device instead of an array')
-    .option('--socket <path>', 'listen on this unix socket (created with mode 0600)')
+    .option('--socket <path>', 'listen on this unix socket (created with mode 0600; a stale socket there is replaced, anything else refused)')
     .option('--listen <host:port>', 'listen on TCP')
     .option('--export-name <name>', 'name of the export (the empty name also selects it)', '')
     .option('--read-only', 'refuse writes')
     .option('--direct', 'open the file with O_DIRECT')
     .option('--force', 'assemble even if members are missing or stale (runs degraded)')
     .option('--quiet', 'do not log misbehaving clients on stderr')
-    .option('--control <path>', 'also take control commands (llraid status/grow/... --control PATH) on this unix socket')
+    .option('--control <path>', 'also take control commands (llraid status/grow/... --control PATH) on this unix socket (as --socket: mode 0600, only a stale socket replaced)')
     .option('--sync-speed-min <KiB/s>', 'resync speed kept under application I/O (md sync_speed_min, default 1000)')
     .option('--sync-speed-max <KiB/s>', 'resync speed ceiling (md sync_speed_max, default 200000)')
     .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
@@ -59,8 +60,9 @@ export function register(program: Command): void {
         ...(options.syncSpeedMax === undefined ? {} : { syncSpeedMax: whole(options.syncSpeedMax, '--sync-speed-max') }),
       };
       const daemonSleep = options.bitmapDaemonSleep === undefined ? undefined : whole(options.bitmapDaemonSleep, '--bitmap-daemon-sleep');
-      // The address is claimed before any member is opened: a second engine started for the same
-      // socket fails here, having touched nothing.
+      // The addresses are claimed before any member is opened: a second engine started for the
+      // same socket, or a --control naming a member file, fails here having touched nothing.
+      if (options.control !== undefined) await checkSocketPath(options.control, 'control socket (--control)');
       const server = new NbdServer({ log: options.quiet ? undefined : (m) => process.stderr.write(`llraid serve: ${m}\n`) });
       const where = await server.listen(address);
       let device: BlockDevice;

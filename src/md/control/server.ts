@@ -1,9 +1,11 @@
 // The engine side of the control protocol (control-protocol.ts): a unix socket, mode 0600,
-// JSON lines. A malformed request gets an error reply; it never takes the engine down.
+// JSON lines. A malformed request gets an error reply; it never takes the engine down. The
+// socket path is claimed like the NBD socket's: only a stale socket there is replaced.
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { chmod, rm } from 'node:fs/promises';
+import { chmod, lstat, rm } from 'node:fs/promises';
 import type { IoCounters } from '../../block/counting-device.js';
+import { claimSocketPath } from '../../block/socket-file.js';
 import type { MdArray } from '../array.js';
 import { executeControl } from './execute.js';
 import type { ControlReply, ControlRequest } from './protocol.js';
@@ -20,27 +22,36 @@ export class ControlServer {
   /**
    * Listens on `path`. `onStop` runs after a `stop` request has stopped the array and its reply
    * was sent: the engine then shuts its NBD server down and exits. `io`, when given, adds the
-   * served device's I/O counters to every reply that carries a status.
+   * served device's I/O counters to every reply that carries a status. Whatever is at `path`
+   * other than a stale socket (a member file, another engine's live socket) is refused with a
+   * SocketPathError and left as it is.
    */
   static async listen(path: string, array: MdArray, onStop: () => void, io?: () => IoCounters): Promise<ControlServer> {
-    await rm(path, { force: true });
+    await claimSocketPath(path, 'control socket');
     const server = createServer((socket) => serve(socket, { array, onStop, io }));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      // Mode 0600 before anyone can connect: the umask covers the window until chmod.
-      const old = process.umask(0o177);
-      server.listen(path, () => {
-        process.umask(old);
-        resolve();
+    // Mode 0600 before anyone can connect: the umask covers the window until chmod. It is put
+    // back whether listen succeeds or fails, so a refused path leaves the process's umask alone.
+    const old = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } finally {
+      process.umask(old);
+    }
     await chmod(path, 0o600);
     return new ControlServer(server, path);
   }
 
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    await rm(this.path, { force: true });
+    // Only our socket goes: should anything else have taken the path meanwhile, it stays.
+    const st = await lstat(this.path).catch(() => undefined);
+    if (st?.isSocket()) await rm(this.path, { force: true });
   }
 }
 
