@@ -50,13 +50,13 @@ async function expectRefused(paths: string[], code: string, message: RegExp): Pr
 test('a member with a wrong superblock magic is refused', async (t) => {
   const paths = await makeArray(tempDir(t));
   patchByte(paths[1] as string, 4096, 0x00);
-  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[1]}: no md superblock: expected magic 0xa92b4efc, found 0xa92b4e00$`));
+  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[1]}: no md superblock: expected magic 0xa92b4efc, found 0xa92b4e00; use force to assemble without this member$`));
 });
 
 test('a member whose superblock fails its checksum is refused', async (t) => {
   const paths = await makeArray(tempDir(t));
   patchByte(paths[0] as string, 4096 + 40, byteAt(paths[0] as string, 4096 + 40) ^ 0x20);
-  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[0]}: superblock checksum mismatch: stored 0x[0-9a-f]+, computed 0x[0-9a-f]+$`));
+  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[0]}: superblock checksum mismatch: stored 0x[0-9a-f]+, computed 0x[0-9a-f]+; use force to assemble without this member$`));
 });
 
 test('a member of another array is refused naming both UUIDs', async (t) => {
@@ -70,13 +70,13 @@ test('a member of another array is refused naming both UUIDs', async (t) => {
 test('a truncated member is refused', async (t) => {
   const paths = await makeArray(tempDir(t));
   truncateSync(paths[1] as string, MEMBER - 1024 * 1024);
-  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[1]}: truncated: expected at least ${MEMBER} bytes \\(data_offset \\+ data_size\\), found ${MEMBER - 1024 * 1024}$`));
+  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[1]}: truncated: expected at least ${MEMBER} bytes \\(data_offset \\+ data_size\\), found ${MEMBER - 1024 * 1024}; use force to assemble without this member$`));
 });
 
 test('a member truncated inside its superblock is refused', async (t) => {
   const paths = await makeArray(tempDir(t));
   truncateSync(paths[0] as string, 6000);
-  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[0]}: truncated: expected at least 8192 bytes for a 1.2 superblock, found 6000$`));
+  await expectRefused(paths, 'EBADMETA', new RegExp(`^member ${paths[0]}: truncated: expected at least 8192 bytes for a 1.2 superblock, found 6000; use force to assemble without this member$`));
 });
 
 test('creating over a member that carries an md superblock needs force', async (t) => {
