@@ -77,6 +77,11 @@ export interface BlockDevice {
    * new length. Rejects with ENOSPC when the device cannot reach `size`; never shrinks.
    */
   grow?(size: number): Promise<void>;
+  /**
+   * Why the device can no longer be used though no request has failed yet (its file was deleted,
+   * it stopped answering), or undefined while it is fine. Optional; md asks members now and then.
+   */
+  health?(): Promise<string | undefined>;
   /** Releases the device. Further calls reject with ESHUTDOWN. */
   close(): Promise<void>;
 }

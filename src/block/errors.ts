@@ -9,6 +9,7 @@ export type BlockErrorCode =
   | 'ENOSPC' // the backing store has no room left
   | 'ENOTSUP' // the device cannot do this operation
   | 'EBUSY' // another opener holds the device exclusively
+  | 'ETIMEDOUT' // the device did not answer within its deadline (and is not asked again)
   | 'ESHUTDOWN'; // the device is closed (or lost power, for a fault-injecting device)
 
 export class BlockError extends Error {
@@ -59,6 +60,12 @@ export class NotSupportedError extends BlockError {
 export class BusyError extends BlockError {
   constructor(message: string) {
     super('EBUSY', message);
+  }
+}
+
+export class TimeoutError extends BlockError {
+  constructor(message: string) {
+    super('ETIMEDOUT', message);
   }
 }
 

@@ -7,6 +7,8 @@ import { promisify } from 'node:util';
 import { checkRange, type BlockDevice, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { BlockError, BusyError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
 import { lockExclusive } from './exclusive-lock.js';
+import { DeadlineIo } from './deadline-io.js';
+import { unboundedWaitFilesystem } from './filesystem-kind.cjs';
 import { allocateFileRange, discardBlockRange, punchFileHole, zeroFileRange } from './file-space.js';
 import { AlignedBuffers } from './aligned-buffers.js';
 import { byteLength, InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
@@ -83,6 +85,11 @@ export class FileDevice implements BlockDevice {
   private readonly io: PositionalIo;
   /** `io` when it may go inline: the readNow/writeNow fast paths use it. */
   private readonly inline: InlineIo | undefined;
+  /**
+   * `io` for a file on a filesystem that can wait without bound (FUSE, NFS, ...): every request,
+   * FUA and flush included, goes through it with a deadline, never inline (deadline-io.ts).
+   */
+  private readonly deadline: DeadlineIo | undefined;
 
   private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, st: Stats, io: PositionalIo, bounce?: AlignedBuffers) {
     this.path = path;
@@ -97,6 +104,7 @@ export class FileDevice implements BlockDevice {
     this.bounce = bounce;
     this.io = io;
     this.inline = io instanceof InlineIo ? io : undefined;
+    this.deadline = io instanceof DeadlineIo ? io : undefined;
   }
 
   static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -139,7 +147,10 @@ export class FileDevice implements BlockDevice {
         throw new InvalidRequestError(`${path}: not a regular file or block device`);
       }
       const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
-      const io = (options.inline ?? inlineByDefault) && !options.direct ? new InlineIo() : POOL_IO;
+      const unbounded = st.isFile() && !options.direct ? unboundedWaitFilesystem(path) : undefined;
+      const io = unbounded !== undefined
+        ? new DeadlineIo(`${path} (on ${unbounded})`)
+        : (options.inline ?? inlineByDefault) && !options.direct ? new InlineIo() : POOL_IO;
       return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, bounce);
     } catch (err) {
       await closeP(fd).catch(() => undefined);
@@ -173,7 +184,7 @@ export class FileDevice implements BlockDevice {
     try {
       // FUA goes through the O_DSYNC descriptor and never inline: it waits for the disk.
       const fd = options?.fua ? await this.fuaFd() : this.fd;
-      const io = options?.fua ? POOL_IO : this.io;
+      const io = options?.fua ? this.fuaIo : this.io;
       if (this.bounce) await this.bounce.write(fd, data, offset);
       else await writeFully(io, fd, data, offset);
     } catch (err) {
@@ -189,7 +200,7 @@ export class FileDevice implements BlockDevice {
     this.check(offset, length, true);
     try {
       const fd = options?.fua ? await this.fuaFd() : this.fd;
-      const io = options?.fua ? POOL_IO : this.io;
+      const io = options?.fua ? this.fuaIo : this.io;
       await writevFully(io, fd, parts, offset);
     } catch (err) {
       throw this.ioError('write', offset, length, err);
@@ -239,7 +250,8 @@ export class FileDevice implements BlockDevice {
   async flush(): Promise<void> {
     this.check(0, 0, false);
     try {
-      await fdatasyncP(this.fd);
+      if (this.deadline) await this.deadline.sync(this.fd);
+      else await fdatasyncP(this.fd);
     } catch (err) {
       throw this.ioError('flush', 0, 0, err);
     }
@@ -303,6 +315,31 @@ export class FileDevice implements BlockDevice {
     this.syncFd = undefined;
     await closeP(fd);
     if (syncFd) await closeP(await syncFd).catch(() => undefined);
+  }
+
+  /** FUA waits for the disk: never inline, but under the deadline where there is one. */
+  private get fuaIo(): PositionalIo {
+    return this.deadline ?? POOL_IO;
+  }
+
+  /**
+   * Why the device can no longer be used although it has not failed a request yet: its file was
+   * deleted (no name left: a restart would not find the member), or it stopped answering. md
+   * asks this now and then and fails the member on an answer.
+   */
+  async health(): Promise<string | undefined> {
+    if (this.fd < 0) return undefined;
+    if (this.deadline?.hung !== undefined) return this.deadline.hung;
+    // A file on a filesystem that may hang is only asked about through its deadline: a plain
+    // fstat could hold a pool thread for ever.
+    if (this.deadline) return undefined;
+    try {
+      const st = await fstatP(this.fd);
+      if (st.isFile() && st.nlink === 0) return `${this.path}: the member file was deleted while in use`;
+    } catch (err) {
+      return `${this.path}: fstat failed: ${(err as Error).message}`;
+    }
+    return undefined;
   }
 
   private fuaFd(): Promise<number> {

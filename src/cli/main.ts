@@ -4,8 +4,9 @@
 
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { reportError } from './report-error.js';
+import { reportError, UsageError } from './report-error.js';
 import { setInlineIoDefault } from '../block/file-device.js';
+import { setDefaultDeadline } from '../block/deadline-io.js';
 
 // One line per command module; keep the list in the order `llraid --help` should show them.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
@@ -33,6 +34,14 @@ export function packageVersion(): string {
 async function main(argv: string[]): Promise<number> {
   // LLRAID_INLINE_IO=0: every member request through libuv's pool (src/block/positional-io.ts).
   if (process.env.LLRAID_INLINE_IO === '0') setInlineIoDefault(false);
+  // LLRAID_MEMBER_TIMEOUT: seconds a member on FUSE/NFS may leave a request unanswered before
+  // it is failed (src/block/deadline-io.ts).
+  const timeout = process.env.LLRAID_MEMBER_TIMEOUT;
+  if (timeout !== undefined && timeout !== '') {
+    const s = Number(timeout);
+    if (!(s > 0) || !Number.isFinite(s)) return reportError(new UsageError(`LLRAID_MEMBER_TIMEOUT: expected seconds > 0, found ${JSON.stringify(timeout)}`));
+    setDefaultDeadline(s * 1000);
+  }
   const program = new Command('llraid')
     .description('RAID volumes from node-local disks: a userspace md engine with the lockless bitmap, served over NBD')
     .version(packageVersion())

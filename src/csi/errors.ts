@@ -63,6 +63,7 @@ const blockCodes: Record<string, CsiErrorCode> = {
   ERANGE: 'OUT_OF_RANGE',
   // A member held by another opener: the CO retries (an engine still stopping lets go soon).
   EBUSY: 'ABORTED',
+  ETIMEDOUT: 'UNAVAILABLE',
 };
 
 /** Maps any error to a gRPC status code and a message; unknown errors are INTERNAL. */

@@ -55,6 +55,9 @@ export interface ArraySetup {
   tuning: ArrayTuning;
 }
 
+/** How often members are asked whether they can still be used (checkHealth). */
+const HEALTH_INTERVAL_MS = 2000;
+
 export class MdArray implements BlockDevice {
   readonly blockSize: number;
   readonly readOnly = false;
@@ -101,6 +104,9 @@ export class MdArray implements BlockDevice {
   private syncedBefore = 0;
   private mismatchCount = 0;
   private stopping = false;
+  /** Runs checkHealth while the array runs (from run() to stop()). */
+  private healthTimer: NodeJS.Timeout | undefined;
+  private checkingHealth = false;
   /**
    * roleFilledAt[r]: events when role r last got a member. A member that left role r can be
    * re-added with bitmap-guided recovery only if its events are at least this (nobody else held
@@ -471,6 +477,28 @@ export class MdArray implements BlockDevice {
     await this.writeSuperblocks(false);
     for (const role of this.vacatedBeforeRun.splice(0)) this.takeSpare(role);
     this.maybeStartSync();
+    this.healthTimer = setInterval(() => void this.checkHealth(), HEALTH_INTERVAL_MS);
+    this.healthTimer.unref();
+  }
+
+  /**
+   * Fails members whose device says it can no longer be used though no request failed yet: a
+   * member file deleted while in use (writes still land in its unlinked inode, which no restart
+   * would find) or a member that stopped answering. md learns of a vanished disk from the block
+   * layer; a file gives no such signal, so it is asked.
+   */
+  private async checkHealth(): Promise<void> {
+    if (this.checkingHealth || this.stopping) return;
+    this.checkingHealth = true;
+    try {
+      for (const m of this.members) {
+        if ((m.state !== 'in_sync' && m.state !== 'rebuilding') || m.device.health === undefined) continue;
+        const why = await m.device.health().catch((err: unknown) => (err as Error).message);
+        if (why !== undefined && !this.stopping) await this.failMember(m, new IoError(why)).catch(() => undefined);
+      }
+    } finally {
+      this.checkingHealth = false;
+    }
   }
 
   /**
@@ -910,6 +938,7 @@ export class MdArray implements BlockDevice {
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.stopping = true;
+    clearInterval(this.healthTimer);
     await this.stopSync();
     await this.waitIdle();
     await Promise.allSettled([...this.failures]);
@@ -934,6 +963,7 @@ export class MdArray implements BlockDevice {
   async abandon(): Promise<void> {
     if (this.state === 'stopped') return;
     this.stopping = true;
+    clearInterval(this.healthTimer);
     this.syncThread?.stop();
     await this.bitmap.close().catch(() => undefined);
     this.state = 'stopped';

@@ -17,6 +17,7 @@ const BY_CODE: Record<BlockErrorCode, number> = {
   ESHUTDOWN: NBD_ESHUTDOWN,
   // Only opening a device can be refused as busy; NBD has no such error for a request.
   EBUSY: NBD_EIO,
+  ETIMEDOUT: NBD_EIO,
 };
 
 export function nbdErrorNumber(err: unknown): number {

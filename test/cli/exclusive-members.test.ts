@@ -126,7 +126,7 @@ describe('exclusive members', () => {
       const before = [await metadata(c), await metadata(d)];
       const r = await llraid('serve', '--socket', sock, c, d);
       assert.notEqual(r.code, 0);
-      assert.match(r.stderr, /another server is listening/);
+      assert.match(r.stderr, /found a live socket/);
       // Not even a clean assemble and stop (events +2) happened on the other array.
       assert.ok((await metadata(c)).equals(before[0]!), 'member c metadata changed');
       assert.ok((await metadata(d)).equals(before[1]!), 'member d metadata changed');

@@ -62,6 +62,7 @@ export function register(program: Command): void {
       const daemonSleep = options.bitmapDaemonSleep === undefined ? undefined : whole(options.bitmapDaemonSleep, '--bitmap-daemon-sleep');
       // The addresses are claimed before any member is opened: a second engine started for the
       // same socket, or a --control naming a member file, fails here having touched nothing.
+      if ('socket' in address) await checkSocketPath(address.socket, 'NBD socket (--socket)');
       if (options.control !== undefined) await checkSocketPath(options.control, 'control socket (--control)');
       const server = new NbdServer({ log: options.quiet ? undefined : (m) => process.stderr.write(`llraid serve: ${m}\n`) });
       const where = await server.listen(address);
