@@ -1,7 +1,9 @@
 // One client connection of the NBD server: the handshake, then the transmission phase. Requests
 // are validated here, started on the export's BlockDevice at once (many in flight), and answered
-// in completion order. Reading from the socket pauses while too much is in flight or the reply
-// side is backed up, so a fast client cannot grow the server without bound.
+// in completion order. Reading from the socket pauses while too much is in flight or replies are
+// waiting for the client to read them (in both phases), so a client that sends and never reads
+// cannot grow the server: one connection holds at most about maxInFlightBytes, and one that
+// holds more than its caps anyway is dropped.
 
 import type { Socket } from 'node:net';
 import { BufferList } from './buffer-list.js';
@@ -9,7 +11,7 @@ import { BufferPool } from '../block/buffer-pool.js';
 import { nbdErrorNumber } from './error-numbers.js';
 import { NbdError } from './errors.js';
 import type { ExportTable, NbdExport } from './export.js';
-import { BASE_ALLOCATION_ID, negotiate, type HandshakeIo } from './handshake.js';
+import { BASE_ALLOCATION_ID, MAX_OPTION_LENGTH, negotiate, type HandshakeIo } from './handshake.js';
 import {
   CMD_BLOCK_STATUS,
   CMD_CACHE,
@@ -29,6 +31,8 @@ import {
   NBD_ENOSPC,
   NBD_ENOTSUP,
   NBD_EPERM,
+  OPTION_HEADER_SIZE,
+  REQUEST_SIZE,
   STATE_HOLE,
   STATE_ZERO,
   commandName,
@@ -40,19 +44,72 @@ import { writeParts, type Extent } from '../block/block-device.js';
 export interface ConnectionLimits {
   /** Requests started and not yet answered before reading pauses. */
   maxInFlight: number;
-  /** Payload bytes (write data held, read data expected) in flight before reading pauses. */
+  /**
+   * Payload bytes (WRITE data held, READ buffers) the requests in flight may hold: a request that
+   * would pass it waits, with reading paused, unless nothing is in flight (so one request of the
+   * export's maximum payload always runs).
+   */
   maxInFlightBytes: number;
+  /**
+   * Reply bytes queued for the client and not yet taken by the kernel. Backpressure keeps them
+   * near maxInFlightBytes; a connection past this cap is dropped.
+   */
+  maxUnsentBytes: number;
+  /**
+   * Received bytes not yet parsed (an option or a WRITE payload being collected, plus one socket
+   * read). Backpressure keeps them near one message; a connection past this cap is dropped.
+   */
+  maxInputBytes: number;
   /** A client that has not finished the handshake after this long is dropped. */
   handshakeTimeoutMs: number;
+  /**
+   * After the server hangs up (DISC, shutdown), how long a client may go without reading any of
+   * its last replies (or, having read them all, without closing) before it is cut off.
+   */
+  closeTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxInFlight: 256,
-  maxInFlightBytes: 128 * 1024 * 1024,
+  // 4x what fio's 1M QD8 or nbdcopy's 64 x 256 KiB keep in flight on one connection.
+  maxInFlightBytes: 32 * 1024 * 1024,
+  maxUnsentBytes: 64 * 1024 * 1024,
+  maxInputBytes: 64 * 1024 * 1024,
   handshakeTimeoutMs: 30_000,
+  closeTimeoutMs: 5_000,
 };
 
+/**
+ * What a connection may hold beyond one message before a cap is reached: a socket read is at most
+ * 64 KiB, the stream buffers' high-water marks are 16-64 KiB, and reply headers wait in a 64 KiB
+ * slab until the turn ends. Caps below one maximum message plus this could drop honest clients.
+ */
+export const CAP_SLACK = 256 * 1024;
+
+/**
+ * Throws NBD_LIMITS unless every limit is a positive whole number and the caps leave room for the
+ * largest message an honest client can cause: a READ reply or WRITE of `maxPayload`, or an option.
+ */
+export function checkLimits(limits: ConnectionLimits, maxPayload: number): void {
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new NbdError('NBD_LIMITS', `limit ${name}: expected a positive whole number, found ${String(value)}`);
+    }
+  }
+  const message = Math.max(maxPayload + REQUEST_SIZE, MAX_OPTION_LENGTH + OPTION_HEADER_SIZE);
+  for (const name of ['maxUnsentBytes', 'maxInputBytes'] as const) {
+    if (limits[name] < message + CAP_SLACK) {
+      throw new NbdError('NBD_LIMITS', `limit ${name}: expected at least ${message + CAP_SLACK} (one ${message}-byte message and ${CAP_SLACK} of slack), found ${limits[name]}`);
+    }
+  }
+}
+
 type Phase = 'handshake' | 'transmission' | 'draining' | 'closed';
+
+/** A handshake read(n) or skip(n) waiting for bytes, or (read only) for queued replies to drain. */
+type Waiter =
+  | { skip: false; n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void }
+  | { skip: true; n: number; left: number; resolve: () => void; reject: (e: Error) => void };
 
 /** READs at least this large go through readInto and a buffer pool, where the device has readInto. */
 const POOLED_READ = 64 * 1024;
@@ -62,15 +119,18 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   private readonly readBuffers = new BufferPool();
   private readonly writer: ReplyWriter;
   private phase: Phase = 'handshake';
-  /** Set in the handshake phase while a read(n) waits for more bytes. */
-  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  /** Set in the handshake phase while a read(n) or skip(n) waits. */
+  private waiter: Waiter | undefined;
   /** Defined from the end of the handshake on. */
   private parser: RequestParser | undefined;
   private export: NbdExport | undefined;
   private blockStatus = false;
   private inFlight = 0;
   private inFlightBytes = 0;
+  /** True while this connection has paused the socket (either phase); reading resumes on 'drain' or a reply. */
   private readingPaused = false;
+  /** Set once our side of the socket has been ended. */
+  private hungUp = false;
   private settle!: () => void;
   /** Resolves once the socket is closed and no request of this connection is still running. */
   readonly settled: Promise<void>;
@@ -85,7 +145,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     this.settled = new Promise((resolve) => (this.settle = resolve));
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.maybeResume());
+    socket.on('drain', () => this.onDrain());
     socket.on('error', (err) => this.log(`connection error: ${err.message}`));
     socket.on('close', () => this.onClose());
   }
@@ -108,6 +168,8 @@ export class NbdConnection implements RequestSink, HandshakeIo {
       this.phase = 'transmission';
       this.parser.parse(this.input);
       this.maybePause();
+      // The handshake may have left reading paused on replies that have drained since.
+      this.maybeResume();
     } catch (err) {
       if (!(err instanceof NbdError && err.code === 'NBD_CLOSED')) this.log(`handshake failed: ${(err as Error).message}`);
       this.socket.destroy();
@@ -125,31 +187,49 @@ export class NbdConnection implements RequestSink, HandshakeIo {
 
   // --- HandshakeIo -------------------------------------------------------------------------
 
+  /**
+   * Resolves with the next `n` bytes, but not while replies already written wait for the client
+   * to read them: proto.md has the client wait for the final reply to an option before sending
+   * the next, so one that does not is not answered faster than it reads.
+   */
   read(n: number): Promise<Buffer> {
-    if (this.input.length >= n) return Promise.resolve(this.input.take(n));
+    if (this.input.length >= n && !this.socket.writableNeedDrain) return Promise.resolve(this.input.take(n));
     if (this.phase === 'closed') return Promise.reject(closedError(n));
-    return new Promise((resolve, reject) => (this.waiter = { n, resolve, reject }));
+    return new Promise((resolve, reject) => (this.waiter = { skip: false, n, resolve, reject }));
+  }
+
+  /** Drops the next `n` bytes as they arrive, holding none of them. */
+  skip(n: number): Promise<void> {
+    if (this.phase === 'closed') return Promise.reject(closedError(n));
+    return new Promise((resolve, reject) => {
+      this.waiter = { skip: true, n, left: n, resolve, reject };
+      this.serveWaiter();
+    });
   }
 
   write(data: Buffer): void {
-    if (this.socket.writable) this.socket.write(data);
+    if (!this.socket.writable) return;
+    if (!this.socket.write(data) && !this.readingPaused) {
+      // Stop reading options until the client has read these replies (see read()).
+      this.readingPaused = true;
+      this.socket.pause();
+    }
+    this.checkCaps();
   }
 
   // --- RequestSink -------------------------------------------------------------------------
 
-  accepting(): boolean {
+  accepting(bytes: number): boolean {
     return (
       this.phase === 'transmission' &&
       this.inFlight < this.limits.maxInFlight &&
-      this.inFlightBytes < this.limits.maxInFlightBytes &&
+      (this.inFlightBytes === 0 || this.inFlightBytes + bytes <= this.limits.maxInFlightBytes) &&
       !this.socket.writableNeedDrain
     );
   }
 
   onFramingError(message: string): void {
-    this.log(`dropping client: ${message}`);
-    this.phase = 'closed';
-    this.socket.destroy();
+    this.drop(message);
   }
 
   onRequest(r: NbdRequest): void {
@@ -362,7 +442,10 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   private afterReply(): void {
     if (this.phase === 'draining' && this.inFlight === 0) this.hangUp();
     else if (this.phase === 'closed' && this.inFlight === 0) this.settle();
-    else this.maybeResume();
+    else {
+      this.checkCaps();
+      this.maybeResume();
+    }
   }
 
   private async status(e: NbdExport, r: NbdRequest): Promise<Uint32Array> {
@@ -375,11 +458,8 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   private onData(chunk: Buffer): void {
     this.input.push(chunk);
     if (this.phase === 'handshake') {
-      const w = this.waiter;
-      if (w && this.input.length >= w.n) {
-        this.waiter = undefined;
-        w.resolve(this.input.take(w.n));
-      }
+      this.serveWaiter();
+      this.checkCaps();
       return;
     }
     if (this.phase !== 'transmission') {
@@ -388,21 +468,76 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     }
     this.parser!.parse(this.input);
     this.maybePause();
+    this.checkCaps();
+  }
+
+  private onDrain(): void {
+    if (this.phase !== 'handshake') {
+      this.maybeResume();
+      return;
+    }
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
+    this.serveWaiter();
+  }
+
+  /** Hands the handshake's waiting read or skip what has arrived, if it may have it now. */
+  private serveWaiter(): void {
+    const w = this.waiter;
+    if (w === undefined) return;
+    if (w.skip) {
+      w.left -= this.input.skip(w.left);
+      if (w.left > 0) return;
+      this.waiter = undefined;
+      w.resolve();
+      return;
+    }
+    if (this.input.length < w.n || this.socket.writableNeedDrain) return;
+    this.waiter = undefined;
+    w.resolve(this.input.take(w.n));
+  }
+
+  /**
+   * The caps behind backpressure: reached only by a client that gets past it (or by caps set
+   * below one message plus CAP_SLACK), and then the connection is dropped rather than grown.
+   */
+  private checkCaps(): void {
+    if (this.phase === 'closed') return;
+    const unsent = this.socket.writableLength;
+    if (unsent > this.limits.maxUnsentBytes) {
+      this.drop(`${unsent} reply bytes wait for it to read them, more than the ${this.limits.maxUnsentBytes} one connection may hold`);
+    } else if (this.input.length > this.limits.maxInputBytes) {
+      this.drop(`${this.input.length} received bytes wait to be parsed, more than the ${this.limits.maxInputBytes} one connection may hold`);
+    }
+  }
+
+  private drop(why: string): void {
+    this.log(`dropping client: ${why}`);
+    this.phase = 'closed';
+    this.input.clear();
+    this.socket.destroy();
+  }
+
+  /** True while the next request (or any, if none is parsed yet) may not start. */
+  private blocked(): boolean {
+    return this.parser === undefined || !this.accepting(this.parser.pendingBytes);
   }
 
   private maybePause(): void {
-    if (!this.readingPaused && this.phase === 'transmission' && !this.accepting()) {
+    if (!this.readingPaused && this.phase === 'transmission' && this.blocked()) {
       this.readingPaused = true;
       this.socket.pause();
     }
   }
 
   private maybeResume(): void {
-    if (!this.readingPaused || !this.accepting()) return;
+    if (!this.readingPaused || this.blocked()) return;
     this.readingPaused = false;
     this.parser!.parse(this.input);
-    if (this.accepting()) this.socket.resume();
-    else this.readingPaused = true;
+    if (this.blocked()) this.readingPaused = true;
+    else this.socket.resume();
   }
 
   private drain(): void {
@@ -411,10 +546,28 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     if (this.inFlight === 0) this.hangUp();
   }
 
-  /** Closes our side once every reply is in the socket. */
+  /**
+   * Closes our side once every reply is in the socket. A client that stops reading them (or never
+   * closes its side) would hold the connection, and a shutdown waiting for it, forever: it is cut
+   * off once closeTimeoutMs pass with no reply byte taken.
+   */
   private hangUp(): void {
+    if (this.hungUp) return;
+    this.hungUp = true;
     this.writer.flush();
     this.socket.end();
+    let left = Infinity;
+    const watch = (): void => {
+      if (this.socket.destroyed) return;
+      if (this.socket.writableLength < left) {
+        left = this.socket.writableLength;
+        setTimeout(watch, this.limits.closeTimeoutMs).unref();
+        return;
+      }
+      this.log(`client took none of its last ${left} reply bytes in ${this.limits.closeTimeoutMs} ms after the hang-up, nor closed; cutting it off`);
+      this.socket.destroy();
+    };
+    watch();
   }
 
   private onClose(): void {

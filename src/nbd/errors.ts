@@ -6,7 +6,8 @@ export type NbdErrorCode =
   | 'NBD_PROTOCOL' // the peer sent bytes the protocol does not allow; the connection is dropped
   | 'NBD_CLOSED' // the connection ended while a message was still expected
   | 'NBD_EXPORT' // an export definition is unusable (duplicate name, name too long)
-  | 'NBD_LISTEN' // the server could not listen where it was asked to
+  | 'NBD_LISTEN' // the server could not (or will not) listen where it was asked to
+  | 'NBD_LIMITS' // connection limits that are not numbers, or caps too small for one message
   | 'NBD_REMOTE'; // the server answered a request with an NBD error number
 
 export class NbdError extends Error {

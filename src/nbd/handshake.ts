@@ -1,7 +1,8 @@
 // The server side of the fixed newstyle handshake: greeting, client flags, then option haggling
 // until NBD_OPT_GO or NBD_OPT_EXPORT_NAME picks an export (or the client aborts). Unknown options
 // get NBD_REP_ERR_UNSUP and haggling goes on; malformed option data gets NBD_REP_ERR_INVALID.
-// Only a broken frame (bad magic, oversized option, unknown client flag) ends the connection.
+// An option longer than the server reads gets NBD_REP_ERR_TOO_BIG, its data dropped unread. Only
+// a broken frame (bad magic, unknown client flag, an oversized EXPORT_NAME) ends the connection.
 
 import { NbdError } from './errors.js';
 import type { ExportTable, NbdExport } from './export.js';
@@ -42,8 +43,8 @@ import {
 } from './protocol.js';
 import { writeU64 } from './reply-writer.js';
 
-/** Longest option payload read; no valid option comes near it (names and queries are ≤ 4 KiB). */
-const MAX_OPTION_LENGTH = 64 * 1024;
+/** Longest option data read; no valid option comes near it (names and queries are ≤ 4 KiB). */
+export const MAX_OPTION_LENGTH = 64 * 1024;
 /** Queries accepted in one LIST/SET_META_CONTEXT; more get NBD_REP_ERR_TOO_BIG. */
 const MAX_QUERIES = 128;
 /** The context id of `base:allocation` on every connection. */
@@ -52,6 +53,8 @@ export const BASE_ALLOCATION_ID = 1;
 export interface HandshakeIo {
   /** Resolves with exactly `n` bytes; rejects with NBD_CLOSED when the peer goes away. */
   read(n: number): Promise<Buffer>;
+  /** Resolves once `n` more bytes have arrived and been dropped, never holding them all. */
+  skip(n: number): Promise<void>;
   write(data: Buffer): void;
 }
 
@@ -87,11 +90,20 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
     if (magic !== IHAVEOPT) throw new NbdError('NBD_PROTOCOL', `expected option magic IHAVEOPT, found 0x${magic.toString(16)}`);
     const option = header.readUInt32BE(8);
     const length = header.readUInt32BE(12);
+    const reply = (type: number, body?: Buffer): void => io.write(optionReply(option, type, body));
     if (length > MAX_OPTION_LENGTH) {
-      throw new NbdError('NBD_PROTOCOL', `option ${option} carries ${length} bytes, more than the ${MAX_OPTION_LENGTH} accepted`);
+      // EXPORT_NAME has no error reply; any other option is answered and haggling goes on.
+      if (option === OPT_EXPORT_NAME) {
+        throw new NbdError('NBD_PROTOCOL', `NBD_OPT_EXPORT_NAME carries ${length} bytes, more than the ${MAX_OPTION_LENGTH} accepted`);
+      }
+      // proto.md: the option length "allows the server to skip any options presented by the
+      // client that it does not understand"; NBD_REP_ERR_TOO_BIG: "The request or the reply is
+      // too large to process". The length is 32-bit: the data is dropped as it comes, never held.
+      await io.skip(length);
+      reply(REP_ERR_TOO_BIG, Buffer.from(`option ${option} carries ${length} bytes of data, more than the ${MAX_OPTION_LENGTH} this server reads`));
+      continue;
     }
     const data = await io.read(length);
-    const reply = (type: number, body?: Buffer): void => io.write(optionReply(option, type, body));
 
     switch (option) {
       case OPT_EXPORT_NAME: {

@@ -1,11 +1,14 @@
 // The transmission-phase request parser: an explicit state machine over a BufferList.
-//   HEADER ──(28 bytes, WRITE with payload ≤ max)──► PAYLOAD ──(length bytes)──► HEADER
-//   HEADER ──(WRITE with payload > max)────────────► SKIP ────(length bytes)──► HEADER
+//   HEADER ──(28 bytes)──► ADMIT ──(sink accepts its cost, not a WRITE)─────────────► HEADER
+//                          ADMIT ──(WRITE with payload ≤ max)──► PAYLOAD ──(length)──► HEADER
+//                          ADMIT ──(WRITE with payload > max)──► SKIP ─────(length)──► HEADER
 // It checks only what framing needs (the magic, which command carries a payload); what a request
-// means and whether it is valid is the connection's business.
+// means and whether it is valid is the connection's business. A parsed header waits in ADMIT
+// until the sink has room for what the request will hold, so a WRITE's payload is not even
+// buffered before the connection can take it.
 
 import type { BufferList } from './buffer-list.js';
-import { CMD_WRITE, REQUEST_MAGIC, REQUEST_SIZE } from './protocol.js';
+import { CMD_READ, CMD_WRITE, REQUEST_MAGIC, REQUEST_SIZE } from './protocol.js';
 
 export interface NbdRequest {
   flags: number;
@@ -25,8 +28,11 @@ export interface NbdRequest {
 }
 
 export interface RequestSink {
-  /** False while the connection wants no more requests (backpressure, or after DISC). */
-  accepting(): boolean;
+  /**
+   * Whether a request that will hold `bytes` of payload (a READ's buffer, a WRITE's data) may
+   * start now; false while the connection wants no more requests (backpressure, or after DISC).
+   */
+  accepting(bytes: number): boolean;
   onRequest(request: NbdRequest): void;
   /** The stream cannot be framed any more; the connection must be dropped. */
   onFramingError(message: string): void;
@@ -34,6 +40,7 @@ export interface RequestSink {
 
 const enum State {
   Header,
+  Admit,
   Payload,
   Skip,
   Broken,
@@ -41,7 +48,10 @@ const enum State {
 
 export class RequestParser {
   private state = State.Header;
-  /** The WRITE whose payload is being collected (PAYLOAD) or dropped (SKIP); else undefined. */
+  /**
+   * The request waiting for admission (ADMIT), or the WRITE whose payload is being collected
+   * (PAYLOAD) or dropped (SKIP); undefined in HEADER.
+   */
   private current: NbdRequest | undefined;
   /** Payload bytes still to drop in SKIP. */
   private skipLeft = 0;
@@ -56,7 +66,7 @@ export class RequestParser {
     for (;;) {
       switch (this.state) {
         case State.Header: {
-          if (input.length < REQUEST_SIZE || !this.sink.accepting()) return;
+          if (input.length < REQUEST_SIZE) return;
           const h = input.take(REQUEST_SIZE, this.scratch);
           const magic = h.readUInt32BE(0);
           if (magic !== REQUEST_MAGIC) {
@@ -73,15 +83,22 @@ export class RequestParser {
             length: h.readUInt32BE(24),
             data: undefined,
           };
+          this.current = request;
+          this.state = State.Admit;
+          break;
+        }
+        case State.Admit: {
+          const request = this.current!;
+          if (!this.sink.accepting(this.pendingBytes)) return;
           if (request.type !== CMD_WRITE || request.length === 0) {
             if (request.type === CMD_WRITE) request.data = [];
+            this.current = undefined;
+            this.state = State.Header;
             this.sink.onRequest(request);
           } else if (request.length > this.maxPayload) {
-            this.current = request;
             this.skipLeft = request.length;
             this.state = State.Skip;
           } else {
-            this.current = request;
             this.state = State.Payload;
           }
           break;
@@ -108,6 +125,18 @@ export class RequestParser {
           return;
       }
     }
+  }
+
+  /**
+   * Payload bytes the request waiting for admission will hold once started (a READ's buffer or a
+   * WRITE's data; one larger than the maximum payload is refused or skipped, so holds nothing);
+   * 0 when no request waits.
+   */
+  get pendingBytes(): number {
+    const r = this.current;
+    if (this.state !== State.Admit || r === undefined) return 0;
+    if (r.type !== CMD_READ && r.type !== CMD_WRITE) return 0;
+    return r.length > this.maxPayload ? 0 : r.length;
   }
 
   /** True while a WRITE's payload has been announced but not fully received. */

@@ -9,7 +9,7 @@
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { claimSocketPath } from '../block/socket-file.js';
-import { DEFAULT_LIMITS, NbdConnection, type ConnectionLimits } from './connection.js';
+import { DEFAULT_LIMITS, NbdConnection, checkLimits, type ConnectionLimits } from './connection.js';
 import { NbdError } from './errors.js';
 import { ExportTable, NbdExport, type ExportOptions } from './export.js';
 
@@ -34,16 +34,20 @@ export class NbdServer {
   private socketPath: string | undefined;
 
   constructor(options: ServerOptions) {
-    if (options.exports !== undefined) this.setExports(options.exports);
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    // Checked again against the exports' maximum payload once they are known.
+    checkLimits(this.limits, 0);
     this.log = options.log ?? (() => undefined);
+    if (options.exports !== undefined) this.setExports(options.exports);
   }
 
   /** Sets the exports of a server made without them, and starts the connections that waited. */
   setExports(exports: ExportOptions[]): void {
     if (this.exports !== undefined) throw new NbdError('NBD_EXPORT', 'the server already has its exports');
     if (exports.length === 0) throw new NbdError('NBD_EXPORT', 'a server needs at least one export, found none');
-    this.exports = new ExportTable(exports.map((o) => new NbdExport(o)));
+    const table = new ExportTable(exports.map((o) => new NbdExport(o)));
+    checkLimits(this.limits, Math.max(...table.list().map((e) => e.maxPayload)));
+    this.exports = table;
     const waiting = [...this.held];
     this.held.clear();
     for (const socket of waiting) {

@@ -88,6 +88,36 @@ test('the parser takes no request while the sink is not accepting, and resumes w
   assert.deepEqual(seen, [1, 2]);
 });
 
+test('a parsed request waits until the sink takes its payload bytes, and a WRITE payload is not collected before', () => {
+  let room = 0;
+  const input = new BufferList();
+  const seen: Array<[number, number]> = [];
+  const asked: number[] = [];
+  const parser = new RequestParser(MAX, {
+    accepting: (bytes) => {
+      asked.push(bytes);
+      return bytes <= room;
+    },
+    onRequest: (r) => seen.push([r.cookieLo, r.length]),
+    onFramingError: assert.fail,
+  });
+  input.push(Buffer.concat([request(1, 1n, 0, 2048), Buffer.alloc(2048, 7), request(0, 2n, 0, 1024), request(3, 3n, 0, 0)]));
+  parser.parse(input);
+  assert.deepEqual(seen, []);
+  assert.equal(parser.pendingBytes, 2048);
+  assert.equal(input.length, 2048 + 28 + 28, 'the WRITE payload stays unread while the WRITE waits');
+  room = 2048;
+  parser.parse(input);
+  assert.deepEqual(seen, [[1, 2048], [2, 1024], [3, 0]]);
+  assert.deepEqual(asked.slice(-3), [2048, 1024, 0], 'a READ costs its length, a FLUSH nothing');
+  // A WRITE larger than the maximum payload is skipped, so it holds nothing and costs nothing.
+  room = 0;
+  input.push(Buffer.concat([request(1, 4n, 0, MAX + 512), Buffer.alloc(MAX + 512)]));
+  parser.parse(input);
+  assert.deepEqual(seen.at(-1), [4, MAX + 512]);
+  assert.equal(asked.at(-1), 0);
+});
+
 test('BufferList returns views inside one chunk and copies across chunks', () => {
   const list = new BufferList();
   const a = Buffer.from('abcdef');

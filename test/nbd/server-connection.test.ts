@@ -1,6 +1,7 @@
 // Behaviours of one server connection that only a byte-level peer can provoke: EXPORT_NAME with
 // and without NO_ZEROES, unknown options, broken framing, a client vanishing mid-payload, DISC
-// with requests in flight, replies out of order, and the in-flight limit that pauses reading.
+// with requests in flight, replies out of order, and the in-flight limits (requests and bytes)
+// that pause reading.
 
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -188,6 +189,44 @@ describe('NBD server connection', () => {
     }
     assert.equal(device.maxRunning, 4);
     p.socket.destroy();
+  });
+
+  test('a READ that would pass the in-flight byte budget waits for earlier ones, and one larger than the budget runs alone', async () => {
+    const budgetSock = join(dir.path, 'budget.sock');
+    const budgeted = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlightBytes: 64 * 1024 } });
+    await budgeted.listen({ socket: budgetSock });
+    try {
+      device.gated = true;
+      const p = await RawPeer.connect(budgetSock);
+      await p.go('x');
+      p.send(request(0, 1n, 0, 24 * 1024), request(0, 2n, 0, 24 * 1024), request(0, 3n, 0, 24 * 1024));
+      await until(() => device.waitingCount === 2, 'two reads in flight');
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(device.waitingCount, 2, 'a third 24 KiB READ would hold 72 KiB, more than the 64 KiB budget');
+      device.release(0);
+      await until(() => device.waitingCount === 2, 'the third read to start once the first finished');
+      device.release(0);
+      device.release(0);
+      for (let i = 0; i < 3; i++) {
+        await p.simpleReply();
+        await p.read(24 * 1024);
+      }
+      p.send(request(0, 4n, 0, 128 * 1024), request(0, 5n, 0, 512));
+      await until(() => device.waitingCount === 1, 'the 128 KiB read to start alone');
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(device.waitingCount, 1, 'nothing joins a request that alone passes the budget');
+      device.release(0);
+      assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 4n });
+      await p.read(128 * 1024);
+      await until(() => device.waitingCount === 1, 'the small read to start after it');
+      device.release(0);
+      assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 5n });
+      await p.read(512);
+      assert.equal(device.maxRunning, 2);
+      p.socket.destroy();
+    } finally {
+      await budgeted.close();
+    }
   });
 
   test('server close answers requests in flight before it hangs up', async () => {
