@@ -5,3 +5,4 @@ export { NbdServer, type ServerOptions, type ListenAddress } from './server.js';
 export type { ExportOptions } from './export.js';
 export type { ConnectionLimits } from './connection.js';
 export { NbdError, isNbdError, type NbdErrorCode } from './errors.js';
+export { loopbackAddress } from './loopback.js';

@@ -1,6 +1,7 @@
-// The NBD server: listens on a unix socket (mode 0600) or TCP and runs one NbdConnection per
-// client over a table of exports. Closing it stops accepting, lets every connection answer what
-// it has in flight, and removes the socket file; the devices stay open for their owner to close.
+// The NBD server: listens on a unix socket (mode 0600) or TCP on loopback (loopback.ts: there
+// is no TLS yet) and runs one NbdConnection per client over a table of exports. Closing it stops
+// accepting, lets every connection answer what it has in flight, and removes the socket file; the
+// devices stay open for their owner to close.
 //
 // A server may listen before it has its exports (`setExports` later): an engine claims its
 // address first, so a second engine meant for the same socket fails before it opens any member.
@@ -12,6 +13,7 @@ import { claimSocketPath } from '../block/socket-file.js';
 import { DEFAULT_LIMITS, NbdConnection, checkLimits, type ConnectionLimits } from './connection.js';
 import { NbdError } from './errors.js';
 import { ExportTable, NbdExport, type ExportOptions } from './export.js';
+import { loopbackAddress } from './loopback.js';
 
 export interface ServerOptions {
   /** The exports; when absent, setExports() gives them once the server listens. */
@@ -86,9 +88,10 @@ export class NbdServer {
         this.socketPath = address.socket;
         return `unix:${address.socket}`;
       }
+      const host = await loopbackAddress(address.host);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(address.port, address.host, () => {
+        server.listen(address.port, host, () => {
           server.off('error', reject);
           resolve();
         });

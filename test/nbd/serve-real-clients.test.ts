@@ -182,23 +182,53 @@ describe('llraid serve: lifecycle and options', () => {
     }
   });
 
-  test('--listen serves over TCP', async () => {
+  test('--listen serves over TCP on loopback addresses and on names that resolve only to loopback', async () => {
     const dir = tempDir('nbd-tcp');
     try {
       const disk = join(dir.path, 'disk.img');
       await tool('truncate', ['-s', '2M', disk]);
-      const port = 20000 + Math.floor(Math.random() * 20000);
-      const serve = await startServe(['--file', disk, '--listen', `127.0.0.1:${port}`]);
-      try {
-        assert.equal(serve.uri, `nbd://127.0.0.1:${port}/`);
-        const info = JSON.parse(await tool('nbdinfo', ['--json', serve.uri])) as { exports: Array<{ 'export-size': number }> };
-        assert.equal(info.exports[0]!['export-size'], 2 * 1024 * 1024);
-      } finally {
-        await serve.stop();
+      // `localhost` and `2130706433` (getaddrinfo's number form of 127.0.0.1) are names: they
+      // are resolved, checked, and bound as the address they resolve to.
+      for (const [host, bound] of [['127.0.0.1', '127.0.0.1'], ['127.1.2.3', '127.1.2.3'], ['[::1]', '[::1]'], ['localhost', null], ['2130706433', '127.0.0.1']] as const) {
+        const port = 20000 + Math.floor(Math.random() * 20000);
+        const serve = await startServe(['--file', disk, '--listen', `${host}:${port}`]);
+        try {
+          if (bound !== null) assert.equal(serve.uri, `nbd://${bound}:${port}/`);
+          else assert.match(serve.uri, new RegExp(`^nbd://(127\\.0\\.0\\.1|\\[::1\\]):${port}/$`));
+          const info = JSON.parse(await tool('nbdinfo', ['--json', serve.uri])) as { exports: Array<{ 'export-size': number }> };
+          assert.equal(info.exports[0]!['export-size'], 2 * 1024 * 1024, host);
+        } finally {
+          await serve.stop();
+        }
       }
     } finally {
       dir.cleanup();
     }
+  });
+
+  test('--listen refuses every non-loopback address, saying why and what to use, before it opens anything', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { CLI } = await import('./helpers.js');
+    const why = 'NBD over TCP has no TLS or authentication yet, so anyone who can reach the port could read and write the export; ' +
+      'serve on a unix socket (--socket PATH) or a loopback address (--listen 127.0.0.1:10809) instead';
+    const cases: Array<[string, string]> = [
+      ['0.0.0.0:10809', 'found "0.0.0.0"'],
+      [':10809', 'found an empty host (every address)'],
+      ['[::]:10809', 'found "::"'],
+      ['192.0.2.1:10809', 'found "192.0.2.1"'],
+      ['[::ffff:10.0.0.1]:10809', 'found "::ffff:10.0.0.1"'],
+      // getaddrinfo resolves "10.1" to 10.0.0.1 without asking DNS: a name that is not loopback.
+      ['10.1:10809', 'found "10.1", which resolves to 10.0.0.1'],
+    ];
+    for (const [listen, found] of cases) {
+      // The file does not exist: a refusal that names the address shows nothing was opened first.
+      const r = spawnSync(process.execPath, [CLI, 'serve', '--file', '/nonexistent/disk.img', '--listen', listen], { encoding: 'utf8' });
+      assert.equal(r.status, 2, `${listen}: ${r.stderr}`);
+      assert.equal(r.stderr, `llraid: --listen ${listen}: expected a loopback address (127.0.0.0/8, ::1, or a name that resolves only to them), ${found}: ${why}\n`);
+    }
+    const unknown = spawnSync(process.execPath, [CLI, 'serve', '--file', '/nonexistent/disk.img', '--listen', 'no-such-host.invalid:10809'], { encoding: 'utf8' });
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /^llraid: --listen no-such-host.invalid:10809: expected a loopback address .*, found "no-such-host.invalid", which does not resolve: .*; serve on a unix socket \(--socket PATH\)/);
   });
 
   test('a missing file or a bad address is a clear error, not a crash', async () => {

@@ -1,7 +1,7 @@
 // `llraid serve`: assembles an array from its members (or opens one file) and serves it over NBD
-// on a unix socket or TCP until SIGTERM/SIGINT (or a `stop` on its control socket); then it
-// answers what is in flight and stops the array cleanly (bitmap flushed, superblocks clean) or
-// flushes and closes the file. With --control the array also takes the commands of
+// on a unix socket or on loopback TCP until SIGTERM/SIGINT (or a `stop` on its control socket);
+// then it answers what is in flight and stops the array cleanly (bitmap flushed, superblocks
+// clean) or flushes and closes the file. With --control the array also takes the commands of
 // control-protocol.ts (status, fail, re-add, grow, ...) while it serves.
 
 import type { Command } from 'commander';
@@ -11,7 +11,7 @@ import { CountingDevice } from '../../block/counting-device.js';
 import { checkSocketPath } from '../../block/socket-file.js';
 import { assembleArray, type AssemblyReport, type MdArray } from '../../md/index.js';
 import { formatBitmapCheck } from '../status-format.js';
-import { NbdServer, type ListenAddress } from '../../nbd/index.js';
+import { NbdServer, isNbdError, loopbackAddress, type ListenAddress } from '../../nbd/index.js';
 import { ControlServer } from '../../md/control/server.js';
 import { UsageError } from '../report-error.js';
 
@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .argument('[members...]', 'member files or devices of the array to assemble and serve')
     .option('--file <path>', 'serve this regular file or block device instead of an array')
     .option('--socket <path>', 'listen on this unix socket (created with mode 0600; a stale socket there is replaced, anything else refused)')
-    .option('--listen <host:port>', 'listen on TCP')
+    .option('--listen <host:port>', 'listen on TCP on a loopback address (127.0.0.0/8, ::1); others are refused until NBD has TLS')
     .option('--export-name <name>', 'name of the export (the empty name also selects it)', '')
     .option('--read-only', 'refuse writes')
     .option('--direct', 'open the file with O_DIRECT')
@@ -48,7 +48,8 @@ export function register(program: Command): void {
     .option('--sync-speed-max <KiB/s>', 'resync speed ceiling (md sync_speed_max, default 200000)')
     .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
     .action(async (members: string[], options: ServeOptions) => {
-      const address = parseAddress(options);
+      // Before anything is opened or assembled: a refused address must change nothing.
+      const address = await listenAddress(options);
       if ((members.length > 0) === (options.file !== undefined)) {
         throw new UsageError('serve needs either member paths of an array or --file PATH, not both and not neither');
       }
@@ -118,7 +119,8 @@ function announceArray(array: MdArray, report: AssemblyReport): void {
   });
 }
 
-function parseAddress(options: ServeOptions): ListenAddress {
+/** The unix socket, or the loopback address (a name resolved) and port, to serve on. */
+async function listenAddress(options: ServeOptions): Promise<ListenAddress> {
   if ((options.socket === undefined) === (options.listen === undefined)) {
     throw new UsageError('serve needs exactly one of --socket PATH or --listen HOST:PORT');
   }
@@ -126,7 +128,12 @@ function parseAddress(options: ServeOptions): ListenAddress {
   const m = /^(.*):(\d+)$/.exec(options.listen!);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw new UsageError(`--listen expects HOST:PORT, found ${JSON.stringify(options.listen)}`);
-  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port };
+  try {
+    return { host: await loopbackAddress(m[1]!.replace(/^\[(.*)\]$/, '$1')), port };
+  } catch (err) {
+    if (!isNbdError(err, 'NBD_LISTEN')) throw err;
+    throw new UsageError(`--listen ${options.listen}: ${err.message}; serve on a unix socket (--socket PATH) or a loopback address (--listen 127.0.0.1:${port}) instead`);
+  }
 }
 
 async function serveUntilStopped(
