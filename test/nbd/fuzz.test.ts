@@ -1,24 +1,66 @@
 // Fuzzing the NBD server with thousands of random and mutated byte streams, in the handshake and
 // in the transmission phase. Afterwards the server must still serve a real client, hold no
-// connection, and the export may differ from its start only where the device accepted a write.
+// connection, and the export may differ from its start only where the device accepted a write;
+// throughout, the process's memory must level off after a warm-up rather than keep growing.
+// 6000 streams in the normal run, 100 000 in long mode (npm run test:long); NBD_FUZZ_CASES and
+// NBD_FUZZ_SEED replay a run exactly (the seed is printed first).
 
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../../src/block/block-device.js';
 import { isBlockError } from '../../src/block/errors.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
+import { scaled } from '../support/long-mode.js';
 import { patternBytes, tempDir, tool } from './helpers.js';
 
 const SIZE = 1024 * 1024;
-const CASES = Number(process.env.NBD_FUZZ_CASES ?? 6000);
-const SEED = Number(process.env.NBD_FUZZ_SEED ?? Date.now() % 1_000_000);
+const MiB = 1024 * 1024;
+const CASES = scaled(6000, 100_000, 'NBD_FUZZ_CASES');
+const SEED = seedFromEnv();
+/** Streams played at once, each on its own connection. */
+const PARALLEL = 16;
+/** Streams played before memory is sampled: buffers, pools and JIT settle first. */
+const WARMUP = roundUp(Math.max(1000, CASES / 10), PARALLEL);
+/** Memory is sampled every this many streams after the warm-up (about 40 samples a run). */
+const SAMPLE_EVERY = roundUp(Math.max(100, (CASES - WARMUP) / 40), PARALLEL);
+/**
+ * How much higher the last third of the samples may peak than the first third: a leak of a few
+ * hundred bytes a stream passes it in long mode, while what the collector leaves lying between
+ * samples does not.
+ */
+const MAX_RSS_GROWTH = 32 * MiB;
 
-/** Records every range the server changed on the device, and any out-of-range call it made. */
+function seedFromEnv(): number {
+  const text = process.env.NBD_FUZZ_SEED;
+  if (text === undefined) return Date.now() % 1_000_000;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`NBD_FUZZ_SEED: expected a whole number, found "${text}"`);
+  return n;
+}
+
+function roundUp(n: number, step: number): number {
+  return Math.ceil(n / step) * step;
+}
+
+/** The collector, so memory samples measure what is held rather than what awaits collection. */
+function collector(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+/**
+ * Records which bytes the server changed on the device (a bitmap the size of the export, so it
+ * does not grow with the run), and any call it made outside the export.
+ */
 class RecordingDevice implements BlockDevice {
-  readonly changed: Array<[number, number]> = [];
+  readonly touched = new Uint8Array(SIZE);
+  changes = 0;
+  outOfRangeChanges = 0;
   outOfRangeCalls = 0;
   constructor(private readonly inner: MemoryDevice) {}
   get size(): number {
@@ -35,7 +77,7 @@ class RecordingDevice implements BlockDevice {
   }
   write(offset: number, data: Uint8Array, _options?: WriteOptions): Promise<void> {
     // Recorded before the device runs, so a write that fails half-way is still accounted for.
-    this.changed.push([offset, data.length]);
+    this.record(offset, data.length);
     // A memory device is as durable as it gets: FUA changes nothing for it.
     return this.watch(this.inner.write(offset, data));
   }
@@ -43,11 +85,11 @@ class RecordingDevice implements BlockDevice {
     return this.inner.flush();
   }
   discard(offset: number, length: number): Promise<void> {
-    this.changed.push([offset, length]);
+    this.record(offset, length);
     return this.watch(this.inner.discard(offset, length));
   }
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    this.changed.push([offset, length]);
+    this.record(offset, length);
     return this.watch(this.inner.writeZeroes(offset, length, options));
   }
   extents(offset: number, length: number): Promise<Extent[]> {
@@ -55,6 +97,16 @@ class RecordingDevice implements BlockDevice {
   }
   close(): Promise<void> {
     return this.inner.close();
+  }
+  /** Forgets what was recorded so far (the fixture's own writes). */
+  reset(): void {
+    this.touched.fill(0);
+    this.changes = 0;
+  }
+  private record(offset: number, length: number): void {
+    this.changes++;
+    if (!(offset >= 0 && offset + length <= SIZE)) this.outOfRangeChanges++;
+    else this.touched.fill(1, offset, offset + length);
   }
   private watch<T>(p: Promise<T>): Promise<T> {
     return p.catch((err: unknown) => {
@@ -155,31 +207,63 @@ function mutate(r: Rng, b: Buffer): Buffer {
   return out;
 }
 
-function streamFor(r: Rng): Buffer {
+/**
+ * A client that sends far more than its replies' worth and reads nothing: NBD_OPT_INFO in a loop,
+ * or a burst of READs of up to 64 KiB. It hangs up after a moment, often while the server has
+ * stopped reading from it (backpressure) with requests in flight.
+ */
+function flood(r: Rng): Buffer {
+  if (r.chance(0.5)) {
+    const info = option(6, Buffer.concat([lengthPrefixed('fuzz'), Buffer.from([0, 0])]));
+    return Buffer.concat([Buffer.from([0, 0, 0, 3]), ...Array.from({ length: 200 + r.int(2000) }, () => info)]);
+  }
+  const reads = Array.from({ length: 50 + r.int(200) }, () => {
+    const h = Buffer.alloc(28);
+    const length = (1 + r.int(128)) * 512;
+    h.writeUInt32BE(0x25609513, 0);
+    h.writeUInt32BE(r.int(2 ** 32), 12);
+    h.writeUInt32BE(r.int((SIZE - length) / 512) * 512, 20);
+    h.writeUInt32BE(length, 24);
+    return h;
+  });
+  return Buffer.concat([handshake(r), ...reads]);
+}
+
+interface Stream {
+  bytes: Buffer;
+  /** False for a client that never reads what comes back (see flood). */
+  reads: boolean;
+}
+
+function streamFor(r: Rng): Stream {
+  if (r.int(64) === 0) return { bytes: flood(r), reads: false };
   switch (r.int(4)) {
     case 0:
-      return r.bytes(r.int(300));
+      return { bytes: r.bytes(r.int(300)), reads: true };
     case 1:
-      return mutate(r, Buffer.concat([handshake(r), ...Array.from({ length: r.int(6) }, () => request(r))]));
+      return { bytes: mutate(r, Buffer.concat([handshake(r), ...Array.from({ length: r.int(6) }, () => request(r))])), reads: true };
     default: {
       const body = Buffer.concat(Array.from({ length: 1 + r.int(8) }, () => request(r)));
-      return Buffer.concat([handshake(r), r.chance(0.5) ? mutate(r, body) : body]);
+      return { bytes: Buffer.concat([handshake(r), r.chance(0.5) ? mutate(r, body) : body]), reads: true };
     }
   }
 }
 
-/** Sends `bytes`, half-closes, drains whatever comes back, resolves when the server hangs up. */
-function play(sock: string, bytes: Buffer): Promise<void> {
+/**
+ * Sends the stream and half-closes; a reading client drains whatever comes back and resolves
+ * when the server hangs up, a non-reading one hangs up itself after 20 ms.
+ */
+function play(sock: string, stream: Stream): Promise<void> {
   return new Promise((resolve) => {
     const c = createConnection(sock);
-    const timer = setTimeout(() => c.destroy(), 5000);
+    const timer = setTimeout(() => c.destroy(), stream.reads ? 5000 : 20);
     c.on('error', () => undefined);
-    c.on('data', () => undefined);
+    if (stream.reads) c.on('data', () => undefined);
     c.on('close', () => {
       clearTimeout(timer);
       resolve();
     });
-    c.end(bytes);
+    c.end(stream.bytes);
   });
 }
 
@@ -192,7 +276,7 @@ describe('NBD server under fuzzing', () => {
 
   before(async () => {
     await device.write(0, original);
-    device.changed.length = 0;
+    device.reset();
     await server.listen({ socket: sock });
   });
 
@@ -201,29 +285,49 @@ describe('NBD server under fuzzing', () => {
     dir.cleanup();
   });
 
-  test(`${CASES} random and mutated streams leave the server alive and the export intact outside accepted writes`, async () => {
+  test(`${CASES} random and mutated streams leave the server alive, its memory level and the export intact outside accepted writes`, async () => {
+    const replay = `replay with NBD_FUZZ_SEED=${SEED} NBD_FUZZ_CASES=${CASES}`;
+    console.log(`fuzz: seed ${SEED}, ${CASES} streams, ${PARALLEL} at a time (${replay})`);
+    const gc = collector();
     const r = rng(SEED);
-    const streams = Array.from({ length: CASES }, () => streamFor(r));
-    const parallel = 16;
-    for (let i = 0; i < streams.length; i += parallel) {
-      await Promise.all(streams.slice(i, i + parallel).map((s) => play(sock, s)));
+    const samples: Array<{ at: number; rss: number }> = [];
+    const t0 = Date.now();
+    // Streams are made a batch at a time: 100 000 of them at once would be gigabytes.
+    for (let done = 0; done < CASES; ) {
+      const batch = Array.from({ length: Math.min(PARALLEL, CASES - done) }, () => streamFor(r));
+      await Promise.all(batch.map((s) => play(sock, s)));
+      done += batch.length;
+      if (done >= WARMUP && (done - WARMUP) % SAMPLE_EVERY === 0) {
+        gc();
+        samples.push({ at: done, rss: process.memoryUsage().rss });
+      }
     }
-    console.log(`fuzz: ${CASES} streams (seed ${SEED}), ${device.changed.length} device writes/zeroes/discards`);
+    const seconds = (Date.now() - t0) / 1000;
+    console.log(`fuzz: ${CASES} streams in ${seconds.toFixed(1)} s (seed ${SEED}), ${device.changes} device writes/zeroes/discards`);
 
     // Connections may linger for a moment after the client's FIN while their requests finish.
     for (let i = 0; i < 100 && server.connectionCount > 0; i++) await new Promise((res) => setTimeout(res, 20));
-    assert.equal(server.connectionCount, 0, 'every fuzz connection was closed');
-    assert.equal(device.outOfRangeCalls, 0, 'the server never handed the device an invalid range');
+    assert.equal(server.connectionCount, 0, `every fuzz connection was closed (${replay})`);
+    assert.equal(device.outOfRangeCalls, 0, `the server never handed the device an invalid range (${replay})`);
+    assert.equal(device.outOfRangeChanges, 0, `every device change lies inside the export (${replay})`);
 
     const now = await device.read(0, SIZE);
-    const touched = new Uint8Array(SIZE);
-    for (const [offset, length] of device.changed) {
-      assert.ok(offset >= 0 && offset + length <= SIZE, `device change [${offset}, +${length}) inside the export`);
-      touched.fill(1, offset, offset + length);
-    }
     for (let i = 0; i < SIZE; i++) {
-      if (now[i] !== original[i] && touched[i] === 0) assert.fail(`byte ${i} changed without an accepted write (seed ${SEED})`);
+      if (now[i] !== original[i] && device.touched[i] === 0) assert.fail(`byte ${i} changed without an accepted write (${replay})`);
     }
+
+    // Memory: the last third of the samples must not peak much above the first third.
+    assert.ok(samples.length >= 6, `expected at least 6 memory samples after the warm-up, found ${samples.length}`);
+    const third = Math.floor(samples.length / 3);
+    const early = Math.max(...samples.slice(0, third).map((x) => x.rss));
+    const late = Math.max(...samples.slice(-third).map((x) => x.rss));
+    const all = samples.map((x) => x.rss);
+    console.log(
+      `fuzz: RSS after a ${WARMUP}-stream warm-up, every ${SAMPLE_EVERY} streams (MiB): ${all.map((x) => (x / MiB).toFixed(1)).join(' ')}; ` +
+        `min ${(Math.min(...all) / MiB).toFixed(1)}, max ${(Math.max(...all) / MiB).toFixed(1)}, early peak ${(early / MiB).toFixed(1)}, late peak ${(late / MiB).toFixed(1)} ` +
+        `(${late >= early ? '+' : ''}${((late - early) / MiB).toFixed(1)})`,
+    );
+    assert.ok(late - early < MAX_RSS_GROWTH, `RSS kept growing: late peak ${(late / MiB).toFixed(1)} MiB vs early ${(early / MiB).toFixed(1)} MiB, allowed +${MAX_RSS_GROWTH / MiB} (${replay})`);
 
     const info = JSON.parse(await tool('nbdinfo', ['--json', `nbd+unix:///fuzz?socket=${sock}`])) as { exports: Array<{ 'export-size': number }> };
     assert.equal(info.exports[0]!['export-size'], SIZE);
