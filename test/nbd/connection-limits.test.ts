@@ -29,6 +29,17 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
   }
 }
 
+/** `p`, or a failure naming `what` if it has not settled within `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The name/info-count data of NBD_OPT_INFO and NBD_OPT_GO. */
 function infoData(name: string): Buffer {
   return Buffer.concat([u32(Buffer.byteLength(name)), Buffer.from(name), Buffer.from([0, 0])]);
@@ -50,6 +61,14 @@ describe('NBD connection limits', () => {
   let sock: string;
   let server: NbdServer;
   let logs: string[];
+  /** Every peer of the test, destroyed before the server closes: a peer that reads nothing would hold close up. */
+  let peers: RawPeer[];
+
+  async function connect(): Promise<RawPeer> {
+    const p = await RawPeer.connect(sock);
+    peers.push(p);
+    return p;
+  }
 
   async function serve(limits: Partial<ConnectionLimits>): Promise<void> {
     const device = new MemoryDevice(SIZE, { blockSize: 512 });
@@ -62,9 +81,11 @@ describe('NBD connection limits', () => {
     dir = tempDir('nbd-limits');
     sock = join(dir.path, 'nbd.sock');
     logs = [];
+    peers = [];
   });
 
   afterEach(async () => {
+    for (const p of peers) p.socket.destroy();
     await server?.close();
     dir.cleanup();
   });
@@ -72,7 +93,7 @@ describe('NBD connection limits', () => {
   test('an option longer than the server reads gets NBD_REP_ERR_TOO_BIG, its data is dropped as it comes, and haggling goes on to GO', async () => {
     // With the input cap at its smallest, 4 MiB of option data buffered whole would drop the client.
     await serve({ maxInputBytes: MIN_CAP });
-    const p = await RawPeer.connect(sock);
+    const p = await connect();
     await p.read(18);
     const length = 4 * 1024 * KiB;
     const header = option(6, Buffer.alloc(0));
@@ -81,7 +102,7 @@ describe('NBD connection limits', () => {
     for (let sent = 0; sent < length; sent += 256 * KiB) {
       await new Promise<void>((resolve) => p.socket.write(Buffer.alloc(256 * KiB, 0x61), () => resolve()));
     }
-    const [type, body] = (await optionReplies(p))[0]!;
+    const [type, body] = (await within(optionReplies(p), 5000, 'a reply to the oversized option'))[0]!;
     assert.equal(type, 0x80000009, 'NBD_REP_ERR_TOO_BIG');
     assert.equal(body.toString(), `option 6 carries ${length} bytes of data, more than the 65536 this server reads`);
     p.send(option(7, infoData('x')));
@@ -96,7 +117,7 @@ describe('NBD connection limits', () => {
 
   test('an option claiming 4 GiB of data is read through without being held, and the connection stays', async () => {
     await serve({ maxInputBytes: MIN_CAP });
-    const p = await RawPeer.connect(sock);
+    const p = await connect();
     await p.read(18);
     const header = option(6, Buffer.alloc(0));
     header.writeUInt32BE(0xffffffff, 12);
@@ -112,10 +133,10 @@ describe('NBD connection limits', () => {
 
   test('NBD_OPT_EXPORT_NAME longer than the server reads ends that connection, having no error reply', async () => {
     await serve({});
-    const p = await RawPeer.connect(sock);
+    const p = await connect();
     await p.read(18);
     p.send(u32(3), option(1, Buffer.alloc(70 * KiB, 0x61)));
-    await p.closed;
+    await within(p.closed, 5000, 'the server to end the connection');
     assert.equal(p.pending, 0, 'no reply at all');
     await until(() => logs.length > 0, 'a log line');
     assert.match(logs[0]!, /^handshake failed: NBD_OPT_EXPORT_NAME carries 71680 bytes, more than the 65536 accepted$/);
@@ -124,9 +145,9 @@ describe('NBD connection limits', () => {
   test('a client that leaves more replies unread than maxUnsentBytes is dropped with a log line, and others are still served', async () => {
     // The in-flight budget lets far more than the cap complete, as a deep queue would.
     await serve({ maxInFlightBytes: 8 * 1024 * KiB, maxUnsentBytes: 512 * KiB });
-    const reader = await RawPeer.connect(sock);
+    const reader = await connect();
     await reader.go('x');
-    const hog = await RawPeer.connect(sock);
+    const hog = await connect();
     await hog.go('x');
     hog.socket.pause();
     hog.send(...Array.from({ length: 256 }, (_, i) => request(0, BigInt(i), i * MAX_PAYLOAD, MAX_PAYLOAD)));
@@ -142,7 +163,7 @@ describe('NBD connection limits', () => {
 
   test('a client that sends DISC and never reads its last replies is cut off after closeTimeoutMs', async () => {
     await serve({ closeTimeoutMs: 200 });
-    const p = await RawPeer.connect(sock);
+    const p = await connect();
     await p.go('x');
     p.socket.pause();
     // 8 MiB of replies, more than the socket buffers take, then DISC in the same write.
@@ -154,16 +175,12 @@ describe('NBD connection limits', () => {
 
   test('server close finishes while a client that never reads is connected, cutting it off after closeTimeoutMs', async () => {
     await serve({ closeTimeoutMs: 200 });
-    const p = await RawPeer.connect(sock);
+    const p = await connect();
     await p.go('x');
     p.socket.pause();
     p.send(...Array.from({ length: 1024 }, (_, i) => request(0, BigInt(i), (i % 256) * MAX_PAYLOAD, MAX_PAYLOAD)));
     await new Promise((r) => setTimeout(r, 100));
-    let timer: NodeJS.Timeout | undefined;
-    const closed = server.close().then(() => 'closed');
-    const late = new Promise((r) => (timer = setTimeout(() => r('still waiting after 5 s'), 5000)));
-    assert.equal(await Promise.race([closed, late]), 'closed');
-    clearTimeout(timer);
+    await within(server.close(), 5000, 'server close to finish');
     assert.match(logs.join('\n'), /cutting it off/);
     p.socket.destroy();
   });
@@ -205,11 +222,15 @@ describe('NBD connection input cap (a connection built with a cap below what Nbd
     listener = createServer((s) => void new NbdConnection(s, table, limits, (m) => logs.push(m)).run());
     await new Promise<void>((r) => listener.listen(sock, r));
     const p = await RawPeer.connect(sock);
-    await p.read(18);
-    const header = option(6, Buffer.alloc(0));
-    header.writeUInt32BE(60_000, 12);
-    p.send(u32(3), header, Buffer.alloc(60_000));
-    await p.closed;
+    try {
+      await p.read(18);
+      const header = option(6, Buffer.alloc(0));
+      header.writeUInt32BE(60_000, 12);
+      p.send(u32(3), header, Buffer.alloc(60_000));
+      await within(p.closed, 5000, 'the server to drop the connection');
+    } finally {
+      p.socket.destroy();
+    }
     assert.match(logs.join('\n'), /^dropping client: \d+ received bytes wait to be parsed, more than the 4096 one connection may hold$/m);
   });
 });

@@ -225,6 +225,9 @@ describe('NBD server connection', () => {
       assert.equal(device.maxRunning, 2);
       p.socket.destroy();
     } finally {
+      // A failed assertion must not leave reads gated: close would wait for them forever.
+      device.gated = false;
+      while (device.waitingCount > 0) device.release(0);
       await budgeted.close();
     }
   });
