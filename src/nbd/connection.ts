@@ -543,6 +543,12 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   private drain(): void {
     this.phase = 'draining';
     this.input.clear();
+    // From here on whatever arrives is dropped (onData), so reading costs nothing; and a socket
+    // left paused with bytes unread would never see the client's FIN after the hang-up.
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
     if (this.inFlight === 0) this.hangUp();
   }
 

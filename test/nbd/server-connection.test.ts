@@ -15,13 +15,17 @@ import { RawPeer, option, request, u32 } from './raw-client.js';
 
 const SIZE = 1024 * 1024;
 
-/** A memory device whose reads wait until the test releases them, counting concurrency. */
+/**
+ * A memory device whose reads (and, with gatedWrites, writes) wait until the test releases them,
+ * counting concurrency.
+ */
 class GatedDevice implements BlockDevice {
   readonly inner = new MemoryDevice(SIZE, { blockSize: 512 });
   readonly size = SIZE;
   readonly blockSize = 512;
   readonly readOnly = false;
   gated = false;
+  gatedWrites = false;
   running = 0;
   maxRunning = 0;
   private readonly waiting: Array<() => void> = [];
@@ -40,7 +44,8 @@ class GatedDevice implements BlockDevice {
   get waitingCount(): number {
     return this.waiting.length;
   }
-  write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.gatedWrites) await new Promise<void>((resolve) => this.waiting.push(resolve));
     return this.inner.write(offset, data);
   }
   flush(): Promise<void> {
@@ -195,9 +200,10 @@ describe('NBD server connection', () => {
     const budgetSock = join(dir.path, 'budget.sock');
     const budgeted = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlightBytes: 64 * 1024 } });
     await budgeted.listen({ socket: budgetSock });
+    let p: RawPeer | undefined;
     try {
       device.gated = true;
-      const p = await RawPeer.connect(budgetSock);
+      p = await RawPeer.connect(budgetSock);
       await p.go('x');
       p.send(request(0, 1n, 0, 24 * 1024), request(0, 2n, 0, 24 * 1024), request(0, 3n, 0, 24 * 1024));
       await until(() => device.waitingCount === 2, 'two reads in flight');
@@ -223,12 +229,80 @@ describe('NBD server connection', () => {
       assert.deepEqual(await p.simpleReply(), { error: 0, cookie: 5n });
       await p.read(512);
       assert.equal(device.maxRunning, 2);
-      p.socket.destroy();
     } finally {
-      // A failed assertion must not leave reads gated: close would wait for them forever.
+      // A failed assertion must leave no read gated and no peer open for close to wait on.
+      p?.socket.destroy();
       device.gated = false;
       while (device.waitingCount > 0) device.release(0);
       await budgeted.close();
+    }
+  });
+
+  test('WRITE payloads in flight are held to the byte budget: a WRITE that would pass it waits for earlier ones', async () => {
+    const budgetSock = join(dir.path, 'budget-w.sock');
+    const budgeted = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlightBytes: 64 * 1024 } });
+    await budgeted.listen({ socket: budgetSock });
+    let p: RawPeer | undefined;
+    try {
+      device.gatedWrites = true;
+      p = await RawPeer.connect(budgetSock);
+      await p.go('x');
+      const writes = Array.from({ length: 6 }, (_, i) => [request(1, BigInt(i), i * 24 * 1024, 24 * 1024), Buffer.alloc(24 * 1024, i + 1)]).flat();
+      p.send(...writes);
+      await until(() => device.waitingCount === 2, 'two writes in flight');
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(device.waitingCount, 2, 'a third 24 KiB WRITE would hold 72 KiB, more than the 64 KiB budget');
+      for (let i = 0; i < 6; i++) {
+        await until(() => device.waitingCount > 0, 'a write to release');
+        assert.ok(device.waitingCount <= 2, `at most two writes in flight, found ${device.waitingCount}`);
+        device.release(0);
+        assert.equal((await p.simpleReply()).error, 0);
+      }
+      for (let i = 0; i < 6; i++) assert.deepEqual(await device.inner.read(i * 24 * 1024, 24 * 1024), Buffer.alloc(24 * 1024, i + 1));
+    } finally {
+      p?.socket.destroy();
+      device.gatedWrites = false;
+      while (device.waitingCount > 0) device.release(0);
+      await budgeted.close();
+    }
+  });
+
+  test('server close of a connection paused at the in-flight limit ends as soon as the client has its replies', async () => {
+    const logs: string[] = [];
+    const pausedSock = join(dir.path, 'paused.sock');
+    const paused = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlight: 4 }, log: (m) => logs.push(m) });
+    await paused.listen({ socket: pausedSock });
+    let closing: Promise<void> | undefined;
+    let p: RawPeer | undefined;
+    try {
+      device.gated = true;
+      p = await RawPeer.connect(pausedSock);
+      await p.go('x');
+      for (let i = 0; i < 8; i++) p.send(request(0, BigInt(i), i * 512, 512));
+      await until(() => device.waitingCount === 4, 'four reads in flight, reading paused');
+      // Sent while reading is paused: these wait in the socket, unread, in front of the FIN.
+      p.send(...Array.from({ length: 4 }, (_, i) => request(0, BigInt(100 + i), 0, 512)));
+      await new Promise((r) => setTimeout(r, 50));
+      const t0 = Date.now();
+      closing = paused.close();
+      while (device.waitingCount > 0) device.release(0);
+      for (let i = 0; i < 4; i++) {
+        assert.equal((await p.simpleReply()).error, 0);
+        await p.read(512);
+      }
+      // The hang-up must see the client's FIN: not wait for closeTimeoutMs (5 s) to cut it off.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<string>((r) => (timer = setTimeout(() => r('still closing after 2 s'), 2000)));
+      assert.equal(await Promise.race([closing.then(() => 'closed'), late]), 'closed');
+      clearTimeout(timer);
+      await p.closed;
+      assert.ok(Date.now() - t0 < 2000, `close took ${Date.now() - t0} ms`);
+      assert.deepEqual(logs, []);
+    } finally {
+      p?.socket.destroy();
+      device.gated = false;
+      while (device.waitingCount > 0) device.release(0);
+      await (closing ?? paused.close());
     }
   });
 
