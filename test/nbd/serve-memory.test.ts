@@ -176,6 +176,46 @@ describe('llraid serve keeps its memory bounded against clients that never read'
     }
   });
 
+  test('SIGTERM stops the engine at once when a client it paused (backpressure) then reads its replies', async () => {
+    const dir = tempDir('nbd-memory-drain', '/dev/shm');
+    const file = join(dir.path, 'disk.img');
+    const sock = join(dir.path, 'nbd.sock');
+    let serve: ServeProcess | undefined;
+    let p: RawPeer | undefined;
+    try {
+      await tool('truncate', ['-s', String(SIZE), file]);
+      serve = await startServe(['--file', file, '--socket', sock]);
+      const peer = (p = await RawPeer.connect(sock));
+      await peer.go('');
+      peer.socket.pause();
+      peer.send(...Array.from({ length: 64 }, (_, i) => request(0, BigInt(i), (i % 60) * MiB, MiB)));
+      await new Promise((r) => setTimeout(r, 300));
+      // The engine has stopped reading; these wait unread in its socket, in front of any FIN.
+      peer.send(...Array.from({ length: 16 }, (_, i) => request(0, BigInt(100 + i), 0, 4096)));
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = Date.now();
+      const stopped = serve.stop('SIGTERM');
+      // Reads and drops the 32 MiB of replies (RawPeer would concatenate them chunk by chunk).
+      peer.socket.removeAllListeners('data');
+      peer.socket.on('data', () => undefined);
+      peer.socket.resume();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<string>((r) => (timer = setTimeout(() => r('still running 20 s after SIGTERM'), 20_000)));
+      const code = await Promise.race([stopped, late]);
+      clearTimeout(timer);
+      const ms = Date.now() - t0;
+      console.log(`SIGTERM with a paused client that then reads: exit ${String(code)} after ${ms} ms`);
+      assert.equal(code, 0, serve.stderr());
+      assert.doesNotMatch(serve.stderr(), /cutting it off/, 'a client that reads is not cut off');
+      // Well under closeTimeoutMs (5 s), which is what a hang-up that never sees the FIN waits.
+      assert.ok(ms < 3000, `stopping took ${ms} ms`);
+    } finally {
+      p?.socket.destroy();
+      await serve?.stop('SIGKILL');
+      dir.cleanup();
+    }
+  });
+
   test('a client pipelining 1 MiB WRITEs without reading the replies does not grow the engine, and nbdinfo is still served', async () => {
     await withEngine(async (serve, sock) => {
       const p = await RawPeer.connect(sock);
