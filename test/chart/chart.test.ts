@@ -54,8 +54,8 @@ test('default install: CSIDriver for node-local volumes with capacity tracking',
 });
 
 test('default install: one DaemonSet, only the plugin privileged, provisioner per node with capacity', { skip }, () => {
-  const sets = byKind(render(), 'DaemonSet') as DaemonSet[];
-  assert.deepEqual(sets.map((d) => d.metadata.name), ['llraid-node']);
+  const sets = (byKind(render(), 'DaemonSet') as DaemonSet[]).filter((d) => d.metadata.name === 'llraid-node');
+  assert.equal(sets.length, 1);
   const pod = sets[0]!.spec.template.spec;
   assert.deepEqual(pod.containers.map((c) => c.name), ['llraid', 'node-driver-registrar', 'csi-provisioner', 'csi-resizer', 'liveness-probe']);
   for (const c of pod.containers) assert.equal(c.securityContext?.privileged === true, c.name === 'llraid', `privileged ${c.name}`);
@@ -72,6 +72,27 @@ test('default install: one DaemonSet, only the plugin privileged, provisioner pe
   const registrar = pod.containers.find((c) => c.name === 'node-driver-registrar')!;
   assert.ok(registrar.args?.includes('--kubelet-registration-path=/var/lib/kubelet/plugins/csi.llraid.io/csi.sock'));
   assert.equal(pod.affinity, undefined, 'no node pools: the default pool runs everywhere');
+  assert.equal(env(plugin, 'LLRAID_ENGINE_HOST'), '/run/llraid/engine-host.sock', 'engines run in the engine host');
+});
+
+test('default install: an engine host DaemonSet beside the plugin, replaced only on delete, sharing run dir and disks', { skip }, () => {
+  type EngineSet = DaemonSet & { spec: { updateStrategy: { type: string }; selector: { matchLabels: Record<string, string> } } };
+  const sets = byKind(render(), 'DaemonSet') as EngineSet[];
+  assert.deepEqual(sets.map((d) => d.metadata.name), ['llraid-node', 'llraid-engines']);
+  const [node, engines] = sets as [EngineSet, EngineSet];
+  assert.equal(engines.spec.updateStrategy.type, 'OnDelete', 'a chart upgrade never restarts the engines');
+  assert.equal(engines.spec.selector.matchLabels['app.kubernetes.io/component'], 'engines');
+  assert.equal(node.spec.selector.matchLabels['app.kubernetes.io/component'], 'node', 'the two selectors never match each other\'s pods');
+  const host = engines.spec.template.spec.containers[0]!;
+  assert.deepEqual(host.args, ['engine-host']);
+  assert.equal(host.securityContext?.privileged, true);
+  assert.equal(env(host, 'LLRAID_RUN_DIR'), '/run/llraid');
+  assert.equal(host.volumeMounts?.find((m) => m.name === 'run-dir')?.mountPropagation, 'Bidirectional');
+  const mounts = (c: Container) => (c.volumeMounts ?? []).filter((m) => m.name.startsWith('disk-')).map((m) => m.mountPath);
+  assert.deepEqual(mounts(host), mounts(node.spec.template.spec.containers[0]!), 'member paths are the same in both containers');
+  const off = byKind(render('--set', 'engineHost.enabled=false'), 'DaemonSet') as DaemonSet[];
+  assert.deepEqual(off.map((d) => d.metadata.name), ['llraid-node']);
+  assert.equal(env(off[0]!.spec.template.spec.containers[0]!, 'LLRAID_ENGINE_HOST'), undefined);
 });
 
 test('default install: raid1 and raid10 StorageClasses wait for the first consumer and can grow', { skip }, () => {
@@ -114,8 +135,8 @@ test('default install: RBAC grants only the verbs the sidecars and llraid call',
 test('every option: node pools get their own DaemonSets and the default pool avoids their nodes', { skip }, () => {
   const objs = render('-f', path.join(root, 'test/chart/values-all.yaml'));
   const sets = byKind(objs, 'DaemonSet') as DaemonSet[];
-  assert.deepEqual(sets.map((d) => d.metadata.name), ['llraid-node', 'llraid-node-nvme', 'llraid-node-big']);
-  const [def, nvme] = sets;
+  assert.deepEqual(sets.map((d) => d.metadata.name), ['llraid-node', 'llraid-engines', 'llraid-node-nvme', 'llraid-engines-nvme', 'llraid-node-big', 'llraid-engines-big']);
+  const [def, , nvme] = sets;
   const terms = def!.spec.template.spec.affinity!.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
   assert.deepEqual(terms, [{ matchExpressions: [
     { key: 'llraid.io/pool', operator: 'NotIn', values: ['nvme'] },

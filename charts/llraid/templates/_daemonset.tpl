@@ -102,6 +102,10 @@ spec:
               value: {{ $v.attach | quote }}
             - name: LLRAID_RUN_DIR
               value: {{ $v.runDir | quote }}
+            {{- if $v.engineHost.enabled }}
+            - name: LLRAID_ENGINE_HOST
+              value: {{ printf "%s/engine-host.sock" $v.runDir | quote }}
+            {{- end }}
             - name: LLRAID_MAX_VOLUMES
               value: {{ $v.maxVolumes | quote }}
             - name: LLRAID_DEFAULT_CAPACITY
@@ -281,6 +285,129 @@ spec:
           hostPath:
             path: {{ $v.kubeletDir }}
             type: Directory
+        - name: dev
+          hostPath:
+            path: /dev
+            type: Directory
+        - name: sys
+          hostPath:
+            path: /sys
+            type: Directory
+        - name: run-dir
+          hostPath:
+            path: {{ $v.runDir }}
+            type: DirectoryOrCreate
+        {{- range .disks }}
+        - name: disk-{{ .name }}
+          hostPath:
+            path: {{ .path }}
+            type: DirectoryOrCreate
+        {{- end }}
+{{- end -}}
+
+
+{{/*
+The engine host DaemonSet for one disk pool, on the same nodes as its node plugin. Called with
+the same dict as llraid.daemonset. It mounts the pool's disks at the paths the plugin names them
+by (/pool/<name>), the run directory (sockets, FUSE mount points) shared both ways, /dev and /sys.
+*/}}
+{{- define "llraid.engineDaemonset" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $name := printf "%s-engines%s" (include "llraid.fullname" $root) .suffix -}}
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "llraid.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: engines
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {{ $root.Chart.Name }}
+      app.kubernetes.io/instance: {{ $root.Release.Name }}
+      app.kubernetes.io/component: engines
+      llraid.io/pool: {{ default "default" (trimPrefix "-" .suffix) }}
+  # Deleting an engine host takes its node's volumes down: it is replaced only when an operator
+  # deletes its pod (after draining the node), never by a chart upgrade.
+  updateStrategy:
+    type: OnDelete
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: {{ $root.Chart.Name }}
+        app.kubernetes.io/instance: {{ $root.Release.Name }}
+        app.kubernetes.io/component: engines
+        llraid.io/pool: {{ default "default" (trimPrefix "-" .suffix) }}
+    spec:
+      priorityClassName: {{ $v.priorityClassName }}
+      # Engines must outlive the plugin, not the node's shutdown: time to stop them cleanly.
+      terminationGracePeriodSeconds: 120
+      automountServiceAccountToken: false
+      {{- with $v.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- if or $v.nodeSelector .include }}
+      nodeSelector:
+        {{- with $v.nodeSelector }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+        {{- with .include }}
+        {{ .key }}: {{ .value | quote }}
+        {{- end }}
+      {{- end }}
+      {{- if .exclude }}
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms:
+              - matchExpressions:
+                  {{- range .exclude }}
+                  - key: {{ .key }}
+                    operator: NotIn
+                    values: [{{ .value | quote }}]
+                  {{- end }}
+      {{- end }}
+      {{- with $v.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: engine-host
+          image: {{ include "llraid.image" $root }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          args: [engine-host]
+          env:
+            - name: LLRAID_RUN_DIR
+              value: {{ $v.runDir | quote }}
+            - name: LLRAID_ATTACH
+              value: {{ $v.attach | quote }}
+            {{- with $v.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          securityContext:
+            # FUSE, loop and nbd devices, and PR_SET_IO_FLUSHER (CAP_SYS_RESOURCE) for engines.
+            privileged: true
+          {{- with $v.engineHost.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          volumeMounts:
+            - name: dev
+              mountPath: /dev
+            - name: sys
+              mountPath: /sys
+            - name: run-dir
+              mountPath: {{ $v.runDir }}
+              mountPropagation: Bidirectional
+            {{- range .disks }}
+            - name: disk-{{ .name }}
+              mountPath: /pool/{{ .name }}
+            {{- end }}
+      volumes:
         - name: dev
           hostPath:
             path: /dev
