@@ -239,7 +239,7 @@ export class FileDevice implements BlockDevice {
       // A short write (a nearly full file system) is finished here: this request is under way.
       if (done < length) {
         const all = Buffer.concat(parts);
-        while (done < length) done += writeSync(this.fd, all, done, length - done, offset + done);
+        while (done < length) done += progress(writeSync(this.fd, all, done, length - done, offset + done), offset + done);
       }
     } catch (err) {
       throw this.ioError('write', offset, length, err);
@@ -381,17 +381,26 @@ async function readFully(io: PositionalIo, fd: number, buf: Buffer, pos: number)
   }
 }
 
+/**
+ * A write that moved nothing and reported no error (a FUSE server that answers a failed write
+ * with 0 bytes) would be retried for ever: it is an I/O error instead.
+ */
+function progress(n: number, pos: number): number {
+  if (n <= 0) throw new Error(`write at byte ${pos} moved no bytes and reported no error`);
+  return n;
+}
+
 async function writeFully(io: PositionalIo, fd: number, data: Uint8Array, pos: number): Promise<void> {
   let done = 0;
   while (done < data.length) {
-    done += await io.write(fd, data, done, data.length - done, pos + done);
+    done += progress(await io.write(fd, data, done, data.length - done, pos + done), pos + done);
   }
 }
 
 async function writevFully(io: PositionalIo, fd: number, parts: readonly Uint8Array[], pos: number): Promise<void> {
   let rest = parts;
   for (;;) {
-    let n = await io.writev(fd, rest, pos);
+    let n = progress(await io.writev(fd, rest, pos), pos);
     pos += n;
     // A short write: drop the parts written whole, cut the one written in part.
     let i = 0;
