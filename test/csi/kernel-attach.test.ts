@@ -2,7 +2,8 @@
 // driver, this checkout shared read-only) and runs kernel-guest.ts there: a volume staged through
 // nbd-client on /dev/nbdX, files written, grown online while published (ControllerExpandVolume
 // through the engine, NodeExpandVolume: NBD_SET_SIZE and resize2fs), unstaged, staged again and
-// read back; and a raw block volume published as its device node. Slow (emulated); skipped where kernel-vm is absent.
+// read back; and a raw block volume published as its device node. Engines run in an engine host,
+// as the chart runs them, and carry PR_SET_IO_FLUSHER on every thread. Slow (emulated); skipped where kernel-vm is absent.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,5 +39,10 @@ test('kernel attach: stage, write, unstage, stage again, read back through /dev/
   assert.ok(g.fsAfter > 2 * g.fsBefore, `the mounted ext4 grew: ${JSON.stringify(g)}`);
   assert.equal(result.filesIntact, '4/4');
   assert.equal(result.blockReadBack, true);
+  // The guest runs as root with every capability: the engine host sets PR_SET_IO_FLUSHER and
+  // every thread of what it starts has it (PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE in /proc stat).
+  const flusher = result.ioFlusher as { engine: { flagged: number; threads: number }; nbdClient: { flagged: number; threads: number } | null };
+  assert.ok(flusher.engine.threads > 1 && flusher.engine.flagged === flusher.engine.threads, `engine threads with the flag: ${JSON.stringify(flusher.engine)}`);
+  assert.ok(flusher.nbdClient !== null && flusher.nbdClient.flagged === flusher.nbdClient.threads, `nbd-client: ${JSON.stringify(flusher.nbdClient)}`);
   assert.equal(result.ok, true);
 });

@@ -1,16 +1,28 @@
 // Runs inside /work/shared/tools/kernel-vm (a kernel with the nbd driver): the kernel attach
-// scenario of issue 5 on the real plugin — stage a volume through /dev/nbdX, write files,
-// unstage, stage again, read them back. Prints one `RESULT {json}` line (and writes the JSON to argv[2] if given); kernel-attach.test.ts
+// scenario of issue 5 on the real plugin, with its engines in an engine host as the chart runs
+// them — stage a volume through /dev/nbdX, write files, unstage, stage again, read them back —
+// and whether the engine and its nbd-client carry PR_SET_IO_FLUSHER on every thread. Prints one `RESULT {json}` line (and writes the JSON to argv[2] if given); kernel-attach.test.ts
 // boots the guest and checks it. Not a test file itself: the host has no nbd driver.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import { mountAt } from '../../src/csi/mounts.js';
-import { blockCap, mountCap, startPlugin } from './plugin-harness.js';
+import { hostRequest } from '../../src/csi/engine-host-client.js';
+import { findProcesses } from '../../src/csi/processes.js';
+import { ioFlusherThreads } from '../../src/engine/io-flusher.js';
+import { blockCap, cliPath, mountCap, startPlugin } from './plugin-harness.js';
 
 const MiB = 1024 * 1024;
-const plugin = await startPlugin({ attach: 'kernel' });
+const hostDir = mkdtempSync(path.join(os.tmpdir(), 'llraid-guest-host-'));
+const runDir = path.join(hostDir, 'run');
+const hostSocket = path.join(runDir, 'engine-host.sock');
+const host = spawn(process.execPath, [cliPath, 'engine-host', '--run-dir', runDir, '--attach', 'kernel'], { stdio: ['ignore', 'inherit', 'inherit'] });
+for (let i = 0; i < 2400 && !existsSync(hostSocket); i++) await new Promise((r) => setTimeout(r, 50));
+const plugin = await startPlugin({ attach: 'kernel', engineHost: hostSocket, runDir });
 const result: Record<string, unknown> = {};
 try {
   const created = await plugin.controller.CreateVolume({
@@ -32,6 +44,10 @@ try {
   };
   await up();
   result.device = (await mountAt(staging))?.source;
+  // Every thread of the engine and of its nbd-client inherited the flag from the engine host.
+  const engine = (await hostRequest(hostSocket, { op: 'engine.find', volumeId: id })) as { pid: number };
+  const client = (await findProcesses(path.join(runDir, id, 'engine.sock'))).find((p) => p.argv.some((a) => a.endsWith('nbd-client')));
+  result.ioFlusher = { engine: ioFlusherThreads(engine.pid), nbdClient: client ? ioFlusherThreads(client.pid) : null };
   const sums: Record<string, string> = {};
   for (let i = 0; i < 4; i++) {
     const data = randomBytes(MiB + i * 4096);
@@ -84,6 +100,8 @@ try {
   result.log = (await fs.readFile(plugin.logFile, 'utf8')).split('\n').slice(-15);
 } finally {
   await plugin.close();
+  host.kill('SIGTERM');
+  await new Promise((r) => host.once('exit', r));
 }
 process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
 // Also into the host directory shared read-write, when given: kernel-vm prints the guest console
