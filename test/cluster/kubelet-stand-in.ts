@@ -165,7 +165,8 @@ export class KubeletStandIn {
   /**
    * kubelet + runtime: waits for the pod that DaemonSet `name` gets on this node, then starts its
    * containers as local processes: the llraid plugin first, node-driver-registrar's part once the
-   * plugin answers Probe, then the other sidecars. Returns the pod.
+   * plugin answers Probe, then the other sidecars. For the engine host's DaemonSet, its one
+   * container, until its socket answers. Returns the pod.
    */
   async runDaemonSetPod(namespace: string, name: string, overrides: { env?: Record<string, string> } = {}): Promise<KubeObject> {
     const ds = await this.kube.get(['daemonset', '-n', namespace, name]);
@@ -183,6 +184,13 @@ export class KubeletStandIn {
     const plugin = byImage('/llraid');
     if (!plugin) throw new Error(`expected an llraid container in pod ${pod.metadata.name}, found ${[...containers.keys()].join(', ')}`);
     this.startContainer(pod, plugin, spec.volumes ?? [], kubeconfig, overrides.env ?? {});
+    if ((plugin.args ?? []).includes('engine-host')) {
+      // The engine host's pod has no sidecars: it is up once its socket answers.
+      const runDir = this.rewrite(plugin, spec.volumes ?? [], (plugin.env ?? []).find((e) => e.name === 'LLRAID_RUN_DIR')?.value ?? '/run/llraid');
+      const hostSocket = join(runDir, 'engine-host.sock');
+      await waitFor(`the engine host to listen on ${hostSocket}`, 60_000, async () => (existsSync(hostSocket) ? true : undefined), async () => this.logTail(plugin.name));
+      return pod;
+    }
 
     // node-driver-registrar: its --csi-address is the plugin socket, seen through its own mounts.
     const registrar = byImage('csi-node-driver-registrar');

@@ -92,6 +92,7 @@ before(async () => {
     diskPool: { disks: { name: string; path: string }[] };
   };
   disks = await NodeDisks.create(values.diskPool.disks.map((d) => node.hostPath(d.path)), DISK_BYTES);
+  await node.runDaemonSetPod(NAMESPACE, `${RELEASE}-engines`);
   await node.runDaemonSetPod(NAMESPACE, `${RELEASE}-node`, { env: { LLRAID_METRICS_ADDRESS: '127.0.0.1:0' } });
 });
 
