@@ -14,8 +14,11 @@ RUN npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY proto ./proto
+# koffi (the engine host's prctl call) ships prebuilt binaries for every platform: keep Linux's.
 RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --no-audit --no-fund --loglevel=error \
- && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.md' \) -delete
+ && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.md' \) -delete \
+ && find node_modules/koffi/build/koffi -mindepth 1 -maxdepth 1 ! -name 'linux_*' -exec rm -rf {} + \
+ && rm -rf node_modules/koffi/src node_modules/koffi/vendor node_modules/koffi/doc
 
 FROM ${BASE_IMAGE}
 RUN apt-get update \
