@@ -3,8 +3,6 @@
 # then the suites in scripts/test.d/ (each a script that runs a real outside tool, in order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# When the run started: suites with a long cold build decide from it whether it still fits.
-export LLRAID_TEST_STARTED=${LLRAID_TEST_STARTED:-$(date +%s)}
 bash scripts/setup.sh
 
 echo "== lint"; npx eslint .
