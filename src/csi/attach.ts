@@ -3,8 +3,6 @@
 // found again after a plugin restart from processes and loop devices, never from a saved state.
 
 import { existsSync } from 'node:fs';
-import { FuseAttacher } from './attach-fuse.js';
-import { KernelAttacher } from './attach-kernel.js';
 
 export type AttachMode = 'kernel' | 'fuse';
 
@@ -32,10 +30,4 @@ export interface Attacher {
 /** `kernel` when this kernel has the nbd driver (loaded or loadable as /sys/module/nbd), else `fuse`. */
 export function detectAttachMode(): AttachMode {
   return existsSync('/sys/module/nbd') ? 'kernel' : 'fuse';
-}
-
-/** The attacher for a configured mode (`auto`: kernel when the nbd module exists, else fuse). */
-export function createAttacher(mode: AttachMode | 'auto', runDir: string): Attacher {
-  const resolved = mode === 'auto' ? detectAttachMode() : mode;
-  return resolved === 'kernel' ? new KernelAttacher() : new FuseAttacher(runDir);
 }

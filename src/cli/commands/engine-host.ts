@@ -22,7 +22,7 @@ export function register(program: Command): void {
       const [{ EngineHost }, { EngineSupervisor }, { createAttacher }, { enableIoFlusher }, { claimSocketPath }, { UsageError }] = await Promise.all([
         import('../../csi/engine-host.js'),
         import('../../csi/engine.js'),
-        import('../../csi/attach.js'),
+        import('../../csi/attachers.js'),
         import('../../engine/io-flusher.js'),
         import('../../block/socket-file.js'),
         import('../report-error.js'),
