@@ -8,7 +8,7 @@ import { isBlock, requireCapabilities, unsupportedReason } from './capabilities.
 import type { DiskPool } from './disk-pool.js';
 import { claimFromParameters, removeClaim, writeClaim } from './claim-file.js';
 import { CsiError, invalid, notFound } from './errors.js';
-import { KeyedLock } from './keyed-lock.js';
+import { nameKey, volumeKey, type VolumeLocks } from './volume-locks.js';
 import type { CapacityRange, CreateVolumeRequest, Topology, VolumeCapability } from './messages.js';
 import { parseVolumeParameters, type VolumeSpec } from './parameters.js';
 import { memberDataFor, memberFileSize, usableBytes, memberDataOffset } from './raid-geometry.js';
@@ -49,7 +49,6 @@ export interface ControllerOptions {
 const idPattern = /^[0-9a-f]{32}$/;
 
 export class ControllerServer {
-  private readonly locks = new KeyedLock();
 
   constructor(
     private readonly options: ControllerOptions,
@@ -57,6 +56,8 @@ export class ControllerServer {
     private readonly catalog: VolumeCatalog,
     private readonly arrays: ArrayBackend,
     private readonly usage: VolumeUsage,
+    /** The driver's per-volume locks, shared with the Node service. */
+    private readonly locks: VolumeLocks,
   ) {}
 
   private topology(): Topology {
@@ -122,7 +123,7 @@ export class ControllerServer {
       );
     }
 
-    return this.locks.with(`name:${req.name}`, async () => {
+    return this.locks.with(nameKey(req.name), async () => {
       const existing = await this.findByName(req.name);
       if (existing) {
         this.checkSame(existing, spec, range, req.name);
@@ -183,7 +184,7 @@ export class ControllerServer {
 
   DeleteVolume = async (req: { volume_id: string }): Promise<object> => {
     if (!req.volume_id) throw invalid('DeleteVolume: volume_id is empty');
-    return this.locks.with(`id:${req.volume_id}`, async () => {
+    return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = idPattern.test(req.volume_id) ? await this.catalog.get(req.volume_id) : undefined;
       if (!v) return {};
       const rt = await this.usage.runtime(v.id);
@@ -267,7 +268,7 @@ export class ControllerServer {
   ControllerExpandVolume = async (req: { volume_id: string; capacity_range: CapacityRange | null; volume_capability: VolumeCapability | null }): Promise<object> => {
     if (!req.volume_id) throw invalid('ControllerExpandVolume: volume_id is empty');
     if (!req.capacity_range) throw invalid('ControllerExpandVolume: capacity_range is missing');
-    return this.locks.with(`id:${req.volume_id}`, async () => {
+    return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = await this.lookup(req.volume_id, 'ControllerExpandVolume');
       const range = req.capacity_range!;
       const nodeExpansion = !(req.volume_capability && isBlock(req.volume_capability));

@@ -21,6 +21,7 @@ import { NodeServer, type EngineSource } from './node-server.js';
 import { serviceDefinition, type CsiServiceName } from './proto.js';
 import { StatusFeed } from './status-feed.js';
 import { VolumeCatalog } from './volume-catalog.js';
+import { VolumeLocks } from './volume-locks.js';
 import type { NodeReporting } from '../k8s/index.js';
 
 export interface DriverDeps {
@@ -74,12 +75,14 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   await fs.mkdir(config.runDir, { recursive: true, mode: 0o700 });
   const { engines, attacher, supervisor } = await volumeRuntime(config, deps);
   const attachMode = attacher.mode;
+  const locks = new VolumeLocks();
   const node = new NodeServer(
     { nodeId: config.nodeId, maxVolumes: config.maxVolumes, kubeletDir: config.kubeletDir },
     catalog,
     engines,
     attacher,
     deps.engineSource,
+    locks,
   );
   const controller = new ControllerServer(
     { nodeId: config.nodeId, defaultCapacity: config.defaultCapacity },
@@ -87,6 +90,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     catalog,
     deps.arrays,
     node,
+    locks,
   );
   const identity = new IdentityServer(pool, deps.version, node.onlineExpansion ? 'ONLINE' : 'OFFLINE');
 

@@ -11,7 +11,7 @@ import { topologyKey, type VolumeUsage } from './controller-server.js';
 import type { Engines } from './engine.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem, growUnmountedExt4 } from './filesystem.js';
-import { KeyedLock } from './keyed-lock.js';
+import { volumeKey, type VolumeLocks } from './volume-locks.js';
 import { KubeletPaths } from './kubelet-paths.js';
 import type { CapacityRange, NodePublishVolumeRequest, NodeStageVolumeRequest, VolumeCapability } from './messages.js';
 import { bindMount, isVolumeMount, listMounts, mountAt, mountDevice, unmountAll, unmountVolumeAt } from './mounts.js';
@@ -33,7 +33,6 @@ export type EngineSource = (volume: VolumeRecord) => string[];
 const idPattern = /^[0-9a-f]{32}$/;
 
 export class NodeServer implements VolumeUsage {
-  private readonly locks = new KeyedLock();
   private readonly paths: KubeletPaths;
 
   constructor(
@@ -42,6 +41,8 @@ export class NodeServer implements VolumeUsage {
     private readonly engines: Engines,
     private readonly attacher: Attacher,
     private readonly engineSource: EngineSource,
+    /** The driver's per-volume locks, shared with the Controller service. */
+    private readonly locks: VolumeLocks,
   ) {
     this.paths = new KubeletPaths(options.kubeletDir);
   }
@@ -122,7 +123,7 @@ export class NodeServer implements VolumeUsage {
     if (!req.staging_target_path) throw invalid('NodeStageVolume: staging_target_path is empty');
     const cap = this.checkCapability(req.volume_capability, 'NodeStageVolume');
     const staging = await this.paths.confine(req.staging_target_path, 'NodeStageVolume: staging_target_path');
-    return this.locks.with(req.volume_id, async () => {
+    return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = await this.lookup(req.volume_id, 'NodeStageVolume');
       const mounted = await mountAt(staging);
       if (isBlock(cap)) {
@@ -150,7 +151,7 @@ export class NodeServer implements VolumeUsage {
     if (!req.volume_id) throw invalid('NodeUnstageVolume: volume_id is empty');
     if (!req.staging_target_path) throw invalid('NodeUnstageVolume: staging_target_path is empty');
     const staging = await this.paths.confine(req.staging_target_path, 'NodeUnstageVolume: staging_target_path');
-    return this.locks.with(req.volume_id, async () => {
+    return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = await this.lookup(req.volume_id, 'NodeUnstageVolume');
       const socket = this.engines.socket(v.id);
       const device = await this.attacher.find(v.id, socket);
@@ -174,7 +175,7 @@ export class NodeServer implements VolumeUsage {
     const cap = this.checkCapability(req.volume_capability, 'NodePublishVolume');
     const target = await this.paths.confine(req.target_path, 'NodePublishVolume: target_path');
     const staging = await this.paths.confine(req.staging_target_path, 'NodePublishVolume: staging_target_path');
-    return this.locks.with(req.volume_id, async () => {
+    return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = await this.lookup(req.volume_id, 'NodePublishVolume');
       const readOnly = req.readonly || cap.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
       const device = await this.attacher.find(v.id, this.engines.socket(v.id));
@@ -210,7 +211,7 @@ export class NodeServer implements VolumeUsage {
     if (!req.volume_id) throw invalid('NodeUnpublishVolume: volume_id is empty');
     if (!req.target_path) throw invalid('NodeUnpublishVolume: target_path is empty');
     const target = await this.paths.confine(req.target_path, 'NodeUnpublishVolume: target_path');
-    return this.locks.with(req.volume_id, async () => {
+    return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = await this.lookup(req.volume_id, 'NodeUnpublishVolume');
       const device = await this.attacher.find(v.id, this.engines.socket(v.id));
       await unmountVolumeAt(target, device, v.id, 'NodeUnpublishVolume: target_path');
@@ -246,7 +247,7 @@ export class NodeServer implements VolumeUsage {
   NodeExpandVolume = async (req: { volume_id: string; volume_path: string; capacity_range: CapacityRange | null; staging_target_path: string; volume_capability: VolumeCapability | null }): Promise<object> => {
     if (!req.volume_id) throw invalid('NodeExpandVolume: volume_id is empty');
     if (!req.volume_path) throw invalid('NodeExpandVolume: volume_path is empty');
-    return this.locks.with(req.volume_id, async () => {
+    return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = await this.lookup(req.volume_id, 'NodeExpandVolume');
       const volumePath = await this.volumePath(req.volume_path, 'NodeExpandVolume: volume_path');
       // Not used beyond the check: the volume's own device and mount say what to grow.
@@ -306,7 +307,7 @@ export class NodeServer implements VolumeUsage {
     const volumes = [...(await this.catalog.scan()).values()];
     await Promise.all(
       volumes.map((v) =>
-        this.locks.with(v.id, async () => {
+        this.locks.with(volumeKey(v.id), async () => {
           const socket = this.engines.socket(v.id);
           const engine = await this.engines.find(v.id);
           const device = await this.attacher.find(v.id, socket);
