@@ -16,8 +16,9 @@ import { Member } from './member.js';
 import { levelName, type ArrayState, type ArrayStatus } from './array-status.js';
 import { composeSuperblock, devRolesFor, nextEvents, type ArrayIdentity } from './member-superblock.js';
 import { checkMemberGrowth } from './member-space.js';
-import type { MemberSet, Personality, RoleState, SyncMode } from './personality.js';
-import { createPersonality, usedMemberBytes } from './personalities.js';
+import type { MemberSet, Personality, RoleState } from './personality.js';
+import type { SyncMode } from './types.js';
+import { createPersonality, usedMemberBytes } from './levels.js';
 import { namesDevice, openMember, probeSuperblock, type MemberSpec } from './member-source.js';
 import {
   FEATURE_RECOVERY_OFFSET, MAX_DEV_LIMIT, RESYNC_NONE, ROLE_FAULTY, SECTOR,

@@ -8,7 +8,7 @@ import { loadBitmap } from './bitmap-setup.js';
 import { MdError } from './errors.js';
 import { Member } from './member.js';
 import { openMembers, releaseMembers, type MemberSpec, type OpenedMember } from './member-source.js';
-import { createPersonality } from './personalities.js';
+import { createPersonality } from './levels.js';
 import type { BitmapLoadReport } from './write-intent-bitmap.js';
 import {
   FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, RESYNC_NONE, ROLE_FAULTY, ROLE_SPARE, SECTOR, formatUuid,

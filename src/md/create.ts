@@ -8,7 +8,7 @@ import { BITMAP_OFFSET_SECTORS, DATA_OFFSET_SECTORS, createBitmap, type BitmapKi
 import { MdError } from './errors.js';
 import { Member } from './member.js';
 import { openMembers, probeSuperblock, releaseMembers, type MemberSpec } from './member-source.js';
-import { createPersonality, usedMemberBytes } from './personalities.js';
+import { createPersonality, usedMemberBytes } from './levels.js';
 import { raid10NearLayout } from './raid10.js';
 import { DEFAULT_ALGORITHM, parseLayout } from './parity/layout.js';
 import { RESYNC_NONE, SECTOR, SUPER_OFFSET_SECTORS, formatUuid, type Superblock } from './superblock.js';

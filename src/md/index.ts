@@ -39,7 +39,8 @@ export { assembleArray, type AssembleOptions, type AssemblyReport } from './asse
 export { examineMember } from './examine.js';
 export type { MemberSpec } from './member-source.js';
 export type { MemberState } from './member.js';
-export type { SyncMode, RaidLevel, Personality } from './personality.js';
+export type { Personality } from './personality.js';
+export type { SyncMode, RaidLevel } from './types.js';
 export type { SyncProgress, SyncSummary } from './sync-thread.js';
 export type { BitmapKind } from './bitmap-setup.js';
 export type { BitmapLoadReport } from './write-intent-bitmap.js';

@@ -8,7 +8,8 @@
 import type { WriteOptions } from '../block/block-device.js';
 import { BufferPool } from '../block/buffer-pool.js';
 import { MdError } from './errors.js';
-import type { MemberSet, SyncMode, SyncWindowResult } from './personality.js';
+import type { MemberSet, SyncWindowResult } from './personality.js';
+import type { SyncMode } from './types.js';
 import type { Copy, ReadBalancer } from './read-balance.js';
 
 const SECTOR = 512;

@@ -6,13 +6,8 @@
 // (md's data_offset is applied by the MemberSet, never by a personality).
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
+import type { RaidLevel, SyncMode } from './types.js';
 import type { WriteIntentBitmap } from './write-intent-bitmap.js';
-
-/** md level numbers as they appear in the superblock `level` field. */
-export type RaidLevel = 0 | 1 | 10 | 4 | 5 | 6;
-
-/** One sync pass kind, as md's `sync_action`. */
-export type SyncMode = 'resync' | 'recovery' | 'check' | 'repair';
 
 /**
  * The state of one role slot as the personality sees it.

@@ -5,7 +5,8 @@
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { MdError } from './errors.js';
 import { fanOut, readCopies, syncCopies, writeCopies } from './mirror-io.js';
-import type { MemberSet, Personality, SyncMode, SyncRange, SyncWindowResult } from './personality.js';
+import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
+import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
 
 /** The array size is kept a multiple of 4 KiB so that any block size up to 4096 divides it. */

@@ -12,7 +12,8 @@ import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { segments, type Segment } from './chunk-segments.js';
 import { MdError } from './errors.js';
 import { fanOut, readCopies, syncCopies, writeCopies } from './mirror-io.js';
-import type { MemberSet, Personality, SyncMode, SyncRange, SyncWindowResult } from './personality.js';
+import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
+import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
 
 /** The md layout value of the near layout with `copies` copies. */

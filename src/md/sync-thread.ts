@@ -7,7 +7,8 @@
 // what startSync says; a full recovery (new member), check and repair skip only never-written
 // chunks and sync everything else.
 
-import type { SyncMode, SyncWindowResult } from './personality.js';
+import type { SyncWindowResult } from './personality.js';
+import type { SyncMode } from './types.js';
 import type { WriteIntentBitmap } from './write-intent-bitmap.js';
 
 /** Largest step in bytes: big enough for throughput, small enough to keep app I/O waits short. */

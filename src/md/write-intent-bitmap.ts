@@ -7,7 +7,7 @@
 // addresses for raid4/5/6. The bitmap converts to chunks internally.
 
 import type { BlockDevice } from '../block/block-device.js';
-import type { SyncMode } from './personality.js';
+import type { SyncMode } from './types.js';
 
 /** A member that holds a copy of the bitmap. */
 export interface BitmapMember {

@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createRaid5, ParityPersonality } from '../../src/md/raid5.js';
-import { createRaid6 } from '../../src/md/raid6.js';
+import { createRaid5, ParityPersonality } from '../../src/md/parity/parity-personality.js';
+import { createRaid6 } from '../../src/md/parity/parity-personality.js';
 import { MdError } from '../../src/md/errors.js';
 import { FileMembers, inconsistentRows, memberFiles, tempDir } from './raid5-fixture.js';
 import { seededRandom } from '../../src/block/fault-device.js';

@@ -2,7 +2,7 @@
 // page-crossing puts, forget, eviction, and that rows never share page memory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StripeCache } from '../../src/md/stripe-cache.js';
+import { StripeCache } from '../../src/md/parity/stripe-cache.js';
 
 const CHUNK = 64 * 1024;
 const bytes = (n: number, v: number): Buffer => Buffer.alloc(n, v);

@@ -5,7 +5,7 @@
 
 import type { IoCounters } from '../../block/counting-device.js';
 import type { ArrayStatus } from '../array-status.js';
-import type { SyncMode } from '../personality.js';
+import type { SyncMode } from '../types.js';
 import type { SyncSummary } from '../sync-thread.js';
 
 export type ControlRequest =

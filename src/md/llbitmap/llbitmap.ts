@@ -10,7 +10,7 @@ import type {
   StartSyncResult,
   WriteIntentBitmap,
 } from '../write-intent-bitmap.js';
-import type { SyncMode } from '../personality.js';
+import type { SyncMode } from '../types.js';
 import { MdError } from '../errors.js';
 import {
   BITMAP_DATA_OFFSET,

@@ -7,7 +7,7 @@
 //   D1   |##########|#########|#########|     segment [b%C, C):   D0 D1 written ... and so on:
 //   D2   |##########|#########|         |     each segment has one fixed written set
 
-import type { ParityLayout } from './parity/layout.js';
+import type { ParityLayout } from './layout.js';
 
 /** The part of a request that falls in one stripe row. */
 export interface RowPiece {

@@ -6,14 +6,15 @@
 // stripe cache. A member read that fails means the array has just failed that member (MemberSet
 // invariant), so the step is planned again against the new member states.
 
-import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
-import { BufferPool } from '../block/buffer-pool.js';
-import { MdError } from './errors.js';
-import type { ParityLayout, StripeMap } from './parity/layout.js';
-import { recoverStripe } from './parity/recovery.js';
-import { computeP, computePQ, mulXorInto, xorInto } from './parity/syndrome.js';
-import { gfExp2 } from './parity/gf256.js';
-import type { MemberSet, SyncMode, SyncWindowResult } from './personality.js';
+import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
+import { BufferPool } from '../../block/buffer-pool.js';
+import { MdError } from '../errors.js';
+import type { ParityLayout, StripeMap } from './layout.js';
+import { recoverStripe } from './recovery.js';
+import { computeP, computePQ, mulXorInto, xorInto } from './syndrome.js';
+import { gfExp2 } from './gf256.js';
+import type { MemberSet, SyncWindowResult } from '../personality.js';
+import type { SyncMode } from '../types.js';
 import { StripeCache } from './stripe-cache.js';
 import { StripeLocks } from './stripe-lock.js';
 import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';

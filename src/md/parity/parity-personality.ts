@@ -1,14 +1,17 @@
-// The raid5 personality (and, with a Q block, raid6 — see raid6.ts): md's parity levels over a
-// MemberSet. Geometry comes from parity/layout.ts; the data path and sync steps from
-// stripe-engine.ts. Sync space is per-member (md's resync_max_sectors for raid4/5/6).
+// The parity personality: raid5, and raid6 with a second syndrome Q = Σ 2^i·D_i over GF(2^8)
+// so any two members may be missing. md serves raid4/5/6 from one driver (raid5.c); llraid
+// shares this class the same way and only the level and member minimum differ. Geometry comes
+// from layout.ts; the data path and sync steps from stripe-engine.ts. Sync space is per-member
+// (md's resync_max_sectors for raid4/5/6).
 
-import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
-import { MdError } from './errors.js';
-import { DEFAULT_ALGORITHM, ParityLayout, type ParityLevel } from './parity/layout.js';
-import type { MemberSet, Personality, SyncMode, SyncRange, SyncWindowResult } from './personality.js';
+import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
+import { MdError } from '../errors.js';
+import { DEFAULT_ALGORITHM, ParityLayout, type ParityLevel } from './layout.js';
+import type { MemberSet, Personality, SyncRange, SyncWindowResult } from '../personality.js';
+import type { SyncMode } from '../types.js';
 import { StripeEngine, type ParitySyncState, type StripeStats } from './stripe-engine.js';
 import { columnSpan, splitRows } from './stripe-plan.js';
-import type { WriteIntentBitmap } from './write-intent-bitmap.js';
+import type { WriteIntentBitmap } from '../write-intent-bitmap.js';
 
 /** md's default chunk for raid5/6 (mdadm: 512 KiB). */
 export const DEFAULT_PARITY_CHUNK = 512 * 1024;
@@ -158,4 +161,9 @@ function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'parit
     },
     paritySynced: (offset, length) => bitmap.paritySynced(offset, length),
   };
+}
+
+/** raid6: P and Q per row, at least 4 members. */
+export function createRaid6(options: ParityOptions): ParityPersonality {
+  return new ParityPersonality(6, options);
 }

@@ -6,8 +6,7 @@ import type { Personality } from './personality.js';
 import { Raid0 } from './raid0.js';
 import { Raid1 } from './raid1.js';
 import { Raid10 } from './raid10.js';
-import { createRaid5 } from './raid5.js';
-import { createRaid6 } from './raid6.js';
+import { createRaid5, createRaid6 } from './parity/parity-personality.js';
 
 export interface Geometry {
   level: number;
