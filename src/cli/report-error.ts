@@ -1,7 +1,7 @@
 // The one place the CLI turns an error into a message on stderr and an exit code.
 
 import { BlockError } from '../block/errors.js';
-import { MdError } from '../md/errors.js';
+import { MdError } from '../md/index.js';
 
 /** Exit codes: 1 for an operation that failed on its input or state, 2 for usage, 70 for a bug. */
 export function reportError(err: unknown): number {

@@ -11,7 +11,7 @@ import { CsiError, invalid, notFound } from './errors.js';
 import { nameKey, volumeKey, type VolumeLocks } from './volume-locks.js';
 import type { CapacityRange, CreateVolumeRequest, Topology, VolumeCapability } from './messages.js';
 import { parseVolumeParameters, type VolumeSpec } from './parameters.js';
-import { memberDataFor, memberFileSize, usableBytes, memberDataOffset } from './raid-geometry.js';
+import { arrayBytes, MEMBER_DATA_OFFSET, memberDataFor, memberFileBytes } from '../md/index.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeCondition, type RuntimeState } from './volume-condition.js';
 import { encodeSetName, matchesName, decodeSetName } from './volume-name.js';
@@ -132,15 +132,15 @@ export class ControllerServer {
       let capacity = range.required_bytes > 0 ? range.required_bytes : this.options.defaultCapacity;
       if (range.limit_bytes > 0) capacity = Math.min(capacity, range.limit_bytes);
       const memberData = memberDataFor(spec.level, spec.members, spec.chunkSize, capacity);
-      const usable = usableBytes(spec.level, spec.members, spec.chunkSize, memberData);
+      const usable = arrayBytes(spec.level, spec.members, spec.chunkSize, memberData);
       if (range.limit_bytes > 0 && usable > range.limit_bytes) {
         throw new CsiError(
           'OUT_OF_RANGE',
           `CreateVolume: raid${spec.level} with ${spec.members} members and ${spec.chunkSize}-byte chunks holds ${usable} bytes, above limit_bytes ${range.limit_bytes}`,
         );
       }
-      const size = memberFileSize(memberData);
-      const disks = await this.pool.place(spec.members, size, `raid${spec.level} with ${spec.members} members of ${memberData + memberDataOffset} bytes`);
+      const size = memberFileBytes(memberData);
+      const disks = await this.pool.place(spec.members, size, `raid${spec.level} with ${spec.members} members of ${memberData + MEMBER_DATA_OFFSET} bytes`);
       const uuid = randomBytes(16);
       const id = uuid.toString('hex');
       const paths = disks.map((d, slot) => this.pool.memberPath(d, id, slot));
@@ -249,7 +249,7 @@ export class ControllerServer {
       return { available_capacity: 0 };
     }
     const space = await this.pool.memberSpace(spec.members);
-    const usable = space > memberDataOffset ? usableBytes(spec.level, spec.members, spec.chunkSize, space - memberDataOffset) : 0;
+    const usable = space > MEMBER_DATA_OFFSET ? arrayBytes(spec.level, spec.members, spec.chunkSize, space - MEMBER_DATA_OFFSET) : 0;
     return { available_capacity: usable, maximum_volume_size: { value: usable } };
   };
 
@@ -280,7 +280,7 @@ export class ControllerServer {
       }
       const chunk = v.chunkSize || 4096;
       const memberData = memberDataFor(v.level, v.raidDisks, chunk, range.required_bytes);
-      const usable = usableBytes(v.level, v.raidDisks, chunk, memberData);
+      const usable = arrayBytes(v.level, v.raidDisks, chunk, memberData);
       if (range.limit_bytes > 0 && usable > range.limit_bytes) {
         throw new CsiError('OUT_OF_RANGE', `ControllerExpandVolume: the array would hold ${usable} bytes, above limit_bytes ${range.limit_bytes}`);
       }
@@ -289,7 +289,7 @@ export class ControllerServer {
       if (online && !this.usage.onlineExpansion) {
         throw new CsiError('FAILED_PRECONDITION', `ControllerExpandVolume: volume ${v.id} is staged, and this node's attach mode cannot resize a device in use (nbdfuse fixes its size at connect): expand it while it is not staged`);
       }
-      const grow = memberFileSize(memberData) - memberFileSize(v.memberSize);
+      const grow = memberFileBytes(memberData) - memberFileBytes(v.memberSize);
       const usage = await this.pool.usage();
       for (const m of v.members) {
         const disk = usage.find((u) => m.path.startsWith(u.path + '/'));
@@ -297,7 +297,7 @@ export class ControllerServer {
           throw new CsiError('RESOURCE_EXHAUSTED', `ControllerExpandVolume: member ${m.path} needs ${grow} more bytes, its disk has ${disk.freeBytes} free`);
         }
       }
-      for (const m of v.members) await this.pool.grow(m.path, memberFileSize(memberData));
+      for (const m of v.members) await this.pool.grow(m.path, memberFileBytes(memberData));
       if (online) await this.usage.growOnline(v, memberData);
       else await this.arrays.grow(v, memberData);
       const after = await this.lookup(v.id, 'ControllerExpandVolume');

@@ -3,7 +3,7 @@
 
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { BlockError } from '../block/errors.js';
-import { MdError } from '../md/errors.js';
+import { MdError } from '../md/index.js';
 
 /** The gRPC codes the CSI spec prescribes, by the names the spec uses. */
 export type CsiErrorCode =

@@ -1,14 +1,13 @@
 // StorageClass parameters of an llraid volume (DESIGN.md §7): parsing, defaults and validation.
 // The controller turns CreateVolume/GetCapacity parameters into a VolumeSpec here, and nowhere else.
 
+import { minMembers, type BitmapKind, type CreatableLevel } from '../md/index.js';
 import { invalid } from './errors.js';
 
-export type RaidLevel = 0 | 1 | 10 | 5 | 6;
-export type BitmapKind = 'llbitmap' | 'none';
 export type FsType = 'ext4' | 'xfs';
 
 export interface VolumeSpec {
-  level: RaidLevel;
+  level: CreatableLevel;
   /** Member count: each member on a distinct disk of the pool. */
   members: number;
   /** Bytes; a power of two. */
@@ -22,7 +21,7 @@ export const parameterNames = ['level', 'members', 'chunkSize', 'bitmap', 'fsTyp
 /** Keys the external-provisioner adds (`--extra-create-metadata`); not ours to validate. */
 const reservedPrefix = 'csi.storage.k8s.io/';
 
-const levels: Record<string, RaidLevel> = {
+const levels: Record<string, CreatableLevel> = {
   '0': 0, raid0: 0,
   '1': 1, raid1: 1,
   '10': 10, raid10: 10,
@@ -30,8 +29,6 @@ const levels: Record<string, RaidLevel> = {
   '6': 6, raid6: 6,
 };
 
-/** The fewest members each level can run with, as md's own create refuses fewer. */
-export const minMembers: Record<RaidLevel, number> = { 0: 1, 1: 2, 10: 2, 5: 3, 6: 4 };
 const maxMembers = 64;
 const minChunk = 4096;
 const maxChunk = 64 * 1024 * 1024;
@@ -61,16 +58,16 @@ export function parseVolumeParameters(params: Record<string, string>): VolumeSpe
     throw invalid(`parameter "level": expected 0, 1, 10, 5 or 6, found ${JSON.stringify(levelText)}`);
   }
 
-  let members = level === 5 ? 3 : level === 6 ? 4 : 2;
+  let members = minMembers(level);
   if (params.members !== undefined) {
     if (!/^\d+$/.test(params.members)) {
       throw invalid(`parameter "members": expected a whole number, found ${JSON.stringify(params.members)}`);
     }
     members = Number(params.members);
   }
-  if (members < minMembers[level] || members > maxMembers) {
+  if (members < minMembers(level) || members > maxMembers) {
     throw invalid(
-      `parameter "members": raid${level} needs ${minMembers[level]} to ${maxMembers} members, found ${members}`,
+      `parameter "members": raid${level} needs ${minMembers(level)} to ${maxMembers} members, found ${members}`,
     );
   }
 

@@ -5,8 +5,8 @@
 // path: a slow API server slows only this loop, and src/k8s rate-limits and retries on its own.
 
 import path from 'node:path';
-import { examineMemberReport } from '../md/member-report.js';
-import type { BitmapCounts } from '../md/write-intent-bitmap.js';
+import { examineMemberReport } from '../md/index.js';
+import type { BitmapCounts } from '../md/index.js';
 import type { NodeReporting } from '../k8s/index.js';
 import { readClaim } from './claim-file.js';
 import type { DiskPool } from './disk-pool.js';

@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import type { ArrayStatus, SyncMode } from '../md/index.js';
-import type { BitmapCounts } from '../md/write-intent-bitmap.js';
+import type { BitmapCounts } from '../md/index.js';
 import type { MemberRole, SyncAction, VolumeState, VolumeStatus } from '../k8s/index.js';
 import type { VolumeClaim } from './claim-file.js';
 import type { VolumeRecord } from './volume-catalog.js';

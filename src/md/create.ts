@@ -8,7 +8,7 @@ import { BITMAP_OFFSET_SECTORS, DATA_OFFSET_SECTORS, createBitmap, type BitmapKi
 import { MdError } from './errors.js';
 import { Member } from './member.js';
 import { openMembers, probeSuperblock, releaseMembers, type MemberSpec } from './member-source.js';
-import { createPersonality, usedMemberBytes } from './levels.js';
+import { createPersonality, minMembers, usedMemberBytes } from './levels.js';
 import { raid10NearLayout } from './raid10.js';
 import { DEFAULT_ALGORITHM, parseLayout } from './parity/layout.js';
 import { RESYNC_NONE, SECTOR, SUPER_OFFSET_SECTORS, formatUuid, type Superblock } from './superblock.js';
@@ -49,8 +49,8 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
   if (options.layout !== undefined && level !== 5 && level !== 6) throw new MdError('EINVAL', `layout: only raid5 and raid6 take a layout, found level ${level}`);
   const n = options.members.length;
   const near = options.nearCopies ?? 2;
-  const minMembers = level === 10 ? near : level === 6 ? 4 : 2;
-  if (n < minMembers) throw new MdError('EINVAL', `raid${level}: expected at least ${minMembers} members, found ${n}`);
+  const fewest = minMembers(level, near);
+  if (n < fewest) throw new MdError('EINVAL', `raid${level}: expected at least ${fewest} members, found ${n}`);
   const bitmapKind: BitmapKind = options.bitmap ?? (level === 0 ? 'none' : 'llbitmap');
   if (level === 0 && bitmapKind !== 'none') {
     throw new MdError('EINVAL', 'raid0: has no redundancy to resync, expected bitmap none, found llbitmap');

@@ -11,6 +11,14 @@
 //     report: { stale: [{name, events, reason}], missingRoles, unclean,
 //               bitmap?: { members, rejected: [{name, reason}], disagreeing } }  (copies compared)
 //   examineMember(path | device) → Superblock   mdadm --examine (superblock fields, decoded)
+//   examineMemberReport(spec) → MemberReport     the same with the bitmap's counts (llraid examine)
+//   freshestReport, memberStanding              offline status: each member as assembly sees it
+//   readSuperblockFile(path), surveyArray(found) a stopped array from its members' superblocks,
+//                                              read-only (the CSI driver's volume list)
+//
+//   Levels (levels.ts): CREATABLE_LEVELS, minMembers(level), arrayBytes(level, members, chunk,
+//   memberData) — exactly the personality's array size —, memberDataFor(level, members, chunk,
+//   capacity), MEMBER_DATA_OFFSET, memberFileBytes(memberData); levelName(level).
 //
 //   Linux md assembles llraid raid1/raid10 members made with bitmap 'none' (kernels without the
 //   v6 bitmap refuse llbitmap members), and llraid assembles arrays Linux md created.
@@ -37,6 +45,13 @@ export { MdArray, type ArrayStatus, type ArrayState, type MemberStatus, type Arr
 export { createArray, type CreateOptions } from './create.js';
 export { assembleArray, type AssembleOptions, type AssemblyReport } from './assemble.js';
 export { examineMember } from './examine.js';
+export { examineMemberReport, freshestReport, memberStanding, type MemberReport, type MemberStanding } from './member-report.js';
+export { readSuperblockFile, surveyArray, type ArraySurvey, type SurveyedMember } from './array-survey.js';
+export {
+  arrayBytes, CREATABLE_LEVELS, MEMBER_DATA_OFFSET, memberDataFor, memberFileBytes, minMembers, type CreatableLevel,
+} from './levels.js';
+export { levelName } from './array-status.js';
+export type { BitmapCounts } from './write-intent-bitmap.js';
 export type { MemberSpec } from './member-source.js';
 export type { MemberState } from './member.js';
 export type { Personality } from './personality.js';

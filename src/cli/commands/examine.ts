@@ -2,7 +2,7 @@
 // --examine-bitmap in one). The bitmap's `bits` and `metadata` texts are printed as Linux does.
 
 import type { Command } from 'commander';
-import { examineMemberReport } from '../../md/member-report.js';
+import { examineMemberReport } from '../../md/index.js';
 import { formatUuid } from '../../md/index.js';
 
 const ROLE_SPARE = 0xffff;

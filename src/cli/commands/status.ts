@@ -3,9 +3,9 @@
 // speaking for the array).
 
 import type { Command } from 'commander';
-import { examineMemberReport, freshestReport, memberStanding, type MemberReport } from '../../md/member-report.js';
+import { examineMemberReport, freshestReport, memberStanding, type MemberReport } from '../../md/index.js';
 import { formatUuid } from '../../md/index.js';
-import { levelName } from '../../md/array-status.js';
+import { levelName } from '../../md/index.js';
 import { controlRequest } from '../../md/control/client.js';
 import { checkTarget } from '../array-target.js';
 import { formatArrayStatus } from '../status-format.js';
