@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { findProcesses } from '../src/csi/processes.js';
+import { findProcesses } from '../src/engine/processes.js';
 import { mountCap, startPlugin } from '../test/csi/plugin-harness.js';
 
 const GiB = 1024 ** 3;

@@ -3,9 +3,9 @@
 // assembles itself, acts on, lets any sync it started finish, and stops cleanly again.
 
 import { assembleArray } from '../md/index.js';
-import { executeControl } from '../md/control/execute.js';
-import { controlRequest } from '../md/control/client.js';
-import type { ControlReply, ControlRequest } from '../md/control/protocol.js';
+import { executeControl } from '../engine/control/execute.js';
+import { controlRequest } from '../engine/control/client.js';
+import type { ControlReply, ControlRequest } from '../engine/control/protocol.js';
 import { UsageError } from './report-error.js';
 
 export interface TargetOptions {

@@ -1,7 +1,7 @@
 // Human-readable text for array and member status: an /proc/mdstat-like summary, the member
 // table, sync progress, and the bitmap's `bits` text as Linux prints it.
 
-import type { ArrayStatus, BitmapLoadReport, MemberStatus, SyncSummary } from '../md/index.js';
+import type { ArrayStatus, MemberStatus, SyncSummary } from '../md/index.js';
 import { formatBytes } from './sizes.js';
 
 export function formatArrayStatus(s: ArrayStatus): string {
@@ -58,14 +58,4 @@ export function formatSyncSummary(s: SyncSummary): string {
     `${s.mismatches} mismatched sectors, ${s.seconds.toFixed(2)} s` +
     (s.error ? ` (${s.error})` : '')
   );
-}
-
-/** What assembly found when it compared the members' copies of the bitmap; no lines when they agreed. */
-export function formatBitmapCheck(report: BitmapLoadReport | undefined): string[] {
-  if (report === undefined) return [];
-  const lines = report.rejected.map((r) => `bitmap copy on ${r.name} left out: ${r.reason}`);
-  if (report.disagreeing > 0) {
-    lines.push(`bitmap copies on ${report.members.join(', ')} disagree on ${report.disagreeing} chunks: each is resynced`);
-  }
-  return lines;
 }

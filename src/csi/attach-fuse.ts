@@ -11,7 +11,7 @@ import type { Attacher } from './attach.js';
 import { CsiError } from './errors.js';
 import { run } from './exec.js';
 import { mountAt } from './mounts.js';
-import { findProcesses, waitExit } from './processes.js';
+import { findProcesses, waitExit } from '../engine/processes.js';
 
 export class FuseAttacher implements Attacher {
   readonly mode = 'fuse' as const;

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import type { Attacher } from './attach.js';
 import { CsiError } from './errors.js';
 import { run } from './exec.js';
-import { findProcesses, waitExit } from './processes.js';
+import { findProcesses, waitExit } from '../engine/processes.js';
 
 /** Seconds a request may wait on a dead connection before the kernel fails it. */
 const deadConnectionTimeout = 60;

@@ -14,7 +14,7 @@ import { enableIoFlusher } from '../engine/io-flusher.js';
 import { endpointPath, type CsiConfig } from './config.js';
 import { ControllerServer, type ArrayBackend } from './controller-server.js';
 import { DiskPool } from './disk-pool.js';
-import { EngineSupervisor, type Engines } from './engine.js';
+import { EngineSupervisor, type Engines } from '../engine/supervisor.js';
 import { toGrpcImplementation, type CsiHandler } from './grpc-service.js';
 import { IdentityServer } from './identity-server.js';
 import { NodeServer, type EngineSource } from './node-server.js';

@@ -5,13 +5,13 @@
 
 import { connect } from 'node:net';
 import path from 'node:path';
-import type { ControlReply, ControlRequest } from '../md/control/protocol.js';
-import { controlRequest } from '../md/control/client.js';
+import type { ControlReply, ControlRequest } from '../engine/control/protocol.js';
+import { controlRequest } from '../engine/control/client.js';
 import type { Attacher } from './attach.js';
-import type { Engines } from './engine.js';
+import type { Engines } from '../engine/supervisor.js';
 import type { EngineHostHello, EngineHostReply, EngineHostRequest } from './engine-host.js';
 import { CommandError, CsiError, type CsiErrorCode } from './errors.js';
-import type { ProcessInfo } from './processes.js';
+import type { ProcessInfo } from '../engine/processes.js';
 
 const CSI_CODES = new Set<string>(['INVALID_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNAVAILABLE', 'UNIMPLEMENTED', 'INTERNAL']);
 

@@ -15,7 +15,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod } from 'node:fs/promises';
 import type { Attacher } from './attach.js';
-import type { EngineSupervisor } from './engine.js';
+import type { EngineSupervisor } from '../engine/supervisor.js';
 import { CommandError, CsiError } from './errors.js';
 
 /** What a request may ask for; the client (engine-host-client.ts) sends exactly these. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Attacher } from './attach.js';
 import { isBlock, unsupportedReason } from './capabilities.js';
 import { topologyKey, type VolumeUsage } from './controller-server.js';
-import type { Engines } from './engine.js';
+import type { Engines } from '../engine/supervisor.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem, growUnmountedExt4 } from './filesystem.js';
 import { volumeKey, type VolumeLocks } from './volume-locks.js';

@@ -606,6 +606,14 @@ export class MdArray implements BlockDevice {
     };
   }
 
+  /**
+   * Throws EOVERFLOW when the superblocks could not record one more change (events at their
+   * end): a membership or size change is refused before it is made (member-superblock.ts).
+   */
+  checkChangeRecordable(): void {
+    nextEvents(this.name, this.members, this.eventsCounter, false);
+  }
+
   /** Fails the member called `name` by hand (mdadm --fail). */
   async fail(name: string): Promise<void> {
     const m = this.requireMember(name);

@@ -59,5 +59,6 @@ export type { SyncMode, RaidLevel } from './types.js';
 export type { SyncProgress, SyncSummary } from './sync-thread.js';
 export type { BitmapKind } from './bitmap-setup.js';
 export type { BitmapLoadReport } from './write-intent-bitmap.js';
+export { describeBitmapLoad } from './llbitmap/cross-check.js';
 export { MdError, type MdErrorCode } from './errors.js';
 export { formatUuid, type Superblock } from './superblock.js';

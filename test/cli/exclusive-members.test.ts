@@ -5,12 +5,13 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildCli } from '../support/cli.js';
+import { startServe } from '../nbd/helpers.js';
 
 const run = promisify(execFile);
 
@@ -36,18 +37,9 @@ async function metadata(path: string): Promise<Buffer> {
   return (await readFile(path)).subarray(0, 1024 * 1024);
 }
 
-/** Starts `llraid serve` and resolves once it serves (its control socket answers). */
+/** Starts `llraid serve`; resolves once it serves (its `serving` event). */
 async function startEngine(args: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const deadline = Date.now() + 30_000;
-  while (!out.includes('serving export')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`serve did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return child;
+  return (await startServe(args)).child;
 }
 
 async function stopEngine(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -12,7 +12,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildCli } from '../support/cli.js';
-import { startServe, tempDir, tool } from '../nbd/helpers.js';
+import { startServe, stoppedCleanly, tempDir, tool } from '../nbd/helpers.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -48,7 +48,7 @@ test('serve --control: status with I/O counters, online grow seen by a new clien
   await llraid('stop', '--control', control);
   const code = await new Promise((resolve) => (serve.child.exitCode !== null ? resolve(serve.child.exitCode) : serve.child.once('exit', resolve)));
   assert.equal(code, 0, `${serve.stdout()}\n${serve.stderr()}`);
-  assert.match(serve.stdout(), /control stop: stopping\nstopped cleanly\n/);
+  await stoppedCleanly(serve, 'control stop');
   const after = JSON.parse(await llraid('status', '--json', ...members)) as { memberSize: number; clean: boolean };
   assert.equal(after.memberSize, 96 * MiB, 'the members record the new size');
   assert.equal(after.clean, true, 'stopped clean');

@@ -15,7 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { cliPath, firstChild, mountCap, startPlugin, type Plugin } from './plugin-harness.js';
 import { hostRequest } from '../../src/csi/engine-host-client.js';
-import { findProcesses } from '../../src/csi/processes.js';
+import { latestRun, readEngineEvents } from '../../src/engine/events.js';
+import { findProcesses } from '../../src/engine/processes.js';
 
 const MiB = 1024 * 1024;
 const PID_NAMESPACE = ['unshare', '--pid', '--fork', '--kill-child'];
@@ -115,8 +116,8 @@ test('with an engine host, killing the plugin\'s PID namespace leaves the mounte
   assert.equal(await hostRequest(host.socket, { op: 'engine.find', volumeId: id }), null, 'unstage stopped the engine');
   // Staged again: the engine stopped cleanly, so nothing is resynced, and the files are there.
   await plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
-  const engineLog = await fs.readFile(path.join(host.runDir, id, 'engine.log'), 'utf8');
-  assert.match(engineLog.slice(engineLog.lastIndexOf('assembled ')), /, clean; bitmap llbitmap: 0 marked chunks/);
+  const restaged = latestRun(await readEngineEvents(path.join(host.runDir, id, 'events.jsonl'))).find((e) => e.type === 'assembled');
+  assert.ok(restaged?.type === 'assembled' && !restaged.unclean && restaged.bitmap.markedChunks === 0, `a clean restage: ${JSON.stringify(restaged)}`);
   await plugin.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap() });
   await checkFiles(target, sums);
   await plugin.node.NodeUnpublishVolume({ volume_id: id, target_path: target });

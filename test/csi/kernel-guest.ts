@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import { mountAt } from '../../src/csi/mounts.js';
 import { hostRequest } from '../../src/csi/engine-host-client.js';
-import { findProcesses } from '../../src/csi/processes.js';
+import { findProcesses } from '../../src/engine/processes.js';
 import { ioFlusherThreads } from '../../src/engine/io-flusher.js';
 import { blockCap, cliPath, mountCap, startPlugin } from './plugin-harness.js';
 

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSy
 import path from 'node:path';
 import { run } from '../../src/csi/exec.js';
 import { mountAt } from '../../src/csi/mounts.js';
-import { findProcesses, waitExit } from '../../src/csi/processes.js';
+import { findProcesses, waitExit } from '../../src/engine/processes.js';
 import { blockCap, mountCap, startPlugin, type Plugin } from './plugin-harness.js';
 
 const MiB = 1024 * 1024;

@@ -136,7 +136,7 @@ function running(child: ChildProcess | undefined): child is ChildProcess {
 async function teardown(dir: string, runDir: string): Promise<void> {
   const { run } = await import('../../src/csi/exec.js');
   const { listMounts } = await import('../../src/csi/mounts.js');
-  const { findProcesses, waitExit } = await import('../../src/csi/processes.js');
+  const { findProcesses, waitExit } = await import('../../src/engine/processes.js');
   const mounts = (await listMounts()).filter((m) => m.mountPoint.startsWith(dir + '/') && !m.mountPoint.startsWith(runDir + '/'));
   for (const m of mounts.reverse()) await run('umount', ['-l', m.mountPoint], { okCodes: [0, 1, 32] });
   const loops = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE']);

@@ -4,11 +4,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { latestRun, readEngineEvents, type AssembledEvent, type SyncEndedEvent, type TimedEngineEvent } from '../../src/engine/events.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { findProcesses } from '../../src/csi/processes.js';
+import { findProcesses } from '../../src/engine/processes.js';
 import { mountCap, startPlugin, type Plugin } from './plugin-harness.js';
 
 const MiB = 1024 * 1024;
@@ -22,10 +24,21 @@ after(async () => {
   await plugin.close();
 });
 
-/** The part of an engine log written by its latest start. */
-async function lastEngineRun(volumeId: string): Promise<string> {
-  const log = await fs.readFile(path.join(plugin.runDir, volumeId, 'engine.log'), 'utf8');
-  return log.slice(log.lastIndexOf('assembled '));
+/** The events of the volume engine's latest run (its events file, written by every run). */
+async function lastEngineRun(volumeId: string): Promise<TimedEngineEvent[]> {
+  return latestRun(await readEngineEvents(path.join(plugin.runDir, volumeId, 'events.jsonl')));
+}
+
+function assembled(run: TimedEngineEvent[]): AssembledEvent {
+  const a = run.find((e): e is AssembledEvent & TimedEngineEvent => e.type === 'assembled');
+  assert.ok(a, `the engine's latest run assembled the array: ${JSON.stringify(run)}`);
+  return a;
+}
+
+/** Whether any loop device is still backed by the volume's FUSE file (its attachment). */
+async function attached(volumeId: string): Promise<boolean> {
+  const { stdout } = await promisify(execFile)('losetup', ['--list', '--json', '--output', 'BACK-FILE']);
+  return stdout.includes(path.join(plugin.runDir, volumeId, 'fuse'));
 }
 
 async function waitFor(what: string, check: () => Promise<boolean>, ms = 60_000): Promise<void> {
@@ -68,9 +81,11 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
   // 1. Clean stop, stage again: the superblocks say clean and the bitmap marks nothing.
   await stage();
   const cleanRun = await lastEngineRun(id);
-  assert.match(cleanRun, /, clean; bitmap llbitmap: 0 marked chunks/);
-  assert.doesNotMatch(cleanRun, /resync (complete|stopped)/);
-  process.stdout.write(`clean restage: ${cleanRun.split('\n')[0]}\n`);
+  const clean = assembled(cleanRun);
+  assert.equal(clean.unclean, false);
+  assert.equal(clean.bitmap.markedChunks, 0);
+  assert.equal(cleanRun.filter((e) => e.type === 'sync-ended').length, 0, 'no resync after a clean restage');
+  process.stdout.write(`clean restage: ${JSON.stringify(clean)}\n`);
   await publish();
 
   // 2. A writer is busy when the engine dies (kill -9) and the plugin dies with it. It rewrites
@@ -91,20 +106,21 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
   // 3. The plugin restarts and clears the dead attachment; the volume reports the resync it owes
   // (from its superblocks alone) until the CO stages it again.
   await plugin.start();
-  await waitFor('the dead attachment to be cleared', async () => /dead attachments cleared/.test(await fs.readFile(plugin.logFile, 'utf8')));
+  await waitFor('the dead attachment to be cleared', async () => !(await attached(id)));
   const pending = (await plugin.controller.ControllerGetVolume({ volume_id: id })) as { status: { volume_condition: { abnormal: boolean; message: string } } };
   assert.equal(pending.status.volume_condition.abnormal, true);
   assert.match(pending.status.volume_condition.message, /resync pending/);
   await stage();
-  await waitFor('the resync to finish', async () => /resync (complete|stopped)/.test(await lastEngineRun(id)));
+  await waitFor('the resync to finish', async () => (await lastEngineRun(id)).some((e) => e.type === 'sync-ended'));
   const crashRun = await lastEngineRun(id);
-  assert.match(crashRun, /, unclean; bitmap llbitmap: \d+ marked chunks/);
-  const marked = Number(/(\d+) marked chunks of (\d+) bytes/.exec(crashRun)![1]);
-  const chunk = Number(/(\d+) marked chunks of (\d+) bytes/.exec(crashRun)![2]);
-  const m = /resync complete: (\d+) bytes synced, (\d+) skipped/.exec(crashRun);
-  assert.ok(m, `resync completed: ${crashRun}`);
-  const synced = Number(m[1]);
-  const total = synced + Number(m[2]);
+  const crash = assembled(crashRun);
+  assert.equal(crash.unclean, true);
+  const marked = crash.bitmap.markedChunks;
+  const chunk = crash.bitmap.chunkSize;
+  const resync = crashRun.find((e): e is SyncEndedEvent & TimedEngineEvent => e.type === 'sync-ended');
+  assert.ok(resync?.complete, `resync completed: ${JSON.stringify(crashRun)}`);
+  const synced = resync.bytesSynced;
+  const total = synced + resync.bytesSkipped;
   assert.ok(marked > 0, 'the writes in flight left marked chunks');
   assert.ok(synced <= marked * chunk, `only marked chunks are synced: ${synced} bytes for ${marked} chunks of ${chunk}`);
   assert.ok(synced < total / 2, `far less than the whole array is synced: ${synced} of ${total} bytes`);

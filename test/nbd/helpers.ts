@@ -5,6 +5,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readEngineEvents, type EngineEvent, type TimedEngineEvent } from '../../src/engine/events.js';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
@@ -42,44 +43,58 @@ export interface ServeProcess {
   uri: string;
   stdout: () => string;
   stderr: () => string;
+  /** The engine's events so far (its --events file), oldest first. */
+  events(): Promise<TimedEngineEvent[]>;
+  /** Resolves with the first event of `type` (waiting up to `ms`), rejects if the engine exits first. */
+  waitForEvent<T extends EngineEvent['type']>(type: T, ms?: number): Promise<Extract<TimedEngineEvent, { type: T }>>;
   /** Sends SIGTERM and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the built `llraid serve` with `args`; resolves once it prints where it serves. */
+/**
+ * Starts the built `llraid serve` with `args` and an events file of its own; resolves once the
+ * engine reports it is serving (its `serving` event: what programs read, never the text).
+ */
 export async function startServe(args: string[]): Promise<ServeProcess> {
   if (!existsSync(CLI)) throw new Error(`expected the built CLI at ${CLI}: run npm run build first`);
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const eventsFile = join(mkdtempSync(join(tmpdir(), 'llraid-events-')), 'events.jsonl');
+  const child = spawn(process.execPath, [CLI, 'serve', ...args, '--events', eventsFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const uri = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`llraid serve did not start within 20 s; stderr: ${err}`)), 20_000);
-    const check = (): void => {
-      const m = / as (nbd\S+)\n/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    };
-    child.stdout!.on('data', check);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`llraid serve exited with ${code} before serving; stderr: ${err}`));
-    });
-  });
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve((exitCode = code))));
+  const events = (): Promise<TimedEngineEvent[]> => readEngineEvents(eventsFile);
+  const waitForEvent = async <T extends EngineEvent['type']>(type: T, ms = 20_000): Promise<Extract<TimedEngineEvent, { type: T }>> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const e = (await events()).find((x) => x.type === type);
+      if (e) return e as Extract<TimedEngineEvent, { type: T }>;
+      if (exitCode !== undefined) throw new Error(`llraid serve exited with ${exitCode} before a ${type} event; stderr: ${err}`);
+      if (Date.now() > deadline) throw new Error(`llraid serve: no ${type} event within ${ms} ms; stderr: ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const serving = await waitForEvent('serving');
   return {
     child,
-    uri,
+    uri: serving.uri,
     stdout: () => out,
     stderr: () => err,
+    events,
+    waitForEvent,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
     },
   };
+}
+
+/** The engine's last two events are `stopping` (for `why`) then `stopped`: it stopped cleanly. */
+export async function stoppedCleanly(serve: ServeProcess, why: string): Promise<void> {
+  const tail = (await serve.events()).slice(-2).map((e) => (e.type === 'stopping' ? `stopping: ${e.why}` : e.type));
+  if (tail.join(', ') !== `stopping: ${why}, stopped`) throw new Error(`expected the engine to stop cleanly after ${why}, its last events are: ${tail.join(', ')}`);
 }
 
 /** A buffer of `n` pseudo-random bytes from a seed, so failures can be reproduced. */

@@ -23,12 +23,12 @@ import { createArray, examineMember } from '../../src/md/index.js';
 import { Raid10 } from '../../src/md/raid10.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import { roleOf } from '../../src/md/superblock.js';
-import { controlRequest } from '../../src/md/control/client.js';
+import { controlRequest } from '../../src/engine/control/client.js';
 import type { ArrayStatus } from '../../src/md/array-status.js';
 import type { SyncSummary } from '../../src/md/sync-thread.js';
 import { inconsistentRows } from '../md/raid5-fixture.js';
 import { scaled } from '../support/long-mode.js';
-import { CLI, startServe, tempDir, tool, type ServeProcess } from './helpers.js';
+import { CLI, startServe, tempDir, tool } from './helpers.js';
 
 const LOOPS = scaled(8, 70, 'NBD_TORTURE_LOOPS');
 const MEMBER_SIZE = 80 * 1024 * 1024;
@@ -234,16 +234,6 @@ async function checkMembers(map: MemberMap, image: Buffer, mirrorPairs: number[]
   }
 }
 
-async function waitFor(serve: ServeProcess, re: RegExp, ms: number): Promise<RegExpExecArray> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const m = re.exec(serve.stdout());
-    if (m) return m;
-    if (Date.now() > end) throw new Error(`expected ${re} in llraid serve output within ${ms} ms, found:\n${serve.stdout()}\n${serve.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Waits for the array's own sync pass (the resync after an unclean stop) to end; returns the status. */
 async function settled(control: string, ms: number): Promise<ArrayStatus> {
   const end = Date.now() + ms;
@@ -291,10 +281,11 @@ async function torture(level: Level, mirrorPairs: number[][]): Promise<void> {
       const where = `${label} loop ${loop}`;
       const serve = await startServe([...members, '--socket', sock, '--control', control, '--quiet']);
       try {
-        const a = await waitFor(serve, /, (clean|unclean); bitmap llbitmap: (\d+) marked chunks of (\d+) bytes/, 20_000);
-        const markedBytes = Number(a[2]) * Number(a[3]);
+        const a = await serve.waitForEvent('assembled');
+        assert.equal(a.bitmap.kind, 'llbitmap');
+        const markedBytes = a.bitmap.markedChunks * a.bitmap.chunkSize;
         // Loop 0 serves the array createArray stopped cleanly; every later one follows a kill.
-        assert.equal(a[1], loop === 0 ? 'clean' : 'unclean', `${where}: assembly found the array ${a[1]}`);
+        assert.equal(a.unclean, loop !== 0, `${where}: assembly found the array ${a.unclean ? 'unclean' : 'clean'}`);
         const status = await settled(control, 120_000);
         const synced = status.bytesSyncedTotal;
         assert.ok(synced <= markedBytes, `${where}: resync covered ${synced} bytes, more than the ${markedBytes} bitmap-marked`);

@@ -6,7 +6,7 @@ import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { patternBytes, startServe, tempDir, tool, type ServeProcess } from './helpers.js';
+import { patternBytes, startServe, stoppedCleanly, tempDir, tool, type ServeProcess } from './helpers.js';
 
 const SIZE = 64 * 1024 * 1024;
 
@@ -148,7 +148,7 @@ describe('llraid serve: lifecycle and options', () => {
           throw err;
         }
         assert.equal(await serve.stop(signal), 0, serve.stderr());
-        assert.match(serve.stdout(), new RegExp(`${signal}: stopping\\nstopped cleanly\\n`));
+        await stoppedCleanly(serve, signal);
         assert.throws(() => statSync(sock), /ENOENT/);
         assert.equal(readFileSync(disk).subarray(0, 512).toString(), 'x'.repeat(512));
       } finally {

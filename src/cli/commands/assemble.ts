@@ -3,8 +3,8 @@
 // recovery of a member that came back — and stops it cleanly. `llraid serve` keeps it running.
 
 import type { Command } from 'commander';
-import { assembleArray } from '../../md/index.js';
-import { formatArrayStatus, formatBitmapCheck, formatSyncSummary } from '../status-format.js';
+import { assembleArray, describeBitmapLoad } from '../../md/index.js';
+import { formatArrayStatus, formatSyncSummary } from '../status-format.js';
 
 interface Options {
   force?: boolean;
@@ -45,7 +45,7 @@ export function register(program: Command): void {
       );
       for (const s of report.stale) process.stdout.write(`stale member ${s.name} (events ${s.events}): ${s.reason}\n`);
       if (report.resyncReason !== undefined) process.stdout.write(`resync: ${report.resyncReason}\n`);
-      for (const line of formatBitmapCheck(report.bitmap)) process.stdout.write(`${line}\n`);
+      for (const line of describeBitmapLoad(report.bitmap)) process.stdout.write(`${line}\n`);
       if (report.missingRoles.length > 0) process.stdout.write(`missing roles: ${report.missingRoles.join(', ')}\n`);
       if (summary) process.stdout.write(`${formatSyncSummary(summary)}\n`);
       process.stdout.write(formatArrayStatus({ ...status, state: 'stopped' }));

@@ -21,7 +21,7 @@ export function register(program: Command): void {
     .action(async (o: EngineHostOptions) => {
       const [{ EngineHost }, { EngineSupervisor }, { createAttacher }, { enableIoFlusher }, { claimSocketPath }, { UsageError }] = await Promise.all([
         import('../../csi/engine-host.js'),
-        import('../../csi/engine.js'),
+        import('../../engine/supervisor.js'),
         import('../../csi/attachers.js'),
         import('../../engine/io-flusher.js'),
         import('../../block/socket-file.js'),

@@ -4,7 +4,7 @@
 
 import type { Command } from 'commander';
 import { request, type TargetOptions } from '../array-target.js';
-import type { ControlRequest } from '../../md/control/protocol.js';
+import type { ControlRequest } from '../../engine/control/protocol.js';
 import { formatArrayStatus } from '../status-format.js';
 
 type Op = Extract<ControlRequest, { member: string }>['op'];

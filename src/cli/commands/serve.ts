@@ -1,18 +1,12 @@
-// `llraid serve`: assembles an array from its members (or opens one file) and serves it over NBD
-// on a unix socket or on loopback TCP until SIGTERM/SIGINT (or a `stop` on its control socket);
-// then it answers what is in flight and stops the array cleanly (bitmap flushed, superblocks
-// clean) or flushes and closes the file. With --control the array also takes the commands of
-// control-protocol.ts (status, fail, re-add, grow, ...) while it serves.
+// `llraid serve`: runs a volume engine (src/engine/volume-engine.ts) from the command line: an
+// array assembled from its members, or one file, served over NBD on a unix socket or on loopback
+// TCP until SIGTERM/SIGINT (or a `stop` on its control socket). What happens is printed as text
+// and, with --events PATH, appended to PATH as JSON lines (src/engine/events.ts).
 
 import type { Command } from 'commander';
-import { FileDevice } from '../../block/file-device.js';
-import type { BlockDevice } from '../../block/block-device.js';
-import { CountingDevice } from '../../block/counting-device.js';
-import { checkSocketPath } from '../../block/socket-file.js';
-import { assembleArray, type AssemblyReport, type MdArray } from '../../md/index.js';
-import { formatBitmapCheck } from '../status-format.js';
-import { NbdServer, isNbdError, loopbackAddress, type ListenAddress } from '../../nbd/index.js';
-import { ControlServer } from '../../md/control/server.js';
+import { isNbdError, loopbackAddress, type ListenAddress } from '../../nbd/index.js';
+import { fanOut, jsonFileSink, textSink } from '../../engine/events.js';
+import { runEngine, type EngineSource } from '../../engine/volume-engine.js';
 import { UsageError } from '../report-error.js';
 
 interface ServeOptions {
@@ -25,6 +19,7 @@ interface ServeOptions {
   force?: boolean;
   quiet?: boolean;
   control?: string;
+  events?: string;
   syncSpeedMin?: string;
   syncSpeedMax?: string;
   bitmapDaemonSleep?: string;
@@ -47,6 +42,7 @@ export function register(program: Command): void {
     .option('--sync-speed-min <KiB/s>', 'resync speed kept under application I/O (md sync_speed_min, default 1000)')
     .option('--sync-speed-max <KiB/s>', 'resync speed ceiling (md sync_speed_max, default 200000)')
     .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
+    .option('--events <path>', 'also append what happens (assembled, serving, sync ended, stopping, stopped) to PATH as JSON lines')
     .action(async (members: string[], options: ServeOptions) => {
       // Before anything is opened or assembled: a refused address must change nothing.
       const address = await listenAddress(options);
@@ -61,27 +57,22 @@ export function register(program: Command): void {
         ...(options.syncSpeedMax === undefined ? {} : { syncSpeedMax: whole(options.syncSpeedMax, '--sync-speed-max') }),
       };
       const daemonSleep = options.bitmapDaemonSleep === undefined ? undefined : whole(options.bitmapDaemonSleep, '--bitmap-daemon-sleep');
-      // The addresses are claimed before any member is opened: a second engine started for the
-      // same socket, or a --control naming a member file, fails here having touched nothing.
-      if ('socket' in address) await checkSocketPath(address.socket, 'NBD socket (--socket)');
-      if (options.control !== undefined) await checkSocketPath(options.control, 'control socket (--control)');
-      const server = new NbdServer({ log: options.quiet ? undefined : (m) => process.stderr.write(`llraid serve: ${m}\n`) });
-      const where = await server.listen(address);
-      let device: BlockDevice;
-      try {
-        if (options.file !== undefined) {
-          device = await FileDevice.open(options.file, { readOnly: options.readOnly ?? false, direct: options.direct ?? false, exclusive: true });
-        } else {
-          const { array, report } = await assembleArray({ members, force: options.force ?? false, ...tuning });
-          if (daemonSleep !== undefined && array.bitmap.kind === 'llbitmap') array.bitmap.daemonSleep = daemonSleep;
-          announceArray(array, report);
-          device = array;
-        }
-      } catch (err) {
-        await server.close();
-        throw err;
-      }
-      await serveUntilStopped(server, where, device, address, options, options.control);
+      const source: EngineSource = options.file !== undefined
+        ? { kind: 'file', path: options.file, direct: options.direct ?? false }
+        : { kind: 'array', members, force: options.force ?? false, tuning, ...(daemonSleep === undefined ? {} : { daemonSleep }) };
+      const stop = new Promise<string>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      await runEngine({
+        source,
+        address,
+        exportName: options.exportName,
+        readOnly: options.readOnly ?? false,
+        ...(options.control === undefined ? {} : { control: options.control }),
+        events: options.events === undefined ? textSink() : fanOut(textSink(), jsonFileSink(options.events)),
+        ...(options.quiet ? {} : { log: (m: string) => void process.stderr.write(`llraid serve: ${m}\n`) }),
+      }, stop);
     });
 }
 
@@ -89,34 +80,6 @@ function whole(text: string, what: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${what}: expected a whole number ≥ 1, found ${JSON.stringify(text)}`);
   return n;
-}
-
-/**
- * Says what assembly found and, once the array's own resync (after an unclean stop) ends, how
- * much it covered: operators and the kill -9 torture test read these lines.
- */
-function announceArray(array: MdArray, report: AssemblyReport): void {
-  const st = array.status();
-  const c = st.bitmap.counts;
-  const marked = c.dirty + c.needSync + c.syncing + c.needSyncUnwritten + c.syncingUnwritten;
-  process.stdout.write(
-    `assembled ${st.level} ${JSON.stringify(st.name)} (${st.uuid}), ${st.working}/${st.raidDisks} members in sync, ` +
-      `${report.unclean ? 'unclean' : 'clean'}; bitmap ${st.bitmap.kind}: ${marked} marked chunks of ${st.bitmap.chunkSize} bytes\n`,
-  );
-  for (const s of report.stale) process.stdout.write(`stale member: ${s.name} (${s.reason})\n`);
-  if (report.resyncReason !== undefined) process.stdout.write(`resync: ${report.resyncReason}\n`);
-  for (const line of formatBitmapCheck(report.bitmap)) process.stdout.write(`${line}\n`);
-  // The sync pass starts from a microtask after assembly; look for it once the loop turns.
-  setImmediate(() => {
-    if (array.status().sync === null) return;
-    void array.waitSync().then((s) => {
-      if (s) {
-        process.stdout.write(
-          `${s.mode} ${s.complete ? 'complete' : 'stopped'}: ${s.bytesSynced} bytes synced, ${s.bytesSkipped} skipped, ${s.mismatches} mismatched sectors\n`,
-        );
-      }
-    });
-  });
 }
 
 /** The unix socket, or the loopback address (a name resolved) and port, to serve on. */
@@ -134,50 +97,4 @@ async function listenAddress(options: ServeOptions): Promise<ListenAddress> {
     if (!isNbdError(err, 'NBD_LISTEN')) throw err;
     throw new UsageError(`--listen ${options.listen}: ${err.message}; serve on a unix socket (--socket PATH) or a loopback address (--listen 127.0.0.1:${port}) instead`);
   }
-}
-
-async function serveUntilStopped(
-  server: NbdServer, where: string, device: BlockDevice, address: ListenAddress, options: ServeOptions, control?: string,
-): Promise<void> {
-  const counted = new CountingDevice(device);
-  let stopRequested!: () => void;
-  const stopped = new Promise<string>((resolve) => (stopRequested = () => resolve('control stop')));
-  let controlServer: ControlServer | undefined;
-  try {
-    server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly ?? false }]);
-    if (control !== undefined) {
-      controlServer = await ControlServer.listen(control, device as MdArray, stopRequested, () => counted.counters);
-    }
-    process.stdout.write(`serving export ${JSON.stringify(options.exportName)} (${device.size} bytes) on ${where} as ${uri(address, options.exportName)}\n`);
-  } catch (err) {
-    await server.close();
-    await device.close();
-    throw err;
-  }
-  const why = await Promise.race([
-    stopped,
-    new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    }),
-  ]);
-  process.stdout.write(`${why}: stopping\n`);
-  try {
-    await server.close();
-    await controlServer?.close();
-    if (!device.readOnly) await device.flush().catch((err: unknown) => {
-      // A control stop has already stopped the array cleanly; there is nothing left to flush.
-      if (why !== 'control stop') throw err;
-    });
-  } finally {
-    await device.close();
-  }
-  process.stdout.write('stopped cleanly\n');
-}
-
-function uri(address: ListenAddress, name: string): string {
-  const exportPart = encodeURIComponent(name);
-  if ('socket' in address) return `nbd+unix:///${exportPart}?socket=${encodeURI(address.socket)}`;
-  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  return `nbd://${host}:${address.port}/${exportPart}`;
 }

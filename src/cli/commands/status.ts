@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { examineMemberReport, freshestReport, memberStanding, type MemberReport } from '../../md/index.js';
 import { formatUuid } from '../../md/index.js';
 import { levelName } from '../../md/index.js';
-import { controlRequest } from '../../md/control/client.js';
+import { controlRequest } from '../../engine/control/client.js';
 import { checkTarget } from '../array-target.js';
 import { formatArrayStatus } from '../status-format.js';
 import { formatBytes } from '../sizes.js';

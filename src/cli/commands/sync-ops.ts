@@ -3,7 +3,7 @@
 // --proactive builds parity ahead of the first write (raid5/6). Each runs to the end.
 
 import type { Command } from 'commander';
-import type { ControlRequest } from '../../md/control/protocol.js';
+import type { ControlRequest } from '../../engine/control/protocol.js';
 import { request, type TargetOptions } from '../array-target.js';
 import { formatSyncSummary } from '../status-format.js';
 

@@ -7,7 +7,7 @@
 // owes the most (written beside never-written is NeedSync: resynced, never skipped).
 
 import { MdError } from '../errors.js';
-import type { BitmapHost, BitmapMember } from '../write-intent-bitmap.js';
+import type { BitmapHost, BitmapLoadReport, BitmapMember } from '../write-intent-bitmap.js';
 import { readFromEveryMember } from './bitmap-io.js';
 import { BITMAP_DATA_OFFSET, checkBitmapUuid, decodeBitmapSuper, type BitmapSuper } from './bitmap-superblock.js';
 import { mergeStates } from './states.js';
@@ -78,4 +78,14 @@ export function crossCheck(areas: readonly { data: Buffer }[], chunks: number): 
     area[i] = mergeStates(states);
   }
   return { area, disagreeing };
+}
+
+/** What a load found, as lines for people; none when every copy was used and they agreed. */
+export function describeBitmapLoad(report: BitmapLoadReport | undefined): string[] {
+  if (report === undefined) return [];
+  const lines = report.rejected.map((r) => `bitmap copy on ${r.name} left out: ${r.reason}`);
+  if (report.disagreeing > 0) {
+    lines.push(`bitmap copies on ${report.members.join(', ')} disagree on ${report.disagreeing} chunks: each is resynced`);
+  }
+  return lines;
 }

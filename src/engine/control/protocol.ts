@@ -4,9 +4,7 @@
 // array this way, as mdadm reaches an array the kernel holds through its ioctls and sysfs.
 
 import type { IoCounters } from '../../block/counting-device.js';
-import type { ArrayStatus } from '../array-status.js';
-import type { SyncMode } from '../types.js';
-import type { SyncSummary } from '../sync-thread.js';
+import type { ArrayStatus, SyncMode, SyncSummary } from '../../md/index.js';
 
 export type ControlRequest =
   | { op: 'status' }

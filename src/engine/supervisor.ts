@@ -8,9 +8,9 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { controlRequest } from '../md/control/client.js';
-import type { ControlReply, ControlRequest } from '../md/control/protocol.js';
-import { CsiError } from './errors.js';
+import { controlRequest } from './control/client.js';
+import type { ControlReply, ControlRequest } from './control/protocol.js';
+import { CsiError } from '../csi/errors.js';
 import { findProcesses, isAlive, waitExit, type ProcessInfo } from './processes.js';
 
 export interface EngineOptions {
@@ -57,6 +57,11 @@ export class EngineSupervisor implements Engines {
     return path.join(this.options.runDir, volumeId, 'engine.log');
   }
 
+  /** The engine's events (events.ts), one JSON line each, appended by every run of its engine. */
+  eventsFile(volumeId: string): string {
+    return path.join(this.options.runDir, volumeId, 'events.jsonl');
+  }
+
   controlSocket(volumeId: string): string {
     return path.join(this.options.runDir, volumeId, 'control.sock');
   }
@@ -90,7 +95,7 @@ export class EngineSupervisor implements Engines {
     const [cmd, ...prefix] = this.options.command;
     if (!cmd) throw new CsiError('INTERNAL', 'engine command is empty');
     const args = [
-      ...prefix, 'serve', '--socket', this.socket(volumeId), '--control', this.controlSocket(volumeId), '--export-name', volumeId,
+      ...prefix, 'serve', '--socket', this.socket(volumeId), '--control', this.controlSocket(volumeId), '--export-name', volumeId, '--events', this.eventsFile(volumeId),
       ...(this.options.serveArgs ?? []), ...sourceArgs,
     ];
     const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log] });
@@ -152,7 +157,9 @@ export class EngineSupervisor implements Engines {
       if (socket === undefined || name < 0 || path.dirname(path.dirname(socket)) !== this.options.runDir) continue;
       const volumeId = path.basename(path.dirname(socket));
       if (socket !== this.socket(volumeId) || p.argv[name + 1] !== volumeId) continue;
-      this.wanted.set(volumeId, p.argv.slice(name + 2));
+      // What follows --export-name ID (and the --events file this supervisor adds) is the source.
+      const rest = p.argv.slice(name + 2);
+      this.wanted.set(volumeId, rest[0] === '--events' ? rest.slice(2) : rest);
       adopted.push(volumeId);
     }
     return adopted;

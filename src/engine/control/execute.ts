@@ -2,8 +2,7 @@
 // a running engine) and the offline commands (which assemble the array themselves) go through
 // here, so a command behaves the same whether the array is served or not.
 
-import type { MdArray } from '../array.js';
-import { nextEvents } from '../member-superblock.js';
+import type { MdArray } from '../../md/index.js';
 import type { ControlReply, ControlRequest } from './protocol.js';
 
 /** The requests that change membership or size, and so record themselves in the superblocks. */
@@ -13,7 +12,7 @@ export async function executeControl(array: MdArray, req: ControlRequest): Promi
   // A change the superblocks could not record is refused before it is made: the array's state
   // changes first and its superblocks follow, so a refusal half-way would leave the change to be
   // recorded by the next update (the clean stop) after the command reported it failed.
-  if (CHANGES_SUPERBLOCKS.has(req.op)) nextEvents(array.name, array.memberList(), array.events, false);
+  if (CHANGES_SUPERBLOCKS.has(req.op)) array.checkChangeRecordable();
   switch (req.op) {
     case 'status':
       return { ok: true, status: array.status() };

@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, lstat, rm } from 'node:fs/promises';
 import type { IoCounters } from '../../block/counting-device.js';
 import { claimSocketPath } from '../../block/socket-file.js';
-import type { MdArray } from '../array.js';
+import type { MdArray } from '../../md/index.js';
 import { executeControl } from './execute.js';
 import type { ControlReply, ControlRequest } from './protocol.js';
 

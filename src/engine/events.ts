@@ -1,0 +1,130 @@
+// What a volume engine tells the world, as typed events: the interface between an engine and
+// whoever watches it (its operator on a terminal, the CSI driver, the tests). Each event goes to
+// the engine's sinks: a human line on stdout, and, with `serve --events PATH`, one JSON object
+// per line appended to PATH. Programs read the JSON (readEngineEvents), never the human text.
+
+import { appendFileSync, promises as fs } from 'node:fs';
+
+/** The array came up: what assembly found. */
+export interface AssembledEvent {
+  type: 'assembled';
+  level: string;
+  name: string;
+  uuid: string;
+  working: number;
+  raidDisks: number;
+  /** Not stopped cleanly: a resync (bitmap-guided where there is a bitmap) follows. */
+  unclean: boolean;
+  /** Why the array resyncs though its freshest superblock says it stopped cleanly. */
+  resyncReason?: string;
+  bitmap: { kind: 'llbitmap' | 'none'; markedChunks: number; chunkSize: number };
+  stale: { name: string; reason: string }[];
+  /** Bitmap copies left out or disagreeing at assembly (cross-check.ts), as lines. */
+  bitmapCheck: string[];
+}
+
+/** The export is served and accepts clients. */
+export interface ServingEvent {
+  type: 'serving';
+  exportName: string;
+  size: number;
+  /** `unix:PATH` or `HOST:PORT`. */
+  address: string;
+  uri: string;
+}
+
+/** A sync pass the array ran by itself (the resync after an unclean stop, a recovery) ended. */
+export interface SyncEndedEvent {
+  type: 'sync-ended';
+  mode: string;
+  complete: boolean;
+  bytesSynced: number;
+  bytesSkipped: number;
+  mismatches: number;
+}
+
+export interface StoppingEvent {
+  type: 'stopping';
+  why: string;
+}
+
+/** The export is closed and the device released (for an array: stopped clean). */
+export interface StoppedEvent {
+  type: 'stopped';
+}
+
+export type EngineEvent = AssembledEvent | ServingEvent | SyncEndedEvent | StoppingEvent | StoppedEvent;
+
+/** An event with the time it happened (ISO 8601), as written to the JSON file. */
+export type TimedEngineEvent = EngineEvent & { time: string };
+
+/** The human line for an event (what `llraid serve` prints). */
+export function describeEvent(e: EngineEvent): string[] {
+  switch (e.type) {
+    case 'assembled':
+      return [
+        `assembled ${e.level} ${JSON.stringify(e.name)} (${e.uuid}), ${e.working}/${e.raidDisks} members in sync, ` +
+          `${e.unclean ? 'unclean' : 'clean'}; bitmap ${e.bitmap.kind}: ${e.bitmap.markedChunks} marked chunks of ${e.bitmap.chunkSize} bytes`,
+        ...e.stale.map((s) => `stale member: ${s.name} (${s.reason})`),
+        ...(e.resyncReason === undefined ? [] : [`resync: ${e.resyncReason}`]),
+        ...e.bitmapCheck,
+      ];
+    case 'serving':
+      return [`serving export ${JSON.stringify(e.exportName)} (${e.size} bytes) on ${e.address} as ${e.uri}`];
+    case 'sync-ended':
+      return [`${e.mode} ${e.complete ? 'complete' : 'stopped'}: ${e.bytesSynced} bytes synced, ${e.bytesSkipped} skipped, ${e.mismatches} mismatched sectors`];
+    case 'stopping':
+      return [`${e.why}: stopping`];
+    case 'stopped':
+      return ['stopped cleanly'];
+  }
+}
+
+export type EventSink = (e: EngineEvent) => void;
+
+/** Prints each event's human lines on `out`. */
+export function textSink(out: NodeJS.WritableStream = process.stdout): EventSink {
+  return (e) => {
+    for (const line of describeEvent(e)) out.write(`${line}\n`);
+  };
+}
+
+/**
+ * Appends each event to `path` as one JSON line, synchronously: an engine killed right after
+ * an event leaves it on disk, and the order of lines is the order of events.
+ */
+export function jsonFileSink(path: string): EventSink {
+  return (e) => appendFileSync(path, `${JSON.stringify({ ...e, time: new Date().toISOString() })}\n`, { mode: 0o600 });
+}
+
+/** Sends every event to each sink in turn. */
+export function fanOut(...sinks: EventSink[]): EventSink {
+  return (e) => {
+    for (const s of sinks) s(e);
+  };
+}
+
+/** The events of an engine's JSON file, oldest first; none when the file does not exist. */
+export async function readEngineEvents(path: string): Promise<TimedEngineEvent[]> {
+  const text = await fs.readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '';
+    throw err;
+  });
+  // A line cut short by a crash mid-write is not an event.
+  return text.split('\n').filter((l) => l.trim() !== '').flatMap((l) => {
+    try {
+      return [JSON.parse(l) as TimedEngineEvent];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** The events of the latest run of the engine (from its last `assembled` or `serving` start). */
+export function latestRun(events: readonly TimedEngineEvent[]): TimedEngineEvent[] {
+  let start = 0;
+  events.forEach((e, i) => {
+    if (e.type === 'assembled' || (e.type === 'serving' && events[i - 1]?.type !== 'assembled')) start = i;
+  });
+  return events.slice(start);
+}
