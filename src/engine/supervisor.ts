@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { controlRequest } from './control/client.js';
 import type { ControlReply, ControlRequest } from './control/protocol.js';
-import { CsiError } from '../csi/errors.js';
+import { SupervisorError } from './errors.js';
 import { findProcesses, isAlive, waitExit, type ProcessInfo } from './processes.js';
 
 export interface EngineOptions {
@@ -93,7 +93,7 @@ export class EngineSupervisor implements Engines {
     await fs.rm(this.socket(volumeId), { force: true });
     const log = openSync(this.logFile(volumeId), 'a');
     const [cmd, ...prefix] = this.options.command;
-    if (!cmd) throw new CsiError('INTERNAL', 'engine command is empty');
+    if (!cmd) throw new SupervisorError('ESTART', 'engine command is empty');
     const args = [
       ...prefix, 'serve', '--socket', this.socket(volumeId), '--control', this.controlSocket(volumeId), '--export-name', volumeId, '--events', this.eventsFile(volumeId),
       ...(this.options.serveArgs ?? []), ...sourceArgs,
@@ -102,7 +102,7 @@ export class EngineSupervisor implements Engines {
     closeSync(log);
     child.unref();
     const pid = child.pid;
-    if (pid === undefined) throw new CsiError('INTERNAL', `engine for volume ${volumeId}: could not start ${cmd}`);
+    if (pid === undefined) throw new SupervisorError('ESTART', `engine for volume ${volumeId}: could not start ${cmd}`);
     this.options.log?.(`engine ${volumeId}: started pid ${pid}`);
     await this.waitReady(volumeId, pid);
   }
@@ -117,7 +117,7 @@ export class EngineSupervisor implements Engines {
       await new Promise((r) => setTimeout(r, 50));
     }
     const tail = (await fs.readFile(this.logFile(volumeId), 'utf8').catch(() => '')).trim().split('\n').slice(-4).join('; ');
-    throw new CsiError('INTERNAL', `engine for volume ${volumeId}: expected it to serve on ${this.socket(volumeId)}, it did not: ${tail}`);
+    throw new SupervisorError('ESTART', `engine for volume ${volumeId}: expected it to serve on ${this.socket(volumeId)}, it did not: ${tail}`);
   }
 
   /** Stops the engine cleanly (SIGTERM: array stopped clean), SIGKILL after the timeout. */
@@ -129,7 +129,7 @@ export class EngineSupervisor implements Engines {
     if (!(await waitExit(running.pid, this.options.stopTimeoutMs ?? 120_000))) {
       process.kill(running.pid, 'SIGKILL');
       await waitExit(running.pid, 10_000);
-      throw new CsiError('INTERNAL', `engine for volume ${volumeId}: did not stop within ${this.options.stopTimeoutMs ?? 120_000} ms, killed`);
+      throw new SupervisorError('ESTOP', `engine for volume ${volumeId}: did not stop within ${this.options.stopTimeoutMs ?? 120_000} ms, killed`);
     }
     this.options.log?.(`engine ${volumeId}: stopped`);
   }

@@ -2,7 +2,6 @@
 // the Events and the metrics are made from. Plain data on purpose: src/k8s imports nothing of
 // llraid, so the CSI layer maps the md array's status() into this shape.
 
-import type { IoCounters as EngineIoCounters } from '../block/counting-device.js';
 import { K8sError } from './errors.js';
 
 export type VolumeState = 'clean' | 'active' | 'degraded' | 'resyncing' | 'recovering' | 'failed';
@@ -74,7 +73,16 @@ export interface SyncResult {
  * Cumulative I/O counters of the volume since its engine started: the engine's counters, with
  * write-zeroes counted as writes (what a user asks of a volume is reads, writes and discards).
  */
-export type IoCounters = Omit<EngineIoCounters, 'zeroOps' | 'zeroBytes'>;
+/** The I/O an engine has served, as the RaidVolume status shows it (the engine's counters). */
+export interface IoCounters {
+  readOps: number;
+  readBytes: number;
+  writeOps: number;
+  writeBytes: number;
+  flushOps: number;
+  discardOps: number;
+  discardBytes: number;
+}
 
 export interface VolumeStatus {
   /** The CSI volume id; also the RaidVolume's name, so a DNS-1123 subdomain. */
