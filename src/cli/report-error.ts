@@ -2,6 +2,7 @@
 
 import { BlockError } from '../block/errors.js';
 import { MdError } from '../md/index.js';
+import { SizeError } from '../units/byte-sizes.js';
 
 /** Exit codes: 1 for an operation that failed on its input or state, 2 for usage, 70 for a bug. */
 export function reportError(err: unknown): number {
@@ -9,7 +10,7 @@ export function reportError(err: unknown): number {
     process.stderr.write(`llraid: ${err.message} (${err.code})\n`);
     return 1;
   }
-  if (err instanceof UsageError) {
+  if (err instanceof UsageError || err instanceof SizeError) {
     process.stderr.write(`llraid: ${err.message}\n`);
     return 2;
   }

@@ -2,7 +2,7 @@
 // table, sync progress, and the bitmap's `bits` text as Linux prints it.
 
 import type { ArrayStatus, MemberStatus, SyncSummary } from '../md/index.js';
-import { formatBytes } from './sizes.js';
+import { formatBytes } from '../units/byte-sizes.js';
 
 export function formatArrayStatus(s: ArrayStatus): string {
   const roles = Array.from({ length: s.raidDisks }, (_, r) =>

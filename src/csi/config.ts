@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { invalid } from './errors.js';
 import type { AttachMode } from './attach.js';
-import { parseSize } from './parameters.js';
+import { sizeOrUndefined } from './parameters.js';
 
 export interface CsiConfig {
   /** unix:///path/to/csi.sock (or a bare path). */
@@ -101,7 +101,7 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
     throw invalid(`maxVolumes: expected a whole number ≥ 0, found ${JSON.stringify(pick('maxVolumes'))}`);
   }
   const capRaw = pick('defaultCapacity') ?? '1G';
-  const defaultCapacity = typeof capRaw === 'number' ? capRaw : parseSize(capRaw);
+  const defaultCapacity = typeof capRaw === 'number' ? capRaw : sizeOrUndefined(capRaw);
   if (defaultCapacity === undefined || defaultCapacity <= 0) {
     throw invalid(`defaultCapacity: expected a size such as 1G, found ${JSON.stringify(capRaw)}`);
   }

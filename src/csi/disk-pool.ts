@@ -4,6 +4,7 @@
 
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { formatBytes } from '../units/byte-sizes.js';
 import { CsiError } from './errors.js';
 import { run } from './exec.js';
 
@@ -15,17 +16,6 @@ export interface DiskUsage {
 
 /** `<disk>/llraid-<volumeId>-<slot>.img`: the volume id and slot are in the name for humans only. */
 const memberFilePattern = /^llraid-([0-9a-f]{32})-(\d+)\.img$/;
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
 
 export class DiskPool {
   constructor(readonly disks: readonly string[]) {}

@@ -3,6 +3,16 @@
 
 import { minMembers, type BitmapKind, type CreatableLevel } from '../md/index.js';
 import { invalid } from './errors.js';
+import { parseSize } from '../units/byte-sizes.js';
+
+/** The size `text` gives, or undefined when it gives none (the caller names the parameter). */
+export function sizeOrUndefined(text: string): number | undefined {
+  try {
+    return parseSize(text, 'size');
+  } catch {
+    return undefined;
+  }
+}
 
 export type FsType = 'ext4' | 'xfs';
 
@@ -34,16 +44,6 @@ const minChunk = 4096;
 const maxChunk = 64 * 1024 * 1024;
 const defaultChunk = 512 * 1024;
 
-/** Parses "512K", "1M", "65536" (bytes) into bytes. */
-export function parseSize(text: string): number | undefined {
-  const m = /^(\d+)\s*([KMG]i?B?|B)?$/i.exec(text.trim());
-  if (!m) return undefined;
-  const unit = (m[2] ?? 'B').toUpperCase()[0];
-  const mult = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
-  const v = Number(m[1]) * mult;
-  return Number.isSafeInteger(v) ? v : undefined;
-}
-
 /** Turns StorageClass parameters into a VolumeSpec; any unknown or bad parameter is INVALID_ARGUMENT. */
 export function parseVolumeParameters(params: Record<string, string>): VolumeSpec {
   for (const key of Object.keys(params)) {
@@ -73,7 +73,7 @@ export function parseVolumeParameters(params: Record<string, string>): VolumeSpe
 
   let chunkSize = defaultChunk;
   if (params.chunkSize !== undefined) {
-    const v = parseSize(params.chunkSize);
+    const v = sizeOrUndefined(params.chunkSize);
     if (v === undefined || v < minChunk || v > maxChunk || (v & (v - 1)) !== 0) {
       throw invalid(
         `parameter "chunkSize": expected a power of two from 4K to 64M, found ${JSON.stringify(params.chunkSize)}`,

@@ -2,7 +2,8 @@
 // keeps per volume so `kubectl get/describe raidvolume` shows level, members, bitmap and sync.
 // Pure builders from a VolumeStatus snapshot; cluster-api.ts writes what they return.
 
-import { formatBytes, formatPercent } from './quantity.js';
+import { formatBytes } from '../units/byte-sizes.js';
+import { formatPercent } from './quantity.js';
 import type { VolumeStatus } from './volume-status.js';
 
 export const RAID_VOLUME_GROUP = 'llraid.io';

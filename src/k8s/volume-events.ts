@@ -2,7 +2,7 @@
 // reporter turns each into an Event on the PVC, the PV and the RaidVolume. Only what a user must
 // know: a sync starting and finishing, a member failing, losing and regaining redundancy.
 
-import { formatBytes } from './quantity.js';
+import { formatBytes } from '../units/byte-sizes.js';
 import type { VolumeStatus } from './volume-status.js';
 
 export type VolumeEventReason = 'ResyncStarted' | 'ResyncCompleted' | 'MemberFailed' | 'Degraded' | 'Recovered';

@@ -96,8 +96,8 @@ describe('llraid create/grow --size: sizes that cannot be had', () => {
     const r = await llraid('create', '-l', '1', '-N', 'full', '-z', '32M', a, b);
     assert.equal(r.code, 1, r.stdout);
     assert.match(r.stderr, new RegExp(
-      `^llraid: member ${escape(a)}: 2 member files of 32\\.0 MiB \\(33554432 bytes\\) need 64\\.0 MiB \\(67108864 bytes\\) on the filesystem holding ` +
-      `${escape(a)}, ${escape(b)}, found 48\\.0 MiB \\(50331648 bytes\\) free \\(ENOSPC\\)\\n$`));
+      `^llraid: member ${escape(a)}: 2 member files of 32 MiB \\(33554432 bytes\\) need 64 MiB \\(67108864 bytes\\) on the filesystem holding ` +
+      `${escape(a)}, ${escape(b)}, found 48 MiB \\(50331648 bytes\\) free \\(ENOSPC\\)\\n$`));
     assert.ok(!existsSync(a) && !existsSync(b), 'no member file was made');
   });
 
@@ -130,7 +130,7 @@ describe('llraid create/grow --size: sizes that cannot be had', () => {
       .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(
-      `^llraid: member ${escape(a)}: cannot make a file of 16\\.0 MiB \\(16777216 bytes\\): larger than the filesystem's largest file ` +
+      `^llraid: member ${escape(a)}: cannot make a file of 16 MiB \\(16777216 bytes\\): larger than the filesystem's largest file ` +
       "or this process's file size limit \\(ulimit -f\\) \\(ENOSPC\\)\\n$"));
     assert.ok(!existsSync(a) && !existsSync(b), 'no member file was left');
   });

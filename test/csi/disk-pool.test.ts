@@ -46,7 +46,7 @@ test('more members than disks is RESOURCE_EXHAUSTED naming the disk count', asyn
 test('too little space on enough disks is RESOURCE_EXHAUSTED naming the size and the free space', async () => {
   const pool = new DiskPool(disks);
   const huge = 1024 ** 4 * 1024; // 1 PiB
-  await assert.rejects(pool.place(3, 64 * MiB, 'raid5'), exhausted(/needs 3 disks with 64\.0 MiB free each, found 2/));
+  await assert.rejects(pool.place(3, 64 * MiB, 'raid5'), exhausted(/needs 3 disks with 64 MiB free each, found 2/));
   await assert.rejects(pool.place(1, huge, 'raid0'), exhausted(/found 0/));
 });
 
@@ -62,7 +62,7 @@ test('member files are preallocated and a full disk fails at allocation, leaving
   await assert.rejects(pool.allocate(file, MiB), /EEXIST/);
 
   const tooBig = pool.memberPath(disks[2]!, id, 1);
-  await assert.rejects(pool.allocate(tooBig, 32 * MiB), exhausted(/could not reserve 32\.0 MiB/));
+  await assert.rejects(pool.allocate(tooBig, 32 * MiB), exhausted(/could not reserve 32 MiB/));
   await assert.rejects(fs.stat(tooBig), /ENOENT/);
   await fs.rm(file);
 });

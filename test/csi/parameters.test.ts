@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CsiError } from '../../src/csi/errors.js';
-import { parseSize, parseVolumeParameters } from '../../src/csi/parameters.js';
+import { parseVolumeParameters, sizeOrUndefined } from '../../src/csi/parameters.js';
 
 function rejects(params: Record<string, string>, name: string): void {
   assert.throws(
@@ -46,9 +46,9 @@ test('unknown and invalid parameters are INVALID_ARGUMENT naming the parameter',
 });
 
 test('sizes parse with binary units and reject garbage', () => {
-  assert.equal(parseSize('4096'), 4096);
-  assert.equal(parseSize('1M'), 1048576);
-  assert.equal(parseSize('2GiB'), 2 * 1024 ** 3);
-  assert.equal(parseSize('1.5G'), undefined);
-  assert.equal(parseSize('abc'), undefined);
+  assert.equal(sizeOrUndefined('4096'), 4096);
+  assert.equal(sizeOrUndefined('1M'), 1048576);
+  assert.equal(sizeOrUndefined('2GiB'), 2 * 1024 ** 3);
+  assert.equal(sizeOrUndefined('1.5G'), undefined);
+  assert.equal(sizeOrUndefined('abc'), undefined);
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { conditionsFor, raidVolumeSpec, raidVolumeStatus } from '../../src/k8s/raid-volume.js';
 import { checkVolumeStatus } from '../../src/k8s/volume-status.js';
 import { K8sError } from '../../src/k8s/errors.js';
-import { formatBytes } from '../../src/k8s/quantity.js';
+import { formatBytes } from '../../src/units/byte-sizes.js';
 import { GiB, snapshot } from './snapshot-fixture.js';
 
 test('spec carries level, size, node, claim and every member with its disk and role', () => {

@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { NoSpaceError } from '../../block/errors.js';
 import { spaceShortfall } from '../../block/free-space.js';
 import { createArray, type CreateOptions } from '../../md/index.js';
-import { formatBytes, parseSize } from '../sizes.js';
+import { formatBytes, parseSize } from '../../units/byte-sizes.js';
 import { formatArrayStatus } from '../status-format.js';
 import { UsageError } from '../report-error.js';
 

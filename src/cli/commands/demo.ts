@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { FileDevice } from '../../block/file-device.js';
 import { FaultDevice, PowerDomain, seededRandom } from '../../block/fault-device.js';
 import { assembleArray, createArray, type MdArray } from '../../md/index.js';
-import { formatBytes, parseSize } from '../sizes.js';
+import { formatBytes, parseSize } from '../../units/byte-sizes.js';
 import { formatSyncSummary } from '../status-format.js';
 
 const DATA_OFFSET = 1024 * 1024; // md data_offset 2048 sectors: where member data starts

@@ -5,7 +5,7 @@
 
 import type { Command } from 'commander';
 import { request, type TargetOptions } from '../array-target.js';
-import { parseSize } from '../sizes.js';
+import { parseSize } from '../../units/byte-sizes.js';
 import { formatArrayStatus } from '../status-format.js';
 
 export function register(program: Command): void {

@@ -9,7 +9,7 @@ import { levelName } from '../../md/index.js';
 import { controlRequest } from '../../engine/control/client.js';
 import { checkTarget } from '../array-target.js';
 import { formatArrayStatus } from '../status-format.js';
-import { formatBytes } from '../sizes.js';
+import { formatBytes } from '../../units/byte-sizes.js';
 
 export function register(program: Command): void {
   program
