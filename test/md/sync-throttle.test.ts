@@ -3,57 +3,15 @@
 // maximum. The host here is a stand-in for the array (windows on a modelled member speed, no
 // members), and time is virtual: performance.now and setTimeout are a clock that moves only when
 // the pass waits, so every assertion is about the throttle's decisions, never the machine's speed.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NoBitmap } from '../../src/md/no-bitmap.js';
 import { MAX_WINDOW, SyncThread, type SyncHost, type SyncSummary } from '../../src/md/sync-thread.js';
+import { runOnClock, settle, settlesWithoutTime, VirtualClock } from '../support/virtual-clock.js';
 
 const MiB = 1024 * 1024;
 /** Modelled member speed: a 1 MiB window takes 4 virtual ms (256 MiB/s), far above min, below max. */
 const WINDOW_MS = 4;
-
-/**
- * performance.now and setTimeout on virtual time. A timer fires only when the test fires it,
- * and the clock then jumps to its due time; `pauses` records every delay the pass asked for.
- */
-class VirtualClock {
-  now = 0;
-  readonly pauses: number[] = [];
-  private timers = new Map<number, { at: number; fn: () => void }>();
-  private nextId = 1;
-
-  constructor(t: TestContext) {
-    t.mock.method(performance, 'now', () => this.now);
-    t.mock.method(globalThis, 'setTimeout', ((fn: () => void, ms = 0) => {
-      const id = this.nextId++;
-      this.pauses.push(ms);
-      this.timers.set(id, { at: this.now + ms, fn });
-      return id;
-    }) as unknown as typeof setTimeout);
-    t.mock.method(globalThis, 'clearTimeout', ((id: number) => {
-      this.timers.delete(id);
-    }) as unknown as typeof clearTimeout);
-  }
-
-  get pending(): number {
-    return this.timers.size;
-  }
-
-  /** Fires the earliest pending timer, moving the clock to its due time; false when none is pending. */
-  fireNext(): boolean {
-    const [id, timer] = [...this.timers].sort((x, y) => x[1].at - y[1].at)[0] ?? [];
-    if (id === undefined || timer === undefined) return false;
-    this.timers.delete(id);
-    this.now = Math.max(this.now, timer.at);
-    timer.fn();
-    return true;
-  }
-}
-
-/** One turn of the event loop: every promise the in-memory host resolved has been followed up. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 function host(clock: VirtualClock, over: Partial<SyncHost>): SyncHost {
   return {
@@ -69,19 +27,6 @@ function host(clock: VirtualClock, over: Partial<SyncHost>): SyncHost {
   };
 }
 
-/** Runs the pass to its end on virtual time: whenever it waits, the clock jumps to its next timer. */
-async function runVirtual(thread: SyncThread, clock: VirtualClock, run = thread.run()): Promise<SyncSummary> {
-  let done = false;
-  const finished = run.finally(() => {
-    done = true;
-  });
-  for (;;) {
-    await settle();
-    if (done) return finished;
-    assert.ok(clock.fireNext(), 'the pass waits, but on no timer');
-  }
-}
-
 /** KiB/s over virtual time. */
 function rate(s: SyncSummary): number {
   return s.bytesSynced / 1024 / s.seconds;
@@ -89,7 +34,7 @@ function rate(s: SyncSummary): number {
 
 test('with application I/O active the pass is held to sync_speed_min', async (t) => {
   const clock = new VirtualClock(t);
-  const s = await runVirtual(new SyncThread(host(clock, { appBusy: () => true })), clock);
+  const s = await runOnClock(new SyncThread(host(clock, { appBusy: () => true })).run(), clock);
   assert.equal(s.complete, true);
   assert.equal(s.bytesSynced, 2 * MiB);
   // The members could do 256 MiB/s; the pass paused until 2048 KiB had taken 2.048 s.
@@ -99,15 +44,15 @@ test('with application I/O active the pass is held to sync_speed_min', async (t)
 
 test('while the application is busy the pass looks again at least every 100 ms', async (t) => {
   const clock = new VirtualClock(t);
-  await runVirtual(new SyncThread(host(clock, { appBusy: () => true })), clock);
-  assert.ok(clock.pauses.length > 0, 'the pass paused');
-  assert.ok(Math.max(...clock.pauses) <= 100, `longest pause ${Math.max(...clock.pauses)} ms`);
+  await runOnClock(new SyncThread(host(clock, { appBusy: () => true })).run(), clock);
+  assert.ok(clock.delays.length > 0, 'the pass paused');
+  assert.ok(Math.max(...clock.delays) <= 100, `longest pause ${Math.max(...clock.delays)} ms`);
 });
 
 test('a pass slowed by application I/O returns to full speed once the application goes quiet', async (t) => {
   const clock = new VirtualClock(t);
   // At min (1000 KiB/s) 8 MiB take 8.2 s; the application is busy for the first 0.5 s only.
-  const s = await runVirtual(new SyncThread(host(clock, { syncSize: 8 * MiB, appBusy: () => clock.now < 500 })), clock);
+  const s = await runOnClock(new SyncThread(host(clock, { syncSize: 8 * MiB, appBusy: () => clock.now < 500 })).run(), clock);
   assert.equal(s.complete, true);
   assert.equal(s.bytesSynced, 8 * MiB);
   // Within one busy pause (100 ms) of the quiet moment, plus the windows left at member speed.
@@ -116,16 +61,16 @@ test('a pass slowed by application I/O returns to full speed once the applicatio
 
 test('with the application idle and the pass under sync_speed_max it never pauses', async (t) => {
   const clock = new VirtualClock(t);
-  const s = await runVirtual(new SyncThread(host(clock, { syncSize: 8 * MiB, appBusy: () => false })), clock);
+  const s = await runOnClock(new SyncThread(host(clock, { syncSize: 8 * MiB, appBusy: () => false })).run(), clock);
   assert.equal(s.complete, true);
-  assert.deepEqual(clock.pauses, [], 'no throttle pause');
+  assert.deepEqual(clock.delays, [], 'no throttle pause');
   assert.equal(s.seconds * 1000, 8 * WINDOW_MS, 'the pass took the members\' time only');
 });
 
 test('with the application idle the pass is held to sync_speed_max', async (t) => {
   const clock = new VirtualClock(t);
   const thread = new SyncThread(host(clock, { syncSize: 4 * MiB, speed: () => ({ min: 1000, max: 10_000 }) }));
-  const s = await runVirtual(thread, clock);
+  const s = await runOnClock(thread.run(), clock);
   assert.equal(s.complete, true);
   assert.ok(rate(s) <= 10_000, `ran at ${rate(s).toFixed(0)} KiB/s, max 10000`);
   assert.ok(rate(s) >= 10_000 * 0.9, `ran at ${rate(s).toFixed(0)} KiB/s, slower than max 10000 with the application idle`);
@@ -141,7 +86,7 @@ test('a stop request ends the pass at a window boundary with its position', asyn
       return { mismatches: 1, bytesWritten: 0 };
     },
   }));
-  const s = await runVirtual(thread, clock);
+  const s = await runOnClock(thread.run(), clock);
   assert.equal(s.complete, false);
   assert.equal(s.position, 3 * MAX_WINDOW);
   assert.equal(s.mismatches, 3);
@@ -152,17 +97,12 @@ test('a stop request during a throttle pause ends the pass at once, not when the
   // max 1 KiB/s: after the first 1 MiB window the pass pauses, 500 ms at a time.
   const thread = new SyncThread(host(clock, { speed: () => ({ min: 1, max: 1 }) }));
   const run = thread.run();
-  let ended = false;
-  void run.finally(() => {
-    ended = true;
-  });
   await settle();
   assert.equal(clock.pending, 1, 'the pass is in a throttle pause');
   const pausedAt = clock.now;
   thread.stop();
-  await settle();
-  const endedWithoutTime = ended;
-  const s = await runVirtual(thread, clock, run); // lets a pass that missed the stop end too
+  const endedWithoutTime = await settlesWithoutTime(run);
+  const s = await runOnClock(run, clock); // lets a pass that missed the stop end too
   assert.ok(endedWithoutTime, 'the pass ended without its pause timer firing');
   assert.equal(clock.now, pausedAt, 'no virtual time passed after the stop');
   assert.equal(clock.pending, 0, 'the pause timer was cleared');
