@@ -183,25 +183,39 @@ test('E8 / B-a: a write arriving while the daemon has its page suspended waits, 
   await bm.close();
 });
 
-test('E9: Dirty → Clean only after barrier_idle and the timer, never with a write in flight', async () => {
+test('E9: Dirty → Clean only once the page has been idle barrier_idle, at the next daemon timer', async (t) => {
+  const clock = new VirtualClock(t);
+  const { bm } = await make(1, 64, { barrierIdle: 1.5, daemonSleep: 1 });
+  await bm.startWrite(0, 512);
+  await bm.unplug();
+  bm.endWrite(0, 512);
+  await clock.advance(1200); // timer fired once: page not idle for 1.5 s yet
+  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned before barrier_idle');
+  await clock.advance(700); // idle 1.9 s, but the next timer is at 2 s
+  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned between two daemon timers');
+  await clock.advance(200); // the timer at 2 s cleans it
+  assert.equal(bm.stateOf(0), State.Clean);
+  await runOnClock(bm.close(), clock);
+});
+
+test('E9: never with a write in flight: the daemon waits for it, then cleans; with nothing Dirty left it arms no timer', async (t) => {
+  const clock = new VirtualClock(t);
   const { host, bm } = await make(1, 64, { barrierIdle: 1.5, daemonSleep: 1 });
   await bm.startWrite(0, 512);
   await bm.unplug();
   bm.endWrite(0, 512);
   await bm.startWrite(10 * CS, 512); // chunk 10 stays in flight
-  await sleep(1200); // timer fired once: page not idle for 1.5 s yet
-  assert.equal(bm.stateOf(0), State.Dirty);
-  await sleep(1000); // second pass: idle enough, but chunk 10's write is still in flight
-  assert.equal(bm.stateOf(0), State.Dirty);
+  await clock.advance(2200); // the pass at 2 s finds the page idle enough, but chunk 10's write in flight
+  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned with a write in flight on the page');
   bm.endWrite(10 * CS, 512);
-  await sleep(2800); // the page is idle 1.5 s, then the next timer cleans it
+  await clock.advance(2800); // the page is idle 1.5 s, then the next timer cleans it
   assert.equal(bm.stateOf(0), State.Clean);
   assert.equal(bm.stateOf(10), State.Clean);
-  // B-h: nothing Dirty left, so the timer is not re-armed: no further daemon passes.
+  // B-h: nothing Dirty left, so the timer is not re-armed: no further daemon passes, however long.
   const before = host.degradedCalls;
-  await sleep(1300);
+  await clock.advance(60_000);
   assert.equal(host.degradedCalls, before);
-  await bm.close();
+  await runOnClock(bm.close(), clock);
 });
 
 test('B-j: a write that never ends makes the daemon skip its page after daemon_sleep, not hang', async (t) => {

@@ -56,13 +56,31 @@ export class VirtualClock {
 
   /** Fires the earliest pending timer, moving the clock to its due time; false when none is pending. */
   fireNext(): boolean {
-    let next: [number, Timer] | undefined;
-    for (const entry of this.timers) if (next === undefined || entry[1].at < next[1].at) next = entry;
+    const next = this.earliest();
     if (next === undefined) return false;
     this.timers.delete(next[0]);
     this.now = Math.max(this.now, next[1].at);
     next[1].fn();
     return true;
+  }
+
+  /** Lets `ms` of virtual time pass: every timer due by then fires in order, each followed up before the next. */
+  async advance(ms: number): Promise<void> {
+    const until = this.now + ms;
+    for (;;) {
+      await settle();
+      const next = this.earliest();
+      if (next === undefined || next[1].at > until) break;
+      this.fireNext();
+    }
+    this.now = until;
+    await settle();
+  }
+
+  private earliest(): [number, Timer] | undefined {
+    let next: [number, Timer] | undefined;
+    for (const entry of this.timers) if (next === undefined || entry[1].at < next[1].at) next = entry;
+    return next;
   }
 }
 
