@@ -22,7 +22,12 @@ export const SKIP_REASON = 'needs the control plane that `npm run test:cluster` 
 /** The environment test-cluster.sh exports, or undefined when run outside it. */
 export function clusterEnv(): ClusterEnv | undefined {
   const { KUBECONFIG, API_SERVER, K8S_BIN, LLRAID_CLUSTER_STATE } = process.env;
-  if (!KUBECONFIG || !API_SERVER || !K8S_BIN || !LLRAID_CLUSTER_STATE) return undefined;
+  if (!LLRAID_CLUSTER_STATE) return undefined;
+  // Under test-cluster.sh (it sets LLRAID_CLUSTER_STATE) a missing variable fails every test
+  // rather than skipping them all.
+  if (!KUBECONFIG || !API_SERVER || !K8S_BIN) {
+    throw new Error(`LLRAID_CLUSTER_STATE is set but not KUBECONFIG, API_SERVER and K8S_BIN (from ${LLRAID_CLUSTER_STATE}/env)`);
+  }
   return {
     kubeconfig: KUBECONFIG,
     apiServer: API_SERVER,

@@ -17,6 +17,8 @@ const kubeconfig = process.env.LLRAID_TEST_KUBECONFIG; // the chart ServiceAccou
 const adminKubeconfig = process.env.LLRAID_TEST_ADMIN_KUBECONFIG;
 const kubectl = process.env.LLRAID_TEST_KUBECTL ?? 'kubectl';
 const pvName = process.env.LLRAID_TEST_PV ?? 'pvc-0d5c1d4e-7a1b-4c55-9a43-0d2b9c1a0001';
+// Skipped only when neither is set (the plain test pass); one without the other fails the file.
+if (!kubeconfig !== !adminKubeconfig) throw new Error('expected both LLRAID_TEST_KUBECONFIG and LLRAID_TEST_ADMIN_KUBECONFIG, or neither');
 const skip = kubeconfig && adminKubeconfig ? false : 'needs LLRAID_TEST_KUBECONFIG (run scripts/test.d/70-apiserver.sh)';
 
 function admin(): { core: CoreV1Api; custom: CustomObjectsApi } {

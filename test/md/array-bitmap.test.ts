@@ -66,9 +66,14 @@ test('a resync stopped part way leaves the chunks after the stop point NeedSync,
   await a.abandon();
   const { array: b } = await assembleArray({ members: paths, syncSpeedMax: 1, syncSpeedMin: 1 });
   // At 1 KiB/s the pass syncs its first windows (two run at once) and then waits: stop it there.
-  await new Promise((r) => setTimeout(r, 300));
-  const pos = b.status().sync?.position ?? 0;
-  const done = dirty.filter((c) => (c + 1) * CHUNK <= pos).length;
+  // Polled, not slept: however slow the machine, the pass waits there for minutes.
+  let pos = 0;
+  let done = 0;
+  for (let i = 0; i < 3000 && done === 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    pos = b.status().sync?.position ?? 0;
+    done = dirty.filter((c) => (c + 1) * CHUNK <= pos).length;
+  }
   assert.ok(done >= 1 && done < dirty.length, `resync paused part way: at ${pos}, ${done} of ${dirty.length} dirty chunks behind it`);
   await b.stop();
   const { array: c } = await assembleArray({ members: paths, autoSync: false });

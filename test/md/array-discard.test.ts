@@ -2,9 +2,11 @@
 // fully covers back to Unwritten, partial chunks keep their state, and extents() reports
 // Unwritten chunks as holes so NBD BLOCK_STATUS can skip them.
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { createArray } from '../../src/md/index.js';
-import { memberFiles, pattern, tempDir } from './array-fixtures.js';
+import { DATA_OFFSET, memberFiles, pattern, tempDir } from './array-fixtures.js';
 
 const CHUNK = 64 * 1024;
 
@@ -43,20 +45,29 @@ test('a discard makes fully covered chunks Unwritten and leaves partially covere
   assert.deepEqual(await a.read(5 * CHUNK, CHUNK), pattern(3, 6 * CHUNK).subarray(5 * CHUNK));
 });
 
+/** sha256 of a member's metadata area (superblock and bitmap, below DATA_OFFSET) and of its data area. */
+function memberAreas(path: string): { member: string; metadata: string; data: string } {
+  const bytes = readFileSync(path);
+  const hash = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  return { member: path, metadata: hash(bytes.subarray(0, DATA_OFFSET)), data: hash(bytes.subarray(DATA_OFFSET)) };
+}
+
 test('requests outside the array are refused with a range error and touch nothing', async (t) => {
   const paths = memberFiles(tempDir(t), 2, 16 << 20);
   const a = await createArray({ name: 'range', level: 1, members: paths });
   t.after(() => a.stop());
-  await assert.rejects(a.write(a.size - 512, Buffer.alloc(1024)), (e: Error & { code?: string }) => e.code === 'ERANGE');
+  const before = paths.map(memberAreas);
+  // Not zeroes: a write that landed its in-range half before refusing would not show on a sparse file.
+  await assert.rejects(a.write(a.size - 512, pattern(4, 1024)), (e: Error & { code?: string }) => e.code === 'ERANGE');
   await assert.rejects(a.read(-1, 10), (e: Error & { code?: string }) => e.code === 'EINVAL');
   await assert.rejects(a.discard(a.size, 1), (e: Error & { code?: string }) => e.code === 'ERANGE');
   assert.equal(a.status().bitmap.counts.dirty, 0);
+  assert.deepEqual(paths.map(memberAreas), before, 'no byte of any member changed, in the data area or the superblock and bitmap');
 });
 
 test('a stopped array refuses I/O with a shutdown error', async (t) => {
   const paths = memberFiles(tempDir(t), 2, 16 << 20);
   const a = await createArray({ name: 'shut', level: 1, members: paths });
   await a.stop();
-  t.after(() => undefined);
   await assert.rejects(a.read(0, 512), (e: Error & { code?: string }) => e.code === 'ESHUTDOWN');
 });

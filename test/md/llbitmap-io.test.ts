@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { LlBitmap, State, MIN_CHUNK_SIZE } from '../../src/md/llbitmap/index.js';
 import { MdError } from '../../src/md/errors.js';
 import { crash, devices, FakeHost, settled, sleep, type RecordingDevice } from './llbitmap-fixtures.js';
+import { runOnClock, settle, settlesWithoutTime, VirtualClock } from '../support/virtual-clock.js';
 
 const CS = MIN_CHUNK_SIZE; // 64 KiB
 const KiB = 1024;
@@ -182,56 +183,72 @@ test('E8 / B-a: a write arriving while the daemon has its page suspended waits, 
   await bm.close();
 });
 
-test('E9: Dirty → Clean only after barrier_idle and the timer, never with a write in flight', async () => {
+test('E9: Dirty → Clean only once the page has been idle barrier_idle, at the next daemon timer', async (t) => {
+  const clock = new VirtualClock(t);
+  const { bm } = await make(1, 64, { barrierIdle: 1.5, daemonSleep: 1 });
+  await bm.startWrite(0, 512);
+  await bm.unplug();
+  bm.endWrite(0, 512);
+  await clock.advance(1200); // timer fired once: page not idle for 1.5 s yet
+  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned before barrier_idle');
+  await clock.advance(700); // idle 1.9 s, but the next timer is at 2 s
+  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned between two daemon timers');
+  await clock.advance(200); // the timer at 2 s cleans it
+  assert.equal(bm.stateOf(0), State.Clean);
+  await runOnClock(bm.close(), clock);
+});
+
+test('E9: never with a write in flight: the daemon waits for it, then cleans; with nothing Dirty left it arms no timer', async (t) => {
+  const clock = new VirtualClock(t);
   const { host, bm } = await make(1, 64, { barrierIdle: 1.5, daemonSleep: 1 });
   await bm.startWrite(0, 512);
   await bm.unplug();
   bm.endWrite(0, 512);
   await bm.startWrite(10 * CS, 512); // chunk 10 stays in flight
-  await sleep(1200); // timer fired once: page not idle for 1.5 s yet
-  assert.equal(bm.stateOf(0), State.Dirty);
-  await sleep(1000); // second pass: idle enough, but chunk 10's write is still in flight
-  assert.equal(bm.stateOf(0), State.Dirty);
+  await clock.advance(2200); // the pass at 2 s finds the page idle enough, but chunk 10's write in flight
+  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned with a write in flight on the page');
   bm.endWrite(10 * CS, 512);
-  await sleep(2800); // the page is idle 1.5 s, then the next timer cleans it
+  await clock.advance(2800); // the page is idle 1.5 s, then the next timer cleans it
   assert.equal(bm.stateOf(0), State.Clean);
   assert.equal(bm.stateOf(10), State.Clean);
-  // B-h: nothing Dirty left, so the timer is not re-armed: no further daemon passes.
+  // B-h: nothing Dirty left, so the timer is not re-armed: no further daemon passes, however long.
   const before = host.degradedCalls;
-  await sleep(1300);
+  await clock.advance(60_000);
   assert.equal(host.degradedCalls, before);
-  await bm.close();
+  await runOnClock(bm.close(), clock);
 });
 
-test('B-j: a write that never ends makes the daemon skip its page after daemon_sleep, not hang', async () => {
+test('B-j: a write that never ends makes the daemon skip its page after daemon_sleep, not hang', async (t) => {
+  const clock = new VirtualClock(t);
   const { bm } = await make(1, 64, { barrierIdle: 0, daemonSleep: 1 });
   await bm.startWrite(0, 512);
   await bm.unplug();
-  const t0 = performance.now();
-  await bm.flush();
-  const took = performance.now() - t0;
-  assert.ok(took >= 900 && took < 3000, `flush took ${took} ms`);
+  await runOnClock(bm.flush(), clock);
+  assert.equal(clock.now, 1000, 'flush waited daemon_sleep (1 s) for the write, and no longer');
   assert.equal(bm.stateOf(0), State.Dirty);
   // The page was resumed: writes go on.
-  await bm.startWrite(2 * CS, 512);
+  assert.ok(await settlesWithoutTime(Promise.resolve(bm.startWrite(2 * CS, 512))), 'a write on the skipped page waits for nothing');
   bm.endWrite(2 * CS, 512);
   bm.endWrite(0, 512);
-  await bm.close();
+  await runOnClock(bm.close(), clock);
 });
 
-test('B-j: close ends a daemon pass waiting on writes at once and arms nothing afterwards', async () => {
+test('B-j: close ends a daemon pass waiting on writes at once and arms nothing afterwards', async (t) => {
+  const clock = new VirtualClock(t);
   const { host, bm } = await make(1, 64, { barrierIdle: 0, daemonSleep: 30 });
   await bm.startWrite(0, 512);
   await bm.unplug();
   const flushing = bm.flush();
-  await sleep(5);
-  const t0 = performance.now();
-  await bm.close();
-  assert.ok(performance.now() - t0 < 1000, 'close did not wait for the suspend');
-  await flushing;
+  await settle();
+  assert.ok(clock.delays.includes(30_000), 'the daemon pass waits up to daemon_sleep for the write');
+  assert.ok(await settlesWithoutTime(bm.close()), 'close did not wait for the suspend');
+  assert.ok(await settlesWithoutTime(flushing), 'the flush waiting on the page ended with close');
+  assert.equal(clock.now, 0, 'no time passed');
   const before = host.degradedCalls;
   await (async () => bm.startWrite(0, 512))().catch(() => undefined);
-  await sleep(50);
+  // Whatever timer is left runs now: none may start a daemon pass.
+  while (clock.fireNext()) await settle();
+  await settle();
   assert.equal(host.degradedCalls, before);
   bm.endWrite(0, 512);
 });
@@ -588,14 +605,14 @@ test('close resolves only after write-outs in flight, including one started whil
   bm.endWrite(0, 512);
 });
 
-test('the daemon does not hold up writers on a page with nothing to clean', async () => {
+test('the daemon does not hold up writers on a page with nothing to clean', async (t) => {
+  const clock = new VirtualClock(t);
   const { bm } = await make(1, 7000, { barrierIdle: 0, daemonSleep: 1, assumeClean: true });
   assert.equal(bm.chunkSize, CS);
   // A discard in flight on page 1 (chunk 4000): it changes nothing to Dirty there.
   await bm.startDiscard(4000 * CS, CS);
-  const t0 = performance.now();
-  await bm.flush();
-  assert.ok(performance.now() - t0 < 500, 'flush did not wait for the discard');
+  assert.ok(await settlesWithoutTime(bm.flush()), 'flush did not wait for the discard');
+  assert.equal(clock.now, 0);
   bm.endDiscard(4000 * CS, CS);
-  await bm.close();
+  await runOnClock(bm.close(), clock);
 });

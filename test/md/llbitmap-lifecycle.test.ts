@@ -319,13 +319,18 @@ test('E15: no bitmap byte is ever written past sectors_reserved, at 512 and 4096
     if (ioSize === 512) assert.equal(bm.chunks, 4096); // 1024 + 4096 = 5120 exactly
     else assert.equal(bm.chunkSize, 2 * CS); // only 4096 usable bytes at io 4096
     const last = bm.chunks - 1;
+    const created = devs.map((d) => d.writes.length);
     await bm.startWrite(last * bm.chunkSize, 512);
     await bm.unplug();
     bm.endWrite(last * bm.chunkSize, 512);
     await bm.updateSb();
     await bm.flush();
     await bm.condEndSync(syncSize);
-    for (const d of devs) {
+    // The write that matters is the one carrying the last chunk's state, at the end of the space.
+    const lastByte = BITMAP_OFFSET + 1024 + last;
+    for (const [i, d] of devs.entries()) {
+      const carried = d.writes.slice(created[i]).some((w) => w.offset <= lastByte && lastByte < w.offset + w.length);
+      assert.ok(carried, `no write after create carried the last chunk's state (io ${ioSize})`);
       for (const w of d.writes) {
         assert.ok(w.offset >= BITMAP_OFFSET && w.offset + w.length <= BITMAP_OFFSET + space, `write ${w.offset}+${w.length}`);
         assert.equal(w.offset % ioSize, 0);

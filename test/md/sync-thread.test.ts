@@ -38,7 +38,12 @@ test('a resync stopped half way resumes from its checkpoint after reassembly', a
   const paths = memberFiles(tempDir(t), 2, 33 << 20);
   // No bitmap and not assume-clean: md's initial resync over the whole array, slowed down.
   const a = await createArray({ name: 'resume', level: 1, members: paths, bitmap: 'none', syncSpeedMax: 8000 });
-  await new Promise((r) => setTimeout(r, 1500));
+  // Polled, not slept: at 8000 KiB/s the 32 MiB take four seconds however fast the machine is.
+  for (let i = 0; i < 3000; i++) {
+    const s = a.status().sync;
+    if (s !== null && s.position > 0 && s.speedKiBs > 0) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const mid = a.status().sync;
   assert.ok(mid !== null && mid.mode === 'resync');
   assert.ok(mid.position > 0 && mid.position < a.size, `resync in progress at ${mid.position}`);

@@ -209,9 +209,8 @@ describe('llraid serve keeps its memory bounded against clients that never read'
       // Not merely exited: a close that never finishes lets the process run out of work and exit 0
       // without closing the device (for an array: no clean stop).
       await stoppedCleanly(serve, 'SIGTERM');
+      // A hang-up that never sees the client's FIN would wait closeTimeoutMs (5 s), then cut it off.
       assert.doesNotMatch(serve.stderr(), /cutting it off/, 'a client that reads is not cut off');
-      // Well under closeTimeoutMs (5 s), which is what a hang-up that never sees the FIN waits.
-      assert.ok(ms < 3000, `stopping took ${ms} ms`);
     } finally {
       p?.socket.destroy();
       await serve?.stop('SIGKILL');

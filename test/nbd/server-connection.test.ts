@@ -283,21 +283,17 @@ describe('NBD server connection', () => {
       // Sent while reading is paused: these wait in the socket, unread, in front of the FIN.
       p.send(...Array.from({ length: 4 }, (_, i) => request(0, BigInt(100 + i), 0, 512)));
       await new Promise((r) => setTimeout(r, 50));
-      const t0 = Date.now();
       closing = paused.close();
       while (device.waitingCount > 0) device.release(0);
       for (let i = 0; i < 4; i++) {
         assert.equal((await p.simpleReply()).error, 0);
         await p.read(512);
       }
-      // The hang-up must see the client's FIN: not wait for closeTimeoutMs (5 s) to cut it off.
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<string>((r) => (timer = setTimeout(() => r('still closing after 2 s'), 2000)));
-      assert.equal(await Promise.race([closing.then(() => 'closed'), late]), 'closed');
-      clearTimeout(timer);
+      await closing;
       await p.closed;
-      assert.ok(Date.now() - t0 < 2000, `close took ${Date.now() - t0} ms`);
-      assert.deepEqual(logs, []);
+      // The hang-up must see the client's FIN: a server that does not is left to cut the client
+      // off after closeTimeoutMs, and says so.
+      assert.deepEqual(logs, [], 'the connection ended on the client\'s FIN, not cut off');
     } finally {
       p?.socket.destroy();
       device.gated = false;
