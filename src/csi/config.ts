@@ -1,9 +1,13 @@
-// Configuration of the node plugin (`llraid csi`): from command-line options, LLRAID_* environment
-// variables (what the Helm chart sets) and an optional YAML file, in that order of precedence.
+// Configuration of the node plugin (`llraid csi`), every setting in one place: from command-line
+// options, LLRAID_* environment variables (what the Helm chart sets) and an optional YAML file,
+// in that order of precedence, then one validation. The CSI basics, the engines' tuning (md's
+// defaults from md/tuning.ts) and the status reporting and metrics settings.
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_TUNING } from '../md/index.js';
+import type { ReportingSettings } from '../k8s/index.js';
 import { invalid } from './errors.js';
 import type { AttachMode } from './attach.js';
 import { sizeOrUndefined } from './parameters.js';
@@ -31,6 +35,10 @@ export interface CsiConfig {
    * remove anything else on the node.
    */
   kubeletDir: string;
+  /** Every engine's md tuning. */
+  tuning: { syncSpeedMinKiB: number; syncSpeedMaxKiB: number; bitmapDaemonSleepSeconds: number };
+  /** What the node reports to the cluster (k8s/node-reporting.ts). */
+  reporting: ReportingSettings;
 }
 
 /** Settings as given, each a string (or list) before validation. */
@@ -44,6 +52,12 @@ export interface RawConfig {
   defaultCapacity?: string | number;
   engineHost?: string;
   kubeletDir?: string;
+  syncSpeedMin?: string | number;
+  syncSpeedMax?: string | number;
+  bitmapDaemonSleep?: string | number;
+  status?: string | boolean;
+  statusMinInterval?: string | number;
+  metricsAddress?: string;
 }
 
 const envNames: Record<keyof RawConfig, string> = {
@@ -56,7 +70,34 @@ const envNames: Record<keyof RawConfig, string> = {
   defaultCapacity: 'LLRAID_DEFAULT_CAPACITY',
   engineHost: 'LLRAID_ENGINE_HOST',
   kubeletDir: 'LLRAID_KUBELET_DIR',
+  syncSpeedMin: 'LLRAID_SYNC_SPEED_MIN',
+  syncSpeedMax: 'LLRAID_SYNC_SPEED_MAX',
+  bitmapDaemonSleep: 'LLRAID_BITMAP_DAEMON_SLEEP',
+  status: 'LLRAID_STATUS',
+  statusMinInterval: 'LLRAID_STATUS_MIN_INTERVAL',
+  metricsAddress: 'LLRAID_METRICS_ADDRESS',
 };
+
+/** A setting's names, for messages: the YAML key and its environment variable. */
+const named = (key: keyof RawConfig): string => `${key} (${envNames[key]})`;
+
+/** A whole number ≥ `min`, or `fallback` when unset. */
+function whole(raw: string | number | undefined, key: keyof RawConfig, fallback: number, min: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(String(raw).trim()) || !Number.isSafeInteger(n) || n < min) {
+    throw invalid(`${named(key)}: expected a whole number ≥ ${min}, found ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+/** ":9890", "0.0.0.0:9890", "[::]:9890". */
+function listenAddress(raw: string, key: keyof RawConfig): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw invalid(`${named(key)}: expected [host]:port such as :9890, found ${JSON.stringify(raw)}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
 
 export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
   const out: RawConfig = {};
@@ -77,6 +118,15 @@ export function fromFile(file: string): RawConfig {
     if (!known.includes(key)) throw invalid(`config ${file}: unknown key ${JSON.stringify(key)}: expected one of ${known.join(', ')}`);
   }
   return doc as RawConfig;
+}
+
+/**
+ * The lowest layer: status reporting is on by default inside a cluster (Kubernetes sets
+ * KUBERNETES_SERVICE_HOST, or a kubeconfig is given) and off for a plugin run by hand or by
+ * csi-sanity, which has no API server to report to.
+ */
+export function defaultsFor(env: NodeJS.ProcessEnv): RawConfig {
+  return { status: env.KUBERNETES_SERVICE_HOST || env.KUBECONFIG ? 'on' : 'off' };
 }
 
 /** Merges layers (earlier wins) and validates; errors name the setting and what was found. */
@@ -112,7 +162,25 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
   }
   // "/" would confine nothing: every path on the node is below it.
   if (path.resolve(kubeletDir) === '/') throw invalid('kubeletDir: expected a directory below /, found / (it would let Node calls reach every path on the node)');
+  const tuning = {
+    syncSpeedMinKiB: whole(pick('syncSpeedMin'), 'syncSpeedMin', DEFAULT_TUNING.syncSpeedMinKiB, 1),
+    syncSpeedMaxKiB: whole(pick('syncSpeedMax'), 'syncSpeedMax', DEFAULT_TUNING.syncSpeedMaxKiB, 1),
+    bitmapDaemonSleepSeconds: whole(pick('bitmapDaemonSleep'), 'bitmapDaemonSleep', DEFAULT_TUNING.bitmapDaemonSleepSeconds, 1),
+  };
+  if (tuning.syncSpeedMaxKiB < tuning.syncSpeedMinKiB) {
+    throw invalid(`${named('syncSpeedMax')}: expected at least syncSpeedMin (${tuning.syncSpeedMinKiB}), found ${tuning.syncSpeedMaxKiB}`);
+  }
+  const statusRaw = String(pick('status') ?? 'off').trim().toLowerCase();
+  if (!['on', 'off', 'true', 'false'].includes(statusRaw)) throw invalid(`${named('status')}: expected on or off, found ${JSON.stringify(pick('status'))}`);
+  const metricsRaw = pick('metricsAddress');
+  const reporting: ReportingSettings = {
+    status: statusRaw === 'on' || statusRaw === 'true',
+    statusMinIntervalMs: whole(pick('statusMinInterval'), 'statusMinInterval', 5, 0) * 1000,
+    ...(metricsRaw ? { metrics: listenAddress(metricsRaw, 'metricsAddress') } : {}),
+  };
   return {
+    tuning,
+    reporting,
     endpoint,
     nodeId,
     engineHost: engineHost === undefined || engineHost === '' ? undefined : endpointPath(String(engineHost)),

@@ -9,5 +9,4 @@ export { VolumeMetrics } from './volume-metrics.js';
 export { startMetricsServer, type MetricsServer } from './metrics-server.js';
 export { RAID_VOLUME_API_VERSION, RAID_VOLUME_KIND, RAID_VOLUME_PLURAL, NODE_LABEL } from './raid-volume.js';
 export { volumeEvents, type VolumeEvent, type VolumeEventReason } from './volume-events.js';
-export { nodeSettingsFromEnv, NODE_SETTINGS_ENV, NODE_SETTINGS_DEFAULTS, type NodeSettings } from './node-settings.js';
-export { startNodeReporting, type NodeReporting } from './node-reporting.js';
+export { startNodeReporting, type NodeReporting, type ReportingSettings } from './node-reporting.js';

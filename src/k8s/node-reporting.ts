@@ -3,17 +3,26 @@
 // settings.metrics). The CSI layer creates one at start and feeds it VolumeStatus snapshots;
 // nothing here blocks or throws on API trouble.
 //
-//   const reporting = await startNodeReporting(nodeId, nodeSettingsFromEnv(process.env));
+//   const reporting = await startNodeReporting(nodeId, config.reporting);
 //   reporting.update(snapshot); reporting.remove(volumeId); reporting.setPool(disks);
 //   await reporting.close();
 
 import { KubeClusterApi, type ClusterApi } from './cluster-api.js';
 import type { K8sError } from './errors.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
-import type { NodeSettings } from './node-settings.js';
 import { StatusReporter } from './status-reporter.js';
 import { VolumeMetrics } from './volume-metrics.js';
 import type { PoolDiskStatus, VolumeStatus } from './volume-status.js';
+
+/** What the node reports (the CSI layer's config resolves it). */
+export interface ReportingSettings {
+  /** Keep RaidVolume objects and write Events. */
+  status: boolean;
+  /** Least milliseconds between two status writes of one volume. */
+  statusMinIntervalMs: number;
+  /** host:port of the metrics endpoint; absent: no metrics server. */
+  metrics?: { host: string; port: number };
+}
 
 export interface NodeReporting {
   readonly metrics: VolumeMetrics;
@@ -27,7 +36,7 @@ export interface NodeReporting {
 
 export async function startNodeReporting(
   node: string,
-  settings: NodeSettings,
+  settings: ReportingSettings,
   options: { api?: ClusterApi; kubeconfig?: string; onError?: (err: K8sError) => void } = {},
 ): Promise<NodeReporting> {
   const metrics = new VolumeMetrics(node);

@@ -12,6 +12,7 @@ import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../block/bl
 import { checkRange, readInto } from '../block/block-device.js';
 import { BlockError, IoError, ShutdownError, isBlockError } from '../block/errors.js';
 import { MdError } from './errors.js';
+import { DEFAULT_TUNING } from './tuning.js';
 import { Member } from './member.js';
 import { levelName, type ArrayState, type ArrayStatus } from './array-status.js';
 import { composeSuperblock, devRolesFor, nextEvents, type ArrayIdentity } from './member-superblock.js';
@@ -35,9 +36,9 @@ export type { ArrayIdentity } from './member-superblock.js';
 const ROLE_HISTORY_UNKNOWN = 1n << 64n;
 
 export interface ArrayTuning {
-  /** KiB/s the sync thread keeps even under application I/O (md sync_speed_min). Default 1000. */
+  /** KiB/s the sync thread keeps even under application I/O (md sync_speed_min). Default: tuning.ts. */
   syncSpeedMin?: number;
-  /** KiB/s the sync thread never exceeds (md sync_speed_max). Default 200000. */
+  /** KiB/s the sync thread never exceeds (md sync_speed_max). Default: tuning.ts. */
   syncSpeedMax?: number;
   /** Start resync/recovery by itself when needed (default true). */
   autoSync?: boolean;
@@ -128,8 +129,8 @@ export class MdArray implements BlockDevice {
     this.eventsCounter = setup.events;
     this.resyncFrom = setup.resyncFrom;
     this.tuning = {
-      syncSpeedMin: setup.tuning.syncSpeedMin ?? 1000,
-      syncSpeedMax: setup.tuning.syncSpeedMax ?? 200_000,
+      syncSpeedMin: setup.tuning.syncSpeedMin ?? DEFAULT_TUNING.syncSpeedMinKiB,
+      syncSpeedMax: setup.tuning.syncSpeedMax ?? DEFAULT_TUNING.syncSpeedMaxKiB,
       autoSync: setup.tuning.autoSync ?? true,
     };
     this.blockSize = Math.max(512, ...setup.members.map((m) => m.device.blockSize));

@@ -61,4 +61,5 @@ export type { BitmapKind } from './bitmap-setup.js';
 export type { BitmapLoadReport } from './write-intent-bitmap.js';
 export { describeBitmapLoad } from './llbitmap/cross-check.js';
 export { MdError, type MdErrorCode } from './errors.js';
+export { DEFAULT_TUNING } from './tuning.js';
 export { formatUuid, type Superblock } from './superblock.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { endpointPath, fromEnvironment, fromFile, resolveConfig } from '../../src/csi/config.js';
+import { defaultsFor, endpointPath, fromEnvironment, fromFile, resolveConfig } from '../../src/csi/config.js';
 
 test('command-line settings win over the environment, which wins over the file', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-cfg-'));
@@ -57,3 +57,41 @@ test('a relative kubelet directory, or /, is an error naming the setting', () =>
   assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/a', kubeletDir: 'var/lib/kubelet' }), /kubeletDir: expected an absolute directory/);
   assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/a', kubeletDir: '/' }), /kubeletDir: expected a directory below \/, found \//);
 });
+
+test('engine tuning and reporting: md defaults when unset, the chart variables and the file alike, status on only in a cluster', () => {
+  const base = { nodeId: 'n', disks: '/a' };
+  const plain = resolveConfig(base, defaultsFor({}));
+  assert.deepEqual(plain.tuning, { syncSpeedMinKiB: 1000, syncSpeedMaxKiB: 200000, bitmapDaemonSleepSeconds: 30 });
+  assert.deepEqual(plain.reporting, { status: false, statusMinIntervalMs: 5000 });
+  assert.equal(resolveConfig(base, defaultsFor({ KUBERNETES_SERVICE_HOST: '10.0.0.1' })).reporting.status, true, 'status defaults on inside a cluster');
+  const env = fromEnvironment({
+    LLRAID_SYNC_SPEED_MIN: '5000', LLRAID_SYNC_SPEED_MAX: '500000', LLRAID_BITMAP_DAEMON_SLEEP: '5',
+    LLRAID_STATUS: 'off', LLRAID_STATUS_MIN_INTERVAL: '15', LLRAID_METRICS_ADDRESS: ':9999',
+  });
+  const c = resolveConfig(base, env, defaultsFor({ KUBERNETES_SERVICE_HOST: 'x' }));
+  assert.deepEqual(c.tuning, { syncSpeedMinKiB: 5000, syncSpeedMaxKiB: 500000, bitmapDaemonSleepSeconds: 5 });
+  assert.deepEqual(c.reporting, { status: false, statusMinIntervalMs: 15000, metrics: { host: '0.0.0.0', port: 9999 } });
+  assert.deepEqual(resolveConfig(base, fromEnvironment({ LLRAID_METRICS_ADDRESS: '[::1]:80' })).reporting.metrics, { host: '::1', port: 80 });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-cfg-'));
+  try {
+    writeFileSync(path.join(dir, 'c.yaml'), 'syncSpeedMax: 7000\nstatus: on\n');
+    const f = resolveConfig(base, fromFile(path.join(dir, 'c.yaml')), defaultsFor({}));
+    assert.equal(f.tuning.syncSpeedMaxKiB, 7000);
+    assert.equal(f.reporting.status, true, 'the file wins over the default');
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+for (const [env, re] of [
+  [{ LLRAID_SYNC_SPEED_MIN: 'fast' }, /syncSpeedMin \(LLRAID_SYNC_SPEED_MIN\): expected a whole number ≥ 1, found "fast"/],
+  [{ LLRAID_SYNC_SPEED_MIN: '10', LLRAID_SYNC_SPEED_MAX: '5' }, /syncSpeedMax \(LLRAID_SYNC_SPEED_MAX\): expected at least syncSpeedMin \(10\), found 5/],
+  [{ LLRAID_BITMAP_DAEMON_SLEEP: '0' }, /bitmapDaemonSleep \(LLRAID_BITMAP_DAEMON_SLEEP\): expected a whole number ≥ 1, found "0"/],
+  [{ LLRAID_STATUS: 'maybe' }, /status \(LLRAID_STATUS\): expected on or off/],
+  [{ LLRAID_METRICS_ADDRESS: '9890' }, /metricsAddress \(LLRAID_METRICS_ADDRESS\): expected \[host\]:port/],
+  [{ LLRAID_METRICS_ADDRESS: ':70000' }, /LLRAID_METRICS_ADDRESS/],
+] as const) {
+  test(`a bad engine or reporting setting is refused naming it: ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}`, () => {
+    assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/a' }, fromEnvironment(env)), re);
+  });
+}

@@ -56,7 +56,7 @@ export function register(program: Command): void {
       // Loaded here, not at the top: every `llraid` command registers this one, and gRPC, protobuf
       // and the Kubernetes client would otherwise add some 70 MiB of resident memory to every volume engine
       // (`llraid serve`) on the node.
-      const [{ fromEnvironment, fromFile, resolveConfig }, { startDriver }, { MdArrays }, { nodeSettingsFromEnv, startNodeReporting }] =
+      const [{ defaultsFor, fromEnvironment, fromFile, resolveConfig }, { startDriver }, { MdArrays }, { startNodeReporting }] =
         await Promise.all([
           import('../../csi/config.js'),
           import('../../csi/driver.js'),
@@ -75,11 +75,9 @@ export function register(program: Command): void {
         kubeletDir: options.kubeletDir,
       };
       const configFile = options.config ?? process.env.LLRAID_CONFIG;
-      const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {});
+      const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {}, defaultsFor(process.env));
       const log = (m: string): void => void process.stderr.write(`llraid csi: ${m}\n`);
-      // The chart's LLRAID_* settings beyond the CSI basics: engine tuning, status, metrics.
-      const settings = nodeSettingsFromEnv(process.env);
-      const reporting = await startNodeReporting(config.nodeId, settings, { onError: (e) => log(`status: ${e.message}`) });
+      const reporting = await startNodeReporting(config.nodeId, config.reporting, { onError: (e) => log(`status: ${e.message}`) });
       if (reporting.metricsPort !== undefined) log(`serving metrics on port ${reporting.metricsPort}`);
       // A driver that cannot start (its endpoint refused) must not leave the metrics server and
       // the status reporter holding the process open: close them and let the error through.
@@ -89,8 +87,8 @@ export function register(program: Command): void {
         // The engine is this same CLI (same node, same loader flags such as tsx), run as `serve`.
         engineCommand: [process.execPath, ...process.execArgv, process.argv[1] ?? 'llraid'],
         serveArgs: [
-          '--sync-speed-min', String(settings.syncSpeedMinKiB), '--sync-speed-max', String(settings.syncSpeedMaxKiB),
-          '--bitmap-daemon-sleep', String(settings.bitmapDaemonSleepSeconds),
+          '--sync-speed-min', String(config.tuning.syncSpeedMinKiB), '--sync-speed-max', String(config.tuning.syncSpeedMaxKiB),
+          '--bitmap-daemon-sleep', String(config.tuning.bitmapDaemonSleepSeconds),
         ],
         reporting,
         version: packageVersion(),

@@ -4,6 +4,7 @@
 // and, with --events PATH, appended to PATH as JSON lines (src/engine/events.ts).
 
 import type { Command } from 'commander';
+import { DEFAULT_TUNING } from '../../md/index.js';
 import { isNbdError, loopbackAddress, type ListenAddress } from '../../nbd/index.js';
 import { fanOut, jsonFileSink, textSink } from '../../engine/events.js';
 import { runEngine, type EngineSource } from '../../engine/volume-engine.js';
@@ -39,8 +40,8 @@ export function register(program: Command): void {
     .option('--force', 'assemble even if members are missing or stale (runs degraded)')
     .option('--quiet', 'do not log misbehaving clients on stderr')
     .option('--control <path>', 'also take control commands (llraid status/grow/... --control PATH) on this unix socket (as --socket: mode 0600, only a stale socket replaced)')
-    .option('--sync-speed-min <KiB/s>', 'resync speed kept under application I/O (md sync_speed_min, default 1000)')
-    .option('--sync-speed-max <KiB/s>', 'resync speed ceiling (md sync_speed_max, default 200000)')
+    .option('--sync-speed-min <KiB/s>', `resync speed kept under application I/O (md sync_speed_min, default ${DEFAULT_TUNING.syncSpeedMinKiB})`)
+    .option('--sync-speed-max <KiB/s>', `resync speed ceiling (md sync_speed_max, default ${DEFAULT_TUNING.syncSpeedMaxKiB})`)
     .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
     .option('--events <path>', 'also append what happens (assembled, serving, sync ended, stopping, stopped) to PATH as JSON lines')
     .action(async (members: string[], options: ServeOptions) => {

@@ -12,6 +12,7 @@ import type {
 } from '../write-intent-bitmap.js';
 import type { SyncMode } from '../types.js';
 import { MdError } from '../errors.js';
+import { DEFAULT_TUNING } from '../tuning.js';
 import {
   BITMAP_DATA_OFFSET,
   BITMAP_MAGIC,
@@ -48,7 +49,7 @@ import { crossCheck, readAreas, readBitmapSupers, sameGeometry } from './cross-c
 import { Action, INFECTABLE, infectTable, isSynced, isUnwrittenState, mergeStates, NONE, State, STILL, transition, type Next } from './states.js';
 import * as text from './status-text.js';
 
-export const DEFAULT_DAEMON_SLEEP = 30;
+export const DEFAULT_DAEMON_SLEEP = DEFAULT_TUNING.bitmapDaemonSleepSeconds;
 export const DEFAULT_BARRIER_IDLE = 5;
 /** mdadm's default for metadata 1.2: the bitmap starts 8 sectors after the md superblock. */
 export const DEFAULT_OFFSET_SECTORS = 8;
