@@ -4,6 +4,9 @@
 
 import { InvalidRequestError, OutOfRangeError } from './errors.js';
 
+/** The 512-byte sector: the unit of md's on-disk offsets and sizes, and of a torn write. */
+export const SECTOR = 512;
+
 export interface WriteOptions {
   /** Force Unit Access: the data is durable before the returned promise resolves. */
   fua?: boolean;

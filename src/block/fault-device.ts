@@ -6,10 +6,10 @@
 //
 // Devices that lose power together share one PowerDomain, so one cut hits every member at once.
 
+import { SECTOR } from './block-device.js';
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from './block-device.js';
 import { IoError, NotSupportedError, ShutdownError } from './errors.js';
 
-const SECTOR = 512;
 
 export type CutMode =
   /** Every non-durable write is lost. */

@@ -1,6 +1,7 @@
 // A BlockDevice in memory, stored sparsely in fixed-size pages so that a large device that is
 // mostly unwritten costs little. For tests and benchmarks; also the inner store of FaultDevice tests.
 
+import { forEachUnitPiece } from './unit-ranges.js';
 import { checkRange, type BlockDevice, type Extent, type ZeroOptions } from './block-device.js';
 import { ReadOnlyError, ShutdownError } from './errors.js';
 
@@ -104,14 +105,6 @@ export class MemoryDevice implements BlockDevice {
     length: number,
     fn: (page: number, pageOff: number, bufOff: number, n: number) => void,
   ): void {
-    let pos = offset;
-    const end = offset + length;
-    while (pos < end) {
-      const page = Math.floor(pos / PAGE);
-      const pageOff = pos - page * PAGE;
-      const n = Math.min(PAGE - pageOff, end - pos);
-      fn(page, pageOff, pos - offset, n);
-      pos += n;
-    }
+    forEachUnitPiece(offset, length, PAGE, (page, pageOff, n, bufOff) => fn(page, pageOff, bufOff, n));
   }
 }

@@ -31,7 +31,7 @@ export interface DriverDeps {
   engineCommand: string[];
   /** More `serve` options for every engine (resync speed limits, bitmap daemon period). */
   serveArgs?: string[];
-  /** Where volume snapshots go (RaidVolume status, Events, metrics); none: nothing is reported. */
+  /** Where volume statuses go (RaidVolume status, Events, metrics); none: nothing is reported. */
   reporting?: NodeReporting;
   /** Between two status looks at every volume (default 2 s). */
   statusIntervalMs?: number;

@@ -1,6 +1,6 @@
 // The node plugin's report to the cluster: every few seconds it looks at each volume on the pool
 // (live from its engine's control socket while staged, from the member superblocks and the
-// freshest member's bitmap otherwise) and hands src/k8s a VolumeStatus snapshot, which becomes
+// freshest member's bitmap otherwise) and hands src/k8s a VolumeStatus, which becomes
 // the RaidVolume's status, Events on the PVC and PV, and metrics. It never touches the I/O
 // path: a slow API server slows only this loop, and src/k8s rate-limits and retries on its own.
 
@@ -12,7 +12,7 @@ import { readClaim } from './claim-file.js';
 import type { DiskPool } from './disk-pool.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import type { RuntimeState } from './volume-condition.js';
-import { volumeSnapshot } from './volume-snapshot.js';
+import { volumeStatusOf } from './volume-status-of.js';
 
 export interface StatusFeedOptions {
   nodeId: string;
@@ -68,7 +68,7 @@ export class StatusFeed {
       try {
         const runtime = await this.o.runtime(v.id);
         const paths = v.members.map((m) => m.path);
-        this.o.reporting.update(volumeSnapshot({
+        this.o.reporting.update(volumeStatusOf({
           nodeId: this.o.nodeId,
           volume: v,
           runtime,

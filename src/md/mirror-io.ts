@@ -5,6 +5,7 @@
 // Success rule (DESIGN.md §4): a write succeeds when at least one in_sync copy took it. A member
 // I/O error has already failed that member (MemberSet invariant); any other error is re-thrown.
 
+import { SECTOR } from '../block/block-device.js';
 import type { WriteOptions } from '../block/block-device.js';
 import { BufferPool } from '../block/buffer-pool.js';
 import { MdError } from './errors.js';
@@ -12,7 +13,6 @@ import type { MemberSet, SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import type { Copy, ReadBalancer } from './read-balance.js';
 
-const SECTOR = 512;
 /** The sync step's read buffers, reused from window to window (see BufferPool). */
 const syncBuffers = new BufferPool();
 

@@ -5,10 +5,11 @@
 //   member:  0 ─ 4 KiB ─ superblock (256 B + 2 B per dev slot) ─ 8 KiB ─ bitmap … ─ 1 MiB ─ data
 //   (offsets in sectors: super 8, bitmap super+8, data 2048 by default)
 
+import { SECTOR } from '../block/block-device.js';
+export { SECTOR };
 import type { BlockDevice } from '../block/block-device.js';
 import { MdError } from './errors.js';
 
-export const SECTOR = 512;
 export const SB_MAGIC = 0xa92b4efc;
 /** 1.2 metadata: the superblock is 8 sectors (4 KiB) from the start of the member. */
 export const SUPER_OFFSET_SECTORS = 8;

@@ -2,10 +2,11 @@
 // where chunk i's byte lives (4 KiB page, offset, io_size block). Pure arithmetic in bytes;
 // the on-disk fields it feeds (chunksize, sync_size, sectors_reserved) are in sectors.
 
+import { SECTOR } from '../../block/block-device.js';
+export { SECTOR };
 import { MdError } from '../errors.js';
 import { BITMAP_DATA_OFFSET } from './bitmap-superblock.js';
 
-export const SECTOR = 512;
 export const PAGE_SIZE = 4096;
 /** 128 sectors (64 KiB): the largest raid1/10 sync I/O, the smallest chunk llbitmap picks. */
 export const MIN_CHUNK_SIZE = 128 * SECTOR;

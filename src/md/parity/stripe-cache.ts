@@ -6,7 +6,8 @@
 // range, i.e. its logical contents; every member write of the personality goes through put() or
 // invalidate(), so the cache is never older than the members.
 
-const SECTOR = 512;
+import { SECTOR } from '../../block/block-device.js';
+
 /**
  * Contents are kept in pages of this size, allocated as they are first written: a 4 KiB random
  * write must not allocate (and leave the collector to free) a whole 512 KiB chunk per member.

@@ -6,6 +6,7 @@
 // stripe cache. A member read that fails means the array has just failed that member (MemberSet
 // invariant), so the step is planned again against the new member states.
 
+import { SECTOR } from '../../block/block-device.js';
 import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
 import { BufferPool } from '../../block/buffer-pool.js';
 import { MdError } from '../errors.js';
@@ -39,7 +40,6 @@ export interface StripeStats {
 
 /** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
 const CHECK_UNIT = 4096;
-const SECTOR = 512;
 /** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
 const ZERO_PIECE = 1024 * 1024;
 

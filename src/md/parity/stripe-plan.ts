@@ -7,6 +7,7 @@
 //   D1   |##########|#########|#########|     segment [b%C, C):   D0 D1 written ... and so on:
 //   D2   |##########|#########|         |     each segment has one fixed written set
 
+import { forEachUnitPiece } from '../../block/unit-ranges.js';
 import type { ParityLayout } from './layout.js';
 
 /** The part of a request that falls in one stripe row. */
@@ -33,16 +34,7 @@ export interface ColumnSegment {
 /** Cuts [offset, offset+length) of the array into row pieces. */
 export function splitRows(layout: ParityLayout, offset: number, length: number): RowPiece[] {
   const pieces: RowPiece[] = [];
-  const rowBytes = layout.rowBytes;
-  let pos = offset;
-  const end = offset + length;
-  while (pos < end) {
-    const row = Math.floor(pos / rowBytes);
-    const start = pos - row * rowBytes;
-    const n = Math.min(end - pos, rowBytes - start);
-    pieces.push({ row, start, length: n, bufferOffset: pos - offset });
-    pos += n;
-  }
+  forEachUnitPiece(offset, length, layout.rowBytes, (row, start, n, bufferOffset) => pieces.push({ row, start, length: n, bufferOffset }));
   return pieces;
 }
 

@@ -3,8 +3,7 @@
 // the member superblocks and the freshest member's bitmap. Pure: status-feed.ts gathers inputs.
 
 import path from 'node:path';
-import type { ArrayStatus, SyncMode } from '../md/index.js';
-import type { BitmapCounts } from '../md/index.js';
+import type { ArrayStatus, BitmapCounts, SyncMode } from '../md/index.js';
 import type { MemberRole, SyncAction, VolumeState, VolumeStatus } from '../k8s/index.js';
 import type { VolumeClaim } from './claim-file.js';
 import type { VolumeRecord } from './volume-catalog.js';
@@ -30,7 +29,7 @@ const REASONS: Record<SyncMode, string> = {
 /** Members a level can lose and still serve everything (raid10 as near=2). */
 const TOLERANCE: Record<number, (raidDisks: number) => number> = { 0: () => 0, 1: (n) => n - 1, 10: () => 1, 5: () => 1, 6: () => 2 };
 
-export function volumeSnapshot(i: SnapshotInputs): VolumeStatus {
+export function volumeStatusOf(i: SnapshotInputs): VolumeStatus {
   const v = i.volume;
   const live = i.runtime.array;
   const io = i.runtime.io;

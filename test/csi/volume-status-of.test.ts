@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { checkVolumeStatus } from '../../src/k8s/volume-status.js';
 import type { ArrayStatus } from '../../src/md/index.js';
 import type { VolumeRecord } from '../../src/csi/volume-catalog.js';
-import { volumeSnapshot } from '../../src/csi/volume-snapshot.js';
+import { volumeStatusOf } from '../../src/csi/volume-status-of.js';
 
 const ID = '0123456789abcdef0123456789abcdef';
 const COUNTS = { unwritten: 10, clean: 3, dirty: 2, needSync: 1, syncing: 0, needSyncUnwritten: 0, syncingUnwritten: 0, cleanUnwritten: 0 };
@@ -41,7 +41,7 @@ function live(over: Partial<ArrayStatus> = {}): ArrayStatus {
 const base = { nodeId: 'node-a', claim: undefined, offlineBitmap: undefined };
 
 test('a staged volume reports its engine: resync progress, members, bitmap, I/O counters', () => {
-  const s = checkVolumeStatus(volumeSnapshot({
+  const s = checkVolumeStatus(volumeStatusOf({
     ...base,
     volume: record(),
     claim: { namespace: 'apps', name: 'data', persistentVolume: 'pvc-1' },
@@ -64,7 +64,7 @@ test('a staged volume reports its engine: resync progress, members, bitmap, I/O 
 });
 
 test('live states: failed, recovering, degraded, active; a finished pass is the last sync', () => {
-  const state = (a: Partial<ArrayStatus>) => volumeSnapshot({ ...base, volume: record(), runtime: { staged: true, engineRunning: true, attached: true, array: live(a) } });
+  const state = (a: Partial<ArrayStatus>) => volumeStatusOf({ ...base, volume: record(), runtime: { staged: true, engineRunning: true, attached: true, array: live(a) } });
   assert.equal(state({ state: 'failed' }).state, 'failed');
   assert.equal(state({ sync: { mode: 'recovery', position: 0, size: 1, percent: 0, speedKiBs: 0, etaSeconds: null, bytesSynced: 0, targetBytes: 1, startedAt: 0 } }).state, 'recovering');
   const degraded = state({ degraded: true, members: [live().members[0]!, { ...live().members[1]!, state: 'faulty', role: null, errors: 4 }] });
@@ -76,7 +76,7 @@ test('live states: failed, recovering, degraded, active; a finished pass is the 
 });
 
 test('an unstaged volume reports its superblocks: clean, active (unclean stop), degraded, failed', () => {
-  const off = (v: Partial<VolumeRecord>) => checkVolumeStatus(volumeSnapshot({
+  const off = (v: Partial<VolumeRecord>) => checkVolumeStatus(volumeStatusOf({
     ...base, volume: record(v), runtime: { staged: false, engineRunning: false, attached: false }, offlineBitmap: { chunkSize: 65536, counts: COUNTS },
   }));
   const clean = off({});
