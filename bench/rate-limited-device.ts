@@ -3,59 +3,31 @@
 // share one memory bus, so every extra member write slows all the others). Reads and writes
 // queue for the member's bandwidth in arrival order; the I/O itself then goes to the file.
 
-import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../src/block/block-device.js';
+import type { BlockDevice, WriteOptions } from '../src/block/block-device.js';
+import { FilterDevice } from '../src/block/filter-device.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export class RateLimitedDevice implements BlockDevice {
+/** Only read() and write() wait: readInto, writev and the fast paths are not offered (FilterDevice). */
+export class RateLimitedDevice extends FilterDevice {
   /** performance.now() at which the member's bandwidth is free again. */
   private freeAt = 0;
 
   constructor(
-    private readonly inner: BlockDevice,
+    inner: BlockDevice,
     private readonly bytesPerSecond: number,
-  ) {}
-
-  get size(): number {
-    return this.inner.size;
+  ) {
+    super(inner);
   }
 
-  get blockSize(): number {
-    return this.inner.blockSize;
-  }
-
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-
-  async read(offset: number, length: number): Promise<Buffer> {
+  override async read(offset: number, length: number): Promise<Buffer> {
     await this.transfer(length);
-    return this.inner.read(offset, length);
+    return super.read(offset, length);
   }
 
-  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     await this.transfer(data.length);
-    return this.inner.write(offset, data, options);
-  }
-
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-
-  discard(offset: number, length: number): Promise<void> {
-    return this.inner.discard(offset, length);
-  }
-
-  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    return this.inner.writeZeroes(offset, length, options);
-  }
-
-  extents(offset: number, length: number): Promise<Extent[]> {
-    return this.inner.extents ? this.inner.extents(offset, length) : Promise.resolve([{ length, hole: false, zero: false }]);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
+    return super.write(offset, data, options);
   }
 
   /** Waits until `bytes` have had their turn on the member: the end of this request's slot. */

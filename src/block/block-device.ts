@@ -18,6 +18,66 @@ export interface ZeroOptions extends WriteOptions {
    * Without it a device may deallocate the range instead of writing zeroes.
    */
   noHole?: boolean;
+  /**
+   * Zero only if that costs less than writing the zeroes would (NBD_CMD_FLAG_FAST_ZERO):
+   * otherwise reject at once with NotSupportedError (ENOTSUP), the range untouched. The device
+   * decides per request (its size, noHole, the file underneath). Only for a device whose
+   * capabilities say fastZero; no other device is asked.
+   */
+  fast?: boolean;
+}
+
+/**
+ * What a device can do, declared once, in its `capabilities` (nbdkit's can_flush, can_fua,
+ * can_trim, can_zero, can_fast_zero, can_multi_conn). The NBD server advertises exactly these
+ * and refuses what it did not advertise. The optional operations declare themselves by being
+ * there: extents (block status: without it every range is data), grow, health, readInto,
+ * writev and the readNow/writeNow fast paths.
+ */
+export interface DeviceCapabilities {
+  /** flush() makes the writes that resolved before it durable (NBD_FLAG_SEND_FLUSH). */
+  readonly flush: boolean;
+  /** write({ fua }) is durable when it resolves, natively or by a flush (NBD_FLAG_SEND_FUA). */
+  readonly fua: boolean;
+  /**
+   * discard() may give the range's space back (NBD_FLAG_SEND_TRIM). False when a discard would
+   * change nothing (a thick file keeps its blocks), so that clients need not send one.
+   */
+  readonly trim: boolean;
+  /** writeZeroes() spares the caller sending zeroes (NBD_FLAG_SEND_WRITE_ZEROES). */
+  readonly writeZeroes: boolean;
+  /**
+   * Some writeZeroes() calls cost less than writing the zeroes (a punched hole, a zeroed range,
+   * dropped pages), and the device tells them apart: it honours ZeroOptions.fast
+   * (NBD_FLAG_SEND_FAST_ZERO). proto.md: with NBD_CMD_FLAG_FAST_ZERO "the server MUST fail
+   * quickly with NBD_ENOTSUP unless the request can be serviced in less time than a
+   * corresponding NBD_CMD_WRITE, and SHOULD NOT alter the contents of the export".
+   */
+  readonly fastZero: boolean;
+  /**
+   * flush() covers every write that resolved before it, whoever made it, so several NBD
+   * connections may share the device (NBD_FLAG_CAN_MULTI_CONN). True of any device one process
+   * serves: every connection reaches the same object.
+   */
+  readonly multiConn: boolean;
+}
+
+/**
+ * The capabilities of a device that declares none: what the BlockDevice contract promises of
+ * every device, and no fast zeroing, which a device must know to be cheap.
+ */
+export const DEFAULT_CAPABILITIES: DeviceCapabilities = Object.freeze({
+  flush: true,
+  fua: true,
+  trim: true,
+  writeZeroes: true,
+  fastZero: false,
+  multiConn: true,
+});
+
+/** `device`'s capabilities: its own declaration, or DEFAULT_CAPABILITIES. */
+export function capabilitiesOf(device: BlockDevice): DeviceCapabilities {
+  return device.capabilities ?? DEFAULT_CAPABILITIES;
 }
 
 /** One run of a device's allocation map, as NBD `base:allocation` reports it. */
@@ -35,6 +95,8 @@ export interface BlockDevice {
   /** Logical block size in bytes (512 or 4096): the smallest unit of atomic, aligned I/O. */
   readonly blockSize: number;
   readonly readOnly: boolean;
+  /** What the device can do; DEFAULT_CAPABILITIES when absent (read it with capabilitiesOf). */
+  readonly capabilities?: DeviceCapabilities;
 
   /** Reads `length` bytes at `offset`. Resolves with exactly `length` bytes or rejects. */
   read(offset: number, length: number): Promise<Buffer>;

@@ -6,10 +6,9 @@
 //
 // Devices that lose power together share one PowerDomain, so one cut hits every member at once.
 
-import { SECTOR } from './block-device.js';
-import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from './block-device.js';
+import { SECTOR, type BlockDevice, type DeviceCapabilities, type Extent, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { IoError, NotSupportedError, ShutdownError } from './errors.js';
-
+import { FilterDevice } from './filter-device.js';
 
 export type CutMode =
   /** Every non-durable write is lost. */
@@ -96,11 +95,12 @@ interface FaultRange {
   remaining: number;
 }
 
-export class FaultDevice implements BlockDevice {
-  /** The inner device's, as of construction or the last grow(). */
-  size: number;
-  readonly blockSize: number;
-  readonly readOnly: boolean;
+/**
+ * Reads and writes go through the fault ranges and the write cache model, so readInto, writev
+ * and the fast paths are not offered (FilterDevice); zeroing is a write of zeroes, and a discard
+ * does nothing.
+ */
+export class FaultDevice extends FilterDevice {
   readonly name: string;
   /** Writes since the last flush that are not yet durable, in the order they were applied. */
   private volatile: VolatileWrite[] = [];
@@ -114,15 +114,18 @@ export class FaultDevice implements BlockDevice {
   readonly stats = { reads: 0, writes: 0, flushes: 0, failedReads: 0, failedWrites: 0 };
 
   constructor(
-    readonly inner: BlockDevice,
+    inner: BlockDevice,
     readonly power: PowerDomain = new PowerDomain(),
     name?: string,
   ) {
-    this.size = inner.size;
-    this.blockSize = inner.blockSize;
-    this.readOnly = inner.readOnly;
+    super(inner);
     this.name = name ?? 'fault-device';
     power.attach(this);
+  }
+
+  /** The inner device's, but zeroing writes data here and a discard changes nothing. */
+  override get capabilities(): DeviceCapabilities {
+    return { ...super.capabilities, trim: false, fastZero: false };
   }
 
   /** Fails the next `times` reads (default: all) that overlap [offset, offset+length) with EIO. */
@@ -146,7 +149,7 @@ export class FaultDevice implements BlockDevice {
     this.writeFaults.length = 0;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  override async read(offset: number, length: number): Promise<Buffer> {
     this.alive();
     if (hit(this.readFaults, offset, length)) {
       this.stats.failedReads++;
@@ -156,7 +159,7 @@ export class FaultDevice implements BlockDevice {
     return this.track(this.inner.read(offset, length));
   }
 
-  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.alive();
     if (hit(this.writeFaults, offset, data.length)) {
       this.stats.failedWrites++;
@@ -166,7 +169,7 @@ export class FaultDevice implements BlockDevice {
     await this.applyWrite(offset, copy, options?.fua ?? false);
   }
 
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     this.alive();
     // Only writes that completed before the flush was issued become durable.
     const upTo = this.volatile.length;
@@ -176,15 +179,16 @@ export class FaultDevice implements BlockDevice {
     this.stats.flushes++;
   }
 
-  async discard(offset: number, length: number): Promise<void> {
+  override async discard(offset: number, length: number): Promise<void> {
     // Contents after a discard are unspecified; modelling it as a no-op is within the contract.
     this.alive();
     void offset;
     void length;
   }
 
-  async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+  override async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
     this.alive();
+    if (options?.fast) throw new NotSupportedError(`${this.name}: zeroing writes the zeroes, it is never fast`);
     if (hit(this.writeFaults, offset, length)) {
       this.stats.failedWrites++;
       throw new IoError(`${this.name}: injected write error at [${offset}, +${length})`);
@@ -192,20 +196,17 @@ export class FaultDevice implements BlockDevice {
     await this.applyWrite(offset, Buffer.alloc(length), options?.fua ?? false);
   }
 
-  async extents(offset: number, length: number): Promise<Extent[]> {
+  override async extents?(offset: number, length: number): Promise<Extent[]> {
     this.alive();
-    if (this.inner.extents) return this.inner.extents(offset, length);
-    return [{ length, hole: false, zero: false }];
+    return super.extents!(offset, length);
   }
 
-  async grow(size: number): Promise<void> {
+  override async grow?(size: number): Promise<void> {
     this.alive();
-    if (!this.inner.grow) throw new NotSupportedError(`${this.name}: the inner device cannot grow`);
-    await this.inner.grow(size);
-    this.size = this.inner.size;
+    await super.grow!(size);
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (!this.power.isCut) await this.inner.close();

@@ -4,7 +4,7 @@
 
 import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
-import { checkRange, type BlockDevice, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, DEFAULT_CAPABILITIES, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { BlockError, BusyError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
 import { lockExclusive } from './exclusive-lock.js';
 import { DeadlineIo } from './deadline-io.js';
@@ -75,6 +75,12 @@ export class FileDevice implements BlockDevice {
    * thin members) are punched as before.
    */
   readonly thick: boolean;
+  /**
+   * A regular file zeroes large ranges with fallocate (punched, or zeroed in place when thick):
+   * fast zeroing (writeZeroes). A thick file never gives blocks back, so discarding it would do
+   * nothing: no trim.
+   */
+  readonly capabilities: DeviceCapabilities;
   /** Valid while open; -1 once closed. */
   private fd: number;
   /** A second descriptor with O_DSYNC for FUA writes, opened on first use. */
@@ -101,6 +107,7 @@ export class FileDevice implements BlockDevice {
     this.blockSize = blockSize;
     this.readOnly = readOnly;
     this.isBlockDevice = st.isBlockDevice();
+    this.capabilities = { ...DEFAULT_CAPABILITIES, trim: !this.thick, fastZero: st.isFile() };
     this.bounce = bounce;
     this.io = io;
     this.inline = io instanceof InlineIo ? io : undefined;
@@ -271,14 +278,20 @@ export class FileDevice implements BlockDevice {
 
   async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
     this.check(offset, length, true);
-    if ((this.thick || !options?.noHole) && !this.isBlockDevice && length >= PUNCH_THRESHOLD) {
+    // fallocate runs a process: worth it for large ranges of a regular file only. A thick file
+    // keeps its blocks (zero range); a sparse one is punched unless the caller wants no hole.
+    const byFallocate = !this.isBlockDevice && length >= PUNCH_THRESHOLD && (this.thick || !options?.noHole);
+    if (options?.fast && !byFallocate) throw this.notFast(offset, length);
+    if (byFallocate) {
       try {
         if (this.thick) await zeroFileRange(this.path, offset, length);
         else await punchFileHole(this.path, offset, length);
         if (options?.fua) await fdatasyncP(this.fd);
         return;
       } catch (err) {
-        throw this.ioError('zero', offset, length, err);
+        // A filesystem without the operation (tmpfs has no zero range) gets the zeroes written.
+        if ((err as NodeJS.ErrnoException).code !== 'EOPNOTSUPP') throw this.ioError('zero', offset, length, err);
+        if (options?.fast) throw this.notFast(offset, length);
       }
     }
     for (let pos = offset; pos < offset + length; pos += ZERO_CHUNK.length) {
@@ -356,6 +369,15 @@ export class FileDevice implements BlockDevice {
         `${this.path}: O_DIRECT request [${offset}, +${length}) is not aligned to ${this.blockSize} bytes`,
       );
     }
+  }
+
+  private notFast(offset: number, length: number): NotSupportedError {
+    const how = this.isBlockDevice
+      ? 'a block device is zeroed by writing'
+      : this.thick
+        ? `a thick file is zeroed in place only from ${PUNCH_THRESHOLD} bytes, where its filesystem can`
+        : `a sparse file is punched only from ${PUNCH_THRESHOLD} bytes, and only where holes are allowed`;
+    return new NotSupportedError(`${this.path}: zeroing [${offset}, +${length}) would write the zeroes: ${how}`);
   }
 
   private ioError(op: string, offset: number, length: number, err: unknown): BlockError {

@@ -2,7 +2,7 @@
 // mostly unwritten costs little. For tests and benchmarks; also the inner store of FaultDevice tests.
 
 import { forEachUnitPiece } from './unit-ranges.js';
-import { checkRange, type BlockDevice, type Extent, type ZeroOptions } from './block-device.js';
+import { checkRange, DEFAULT_CAPABILITIES, type BlockDevice, type DeviceCapabilities, type Extent, type ZeroOptions } from './block-device.js';
 import { ReadOnlyError, ShutdownError } from './errors.js';
 
 const PAGE = 64 * 1024;
@@ -19,6 +19,8 @@ export class MemoryDevice implements BlockDevice {
   readonly blockSize: number;
   readonly readOnly: boolean;
   readonly name: string;
+  /** Zeroing drops whole pages and clears the rest of the range: never dearer than a write. */
+  readonly capabilities: DeviceCapabilities = { ...DEFAULT_CAPABILITIES, fastZero: true };
   /** Page index → contents. An absent page reads as zeroes and is reported as a hole. */
   private readonly pages = new Map<number, Buffer>();
   private closed = false;
