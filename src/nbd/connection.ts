@@ -29,12 +29,16 @@ import {
   MAX_STATUS_DESCRIPTORS,
   NBD_EINVAL,
   NBD_ENOSPC,
-  NBD_ENOTSUP,
   NBD_EPERM,
   OPTION_HEADER_SIZE,
   REQUEST_SIZE,
   STATE_HOLE,
   STATE_ZERO,
+  TFLAG_SEND_FAST_ZERO,
+  TFLAG_SEND_FLUSH,
+  TFLAG_SEND_FUA,
+  TFLAG_SEND_TRIM,
+  TFLAG_SEND_WRITE_ZEROES,
   commandName,
 } from './protocol.js';
 import { ReplyWriter } from './reply-writer.js';
@@ -301,7 +305,9 @@ export class NbdConnection implements RequestSink, HandshakeIo {
       case CMD_WRITE_ZEROES: {
         this.begin(0);
         const noHole = (r.flags & CMD_FLAG_NO_HOLE) !== 0;
-        this.track(r, 0, () => device.writeZeroes(r.offset, r.length, { noHole, fua }), this.okFor(r));
+        // A device that cannot zero this range fast says so with ENOTSUP, having changed nothing.
+        const fast = (r.flags & CMD_FLAG_FAST_ZERO) !== 0;
+        this.track(r, 0, () => device.writeZeroes(r.offset, r.length, { noHole, fua, fast }), this.okFor(r));
         return;
       }
       case CMD_CACHE:
@@ -324,12 +330,20 @@ export class NbdConnection implements RequestSink, HandshakeIo {
 
   // --- internals ---------------------------------------------------------------------------
 
-  /** [errno, message] when the request must be refused without touching the device. */
+  /**
+   * [errno, message] when the request must be refused without touching the device: the one
+   * place a request's command, flags and range are checked against what the export advertised.
+   * A command or flag it did not advertise is EINVAL, as nbdkit answers; proto.md on FAST_ZERO:
+   * a server that did not advertise NBD_FLAG_SEND_FAST_ZERO "SHOULD fail with NBD_EINVAL if the
+   * NBD_CMD_FLAG_FAST_ZERO flag was set".
+   */
   private validate(r: NbdRequest, e: NbdExport): [number, string] | undefined {
     const name = commandName(r.type);
-    let allowed = CMD_FLAG_FUA;
+    let allowed = e.offers(TFLAG_SEND_FUA) ? CMD_FLAG_FUA : 0;
     let writes = false;
     let ranged = true;
+    /** The transmission flag the command needs, 0 when it needs none. */
+    let needs = 0;
     switch (r.type) {
       case CMD_READ:
         if (this.writer.structured) allowed |= CMD_FLAG_DF;
@@ -342,10 +356,12 @@ export class NbdConnection implements RequestSink, HandshakeIo {
         break;
       case CMD_TRIM:
         writes = true;
+        needs = TFLAG_SEND_TRIM;
         break;
       case CMD_WRITE_ZEROES:
         writes = true;
-        allowed |= CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO;
+        needs = TFLAG_SEND_WRITE_ZEROES;
+        allowed |= CMD_FLAG_NO_HOLE | (e.offers(TFLAG_SEND_FAST_ZERO) ? CMD_FLAG_FAST_ZERO : 0);
         break;
       case CMD_CACHE:
         break;
@@ -357,6 +373,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
       case CMD_FLUSH:
       case CMD_DISC:
         ranged = false;
+        if (r.type === CMD_FLUSH) needs = TFLAG_SEND_FLUSH;
         if (r.offset !== 0 || r.length !== 0) {
           return [NBD_EINVAL, `${name} must have offset and length 0, found offset=${r.offset} length=${r.length}`];
         }
@@ -364,8 +381,9 @@ export class NbdConnection implements RequestSink, HandshakeIo {
       default:
         return [NBD_EINVAL, `unknown command ${r.type}`];
     }
-    if ((r.flags & ~allowed) !== 0) return [NBD_EINVAL, `${name} does not accept flags 0x${(r.flags & ~allowed).toString(16)}`];
+    if ((r.flags & ~allowed) !== 0) return [NBD_EINVAL, `${name} does not accept flags 0x${(r.flags & ~allowed).toString(16)} on export ${JSON.stringify(e.name)}`];
     if (writes && e.readOnly) return [NBD_EPERM, `${name} on read-only export ${JSON.stringify(e.name)}`];
+    if (!e.offers(needs)) return [NBD_EINVAL, `${name} is not offered by export ${JSON.stringify(e.name)}`];
     if (!ranged) return undefined;
     if (r.offset + r.length > e.size) {
       // proto.md: writes past the end are ENOSPC, everything else EINVAL.
@@ -377,11 +395,6 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     }
     if (r.type === CMD_READ && r.length > e.maxPayload) {
       return [NBD_EINVAL, `READ of ${r.length} bytes exceeds the maximum payload of ${e.maxPayload}`];
-    }
-    if (r.type === CMD_WRITE_ZEROES && (r.flags & CMD_FLAG_FAST_ZERO) !== 0) {
-      // A BlockDevice does not say whether zeroing beats writing, so the only answer that is
-      // both fast and true is "not fast" (proto.md allows ENOTSUP for FAST_ZERO at any time).
-      return [NBD_ENOTSUP, 'fast zeroing is not offered by this export'];
     }
     return undefined;
   }

@@ -1,7 +1,7 @@
 // An export: a BlockDevice under a name, with the sizes and transmission flags the server
 // advertises for it. The handshake picks one; the connection serves requests against it.
 
-import type { BlockDevice } from '../block/block-device.js';
+import { capabilitiesOf, type BlockDevice, type DeviceCapabilities } from '../block/block-device.js';
 import { NbdError } from './errors.js';
 import {
   DEFAULT_MAX_PAYLOAD,
@@ -25,12 +25,6 @@ export interface ExportOptions {
   description?: string;
   /** Refuse writes even if the device accepts them. */
   readOnly?: boolean;
-  /**
-   * Advertise NBD_FLAG_CAN_MULTI_CONN. True by default: every connection of this server reaches
-   * the same in-process device object, so a FLUSH on one covers writes completed on all others.
-   * Set false for a device whose flush is per-connection.
-   */
-  multiConn?: boolean;
   /** Largest READ/WRITE payload accepted (default 32 MiB). */
   maxPayload?: number;
 }
@@ -40,7 +34,13 @@ export class NbdExport {
   readonly description: string;
   readonly device: BlockDevice;
   readonly readOnly: boolean;
-  readonly multiConn: boolean;
+  /** The device's, read once: what the handshake advertises and the connection accepts. */
+  readonly capabilities: DeviceCapabilities;
+  /**
+   * The transmission flags of every connection but NBD_FLAG_SEND_DF (structured replies only):
+   * what the device can do and this export allows. A request for anything not here is refused.
+   */
+  readonly flags: number;
   /** Alignment of every offset and length: the device's logical block size. */
   readonly minBlock: number;
   readonly preferredBlock: number;
@@ -54,7 +54,8 @@ export class NbdExport {
     this.description = options.description ?? '';
     this.device = options.device;
     this.readOnly = (options.readOnly ?? false) || options.device.readOnly;
-    this.multiConn = options.multiConn ?? true;
+    this.capabilities = capabilitiesOf(options.device);
+    this.flags = exportFlags(this.capabilities, this.readOnly);
     this.minBlock = options.device.blockSize;
     this.preferredBlock = Math.max(4096, this.minBlock);
     this.maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
@@ -69,13 +70,30 @@ export class NbdExport {
 
   /** The 16-bit transmission flags; DF only means something once structured replies are on. */
   transmissionFlags(structured: boolean): number {
-    let flags = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_SEND_FUA | TFLAG_SEND_CACHE;
-    if (this.readOnly) flags |= TFLAG_READ_ONLY;
-    else flags |= TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES | TFLAG_SEND_FAST_ZERO;
-    if (structured) flags |= TFLAG_SEND_DF;
-    if (this.multiConn) flags |= TFLAG_CAN_MULTI_CONN;
-    return flags;
+    return structured ? this.flags | TFLAG_SEND_DF : this.flags;
   }
+
+  /** Whether every flag of `flags` is advertised. */
+  offers(flags: number): boolean {
+    return (this.flags & flags) === flags;
+  }
+}
+
+/**
+ * The flags a device with `caps` is served with. CACHE is always offered: the server answers it
+ * itself (there is no cache of its own to fill). A read-only export offers no write commands.
+ */
+function exportFlags(caps: DeviceCapabilities, readOnly: boolean): number {
+  let flags = TFLAG_HAS_FLAGS | TFLAG_SEND_CACHE;
+  if (caps.flush) flags |= TFLAG_SEND_FLUSH;
+  if (caps.fua) flags |= TFLAG_SEND_FUA;
+  if (caps.multiConn) flags |= TFLAG_CAN_MULTI_CONN;
+  if (readOnly) return flags | TFLAG_READ_ONLY;
+  if (caps.trim) flags |= TFLAG_SEND_TRIM;
+  // proto.md, NBD_FLAG_SEND_FAST_ZERO: the server "MUST set this transmission flag to 0 if
+  // NBD_FLAG_SEND_WRITE_ZEROES is not set".
+  if (caps.writeZeroes) flags |= TFLAG_SEND_WRITE_ZEROES | (caps.fastZero ? TFLAG_SEND_FAST_ZERO : 0);
+  return flags;
 }
 
 /** The exports of one server, looked up by name. */
