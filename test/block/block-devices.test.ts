@@ -1,13 +1,13 @@
-import { describe, it, before, after } from 'node:test';
+import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileDevice } from '../../src/block/file-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { FaultDevice, PowerDomain } from '../../src/block/fault-device.js';
 import { isBlockError, type BlockErrorCode } from '../../src/block/errors.js';
 import type { BlockDevice } from '../../src/block/block-device.js';
+import { tempDir } from '../support/temp-dir.js';
 
 function pattern(len: number, seed: number): Buffer {
   const b = Buffer.alloc(len);
@@ -34,13 +34,7 @@ async function contract(dev: BlockDevice): Promise<void> {
 }
 
 describe('block devices', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'llraid-block-'));
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDir({ after }, 'block');
 
   it('memory device honours the BlockDevice contract and reports holes', async () => {
     const dev = new MemoryDevice(1 << 20);
@@ -145,25 +139,21 @@ describe('block devices', () => {
 });
 
 describe('O_DIRECT file device', () => {
-  it('reads and writes through aligned bounce buffers, and refuses misaligned requests', async () => {
+  it('reads and writes through aligned bounce buffers, and refuses misaligned requests', async (t) => {
     // /var/tmp is on a disk filesystem here (tmpfs may refuse O_DIRECT, which is a clear ENOTSUP)
-    const dir = await mkdtemp(join('/var/tmp', 'llraid-direct-'));
-    try {
-      const path = join(dir, 'd.img');
-      await (await FileDevice.open(path, { create: { size: 8 << 20 } })).close();
-      const dev = await FileDevice.open(path, { direct: true });
-      assert.equal(dev.blockSize, 4096);
-      const data = pattern(3 << 20, 5);
-      await dev.write(4096, data);
-      await dev.write(0, pattern(4096, 6), { fua: true });
-      assert.deepEqual(await dev.read(4096, 3 << 20), data);
-      assert.deepEqual(await dev.read(0, 4096), pattern(4096, 6));
-      await rejectsWith(dev.read(100, 4096), 'EINVAL');
-      await Promise.all(Array.from({ length: 12 }, (_, i) => dev.write(i * 65536, pattern(65536, i))));
-      for (let i = 0; i < 12; i++) assert.deepEqual(await dev.read(i * 65536, 65536), pattern(65536, i));
-      await dev.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const dir = tempDir(t, 'direct', '/var/tmp');
+    const path = join(dir, 'd.img');
+    await (await FileDevice.open(path, { create: { size: 8 << 20 } })).close();
+    const dev = await FileDevice.open(path, { direct: true });
+    assert.equal(dev.blockSize, 4096);
+    const data = pattern(3 << 20, 5);
+    await dev.write(4096, data);
+    await dev.write(0, pattern(4096, 6), { fua: true });
+    assert.deepEqual(await dev.read(4096, 3 << 20), data);
+    assert.deepEqual(await dev.read(0, 4096), pattern(4096, 6));
+    await rejectsWith(dev.read(100, 4096), 'EINVAL');
+    await Promise.all(Array.from({ length: 12 }, (_, i) => dev.write(i * 65536, pattern(65536, i))));
+    for (let i = 0; i < 12; i++) assert.deepEqual(await dev.read(i * 65536, 65536), pattern(65536, i));
+    await dev.close();
   });
 });

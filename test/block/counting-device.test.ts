@@ -2,17 +2,15 @@
 // and the synchronous fast paths) exactly when the inner device has them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CountingDevice } from '../../src/block/counting-device.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
+import { tempDir } from '../support/temp-dir.js';
 
 test('a FileDevice\'s fast paths pass through and count only requests the inner device did', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'llraid-count-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'f');
+  const path = join(tempDir(t, 'count'), 'f');
   writeFileSync(path, Buffer.alloc(1 << 20));
   for (const inline of [true, false]) {
     const inner = await FileDevice.open(path, { inline });

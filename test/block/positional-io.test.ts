@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InlineIo, MAX_INLINE_BYTES } from '../../src/block/positional-io.js';
 import { FileDevice, setInlineIoDefault } from '../../src/block/file-device.js';
+import { tempDir } from '../support/temp-dir.js';
 
 /** A clock the test moves: `step` ms pass on every reading. */
 function fakeClock(step: number): { now: () => number; t: number; step: number } {
@@ -13,9 +13,7 @@ function fakeClock(step: number): { now: () => number; t: number; step: number }
 }
 
 function scratchFile(t: { after: (fn: () => void) => void }, size: number): string {
-  const dir = mkdtempSync(join(tmpdir(), 'llraid-pio-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'f');
+  const path = join(tempDir(t, 'pio'), 'f');
   writeFileSync(path, Buffer.alloc(size));
   return path;
 }
@@ -80,12 +78,8 @@ test('one stalled call switches at once, and the back-off doubles when the probe
 });
 
 test('an inline call that fails rejects with the errno, as a pool call does', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'llraid-pio-'));
-  const fd = openSync(dir, 'r');
-  t.after(() => {
-    closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const fd = openSync(tempDir(t, 'pio'), 'r');
+  t.after(() => closeSync(fd));
   const io = new InlineIo();
   await assert.rejects(io.read(fd, Buffer.alloc(512), 0, 512, 0), (e: NodeJS.ErrnoException) => e.code === 'EISDIR');
   assert.equal(io.stats.inline, 0);

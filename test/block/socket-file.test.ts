@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSy
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { claimSocketPath, SocketPathError } from '../../src/block/socket-file.js';
-import { tempDir } from '../nbd/helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 
 /** A socket file nobody accepts on: its server was killed with SIGKILL, as a crashed engine is. */
 async function staleSocket(path: string): Promise<void> {
@@ -28,23 +28,21 @@ function refused(code: string, pattern: RegExp): (err: unknown) => boolean {
 }
 
 test('claimSocketPath accepts a free path and replaces a stale socket', async (t) => {
-  const dir = tempDir('socket-claim');
-  t.after(() => dir.cleanup());
-  await claimSocketPath(join(dir.path, 'free.sock'), 'test socket');
-  const stale = join(dir.path, 'stale.sock');
+  const dir = tempDir(t, 'socket-claim');
+  await claimSocketPath(join(dir, 'free.sock'), 'test socket');
+  const stale = join(dir, 'stale.sock');
   await staleSocket(stale);
   await claimSocketPath(stale, 'test socket');
   assert.equal(existsSync(stale), false, 'the stale socket was removed, so bind can succeed');
 });
 
 test('claimSocketPath refuses a regular file, a directory or a symlink, and leaves each as it was', async (t) => {
-  const dir = tempDir('socket-claim');
-  t.after(() => dir.cleanup());
-  const file = join(dir.path, 'member.img');
+  const dir = tempDir(t, 'socket-claim');
+  const file = join(dir, 'member.img');
   writeFileSync(file, 'data that must survive');
-  const sub = join(dir.path, 'dir');
+  const sub = join(dir, 'dir');
   mkdirSync(sub);
-  const link = join(dir.path, 'link');
+  const link = join(dir, 'link');
   symlinkSync(file, link);
   await assert.rejects(claimSocketPath(file, 'test socket'), refused('ENOTSOCK', new RegExp(`^test socket ${file}: expected no file or a stale socket there, found a regular file \\(22 bytes\\); left it in place$`)));
   await assert.rejects(claimSocketPath(sub, 'test socket'), refused('ENOTSOCK', /found a directory/));
@@ -54,9 +52,8 @@ test('claimSocketPath refuses a regular file, a directory or a symlink, and leav
 });
 
 test('claimSocketPath refuses a socket a live server accepts on, which keeps accepting', async (t) => {
-  const dir = tempDir('socket-claim');
-  t.after(() => dir.cleanup());
-  const path = join(dir.path, 'live.sock');
+  const dir = tempDir(t, 'socket-claim');
+  const path = join(dir, 'live.sock');
   // The claim's probe connects and hangs up at once: its connection's reset is no failure.
   const server = createServer((s) => {
     s.on('error', () => undefined);

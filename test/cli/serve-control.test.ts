@@ -12,7 +12,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildCli } from '../support/cli.js';
-import { startServe, stoppedCleanly, tempDir, tool } from '../nbd/helpers.js';
+import { startServe, stoppedCleanly, tool } from '../nbd/helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -20,12 +21,11 @@ const MiB = 1024 * 1024;
 test('serve --control: status with I/O counters, online grow seen by a new client, stop through the socket', async (t) => {
   const cli = await buildCli();
   const llraid = async (...args: string[]) => (await run(process.execPath, [cli, ...args])).stdout;
-  const dir = tempDir('serve-control');
-  t.after(() => dir.cleanup());
-  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  const dir = tempDir(t, 'serve-control');
+  const members = ['a', 'b'].map((n) => join(dir, `${n}.img`));
   await llraid('create', '-l', '1', '-N', 'ctl', '-z', '32M', ...members);
-  const control = join(dir.path, 'control.sock');
-  const serve = await startServe(['--socket', join(dir.path, 'nbd.sock'), '--control', control, '--sync-speed-max', '50000', ...members]);
+  const control = join(dir, 'control.sock');
+  const serve = await startServe(['--socket', join(dir, 'nbd.sock'), '--control', control, '--sync-speed-max', '50000', ...members]);
   t.after(() => serve.stop('SIGKILL'));
   assert.equal(statSync(control).mode & 0o777, 0o600, 'the control socket is private');
 
@@ -67,12 +67,11 @@ const sha = (file: string) => createHash('sha256').update(readFileSync(file)).di
 
 test('serve --control naming a regular file (a member) leaves it intact and fails naming it', async (t) => {
   const cli = await buildCli();
-  const dir = tempDir('serve-control-file');
-  t.after(() => dir.cleanup());
-  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  const dir = tempDir(t, 'serve-control-file');
+  const members = ['a', 'b'].map((n) => join(dir, `${n}.img`));
   await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'ctl', '-z', '16M', ...members]);
   const before = members.map(sha);
-  const r = await serveExit(cli, ['--socket', join(dir.path, 'nbd.sock'), '--control', members[1]!, ...members]);
+  const r = await serveExit(cli, ['--socket', join(dir, 'nbd.sock'), '--control', members[1]!, ...members]);
   assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stderr, new RegExp(`control socket \\(--control\\) ${members[1]}: expected no file or a stale socket there, found a regular file \\(\\d+ bytes\\); left it in place`));
   assert.deepEqual(members.map(sha), before, 'every member byte for byte as it was');
@@ -81,15 +80,14 @@ test('serve --control naming a regular file (a member) leaves it intact and fail
 
 test('serve --control replaces a stale socket (its engine was killed)', async (t) => {
   const cli = await buildCli();
-  const dir = tempDir('serve-control-stale');
-  t.after(() => dir.cleanup());
-  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  const dir = tempDir(t, 'serve-control-stale');
+  const members = ['a', 'b'].map((n) => join(dir, `${n}.img`));
   await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'ctl', '-z', '16M', ...members]);
-  const control = join(dir.path, 'control.sock');
-  const first = await startServe(['--socket', join(dir.path, 'nbd-1.sock'), '--control', control, ...members]);
+  const control = join(dir, 'control.sock');
+  const first = await startServe(['--socket', join(dir, 'nbd-1.sock'), '--control', control, ...members]);
   await first.stop('SIGKILL');
   assert.ok(statSync(control).isSocket(), 'SIGKILL left the control socket behind');
-  const second = await startServe(['--socket', join(dir.path, 'nbd-2.sock'), '--control', control, ...members]);
+  const second = await startServe(['--socket', join(dir, 'nbd-2.sock'), '--control', control, ...members]);
   t.after(() => second.stop('SIGKILL'));
   const status = JSON.parse((await run(process.execPath, [cli, 'status', '--control', control, '--json'])).stdout) as { level: string };
   assert.equal(status.level, 'raid1', 'the new engine answers on the path');
@@ -97,16 +95,15 @@ test('serve --control replaces a stale socket (its engine was killed)', async (t
 
 test('serve --control refuses a live socket (another engine) and names it', async (t) => {
   const cli = await buildCli();
-  const dir = tempDir('serve-control-live');
-  t.after(() => dir.cleanup());
-  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
-  const others = ['c', 'd'].map((n) => join(dir.path, `${n}.img`));
+  const dir = tempDir(t, 'serve-control-live');
+  const members = ['a', 'b'].map((n) => join(dir, `${n}.img`));
+  const others = ['c', 'd'].map((n) => join(dir, `${n}.img`));
   await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'one', '-z', '16M', ...members]);
   await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'two', '-z', '16M', ...others]);
-  const control = join(dir.path, 'control.sock');
-  const live = await startServe(['--socket', join(dir.path, 'nbd-1.sock'), '--control', control, ...members]);
+  const control = join(dir, 'control.sock');
+  const live = await startServe(['--socket', join(dir, 'nbd-1.sock'), '--control', control, ...members]);
   t.after(() => live.stop('SIGKILL'));
-  const r = await serveExit(cli, ['--socket', join(dir.path, 'nbd-2.sock'), '--control', control, ...others]);
+  const r = await serveExit(cli, ['--socket', join(dir, 'nbd-2.sock'), '--control', control, ...others]);
   assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stderr, new RegExp(`control socket \\(--control\\) ${control}: expected no file or a stale socket there, found a live socket \\(another server accepts connections on it\\)`));
   const status = JSON.parse((await run(process.execPath, [cli, 'status', '--control', control, '--json'])).stdout) as { name: string };
@@ -115,9 +112,8 @@ test('serve --control refuses a live socket (another engine) and names it', asyn
 
 test('serve --socket naming a regular file leaves it intact and fails before assembling', async (t) => {
   const cli = await buildCli();
-  const dir = tempDir('serve-socket-file');
-  t.after(() => dir.cleanup());
-  const members = ['a', 'b'].map((n) => join(dir.path, `${n}.img`));
+  const dir = tempDir(t, 'serve-socket-file');
+  const members = ['a', 'b'].map((n) => join(dir, `${n}.img`));
   await run(process.execPath, [cli, 'create', '-l', '1', '-N', 'sock', '-z', '16M', ...members]);
   const before = members.map(sha);
   const r = await serveExit(cli, ['--socket', members[0]!, ...members]);

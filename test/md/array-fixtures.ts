@@ -1,18 +1,12 @@
 // Fixtures for array tests: sparse member files in a temp dir, deterministic data patterns, and
 // direct reads of a member's data area (to check what really reached each copy).
-import { mkdtempSync, openSync, readSync, closeSync, rmSync, writeFileSync, truncateSync, readFileSync, writeSync } from 'node:fs';
+import { openSync, readSync, closeSync, writeFileSync, truncateSync, readFileSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
 
 export const DATA_OFFSET = 2048 * 512;
 
-export function tempDir(t: TestContext, prefix = 'llraid-md-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tempDir } from '../support/temp-dir.js';
 
 /** `n` sparse files of `size` bytes in `dir`. */
 export function memberFiles(dir: string, n: number, size: number, prefix = 'm'): string[] {

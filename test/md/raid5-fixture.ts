@@ -1,8 +1,6 @@
 // Test fixture for the raid5/raid6 tests: a MemberSet over real member files in a temp dir that
 // keeps the MemberSet invariant (an I/O error fails the role before the promise rejects), plus an
 // independent parity check that recomputes P and Q from the member files byte by byte.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readInto, type BlockDevice, type WriteOptions, type ZeroOptions } from '../../src/block/block-device.js';
 import { FileDevice } from '../../src/block/file-device.js';
@@ -62,11 +60,7 @@ export class FileMembers implements MemberSet {
   }
 }
 
-export async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'llraid-parity-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tempDir } from '../support/temp-dir.js';
 
 export async function memberFiles(dir: string, n: number, size: number, tag = 'm'): Promise<FileDevice[]> {
   return Promise.all(Array.from({ length: n }, (_, i) => FileDevice.open(join(dir, `${tag}${i}.img`), { create: { size } })));

@@ -16,7 +16,7 @@ const ROWS = 8;
 const MEMBER = CHUNK * ROWS;
 
 async function setup(t: Parameters<typeof tempDir>[0], level: 5 | 6, n: number, layout = 2) {
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const devices = await memberFiles(dir, n, MEMBER);
   t.after(async () => {
     await Promise.all(devices.map((d) => d.close()));
@@ -193,7 +193,7 @@ test('recovery rebuilds a replaced member (data, P and Q roles) from the others'
     const data = randomBytes(p.arraySize);
     await p.write(members, 0, data);
     const original = await devices[2]!.read(0, MEMBER);
-    const dir = await tempDir(t);
+    const dir = tempDir(t);
     const [spare] = await memberFiles(dir, 1, MEMBER, 'spare');
     t.after(() => spare!.close());
     members.devices[2] = spare!;

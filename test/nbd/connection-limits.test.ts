@@ -5,13 +5,14 @@
 
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { CAP_SLACK, DEFAULT_LIMITS, NbdConnection } from '../../src/nbd/connection.js';
 import { ExportTable, NbdExport } from '../../src/nbd/export.js';
 import { NbdServer, isNbdError, type ConnectionLimits } from '../../src/nbd/index.js';
-import { patternBytes, tempDir } from './helpers.js';
+import { patternBytes } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 import { RawPeer, option, request, u32 } from './raw-client.js';
 
 const SIZE = 16 * 1024 * 1024;
@@ -57,7 +58,7 @@ async function optionReplies(p: RawPeer): Promise<Array<[number, Buffer]>> {
 }
 
 describe('NBD connection limits', () => {
-  let dir: ReturnType<typeof tempDir>;
+  let dir: string;
   let sock: string;
   let server: NbdServer;
   let logs: string[];
@@ -77,9 +78,10 @@ describe('NBD connection limits', () => {
     await server.listen({ socket: sock });
   }
 
-  beforeEach(() => {
-    dir = tempDir('nbd-limits');
-    sock = join(dir.path, 'nbd.sock');
+  beforeEach((t) => {
+    // A beforeEach hook runs with its test's context: the dir goes when the test ends.
+    dir = tempDir(t as TestContext, 'nbd-limits');
+    sock = join(dir, 'nbd.sock');
     logs = [];
     peers = [];
   });
@@ -87,7 +89,6 @@ describe('NBD connection limits', () => {
   afterEach(async () => {
     for (const p of peers) p.socket.destroy();
     await server?.close();
-    dir.cleanup();
   });
 
   test('an option longer than the server reads gets NBD_REP_ERR_TOO_BIG, its data is dropped as it comes, and haggling goes on to GO', async () => {
@@ -200,22 +201,22 @@ describe('NBD connection limits', () => {
 });
 
 describe('NBD connection input cap (a connection built with a cap below what NbdServer allows)', () => {
-  let dir: ReturnType<typeof tempDir>;
+  let dir: string;
   let listener: Server;
 
-  beforeEach(() => {
-    dir = tempDir('nbd-input-cap');
+  beforeEach((t) => {
+    // A beforeEach hook runs with its test's context: the dir goes when the test ends.
+    dir = tempDir(t as TestContext, 'nbd-input-cap');
   });
 
   afterEach(async () => {
     await new Promise((r) => listener.close(r));
-    dir.cleanup();
   });
 
   test('a connection whose unparsed input passes maxInputBytes is dropped with a log line', async () => {
     // No client can reach the cap NbdServer enforces while backpressure works; this shows what
     // happens if one did: the connection goes, the process stays.
-    const sock = join(dir.path, 'nbd.sock');
+    const sock = join(dir, 'nbd.sock');
     const table = new ExportTable([new NbdExport({ name: 'x', device: new MemoryDevice(SIZE, { blockSize: 512 }) })]);
     const logs: string[] = [];
     const limits = { ...DEFAULT_LIMITS, maxInputBytes: 4096 };

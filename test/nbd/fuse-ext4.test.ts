@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TOOL_ENV, patternBytes, startServe, tempDir, tool } from './helpers.js';
+import { TOOL_ENV, patternBytes, startServe, tool } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 
 
 function tree(root: string): Map<string, Buffer> {
@@ -24,17 +25,17 @@ function tree(root: string): Map<string, Buffer> {
   return out;
 }
 
-test('ext4 over nbdfuse + losetup on llraid serve keeps a tree of files across remounts', async () => {
+test('ext4 over nbdfuse + losetup on llraid serve keeps a tree of files across remounts', async (t) => {
   // No other suite runs this: where it cannot run it fails, it does not skip.
   assert.ok(process.getuid?.() === 0 && existsSync('/dev/fuse'), 'needs root and /dev/fuse (losetup, mount)');
-  const dir = tempDir('nbd-fuse');
-  const disk = join(dir.path, 'disk.img');
-  const fuseDir = join(dir.path, 'fuse');
-  const mnt = join(dir.path, 'mnt');
+  const dir = tempDir(t, 'nbd-fuse');
+  const disk = join(dir, 'disk.img');
+  const fuseDir = join(dir, 'fuse');
+  const mnt = join(dir, 'mnt');
   mkdirSync(fuseDir);
   mkdirSync(mnt);
   await tool('truncate', ['-s', '256M', disk]);
-  const serve = await startServe(['--file', disk, '--socket', join(dir.path, 'nbd.sock')]);
+  const serve = await startServe(['--file', disk, '--socket', join(dir, 'nbd.sock')]);
   const fuse = spawn('nbdfuse', [join(fuseDir, 'vol'), serve.uri], { env: TOOL_ENV, stdio: 'inherit' });
   const fuseExited = new Promise((resolve) => fuse.once('exit', resolve));
   let loop = '';
@@ -73,6 +74,5 @@ test('ext4 over nbdfuse + losetup on llraid serve keeps a tree of files across r
     await tool('fusermount3', ['-u', fuseDir]).catch(() => tool('umount', [fuseDir]).catch(() => undefined));
     await fuseExited;
     assert.equal(await serve.stop(), 0);
-    dir.cleanup();
   }
 });

@@ -16,7 +16,8 @@ import { isBlockError } from '../../src/block/errors.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
 import { scaled } from '../support/long-mode.js';
-import { patternBytes, tempDir, tool } from './helpers.js';
+import { patternBytes, tool } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const SIZE = 1024 * 1024;
 const MiB = 1024 * 1024;
@@ -268,8 +269,8 @@ function play(sock: string, stream: Stream): Promise<void> {
 }
 
 describe('NBD server under fuzzing', () => {
-  const dir = tempDir('nbd-fuzz');
-  const sock = join(dir.path, 'nbd.sock');
+  const dir = tempDir({ after }, 'nbd-fuzz');
+  const sock = join(dir, 'nbd.sock');
   const original = patternBytes(SIZE, 5);
   const device = new RecordingDevice(new MemoryDevice(SIZE, { blockSize: 512 }));
   const server = new NbdServer({ exports: [{ name: 'fuzz', device }], limits: { handshakeTimeoutMs: 5000 } });
@@ -282,7 +283,6 @@ describe('NBD server under fuzzing', () => {
 
   after(async () => {
     await server.close();
-    dir.cleanup();
   });
 
   test(`${CASES} random and mutated streams leave the server alive, its memory level and the export intact outside accepted writes`, async () => {

@@ -1,8 +1,8 @@
-// Shared fixtures of the NBD tests: temp dirs, running `llraid serve` from the build, and running
+// Shared fixtures of the NBD tests: running `llraid serve` from the build, and running
 // outside NBD clients (libnbd tools, qemu, fio) as child processes.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readEngineEvents, type EngineEvent, type TimedEngineEvent } from '../../src/engine/events.js';
@@ -14,11 +14,6 @@ export const CLI = join(ROOT, 'dist/src/cli/bin.cjs');
 
 /** nbdsh runs on the system python (python3-libnbd), not on whatever python3 is first in PATH. */
 export const TOOL_ENV = { ...process.env, PATH: `/usr/bin:/bin:/usr/sbin:/sbin:${process.env.PATH ?? ''}`, LIBNBD_DEBUG: '0' };
-
-export function tempDir(prefix: string, base = tmpdir()): { path: string; cleanup: () => void } {
-  const path = mkdtempSync(join(base, `llraid-${prefix}-`));
-  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
-}
 
 export async function tool(cmd: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
   const child = execFileP(cmd, args, { env: TOOL_ENV, maxBuffer: 64 * 1024 * 1024, timeout: options.timeoutMs ?? 300_000 });

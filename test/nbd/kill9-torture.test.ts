@@ -17,7 +17,7 @@
 
 import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createArray, examineMember } from '../../src/md/index.js';
 import { Raid10 } from '../../src/md/raid10.js';
@@ -28,7 +28,8 @@ import type { ArrayStatus } from '../../src/md/array-status.js';
 import type { SyncSummary } from '../../src/md/sync-thread.js';
 import { inconsistentRows } from '../md/raid5-fixture.js';
 import { scaled } from '../support/long-mode.js';
-import { CLI, startServe, tempDir, tool } from './helpers.js';
+import { CLI, startServe, tool } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const LOOPS = scaled(8, 70, 'NBD_TORTURE_LOOPS');
 const MEMBER_SIZE = 80 * 1024 * 1024;
@@ -256,133 +257,129 @@ async function llraidCheck(target: string[]): Promise<CheckResult> {
   return JSON.parse(out) as CheckResult;
 }
 
-async function torture(level: Level, mirrorPairs: number[][]): Promise<void> {
+async function torture(t: TestContext, level: Level, mirrorPairs: number[][]): Promise<void> {
   const started = Date.now();
   const label = `raid${level.level} (${level.members} members)`;
-  const dir = tempDir(`nbd-kill9-raid${level.level}`, '/dev/shm');
-  try {
-    const members = Array.from({ length: level.members }, (_, i) => join(dir.path, `m${i}.img`));
-    for (const m of members) await tool('truncate', ['-s', String(MEMBER_SIZE), m]);
-    const created = await createArray({ name: `torture${level.level}`, level: level.level, members, chunkSize: CHUNK });
-    const arraySize = created.size;
-    await created.stop();
-    const map = await MemberMap.read(level, members);
-    const rowsWritten = map.parity === undefined ? [] : Array.from({ length: Math.ceil(WRITTEN / map.parity.rowBytes) }, (_, r) => r);
-    const sock = join(dir.path, 'nbd.sock');
-    const control = join(dir.path, 'control.sock');
-    const journals = [0, 1].map((p) => join(dir.path, `journal-${p}.txt`));
-    for (const j of journals) writeFileSync(j, '');
-    const totals = { synced: 0, marked: 0, cyclesMarked: 0, blocksChecked: 0, copiesChecked: 0, checkedBytes: 0 };
-    const perLoop: string[] = [];
-    let image = Buffer.alloc(0);
-    let model = new JournalModel([]);
+  const dir = tempDir(t, `nbd-kill9-raid${level.level}`, '/dev/shm');
+  const members = Array.from({ length: level.members }, (_, i) => join(dir, `m${i}.img`));
+  for (const m of members) await tool('truncate', ['-s', String(MEMBER_SIZE), m]);
+  const created = await createArray({ name: `torture${level.level}`, level: level.level, members, chunkSize: CHUNK });
+  const arraySize = created.size;
+  await created.stop();
+  const map = await MemberMap.read(level, members);
+  const rowsWritten = map.parity === undefined ? [] : Array.from({ length: Math.ceil(WRITTEN / map.parity.rowBytes) }, (_, r) => r);
+  const sock = join(dir, 'nbd.sock');
+  const control = join(dir, 'control.sock');
+  const journals = [0, 1].map((p) => join(dir, `journal-${p}.txt`));
+  for (const j of journals) writeFileSync(j, '');
+  const totals = { synced: 0, marked: 0, cyclesMarked: 0, blocksChecked: 0, copiesChecked: 0, checkedBytes: 0 };
+  const perLoop: string[] = [];
+  let image = Buffer.alloc(0);
+  let model = new JournalModel([]);
 
-    for (let loop = 0; loop <= LOOPS; loop++) {
-      const where = `${label} loop ${loop}`;
-      const serve = await startServe([...members, '--socket', sock, '--control', control, '--quiet']);
-      try {
-        const a = await serve.waitForEvent('assembled');
-        assert.equal(a.bitmap.kind, 'llbitmap');
-        const markedBytes = a.bitmap.markedChunks * a.bitmap.chunkSize;
-        // Loop 0 serves the array createArray stopped cleanly; every later one follows a kill.
-        assert.equal(a.unclean, loop !== 0, `${where}: assembly found the array ${a.unclean ? 'unclean' : 'clean'}`);
-        const status = await settled(control, 120_000);
-        const synced = status.bytesSyncedTotal;
-        assert.ok(synced <= markedBytes, `${where}: resync covered ${synced} bytes, more than the ${markedBytes} bitmap-marked`);
-        // Writers only touch the first 16 MiB: a full resync would cover the whole array.
-        assert.ok(synced < arraySize, `${where}: resync covered ${synced} bytes, the whole array is ${arraySize}`);
-        assert.equal(status.working, level.members, `${where}: every member in sync`);
-        if (status.lastSync !== null) assert.ok(status.lastSync.complete, `${where}: resync did not complete: ${JSON.stringify(status.lastSync)}`);
-        if (loop > 0) perLoop.push(`${(synced / 1048576).toFixed(2)}/${(markedBytes / 1048576).toFixed(2)}`);
-        totals.synced += synced;
-        totals.marked += markedBytes;
-        if (markedBytes > 0) totals.cyclesMarked++;
+  for (let loop = 0; loop <= LOOPS; loop++) {
+    const where = `${label} loop ${loop}`;
+    const serve = await startServe([...members, '--socket', sock, '--control', control, '--quiet']);
+    try {
+      const a = await serve.waitForEvent('assembled');
+      assert.equal(a.bitmap.kind, 'llbitmap');
+      const markedBytes = a.bitmap.markedChunks * a.bitmap.chunkSize;
+      // Loop 0 serves the array createArray stopped cleanly; every later one follows a kill.
+      assert.equal(a.unclean, loop !== 0, `${where}: assembly found the array ${a.unclean ? 'unclean' : 'clean'}`);
+      const status = await settled(control, 120_000);
+      const synced = status.bytesSyncedTotal;
+      assert.ok(synced <= markedBytes, `${where}: resync covered ${synced} bytes, more than the ${markedBytes} bitmap-marked`);
+      // Writers only touch the first 16 MiB: a full resync would cover the whole array.
+      assert.ok(synced < arraySize, `${where}: resync covered ${synced} bytes, the whole array is ${arraySize}`);
+      assert.equal(status.working, level.members, `${where}: every member in sync`);
+      if (status.lastSync !== null) assert.ok(status.lastSync.complete, `${where}: resync did not complete: ${JSON.stringify(status.lastSync)}`);
+      if (loop > 0) perLoop.push(`${(synced / 1048576).toFixed(2)}/${(markedBytes / 1048576).toFixed(2)}`);
+      totals.synced += synced;
+      totals.marked += markedBytes;
+      if (markedBytes > 0) totals.cyclesMarked++;
 
-        // md's check pass over every written chunk: copies (or data and parity) agree.
-        const check = await llraidCheck(['--control', control]);
-        assert.equal(check.mismatchCount, 0, `${where}: llraid check found mismatched sectors: ${JSON.stringify(check)}`);
-        if (loop > 0) {
-          assert.ok(check.summary !== null && check.summary.complete, `${where}: llraid check did not run to the end: ${JSON.stringify(check)}`);
-          assert.ok(check.summary.bytesSynced > 0, `${where}: llraid check read nothing, yet the writers wrote: ${JSON.stringify(check)}`);
-          totals.checkedBytes += check.summary.bytesSynced;
-        }
-
-        // Every acknowledged write reads back through NBD.
-        const imagePath = join(dir.path, 'image.raw');
-        await tool('nbdsh', ['-u', serve.uri, '-c', `PATH = ${JSON.stringify(imagePath)}\nLENGTH = ${WRITTEN}\n${READER}`]);
-        image = readFileSync(imagePath);
-        assert.equal(image.length, WRITTEN);
-        model = new JournalModel(journals.flatMap((j) => readFileSync(j, 'utf8').split('\n')).filter((l) => l !== ''));
-        const lost: string[] = [];
-        for (let b = 0; b < BLOCKS; b++) {
-          const complaint = model.check(b, image.subarray(b * BLOCK, (b + 1) * BLOCK));
-          if (complaint !== undefined) lost.push(complaint);
-        }
-        totals.blocksChecked += BLOCKS;
-        assert.deepEqual(lost.slice(0, 20), [], `${where}: ${lost.length} blocks lost an acknowledged write`);
-        if (loop > 0) assert.ok(model.acked.size > 0, `${where}: no write was ever acknowledged`);
-
-        // The same data in the member files, in every copy; redundancy checked without the engine.
-        totals.copiesChecked += await checkMembers(map, image, mirrorPairs, rowsWritten, where);
-
-        if (loop === LOOPS) {
-          assert.equal(await serve.stop('SIGTERM'), 0, `${where}: llraid serve did not stop cleanly: ${serve.stderr()}`);
-          break;
-        }
-
-        const before = journals.map((j) => statSync(j).size);
-        const writers = [0, 1].map((parity) => {
-          const script = join(dir.path, `writer-${parity}.py`);
-          writeFileSync(
-            script,
-            `URI = ${JSON.stringify(serve.uri)}\nJOURNAL = ${JSON.stringify(journals[parity])}\nSEED = ${loop * 2 + parity}\n` +
-              `GEN0 = ${(loop + 1) * 1_000_000}\nPARITY = ${parity}\n${WRITER}`,
-          );
-          return tool('nbdsh', ['-c', `exec(open(${JSON.stringify(script)}).read())`], { timeoutMs: 60_000 });
-        });
-        // Kill at a random moment once both writers are under way.
-        for (let i = 0; i < 400 && journals.some((j, k) => statSync(j).size === before[k]); i++) await new Promise((r) => setTimeout(r, 50));
-        assert.ok(journals.every((j, k) => statSync(j).size > before[k]!), `${where}: the writers did not start within 20 s`);
-        await new Promise((r) => setTimeout(r, 100 + Math.random() * 1000));
-        await serve.stop('SIGKILL');
-        await Promise.all(writers);
-      } finally {
-        await serve.stop('SIGKILL');
+      // md's check pass over every written chunk: copies (or data and parity) agree.
+      const check = await llraidCheck(['--control', control]);
+      assert.equal(check.mismatchCount, 0, `${where}: llraid check found mismatched sectors: ${JSON.stringify(check)}`);
+      if (loop > 0) {
+        assert.ok(check.summary !== null && check.summary.complete, `${where}: llraid check did not run to the end: ${JSON.stringify(check)}`);
+        assert.ok(check.summary.bytesSynced > 0, `${where}: llraid check read nothing, yet the writers wrote: ${JSON.stringify(check)}`);
+        totals.checkedBytes += check.summary.bytesSynced;
       }
+
+      // Every acknowledged write reads back through NBD.
+      const imagePath = join(dir, 'image.raw');
+      await tool('nbdsh', ['-u', serve.uri, '-c', `PATH = ${JSON.stringify(imagePath)}\nLENGTH = ${WRITTEN}\n${READER}`]);
+      image = readFileSync(imagePath);
+      assert.equal(image.length, WRITTEN);
+      model = new JournalModel(journals.flatMap((j) => readFileSync(j, 'utf8').split('\n')).filter((l) => l !== ''));
+      const lost: string[] = [];
+      for (let b = 0; b < BLOCKS; b++) {
+        const complaint = model.check(b, image.subarray(b * BLOCK, (b + 1) * BLOCK));
+        if (complaint !== undefined) lost.push(complaint);
+      }
+      totals.blocksChecked += BLOCKS;
+      assert.deepEqual(lost.slice(0, 20), [], `${where}: ${lost.length} blocks lost an acknowledged write`);
+      if (loop > 0) assert.ok(model.acked.size > 0, `${where}: no write was ever acknowledged`);
+
+      // The same data in the member files, in every copy; redundancy checked without the engine.
+      totals.copiesChecked += await checkMembers(map, image, mirrorPairs, rowsWritten, where);
+
+      if (loop === LOOPS) {
+        assert.equal(await serve.stop('SIGTERM'), 0, `${where}: llraid serve did not stop cleanly: ${serve.stderr()}`);
+        break;
+      }
+
+      const before = journals.map((j) => statSync(j).size);
+      const writers = [0, 1].map((parity) => {
+        const script = join(dir, `writer-${parity}.py`);
+        writeFileSync(
+          script,
+          `URI = ${JSON.stringify(serve.uri)}\nJOURNAL = ${JSON.stringify(journals[parity])}\nSEED = ${loop * 2 + parity}\n` +
+            `GEN0 = ${(loop + 1) * 1_000_000}\nPARITY = ${parity}\n${WRITER}`,
+        );
+        return tool('nbdsh', ['-c', `exec(open(${JSON.stringify(script)}).read())`], { timeoutMs: 60_000 });
+      });
+      // Kill at a random moment once both writers are under way.
+      for (let i = 0; i < 400 && journals.some((j, k) => statSync(j).size === before[k]); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(journals.every((j, k) => statSync(j).size > before[k]!), `${where}: the writers did not start within 20 s`);
+      await new Promise((r) => setTimeout(r, 100 + Math.random() * 1000));
+      await serve.stop('SIGKILL');
+      await Promise.all(writers);
+    } finally {
+      await serve.stop('SIGKILL');
     }
-
-    // The final reassembly: offline, by `llraid check` itself, after the clean stop above.
-    const final = await llraidCheck(members);
-    assert.equal(final.mismatchCount, 0, `${label}: llraid check of the stopped members found mismatched sectors: ${JSON.stringify(final)}`);
-    assert.ok(final.summary !== null && final.summary.complete && final.summary.bytesSynced > 0, `${label}: offline llraid check did not check the written chunks: ${JSON.stringify(final)}`);
-    const allRows = map.parity === undefined ? [] : Array.from({ length: arraySize / map.parity.rowBytes }, (_, r) => r);
-    totals.copiesChecked += await checkMembers(map, image, mirrorPairs, allRows, `${label} after the final clean stop`);
-
-    assert.ok(totals.cyclesMarked > 0, `${label}: no restart found bitmap-marked chunks to resync (${totals.cyclesMarked} of ${LOOPS + 1})`);
-    assert.ok(model.counts.fua > 0 && model.counts.flushes > 0, `${label}: the writers made no durability point: ${JSON.stringify(model.counts)}`);
-    console.log(
-      `kill -9 torture ${label}: ${LOOPS} kill/restart cycles, ${model.counts.issued} writes issued, ${model.counts.acknowledged} acknowledged, ` +
-        `${model.counts.fua + model.counts.flushes} durability points (${model.counts.fua} FUA writes, ${model.counts.flushes} flushes); ` +
-        `0 lost acknowledged writes (${totals.blocksChecked} blocks read through NBD, ${totals.copiesChecked} block copies in member files); ` +
-        `0 mismatches (llraid check after each restart, ${(totals.checkedBytes / 1048576).toFixed(0)} MiB, and offline at the end); ` +
-        `resync covered ${totals.synced} of ${totals.marked} marked bytes, ${totals.cyclesMarked} restarts with marked chunks ` +
-        `(MiB synced/marked per restart: ${perLoop.join(' ')}; array ${arraySize / 1048576} MiB); ${((Date.now() - started) / 1000).toFixed(0)} s`,
-    );
-  } finally {
-    dir.cleanup();
   }
+
+  // The final reassembly: offline, by `llraid check` itself, after the clean stop above.
+  const final = await llraidCheck(members);
+  assert.equal(final.mismatchCount, 0, `${label}: llraid check of the stopped members found mismatched sectors: ${JSON.stringify(final)}`);
+  assert.ok(final.summary !== null && final.summary.complete && final.summary.bytesSynced > 0, `${label}: offline llraid check did not check the written chunks: ${JSON.stringify(final)}`);
+  const allRows = map.parity === undefined ? [] : Array.from({ length: arraySize / map.parity.rowBytes }, (_, r) => r);
+  totals.copiesChecked += await checkMembers(map, image, mirrorPairs, allRows, `${label} after the final clean stop`);
+
+  assert.ok(totals.cyclesMarked > 0, `${label}: no restart found bitmap-marked chunks to resync (${totals.cyclesMarked} of ${LOOPS + 1})`);
+  assert.ok(model.counts.fua > 0 && model.counts.flushes > 0, `${label}: the writers made no durability point: ${JSON.stringify(model.counts)}`);
+  console.log(
+    `kill -9 torture ${label}: ${LOOPS} kill/restart cycles, ${model.counts.issued} writes issued, ${model.counts.acknowledged} acknowledged, ` +
+      `${model.counts.fua + model.counts.flushes} durability points (${model.counts.fua} FUA writes, ${model.counts.flushes} flushes); ` +
+      `0 lost acknowledged writes (${totals.blocksChecked} blocks read through NBD, ${totals.copiesChecked} block copies in member files); ` +
+      `0 mismatches (llraid check after each restart, ${(totals.checkedBytes / 1048576).toFixed(0)} MiB, and offline at the end); ` +
+      `resync covered ${totals.synced} of ${totals.marked} marked bytes, ${totals.cyclesMarked} restarts with marked chunks ` +
+      `(MiB synced/marked per restart: ${perLoop.join(' ')}; array ${arraySize / 1048576} MiB); ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  );
 }
 
 describe('llraid serve survives kill -9', () => {
-  test('raid1: resync covers only marked chunks, mirrors agree, acknowledged writes survive in every copy', async () => {
-    await torture({ level: 1, members: 2 }, [[0, 1]]);
+  test('raid1: resync covers only marked chunks, mirrors agree, acknowledged writes survive in every copy', async (t) => {
+    await torture(t, { level: 1, members: 2 }, [[0, 1]]);
   });
 
-  test('raid10 (4 members, near 2): resync covers only marked chunks, mirrors agree, acknowledged writes survive in every copy', async () => {
-    await torture({ level: 10, members: 4 }, [[0, 1], [2, 3]]);
+  test('raid10 (4 members, near 2): resync covers only marked chunks, mirrors agree, acknowledged writes survive in every copy', async (t) => {
+    await torture(t, { level: 10, members: 4 }, [[0, 1], [2, 3]]);
   });
 
-  test('raid5 (4 members): resync covers only marked chunks, parity matches, acknowledged writes survive on the members', async () => {
-    await torture({ level: 5, members: 4 }, []);
+  test('raid5 (4 members): resync covers only marked chunks, parity matches, acknowledged writes survive on the members', async (t) => {
+    await torture(t, { level: 5, members: 4 }, []);
   });
 });

@@ -8,13 +8,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
-import { patternBytes, tempDir, tool } from './helpers.js';
+import { patternBytes, tool } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const SIZE = 16 * 1024 * 1024;
 
 describe('NBD server against nbdsh', () => {
-  const dir = tempDir('nbdsh');
-  const sock = join(dir.path, 'nbd.sock');
+  const dir = tempDir({ after }, 'nbdsh');
+  const sock = join(dir, 'nbd.sock');
   const vol = new MemoryDevice(SIZE, { blockSize: 512 });
   const second = new MemoryDevice(1024 * 1024, { blockSize: 4096 });
   const server = new NbdServer({
@@ -27,7 +28,7 @@ describe('NBD server against nbdsh', () => {
 
   /** Runs a python script inside nbdsh; `URI`, `SOCK` and `SIZE` are defined for it. */
   async function nbdsh(name: string, script: string): Promise<string> {
-    const path = join(dir.path, `${name}.py`);
+    const path = join(dir, `${name}.py`);
     writeFileSync(path, `URI = ${JSON.stringify(uri('vol'))}\nSOCK = ${JSON.stringify(sock)}\nSIZE = ${SIZE}\n${script}`);
     return tool('nbdsh', ['-c', `exec(open(${JSON.stringify(path)}).read())`]);
   }
@@ -39,7 +40,6 @@ describe('NBD server against nbdsh', () => {
 
   after(async () => {
     await server.close();
-    dir.cleanup();
   });
 
   test('option haggling: LIST, INFO of known and unknown exports, meta contexts, then GO', async () => {

@@ -6,10 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { before, describe, test } from 'node:test';
+import { before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildCli } from '../support/cli.js';
-import { startServe, stoppedCleanly, tempDir, tool, type ServeProcess } from './helpers.js';
+import { startServe, stoppedCleanly, tool, type ServeProcess } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 import { RawPeer, option, request, u32 } from './raw-client.js';
 
 const SIZE = 64 * 1024 * 1024;
@@ -67,10 +68,10 @@ function mib(n: number): string {
 }
 
 /** A fresh engine per test, so what one flood leaves for the garbage collector is not the next one's start. */
-async function withEngine(body: (serve: ServeProcess, sock: string) => Promise<void>): Promise<void> {
-  const dir = tempDir('nbd-memory', '/dev/shm');
-  const file = join(dir.path, 'disk.img');
-  const sock = join(dir.path, 'nbd.sock');
+async function withEngine(t: TestContext, body: (serve: ServeProcess, sock: string) => Promise<void>): Promise<void> {
+  const dir = tempDir(t, 'nbd-memory', '/dev/shm');
+  const file = join(dir, 'disk.img');
+  const sock = join(dir, 'nbd.sock');
   let serve: ServeProcess | undefined;
   try {
     await tool('truncate', ['-s', String(SIZE), file]);
@@ -81,7 +82,6 @@ async function withEngine(body: (serve: ServeProcess, sock: string) => Promise<v
     assert.equal(serve.child.exitCode, null, 'the engine is still running');
   } finally {
     const code = await serve?.stop();
-    dir.cleanup();
     assert.equal(code, 0, `llraid serve exits cleanly on SIGTERM; stderr: ${serve?.stderr()}`);
   }
 }
@@ -114,8 +114,8 @@ describe('llraid serve keeps its memory bounded against clients that never read'
     await buildCli();
   });
 
-  test('a client looping NBD_OPT_INFO without reading the replies does not grow the engine, and nbdinfo is still served', async () => {
-    await withEngine(async (serve, sock) => {
+  test('a client looping NBD_OPT_INFO without reading the replies does not grow the engine, and nbdinfo is still served', async (t) => {
+    await withEngine(t, async (serve, sock) => {
       const s = createConnection(sock);
       s.on('error', () => undefined);
       await new Promise((r) => s.once('connect', r));
@@ -126,8 +126,8 @@ describe('llraid serve keeps its memory bounded against clients that never read'
     });
   });
 
-  test('a client pipelining 1 MiB READs without reading the replies does not grow the engine, and nbdinfo is still served', async () => {
-    await withEngine(async (serve, sock) => {
+  test('a client pipelining 1 MiB READs without reading the replies does not grow the engine, and nbdinfo is still served', async (t) => {
+    await withEngine(t, async (serve, sock) => {
       const p = await RawPeer.connect(sock);
       await p.go('vol');
       p.socket.pause();
@@ -136,8 +136,8 @@ describe('llraid serve keeps its memory bounded against clients that never read'
     });
   });
 
-  test('a client pipelining 4 KiB READs without reading the replies does not grow the engine, and nbdinfo is still served', async () => {
-    await withEngine(async (serve, sock) => {
+  test('a client pipelining 4 KiB READs without reading the replies does not grow the engine, and nbdinfo is still served', async (t) => {
+    await withEngine(t, async (serve, sock) => {
       const p = await RawPeer.connect(sock);
       await p.go('vol');
       p.socket.pause();
@@ -146,10 +146,10 @@ describe('llraid serve keeps its memory bounded against clients that never read'
     });
   });
 
-  test('SIGTERM stops the engine cleanly while a client that never reads its replies is connected', async () => {
-    const dir = tempDir('nbd-memory-stop', '/dev/shm');
-    const file = join(dir.path, 'disk.img');
-    const sock = join(dir.path, 'nbd.sock');
+  test('SIGTERM stops the engine cleanly while a client that never reads its replies is connected', async (t) => {
+    const dir = tempDir(t, 'nbd-memory-stop', '/dev/shm');
+    const file = join(dir, 'disk.img');
+    const sock = join(dir, 'nbd.sock');
     let serve: ServeProcess | undefined;
     try {
       await tool('truncate', ['-s', String(SIZE), file]);
@@ -172,14 +172,13 @@ describe('llraid serve keeps its memory bounded against clients that never read'
       p.socket.destroy();
     } finally {
       await serve?.stop('SIGKILL');
-      dir.cleanup();
     }
   });
 
-  test('SIGTERM stops the engine at once when a client it paused (backpressure) then reads its replies', async () => {
-    const dir = tempDir('nbd-memory-drain', '/dev/shm');
-    const file = join(dir.path, 'disk.img');
-    const sock = join(dir.path, 'nbd.sock');
+  test('SIGTERM stops the engine at once when a client it paused (backpressure) then reads its replies', async (t) => {
+    const dir = tempDir(t, 'nbd-memory-drain', '/dev/shm');
+    const file = join(dir, 'disk.img');
+    const sock = join(dir, 'nbd.sock');
     let serve: ServeProcess | undefined;
     let p: RawPeer | undefined;
     try {
@@ -214,12 +213,11 @@ describe('llraid serve keeps its memory bounded against clients that never read'
     } finally {
       p?.socket.destroy();
       await serve?.stop('SIGKILL');
-      dir.cleanup();
     }
   });
 
-  test('a client pipelining 1 MiB WRITEs without reading the replies does not grow the engine, and nbdinfo is still served', async () => {
-    await withEngine(async (serve, sock) => {
+  test('a client pipelining 1 MiB WRITEs without reading the replies does not grow the engine, and nbdinfo is still served', async (t) => {
+    await withEngine(t, async (serve, sock) => {
       const p = await RawPeer.connect(sock);
       await p.go('vol');
       p.socket.pause();

@@ -6,7 +6,8 @@ import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { patternBytes, startServe, stoppedCleanly, tempDir, tool, type ServeProcess } from './helpers.js';
+import { patternBytes, startServe, stoppedCleanly, tool, type ServeProcess } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const SIZE = 64 * 1024 * 1024;
 
@@ -17,23 +18,22 @@ async function sha256(path: string): Promise<string> {
 }
 
 describe('llraid serve with real NBD clients', () => {
-  const dir = tempDir('nbd-clients', '/dev/shm');
-  const file = join(dir.path, 'disk.img');
+  const dir = tempDir({ after }, 'nbd-clients', '/dev/shm');
+  const file = join(dir, 'disk.img');
   let serve: ServeProcess;
 
   before(async () => {
     writeFileSync(file, Buffer.alloc(0));
     await tool('truncate', ['-s', String(SIZE), file]);
-    serve = await startServe(['--file', file, '--socket', join(dir.path, 'nbd.sock'), '--export-name', 'vol']);
+    serve = await startServe(['--file', file, '--socket', join(dir, 'nbd.sock'), '--export-name', 'vol']);
   });
 
   after(async () => {
     await serve?.stop();
-    dir.cleanup();
   });
 
   test('the socket is created with mode 0600', () => {
-    assert.equal(statSync(join(dir.path, 'nbd.sock')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'nbd.sock')).mode & 0o777, 0o600);
   });
 
   test('nbdinfo --json reports the size, flags, block sizes and base:allocation', async () => {
@@ -85,10 +85,10 @@ describe('llraid serve with real NBD clients', () => {
   });
 
   test('qemu-img convert copies an image in and out unchanged', async () => {
-    const src = join(dir.path, 'src.raw');
+    const src = join(dir, 'src.raw');
     writeFileSync(src, patternBytes(SIZE, 7));
     await tool('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, serve.uri]);
-    const back = join(dir.path, 'back.raw');
+    const back = join(dir, 'back.raw');
     await tool('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', serve.uri, back]);
     assert.equal(await sha256(back), await sha256(src));
     assert.equal(await sha256(file), await sha256(src));
@@ -108,20 +108,19 @@ describe('llraid serve with real NBD clients', () => {
 });
 
 describe('llraid serve: 1 GiB nbdcopy round trip', () => {
-  const dir = tempDir('nbd-copy', '/dev/shm');
+  const dir = tempDir({ after }, 'nbd-copy', '/dev/shm');
 
-  after(() => dir.cleanup());
 
   test('nbdcopy copies 1 GiB in and out with identical checksums', async () => {
     const size = 1024 * 1024 * 1024;
-    const disk = join(dir.path, 'disk.img');
+    const disk = join(dir, 'disk.img');
     await tool('truncate', ['-s', String(size), disk]);
-    const src = join(dir.path, 'src.bin');
+    const src = join(dir, 'src.bin');
     await tool('sh', ['-c', `head -c ${size} /dev/urandom > ${src}`]);
-    const serve = await startServe(['--file', disk, '--socket', join(dir.path, 'nbd.sock')]);
+    const serve = await startServe(['--file', disk, '--socket', join(dir, 'nbd.sock')]);
     try {
       await tool('nbdcopy', ['--flush', src, serve.uri]);
-      const out = join(dir.path, 'out.bin');
+      const out = join(dir, 'out.bin');
       await tool('nbdcopy', [serve.uri, out]);
       const want = await sha256(src);
       assert.equal(await sha256(out), want);
@@ -133,76 +132,64 @@ describe('llraid serve: 1 GiB nbdcopy round trip', () => {
 });
 
 describe('llraid serve: lifecycle and options', () => {
-  test('SIGTERM and SIGINT stop the server cleanly and remove the socket', async () => {
+  test('SIGTERM and SIGINT stop the server cleanly and remove the socket', async (t) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      const dir = tempDir('nbd-stop');
+      const dir = tempDir(t, 'nbd-stop');
+      const disk = join(dir, 'disk.img');
+      await tool('truncate', ['-s', '1M', disk]);
+      const sock = join(dir, 'nbd.sock');
+      const serve = await startServe(['--file', disk, '--socket', sock]);
       try {
-        const disk = join(dir.path, 'disk.img');
-        await tool('truncate', ['-s', '1M', disk]);
-        const sock = join(dir.path, 'nbd.sock');
-        const serve = await startServe(['--file', disk, '--socket', sock]);
-        try {
-          await tool('nbdsh', ['-u', serve.uri, '-c', 'h.pwrite(b"x" * 512, 0, nbd.CMD_FLAG_FUA)']);
-        } catch (err) {
-          await serve.stop('SIGKILL');
-          throw err;
-        }
-        assert.equal(await serve.stop(signal), 0, serve.stderr());
-        await stoppedCleanly(serve, signal);
-        assert.throws(() => statSync(sock), /ENOENT/);
-        assert.equal(readFileSync(disk).subarray(0, 512).toString(), 'x'.repeat(512));
-      } finally {
-        dir.cleanup();
+        await tool('nbdsh', ['-u', serve.uri, '-c', 'h.pwrite(b"x" * 512, 0, nbd.CMD_FLAG_FUA)']);
+      } catch (err) {
+        await serve.stop('SIGKILL');
+        throw err;
       }
+      assert.equal(await serve.stop(signal), 0, serve.stderr());
+      await stoppedCleanly(serve, signal);
+      assert.throws(() => statSync(sock), /ENOENT/);
+      assert.equal(readFileSync(disk).subarray(0, 512).toString(), 'x'.repeat(512));
     }
   });
 
-  test('--read-only refuses writes with EPERM and still serves reads', async () => {
-    const dir = tempDir('nbd-ro');
+  test('--read-only refuses writes with EPERM and still serves reads', async (t) => {
+    const dir = tempDir(t, 'nbd-ro');
+    const disk = join(dir, 'disk.img');
+    writeFileSync(disk, patternBytes(1024 * 1024, 3));
+    const serve = await startServe(['--file', disk, '--socket', join(dir, 'nbd.sock'), '--read-only']);
     try {
-      const disk = join(dir.path, 'disk.img');
-      writeFileSync(disk, patternBytes(1024 * 1024, 3));
-      const serve = await startServe(['--file', disk, '--socket', join(dir.path, 'nbd.sock'), '--read-only']);
+      const out = await tool('nbdsh', ['-u', serve.uri, '-c', [
+        'assert h.is_read_only()',
+        'assert not h.can_trim() and not h.can_zero()',
+        'h.set_strict_mode(0)',
+        'try:\n  h.pwrite(b"y" * 512, 0)\n  print("accepted")\nexcept nbd.Error as e:\n  print("errno", e.errno)',
+        'print(h.pread(512, 0)[:16].hex())',
+      ].join('\n')]);
+      assert.match(out, /errno EPERM/);
+      assert.match(out, new RegExp(patternBytes(16, 3).toString('hex')));
+    } finally {
+      await serve.stop();
+    }
+    assert.deepEqual(readFileSync(disk), patternBytes(1024 * 1024, 3));
+  });
+
+  test('--listen serves over TCP on loopback addresses and on names that resolve only to loopback', async (t) => {
+    const dir = tempDir(t, 'nbd-tcp');
+    const disk = join(dir, 'disk.img');
+    await tool('truncate', ['-s', '2M', disk]);
+    // `localhost` and `2130706433` (getaddrinfo's number form of 127.0.0.1) are names: they
+    // are resolved, checked, and bound as the address they resolve to.
+    for (const [host, bound] of [['127.0.0.1', '127.0.0.1'], ['127.1.2.3', '127.1.2.3'], ['[::1]', '[::1]'], ['localhost', null], ['2130706433', '127.0.0.1']] as const) {
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const serve = await startServe(['--file', disk, '--listen', `${host}:${port}`]);
       try {
-        const out = await tool('nbdsh', ['-u', serve.uri, '-c', [
-          'assert h.is_read_only()',
-          'assert not h.can_trim() and not h.can_zero()',
-          'h.set_strict_mode(0)',
-          'try:\n  h.pwrite(b"y" * 512, 0)\n  print("accepted")\nexcept nbd.Error as e:\n  print("errno", e.errno)',
-          'print(h.pread(512, 0)[:16].hex())',
-        ].join('\n')]);
-        assert.match(out, /errno EPERM/);
-        assert.match(out, new RegExp(patternBytes(16, 3).toString('hex')));
+        if (bound !== null) assert.equal(serve.uri, `nbd://${bound}:${port}/`);
+        else assert.match(serve.uri, new RegExp(`^nbd://(127\\.0\\.0\\.1|\\[::1\\]):${port}/$`));
+        const info = JSON.parse(await tool('nbdinfo', ['--json', serve.uri])) as { exports: Array<{ 'export-size': number }> };
+        assert.equal(info.exports[0]!['export-size'], 2 * 1024 * 1024, host);
       } finally {
         await serve.stop();
       }
-      assert.deepEqual(readFileSync(disk), patternBytes(1024 * 1024, 3));
-    } finally {
-      dir.cleanup();
-    }
-  });
-
-  test('--listen serves over TCP on loopback addresses and on names that resolve only to loopback', async () => {
-    const dir = tempDir('nbd-tcp');
-    try {
-      const disk = join(dir.path, 'disk.img');
-      await tool('truncate', ['-s', '2M', disk]);
-      // `localhost` and `2130706433` (getaddrinfo's number form of 127.0.0.1) are names: they
-      // are resolved, checked, and bound as the address they resolve to.
-      for (const [host, bound] of [['127.0.0.1', '127.0.0.1'], ['127.1.2.3', '127.1.2.3'], ['[::1]', '[::1]'], ['localhost', null], ['2130706433', '127.0.0.1']] as const) {
-        const port = 20000 + Math.floor(Math.random() * 20000);
-        const serve = await startServe(['--file', disk, '--listen', `${host}:${port}`]);
-        try {
-          if (bound !== null) assert.equal(serve.uri, `nbd://${bound}:${port}/`);
-          else assert.match(serve.uri, new RegExp(`^nbd://(127\\.0\\.0\\.1|\\[::1\\]):${port}/$`));
-          const info = JSON.parse(await tool('nbdinfo', ['--json', serve.uri])) as { exports: Array<{ 'export-size': number }> };
-          assert.equal(info.exports[0]!['export-size'], 2 * 1024 * 1024, host);
-        } finally {
-          await serve.stop();
-        }
-      }
-    } finally {
-      dir.cleanup();
     }
   });
 

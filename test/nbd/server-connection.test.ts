@@ -4,13 +4,14 @@
 // that pause reading.
 
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BlockDevice, Extent } from '../../src/block/block-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { IoError } from '../../src/block/errors.js';
 import { NbdServer } from '../../src/nbd/index.js';
-import { patternBytes, tempDir } from './helpers.js';
+import { patternBytes } from './helpers.js';
+import { tempDir } from '../support/temp-dir.js';
 import { RawPeer, option, request, u32 } from './raw-client.js';
 
 const SIZE = 1024 * 1024;
@@ -74,14 +75,15 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 }
 
 describe('NBD server connection', () => {
-  let dir: ReturnType<typeof tempDir>;
+  let dir: string;
   let sock: string;
   let device: GatedDevice;
   let server: NbdServer;
 
-  beforeEach(async () => {
-    dir = tempDir('nbd-conn');
-    sock = join(dir.path, 'nbd.sock');
+  beforeEach(async (t) => {
+    // A beforeEach hook runs with its test's context: the dir goes when the test ends.
+    dir = tempDir(t as TestContext, 'nbd-conn');
+    sock = join(dir, 'nbd.sock');
     device = new GatedDevice();
     await device.inner.write(0, patternBytes(SIZE, 21));
     server = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlight: 4 } });
@@ -90,7 +92,6 @@ describe('NBD server connection', () => {
 
   afterEach(async () => {
     await server.close();
-    dir.cleanup();
   });
 
   test('EXPORT_NAME answers size and flags, with 124 zero bytes unless NO_ZEROES was agreed', async () => {
@@ -197,7 +198,7 @@ describe('NBD server connection', () => {
   });
 
   test('a READ that would pass the in-flight byte budget waits for earlier ones, and one larger than the budget runs alone', async () => {
-    const budgetSock = join(dir.path, 'budget.sock');
+    const budgetSock = join(dir, 'budget.sock');
     const budgeted = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlightBytes: 64 * 1024 } });
     await budgeted.listen({ socket: budgetSock });
     let p: RawPeer | undefined;
@@ -239,7 +240,7 @@ describe('NBD server connection', () => {
   });
 
   test('WRITE payloads in flight are held to the byte budget: a WRITE that would pass it waits for earlier ones', async () => {
-    const budgetSock = join(dir.path, 'budget-w.sock');
+    const budgetSock = join(dir, 'budget-w.sock');
     const budgeted = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlightBytes: 64 * 1024 } });
     await budgeted.listen({ socket: budgetSock });
     let p: RawPeer | undefined;
@@ -269,7 +270,7 @@ describe('NBD server connection', () => {
 
   test('server close of a connection paused at the in-flight limit ends as soon as the client has its replies', async () => {
     const logs: string[] = [];
-    const pausedSock = join(dir.path, 'paused.sock');
+    const pausedSock = join(dir, 'paused.sock');
     const paused = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlight: 4 }, log: (m) => logs.push(m) });
     await paused.listen({ socket: pausedSock });
     let closing: Promise<void> | undefined;
@@ -359,14 +360,15 @@ class NowDevice implements BlockDevice {
 }
 
 describe('NBD server: synchronous fast paths (BlockDevice.readNow/writeNow)', () => {
-  let dir: ReturnType<typeof tempDir>;
+  let dir: string;
   let sock: string;
   let device: NowDevice;
   let server: NbdServer;
 
-  beforeEach(async () => {
-    dir = tempDir('nbd-now');
-    sock = join(dir.path, 'nbd.sock');
+  beforeEach(async (t) => {
+    // A beforeEach hook runs with its test's context: the dir goes when the test ends.
+    dir = tempDir(t as TestContext, 'nbd-now');
+    sock = join(dir, 'nbd.sock');
     device = new NowDevice();
     server = new NbdServer({ exports: [{ name: 'x', device }] });
     await server.listen({ socket: sock });
@@ -374,7 +376,6 @@ describe('NBD server: synchronous fast paths (BlockDevice.readNow/writeNow)', ()
 
   afterEach(async () => {
     await server.close();
-    dir.cleanup();
   });
 
   test('a WRITE the device does at once is answered without the asynchronous write, and reads back', async () => {
@@ -425,9 +426,9 @@ describe('NBD server: synchronous fast paths (BlockDevice.readNow/writeNow)', ()
   });
 });
 
-test('DISC right after a WRITE and a READ answered by the fast paths still sends both replies first', async () => {
-  const dir = tempDir('nbd-now-disc');
-  const sock = join(dir.path, 'nbd.sock');
+test('DISC right after a WRITE and a READ answered by the fast paths still sends both replies first', async (t) => {
+  const dir = tempDir(t as TestContext, 'nbd-now-disc');
+  const sock = join(dir, 'nbd.sock');
   const device = new NowDevice();
   const server = new NbdServer({ exports: [{ name: 'x', device }] });
   await server.listen({ socket: sock });
@@ -442,6 +443,5 @@ test('DISC right after a WRITE and a READ answered by the fast paths still sends
     assert.deepEqual(device.calls, { readNow: 1, writeNow: 1, read: 0, write: 0 });
   } finally {
     await server.close();
-    dir.cleanup();
   }
 });
