@@ -3,43 +3,28 @@
 // NeedSync, bitmap read fallback across members, and application writes during recovery.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { BlockDevice, WriteOptions } from '../../src/block/block-device.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import { FaultDevice } from '../../src/block/fault-device.js';
 import { assembleArray, createArray, MdError } from '../../src/md/index.js';
 import { memberFiles, pattern, readMember, tempDir } from './array-fixtures.js';
+import { RecordingDevice, type IoRecord } from '../support/recording-device.js';
 
 const CHUNK = 64 * 1024;
 const DATA = 1 << 20;
 const BITMAP = 8192;
 
-/** A pass-through device that records the order of writes and flushes reaching the member. */
-interface Entry { dev: number; op: 'write' | 'flush'; offset: number; fua: boolean }
-
-class RecordingDevice implements BlockDevice {
-  constructor(private readonly inner: BlockDevice, private readonly dev: number, readonly log: Entry[]) {}
-  get size(): number { return this.inner.size; }
-  get blockSize(): number { return this.inner.blockSize; }
-  get readOnly(): boolean { return this.inner.readOnly; }
-  read(offset: number, length: number): Promise<Buffer> { return this.inner.read(offset, length); }
-  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
-    await this.inner.write(offset, data, options);
-    this.log.push({ dev: this.dev, op: 'write', offset, fua: options?.fua ?? false });
-  }
-  async flush(): Promise<void> {
-    await this.inner.flush();
-    this.log.push({ dev: this.dev, op: 'flush', offset: 0, fua: false });
-  }
-  discard(offset: number, length: number): Promise<void> { return this.inner.discard(offset, length); }
-  writeZeroes(offset: number, length: number): Promise<void> { return this.inner.writeZeroes(offset, length); }
-  close(): Promise<void> { return this.inner.close(); }
-}
+/** The order in which writes and flushes completed on the members. */
+interface Entry { dev: number; op: IoRecord['op']; offset: number; fua: boolean }
 
 test('no data write reaches any member before its bitmap block is durable on every member', async (t) => {
   const paths = memberFiles(tempDir(t), 2, 64 << 20);
   const devs = await Promise.all(paths.map((p) => FileDevice.open(p)));
   const log: Entry[] = [];
-  const rec = devs.map((d, i) => new RecordingDevice(d, i, log));
+  const rec = devs.map((d, dev) => new RecordingDevice(d, {
+    onComplete: ({ op, offset, fua }) => {
+      if (op === 'write' || op === 'flush') log.push({ dev, op, offset, fua });
+    },
+  }));
   const a = await createArray({ name: 'order', level: 1, members: rec.map((d, i) => ({ name: paths[i] as string, device: d })) });
   t.after(async () => {
     await a.stop();

@@ -3,8 +3,9 @@
 // what is durable (what survives a crash), and can hold or fail I/O on demand.
 
 import { MemoryDevice } from '../../src/block/memory-device.js';
-import type { BlockDevice, WriteOptions, ZeroOptions } from '../../src/block/block-device.js';
+import type { WriteOptions } from '../../src/block/block-device.js';
 import { IoError } from '../../src/block/errors.js';
+import { FilterDevice } from '../../src/block/filter-device.js';
 import type { BitmapHost, BitmapMember } from '../../src/md/write-intent-bitmap.js';
 
 export const UUID = Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i);
@@ -17,12 +18,13 @@ export interface WriteRecord {
   fua: boolean;
 }
 
-export class RecordingDevice implements BlockDevice {
-  readonly size: number;
-  readonly blockSize: number;
-  readonly readOnly = false;
+/**
+ * A member over MemoryDevice (`live`) with a volatile write cache: a FilterDevice that changes
+ * read, write and flush (so no fast paths); discards and zeroing reach `live` only.
+ */
+export class RecordingDevice extends FilterDevice {
   /** What reads return: every completed write. */
-  readonly live: MemoryDevice;
+  readonly live = this.inner as MemoryDevice;
   /** What a power cut leaves: FUA writes and writes followed by a completed flush. */
   readonly durableImage: Buffer;
   readonly durable: { read(o: number, l: number): Promise<Buffer>; write(o: number, d: Uint8Array): Promise<void> };
@@ -36,9 +38,7 @@ export class RecordingDevice implements BlockDevice {
   private pending: { offset: number; data: Buffer }[] = [];
 
   constructor(size: number, blockSize = 512) {
-    this.size = size;
-    this.blockSize = blockSize;
-    this.live = new MemoryDevice(size, { blockSize });
+    super(new MemoryDevice(size, { blockSize }));
     // A plain buffer, so a test can snapshot it synchronously, between two turns of the loop.
     const image = Buffer.alloc(size);
     this.durableImage = image;
@@ -48,13 +48,13 @@ export class RecordingDevice implements BlockDevice {
     };
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  override async read(offset: number, length: number): Promise<Buffer> {
     this.reads++;
     if (this.failReads) throw new IoError('injected read error');
     return this.live.read(offset, length);
   }
 
-  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     if (this.hold) await this.hold;
     if (this.failWrites) throw new IoError('injected write error');
     const copy = Buffer.from(data);
@@ -64,25 +64,13 @@ export class RecordingDevice implements BlockDevice {
     else this.pending.push({ offset, data: copy });
   }
 
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     if (this.hold) await this.hold;
     if (this.failWrites) throw new IoError('injected flush error');
     this.flushes++;
     const pending = this.pending;
     this.pending = [];
     for (const p of pending) this.durableImage.set(p.data, p.offset);
-  }
-
-  async discard(offset: number, length: number): Promise<void> {
-    await this.live.discard(offset, length);
-  }
-
-  async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    await this.live.writeZeroes(offset, length, options);
-  }
-
-  async close(): Promise<void> {
-    await this.live.close();
   }
 
   /** Chunk state bytes as durable on this member: what a reload after a crash would see. */

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { assembleArray, createArray } from '../../src/md/index.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import { NoSpaceError, ReadOnlyError } from '../../src/block/errors.js';
-import type { BlockDevice, WriteOptions } from '../../src/block/block-device.js';
+import type { WriteOptions } from '../../src/block/block-device.js';
+import { FilterDevice } from '../../src/block/filter-device.js';
 import { memberFiles, pattern, readMember, tempDir } from './array-fixtures.js';
 
 const MiB = 1024 * 1024;
@@ -78,38 +79,16 @@ test('a member that runs out of space is failed, the writes succeed from the oth
   for (let i = 0; i < 40; i++) assert.ok(readMember(b, i * MiB, MiB).equals(written[i]!), `member b chunk ${i}`);
 });
 
-/** A member device whose writes reject with a chosen error once armed (a unit-level fault). */
-class FailingWrites implements BlockDevice {
+/**
+ * A member device whose writes reject with a chosen error once armed (a unit-level fault). It
+ * changes write(), so writev and writeNow are not offered: every data write meets the fault.
+ */
+class FailingWrites extends FilterDevice {
   armed: Error | undefined;
-  constructor(private readonly inner: FileDevice) {}
-  get size(): number {
-    return this.inner.size;
-  }
-  get blockSize(): number {
-    return this.inner.blockSize;
-  }
-  get readOnly(): boolean {
-    return false;
-  }
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.inner.read(offset, length);
-  }
-  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  override write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     // Superblock and bitmap writes (below the data area) go through, so only the data write fails.
     if (this.armed && offset >= 1024 * 1024) return Promise.reject(this.armed);
-    return this.inner.write(offset, data, options);
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  discard(offset: number, length: number): Promise<void> {
-    return this.inner.discard(offset, length);
-  }
-  writeZeroes(offset: number, length: number): Promise<void> {
-    return this.inner.writeZeroes(offset, length);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
+    return super.write(offset, data, options);
   }
 }
 

@@ -18,7 +18,7 @@ import fc from 'fast-check';
 import { assembleArray, createArray, type MdArray } from '../../src/md/index.js';
 import { FaultDevice, PowerDomain, type CutMode } from '../../src/block/fault-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
-import { RecordingDevice } from './recording-device.js';
+import { RecordingDevice } from '../support/recording-device.js';
 import { scaled } from '../support/long-mode.js';
 import { PATH_ENV, propertySeed, runProperty } from '../support/property-run.js';
 

@@ -10,7 +10,7 @@ import { FaultDevice } from '../../src/block/fault-device.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import { DATA_OFFSET, memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
 import { inconsistentRows } from './raid5-fixture.js';
-import { RecordingDevice } from './recording-device.js';
+import { RecordingDevice } from '../support/recording-device.js';
 
 // 160 MiB sparse members: about 2500 bitmap chunks, so chunks 512 apart sit in different 512-byte
 // bitmap blocks and no infect (llbitmap.md A6) widens what the tests count.

@@ -11,12 +11,11 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../../src/block/block-device.js';
-import { isBlockError } from '../../src/block/errors.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
 import { scaled } from '../support/long-mode.js';
 import { patternBytes, tool } from './helpers.js';
+import { RecordingDevice, type IoRecord } from '../support/recording-device.js';
 import { tempDir } from '../support/temp-dir.js';
 
 const SIZE = 1024 * 1024;
@@ -55,66 +54,20 @@ function collector(): () => void {
 }
 
 /**
- * Records which bytes the server changed on the device (a bitmap the size of the export, so it
- * does not grow with the run), and any call it made outside the export.
+ * Which bytes the server changed on the device (a bitmap the size of the export, so it does not
+ * grow with the run), and how many changes it asked for outside the export.
  */
-class RecordingDevice implements BlockDevice {
+class Changes {
   readonly touched = new Uint8Array(SIZE);
-  changes = 0;
-  outOfRangeChanges = 0;
-  outOfRangeCalls = 0;
-  constructor(private readonly inner: MemoryDevice) {}
-  get size(): number {
-    return this.inner.size;
-  }
-  get blockSize(): number {
-    return this.inner.blockSize;
-  }
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.watch(this.inner.read(offset, length));
-  }
-  write(offset: number, data: Uint8Array, _options?: WriteOptions): Promise<void> {
-    // Recorded before the device runs, so a write that fails half-way is still accounted for.
-    this.record(offset, data.length);
-    // A memory device is as durable as it gets: FUA changes nothing for it.
-    return this.watch(this.inner.write(offset, data));
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  discard(offset: number, length: number): Promise<void> {
-    this.record(offset, length);
-    return this.watch(this.inner.discard(offset, length));
-  }
-  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    this.record(offset, length);
-    return this.watch(this.inner.writeZeroes(offset, length, options));
-  }
-  extents(offset: number, length: number): Promise<Extent[]> {
-    return this.watch(this.inner.extents(offset, length));
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-  /** Forgets what was recorded so far (the fixture's own writes). */
-  reset(): void {
-    this.touched.fill(0);
-    this.changes = 0;
-  }
-  private record(offset: number, length: number): void {
-    this.changes++;
-    if (!(offset >= 0 && offset + length <= SIZE)) this.outOfRangeChanges++;
+  count = 0;
+  outOfRange = 0;
+  /** Recorded as the request reaches the device, so a write that fails half-way is accounted for. */
+  readonly onRequest = ({ op, offset, length }: IoRecord): void => {
+    if (op === 'read' || op === 'flush') return;
+    this.count++;
+    if (!(offset >= 0 && offset + length <= SIZE)) this.outOfRange++;
     else this.touched.fill(1, offset, offset + length);
-  }
-  private watch<T>(p: Promise<T>): Promise<T> {
-    return p.catch((err: unknown) => {
-      if (isBlockError(err, 'ERANGE') || isBlockError(err, 'EINVAL')) this.outOfRangeCalls++;
-      throw err;
-    });
-  }
+  };
 }
 
 /** xorshift32: the whole run is reproducible from NBD_FUZZ_SEED. */
@@ -272,12 +225,14 @@ describe('NBD server under fuzzing', () => {
   const dir = tempDir({ after }, 'nbd-fuzz');
   const sock = join(dir, 'nbd.sock');
   const original = patternBytes(SIZE, 5);
-  const device = new RecordingDevice(new MemoryDevice(SIZE, { blockSize: 512 }));
+  const changes = new Changes();
+  const device = new RecordingDevice(new MemoryDevice(SIZE, { blockSize: 512 }), { onRequest: changes.onRequest });
   const server = new NbdServer({ exports: [{ name: 'fuzz', device }], limits: { handshakeTimeoutMs: 5000 } });
 
   before(async () => {
+    device.recording = false;
     await device.write(0, original);
-    device.reset();
+    device.recording = true;
     await server.listen({ socket: sock });
   });
 
@@ -303,17 +258,17 @@ describe('NBD server under fuzzing', () => {
       }
     }
     const seconds = (Date.now() - t0) / 1000;
-    console.log(`fuzz: ${CASES} streams in ${seconds.toFixed(1)} s (seed ${SEED}), ${device.changes} device writes/zeroes/discards`);
+    console.log(`fuzz: ${CASES} streams in ${seconds.toFixed(1)} s (seed ${SEED}), ${changes.count} device writes/zeroes/discards`);
 
     // Connections may linger for a moment after the client's FIN while their requests finish.
     for (let i = 0; i < 100 && server.connectionCount > 0; i++) await new Promise((res) => setTimeout(res, 20));
     assert.equal(server.connectionCount, 0, `every fuzz connection was closed (${replay})`);
-    assert.equal(device.outOfRangeCalls, 0, `the server never handed the device an invalid range (${replay})`);
-    assert.equal(device.outOfRangeChanges, 0, `every device change lies inside the export (${replay})`);
+    assert.equal(device.refused, 0, `the server never handed the device an invalid range (${replay})`);
+    assert.equal(changes.outOfRange, 0, `every device change lies inside the export (${replay})`);
 
     const now = await device.read(0, SIZE);
     for (let i = 0; i < SIZE; i++) {
-      if (now[i] !== original[i] && device.touched[i] === 0) assert.fail(`byte ${i} changed without an accepted write (${replay})`);
+      if (now[i] !== original[i] && changes.touched[i] === 0) assert.fail(`byte ${i} changed without an accepted write (${replay})`);
     }
 
     // Memory: the last third of the samples must not peak much above the first third.

@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import type { BlockDevice, Extent } from '../../src/block/block-device.js';
+import type { BlockDevice, WriteOptions } from '../../src/block/block-device.js';
+import { FilterDevice } from '../../src/block/filter-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { IoError } from '../../src/block/errors.js';
 import { NbdServer } from '../../src/nbd/index.js';
@@ -20,22 +21,21 @@ const SIZE = 1024 * 1024;
  * A memory device whose reads (and, with gatedWrites, writes) wait until the test releases them,
  * counting concurrency.
  */
-class GatedDevice implements BlockDevice {
-  readonly inner = new MemoryDevice(SIZE, { blockSize: 512 });
-  readonly size = SIZE;
-  readonly blockSize = 512;
-  readonly readOnly = false;
+class GatedDevice extends FilterDevice {
   gated = false;
   gatedWrites = false;
   running = 0;
   maxRunning = 0;
   private readonly waiting: Array<() => void> = [];
-  async read(offset: number, length: number): Promise<Buffer> {
+  constructor() {
+    super(new MemoryDevice(SIZE, { blockSize: 512 }));
+  }
+  override async read(offset: number, length: number): Promise<Buffer> {
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     if (this.gated) await new Promise<void>((resolve) => this.waiting.push(resolve));
     this.running--;
-    return this.inner.read(offset, length);
+    return super.read(offset, length);
   }
   /** Releases the read that arrived `index`-th among those still waiting. */
   release(index: number): void {
@@ -45,24 +45,9 @@ class GatedDevice implements BlockDevice {
   get waitingCount(): number {
     return this.waiting.length;
   }
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     if (this.gatedWrites) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    return this.inner.write(offset, data);
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  discard(offset: number, length: number): Promise<void> {
-    return this.inner.discard(offset, length);
-  }
-  writeZeroes(offset: number, length: number): Promise<void> {
-    return this.inner.writeZeroes(offset, length);
-  }
-  extents(offset: number, length: number): Promise<Extent[]> {
-    return this.inner.extents(offset, length);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
+    return super.write(offset, data, options);
   }
 }
 
