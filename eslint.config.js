@@ -1,6 +1,6 @@
 // Lint rules: the recommended sets of ESLint and typescript-eslint, over the TypeScript sources,
 // and the layers of docs/architecture.md: imports only point down, and the layers above md reach
-// it only through md/index.ts.
+// it only through md/index.ts. src/common (the error base and tracing) is below every layer.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -24,12 +24,13 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
-  layer(['src/units/**'], anyOf('block', 'md', 'nbd', 'engine', 'csi', 'k8s', 'cli'), 'units is the bottom layer: it imports nothing of llraid'),
-  layer(['src/block/**'], anyOf('md', 'nbd', 'engine', 'csi', 'k8s', 'cli'), 'block imports units only'),
+  layer(['src/common/**'], anyOf('units', 'block', 'md', 'nbd', 'engine', 'csi', 'k8s', 'cli'), 'common is below every layer: it imports nothing of llraid'),
+  layer(['src/units/**'], anyOf('block', 'md', 'nbd', 'engine', 'csi', 'k8s', 'cli'), 'units is the bottom layer: it imports common only'),
+  layer(['src/block/**'], anyOf('md', 'nbd', 'engine', 'csi', 'k8s', 'cli'), 'block imports units and common only'),
   layer(['src/md/**'], anyOf('nbd', 'engine', 'csi', 'k8s', 'cli'), 'md imports block only'),
   layer(['src/nbd/**'], anyOf('md', 'engine', 'csi', 'k8s', 'cli'), 'nbd imports block only'),
   layer(['src/engine/**'], [...anyOf('csi', 'k8s', 'cli'), ...mdInternals], 'engine imports block, nbd and md (through md/index.js) only'),
-  layer(['src/k8s/**'], anyOf('block', 'md', 'nbd', 'engine', 'csi', 'cli'), 'k8s imports units only'),
+  layer(['src/k8s/**'], anyOf('block', 'md', 'nbd', 'engine', 'csi', 'cli'), 'k8s imports units and common only'),
   layer(['src/csi/**'], [...anyOf('cli'), ...mdInternals], 'csi imports the layers below it, md through md/index.js only'),
   layer(['src/cli/**'], mdInternals, 'the CLI reaches md through md/index.js only'),
 );

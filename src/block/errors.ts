@@ -1,25 +1,22 @@
 // Typed errors of the block layer. Every layer above maps these exactly once:
 // md turns EIO into a failed member, NBD into an NBD error number, CSI into a gRPC code.
 
-export type BlockErrorCode =
-  | 'EIO' // the device failed the request; its contents at that range are unknown
-  | 'EINVAL' // the request is malformed (negative length, misaligned where alignment is required)
-  | 'ERANGE' // the request reaches outside the device
-  | 'EROFS' // the device is read-only
-  | 'ENOSPC' // the backing store has no room left
-  | 'ENOTSUP' // the device cannot do this operation
-  | 'EBUSY' // another opener holds the device exclusively
-  | 'ETIMEDOUT' // the device did not answer within its deadline (and is not asked again)
-  | 'ESHUTDOWN'; // the device is closed (or lost power, for a fault-injecting device)
+import { LlraidError } from '../common/llraid-error.js';
 
-export class BlockError extends Error {
-  readonly code: BlockErrorCode;
-  constructor(code: BlockErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = new.target.name;
-  }
-}
+export const BLOCK_ERROR_CODES = [
+  'EIO', // the device failed the request; its contents at that range are unknown
+  'EINVAL', // the request is malformed (negative length, misaligned where alignment is required)
+  'ERANGE', // the request reaches outside the device
+  'EROFS', // the device is read-only
+  'ENOSPC', // the backing store has no room left
+  'ENOTSUP', // the device cannot do this operation
+  'EBUSY', // another opener holds the device exclusively
+  'ETIMEDOUT', // the device did not answer within its deadline (and is not asked again)
+  'ESHUTDOWN', // the device is closed (or lost power, for a fault-injecting device)
+] as const;
+export type BlockErrorCode = (typeof BLOCK_ERROR_CODES)[number];
+
+export class BlockError extends LlraidError<BlockErrorCode> {}
 
 export class IoError extends BlockError {
   constructor(message: string, options?: { cause?: unknown }) {

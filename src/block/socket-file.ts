@@ -5,19 +5,15 @@
 
 import { lstatSync, unlinkSync, type Stats } from 'node:fs';
 import { createConnection } from 'node:net';
+import { LlraidError } from '../common/llraid-error.js';
 
-export type SocketPathErrorCode =
-  | 'ENOTSOCK' // something other than a socket is at the path: a file, a directory, a link...
-  | 'EADDRINUSE'; // a socket at the path accepts connections: another server owns it
+export const SOCKET_PATH_ERROR_CODES = [
+  'ENOTSOCK', // something other than a socket is at the path: a file, a directory, a link...
+  'EADDRINUSE', // a socket at the path accepts connections: another server owns it
+] as const;
+export type SocketPathErrorCode = (typeof SOCKET_PATH_ERROR_CODES)[number];
 
-export class SocketPathError extends Error {
-  readonly code: SocketPathErrorCode;
-  constructor(code: SocketPathErrorCode, message: string) {
-    super(message);
-    this.code = code;
-    this.name = 'SocketPathError';
-  }
-}
+export class SocketPathError extends LlraidError<SocketPathErrorCode> {}
 
 /** What an lstat mode says is at a path, for messages. */
 function describeKind(st: Stats): string {

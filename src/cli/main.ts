@@ -4,9 +4,10 @@
 
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { reportError, UsageError } from './report-error.js';
+import { EXIT_USAGE, reportError, UsageError } from './report-error.js';
 import { setInlineIoDefault } from '../block/file-device.js';
 import { setDefaultDeadline } from '../block/deadline-io.js';
+import { configureTrace } from '../common/trace.js';
 
 // One line per command module; keep the list in the order `llraid --help` should show them.
 const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
@@ -32,6 +33,10 @@ export function packageVersion(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // LLRAID_TRACE=md,nbd (or all) and LLRAID_VERBOSITY=debug|info|error: trace lines on stderr
+  // (src/block/trace.ts). A name it does not know is refused rather than traced silently never.
+  const traceProblems = configureTrace({ trace: process.env.LLRAID_TRACE, verbosity: process.env.LLRAID_VERBOSITY });
+  if (traceProblems.length > 0) return reportError(new UsageError(traceProblems.join('; ')));
   // LLRAID_INLINE_IO=0: every member request through libuv's pool (src/block/positional-io.ts).
   if (process.env.LLRAID_INLINE_IO === '0') setInlineIoDefault(false);
   // LLRAID_MEMBER_TIMEOUT: seconds a member on FUSE/NFS may leave a request unanswered before
@@ -52,7 +57,9 @@ async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    // Commander has printed its message (and the help): an unknown option or a missing argument
+    // is usage, as a UsageError is; help and --version exit 0.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
     return reportError(err);
   }
 }

@@ -10,10 +10,10 @@ import { controlRequest } from '../engine/control/client.js';
 import type { Attacher } from './attach.js';
 import type { Engines } from '../engine/supervisor.js';
 import type { EngineHostHello, EngineHostReply, EngineHostRequest } from './engine-host.js';
-import { CommandError, CsiError, type CsiErrorCode } from './errors.js';
+import { CommandError, CSI_ERROR_CODES, CsiError, type CsiErrorCode } from './errors.js';
 import type { ProcessInfo } from '../engine/processes.js';
 
-const CSI_CODES = new Set<string>(['INVALID_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNAVAILABLE', 'UNIMPLEMENTED', 'INTERNAL']);
+const CSI_CODES = new Set<string>(CSI_ERROR_CODES);
 
 /** One request to the engine host; its failure comes back as the error the host met. */
 export function hostRequest(socketPath: string, req: EngineHostRequest): Promise<unknown> {

@@ -16,7 +16,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { chmod } from 'node:fs/promises';
 import type { Attacher } from './attach.js';
 import type { EngineSupervisor } from '../engine/supervisor.js';
-import { CommandError, CsiError } from './errors.js';
+import { describeError, trace } from '../common/trace.js';
+import { CommandError, CsiError, csiCode, statusDetails } from './errors.js';
 
 /** What a request may ask for; the client (engine-host-client.ts) sends exactly these. */
 export type EngineHostRequest =
@@ -97,16 +98,20 @@ export class EngineHost {
   }
 
   private async handle(line: string): Promise<EngineHostReply> {
+    let req: EngineHostRequest | undefined;
     try {
-      return { ok: true, result: (await this.execute(parseRequest(line))) ?? null };
+      req = parseRequest(line);
+      trace('engine', 'info', () => `engine host: ${describeRequest(req!)}`);
+      return { ok: true, result: (await this.execute(req)) ?? null };
     } catch (err) {
-      const e = err as Error & { code?: unknown };
+      trace('engine', 'error', () => `engine host: ${req ? describeRequest(req) : 'request'} failed: ${describeError(err)}`);
       return {
         ok: false,
         error: {
           name: err instanceof Error ? err.name : 'Error',
-          code: typeof e.code === 'string' ? e.code : 'INTERNAL',
-          message: e.message ?? String(err),
+          // The CSI code the plugin answers with: the host maps once, as toStatus would.
+          code: csiCode(err),
+          message: statusDetails(err),
           ...(err instanceof CommandError ? { exitCode: err.exitCode, stderr: err.stderr } : {}),
         },
       };
@@ -140,6 +145,13 @@ export class EngineHost {
         return this.attacher.resize(req.device, req.bytes);
     }
   }
+}
+
+/** A request for a trace line: its op and what it names (never the serve arguments in full). */
+function describeRequest(req: EngineHostRequest): string {
+  if (req.op === 'hello') return req.op;
+  if (req.op === 'attach.resize') return `${req.op} ${req.device} to ${req.bytes} bytes`;
+  return `${req.op} ${req.volumeId}`;
 }
 
 /** `serve` options a client may pass, each with one value; the host sets socket, control and export itself. */

@@ -1,8 +1,15 @@
 // Adapts the CSI service objects (async method(request) → response) to grpc-js handlers. This is
 // the CSI layer's error boundary: every thrown error becomes a gRPC status here, via toStatus.
 
-import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { toStatus } from './errors.js';
+import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { LlraidError } from '../common/llraid-error.js';
+import { describeError, trace } from '../common/trace.js';
+import { csiCode, statusDetails } from './errors.js';
+
+/** Maps any error to a gRPC status code and a message; unknown errors are INTERNAL. */
+export function toStatus(err: unknown): { code: GrpcStatus; details: string } {
+  return { code: GrpcStatus[csiCode(err)], details: statusDetails(err) };
+}
 
 export type CsiHandler = (request: never) => Promise<object>;
 
@@ -21,6 +28,7 @@ export function toGrpcImplementation(
     if (!handler) continue;
     impl[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const started = Date.now();
+      trace('csi', 'debug', () => `${name}${describeCall(call.request)}`);
       (handler as (r: unknown) => Promise<object>)(call.request).then(
         (response) => {
           log?.(name, Date.now() - started);
@@ -28,6 +36,9 @@ export function toGrpcImplementation(
         },
         (err: unknown) => {
           const s = toStatus(err);
+          // The log line has the status; the trace has what the status hides: the error's
+          // family and causes, and the stack of an error that is no llraid error (a bug).
+          trace('csi', s.code === GrpcStatus.INTERNAL ? 'error' : 'info', () => `${name}${describeCall(call.request)} failed: ${describeFailure(err)}`);
           log?.(name, Date.now() - started, s);
           callback({ code: s.code, details: s.details, name: 'CsiError', message: s.details });
         },
@@ -35,4 +46,25 @@ export function toGrpcImplementation(
     };
   }
   return impl;
+}
+
+/** The fields of a CSI request that say what it is about (never its secrets or parameters). */
+const CALL_FIELDS = ['name', 'volume_id', 'node_id', 'staging_target_path', 'target_path', 'volume_path'];
+
+function describeCall(request: unknown): string {
+  if (typeof request !== 'object' || request === null) return '';
+  const r = request as Record<string, unknown>;
+  const parts = CALL_FIELDS.filter((f) => typeof r[f] === 'string' && r[f] !== '').map((f) => `${f}=${String(r[f])}`);
+  return parts.length > 0 ? ` ${parts.join(' ')}` : '';
+}
+
+/** An error with its name, code and causes; with its stack when it is no llraid error. */
+function describeFailure(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const what = e instanceof Error ? `${e.name}: ${describeError(e)}` : String(e);
+    parts.push(e instanceof Error && !(e instanceof LlraidError) ? (e.stack ?? what) : what);
+    if (!(e instanceof Error)) break;
+  }
+  return parts.join('; caused by ');
 }

@@ -6,17 +6,16 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { LlraidError } from '../common/llraid-error.js';
 import { invalid } from './errors.js';
 
 /** Linux gives up after 40 symlinks in one lookup (MAXSYMLINKS); so does the resolver. */
 const MAX_LINKS = 40;
 
 /** Why a path could not be resolved (a symlink loop, `..` below a directory that does not exist). */
-export class UnresolvablePathError extends Error {
-  readonly code = 'EUNRESOLVABLE';
+export class UnresolvablePathError extends LlraidError<'EUNRESOLVABLE'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'UnresolvablePathError';
+    super('EUNRESOLVABLE', message);
   }
 }
 

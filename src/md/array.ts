@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { checkRange, readInto } from '../block/block-device.js';
 import { BlockError, IoError, ShutdownError, isBlockError } from '../block/errors.js';
-import { MdError } from './errors.js';
+import { describeError, trace } from '../common/trace.js';
+import { MdError, asBlockError } from './errors.js';
 import { DEFAULT_TUNING } from './tuning.js';
 import { Member } from './member.js';
 import { levelName, type ArrayState, type ArrayStatus } from './array-status.js';
@@ -275,7 +276,7 @@ export class MdArray implements BlockDevice {
         const m = this.members.find((x) => x === member);
         if (m === undefined) return;
         // A failure no superblock could record leaves the array failed; nobody awaits this one.
-        const p = this.failMember(m, err).catch(() => undefined).finally(() => this.failures.delete(p));
+        const p = this.failMember(m, err).catch((e: unknown) => this.traceUnrecorded(m, e)).finally(() => this.failures.delete(p));
         this.failures.add(p);
       },
     };
@@ -292,8 +293,8 @@ export class MdArray implements BlockDevice {
     try {
       return await op();
     } catch (err) {
-      // The boundary between md and BlockDevice users: md's EIO becomes the block layer's.
-      if (err instanceof MdError && err.code === 'EIO') throw new IoError(`array ${this.name}: ${err.message}`, { cause: err });
+      // The boundary between md and BlockDevice users: md's errors become the block layer's.
+      if (err instanceof MdError) throw asBlockError(err, `array ${this.name}`);
       throw err;
     } finally {
       this.inflight--;
@@ -463,6 +464,16 @@ export class MdArray implements BlockDevice {
     return next;
   }
 
+  /** A failure that no superblock could record has left the array failed: nobody awaits it. */
+  private traceUnrecorded(m: Member, err: unknown): void {
+    trace('md', 'error', () => `array ${this.name}: failing member ${m.name} could not be recorded: ${describeError(err)}`);
+  }
+
+  /** A member device closed on the way out; it takes no I/O any more, whatever close says. */
+  private traceClose(m: { name: string }, err: unknown): void {
+    trace('md', 'debug', () => `array ${this.name}: closing ${m.name}: ${describeError(err)}`);
+  }
+
   private markFaulty(m: Member): void {
     if (m.role !== undefined && this.byRole[m.role] === m) this.byRole[m.role] = undefined;
     m.state = 'faulty';
@@ -496,7 +507,7 @@ export class MdArray implements BlockDevice {
       for (const m of this.members) {
         if ((m.state !== 'in_sync' && m.state !== 'rebuilding') || m.device.health === undefined) continue;
         const why = await m.device.health().catch((err: unknown) => (err as Error).message);
-        if (why !== undefined && !this.stopping) await this.failMember(m, new IoError(why)).catch(() => undefined);
+        if (why !== undefined && !this.stopping) await this.failMember(m, new IoError(why)).catch((e: unknown) => this.traceUnrecorded(m, e));
       }
     } finally {
       this.checkingHealth = false;
@@ -517,8 +528,12 @@ export class MdArray implements BlockDevice {
       // levels fail it (raid5_error): the array then stops with "cannot continue".
       const working = this.working();
       working[role] = false;
-      if (!this.personality.canRun(working)) return;
+      if (!this.personality.canRun(working)) {
+        trace('md', 'info', () => `array ${this.name}: member ${m.name} kept: it holds the last copy of some data (${m.failure})`);
+        return;
+      }
     }
+    trace('md', 'info', () => `array ${this.name}: member ${m.name} failed: ${m.failure}`);
     this.markFaulty(m);
     if (!this.running) {
       if (role !== undefined) this.vacatedBeforeRun.push(role);
@@ -535,7 +550,11 @@ export class MdArray implements BlockDevice {
   private takeSpare(role: number): void {
     const spare = this.members.find((x) => x.state === 'spare');
     if (spare !== undefined && this.tuning.autoSync && !this.stopping && this.state !== 'failed') {
-      const p = this.attachToRole(spare, role, false).catch(() => undefined).finally(() => this.failures.delete(p));
+      trace('md', 'info', () => `array ${this.name}: spare ${spare.name} takes role ${role}, full recovery`);
+      // Nobody awaits it: a spare that cannot be attached stays a spare, and says why.
+      const p = this.attachToRole(spare, role, false)
+        .catch((err: unknown) => trace('md', 'error', () => `array ${this.name}: spare ${spare.name} could not take role ${role}: ${describeError(err)}`))
+        .finally(() => this.failures.delete(p));
       this.failures.add(p);
     }
   }
@@ -645,7 +664,7 @@ export class MdArray implements BlockDevice {
     }
     this.members.splice(this.members.indexOf(m), 1);
     await this.writeSuperblocks(false);
-    if (m.owned) await m.device.close().catch(() => undefined);
+    if (m.owned) await m.device.close().catch((err: unknown) => this.traceClose(m, err));
   }
 
   /**
@@ -690,7 +709,7 @@ export class MdArray implements BlockDevice {
     }
     // The failed member's descriptor still holds the file's exclusive lock: let it go first. A
     // faulty member takes no I/O, so its record can stay (closed) until the re-add succeeds.
-    if (old?.owned) await old.device.close().catch(() => undefined);
+    if (old?.owned) await old.device.close().catch((err: unknown) => this.traceClose(old, err));
     const opened = await openMember(spec);
     try {
       const sb = await readSuperblock(opened.device, opened.name);
@@ -699,13 +718,17 @@ export class MdArray implements BlockDevice {
       }
       if (old !== undefined) this.members.splice(this.members.indexOf(old), 1);
       const role = sb.devRoles[sb.devNumber];
-      const guided = this.bitmap.kind === 'llbitmap'
-        && role !== undefined && role < this.identity.raidDisks
-        && this.byRole[role] === undefined
-        && this.devRoles[sb.devNumber] === ROLE_FAULTY
-        && (sb.featureMap & FEATURE_RECOVERY_OFFSET) === 0
-        && sb.events <= this.eventsCounter
-        && sb.events >= (this.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN);
+      // Why the bitmap cannot cover what the member missed; undefined when it can.
+      const unguided = this.bitmap.kind !== 'llbitmap' ? 'the array has no llbitmap'
+        : role === undefined || role >= this.identity.raidDisks ? 'it held no data role'
+        : this.byRole[role] !== undefined ? `role ${role} is taken`
+        : this.devRoles[sb.devNumber] !== ROLE_FAULTY ? 'the array does not record it as failed'
+        : (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0 ? 'it was being rebuilt when it left'
+        : sb.events > this.eventsCounter ? `its events ${sb.events} are ahead of the array's ${this.eventsCounter}`
+        : sb.events < (this.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN) ? 'its role was filled by another member since it left'
+        : undefined;
+      const guided = unguided === undefined && role !== undefined;
+      trace('md', 'info', () => `array ${this.name}: re-add ${opened.name}: ${guided ? 'bitmap-guided recovery' : `full recovery, ${unguided}`}`);
       const m = new Member(opened.name, opened.device, sb, opened.owned);
       // It may have left before the array grew.
       await fitMember(m, m.dataOffset + this.identity.usedSectors * SECTOR);
@@ -718,7 +741,7 @@ export class MdArray implements BlockDevice {
       }
       return guided ? 'bitmap' : 'full';
     } catch (err) {
-      if (opened.owned && !this.members.some((x) => x.device === opened.device)) await opened.device.close().catch(() => undefined);
+      if (opened.owned && !this.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => this.traceClose(opened, e));
       throw err;
     }
   }
@@ -745,7 +768,7 @@ export class MdArray implements BlockDevice {
       const sb: Superblock = { ...template, dataSize, devNumber: this.freeDevNumber(), deviceUuid: randomBytes(16), recoveryOffset: 0, cntCorrectedRead: 0, devflags: 0 };
       await this.attach(new Member(opened.name, opened.device, sb, opened.owned), false);
     } catch (err) {
-      if (opened.owned && !this.members.some((x) => x.device === opened.device)) await opened.device.close().catch(() => undefined);
+      if (opened.owned && !this.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => this.traceClose(opened, e));
       throw err;
     }
   }
@@ -837,6 +860,7 @@ export class MdArray implements BlockDevice {
 
   private startSyncThread(mode: SyncMode, from: number, bitmapGuided: boolean): SyncThread {
     const thread = new SyncThread({
+      array: this.name,
       mode,
       from,
       bitmapGuided,
@@ -900,7 +924,10 @@ export class MdArray implements BlockDevice {
           }
         }
         this.refreshState();
-        await this.writeSuperblocks(false).catch(() => undefined);
+        // In sync in memory either way; superblocks that could not say so keep the recovery
+        // offset, and the next assembly recovers from it again: safe, so only traced.
+        await this.writeSuperblocks(false).catch((err: unknown) =>
+          trace('md', 'error', () => `array ${this.name}: recovery complete, but the superblocks could not record it: ${describeError(err)}`));
       } else if (thread.mode === 'resync' || thread.mode === 'repair') {
         // A write during the pass may have left a chunk NeedSync behind its position: then
         // another pass follows (md sets MD_RECOVERY_NEEDED again), else nothing is owed.
@@ -975,7 +1002,7 @@ export class MdArray implements BlockDevice {
     this.stopping = true;
     clearInterval(this.healthTimer);
     this.syncThread?.stop();
-    await this.bitmap.close().catch(() => undefined);
+    await this.bitmap.close().catch((err: unknown) => trace('md', 'debug', () => `array ${this.name}: abandon: bitmap close: ${describeError(err)}`));
     this.state = 'stopped';
     await Promise.allSettled(this.members.filter((m) => m.owned).map((m) => m.device.close()));
   }

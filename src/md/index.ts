@@ -37,9 +37,9 @@
 //                                            bitmap counts, sync progress, events, mismatches
 //     bitmap            the WriteIntentBitmap (bitsText()/metadataText() for status output)
 //
-// Errors: MdError with a code (EBADMETA, EUUID, ENODEV, EINVAL, EBUSY, ENOSPC, ENOTSUP, EEXIST);
-// I/O through the BlockDevice methods rejects with the block layer's errors (IoError when no
-// complete copy is left, ShutdownError after stop).
+// Errors: MdError with a code from MD_ERROR_CODES (EBADMETA, EUUID, ENODEV, EINVAL, EBUSY, ENOSPC,
+// ENOTSUP, EEXIST, ...); I/O through the BlockDevice methods rejects with the block layer's errors
+// only (md's codes mapped by MD_AS_BLOCK_CODE: EIO when no complete copy is left, ESHUTDOWN after stop).
 
 export { MdArray, type ArrayStatus, type ArrayState, type MemberStatus, type ArrayTuning } from './array.js';
 export { createArray, type CreateOptions } from './create.js';
@@ -60,6 +60,6 @@ export type { SyncProgress, SyncSummary } from './sync-thread.js';
 export type { BitmapKind } from './bitmap-setup.js';
 export type { BitmapLoadReport } from './write-intent-bitmap.js';
 export { describeBitmapLoad } from './llbitmap/cross-check.js';
-export { MdError, type MdErrorCode } from './errors.js';
+export { MD_ERROR_CODES, MdError, type MdErrorCode } from './errors.js';
 export { DEFAULT_TUNING } from './tuning.js';
 export { formatUuid, type Superblock } from './superblock.js';

@@ -8,6 +8,7 @@
 // chunks and sync everything else.
 
 import type { SyncWindowResult } from './personality.js';
+import { describeError, trace } from '../common/trace.js';
 import type { SyncMode } from './types.js';
 import type { WriteIntentBitmap } from './write-intent-bitmap.js';
 
@@ -30,6 +31,8 @@ export interface SyncSpeed {
 }
 
 export interface SyncHost {
+  /** The array's name, for trace lines. */
+  array?: string;
   mode: SyncMode;
   /** Sync-space byte to start from (a checkpoint when resuming). */
   from: number;
@@ -248,6 +251,8 @@ export class SyncThread {
   async run(): Promise<SyncSummary> {
     const { bitmap, syncSize, mode } = this.host;
     const guided = this.host.bitmapGuided;
+    const who = `array ${this.host.array ?? '?'}: ${mode}${guided ? ' (bitmap-guided)' : ''}`;
+    trace('md', 'info', () => `${who}: pass starts at ${this.position} of ${syncSize} bytes, ${this.host.targetBytes} expected to sync`);
     // What was scheduled, in order. `position` moves over the finished prefix only: checkpoints
     // and Abortsync count on every byte below it being synced, whatever runs beyond it.
     const queue: { end: number; done: boolean; run: Promise<void> }[] = [];
@@ -326,6 +331,7 @@ export class SyncThread {
     } catch (err) {
       await Promise.allSettled(queue.map((e) => e.run));
       bitmap.endSync(this.position);
+      trace('md', 'error', () => `${who}: pass failed at ${this.position}: ${describeError(err)}`);
       throw err;
     }
     const complete = this.position >= syncSize && this.host.hasTargets();
@@ -344,6 +350,8 @@ export class SyncThread {
       bitmap.endSync(this.position);
       await this.host.checkpoint(this.position);
     }
+    trace('md', 'info', () => `${who}: pass ${complete ? 'complete' : this.stopRequested ? 'stopped' : 'ended (no member left to sync onto)'} at ${this.position}: ` +
+      `${this.bytesSynced} bytes synced, ${this.bytesSkipped} skipped, ${this.mismatches} sectors mismatched`);
     return this.summary(complete);
   }
 }

@@ -1,8 +1,10 @@
 // The one place where a failure while serving becomes an NBD error number on the wire.
-// BlockErrors map by code; anything else is a bug in a device and is reported as EIO so that the
-// client sees a failed request rather than a dropped connection.
+// BlockErrors map by code (an md array turns its own errors into block errors first); anything
+// else is a bug in a device, reported as EIO so that the client sees a failed request rather than
+// a dropped connection, and traced.
 
 import { isBlockError, type BlockErrorCode } from '../block/errors.js';
+import { trace } from '../common/trace.js';
 import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_ENOTSUP, NBD_EPERM, NBD_ESHUTDOWN } from './protocol.js';
 
 const BY_CODE: Record<BlockErrorCode, number> = {
@@ -21,5 +23,7 @@ const BY_CODE: Record<BlockErrorCode, number> = {
 };
 
 export function nbdErrorNumber(err: unknown): number {
-  return isBlockError(err) ? BY_CODE[err.code] : NBD_EIO;
+  if (isBlockError(err)) return BY_CODE[err.code];
+  trace('nbd', 'error', () => `a device failed a request with something other than a block error, answered EIO: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return NBD_EIO;
 }

@@ -1,16 +1,21 @@
 // Byte counts as people write and read them: "4096", "512K", "64M", "10G", "1T" in (powers of
 // 1024, as mdadm and Kubernetes' binary quantities), "2.5 GiB" out. One grammar for every input
 // (the CLI's --size, StorageClass chunkSize, the node's default capacity) and one form for every
-// message, status column and Event. The bottom of the layers: every layer may import it.
+// message, status column and Event. The bottom of the layers (over src/common): every layer may import it.
+
+import { LlraidError } from '../common/llraid-error.js';
 
 const UNITS: Record<string, bigint> = { '': 1n, K: 1n << 10n, M: 1n << 20n, G: 1n << 30n, T: 1n << 40n, P: 1n << 50n, E: 1n << 60n };
 
+export const SIZE_ERROR_CODES = [
+  'EINVAL', // a size text that is not one: the message names the setting and says what was expected
+] as const;
+export type SizeErrorCode = (typeof SIZE_ERROR_CODES)[number];
+
 /** A size text that is not one: `what` names the setting, the message says what was expected. */
-export class SizeError extends Error {
-  readonly code = 'EINVAL';
+export class SizeError extends LlraidError<SizeErrorCode> {
   constructor(message: string) {
-    super(message);
-    this.name = 'SizeError';
+    super('EINVAL', message);
   }
 }
 

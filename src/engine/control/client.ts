@@ -1,20 +1,17 @@
 // The command side of the control protocol: one request, one reply, over the engine's socket.
 
 import { connect } from 'node:net';
-import type { ControlReply, ControlRequest } from './protocol.js';
+import { LlraidError } from '../../common/llraid-error.js';
+import { trace } from '../../common/trace.js';
+import { CONTROL_ERROR_CODES, type ControlErrorCode, type ControlReply, type ControlRequest } from './protocol.js';
 
-/** A failure the engine reported, with its code (MdError/BlockError codes). */
-export class EngineError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'EngineError';
-  }
-}
+/** A failure the engine reported, with its code (MdError/BlockError codes), or no reply at all. */
+export class EngineError extends LlraidError<ControlErrorCode> {}
+
+const KNOWN_CODES = new Set<string>(CONTROL_ERROR_CODES);
 
 export async function controlRequest(path: string, req: ControlRequest): Promise<ControlReply & { ok: true }> {
+  trace('engine', 'debug', () => `control ${path}: request ${JSON.stringify(req)}`);
   const line = await new Promise<string>((resolve, reject) => {
     const socket = connect(path);
     let buf = '';
@@ -31,7 +28,18 @@ export async function controlRequest(path: string, req: ControlRequest): Promise
     socket.on('error', (err) => reject(new EngineError('ECONNREFUSED', `control socket ${path}: ${err.message}`)));
     socket.on('close', () => reject(new EngineError('EIO', `control socket ${path}: closed before replying`)));
   });
-  const reply = JSON.parse(line) as ControlReply;
-  if (!reply.ok) throw new EngineError(reply.error.code, reply.error.message);
+  let reply: ControlReply;
+  try {
+    reply = JSON.parse(line) as ControlReply;
+  } catch {
+    throw new EngineError('EPROTO', `control socket ${path}: expected a JSON reply, found ${JSON.stringify(line.slice(0, 200))}`);
+  }
+  if (!reply.ok) {
+    const { code, message } = reply.error;
+    trace('engine', 'debug', () => `control ${path}: ${req.op} refused: ${message} (${code})`);
+    // An engine of another version may know codes this one does not: the message still says why.
+    if (!KNOWN_CODES.has(code)) throw new EngineError('EPROTO', `${message} (engine code ${String(code)})`);
+    throw new EngineError(code, message);
+  }
   return reply;
 }

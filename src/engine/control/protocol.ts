@@ -4,7 +4,8 @@
 // array this way, as mdadm reaches an array the kernel holds through its ioctls and sysfs.
 
 import type { IoCounters } from '../../block/counting-device.js';
-import type { ArrayStatus, SyncMode, SyncSummary } from '../../md/index.js';
+import { BLOCK_ERROR_CODES, type BlockErrorCode } from '../../block/errors.js';
+import { MD_ERROR_CODES, type ArrayStatus, type MdErrorCode, type SyncMode, type SyncSummary } from '../../md/index.js';
 
 export type ControlRequest =
   | { op: 'status' }
@@ -31,4 +32,19 @@ export type ControlReply =
     /** What clients asked of the served array since the engine started (with every status). */
     io?: IoCounters;
   }
-  | { ok: false; error: { code: string; message: string } };
+  | { ok: false; error: { code: ControlErrorCode; message: string } };
+
+/** The codes only the client gives, when it got no reply of this protocol. */
+export const CONTROL_CLIENT_ERROR_CODES = [
+  'ECONNREFUSED', // the control socket could not be reached: no engine serves it
+  'EPROTO', // the reply was not a reply of this protocol (not JSON, or an unknown code)
+] as const;
+
+/**
+ * The codes of a refused request (EngineError's): the engine replies with the code of the md or
+ * block error it met (EIO for anything else); the client adds its own when no reply came (and
+ * EIO for a connection closed before the reply).
+ */
+export type ControlErrorCode = MdErrorCode | BlockErrorCode | (typeof CONTROL_CLIENT_ERROR_CODES)[number];
+
+export const CONTROL_ERROR_CODES: readonly ControlErrorCode[] = [...new Set([...MD_ERROR_CODES, ...BLOCK_ERROR_CODES, ...CONTROL_CLIENT_ERROR_CODES])];

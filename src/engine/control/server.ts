@@ -5,10 +5,13 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, lstat, rm } from 'node:fs/promises';
 import type { IoCounters } from '../../block/counting-device.js';
+import { BlockError } from '../../block/errors.js';
+import { LlraidError } from '../../common/llraid-error.js';
 import { claimSocketPath } from '../../block/socket-file.js';
-import type { MdArray } from '../../md/index.js';
+import { trace } from '../../common/trace.js';
+import { MdError, type MdArray } from '../../md/index.js';
 import { executeControl } from './execute.js';
-import type { ControlReply, ControlRequest } from './protocol.js';
+import type { ControlErrorCode, ControlReply, ControlRequest } from './protocol.js';
 
 const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'stop']);
 const MAX_LINE = 64 * 1024;
@@ -91,14 +94,28 @@ async function handle(socket: Socket, line: string, engine: Engine): Promise<voi
     reply(socket, { ok: false, error: { code: 'EINVAL', message: (err as Error).message } });
     return;
   }
+  // Status is asked every few seconds by the node plugin: only debug shows it.
+  trace('engine', req.op === 'status' ? 'debug' : 'info', () => `control: ${line}`);
   try {
     const r = await executeControl(engine.array, req);
     reply(socket, r.status && engine.io ? { ...r, io: { ...engine.io() } } : r);
     if (req.op === 'stop') engine.onStop();
   } catch (err) {
-    const e = err as { code?: unknown; message?: unknown };
-    reply(socket, { ok: false, error: { code: typeof e.code === 'string' ? e.code : 'EIO', message: String(e.message ?? err) } });
+    const error = replyError(err);
+    trace('engine', 'info', () => `control ${req.op}: refused: ${error.message} (${error.code})`);
+    reply(socket, { ok: false, error });
   }
+}
+
+/**
+ * The control protocol's one mapping from an error to a reply: md and block errors keep their
+ * code (the client's EngineError carries it on, and the CLI and CSI map it as they map those
+ * families); anything else is the engine failing the request, EIO, with its message.
+ */
+function replyError(err: unknown): { code: ControlErrorCode; message: string } {
+  if (err instanceof MdError || err instanceof BlockError) return { code: err.code, message: err.message };
+  if (!(err instanceof LlraidError)) trace('engine', 'error', () => `control: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return { code: 'EIO', message: err instanceof Error ? err.message : String(err) };
 }
 
 function parseRequest(line: string): ControlRequest {

@@ -9,6 +9,7 @@
 //   data x < y missing:                   Dx = A·Px ^ B·Qx, Dy = Px ^ Dx,
 //                                         A = 2^(y-x) / (2^(y-x) ^ 1), B = 2^-x / (2^(y-x) ^ 1)
 
+import { MdError } from '../errors.js';
 import { gfDiv, gfExp2 } from './gf256.js';
 import { computeP, computePQ, mulXorInto, xorInto } from './syndrome.js';
 
@@ -23,10 +24,10 @@ export interface StripeBlocks {
   q?: Uint8Array | null;
 }
 
-export class TooManyMissingError extends RangeError {
+/** The stripe cannot be rebuilt: no complete copy of its data is left (EIO, as md's). */
+export class TooManyMissingError extends MdError {
   constructor(missing: number, tolerated: number) {
-    super(`stripe has ${missing} missing blocks, the level tolerates at most ${tolerated}`);
-    this.name = 'TooManyMissingError';
+    super('EIO', `stripe has ${missing} missing blocks, the level tolerates at most ${tolerated}`);
   }
 }
 

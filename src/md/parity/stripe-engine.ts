@@ -44,7 +44,12 @@ const CHECK_UNIT = 4096;
 const ZERO_PIECE = 1024 * 1024;
 
 // A member failed while a step was reading: plan the step again with the new member states.
-class Replan extends Error {}
+// Never leaves the engine (unwrap turns the last one into an EIO that says so).
+class Replan extends MdError {
+  constructor() {
+    super('EIO', 'a member failed while the step was reading; plan it again');
+  }
+}
 
 export class StripeEngine {
   readonly layout: ParityLayout;
