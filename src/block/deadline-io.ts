@@ -16,6 +16,7 @@ import { fdatasync } from 'node:fs';
 import { promisify } from 'node:util';
 import { TimeoutError } from './errors.js';
 import { byteLength, readP, writeP, type PositionalIo } from './positional-io.js';
+import { trace } from '../common/trace.js';
 
 const fdatasyncP = promisify(fdatasync);
 
@@ -77,7 +78,10 @@ export class DeadlineIo implements PositionalIo {
       let timer: NodeJS.Timeout | undefined;
       const expired = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          this.hung ??= `${this.what}: ${op} got no answer within ${this.deadlineMs} ms; not asked again`;
+          if (this.hung === undefined) {
+            this.hung = `${this.what}: ${op} got no answer within ${this.deadlineMs} ms; not asked again`;
+            trace('block', 'error', `${this.hung} (the device is marked hung)`);
+          }
           reject(new TimeoutError(this.hung));
         }, this.deadlineMs);
       });

@@ -12,6 +12,7 @@ import { unboundedWaitFilesystem } from './filesystem-kind.cjs';
 import { allocateFileRange, discardBlockRange, punchFileHole, zeroFileRange } from './file-space.js';
 import { AlignedBuffers } from './aligned-buffers.js';
 import { byteLength, InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
+import { describeError, trace } from '../common/trace.js';
 
 // The callback forms of fs are used on purpose: on the I/O hot path they cost less than
 // FileHandle's promise methods (no per-call FileHandle bookkeeping).
@@ -136,7 +137,7 @@ export class FileDevice implements BlockDevice {
         } catch (err) {
           throw (err as NodeJS.ErrnoException).code === 'EBUSY' ? new BusyError(`${path}: block device in use (mounted, or held by mdadm, device-mapper or another llraid engine); stop that user first`) : mapOpenError(path, err, options.direct ?? false);
         } finally {
-          await closeP(plain).catch(() => undefined);
+          await closeP(plain).catch((e: unknown) => trace('block', 'debug', () => `${path}: closing the plain descriptor: ${describeError(e)}`));
         }
         st = await fstatP(fd);
       }
@@ -160,7 +161,8 @@ export class FileDevice implements BlockDevice {
         : (options.inline ?? inlineByDefault) && !options.direct ? new InlineIo() : POOL_IO;
       return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, bounce);
     } catch (err) {
-      await closeP(fd).catch(() => undefined);
+      // The open failed already; a close that fails too only says less than that error.
+      await closeP(fd).catch((e: unknown) => trace('block', 'debug', () => `${path}: close after a failed open: ${describeError(e)}`));
       throw err;
     }
   }
@@ -327,7 +329,7 @@ export class FileDevice implements BlockDevice {
     const syncFd = this.syncFd;
     this.syncFd = undefined;
     await closeP(fd);
-    if (syncFd) await closeP(await syncFd).catch(() => undefined);
+    if (syncFd) await closeP(await syncFd).catch((e: unknown) => trace('block', 'debug', () => `${this.path}: closing the O_DSYNC descriptor: ${describeError(e)}`));
   }
 
   /** FUA waits for the disk: never inline, but under the deadline where there is one. */

@@ -8,6 +8,7 @@ import type { Attacher } from './attach.js';
 import { CsiError } from './errors.js';
 import { run } from './exec.js';
 import { findProcesses, waitExit } from '../engine/processes.js';
+import { describeError, trace } from '../common/trace.js';
 
 /** Seconds a request may wait on a dead connection before the kernel fails it. */
 const deadConnectionTimeout = 60;
@@ -26,7 +27,8 @@ export class KernelAttacher implements Attacher {
   private async attachNow(volumeId: string, socket: string): Promise<string> {
     const existing = await this.find(volumeId, socket);
     if (existing) return existing;
-    await run('modprobe', ['nbd'], { okCodes: [0, 1] }).catch(() => undefined);
+    // The module may be built in, or loaded by the node already; freeDevice says if it is missing.
+    await run('modprobe', ['nbd'], { okCodes: [0, 1] }).catch((err: unknown) => trace('csi', 'debug', () => `modprobe nbd: ${describeError(err)}`));
     const device = await this.freeDevice();
     await run('nbd-client', ['-unix', socket, device, '-N', volumeId, '-b', '4096', '-t', String(deadConnectionTimeout), '-nonetlink', '-persist']);
     // In ioctl mode the client forks; the device is usable once the kernel reports its size.

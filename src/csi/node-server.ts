@@ -18,6 +18,7 @@ import { bindMount, isVolumeMount, listMounts, mountAt, mountDevice, unmountAll,
 import { removePublishTarget } from './publish-target.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeCondition, type RuntimeState } from './volume-condition.js';
+import { describeError, trace } from '../common/trace.js';
 
 export interface NodeOptions {
   nodeId: string;
@@ -81,7 +82,12 @@ export class NodeServer implements VolumeUsage {
     const engineRunning = (await this.engines.find(volumeId)) !== undefined;
     const attached = (await this.attacher.find(volumeId, socket)) !== undefined;
     // A running engine speaks for the array; one that cannot answer leaves the superblocks' word.
-    const live = engineRunning ? await this.engines.control(volumeId, { op: 'status' }).catch(() => undefined) : undefined;
+    const live = engineRunning
+      ? await this.engines.control(volumeId, { op: 'status' }).catch((err: unknown) => {
+        trace('csi', 'info', () => `volume ${volumeId}: its engine runs but did not answer status: ${describeError(err)}`);
+        return undefined;
+      })
+      : undefined;
     return {
       staged: engineRunning || attached || (await this.engines.isWanted(volumeId)),
       engineRunning,

@@ -27,7 +27,7 @@ export interface EngineOptions {
   /** Unix socket for control requests (arrays only). */
   control?: string;
   events: EventSink;
-  /** Where diagnostics about misbehaving NBD clients go (default: nowhere). */
+  /** Where diagnostics about misbehaving NBD clients go (default: the nbd trace, LLRAID_TRACE=nbd). */
   log?: (message: string) => void;
 }
 

@@ -11,6 +11,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
+import { trace } from '../common/trace.js';
 import { K8sError } from './errors.js';
 import { RAID_VOLUME_GROUP, RAID_VOLUME_PLURAL, RAID_VOLUME_VERSION } from './raid-volume.js';
 
@@ -66,10 +67,13 @@ export class KubeClusterApi implements ClusterApi {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new K8sError('EUNREACHABLE', `${what}: no answer from the API server within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
+    trace('k8s', 'debug', () => what);
     try {
       return await Promise.race([run(), timeout]);
     } catch (err) {
-      throw mapError(what, err);
+      const mapped = mapError(what, err);
+      trace('k8s', 'info', () => `${mapped.message} (${mapped.code})`);
+      throw mapped;
     } finally {
       clearTimeout(timer);
     }

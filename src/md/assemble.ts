@@ -14,6 +14,7 @@ import {
   FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, RESYNC_NONE, ROLE_FAULTY, ROLE_SPARE, SECTOR, formatUuid,
   readSuperblock, type Superblock,
 } from './superblock.js';
+import { describeError, trace } from '../common/trace.js';
 
 export interface AssembleOptions extends ArrayTuning {
   members: readonly MemberSpec[];
@@ -184,7 +185,8 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
     await releaseMembers(opened.filter((m) => !kept.has(m)));
     return { array, report };
   } catch (err) {
-    if (array?.bitmap !== undefined) await array.bitmap.close().catch(() => undefined);
+    // The error below says what went wrong; a bitmap that also fails to close says less.
+    if (array?.bitmap !== undefined) await array.bitmap.close().catch((e: unknown) => trace('md', 'debug', () => `bitmap close after a failed start: ${describeError(e)}`));
     await releaseMembers(opened);
     throw err;
   }

@@ -12,6 +12,7 @@ import { createPersonality, minMembers, usedMemberBytes } from './levels.js';
 import { raid10NearLayout } from './raid10.js';
 import { DEFAULT_ALGORITHM, parseLayout } from './parity/layout.js';
 import { RESYNC_NONE, SECTOR, SUPER_OFFSET_SECTORS, formatUuid, type Superblock } from './superblock.js';
+import { describeError, trace } from '../common/trace.js';
 
 export interface CreateOptions extends ArrayTuning {
   /** Volume name, stored in set_name (1..32 bytes). */
@@ -116,7 +117,8 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
     await array.run();
     return array;
   } catch (err) {
-    if (array?.bitmap !== undefined) await array.bitmap.close().catch(() => undefined);
+    // The error below says what went wrong; a bitmap that also fails to close says less.
+    if (array?.bitmap !== undefined) await array.bitmap.close().catch((e: unknown) => trace('md', 'debug', () => `bitmap close after a failed start: ${describeError(e)}`));
     await releaseMembers(opened);
     throw err;
   }

@@ -44,6 +44,7 @@ import {
 import { ReplyWriter } from './reply-writer.js';
 import { RequestParser, type NbdRequest, type RequestSink } from './request-parser.js';
 import { writeParts, type Extent } from '../block/block-device.js';
+import { describeError, trace } from '../common/trace.js';
 
 export interface ConnectionLimits {
   /** Requests started and not yet answered before reading pauses. */
@@ -110,6 +111,9 @@ export function checkLimits(limits: ConnectionLimits, maxPayload: number): void 
 
 type Phase = 'handshake' | 'transmission' | 'draining' | 'closed';
 
+/** Numbers connections in trace lines, per process. */
+let connectionCount = 0;
+
 /** A handshake read(n) or skip(n) waiting for bytes, or (read only) for queued replies to drain. */
 type Waiter =
   | { skip: false; n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void }
@@ -138,13 +142,22 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   private settle!: () => void;
   /** Resolves once the socket is closed and no request of this connection is still running. */
   readonly settled: Promise<void>;
+  /** This connection in trace lines. */
+  private readonly id = ++connectionCount;
+  private readonly log: (message: string) => void;
 
+  /**
+   * `log` takes the diagnostics about a misbehaving client (a dropped connection, a failed
+   * handshake); without one they go to the nbd trace, at error severity.
+   */
   constructor(
     private readonly socket: Socket,
     private readonly exports: ExportTable,
     private readonly limits: ConnectionLimits,
-    private readonly log: (message: string) => void,
+    log?: (message: string) => void,
   ) {
+    this.log = log ?? ((m) => trace('nbd', 'error', () => `connection ${this.id}: ${m}`));
+    trace('nbd', 'info', () => `connection ${this.id}: opened${socket.remoteAddress ? ` from ${socket.remoteAddress}:${socket.remotePort}` : ''}`);
     this.writer = new ReplyWriter(socket);
     this.settled = new Promise((resolve) => (this.settle = resolve));
     socket.setNoDelay?.(true);
@@ -162,9 +175,12 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     try {
       const chosen = await negotiate(this, this.exports);
       if (!chosen) {
+        trace('nbd', 'info', () => `connection ${this.id}: handshake ended without an export (the client aborted or only listed)`);
         this.socket.end();
         return;
       }
+      trace('nbd', 'info', () => `connection ${this.id}: export ${JSON.stringify(chosen.export.name)} (${chosen.export.size} bytes` +
+        `${chosen.export.readOnly ? ', read-only' : ''}), structured replies ${chosen.structured ? 'on' : 'off'}, block status ${chosen.blockStatus ? 'on' : 'off'}`);
       this.export = chosen.export;
       this.blockStatus = chosen.blockStatus;
       this.writer.structured = chosen.structured;
@@ -439,6 +455,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
       },
       (err: unknown) => {
         this.end(bytes);
+        trace('nbd', 'debug', () => `connection ${this.id}: ${commandName(r.type)} [${r.offset}, +${r.length}) failed: ${describeError(err)}`);
         if (this.phase !== 'closed') {
           this.writer.error(r.cookieHi, r.cookieLo, nbdErrorNumber(err), (err as Error)?.message ?? String(err));
         }
@@ -590,6 +607,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   }
 
   private onClose(): void {
+    trace('nbd', 'info', () => `connection ${this.id}: closed${this.inFlight > 0 ? `, ${this.inFlight} requests still running (their replies are dropped)` : ''}`);
     this.phase = 'closed';
     this.input.clear();
     const w = this.waiter;

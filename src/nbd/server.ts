@@ -19,7 +19,7 @@ export interface ServerOptions {
   /** The exports; when absent, setExports() gives them once the server listens. */
   exports?: ExportOptions[];
   limits?: Partial<ConnectionLimits>;
-  /** Where diagnostics about misbehaving clients go (default: nowhere). */
+  /** Where diagnostics about misbehaving clients go (default: the nbd trace, LLRAID_TRACE=nbd). */
   log?: (message: string) => void;
 }
 
@@ -30,7 +30,7 @@ export class NbdServer {
   private exports: ExportTable | undefined;
   private readonly held = new Set<Socket>();
   private readonly limits: ConnectionLimits;
-  private readonly log: (message: string) => void;
+  private readonly log: ((message: string) => void) | undefined;
   private readonly connections = new Set<NbdConnection>();
   private server: Server | undefined;
   private socketPath: string | undefined;
@@ -39,7 +39,7 @@ export class NbdServer {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     // Checked again against the exports' maximum payload once they are known.
     checkLimits(this.limits, 0);
-    this.log = options.log ?? (() => undefined);
+    this.log = options.log;
     if (options.exports !== undefined) this.setExports(options.exports);
   }
 

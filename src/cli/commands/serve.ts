@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .option('--read-only', 'refuse writes')
     .option('--direct', 'open the file with O_DIRECT')
     .option('--force', 'assemble even if members are missing or stale (runs degraded)')
-    .option('--quiet', 'do not log misbehaving clients on stderr')
+    .option('--quiet', 'do not log misbehaving clients on stderr (LLRAID_TRACE=nbd still traces them)')
     .option('--control <path>', 'also take control commands (llraid status/grow/... --control PATH) on this unix socket (as --socket: mode 0600, only a stale socket replaced)')
     .option('--sync-speed-min <KiB/s>', `resync speed kept under application I/O (md sync_speed_min, default ${DEFAULT_TUNING.syncSpeedMinKiB})`)
     .option('--sync-speed-max <KiB/s>', `resync speed ceiling (md sync_speed_max, default ${DEFAULT_TUNING.syncSpeedMaxKiB})`)

@@ -45,7 +45,8 @@ import {
 import { BitmapPage } from './page.js';
 import { CoalescedFlush } from './coalesced-flush.js';
 import { writeToAllMembers, type BitmapRun } from './bitmap-io.js';
-import { crossCheck, readAreas, readBitmapSupers, sameGeometry } from './cross-check.js';
+import { crossCheck, describeBitmapLoad, readAreas, readBitmapSupers, sameGeometry } from './cross-check.js';
+import { trace } from '../../common/trace.js';
 import { Action, INFECTABLE, infectTable, isSynced, isUnwrittenState, mergeStates, NONE, State, STILL, transition, type Next } from './states.js';
 import * as text from './status-text.js';
 
@@ -293,6 +294,8 @@ export class LlBitmap implements WriteIntentBitmap {
       area.copy(page.data, skip, from + skip, Math.min(from + PAGE_SIZE, area.length));
     }
     bm.loadReport = { members: areas.map((a) => a.member.name), rejected: copies.rejected, disagreeing };
+    trace('md', disagreeing > 0 || copies.rejected.length > 0 ? 'info' : 'debug', () =>
+      `bitmap cross-check of ${areas.map((a) => a.member.name).join(', ')}: ${describeBitmapLoad(bm.loadReport).join('; ') || 'the copies agree'}`);
     // Members whose copy was damaged or disagreed get the merged bitmap at the first write-out
     // (run() writes the superblocks, which writes out every marked block).
     if (disagreeing > 0 || copies.rejected.length > 0) bm.markAll();
