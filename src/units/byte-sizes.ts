@@ -1,7 +1,8 @@
 // Byte counts as people write and read them: "4096", "512K", "64M", "10G", "1T" in (powers of
 // 1024, as mdadm and Kubernetes' binary quantities), "2.5 GiB" out. One grammar for every input
 // (the CLI's --size, StorageClass chunkSize, the node's default capacity) and one form for every
-// message, status column and Event. The bottom of the layers (over src/common): every layer may import it.
+// message, status column and Event. The bottom of the layers, over src/common: every layer may
+// import it.
 
 import { LlraidError } from '../common/llraid-error.js';
 

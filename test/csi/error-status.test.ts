@@ -9,7 +9,7 @@ import { BLOCK_ERROR_CODES, BlockError } from '../../src/block/errors.js';
 import { SOCKET_PATH_ERROR_CODES, SocketPathError } from '../../src/block/socket-file.js';
 import type { LlraidError } from '../../src/common/llraid-error.js';
 import {
-  BLOCK_STATUS, CommandError, CSI_ERROR_CODES, CsiError, ENGINE_STATUS, K8S_STATUS, MD_STATUS, NBD_STATUS, SOCKET_PATH_STATUS, SUPERVISOR_STATUS,
+  BLOCK_STATUS, CommandError, CSI_ERROR_CODES, CsiError, ENGINE_STATUS, K8S_STATUS, MD_STATUS, NBD_STATUS, SIZE_STATUS, SOCKET_PATH_STATUS, SUPERVISOR_STATUS,
   type CsiErrorCode,
 } from '../../src/csi/errors.js';
 import { toStatus } from '../../src/csi/grpc-service.js';
@@ -19,6 +19,7 @@ import { CONTROL_ERROR_CODES } from '../../src/engine/control/protocol.js';
 import { SUPERVISOR_ERROR_CODES, SupervisorError } from '../../src/engine/errors.js';
 import { MD_ERROR_CODES, MdError } from '../../src/md/errors.js';
 import { NBD_ERROR_CODES, NbdError } from '../../src/nbd/errors.js';
+import { SIZE_ERROR_CODES, SizeError } from '../../src/units/byte-sizes.js';
 
 interface Family {
   name: string;
@@ -35,6 +36,7 @@ const families: Family[] = [
   { name: 'supervisor', codes: SUPERVISOR_ERROR_CODES, table: SUPERVISOR_STATUS, make: (c) => new SupervisorError(c as never, 'm') },
   { name: 'nbd', codes: NBD_ERROR_CODES, table: NBD_STATUS, make: (c) => new NbdError(c as never, 'm') },
   { name: 'k8s', codes: K8S_ERROR_CODES, table: K8S_STATUS, make: (c) => new K8sError(c as never, 'm') },
+  { name: 'size', codes: SIZE_ERROR_CODES, table: SIZE_STATUS, make: () => new SizeError('m') },
 ];
 
 test('every code of every error family has a CSI status, and no table holds a code its family lacks', () => {
