@@ -3,7 +3,7 @@
 // others into in-sync, rebuilding, spare and stale, refuse to start without enough members
 // (naming what is missing) unless forced, load the bitmap (Reload/Stale), and run.
 
-import { MdArray, type ArrayIdentity, type ArrayTuning } from './array.js';
+import { MdArray, type ArrayIdentity, type ArrayTuning } from './array/md-array.js';
 import { loadBitmap } from './bitmap-setup.js';
 import { MdError } from './errors.js';
 import { Member } from './member.js';

@@ -3,7 +3,7 @@
 // superblock at sector 8, llbitmap at sector 16, data at sector 2048 (1 MiB).
 
 import { randomBytes } from 'node:crypto';
-import { MdArray, type ArrayIdentity, type ArrayTuning } from './array.js';
+import { MdArray, type ArrayIdentity, type ArrayTuning } from './array/md-array.js';
 import { BITMAP_OFFSET_SECTORS, DATA_OFFSET_SECTORS, createBitmap, type BitmapKind } from './bitmap-setup.js';
 import { MdError } from './errors.js';
 import { Member } from './member.js';

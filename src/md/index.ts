@@ -41,7 +41,7 @@
 // ENOTSUP, EEXIST, ...); I/O through the BlockDevice methods rejects with the block layer's errors
 // only (md's codes mapped by MD_AS_BLOCK_CODE: EIO when no complete copy is left, ESHUTDOWN after stop).
 
-export { MdArray, type ArrayStatus, type ArrayState, type MemberStatus, type ArrayTuning } from './array.js';
+export { MdArray, type ArrayStatus, type ArrayState, type MemberStatus, type ArrayTuning } from './array/md-array.js';
 export { createArray, type CreateOptions } from './create.js';
 export { assembleArray, type AssembleOptions, type AssemblyReport } from './assemble.js';
 export { examineMember } from './examine.js';

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BLOCK_ERROR_CODES, BlockError } from '../../src/block/errors.js';
-import type { MdArray } from '../../src/md/array.js';
+import type { MdArray } from '../../src/md/index.js';
 import { controlRequest, EngineError } from '../../src/engine/control/client.js';
 import { ControlServer } from '../../src/engine/control/server.js';
 import { MD_ERROR_CODES, MdError } from '../../src/md/errors.js';

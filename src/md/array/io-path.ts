@@ -1,0 +1,235 @@
+// The I/O path of a running array, what makes it a BlockDevice: every request is counted in
+// flight (grow holds new ones and waits for these), a write follows DESIGN.md §4's order (sync
+// barrier → bitmap Startwrite → dirty bitmap blocks durable on every in-sync member → the
+// personality's member writes in parallel → bitmap endWrite → acknowledge), and md's errors
+// become the block layer's at the boundary. The personality reaches the members through the
+// MemberSet view built here, whose every failed request fails its member first (membership.ts).
+
+import { readInto, type Extent, type WriteOptions, type ZeroOptions } from '../../block/block-device.js';
+import { IoError, ShutdownError, isBlockError } from '../../block/errors.js';
+import { MdError, asBlockError } from '../errors.js';
+import type { Member } from '../member.js';
+import type { MemberSet, RoleState } from '../personality.js';
+import type { ArrayMembers } from './member-set.js';
+import type { Membership } from './membership.js';
+
+export class ArrayIo {
+  /** The personality's view of the members: closures over the member set, never a copy. */
+  readonly memberSet: MemberSet;
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  /** Non-null while grow() holds I/O: new requests wait for it before they count as in flight. */
+  private held: Promise<void> | null = null;
+
+  constructor(
+    private readonly set: ArrayMembers,
+    private readonly membership: Membership,
+  ) {
+    this.memberSet = this.makeMemberSet();
+  }
+
+  /** Runs one application request: counted in flight, refused on a stopped or failed array. */
+  async io<T>(what: string, op: () => Promise<T>): Promise<T> {
+    const s = this.set;
+    while (this.held) await this.held;
+    if (s.state === 'stopped' || s.stopping) throw new ShutdownError(`array ${s.name}: ${what}: the array is stopped`);
+    if (s.state === 'failed') throw new IoError(`array ${s.name}: ${what}: the array has failed (not enough working members)`);
+    this.inflight++;
+    s.lastAppIo = performance.now();
+    try {
+      return await op();
+    } catch (err) {
+      // The boundary between md and BlockDevice users: md's errors become the block layer's.
+      if (err instanceof MdError) throw asBlockError(err, `array ${s.name}`);
+      throw err;
+    } finally {
+      this.inflight--;
+      if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.io('read', () => (length === 0 ? Promise.resolve(Buffer.alloc(0)) : this.set.personality.read(this.memberSet, offset, length)));
+  }
+
+  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    const s = this.set;
+    if (data.length === 0) return this.io('write', async () => {});
+    return this.io('write', () => this.ordered(offset, data.length, () => s.personality.write(this.memberSet, offset, data, options)));
+  }
+
+  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    const s = this.set;
+    if (length === 0) return this.io('write zeroes', async () => {});
+    return this.io('write zeroes', () => this.ordered(offset, length, () => s.personality.writeZeroes(this.memberSet, offset, length, options)));
+  }
+
+  /** The bitmap-ordered write of DESIGN.md §4, shared by write and writeZeroes. */
+  private async ordered(offset: number, length: number, op: () => Promise<void>): Promise<void> {
+    const s = this.set;
+    const r = s.personality.syncRange(offset, length);
+    // The common case takes no detour through the event loop: no sync window in the way, no
+    // page suspended, no bitmap block to write first.
+    const entered = s.barrier.tryEnter(r.offset, r.offset + r.length) ?? (await s.barrier.enter(r.offset, r.offset + r.length));
+    try {
+      if (r.length === 0) return await op();
+      const started = s.bitmap.startWrite(r.offset, r.length);
+      if (started) await started;
+      try {
+        const unplugged = s.bitmap.unplug(r.offset, r.length);
+        if (unplugged) await unplugged;
+        await op();
+        // A write the personality completed around a failed member holds only because the other
+        // superblocks now record that member as faulty (md holds such writes until they do).
+        // When none could record it (a power cut, every disk gone) the array has failed, and
+        // the write must not be acknowledged: after reassembly the stale member would count.
+        if (s.state === 'failed') {
+          throw new MdError('EIO', `a member failed during the write and no superblock could record it`);
+        }
+      } finally {
+        s.bitmap.endWrite(r.offset, r.length);
+      }
+    } finally {
+      s.barrier.exit(entered);
+    }
+  }
+
+  discard(offset: number, length: number): Promise<void> {
+    const s = this.set;
+    return this.io('discard', async () => {
+      if (length === 0) return;
+      const r = s.personality.syncRange(offset, length);
+      const entered = await s.barrier.enter(r.offset, r.offset + r.length);
+      try {
+        if (r.length > 0) await s.bitmap.startDiscard(r.offset, r.length);
+        try {
+          if (r.length > 0) await s.bitmap.unplug(r.offset, r.length);
+          await s.personality.discard(this.memberSet, offset, length);
+        } finally {
+          if (r.length > 0) s.bitmap.endDiscard(r.offset, r.length);
+        }
+      } finally {
+        s.barrier.exit(entered);
+      }
+    });
+  }
+
+  /** Flushes every member that takes writes; succeeds while one in-sync member flushed. */
+  flush(): Promise<void> {
+    const s = this.set;
+    return this.io('flush', async () => {
+      const targets = s.members.filter((m) => m.state === 'in_sync' || m.state === 'rebuilding');
+      const results = await Promise.allSettled(targets.map(async (m) => {
+        try {
+          await m.device.flush();
+        } catch (err) {
+          await this.memberError(m, err, 'write');
+          throw err;
+        }
+      }));
+      const ok = results.filter((r, i) => r.status === 'fulfilled' && targets[i]?.state === 'in_sync').length;
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'rejected' && targets[i]?.state !== 'faulty') throw r.reason;
+      }
+      if (ok === 0) throw new IoError(`array ${s.name}: flush: no in-sync member could be flushed`);
+    });
+  }
+
+  /** Chunks the bitmap has never seen written (Unwritten) are holes; everything else is data. */
+  extents(offset: number, length: number, size: number): Extent[] {
+    const s = this.set;
+    const chunk = s.bitmap.chunkSize;
+    const identity = s.personality.syncSize === size && !s.personality.parity;
+    if (length === 0) return [];
+    if (chunk === 0 || !identity) return [{ length, hole: false, zero: false }];
+    const out: Extent[] = [];
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const next = Math.min(end, (Math.floor(pos / chunk) + 1) * chunk);
+      const hole = s.bitmap.isUnwritten(pos);
+      const last = out[out.length - 1];
+      if (last !== undefined && last.hole === hole) last.length += next - pos;
+      else out.push({ length: next - pos, hole, zero: false });
+      pos = next;
+    }
+    return out;
+  }
+
+  /** Holds new I/O and waits until none is in flight; call the result to let I/O go again. */
+  async holdIo(): Promise<() => void> {
+    while (this.held) await this.held;
+    let release!: () => void;
+    this.held = new Promise<void>((resolve) => (release = resolve));
+    await this.waitIdle();
+    return () => {
+      this.held = null;
+      release();
+    };
+  }
+
+  waitIdle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * What a failed member request does to the member (DESIGN.md §4: a member that fails is failed).
+   * - A write, zeroing or flush that failed for any reason (EIO, ENOSPC on a full disk, a closed
+   *   or vanished device) leaves the member without data the others hold: it is failed, so reads
+   *   stop going to it and the bitmap keeps its chunks for a later re-add. Leaving it in sync
+   *   after ENOSPC made reads alternate between new data and stale bytes.
+   * - A read fails the member on EIO or a device gone (ESHUTDOWN); EINVAL and ERANGE say the
+   *   request was wrong, which every copy would answer alike.
+   * - A discard leaves content unspecified anyway (the bitmap marks the range Unwritten): only
+   *   EIO fails the member.
+   * While the array stops, devices close under the last requests: nothing is failed for that.
+   */
+  private memberError(m: Member, err: unknown, op: 'read' | 'write' | 'discard'): Promise<void> {
+    if (this.set.stopping && isBlockError(err, 'ESHUTDOWN')) return Promise.resolve();
+    const fails = op === 'write' ? true : op === 'read' ? isBlockError(err, 'EIO') || isBlockError(err, 'ESHUTDOWN') : isBlockError(err, 'EIO');
+    if (!fails) return Promise.resolve();
+    m.errors++;
+    return this.membership.failMember(m, err);
+  }
+
+  private makeMemberSet(): MemberSet {
+    const s = this.set;
+    const get = (role: number, writing: boolean): Member => {
+      const m = s.byRole[role];
+      if (m === undefined || !(m.state === 'in_sync' || (writing && m.state === 'rebuilding'))) {
+        throw new MdError('EIO', `role ${role} has no ${writing ? 'writable' : 'readable'} member`);
+      }
+      return m;
+    };
+    // Invariant of MemberSet: a failed request fails the member (superblocks updated) before rejecting.
+    const guard = async <T>(role: number, kind: 'read' | 'write' | 'discard', op: (m: Member) => Promise<T>): Promise<T> => {
+      const m = get(role, kind !== 'read');
+      try {
+        return await op(m);
+      } catch (err) {
+        await this.memberError(m, err, kind);
+        throw err;
+      }
+    };
+    return {
+      raidDisks: s.identity.raidDisks,
+      blockSize: s.blockSize,
+      get memberSize() {
+        return Math.min(...s.members.map((m) => m.dataBytes));
+      },
+      state: (role: number): RoleState => {
+        const m = s.byRole[role];
+        if (m?.state === 'in_sync') return 'in_sync';
+        if (m?.state === 'rebuilding') return 'rebuilding';
+        return 'missing';
+      },
+      read: (role, offset, length) => guard(role, 'read', (m) => m.device.read(m.dataOffset + offset, length)),
+      readInto: (role, offset, out) => guard(role, 'read', (m) => readInto(m.device, m.dataOffset + offset, out)),
+      write: (role, offset, data, options) => guard(role, 'write', (m) => m.device.write(m.dataOffset + offset, data, options)),
+      discard: (role, offset, length) => guard(role, 'discard', (m) => m.device.discard(m.dataOffset + offset, length)),
+      writeZeroes: (role, offset, length, options) =>
+        guard(role, 'write', (m) => m.device.writeZeroes(m.dataOffset + offset, length, options)),
+    };
+  }
+}

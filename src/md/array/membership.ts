@@ -1,0 +1,274 @@
+// Membership changes of a running array, as mdadm --fail, --remove, --re-add and --add and as md
+// does by itself: a member that fails (md_error) is recorded faulty in the others' superblocks;
+// a hot spare takes a vacated role; a member that comes back is recovered only where the bitmap
+// says it missed writes, when the bitmap can say so; a member whose device reports it can no
+// longer be used (deleted, hung) is failed before a request finds out.
+
+import { randomBytes } from 'node:crypto';
+import { IoError } from '../../block/errors.js';
+import { describeError, trace } from '../../common/trace.js';
+import { levelName } from '../array-status.js';
+import { MdError } from '../errors.js';
+import { Member } from '../member.js';
+import { namesDevice, openMember, probeSuperblock, type MemberSpec } from '../member-source.js';
+import { FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, SECTOR, formatUuid, readSuperblock, type Superblock } from '../superblock.js';
+import { ROLE_HISTORY_UNKNOWN, type ArrayMembers } from './member-set.js';
+import type { SyncControl } from './sync-control.js';
+
+/** How often members are asked whether they can still be used (checkHealth). */
+const HEALTH_INTERVAL_MS = 2000;
+
+export class Membership {
+  /** Roles a member left by failing before run(): run() offers them to spares. */
+  private vacatedBeforeRun: number[] = [];
+  private healthTimer: NodeJS.Timeout | undefined;
+  private checkingHealth = false;
+
+  constructor(
+    private readonly set: ArrayMembers,
+    private readonly sync: SyncControl,
+  ) {}
+
+  /** At run(): roles vacated during assembly go to spares, and members are watched from now on. */
+  start(): void {
+    for (const role of this.vacatedBeforeRun.splice(0)) this.takeSpare(role);
+    this.healthTimer = setInterval(() => void this.checkHealth(), HEALTH_INTERVAL_MS);
+    this.healthTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.healthTimer);
+  }
+
+  /**
+   * Fails members whose device says it can no longer be used though no request failed yet: a
+   * member file deleted while in use (writes still land in its unlinked inode, which no restart
+   * would find) or a member that stopped answering. md learns of a vanished disk from the block
+   * layer; a file gives no such signal, so it is asked.
+   */
+  private async checkHealth(): Promise<void> {
+    if (this.checkingHealth || this.set.stopping) return;
+    this.checkingHealth = true;
+    try {
+      for (const m of this.set.members) {
+        if ((m.state !== 'in_sync' && m.state !== 'rebuilding') || m.device.health === undefined) continue;
+        const why = await m.device.health().catch((err: unknown) => (err as Error).message);
+        if (why !== undefined && !this.set.stopping) await this.failMember(m, new IoError(why)).catch((e: unknown) => this.traceUnrecorded(m, e));
+      }
+    } finally {
+      this.checkingHealth = false;
+    }
+  }
+
+  /** A failure that no superblock could record has left the array failed: nobody awaits it. */
+  traceUnrecorded(m: Member, err: unknown): void {
+    trace('md', 'error', () => `array ${this.set.name}: failing member ${m.name} could not be recorded: ${describeError(err)}`);
+  }
+
+  /**
+   * Fails a member (md's md_error): it stops taking I/O, the others' superblocks record it as
+   * faulty (0xfffe) with events up. The array runs degraded, or fails when the level cannot run.
+   */
+  async failMember(m: Member, cause?: unknown): Promise<void> {
+    const s = this.set;
+    if (m.state === 'faulty') return s.lastSuperblockWrite();
+    const role = m.role;
+    m.failure = cause instanceof Error ? cause.message : 'failed by request';
+    if (m.state === 'in_sync' && role !== undefined && s.personality.syncSize > 0 && !s.personality.parity) {
+      // As md's raid1_error/raid10_error: the last copy of some data is never failed. The I/O
+      // that hit the error fails instead, and the member keeps serving everything else. Parity
+      // levels fail it (raid5_error): the array then stops with "cannot continue".
+      const working = s.working();
+      working[role] = false;
+      if (!s.personality.canRun(working)) {
+        trace('md', 'info', () => `array ${s.name}: member ${m.name} kept: it holds the last copy of some data (${m.failure})`);
+        return;
+      }
+    }
+    trace('md', 'info', () => `array ${s.name}: member ${m.name} failed: ${m.failure}`);
+    s.markFaulty(m);
+    if (!s.running) {
+      if (role !== undefined) this.vacatedBeforeRun.push(role);
+      return;
+    }
+    await s.writeSuperblocks(false);
+    if (role !== undefined) this.takeSpare(role);
+  }
+
+  /** failMember for a caller that cannot wait (the bitmap): traced if no superblock records it. */
+  failInBackground(m: Member, err: Error): void {
+    this.set.inBackground(this.failMember(m, err).catch((e: unknown) => this.traceUnrecorded(m, e)));
+  }
+
+  /**
+   * md's hot spare: a spare takes the vacated role and is rebuilt. Started apart from the caller,
+   * which may run inside an application write that a sync window is waiting to drain.
+   */
+  private takeSpare(role: number): void {
+    const s = this.set;
+    const spare = s.members.find((x) => x.state === 'spare');
+    if (spare !== undefined && s.tuning.autoSync && !s.stopping && s.state !== 'failed') {
+      trace('md', 'info', () => `array ${s.name}: spare ${spare.name} takes role ${role}, full recovery`);
+      // Nobody awaits it: a spare that cannot be attached stays a spare, and says why.
+      s.inBackground(this.attachToRole(spare, role, false)
+        .catch((err: unknown) => trace('md', 'error', () => `array ${s.name}: spare ${spare.name} could not take role ${role}: ${describeError(err)}`)));
+    }
+  }
+
+  /** Fails the member called `name` by hand (mdadm --fail). */
+  async fail(name: string): Promise<void> {
+    const s = this.set;
+    const m = s.requireMember(name);
+    if (m.state === 'faulty') throw new MdError('EINVAL', `member ${name}: already faulty`);
+    if (m.role !== undefined && m.state === 'in_sync') {
+      const working = s.working();
+      working[m.role] = false;
+      if (!s.personality.canRun(working)) {
+        throw new MdError('EBUSY', `member ${name}: failing it would leave ${levelName(s.identity.level)} without a complete copy`);
+      }
+    }
+    await this.failMember(m);
+  }
+
+  /** Detaches a faulty or spare member (mdadm --remove) and releases its device if the array opened it. */
+  async remove(name: string): Promise<void> {
+    const s = this.set;
+    const m = s.requireMember(name);
+    if (m.state === 'in_sync' || m.state === 'rebuilding') {
+      throw new MdError('EBUSY', `member ${name}: is ${m.state}; fail it before removing it`);
+    }
+    s.members.splice(s.members.indexOf(m), 1);
+    await s.writeSuperblocks(false);
+    if (m.owned) await m.device.close().catch((err: unknown) => s.traceClose(m, err));
+  }
+
+  /**
+   * Puts a member into a vacant role and starts recovery onto it. `bitmapGuided`: recover only
+   * what the bitmap marks (a re-added member); otherwise every written chunk (a new member).
+   */
+  async attach(m: Member, bitmapGuided: boolean): Promise<void> {
+    const s = this.set;
+    if (s.state === 'stopped' || s.stopping) throw new MdError('EBUSY', `array ${s.name}: stopped`);
+    const role = s.byRole.findIndex((x) => x === undefined);
+    if (role < 0) {
+      m.state = 'spare';
+      m.role = undefined;
+      s.members.push(m);
+      await s.writeSuperblocks(false);
+      return;
+    }
+    await this.attachToRole(m, role, bitmapGuided);
+  }
+
+  private async attachToRole(m: Member, role: number, bitmapGuided: boolean): Promise<void> {
+    const s = this.set;
+    await this.sync.stopSync();
+    m.state = 'rebuilding';
+    m.role = role;
+    m.recoveryOffset = 0;
+    if (!s.members.includes(m)) s.members.push(m);
+    s.byRole[role] = m;
+    s.roleFilledAt[role] = s.events + 1n;
+    s.refreshState();
+    await s.writeSuperblocks(false);
+    this.sync.startThread('recovery', 0, bitmapGuided);
+  }
+
+  /**
+   * Re-adds a member that left this array (mdadm --re-add). If the bitmap covers everything it
+   * missed (llbitmap.md A5 re-add guard, 004:L78) only the chunks written while it was away are
+   * recovered; otherwise everything written. Returns which recovery was chosen.
+   */
+  async reAdd(spec: MemberSpec): Promise<'bitmap' | 'full'> {
+    const s = this.set;
+    const old = await this.attachedAs(spec);
+    if (old !== undefined && old.state !== 'faulty') {
+      throw new MdError('EBUSY', `member ${old.name}: already ${old.state} in array ${s.name}`);
+    }
+    // The failed member's descriptor still holds the file's exclusive lock: let it go first. A
+    // faulty member takes no I/O, so its record can stay (closed) until the re-add succeeds.
+    if (old?.owned) await old.device.close().catch((err: unknown) => s.traceClose(old, err));
+    const opened = await openMember(spec);
+    try {
+      const sb = await readSuperblock(opened.device, opened.name);
+      if (!sb.setUuid.equals(s.identity.uuid)) {
+        throw new MdError('EUUID', `member ${opened.name}: belongs to array ${formatUuid(sb.setUuid)}, expected ${formatUuid(s.identity.uuid)}`);
+      }
+      if (old !== undefined) s.members.splice(s.members.indexOf(old), 1);
+      const role = sb.devRoles[sb.devNumber];
+      // Why the bitmap cannot cover what the member missed; undefined when it can.
+      const unguided = s.bitmap.kind !== 'llbitmap' ? 'the array has no llbitmap'
+        : role === undefined || role >= s.identity.raidDisks ? 'it held no data role'
+        : s.byRole[role] !== undefined ? `role ${role} is taken`
+        : s.devRoles[sb.devNumber] !== ROLE_FAULTY ? 'the array does not record it as failed'
+        : (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0 ? 'it was being rebuilt when it left'
+        : sb.events > s.events ? `its events ${sb.events} are ahead of the array's ${s.events}`
+        : sb.events < (s.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN) ? 'its role was filled by another member since it left'
+        : undefined;
+      const guided = unguided === undefined && role !== undefined;
+      trace('md', 'info', () => `array ${s.name}: re-add ${opened.name}: ${guided ? 'bitmap-guided recovery' : `full recovery, ${unguided}`}`);
+      const m = new Member(opened.name, opened.device, sb, opened.owned);
+      // It may have left before the array grew.
+      await fitMember(m, m.dataOffset + s.identity.usedSectors * SECTOR);
+      m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
+      if (guided) {
+        await this.attachToRole(m, role, true);
+      } else {
+        m.sb = { ...sb, devNumber: s.freeDevNumber(), deviceUuid: randomBytes(16) };
+        await this.attach(m, false);
+      }
+      return guided ? 'bitmap' : 'full';
+    } catch (err) {
+      if (opened.owned && !s.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
+      throw err;
+    }
+  }
+
+  /**
+   * Adds a new member (mdadm --add): a fresh superblock; it fills a vacant role and every written
+   * chunk is rebuilt onto it (Unwritten chunks skipped), or it waits as a spare.
+   */
+  async add(spec: MemberSpec, options: { force?: boolean } = {}): Promise<void> {
+    const s = this.set;
+    const attached = await this.attachedAs(spec);
+    if (attached !== undefined) throw new MdError('EBUSY', `member ${typeof spec === 'string' ? spec : spec.name}: already part of array ${s.name} (as ${attached.name}, ${attached.state})`);
+    const opened = await openMember(spec);
+    try {
+      const existing = await probeSuperblock(opened);
+      if (existing !== undefined && !existing.setUuid.equals(s.identity.uuid) && !options.force) {
+        throw new MdError('EEXIST', `member ${opened.name}: carries an md superblock of array ${formatUuid(existing.setUuid)}; use force to overwrite it`);
+      }
+      const template = s.members[0]?.sb;
+      if (template === undefined) throw new MdError('ENODEV', `array ${s.name}: has no member to copy the layout from`);
+      const dataSize = Math.floor(opened.device.size / SECTOR) - template.dataOffset;
+      if (dataSize < s.identity.usedSectors) {
+        throw new MdError('ENOSPC', `member ${opened.name}: expected at least ${(template.dataOffset + s.identity.usedSectors) * SECTOR} bytes, found ${opened.device.size}`);
+      }
+      const sb: Superblock = { ...template, dataSize, devNumber: s.freeDevNumber(), deviceUuid: randomBytes(16), recoveryOffset: 0, cntCorrectedRead: 0, devflags: 0 };
+      await this.attach(new Member(opened.name, opened.device, sb, opened.owned), false);
+    } catch (err) {
+      if (opened.owned && !s.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
+      throw err;
+    }
+  }
+
+  /** The attached member `spec` names: by name, or as the same file under another path. */
+  private async attachedAs(spec: MemberSpec): Promise<Member | undefined> {
+    const name = typeof spec === 'string' ? spec : spec.name;
+    for (const m of this.set.members) {
+      if (m.name === name || (await namesDevice(spec, m.device))) return m;
+    }
+    return undefined;
+  }
+}
+
+/** Makes `m`'s device hold at least `bytes`, growing it where it can. */
+export async function fitMember(m: Member, bytes: number): Promise<void> {
+  if (m.device.size >= bytes) return;
+  if (!m.device.grow) throw new MdError('ENOSPC', `member ${m.name}: expected at least ${bytes} bytes, found ${m.device.size} and the device cannot grow`);
+  try {
+    await m.device.grow(bytes);
+  } catch (err) {
+    throw new MdError('ENOSPC', `member ${m.name}: could not grow to ${bytes} bytes: ${(err as Error).message}`, { cause: err });
+  }
+}
