@@ -1,0 +1,115 @@
+// Writing the bitmap back (llbitmap.md A1 "I/O", B-l): dirty blocks are snapshotted and written
+// to every bitmap member as contiguous runs, durable before the writers waiting on them go on;
+// every writer that arrives while one write-out is in flight shares the next (coalesced-flush.ts).
+// A write-out no member took sets WRITE_ERROR: the bitmap is disabled, the array runs without.
+
+import { BitmapFlag, BITMAP_DATA_OFFSET, withFlag } from './bitmap-superblock.js';
+import { writeToAllMembers, type BitmapRun } from './bitmap-io.js';
+import type { ChunkMap } from './chunk-map.js';
+import { CoalescedFlush } from './coalesced-flush.js';
+import { offsetInPage, pageOf } from './geometry.js';
+
+/**
+ * Clean bitmap bytes a write-out may rewrite to join two dirty blocks into one run: on a disk
+ * a 16 KiB write costs about what a 512-byte one does, a second write and a cache flush do not.
+ */
+const MERGE_GAP = 16 * 1024;
+
+export class WriteOut {
+  private readonly flusher: CoalescedFlush;
+  /** Write-outs started (each takes the next number) and the last one durable on the members. */
+  private started = 0;
+  private durable = 0;
+
+  constructor(private readonly map: ChunkMap) {
+    this.flusher = new CoalescedFlush(() => this.run());
+  }
+
+  /** A write-out of everything marked now (or the next one, if one is in flight). */
+  request(): Promise<void> {
+    return this.flusher.request();
+  }
+
+  /** The write-out in flight, if any. */
+  pending(): Promise<void> | null {
+    return this.flusher.pending();
+  }
+
+  /**
+   * What a writer of [offset, +length) must wait for before its data writes (DESIGN.md §4 step
+   * 2): undefined when nothing. Without a range, whatever is dirty or in flight.
+   */
+  unplug(offset?: number, length?: number): Promise<void> | undefined {
+    const m = this.map;
+    if (m.writeError) return undefined;
+    if (offset === undefined || length === undefined || length === 0) {
+      // No range: whatever is dirty or in flight may matter.
+      if (m.dirtyPages.size === 0) return this.flusher.pending() ?? undefined;
+      return this.flusher.request();
+    }
+    // Only the blocks of this range matter: one still dirty needs a write-out; one taken by a
+    // write-out that is not durable yet (its chunk changed before, by another writer) needs that
+    // one to finish. Writers elsewhere in the bitmap do not hold this one up.
+    const first = Math.floor(offset / m.chunkSize);
+    const last = Math.floor((offset + length - 1) / m.chunkSize);
+    const io = m.geometry.ioSize;
+    let inFlight = false;
+    for (let c = first; c <= last; ) {
+      const page = m.pages[pageOf(c)]!;
+      const off = offsetInPage(c);
+      const block = Math.floor(off / io);
+      if (page.dirty[block] === 1) return this.flusher.request();
+      if (page.written[block]! > this.durable) inFlight = true;
+      c += (block + 1) * io - off; // the first chunk of the next block
+    }
+    return inFlight ? (this.flusher.pending() ?? undefined) : undefined;
+  }
+
+  /**
+   * One write-out: snapshots every dirty block (clearing its mark), writes them as contiguous runs
+   * to every bitmap member and waits until durable. No member took it → WRITE_ERROR: the bitmap
+   * is disabled and the array runs as if it had none. Never rejects.
+   */
+  private async run(): Promise<void> {
+    const m = this.map;
+    if (m.dirtyPages.size === 0 || m.writeError) return;
+    const io = m.geometry.ioSize;
+    const writeOut = ++this.started;
+    // Global block numbers of the dirty blocks, ascending; their marks are taken now.
+    const dirty: number[] = [];
+    for (const idx of [...m.dirtyPages].sort((a, b) => a - b)) {
+      const page = m.pages[idx]!;
+      for (let b = 0; b < m.blocksPerPage; b++) {
+        if (page.dirty[b] !== 1) continue;
+        page.dirty[b] = 0;
+        page.written[b] = writeOut;
+        dirty.push(idx * m.blocksPerPage + b);
+      }
+    }
+    m.dirtyPages.clear();
+    const preflush = m.cleaned;
+    m.cleaned = false;
+    // Dirty blocks up to MERGE_GAP apart go out as one run, the clean blocks between included:
+    // one write per member (with FUA) instead of a write per run and a cache flush. Rewriting a
+    // clean block is harmless: it holds what the members hold, or a change A3 keeps in memory
+    // only (Clean, Syncing, a discard's Unwritten), which may reach the disk at any time — a
+    // Clean only after `cleaned`'s preflush has made its chunk's data durable, which this
+    // write-out or an earlier one did.
+    // The superblock's blocks are only ever written marked (updateSb, markAll), never as a gap.
+    const gapBlocks = Math.max(1, Math.floor(MERGE_GAP / io));
+    const firstDataBlock = Math.ceil(BITMAP_DATA_OFFSET / io);
+    const joins = (a: number, b: number): boolean => b - a === 1 || (b - a <= gapBlocks && a + 1 >= firstDataBlock);
+    const runs: BitmapRun[] = [];
+    for (let i = 0; i < dirty.length; ) {
+      let j = i;
+      while (j + 1 < dirty.length && joins(dirty[j]!, dirty[j + 1]!)) j++;
+      runs.push(m.snapshot(dirty[i]!, dirty[j]! + 1));
+      i = j + 1;
+    }
+    // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
+    const ok = await writeToAllMembers(m.host, runs, preflush);
+    if (ok === 0) m.flags = withFlag(m.flags, BitmapFlag.WriteError, true);
+    // Write-outs run one at a time, in order: everything taken up to this one is durable now.
+    this.durable = writeOut;
+  }
+}
