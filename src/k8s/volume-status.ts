@@ -1,6 +1,9 @@
 // The snapshot of one volume that the CSI layer hands to src/k8s: what the RaidVolume object,
 // the Events and the metrics are made from. Plain data on purpose: src/k8s imports nothing of
-// llraid, so the CSI layer maps the md array's status() into this shape.
+// llraid, so the CSI layer maps the md array's status() into this shape. The shapes here are the
+// RaidVolume API users read, so they are declared here, not taken from md's or block's types
+// (BitmapCounts, IoCounters): an internal change must not change the API without a change here,
+// and the CSI mapping (volume-status-of.ts) fails to compile when the two part.
 
 import { K8sError } from './errors.js';
 
@@ -73,7 +76,6 @@ export interface SyncResult {
  * Cumulative I/O counters of the volume since its engine started: the engine's counters, with
  * write-zeroes counted as writes (what a user asks of a volume is reads, writes and discards).
  */
-/** The I/O an engine has served, as the RaidVolume status shows it (the engine's counters). */
 export interface IoCounters {
   readOps: number;
   readBytes: number;
