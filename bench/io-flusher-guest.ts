@@ -292,6 +292,7 @@ function followKernelLog(): { nbdFailed: Promise<void>; writeStartedAt(uptime: n
       failed();
     }
     if (!/nbd|blocked for more than|Killed process|invoked oom-killer|EXT4-fs error|Journal has aborted/.test(line)) return;
+    if (/detected capacity change|mounted filesystem/.test(line)) return;
     const text = line.replace(/^\[\s*\d+\.\d+\]\s*/, '').replace(/\d+/g, 'N');
     if (seen.has(text) || out.kernelLog.length >= 20) return;
     seen.add(text);

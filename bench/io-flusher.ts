@@ -80,29 +80,35 @@ async function main(): Promise<void> {
 
 function report(r: GuestResult, seconds: number): void {
   const ms = (v: number) => (v >= 10_000 ? `${(v / 1000).toFixed(0)} s` : `${Math.round(v)}`);
-  const title = `PR_SET_IO_FLUSHER under memory pressure: raid1 engine -> nbd-client -> ext4, dd of ${cfg.writeMiB} MiB (conv=fsync) ` +
-    `in a ${r.memTotalMiB ?? MEM_MIB} MiB guest (kernel ${r.kernel ?? '?'}, ${CPUS} emulated CPUs, no swap), a hog leaving ${cfg.headroomMiB} MiB, ${cfg.timeoutSec} s limit`;
-  printTable(title,
-    ['mode', 'round', 'flagged threads engine/nbd-client', 'hog MiB', 'dirty limit MiB', 'write', 's', 'MB/s', 'status ms p50/p99/max', 'nbd read ms p50/p99/max',
-      'nbd timeouts', 'hung tasks', 'OOM kills', 'engine RSS MiB', 'PSI full s', 'engine threads blocked in (1 s samples)'],
+  const int = (n: number) => String(Math.round(n));
+  const label = (x: RoundResult) => (x.hogMiB === 0 ? `ref ${x.round}` : int(x.round));
+  printTable(
+    `PR_SET_IO_FLUSHER under memory pressure: raid1 engine -> nbd-client -> ext4, dd of ${cfg.writeMiB} MiB (conv=fsync) in a ${r.memTotalMiB ?? MEM_MIB} MiB guest ` +
+      `(kernel ${r.kernel ?? '?'}, ${CPUS} emulated CPUs, no swap), the hog leaving ${cfg.headroomMiB} MiB ("ref": no hog), ${cfg.timeoutSec} s limit`,
+    ['mode', 'round', 'flagged threads engine / nbd-client', 'hog MiB', 'dirty limit MiB', 'write', 's', 'MB/s', 'status ms p50/p99/max', 'nbd read ms p50/p99/max',
+      'nbd timeout msgs', 'hung tasks', 'OOM kills', 'engine RSS MiB', 'PSI full s'],
     r.rounds.map((x): Cell[] => [
-      x.mode, x.hogMiB === 0 ? `ref ${x.round}` : x.round, `${x.engineFlag} / ${x.clientFlag}`, x.hogMiB, x.dirtyThresholdMiB,
+      x.mode, label(x), `${x.engineFlag} / ${x.clientFlag}`, int(x.hogMiB), int(x.dirtyThresholdMiB),
       x.completed ? 'done' : 'FAILED', x.seconds, x.completed ? x.mbPerSec : '-',
       `${ms(x.control.p50)} / ${ms(x.control.p99)} / ${ms(x.control.max)}`,
       `${ms(x.nbdRead.p50)} / ${ms(x.nbdRead.p99)} / ${ms(x.nbdRead.max)}${x.nbdRead.failures > 0 ? ` (${x.nbdRead.failures} failed)` : ''}`,
-      x.nbdTimeouts, x.hungTasks.length, x.oomKills.length === 0 ? 0 : `${x.oomKills.length} (${[...new Set(x.oomKills)].join(',')})`,
-      x.engineRssMaxMiB, x.psiFullSec, Object.entries(x.engineWaits).map(([w, n]) => `${w} ${n}`).join(', ') || '-',
+      int(x.nbdTimeouts), int(x.hungTasks.length), x.oomKills.length === 0 ? '0' : `${x.oomKills.length} (${[...new Set(x.oomKills)].join(',')})`,
+      x.engineRssMaxMiB, x.psiFullSec,
     ]));
+  printTable('Where the engine\'s threads were blocked (kernel wait channel, thread samples once a second during the write; idle waits left out)',
+    ['mode', 'round', 'wait channels'],
+    r.rounds.map((x): Cell[] => [x.mode, label(x), Object.entries(x.engineWaits).map(([w, n]) => `${w} ${n}`).join(', ') || '-']));
 
   const groups = [false, true].flatMap((hog) => MODES.map((mode) => summarise(mode, hog, r.rounds.filter((x) => x.mode === mode && (x.hogMiB > 0) === hog))))
     .filter((g) => g.rounds > 0);
   printTable('Per mode (median of finished writes; worst latency of all rounds)',
-    ['mode', 'pressure', 'writes done', 'median s', 'median MB/s', 'status p99 ms (median)', 'status max ms', 'nbd read max ms', 'nbd timeouts', 'hung tasks', 'OOM kills', 'max engine RSS MiB'],
-    groups.map((g): Cell[] => [g.mode, g.hog ? 'hog' : 'none', `${g.done}/${g.rounds}`, g.seconds ?? '-', g.mbPerSec ?? '-', ms(g.controlP99), ms(g.controlMax), ms(g.nbdMax), g.timeouts, g.hung, g.oom, g.rss]));
+    ['mode', 'pressure', 'writes done', 'median s', 'median MB/s', 'status p99 ms (median)', 'status max ms', 'nbd read max ms', 'nbd timeout msgs', 'hung tasks', 'OOM kills', 'max engine RSS MiB'],
+    groups.map((g): Cell[] => [g.mode, g.hog ? 'hog' : 'none', `${g.done}/${g.rounds}`, g.seconds ?? '-', g.mbPerSec ?? '-', ms(g.controlP99), ms(g.controlMax), ms(g.nbdMax),
+      int(g.timeouts), int(g.hung), int(g.oom), g.rss]));
   console.log(`\n${conclusion(groups)}`);
-  for (const x of r.rounds.filter((y) => !y.completed)) {
-    const first = x.firstNbdErrorSec === null ? '' : `; first nbd0 timeout or I/O error ${x.firstNbdErrorSec.toFixed(0)} s into the write`;
-    console.log(`\n${x.mode}, ${x.hogMiB === 0 ? 'reference ' : ''}round ${x.round}: ${x.outcome}${first}. Kernel log:`);
+  for (const x of r.rounds.filter((y) => !y.completed || y.hungTasks.length > 0)) {
+    const hung = x.hungTasks.length === 0 ? '' : `; hung-task reports for ${[...new Set(x.hungTasks)].join(', ')}`;
+    console.log(`\n${x.mode}, ${x.hogMiB === 0 ? 'reference ' : ''}round ${x.round}: ${x.outcome}${hung}. Kernel log:`);
     for (const line of x.kernelLog.slice(0, 8)) console.log(`  ${line}`);
   }
   console.log(`\nbench: ${(seconds / 60).toFixed(1)} min in all (${r.rounds.length} rounds, software-emulated guest)`);
@@ -122,10 +128,14 @@ interface ModeSummary {
   hung: number;
   oom: number;
   rss: number;
+  /** Engine thread samples in balance_dirty_pages (dirty-page throttling), of all busy samples. */
+  throttled: number;
+  busy: number;
 }
 
 function summarise(mode: Mode, hog: boolean, rs: RoundResult[]): ModeSummary {
   const done = rs.filter((x) => x.completed);
+  const sum = (f: (x: RoundResult) => number) => rs.reduce((n, x) => n + f(x), 0);
   return {
     mode,
     hog,
@@ -136,10 +146,12 @@ function summarise(mode: Mode, hog: boolean, rs: RoundResult[]): ModeSummary {
     controlP99: rs.length > 0 ? median(rs.map((x) => x.control.p99)) : 0,
     controlMax: Math.max(0, ...rs.map((x) => x.control.max)),
     nbdMax: Math.max(0, ...rs.map((x) => x.nbdRead.max)),
-    timeouts: rs.reduce((n, x) => n + x.nbdTimeouts, 0),
-    hung: rs.reduce((n, x) => n + x.hungTasks.length, 0),
-    oom: rs.reduce((n, x) => n + x.oomKills.length, 0),
+    timeouts: sum((x) => x.nbdTimeouts),
+    hung: sum((x) => x.hungTasks.length),
+    oom: sum((x) => x.oomKills.length),
     rss: Math.max(0, ...rs.map((x) => x.engineRssMaxMiB)),
+    throttled: sum((x) => x.engineWaits.balance_dirty_pages ?? 0),
+    busy: sum((x) => Object.values(x.engineWaits).reduce((a, b) => a + b, 0)),
   };
 }
 
@@ -147,19 +159,20 @@ function summarise(mode: Mode, hog: boolean, rs: RoundResult[]): ModeSummary {
 function conclusion(groups: ModeSummary[]): string {
   const find = (mode: Mode, hog: boolean) => groups.find((g) => g.mode === mode && g.hog === hog);
   const say = (g: ModeSummary | undefined) => (g === undefined ? 'not run' :
-    `${g.done}/${g.rounds} writes done${g.mbPerSec === undefined ? '' : ` at a median ${g.mbPerSec.toFixed(2)} MB/s`}, ` +
-    `${g.timeouts} NBD request(s) timed out, worst status probe ${(g.controlMax / 1000).toFixed(1)} s`);
+    `${g.done}/${g.rounds} writes done${g.mbPerSec === undefined ? '' : ` (median ${g.mbPerSec.toFixed(1)} MB/s)`}, ` +
+    `worst NBD read ${(g.nbdMax / 1000).toFixed(1)} s, ${g.timeouts} NBD timeout message(s), ${g.hung} hung-task report(s), ${g.oom} OOM kill(s)`);
   const flag = find('flag', true);
   const none = find('no flag', true);
   const lines = [
-    `What it shows. Under the hog: with the flag ${say(flag)}; without it ${say(none)}.`,
-    `Without the hog: with the flag ${say(find('flag', false))}; without it ${say(find('no flag', false))}.`,
+    `What it shows. Under the hog, with the flag: ${say(flag)}; without it: ${say(none)}.`,
+    `Without the hog, with the flag: ${say(find('flag', false))}; without it: ${say(find('no flag', false))}.`,
   ];
   if (flag === undefined || none === undefined) return lines.join(' ');
   if (flag.done > none.done) {
-    lines.push('Under memory pressure the unflagged engine is the one that stops serving writeback: a request it holds past nbd-client\'s 60 s ' +
-      'dead-connection timeout is failed by the kernel and the ext4 on the volume aborts its journal, the stall DESIGN.md §6 sets the flag against. ' +
-      'Where its threads wait (last column) says how.');
+    lines.push(none.timeouts > 0
+      ? 'Under memory pressure the unflagged engine is the one that stops serving writeback: a request it held past nbd-client\'s 60 s ' +
+        'dead-connection timeout was failed by the kernel, and the ext4 on the volume aborted its journal.'
+      : 'Under memory pressure the unflagged engine is the one that fails to get the write through (see the outcomes below).');
   } else if (none.done > flag.done) {
     lines.push('Here the flagged engine did worse: the flag does not cure this load in this guest (see the outcomes below).');
   } else if (flag.done === flag.rounds && none.done === none.rounds) {
@@ -167,6 +180,10 @@ function conclusion(groups: ModeSummary[]): string {
   } else {
     lines.push('Both modes failed as often: this pressure defeats the engine with or without the flag.');
   }
+  const share = (g: ModeSummary) => (g.busy === 0 ? 'no' : `${g.throttled} of ${g.busy}`);
+  lines.push('Busy engine-thread samples in balance_dirty_pages (the kernel throttling a writer for the whole machine\'s dirty pages; ' +
+    `PF_LOCAL_THROTTLE, half of the flag, throttles the engine only for those of the disk it writes to): ` +
+    `${share(flag)} with the flag, ${share(none)} without. The worst status probe, which the engine's event loop answers, took ${(flag.controlMax / 1000).toFixed(1)} s with the flag and ${(none.controlMax / 1000).toFixed(1)} s without.`);
   return lines.join(' ');
 }
 
