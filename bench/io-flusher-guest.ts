@@ -11,11 +11,11 @@
 // called enableIoFlusher() first, so that the engine and nbd-client inherit PR_SET_IO_FLUSHER.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { controlRequest } from '../src/md/control/client.js';
 import { enableIoFlusher, ioFlusherThreads } from '../src/engine/io-flusher.js';
 
 const run = promisify(execFile);
@@ -128,6 +128,8 @@ async function main(resultFile: string | undefined, cfg: GuestConfig): Promise<v
   try {
     // A task in D state this long is reported in dmesg ("blocked for more than N seconds").
     writeFileSync('/proc/sys/kernel/hung_task_timeout_secs', String(cfg.hungTaskSec));
+    // Every one of them, not only the first ten of the boot (the default).
+    writeFileSync('/proc/sys/kernel/hung_task_warnings', '-1');
     result.kernel = (await run('uname', ['-r'])).stdout.trim();
     result.memTotalMiB = meminfo('MemTotal');
     result.psi = existsSync('/proc/pressure/memory');
@@ -402,11 +404,7 @@ function probeControl(): Probe {
     while (running) {
       const t = performance.now();
       pendingSince = t;
-      try {
-        await controlRequest(CONTROL, { op: 'status' });
-      } catch {
-        failures++;
-      }
+      if (!(await statusOk())) failures++;
       pendingSince = undefined;
       const ms = performance.now() - t;
       lat.push(ms);
@@ -423,6 +421,31 @@ function probeControl(): Probe {
       return stats(lat, failures);
     },
   };
+}
+
+/**
+ * One `status` request on the engine's control socket (md/control/protocol.ts: a JSON line each
+ * way), as any client of it sends one; whether the engine answered ok.
+ */
+function statusOk(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(CONTROL);
+    let buf = '';
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write('{"op":"status"}\n'));
+    socket.on('data', (d: string) => {
+      buf += d;
+      if (!buf.includes('\n')) return;
+      socket.end();
+      try {
+        resolve((JSON.parse(buf.slice(0, buf.indexOf('\n'))) as { ok?: boolean }).ok === true);
+      } catch {
+        resolve(false);
+      }
+    });
+    socket.on('error', () => resolve(false));
+    socket.on('close', () => resolve(false));
+  });
 }
 
 /** dd iflag=direct of one random 4 KiB block of /dev/nbd0 every 100 ms, from a bash loop. */

@@ -86,13 +86,13 @@ function report(r: GuestResult, seconds: number): void {
     `PR_SET_IO_FLUSHER under memory pressure: raid1 engine -> nbd-client -> ext4, dd of ${cfg.writeMiB} MiB (conv=fsync) in a ${r.memTotalMiB ?? MEM_MIB} MiB guest ` +
       `(kernel ${r.kernel ?? '?'}, ${CPUS} emulated CPUs, no swap), the hog leaving ${cfg.headroomMiB} MiB ("ref": no hog), ${cfg.timeoutSec} s limit`,
     ['mode', 'round', 'flagged threads engine / nbd-client', 'hog MiB', 'dirty limit MiB', 'write', 's', 'MB/s', 'status ms p50/p99/max', 'nbd read ms p50/p99/max',
-      'nbd timeout msgs', 'hung tasks', 'OOM kills', 'engine RSS MiB', 'PSI full s'],
+      'kernel failed nbd I/O at s', 'hung tasks', 'OOM kills', 'engine RSS MiB', 'PSI full s'],
     r.rounds.map((x): Cell[] => [
       x.mode, label(x), `${x.engineFlag} / ${x.clientFlag}`, int(x.hogMiB), int(x.dirtyThresholdMiB),
       x.completed ? 'done' : 'FAILED', x.seconds, x.completed ? x.mbPerSec : '-',
       `${ms(x.control.p50)} / ${ms(x.control.p99)} / ${ms(x.control.max)}`,
       `${ms(x.nbdRead.p50)} / ${ms(x.nbdRead.p99)} / ${ms(x.nbdRead.max)}${x.nbdRead.failures > 0 ? ` (${x.nbdRead.failures} failed)` : ''}`,
-      int(x.nbdTimeouts), int(x.hungTasks.length), x.oomKills.length === 0 ? '0' : `${x.oomKills.length} (${[...new Set(x.oomKills)].join(',')})`,
+      x.firstNbdErrorSec === null ? '-' : int(x.firstNbdErrorSec), int(x.hungTasks.length), x.oomKills.length === 0 ? '0' : `${x.oomKills.length} (${[...new Set(x.oomKills)].join(',')})`,
       x.engineRssMaxMiB, x.psiFullSec,
     ]));
   printTable('Where the engine\'s threads were blocked (kernel wait channel, thread samples once a second during the write; idle waits left out)',
@@ -102,9 +102,9 @@ function report(r: GuestResult, seconds: number): void {
   const groups = [false, true].flatMap((hog) => MODES.map((mode) => summarise(mode, hog, r.rounds.filter((x) => x.mode === mode && (x.hogMiB > 0) === hog))))
     .filter((g) => g.rounds > 0);
   printTable('Per mode (median of finished writes; worst latency of all rounds)',
-    ['mode', 'pressure', 'writes done', 'median s', 'median MB/s', 'status p99 ms (median)', 'status max ms', 'nbd read max ms', 'nbd timeout msgs', 'hung tasks', 'OOM kills', 'max engine RSS MiB'],
+    ['mode', 'pressure', 'writes done', 'median s', 'median MB/s', 'status p99 ms (median)', 'status max ms', 'nbd read max ms', 'rounds nbd I/O failed', 'hung tasks', 'OOM kills', 'max engine RSS MiB'],
     groups.map((g): Cell[] => [g.mode, g.hog ? 'hog' : 'none', `${g.done}/${g.rounds}`, g.seconds ?? '-', g.mbPerSec ?? '-', ms(g.controlP99), ms(g.controlMax), ms(g.nbdMax),
-      int(g.timeouts), int(g.hung), int(g.oom), g.rss]));
+      `${g.nbdFailed}/${g.rounds}`, int(g.hung), int(g.oom), g.rss]));
   console.log(`\n${conclusion(groups)}`);
   for (const x of r.rounds.filter((y) => !y.completed || y.hungTasks.length > 0)) {
     const hung = x.hungTasks.length === 0 ? '' : `; hung-task reports for ${[...new Set(x.hungTasks)].join(', ')}`;
@@ -124,10 +124,13 @@ interface ModeSummary {
   controlP99: number;
   controlMax: number;
   nbdMax: number;
-  timeouts: number;
+  /** Rounds in which the kernel timed out or failed a request on /dev/nbd0. */
+  nbdFailed: number;
   hung: number;
   oom: number;
   rss: number;
+  /** Median of the rounds' global dirty-page limits, MiB. */
+  dirtyLimit: number;
   /** Engine thread samples in balance_dirty_pages (dirty-page throttling), of all busy samples. */
   throttled: number;
   busy: number;
@@ -146,10 +149,11 @@ function summarise(mode: Mode, hog: boolean, rs: RoundResult[]): ModeSummary {
     controlP99: rs.length > 0 ? median(rs.map((x) => x.control.p99)) : 0,
     controlMax: Math.max(0, ...rs.map((x) => x.control.max)),
     nbdMax: Math.max(0, ...rs.map((x) => x.nbdRead.max)),
-    timeouts: sum((x) => x.nbdTimeouts),
+    nbdFailed: rs.filter((x) => x.firstNbdErrorSec !== null).length,
     hung: sum((x) => x.hungTasks.length),
     oom: sum((x) => x.oomKills.length),
     rss: Math.max(0, ...rs.map((x) => x.engineRssMaxMiB)),
+    dirtyLimit: rs.length > 0 ? median(rs.map((x) => x.dirtyThresholdMiB)) : 0,
     throttled: sum((x) => x.engineWaits.balance_dirty_pages ?? 0),
     busy: sum((x) => Object.values(x.engineWaits).reduce((a, b) => a + b, 0)),
   };
@@ -160,7 +164,7 @@ function conclusion(groups: ModeSummary[]): string {
   const find = (mode: Mode, hog: boolean) => groups.find((g) => g.mode === mode && g.hog === hog);
   const say = (g: ModeSummary | undefined) => (g === undefined ? 'not run' :
     `${g.done}/${g.rounds} writes done${g.mbPerSec === undefined ? '' : ` (median ${g.mbPerSec.toFixed(1)} MB/s)`}, ` +
-    `worst NBD read ${(g.nbdMax / 1000).toFixed(1)} s, ${g.timeouts} NBD timeout message(s), ${g.hung} hung-task report(s), ${g.oom} OOM kill(s)`);
+    `worst NBD read ${(g.nbdMax / 1000).toFixed(1)} s, NBD I/O failed by the kernel in ${g.nbdFailed}, ${g.hung} hung-task report(s), ${g.oom} OOM kill(s)`);
   const flag = find('flag', true);
   const none = find('no flag', true);
   const lines = [
@@ -169,7 +173,7 @@ function conclusion(groups: ModeSummary[]): string {
   ];
   if (flag === undefined || none === undefined) return lines.join(' ');
   if (flag.done > none.done) {
-    lines.push(none.timeouts > 0
+    lines.push(none.nbdFailed > 0
       ? 'Under memory pressure the unflagged engine is the one that stops serving writeback: a request it held past nbd-client\'s 60 s ' +
         'dead-connection timeout was failed by the kernel, and the ext4 on the volume aborted its journal.'
       : 'Under memory pressure the unflagged engine is the one that fails to get the write through (see the outcomes below).');
@@ -179,6 +183,14 @@ function conclusion(groups: ModeSummary[]): string {
     lines.push('Both finished every write: at this pressure, in this guest, the flag makes no difference to whether the write gets through; the speeds and latencies above are what is left to compare.');
   } else {
     lines.push('Both modes failed as often: this pressure defeats the engine with or without the flag.');
+  }
+  const ref = find('no flag', false);
+  const limit = (hog: boolean) => Math.round(median(groups.filter((g) => g.hog === hog).map((g) => g.dirtyLimit)));
+  if (ref !== undefined && find('flag', false) !== undefined) {
+    lines.push(ref.done < ref.rounds
+      ? `Without the hog the unflagged engine failed as well (${ref.rounds - ref.done} of ${ref.rounds}): the stall needs no hog, only a machine whose dirty-page limit ` +
+        `(${limit(false)} MiB here; ${limit(true)} MiB with the hog) the volume's own dirty pages fill; the hog makes it certain.`
+      : `Without the hog the unflagged engine got through: here it is the memory pressure, shrinking the dirty-page limit from ${limit(false)} to ${limit(true)} MiB, that turns its throttling into a stall.`);
   }
   const share = (g: ModeSummary) => (g.busy === 0 ? 'no' : `${g.throttled} of ${g.busy}`);
   lines.push('Busy engine-thread samples in balance_dirty_pages (the kernel throttling a writer for the whole machine\'s dirty pages; ' +
