@@ -164,7 +164,7 @@ function conclusion(groups: ModeSummary[]): string {
   const find = (mode: Mode, hog: boolean) => groups.find((g) => g.mode === mode && g.hog === hog);
   const say = (g: ModeSummary | undefined) => (g === undefined ? 'not run' :
     `${g.done}/${g.rounds} writes done${g.mbPerSec === undefined ? '' : ` (median ${g.mbPerSec.toFixed(1)} MB/s)`}, ` +
-    `worst NBD read ${(g.nbdMax / 1000).toFixed(1)} s, NBD I/O failed by the kernel in ${g.nbdFailed}, ${g.hung} hung-task report(s), ${g.oom} OOM kill(s)`);
+    `worst NBD read ${(g.nbdMax / 1000).toFixed(1)} s, NBD I/O failed by the kernel in ${g.nbdFailed} of ${g.rounds} round(s), ${g.hung} hung-task report(s), ${g.oom} OOM kill(s)`);
   const flag = find('flag', true);
   const none = find('no flag', true);
   const lines = [
