@@ -13,6 +13,7 @@ export const BLOCK_ERROR_CODES = [
   'EBUSY', // another opener holds the device exclusively
   'ETIMEDOUT', // the device did not answer within its deadline (and is not asked again)
   'ESHUTDOWN', // the device is closed (or lost power, for a fault-injecting device)
+  'EFENCED', // another engine took the device with a higher attach epoch: stop, do not go on without it
 ] as const;
 export type BlockErrorCode = (typeof BLOCK_ERROR_CODES)[number];
 
@@ -69,6 +70,17 @@ export class TimeoutError extends BlockError {
 export class ShutdownError extends BlockError {
   constructor(message: string) {
     super('ESHUTDOWN', message);
+  }
+}
+
+/**
+ * The device was taken by another engine with a higher attach epoch (DESIGN.md §8): this engine
+ * no longer owns the volume. Unlike EIO it does not fail the member: the array stops
+ * acknowledging writes at once, since going on degraded is how split brain starts.
+ */
+export class FencedError extends BlockError {
+  constructor(message: string) {
+    super('EFENCED', message);
   }
 }
 

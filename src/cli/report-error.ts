@@ -64,12 +64,12 @@ export const EXIT_STATUS: {
   size: Record<SizeErrorCode, number>;
   usage: Record<'EUSAGE', number>;
 } = {
-  block: { EIO: F, EINVAL: F, ERANGE: F, EROFS: F, ENOSPC: F, ENOTSUP: F, EBUSY: F, ETIMEDOUT: F, ESHUTDOWN: F },
+  block: { EIO: F, EINVAL: F, ERANGE: F, EROFS: F, ENOSPC: F, ENOTSUP: F, EBUSY: F, ETIMEDOUT: F, ESHUTDOWN: F, EFENCED: F },
   socketPath: { ENOTSOCK: F, EADDRINUSE: F },
   md: { EBADMETA: F, EUUID: F, ESTALE: F, ENODEV: F, EINVAL: F, EIO: F, EBUSY: F, ENOSPC: F, ENOTSUP: F, EOVERFLOW: F, EEXIST: F },
   // An engine's refusal exits as the same refusal would offline.
   engine: {
-    EIO: F, EINVAL: F, ERANGE: F, EROFS: F, ENOSPC: F, ENOTSUP: F, EBUSY: F, ETIMEDOUT: F, ESHUTDOWN: F,
+    EIO: F, EINVAL: F, ERANGE: F, EROFS: F, ENOSPC: F, ENOTSUP: F, EBUSY: F, ETIMEDOUT: F, ESHUTDOWN: F, EFENCED: F,
     EBADMETA: F, EUUID: F, ESTALE: F, ENODEV: F, EOVERFLOW: F, EEXIST: F, ECONNREFUSED: F, EPROTO: F,
   },
   supervisor: { ESTART: F, ESTOP: F },

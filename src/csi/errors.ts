@@ -59,6 +59,8 @@ export const BLOCK_STATUS: Record<BlockErrorCode, CsiErrorCode> = {
   EBUSY: 'ABORTED',
   ETIMEDOUT: 'UNAVAILABLE',
   ESHUTDOWN: 'INTERNAL',
+  // The volume's owner changed: this node no longer holds it, the CO must not retry here.
+  EFENCED: 'FAILED_PRECONDITION',
 };
 
 export const SOCKET_PATH_STATUS: Record<SocketPathErrorCode, CsiErrorCode> = {

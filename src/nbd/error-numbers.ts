@@ -20,6 +20,8 @@ const BY_CODE: Record<BlockErrorCode, number> = {
   // Only opening a device can be refused as busy; NBD has no such error for a request.
   EBUSY: NBD_EIO,
   ETIMEDOUT: NBD_EIO,
+  // An array whose member was fenced: its client sees failed writes (DESIGN.md §8).
+  EFENCED: NBD_EIO,
 };
 
 export function nbdErrorNumber(err: unknown): number {
