@@ -11,23 +11,14 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildCli } from '../support/cli.js';
+import { buildCli, runCli, type CliResult } from '../support/cli.js';
 import { startServe } from '../nbd/helpers.js';
 import { editSuperblock } from '../support/superblock-edit.js';
 
 const run = promisify(execFile);
 const U64_MAX = 2n ** 64n - 1n;
 
-let cli: string;
-async function llraid(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const llraid = (...args: string[]): Promise<CliResult> => runCli(args);
 
 /** Rewrites the events of a member's superblock in place, checksum included. */
 function setEvents(path: string, events: bigint): Promise<void> {
@@ -46,7 +37,7 @@ describe('llraid with superblock events near 2^64', () => {
   let dir: string;
   let n = 0;
   before(async () => {
-    cli = await buildCli();
+    await buildCli();
     dir = await mkdtemp(join(tmpdir(), 'llraid-events-'));
   });
   after(() => rm(dir, { recursive: true, force: true }));

@@ -5,32 +5,15 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { buildCli } from '../support/cli.js';
+import { buildCli, runCli, type CliResult } from '../support/cli.js';
 import { startServe } from '../nbd/helpers.js';
 
-const run = promisify(execFile);
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-let cli: string;
-async function llraid(...args: string[]): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { maxBuffer: 1 << 24 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const llraid = (...args: string[]): Promise<CliResult> => runCli(args);
 
 /** The metadata area of a member (superblock at 4 KiB, llbitmap after it): 1 MiB. */
 async function metadata(path: string): Promise<Buffer> {
@@ -52,7 +35,7 @@ async function stopEngine(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM
 describe('exclusive members', () => {
   let dir: string;
   before(async () => {
-    cli = await buildCli();
+    await buildCli();
     dir = await mkdtemp(join(tmpdir(), 'llraid-excl-'));
   });
   after(async () => {

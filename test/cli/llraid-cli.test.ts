@@ -2,31 +2,13 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { buildCli } from '../support/cli.js';
+import { buildCli, runCli, type CliResult } from '../support/cli.js';
 
-const run = promisify(execFile);
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-let cli: string;
-async function llraid(...args: string[]): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { maxBuffer: 1 << 24 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const llraid = (...args: string[]): Promise<CliResult> => runCli(args);
 
 async function patch(path: string, offset: number, bytes: Buffer): Promise<void> {
   const fh = await open(path, 'r+');
@@ -37,7 +19,7 @@ async function patch(path: string, offset: number, bytes: Buffer): Promise<void>
 describe('llraid CLI', () => {
   let dir: string;
   before(async () => {
-    cli = await buildCli();
+    await buildCli();
     dir = await mkdtemp(join(tmpdir(), 'llraid-cli-'));
   });
   after(async () => {

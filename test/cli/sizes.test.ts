@@ -12,21 +12,12 @@ import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildCli } from '../support/cli.js';
+import { buildCli, CLI, runCli, type CliResult } from '../support/cli.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
 
-let cli: string;
-async function llraid(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const llraid = (...args: string[]): Promise<CliResult> => runCli(args);
 
 /**
  * What a refused offline grow may not change: each member's size and data area. (Assembling and
@@ -45,7 +36,7 @@ describe('llraid create/grow --size: sizes that cannot be had', () => {
   let dir: string;
   let small: string;
   before(async () => {
-    cli = await buildCli();
+    await buildCli();
     dir = await mkdtemp(join(tmpdir(), 'llraid-sizes-'));
     small = join(dir, 'small');
     await mkdir(small);
@@ -126,7 +117,7 @@ describe('llraid create/grow --size: sizes that cannot be had', () => {
   it('a file size limit (EFBIG) is a sentence naming the member file, and no file is left', async () => {
     const [a, b] = [join(dir, 'fa.img'), join(dir, 'fb.img')];
     // ulimit -f is in 1024-byte blocks: 2 MiB; Node ignores SIGXFSZ, so ftruncate says EFBIG.
-    const r = await run('bash', ['-c', 'ulimit -f 2048; exec "$0" "$@"', process.execPath, cli, 'create', '-l', '1', '-N', 'lim', '-z', '16M', a, b])
+    const r = await run('bash', ['-c', 'ulimit -f 2048; exec "$0" "$@"', process.execPath, CLI, 'create', '-l', '1', '-N', 'lim', '-z', '16M', a, b])
       .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(
