@@ -217,13 +217,16 @@ for (const { level, members } of LEVELS) {
         for (let round = 0; round < ROUNDS; round++) {
           await waitFor('the bitmap daemon to clean the written chunks', clean);
           await faulty.fault();
-          // Writes go on while the member fails under them; every one must succeed. They stay in
-          // the first 8 MiB of the array, so the bitmap marks a small part of it for the member.
-          const away = spread(48, 100 * round + level + 7, 128);
+          // Writes go on while the member fails under them; every one must succeed. Each round
+          // writes 8 MiB of its own 40 MiB of the array, so the bitmap marks a small part of it for the
+          // member, and a member that fails by running out of room meets blocks it has not
+          // allocated in an earlier round.
+          const window = (c: number): number => round * 640 + c;
+          const away = spread(48, 100 * round + level + 7, 128).map(window);
           await writeChunks(array, away, 2 + round, truth);
           await waitFor('the member to be failed', () => array.status().members.some((m) => m.name === faulty.path && m.state === 'faulty'));
           assert.equal(array.status().state, 'degraded');
-          await writeChunks(array, spread(16, 300 + round, 128), 50 + round, truth);
+          await writeChunks(array, spread(16, 300 + round, 128).map(window), 50 + round, truth);
           await checkAll(array, truth, 'degraded');
           const marked = (() => {
             const c = array.status().bitmap.counts;
