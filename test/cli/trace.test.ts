@@ -3,32 +3,16 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { truncateSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { buildCli } from '../support/cli.js';
+import { buildCli, runCli, type CliResult } from '../support/cli.js';
 
-const run = promisify(execFile);
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-let cli: string;
-async function llraid(env: Record<string, string>, ...args: string[]): Promise<Result> {
-  // The test's own environment may trace: only what the test sets counts.
+/** The built CLI with `env` over the test's environment, less its own tracing: only what the test sets counts. */
+function llraid(env: Record<string, string>, ...args: string[]): Promise<CliResult> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'LLRAID_TRACE' && k !== 'LLRAID_VERBOSITY'));
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { env: { ...base, ...env }, maxBuffer: 1 << 24 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+  return runCli(args, { env: { ...base, ...env } });
 }
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -39,7 +23,7 @@ const mdLines = (stderr: string): string[] =>
 describe('LLRAID_TRACE', () => {
   let dir: string;
   before(async () => {
-    cli = await buildCli();
+    await buildCli();
     dir = await mkdtemp(join(tmpdir(), 'llraid-trace-'));
   });
   after(async () => {
@@ -80,7 +64,7 @@ describe('LLRAID_TRACE', () => {
     const [a, b, c] = [join(dir, 'fa.img'), join(dir, 'fb.img'), join(dir, 'fc.img')];
     assert.equal((await llraid({}, 'create', '-l', '1', '-N', 'full', '-z', '16M', a, b)).code, 0);
     assert.equal((await llraid({}, 'fail', b, a, b)).code, 0);
-    await run('truncate', ['-s', '16M', c]);
+    truncateSync(c, 16 * 1024 * 1024);
     // c takes b's role: the bitmap no longer tracks what b misses.
     assert.equal((await llraid({}, 'add', c, a)).code, 0);
     const quiet = await llraid({ LLRAID_TRACE: 'md', LLRAID_VERBOSITY: 'error' }, 'fail', c, a, c);
