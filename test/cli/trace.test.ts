@@ -3,7 +3,7 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { truncateSync } from 'node:fs';
+import { truncateSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,6 +64,7 @@ describe('LLRAID_TRACE', () => {
     const [a, b, c] = [join(dir, 'fa.img'), join(dir, 'fb.img'), join(dir, 'fc.img')];
     assert.equal((await llraid({}, 'create', '-l', '1', '-N', 'full', '-z', '16M', a, b)).code, 0);
     assert.equal((await llraid({}, 'fail', b, a, b)).code, 0);
+    writeFileSync(c, '');
     truncateSync(c, 16 * 1024 * 1024);
     // c takes b's role: the bitmap no longer tracks what b misses.
     assert.equal((await llraid({}, 'add', c, a)).code, 0);
