@@ -2,7 +2,7 @@
 // outside NBD clients (libnbd tools, qemu, fio) as child processes.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readEngineEvents, type EngineEvent, type TimedEngineEvent } from '../../src/engine/events.js';
@@ -52,7 +52,10 @@ export interface ServeProcess {
  */
 export async function startServe(args: string[]): Promise<ServeProcess> {
   if (!existsSync(CLI)) throw new Error(`expected the built CLI at ${CLI}: run npm run build first`);
-  const eventsFile = join(mkdtempSync(join(tmpdir(), 'llraid-events-')), 'events.jsonl');
+  const eventsDir = mkdtempSync(join(tmpdir(), 'llraid-events-'));
+  // Tests read the events after the engine stopped, so the file goes with the test process.
+  process.once('exit', () => rmSync(eventsDir, { recursive: true, force: true }));
+  const eventsFile = join(eventsDir, 'events.jsonl');
   const child = spawn(process.execPath, [CLI, 'serve', ...args, '--events', eventsFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
