@@ -34,17 +34,22 @@ const STOP_GRACE_MS = 3000;
 /** How much of a process's stdout and stderr is kept (the tail). */
 const OUTPUT_KEEP = 1 << 20;
 
-function findTool(name: string): string | undefined {
-  return ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'].map((d) => join(d, name)).find((p) => existsSync(p));
+const TOOL_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
+
+function findTool(name: string, dirs = TOOL_DIRS): string | undefined {
+  return dirs.map((d) => join(d, name)).find((p) => existsSync(p));
 }
 
-/** `ip`'s path, or a clear error: the cluster needs root and iproute2. */
-function requireIp(): string {
-  if (process.getuid?.() !== 0) {
-    throw new Error(`netns: network namespaces need root; this test process runs as uid ${process.getuid?.() ?? '?'} (run the tests as root, as CI does)`);
+/**
+ * `ip`'s path, or a clear error: the cluster needs root and iproute2. (`uid` and `dirs` are
+ * this process's and the system's; the test of this check passes others.)
+ */
+export function requireIp(uid = process.getuid?.(), dirs = TOOL_DIRS): string {
+  if (uid !== 0) {
+    throw new Error(`netns: network namespaces need root; this test process runs as uid ${uid ?? '?'} (run the tests as root, as CI does)`);
   }
-  const ip = findTool('ip');
-  if (!ip) throw new Error('netns: `ip` not found in /usr/sbin, /usr/bin, /sbin or /bin: install iproute2 (apt-get install -y iproute2)');
+  const ip = findTool('ip', dirs);
+  if (!ip) throw new Error(`netns: \`ip\` not found in ${dirs.join(', ')}: install iproute2 (apt-get install -y iproute2)`);
   return ip;
 }
 
