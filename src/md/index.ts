@@ -52,7 +52,10 @@ export {
 } from './levels.js';
 export { levelName } from './array-status.js';
 export type { BitmapCounts } from './write-intent-bitmap.js';
-export type { MemberSpec } from './member-source.js';
+export type { MemberSpec, MemberOpener, OpenerResult } from './member-source.js';
+export { isUriName } from './member-source.js';
+export type { ArrayEvent, ArrayEventListener } from './array-events.js';
+export type { MemberRecovery } from './array-status.js';
 export type { MemberState } from './member.js';
 export type { Personality } from './personality.js';
 export type { SyncMode, RaidLevel } from './types.js';
