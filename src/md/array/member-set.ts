@@ -253,6 +253,8 @@ export class ArrayMembers {
           // first (md_super_write's REQ_PREFLUSH), or a power cut could leave copies that differ
           // under a superblock that owes no resync.
           if (clean) await m.device.flush();
+          // Fenced while flushing: the superblock stays as it was.
+          this.checkNotFenced('superblock update');
           await writeSuperblock(m.device, sb);
           m.sb = sb;
         }));

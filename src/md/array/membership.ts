@@ -337,35 +337,33 @@ export class Membership {
     if (old !== undefined && (!s.members.includes(old) || old.state !== 'faulty')) {
       throw new MdError('EBUSY', `member ${old.name}: already re-added`);
     }
-    {
-      if (!sb.setUuid.equals(s.identity.uuid)) {
-        throw new MdError('EUUID', `member ${opened.name}: belongs to array ${formatUuid(sb.setUuid)}, expected ${formatUuid(s.identity.uuid)}`);
-      }
-      if (old !== undefined) s.members.splice(s.members.indexOf(old), 1);
-      const role = sb.devRoles[sb.devNumber];
-      // Why the bitmap cannot cover what the member missed; undefined when it can.
-      const unguided = s.bitmap.kind !== 'llbitmap' ? 'the array has no llbitmap'
-        : role === undefined || role >= s.identity.raidDisks ? 'it held no data role'
-        : s.byRole[role] !== undefined ? `role ${role} is taken`
-        : s.devRoles[sb.devNumber] !== ROLE_FAULTY ? 'the array does not record it as failed'
-        : (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0 ? 'it was being rebuilt when it left'
-        : sb.events > s.events ? `its events ${sb.events} are ahead of the array's ${s.events}`
-        : sb.events < (s.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN) ? 'its role was filled by another member since it left'
-        : undefined;
-      const guided = unguided === undefined && role !== undefined;
-      trace('md', 'info', () => `array ${s.name}: re-add ${opened.name}: ${guided ? 'bitmap-guided recovery' : `full recovery, ${unguided}`}`);
-      const m = new Member(opened.name, opened.device, sb, opened.owned, { writeMostly: opened.writeMostly, remote: opened.remote });
-      // It may have left before the array grew.
-      await fitMember(m, m.dataOffset + s.identity.usedSectors * SECTOR);
-      m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
-      if (guided) {
-        await this.attachToRole(m, role, true);
-      } else {
-        m.sb = { ...sb, devNumber: s.freeDevNumber(), deviceUuid: randomBytes(16) };
-        await this.attach(m, false);
-      }
-      return guided ? 'bitmap' : 'full';
+    if (!sb.setUuid.equals(s.identity.uuid)) {
+      throw new MdError('EUUID', `member ${opened.name}: belongs to array ${formatUuid(sb.setUuid)}, expected ${formatUuid(s.identity.uuid)}`);
     }
+    if (old !== undefined) s.members.splice(s.members.indexOf(old), 1);
+    const role = sb.devRoles[sb.devNumber];
+    // Why the bitmap cannot cover what the member missed; undefined when it can.
+    const unguided = s.bitmap.kind !== 'llbitmap' ? 'the array has no llbitmap'
+      : role === undefined || role >= s.identity.raidDisks ? 'it held no data role'
+      : s.byRole[role] !== undefined ? `role ${role} is taken`
+      : s.devRoles[sb.devNumber] !== ROLE_FAULTY ? 'the array does not record it as failed'
+      : (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0 ? 'it was being rebuilt when it left'
+      : sb.events > s.events ? `its events ${sb.events} are ahead of the array's ${s.events}`
+      : sb.events < (s.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN) ? 'its role was filled by another member since it left'
+      : undefined;
+    const guided = unguided === undefined && role !== undefined;
+    trace('md', 'info', () => `array ${s.name}: re-add ${opened.name}: ${guided ? 'bitmap-guided recovery' : `full recovery, ${unguided}`}`);
+    const m = new Member(opened.name, opened.device, sb, opened.owned, { writeMostly: opened.writeMostly, remote: opened.remote });
+    // It may have left before the array grew.
+    await fitMember(m, m.dataOffset + s.identity.usedSectors * SECTOR);
+    m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
+    if (guided) {
+      await this.attachToRole(m, role, true);
+    } else {
+      m.sb = { ...sb, devNumber: s.freeDevNumber(), deviceUuid: randomBytes(16) };
+      await this.attach(m, false);
+    }
+    return guided ? 'bitmap' : 'full';
   }
 
   /**
