@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { CountingDevice } from '../../src/block/counting-device.js';
 import { isBlockError } from '../../src/block/errors.js';
-import { assembleArray, createArray, type ArrayEvent, type MdArray, type MemberSpec } from '../../src/md/index.js';
+import { assembleArray, createArray, type ArrayEvent, type MdArray, type MemberOpener, type MemberSpec } from '../../src/md/index.js';
 import { readSuperblock } from '../../src/md/superblock.js';
 import { RecordingDevice } from '../support/recording-device.js';
 import { StandInNetwork } from '../support/standin-network.js';
@@ -267,4 +267,50 @@ test('a returning member that was written elsewhere meanwhile is not taken back 
   assert.equal(events.filter((e) => e.type === 'member-returned').length, 0);
   const b = a.status().members.find((m) => m.name === 'test://b');
   assert.deepEqual([b?.state, b?.awaited], ['faulty', true], 'still faulty, still watched');
+});
+
+test('return attempts have a deadline and never overlap, and an open that answers too late is closed', async (t) => {
+  const net = new StandInNetwork();
+  net.addMember('test://b', MEMBER);
+  // An opener that ignores the abort and answers after `delay` ms.
+  let delay = 0;
+  let inFlight = 0;
+  let most = 0;
+  let lateClosed = 0;
+  const slow: MemberOpener = async (name, mode) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    try {
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      const r = await net.opener(name, mode);
+      if (r !== undefined && mode.signal?.aborted) {
+        const close = r.device.close.bind(r.device);
+        r.device.close = async () => {
+          lateClosed++;
+          await close();
+        };
+      }
+      return r;
+    } finally {
+      inFlight--;
+    }
+  };
+  const a = await createArray({ name: 'vol', level: 1, members: [local('local-a'), 'test://b'], opener: slow, ...TUNING, returnIntervalMs: 20, returnTimeoutMs: 60 });
+  t.after(() => a.stop());
+  const events = recorder(a);
+  net.unplug('reset');
+  await a.write(at(1), pattern(1, BCHUNK));
+  assert.equal(a.status().state, 'degraded');
+  delay = 200;
+  net.replug();
+  const opens = net.opens;
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(most, 1, 'one open at a time');
+  assert.ok(net.opens - opens >= 2, `attempts go on after a deadline passed (${net.opens - opens})`);
+  assert.ok(lateClosed >= 1, 'opens that answered after their deadline were closed');
+  assert.equal(events.filter((e) => e.type === 'member-returned').length, 0);
+  delay = 0;
+  await waitFor('the member to return', () => events.find((e) => e.type === 'member-returned'));
+  await a.waitSync();
+  assert.equal(a.status().state, 'active');
 });

@@ -22,8 +22,13 @@ const HEALTH_INTERVAL_MS = 2000;
 
 /** A remote member that dropped out, while the array waits for it to come back. */
 interface Away {
-  /** The attempt running now: attempts never overlap, however long one takes. */
+  /** The attempt running now, until it has an answer (back, refused, or past its deadline). */
   attempt: Promise<void> | undefined;
+  /**
+   * Until the attempt's open itself has settled too (an opener that ignores the abort may take
+   * longer than the deadline): no new attempt starts before, so attempts never overlap.
+   */
+  busy: Promise<void> | undefined;
   /** Aborts the running attempt's open (its deadline passed, or the array stops). */
   abort: AbortController | undefined;
   /** Its old device is closed (once, at the first attempt). */
@@ -84,8 +89,9 @@ export class Membership {
         this.away.delete(m);
         continue;
       }
-      if (w.attempt !== undefined) continue;
-      const attempt = this.tryReturn(m, w).then(
+      if (w.busy !== undefined) continue;
+      let opening: Promise<unknown> = Promise.resolve();
+      const attempt = this.tryReturn(m, w, (p) => (opening = p)).then(
         () => {
           this.away.delete(m);
         },
@@ -99,6 +105,10 @@ export class Membership {
         w.abort = undefined;
       });
       w.attempt = attempt;
+      // `opening` is read once the attempt has its answer: by then it holds the attempt's open.
+      w.busy = attempt.then(() => opening).then(() => undefined, () => undefined).finally(() => {
+        w.busy = undefined;
+      });
     }
   }
 
@@ -108,7 +118,7 @@ export class Membership {
    * only the chunks the bitmap marked while it was away are copied (reAdd's rules decide). The
    * open and the superblock read together have returnTimeoutMs; rejects when it is not back.
    */
-  private async tryReturn(m: Member, w: Away): Promise<void> {
+  private async tryReturn(m: Member, w: Away, opening: (p: Promise<unknown>) => void): Promise<void> {
     const s = this.set;
     if (!w.released) {
       // Its dead connection goes first, as reAdd lets a file's lock go before opening it again.
@@ -127,6 +137,7 @@ export class Membership {
         throw err;
       }
     })();
+    opening(probe);
     const { opened, sb } = await withDeadline(probe, ms, abort, `member ${m.name}: not open within ${ms} ms`,
       (late) => void late.opened.device.close().catch((e: unknown) => s.traceClose(late.opened, e)));
     try {
@@ -198,7 +209,7 @@ export class Membership {
     s.markFaulty(m);
     // A remote member failed by its device (not by hand) has dropped out: it may come back.
     const watched = m.remote && cause !== undefined && s.opener !== undefined;
-    if (watched) this.away.set(m, { attempt: undefined, abort: undefined, released: false, lastWhy: undefined });
+    if (watched) this.away.set(m, { attempt: undefined, busy: undefined, abort: undefined, released: false, lastWhy: undefined });
     s.emit({ type: 'member-failed', member: m.name, reason: m.failure, watched });
     if (!s.running) {
       if (role !== undefined) this.vacatedBeforeRun.push(role);
@@ -417,8 +428,9 @@ export async function fitMember(m: Member, bytes: number): Promise<void> {
 }
 
 /**
- * `p`, or a rejection with ETIMEDOUT-like EIO after `ms` (then `abort` is aborted and a late
- * result is handed to `late`, which releases it: nothing opened is left behind).
+ * `p`, or a rejection with ETIMEDOUT after `ms`, or with EIO when `abort` is aborted first (the
+ * array stops). Either way `abort` ends aborted and a late result is handed to `late`, which
+ * releases it: nothing opened is left behind.
  */
 async function withDeadline<T>(p: Promise<T>, ms: number, abort: AbortController, message: string, late: (v: T) => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -426,8 +438,9 @@ async function withDeadline<T>(p: Promise<T>, ms: number, abort: AbortController
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       expired = true;
-      abort.abort();
+      // Rejected before the abort below, whose listener would say "aborted" instead.
       reject(new TimeoutError(message));
+      abort.abort();
     }, ms);
     abort.signal.addEventListener('abort', () => reject(new IoError(`${message}: aborted`)), { once: true });
   });
