@@ -15,13 +15,20 @@ export function formatArrayStatus(s: ArrayStatus): string {
     `${s.name}: ${s.level} ${formatBytes(s.size)} (${s.size} bytes), state ${s.state}${degraded}`,
     `  uuid ${s.uuid}  events ${s.events}  [${s.raidDisks}/${s.working}] [${roles}]` +
       (s.chunkSize ? `  chunk ${formatBytes(s.chunkSize)}` : ''),
+    ...(s.fenced === null ? [] : [`  fenced: no write is acknowledged or written any more (${s.fenced}); stop the engine`]),
   ];
   // Members in role order; then spares and faulty members, which hold no role (mdadm --detail's
   // RaidDevice "-"): the state column says which.
   const rank = (m: MemberStatus): number => m.role ?? s.raidDisks + (m.state === 'spare' ? 0 : 1);
   for (const m of [...s.members].sort((a, b) => rank(a) - rank(b))) {
+    const r = m.recovery;
     const notes = [
-      ...(m.state === 'rebuilding' ? [`recovered ${formatBytes(m.recoveryOffset)}`] : []),
+      ...(m.remote ? ['remote'] : []),
+      ...(m.writeMostly ? ['write-mostly'] : []),
+      ...(r !== null
+        ? [`${r.kind === 'bitmap' ? 'bitmap-guided ' : ''}recovery ${formatBytes(r.bytesDone)} of ${formatBytes(r.bytesToCopy)} copied, throttled to ${formatBytes(r.speedMinKiBs * 1024)}/s..${formatBytes(r.speedMaxKiBs * 1024)}/s`]
+        : m.state === 'rebuilding' ? [`recovered ${formatBytes(m.recoveryOffset)}`] : []),
+      ...(m.awaited ? ['waiting for it to come back'] : []),
       ...(m.state === 'faulty' && m.failure !== null ? [m.failure] : []),
       ...(m.errors > 0 ? [`${m.errors} I/O error${m.errors === 1 ? '' : 's'}`] : []),
     ];

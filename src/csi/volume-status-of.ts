@@ -80,7 +80,8 @@ export function volumeStatusOf(i: SnapshotInputs): VolumeStatus {
 }
 
 function liveState(a: ArrayStatus): VolumeState {
-  if (a.state === 'failed') return 'failed';
+  // A fenced engine serves nothing: another engine took the members (the next issue reports it apart).
+  if (a.state === 'failed' || a.state === 'fenced') return 'failed';
   if (a.sync?.mode === 'recovery') return 'recovering';
   if (a.sync?.mode === 'resync' || a.sync?.mode === 'repair') return 'resyncing';
   if (a.degraded) return 'degraded';

@@ -43,6 +43,46 @@ export interface SyncEndedEvent {
   mismatches: number;
 }
 
+/**
+ * A member's device answered that another engine took it (a higher attach epoch): the array
+ * acknowledges nothing from now on and writes nothing; the engine stays up so that status shows
+ * it, until it is stopped.
+ */
+export interface FencedEvent {
+  type: 'fenced';
+  member: string;
+  reason: string;
+}
+
+/** md failed a member (an I/O error, a connection lost): the array runs degraded. */
+export interface MemberFailedEvent {
+  type: 'member-failed';
+  member: string;
+  reason: string;
+  /** A remote member: the array tries to open it again every few seconds and re-adds it when back. */
+  watched: boolean;
+}
+
+/** A remote member that had dropped out is back and re-added: its recovery starts. */
+export interface MemberReturnedEvent {
+  type: 'member-returned';
+  member: string;
+  recovery: 'bitmap' | 'full';
+  /** Bytes the recovery expects to copy (bitmap: the chunks written while it was away). */
+  bytesToCopy: number;
+}
+
+/** A recovery onto members (a re-add, a new member, a spare) ended. */
+export interface MemberRecoveredEvent {
+  type: 'member-recovered';
+  members: string[];
+  complete: boolean;
+  bytesSynced: number;
+  bytesWritten: number;
+  seconds: number;
+  error?: string;
+}
+
 export interface StoppingEvent {
   type: 'stopping';
   why: string;
@@ -51,9 +91,13 @@ export interface StoppingEvent {
 /** The export is closed and the device released (for an array: stopped clean). */
 export interface StoppedEvent {
   type: 'stopped';
+  /** The array was fenced: it was released without writing anything (not a clean stop). */
+  fenced?: true;
 }
 
-export type EngineEvent = AssembledEvent | ServingEvent | SyncEndedEvent | StoppingEvent | StoppedEvent;
+export type EngineEvent =
+  | AssembledEvent | ServingEvent | SyncEndedEvent | FencedEvent | MemberFailedEvent | MemberReturnedEvent | MemberRecoveredEvent
+  | StoppingEvent | StoppedEvent;
 
 /** An event with the time it happened (ISO 8601), as written to the JSON file. */
 export type TimedEngineEvent = EngineEvent & { time: string };
@@ -73,10 +117,18 @@ export function describeEvent(e: EngineEvent): string[] {
       return [`serving export ${JSON.stringify(e.exportName)} (${e.size} bytes) on ${e.address} as ${e.uri}`];
     case 'sync-ended':
       return [`${e.mode} ${e.complete ? 'complete' : 'stopped'}: ${e.bytesSynced} bytes synced, ${e.bytesSkipped} skipped, ${e.mismatches} mismatched sectors`];
+    case 'fenced':
+      return [`fenced: no write is acknowledged any more (${e.reason})`];
+    case 'member-failed':
+      return [`member ${e.member} failed: ${e.reason}${e.watched ? '; waiting for it to come back' : ''}`];
+    case 'member-returned':
+      return [`member ${e.member} is back: ${e.recovery === 'bitmap' ? 'bitmap-guided' : 'full'} recovery of ${e.bytesToCopy} bytes`];
+    case 'member-recovered':
+      return [`recovery of ${e.members.join(', ')} ${e.complete ? 'complete' : 'stopped'}: ${e.bytesSynced} bytes synced, ${e.bytesWritten} written in ${e.seconds.toFixed(1)} s${e.error === undefined ? '' : ` (${e.error})`}`];
     case 'stopping':
       return [`${e.why}: stopping`];
     case 'stopped':
-      return ['stopped cleanly'];
+      return [e.fenced ? 'stopped without writing anything: the array is fenced' : 'stopped cleanly'];
   }
 }
 

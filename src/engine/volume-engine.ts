@@ -9,10 +9,12 @@ import type { BlockDevice } from '../block/block-device.js';
 import { CountingDevice } from '../block/counting-device.js';
 import { FileDevice } from '../block/file-device.js';
 import { checkSocketPath } from '../block/socket-file.js';
-import { assembleArray, describeBitmapLoad, type ArrayTuning, type AssemblyReport, type MdArray } from '../md/index.js';
+import {
+  assembleArray, describeBitmapLoad, type ArrayEvent, type ArrayTuning, type AssemblyReport, type MdArray, type MemberOpener,
+} from '../md/index.js';
 import { NbdServer, type ListenAddress } from '../nbd/index.js';
 import { ControlServer } from './control/server.js';
-import type { EventSink } from './events.js';
+import type { EngineEvent, EventSink } from './events.js';
 
 /** What the engine serves: an array assembled from its members, or one file. */
 export type EngineSource =
@@ -29,6 +31,11 @@ export interface EngineOptions {
   events: EventSink;
   /** Where diagnostics about misbehaving NBD clients go (default: the nbd trace, LLRAID_TRACE=nbd). */
   log?: (message: string) => void;
+  /**
+   * Opens the members named by URI (remote ones, `nbds://...`): md keeps it for re-add, add and
+   * the return check of a remote member that dropped out. Without it every member is a path.
+   */
+  opener?: MemberOpener;
 }
 
 /**
@@ -50,8 +57,14 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
     if (source.kind === 'file') {
       device = await FileDevice.open(source.path, { readOnly: options.readOnly, direct: source.direct, exclusive: true });
     } else {
-      const assembled = await assembleArray({ members: source.members, force: source.force, ...source.tuning });
+      const assembled = await assembleArray({
+        members: source.members, force: source.force, ...source.tuning, ...(options.opener === undefined ? {} : { opener: options.opener }),
+      });
       array = assembled.array;
+      array.onEvent((e) => {
+        const out = engineEventOf(e);
+        if (out !== undefined) events(out);
+      });
       if (source.daemonSleep !== undefined && array.bitmap.kind === 'llbitmap') array.bitmap.daemonSleep = source.daemonSleep;
       announce(array, assembled.report, events);
       device = array;
@@ -79,17 +92,37 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
 
   const why = await Promise.race([controlStopped, stop]);
   events({ type: 'stopping', why });
+  // A fenced array's members are another engine's: nothing is flushed, and its stop writes nothing.
+  const fenced = (): boolean => array?.fenced != null;
   try {
     await server.close();
     await controlServer?.close();
-    if (!device.readOnly) await device.flush().catch((err: unknown) => {
+    if (!device.readOnly && !fenced()) await device.flush().catch((err: unknown) => {
       // A control stop has already stopped the array cleanly; there is nothing left to flush.
-      if (why !== 'control stop') throw err;
+      if (why !== 'control stop' && !fenced()) throw err;
     });
   } finally {
     await device.close();
   }
-  events({ type: 'stopped' });
+  events(fenced() ? { type: 'stopped', fenced: true } : { type: 'stopped' });
+}
+
+/** The engine event for what the array reported, if the engine reports it (sync-ended: announce). */
+function engineEventOf(e: ArrayEvent): EngineEvent | undefined {
+  switch (e.type) {
+    case 'fenced':
+    case 'member-failed':
+    case 'member-returned':
+      return { ...e };
+    case 'sync-ended': {
+      if (e.summary.mode !== 'recovery') return undefined;
+      const s = e.summary;
+      return {
+        type: 'member-recovered', members: e.members, complete: s.complete, bytesSynced: s.bytesSynced, bytesWritten: s.bytesWritten,
+        seconds: s.seconds, ...(s.error === undefined ? {} : { error: s.error }),
+      };
+    }
+  }
 }
 
 /** What assembly found, and, once the array's own sync pass (after an unclean stop) ends, how much it covered. */

@@ -12,7 +12,32 @@ export function levelName(level: number): string {
   return LEVEL_NAMES[level] ?? `level ${level}`;
 }
 
-export type ArrayState = 'active' | 'degraded' | 'failed' | 'stopped';
+/**
+ * fenced: a member's device said another engine took it (a higher attach epoch); the array
+ * writes nothing more and every request rejects with EFENCED until it is stopped.
+ */
+export type ArrayState = 'active' | 'degraded' | 'failed' | 'fenced' | 'stopped';
+
+/**
+ * A rebuilding member's recovery, in sync-space bytes (array bytes for raid1/raid10, member
+ * bytes for the parity levels): what the pass set out to copy and how far it got.
+ */
+export interface MemberRecovery {
+  /** bitmap: only the chunks written while it was away (a re-add); full: every written chunk. */
+  kind: 'bitmap' | 'full';
+  /** Bytes recovered so far by this pass. */
+  bytesDone: number;
+  /**
+   * Bytes the pass expects to copy: the bitmap's marked chunks × its chunk size (bitmap), or
+   * every written chunk (full), clipped to the array's end.
+   */
+  bytesToCopy: number;
+  /** Bytes this pass wrote to rebuilding members (raid10: only the copies on them). */
+  bytesWritten: number;
+  /** The pass's throttle, KiB/s (md's sync_speed_min and _max). */
+  speedMinKiBs: number;
+  speedMaxKiBs: number;
+}
 
 export interface MemberStatus {
   name: string;
@@ -25,6 +50,14 @@ export interface MemberStatus {
   failure: string | null;
   /** I/O errors this member returned since the array started. */
   errors: number;
+  /** Read only when no other in-sync copy can serve (raid1, raid10). */
+  writeMostly: boolean;
+  /** Reached over a network (its opener said so). */
+  remote: boolean;
+  /** Faulty remote members: the array tries to open it again and re-adds it when it is back. */
+  awaited: boolean;
+  /** Rebuilding members while their recovery runs. */
+  recovery: MemberRecovery | null;
 }
 
 /** A plain, JSON-ready snapshot (bigints as decimal strings). */
@@ -37,6 +70,8 @@ export interface ArrayStatus {
   chunkSize: number;
   layout: number;
   state: ArrayState;
+  /** Fenced arrays: which member fenced it and what its device said. */
+  fenced: string | null;
   degraded: boolean;
   events: string;
   /** In-sync roles out of raid_disks, as mdadm's [n/m]. */
@@ -55,4 +90,6 @@ export interface ArrayStatus {
   mismatchCount: number;
   /** Sync-space bytes (the "of how many" of a sync pass). */
   syncSize: number;
+  /** Every sync pass (resync, recovery, check, repair) runs between these, KiB/s. */
+  syncSpeed: { minKiBs: number; maxKiBs: number };
 }

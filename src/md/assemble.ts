@@ -7,7 +7,7 @@ import { MdArray, type ArrayIdentity, type ArrayTuning } from './array/md-array.
 import { loadBitmap } from './bitmap-setup.js';
 import { MdError } from './errors.js';
 import { Member } from './member.js';
-import { openMembers, releaseMembers, type MemberSpec, type OpenedMember } from './member-source.js';
+import { openMembers, releaseMembers, type MemberOpener, type MemberSpec, type OpenedMember } from './member-source.js';
 import { createPersonality } from './levels.js';
 import type { BitmapLoadReport } from './write-intent-bitmap.js';
 import {
@@ -24,6 +24,8 @@ export interface AssembleOptions extends ArrayTuning {
   force?: boolean;
   /** llbitmap: idle seconds before the daemon cleans a page (default 5). */
   barrierIdle?: number;
+  /** Opens the members named by URI (remote ones); kept for re-add, add and the return check. */
+  opener?: MemberOpener;
 }
 
 /** What assembly found besides the members it started with. */
@@ -53,7 +55,7 @@ function parseUuid(u: Uint8Array | string): Buffer {
 
 export async function assembleArray(options: AssembleOptions): Promise<{ array: MdArray; report: AssemblyReport }> {
   if (options.members.length === 0) throw new MdError('EINVAL', 'assemble: expected at least one member');
-  const opened = await openMembers(options.members);
+  const opened = await openMembers(options.members, options.opener);
   const kept = new Set<OpenedMember>();
   let array: MdArray | undefined;
   try {
@@ -111,7 +113,7 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
         stale(`recorded as failed or removed by the array (events ${sb.events}, array ${fresh.events})`);
         continue;
       }
-      const member = new Member(m.name, m.device, sb, m.owned);
+      const member = new Member(m.name, m.device, sb, m.owned, { writeMostly: m.writeMostly, remote: m.remote });
       if (role >= raidDisks) {
         member.state = 'spare';
       } else if (ownRole !== role || sb.events + 1n < fresh.events) {
@@ -169,7 +171,7 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
       report.resyncReason = `member${missedStop.length > 1 ? 's' : ''} ${missedStop.map((m) => m.name).join(', ')} missed the clean stop the others recorded (events ${missedStop.map((m) => m.sb.events).join(', ')} of ${fresh.events}, still active): every written chunk is resynced`;
     }
     const resyncFrom = personality.syncSize === 0 || owed.length === 0 ? null : Math.min(...owed, personality.syncSize);
-    array = new MdArray({ identity, personality, members, devRoles: fresh.devRoles, events: fresh.events, resyncFrom, tuning: options });
+    array = new MdArray({ identity, personality, members, devRoles: fresh.devRoles, events: fresh.events, resyncFrom, tuning: options, opener: options.opener });
     const faultySlots = fresh.devRoles.filter((r) => r === ROLE_FAULTY).length;
     const vacantRoles = raidDisks - fresh.devRoles.filter((r) => r < raidDisks).length;
     const knownHistory = faultySlots <= vacantRoles;

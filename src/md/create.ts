@@ -7,7 +7,7 @@ import { MdArray, type ArrayIdentity, type ArrayTuning } from './array/md-array.
 import { BITMAP_OFFSET_SECTORS, DATA_OFFSET_SECTORS, createBitmap, type BitmapKind } from './bitmap-setup.js';
 import { MdError } from './errors.js';
 import { Member } from './member.js';
-import { openMembers, probeSuperblock, releaseMembers, type MemberSpec } from './member-source.js';
+import { openMembers, probeSuperblock, releaseMembers, type MemberOpener, type MemberSpec } from './member-source.js';
 import { createPersonality, minMembers, usedMemberBytes } from './levels.js';
 import { raid10NearLayout } from './raid10.js';
 import { DEFAULT_ALGORITHM, parseLayout } from './parity/layout.js';
@@ -38,6 +38,8 @@ export interface CreateOptions extends ArrayTuning {
   barrierIdle?: number;
   /** llbitmap chunk in bytes; default chosen to fit the reserved space. */
   bitmapChunkSize?: number;
+  /** Opens the members named by URI (remote ones); kept for re-add, add and the return check. */
+  opener?: MemberOpener;
 }
 
 const DEFAULT_CHUNK = 512 * 1024;
@@ -61,7 +63,7 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
   const uuid = Buffer.from(options.uuid ?? randomBytes(16));
   if (uuid.length !== 16) throw new MdError('EINVAL', `uuid must be 16 bytes, found ${uuid.length}`);
 
-  const opened = await openMembers(options.members);
+  const opened = await openMembers(options.members, options.opener);
   let array: MdArray | undefined;
   try {
     for (const m of opened) {
@@ -95,7 +97,7 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
         deviceUuid: randomBytes(16), devflags: 0, bblogShift: 0, bblogSize: 0, bblogOffset: 0, utime: now, events: 0n, resyncOffset: RESYNC_NONE,
         devRoles: Array.from({ length: n }, (_, r) => r),
       };
-      const member = new Member(m.name, m.device, sb, m.owned);
+      const member = new Member(m.name, m.device, sb, m.owned, { writeMostly: m.writeMostly, remote: m.remote });
       member.state = 'in_sync';
       member.role = i;
       return member;
@@ -103,7 +105,7 @@ export async function createArray(options: CreateOptions): Promise<MdArray> {
     const needsInitialSync = level !== 0 && bitmapKind === 'none' && !options.assumeClean;
     array = new MdArray({
       identity, personality, members, devRoles: members.map((_, i) => i), events: 0n,
-      resyncFrom: needsInitialSync ? 0 : null, tuning: options,
+      resyncFrom: needsInitialSync ? 0 : null, tuning: options, opener: options.opener,
     });
     // Bitmap first, superblocks second: a failure here leaves no member claiming an array (B-i).
     array.attachBitmap(await createBitmap(bitmapKind, array.bitmapHost, {

@@ -4,10 +4,13 @@
 //   createArray(options) → MdArray            mdadm --create (create.ts: CreateOptions)
 //     { name, level: 0|1|10|5|6, members: (path | {name, device})[], chunkSize?, nearCopies?,
 //       layout? (raid5/6), assumeClean?, bitmap?: 'llbitmap'|'none', force?, uuid?, daemonSleep?,
-//       barrierIdle?, bitmapChunkSize?, syncSpeedMin?, syncSpeedMax?, autoSync? }
+//       barrierIdle?, bitmapChunkSize?, syncSpeedMin?, syncSpeedMax?, autoSync?, opener?,
+//       returnIntervalMs?, returnTimeoutMs? }
 //     Members are laid out as mdadm 1.2: superblock at sector 8, llbitmap at 16, data at 2048.
+//     opener (MemberOpener): opens the names it claims (remote members' URIs) and says whether
+//     each is write-mostly and remote; the array keeps it for re-add, add and the return check.
 //   assembleArray(options) → { array, report }  mdadm --assemble (assemble.ts: AssembleOptions)
-//     { members, uuid?, force?, barrierIdle?, syncSpeedMin?, syncSpeedMax?, autoSync? }
+//     { members, uuid?, force?, barrierIdle?, syncSpeedMin?, syncSpeedMax?, autoSync?, opener?, ... }
 //     report: { stale: [{name, events, reason}], missingRoles, unclean,
 //               bitmap?: { members, rejected: [{name, reason}], disagreeing } }  (copies compared)
 //   examineMember(path | device) → Superblock   mdadm --examine (superblock fields, decoded)
@@ -34,7 +37,12 @@
 //     startSync(mode)   'check' | 'repair' | 'resync' | 'recovery'; → SyncProgress
 //     stopSync(), waitSync() → SyncSummary   stop at a window boundary / wait for the pass
 //     status() → ArrayStatus                 plain JSON-ready object: level, state, members,
-//                                            bitmap counts, sync progress, events, mismatches
+//                                            bitmap counts, sync progress, events, mismatches,
+//                                            a rebuilding member's recovery (bytes done / to copy)
+//     onEvent(listener)  array events (array-events.ts): fenced, member-failed, member-returned,
+//                        sync-ended
+//     fenced            why the array is fenced (a member answered EFENCED), or null: then every
+//                       request rejects with EFENCED and nothing more is written to any member
 //     bitmap            the WriteIntentBitmap (bitsText()/metadataText() for status output)
 //
 // Errors: MdError with a code from MD_ERROR_CODES (EBADMETA, EUUID, ENODEV, EINVAL, EBUSY, ENOSPC,
@@ -52,7 +60,10 @@ export {
 } from './levels.js';
 export { levelName } from './array-status.js';
 export type { BitmapCounts } from './write-intent-bitmap.js';
-export type { MemberSpec } from './member-source.js';
+export type { MemberSpec, MemberOpener, OpenerResult } from './member-source.js';
+export { isUriName } from './member-source.js';
+export type { ArrayEvent, ArrayEventListener } from './array-events.js';
+export type { MemberRecovery } from './array-status.js';
 export type { MemberState } from './member.js';
 export type { Personality } from './personality.js';
 export type { SyncMode, RaidLevel } from './types.js';

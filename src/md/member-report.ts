@@ -6,7 +6,7 @@
 
 import { MdError } from './errors.js';
 import type { MemberState } from './member.js';
-import { openMember, releaseMembers, type MemberSpec } from './member-source.js';
+import { openMember, releaseMembers, type MemberOpener, type MemberSpec } from './member-source.js';
 import {
   FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, formatUuid, readSuperblock, ROLE_FAULTY, ROLE_SPARE, SECTOR,
   SUPER_OFFSET_BYTES, type Superblock,
@@ -40,8 +40,8 @@ export interface MemberReport {
   bitmapNote: string | null;
 }
 
-export async function examineMemberReport(spec: MemberSpec): Promise<MemberReport> {
-  const m = await openMember(spec, true);
+export async function examineMemberReport(spec: MemberSpec, opener?: MemberOpener): Promise<MemberReport> {
+  const m = await openMember(spec, true, opener);
   try {
     const superblock = await readSuperblock(m.device, m.name);
     if ((superblock.featureMap & FEATURE_BITMAP_OFFSET) === 0 || superblock.bitmapOffset === 0) {

@@ -1,5 +1,7 @@
-// Where members come from: a path the engine opens (and later closes) as a FileDevice, or a
-// BlockDevice the caller already holds (a fault-injecting device in tests, a remote member).
+// Where members come from: a name the array opens (and later closes) — through the caller's
+// MemberOpener when it claims the name (a remote member's URI), else as a file path — or a
+// BlockDevice the caller already holds (a fault-injecting device in tests). md knows nothing of
+// NBD: the engine hands it an opener that does.
 
 import { promises as fs } from 'node:fs';
 import type { BlockDevice } from '../block/block-device.js';
@@ -7,22 +9,56 @@ import { FileDevice, fileIdOf } from '../block/file-device.js';
 import { MdError } from './errors.js';
 import { readSuperblock, type Superblock } from './superblock.js';
 
-export type MemberSpec = string | { name: string; device: BlockDevice };
+export type MemberSpec = string | { name: string; device: BlockDevice; writeMostly?: boolean; remote?: boolean };
+
+/** What a MemberOpener gives for a name it claims. */
+export interface OpenerResult {
+  device: BlockDevice;
+  /**
+   * Read from it only when no other in-sync copy can serve the read (md's write-mostly); a
+   * remote member's opener says so. Undefined: as the member's superblock says (devflags).
+   */
+  writeMostly?: boolean;
+  /**
+   * The device reaches the member over a network: when it drops out the array keeps trying to
+   * open it again by its name, and re-adds it when it comes back (membership.ts, return check).
+   */
+  remote?: boolean;
+}
+
+/**
+ * Opens the members the caller knows how to reach (the engine: `nbds://` URIs through its NBD
+ * client), by name. Resolves undefined for a name that is not its own: md opens it as a file.
+ * `signal` aborts an open the array stopped waiting for (the return check's attempt timed out).
+ */
+export type MemberOpener = (name: string, mode: { readOnly: boolean; signal?: AbortSignal }) => Promise<OpenerResult | undefined>;
 
 export interface OpenedMember {
   name: string;
   device: BlockDevice;
   /** The engine opened it, so the engine closes it. */
   owned: boolean;
+  /** The opener's flags; undefined for a file. */
+  writeMostly?: boolean | undefined;
+  remote: boolean;
+}
+
+/** A name that is a URI (`nbds://...`, `nbd+unix:///...`), never a path: compared by name only. */
+export function isUriName(name: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(name);
 }
 
 /**
  * Opens a member. A writable open takes the file for this process alone (FileDevice's
  * `exclusive`): while an engine runs an array, nothing else can assemble, check or repair it.
+ * A name the opener claims is the opener's to open (and to lock, if its kind of member has locks).
  */
-export async function openMember(spec: MemberSpec, readOnly = false): Promise<OpenedMember> {
-  if (typeof spec !== 'string') return { name: spec.name, device: spec.device, owned: false };
-  return { name: spec, device: await FileDevice.open(spec, { readOnly, exclusive: !readOnly }), owned: true };
+export async function openMember(spec: MemberSpec, readOnly = false, opener?: MemberOpener, signal?: AbortSignal): Promise<OpenedMember> {
+  if (typeof spec !== 'string') return { name: spec.name, device: spec.device, owned: false, writeMostly: spec.writeMostly, remote: spec.remote ?? false };
+  const claimed = await opener?.(spec, signal === undefined ? { readOnly } : { readOnly, signal });
+  if (claimed !== undefined) return { name: spec, device: claimed.device, owned: true, writeMostly: claimed.writeMostly, remote: claimed.remote ?? false };
+  if (isUriName(spec)) throw new MdError('EINVAL', `member ${spec}: a URI, and nothing here opens that kind of member`);
+  return { name: spec, device: await FileDevice.open(spec, { readOnly, exclusive: !readOnly }), owned: true, remote: false };
 }
 
 /**
@@ -35,10 +71,10 @@ async function checkDistinct(specs: readonly MemberSpec[]): Promise<void> {
   for (const s of specs) {
     const name = typeof s === 'string' ? s : s.name;
     let id: string | undefined;
-    if (typeof s === 'string') {
+    if (typeof s === 'string' && !isUriName(s)) {
       const st = await fs.stat(s).catch(() => undefined);
       if (st !== undefined) id = fileIdOf(st);
-    } else {
+    } else if (typeof s !== 'string') {
       id = s.device instanceof FileDevice ? s.device.fileId : undefined;
     }
     const key = id ?? `name ${name}`;
@@ -56,17 +92,17 @@ async function checkDistinct(specs: readonly MemberSpec[]): Promise<void> {
  */
 export async function namesDevice(spec: MemberSpec, device: BlockDevice): Promise<boolean> {
   if (typeof spec !== 'string') return spec.device === device;
-  if (!(device instanceof FileDevice)) return false;
+  if (!(device instanceof FileDevice) || isUriName(spec)) return false;
   const st = await fs.stat(spec).catch(() => undefined);
   return st !== undefined && fileIdOf(st) === device.fileId;
 }
 
 /** Opens every spec; on any failure closes the ones already opened and rethrows. */
-export async function openMembers(specs: readonly MemberSpec[]): Promise<OpenedMember[]> {
+export async function openMembers(specs: readonly MemberSpec[], opener?: MemberOpener): Promise<OpenedMember[]> {
   await checkDistinct(specs);
   const opened: OpenedMember[] = [];
   try {
-    for (const s of specs) opened.push(await openMember(s));
+    for (const s of specs) opened.push(await openMember(s, false, opener));
   } catch (err) {
     await releaseMembers(opened);
     throw err;

@@ -6,10 +6,19 @@
 //   rebuilding 0..n-1     yes           no            no  (recovery fills it up to recoveryOffset)
 //   spare      none       no            no            no
 //   faulty     none       no            no            no  (recorded as 0xfffe in the others)
+//
+// An in_sync member that is write-mostly serves reads only when no other in-sync copy can.
 
 import type { BlockDevice } from '../block/block-device.js';
 import type { BitmapMember } from './write-intent-bitmap.js';
-import { SECTOR, type Superblock } from './superblock.js';
+import { DEVFLAG_WRITE_MOSTLY, SECTOR, type Superblock } from './superblock.js';
+
+/** How the array reaches a member, as its opener said (member-source.ts). */
+export interface MemberTraits {
+  /** Undefined: as the superblock's devflags say. */
+  writeMostly?: boolean | undefined;
+  remote?: boolean;
+}
 
 export type MemberState = 'in_sync' | 'rebuilding' | 'spare' | 'faulty';
 
@@ -29,12 +38,23 @@ export class Member implements BitmapMember {
   errors = 0;
   /** Whether the array opened the device (and so closes it when done with it). */
   readonly owned: boolean;
+  /**
+   * Read only when no other in-sync copy can serve the read (md's write-mostly; raid1 and
+   * raid10, the parity levels read where the data is). From the opener, or else the
+   * superblock's WriteMostly devflag (an array made by mdadm --write-mostly); llraid never
+   * changes that flag on disk: how this engine reaches a member is not the member's property.
+   */
+  readonly writeMostly: boolean;
+  /** Reached over a network: if it drops out, the array watches for it to come back. */
+  readonly remote: boolean;
 
-  constructor(name: string, device: BlockDevice, sb: Superblock, owned: boolean) {
+  constructor(name: string, device: BlockDevice, sb: Superblock, owned: boolean, traits: MemberTraits = {}) {
     this.name = name;
     this.device = device;
     this.sb = sb;
     this.owned = owned;
+    this.writeMostly = traits.writeMostly ?? (sb.devflags & DEVFLAG_WRITE_MOSTLY) !== 0;
+    this.remote = traits.remote ?? false;
     this.state = 'spare';
     this.role = undefined;
   }

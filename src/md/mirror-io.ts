@@ -2,8 +2,12 @@
 // raid10 (a range per chunk, near_copies copies each): read one copy with fallback, fan a write
 // out to every copy, and the sync step that makes copies equal.
 //
-// Success rule (DESIGN.md §4): a write succeeds when at least one in_sync copy took it. A member
-// I/O error has already failed that member (MemberSet invariant); any other error is re-thrown.
+// Success rule (DESIGN.md §4): a write resolves once every copy has answered (as DRBD's protocol
+// C: each in_sync member holds it, or failed and the others' superblocks say so), and succeeds
+// when at least one in_sync copy took it. A member I/O error has already failed that member
+// (MemberSet invariant); any other error (EFENCED among them) is re-thrown.
+//
+// Reads go to write-mostly members (remote ones) only when no other in-sync copy can serve.
 
 import { SECTOR } from '../block/block-device.js';
 import type { WriteOptions } from '../block/block-device.js';
@@ -16,11 +20,18 @@ import type { Copy, ReadBalancer } from './read-balance.js';
 /** The sync step's read buffers, reused from window to window (see BufferPool). */
 const syncBuffers = new BufferPool();
 
-/** Reads `length` bytes from the best in_sync copy, falling back to the others on failure. */
+/**
+ * Reads `length` bytes from the best in_sync copy, falling back to the others on failure;
+ * write-mostly copies come last, whatever the balancer thinks of them.
+ */
 export async function readCopies(
   members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: string,
 ): Promise<Buffer> {
-  const candidates = balancer.rank(copies.filter((c) => members.state(c.role) === 'in_sync'));
+  let candidates = balancer.rank(copies.filter((c) => members.state(c.role) === 'in_sync'));
+  const writeMostly = members.writeMostly;
+  if (writeMostly !== undefined && candidates.some((c) => writeMostly(c.role))) {
+    candidates = [...candidates.filter((c) => !writeMostly(c.role)), ...candidates.filter((c) => writeMostly(c.role))];
+  }
   for (const copy of candidates) {
     if (members.state(copy.role) !== 'in_sync') continue;
     balancer.begin(copy, length);

@@ -32,6 +32,11 @@ export interface MemberSet {
   /** The largest logical block of any member: every request to a member is a multiple of it. */
   readonly blockSize: number;
   state(role: number): RoleState;
+  /**
+   * Whether the member in `role` is write-mostly: mirrored levels read it only when no other
+   * in-sync copy can serve the read (md's WriteMostly). Absent: none is.
+   */
+  writeMostly?(role: number): boolean;
   read(role: number, offset: number, length: number): Promise<Buffer>;
   /** Reads `out.length` bytes into `out` (the sync thread's reused buffers). */
   readInto(role: number, offset: number, out: Buffer): Promise<void>;

@@ -33,6 +33,8 @@ export const FEATURE_BITMAP_OFFSET = 1;
 export const FEATURE_RECOVERY_OFFSET = 2;
 /** The features llraid writes and understands; any other bit makes decode refuse the member. */
 export const FEATURES_KNOWN = FEATURE_BITMAP_OFFSET | FEATURE_RECOVERY_OFFSET;
+/** devflags bits (md_p.h): WriteMostly1, "this device is write-mostly" (mdadm --write-mostly). */
+export const DEVFLAG_WRITE_MOSTLY = 1;
 
 // Field offsets of struct mdp_superblock_1, named once.
 const O = {

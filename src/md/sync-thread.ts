@@ -69,6 +69,10 @@ export interface SyncProgress {
   bytesSynced: number;
   /** Bytes the pass expects to sync: what the bitmap marked for it when it started. */
   targetBytes: number;
+  /** Bytes written to members so far (recovery: to the rebuilding ones). */
+  bytesWritten: number;
+  /** Whether only what the bitmap marks is synced (resync, re-add) or every written chunk. */
+  bitmapGuided: boolean;
   /** When the pass started (ms since the epoch). */
   startedAt: number;
 }
@@ -156,6 +160,8 @@ export class SyncThread {
       etaSeconds: speed > 0 ? Math.ceil((size - this.position) / 1024 / speed) : null,
       bytesSynced: this.bytesSynced,
       targetBytes: this.host.targetBytes,
+      bytesWritten: this.bytesWritten,
+      bitmapGuided: this.host.bitmapGuided,
       startedAt: this.startedAt,
     };
   }

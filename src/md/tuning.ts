@@ -9,4 +9,8 @@ export const DEFAULT_TUNING = {
   syncSpeedMaxKiB: 200_000,
   /** Seconds a chunk stays Dirty after its last write before the daemon may clean it (llbitmap daemon_sleep). */
   bitmapDaemonSleepSeconds: 30,
+  /** ms between attempts to open again a remote member that dropped out (the return check). */
+  returnIntervalMs: 5000,
+  /** ms one such attempt may take to open the member and read its superblock. */
+  returnTimeoutMs: 15_000,
 } as const;

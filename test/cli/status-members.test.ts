@@ -102,7 +102,7 @@ describe('llraid status: member states', () => {
     assert.doesNotMatch(status, /degraded, degraded|spare/);
     const json = JSON.parse(await llraid('status', '--control', control, '--json')) as { state: string; degraded: boolean; members: { name: string; role: number | null; state: string; failure: string | null }[] };
     assert.equal(json.state, 'degraded');
-    assert.deepEqual(json.members.find((m) => m.name === b), { name: b, role: null, state: 'faulty', devNumber: 1, recoveryOffset: 0, failure: 'failed by request', errors: 0 } as unknown);
+    assert.deepEqual(json.members.find((m) => m.name === b), { name: b, role: null, state: 'faulty', devNumber: 1, recoveryOffset: 0, failure: 'failed by request', errors: 0, writeMostly: false, remote: false, awaited: false, recovery: null } as unknown);
     await llraid('stop', '--control', control);
   });
 });

@@ -27,14 +27,14 @@ function record(over: Partial<VolumeRecord> = {}): VolumeRecord {
 
 function live(over: Partial<ArrayStatus> = {}): ArrayStatus {
   return {
-    name: 'ext4:data', uuid: 'x', level: 'raid1', raidDisks: 2, size: 64 << 20, chunkSize: 0, layout: 0, state: 'active', degraded: false,
+    name: 'ext4:data', uuid: 'x', level: 'raid1', raidDisks: 2, size: 64 << 20, chunkSize: 0, layout: 0, state: 'active', fenced: null, degraded: false,
     events: '9', working: 2,
     members: [
-      { name: `/pool/disk-a/llraid-${ID}-0.img`, role: 0, state: 'in_sync', devNumber: 0, recoveryOffset: 0, failure: null, errors: 0 },
-      { name: `/pool/disk-b/llraid-${ID}-1.img`, role: 1, state: 'in_sync', devNumber: 1, recoveryOffset: 0, failure: null, errors: 0 },
+      { name: `/pool/disk-a/llraid-${ID}-0.img`, role: 0, state: 'in_sync', devNumber: 0, recoveryOffset: 0, failure: null, errors: 0, writeMostly: false, remote: false, awaited: false, recovery: null },
+      { name: `/pool/disk-b/llraid-${ID}-1.img`, role: 1, state: 'in_sync', devNumber: 1, recoveryOffset: 0, failure: null, errors: 0, writeMostly: false, remote: false, awaited: false, recovery: null },
     ],
     missingRoles: [], resyncPending: null, bitmap: { kind: 'llbitmap', chunkSize: 65536, counts: COUNTS },
-    sync: null, lastSync: null, bytesSyncedTotal: 0, mismatchCount: 0, syncSize: 64 << 20, ...over,
+    sync: null, lastSync: null, bytesSyncedTotal: 0, mismatchCount: 0, syncSize: 64 << 20, syncSpeed: { minKiBs: 1000, maxKiBs: 200000 }, ...over,
   };
 }
 
@@ -47,7 +47,7 @@ test('a staged volume reports its engine: resync progress, members, bitmap, I/O 
     claim: { namespace: 'apps', name: 'data', persistentVolume: 'pvc-1' },
     runtime: {
       staged: true, engineRunning: true, attached: true,
-      array: live({ sync: { mode: 'resync', position: 1 << 20, size: 64 << 20, percent: 1.5, speedKiBs: 2048, etaSeconds: 31, bytesSynced: 65536, targetBytes: 131072, startedAt: 1_700_000_000_000 } }),
+      array: live({ sync: { mode: 'resync', position: 1 << 20, size: 64 << 20, percent: 1.5, speedKiBs: 2048, etaSeconds: 31, bytesSynced: 65536, targetBytes: 131072, bytesWritten: 0, bitmapGuided: true, startedAt: 1_700_000_000_000 } }),
       io: { readOps: 1, readBytes: 4096, writeOps: 2, writeBytes: 8192, flushOps: 3, discardOps: 0, discardBytes: 0, zeroOps: 1, zeroBytes: 4096 },
     },
   }));
@@ -66,7 +66,7 @@ test('a staged volume reports its engine: resync progress, members, bitmap, I/O 
 test('live states: failed, recovering, degraded, active; a finished pass is the last sync', () => {
   const state = (a: Partial<ArrayStatus>) => volumeStatusOf({ ...base, volume: record(), runtime: { staged: true, engineRunning: true, attached: true, array: live(a) } });
   assert.equal(state({ state: 'failed' }).state, 'failed');
-  assert.equal(state({ sync: { mode: 'recovery', position: 0, size: 1, percent: 0, speedKiBs: 0, etaSeconds: null, bytesSynced: 0, targetBytes: 1, startedAt: 0 } }).state, 'recovering');
+  assert.equal(state({ sync: { mode: 'recovery', position: 0, size: 1, percent: 0, speedKiBs: 0, etaSeconds: null, bytesSynced: 0, targetBytes: 1, bytesWritten: 0, bitmapGuided: false, startedAt: 0 } }).state, 'recovering');
   const degraded = state({ degraded: true, members: [live().members[0]!, { ...live().members[1]!, state: 'faulty', role: null, errors: 4 }] });
   assert.equal(degraded.state, 'degraded');
   assert.deepEqual(degraded.members[1], { disk: 'disk-b', path: `/pool/disk-b/llraid-${ID}-1.img`, role: 'faulty', slot: -1, errors: 4 });

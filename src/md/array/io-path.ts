@@ -4,6 +4,10 @@
 // personality's member writes in parallel → bitmap endWrite → acknowledge), and md's errors
 // become the block layer's at the boundary. The personality reaches the members through the
 // MemberSet view built here, whose every failed request fails its member first (membership.ts).
+//
+// Fenced (a member's device answered EFENCED: another engine took it): every request rejects
+// with EFENCED, reads too (the other engine may be writing the members, a read could return
+// anything), those in flight included when they complete; no member request starts any more.
 
 import { readInto, type Extent, type WriteOptions, type ZeroOptions } from '../../block/block-device.js';
 import { IoError, ShutdownError, isBlockError } from '../../block/errors.js';
@@ -34,11 +38,16 @@ export class ArrayIo {
     while (this.held) await this.held;
     if (s.state === 'stopped' || s.stopping) throw new ShutdownError(`array ${s.name}: ${what}: the array is stopped`);
     if (s.state === 'failed') throw new IoError(`array ${s.name}: ${what}: the array has failed (not enough working members)`);
+    s.checkNotFenced(what);
     this.inflight++;
     s.lastAppIo = performance.now();
     try {
-      return await op();
+      const result = await op();
+      // Completed on every member, but the array was fenced meanwhile: not acknowledged.
+      s.checkNotFenced(what);
+      return result;
     } catch (err) {
+      if (s.state === 'fenced' && !isBlockError(err, 'EFENCED')) throw s.fencedError(what);
       // The boundary between md and BlockDevice users: md's errors become the block layer's.
       if (err instanceof MdError) throw asBlockError(err, `array ${s.name}`);
       throw err;
@@ -118,6 +127,7 @@ export class ArrayIo {
   flush(): Promise<void> {
     const s = this.set;
     return this.io('flush', async () => {
+      s.checkNotFenced('flush');
       const targets = s.members.filter((m) => m.state === 'in_sync' || m.state === 'rebuilding');
       const results = await Promise.allSettled(targets.map(async (m) => {
         try {
@@ -186,6 +196,10 @@ export class ArrayIo {
    * While the array stops, devices close under the last requests: nothing is failed for that.
    */
   private memberError(m: Member, err: unknown, op: 'read' | 'write' | 'discard'): Promise<void> {
+    if (isBlockError(err, 'EFENCED')) {
+      this.set.fence(m, err);
+      return Promise.resolve();
+    }
     if (this.set.stopping && isBlockError(err, 'ESHUTDOWN')) return Promise.resolve();
     const fails = op === 'write' ? true : op === 'read' ? isBlockError(err, 'EIO') || isBlockError(err, 'ESHUTDOWN') : isBlockError(err, 'EIO');
     if (!fails) return Promise.resolve();
@@ -196,6 +210,8 @@ export class ArrayIo {
   private makeMemberSet(): MemberSet {
     const s = this.set;
     const get = (role: number, writing: boolean): Member => {
+      // Fenced: no member request starts, whoever asks (a write still fanning out, the sync pass).
+      s.checkNotFenced(`role ${role}: ${writing ? 'write' : 'read'}`);
       const m = s.byRole[role];
       if (m === undefined || !(m.state === 'in_sync' || (writing && m.state === 'rebuilding'))) {
         throw new MdError('EIO', `role ${role} has no ${writing ? 'writable' : 'readable'} member`);
@@ -224,6 +240,7 @@ export class ArrayIo {
         if (m?.state === 'rebuilding') return 'rebuilding';
         return 'missing';
       },
+      writeMostly: (role: number): boolean => s.byRole[role]?.writeMostly ?? false,
       read: (role, offset, length) => guard(role, 'read', (m) => m.device.read(m.dataOffset + offset, length)),
       readInto: (role, offset, out) => guard(role, 'read', (m) => readInto(m.device, m.dataOffset + offset, out)),
       write: (role, offset, data, options) => guard(role, 'write', (m) => m.device.write(m.dataOffset + offset, data, options)),

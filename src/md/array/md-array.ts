@@ -7,7 +7,8 @@
 import type { BlockDevice, Extent, WriteOptions, ZeroOptions } from '../../block/block-device.js';
 import { checkRange } from '../../block/block-device.js';
 import { describeError, trace } from '../../common/trace.js';
-import { levelName, type ArrayStatus } from '../array-status.js';
+import type { ArrayEventListener } from '../array-events.js';
+import { levelName, type ArrayStatus, type MemberRecovery } from '../array-status.js';
 import { MdError } from '../errors.js';
 import { createPersonality, usedMemberBytes } from '../levels.js';
 import type { Member } from '../member.js';
@@ -43,6 +44,24 @@ export class MdArray implements BlockDevice {
     this.membership = new Membership(this.set, this.sync);
     this.ioPath = new ArrayIo(this.set, this.membership);
     this.bitmapHost = this.makeBitmapHost();
+    this.set.onFenced = () => {
+      this.membership.stop();
+      this.sync.abandon();
+    };
+  }
+
+  /**
+   * Hears what the array does as it happens (array-events.ts: fenced, a member failed, a remote
+   * member back, a sync pass ended). Returns the way to stop listening.
+   */
+  onEvent(listener: ArrayEventListener): () => void {
+    this.set.listeners.add(listener);
+    return () => this.set.listeners.delete(listener);
+  }
+
+  /** Why the array is fenced, or null (state 'fenced' iff non-null). */
+  get fenced(): string | null {
+    return this.set.fencedBy;
   }
 
   // ------------------------------------------------------------------ identity and state
@@ -124,7 +143,8 @@ export class MdArray implements BlockDevice {
       events: () => s.events,
       parity: s.personality.parity,
       isDegraded: () => s.degraded,
-      bitmapMembers: (): readonly BitmapMember[] => s.members.filter((m) => m.state === 'in_sync'),
+      // Fenced: the bitmap writes to nobody (a write-out then finds no member and disables it).
+      bitmapMembers: (): readonly BitmapMember[] => (s.state === 'fenced' ? [] : s.members.filter((m) => m.state === 'in_sync')),
       requestSync: () => this.sync.onSyncRequested(),
       failMember: (member: BitmapMember, err: Error) => {
         const m = s.members.find((x) => x === member);
@@ -248,6 +268,7 @@ export class MdArray implements BlockDevice {
     const s = this.set;
     if (s.state === 'stopped' || s.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
     if (s.state === 'failed') throw new MdError('EIO', `array ${this.name}: cannot grow a failed array`);
+    s.checkNotFenced('grow');
     if (s.members.some((m) => m.state === 'rebuilding')) {
       throw new MdError('EBUSY', `array ${this.name}: cannot grow while a member is being rebuilt`);
     }
@@ -294,6 +315,8 @@ export class MdArray implements BlockDevice {
    * Clean stop (md's do_md_stop): the sync pass stops at a checkpoint, in-flight I/O drains, the
    * bitmap is flushed (Dirty → Clean, everything written), superblocks are written clean (resync
    * position kept only if a resync is unfinished), then the devices the array opened are closed.
+   * A fenced array writes nothing on the way out (its members are another engine's): it only
+   * lets its requests drain and releases the devices.
    */
   async stop(): Promise<void> {
     const s = this.set;
@@ -303,8 +326,9 @@ export class MdArray implements BlockDevice {
     await this.sync.stopSync();
     await this.ioPath.waitIdle();
     await Promise.allSettled([...s.background]);
+    await this.membership.returnsSettled();
     try {
-      if (s.state !== 'failed') {
+      if (s.state !== 'failed' && s.state !== 'fenced') {
         await s.bitmap.flush();
         await s.writeSuperblocks(true);
       }
@@ -327,6 +351,7 @@ export class MdArray implements BlockDevice {
     s.stopping = true;
     this.membership.stop();
     this.sync.abandon();
+    await this.membership.returnsSettled();
     await s.bitmap.close().catch((err: unknown) => trace('md', 'debug', () => `array ${this.name}: abandon: bitmap close: ${describeError(err)}`));
     s.state = 'stopped';
     await Promise.allSettled(s.members.filter((m) => m.owned).map((m) => m.device.close()));
@@ -338,6 +363,19 @@ export class MdArray implements BlockDevice {
     const s = this.set;
     const counts = s.bitmap.counts();
     const running = this.sync.running;
+    const progress = running?.progress();
+    const speed = { minKiBs: s.tuning.syncSpeedMin, maxKiBs: s.tuning.syncSpeedMax };
+    const recovery: MemberRecovery | null = progress?.mode === 'recovery'
+      ? {
+        kind: progress.bitmapGuided ? 'bitmap' : 'full',
+        bytesDone: progress.bytesSynced,
+        bytesToCopy: progress.targetBytes,
+        bytesWritten: progress.bytesWritten,
+        speedMinKiBs: speed.minKiBs,
+        speedMaxKiBs: speed.maxKiBs,
+      }
+      : null;
+    const awaited = this.membership.awaitedMembers();
     return {
       name: this.name,
       uuid: formatUuid(s.identity.uuid),
@@ -347,6 +385,7 @@ export class MdArray implements BlockDevice {
       chunkSize: s.personality.chunkSize,
       layout: s.identity.layout,
       state: s.state,
+      fenced: s.fencedBy,
       degraded: s.state !== 'stopped' && s.degraded,
       events: s.events.toString(),
       working: s.working().filter((w) => w).length,
@@ -358,15 +397,20 @@ export class MdArray implements BlockDevice {
         recoveryOffset: m.state === 'rebuilding' ? m.recoveryOffset : 0,
         failure: m.state === 'faulty' ? (m.failure ?? 'failed') : null,
         errors: m.errors,
+        writeMostly: m.writeMostly,
+        remote: m.remote,
+        awaited: awaited.has(m),
+        recovery: m.state === 'rebuilding' ? recovery : null,
       })),
       missingRoles: s.byRole.flatMap((m, r) => (m === undefined ? [r] : [])),
       resyncPending: s.resyncFrom,
       bitmap: { kind: s.bitmap.kind, chunkSize: s.bitmap.chunkSize, counts },
-      sync: running?.progress() ?? null,
+      sync: progress ?? null,
       lastSync: this.sync.lastSync,
-      bytesSyncedTotal: this.sync.syncedBefore + (running?.progress().bytesSynced ?? 0),
+      bytesSyncedTotal: this.sync.syncedBefore + (progress?.bytesSynced ?? 0),
       mismatchCount: this.sync.mismatchCount,
       syncSize: s.personality.syncSize,
+      syncSpeed: speed,
     };
   }
 }

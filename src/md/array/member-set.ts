@@ -4,10 +4,12 @@
 // sync-control.ts, io-path.ts, md-array.ts) share this one object and change the members only
 // through it, so what the superblocks say and what the array believes never part.
 
-import { BlockError } from '../../block/errors.js';
+import { BlockError, FencedError, isBlockError } from '../../block/errors.js';
 import { describeError, trace } from '../../common/trace.js';
+import type { ArrayEvent, ArrayEventListener } from '../array-events.js';
 import { MdError } from '../errors.js';
 import type { Member } from '../member.js';
+import type { MemberOpener } from '../member-source.js';
 import type { ArrayState } from '../array-status.js';
 import { composeSuperblock, devRolesFor, nextEvents, type ArrayIdentity } from '../member-superblock.js';
 import type { Personality } from '../personality.js';
@@ -26,6 +28,13 @@ export interface ArrayTuning {
   syncSpeedMax?: number;
   /** Start resync/recovery by itself when needed (default true). */
   autoSync?: boolean;
+  /**
+   * How often (ms) the array tries to open again a remote member that dropped out, to re-add it
+   * (membership.ts, the return check). Default 5000.
+   */
+  returnIntervalMs?: number;
+  /** How long (ms) one such attempt may take to open the member and read its superblock. Default 15000. */
+  returnTimeoutMs?: number;
 }
 
 /** How the array came up; create.ts and assemble.ts build it, then call `run`. */
@@ -39,6 +48,8 @@ export interface ArraySetup {
   /** Sync-space byte a resync must start from, or null when the array was clean. */
   resyncFrom: number | null;
   tuning: ArrayTuning;
+  /** Opens members named by URI (re-add, add, the return check); files are opened as files. */
+  opener?: MemberOpener | undefined;
 }
 
 export class ArrayMembers {
@@ -57,6 +68,18 @@ export class ArrayMembers {
   devRoles: number[];
   events: bigint;
   state: ArrayState = 'active';
+  /**
+   * Why the array is fenced (non-null iff state is 'fenced'): a member's device answered that
+   * another engine took it with a higher attach epoch. From then on nothing is written to any
+   * member and every request rejects (fence()).
+   */
+  fencedBy: string | null = null;
+  /** Opens members named by URI (re-add, add, the return check). */
+  readonly opener: MemberOpener | undefined;
+  /** Who hears the array's events (md-array.ts: onEvent). */
+  readonly listeners = new Set<ArrayEventListener>();
+  /** Set by MdArray: stops what would go on writing (the sync pass, the member watchers). */
+  onFenced: () => void = () => {};
   /**
    * The personality's verdict on the roles in sync, asked on every write (the bitmap's
    * transitions depend on it), so kept rather than recomputed: it changes only where a member
@@ -97,7 +120,10 @@ export class ArrayMembers {
       syncSpeedMin: setup.tuning.syncSpeedMin ?? DEFAULT_TUNING.syncSpeedMinKiB,
       syncSpeedMax: setup.tuning.syncSpeedMax ?? DEFAULT_TUNING.syncSpeedMaxKiB,
       autoSync: setup.tuning.autoSync ?? true,
+      returnIntervalMs: setup.tuning.returnIntervalMs ?? DEFAULT_TUNING.returnIntervalMs,
+      returnTimeoutMs: setup.tuning.returnTimeoutMs ?? DEFAULT_TUNING.returnTimeoutMs,
     };
+    this.opener = setup.opener;
     this.blockSize = Math.max(512, ...setup.members.map((m) => m.device.blockSize));
     this.byRole = new Array<Member | undefined>(setup.identity.raidDisks).fill(undefined);
     for (const m of this.members) {
@@ -118,9 +144,46 @@ export class ArrayMembers {
   refreshState(): void {
     const working = this.working();
     this.degraded = this.personality.isDegraded(working);
-    if (this.state === 'stopped') return;
+    if (this.state === 'stopped' || this.state === 'fenced') return;
     if (!this.personality.canRun(working)) this.state = 'failed';
     else this.state = this.degraded ? 'degraded' : 'active';
+  }
+
+  /** Tells every listener; a listener that throws is traced, never lets the array fail. */
+  emit(e: ArrayEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        trace('md', 'error', () => `array ${this.name}: a ${e.type} listener failed: ${describeError(err)}`);
+      }
+    }
+  }
+
+  /**
+   * The array stops here (DESIGN.md §8): `m`'s device was taken by another engine. Unlike a
+   * failure this never degrades the array: the member is not failed, no superblock or bitmap
+   * records anything (the other engine owns them now), the sync pass stops, and every request
+   * from now on rejects; so does every request in flight that had not completed.
+   */
+  fence(m: { name: string }, err: unknown): void {
+    if (this.state === 'fenced' || this.state === 'stopped') return;
+    const reason = `member ${m.name}: ${err instanceof Error ? err.message : String(err)}`;
+    this.state = 'fenced';
+    this.fencedBy = reason;
+    trace('md', 'error', () => `array ${this.name}: fenced, no write is acknowledged from now on: ${reason}`);
+    this.onFenced();
+    this.emit({ type: 'fenced', member: m.name, reason });
+  }
+
+  /** The error every request and every change meets once the array is fenced. */
+  fencedError(what: string): FencedError {
+    return new FencedError(`array ${this.name}: ${what}: the array is fenced (${this.fencedBy ?? 'fenced'})`);
+  }
+
+  /** Throws fencedError when fenced: what writes nothing must not start. */
+  checkNotFenced(what: string): void {
+    if (this.state === 'fenced') throw this.fencedError(what);
   }
 
   /** The member called `name` (its path), if attached. */
@@ -179,6 +242,8 @@ export class ArrayMembers {
   writeSuperblocks(clean = false): Promise<void> {
     const run = async (): Promise<void> => {
       for (;;) {
+        // A fenced array's members belong to another engine: not one more byte goes to them.
+        this.checkNotFenced('superblock update');
         this.events = nextEvents(this.name, this.members, this.events, clean);
         this.devRoles = devRolesFor(this.members, this.devRoles.length, this.identity.raidDisks);
         const targets = this.members.filter((m) => m.state !== 'faulty');
@@ -188,9 +253,19 @@ export class ArrayMembers {
           // first (md_super_write's REQ_PREFLUSH), or a power cut could leave copies that differ
           // under a superblock that owes no resync.
           if (clean) await m.device.flush();
+          // Fenced while flushing: the superblock stays as it was.
+          this.checkNotFenced('superblock update');
           await writeSuperblock(m.device, sb);
           m.sb = sb;
         }));
+        // A fence wins over any failure beside it: no member is marked faulty for it.
+        const fencedAt = results.findIndex((r) => r.status === 'rejected' && isBlockError(r.reason, 'EFENCED'));
+        if (fencedAt >= 0) {
+          const reason = (results[fencedAt] as PromiseRejectedResult).reason as Error;
+          this.fence(targets[fencedAt] as Member, reason);
+          throw reason;
+        }
+        this.checkNotFenced('superblock update');
         let failed = false;
         for (const [i, r] of results.entries()) {
           const m = targets[i] as Member;

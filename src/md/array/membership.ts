@@ -2,15 +2,17 @@
 // does by itself: a member that fails (md_error) is recorded faulty in the others' superblocks;
 // a hot spare takes a vacated role; a member that comes back is recovered only where the bitmap
 // says it missed writes, when the bitmap can say so; a member whose device reports it can no
-// longer be used (deleted, hung) is failed before a request finds out.
+// longer be used (deleted, hung) is failed before a request finds out; a remote member that
+// dropped out is watched, opened again by its name every returnIntervalMs, and re-added (by the
+// bitmap) when it comes back.
 
 import { randomBytes } from 'node:crypto';
-import { IoError } from '../../block/errors.js';
+import { IoError, TimeoutError, isBlockError } from '../../block/errors.js';
 import { describeError, trace } from '../../common/trace.js';
 import { levelName } from '../array-status.js';
 import { MdError } from '../errors.js';
 import { Member } from '../member.js';
-import { namesDevice, openMember, probeSuperblock, type MemberSpec } from '../member-source.js';
+import { namesDevice, openMember, probeSuperblock, type MemberSpec, type OpenedMember } from '../member-source.js';
 import { FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, SECTOR, formatUuid, readSuperblock, type Superblock } from '../superblock.js';
 import { ROLE_HISTORY_UNKNOWN, type ArrayMembers } from './member-set.js';
 import type { SyncControl } from './sync-control.js';
@@ -18,11 +20,31 @@ import type { SyncControl } from './sync-control.js';
 /** How often members are asked whether they can still be used (checkHealth). */
 const HEALTH_INTERVAL_MS = 2000;
 
+/** A remote member that dropped out, while the array waits for it to come back. */
+interface Away {
+  /** The attempt running now, until it has an answer (back, refused, or past its deadline). */
+  attempt: Promise<void> | undefined;
+  /**
+   * Until the attempt's open itself has settled too (an opener that ignores the abort may take
+   * longer than the deadline): no new attempt starts before, so attempts never overlap.
+   */
+  busy: Promise<void> | undefined;
+  /** Aborts the running attempt's open (its deadline passed, or the array stops). */
+  abort: AbortController | undefined;
+  /** Its old device is closed (once, at the first attempt). */
+  released: boolean;
+  /** Why the last attempt did not bring it back: traced when it changes, not at every attempt. */
+  lastWhy: string | undefined;
+}
+
 export class Membership {
   /** Roles a member left by failing before run(): run() offers them to spares. */
   private vacatedBeforeRun: number[] = [];
   private healthTimer: NodeJS.Timeout | undefined;
+  private returnTimer: NodeJS.Timeout | undefined;
   private checkingHealth = false;
+  /** Remote members failed by their device (not by hand), watched until they are back or removed. */
+  private readonly away = new Map<Member, Away>();
 
   constructor(
     private readonly set: ArrayMembers,
@@ -34,10 +56,105 @@ export class Membership {
     for (const role of this.vacatedBeforeRun.splice(0)) this.takeSpare(role);
     this.healthTimer = setInterval(() => void this.checkHealth(), HEALTH_INTERVAL_MS);
     this.healthTimer.unref();
+    this.returnTimer = setInterval(() => this.checkReturns(), this.set.tuning.returnIntervalMs);
+    this.returnTimer.unref();
   }
 
+  /** Stops watching: no health check and no return attempt starts, the running one is aborted. */
   stop(): void {
     clearInterval(this.healthTimer);
+    clearInterval(this.returnTimer);
+    for (const w of this.away.values()) w.abort?.abort();
+  }
+
+  /** Names of the members the array waits for (remote, dropped out): status shows them. */
+  awaitedMembers(): ReadonlySet<Member> {
+    return new Set(this.away.keys());
+  }
+
+  /** Every return attempt still running has settled (stop() waits for them). */
+  async returnsSettled(): Promise<void> {
+    await Promise.allSettled([...this.away.values()].map((w) => w.attempt));
+  }
+
+  /**
+   * One round of the return check: every remote member that dropped out and has no attempt
+   * running gets one. A member removed or re-added by hand meanwhile is no longer watched.
+   */
+  private checkReturns(): void {
+    const s = this.set;
+    if (s.stopping || s.state === 'fenced' || s.state === 'stopped') return;
+    for (const [m, w] of this.away) {
+      if (!s.members.includes(m) || m.state !== 'faulty') {
+        this.away.delete(m);
+        continue;
+      }
+      if (w.busy !== undefined) continue;
+      let opening: Promise<unknown> = Promise.resolve();
+      const attempt = this.tryReturn(m, w, (p) => (opening = p)).then(
+        () => {
+          this.away.delete(m);
+        },
+        (err: unknown) => {
+          const why = describeError(err);
+          if (why !== w.lastWhy) trace('md', 'info', () => `array ${s.name}: member ${m.name} is not back yet: ${why}`);
+          w.lastWhy = why;
+        },
+      ).finally(() => {
+        w.attempt = undefined;
+        w.abort = undefined;
+      });
+      w.attempt = attempt;
+      // `opening` is read once the attempt has its answer: by then it holds the attempt's open.
+      w.busy = attempt.then(() => opening).then(() => undefined, () => undefined).finally(() => {
+        w.busy = undefined;
+      });
+    }
+  }
+
+  /**
+   * Opens `m` again by its name (through the opener) and re-adds it when its superblock shows
+   * it is the same device that left this array and it was not written elsewhere since: then
+   * only the chunks the bitmap marked while it was away are copied (reAdd's rules decide). The
+   * open and the superblock read together have returnTimeoutMs; rejects when it is not back.
+   */
+  private async tryReturn(m: Member, w: Away, opening: (p: Promise<unknown>) => void): Promise<void> {
+    const s = this.set;
+    if (!w.released) {
+      // Its dead connection goes first, as reAdd lets a file's lock go before opening it again.
+      if (m.owned) await m.device.close().catch((err: unknown) => s.traceClose(m, err));
+      w.released = true;
+    }
+    const abort = new AbortController();
+    w.abort = abort;
+    const ms = s.tuning.returnTimeoutMs;
+    const probe = (async (): Promise<{ opened: OpenedMember; sb: Superblock }> => {
+      const opened = await openMember(m.name, false, s.opener, abort.signal);
+      try {
+        return { opened, sb: await readSuperblock(opened.device, opened.name) };
+      } catch (err) {
+        await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
+        throw err;
+      }
+    })();
+    opening(probe);
+    const { opened, sb } = await withDeadline(probe, ms, abort, `member ${m.name}: not open within ${ms} ms`,
+      (late) => void late.opened.device.close().catch((e: unknown) => s.traceClose(late.opened, e)));
+    try {
+      if (s.stopping || s.state === 'fenced' || s.state === 'stopped') throw new MdError('EBUSY', `array ${s.name}: stopping`);
+      const why = !sb.setUuid.equals(s.identity.uuid) ? `it belongs to array ${formatUuid(sb.setUuid)} now`
+        : !sb.deviceUuid.equals(m.sb.deviceUuid) ? `it is another device (device UUID ${formatUuid(sb.deviceUuid)}, the one that left was ${formatUuid(m.sb.deviceUuid)})`
+        : sb.events > s.events ? `its events ${sb.events} are ahead of the array's ${s.events}: it was written without this array; re-add it by hand to overwrite it`
+        : undefined;
+      if (why !== undefined) throw new MdError('ESTALE', `member ${m.name}: opened again, but not taken back: ${why}`);
+      const recovery = await this.reAddOpened(opened, sb, m);
+      const bytesToCopy = this.sync.running?.progress().targetBytes ?? 0;
+      trace('md', 'info', () => `array ${s.name}: member ${m.name} is back: ${recovery === 'bitmap' ? 'bitmap-guided' : 'full'} recovery of ${bytesToCopy} bytes`);
+      s.emit({ type: 'member-returned', member: m.name, recovery, bytesToCopy });
+    } catch (err) {
+      if (!s.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
+      throw err;
+    }
   }
 
   /**
@@ -71,6 +188,9 @@ export class Membership {
    */
   async failMember(m: Member, cause?: unknown): Promise<void> {
     const s = this.set;
+    // Another engine took the member: that stops the array, it never degrades it (fence()).
+    if (isBlockError(cause, 'EFENCED')) return s.fence(m, cause);
+    if (s.state === 'fenced') return;
     if (m.state === 'faulty') return s.lastSuperblockWrite();
     const role = m.role;
     m.failure = cause instanceof Error ? cause.message : 'failed by request';
@@ -87,6 +207,10 @@ export class Membership {
     }
     trace('md', 'info', () => `array ${s.name}: member ${m.name} failed: ${m.failure}`);
     s.markFaulty(m);
+    // A remote member failed by its device (not by hand) has dropped out: it may come back.
+    const watched = m.remote && cause !== undefined && s.opener !== undefined;
+    if (watched) this.away.set(m, { attempt: undefined, busy: undefined, abort: undefined, released: false, lastWhy: undefined });
+    s.emit({ type: 'member-failed', member: m.name, reason: m.failure, watched });
     if (!s.running) {
       if (role !== undefined) this.vacatedBeforeRun.push(role);
       return;
@@ -118,6 +242,7 @@ export class Membership {
   /** Fails the member called `name` by hand (mdadm --fail). */
   async fail(name: string): Promise<void> {
     const s = this.set;
+    s.checkNotFenced('fail');
     const m = s.requireMember(name);
     if (m.state === 'faulty') throw new MdError('EINVAL', `member ${name}: already faulty`);
     if (m.role !== undefined && m.state === 'in_sync') {
@@ -133,11 +258,14 @@ export class Membership {
   /** Detaches a faulty or spare member (mdadm --remove) and releases its device if the array opened it. */
   async remove(name: string): Promise<void> {
     const s = this.set;
+    s.checkNotFenced('remove');
     const m = s.requireMember(name);
     if (m.state === 'in_sync' || m.state === 'rebuilding') {
       throw new MdError('EBUSY', `member ${name}: is ${m.state}; fail it before removing it`);
     }
     s.members.splice(s.members.indexOf(m), 1);
+    this.away.get(m)?.abort?.abort();
+    this.away.delete(m);
     await s.writeSuperblocks(false);
     if (m.owned) await m.device.close().catch((err: unknown) => s.traceClose(m, err));
   }
@@ -149,6 +277,7 @@ export class Membership {
   async attach(m: Member, bitmapGuided: boolean): Promise<void> {
     const s = this.set;
     if (s.state === 'stopped' || s.stopping) throw new MdError('EBUSY', `array ${s.name}: stopped`);
+    s.checkNotFenced('attach');
     const role = s.byRole.findIndex((x) => x === undefined);
     if (role < 0) {
       m.state = 'spare';
@@ -181,47 +310,71 @@ export class Membership {
    */
   async reAdd(spec: MemberSpec): Promise<'bitmap' | 'full'> {
     const s = this.set;
+    s.checkNotFenced('re-add');
     const old = await this.attachedAs(spec);
     if (old !== undefined && old.state !== 'faulty') {
       throw new MdError('EBUSY', `member ${old.name}: already ${old.state} in array ${s.name}`);
     }
+    // A return attempt for it (a remote member) is not raced: it ends first.
+    const watched = old === undefined ? undefined : this.away.get(old);
+    if (watched !== undefined) {
+      watched.abort?.abort();
+      await watched.attempt;
+      if (!s.members.includes(old!)) throw new MdError('EBUSY', `member ${old!.name}: came back by itself meanwhile`);
+      this.away.delete(old!);
+    }
     // The failed member's descriptor still holds the file's exclusive lock: let it go first. A
     // faulty member takes no I/O, so its record can stay (closed) until the re-add succeeds.
-    if (old?.owned) await old.device.close().catch((err: unknown) => s.traceClose(old, err));
-    const opened = await openMember(spec);
+    if (old?.owned && watched?.released !== true) await old.device.close().catch((err: unknown) => s.traceClose(old, err));
+    const opened = await openMember(spec, false, s.opener);
     try {
       const sb = await readSuperblock(opened.device, opened.name);
-      if (!sb.setUuid.equals(s.identity.uuid)) {
-        throw new MdError('EUUID', `member ${opened.name}: belongs to array ${formatUuid(sb.setUuid)}, expected ${formatUuid(s.identity.uuid)}`);
-      }
-      if (old !== undefined) s.members.splice(s.members.indexOf(old), 1);
-      const role = sb.devRoles[sb.devNumber];
-      // Why the bitmap cannot cover what the member missed; undefined when it can.
-      const unguided = s.bitmap.kind !== 'llbitmap' ? 'the array has no llbitmap'
-        : role === undefined || role >= s.identity.raidDisks ? 'it held no data role'
-        : s.byRole[role] !== undefined ? `role ${role} is taken`
-        : s.devRoles[sb.devNumber] !== ROLE_FAULTY ? 'the array does not record it as failed'
-        : (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0 ? 'it was being rebuilt when it left'
-        : sb.events > s.events ? `its events ${sb.events} are ahead of the array's ${s.events}`
-        : sb.events < (s.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN) ? 'its role was filled by another member since it left'
-        : undefined;
-      const guided = unguided === undefined && role !== undefined;
-      trace('md', 'info', () => `array ${s.name}: re-add ${opened.name}: ${guided ? 'bitmap-guided recovery' : `full recovery, ${unguided}`}`);
-      const m = new Member(opened.name, opened.device, sb, opened.owned);
-      // It may have left before the array grew.
-      await fitMember(m, m.dataOffset + s.identity.usedSectors * SECTOR);
-      m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
-      if (guided) {
-        await this.attachToRole(m, role, true);
-      } else {
-        m.sb = { ...sb, devNumber: s.freeDevNumber(), deviceUuid: randomBytes(16) };
-        await this.attach(m, false);
-      }
-      return guided ? 'bitmap' : 'full';
+      return await this.reAddOpened(opened, sb, old);
     } catch (err) {
       if (opened.owned && !s.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
       throw err;
     }
+  }
+
+  /**
+   * The re-add of a member already opened, whose superblock `sb` was just read; `old` is its
+   * record as a faulty member, if the array still has it. Checks and takes the record in one
+   * turn of the event loop, so two re-adds of one member (by hand and by the return check)
+   * cannot both pass. The caller closes `opened` if this rejects.
+   */
+  private async reAddOpened(opened: OpenedMember, sb: Superblock, old: Member | undefined): Promise<'bitmap' | 'full'> {
+    const s = this.set;
+    s.checkNotFenced('re-add');
+    if (old !== undefined && (!s.members.includes(old) || old.state !== 'faulty')) {
+      throw new MdError('EBUSY', `member ${old.name}: already re-added`);
+    }
+    if (!sb.setUuid.equals(s.identity.uuid)) {
+      throw new MdError('EUUID', `member ${opened.name}: belongs to array ${formatUuid(sb.setUuid)}, expected ${formatUuid(s.identity.uuid)}`);
+    }
+    if (old !== undefined) s.members.splice(s.members.indexOf(old), 1);
+    const role = sb.devRoles[sb.devNumber];
+    // Why the bitmap cannot cover what the member missed; undefined when it can.
+    const unguided = s.bitmap.kind !== 'llbitmap' ? 'the array has no llbitmap'
+      : role === undefined || role >= s.identity.raidDisks ? 'it held no data role'
+      : s.byRole[role] !== undefined ? `role ${role} is taken`
+      : s.devRoles[sb.devNumber] !== ROLE_FAULTY ? 'the array does not record it as failed'
+      : (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0 ? 'it was being rebuilt when it left'
+      : sb.events > s.events ? `its events ${sb.events} are ahead of the array's ${s.events}`
+      : sb.events < (s.roleFilledAt[role] ?? ROLE_HISTORY_UNKNOWN) ? 'its role was filled by another member since it left'
+      : undefined;
+    const guided = unguided === undefined && role !== undefined;
+    trace('md', 'info', () => `array ${s.name}: re-add ${opened.name}: ${guided ? 'bitmap-guided recovery' : `full recovery, ${unguided}`}`);
+    const m = new Member(opened.name, opened.device, sb, opened.owned, { writeMostly: opened.writeMostly, remote: opened.remote });
+    // It may have left before the array grew.
+    await fitMember(m, m.dataOffset + s.identity.usedSectors * SECTOR);
+    m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
+    if (guided) {
+      await this.attachToRole(m, role, true);
+    } else {
+      m.sb = { ...sb, devNumber: s.freeDevNumber(), deviceUuid: randomBytes(16) };
+      await this.attach(m, false);
+    }
+    return guided ? 'bitmap' : 'full';
   }
 
   /**
@@ -230,9 +383,10 @@ export class Membership {
    */
   async add(spec: MemberSpec, options: { force?: boolean } = {}): Promise<void> {
     const s = this.set;
+    s.checkNotFenced('add');
     const attached = await this.attachedAs(spec);
     if (attached !== undefined) throw new MdError('EBUSY', `member ${typeof spec === 'string' ? spec : spec.name}: already part of array ${s.name} (as ${attached.name}, ${attached.state})`);
-    const opened = await openMember(spec);
+    const opened = await openMember(spec, false, s.opener);
     try {
       const existing = await probeSuperblock(opened);
       if (existing !== undefined && !existing.setUuid.equals(s.identity.uuid) && !options.force) {
@@ -245,7 +399,7 @@ export class Membership {
         throw new MdError('ENOSPC', `member ${opened.name}: expected at least ${(template.dataOffset + s.identity.usedSectors) * SECTOR} bytes, found ${opened.device.size}`);
       }
       const sb: Superblock = { ...template, dataSize, devNumber: s.freeDevNumber(), deviceUuid: randomBytes(16), recoveryOffset: 0, cntCorrectedRead: 0, devflags: 0 };
-      await this.attach(new Member(opened.name, opened.device, sb, opened.owned), false);
+      await this.attach(new Member(opened.name, opened.device, sb, opened.owned, { writeMostly: opened.writeMostly, remote: opened.remote }), false);
     } catch (err) {
       if (opened.owned && !s.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
       throw err;
@@ -270,5 +424,32 @@ export async function fitMember(m: Member, bytes: number): Promise<void> {
     await m.device.grow(bytes);
   } catch (err) {
     throw new MdError('ENOSPC', `member ${m.name}: could not grow to ${bytes} bytes: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * `p`, or a rejection with ETIMEDOUT after `ms`, or with EIO when `abort` is aborted first (the
+ * array stops). Either way `abort` ends aborted and a late result is handed to `late`, which
+ * releases it: nothing opened is left behind.
+ */
+async function withDeadline<T>(p: Promise<T>, ms: number, abort: AbortController, message: string, late: (v: T) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let expired = false;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      expired = true;
+      // Rejected before the abort below, whose listener would say "aborted" instead.
+      reject(new TimeoutError(message));
+      abort.abort();
+    }, ms);
+    abort.signal.addEventListener('abort', () => reject(new IoError(`${message}: aborted`)), { once: true });
+  });
+  p.then((v) => {
+    if (expired || abort.signal.aborted) late(v);
+  }, () => undefined);
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -43,7 +43,7 @@ export class SyncControl {
   /** Starts the pass the array owes, if any and none runs: recovery first, else a resync. */
   maybeStart(): void {
     const s = this.set;
-    if (!s.tuning.autoSync || this.thread !== undefined || s.stopping || s.state === 'stopped' || s.state === 'failed') return;
+    if (!s.tuning.autoSync || this.thread !== undefined || s.stopping || s.state === 'stopped' || s.state === 'failed' || s.state === 'fenced') return;
     // A bitmap asks for a sync while it loads, before the array holds it: run() starts it.
     if ((s.bitmap as WriteIntentBitmap | undefined) === undefined) return;
     if (s.personality.syncSize === 0) return;
@@ -93,6 +93,7 @@ export class SyncControl {
     if (s.personality.syncSize === 0) throw new MdError('ENOTSUP', `array ${s.name}: ${levelName(s.identity.level)} has no redundancy to sync`);
     if (this.thread !== undefined) throw new MdError('EBUSY', `array ${s.name}: a ${this.thread.mode} is already running`);
     if (s.state === 'stopped' || s.stopping) throw new MdError('EBUSY', `array ${s.name}: stopped`);
+    s.checkNotFenced(mode);
     if ((mode === 'check' || mode === 'repair' || mode === 'resync') && s.degraded) {
       throw new MdError('EBUSY', `array ${s.name}: cannot ${mode} while degraded`);
     }
@@ -123,10 +124,14 @@ export class SyncControl {
     });
     this.thread = thread;
     if (mode === 'recovery' && !bitmapGuided) s.bitmap.startRecovery();
+    const rebuilding = mode === 'recovery' ? s.members.filter((m) => m.state === 'rebuilding') : [];
     this.done = thread.run().then(
       (summary) => this.finished(thread, summary),
       (err: unknown) => this.finished(thread, thread.summary(false, err instanceof Error ? err.message : String(err))),
-    );
+    ).then((summary) => {
+      s.emit({ type: 'sync-ended', summary, members: rebuilding.map((m) => m.name) });
+      return summary;
+    });
     return thread;
   }
 
@@ -163,6 +168,11 @@ export class SyncControl {
     const s = this.set;
     this.lastSync = summary;
     this.syncedBefore += summary.bytesSynced;
+    if (s.state === 'fenced') {
+      // Nothing is recorded: the members are another engine's now.
+      if (this.thread === thread) this.thread = undefined;
+      return summary;
+    }
     if (thread.mode === 'check' || thread.mode === 'repair') this.mismatchCount = summary.mismatches;
     if (summary.complete) {
       if (thread.mode === 'recovery') {

@@ -52,6 +52,8 @@ export async function writeToAllMembers(host: BitmapHost, runs: readonly BitmapR
     members.map(async (m) => {
       try {
         if (preflush) await m.device.flush();
+        // Left the bitmap's members meanwhile (failed, or the array fenced): nothing more to it.
+        if (preflush && !host.bitmapMembers().includes(m)) return false;
         if (runs.length === 1) {
           const r = runs[0]!;
           await m.device.write(m.bitmapOffset + r.offset, r.data, { fua: true });
