@@ -42,6 +42,7 @@ export class NoBitmap implements WriteIntentBitmap {
   }
   async resize(): Promise<void> {}
   async updateSb(): Promise<void> {}
+  wholeAgain(): void {}
   async flush(): Promise<void> {}
   async close(): Promise<void> {}
   counts(): BitmapCounts {

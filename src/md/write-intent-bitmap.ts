@@ -131,6 +131,12 @@ export interface WriteIntentBitmap {
 
   /** Superblock update: write events (and the rest of update_sb) to every bitmap member. */
   updateSb(): Promise<void>;
+  /**
+   * The array is whole again (it was degraded): the Dirty chunks it kept meanwhile may be
+   * cleaned now. Without this the daemon, which stops on a degraded array, waits for the next
+   * write to wake it.
+   */
+  wholeAgain(): void;
   /** On stop: run the daemon on every page, write every block, wait. */
   flush(): Promise<void>;
   /** Stop timers. No bitmap I/O after this resolves. */

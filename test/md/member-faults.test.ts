@@ -28,6 +28,12 @@ const LEVELS = [
 ];
 /** Rounds of write-fault-heal per case (long mode repeats the whole cycle). */
 const ROUNDS = scaled(1, 5, 'LLRAID_FAULT_ROUNDS');
+/**
+ * A replaced member runs two rounds even in the short mode: the second starts by waiting for the
+ * daemon to clean what the first wrote while degraded, which once waited forever on raid10 (the
+ * daemon stopped while degraded and nothing woke it when the array was whole again).
+ */
+const roundsOf = (fault: { replaced: boolean }): number => Math.max(ROUNDS, fault.replaced ? 2 : 1);
 
 interface FaultyMember {
   /** The path the array opens. */
@@ -214,8 +220,10 @@ for (const { level, members } of LEVELS) {
           const c = array.status().bitmap.counts;
           return c.dirty + c.needSync + c.syncing === 0;
         };
-        for (let round = 0; round < ROUNDS; round++) {
-          await waitFor('the bitmap daemon to clean the written chunks', clean);
+        for (let round = 0; round < roundsOf(faulty); round++) {
+          await waitFor('the bitmap daemon to clean the written chunks', clean).catch((err: Error) => {
+            throw new Error(`${err.message} (round ${round + 1}; bitmap ${JSON.stringify(array.status().bitmap.counts)}, state ${array.status().state}, members ${array.status().members.map((m) => `${m.name}:${m.state}`).join(' ')})`);
+          });
           await faulty.fault();
           // Writes go on while the member fails under them; every one must succeed. Each round
           // writes 8 MiB of its own 40 MiB of the array, so the bitmap marks a small part of it for the

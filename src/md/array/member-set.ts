@@ -143,7 +143,9 @@ export class ArrayMembers {
 
   refreshState(): void {
     const working = this.working();
+    const wasDegraded = this.degraded;
     this.degraded = this.personality.isDegraded(working);
+    if (wasDegraded && !this.degraded && (this.bitmap as WriteIntentBitmap | undefined) !== undefined) this.bitmap.wholeAgain();
     if (this.state === 'stopped' || this.state === 'fenced') return;
     if (!this.personality.canRun(working)) this.state = 'failed';
     else this.state = this.degraded ? 'degraded' : 'active';

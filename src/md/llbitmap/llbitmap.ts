@@ -486,6 +486,11 @@ export class LlBitmap implements WriteIntentBitmap {
     await this.writer.request();
   }
 
+  wholeAgain(): void {
+    if (this.closed || this.writeError) return;
+    if (this.map.pages.some((_, idx) => this.map.pageHasDirty(idx))) this.daemon.arm();
+  }
+
   async flush(): Promise<void> {
     this.checkOpen('flush');
     // A8: flag every page, stop the timer, run the daemon once, then write every block.
