@@ -55,7 +55,10 @@ async function startServer(cmd: string, args: string[], ready: () => boolean): P
     stderr: () => err,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      // nbdkit waits for its clients to hang up before it exits on SIGTERM.
+      const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
       await exited;
+      clearTimeout(kill);
     },
   };
 }
