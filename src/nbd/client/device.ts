@@ -164,7 +164,7 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
     this.writer = new RequestWriter(socket);
     this.parser = new ReplyParser(this, attached.structured, attached.allocationContext);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(new IoError(`${this.uri}: the connection failed: ${err.message}`, { cause: err })));
+    socket.on('error', (err) => this.fail(new IoError(`${this.uri}: the connection was lost: ${err.message}`, { cause: err })));
     socket.on('close', () => this.onClose());
     const tick = Math.min(1000, Math.max(10, Math.floor(options.timeoutMs / 8)));
     this.timer = setInterval(() => this.checkDeadline(), tick);
@@ -379,7 +379,7 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
 
   private onClose(): void {
     if (this.state === 'open' || (this.state === 'closing' && this.table.size > 0)) {
-      this.fail(new IoError(`${this.uri}: the server closed the connection${this.table.size > 0 ? ` with ${this.table.size} requests in flight` : ''}`));
+      this.fail(new IoError(`${this.uri}: the connection was lost: the server closed it${this.table.size > 0 ? ` with ${this.table.size} requests in flight` : ''}`));
     }
   }
 
