@@ -12,10 +12,20 @@ import { isBlockError, NoSpaceError, type BlockErrorCode } from '../../src/block
 import { FilterDevice } from '../../src/block/filter-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { isNbdError, NbdClientDevice, NbdServer, type NbdErrorCode } from '../../src/nbd/index.js';
-import { NBD_EINVAL, NBD_ESHUTDOWN, REP_ERR_POLICY, STRUCTURED_REPLY_MAGIC } from '../../src/nbd/protocol.js';
+import {
+  NBD_EINVAL,
+  NBD_EIO,
+  NBD_ESHUTDOWN,
+  REP_ERR_POLICY,
+  REPLY_TYPE_ERROR_OFFSET,
+  REPLY_TYPE_NONE,
+  REPLY_TYPE_OFFSET_DATA,
+  REPLY_TYPE_OFFSET_HOLE,
+  STRUCTURED_REPLY_MAGIC,
+} from '../../src/nbd/protocol.js';
 import { tempDir } from '../support/temp-dir.js';
 import { freePort, startNbdkit } from './client-helpers.js';
-import { errorChunk, fakeServer, honestHandshake, readRequest, simpleReply } from './client-fake-server.js';
+import { chunk, errorChunk, fakeServer, honestHandshake, readRequest, simpleReply, u64 } from './client-fake-server.js';
 
 const MiB = 1024 * 1024;
 
@@ -187,6 +197,59 @@ describe('NBD client: servers that break the protocol', () => {
       }
     });
   }
+});
+
+describe('NBD client: READ replies in several chunks', () => {
+  const dir = tempDir({ after }, 'nbd-client-chunks');
+
+  test('data and hole chunks out of order fill the buffer; an ERROR_OFFSET chunk fails that READ only', async () => {
+    const fake = await fakeServer(dir, async (socket, reader) => {
+      await honestHandshake(socket, reader);
+      const r = await readRequest(reader);
+      // [0, 4096) as a hole, [4096, 8192) as data, sent back to front, then an empty final chunk.
+      const hole = Buffer.concat([u64(r.offset), Buffer.from([0, 0, 0x10, 0])]);
+      socket.write(chunk(r.cookie, REPLY_TYPE_OFFSET_DATA, Buffer.concat([u64(r.offset + 4096), Buffer.alloc(4096, 9)]), false));
+      socket.write(chunk(r.cookie, REPLY_TYPE_OFFSET_HOLE, hole, false));
+      socket.write(chunk(r.cookie, REPLY_TYPE_NONE, Buffer.alloc(0), true));
+      const s = await readRequest(reader);
+      const msg = Buffer.from('bad sector');
+      const len = Buffer.alloc(6);
+      len.writeUInt32BE(NBD_EIO, 0);
+      len.writeUInt16BE(msg.length, 4);
+      socket.write(chunk(s.cookie, REPLY_TYPE_OFFSET_DATA, Buffer.concat([u64(s.offset), Buffer.alloc(512, 1)]), false));
+      socket.write(chunk(s.cookie, REPLY_TYPE_ERROR_OFFSET, Buffer.concat([len, msg, u64(s.offset + 512)]), true));
+      const t = await readRequest(reader);
+      socket.write(chunk(t.cookie, REPLY_TYPE_OFFSET_DATA, Buffer.concat([u64(t.offset), Buffer.alloc(512, 2)]), true));
+    });
+    try {
+      const dev = await NbdClientDevice.connect({ uri: fake.uri() });
+      const out = Buffer.alloc(8192, 0xff);
+      await dev.readInto(65536, out);
+      assert.ok(out.subarray(0, 4096).equals(Buffer.alloc(4096)));
+      assert.ok(out.subarray(4096).equals(Buffer.alloc(4096, 9)));
+      await rejectsBlock(dev.read(0, 1024), 'EIO', 'bad sector', 'READ [0, +1024)');
+      assert.ok((await dev.read(512, 512)).equals(Buffer.alloc(512, 2)));
+      await dev.close();
+    } finally {
+      await fake.close();
+    }
+  });
+
+  test('a READ whose chunks do not cover it: EIO, the device fails', async () => {
+    const fake = await fakeServer(dir, async (socket, reader) => {
+      await honestHandshake(socket, reader);
+      const r = await readRequest(reader);
+      socket.write(chunk(r.cookie, REPLY_TYPE_OFFSET_DATA, Buffer.concat([u64(r.offset), Buffer.alloc(512)]), true));
+    });
+    try {
+      const dev = await NbdClientDevice.connect({ uri: fake.uri() });
+      await rejectsBlock(dev.read(0, 1024), 'EIO', 'covered 512 bytes');
+      await rejectsBlock(dev.flush(), 'EIO');
+      await dev.close();
+    } finally {
+      await fake.close();
+    }
+  });
 });
 
 describe('NBD client: fencing', () => {

@@ -181,3 +181,20 @@ export function errorChunk(cookie: Buffer, errno: number, message: string): Buff
   msg.copy(b, 26);
   return b;
 }
+
+/** A structured chunk of `type` with `payload`, DONE when `done`. */
+export function chunk(cookie: Buffer, type: number, payload: Buffer, done: boolean): Buffer {
+  const h = Buffer.alloc(20);
+  h.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
+  h.writeUInt16BE(done ? REPLY_FLAG_DONE : 0, 4);
+  h.writeUInt16BE(type, 6);
+  cookie.copy(h, 8);
+  h.writeUInt32BE(payload.length, 16);
+  return Buffer.concat([h, payload]);
+}
+
+export function u64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}

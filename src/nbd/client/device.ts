@@ -51,7 +51,7 @@ import { ReplyParser, type ReplySink } from './reply-parser.js';
 import { replyError } from './reply-errors.js';
 import { PendingRequest, RequestTable } from './request-table.js';
 import { RequestWriter } from './request-writer.js';
-import { isTlsFailure, openSocket, startTls, tlsError } from './transport.js';
+import { isTlsFailure, openSocket, startTls, tlsError, type PlainReads } from './transport.js';
 
 /** TRIM, WRITE_ZEROES and BLOCK_STATUS lengths are 32-bit; larger ranges go in pieces of this. */
 const MAX_RANGE_COMMAND = 1024 * 1024 * 1024;
@@ -69,10 +69,15 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
   readonly capabilities: DeviceCapabilities;
   /** READ and WRITE requests larger than this are split: the server's maximum, at most 32 MiB. */
   readonly maxPayload: number;
-  /** Present when the server selected `base:allocation` (never with an epoch: see handshake.ts). */
-  readonly extents?: (offset: number, length: number) => Promise<Extent[]>;
+  /**
+   * Present when the server selected `base:allocation` (never with an epoch: see handshake.ts).
+   * Declared, not defined, so that the device without it has no `extents` property at all.
+   */
+  declare readonly extents?: (offset: number, length: number) => Promise<Extent[]>;
 
   private state: State = 'open';
+  /** Set by the first close(); later calls wait for the same. */
+  private closing: Promise<void> | undefined;
   /** Why the device failed (state 'failed'), the same error for every request. */
   private failure: BlockError | undefined;
   private readonly flags: number;
@@ -88,11 +93,12 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
     const o = resolveOptions(options);
     const target = o.target;
     const deadline = Date.now() + o.connectTimeoutMs;
-    const socket = await openSocket(target, o.connectTimeoutMs);
+    const { socket, reads } = await openSocket(target, o.connectTimeoutMs);
     let stream: Socket | TLSSocket = socket;
     let tlsStarted = false;
     const hs = new HandshakeStream(target.uri);
     hs.attach(socket);
+    if (reads !== undefined) reads.sink = hs.onData;
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -115,8 +121,8 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
         target.tls,
       );
       const early = hs.detach();
-      const device = new NbdClientDevice(stream, attached, o);
-      if (early.length > 0) device.onData(early);
+      const device = new NbdClientDevice(stream, reads, attached, o);
+      if (early.length > 0) device.parser.push(early);
       return device;
     } catch (err) {
       hs.detach();
@@ -140,6 +146,7 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
 
   private constructor(
     private readonly socket: Socket | TLSSocket,
+    reads: PlainReads | undefined,
     attached: AttachedExport,
     private readonly options: ResolvedOptions,
   ) {
@@ -163,7 +170,8 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
     if (attached.allocationContext !== undefined) this.extents = (offset, length) => this.blockStatus(offset, length);
     this.writer = new RequestWriter(socket);
     this.parser = new ReplyParser(this, attached.structured, attached.allocationContext);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (reads !== undefined) reads.sink = (chunk) => this.parser.push(chunk);
+    else socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
     socket.on('error', (err) => this.fail(new IoError(`${this.uri}: the connection was lost: ${err.message}`, { cause: err })));
     socket.on('close', () => this.onClose());
     const tick = Math.min(1000, Math.max(10, Math.floor(options.timeoutMs / 8)));
@@ -255,8 +263,12 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
   }
 
   /** Waits for the requests in flight, sends NBD_CMD_DISC and closes the connection. */
-  async close(): Promise<void> {
-    if (this.state === 'closed' || this.state === 'closing') return;
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     const failed = this.state === 'failed';
     this.state = 'closing';
     if (!failed) {
@@ -371,10 +383,6 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
       }
     }
     return out;
-  }
-
-  private onData(chunk: Buffer): void {
-    this.parser.push(chunk);
   }
 
   private onClose(): void {

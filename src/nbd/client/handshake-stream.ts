@@ -12,8 +12,9 @@ export class HandshakeStream {
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   /** Set once the stream ended or failed: every read rejects with it. */
   private failure: Error | undefined;
-  private readonly onData = (chunk: Buffer): void => {
-    this.input.push(chunk);
+  /** Takes received bytes (a copy: a plain socket's chunk is reused after the call). */
+  readonly onData = (chunk: Buffer): void => {
+    this.input.push(Buffer.from(chunk));
     this.serve();
   };
   private readonly onEnd = (): void => this.fail(new NbdError('NBD_CLOSED', `${this.uri}: the server closed the connection during the handshake`));

@@ -9,12 +9,37 @@ import { NbdError } from '../errors.js';
 import type { TlsMaterial } from './options.js';
 import { describeAddress, type NbdTarget } from './uri.js';
 
-/** Resolves with a connected socket; rejects with NBD_CONNECT naming the URI and the address. */
-export function openSocket(target: NbdTarget, timeoutMs: number): Promise<Socket> {
+/** Bytes a plain socket reads at once into its one reused buffer (see PlainReads). */
+const READ_BUFFER = 1024 * 1024;
+
+/**
+ * Where a plain socket's bytes go. It reads into one reused buffer (net's `onread`) instead of a
+ * fresh 64 KiB buffer per read, which halved the client's sequential read rate: `sink` gets a
+ * view valid only during the call, and must copy what it keeps. A TLS socket emits 'data'.
+ */
+export interface PlainReads {
+  sink: (chunk: Buffer) => void;
+}
+
+/**
+ * Resolves with a connected socket (and, unless TLS will run over it, its PlainReads); rejects
+ * with NBD_CONNECT naming the URI and the address.
+ */
+export function openSocket(target: NbdTarget, timeoutMs: number): Promise<{ socket: Socket; reads: PlainReads | undefined }> {
   const where = `${target.uri} (${describeAddress(target.address)})`;
   return new Promise((resolve, reject) => {
     const a = target.address;
-    const socket = a.transport === 'unix' ? netConnect({ path: a.path }) : netConnect({ host: a.host, port: a.port, noDelay: true });
+    const reads: PlainReads | undefined = target.tls ? undefined : { sink: () => undefined };
+    const onread = reads === undefined ? undefined : {
+      buffer: Buffer.allocUnsafe(READ_BUFFER),
+      callback: (n: number, buf: Uint8Array): boolean => {
+        reads.sink((buf as Buffer).subarray(0, n));
+        return true;
+      },
+    };
+    const socket = a.transport === 'unix'
+      ? netConnect({ path: a.path, ...(onread ? { onread } : {}) })
+      : netConnect({ host: a.host, port: a.port, noDelay: true, ...(onread ? { onread } : {}) });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new NbdError('NBD_CONNECT', `cannot connect to ${where}: no answer within ${timeoutMs} ms`));
@@ -31,7 +56,7 @@ export function openSocket(target: NbdTarget, timeoutMs: number): Promise<Socket
       // A peer that vanishes without a reset (a cut link) is found by the request deadline when
       // requests are in flight, and by keepalive probes when none are.
       socket.setKeepAlive(true, 10_000);
-      resolve(socket);
+      resolve({ socket, reads });
     });
   });
 }
