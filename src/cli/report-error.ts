@@ -73,7 +73,11 @@ export const EXIT_STATUS: {
     EBADMETA: F, EUUID: F, ESTALE: F, ENODEV: F, EOVERFLOW: F, EEXIST: F, ECONNREFUSED: F, EPROTO: F,
   },
   supervisor: { ESTART: F, ESTOP: F },
-  nbd: { NBD_PROTOCOL: F, NBD_CLOSED: F, NBD_EXPORT: F, NBD_LISTEN: F, NBD_LIMITS: F, NBD_REMOTE: F },
+  // A member URI typed on the command line that is not one is usage; attaching it failed is a failure.
+  nbd: {
+    NBD_PROTOCOL: F, NBD_CLOSED: F, NBD_EXPORT: F, NBD_LISTEN: F, NBD_LIMITS: F, NBD_REMOTE: F,
+    NBD_URI: U, NBD_CONNECT: F, NBD_TLS: F, NBD_NO_EXPORT: F, NBD_NOT_MEMBER: F,
+  },
   // `llraid csi`: a configuration refused is a failure to start, as a bad setting of the chart.
   csi: {
     INVALID_ARGUMENT: F, NOT_FOUND: F, ALREADY_EXISTS: F, RESOURCE_EXHAUSTED: F, FAILED_PRECONDITION: F,

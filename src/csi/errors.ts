@@ -109,6 +109,12 @@ export const NBD_STATUS: Record<NbdErrorCode, CsiErrorCode> = {
   NBD_LISTEN: 'UNAVAILABLE',
   NBD_LIMITS: 'INTERNAL',
   NBD_REMOTE: 'INTERNAL',
+  // Remote members (issue 13): a URI in a parameter, a member service that is away or refuses.
+  NBD_URI: 'INVALID_ARGUMENT',
+  NBD_CONNECT: 'UNAVAILABLE',
+  NBD_TLS: 'FAILED_PRECONDITION',
+  NBD_NO_EXPORT: 'NOT_FOUND',
+  NBD_NOT_MEMBER: 'FAILED_PRECONDITION',
 };
 
 export const K8S_STATUS: Record<K8sErrorCode, CsiErrorCode> = {

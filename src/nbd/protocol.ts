@@ -54,9 +54,16 @@ const REP_ERR = 0x80000000;
 export const REP_ERR_UNSUP = REP_ERR + 1;
 export const REP_ERR_POLICY = REP_ERR + 2;
 export const REP_ERR_INVALID = REP_ERR + 3;
+export const REP_ERR_PLATFORM = REP_ERR + 4;
+export const REP_ERR_TLS_REQD = REP_ERR + 5;
 export const REP_ERR_UNKNOWN = REP_ERR + 6;
 export const REP_ERR_SHUTDOWN = REP_ERR + 7;
+export const REP_ERR_BLOCK_SIZE_REQD = REP_ERR + 8;
 export const REP_ERR_TOO_BIG = REP_ERR + 9;
+/** Whether an option reply type is an error (bit 31 set). */
+export function isOptionError(type: number): boolean {
+  return type >= REP_ERR;
+}
 
 // Information types of NBD_OPT_INFO / NBD_OPT_GO.
 export const INFO_EXPORT = 0;
@@ -97,8 +104,12 @@ export const CMD_FLAG_FAST_ZERO = 1 << 4;
 export const REPLY_FLAG_DONE = 1 << 0;
 export const REPLY_TYPE_NONE = 0;
 export const REPLY_TYPE_OFFSET_DATA = 1;
+export const REPLY_TYPE_OFFSET_HOLE = 2;
 export const REPLY_TYPE_BLOCK_STATUS = 5;
+/** Bit 15 of a chunk type: an error chunk, even of a type the client does not know. */
+export const REPLY_TYPE_ERROR_BIT = 0x8000;
 export const REPLY_TYPE_ERROR = 0x8001;
+export const REPLY_TYPE_ERROR_OFFSET = 0x8002;
 
 // Error numbers carried in replies (only these may appear on the wire).
 export const NBD_EPERM = 1;

@@ -1,0 +1,88 @@
+// The NBD client over STARTTLS (TLS 1.3, mutual certificates) against nbdkit --tls=require
+// --tls-verify-peer on loopback TCP, with certificates openssl makes here: I/O works with the
+// right ones; plain TCP, a client certificate from another CA and a server certificate from
+// another CA are each refused with NBD_TLS naming the URI.
+
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isNbdError, NbdClientDevice } from '../../src/nbd/index.js';
+import { makeCertDir, type CertDir } from '../support/client-certs.js';
+import { tempDir } from '../support/temp-dir.js';
+import { freePort, randomIoAgainstShadow, startNbdkit, type ServerProcess } from './client-helpers.js';
+
+async function rejectsTls(p: Promise<unknown>, ...mentions: string[]): Promise<void> {
+  const err = await p.then(() => assert.fail('expected NBD_TLS'), (e: unknown) => e as Error);
+  assert.ok(isNbdError(err, 'NBD_TLS'), `expected NBD_TLS, found ${String(err)}`);
+  for (const m of mentions) assert.ok(err.message.includes(m), `${JSON.stringify(err.message)} mentions ${m}`);
+}
+
+describe('NBD client over TLS with nbdkit --tls=require --tls-verify-peer', () => {
+  const dir = tempDir({ after }, 'nbd-client-tls');
+  let good: CertDir;
+  let other: CertDir;
+  let server: ServerProcess;
+  let port: number;
+  const files = (c: CertDir) => ({ cert: c.clientCert, key: c.clientKey, ca: c.ca });
+
+  before(async () => {
+    good = makeCertDir(dir, 'good');
+    other = makeCertDir(dir, 'other');
+    port = await freePort();
+    server = await startNbdkit(dir, port, ['--tls=require', `--tls-certificates=${good.dir}`, '--tls-verify-peer', 'memory', '32M']);
+  });
+  after(async () => server?.stop());
+
+  test('with the right certificates: random I/O matches a shadow copy', async () => {
+    const dev = await NbdClientDevice.connect({ uri: `nbds://127.0.0.1:${port}/`, tls: files(good) });
+    try {
+      assert.equal(dev.size, 32 * 1024 * 1024);
+      await randomIoAgainstShadow(dev, { rounds: 6, perRound: 200, maxBlocks: 32, seed: 11 });
+      const big = Buffer.alloc(8 * 1024 * 1024, 0x3c);
+      await dev.write(0, big, { fua: true });
+      assert.ok((await dev.read(0, big.length)).equals(big));
+    } finally {
+      await dev.close();
+    }
+  });
+
+  test('PEM contents work as well as file paths, and localhost as the host name', async () => {
+    const pem = { cert: readFileSync(good.clientCert, 'utf8'), key: readFileSync(good.clientKey, 'utf8'), ca: readFileSync(good.ca, 'utf8') };
+    const dev = await NbdClientDevice.connect({ uri: `nbds://localhost:${port}/`, tls: pem });
+    await dev.flush();
+    await dev.close();
+  });
+
+  test('plain TCP to a server that requires TLS: NBD_TLS "requires TLS"', async () => {
+    const uri = `nbd://127.0.0.1:${port}/`;
+    await rejectsTls(NbdClientDevice.connect({ uri }), uri, 'requires TLS');
+  });
+
+  test('a client certificate from another CA: refused, NBD_TLS', async () => {
+    const uri = `nbds://127.0.0.1:${port}/`;
+    await rejectsTls(NbdClientDevice.connect({ uri, tls: { ...files(other), ca: good.ca } }), uri);
+  });
+
+  test('a server certificate from another CA: the client refuses it, NBD_TLS', async () => {
+    const uri = `nbds://127.0.0.1:${port}/`;
+    await rejectsTls(NbdClientDevice.connect({ uri, tls: { ...files(other) } }), uri, 'certificate');
+  });
+});
+
+describe('NBD client asking TLS of a server without it', () => {
+  const dir = tempDir({ after }, 'nbd-client-notls');
+  let server: ServerProcess;
+  let port: number;
+  let certs: CertDir;
+  before(async () => {
+    certs = makeCertDir(dir, 'ca');
+    port = await freePort();
+    server = await startNbdkit(dir, port, ['--tls=off', 'memory', '1M']);
+  });
+  after(async () => server?.stop());
+
+  test('STARTTLS refused: NBD_TLS, and the client does not go on in plain', async () => {
+    const uri = `nbds://127.0.0.1:${port}/`;
+    await rejectsTls(NbdClientDevice.connect({ uri, tls: { cert: certs.clientCert, key: certs.clientKey, ca: certs.ca } }), uri, 'refused TLS', 'not going on in plain');
+  });
+});
