@@ -7,8 +7,9 @@ import { executeControl } from '../engine/control/execute.js';
 import { controlRequest } from '../engine/control/client.js';
 import type { ControlReply, ControlRequest } from '../engine/control/protocol.js';
 import { UsageError } from './report-error.js';
+import { memberOpener, type RemoteOptions } from './remote-options.js';
 
-export interface TargetOptions {
+export interface TargetOptions extends RemoteOptions {
   control?: string;
   force?: boolean;
   /** Print progress of syncs the command waits for (offline only). */
@@ -24,7 +25,9 @@ export function checkTarget(members: string[], options: TargetOptions): void {
 export async function request(members: string[], options: TargetOptions, req: ControlRequest): Promise<ControlReply & { ok: true }> {
   checkTarget(members, options);
   if (options.control !== undefined) return controlRequest(options.control, req);
-  const { array, report } = await assembleArray({ members, force: options.force ?? false });
+  // The member a re-add or add brings in may be the only remote one.
+  const opener = memberOpener('member' in req ? [...members, req.member] : members, options);
+  const { array, report } = await assembleArray({ members, force: options.force ?? false, ...(opener !== undefined && { opener }) });
   try {
     for (const s of report.stale) options.progress?.(`stale member ${s.name}: ${s.reason}`);
     if (report.missingRoles.length > 0) options.progress?.(`missing roles: ${report.missingRoles.join(', ')}`);

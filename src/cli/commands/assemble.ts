@@ -5,8 +5,9 @@
 import type { Command } from 'commander';
 import { assembleArray, describeBitmapLoad } from '../../md/index.js';
 import { formatArrayStatus, formatSyncSummary } from '../status-format.js';
+import { addRemoteOptions, memberOpener, type RemoteOptions } from '../remote-options.js';
 
-interface Options {
+interface Options extends RemoteOptions {
   force?: boolean;
   uuid?: string;
   sync?: boolean;
@@ -14,8 +15,8 @@ interface Options {
 }
 
 export function register(program: Command): void {
-  program
-    .command('assemble')
+  addRemoteOptions(program
+    .command('assemble'))
     .description('assemble an array from its members, resync what the bitmap marks, and stop it cleanly')
     .argument('<members...>', 'member files or block devices')
     .option('-u, --uuid <uuid>', 'only members of this array')
@@ -24,8 +25,10 @@ export function register(program: Command): void {
     .option('--json', 'print the assembly report and final status as JSON')
     .action(async (members: string[], o: Options) => {
       const started = Date.now();
+      const opener = memberOpener(members, o);
       const { array, report } = await assembleArray({
         members,
+        ...(opener !== undefined && { opener }),
         force: o.force ?? false,
         ...(o.uuid !== undefined && { uuid: o.uuid }),
         autoSync: o.sync !== false,

@@ -10,8 +10,10 @@ import { createArray, type CreateOptions } from '../../md/index.js';
 import { formatBytes, parseSize } from '../../units/byte-sizes.js';
 import { formatArrayStatus } from '../status-format.js';
 import { UsageError } from '../report-error.js';
+import { addRemoteOptions, memberOpener, type RemoteOptions } from '../remote-options.js';
+import { isRemoteMemberName } from '../../engine/remote-members.js';
 
-interface Options {
+interface Options extends RemoteOptions {
   level: string;
   name: string;
   chunk?: string;
@@ -27,8 +29,8 @@ interface Options {
 }
 
 export function register(program: Command): void {
-  program
-    .command('create')
+  addRemoteOptions(program
+    .command('create'))
     .description('create an array on member files or block devices (like mdadm --create)')
     .argument('<members...>', 'member files or block devices, in role order')
     .requiredOption('-l, --level <level>', 'RAID level: 0, 1, 10, 5 or 6')
@@ -45,6 +47,7 @@ export function register(program: Command): void {
     .option('--json', 'print the new array status as JSON')
     .action(async (members: string[], o: Options) => {
       // Every argument is checked before a member file is made.
+      const opener = memberOpener(members, o);
       const options: CreateOptions = {
         name: o.name,
         level: parseLevel(o.level),
@@ -58,6 +61,7 @@ export function register(program: Command): void {
         assumeClean: o.assumeClean ?? false,
         force: o.force ?? false,
         autoSync: false,
+        ...(opener !== undefined && { opener }),
       };
       const size = o.size === undefined ? undefined : parseSize(o.size, '--size');
       const made = size === undefined ? [] : await createMemberFiles(members, size);
@@ -82,7 +86,8 @@ export function register(program: Command): void {
 async function createMemberFiles(members: string[], size: number): Promise<string[]> {
   const missing: string[] = [];
   for (const m of members) {
-    if (await access(m).then(() => true, () => false)) continue;
+    // A remote member is a file its own node made; its member service exports it.
+    if (isRemoteMemberName(m) || (await access(m).then(() => true, () => false))) continue;
     const parent = dirname(m);
     if (!(await stat(parent).then((st) => st.isDirectory(), () => false))) {
       throw new UsageError(`member ${m}: expected a directory ${parent} to create it in, found none`);

@@ -4,18 +4,19 @@
 import type { Command } from 'commander';
 import { examineMemberReport } from '../../md/index.js';
 import { formatUuid } from '../../md/index.js';
+import { addRemoteOptions, memberOpener, type RemoteOptions } from '../remote-options.js';
 
 const ROLE_SPARE = 0xffff;
 const ROLE_FAULTY = 0xfffe;
 
 export function register(program: Command): void {
-  program
-    .command('examine')
+  addRemoteOptions(program
+    .command('examine'))
     .description("print a member's superblock and bitmap without changing anything")
     .argument('<member>', 'member file or block device')
     .option('--json', 'print JSON')
-    .action(async (member: string, o: { json?: boolean }) => {
-      const r = await examineMemberReport(member);
+    .action(async (member: string, o: RemoteOptions & { json?: boolean }) => {
+      const r = await examineMemberReport(member, memberOpener([member], o));
       const sb = r.superblock;
       if (o.json) {
         process.stdout.write(

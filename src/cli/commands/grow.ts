@@ -4,13 +4,14 @@
 // engine serving the array grows it live) or offline on the member paths.
 
 import type { Command } from 'commander';
+import { addRemoteOptions } from '../remote-options.js';
 import { request, type TargetOptions } from '../array-target.js';
 import { parseSize } from '../../units/byte-sizes.js';
 import { formatArrayStatus } from '../status-format.js';
 
 export function register(program: Command): void {
-  program
-    .command('grow')
+  addRemoteOptions(program
+    .command('grow'))
     .description('give the array more of each member: --size bytes of data per member, or max')
     .argument('[members...]', "the array's members (or use --control)")
     .requiredOption('-z, --size <size>', 'data bytes used on each member (e.g. 2G), or max for all they hold')

@@ -4,6 +4,7 @@
 
 import type { Command } from 'commander';
 import { request, type TargetOptions } from '../array-target.js';
+import { addRemoteOptions } from '../remote-options.js';
 import type { ControlRequest } from '../../engine/control/protocol.js';
 import { formatArrayStatus } from '../status-format.js';
 
@@ -18,8 +19,8 @@ const COMMANDS: Array<{ op: Op; description: string }> = [
 
 export function register(program: Command): void {
   for (const { op, description } of COMMANDS) {
-    program
-      .command(op)
+    addRemoteOptions(program
+      .command(op))
       .description(description)
       .argument('<member>', 'the member to ' + op)
       .argument('[members...]', 'the array\'s current members (or use --control)')

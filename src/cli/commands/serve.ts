@@ -9,8 +9,9 @@ import { isNbdError, loopbackAddress, type ListenAddress } from '../../nbd/index
 import { fanOut, jsonFileSink, textSink } from '../../engine/events.js';
 import { runEngine, type EngineSource } from '../../engine/volume-engine.js';
 import { UsageError } from '../report-error.js';
+import { addRemoteOptions, memberOpener, type RemoteOptions } from '../remote-options.js';
 
-interface ServeOptions {
+interface ServeOptions extends RemoteOptions {
   file?: string;
   socket?: string;
   listen?: string;
@@ -27,8 +28,8 @@ interface ServeOptions {
 }
 
 export function register(program: Command): void {
-  program
-    .command('serve')
+  addRemoteOptions(program
+    .command('serve'))
     .description('assemble an array from its members (or open a file) and serve it over NBD until SIGTERM or SIGINT')
     .argument('[members...]', 'member files or devices of the array to assemble and serve')
     .option('--file <path>', 'serve this regular file or block device instead of an array')
@@ -65,8 +66,10 @@ export function register(program: Command): void {
         process.once('SIGTERM', () => resolve('SIGTERM'));
         process.once('SIGINT', () => resolve('SIGINT'));
       });
+      const opener = memberOpener(members, options);
       await runEngine({
         source,
+        ...(opener !== undefined && { opener }),
         address,
         exportName: options.exportName,
         readOnly: options.readOnly ?? false,

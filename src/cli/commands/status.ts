@@ -3,6 +3,7 @@
 // speaking for the array).
 
 import type { Command } from 'commander';
+import { addRemoteOptions, memberOpener, type RemoteOptions } from '../remote-options.js';
 import { examineMemberReport, freshestReport, memberStanding, type MemberReport } from '../../md/index.js';
 import { formatUuid } from '../../md/index.js';
 import { levelName } from '../../md/index.js';
@@ -12,20 +13,21 @@ import { formatArrayStatus } from '../status-format.js';
 import { formatBytes } from '../../units/byte-sizes.js';
 
 export function register(program: Command): void {
-  program
-    .command('status')
+  addRemoteOptions(program
+    .command('status'))
     .description('show an array: live from its engine (--control), or read-only from its members')
     .argument('[members...]', 'member files or block devices')
     .option('--control <socket>', 'control socket of the engine serving the array')
     .option('--json', 'print JSON')
-    .action(async (members: string[], o: { control?: string; json?: boolean }) => {
+    .action(async (members: string[], o: RemoteOptions & { control?: string; json?: boolean }) => {
       checkTarget(members, o);
       if (o.control !== undefined) {
         const { status, io } = await controlRequest(o.control, { op: 'status' });
         process.stdout.write(o.json ? `${JSON.stringify(io ? { ...status, io } : status, null, 2)}\n` : formatArrayStatus(status!));
         return;
       }
-      const reports = await Promise.all(members.map((m) => examineMemberReport(m)));
+      const opener = memberOpener(members, o);
+      const reports = await Promise.all(members.map((m) => examineMemberReport(m, opener)));
       process.stdout.write(o.json ? `${JSON.stringify(offlineJson(reports), null, 2)}\n` : formatOffline(reports));
     });
 }

@@ -3,11 +3,12 @@
 // resync an unclean stop left owed (bitmap-guided), and stops them.
 
 import type { Command } from 'commander';
+import { addRemoteOptions } from '../remote-options.js';
 import { request } from '../array-target.js';
 
 export function register(program: Command): void {
-  program
-    .command('stop')
+  addRemoteOptions(program
+    .command('stop'))
     .description('stop an array cleanly: the engine serving it (--control), or the given members')
     .argument('[members...]', 'member files or block devices')
     .option('--control <socket>', 'control socket of the engine serving the array')

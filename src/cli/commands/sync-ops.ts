@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import type { ControlRequest } from '../../engine/control/protocol.js';
 import { request, type TargetOptions } from '../array-target.js';
+import { addRemoteOptions } from '../remote-options.js';
 import { formatSyncSummary } from '../status-format.js';
 
 interface SyncCommand {
@@ -32,8 +33,8 @@ const COMMANDS: SyncCommand[] = [
 
 export function register(program: Command): void {
   for (const c of COMMANDS) {
-    const cmd = program
-      .command(c.name)
+    const cmd = addRemoteOptions(program
+      .command(c.name))
       .description(c.description)
       .argument('[members...]', "the array's members (or use --control)")
       .option('--control <socket>', 'control socket of the engine serving the array')

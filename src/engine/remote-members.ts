@@ -1,0 +1,45 @@
+// Members on other nodes (DESIGN.md §8): the MemberOpener the engine hands md, so that a member
+// named by an NBD URI (`nbds://HOST:PORT/UUID`, `nbd+unix:///UUID?socket=PATH`) is attached
+// through the NBD client and everything else is opened as a file by md itself. md never learns
+// what NBD is; it learns only that the member is remote (keep trying to reopen it when it drops)
+// and write-mostly (read it only when no local copy can serve the read).
+
+import type { MemberOpener } from '../md/index.js';
+import { NbdClientDevice, type TlsFiles } from '../nbd/index.js';
+
+/** How this engine reaches remote members: the same for every member of one array. */
+export interface RemoteMemberSettings {
+  /**
+   * The attach epoch presented to every member service (DESIGN.md §8 fencing). Absent: no
+   * epoch is presented, which a plain NBD server (nbdkit, qemu-nbd) accepts and an llraid
+   * member service refuses.
+   */
+  epoch?: bigint;
+  /** This engine's client certificate, its key and the cluster CA: needed by `nbds` URIs. */
+  tls?: TlsFiles;
+  /** A request not answered within this fails the member (default: the client's 30 s). */
+  timeoutMs?: number;
+}
+
+/** Whether `name` is an NBD URI rather than a path (a path never contains "://"). */
+export function isRemoteMemberName(name: string): boolean {
+  return /^nbds?(\+unix)?:\/\//.test(name);
+}
+
+export function remoteMemberOpener(settings: RemoteMemberSettings): MemberOpener {
+  return async (name, mode) => {
+    if (!isRemoteMemberName(name)) return undefined;
+    const device = await NbdClientDevice.connect({
+      uri: name,
+      ...(settings.tls === undefined ? {} : { tls: settings.tls }),
+      ...(settings.epoch === undefined ? {} : { epoch: settings.epoch }),
+      ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
+    });
+    // md gave up on this attempt while it connected (the return check's deadline): let go.
+    if (mode.signal?.aborted) {
+      await device.close().catch(() => undefined);
+      throw mode.signal.reason instanceof Error ? mode.signal.reason : new Error(`${name}: attach abandoned`);
+    }
+    return { device, remote: true, writeMostly: true };
+  };
+}
