@@ -188,6 +188,18 @@ EOF
       || { echo "node: ctr images import $archive failed" >&2; return 1; }
   done
 
+  # The kubelet's cgroups (cgroupfs driver) under a root of this run's in every v1 hierarchy, so
+  # that no other kubelet on the machine takes its pods for orphans, nor it theirs.
+  local cg_root h
+  cg_root=/llraid-node.$(basename "$dir")
+  echo "$cg_root" > "$dir/cgroup-root"
+  for h in /sys/fs/cgroup/*/; do
+    [ "$(stat -f -c %T "$h")" = cgroupfs ] || continue
+    mkdir -p "$h$cg_root"
+    if [ -f "$h/cpuset.cpus" ]; then
+      cat "$h/cpuset.cpus" > "$h$cg_root/cpuset.cpus"; cat "$h/cpuset.mems" > "$h$cg_root/cpuset.mems"
+    fi
+  done
   : > "$dir/resolv.conf"   # pods get no nameserver: nothing in them looks a name up
   cat > "$dir/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -196,6 +208,7 @@ kind: KubeletConfiguration
 # maintenance mode since Kubernetes 1.31).
 failCgroupV1: false
 cgroupDriver: cgroupfs
+cgroupRoot: $cg_root
 containerRuntimeEndpoint: unix://$sock
 address: $NODE_IP
 port: 10250
@@ -267,12 +280,15 @@ down() {
     while read -r m; do umount -l "$m" 2>/dev/null || true; done < "$dir/node-mounts"
     rm -f "$dir/node-mounts"
   fi
-  # The kubelet's cgroups (cgroupfs driver): /kubepods in every v1 hierarchy, leaves first.
-  local h
-  for h in /sys/fs/cgroup/*/kubepods; do
-    [ -d "$h" ] || continue
-    find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-  done
+  # The kubelet's cgroups (cgroupfs driver): this run's root in every v1 hierarchy, leaves first.
+  local h cg_root
+  if [ -f "$dir/cgroup-root" ]; then
+    cg_root=$(cat "$dir/cgroup-root")
+    for h in /sys/fs/cgroup/*/; do
+      if [ -d "$h$cg_root" ]; then find "$h$cg_root" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
+    done
+  fi
+  return 0
 }
 
 case "${1:-}" in
