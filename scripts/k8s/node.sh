@@ -179,7 +179,7 @@ EOF
 }
 EOF
   containerd --config "$dir/containerd/config.toml" > "$dir/logs/containerd.log" 2>&1 &
-  echo $! >> "$dir/node-pids"
+  echo $! > "$dir/containerd.pid"
   wait_for containerd "$dir/logs/containerd.log" 30 ctr --address "$sock" version
   # The images of node-images.sh (no registry is reachable): the pause image before any pod.
   local archive
@@ -238,7 +238,7 @@ EOF
   unshare -m --propagation unchanged sh "$dir/kubelet-ns.sh" "$bin/kubelet" --config "$dir/kubelet.yaml" --kubeconfig "$dir/kubelet.kubeconfig" \
     --root-dir "$node_dir/kubelet" --cert-dir "$dir/pki/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
     --v=2 > "$dir/logs/kubelet.log" 2>&1 &
-  echo $! >> "$dir/node-pids"
+  echo $! > "$dir/kubelet.pid"
   local k=("$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig")
   wait_for "node $NODE_NAME to register" "$dir/logs/kubelet.log" 90 "${k[@]}" get node "$NODE_NAME"
   if ! "${k[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s; then
@@ -254,25 +254,34 @@ CONTAINERD_ADDRESS=$sock
 EOF
 }
 
+stop_pid() {
+  local file=$1 pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$file"
+}
+
 down() {
-  local dir=$1 pid sock
+  local dir=$1 sock
   sock=$dir/containerd/containerd.sock
-  # The pods first, so their containers, sandboxes and mounts go while containerd still runs.
+  # The kubelet first, so that it restarts nothing; then the pods' containers while containerd
+  # still runs, noting the pod network namespaces CNI made (/run/netns/cni-*, in the sandboxes'
+  # specs); then containerd.
+  stop_pid "$dir/kubelet.pid"
+  local netns=()
   if [ -S "$sock" ]; then
-    for ns in k8s.io; do
-      for c in $(ctr --address "$sock" -n "$ns" tasks ls -q 2>/dev/null); do ctr --address "$sock" -n "$ns" tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true; done
-    done
+    mapfile -t netns < <(for c in $(ctr --address "$sock" -n k8s.io containers ls -q 2>/dev/null); do
+      ctr --address "$sock" -n k8s.io containers info "$c" 2>/dev/null | grep -o '"/var/run/netns/cni-[0-9a-f-]*"\|"/run/netns/cni-[0-9a-f-]*"' | tr -d '"'
+    done | sort -u)
+    for c in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true; done
   fi
-  if [ -f "$dir/node-pids" ]; then
-    for pid in $(tac "$dir/node-pids"); do kill "$pid" 2>/dev/null || true; done
-    for pid in $(tac "$dir/node-pids"); do
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    done
-    rm -f "$dir/node-pids"
-  fi
+  stop_pid "$dir/containerd.pid"
   # Shims outlive containerd: end those of this node (their command line names its socket).
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  for m in "${netns[@]}"; do if [ -e "$m" ]; then ip netns del "$(basename "$m")" 2>/dev/null || true; fi; done
   # Every mount below the state dir (overlay rootfs, pod volumes, FUSE, the node dir's bind), deepest first.
   local m
   for m in $(awk '{print $5}' /proc/self/mountinfo | grep -F "$dir/" | sort -r); do umount -l "$m" 2>/dev/null || true; done

@@ -149,9 +149,13 @@ after(async () => {
 
 test('the kubelet runs the chart\'s DaemonSets and the driver registers through node-driver-registrar', { skip, timeout: 300_000 }, async () => {
   assert.ok(env);
+  // `kubectl rollout status` knows no OnDelete DaemonSet (the engine host's): wait on the status.
   for (const ds of [`${RELEASE}-engines`, `${RELEASE}-node`]) {
-    const r = await kube.run('kubectl', ['rollout', 'status', `daemonset/${ds}`, '-n', NAMESPACE, '--timeout=240s']);
-    assert.equal(r.code, 0, `expected DaemonSet ${ds} rolled out, found: ${r.stdout}${r.stderr}\n${(await kube.run('kubectl', ['describe', 'pods', '-n', NAMESPACE])).stdout.slice(-4000)}`);
+    await waitFor(`DaemonSet ${ds} to have its pod ready on the node`, 240_000, async () => {
+      const d = await kube.get(['daemonset', '-n', NAMESPACE, ds]);
+      const st = d?.status as { desiredNumberScheduled?: number; numberReady?: number } | undefined;
+      return st?.desiredNumberScheduled === 1 && st.numberReady === 1 ? true : undefined;
+    }, async () => `${(await kube.run('kubectl', ['get', 'pods', '-n', NAMESPACE, '-o', 'wide'])).stdout}\n${(await kube.run('kubectl', ['describe', 'pods', '-n', NAMESPACE])).stdout.slice(-4000)}`);
   }
   await kubectlShow(['get', 'pods', '-n', NAMESPACE, '-o', 'wide']);
   const pods = await kube.list(['pods', '-n', NAMESPACE, '-l', 'app.kubernetes.io/component=node']);
