@@ -279,8 +279,13 @@ down() {
     for c in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true; done
   fi
   stop_pid "$dir/containerd.pid"
-  # Shims outlive containerd: end those of this node (their command line names its socket).
-  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  # Shims outlive containerd: end those of this node, by the pid each wrote in its task dir.
+  local f pid
+  for f in "$dir"/containerd/state/io.containerd.runtime.v2.task/*/*/shim.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    if [ -n "$pid" ] && grep -q containerd-shim "/proc/$pid/cmdline" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  done
   for m in "${netns[@]}"; do if [ -e "$m" ]; then ip netns del "$(basename "$m")" 2>/dev/null || true; fi; done
   # Every mount below the state dir (overlay rootfs, pod volumes, FUSE, the node dir's bind), deepest first.
   local m

@@ -359,3 +359,11 @@ test('expanding the raid1 PVC: online with kernel attach; with fuse attach (no n
   const rv = await kube.get<KubeObject>(['raidvolume', volumeId]);
   show(`raidvolume ${volumeId} size`, JSON.stringify(rv?.status?.size ?? rv?.spec?.size ?? null));
 });
+
+test('no container of the chart restarted: the kubelet\'s liveness probes were answered throughout', { skip, timeout: 60_000 }, async () => {
+  const out = await kubectlShow(['get', 'pods', '-n', NAMESPACE, '-o', 'wide']);
+  const pods = await kube.list(['pods', '-n', NAMESPACE]);
+  const restarts = pods.flatMap((p) => ((p.status?.containerStatuses ?? []) as { name: string; restartCount: number }[])
+    .filter((c) => c.restartCount > 0).map((c) => `${p.metadata.name}/${c.name}: ${c.restartCount}`));
+  assert.deepEqual(restarts, [], `expected no restarts, found:\n${out}`);
+});
