@@ -271,7 +271,12 @@ down() {
   # still runs, noting the pod network namespaces CNI made (/run/netns/cni-*, in the sandboxes'
   # specs); then containerd.
   stop_pid "$dir/kubelet.pid"
-  local netns=()
+  # Each container's shim is the parent of its first process (init.pid in the task's dir).
+  local netns=() shims=() f
+  for f in "$dir"/containerd/state/io.containerd.runtime.v2.task/*/*/init.pid; do
+    [ -f "$f" ] || continue
+    shims+=("$(awk '/^PPid:/ {print $2}' "/proc/$(cat "$f")/status" 2>/dev/null)")
+  done
   if [ -S "$sock" ]; then
     mapfile -t netns < <(for c in $(ctr --address "$sock" -n k8s.io containers ls -q 2>/dev/null); do
       ctr --address "$sock" -n k8s.io containers info "$c" 2>/dev/null | grep -o '"/var/run/netns/cni-[0-9a-f-]*"\|"/run/netns/cni-[0-9a-f-]*"' | tr -d '"'
@@ -279,12 +284,10 @@ down() {
     for c in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true; done
   fi
   stop_pid "$dir/containerd.pid"
-  # Shims outlive containerd: end those of this node, by the pid each wrote in its task dir.
-  local f pid
-  for f in "$dir"/containerd/state/io.containerd.runtime.v2.task/*/*/shim.pid; do
-    [ -f "$f" ] || continue
-    pid=$(cat "$f")
-    if [ -n "$pid" ] && grep -q containerd-shim "/proc/$pid/cmdline" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  # Shims outlive containerd: end those of this node (noted above), checked by their command line.
+  local pid
+  for pid in "${shims[@]}"; do
+    if grep -q containerd-shim "/proc/$pid/cmdline" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
   done
   for m in "${netns[@]}"; do if [ -e "$m" ]; then ip netns del "$(basename "$m")" 2>/dev/null || true; fi; done
   # Every mount below the state dir (overlay rootfs, pod volumes, FUSE, the node dir's bind), deepest first.
