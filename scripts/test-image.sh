@@ -3,7 +3,10 @@
 # registry is reachable here, so the base image the Dockerfile names is made locally: a
 # debootstrap of Debian bookworm with this machine's Node.js 20 (node + npm) copied in, committed
 # under that same tag. Cached under ${LLRAID_CACHE:-$HOME/.cache/llraid}/image.
+# `--build-only` builds the image (localhost/llraid:<version>) and runs nothing in it (the real
+# node's stage, scripts/k8s/node-images.sh, runs it under the kubelet instead).
 set -euo pipefail
+build_only=0; [ "${1:-}" = --build-only ] && build_only=1
 cd "$(dirname "$0")/.."
 
 BASE_IMAGE=$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile)
@@ -71,6 +74,8 @@ fi
 buildah bud "${RUN_OPTS[@]}" "${ca_opts[@]}" --pull=never --network host --layers -t "$IMAGE" -f Dockerfile . > "$cache/bud.log" 2>&1 \
   || { echo "test-image: buildah bud failed; last lines of $cache/bud.log:" >&2; tail -n 30 "$cache/bud.log" >&2; exit 1; }
 echo "test-image: built in $(( $(date +%s) - start ))s, size $(podman image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.0f MiB", $1/1048576}')"
+
+[ "$build_only" = 1 ] && exit 0
 
 fail=0
 check() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler),
-# kubectl, the csi-provisioner and csi-resizer sidecars and helm from the Go module proxy, at pinned
+# the kubelet, kubectl, the csi-provisioner and csi-resizer sidecars and helm from the Go module proxy, at pinned
 # versions, into ${LLRAID_CACHE:-$HOME/.cache/llraid}/k8s/<release>/bin; cached binaries are skipped.
 #
 # Interface (used by the cluster harness and the packaging tests): progress goes to stderr, and the
@@ -14,10 +14,13 @@ STAGING_VERSION=v0.36.3          # k8s.io/<staging module> tag matching K8S_VERS
 PROVISIONER_VERSION=v6.4.0
 RESIZER_VERSION=v2.3.0
 HELM_VERSION=v3.22.0
+REGISTRAR_VERSION=v2.13.0       # scripts/k8s/sidecars/node-driver-registrar (chart: sidecars.nodeDriverRegistrar)
+LIVENESSPROBE_VERSION=v2.15.0   # scripts/k8s/sidecars/livenessprobe (chart: sidecars.livenessProbe)
 
 cache=${LLRAID_CACHE:-$HOME/.cache/llraid}/k8s/$K8S_VERSION
 bin=$cache/bin
-names=(kube-apiserver kubectl kube-controller-manager kube-scheduler csi-provisioner csi-resizer helm)
+names=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet csi-provisioner csi-resizer helm
+       csi-node-driver-registrar livenessprobe)
 
 all_cached() {
   local name
@@ -87,8 +90,8 @@ for pkgpath in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkgpath.gitTreeState=clean -X $pkgpath.buildDate=1970-01-01T00:00:00Z"
 done
 
-# All four Kubernetes binaries share one throwaway module (named after the first) and one build cache.
-for name in kube-apiserver kubectl kube-controller-manager kube-scheduler; do
+# All five Kubernetes binaries share one throwaway module (named after the first) and one build cache.
+for name in kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet; do
   if [ -f "$work/kube-apiserver/go.mod" ] && [ ! -e "$work/$name" ]; then ln -s kube-apiserver "$work/$name"; fi
   build "$name" k8s.io/kubernetes "$K8S_VERSION" "k8s.io/kubernetes/cmd/$name" "$k8s_ldflags"
 done
@@ -96,6 +99,26 @@ build csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$PROVIS
   github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner "-s -w -X main.version=$PROVISIONER_VERSION"
 build csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$RESIZER_VERSION" \
   github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer "-s -w -X main.version=$RESIZER_VERSION"
+# The node's sidecars, whose modules the proxy does not serve: their upstream source at the chart's
+# tags is kept in scripts/k8s/sidecars/<name> (cmd/ and pkg/ as released, with the release's own
+# go.mod and go.sum; dependencies come from the module proxy). Static (CGO off): they go into
+# images on their own (scripts/k8s/node-images.sh).
+build_local() {
+  local name=$1 dir=$2 pkg=$3 ldflags=$4 start secs
+  if [ -x "$bin/$name" ]; then echo "build-binaries: $name cached" >&2; return; fi
+  echo "build-binaries: building $name from $dir" >&2
+  start=$(date +%s)
+  rm -rf "$work/$name"; cp -r "$dir" "$work/$name"
+  (cd "$work/$name" && CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
+  mv "$bin/.$name.tmp" "$bin/$name"
+  secs=$(( $(date +%s) - start ))
+  echo "$name $secs s ($(date -u +%FT%TZ))" >> "$cache/build-times.txt"
+  echo "build-binaries: $name built in ${secs}s" >&2
+}
+sidecars=$(cd "$(dirname "$0")/sidecars" && pwd)
+build_local csi-node-driver-registrar "$sidecars/node-driver-registrar" ./cmd/csi-node-driver-registrar \
+  "-s -w -X main.version=$REGISTRAR_VERSION"
+build_local livenessprobe "$sidecars/livenessprobe" ./cmd/livenessprobe "-s -w -X main.version=$LIVENESSPROBE_VERSION"
 build helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 

@@ -99,6 +99,9 @@ extendedKeyUsage=serverAuth"
   cert "$pki" admin "/O=system:masters/CN=llraid-test-admin" "extendedKeyUsage=clientAuth"
   cert "$pki" controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
   cert "$pki" scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+  # How the API server authenticates to a kubelet (logs, exec): scripts/k8s/node.sh's kubelet
+  # trusts this CA for clients.
+  cert "$pki" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 
@@ -119,6 +122,9 @@ extendedKeyUsage=serverAuth"
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP,Hostname \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.0.0.0/24 \
