@@ -54,6 +54,7 @@ const REP_ERR = 0x80000000;
 export const REP_ERR_UNSUP = REP_ERR + 1;
 export const REP_ERR_POLICY = REP_ERR + 2;
 export const REP_ERR_INVALID = REP_ERR + 3;
+export const REP_ERR_TLS_REQD = REP_ERR + 5;
 export const REP_ERR_UNKNOWN = REP_ERR + 6;
 export const REP_ERR_SHUTDOWN = REP_ERR + 7;
 export const REP_ERR_TOO_BIG = REP_ERR + 9;
