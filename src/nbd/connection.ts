@@ -159,6 +159,8 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
   /** Resolves once the connection is fenced and no device call of it runs. */
   private fenced: Promise<void> | undefined;
   private fenceDone: (() => void) | undefined;
+  /** The socket (plain or TLS) has closed; closed() ran. */
+  private sawClose = false;
   private inFlight = 0;
   private inFlightBytes = 0;
   /** True while this connection has paused the socket (either phase); reading resumes on 'drain' or a reply. */
@@ -312,7 +314,9 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     if (raw.writableLength > 0 || this.input.length > 0) {
       throw new NbdError('NBD_PROTOCOL', 'client sent data after NBD_OPT_STARTTLS before reading its reply');
     }
+    // The plain socket's 'close' stays heard: a handshake that fails may close either socket.
     this.stopListening(raw);
+    raw.on('close', this.onClose);
     raw.on('error', () => undefined);
     if (this.readingPaused) {
       this.readingPaused = false;
@@ -331,6 +335,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
       raw.once('close', gone);
       server.once('secureConnection', (s: TLSSocket) => {
         raw.off('close', gone);
+        s.once('close', this.onClose);
         if (s.authorized) {
           done = true;
           return resolve(s);
@@ -339,7 +344,11 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
         s.destroy();
         fail(cert.subject === undefined ? 'the client presented no certificate' : `client certificate ${describeSubject(cert.subject)} refused: ${String(s.authorizationError)}`);
       });
-      server.once('tlsClientError', (err) => fail(err.message));
+      server.once('tlsClientError', (err, s) => {
+        s.once('close', this.onClose);
+        if (s.destroyed) this.closed();
+        fail(err.message);
+      });
       server.emit('connection', raw);
     });
     const cn = describeSubject(secure.getPeerCertificate().subject);
@@ -348,6 +357,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     this.socket = secure;
     this.writer = new ReplyWriter(secure);
     secure.setNoDelay?.(true);
+    secure.off('close', this.onClose);
     this.listenTo(secure);
   }
 
@@ -791,6 +801,9 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
   }
 
   private closed(): void {
+    // After STARTTLS both the plain socket and its TLS socket may report the close.
+    if (this.sawClose) return;
+    this.sawClose = true;
     trace('nbd', 'info', () => `connection ${this.id}: closed${this.inFlight > 0 ? `, ${this.inFlight} requests still running (their replies are dropped)` : ''}`);
     this.phase = 'closed';
     this.input.clear();

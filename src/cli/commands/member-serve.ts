@@ -34,7 +34,8 @@ refused ("fenced: member ... has accepted epoch N; this client presented M"); a 
 closes every connection of the member (their outstanding requests fail with ESHUTDOWN).
 A member file is opened, exclusively, while at least one client holds it.
 
-Logs one line per attach, detach, fence and refusal on stderr; --events PATH has them as JSON.`;
+Logs one line per attach, detach, fence and refusal on stderr (and why a client's TLS handshake
+failed); --events PATH has them as JSON.`;
 
 export function register(program: Command): void {
   program
@@ -80,7 +81,8 @@ export function register(program: Command): void {
         process.once('SIGTERM', () => resolve('SIGTERM'));
         process.once('SIGINT', () => resolve('SIGINT'));
       });
-      await runMemberService({ dirs, ...(tcp === undefined ? {} : { tcp }), ...(options.socket === undefined ? {} : { socket: options.socket }), events }, stop);
+      const log = (m: string): void => void process.stderr.write(`llraid member-serve: ${m}\n`);
+      await runMemberService({ dirs, ...(tcp === undefined ? {} : { tcp }), ...(options.socket === undefined ? {} : { socket: options.socket }), events, log }, stop);
     });
 }
 

@@ -218,6 +218,8 @@ export interface MemberServiceOptions {
   /** A plain unix socket (mode 0600) for a local engine or tests. */
   socket?: string;
   events: MemberEventSink;
+  /** Where diagnostics about clients go (a failed TLS handshake, a broken frame); default: the nbd trace. */
+  log?: (message: string) => void;
 }
 
 /**
@@ -233,7 +235,7 @@ export async function runMemberService(options: MemberServiceOptions, stop: Prom
     if (options.tcp !== undefined) addresses.push([{ host: options.tcp.host, port: options.tcp.port }, options.tcp.tls]);
     if (options.socket !== undefined) addresses.push([{ socket: options.socket }, undefined]);
     for (const [address, tls] of addresses) {
-      const server = new NbdServer({ exports: service, ...(tls === undefined ? {} : { tls }) });
+      const server = new NbdServer({ exports: service, ...(tls === undefined ? {} : { tls }), ...(options.log === undefined ? {} : { log: options.log }) });
       servers.push(server);
       const where = await server.listen(address);
       options.events({ type: 'listening', address: where, tls: tls !== undefined });
