@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildCli } from '../support/cli.js';
-import { makeMemberCerts, type MemberCerts } from '../support/member-certs.js';
+import { makeCerts, type TestCerts } from '../support/certs.js';
 import { tempDir } from '../support/temp-dir.js';
 import { TOOL_ENV } from '../nbd/helpers.js';
 
@@ -30,7 +30,7 @@ interface Service {
   stop(): Promise<number | null>;
 }
 
-async function startService(cli: string, dir: string, certs: MemberCerts, disks: string, tag: string): Promise<Service> {
+async function startService(cli: string, dir: string, certs: ServiceCerts, disks: string, tag: string): Promise<Service> {
   const events = join(dir, `events-${tag}.jsonl`);
   const socket = join(dir, `ms-${tag}.sock`);
   const child = spawn(process.execPath, [cli, 'member-serve', '--listen', '127.0.0.1:0', '--tls-cert', certs.server.cert,
@@ -117,6 +117,26 @@ async function startTlsWith(port: number, clientDir: string): Promise<string> {
   });
 }
 
+/** The member service's files, and the libnbd directories of its clients (tls-certificates=DIR). */
+interface ServiceCerts {
+  server: { cert: string; key: string; ca: string };
+  /** A client the CA signed. */
+  client: string;
+  /** A client whose certificate another CA signed (it trusts the real CA). */
+  rogueClient: string;
+  /** A client with the CA only: no certificate to present. */
+  noCertClient: string;
+}
+
+async function serviceCerts(dir: string): Promise<ServiceCerts> {
+  const all: TestCerts = await makeCerts(dir, { local: '127.0.0.1' });
+  const local = all.node('local');
+  const noCertClient = join(dir, 'nocert');
+  mkdirSync(noCertClient);
+  copyFileSync(all.ca.cert, join(noCertClient, 'ca-cert.pem'));
+  return { server: { ...local.server, ca: all.ca.cert }, client: local.dir, rogueClient: all.rogue.clientDir, noCertClient };
+}
+
 function deviceUuid(cli: string, member: string): string {
   const out = spawnSync(process.execPath, [cli, 'examine', '--json', member], { encoding: 'utf8' });
   return (JSON.parse(out.stdout) as { superblock: { deviceUuid: string } }).superblock.deviceUuid;
@@ -125,7 +145,7 @@ function deviceUuid(cli: string, member: string): string {
 async function setUp(t: { after(fn: () => void): void }, name: string) {
   const cli = await buildCli();
   const dir = tempDir(t, name);
-  const certs = makeMemberCerts(dir);
+  const certs = await serviceCerts(dir);
   const disks = join(dir, 'disks');
   mkdirSync(disks);
   const create = spawnSync(process.execPath, [cli, 'create', '-l', '1', '-N', 'remote', '-z', '32M', join(disks, 'a.img'), join(disks, 'b.img')], { encoding: 'utf8' });
@@ -208,7 +228,7 @@ attach("00000000:00000000:00000000:00000000", 3)
   }
   // A client that does present the other CA's certificate is refused by name.
   assert.match(await startTlsWith(service.port, certs.rogueClient), /^(closed|error: .*)$/);
-  await service.logged(/TLS handshake with 127\.0\.0\.1:\d+ failed: client certificate CN=rogue refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
+  await service.logged(/TLS handshake with 127\.0\.0\.1:\d+ failed: client certificate CN=rogue engine refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
   assert.equal(service.events().filter((e) => e.type === 'attached').length, 1, 'no refused client attached anything');
 
   // The unix socket is plain; a copied member (one device UUID on two files) is exported by neither.
@@ -283,7 +303,7 @@ attach("file:blank.img", 6)
   assert.equal(fenced.length, 1);
   assert.equal(fenced[0]!.epoch, '5');
   assert.equal(fenced[0]!.by, '7');
-  await service.logged(/fence file:blank\.img \(.*blank\.img\): connection \d+ from 127\.0\.0\.1:\d+ \(CN=engine\) \(epoch 5\) closed, the member was taken with epoch 7/);
+  await service.logged(/fence file:blank\.img \(.*blank\.img\): connection \d+ from 127\.0\.0\.1:\d+ \(CN=local engine\) \(epoch 5\) closed, the member was taken with epoch 7/);
 
   // Restarted, the service still refuses epoch 6, and takes 7 and 8.
   assert.equal(await service.stop(), 0, service.stderr());

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isNbdError, NbdClientDevice } from '../../src/nbd/index.js';
-import { makeCertDir, type CertDir } from '../support/client-certs.js';
+import { makeCerts, type TestCerts } from '../support/certs.js';
 import { tempDir } from '../support/temp-dir.js';
 import { freePort, randomIoAgainstShadow, startNbdkit, type ServerProcess } from './client-helpers.js';
 
@@ -19,22 +19,23 @@ async function rejectsTls(p: Promise<unknown>, ...mentions: string[]): Promise<v
 
 describe('NBD client over TLS with nbdkit --tls=require --tls-verify-peer', () => {
   const dir = tempDir({ after }, 'nbd-client-tls');
-  let good: CertDir;
-  let other: CertDir;
+  let certs: TestCerts;
   let server: ServerProcess;
   let port: number;
-  const files = (c: CertDir) => ({ cert: c.clientCert, key: c.clientKey, ca: c.ca });
+  /** The client's files: signed by the CA and trusting it ('good'), or all from the rogue CA. */
+  const files = (who: 'good' | 'rogue') => who === 'good'
+    ? { cert: certs.node('local').client.cert, key: certs.node('local').client.key, ca: certs.ca.cert }
+    : { cert: certs.rogue.client.cert, key: certs.rogue.client.key, ca: certs.rogue.ca.cert };
 
   before(async () => {
-    good = makeCertDir(dir, 'good');
-    other = makeCertDir(dir, 'other');
+    certs = await makeCerts(dir, { local: '127.0.0.1' });
     port = await freePort();
-    server = await startNbdkit(dir, port, ['--tls=require', `--tls-certificates=${good.dir}`, '--tls-verify-peer', 'memory', '32M']);
+    server = await startNbdkit(dir, port, ['--tls=require', `--tls-certificates=${certs.node('local').dir}`, '--tls-verify-peer', 'memory', '32M']);
   });
   after(async () => server?.stop());
 
   test('with the right certificates: random I/O matches a shadow copy', async () => {
-    const dev = await NbdClientDevice.connect({ uri: `nbds://127.0.0.1:${port}/`, tls: files(good) });
+    const dev = await NbdClientDevice.connect({ uri: `nbds://127.0.0.1:${port}/`, tls: files('good') });
     try {
       assert.equal(dev.size, 32 * 1024 * 1024);
       await randomIoAgainstShadow(dev, { rounds: 6, perRound: 200, maxBlocks: 32, seed: 11 });
@@ -47,7 +48,8 @@ describe('NBD client over TLS with nbdkit --tls=require --tls-verify-peer', () =
   });
 
   test('PEM contents work as well as file paths, and localhost as the host name', async () => {
-    const pem = { cert: readFileSync(good.clientCert, 'utf8'), key: readFileSync(good.clientKey, 'utf8'), ca: readFileSync(good.ca, 'utf8') };
+    const f = files('good');
+    const pem = { cert: readFileSync(f.cert, 'utf8'), key: readFileSync(f.key, 'utf8'), ca: readFileSync(f.ca, 'utf8') };
     const dev = await NbdClientDevice.connect({ uri: `nbds://localhost:${port}/`, tls: pem });
     await dev.flush();
     await dev.close();
@@ -60,12 +62,12 @@ describe('NBD client over TLS with nbdkit --tls=require --tls-verify-peer', () =
 
   test('a client certificate from another CA: refused, NBD_TLS', async () => {
     const uri = `nbds://127.0.0.1:${port}/`;
-    await rejectsTls(NbdClientDevice.connect({ uri, tls: { ...files(other), ca: good.ca } }), uri);
+    await rejectsTls(NbdClientDevice.connect({ uri, tls: { ...files('rogue'), ca: certs.ca.cert } }), uri);
   });
 
   test('a server certificate from another CA: the client refuses it, NBD_TLS', async () => {
     const uri = `nbds://127.0.0.1:${port}/`;
-    await rejectsTls(NbdClientDevice.connect({ uri, tls: { ...files(other) } }), uri, 'certificate');
+    await rejectsTls(NbdClientDevice.connect({ uri, tls: files('rogue') }), uri, 'certificate');
   });
 });
 
@@ -73,9 +75,9 @@ describe('NBD client asking TLS of a server without it', () => {
   const dir = tempDir({ after }, 'nbd-client-notls');
   let server: ServerProcess;
   let port: number;
-  let certs: CertDir;
+  let certs: TestCerts;
   before(async () => {
-    certs = makeCertDir(dir, 'ca');
+    certs = await makeCerts(dir, { local: '127.0.0.1' });
     port = await freePort();
     server = await startNbdkit(dir, port, ['--tls=off', 'memory', '1M']);
   });
@@ -83,6 +85,6 @@ describe('NBD client asking TLS of a server without it', () => {
 
   test('STARTTLS refused: NBD_TLS, and the client does not go on in plain', async () => {
     const uri = `nbds://127.0.0.1:${port}/`;
-    await rejectsTls(NbdClientDevice.connect({ uri, tls: { cert: certs.clientCert, key: certs.clientKey, ca: certs.ca } }), uri, 'refused TLS', 'not going on in plain');
+    await rejectsTls(NbdClientDevice.connect({ uri, tls: { cert: certs.node('local').client.cert, key: certs.node('local').client.key, ca: certs.ca.cert } }), uri, 'refused TLS', 'not going on in plain');
   });
 });
