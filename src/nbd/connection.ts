@@ -4,14 +4,19 @@
 // waiting for the client to read them (in both phases), so a client that sends and never reads
 // cannot grow the server: one connection holds at most about maxInFlightBytes, and one that
 // holds more than its caps anyway is dropped.
+//
+// A connection that requires TLS upgrades its socket at NBD_OPT_STARTTLS (handshake.ts) and
+// serves the rest over the TLS socket. A connection may be fenced by its export's owner (the
+// member service, when an engine with a higher epoch takes the member): see fence().
 
 import type { Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { BufferList } from './buffer-list.js';
 import { BufferPool } from '../block/buffer-pool.js';
 import { nbdErrorNumber } from './error-numbers.js';
 import { NbdError } from './errors.js';
-import type { ExportTable, NbdExport } from './export.js';
-import { BASE_ALLOCATION_ID, MAX_OPTION_LENGTH, negotiate, type HandshakeIo } from './handshake.js';
+import type { Attachment, ExportSource, NbdExport, ServedConnection } from './export.js';
+import { BASE_ALLOCATION_ID, MAX_OPTION_LENGTH, negotiate, type HandshakeIo, type MetaContext } from './handshake.js';
 import {
   CMD_BLOCK_STATUS,
   CMD_CACHE,
@@ -30,6 +35,7 @@ import {
   NBD_EINVAL,
   NBD_ENOSPC,
   NBD_EPERM,
+  NBD_ESHUTDOWN,
   OPTION_HEADER_SIZE,
   REQUEST_SIZE,
   STATE_HOLE,
@@ -109,6 +115,16 @@ export function checkLimits(limits: ConnectionLimits, maxPayload: number): void 
   }
 }
 
+/**
+ * What a server that requires TLS on a connection holds: PEM text of its certificate, its key,
+ * and the CA that signed the clients it accepts.
+ */
+export interface TlsCredentials {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer;
+}
+
 type Phase = 'handshake' | 'transmission' | 'draining' | 'closed';
 
 /** Numbers connections in trace lines, per process. */
@@ -122,17 +138,29 @@ type Waiter =
 /** READs at least this large go through readInto and a buffer pool, where the device has readInto. */
 const POOLED_READ = 64 * 1024;
 
-export class NbdConnection implements RequestSink, HandshakeIo {
+export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection {
   private readonly input = new BufferList();
   private readonly readBuffers = new BufferPool();
-  private readonly writer: ReplyWriter;
+  /** The plain socket, replaced by its TLS socket once STARTTLS succeeded. */
+  private socket: Socket;
+  private writer: ReplyWriter;
   private phase: Phase = 'handshake';
   /** Set in the handshake phase while a read(n) or skip(n) waits. */
   private waiter: Waiter | undefined;
   /** Defined from the end of the handshake on. */
   private parser: RequestParser | undefined;
   private export: NbdExport | undefined;
-  private blockStatus = false;
+  /** What the export's source gave, released (once) when the connection has settled. */
+  private attachment: Attachment | undefined;
+  /** The meta contexts selected at GO; BLOCK_STATUS answers one chunk per context. */
+  private contexts: MetaContext[] = [];
+  /** Set by fence(): the message every request still unanswered gets, with ESHUTDOWN. */
+  private fencedMessage: string | undefined;
+  /** Resolves once the connection is fenced and no device call of it runs. */
+  private fenced: Promise<void> | undefined;
+  private fenceDone: (() => void) | undefined;
+  /** The socket (plain or TLS) has closed; closed() ran. */
+  private sawClose = false;
   private inFlight = 0;
   private inFlightBytes = 0;
   /** True while this connection has paused the socket (either phase); reading resumes on 'drain' or a reply. */
@@ -143,28 +171,56 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   /** Resolves once the socket is closed and no request of this connection is still running. */
   readonly settled: Promise<void>;
   /** This connection in trace lines. */
-  private readonly id = ++connectionCount;
+  readonly id = ++connectionCount;
+  /** `HOST:PORT` (plus the client certificate's CN once TLS is on), or `unix`. */
+  peer: string;
   private readonly log: (message: string) => void;
+  private readonly onData = (chunk: Buffer): void => this.received(chunk);
+  private readonly onDrain = (): void => this.drained();
+  private readonly onError = (err: Error): void => this.log(`connection error: ${err.message}`);
+  private readonly onClose = (): void => this.closed();
+  /** HandshakeIo.startTls: present only on a connection that requires TLS. */
+  readonly startTls?: (ack: Buffer) => Promise<void>;
 
   /**
    * `log` takes the diagnostics about a misbehaving client (a dropped connection, a failed
    * handshake); without one they go to the nbd trace, at error severity.
    */
+  /**
+   * `log` takes the diagnostics about a misbehaving client (a dropped connection, a failed
+   * handshake); without one they go to the nbd trace, at error severity. With `tls` the client
+   * must negotiate TLS (NBD_OPT_STARTTLS) before anything else.
+   */
   constructor(
-    private readonly socket: Socket,
-    private readonly exports: ExportTable,
+    socket: Socket,
+    private readonly exports: ExportSource,
     private readonly limits: ConnectionLimits,
     log?: (message: string) => void,
+    tls?: TlsCredentials,
   ) {
+    this.socket = socket;
+    this.peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
     this.log = log ?? ((m) => trace('nbd', 'error', () => `connection ${this.id}: ${m}`));
-    trace('nbd', 'info', () => `connection ${this.id}: opened${socket.remoteAddress ? ` from ${socket.remoteAddress}:${socket.remotePort}` : ''}`);
+    trace('nbd', 'info', () => `connection ${this.id}: opened${socket.remoteAddress ? ` from ${this.peer}` : ''}`);
     this.writer = new ReplyWriter(socket);
     this.settled = new Promise((resolve) => (this.settle = resolve));
     socket.setNoDelay?.(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.onDrain());
-    socket.on('error', (err) => this.log(`connection error: ${err.message}`));
-    socket.on('close', () => this.onClose());
+    this.listenTo(socket);
+    if (tls !== undefined) this.startTls = (ack) => this.upgrade(ack, tls);
+  }
+
+  private listenTo(socket: Socket): void {
+    socket.on('data', this.onData);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  private stopListening(socket: Socket): void {
+    socket.off('data', this.onData);
+    socket.off('drain', this.onDrain);
+    socket.off('error', this.onError);
+    socket.off('close', this.onClose);
   }
 
   async run(): Promise<void> {
@@ -173,18 +229,28 @@ export class NbdConnection implements RequestSink, HandshakeIo {
       this.socket.destroy();
     }, this.limits.handshakeTimeoutMs);
     try {
-      const chosen = await negotiate(this, this.exports);
+      const chosen = await negotiate(this, this.exports, this);
       if (!chosen) {
         trace('nbd', 'info', () => `connection ${this.id}: handshake ended without an export (the client aborted or only listed)`);
         this.socket.end();
         return;
       }
-      trace('nbd', 'info', () => `connection ${this.id}: export ${JSON.stringify(chosen.export.name)} (${chosen.export.size} bytes` +
-        `${chosen.export.readOnly ? ', read-only' : ''}), structured replies ${chosen.structured ? 'on' : 'off'}, block status ${chosen.blockStatus ? 'on' : 'off'}`);
-      this.export = chosen.export;
-      this.blockStatus = chosen.blockStatus;
+      const e = chosen.attachment.export;
+      this.attachment = chosen.attachment;
+      trace('nbd', 'info', () => `connection ${this.id}: export ${JSON.stringify(e.name)} (${e.size} bytes` +
+        `${e.readOnly ? ', read-only' : ''}), structured replies ${chosen.structured ? 'on' : 'off'}, ` +
+        `meta contexts ${chosen.contexts.map((c) => c.name).join(', ') || 'none'}`);
+      if (this.phase === 'closed' || this.fencedMessage !== undefined) {
+        // Gone, or fenced, while its source was still attaching it: nothing was read, nothing runs.
+        this.socket.destroy();
+        this.releaseIfSettled();
+        this.fenceDone?.();
+        return;
+      }
+      this.export = e;
+      this.contexts = chosen.contexts;
       this.writer.structured = chosen.structured;
-      this.parser = new RequestParser(chosen.export.maxPayload, this);
+      this.parser = new RequestParser(e.maxPayload, this);
       this.phase = 'transmission';
       this.parser.parse(this.input);
       this.maybePause();
@@ -203,6 +269,96 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     if (this.phase === 'handshake') this.socket.destroy();
     else if (this.phase === 'transmission') this.drain();
     return this.settled;
+  }
+
+  /**
+   * Fences this connection (ServedConnection.fence): from this call on no device call of it
+   * starts; requests already parsed from its input are answered at once, the started ones once
+   * they settle (whatever their outcome), each with ESHUTDOWN and `fenced: ...` (a structured
+   * error, or a simple ESHUTDOWN reply without structured replies); then the socket is closed.
+   * Resolves once no device call of this connection runs.
+   */
+  fence(message: string): Promise<void> {
+    if (this.fenced) return this.fenced;
+    this.fencedMessage = message.startsWith('fenced:') ? message : `fenced: ${message}`;
+    this.log(`${this.fencedMessage}; closing the connection`);
+    this.fenced = new Promise((resolve) => (this.fenceDone = resolve));
+    if (this.phase === 'handshake') {
+      // Nothing was started yet. If its source is attaching it right now, run() sees the fence
+      // when the handshake returns and serves nothing.
+      this.socket.destroy();
+    } else if (this.phase === 'transmission') {
+      // Answer what has arrived whole: accepting() lets it all through, onRequest starts none.
+      this.parser!.parse(this.input);
+      this.drain();
+    }
+    if (this.inFlight === 0) this.fenceDone!();
+    return this.fenced;
+  }
+
+  /**
+   * STARTTLS (HandshakeIo.startTls): the ack goes out in clear text, then TLS 1.3 runs on the
+   * same socket with a client certificate required. Node's TLS layer takes over the socket's
+   * handle, so the ack must have left whole and nothing may have been read after it (a client
+   * waits for the ack before its ClientHello; one that does not is dropped).
+   *
+   * The TLS server is Node's own (tls.Server, handed this one socket): it checks the client's
+   * certificate against the CA after the handshake and says why it failed, which a bare
+   * TLSSocket does not. It runs with rejectUnauthorized off so that this check, and its log
+   * line, happen here; a client without a valid certificate never gets past it.
+   */
+  private async upgrade(ack: Buffer, tls: TlsCredentials): Promise<void> {
+    const raw = this.socket;
+    if (raw.writableLength > 0) throw new NbdError('NBD_PROTOCOL', 'client sent NBD_OPT_STARTTLS without reading the replies before it');
+    raw.write(ack);
+    if (raw.writableLength > 0 || this.input.length > 0) {
+      throw new NbdError('NBD_PROTOCOL', 'client sent data after NBD_OPT_STARTTLS before reading its reply');
+    }
+    // The plain socket's 'close' stays heard: a handshake that fails may close either socket.
+    this.stopListening(raw);
+    raw.on('close', this.onClose);
+    raw.on('error', () => undefined);
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      raw.resume();
+    }
+    const server = createTlsServer({ ...tls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false });
+    const secure = await new Promise<TLSSocket>((resolve, reject) => {
+      let done = false;
+      const fail = (why: string): void => {
+        if (done) return;
+        done = true;
+        this.log(`TLS handshake with ${this.peer} failed: ${why}`);
+        reject(new NbdError('NBD_CLOSED', `TLS handshake failed: ${why}`));
+      };
+      const gone = (): void => fail('the connection closed during the TLS handshake');
+      raw.once('close', gone);
+      server.once('secureConnection', (s: TLSSocket) => {
+        raw.off('close', gone);
+        s.once('close', this.onClose);
+        if (s.authorized) {
+          done = true;
+          return resolve(s);
+        }
+        const cert = s.getPeerCertificate();
+        s.destroy();
+        fail(cert.subject === undefined ? 'the client presented no certificate' : `client certificate ${describeSubject(cert.subject)} refused: ${String(s.authorizationError)}`);
+      });
+      server.once('tlsClientError', (err, s) => {
+        s.once('close', this.onClose);
+        if (s.destroyed) this.closed();
+        fail(err.message);
+      });
+      server.emit('connection', raw);
+    });
+    const cn = describeSubject(secure.getPeerCertificate().subject);
+    this.peer = `${this.peer} (${cn})`;
+    trace('nbd', 'info', () => `connection ${this.id}: TLS ${secure.getProtocol() ?? ''} with ${cn}`);
+    this.socket = secure;
+    this.writer = new ReplyWriter(secure);
+    secure.setNoDelay?.(true);
+    secure.off('close', this.onClose);
+    this.listenTo(secure);
   }
 
   // --- HandshakeIo -------------------------------------------------------------------------
@@ -240,6 +396,8 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   // --- RequestSink -------------------------------------------------------------------------
 
   accepting(bytes: number): boolean {
+    // Fenced: every request parsed is answered at once, none started.
+    if (this.fencedMessage !== undefined) return this.phase === 'transmission';
     return (
       this.phase === 'transmission' &&
       this.inFlight < this.limits.maxInFlight &&
@@ -253,6 +411,10 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   }
 
   onRequest(r: NbdRequest): void {
+    if (this.fencedMessage !== undefined) {
+      if (r.type !== CMD_DISC) this.writer.error(r.cookieHi, r.cookieLo, NBD_ESHUTDOWN, this.fencedMessage);
+      return;
+    }
     const e = this.export!;
     const rejection = this.validate(r, e);
     if (rejection) {
@@ -274,7 +436,8 @@ export class NbdConnection implements RequestSink, HandshakeIo {
             this.begin(r.length);
             queueMicrotask(() => {
               this.end(r.length);
-              if (this.phase !== 'closed') this.writer.data(r.cookieHi, r.cookieLo, r.offset, data);
+              if (this.fencedMessage !== undefined) this.answerFenced(r);
+              else if (this.phase !== 'closed') this.writer.data(r.cookieHi, r.cookieLo, r.offset, data);
               this.afterReply();
             });
           }
@@ -331,12 +494,19 @@ export class NbdConnection implements RequestSink, HandshakeIo {
         // the array's own read path decide what stays warm.
         this.writer.ok(r.cookieHi, r.cookieLo);
         return;
-      case CMD_BLOCK_STATUS:
+      case CMD_BLOCK_STATUS: {
         this.begin(0);
-        this.track(r, 0, () => this.status(e, r), (descriptors) =>
-          this.writer.blockStatus(r.cookieHi, r.cookieLo, BASE_ALLOCATION_ID, descriptors),
-        );
+        const contexts = this.contexts;
+        const allocation = contexts.some((c) => c.id === BASE_ALLOCATION_ID);
+        this.track(r, 0, () => (allocation ? this.status(e, r) : Promise.resolve(undefined)), (descriptors) => {
+          // One chunk per selected context; a context other than base:allocation (one a source
+          // serves, such as llraid:epoch) has no status to give: one run, flags 0.
+          const plain = Uint32Array.of(r.length, 0);
+          contexts.forEach((c, i) => this.writer.blockStatus(r.cookieHi, r.cookieLo, c.id,
+            c.id === BASE_ALLOCATION_ID && descriptors ? descriptors : plain, i === contexts.length - 1));
+        });
         return;
+      }
       case CMD_DISC:
         // proto.md: finish the outstanding requests, then close. DISC itself gets no reply.
         this.drain();
@@ -383,7 +553,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
         break;
       case CMD_BLOCK_STATUS:
         allowed |= CMD_FLAG_REQ_ONE;
-        if (!this.blockStatus) return [NBD_EINVAL, 'BLOCK_STATUS without base:allocation negotiated'];
+        if (this.contexts.length === 0) return [NBD_EINVAL, 'BLOCK_STATUS without a meta context negotiated'];
         if (r.length === 0) return [NBD_EINVAL, 'BLOCK_STATUS of zero bytes'];
         break;
       case CMD_FLUSH:
@@ -450,18 +620,25 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     p.then(
       (value) => {
         this.end(bytes);
-        if (this.phase !== 'closed') answer(value);
+        if (this.fencedMessage !== undefined) this.answerFenced(r);
+        else if (this.phase !== 'closed') answer(value);
         this.afterReply();
       },
       (err: unknown) => {
         this.end(bytes);
         trace('nbd', 'debug', () => `connection ${this.id}: ${commandName(r.type)} [${r.offset}, +${r.length}) failed: ${describeError(err)}`);
-        if (this.phase !== 'closed') {
+        if (this.fencedMessage !== undefined) this.answerFenced(r);
+        else if (this.phase !== 'closed') {
           this.writer.error(r.cookieHi, r.cookieLo, nbdErrorNumber(err), (err as Error)?.message ?? String(err));
         }
         this.afterReply();
       },
     );
+  }
+
+  /** A request that settled after the fence: whatever it did, the client is told it failed. */
+  private answerFenced(r: NbdRequest): void {
+    if (this.phase !== 'closed') this.writer.error(r.cookieHi, r.cookieLo, NBD_ESHUTDOWN, this.fencedMessage!);
   }
 
   private end(bytes: number): void {
@@ -470,12 +647,29 @@ export class NbdConnection implements RequestSink, HandshakeIo {
   }
 
   private afterReply(): void {
+    if (this.inFlight === 0) this.fenceDone?.();
     if (this.phase === 'draining' && this.inFlight === 0) this.hangUp();
-    else if (this.phase === 'closed' && this.inFlight === 0) this.settle();
+    else if (this.phase === 'closed' && this.inFlight === 0) this.finish();
     else {
       this.checkCaps();
       this.maybeResume();
     }
+  }
+
+  /** The socket is closed and nothing of this connection runs: settled, and its export released. */
+  private finish(): void {
+    this.settle();
+    this.releaseIfSettled();
+  }
+
+  /** Gives the export back to its source, once, when the connection has settled. */
+  private releaseIfSettled(): void {
+    const a = this.attachment;
+    if (a === undefined || this.phase !== 'closed' || this.inFlight > 0) return;
+    this.attachment = undefined;
+    void Promise.resolve()
+      .then(() => a.release?.())
+      .catch((err: unknown) => this.log(`releasing export ${JSON.stringify(a.export.name)} failed: ${describeError(err)}`));
   }
 
   private async status(e: NbdExport, r: NbdRequest): Promise<Uint32Array> {
@@ -485,7 +679,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     return encodeExtents(extents, r.length, (r.flags & CMD_FLAG_REQ_ONE) !== 0);
   }
 
-  private onData(chunk: Buffer): void {
+  private received(chunk: Buffer): void {
     this.input.push(chunk);
     if (this.phase === 'handshake') {
       this.serveWaiter();
@@ -501,7 +695,7 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     this.checkCaps();
   }
 
-  private onDrain(): void {
+  private drained(): void {
     if (this.phase !== 'handshake') {
       this.maybeResume();
       return;
@@ -606,16 +800,28 @@ export class NbdConnection implements RequestSink, HandshakeIo {
     watch();
   }
 
-  private onClose(): void {
+  private closed(): void {
+    // After STARTTLS both the plain socket and its TLS socket may report the close.
+    if (this.sawClose) return;
+    this.sawClose = true;
     trace('nbd', 'info', () => `connection ${this.id}: closed${this.inFlight > 0 ? `, ${this.inFlight} requests still running (their replies are dropped)` : ''}`);
     this.phase = 'closed';
     this.input.clear();
     const w = this.waiter;
     this.waiter = undefined;
     w?.reject(closedError(w.n));
-    if (this.parser?.midRequest) this.log('client went away in the middle of a WRITE payload; that write was not applied');
-    if (this.inFlight === 0) this.settle();
+    if (this.parser?.midRequest && this.fencedMessage === undefined) this.log('client went away in the middle of a WRITE payload; that write was not applied');
+    if (this.inFlight === 0) {
+      this.fenceDone?.();
+      this.finish();
+    }
   }
+}
+
+/** `CN=...` of a certificate subject, or what there is of it. */
+function describeSubject(subject: { CN?: string | string[] } | undefined): string {
+  const cn = subject?.CN;
+  return cn === undefined ? 'a certificate without a CN' : `CN=${Array.isArray(cn) ? cn.join(',') : cn}`;
 }
 
 function closedError(n: number): NbdError {

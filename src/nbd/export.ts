@@ -1,5 +1,7 @@
 // An export: a BlockDevice under a name, with the sizes and transmission flags the server
-// advertises for it. The handshake picks one; the connection serves requests against it.
+// advertises for it. The handshake picks one from the server's ExportSource: a fixed table
+// (ExportTable), or an owner that opens exports when a client attaches and may refuse it (the
+// member service); the connection serves requests against it.
 
 import { capabilitiesOf, type BlockDevice, type DeviceCapabilities } from '../block/block-device.js';
 import { NbdError } from './errors.js';
@@ -96,8 +98,74 @@ function exportFlags(caps: DeviceCapabilities, readOnly: boolean): number {
   return flags;
 }
 
-/** The exports of one server, looked up by name. */
-export class ExportTable {
+/** A refusal of an export by its source, sent as the option's error reply. */
+export interface ExportRefusal {
+  /** 'unknown': NBD_REP_ERR_UNKNOWN (no such export); 'policy': NBD_REP_ERR_POLICY. */
+  refused: 'unknown' | 'policy';
+  message: string;
+}
+
+/** An export a source handed out, and what to call once the connection is done with it. */
+export interface Attachment {
+  export: NbdExport;
+  /** Called once: when the connection ends (OPT_GO), or right after the reply (OPT_INFO). */
+  release?: () => void | Promise<void>;
+}
+
+/** A client connection as an export's owner sees it: to name in logs, and to fence. */
+export interface ServedConnection {
+  /** Numbers connections in this process (trace lines say `connection N`). */
+  readonly id: number;
+  /** The peer: `HOST:PORT`, with the certificate's subject CN over TLS; `unix` on a unix socket. */
+  readonly peer: string;
+  /**
+   * Stops the connection for good: no device call starts from now on, the started ones settle,
+   * every outstanding request is answered ESHUTDOWN with `message` (prefixed `fenced: `), and the
+   * socket is closed. Resolves once no device call of this connection runs.
+   */
+  fence(message: string): Promise<void>;
+}
+
+/** What a client asks for at NBD_OPT_GO (or NBD_OPT_EXPORT_NAME, with no contexts). */
+export interface AttachRequest {
+  name: string;
+  /** Names of the meta contexts the client selected for this export (NBD_OPT_SET_META_CONTEXT). */
+  contexts: readonly string[];
+  /** Structured replies were negotiated. */
+  structured: boolean;
+  connection: ServedConnection;
+}
+
+/**
+ * Where a server's exports come from. Every option that names an export asks it, so a source
+ * may change what it serves while the server runs. `attach` may refuse (with a message the
+ * client sees) and may wait: the GO reply is sent only once it resolves.
+ */
+export interface ExportSource {
+  /** The largest payload of any export this source hands out (the server's limits are checked against it). */
+  readonly maxPayload: number;
+  /** NBD_OPT_LIST: names and descriptions. */
+  list(): Promise<Array<{ name: string; description: string }>>;
+  /** Whether `name` is an export (meta context options about others get NBD_REP_ERR_UNKNOWN). */
+  has(name: string): Promise<boolean>;
+  /**
+   * Whether `query` names a meta context of export `name` this source serves, beyond
+   * `base:allocation` (which the server answers itself). Such contexts carry no block status:
+   * BLOCK_STATUS answers them with one descriptor of flags 0 over the whole range.
+   */
+  acceptsMetaContext?(name: string, query: string): boolean;
+  /** NBD_OPT_INFO: a look at the export, released right after the reply. */
+  inspect(name: string): Promise<Attachment | ExportRefusal>;
+  /** NBD_OPT_GO and NBD_OPT_EXPORT_NAME: the export this connection will serve. */
+  attach(request: AttachRequest): Promise<Attachment | ExportRefusal>;
+}
+
+export function isRefusal(a: Attachment | ExportRefusal): a is ExportRefusal {
+  return 'refused' in a;
+}
+
+/** The exports of one server, fixed when it is made, looked up by name. */
+export class ExportTable implements ExportSource {
   private readonly byName = new Map<string, NbdExport>();
 
   constructor(exports: readonly NbdExport[]) {
@@ -112,7 +180,28 @@ export class ExportTable {
     return this.byName.get(name) ?? (name === '' ? this.byName.values().next().value : undefined);
   }
 
-  list(): NbdExport[] {
+  all(): NbdExport[] {
     return [...this.byName.values()];
+  }
+
+  get maxPayload(): number {
+    return Math.max(...this.all().map((e) => e.maxPayload));
+  }
+
+  list(): Promise<Array<{ name: string; description: string }>> {
+    return Promise.resolve(this.all().map((e) => ({ name: e.name, description: e.description })));
+  }
+
+  has(name: string): Promise<boolean> {
+    return Promise.resolve(this.find(name) !== undefined);
+  }
+
+  inspect(name: string): Promise<Attachment | ExportRefusal> {
+    const e = this.find(name);
+    return Promise.resolve(e ? { export: e } : { refused: 'unknown', message: `no export named ${JSON.stringify(name)}` });
+  }
+
+  attach(request: AttachRequest): Promise<Attachment | ExportRefusal> {
+    return this.inspect(request.name);
   }
 }

@@ -3,9 +3,14 @@
 // get NBD_REP_ERR_UNSUP and haggling goes on; malformed option data gets NBD_REP_ERR_INVALID.
 // An option longer than the server reads gets NBD_REP_ERR_TOO_BIG, its data dropped unread. Only
 // a broken frame (bad magic, unknown client flag, an oversized EXPORT_NAME) ends the connection.
+//
+// TLS, when the connection requires it, is NBD_OPT_STARTTLS in what proto.md calls FORCEDTLS
+// mode: before TLS only STARTTLS and ABORT are served, every other option is answered
+// NBD_REP_ERR_TLS_REQD, and NBD_OPT_EXPORT_NAME (which has no error reply) ends the connection.
+// After the TLS handshake haggling starts over: nothing negotiated in clear text carries over.
 
 import { NbdError } from './errors.js';
-import type { ExportTable, NbdExport } from './export.js';
+import { isRefusal, type Attachment, type ExportRefusal, type ExportSource, type NbdExport, type ServedConnection } from './export.js';
 import {
   BASE_ALLOCATION,
   CLIENT_FIXED_NEWSTYLE,
@@ -31,9 +36,12 @@ import {
   OPT_LIST,
   OPT_LIST_META_CONTEXT,
   OPT_SET_META_CONTEXT,
+  OPT_STARTTLS,
   OPT_STRUCTURED_REPLY,
   REP_ACK,
   REP_ERR_INVALID,
+  REP_ERR_POLICY,
+  REP_ERR_TLS_REQD,
   REP_ERR_TOO_BIG,
   REP_ERR_UNKNOWN,
   REP_ERR_UNSUP,
@@ -47,7 +55,7 @@ import { writeU64 } from './reply-writer.js';
 export const MAX_OPTION_LENGTH = 64 * 1024;
 /** Queries accepted in one LIST/SET_META_CONTEXT; more get NBD_REP_ERR_TOO_BIG. */
 const MAX_QUERIES = 128;
-/** The context id of `base:allocation` on every connection. */
+/** The context id of `base:allocation` on every connection; other contexts count up from it. */
 export const BASE_ALLOCATION_ID = 1;
 
 export interface HandshakeIo {
@@ -56,17 +64,29 @@ export interface HandshakeIo {
   /** Resolves once `n` more bytes have arrived and been dropped, never holding them all. */
   skip(n: number): Promise<void>;
   write(data: Buffer): void;
+  /**
+   * Present when this connection requires TLS: sends `ack` (the STARTTLS reply) in clear text,
+   * then runs the TLS handshake on the same socket; resolves once the client is authenticated,
+   * rejects (the connection is closed) when the handshake fails.
+   */
+  startTls?(ack: Buffer): Promise<void>;
+}
+
+/** A meta context selected for the export: its id on this connection and its name. */
+export interface MetaContext {
+  id: number;
+  name: string;
 }
 
 export interface Negotiated {
-  export: NbdExport;
+  attachment: Attachment;
   structured: boolean;
-  /** `base:allocation` was selected for this export: BLOCK_STATUS is allowed. */
-  blockStatus: boolean;
+  /** The meta contexts selected for this export, base:allocation first if selected; BLOCK_STATUS needs one. */
+  contexts: MetaContext[];
 }
 
 /** Runs the handshake; resolves with the chosen export, or undefined when the client aborted. */
-export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<Negotiated | undefined> {
+export async function negotiate(io: HandshakeIo, exports: ExportSource, connection: ServedConnection): Promise<Negotiated | undefined> {
   const greeting = Buffer.alloc(GREETING_SIZE);
   greeting.writeBigUInt64BE(NBD_MAGIC, 0);
   greeting.writeBigUInt64BE(IHAVEOPT, 8);
@@ -82,7 +102,9 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
     throw new NbdError('NBD_PROTOCOL', 'client does not speak fixed newstyle negotiation');
   }
   const noZeroes = (clientFlags & CLIENT_NO_ZEROES) !== 0;
-  const state = new HaggleState();
+  let state = new HaggleState();
+  /** True while TLS is required and not yet on. */
+  let clearText = io.startTls !== undefined;
 
   for (;;) {
     const header = await io.read(OPTION_HEADER_SIZE);
@@ -91,6 +113,7 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
     const option = header.readUInt32BE(8);
     const length = header.readUInt32BE(12);
     const reply = (type: number, body?: Buffer): void => io.write(optionReply(option, type, body));
+    const refuse = (r: ExportRefusal): void => reply(r.refused === 'unknown' ? REP_ERR_UNKNOWN : REP_ERR_POLICY, Buffer.from(r.message));
     if (length > MAX_OPTION_LENGTH) {
       // EXPORT_NAME has no error reply; any other option is answered and haggling goes on.
       if (option === OPT_EXPORT_NAME) {
@@ -105,17 +128,42 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
     }
     const data = await io.read(length);
 
+    if (clearText && option !== OPT_STARTTLS && option !== OPT_ABORT) {
+      // proto.md, FORCEDTLS: "the server MUST reply with NBD_REP_ERR_TLS_REQD" to any option
+      // but STARTTLS and ABORT; NBD_OPT_EXPORT_NAME cannot be answered, so the server closes.
+      if (option === OPT_EXPORT_NAME) throw new NbdError('NBD_PROTOCOL', 'client sent NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS on a server that requires TLS');
+      reply(REP_ERR_TLS_REQD, Buffer.from('this server requires TLS: send NBD_OPT_STARTTLS first (nbds:// URIs)'));
+      continue;
+    }
+
     switch (option) {
+      case OPT_STARTTLS:
+        if (!clearText) {
+          // Without TLS configured (a unix socket) STARTTLS is unsupported; a second one after
+          // TLS is on is invalid (proto.md, NBD_OPT_STARTTLS).
+          if (io.startTls === undefined) reply(REP_ERR_UNSUP, Buffer.from('this server has no TLS on this socket'));
+          else reply(REP_ERR_INVALID, Buffer.from('TLS is already on'));
+          break;
+        }
+        if (length !== 0) {
+          reply(REP_ERR_INVALID, Buffer.from('NBD_OPT_STARTTLS takes no data'));
+          break;
+        }
+        await io.startTls!(optionReply(option, REP_ACK));
+        clearText = false;
+        state = new HaggleState();
+        break;
       case OPT_EXPORT_NAME: {
         const name = data.toString('utf8');
-        const chosen = exports.find(name);
-        // EXPORT_NAME has no error reply: an unknown name can only end the connection.
-        if (!chosen) throw new NbdError('NBD_PROTOCOL', `client asked for unknown export ${JSON.stringify(name)}`);
+        const got = await exports.attach({ name, contexts: [], structured: state.structured, connection });
+        // EXPORT_NAME has no error reply: a refusal can only end the connection.
+        if (isRefusal(got)) throw new NbdError('NBD_PROTOCOL', `client asked for export ${JSON.stringify(name)} with NBD_OPT_EXPORT_NAME, refused: ${got.message}`);
+        const chosen = got.export;
         const out = Buffer.alloc(noZeroes ? 10 : 134);
         writeU64(out, 0, chosen.size);
         out.writeUInt16BE(chosen.transmissionFlags(state.structured), 8);
         io.write(out);
-        return { export: chosen, structured: state.structured, blockStatus: state.blockStatusFor(chosen) };
+        return { attachment: got, structured: state.structured, contexts: [] };
       }
       case OPT_ABORT:
         reply(REP_ACK);
@@ -125,7 +173,7 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
           reply(REP_ERR_INVALID, Buffer.from('NBD_OPT_LIST takes no data'));
           break;
         }
-        for (const e of exports.list()) reply(REP_SERVER, serverEntry(e));
+        for (const e of await exports.list()) reply(REP_SERVER, serverEntry(e));
         reply(REP_ACK);
         break;
       case OPT_INFO:
@@ -135,11 +183,16 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
           reply(REP_ERR_INVALID, Buffer.from(parsed));
           break;
         }
-        const chosen = exports.find(parsed.name);
-        if (!chosen) {
-          reply(REP_ERR_UNKNOWN, Buffer.from(`no export named ${JSON.stringify(parsed.name)}`));
+        const going = option === OPT_GO;
+        const contexts = state.contextsFor(parsed.name);
+        const got = going
+          ? await exports.attach({ name: parsed.name, contexts: contexts.map((c) => c.name), structured: state.structured, connection })
+          : await exports.inspect(parsed.name);
+        if (isRefusal(got)) {
+          refuse(got);
           break;
         }
+        const chosen = got.export;
         reply(REP_INFO, infoExport(chosen, state.structured));
         // Always sent: this server enforces the device's block size, so clients must know it.
         reply(REP_INFO, infoBlockSize(chosen));
@@ -148,9 +201,8 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
           reply(REP_INFO, infoString(INFO_DESCRIPTION, chosen.description));
         }
         reply(REP_ACK);
-        if (option === OPT_GO) {
-          return { export: chosen, structured: state.structured, blockStatus: state.blockStatusFor(chosen) };
-        }
+        if (going) return { attachment: got, structured: state.structured, contexts };
+        await got.release?.();
         break;
       }
       case OPT_STRUCTURED_REPLY:
@@ -175,21 +227,31 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
           reply(parsed === TOO_MANY ? REP_ERR_TOO_BIG : REP_ERR_INVALID, Buffer.from(parsed));
           break;
         }
-        const chosen = exports.find(parsed.name);
-        if (!chosen) {
+        if (!(await exports.has(parsed.name))) {
           reply(REP_ERR_UNKNOWN, Buffer.from(`no export named ${JSON.stringify(parsed.name)}`));
           break;
         }
-        const matches = setting
-          ? parsed.queries.includes(BASE_ALLOCATION)
-          : parsed.queries.length === 0 || parsed.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
-        if (matches) reply(REP_META_CONTEXT, metaContext(setting ? BASE_ALLOCATION_ID : 0, BASE_ALLOCATION));
-        if (setting && matches) state.selected = chosen;
+        const accepts = (q: string): boolean => exports.acceptsMetaContext?.(parsed.name, q) ?? false;
+        if (setting) {
+          const chosen: MetaContext[] = [];
+          let nextId = BASE_ALLOCATION_ID + 1;
+          for (const q of parsed.queries) {
+            if (chosen.some((c) => c.name === q) || (q !== BASE_ALLOCATION && !accepts(q))) continue;
+            chosen.push({ id: q === BASE_ALLOCATION ? BASE_ALLOCATION_ID : nextId++, name: q });
+          }
+          for (const c of chosen) reply(REP_META_CONTEXT, metaContext(c.id, c.name));
+          state.selected = { exportName: parsed.name, contexts: chosen };
+        } else {
+          // LIST: no query lists base:allocation; a query lists itself when it is a context
+          // (contexts a source serves are named in full: there is no list of them to give).
+          const listed = parsed.queries.length === 0 || parsed.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
+          if (listed) reply(REP_META_CONTEXT, metaContext(0, BASE_ALLOCATION));
+          for (const q of new Set(parsed.queries)) if (q !== BASE_ALLOCATION && accepts(q)) reply(REP_META_CONTEXT, metaContext(0, q));
+        }
         reply(REP_ACK);
         break;
       }
       default:
-        // STARTTLS included: this server has no TLS, which proto.md allows to be ERR_UNSUP.
         reply(REP_ERR_UNSUP, Buffer.from(`option ${option} is not supported`));
     }
   }
@@ -197,11 +259,16 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable): Promise<
 
 class HaggleState {
   structured = false;
-  /** The export `base:allocation` was last selected for, if the last SET selected it. */
-  selected: NbdExport | undefined;
+  /** What the last NBD_OPT_SET_META_CONTEXT selected, and for which export; none after a failed one. */
+  selected: { exportName: string; contexts: MetaContext[] } | undefined;
 
-  blockStatusFor(chosen: NbdExport): boolean {
-    return this.structured && this.selected === chosen;
+  /**
+   * The contexts in force for `name`: proto.md lets a server treat a GO for another export than
+   * the SET's as having selected nothing. Meta contexts need structured replies.
+   */
+  contextsFor(name: string): MetaContext[] {
+    if (!this.structured || this.selected?.exportName !== name) return [];
+    return [...this.selected.contexts].sort((a, b) => a.id - b.id);
   }
 }
 
@@ -216,7 +283,7 @@ function optionReply(option: number, type: number, body?: Buffer): Buffer {
   return out;
 }
 
-function serverEntry(e: NbdExport): Buffer {
+function serverEntry(e: { name: string; description: string }): Buffer {
   const name = Buffer.from(e.name, 'utf8');
   const out = Buffer.alloc(4 + name.length + Buffer.byteLength(e.description));
   out.writeUInt32BE(name.length, 0);

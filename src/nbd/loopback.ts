@@ -1,6 +1,7 @@
-// Where the NBD server may listen on TCP while it has no TLS: loopback only (127.0.0.0/8, ::1,
-// or a name that resolves to nothing else). Plain NBD carries no authentication, so anyone who
-// can reach a TCP port it serves on can read and write the export.
+// Where an NBD server without TLS may listen on TCP: loopback only (127.0.0.0/8, ::1, or a name
+// that resolves to nothing else). Plain NBD carries no authentication, so anyone who can reach a
+// TCP port it serves on can read and write the export; a server given TLS credentials (the
+// member service) may listen anywhere.
 
 import { lookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
@@ -12,7 +13,7 @@ LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
 
 const EXPECTED = 'expected a loopback address (127.0.0.0/8, ::1, or a name that resolves only to them)';
-const WHY = 'NBD over TCP has no TLS or authentication yet, so anyone who can reach the port could read and write the export';
+const WHY = 'plain NBD over TCP has no TLS or authentication, so anyone who can reach the port could read and write the export';
 
 /** True for a numeric IPv4 or IPv6 address on the loopback interface. */
 export function isLoopback(address: string): boolean {

@@ -76,12 +76,15 @@ export class ReplyWriter {
     if (msg.length > 0) this.send(msg);
   }
 
-  /** One BLOCK_STATUS chunk: `descriptors` holds (length, flags) pairs. */
-  blockStatus(cookieHi: number, cookieLo: number, contextId: number, descriptors: Uint32Array): void {
+  /**
+   * One BLOCK_STATUS chunk: `descriptors` holds (length, flags) pairs. A reply carries one chunk
+   * per selected meta context; only the last has `done`.
+   */
+  blockStatus(cookieHi: number, cookieLo: number, contextId: number, descriptors: Uint32Array, done = true): void {
     const body = Buffer.allocUnsafe(4 + descriptors.length * 4);
     body.writeUInt32BE(contextId, 0);
     for (let i = 0; i < descriptors.length; i++) body.writeUInt32BE(descriptors[i]!, 4 + i * 4);
-    this.sendHeader(this.chunkHeader(0, cookieHi, cookieLo, REPLY_TYPE_BLOCK_STATUS, body.length));
+    this.sendHeader(this.chunkHeader(0, cookieHi, cookieLo, REPLY_TYPE_BLOCK_STATUS, body.length, done ? REPLY_FLAG_DONE : 0));
     this.send(body);
   }
 
@@ -94,11 +97,11 @@ export class ReplyWriter {
     this.sendHeader(h);
   }
 
-  /** A chunk header with DONE set (every reply is a single chunk) and `extra` bytes after it. */
-  private chunkHeader(extra: number, cookieHi: number, cookieLo: number, type: number, length: number): Buffer {
+  /** A chunk header, DONE unless told (every reply but BLOCK_STATUS's is one chunk), and `extra` bytes after it. */
+  private chunkHeader(extra: number, cookieHi: number, cookieLo: number, type: number, length: number, flags = REPLY_FLAG_DONE): Buffer {
     const h = this.carve(STRUCTURED_REPLY_HEADER_SIZE + extra);
     h.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
-    h.writeUInt16BE(REPLY_FLAG_DONE, 4);
+    h.writeUInt16BE(flags, 4);
     h.writeUInt16BE(type, 6);
     h.writeUInt32BE(cookieHi, 8);
     h.writeUInt32BE(cookieLo, 12);

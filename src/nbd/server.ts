@@ -1,7 +1,10 @@
-// The NBD server: listens on a unix socket (mode 0600) or TCP on loopback (loopback.ts: there
-// is no TLS yet) and runs one NbdConnection per client over a table of exports. Closing it stops
-// accepting, lets every connection answer what it has in flight, and removes the socket file; the
-// devices stay open for their owner to close.
+// The NBD server: listens on a unix socket (mode 0600) or on TCP, and runs one NbdConnection per
+// client over its exports (a fixed table, or an ExportSource that opens them on demand). On TCP
+// a server given TLS credentials requires TLS of every client (NBD_OPT_STARTTLS, TLS 1.3, a
+// client certificate signed by its CA) and may listen on any address; without them it listens
+// on loopback only (loopback.ts). A unix socket is always plain: its mode is its access control.
+// Closing the server stops accepting, lets every connection answer what it has in flight, and
+// removes the socket file; the devices stay open for their owner to close.
 //
 // A server may listen before it has its exports (`setExports` later): an engine claims its
 // address first, so a second engine meant for the same socket fails before it opens any member.
@@ -9,15 +12,21 @@
 
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { claimSocketPath } from '../block/socket-file.js';
-import { DEFAULT_LIMITS, NbdConnection, checkLimits, type ConnectionLimits } from './connection.js';
+import { DEFAULT_LIMITS, NbdConnection, checkLimits, type ConnectionLimits, type TlsCredentials } from './connection.js';
 import { NbdError } from './errors.js';
-import { ExportTable, NbdExport, type ExportOptions } from './export.js';
+import { ExportTable, NbdExport, type ExportOptions, type ExportSource } from './export.js';
 import { loopbackAddress } from './loopback.js';
 
 export interface ServerOptions {
-  /** The exports; when absent, setExports() gives them once the server listens. */
-  exports?: ExportOptions[];
+  /** The exports (or their source); when absent, setExports() gives them once the server listens. */
+  exports?: ExportOptions[] | ExportSource;
+  /**
+   * Require TLS of every TCP client, with these credentials (PEM text); lets the server listen
+   * on any address. Unix socket clients stay plain.
+   */
+  tls?: TlsCredentials;
   limits?: Partial<ConnectionLimits>;
   /** Where diagnostics about misbehaving clients go (default: the nbd trace, LLRAID_TRACE=nbd). */
   log?: (message: string) => void;
@@ -27,7 +36,10 @@ export type ListenAddress = { socket: string } | { host: string; port: number };
 
 export class NbdServer {
   /** Undefined until the exports are known; connections accepted before then wait in `held`. */
-  private exports: ExportTable | undefined;
+  private exports: ExportSource | undefined;
+  private readonly tls: TlsCredentials | undefined;
+  /** Set once listening on TCP: every connection then requires TLS if the server has credentials. */
+  private tcp = false;
   private readonly held = new Set<Socket>();
   private readonly limits: ConnectionLimits;
   private readonly log: ((message: string) => void) | undefined;
@@ -40,16 +52,27 @@ export class NbdServer {
     // Checked again against the exports' maximum payload once they are known.
     checkLimits(this.limits, 0);
     this.log = options.log;
+    if (options.tls !== undefined) {
+      try {
+        createSecureContext({ ...options.tls, minVersion: 'TLSv1.3' });
+      } catch (err) {
+        throw new NbdError('NBD_LISTEN', `unusable TLS credentials: ${(err as Error).message}`, { cause: err });
+      }
+      this.tls = options.tls;
+    }
     if (options.exports !== undefined) this.setExports(options.exports);
   }
 
   /** Sets the exports of a server made without them, and starts the connections that waited. */
-  setExports(exports: ExportOptions[]): void {
+  setExports(exports: ExportOptions[] | ExportSource): void {
     if (this.exports !== undefined) throw new NbdError('NBD_EXPORT', 'the server already has its exports');
-    if (exports.length === 0) throw new NbdError('NBD_EXPORT', 'a server needs at least one export, found none');
-    const table = new ExportTable(exports.map((o) => new NbdExport(o)));
-    checkLimits(this.limits, Math.max(...table.list().map((e) => e.maxPayload)));
-    this.exports = table;
+    let source: ExportSource;
+    if (Array.isArray(exports)) {
+      if (exports.length === 0) throw new NbdError('NBD_EXPORT', 'a server needs at least one export, found none');
+      source = new ExportTable(exports.map((o) => new NbdExport(o)));
+    } else source = exports;
+    checkLimits(this.limits, source.maxPayload);
+    this.exports = source;
     const waiting = [...this.held];
     this.held.clear();
     for (const socket of waiting) {
@@ -88,7 +111,9 @@ export class NbdServer {
         this.socketPath = address.socket;
         return `unix:${address.socket}`;
       }
-      const host = await loopbackAddress(address.host);
+      // Plain NBD carries no authentication: without TLS, loopback only.
+      const host = this.tls === undefined ? await loopbackAddress(address.host) : address.host;
+      this.tcp = true;
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(address.port, host, () => {
@@ -142,7 +167,7 @@ export class NbdServer {
       socket.once('error', () => socket.destroy());
       return;
     }
-    const c = new NbdConnection(socket, this.exports, this.limits, this.log);
+    const c = new NbdConnection(socket, this.exports, this.limits, this.log, this.tcp ? this.tls : undefined);
     this.connections.add(c);
     void c.settled.then(() => this.connections.delete(c));
     void c.run();

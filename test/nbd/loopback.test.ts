@@ -1,4 +1,4 @@
-// The loopback-only rule for TCP while NBD has no TLS (src/nbd/loopback.ts): which addresses and
+// The loopback-only rule for plain TCP, a server without TLS (src/nbd/loopback.ts): which addresses and
 // names count as loopback, and that the server itself refuses the others, not only the CLI.
 
 import { test } from 'node:test';

@@ -196,7 +196,7 @@ describe('llraid serve: lifecycle and options', () => {
   test('--listen refuses every non-loopback address, saying why and what to use, before it opens anything', async () => {
     const { spawnSync } = await import('node:child_process');
     const { CLI } = await import('./helpers.js');
-    const why = 'NBD over TCP has no TLS or authentication yet, so anyone who can reach the port could read and write the export; ' +
+    const why = 'plain NBD over TCP has no TLS or authentication, so anyone who can reach the port could read and write the export; ' +
       'serve on a unix socket (--socket PATH) or a loopback address (--listen 127.0.0.1:10809) instead';
     const cases: Array<[string, string]> = [
       ['0.0.0.0:10809', 'found "0.0.0.0"'],

@@ -34,7 +34,7 @@ export function register(program: Command): void {
     .argument('[members...]', 'member files or devices of the array to assemble and serve')
     .option('--file <path>', 'serve this regular file or block device instead of an array')
     .option('--socket <path>', 'listen on this unix socket (created with mode 0600; a stale socket there is replaced, anything else refused)')
-    .option('--listen <host:port>', 'listen on TCP on a loopback address (127.0.0.0/8, ::1); others are refused until NBD has TLS')
+    .option('--listen <host:port>', 'listen on TCP on a loopback address (127.0.0.0/8, ::1); others are refused: plain NBD has no authentication (llraid member-serve serves members over TLS)')
     .option('--export-name <name>', 'name of the export (the empty name also selects it)', '')
     .option('--read-only', 'refuse writes')
     .option('--direct', 'open the file with O_DIRECT')

@@ -1,0 +1,75 @@
+// The highest attach epoch each member has accepted, kept durably beside the member: the file
+// DIR/.llraid-epochs/<basename> holds it as one decimal line. A new value is written to a temp
+// file, fsynced, renamed over the old one, and the directory fsynced, so after a crash the
+// record holds the old value or the new one, never less than what a client was answered with.
+// The record follows the file name in its directory (not the device UUID), so it stays when a
+// blank member gets its superblock.
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { IoError } from '../../block/errors.js';
+import type { MemberFile } from './member-files.js';
+
+export const EPOCH_DIR = '.llraid-epochs';
+/** Epochs are u64. */
+export const MAX_EPOCH = (1n << 64n) - 1n;
+
+export class EpochStore {
+  /** What was read or written, by member path; the files are read once. */
+  private readonly known = new Map<string, bigint | undefined>();
+
+  /** The record's path for `member`. */
+  static pathOf(member: MemberFile): string {
+    return join(member.dir, EPOCH_DIR, member.basename);
+  }
+
+  /** The member's accepted epoch, undefined when none was ever accepted. Rejects when the record is unreadable. */
+  async read(member: MemberFile): Promise<bigint | undefined> {
+    if (this.known.has(member.path)) return this.known.get(member.path);
+    const path = EpochStore.pathOf(member);
+    let text: string;
+    try {
+      text = await fs.readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new IoError(`epoch record ${path}: cannot read it: ${(err as Error).message}`, { cause: err });
+      }
+      this.known.set(member.path, undefined);
+      return undefined;
+    }
+    const epoch = parseEpoch(text.trim());
+    if (epoch === undefined) throw new IoError(`epoch record ${path}: expected a decimal epoch, found ${JSON.stringify(text.slice(0, 40))}`);
+    this.known.set(member.path, epoch);
+    return epoch;
+  }
+
+  /** Records `epoch` for `member`, durably, before it resolves. */
+  async write(member: MemberFile, epoch: bigint): Promise<void> {
+    const dir = join(member.dir, EPOCH_DIR);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const path = EpochStore.pathOf(member);
+    const temp = `${path}.${process.pid}.tmp`;
+    const handle = await fs.open(temp, 'w', 0o600);
+    try {
+      await handle.writeFile(`${epoch}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temp, path);
+    const d = await fs.open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+    this.known.set(member.path, epoch);
+  }
+}
+
+/** A u64 in decimal (no sign, no leading zeros but "0"), or undefined. */
+export function parseEpoch(text: string): bigint | undefined {
+  if (!/^(0|[1-9][0-9]{0,19})$/.test(text)) return undefined;
+  const n = BigInt(text);
+  return n <= MAX_EPOCH ? n : undefined;
+}
