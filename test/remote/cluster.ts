@@ -133,6 +133,8 @@ export interface MemberJson {
   name: string;
   state: string;
   failure: string | null;
+  remote: boolean;
+  writeMostly: boolean;
   recovery: { kind: string; bytesDone: number; bytesToCopy: number } | null;
 }
 
@@ -140,7 +142,7 @@ export interface StatusJson {
   state: string;
   fenced: string | null;
   members: MemberJson[];
-  bitmap?: { chunkSize: number } & Record<string, unknown>;
+  bitmap?: { chunkSize: number; counts: Record<string, number> };
 }
 
 /** `llraid status --json --control` of an engine, from the host. */
