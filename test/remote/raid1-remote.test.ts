@@ -83,44 +83,40 @@ test('raid1 local + remote over TLS: fio verifies through llraid serve and both 
 test('raid1 local + remote: a cut link mid-write degrades with no acknowledged write lost; back, only the marked chunks are copied', async (t) => {
   const r = await raid1(t, 'remote-cut');
   const engine = await r.c.serve('a', 'cut', [
-    ...r.c.remoteArgs('a', 1, 1), '--return-interval', '0.3', '--bitmap-daemon-sleep', '1', r.local, r.remote,
+    ...r.c.remoteArgs('a', 1, 1), '--return-interval', '0.3', r.local, r.remote,
   ]);
   const before = await statusOf(r.c, engine);
   const chunk = before.bitmap!.chunkSize;
   const chunks = r.dataSize / chunk;
-  // One 4 KiB write per chunk, each chunk written once: a write's chunk names it. Before the cut
-  // the writer runs from the top of the volume down; from the cut on, from the bottom up, so the
-  // chunks written while the member is away are apart from those dirty when it left.
-  let phase: 'before' | 'hold' | 'after' = 'before';
-  let resume!: () => void;
-  const resumed = new Promise<void>((res) => (resume = res));
+  // One 4 KiB write per chunk, each chunk written once: a write's chunk names it. Until md has
+  // failed the member the writer runs from the top of the volume down; from then on from the
+  // bottom up, so the chunks written degraded are apart from those dirty when the member left.
+  let degradedNow = false;
   let down = chunks - 1;
   let up = 0;
-  const offsetOf = async (seq: number): Promise<number | undefined> => {
-    if (phase === 'hold') await resumed;
-    const index = phase === 'before' ? down-- : up++;
-    if (up > down + 1) return undefined;
+  const offsetOf = (seq: number): number | undefined => {
+    if (up > down) return undefined;
+    const index = degradedNow ? up++ : down--;
     return index * chunk + (seq % (chunk / BLOCK)) * BLOCK;
   };
-  const writer = await startWriter(engine.uri, offsetOf, { depth: 8 });
+  const writer = await startWriter(engine.uri, offsetOf, { depth: 8, pauseMs: 1 });
   t.after(() => writer.device.close());
-  await until('writes acknowledged before the cut', () => (writer.acked().length >= 200 ? true : undefined));
+  await until('writes acknowledged before the cut', () => (writer.acked().length >= 100 ? true : undefined));
 
-  // The cut: new writes wait (an application blocked on I/O) until md has failed the member;
-  // the writes in flight then hang on the silent link until the member timeout fails it.
-  phase = 'hold';
-  const cutAt = performance.now();
+  // The cut: the writes in flight hang on the silent link until the member timeout fails it.
   await r.c.net.partition('b');
+  const cutDone = performance.now();
   const failed = await engine.waitForEvent('member-failed', 20_000);
+  degradedNow = true;
+  const failedAt = performance.now();
   assert.equal(failed.member, r.remote);
   assert.equal(failed.watched, true, 'a remote member is watched for its return');
-  const inFlightAtCut = writer.log.filter((w) => w.issuedAt < cutAt && (w.ackedAt === undefined || w.ackedAt > cutAt));
+  // Issued before the link was down and acknowledged only after: caught by the cut.
+  const inFlightAtCut = writer.log.filter((w) => w.issuedAt < cutDone && (w.ackedAt === undefined || w.ackedAt > cutDone));
   const degraded = await statusOf(r.c, engine);
   assert.equal(degraded.state, 'degraded');
   assert.equal(degraded.members[1]!.state, 'faulty');
-  phase = 'after';
-  resume();
-  await until('writes acknowledged while degraded', () => (writer.log.filter((w) => w.ackedAt !== undefined && w.issuedAt > cutAt).length >= 300 ? true : undefined));
+  await until('writes acknowledged while degraded', () => (writer.log.filter((w) => w.ackedAt !== undefined && w.issuedAt > failedAt).length >= 300 ? true : undefined));
   await writer.stop();
   assert.deepEqual(writer.log.filter((w) => w.error !== undefined).map((w) => w.error), [], 'a degraded raid1 acknowledges every write');
   assert.ok(inFlightAtCut.length > 0, 'writes were in flight when the link was cut');
@@ -138,12 +134,21 @@ test('raid1 local + remote: a cut link mid-write degrades with no acknowledged w
   bitmapBytes.forEach((b, i) => {
     if (b === State.Dirty || b === State.NeedSync) onDisk.add(i);
   });
-  const writtenAway = new Set(writer.log.filter((w) => w.issuedAt > cutAt).map((w) => Math.floor(w.offset / chunk)));
+  const chunkOf = (w: { offset: number }): number => Math.floor(w.offset / chunk);
+  const writtenAway = new Set(writer.log.filter((w) => w.issuedAt > cutDone).map(chunkOf));
+  const writtenDegraded = new Set(writer.log.filter((w) => w.issuedAt > failedAt).map(chunkOf));
   const bottom = [...onDisk].filter((i) => i < up);
-  t.diagnostic(`chunk ${chunk}: ${writtenAway.size} chunks written while away, ${markedCount} marked (${counts.dirty} dirty, ${counts.needSync} need sync), ${inFlightAtCut.length} writes in flight at the cut`);
+  const sorted = (xs: Iterable<number>): number[] => [...xs].sort((x, y) => x - y);
+  t.diagnostic(`chunk ${chunk}: ${writtenAway.size} chunks written after the cut (${writtenDegraded.size} degraded), ${markedCount} marked (${counts.dirty} dirty, ${counts.needSync} need sync), ${inFlightAtCut.length} writes in flight at the cut; top ${down + 1}..${chunks - 1}, bottom 0..${up - 1}`);
   assert.equal(onDisk.size, markedCount, 'the bitmap on disk marks what status counts');
-  assert.deepEqual(bottom.sort((x, y) => x - y), [...writtenAway].sort((x, y) => x - y), 'of the chunks below the cut, exactly those written while away are marked');
-  for (const i of onDisk) assert.ok(i < up || i > down, `chunk ${i} is marked but was never written`);
+  for (const i of writtenAway) assert.ok(onDisk.has(i), `chunk ${i}, written after the cut, is marked`);
+  assert.deepEqual(sorted(bottom), sorted(writtenDegraded), 'of the chunks written degraded, exactly those are marked');
+  // The rest are the chunks Dirty when the member left: a write on the whole array marks its
+  // chunk and, by llbitmap's infect (A6), the other chunks of the same bitmap block (one byte a
+  // chunk, blocks of the members' 512-byte io size), so they lie in blocks written before.
+  const blockOf = (i: number): number => Math.floor((BITMAP_DATA_OFFSET + i) / SECTOR);
+  const blocksBefore = new Set(writer.log.filter((w) => w.issuedAt <= failedAt).map((w) => blockOf(chunkOf(w))));
+  for (const i of onDisk) assert.ok(writtenDegraded.has(i) || blocksBefore.has(blockOf(i)), `chunk ${i} is marked but neither written degraded nor in a bitmap block written before`);
 
   const events = (await engine.events()).length;
   await r.c.net.heal('b');
@@ -151,7 +156,6 @@ test('raid1 local + remote: a cut link mid-write degrades with no acknowledged w
   assert.equal(returned.member, r.remote);
   assert.equal(returned.recovery, 'bitmap', 'a bitmap-guided re-add, not a full recovery');
   assert.equal(returned.bytesToCopy, markedCount * chunk, 're-add copies the marked chunks, nothing else');
-  assert.ok(returned.bytesToCopy < r.dataSize / 2, 'far less than the volume');
   const recovered = await engine.waitForEvent('member-recovered', 30_000, events);
   assert.equal(recovered.complete, true);
   assert.equal(recovered.bytesSynced, returned.bytesToCopy);
