@@ -100,7 +100,10 @@ export async function makeCluster(t: { after(fn: () => Promise<void> | void): vo
           const e = (await events()).slice(after).find((x) => x.type === type);
           if (e) return e as Extract<TimedEngineEvent, { type: T }>;
           if (proc.hasExited()) throw new Error(`llraid serve (${tag}) exited before a ${type} event; stderr: ${proc.stderr()}`);
-          if (Date.now() > deadline) throw new Error(`llraid serve (${tag}): no ${type} event within ${ms} ms; stderr: ${proc.stderr()}`);
+          if (Date.now() > deadline) {
+            const seen = (await events()).map((x) => JSON.stringify(x)).join('\n');
+            throw new Error(`llraid serve (${tag}): no ${type} event within ${ms} ms; events:\n${seen}\nstderr: ${proc.stderr()}`);
+          }
           await sleep(25);
         }
       };
@@ -142,6 +145,8 @@ export interface StatusJson {
   state: string;
   fenced: string | null;
   members: MemberJson[];
+  sync: unknown;
+  resyncPending: unknown;
   bitmap?: { chunkSize: number; counts: Record<string, number> };
 }
 

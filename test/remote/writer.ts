@@ -16,6 +16,8 @@ export interface WriteRecord {
   /** When it was acknowledged, or undefined (not yet, or failed). */
   ackedAt?: number;
   error?: string;
+  /** When it failed. */
+  failedAt?: number;
 }
 
 /** The 4 KiB block write `seq` puts down: the sequence number, the offset, then hash bytes. */
@@ -68,6 +70,7 @@ export async function startWriter(uri: string, source: OffsetSource, options: { 
         rec.ackedAt = performance.now();
       } catch (err) {
         rec.error = (err as Error).message;
+        rec.failedAt = performance.now();
         if (options.stopOnError) stopping = true;
       }
       if (options.pauseMs) await new Promise((r) => setTimeout(r, options.pauseMs));
