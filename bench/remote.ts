@@ -87,7 +87,7 @@ const CLIENT_SCRIPT = join(import.meta.dirname, 'remote-client.ts');
 
 async function clientSeqWrite(c: Cluster, uri: string, sizeMib: number, epoch: string): Promise<number> {
   const a = c.certs.node('a');
-  const { stdout } = await c.net.exec('a', process.execPath, ['--import', 'tsx', CLIENT_SCRIPT, uri, String(sizeMib), a.client.cert, a.client.key, a.ca], { timeoutMs: 600_000 });
+  const { stdout } = await c.net.exec('a', process.execPath, ['--import', 'tsx', CLIENT_SCRIPT, uri, String(sizeMib), epoch, a.client.cert, a.client.key, a.ca], { timeoutMs: 600_000 });
   return Number(stdout.trim());
 }
 
