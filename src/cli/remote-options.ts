@@ -12,6 +12,7 @@ export interface RemoteOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
+  memberTimeout?: string;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -21,7 +22,8 @@ export function addRemoteOptions(command: Command): Command {
     .option('--epoch <n>', 'attach epoch presented to the member services of nbds:// members (a 64-bit number that only grows; a service refuses a lower one than it accepted)')
     .option('--tls-cert <file>', 'this engine\'s client certificate (PEM) for nbds:// members')
     .option('--tls-key <file>', 'the key of --tls-cert')
-    .option('--tls-ca <file>', 'the CA that signed the member services\' certificates');
+    .option('--tls-ca <file>', 'the CA that signed the member services\' certificates')
+    .option('--member-timeout <seconds>', 'a request to an nbds:// (or nbd+unix://) member not answered within this fails the member (a partitioned link gives silence, not a reset; default 30)');
 }
 
 /**
@@ -38,10 +40,17 @@ export function memberOpener(members: readonly string[], o: RemoteOptions): Memb
   return remoteMemberOpener({
     ...(o.epoch === undefined ? {} : { epoch: parseEpoch(o.epoch) }),
     ...(tlsGiven === 3 ? { tls: { cert: o.tlsCert!, key: o.tlsKey!, ca: o.tlsCa! } } : {}),
+    ...(o.memberTimeout === undefined ? {} : { timeoutMs: parseSeconds(o.memberTimeout, '--member-timeout') }),
   });
 }
 
 function parseEpoch(text: string): bigint {
   if (!/^\d{1,20}$/.test(text) || BigInt(text) > U64_MAX) throw new UsageError(`--epoch: expected a whole number from 0 to ${U64_MAX}, found ${JSON.stringify(text)}`);
   return BigInt(text);
+}
+
+function parseSeconds(text: string, what: string): number {
+  const s = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(s > 0) || s > 86_400) throw new UsageError(`${what}: expected seconds > 0 (at most a day), found ${JSON.stringify(text)}`);
+  return Math.round(s * 1000);
 }

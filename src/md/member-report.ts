@@ -4,6 +4,7 @@
 // `mdadm --examine-bitmap`); and, over several members, what the freshest superblock says each
 // one is (what `llraid status` prints for an array that is not running). Nothing here writes.
 
+import type { BlockDevice } from '../block/block-device.js';
 import { MdError } from './errors.js';
 import type { MemberState } from './member.js';
 import { openMember, releaseMembers, type MemberOpener, type MemberSpec } from './member-source.js';
@@ -62,7 +63,7 @@ export async function examineMemberReport(spec: MemberSpec, opener?: MemberOpene
     if (start < 0 || start + BITMAP_DATA_OFFSET > m.device.size) {
       throw new MdError('EBADMETA', `${where}: offset ${superblock.bitmapOffset} sectors points outside the member`);
     }
-    const sb = decodeBitmapSuper(await m.device.read(start, BITMAP_SUPER_SIZE), where);
+    const sb = decodeBitmapSuper(await readSectors(m.device, start, BITMAP_SUPER_SIZE), where);
     const chunkSize = sb.chunksize * SECTOR;
     if (chunkSize === 0 || (chunkSize & (chunkSize - 1)) !== 0) {
       throw new MdError('EBADMETA', `${where}: expected a power-of-two chunksize, found ${sb.chunksize} sectors`);
@@ -72,7 +73,7 @@ export async function examineMemberReport(spec: MemberSpec, opener?: MemberOpene
     if (BITMAP_DATA_OFFSET + chunks > reserved || start + reserved > superblock.dataOffset * SECTOR) {
       throw new MdError('EBADMETA', `${where}: ${chunks} chunks do not fit its ${reserved} reserved bytes before the data`);
     }
-    const bytes = await m.device.read(start + BITMAP_DATA_OFFSET, chunks);
+    const bytes = await readSectors(m.device, start + BITMAP_DATA_OFFSET, chunks);
     const tally = new Array<number>(STATE_COUNT).fill(0);
     let corrupt = 0;
     for (const b of bytes) {
@@ -146,4 +147,15 @@ export function memberStanding(r: MemberReport, fresh: Superblock): { role: numb
   const own = sb.devRoles[sb.devNumber];
   if (own !== slot) return { role: slot, standing: 'stale', why: `its own superblock gives it ${own === ROLE_SPARE ? 'no role (spare)' : `role ${own}`}` };
   return { role: slot, standing: (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0 ? 'rebuilding' : 'in_sync', why: null };
+}
+
+/**
+ * `len` bytes at `offset`, read as whole sectors: a member reached over NBD refuses a request
+ * that is not aligned to its minimum block size (512), as a block device does.
+ */
+async function readSectors(device: BlockDevice, offset: number, len: number): Promise<Uint8Array> {
+  const from = offset - (offset % SECTOR);
+  const to = Math.min(device.size, Math.ceil((offset + len) / SECTOR) * SECTOR);
+  const block = await device.read(from, to - from);
+  return block.subarray(offset - from, offset - from + len);
 }

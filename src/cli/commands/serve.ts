@@ -25,6 +25,7 @@ interface ServeOptions extends RemoteOptions {
   syncSpeedMin?: string;
   syncSpeedMax?: string;
   bitmapDaemonSleep?: string;
+  returnInterval?: string;
 }
 
 export function register(program: Command): void {
@@ -44,6 +45,7 @@ export function register(program: Command): void {
     .option('--sync-speed-min <KiB/s>', `resync speed kept under application I/O (md sync_speed_min, default ${DEFAULT_TUNING.syncSpeedMinKiB})`)
     .option('--sync-speed-max <KiB/s>', `resync speed ceiling (md sync_speed_max, default ${DEFAULT_TUNING.syncSpeedMaxKiB})`)
     .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
+    .option('--return-interval <seconds>', `how often a remote member that dropped out is tried again, to re-add it (default ${DEFAULT_TUNING.returnIntervalMs / 1000})`)
     .option('--events <path>', 'also append what happens (assembled, serving, sync ended, stopping, stopped) to PATH as JSON lines')
     .action(async (members: string[], options: ServeOptions) => {
       // Before anything is opened or assembled: a refused address must change nothing.
@@ -57,6 +59,7 @@ export function register(program: Command): void {
       const tuning = {
         ...(options.syncSpeedMin === undefined ? {} : { syncSpeedMin: whole(options.syncSpeedMin, '--sync-speed-min') }),
         ...(options.syncSpeedMax === undefined ? {} : { syncSpeedMax: whole(options.syncSpeedMax, '--sync-speed-max') }),
+        ...(options.returnInterval === undefined ? {} : { returnIntervalMs: seconds(options.returnInterval, '--return-interval') }),
       };
       const daemonSleep = options.bitmapDaemonSleep === undefined ? undefined : whole(options.bitmapDaemonSleep, '--bitmap-daemon-sleep');
       const source: EngineSource = options.file !== undefined
@@ -84,6 +87,12 @@ function whole(text: string, what: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${what}: expected a whole number ≥ 1, found ${JSON.stringify(text)}`);
   return n;
+}
+
+function seconds(text: string, what: string): number {
+  const s = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(s >= 0.05) || s > 3600) throw new UsageError(`${what}: expected seconds from 0.05 to 3600, found ${JSON.stringify(text)}`);
+  return Math.round(s * 1000);
 }
 
 /** The unix socket, or the loopback address (a name resolved) and port, to serve on. */

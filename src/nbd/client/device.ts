@@ -6,7 +6,12 @@
 // connection that drops (EIO, with the socket's error as cause), or a server that breaks the
 // protocol (EIO, cause NBD_PROTOCOL) fails the device: every outstanding and every later request
 // rejects with that one error, and health() reports it. An error reply whose message starts
-// `fenced:` fails it with a FencedError. Any other error reply (ENOSPC, EINVAL, ...) rejects its
+// `fenced:` fails it with a FencedError. A member service that fences a connection with no
+// request outstanding just closes it, which looks like any lost connection; so when a connection
+// attached with an epoch is lost, the client first attaches once more with that epoch (at most
+// PROBE_MS) and fails the device with the FencedError it is refused with, if it is: an engine
+// must never take a fence for a member that merely dropped out and go on degraded (that is how
+// split brain starts). Requests wait for that answer. Any other error reply (ENOSPC, EINVAL, ...) rejects its
 // request only. After close() everything rejects with ESHUTDOWN.
 
 import type { Socket } from 'node:net';
@@ -57,6 +62,8 @@ import { isTlsFailure, openSocket, startTls, tlsError, type PlainReads } from '.
 const MAX_RANGE_COMMAND = 1024 * 1024 * 1024;
 /** How long close() waits for the server to hang up after NBD_CMD_DISC. */
 const CLOSE_WAIT_MS = 2_000;
+/** How long a lost connection attached with an epoch is probed for a fence (lost()). */
+const PROBE_MS = 5_000;
 
 type State = 'open' | 'failed' | 'closing' | 'closed';
 
@@ -80,6 +87,8 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
   private closing: Promise<void> | undefined;
   /** Why the device failed (state 'failed'), the same error for every request. */
   private failure: BlockError | undefined;
+  /** True while a lost connection is probed for a fence (lost()); the device fails after. */
+  private probing = false;
   private readonly flags: number;
   private readonly table = new RequestTable();
   private readonly writer: RequestWriter;
@@ -90,7 +99,10 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
 
   /** Connects, negotiates and attaches the export; rejects with NbdError (or FencedError). */
   static async connect(options: NbdClientOptions): Promise<NbdClientDevice> {
-    const o = resolveOptions(options);
+    return NbdClientDevice.attach(resolveOptions(options));
+  }
+
+  private static async attach(o: ResolvedOptions): Promise<NbdClientDevice> {
     const target = o.target;
     const deadline = Date.now() + o.connectTimeoutMs;
     const { socket, reads } = await openSocket(target, o.connectTimeoutMs);
@@ -172,7 +184,7 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
     this.parser = new ReplyParser(this, attached.structured, attached.allocationContext);
     if (reads !== undefined) reads.sink = (chunk) => this.parser.push(chunk);
     else socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
-    socket.on('error', (err) => this.fail(new IoError(`${this.uri}: the connection was lost: ${err.message}`, { cause: err })));
+    socket.on('error', (err) => this.lost(new IoError(`${this.uri}: the connection was lost: ${err.message}`, { cause: err })));
     socket.on('close', () => this.onClose());
     const tick = Math.min(1000, Math.max(10, Math.floor(options.timeoutMs / 8)));
     this.timer = setInterval(() => this.checkDeadline(), tick);
@@ -338,7 +350,8 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
     if (length === 0 && (type === CMD_READ || type === CMD_WRITE)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const p = this.table.add(type, offset, length, dest, extents, resolve, reject);
-      this.writer.send(type, flags, p.cookie, offset, length, payload);
+      // While the lost connection is probed, a request waits (unsent) for the device's failure.
+      if (!this.probing) this.writer.send(type, flags, p.cookie, offset, length, payload);
     });
   }
 
@@ -387,8 +400,32 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
 
   private onClose(): void {
     if (this.state === 'open' || (this.state === 'closing' && this.table.size > 0)) {
-      this.fail(new IoError(`${this.uri}: the connection was lost: the server closed it${this.table.size > 0 ? ` with ${this.table.size} requests in flight` : ''}`));
+      this.lost(new IoError(`${this.uri}: the connection was lost: the server closed it${this.table.size > 0 ? ` with ${this.table.size} requests in flight` : ''}`));
     }
+  }
+
+  /**
+   * The connection is gone: without an epoch the device fails with `err`; with one, it fails with
+   * what a new attach with the same epoch says: FencedError when the member was taken by a
+   * higher epoch, else `err` (the probe's own connection, if it attached, is closed at once).
+   */
+  private lost(err: IoError): void {
+    if (this.state !== 'open' || this.options.epoch === undefined) return this.fail(err);
+    if (this.probing) return;
+    this.probing = true;
+    clearInterval(this.timer);
+    this.socket.destroy();
+    const probe = { ...this.options, connectTimeoutMs: Math.min(this.options.connectTimeoutMs, PROBE_MS) };
+    void NbdClientDevice.attach(probe).then(
+      async (again) => {
+        await again.close().catch(() => undefined);
+        return err;
+      },
+      (why: unknown) => (why instanceof FencedError ? why : err),
+    ).then((e) => {
+      this.probing = false;
+      this.fail(e);
+    });
   }
 
   private checkDeadline(): void {
