@@ -204,6 +204,26 @@ test('a fenced member stops the array: nothing more is acknowledged or written, 
   assert.equal(sb.events.toString(), eventsBefore, 'the superblock still says what it said at the fence');
 });
 
+test('a member that comes back fenced (its service took a higher epoch meanwhile) stops the degraded array', async (t) => {
+  const net = new StandInNetwork();
+  net.addMember('test://b', MEMBER);
+  const a0 = local('local-a');
+  const a = await cleanRaid1(net, [a0, 'test://b'], [0, 1]);
+  t.after(() => a.stop());
+  const events = recorder(a);
+  net.unplug('reset');
+  await a.write(at(2), pattern(2, BCHUNK));
+  assert.equal(a.status().state, 'degraded', 'a link that drops degrades the array');
+  // Meanwhile another engine took the member with a higher epoch; the link comes back.
+  net.fence('test://b');
+  net.replug();
+  await waitFor('the array to be fenced', () => events.find((e) => e.type === 'fenced'));
+  assert.equal(a.status().state, 'fenced');
+  const writes = a0.device.counters.writeOps;
+  await assert.rejects(a.write(at(3), pattern(3, BCHUNK)), (err: Error & { code?: string }) => err.code === 'EFENCED');
+  assert.equal(a0.device.counters.writeOps, writes, 'nothing is written to the local member after the fence');
+});
+
 test('raid10: two remote members cut off by a hanging link come back, and the copies agree', async (t) => {
   const net = new StandInNetwork();
   net.timeoutMs = 100;

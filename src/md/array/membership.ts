@@ -96,6 +96,9 @@ export class Membership {
           this.away.delete(m);
         },
         (err: unknown) => {
+          // The member's service accepted a higher epoch while it was away: another engine owns
+          // the volume now, and this one must stop, not go on degraded (DESIGN.md §8).
+          if (isBlockError(err, 'EFENCED')) return s.fence(m, err);
           const why = describeError(err);
           if (why !== w.lastWhy) trace('md', 'info', () => `array ${s.name}: member ${m.name} is not back yet: ${why}`);
           w.lastWhy = why;
