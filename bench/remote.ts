@@ -217,8 +217,12 @@ async function main(): Promise<void> {
   const healAt = performance.now();
   await c.net.heal('b');
   const returned = await vol.waitForEvent('member-returned', 30_000, events0);
-  await vol.waitForEvent('member-recovered', 600_000, events0);
+  const recovered = await vol.waitForEvent('member-recovered', 600_000, events0);
   const readdMs = performance.now() - healAt;
+  // The copy alone, from the member's return to its recovery (the engine's event times): what a
+  // full recovery, timed from the add, is compared with; the heal-to-return wait is the return
+  // check's interval, a setting.
+  const copyMs = Date.parse(recovered.time) - Date.parse(returned.time);
   const readdWire = (await rxBytes(c, 'b')) - rx0;
   // A full recovery of the same volume onto a blank member on the same node.
   const events1 = (await vol.events()).length;
@@ -238,9 +242,11 @@ async function main(): Promise<void> {
     `Re-add after an absence in which 1% of a ${READD_MIB} MiB volume was written (${picked.size} chunks of ${chunk / 1024} KiB), vs a full recovery of the same volume`,
     ['recovery', 'seconds', 'bytes to copy', 'bytes synced', 'bytes on the wire (b eth0 rx)', 'wire / written chunks', 'target'],
     [
-      ['re-add (bitmap)', readdMs / 1000, returned.bytesToCopy, returned.bytesToCopy, readdWire, ratio(readdWire, written), verdict(readdWire / written, 1.1, 'most')],
+      ['re-add (bitmap), from the heal', readdMs / 1000, returned.bytesToCopy, returned.bytesToCopy, readdWire, ratio(readdWire, written), verdict(readdWire / written, 1.1, 'most')],
+      ['re-add (bitmap), the copy alone', copyMs / 1000, '', '', '', '', ''],
       ['full recovery (add)', fullMs / 1000, '', full.bytesSynced, fullWire, ratio(fullWire, written), ''],
-      ['re-add / full', ratio(readdMs, fullMs), '', '', ratio(readdWire, fullWire), '', verdict(readdMs / fullMs, 0.05, 'most')],
+      ['re-add / full, from the heal', ratio(readdMs, fullMs), '', '', ratio(readdWire, fullWire), '', verdict(readdMs / fullMs, 0.05, 'most')],
+      ['re-add / full, the copy alone', ratio(copyMs, fullMs), '', '', '', '', verdict(copyMs / fullMs, 0.05, 'most')],
     ],
   );
 }
