@@ -336,11 +336,11 @@ test('return attempts have a deadline and never overlap, and an open that answer
 });
 
 /** A clean raid1 of a local member and test://b, stopped: `before` chunks written and Clean. */
-async function stoppedRaid1(net: StandInNetwork, before: number[]): Promise<{ a0: ReturnType<typeof local>; members: MemberSpec[] }> {
+async function stoppedRaid1(net: StandInNetwork, before: number[], options: object = {}): Promise<{ a0: ReturnType<typeof local>; members: MemberSpec[] }> {
   net.addMember('test://b', MEMBER);
   const a0 = local('local-a');
   const members: MemberSpec[] = [a0, 'test://b'];
-  const a = await createArray({ name: 'vol', level: 1, members, opener: net.opener, ...TUNING });
+  const a = await createArray({ name: 'vol', level: 1, members, opener: net.opener, ...TUNING, ...options });
   for (const k of before) await a.write(at(k), pattern(k, BCHUNK));
   await a.stop();
   return { a0, members };
@@ -440,4 +440,20 @@ test('a member unreachable at assembly: remove stops watching it, re-add by hand
   assert.equal(await a.reAdd('test://b'), 'bitmap');
   await a.waitSync();
   assert.equal(a.status().state, 'active');
+});
+
+test('a member unreachable at assembly whose absence no bitmap covers comes back with a full recovery', async (t) => {
+  const net = new StandInNetwork();
+  const { a0, members } = await stoppedRaid1(net, [0, 1], { bitmap: 'none' });
+  net.unplug('reset');
+  const { array: a } = await assembleArray({ members, opener: net.opener, force: true, ...TUNING });
+  t.after(() => a.stop());
+  const events = recorder(a);
+  await a.write(at(4), pattern(4, BCHUNK));
+  net.replug();
+  const back = await waitFor('the member to return', () => events.find((e) => e.type === 'member-returned'));
+  assert.equal(back.type === 'member-returned' && back.recovery, 'full');
+  await waitFor('the recovery to end', () => events.find((e) => e.type === 'sync-ended' && e.summary.mode === 'recovery'));
+  assert.equal(a.status().state, 'active');
+  await sameChunks(a0.device, net.raw('test://b'), [0, 1, 4], 'mirrors');
 });
