@@ -189,6 +189,8 @@ export class Membership {
       const why = this.returnRefusal(watched, sb);
       if (why !== undefined) throw new MdError('ESTALE', `member ${name}: opened again, but not taken back: ${why}`);
       const recovery = await this.reAddOpened(opened, sb, watched.kind === 'left' ? watched.member : undefined);
+      // Attached now: status must not list it twice to a listener of the event below.
+      if (watched.kind === 'unopened') this.unopened.delete(watched.name);
       const bytesToCopy = this.sync.running?.progress().targetBytes ?? 0;
       trace('md', 'info', () => `array ${s.name}: member ${name} is back: ${recovery === 'bitmap' ? 'bitmap-guided' : 'full'} recovery of ${bytesToCopy} bytes`);
       s.emit({ type: 'member-returned', member: name, recovery, bytesToCopy });
