@@ -4,8 +4,8 @@
 // what NBD is; it learns only that the member is remote (keep trying to reopen it when it drops)
 // and write-mostly (read it only when no local copy can serve the read).
 
-import type { MemberOpener } from '../md/index.js';
-import { NbdClientDevice, type TlsFiles } from '../nbd/index.js';
+import { MdError, type MemberOpener } from '../md/index.js';
+import { NbdClientDevice, isNbdError, parseNbdUri, type TlsFiles } from '../nbd/index.js';
 
 /** How this engine reaches remote members: the same for every member of one array. */
 export interface RemoteMemberSettings {
@@ -29,6 +29,14 @@ export function isRemoteMemberName(name: string): boolean {
 export function remoteMemberOpener(settings: RemoteMemberSettings): MemberOpener {
   return async (name, mode) => {
     if (!isRemoteMemberName(name)) return undefined;
+    // A URI that cannot name an export is a mistake, never a member that is away: md refuses an
+    // MdError from its opener, and watches a member whose open failed any other way.
+    try {
+      parseNbdUri(name);
+    } catch (err) {
+      if (isNbdError(err, 'NBD_URI')) throw new MdError('EINVAL', `member ${name}: ${err.message}`, { cause: err });
+      throw err;
+    }
     const device = await NbdClientDevice.connect({
       uri: name,
       ...(settings.tls === undefined ? {} : { tls: settings.tls }),

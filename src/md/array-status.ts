@@ -43,7 +43,8 @@ export interface MemberStatus {
   name: string;
   role: number | null;
   state: MemberState;
-  devNumber: number;
+  /** Its slot in dev_roles; null for a member never opened (unreachable at assembly). */
+  devNumber: number | null;
   /** Rebuilding members: bytes of their data area already recovered. */
   recoveryOffset: number;
   /** Faulty members: why they were failed. */
@@ -54,7 +55,10 @@ export interface MemberStatus {
   writeMostly: boolean;
   /** Reached over a network (its opener said so). */
   remote: boolean;
-  /** Faulty remote members: the array tries to open it again and re-adds it when it is back. */
+  /**
+   * Faulty remote members (dropped out, or unreachable when the array was assembled): the array
+   * tries to open it again and re-adds it when it is back.
+   */
   awaited: boolean;
   /** Rebuilding members while their recovery runs. */
   recovery: MemberRecovery | null;

@@ -7,7 +7,7 @@ import { MdArray, type ArrayIdentity, type ArrayTuning } from './array/md-array.
 import { loadBitmap } from './bitmap-setup.js';
 import { MdError } from './errors.js';
 import { Member } from './member.js';
-import { openMembers, releaseMembers, type MemberOpener, type MemberSpec, type OpenedMember } from './member-source.js';
+import { openReachableMembers, releaseMembers, type MemberOpener, type MemberSpec, type OpenedMember } from './member-source.js';
 import { createPersonality } from './levels.js';
 import type { BitmapLoadReport } from './write-intent-bitmap.js';
 import {
@@ -15,12 +15,17 @@ import {
   readSuperblock, type Superblock,
 } from './superblock.js';
 import { describeError, trace } from '../common/trace.js';
+import { DEFAULT_TUNING } from './tuning.js';
 
 export interface AssembleOptions extends ArrayTuning {
   members: readonly MemberSpec[];
   /** Only members of this array (16 bytes or mdadm's 8:8:8:8 form); default: the one they share. */
   uuid?: Uint8Array | string;
-  /** Start even though members the array had are missing or stale (runs degraded). */
+  /**
+   * Start even though members the array had are missing or stale (runs degraded). A remote
+   * member that cannot be reached is left out too, and watched: opened again every
+   * returnIntervalMs and re-added when it answers, as one that dropped out while running.
+   */
   force?: boolean;
   /** llbitmap: idle seconds before the daemon cleans a page (default 5). */
   barrierIdle?: number;
@@ -55,7 +60,14 @@ function parseUuid(u: Uint8Array | string): Buffer {
 
 export async function assembleArray(options: AssembleOptions): Promise<{ array: MdArray; report: AssemblyReport }> {
   if (options.members.length === 0) throw new MdError('EINVAL', 'assemble: expected at least one member');
-  const opened = await openMembers(options.members, options.opener);
+  // A remote member that does not answer (its node reboots, a partition) is set apart here; only
+  // force starts without it, and then the array watches for it (membership.ts, the return check).
+  const { opened, unreachable } = await openReachableMembers(options.members, options.opener, true);
+  if (unreachable.length > 0 && !options.force) {
+    await releaseMembers(opened);
+    const ms = options.returnIntervalMs ?? DEFAULT_TUNING.returnIntervalMs;
+    throw new MdError('ENODEV', `assemble: ${unreachable.map((u) => `member ${u.name} is unreachable (${u.reason})`).join('; ')}; use force to start degraded without ${unreachable.length > 1 ? 'them' : 'it'}: the array then opens ${unreachable.length > 1 ? 'each' : 'it'} again every ${ms} ms and re-adds ${unreachable.length > 1 ? 'each' : 'it'} when it answers`);
+  }
   const kept = new Set<OpenedMember>();
   let array: MdArray | undefined;
   try {
@@ -74,7 +86,10 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
         unreadable.push({ name: m.name, reason: `superblock unreadable: ${err.message}` });
       }
     }
-    if (usable.length === 0) throw new MdError('ENODEV', `assemble: no member has a readable superblock (${unreadable.map((u) => u.name).join(', ')})`);
+    if (usable.length === 0) {
+      const why = [...unreadable.map((u) => u.name), ...unreachable.map((u) => `${u.name}: unreachable`)];
+      throw new MdError('ENODEV', `assemble: no member has a readable superblock (${why.join(', ')})`);
+    }
     const wanted = options.uuid !== undefined ? parseUuid(options.uuid) : (sbs[0] as Superblock).setUuid;
     const foreign = usable.filter((_, i) => !(sbs[i] as Superblock).setUuid.equals(wanted));
     if (foreign.length > 0) {
@@ -92,7 +107,13 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
     if (rivals.length > 0 && !options.force) {
       throw new MdError('ESTALE', `array ${fresh.setName} (${formatUuid(fresh.setUuid)}): members ${[usable[freshIdx]!, ...rivals].map((m) => m.name).join(', ')} have the same events (${fresh.events}) but record different roles: the array was run apart on each (split brain); use force to keep the data of the first member listed (${usable[freshIdx]!.name}) and re-add the others`);
     }
-    const report: AssemblyReport = { stale: unreadable.map((u) => ({ ...u, events: 'unknown' })), missingRoles: [], unclean: fresh.resyncOffset !== RESYNC_NONE };
+    const report: AssemblyReport = {
+      stale: [
+        ...unreadable.map((u) => ({ ...u, events: 'unknown' })),
+        ...unreachable.map((u) => ({ name: u.name, events: 'unknown', reason: `unreachable, watched until it answers: ${u.reason}` })),
+      ],
+      missingRoles: [], unclean: fresh.resyncOffset !== RESYNC_NONE,
+    };
     const byRole: (Member | undefined)[] = new Array<Member | undefined>(raidDisks).fill(undefined);
     const members: Member[] = [];
     // Freshest first, so that of two members claiming one role the fresher keeps it.
@@ -176,6 +197,7 @@ export async function assembleArray(options: AssembleOptions): Promise<{ array: 
     const vacantRoles = raidDisks - fresh.devRoles.filter((r) => r < raidDisks).length;
     const knownHistory = faultySlots <= vacantRoles;
     array.setRoleHistory(Array.from({ length: raidDisks }, (_, r) => (expected.has(r) || knownHistory ? 0 : Infinity)));
+    for (const u of unreachable) array.awaitUnopened(u.name, u.reason);
     array.attachBitmap(await loadBitmap(identity.bitmapOffset !== 0 ? 'llbitmap' : 'none', array.bitmapHost, {
       ioSize: array.blockSize, syncSize: personality.syncSize, dataOffsetSectors: fresh.dataOffset,
       bitmapOffsetSectors: identity.bitmapOffset,

@@ -13,6 +13,9 @@
 //     { members, uuid?, force?, barrierIdle?, syncSpeedMin?, syncSpeedMax?, autoSync?, opener?, ... }
 //     report: { stale: [{name, events, reason}], missingRoles, unclean,
 //               bitmap?: { members, rejected: [{name, reason}], disagreeing } }  (copies compared)
+//     A member named by URI whose opener rejects (not with an MdError nor EFENCED) is unreachable:
+//     refused without force (ENODEV naming it); with force left out (in report.stale) and watched
+//     by the return check, which re-adds it when it opens (bitmap-guided when its events allow).
 //   examineMember(path | device) → Superblock   mdadm --examine (superblock fields, decoded)
 //   examineMemberReport(spec) → MemberReport     the same with the bitmap's counts (llraid examine)
 //   freshestReport, memberStanding              offline status: each member as assembly sees it
@@ -38,7 +41,9 @@
 //     stopSync(), waitSync() → SyncSummary   stop at a window boundary / wait for the pass
 //     status() → ArrayStatus                 plain JSON-ready object: level, state, members,
 //                                            bitmap counts, sync progress, events, mismatches,
-//                                            a rebuilding member's recovery (bytes done / to copy)
+//                                            a rebuilding member's recovery (bytes done / to copy);
+//                                            awaited remote members (a never-opened one: faulty,
+//                                            devNumber null)
 //     onEvent(listener)  array events (array-events.ts): fenced, member-failed, member-returned,
 //                        sync-ended
 //     fenced            why the array is fenced (a member answered EFENCED), or null: then every

@@ -5,6 +5,7 @@
 
 import { promises as fs } from 'node:fs';
 import type { BlockDevice } from '../block/block-device.js';
+import { isBlockError } from '../block/errors.js';
 import { FileDevice, fileIdOf } from '../block/file-device.js';
 import { MdError } from './errors.js';
 import { readSuperblock, type Superblock } from './superblock.js';
@@ -99,15 +100,50 @@ export async function namesDevice(spec: MemberSpec, device: BlockDevice): Promis
 
 /** Opens every spec; on any failure closes the ones already opened and rethrows. */
 export async function openMembers(specs: readonly MemberSpec[], opener?: MemberOpener): Promise<OpenedMember[]> {
+  return (await openReachableMembers(specs, opener, false)).opened;
+}
+
+/** A member named by URI whose opener could not reach it: its name and why. */
+export interface UnreachableMember {
+  name: string;
+  reason: string;
+}
+
+/**
+ * Whether the failed open of `spec` means "not reachable now" rather than "wrong": the name is a
+ * URI, so only the opener opens it (an opener resolves undefined for names not its own, so its
+ * rejection says the name is its own and the member did not answer), and the opener did not
+ * refuse it as invalid (an MdError: a URI nothing claims, or one that does not parse) nor answer
+ * that another engine took it (EFENCED: running without it would be split brain).
+ */
+export function isUnreachable(spec: MemberSpec, opener: MemberOpener | undefined, err: unknown): boolean {
+  return typeof spec === 'string' && opener !== undefined && isUriName(spec) && !(err instanceof MdError) && !isBlockError(err, 'EFENCED');
+}
+
+/**
+ * openMembers for assembly: with `tolerate`, a member the opener could not reach (isUnreachable)
+ * is set apart instead of failing the whole open, so the array can start without it and watch it.
+ */
+export async function openReachableMembers(
+  specs: readonly MemberSpec[], opener: MemberOpener | undefined, tolerate: boolean,
+): Promise<{ opened: OpenedMember[]; unreachable: UnreachableMember[] }> {
   await checkDistinct(specs);
   const opened: OpenedMember[] = [];
+  const unreachable: UnreachableMember[] = [];
   try {
-    for (const s of specs) opened.push(await openMember(s, false, opener));
+    for (const s of specs) {
+      try {
+        opened.push(await openMember(s, false, opener));
+      } catch (err) {
+        if (!tolerate || !isUnreachable(s, opener, err)) throw err;
+        unreachable.push({ name: s as string, reason: err instanceof Error ? err.message : String(err) });
+      }
+    }
   } catch (err) {
     await releaseMembers(opened);
     throw err;
   }
-  return opened;
+  return { opened, unreachable };
 }
 
 export async function releaseMembers(members: readonly OpenedMember[]): Promise<void> {

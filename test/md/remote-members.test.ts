@@ -334,3 +334,126 @@ test('return attempts have a deadline and never overlap, and an open that answer
   await a.waitSync();
   assert.equal(a.status().state, 'active');
 });
+
+/** A clean raid1 of a local member and test://b, stopped: `before` chunks written and Clean. */
+async function stoppedRaid1(net: StandInNetwork, before: number[], options: object = {}): Promise<{ a0: ReturnType<typeof local>; members: MemberSpec[] }> {
+  net.addMember('test://b', MEMBER);
+  const a0 = local('local-a');
+  const members: MemberSpec[] = [a0, 'test://b'];
+  const a = await createArray({ name: 'vol', level: 1, members, opener: net.opener, ...TUNING, ...options });
+  for (const k of before) await a.write(at(k), pattern(k, BCHUNK));
+  await a.stop();
+  return { a0, members };
+}
+
+test('a remote member unreachable at assembly: force starts degraded, and the member comes back by itself, copying only what was written meanwhile', async (t) => {
+  const net = new StandInNetwork();
+  const { a0, members } = await stoppedRaid1(net, [0, 1, 2, 3]);
+  net.unplug('reset');
+  const { array: a, report } = await assembleArray({ members, opener: net.opener, force: true, ...TUNING });
+  t.after(() => a.stop());
+  const events = recorder(a);
+  assert.ok(report.stale.some((s) => s.name === 'test://b' && /unreachable.*connection reset/.test(s.reason)), JSON.stringify(report.stale));
+  assert.equal(a.status().state, 'degraded');
+  const b = a.status().members.find((m) => m.name === 'test://b');
+  assert.deepEqual(
+    [b?.state, b?.awaited, b?.remote, b?.role, b?.devNumber],
+    ['faulty', true, true, null, null],
+  );
+  assert.match(b?.failure ?? '', /unreachable since the array was assembled: .*connection reset/);
+
+  const away = [10, 11, 12];
+  for (const k of away) await a.write(at(k), pattern(200 + k, BCHUNK));
+  assert.equal(marked(a), away.length, 'the bitmap marks only what was written degraded');
+  const opens = net.opens;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(net.opens > opens, 'the array keeps trying to open it');
+
+  net.resetCounters('test://b');
+  const toCopy = away.length * BCHUNK;
+  net.replug();
+  const back = await waitFor('the member to return', () => events.find((e) => e.type === 'member-returned'));
+  assert.deepEqual(back, { type: 'member-returned', member: 'test://b', recovery: 'bitmap', bytesToCopy: toCopy });
+  const ended = await waitFor('the recovery to end', () => events.find((e) => e.type === 'sync-ended' && e.summary.mode === 'recovery'));
+  assert.ok(ended.type === 'sync-ended' && ended.summary.complete);
+  assert.equal(ended.type === 'sync-ended' && ended.summary.bytesSynced, toCopy);
+  assert.equal(net.counters('test://b').dataWriteBytes, toCopy, 'exactly the chunks written degraded crossed the network');
+  const s = a.status();
+  assert.equal(s.state, 'active');
+  assert.deepEqual(s.members.filter((m) => m.name === 'test://b').map((m) => [m.state, m.awaited, m.writeMostly]), [['in_sync', false, true]]);
+
+  a.startSync('check');
+  assert.equal((await a.waitSync())?.mismatches, 0);
+  await sameChunks(a0.device, net.raw('test://b'), [0, 1, 2, 3, ...away], 'mirrors');
+});
+
+test('a remote member unreachable at assembly: without force the assembly is refused, naming it', async () => {
+  const net = new StandInNetwork();
+  const { a0, members } = await stoppedRaid1(net, [0]);
+  net.unplug('reset');
+  const writes = a0.device.counters.writeOps;
+  await assert.rejects(
+    assembleArray({ members, opener: net.opener, ...TUNING }),
+    (err: Error & { code?: string }) => err.code === 'ENODEV'
+      && /member test:\/\/b is unreachable \(.*connection reset\); use force to start degraded without it: the array then opens it again every 40 ms/.test(err.message),
+  );
+  assert.equal(a0.device.counters.writeOps, writes, 'nothing was written');
+});
+
+test('a remote member unreachable at assembly that answers fenced stops the array', async (t) => {
+  const net = new StandInNetwork();
+  const { a0, members } = await stoppedRaid1(net, [0, 1]);
+  net.unplug('reset');
+  const { array: a } = await assembleArray({ members, opener: net.opener, force: true, ...TUNING });
+  t.after(() => a.stop());
+  const events = recorder(a);
+  await a.write(at(2), pattern(2, BCHUNK));
+  assert.equal(a.status().state, 'degraded');
+  // Another engine took the volume while this one could not reach the member.
+  net.fence('test://b');
+  net.replug();
+  const fenced = await waitFor('the array to be fenced', () => events.find((e) => e.type === 'fenced'));
+  assert.equal(fenced.type === 'fenced' && fenced.member, 'test://b');
+  assert.equal(a.status().state, 'fenced');
+  const writes = a0.device.counters.writeOps;
+  await assert.rejects(a.write(at(3), pattern(3, BCHUNK)), (err: Error & { code?: string }) => err.code === 'EFENCED');
+  assert.equal(a0.device.counters.writeOps, writes, 'nothing is written to the local member after the fence');
+});
+
+test('a remote member fenced at assembly is refused even with force: running without it would be split brain', async () => {
+  const net = new StandInNetwork();
+  const { members } = await stoppedRaid1(net, [0]);
+  net.fence('test://b');
+  await assert.rejects(assembleArray({ members, opener: net.opener, force: true, ...TUNING }), (err) => isBlockError(err, 'EFENCED'));
+});
+
+test('a member unreachable at assembly: remove stops watching it, re-add by hand brings it back', async (t) => {
+  const net = new StandInNetwork();
+  const { members } = await stoppedRaid1(net, [0]);
+  net.unplug('reset');
+  const { array: a } = await assembleArray({ members, opener: net.opener, force: true, ...TUNING, returnIntervalMs: 60_000 });
+  t.after(() => a.stop());
+  await assert.rejects(a.add('test://b'), (err: Error & { code?: string }) => err.code === 'EBUSY');
+  await a.remove('test://b');
+  assert.equal(a.status().members.some((m) => m.name === 'test://b'), false);
+  net.replug();
+  assert.equal(await a.reAdd('test://b'), 'bitmap');
+  await a.waitSync();
+  assert.equal(a.status().state, 'active');
+});
+
+test('a member unreachable at assembly whose absence no bitmap covers comes back with a full recovery', async (t) => {
+  const net = new StandInNetwork();
+  const { a0, members } = await stoppedRaid1(net, [0, 1], { bitmap: 'none' });
+  net.unplug('reset');
+  const { array: a } = await assembleArray({ members, opener: net.opener, force: true, ...TUNING });
+  t.after(() => a.stop());
+  const events = recorder(a);
+  await a.write(at(4), pattern(4, BCHUNK));
+  net.replug();
+  const back = await waitFor('the member to return', () => events.find((e) => e.type === 'member-returned'));
+  assert.equal(back.type === 'member-returned' && back.recovery, 'full');
+  await waitFor('the recovery to end', () => events.find((e) => e.type === 'sync-ended' && e.summary.mode === 'recovery'));
+  assert.equal(a.status().state, 'active');
+  await sameChunks(a0.device, net.raw('test://b'), [0, 1, 4], 'mirrors');
+});

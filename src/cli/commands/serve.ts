@@ -39,13 +39,13 @@ export function register(program: Command): void {
     .option('--export-name <name>', 'name of the export (the empty name also selects it)', '')
     .option('--read-only', 'refuse writes')
     .option('--direct', 'open the file with O_DIRECT')
-    .option('--force', 'assemble even if members are missing or stale (runs degraded)')
+    .option('--force', 'assemble even if members are missing or stale (runs degraded); a remote member that does not answer is watched and re-added when it does')
     .option('--quiet', 'do not log misbehaving clients on stderr (LLRAID_TRACE=nbd still traces them)')
     .option('--control <path>', 'also take control commands (llraid status/grow/... --control PATH) on this unix socket (as --socket: mode 0600, only a stale socket replaced)')
     .option('--sync-speed-min <KiB/s>', `resync speed kept under application I/O (md sync_speed_min, default ${DEFAULT_TUNING.syncSpeedMinKiB})`)
     .option('--sync-speed-max <KiB/s>', `resync speed ceiling (md sync_speed_max, default ${DEFAULT_TUNING.syncSpeedMaxKiB})`)
     .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
-    .option('--return-interval <seconds>', `how often a remote member that dropped out is tried again, to re-add it (default ${DEFAULT_TUNING.returnIntervalMs / 1000})`)
+    .option('--return-interval <seconds>', `how often a remote member that dropped out (or did not answer at start) is tried again, to re-add it (default ${DEFAULT_TUNING.returnIntervalMs / 1000})`)
     .option('--events <path>', 'also append what happens (assembled, serving, sync ended, stopping, stopped) to PATH as JSON lines')
     .action(async (members: string[], options: ServeOptions) => {
       // Before anything is opened or assembled: a refused address must change nothing.

@@ -227,6 +227,14 @@ export class MdArray implements BlockDevice {
     return this.membership.add(spec, options);
   }
 
+  /**
+   * At assembly, before run(): `name` (a remote member) could not be opened and the array starts
+   * without it; it is watched from run() on, and re-added when it opens (the return check).
+   */
+  awaitUnopened(name: string, reason: string): void {
+    this.membership.awaitUnopened(name, reason);
+  }
+
   proactiveSync(): void {
     this.sync.proactiveSync();
   }
@@ -389,7 +397,7 @@ export class MdArray implements BlockDevice {
       degraded: s.state !== 'stopped' && s.degraded,
       events: s.events.toString(),
       working: s.working().filter((w) => w).length,
-      members: s.members.map((m) => ({
+      members: [...s.members.map((m) => ({
         name: m.name,
         role: m.role ?? null,
         state: m.state,
@@ -402,6 +410,12 @@ export class MdArray implements BlockDevice {
         awaited: awaited.has(m),
         recovery: m.state === 'rebuilding' ? recovery : null,
       })),
+      // Members never opened (unreachable at assembly): no record but their name, and watched.
+      ...this.membership.unopenedMembers().map((u) => ({
+        name: u.name, role: null, state: 'faulty' as const, devNumber: null, recoveryOffset: 0,
+        failure: `unreachable since the array was assembled: ${u.why}`, errors: 0, writeMostly: false, remote: true,
+        awaited: true, recovery: null,
+      }))],
       missingRoles: s.byRole.flatMap((m, r) => (m === undefined ? [r] : [])),
       resyncPending: s.resyncFrom,
       bitmap: { kind: s.bitmap.kind, chunkSize: s.bitmap.chunkSize, counts },

@@ -4,7 +4,7 @@
 // says it missed writes, when the bitmap can say so; a member whose device reports it can no
 // longer be used (deleted, hung) is failed before a request finds out; a remote member that
 // dropped out is watched, opened again by its name every returnIntervalMs, and re-added (by the
-// bitmap) when it comes back.
+// bitmap) when it comes back; so is one that could not be reached when the array was assembled.
 
 import { randomBytes } from 'node:crypto';
 import { IoError, TimeoutError, isBlockError } from '../../block/errors.js';
@@ -37,6 +37,15 @@ interface Away {
   lastWhy: string | undefined;
 }
 
+/** A remote member that could not be opened at assembly: watched by its name alone. */
+interface Unopened extends Away {
+  /** Why the open at assembly failed. */
+  reason: string;
+}
+
+/** A member the return check watches: one that left (its record kept), or one never opened. */
+type Watched = { kind: 'left'; member: Member; w: Away } | { kind: 'unopened'; name: string; w: Unopened };
+
 export class Membership {
   /** Roles a member left by failing before run(): run() offers them to spares. */
   private vacatedBeforeRun: number[] = [];
@@ -45,6 +54,11 @@ export class Membership {
   private checkingHealth = false;
   /** Remote members failed by their device (not by hand), watched until they are back or removed. */
   private readonly away = new Map<Member, Away>();
+  /**
+   * Remote members that could not be reached when the array was assembled, by name: the array
+   * holds no record of them (no device, no superblock) until one opens and is taken back.
+   */
+  private readonly unopened = new Map<string, Unopened>();
 
   constructor(
     private readonly set: ArrayMembers,
@@ -64,7 +78,7 @@ export class Membership {
   stop(): void {
     clearInterval(this.healthTimer);
     clearInterval(this.returnTimer);
-    for (const w of this.away.values()) w.abort?.abort();
+    for (const w of [...this.away.values(), ...this.unopened.values()]) w.abort?.abort();
   }
 
   /** Names of the members the array waits for (remote, dropped out): status shows them. */
@@ -72,14 +86,28 @@ export class Membership {
     return new Set(this.away.keys());
   }
 
+  /**
+   * Assembly: `name` (a remote member) could not be opened, and the array started without it.
+   * From run() on it is watched as a member that dropped out is, by its name alone.
+   */
+  awaitUnopened(name: string, reason: string): void {
+    this.unopened.set(name, { attempt: undefined, busy: undefined, abort: undefined, released: true, lastWhy: undefined, reason });
+  }
+
+  /** The members never opened that the array waits for, and why each is not back yet. */
+  unopenedMembers(): { name: string; why: string }[] {
+    return [...this.unopened].map(([name, w]) => ({ name, why: w.lastWhy ?? w.reason }));
+  }
+
   /** Every return attempt still running has settled (stop() waits for them). */
   async returnsSettled(): Promise<void> {
-    await Promise.allSettled([...this.away.values()].map((w) => w.attempt));
+    await Promise.allSettled([...this.away.values(), ...this.unopened.values()].map((w) => w.attempt));
   }
 
   /**
-   * One round of the return check: every remote member that dropped out and has no attempt
-   * running gets one. A member removed or re-added by hand meanwhile is no longer watched.
+   * One round of the return check: every remote member that dropped out (or was never reached)
+   * and has no attempt running gets one. A member removed or re-added by hand meanwhile is no
+   * longer watched.
    */
   private checkReturns(): void {
     const s = this.set;
@@ -89,42 +117,55 @@ export class Membership {
         this.away.delete(m);
         continue;
       }
-      if (w.busy !== undefined) continue;
-      let opening: Promise<unknown> = Promise.resolve();
-      const attempt = this.tryReturn(m, w, (p) => (opening = p)).then(
-        () => {
-          this.away.delete(m);
-        },
-        (err: unknown) => {
-          // The member's service accepted a higher epoch while it was away: another engine owns
-          // the volume now, and this one must stop, not go on degraded (DESIGN.md §8).
-          if (isBlockError(err, 'EFENCED')) return s.fence(m, err);
-          const why = describeError(err);
-          if (why !== w.lastWhy) trace('md', 'info', () => `array ${s.name}: member ${m.name} is not back yet: ${why}`);
-          w.lastWhy = why;
-        },
-      ).finally(() => {
-        w.attempt = undefined;
-        w.abort = undefined;
-      });
-      w.attempt = attempt;
-      // `opening` is read once the attempt has its answer: by then it holds the attempt's open.
-      w.busy = attempt.then(() => opening).then(() => undefined, () => undefined).finally(() => {
-        w.busy = undefined;
-      });
+      this.startAttempt({ kind: 'left', member: m, w });
     }
+    for (const [name, w] of this.unopened) this.startAttempt({ kind: 'unopened', name, w });
+  }
+
+  private startAttempt(watched: Watched): void {
+    const s = this.set;
+    const w = watched.w;
+    if (w.busy !== undefined) return;
+    const name = watched.kind === 'left' ? watched.member.name : watched.name;
+    let opening: Promise<unknown> = Promise.resolve();
+    const attempt = this.tryReturn(watched, (p) => (opening = p)).then(
+      () => {
+        if (watched.kind === 'left') this.away.delete(watched.member);
+        else this.unopened.delete(watched.name);
+      },
+      (err: unknown) => {
+        // The member's service accepted a higher epoch while it was away: another engine owns
+        // the volume now, and this one must stop, not go on degraded (DESIGN.md §8).
+        if (isBlockError(err, 'EFENCED')) return s.fence({ name }, err);
+        const why = describeError(err);
+        if (why !== w.lastWhy) trace('md', 'info', () => `array ${s.name}: member ${name} is not back yet: ${why}`);
+        w.lastWhy = why;
+      },
+    ).finally(() => {
+      w.attempt = undefined;
+      w.abort = undefined;
+    });
+    w.attempt = attempt;
+    // `opening` is read once the attempt has its answer: by then it holds the attempt's open.
+    w.busy = attempt.then(() => opening).then(() => undefined, () => undefined).finally(() => {
+      w.busy = undefined;
+    });
   }
 
   /**
-   * Opens `m` again by its name (through the opener) and re-adds it when its superblock shows
-   * it is the same device that left this array and it was not written elsewhere since: then
-   * only the chunks the bitmap marked while it was away are copied (reAdd's rules decide). The
-   * open and the superblock read together have returnTimeoutMs; rejects when it is not back.
+   * Opens a watched member again by its name (through the opener) and re-adds it when its
+   * superblock shows it may be taken back (returnRefusal); then reAdd's rules decide the
+   * recovery: only the chunks the bitmap marked while it was away when the bitmap covers its
+   * absence, else every written chunk. The open and the superblock read together have
+   * returnTimeoutMs; rejects when it is not back.
    */
-  private async tryReturn(m: Member, w: Away, opening: (p: Promise<unknown>) => void): Promise<void> {
+  private async tryReturn(watched: Watched, opening: (p: Promise<unknown>) => void): Promise<void> {
     const s = this.set;
-    if (!w.released) {
+    const w = watched.w;
+    const name = watched.kind === 'left' ? watched.member.name : watched.name;
+    if (!w.released && watched.kind === 'left') {
       // Its dead connection goes first, as reAdd lets a file's lock go before opening it again.
+      const m = watched.member;
       if (m.owned) await m.device.close().catch((err: unknown) => s.traceClose(m, err));
       w.released = true;
     }
@@ -132,7 +173,7 @@ export class Membership {
     w.abort = abort;
     const ms = s.tuning.returnTimeoutMs;
     const probe = (async (): Promise<{ opened: OpenedMember; sb: Superblock }> => {
-      const opened = await openMember(m.name, false, s.opener, abort.signal);
+      const opened = await openMember(name, false, s.opener, abort.signal);
       try {
         return { opened, sb: await readSuperblock(opened.device, opened.name) };
       } catch (err) {
@@ -141,23 +182,46 @@ export class Membership {
       }
     })();
     opening(probe);
-    const { opened, sb } = await withDeadline(probe, ms, abort, `member ${m.name}: not open within ${ms} ms`,
+    const { opened, sb } = await withDeadline(probe, ms, abort, `member ${name}: not open within ${ms} ms`,
       (late) => void late.opened.device.close().catch((e: unknown) => s.traceClose(late.opened, e)));
     try {
       if (s.stopping || s.state === 'fenced' || s.state === 'stopped') throw new MdError('EBUSY', `array ${s.name}: stopping`);
-      const why = !sb.setUuid.equals(s.identity.uuid) ? `it belongs to array ${formatUuid(sb.setUuid)} now`
-        : !sb.deviceUuid.equals(m.sb.deviceUuid) ? `it is another device (device UUID ${formatUuid(sb.deviceUuid)}, the one that left was ${formatUuid(m.sb.deviceUuid)})`
-        : sb.events > s.events ? `its events ${sb.events} are ahead of the array's ${s.events}: it was written without this array; re-add it by hand to overwrite it`
-        : undefined;
-      if (why !== undefined) throw new MdError('ESTALE', `member ${m.name}: opened again, but not taken back: ${why}`);
-      const recovery = await this.reAddOpened(opened, sb, m);
+      const why = this.returnRefusal(watched, sb);
+      if (why !== undefined) throw new MdError('ESTALE', `member ${name}: opened again, but not taken back: ${why}`);
+      const recovery = await this.reAddOpened(opened, sb, watched.kind === 'left' ? watched.member : undefined);
+      // Attached now: status must not list it twice to a listener of the event below.
+      if (watched.kind === 'unopened') this.unopened.delete(watched.name);
       const bytesToCopy = this.sync.running?.progress().targetBytes ?? 0;
-      trace('md', 'info', () => `array ${s.name}: member ${m.name} is back: ${recovery === 'bitmap' ? 'bitmap-guided' : 'full'} recovery of ${bytesToCopy} bytes`);
-      s.emit({ type: 'member-returned', member: m.name, recovery, bytesToCopy });
+      trace('md', 'info', () => `array ${s.name}: member ${name} is back: ${recovery === 'bitmap' ? 'bitmap-guided' : 'full'} recovery of ${bytesToCopy} bytes`);
+      s.emit({ type: 'member-returned', member: name, recovery, bytesToCopy });
     } catch (err) {
       if (!s.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
       throw err;
     }
+  }
+
+  /**
+   * Why a watched member that opened again is not taken back by itself (left for a re-add by
+   * hand), or undefined. Always: it is of this array, and its events are not ahead of the
+   * array's (ahead: it was written without this array). A member that left: the same device
+   * (device UUID) as the one that left. A member never opened, whose device the array cannot
+   * compare: no attached member is that device or holds its dev slot, and the role its
+   * superblock gives it is vacant (or it held no data role, a spare).
+   */
+  private returnRefusal(watched: Watched, sb: Superblock): string | undefined {
+    const s = this.set;
+    if (!sb.setUuid.equals(s.identity.uuid)) return `it belongs to array ${formatUuid(sb.setUuid)} now`;
+    if (sb.events > s.events) return `its events ${sb.events} are ahead of the array's ${s.events}: it was written without this array; re-add it by hand to overwrite it`;
+    if (watched.kind === 'left') {
+      const left = watched.member.sb.deviceUuid;
+      return sb.deviceUuid.equals(left) ? undefined : `it is another device (device UUID ${formatUuid(sb.deviceUuid)}, the one that left was ${formatUuid(left)})`;
+    }
+    const twin = s.members.find((x) => x.sb.deviceUuid.equals(sb.deviceUuid) || (x.state !== 'faulty' && x.sb.devNumber === sb.devNumber));
+    if (twin !== undefined) return `member ${twin.name} is ${twin.sb.deviceUuid.equals(sb.deviceUuid) ? 'that device' : `in its dev slot ${sb.devNumber}`} already`;
+    const role = sb.devRoles[sb.devNumber];
+    const holder = role === undefined ? undefined : s.byRole[role];
+    if (holder !== undefined) return `its role ${role} is held by ${holder.name}`;
+    return undefined;
   }
 
   /**
@@ -262,6 +326,8 @@ export class Membership {
   async remove(name: string): Promise<void> {
     const s = this.set;
     s.checkNotFenced('remove');
+    // A member never opened is only watched: it stops being watched, no superblock changes.
+    if (await this.forgetUnopened(name)) return;
     const m = s.requireMember(name);
     if (m.state === 'in_sync' || m.state === 'rebuilding') {
       throw new MdError('EBUSY', `member ${name}: is ${m.state}; fail it before removing it`);
@@ -318,6 +384,8 @@ export class Membership {
     if (old !== undefined && old.state !== 'faulty') {
       throw new MdError('EBUSY', `member ${old.name}: already ${old.state} in array ${s.name}`);
     }
+    const name = typeof spec === 'string' ? spec : spec.name;
+    if (this.unopened.has(name) && !(await this.forgetUnopened(name))) throw new MdError('EBUSY', `member ${name}: came back by itself meanwhile`);
     // A return attempt for it (a remote member) is not raced: it ends first.
     const watched = old === undefined ? undefined : this.away.get(old);
     if (watched !== undefined) {
@@ -389,6 +457,8 @@ export class Membership {
     s.checkNotFenced('add');
     const attached = await this.attachedAs(spec);
     if (attached !== undefined) throw new MdError('EBUSY', `member ${typeof spec === 'string' ? spec : spec.name}: already part of array ${s.name} (as ${attached.name}, ${attached.state})`);
+    const name = typeof spec === 'string' ? spec : spec.name;
+    if (this.unopened.has(name)) throw new MdError('EBUSY', `member ${name}: a member of array ${s.name} the array waits for (unreachable when it was assembled); re-add it, or remove it first`);
     const opened = await openMember(spec, false, s.opener);
     try {
       const existing = await probeSuperblock(opened);
@@ -407,6 +477,18 @@ export class Membership {
       if (opened.owned && !s.members.some((x) => x.device === opened.device)) await opened.device.close().catch((e: unknown) => s.traceClose(opened, e));
       throw err;
     }
+  }
+
+  /**
+   * Stops watching `name` if it is a member never opened: its running attempt ends first (so a
+   * re-add by hand does not race it). False when it is not watched so, or came back meanwhile.
+   */
+  private async forgetUnopened(name: string): Promise<boolean> {
+    const w = this.unopened.get(name);
+    if (w === undefined) return false;
+    w.abort?.abort();
+    await w.attempt;
+    return this.unopened.delete(name);
   }
 
   /** The attached member `spec` names: by name, or as the same file under another path. */
