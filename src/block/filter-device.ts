@@ -141,3 +141,10 @@ function overrides(device: FilterDevice, name: string): boolean {
   }
   return false;
 }
+
+/** The device at the bottom of a chain of filters: what `device` finally reads and writes. */
+export function baseDevice(device: BlockDevice): BlockDevice {
+  let d = device;
+  while (d instanceof FilterDevice) d = d.inner;
+  return d;
+}

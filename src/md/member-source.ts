@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import type { BlockDevice } from '../block/block-device.js';
 import { isBlockError } from '../block/errors.js';
 import { FileDevice, fileIdOf } from '../block/file-device.js';
+import { baseDevice } from '../block/filter-device.js';
 import { MdError } from './errors.js';
 import { readSuperblock, type Superblock } from './superblock.js';
 
@@ -76,7 +77,8 @@ async function checkDistinct(specs: readonly MemberSpec[]): Promise<void> {
       const st = await fs.stat(s).catch(() => undefined);
       if (st !== undefined) id = fileIdOf(st);
     } else if (typeof s !== 'string') {
-      id = s.device instanceof FileDevice ? s.device.fileId : undefined;
+      const base = baseDevice(s.device);
+      id = base instanceof FileDevice ? base.fileId : undefined;
     }
     const key = id ?? `name ${name}`;
     const first = seen.get(key);
@@ -93,9 +95,11 @@ async function checkDistinct(specs: readonly MemberSpec[]): Promise<void> {
  */
 export async function namesDevice(spec: MemberSpec, device: BlockDevice): Promise<boolean> {
   if (typeof spec !== 'string') return spec.device === device;
-  if (!(device instanceof FileDevice) || isUriName(spec)) return false;
+  // An opener may hand md a file wrapped in a filter (the engine's epoch watch): the file counts.
+  const base = baseDevice(device);
+  if (!(base instanceof FileDevice) || isUriName(spec)) return false;
   const st = await fs.stat(spec).catch(() => undefined);
-  return st !== undefined && fileIdOf(st) === device.fileId;
+  return st !== undefined && fileIdOf(st) === base.fileId;
 }
 
 /** Opens every spec; on any failure closes the ones already opened and rethrows. */

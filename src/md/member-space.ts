@@ -3,6 +3,7 @@
 // files can hold them fully written. Either failure is a clear error naming a member, raised
 // while nothing has changed yet.
 
+import { baseDevice } from '../block/filter-device.js';
 import { FileDevice } from '../block/file-device.js';
 import { spaceShortfall } from '../block/free-space.js';
 import { MdError } from './errors.js';
@@ -29,8 +30,10 @@ export async function checkMemberGrowth(arrayName: string, members: readonly Mem
         '(2^53 - 1, the largest whole number a JavaScript number holds exactly)',
     );
   }
-  const files = members.flatMap((m) =>
-    m.device instanceof FileDevice && !m.device.isBlockDevice ? [{ path: m.device.path, size: m.dataOffset + usedBytes, name: m.name }] : []);
+  const files = members.flatMap((m) => {
+    const base = baseDevice(m.device);
+    return base instanceof FileDevice && !base.isBlockDevice ? [{ path: base.path, size: m.dataOffset + usedBytes, name: m.name }] : [];
+  });
   const short = await spaceShortfall(files);
   if (short !== undefined) {
     const names = short.paths.map((p) => files.find((f) => f.path === p)?.name ?? p);

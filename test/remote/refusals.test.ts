@@ -40,7 +40,9 @@ test('refusals: wrong CA, plain TCP, lower epoch, wrong UUID, another array\'s m
   const cases: Array<{ what: string; args: string[]; names: string; why: RegExp }> = [
     { what: 'a certificate from another CA', args: ['examine', ...tlsOf(c.certs.rogue.client.cert, c.certs.rogue.client.key), '--epoch', '6', member], names: member, why: /TLS|certificate|handshake/i },
     { what: 'plain TCP', args: ['examine', '--epoch', '6', member.replace('nbds://', 'nbd://')], names: member.replace('nbds://', 'nbd://'), why: /requires TLS/ },
-    { what: 'a lower epoch', args: ['serve', '--socket', `${c.dir}/never.sock`, ...c.remoteArgs('a', 5), local, member], names: member, why: /fenced: member .* has accepted epoch 6; this client presented 5/ },
+    { what: 'a lower epoch', args: ['serve', '--socket', `${c.dir}/never.sock`, ...c.remoteArgs('a', 5), member, local], names: member, why: /fenced: member .* has accepted epoch 6; this client presented 5/ },
+    // The local member carries epoch 6 as well (create presented it): opened alone, it is refused too.
+    { what: 'a lower epoch, local member', args: ['serve', '--socket', `${c.dir}/never2.sock`, ...c.remoteArgs('a', 5), local, member], names: local, why: /fenced: member .* has accepted epoch 6; this engine presented 5/ },
     { what: 'a wrong UUID', args: ['examine', ...c.remoteArgs('a', 6), ms.uri('00000000:00000000:00000000:00000000')], names: ms.uri('00000000:00000000:00000000:00000000'), why: /no (member|export) named/ },
     { what: 'a member of another array', args: ['assemble', ...c.remoteArgs('a', 6), local, ms.uri(await deviceUuidOf(c, 'b', otherRemote))], names: ms.uri(await deviceUuidOf(c, 'b', otherRemote)), why: /another array|array uuid|belongs|different array/i },
     { what: 'a server that is not llraid', args: ['create', '-l', '1', '-N', 'x', '--force', ...c.remoteArgs('a', 6), other, `nbds://${c.net.addr('c')}:10809/`], names: `nbds://${c.net.addr('c')}:10809/`, why: /not an llraid member service/ },

@@ -32,7 +32,10 @@ llraid:epoch=<n> (NBD_OPT_SET_META_CONTEXT). The highest epoch each member accep
 DIR/.llraid-epochs/<basename>, written durably before the client is answered. A lower epoch is
 refused ("fenced: member ... has accepted epoch N; this client presented M"); a higher one first
 closes every connection of the member (their outstanding requests fail with ESHUTDOWN).
-A member file is opened, exclusively, while at least one client holds it.
+A member file is opened, exclusively, while at least one client holds it. When an engine on
+this node holds the file (opened with --epoch), a higher epoch is recorded first, which fences
+that engine; the client is answered once the engine let the file go (refused after 10 s,
+naming the holder).
 
 Logs one line per attach, detach, fence and refusal on stderr (and why a client's TLS handshake
 failed); --events PATH has them as JSON.`;

@@ -1,12 +1,14 @@
 // The highest attach epoch each member has accepted, kept durably beside the member: the file
-// DIR/.llraid-epochs/<basename> holds it as one decimal line. A new value is written to a temp
+// DIR/.llraid-epochs/<basename> holds it as one decimal line. The member service keeps it, and so
+// does an engine on this node that opens the member file itself with an epoch (local-members.ts):
+// both read the record afresh each time, since the other may have raised it meanwhile. A new value is written to a temp
 // file, fsynced, renamed over the old one, and the directory fsynced, so after a crash the
 // record holds the old value or the new one, never less than what a client was answered with.
 // The record follows the file name in its directory (not the device UUID), so it stays when a
 // blank member gets its superblock.
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { IoError } from '../../block/errors.js';
 import type { MemberFile } from './member-files.js';
 
@@ -14,18 +16,22 @@ export const EPOCH_DIR = '.llraid-epochs';
 /** Epochs are u64. */
 export const MAX_EPOCH = (1n << 64n) - 1n;
 
-export class EpochStore {
-  /** What was read or written, by member path; the files are read once. */
-  private readonly known = new Map<string, bigint | undefined>();
+/** What names a member's record: its directory and its name there. */
+export type EpochRecordOwner = Pick<MemberFile, 'path' | 'dir' | 'basename'>;
 
+/** The record owner of a member file named by `path` (its record is beside it, by that name). */
+export function recordOwnerOf(path: string): EpochRecordOwner {
+  return { path, dir: dirname(path), basename: basename(path) };
+}
+
+export class EpochStore {
   /** The record's path for `member`. */
-  static pathOf(member: MemberFile): string {
+  static pathOf(member: EpochRecordOwner): string {
     return join(member.dir, EPOCH_DIR, member.basename);
   }
 
   /** The member's accepted epoch, undefined when none was ever accepted. Rejects when the record is unreadable. */
-  async read(member: MemberFile): Promise<bigint | undefined> {
-    if (this.known.has(member.path)) return this.known.get(member.path);
+  async read(member: EpochRecordOwner): Promise<bigint | undefined> {
     const path = EpochStore.pathOf(member);
     let text: string;
     try {
@@ -34,17 +40,15 @@ export class EpochStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new IoError(`epoch record ${path}: cannot read it: ${(err as Error).message}`, { cause: err });
       }
-      this.known.set(member.path, undefined);
       return undefined;
     }
     const epoch = parseEpoch(text.trim());
     if (epoch === undefined) throw new IoError(`epoch record ${path}: expected a decimal epoch, found ${JSON.stringify(text.slice(0, 40))}`);
-    this.known.set(member.path, epoch);
     return epoch;
   }
 
   /** Records `epoch` for `member`, durably, before it resolves. */
-  async write(member: MemberFile, epoch: bigint): Promise<void> {
+  async write(member: EpochRecordOwner, epoch: bigint): Promise<void> {
     const dir = join(member.dir, EPOCH_DIR);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     const path = EpochStore.pathOf(member);
@@ -63,7 +67,6 @@ export class EpochStore {
     } finally {
       await d.close();
     }
-    this.known.set(member.path, epoch);
   }
 }
 

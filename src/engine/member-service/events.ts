@@ -11,6 +11,11 @@ export type MemberServiceEvent =
   | { type: 'detached'; member: string; path: string; connection: number; peer: string }
   /** A connection of epoch `epoch` was fenced because a client attached with `by`. */
   | { type: 'fenced'; member: string; path: string; connection: number; peer: string; epoch: string; by: string }
+  /**
+   * A process on this node (`holder`, as the lock's owner is described) holds the member file: epoch
+   * `by` was recorded, which fences it if it is an engine with an epoch; the attach waits for it to let go.
+   */
+  | { type: 'taking'; member: string; path: string; holder: string; by: string }
   | { type: 'refused'; name: string; connection: number; peer: string; message: string }
   /** Files left out of the exports, and why (one line each); said again only when it changes. */
   | { type: 'scan-problems'; problems: string[] }
@@ -29,6 +34,8 @@ export function describeMemberEvent(e: MemberServiceEvent): string[] {
       return [`detach ${e.member} (${e.path}): connection ${e.connection} from ${e.peer}`];
     case 'fenced':
       return [`fence ${e.member} (${e.path}): connection ${e.connection} from ${e.peer} (epoch ${e.epoch}) closed, the member was taken with epoch ${e.by}`];
+    case 'taking':
+      return [`take ${e.member} (${e.path}) with epoch ${e.by}: recorded; waiting for the holder to let go (${e.holder})`];
     case 'refused':
       return [`refused ${JSON.stringify(e.name)} to connection ${e.connection} from ${e.peer}: ${e.message}`];
     case 'scan-problems':

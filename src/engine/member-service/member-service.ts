@@ -15,8 +15,12 @@
 //                                     ◀──    INFO, ACK: the client may write
 //
 // A member file is opened (FileDevice, exclusive: an engine on this node cannot open it
-// meanwhile) when its first client attaches and closed when its last one goes.
+// meanwhile) when its first client attaches and closed when its last one goes. When an engine on
+// this node holds the file (it opened it itself, with an epoch: local-members.ts), a higher epoch
+// is stored first — the raised record is what fences that engine — and the client is answered
+// only after the engine closed the file and the service opened it (or refused after 10 s).
 
+import { isBlockError } from '../../block/errors.js';
 import { FileDevice } from '../../block/file-device.js';
 import { describeError } from '../../common/trace.js';
 import {
@@ -34,6 +38,13 @@ import { EpochStore } from './epoch-store.js';
 import { parseEpochContext } from './epoch-context.js';
 import type { MemberEventSink } from './events.js';
 import { scanMemberDirs, type MemberFile, type MemberScan } from './member-files.js';
+
+/**
+ * How long a GO of a higher epoch waits for an engine on this node that holds the member file to
+ * notice the raised record (it looks at least every second) and close the file.
+ */
+const LOCAL_RELEASE_MS = 10_000;
+const LOCAL_RETRY_MS = 100;
 
 /** NBD's default largest payload: what every client may assume (protocol.ts DEFAULT_MAX_PAYLOAD). */
 const MAX_PAYLOAD = 32 * 1024 * 1024;
@@ -122,9 +133,38 @@ export class MemberService implements ExportSource {
       try {
         held = await this.acquire(member);
       } catch (err) {
-        return refuse(`member ${name}: cannot open it: ${describeError(err)}`);
+        if (!isBlockError(err, 'EBUSY') || (stored !== undefined && presented <= stored)) {
+          return refuse(`member ${name}: cannot open it: ${describeError(err)}`);
+        }
+        // Another process holds the file: an engine on this node that opened it itself. Raising
+        // the record is what fences it (its EpochWatchDevice), so here the record comes first;
+        // this client is answered only once the holder has closed the file and it is ours.
+        try {
+          await this.epochs.write(member, presented);
+        } catch (werr) {
+          return refuse(`member ${name}: cannot record epoch ${presented}: ${describeError(werr)}`);
+        }
+        this.events({ type: 'taking', member: name, path: member.path, holder: describeError(err), by: `${presented}` });
+        const got = await this.acquireWhenReleased(member);
+        if (!('held' in got)) {
+          return refuse(`member ${name}: ${got.busy.replace(/; stop it first$/, '')}, which did not let it go within ${LOCAL_RELEASE_MS / 1000} s of epoch ${presented} being recorded ` +
+            '(it is fenced once it notices; try again)');
+        }
+        held = got.held;
       }
-      if (stored === undefined || presented > stored) {
+      // Read again now that the file is ours: an engine here may have raised it since.
+      let now: bigint | undefined;
+      try {
+        now = await this.epochs.read(member);
+      } catch (err) {
+        await this.dropIfUnused(member, held);
+        return refuse(`member ${name}: ${describeError(err)}`);
+      }
+      if (now !== undefined && presented < now) {
+        await this.dropIfUnused(member, held);
+        return refuse(`fenced: member ${name} has accepted epoch ${now}; this client presented ${presented}`);
+      }
+      if (now === undefined || presented > now) {
         try {
           // Every connection of the member is of an epoch below this one: none may write after
           // this client is told it holds the member.
@@ -164,6 +204,22 @@ export class MemberService implements ExportSource {
     const fresh = { device, connections: new Map<ServedConnection, bigint>() };
     this.open.set(member.fileId, fresh);
     return fresh;
+  }
+
+  /**
+   * Opens the member once its holder (another process) has closed it, trying every
+   * LOCAL_RETRY_MS for LOCAL_RELEASE_MS; else says who still holds it.
+   */
+  private async acquireWhenReleased(member: MemberFile): Promise<{ held: OpenMember } | { busy: string }> {
+    const deadline = Date.now() + LOCAL_RELEASE_MS;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, LOCAL_RETRY_MS));
+      try {
+        return { held: await this.acquire(member) };
+      } catch (err) {
+        if (!isBlockError(err, 'EBUSY') || Date.now() >= deadline) return { busy: describeError(err) };
+      }
+    }
   }
 
   /** Closes the member's file when no connection holds it (in its turn: a reopen waits for the close). */
