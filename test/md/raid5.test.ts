@@ -169,9 +169,14 @@ test('check counts mismatching 4 KiB units as 8 sectors each, repair and resync 
   assert.deepEqual(await p.syncWindow(members, 'check', 0, syncSize), { mismatches: 0, bytesWritten: 0 });
   // Corrupt P in row 1 (one 4 KiB unit) and Q in row 5 (two units, one byte each).
   const g = p.geometry;
-  await devices[g.stripe(1).pd]!.write(1 * CHUNK + 4 * K + 3, Buffer.from([0xff ^ 1]));
-  await devices[g.stripe(5).qd]!.write(5 * CHUNK + 1, Buffer.from([7]));
-  await devices[g.stripe(5).qd]!.write(5 * CHUNK + 12 * K, Buffer.from([7]));
+  // Each corruption flips the byte that is there: a constant would change nothing one time in 256.
+  const flip = async (d: (typeof devices)[number], at: number): Promise<void> => {
+    const [byte] = await d.read(at, 1);
+    await d.write(at, Buffer.from([byte! ^ 0xff]));
+  };
+  await flip(devices[g.stripe(1).pd]!, 1 * CHUNK + 4 * K + 3);
+  await flip(devices[g.stripe(5).qd]!, 5 * CHUNK + 1);
+  await flip(devices[g.stripe(5).qd]!, 5 * CHUNK + 12 * K);
   const fresh = createRaid6({ raidDisks: 5, memberSize: MEMBER, chunkSize: CHUNK });
   assert.deepEqual(await fresh.syncWindow(members, 'check', 0, syncSize), { mismatches: 24, bytesWritten: 0 });
   assert.deepEqual((await inconsistentRows(devices, g, ROWS)).sort(), [1, 5]);
