@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { enableIoFlusher, ioFlusherThreads } from '../src/engine/io-flusher.js';
+import { rssKiB } from './proc.js';
 
 const run = promisify(execFile);
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -509,14 +510,6 @@ function meminfo(field: string): number {
   return Math.floor(meminfoKiB(field) / 1024);
 }
 
-function rssKiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** Total stall microseconds of /proc/pressure/memory (0 without PSI). */
 function psi(): { some: number; full: number } {

@@ -8,10 +8,11 @@
 // Run: npm run bench:nbd (needs `npm run build`; env BENCH_SECONDS, BENCH_SIZE_MIB, BENCH_NBD_ROUNDS).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { median, printTable, ratio, verdict } from './table.js';
+import { rssKiB } from './proc.js';
 
 const run = promisify(execFile);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -79,14 +80,6 @@ async function waitForSocket(path: string, child: ChildProcess): Promise<void> {
   throw new Error(`server did not create ${path} within 10 s`);
 }
 
-function rssKiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
 
 async function fio(uri: string, w: Workload): Promise<number> {
   const { stdout } = await run('fio', [

@@ -11,13 +11,14 @@
 // Run: npm run bench:remote (env BENCH_SECONDS, BENCH_SIZE_MIB, BENCH_READD_MIB, BENCH_ROUNDS).
 
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NbdClientDevice } from '../src/nbd/index.js';
 import { runCli } from '../test/support/cli.js';
 import { makeCluster, statusOf, until, type Cluster, type Engine } from '../test/remote/cluster.js';
 import { median, printTable, ratio, verdict } from './table.js';
+import { cpuSeconds } from './proc.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -26,18 +27,11 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const READD_MIB = Number(process.env.BENCH_READD_MIB ?? 4096);
 const TOOL_ENV = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}`, LIBNBD_DEBUG: '0' };
-const CLK_TCK = 100;
 
 /** The cleanups of the run, as a test's `after`. */
 const cleanups: Array<() => Promise<void> | void> = [];
 const owner = { after: (fn: () => Promise<void> | void) => void cleanups.push(fn) };
 
-/** utime+stime of `pid` in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
 
 interface FioResult {
   value: number;
