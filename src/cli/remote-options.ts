@@ -4,8 +4,8 @@
 // opener, so `create`, `assemble`, `serve` and the offline commands open a member the same way.
 
 import type { Command } from 'commander';
-import type { MemberOpener } from '../md/index.js';
-import { remoteMemberOpener, isRemoteMemberName } from '../engine/remote-members.js';
+import { isUriName, type MemberOpener } from '../md/index.js';
+import { remoteMemberOpener } from '../engine/remote-members.js';
 import { chainOpeners, localMemberOpener } from '../engine/local-members.js';
 import { UsageError } from './report-error.js';
 
@@ -39,7 +39,7 @@ export function memberOpener(members: readonly string[], o: RemoteOptions): Memb
   if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
   const epoch = o.epoch === undefined ? undefined : parseEpoch(o.epoch);
   const local = epoch === undefined ? undefined : localMemberOpener(epoch);
-  if (!members.some(isRemoteMemberName)) {
+  if (!members.some(isUriName)) {
     if (tlsGiven > 0) throw new UsageError('--tls-* are for members given as nbds:// (or nbd+unix://) URIs; every member here is a path');
     return local;
   }

@@ -4,7 +4,7 @@
 // what NBD is; it learns only that the member is remote (keep trying to reopen it when it drops)
 // and write-mostly (read it only when no local copy can serve the read).
 
-import { MdError, type MemberOpener } from '../md/index.js';
+import { isUriName, MdError, type MemberOpener } from '../md/index.js';
 import { NbdClientDevice, isNbdError, parseNbdUri, type TlsFiles } from '../nbd/index.js';
 
 /** How this engine reaches remote members: the same for every member of one array. */
@@ -21,15 +21,11 @@ export interface RemoteMemberSettings {
   timeoutMs?: number;
 }
 
-/** Whether `name` is an NBD URI rather than a path (a path never contains "://"). */
-export function isRemoteMemberName(name: string): boolean {
-  return /^nbds?(\+unix)?:\/\//.test(name);
-}
-
 export function remoteMemberOpener(settings: RemoteMemberSettings): MemberOpener {
-  return async (name, mode) => {
-    if (!isRemoteMemberName(name)) return undefined;
-    // A URI that cannot name an export is a mistake, never a member that is away: md refuses an
+  return async (name) => {
+    if (!isUriName(name)) return undefined;
+    // Every URI is this opener's (md's rule: a URI is never a path); one the NBD client cannot
+    // read, of another scheme too, is a mistake, never a member that is away: md refuses an
     // MdError from its opener, and watches a member whose open failed any other way.
     try {
       parseNbdUri(name);
@@ -43,11 +39,6 @@ export function remoteMemberOpener(settings: RemoteMemberSettings): MemberOpener
       ...(settings.epoch === undefined ? {} : { epoch: settings.epoch }),
       ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
     });
-    // md gave up on this attempt while it connected (the return check's deadline): let go.
-    if (mode.signal?.aborted) {
-      await device.close().catch(() => undefined);
-      throw mode.signal.reason instanceof Error ? mode.signal.reason : new Error(`${name}: attach abandoned`);
-    }
     return { device, remote: true, writeMostly: true };
   };
 }

@@ -6,12 +6,11 @@ import { access, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { NoSpaceError } from '../../block/errors.js';
 import { spaceShortfall } from '../../block/free-space.js';
-import { createArray, type CreateOptions } from '../../md/index.js';
+import { createArray, isUriName, type CreateOptions } from '../../md/index.js';
 import { formatBytes, parseSize } from '../../units/byte-sizes.js';
 import { formatArrayStatus } from '../status-format.js';
 import { UsageError } from '../report-error.js';
 import { addRemoteOptions, memberOpener, type RemoteOptions } from '../remote-options.js';
-import { isRemoteMemberName } from '../../engine/remote-members.js';
 
 interface Options extends RemoteOptions {
   level: string;
@@ -87,7 +86,7 @@ async function createMemberFiles(members: string[], size: number): Promise<strin
   const missing: string[] = [];
   for (const m of members) {
     // A remote member is a file its own node made; its member service exports it.
-    if (isRemoteMemberName(m) || (await access(m).then(() => true, () => false))) continue;
+    if (isUriName(m) || (await access(m).then(() => true, () => false))) continue;
     const parent = dirname(m);
     if (!(await stat(parent).then((st) => st.isDirectory(), () => false))) {
       throw new UsageError(`member ${m}: expected a directory ${parent} to create it in, found none`);
