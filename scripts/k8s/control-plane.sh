@@ -8,6 +8,8 @@
 #   control-plane.sh down <state-dir>           stop what `up` started (pids in <state-dir>/pids)
 # Logs: <state-dir>/logs/<component>.log.
 set -euo pipefail
+me=control-plane
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() { echo "usage: control-plane.sh up <state-dir> <bin-dir> | down <state-dir>" >&2; exit 2; }
 
@@ -25,20 +27,6 @@ down() {
     kill -9 "$pid" 2>/dev/null || true
   done
   rm -f "$dir/pids"
-}
-
-# cert <name> <subject> [extensions]: a key and a certificate signed by the state dir's CA.
-cert() {
-  local pki=$1 name=$2 subject=$3 ext=${4:-}
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -subj "$subject" -out "$pki/$name.csr" 2>/dev/null
-  if [ -n "$ext" ]; then
-    printf '%s\n' "$ext" > "$pki/$name.ext"
-    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-      -days 2 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
-  else
-    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-      -days 2 -out "$pki/$name.crt" 2>/dev/null
-  fi
 }
 
 kubeconfig() {
@@ -67,18 +55,6 @@ start() {
   local dir=$1 name=$2; shift 2
   "$@" > "$dir/logs/$name.log" 2>&1 &
   echo $! >> "$dir/pids"
-}
-
-wait_for() {
-  local dir=$1 what=$2 log=$3 seconds=$4; shift 4
-  local i
-  for i in $(seq "$seconds"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 1
-  done
-  echo "control-plane: expected $what to be ready within ${seconds}s, it was not; last lines of $log:" >&2
-  tail -n 20 "$log" >&2
-  return 1
 }
 
 up() {
@@ -115,7 +91,7 @@ extendedKeyUsage=serverAuth"
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "llraid-test=http://127.0.0.1:$etcd_peer" \
     --quota-backend-bytes 1073741824
-  wait_for "$dir" etcd "$dir/logs/etcd.log" 30 curl -sf "http://127.0.0.1:$etcd_port/health"
+  wait_for etcd "$dir/logs/etcd.log" 30 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   start "$dir" kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
@@ -132,7 +108,7 @@ extendedKeyUsage=serverAuth"
     --allow-privileged=true \
     --endpoint-reconciler-type none \
     --profiling=false
-  wait_for "$dir" kube-apiserver "$dir/logs/kube-apiserver.log" 120 \
+  wait_for kube-apiserver "$dir/logs/kube-apiserver.log" 120 \
     "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz
 
   start "$dir" kube-controller-manager "$bin/kube-controller-manager" \
@@ -150,12 +126,12 @@ extendedKeyUsage=serverAuth"
     --authorization-kubeconfig "$dir/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$sched_port" \
     --leader-elect=false
-  wait_for "$dir" kube-controller-manager "$dir/logs/kube-controller-manager.log" 60 \
+  wait_for kube-controller-manager "$dir/logs/kube-controller-manager.log" 60 \
     curl -sfk "https://127.0.0.1:$kcm_port/healthz"
-  wait_for "$dir" kube-scheduler "$dir/logs/kube-scheduler.log" 60 \
+  wait_for kube-scheduler "$dir/logs/kube-scheduler.log" 60 \
     curl -sfk "https://127.0.0.1:$sched_port/healthz"
   # The default ServiceAccount is what the serviceaccount controller creates; Pods need it.
-  wait_for "$dir" "the default ServiceAccount" "$dir/logs/kube-controller-manager.log" 60 \
+  wait_for "the default ServiceAccount" "$dir/logs/kube-controller-manager.log" 60 \
     "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" -n default get serviceaccount default
 
   cat > "$dir/env" <<EOF

@@ -14,6 +14,8 @@
 # the machine's own network; it refuses to run in the host's namespace.
 # Logs: <state-dir>/logs/{containerd,kubelet}.log.
 set -euo pipefail
+me=node
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NODE_NAME=${LLRAID_NODE_NAME:-llraid-node}
 NODE_IP=10.89.0.1             # on llnode0 (a veth whose peer stays here too), in the node's network namespace
@@ -24,26 +26,6 @@ PAUSE_IMAGE=localhost/llraid-test/pause:1   # built by node-images.sh
 usage() { echo "usage: node.sh up <state-dir> <bin-dir> | down <state-dir>" >&2; exit 2; }
 
 in_own_netns() { [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ]; }
-
-cert() {
-  local pki=$1 name=$2 subject=$3 ext=$4
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -subj "$subject" -out "$pki/$name.csr" 2>/dev/null
-  printf '%s\n' "$ext" > "$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 2 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
-}
-
-wait_for() {
-  local what=$1 log=$2 seconds=$3; shift 3
-  local i
-  for i in $(seq "$seconds"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 1
-  done
-  echo "node: expected $what within ${seconds}s, it was not; last lines of $log:" >&2
-  tail -n 30 "$log" >&2
-  return 1
-}
 
 # The kubelet sets vm.overcommit_memory, vm.panic_on_oom, kernel.panic, kernel.panic_on_oops and
 # the root key quotas at start (or, with protectKernelDefaults, refuses to start unless they have
