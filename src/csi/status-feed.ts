@@ -34,6 +34,8 @@ export class StatusFeed {
   private known = new Set<string>();
   /** Bitmaps of volumes no engine holds, read once per superblock events value. */
   private readonly offline = new Map<string, { key: string; bitmap: OfflineBitmap }>();
+  /** Per volume, when each member out of sync was first seen so (in memory: a restart starts over). */
+  private readonly stale = new Map<string, Map<string, Date>>();
 
   constructor(private readonly o: StatusFeedOptions) {}
 
@@ -74,6 +76,7 @@ export class StatusFeed {
           runtime,
           claim: await readClaim(paths),
           offlineBitmap: runtime.array ? undefined : await this.offlineBitmap(v),
+          staleSince: this.staleSince(v, runtime),
         }));
       } catch (err) {
         this.o.log(`status of volume ${v.id}: ${(err as Error).message}`);
@@ -83,6 +86,7 @@ export class StatusFeed {
       if (!volumes.has(id)) {
         this.o.reporting.remove(id);
         this.offline.delete(id);
+        this.stale.delete(id);
       }
     }
     this.known = new Set(volumes.keys());
@@ -92,6 +96,19 @@ export class StatusFeed {
     } catch (err) {
       this.o.log(`status: pool usage: ${(err as Error).message}`);
     }
+  }
+
+  /** Members not in sync now, each with the time this feed first saw it so. */
+  private staleSince(v: VolumeRecord, runtime: RuntimeState): Map<string, Date> {
+    const before = this.stale.get(v.id) ?? new Map<string, Date>();
+    const now = new Date();
+    const out = new Map<string, Date>();
+    const behind = runtime.array
+      ? runtime.array.members.filter((m) => m.state !== 'in_sync' && m.state !== 'spare').map((m) => m.name)
+      : v.staleMembers;
+    for (const name of behind) out.set(name, before.get(name) ?? now);
+    this.stale.set(v.id, out);
+    return out;
   }
 
   private async offlineBitmap(v: VolumeRecord): Promise<OfflineBitmap> {

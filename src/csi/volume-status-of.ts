@@ -16,6 +16,10 @@ export interface SnapshotInputs {
   claim: VolumeClaim | undefined;
   /** The freshest member's bitmap, read from disk, for a volume no engine holds. */
   offlineBitmap: { chunkSize: number; counts: BitmapCounts } | undefined;
+  /** When the feed first saw each member out of sync (by member name); kept by the caller across snapshots. */
+  staleSince?: ReadonlyMap<string, Date>;
+  /** The node that holds a member, by member name; default: this node for paths, the URI's host for remote ones. */
+  memberNode?: (member: string) => string | undefined;
 }
 
 /** Why a pass of this kind runs, for people reading Events. */
@@ -42,7 +46,7 @@ export function volumeStatusOf(i: SnapshotInputs): VolumeStatus {
     ...(i.claim ? { claim: { namespace: i.claim.namespace, name: i.claim.name } } : {}),
     ...(i.claim?.persistentVolume ? { persistentVolume: i.claim.persistentVolume } : {}),
     state: live ? liveState(live) : offlineState(v),
-    members: live ? liveMembers(live) : offlineMembers(v),
+    members: (live ? liveMembers(live) : offlineMembers(v)).map((m) => withPlace(m, i)),
     ...bitmapOf(live, i.offlineBitmap),
     ...(live?.sync ? {
       sync: {
@@ -76,7 +80,51 @@ export function volumeStatusOf(i: SnapshotInputs): VolumeStatus {
       discardOps: io?.discardOps ?? 0,
       discardBytes: io?.discardBytes ?? 0,
     },
+    outOfSyncBytes: live ? outOfSync(live) : offlineOutOfSync(v, i.offlineBitmap),
   };
+}
+
+/** The member's node and, when it is not in sync, since when. */
+function withPlace(m: VolumeStatus['members'][number], i: SnapshotInputs): VolumeStatus['members'][number] {
+  const node = i.memberNode?.(m.path) ?? hostOf(m.path) ?? i.nodeId;
+  const since = m.role === 'active' || m.role === 'spare' ? undefined : i.staleSince?.get(m.path);
+  return { ...m, node, ...(since ? { staleSince: since } : {}) };
+}
+
+/** The host of a remote member's URI (nbds://HOST:PORT/NAME); undefined for a path. */
+function hostOf(member: string): string | undefined {
+  if (!/^nbds?(\+\w+)?:\/\//.test(member)) return undefined;
+  try {
+    return new URL(member).hostname.replace(/^\[|\]$/g, '') || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Bytes a running array owes some member. Whole and idle: nothing (Dirty chunks reached every
+ * member; they only matter after a crash). Resyncing: the chunks still NeedSync/Syncing.
+ * Degraded: every chunk written while a member was away (Dirty, NeedSync, Syncing) — what its
+ * re-add will copy; a member being recovered: what its pass has not copied yet, if more.
+ */
+function outOfSync(a: ArrayStatus): number {
+  const c = a.bitmap.counts;
+  const chunk = a.bitmap.chunkSize;
+  const owed = c.needSync + c.syncing + c.needSyncUnwritten + c.syncingUnwritten;
+  const marked = a.degraded || a.members.some((m) => m.state !== 'in_sync' && m.state !== 'spare') ? c.dirty + owed : owed;
+  const byBitmap = a.bitmap.kind === 'llbitmap' ? Math.min(a.size, marked * chunk) : a.degraded || a.resyncPending !== null ? a.size : 0;
+  const recovering = a.members.reduce((n, m) => n + (m.recovery ? Math.max(0, m.recovery.bytesToCopy - m.recovery.bytesDone) : 0), 0);
+  return Math.max(byBitmap, recovering);
+}
+
+/** A stopped volume: what its bitmap on disk marks when a member is missing or a resync is owed. */
+function offlineOutOfSync(v: VolumeRecord, bitmap: SnapshotInputs['offlineBitmap']): number {
+  const owed = v.missingRoles.length > 0 || v.staleMembers.length > 0 || v.resyncPending;
+  if (!owed) return 0;
+  if (!bitmap) return v.capacity;
+  const c = bitmap.counts;
+  const marked = v.missingRoles.length > 0 || v.staleMembers.length > 0 ? c.dirty + c.needSync + c.syncing : c.needSync + c.syncing;
+  return Math.min(v.capacity, (marked + c.needSyncUnwritten + c.syncingUnwritten) * bitmap.chunkSize);
 }
 
 function liveState(a: ArrayStatus): VolumeState {
@@ -101,7 +149,15 @@ function disk(memberPath: string): string {
 
 function liveMembers(a: ArrayStatus): VolumeStatus['members'] {
   const roles: Record<string, MemberRole> = { in_sync: 'active', rebuilding: 'rebuilding', spare: 'spare', faulty: 'faulty' };
-  return a.members.map((m) => ({ disk: disk(m.name), path: m.name, role: roles[m.state] ?? 'faulty', slot: m.role ?? -1, errors: m.errors }));
+  return a.members.map((m) => ({
+    disk: disk(m.name),
+    path: m.name,
+    role: roles[m.state] ?? 'faulty',
+    slot: m.role ?? -1,
+    errors: m.errors,
+    ...(m.failure ? { failure: m.failure } : {}),
+    ...(m.recovery ? { recovery: { bytesDone: m.recovery.bytesDone, bytesToCopy: m.recovery.bytesToCopy } } : {}),
+  }));
 }
 
 function offlineMembers(v: VolumeRecord): VolumeStatus['members'] {

@@ -97,12 +97,38 @@ export function conditionsFor(s: VolumeStatus, previous: readonly Condition[], n
   });
 }
 
+const MEMBER_STATES: Record<VolumeStatus['members'][number]['role'], string> = {
+  active: 'InSync',
+  rebuilding: 'Recovering',
+  faulty: 'Stale',
+  spare: 'Spare',
+};
+
+/** One member as `kubectl describe raidvolume` shows it: where it is and how far behind. */
+function memberStatus(m: VolumeStatus['members'][number]): Record<string, unknown> {
+  const out: Record<string, unknown> = { slot: m.slot, node: m.node ?? '', member: m.path, state: MEMBER_STATES[m.role] };
+  if (m.staleSince) out.staleSince = m.staleSince.toISOString();
+  if (m.recovery) {
+    const r = m.recovery;
+    out.recovery = {
+      bytesDone: r.bytesDone,
+      bytesToCopy: r.bytesToCopy,
+      progress: formatPercent(r.bytesDone, r.bytesToCopy),
+      summary: `${formatBytes(r.bytesDone)} of ${formatBytes(r.bytesToCopy)}`,
+    };
+  }
+  return out;
+}
+
 /** The status subresource body of a RaidVolume (apply configuration). */
 export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition[], now: Date): Record<string, unknown> {
   const active = s.members.filter((m) => m.role === 'active').length;
   const status: Record<string, unknown> = {
     state: s.state,
     membersInSync: `${active}/${s.members.length}`,
+    members: s.members.map(memberStatus),
+    outOfSyncBytes: s.outOfSyncBytes,
+    outOfSync: formatBytes(s.outOfSyncBytes),
     events: s.events,
     observedAt: now.toISOString(),
     conditions,

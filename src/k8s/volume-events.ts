@@ -1,11 +1,14 @@
 // Which Kubernetes Events a change of a volume deserves: the pure diff of two snapshots. The
 // reporter turns each into an Event on the PVC, the PV and the RaidVolume. Only what a user must
-// know: a sync starting and finishing, a member failing, losing and regaining redundancy.
+// know: a sync starting and finishing, a member failing or lost (on another node) and back,
+// losing and regaining redundancy.
 
 import { formatBytes } from '../units/byte-sizes.js';
 import type { VolumeStatus } from './volume-status.js';
 
-export type VolumeEventReason = 'ResyncStarted' | 'ResyncCompleted' | 'MemberFailed' | 'Degraded' | 'Recovered';
+export type VolumeEventReason =
+  | 'ResyncStarted' | 'ResyncCompleted' | 'RecoveryStarted' | 'RecoveryCompleted'
+  | 'MemberFailed' | 'MemberLost' | 'MemberBack' | 'Degraded' | 'Recovered';
 
 export interface VolumeEvent {
   reason: VolumeEventReason;
@@ -29,8 +32,23 @@ export function volumeEvents(prev: VolumeStatus | undefined, next: VolumeStatus)
 
   const before = new Map((prev?.members ?? []).map((m) => [m.path, m.role]));
   for (const m of next.members) {
-    if (m.role === 'faulty' && before.get(m.path) !== 'faulty') {
-      out.push({ reason: 'MemberFailed', type: 'Warning', message: `member ${m.path} on disk ${m.disk} failed after ${m.errors} I/O errors` });
+    const was = before.get(m.path);
+    const away = m.node !== undefined && m.node !== next.node;
+    if (m.role === 'faulty' && was !== 'faulty') {
+      // A member on another node is lost with its node or the link to it, not by its disk.
+      out.push(away
+        ? { reason: 'MemberLost', type: 'Warning', message: `member ${m.slot} on node ${m.node} lost${m.failure ? `: ${m.failure}` : ''}; the bitmap keeps what it misses` }
+        : { reason: 'MemberFailed', type: 'Warning', message: `member ${m.path} on disk ${m.disk} failed after ${m.errors} I/O errors${m.failure ? `: ${m.failure}` : ''}` });
+    } else if (away && was === 'faulty' && (m.role === 'rebuilding' || m.role === 'active')) {
+      // Its node or link came back (a local member's return is told by Recovered).
+      const where = `member ${m.slot} on node ${m.node}`;
+      out.push({
+        reason: 'MemberBack',
+        type: 'Normal',
+        message: m.recovery
+          ? `${where} is back: recovering ${total(m.recovery.bytesToCopy)} written while it was away`
+          : `${where} is back and in sync`,
+      });
     }
   }
 
@@ -47,10 +65,11 @@ export function volumeEvents(prev: VolumeStatus | undefined, next: VolumeStatus)
     out.push({ reason: 'Recovered', type: 'Normal', message: `raid${next.level} volume has full redundancy again: all ${next.members.length} members in sync` });
   }
 
+  const started = (action: string): VolumeEventReason => (action === 'recovery' ? 'RecoveryStarted' : 'ResyncStarted');
   const s = next.sync;
   if (s && !sameSync(prev?.sync, s)) {
     out.push({
-      reason: 'ResyncStarted',
+      reason: started(s.action),
       type: 'Normal',
       message: `${s.action} started (${s.reason}): ${total(s.targetBytes)} of ${total(s.totalBytes)} marked by the bitmap`,
     });
@@ -62,13 +81,13 @@ export function volumeEvents(prev: VolumeStatus | undefined, next: VolumeStatus)
     const seenRunning = prev?.sync?.action === r.action && prev.sync.startedAt.getTime() <= r.finishedAt.getTime();
     if (!seenRunning) {
       out.push({
-        reason: 'ResyncStarted',
+        reason: started(r.action),
         type: 'Normal',
         message: `${r.action} started (${r.reason}): ${total(r.bytes)} of ${total(r.totalBytes)} marked by the bitmap`,
       });
     }
     out.push({
-      reason: 'ResyncCompleted',
+      reason: r.action === 'recovery' ? 'RecoveryCompleted' : 'ResyncCompleted',
       type: 'Normal',
       message: `${r.action} completed (${r.reason}): ${total(r.bytes)} of ${total(r.totalBytes)} resynced (${r.bytes} of ${r.totalBytes} bytes) in ${r.durationSeconds.toFixed(1)}s`,
     });

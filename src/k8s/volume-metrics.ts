@@ -56,6 +56,18 @@ export class VolumeMetrics {
       },
     });
     new Gauge({
+      // node_exporter's md collector and DRBD's exporter name this the same way
+      // (drbd_peerdevice_outofsync_bytes): bytes some member still has to receive.
+      name: `${METRIC_PREFIX}volume_out_of_sync_bytes`,
+      help: 'Bytes of the volume that some member does not hold yet (a member away or recovering, a resync owed)',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of volumes()) this.set({ volume: v.name }, v.outOfSyncBytes);
+      },
+    });
+    new Gauge({
       name: `${METRIC_PREFIX}volume_bitmap_chunks`,
       help: 'Chunks of the volume llbitmap in each state',
       labelNames: ['volume', 'state'],

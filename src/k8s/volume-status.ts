@@ -24,6 +24,14 @@ export interface MemberStatus {
   slot: number;
   /** I/O errors this member returned since the engine started (cumulative). */
   errors: number;
+  /** Why the member was failed, when it is faulty. */
+  failure?: string;
+  /** The node whose disk holds the member (a replicated volume's members sit on several). */
+  node?: string;
+  /** Since when the member has not been in sync (faulty, awaited or rebuilding), as this plugin saw it. */
+  staleSince?: Date;
+  /** A rebuilding member's recovery: bytes copied so far of those the pass set out to copy. */
+  recovery?: { bytesDone: number; bytesToCopy: number };
 }
 
 /** Chunks per llbitmap state (llbitmap.md A3 order). */
@@ -109,6 +117,11 @@ export interface VolumeStatus {
   /** The md superblock events counter of the freshest member. */
   events: number;
   io: IoCounters;
+  /**
+   * Bytes not yet on every member that should hold them: the chunks a missing or rebuilding
+   * member still needs, or a resync still owes (DRBD's out-of-sync, md's mismatch-to-be).
+   */
+  outOfSyncBytes: number;
 }
 
 /** One disk of the node's pool, for capacity metrics. */
@@ -151,7 +164,12 @@ export function checkVolumeStatus(s: VolumeStatus): VolumeStatus {
       throw new K8sError('EINVAL', `${where}: member ${m.path}: role: expected one of ${MEMBER_ROLES.join(', ')}, found ${JSON.stringify(m.role)}`);
     }
     count(`${where}: member ${m.path}: errors`, m.errors);
+    if (m.recovery) {
+      count(`${where}: member ${m.path}: recovery bytesDone`, m.recovery.bytesDone);
+      count(`${where}: member ${m.path}: recovery bytesToCopy`, m.recovery.bytesToCopy);
+    }
   }
+  count(`${where}: outOfSyncBytes`, s.outOfSyncBytes);
   if (s.bitmap) for (const k of BITMAP_STATES) count(`${where}: bitmap ${k}`, s.bitmap.counts[k]);
   for (const [k, v] of Object.entries(s.io)) count(`${where}: io ${k}`, v);
   if (s.sync) {

@@ -24,6 +24,7 @@ export function snapshot(overrides: Partial<VolumeStatus> = {}): VolumeStatus {
     },
     events: 42,
     io: { readOps: 10, readBytes: 40960, writeOps: 5, writeBytes: 20480, flushOps: 2, discardOps: 0, discardBytes: 0 },
+    outOfSyncBytes: 0,
     ...overrides,
   };
 }
