@@ -17,18 +17,37 @@ export const MEMBER_FINALIZER_PREFIX = 'llraid.io/member-';
 /** The field manager of CreateVolume's fields and of ownership writes (`--show-managed-fields`). */
 export const REPLICATION_FIELD_MANAGER = 'llraid-replication';
 
-/** A finalizer's name part (after the `/`) may have at most 63 characters. */
-const FINALIZER_NAME_MAX = 63;
+/** The name part (after the `/`) of a finalizer or a label key may have at most 63 characters. */
+const NAME_PART_MAX = 63;
 
 /**
- * The finalizer member node `node` removes once its files are gone: llraid.io/member-<node>, or
- * for a node name too long for a finalizer, a prefix of it and a hash (still one per node).
+ * `<prefix><node>` when that is a valid name part, else a prefix of it and a hash of the node
+ * (still one per node): node names may be DNS subdomains of up to 253 characters.
+ */
+function perNodeName(prefix: string, node: string): string {
+  const name = `${prefix}${node}`;
+  if (name.length <= NAME_PART_MAX && /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(name)) return name;
+  const hash = createHash('sha256').update(node).digest('hex').slice(0, 10);
+  return `${prefix}${node.slice(0, NAME_PART_MAX - prefix.length - 11)}-${hash}`;
+}
+
+/**
+ * The finalizer member node `node` removes once its files are gone: llraid.io/member-<node>
+ * (for a node name too long for a finalizer, a prefix of it and a hash).
  */
 export function memberFinalizer(node: string): string {
-  const name = `member-${node}`;
-  if (name.length <= FINALIZER_NAME_MAX) return `llraid.io/${name}`;
-  const hash = createHash('sha256').update(node).digest('hex').slice(0, 10);
-  return `${MEMBER_FINALIZER_PREFIX}${node.slice(0, FINALIZER_NAME_MAX - 'member-'.length - 11)}-${hash}`;
+  return `llraid.io/${perNodeName('member-', node)}`;
+}
+
+/** Label key prefix of the member nodes' labels. */
+export const MEMBER_LABEL_PREFIX = 'member.llraid.io/';
+
+/**
+ * The label `member.llraid.io/<node>: "true"` on a replicated RaidVolume with a member on
+ * `node`: a node's watch selects on it, so a change reaches the member nodes only.
+ */
+export function memberLabel(node: string): string {
+  return `${MEMBER_LABEL_PREFIX}${perNodeName('', node)}`;
 }
 
 /** The distinct nodes of a placement, in slot order. */
@@ -86,7 +105,11 @@ export function replicatedVolumeObject(v: NewReplicatedVolume, now: Date): Recor
     kind: RAID_VOLUME_KIND,
     metadata: {
       name: v.id,
-      labels: { [NODE_LABEL]: v.creator, [REPLICATED_LABEL]: 'true' },
+      labels: {
+        [NODE_LABEL]: v.creator,
+        [REPLICATED_LABEL]: 'true',
+        ...Object.fromEntries(placementNodes(v.placement).map((n) => [memberLabel(n), 'true'])),
+      },
       finalizers: placementNodes(v.placement).map(memberFinalizer),
     },
     spec,

@@ -16,6 +16,7 @@ import { RAID_VOLUME_GROUP, RAID_VOLUME_PLURAL, RAID_VOLUME_VERSION } from './ra
 import {
   finalizersPatch,
   memberFinalizer,
+  memberLabel,
   ownerPatch,
   parseReplicatedVolume,
   REPLICATED_LABEL,
@@ -29,6 +30,13 @@ export interface ReplicationStoreOptions {
   timeoutMs?: number;
   /** The server ends each watch after this long (default 5 to 10 min, at random so nodes spread out); it resumes at once. */
   watchTimeoutSeconds?: number;
+  /**
+   * This node: watch() then follows only the volumes with a member here (label
+   * member.llraid.io/<node>), so a change of one volume reaches its member nodes, not every
+   * node of the cluster. Without it, the watch follows every replicated volume. list() and
+   * get() see all volumes either way.
+   */
+  memberNode?: string;
   /** Told about list/watch failures (the watch retries by itself) and objects it cannot read; for logs. */
   onError?: (err: K8sError) => void;
   now?: () => Date;
@@ -75,13 +83,13 @@ export class KubeReplicationStore implements ReplicationStore {
     return parseReplicatedVolume(raw);
   }
 
-  private async listPage(): Promise<ListPage> {
+  private async listPage(selector = SELECTOR): Promise<ListPage> {
     const items: unknown[] = [];
     let resourceVersion = '';
     let cont: string | undefined;
     do {
-      const page = (await this.call('list replicated raidvolumes', () =>
-        this.custom.listClusterCustomObject({ ...this.ref, labelSelector: SELECTOR, limit: PAGE, _continue: cont }),
+      const page = (await this.call(`list raidvolumes ${selector}`, () =>
+        this.custom.listClusterCustomObject({ ...this.ref, labelSelector: selector, limit: PAGE, _continue: cont }),
       )) as { items?: unknown[]; metadata?: { resourceVersion?: string; continue?: string } };
       items.push(...(page.items ?? []));
       // Every page of one list is the same snapshot: the first page's version is the list's.
@@ -180,8 +188,9 @@ export class KubeReplicationStore implements ReplicationStore {
   /** The real transport of the list-watch loop: paged lists and client-node's Watch. */
   private source(): WatchSource {
     const path = `/apis/${RAID_VOLUME_GROUP}/${RAID_VOLUME_VERSION}/${RAID_VOLUME_PLURAL}`;
+    const selector = this.o.memberNode ? `${SELECTOR},${memberLabel(this.o.memberNode)}=true` : SELECTOR;
     return {
-      list: () => this.listPage(),
+      list: () => this.listPage(selector),
       watch: async (resourceVersion, onEvent, onDone) => {
         const timeoutSeconds = this.o.watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300);
         // The server ends the watch after timeoutSeconds; one still open well after that is on a
@@ -195,7 +204,7 @@ export class KubeReplicationStore implements ReplicationStore {
         };
         const controller = await this.watcher.watch(
           path,
-          { labelSelector: SELECTOR, resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
+          { labelSelector: selector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
           (type, obj) => onEvent(type as Parameters<typeof onEvent>[0], obj),
           done,
         );

@@ -85,4 +85,4 @@ export { KubeReplicationStore, type ReplicationStoreOptions } from './replicatio
 export { KubeLeaseKeeper, type LeaseKeeperOptions } from './node-lease.js';
 export { KubeNodeLiveness, type NodeLivenessOptions } from './lease-observer.js';
 export { KubeLeaseApi, type LeaseApi, NODE_LEASE_PREFIX, MEMBER_SERVICE_ANNOTATION, OUT_OF_SERVICE_TAINT } from './lease-api.js';
-export { REPLICATED_LABEL, MEMBER_FINALIZER_PREFIX, memberFinalizer } from './replicated-volume.js';
+export { REPLICATED_LABEL, MEMBER_FINALIZER_PREFIX, MEMBER_LABEL_PREFIX, memberFinalizer, memberLabel } from './replicated-volume.js';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { ApiException } from '@kubernetes/client-node';
 import { mapApiError } from '../../src/k8s/api-call.js';
 import { K8sError } from '../../src/k8s/errors.js';
-import { memberFinalizer, ownerPatch, parseReplicatedVolume, replicatedVolumeObject, finalizersPatch } from '../../src/k8s/replicated-volume.js';
+import { memberFinalizer, memberLabel, ownerPatch, parseReplicatedVolume, replicatedVolumeObject, finalizersPatch } from '../../src/k8s/replicated-volume.js';
 import type { NewReplicatedVolume } from '../../src/k8s/replication.js';
 
 const id = '0123456789abcdef0123456789abcdef';
@@ -37,7 +37,7 @@ test('the object CreateVolume posts: labels, one finalizer per member node, plac
   const o = replicatedVolumeObject(raid10, now) as { metadata: Record<string, unknown>; spec: Record<string, unknown> };
   assert.deepEqual(o.metadata, {
     name: id,
-    labels: { 'llraid.io/node': 'node-a', 'llraid.io/replicated': 'true' },
+    labels: { 'llraid.io/node': 'node-a', 'llraid.io/replicated': 'true', 'member.llraid.io/node-a': 'true', 'member.llraid.io/node-b': 'true' },
     finalizers: ['llraid.io/member-node-a', 'llraid.io/member-node-b'],
   });
   assert.equal(o.spec.level, 'raid10');
@@ -86,7 +86,7 @@ test('what the RaidVolume could not record faithfully is refused before anything
   fails({ creator: '' }, /creator/);
 });
 
-test('member finalizers are valid finalizer names for any node name, one per node', () => {
+test('member finalizers and labels are valid names for any node name, one per node', () => {
   assert.equal(memberFinalizer('node-a'), 'llraid.io/member-node-a');
   const long = `ip-10-0-0-1.${'x'.repeat(80)}.compute.internal`;
   const f = memberFinalizer(long);
@@ -94,6 +94,9 @@ test('member finalizers are valid finalizer names for any node name, one per nod
   assert.ok(name.length <= 63, `${name} has ${name.length} characters`);
   assert.match(name, /^[A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]$/);
   assert.notEqual(memberFinalizer(`${long}-2`), f, 'another long name gets another finalizer');
+  const label = memberLabel(long).slice('member.llraid.io/'.length);
+  assert.ok(label.length <= 63 && /^[A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]$/.test(label), label);
+  assert.equal(memberLabel('node-a'), 'member.llraid.io/node-a');
 });
 
 test('owner and finalizer writes carry the version read: the server refuses them when it moved', () => {

@@ -99,7 +99,7 @@ test('create, get and list a replicated volume; create again returns the object 
   assert.equal(await store.get(randomBytes(16).toString('hex')), undefined);
 
   const raw = (await admin().custom.getClusterCustomObject({ ...ref, name: v.id })) as { metadata: { labels: Record<string, string>; managedFields: Array<{ manager: string }> } };
-  assert.deepEqual(raw.metadata.labels, { 'llraid.io/node': 'node-a', 'llraid.io/replicated': 'true' });
+  assert.deepEqual(raw.metadata.labels, { 'llraid.io/node': 'node-a', 'llraid.io/replicated': 'true', 'member.llraid.io/node-a': 'true', 'member.llraid.io/node-b': 'true' });
   assert.deepEqual(raw.metadata.managedFields.map((f) => f.manager), ['llraid-replication']);
   const table = execFileSync(kubectl, ['--kubeconfig', adminKubeconfig!, 'get', 'raidvolume', v.id], { encoding: 'utf8' });
   assert.match(table, /^NAME\s+NODE\s+OWNER\s+EPOCH\s+LEVEL/);
@@ -202,37 +202,48 @@ test('delete keeps the object until every member node removed its finalizer; con
 test('one watch follows every replicated volume: adds, owner changes and deletions, at the cost of one request', { skip, timeout: 120_000 }, async () => {
   const store = new KubeReplicationStore(kubeconfig);
   const errors: string[] = [];
-  const seen = new Map<string, { v: ReplicatedVolume; gone: boolean }[]>();
+  type Seen = Map<string, { v: ReplicatedVolume; gone: boolean }[]>;
+  const record = (seen: Seen) => (v: ReplicatedVolume, gone: boolean) => void seen.set(v.id, [...(seen.get(v.id) ?? []), { v, gone }]);
   const watchesBefore = serverMetric('apiserver_longrunning_requests', 'WATCH');
   const listsBefore = serverMetric('apiserver_request_total', 'LIST');
-  const watch = new KubeReplicationStore(kubeconfig, { onError: (e) => errors.push(e.message) }).watch((v, gone) => {
-    seen.set(v.id, [...(seen.get(v.id) ?? []), { v, gone }]);
-  });
+  const all: Seen = new Map();
+  const onC: Seen = new Map();
+  const onError = (e: K8sError) => void errors.push(e.message);
+  const watchAll = new KubeReplicationStore(kubeconfig, { onError }).watch(record(all));
+  // What node-c's member reconciler would run: only the volumes with a member on node-c.
+  const watchC = new KubeReplicationStore(kubeconfig, { onError, memberNode: 'node-c' }).watch(record(onC));
   try {
     const volumes: ReplicatedVolume[] = [];
     for (let i = 0; i < 20; i++) volumes.push(await store.create(newVolume(['node-a', 'node-b'])));
-    await until('the watch sees all 20', 30_000, () => (volumes.every((v) => seen.has(v.id)) ? true : undefined));
+    const withC: ReplicatedVolume[] = [];
+    for (let i = 0; i < 3; i++) withC.push(await store.create(newVolume(['node-a', 'node-c'])));
+    await until('the watch sees all 23', 30_000, () => ([...volumes, ...withC].every((v) => all.has(v.id)) ? true : undefined));
+    await until('node-c\'s watch sees its 3', 30_000, () => (withC.every((v) => onC.has(v.id)) ? true : undefined));
     const first = volumes[0]!;
     await store.setOwner(first.id, first.resourceVersion, { node: 'node-a', epoch: 1, since: new Date().toISOString() });
-    await until('the owner change', 30_000, () => (seen.get(first.id)!.some((e) => e.v.owner.node === 'node-a') ? true : undefined));
+    await until('the owner change', 30_000, () => (all.get(first.id)!.some((e) => e.v.owner.node === 'node-a') ? true : undefined));
     const last = volumes[19]!;
     await store.delete(last.id);
-    await until('the deletion mark', 30_000, () => (seen.get(last.id)!.some((e) => e.v.deleting && !e.gone) ? true : undefined));
+    await until('the deletion mark', 30_000, () => (all.get(last.id)!.some((e) => e.v.deleting && !e.gone) ? true : undefined));
     await store.removeFinalizer(last.id, 'node-a');
     await store.removeFinalizer(last.id, 'node-b');
-    const gone = await until('the deletion', 30_000, () => seen.get(last.id)!.find((e) => e.gone));
+    const gone = await until('the deletion', 30_000, () => all.get(last.id)!.find((e) => e.gone));
     assert.equal(gone.v.id, last.id);
+    const c0 = withC[0]!;
+    await store.setOwner(c0.id, c0.resourceVersion, { node: 'node-c', epoch: 1, since: new Date().toISOString() });
+    await until('node-c sees the owner change of its volume', 30_000, () => (onC.get(c0.id)!.some((e) => e.v.owner.node === 'node-c') ? true : undefined));
+    assert.deepEqual([...onC.keys()].sort(), withC.map((v) => v.id).sort(), 'node-c is told nothing of volumes without a member there');
 
-    // What the server paid: one open watch and one list, whatever the number of volumes.
-    assert.deepEqual(watch.stats().lists, 1);
-    assert.deepEqual(watch.stats().watches, 1);
-    assert.equal(serverMetric('apiserver_longrunning_requests', 'WATCH') - watchesBefore, 1, 'one long-running WATCH on raidvolumes');
-    assert.equal(serverMetric('apiserver_request_total', 'LIST') - listsBefore, 1, 'one LIST: the watch is never re-listed on a change');
+    // What the server paid: one open watch and one list per watcher, whatever the number of volumes.
+    for (const w of [watchAll, watchC]) assert.deepEqual({ lists: w.stats().lists, watches: w.stats().watches }, { lists: 1, watches: 1 });
+    assert.equal(serverMetric('apiserver_longrunning_requests', 'WATCH') - watchesBefore, 2, 'one long-running WATCH on raidvolumes per watcher');
+    assert.equal(serverMetric('apiserver_request_total', 'LIST') - listsBefore, 2, 'one LIST per watcher: a change never costs a new list');
     assert.deepEqual(errors, []);
   } finally {
-    watch.close();
+    watchAll.close();
+    watchC.close();
   }
-  await until('the watch to close', 10_000, () => (serverMetric('apiserver_longrunning_requests', 'WATCH') === watchesBefore ? true : undefined));
+  await until('the watches to close', 10_000, () => (serverMetric('apiserver_longrunning_requests', 'WATCH') === watchesBefore ? true : undefined));
 });
 
 test('the keeper creates the node Lease with the member service and renews it', { skip, timeout: 60_000 }, async () => {
