@@ -4,7 +4,9 @@
 # Server-side applies deploy/ (the default chart) and the chart rendered with every option, so
 # the server validates every object; then runs test/k8s/apiserver.test.ts: the status reporter,
 # authenticated as the chart's own ServiceAccount, writes a RaidVolume and Events, and the test
-# reads them back and checks `kubectl describe raidvolume`.
+# reads them back and checks `kubectl describe raidvolume`; then, as the same ServiceAccount,
+# test/k8s/replication-apiserver.test.ts: replicated volumes' RaidVolumes (compare-and-swap of
+# the owner, finalizers, one watch for all) and the node Leases (keeper and observer).
 #
 # The cold build of the Kubernetes binaries takes about 20 minutes on two cores; it runs here
 # whenever they are not cached (~/.cache/llraid), so this suite and 80-cluster always run: a
@@ -89,3 +91,7 @@ YAML
 LLRAID_TEST_KUBECONFIG=$state/llraid-sa.kubeconfig LLRAID_TEST_ADMIN_KUBECONFIG=$admin \
 LLRAID_TEST_KUBECTL=$bin/kubectl LLRAID_TEST_PV=$pv \
   node --import tsx --test --test-reporter=spec test/k8s/apiserver.test.ts
+# Apart, not beside the file above: it counts the server's LIST and WATCH requests.
+LLRAID_TEST_KUBECONFIG=$state/llraid-sa.kubeconfig LLRAID_TEST_ADMIN_KUBECONFIG=$admin \
+LLRAID_TEST_KUBECTL=$bin/kubectl LLRAID_TEST_NAMESPACE=llraid \
+  node --import tsx --test --test-reporter=spec test/k8s/replication-apiserver.test.ts

@@ -85,7 +85,7 @@ export const EXIT_STATUS: {
   },
   command: { ECOMMAND: F },
   path: { EUNRESOLVABLE: F },
-  k8s: { EINVAL: F, EAPI: F, EUNREACHABLE: F, ECLOSED: F, ELISTEN: F },
+  k8s: { EINVAL: F, EAPI: F, CONFLICT: F, EUNREACHABLE: F, ECLOSED: F, ELISTEN: F },
   // A size the user typed (--size, --chunk).
   size: { EINVAL: U },
   usage: { EUSAGE: U },

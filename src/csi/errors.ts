@@ -121,6 +121,8 @@ export const K8S_STATUS: Record<K8sErrorCode, CsiErrorCode> = {
   // A snapshot the driver built is not valid: llraid's bug, not the caller's argument.
   EINVAL: 'INTERNAL',
   EAPI: 'INTERNAL',
+  // Another node changed the RaidVolume first (ownership); the caller retries, then gives up.
+  CONFLICT: 'ABORTED',
   EUNREACHABLE: 'UNAVAILABLE',
   ECLOSED: 'UNAVAILABLE',
   ELISTEN: 'INTERNAL',

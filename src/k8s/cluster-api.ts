@@ -1,26 +1,20 @@
 // The few API server calls the status reporter makes, behind an interface so the reporter's
 // rate limiting and retries can be tested alone. KubeClusterApi is the real one
-// (@kubernetes/client-node); it is the one place that maps client errors to K8sError.
+// (@kubernetes/client-node); its calls go through callApi (api-call.ts), which maps client
+// errors to K8sError.
 
-import {
-  ApiException,
-  type CoreV1Event,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
-import { trace } from '../common/trace.js';
+import { type CoreV1Event, CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { callApi, hasStatus, loadKubeConfig } from './api-call.js';
 import { K8sError } from './errors.js';
 import { RAID_VOLUME_GROUP, RAID_VOLUME_PLURAL, RAID_VOLUME_VERSION } from './raid-volume.js';
+import { REPLICATED_LABEL } from './replicated-volume.js';
 
 export interface ClusterApi {
   /** Server-side apply of a RaidVolume (metadata + spec); returns the object's uid. */
   applyRaidVolume(body: Record<string, unknown>): Promise<string>;
   /** Server-side apply of the status subresource. */
   applyRaidVolumeStatus(name: string, body: Record<string, unknown>): Promise<void>;
-  /** Deletes a RaidVolume; one already gone is not an error. */
+  /** Deletes a RaidVolume; one already gone is not an error, a replicated one is left alone. */
   deleteRaidVolume(name: string): Promise<void>;
   /** The uid of a PVC (namespace given) or a PV; undefined when it does not exist. */
   uidOf(kind: 'PersistentVolumeClaim' | 'PersistentVolume', name: string, namespace?: string): Promise<string | undefined>;
@@ -30,53 +24,19 @@ export interface ClusterApi {
 /** The field manager the node plugin applies with; `kubectl get --show-managed-fields` shows it. */
 export const FIELD_MANAGER = 'llraid-node';
 
-function mapError(what: string, err: unknown): K8sError {
-  if (err instanceof K8sError) return err;
-  if (err instanceof ApiException) {
-    const body = typeof err.body === 'string' ? err.body : JSON.stringify(err.body);
-    let detail = body;
-    try {
-      const parsed = JSON.parse(body) as { message?: string };
-      if (parsed.message) detail = parsed.message;
-    } catch {
-      // Not JSON: keep the raw body as the detail.
-    }
-    return new K8sError('EAPI', `${what}: API server answered ${err.code}: ${detail}`, err.code, { cause: err });
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return new K8sError('EUNREACHABLE', `${what}: API server not reachable: ${message}`, undefined, { cause: err });
-}
-
 export class KubeClusterApi implements ClusterApi {
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
 
   /** `kubeconfig`: a file; without it the in-cluster service account (or $KUBECONFIG, ~/.kube/config). */
-  constructor(kubeconfig?: string, private readonly timeoutMs = 10_000) {
-    const kc = new KubeConfig();
-    if (kubeconfig) kc.loadFromFile(kubeconfig);
-    else kc.loadFromDefault();
+  constructor(kubeconfig?: string | KubeConfig, private readonly timeoutMs = 10_000) {
+    const kc = loadKubeConfig(kubeconfig);
     this.core = kc.makeApiClient(CoreV1Api);
     this.custom = kc.makeApiClient(CustomObjectsApi);
   }
 
-  // A hung connection must not stall the reporter's single worker: give up after timeoutMs and
-  // let the retry logic take over.
-  private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new K8sError('EUNREACHABLE', `${what}: no answer from the API server within ${this.timeoutMs} ms`)), this.timeoutMs);
-    });
-    trace('k8s', 'debug', () => what);
-    try {
-      return await Promise.race([run(), timeout]);
-    } catch (err) {
-      const mapped = mapError(what, err);
-      trace('k8s', 'info', () => `${mapped.message} (${mapped.code})`);
-      throw mapped;
-    } finally {
-      clearTimeout(timer);
-    }
+  private call<T>(what: string, run: () => Promise<T>): Promise<T> {
+    return callApi(what, this.timeoutMs, run);
   }
 
   async applyRaidVolume(body: Record<string, unknown>): Promise<string> {
@@ -102,12 +62,19 @@ export class KubeClusterApi implements ClusterApi {
   }
 
   async deleteRaidVolume(name: string): Promise<void> {
+    const ref = { group: RAID_VOLUME_GROUP, version: RAID_VOLUME_VERSION, plural: RAID_VOLUME_PLURAL, name };
     try {
-      await this.call(`delete raidvolume ${name}`, () =>
-        this.custom.deleteClusterCustomObject({ group: RAID_VOLUME_GROUP, version: RAID_VOLUME_VERSION, plural: RAID_VOLUME_PLURAL, name }),
-      );
+      // A replicated volume's RaidVolume holds its placement and ownership: only DeleteVolume
+      // may mark it (replication-store.ts), never the reporter of a node that stops serving it.
+      // The delete is conditional on the version read, so a label added in between is seen.
+      const current = (await this.call(`get raidvolume ${name}`, () => this.custom.getClusterCustomObject(ref))) as {
+        metadata?: { labels?: Record<string, string>; resourceVersion?: string };
+      };
+      if (current.metadata?.labels?.[REPLICATED_LABEL] === 'true') return;
+      const preconditions = { resourceVersion: current.metadata?.resourceVersion };
+      await this.call(`delete raidvolume ${name}`, () => this.custom.deleteClusterCustomObject({ ...ref, body: { preconditions } }));
     } catch (err) {
-      if (err instanceof K8sError && err.status === 404) return;
+      if (hasStatus(err, 404)) return;
       throw err;
     }
   }
@@ -120,7 +87,7 @@ export class KubeClusterApi implements ClusterApi {
           : await this.call(`get pv ${name}`, () => this.core.readPersistentVolume({ name }));
       return obj.metadata?.uid;
     } catch (err) {
-      if (err instanceof K8sError && err.status === 404) return undefined;
+      if (hasStatus(err, 404)) return undefined;
       throw err;
     }
   }

@@ -1,5 +1,6 @@
-// Typed errors of the Kubernetes layer (status reporter, events, metrics endpoint). The CLI and
-// the CSI layer see only these; raw client-node exceptions are mapped once, in cluster-api.ts.
+// Typed errors of the Kubernetes layer (status reporter, events, metrics endpoint, replicated
+// volumes, node leases). The CLI and the CSI layer see only these; raw client-node exceptions
+// are mapped once, in api-call.ts.
 
 import { LlraidError } from '../common/llraid-error.js';
 
@@ -8,6 +9,11 @@ export const K8S_ERROR_CODES = [
   'EINVAL',
   /** The API server answered with an error status (see `status`). */
   'EAPI',
+  /**
+   * A write carried a resourceVersion that is no longer the object's (HTTP 409 Conflict): someone
+   * else wrote first. Re-read and decide again.
+   */
+  'CONFLICT',
   /** The API server could not be reached (connection refused, reset, timeout). */
   'EUNREACHABLE',
   /** The reporter or metrics server was already closed. */

@@ -1,5 +1,6 @@
 // The public surface of src/k8s for the CSI and CLI layers: the VolumeStatus snapshot type they
-// feed, the status reporter (RaidVolume + Events), the metrics and their HTTP endpoint.
+// feed, the status reporter (RaidVolume + Events), the metrics and their HTTP endpoint, and the
+// replicated volumes' store, node Lease keeper and liveness observer (replication.ts).
 
 export * from './volume-status.js';
 export { K8sError, type K8sErrorCode } from './errors.js';
@@ -10,3 +11,5 @@ export { startMetricsServer, type MetricsServer } from './metrics-server.js';
 export { RAID_VOLUME_API_VERSION, RAID_VOLUME_KIND, RAID_VOLUME_PLURAL, NODE_LABEL } from './raid-volume.js';
 export { volumeEvents, type VolumeEvent, type VolumeEventReason } from './volume-events.js';
 export { startNodeReporting, type NodeReporting, type ReportingSettings } from './node-reporting.js';
+export * from './replication.js';
+export { leaseMarginMs } from './node-lease.js';

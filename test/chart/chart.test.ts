@@ -126,12 +126,48 @@ test('default install: RBAC grants only the verbs the sidecars and llraid call',
   const verbs = (res: string) => [...new Set(cluster.filter((r) => r.resources.includes(res)).flatMap((r) => r.verbs))].sort();
   assert.deepEqual(verbs('volumeattachments'), [], 'llraid has no PUBLISH_UNPUBLISH_VOLUME: the provisioner never watches them');
   assert.deepEqual(verbs('events'), ['create', 'patch'], 'event recorders create and patch, they never list or watch');
-  assert.deepEqual(verbs('raidvolumes'), ['create', 'delete', 'patch'], 'server-side apply and delete only');
+  // The reporter's apply and delete, and replicated volumes: the member reconciler's watch,
+  // CreateVolume, ownership and finalizer patches, DeleteVolume.
+  assert.deepEqual(verbs('raidvolumes'), ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch']);
+  assert.deepEqual(verbs('raidvolumes/finalizers'), ['update']);
   assert.deepEqual(verbs('raidvolumes/status'), ['patch']);
+  assert.deepEqual(verbs('leases'), [], 'Leases only in the release namespace (a Role)');
   assert.deepEqual(verbs('persistentvolumeclaims'), ['get', 'list', 'update', 'watch']);
   // What remains: RBAC cannot scope PVs to one driver or node (docs/kubernetes.md says so).
   assert.deepEqual(verbs('persistentvolumes'), ['create', 'delete', 'get', 'list', 'patch', 'watch']);
   assert.deepEqual(verbs('secrets'), []);
+});
+
+test('default install: node Leases in the release namespace, their timing passed to the plugin', { skip }, () => {
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+  type RoleObj = Obj & { rules: Rule[] };
+  const objs = render();
+  const role = (byKind(objs, 'Role') as RoleObj[]).find((r) => r.metadata.name === 'llraid-leases');
+  assert.equal(role?.metadata.namespace, 'llraid');
+  assert.deepEqual(role?.rules, [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] }]);
+  const binding = byKind(objs, 'RoleBinding').find((b) => b.metadata.name === 'llraid-leases') as Obj & { subjects: Array<{ name: string; namespace: string }>; roleRef: { name: string } };
+  assert.deepEqual([binding.subjects[0]?.name, binding.subjects[0]?.namespace, binding.roleRef.name], ['llraid', 'llraid', 'llraid-leases']);
+  const cluster = byKind(objs, 'ClusterRole').flatMap((r) => (r as RoleObj).rules);
+  assert.ok(cluster.some((r) => r.resources.includes('nodes') && r.verbs.includes('get') && r.verbs.includes('list')), 'nodes get/list: the out-of-service taint');
+  const plugin = (byKind(objs, 'DaemonSet') as DaemonSet[])[0]!.spec.template.spec.containers[0]!;
+  assert.equal(env(plugin, 'LLRAID_NODE_LEASE_DURATION_SECONDS'), '20');
+  assert.equal(env(plugin, 'LLRAID_NODE_LEASE_RENEW_SECONDS'), '5');
+  const ns = plugin.env?.find((e) => e.name === 'LLRAID_NAMESPACE') as { valueFrom?: { fieldRef?: { fieldPath: string } } } | undefined;
+  assert.equal(ns?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
+  const short = (byKind(render('--set', 'nodeLease.durationSeconds=3', '--set', 'nodeLease.renewSeconds=0.5'), 'DaemonSet') as DaemonSet[])[0]!.spec.template.spec.containers[0]!;
+  assert.deepEqual([env(short, 'LLRAID_NODE_LEASE_DURATION_SECONDS'), env(short, 'LLRAID_NODE_LEASE_RENEW_SECONDS')], ['3', '0.5']);
+});
+
+test('the RaidVolume CRD records placement and ownership, guarded by the API server', { skip }, () => {
+  type Crd = Obj & { spec: { versions: Array<{ additionalPrinterColumns: Array<{ name: string; jsonPath: string }>; schema: { openAPIV3Schema: { properties: { spec: { required: string[]; properties: Record<string, { 'x-kubernetes-validations'?: Array<{ rule: string }> }> } } } } }> } };
+  const [crd] = byKind(render(), 'CustomResourceDefinition') as Crd[];
+  const v = crd!.spec.versions[0]!;
+  assert.deepEqual(v.additionalPrinterColumns.filter((c) => ['Owner', 'Epoch'].includes(c.name)).map((c) => c.jsonPath), ['.spec.owner.node', '.spec.owner.epoch']);
+  const spec = v.schema.openAPIV3Schema.properties.spec;
+  assert.deepEqual(spec.required, ['level', 'node'], 'a replicated volume\'s RaidVolume exists before its superblocks');
+  for (const f of ['replicas', 'disklessAttach', 'memberBytes', 'recoverySpeed', 'placement', 'owner', 'fsType', 'setName']) assert.ok(spec.properties[f], f);
+  assert.deepEqual(spec.properties.placement!['x-kubernetes-validations']?.map((r) => r.rule), ['self == oldSelf']);
+  assert.deepEqual(spec.properties.owner!['x-kubernetes-validations']?.map((r) => r.rule), ['self.epoch >= oldSelf.epoch']);
 });
 
 test('every option: node pools get their own DaemonSets and the default pool avoids their nodes', { skip }, () => {
@@ -154,6 +190,7 @@ test('every option: node pools get their own DaemonSets and the default pool avo
   assert.equal(env(plugin, 'LLRAID_BITMAP_DAEMON_SLEEP'), '5');
   assert.equal(env(plugin, 'LLRAID_METRICS_ADDRESS'), ':9999');
   assert.equal(env(plugin, 'LLRAID_LOG'), 'debug');
+  assert.deepEqual([env(plugin, 'LLRAID_NODE_LEASE_DURATION_SECONDS'), env(plugin, 'LLRAID_NODE_LEASE_RENEW_SECONDS')], ['30', '7']);
   assert.ok(!nvme!.spec.template.spec.containers.some((c) => c.name === 'csi-resizer'), 'resizer disabled');
   const reg = nvme!.spec.template.spec.containers.find((c) => c.name === 'node-driver-registrar')!;
   assert.ok(reg.args?.includes('--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/csi.llraid.io/csi.sock'));
@@ -165,7 +202,8 @@ test('every option: node pools get their own DaemonSets and the default pool avo
     ['parity', 'Delete', true, undefined],
   ]);
   const rules = byKind(objs, 'ClusterRole').flatMap((r) => (r as unknown as { rules: Array<{ resources: string[] }> }).rules);
-  assert.ok(!rules.some((r) => r.resources.includes('raidvolumes')), 'status off: no RaidVolume rights');
+  assert.ok(!rules.some((r) => r.resources.includes('raidvolumes/status')), 'status off: no RaidVolume status rights');
+  assert.ok(rules.some((r) => r.resources.includes('raidvolumes')), 'replicated volumes need their RaidVolumes whether or not status is reported');
   assert.ok(!rules.some((r) => r.resources.includes('persistentvolumeclaims/status')), 'resizer off: no PVC status rights');
 });
 
@@ -175,6 +213,8 @@ test('unusable values fail the render with a message naming the field', { skip }
   assert.match(renderFails('diskPool:\n  nodePools:\n    - {name: p, disks: [{name: a, path: /a}]}\n'), /nodePools\[0\] p: expected nodeLabel \{key, value\}/);
   assert.match(renderFails('diskPool:\n  disks: []\n'), /expected disks for the default pool or at least one entry in nodePools/);
   assert.match(renderFails('storageClasses:\n  - {name: x, reclaimPolicy: Recycle}\n'), /reclaimPolicy: expected Delete or Retain, found Recycle/);
+  assert.match(renderFails('nodeLease:\n  durationSeconds: 20\n  renewSeconds: 15\n'), /nodeLease.renewSeconds: expected more than 0 and less than durationSeconds - max\(2, durationSeconds\/4\) = 15, found 15/);
+  assert.match(renderFails('nodeLease:\n  durationSeconds: 0.5\n'), /nodeLease.durationSeconds: expected an integer ≥ 1, found 0.5/);
 });
 
 test('the RaidVolume CRD is part of the release (uninstall removes it) unless kept or left out', { skip }, () => {

@@ -124,6 +124,14 @@ spec:
               value: {{ ternary "on" "off" $v.status.enabled | quote }}
             - name: LLRAID_STATUS_MIN_INTERVAL
               value: {{ $v.status.minIntervalSeconds | quote }}
+            # Replicated volumes: this node's Lease lives in the driver's namespace.
+            - name: LLRAID_NAMESPACE
+              valueFrom:
+                fieldRef: {fieldPath: metadata.namespace}
+            - name: LLRAID_NODE_LEASE_DURATION_SECONDS
+              value: {{ include "llraid.nodeLeaseDuration" $root | quote }}
+            - name: LLRAID_NODE_LEASE_RENEW_SECONDS
+              value: {{ $v.nodeLease.renewSeconds | quote }}
             {{- if $v.metrics.enabled }}
             - name: LLRAID_METRICS_ADDRESS
               value: {{ printf ":%v" $v.metrics.port | quote }}

@@ -52,3 +52,21 @@ app.kubernetes.io/component: node
 {{- $_ := set $names .name true -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+nodeLease.durationSeconds, checked with renewSeconds: a renewal must be able to land before the
+deadline it extends (durationSeconds - max(2, durationSeconds/4) after it was sent, the rule of
+src/k8s/node-lease.ts, which refuses the same values at start).
+*/}}
+{{- define "llraid.nodeLeaseDuration" -}}
+{{- $d := float64 .Values.nodeLease.durationSeconds -}}
+{{- $r := float64 .Values.nodeLease.renewSeconds -}}
+{{- if or (lt $d 1.0) (ne $d (floor $d)) -}}
+{{- fail (printf "nodeLease.durationSeconds: expected an integer ≥ 1, found %v" .Values.nodeLease.durationSeconds) -}}
+{{- end -}}
+{{- $valid := subf $d (maxf 2.0 (divf $d 4.0)) -}}
+{{- if or (le $r 0.0) (ge $r $valid) -}}
+{{- fail (printf "nodeLease.renewSeconds: expected more than 0 and less than durationSeconds - max(2, durationSeconds/4) = %v, found %v" $valid .Values.nodeLease.renewSeconds) -}}
+{{- end -}}
+{{- int $d -}}
+{{- end -}}
