@@ -43,6 +43,7 @@ interface Container {
 interface Volume {
   name: string;
   hostPath?: { path: string; type?: string };
+  secret?: { secretName: string; defaultMode?: number };
 }
 
 interface Managed {
@@ -207,6 +208,7 @@ export class KubeletStandIn {
     }, async () => this.kube.kubectl(['describe', 'daemonset', '-n', namespace, name]));
 
     const spec = pod.spec as { containers: Container[]; volumes?: Volume[]; serviceAccountName?: string };
+    await this.writeSecretVolumes(pod, spec.volumes ?? []);
     await this.reportPodRunning(pod);
     const kubeconfig = await this.serviceAccountKubeconfig(pod);
     const containers = new Map(spec.containers.map((c) => [c.name, c]));
@@ -217,7 +219,7 @@ export class KubeletStandIn {
     this.startContainer(pod, plugin, spec.volumes ?? [], kubeconfig, overrides.env ?? {});
     if ((plugin.args ?? []).includes('engine-host')) {
       // The engine host's pod has no sidecars: it is up once its socket answers.
-      const runDir = this.rewrite(plugin, spec.volumes ?? [], (plugin.env ?? []).find((e) => e.name === 'LLRAID_RUN_DIR')?.value ?? '/run/llraid');
+      const runDir = this.rewrite(pod, plugin, spec.volumes ?? [], (plugin.env ?? []).find((e) => e.name === 'LLRAID_RUN_DIR')?.value ?? '/run/llraid');
       const hostSocket = join(runDir, 'engine-host.sock');
       await waitFor(`the engine host to listen on ${hostSocket}`, 60_000, async () => (existsSync(hostSocket) ? true : undefined), async () => this.logTail(plugin.name));
       return pod;
@@ -226,7 +228,7 @@ export class KubeletStandIn {
     // node-driver-registrar: its --csi-address is the plugin socket, seen through its own mounts.
     const registrar = byImage('csi-node-driver-registrar');
     if (!registrar) throw new Error(`expected a node-driver-registrar container in pod ${pod.metadata.name}, found none`);
-    const address = this.rewrite(registrar, spec.volumes ?? [], flagValue(registrar.args ?? [], '--csi-address') ?? '');
+    const address = this.rewrite(pod, registrar, spec.volumes ?? [], flagValue(registrar.args ?? [], '--csi-address') ?? '');
     this.socket = address.replace(/^unix:\/\//, '');
     this.csiClient = new CsiClient(this.socket);
     await waitFor(`llraid to answer Probe on ${this.socket}`, 60_000, async () => {
@@ -289,16 +291,46 @@ export class KubeletStandIn {
     return file;
   }
 
-  /** Rewrites container paths (a hostPath mount's mountPath and below) in one arg or env value to local ones. */
-  private rewrite(c: Container, volumes: Volume[], text: string): string {
+  /** Where a secret volume's files are on this machine. */
+  private secretDir(pod: KubeObject, volume: string): string {
+    return join(this.dir, 'pods', pod.metadata.name, 'secrets', volume);
+  }
+
+  /**
+   * kubelet: the files of the pod's secret volumes (one per key, mode defaultMode), written under
+   * the node's dir; rewrite() maps their mount paths there.
+   */
+  private async writeSecretVolumes(pod: KubeObject, volumes: Volume[]): Promise<void> {
+    for (const v of volumes) {
+      if (!v.secret) continue;
+      const ns = pod.metadata.namespace ?? 'default';
+      const secret = await this.kube.get<{ data?: Record<string, string> }>(['secret', '-n', ns, v.secret.secretName]);
+      if (!secret) throw new Error(`pod ${pod.metadata.name}: volume ${v.name} needs Secret ${ns}/${v.secret.secretName}, found none`);
+      const dir = this.secretDir(pod, v.name);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      for (const [key, b64] of Object.entries(secret.data ?? {})) {
+        writeFileSync(join(dir, key), Buffer.from(b64, 'base64'), { mode: v.secret.defaultMode ?? 0o644 });
+      }
+    }
+  }
+
+  /**
+   * Rewrites container paths (a hostPath or secret mount's mountPath and below) in one arg or env
+   * value to local ones.
+   */
+  private rewrite(pod: KubeObject, c: Container, volumes: Volume[], text: string): string {
     const mounts = (c.volumeMounts ?? [])
-      .map((m) => ({ mountPath: m.mountPath, host: volumes.find((v) => v.name === m.name)?.hostPath?.path }))
-      .filter((m): m is { mountPath: string; host: string } => m.host !== undefined)
+      .map((m) => {
+        const v = volumes.find((x) => x.name === m.name);
+        const local = v?.hostPath ? this.hostPath(v.hostPath.path) : v?.secret ? this.secretDir(pod, v.name) : undefined;
+        return { mountPath: m.mountPath, local };
+      })
+      .filter((m): m is { mountPath: string; local: string } => m.local !== undefined)
       .sort((a, b) => b.mountPath.length - a.mountPath.length);
     // A path starts the value, or follows "=", "," or "unix://"; it ends at "/", "," or the end.
     return text.replace(/(^|=|,|unix:\/\/)(\/[^,=]*)/g, (all, lead: string, path: string) => {
       const m = mounts.find((x) => path === x.mountPath || path.startsWith(`${x.mountPath}/`));
-      return m ? `${lead}${this.hostPath(m.host)}${path.slice(m.mountPath.length)}` : all;
+      return m ? `${lead}${m.local}${path.slice(m.mountPath.length)}` : all;
     });
   }
 
@@ -309,11 +341,11 @@ export class KubeletStandIn {
     }
     const env: Record<string, string> = {};
     for (const e of c.env ?? []) {
-      if (e.value !== undefined) env[e.name] = this.rewrite(c, volumes, expandEnv(e.value, env));
+      if (e.value !== undefined) env[e.name] = this.rewrite(pod, c, volumes, expandEnv(e.value, env));
       else if (e.valueFrom?.fieldRef) env[e.name] = fieldValue(pod, e.valueFrom.fieldRef.fieldPath);
       else throw new Error(`container ${c.name}: env ${e.name} uses a source the stand-in does not resolve: ${JSON.stringify(e.valueFrom)}`);
     }
-    const args = [...(c.command ?? []), ...(c.args ?? [])].map((a) => this.rewrite(c, volumes, a));
+    const args = [...(c.command ?? []), ...(c.args ?? [])].map((a) => this.rewrite(pod, c, volumes, a));
     let command: string;
     let argv: string[];
     if (c.image.includes('/llraid')) {

@@ -56,6 +56,11 @@ spec:
     spec:
       serviceAccountName: {{ include "llraid.serviceAccountName" $root }}
       priorityClassName: {{ $v.priorityClassName }}
+      {{- if $v.memberService.enabled }}
+      # The member service is reached at the node's IP: the pod shares the node's network.
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      {{- end }}
       {{- with $v.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -128,6 +133,9 @@ spec:
             - name: LLRAID_METRICS_ADDRESS
               value: {{ printf ":%v" $v.metrics.port | quote }}
             {{- end }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberEnv" $root | nindent 12 }}
+            {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -141,6 +149,9 @@ spec:
             - name: metrics
               containerPort: {{ $v.metrics.port }}
               protocol: TCP
+            {{- end }}
+            {{- if and $v.memberService.enabled (not $v.engineHost.enabled) }}
+            {{- include "llraid.memberPort" $root | nindent 12 }}
             {{- end }}
           livenessProbe:
             httpGet:
@@ -170,6 +181,9 @@ spec:
             {{- range .disks }}
             - name: disk-{{ .name }}
               mountPath: /pool/{{ .name }}
+            {{- end }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberMount" $root | nindent 12 }}
             {{- end }}
         - name: node-driver-registrar
           image: {{ $v.sidecars.nodeDriverRegistrar.image }}
@@ -303,6 +317,9 @@ spec:
             path: {{ .path }}
             type: DirectoryOrCreate
         {{- end }}
+        {{- if $v.memberService.enabled }}
+        {{- include "llraid.memberVolume" $root | nindent 8 }}
+        {{- end }}
 {{- end -}}
 
 
@@ -346,6 +363,11 @@ spec:
       # Engines must outlive the plugin, not the node's shutdown: time to stop them cleanly.
       terminationGracePeriodSeconds: 120
       automountServiceAccountToken: false
+      {{- if $v.memberService.enabled }}
+      # The member service is reached at the node's IP: the pod shares the node's network.
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      {{- end }}
       {{- with $v.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -385,12 +407,19 @@ spec:
               value: {{ $v.runDir | quote }}
             - name: LLRAID_ATTACH
               value: {{ $v.attach | quote }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberEnv" $root | nindent 12 }}
+            {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
           securityContext:
             # FUSE, loop and nbd devices, and PR_SET_IO_FLUSHER (CAP_SYS_RESOURCE) for engines.
             privileged: true
+          {{- if $v.memberService.enabled }}
+          ports:
+            {{- include "llraid.memberPort" $root | nindent 12 }}
+          {{- end }}
           {{- with $v.engineHost.resources }}
           resources:
             {{- toYaml . | nindent 12 }}
@@ -406,6 +435,9 @@ spec:
             {{- range .disks }}
             - name: disk-{{ .name }}
               mountPath: /pool/{{ .name }}
+            {{- end }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberMount" $root | nindent 12 }}
             {{- end }}
       volumes:
         - name: dev
@@ -425,5 +457,8 @@ spec:
           hostPath:
             path: {{ .path }}
             type: DirectoryOrCreate
+        {{- end }}
+        {{- if $v.memberService.enabled }}
+        {{- include "llraid.memberVolume" $root | nindent 8 }}
         {{- end }}
 {{- end -}}
