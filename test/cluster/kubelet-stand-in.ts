@@ -79,6 +79,11 @@ export class KubeletStandIn {
   private heartbeat: NodeJS.Timeout | undefined;
   private busy = false;
   private csiClient: CsiClient | undefined;
+  /**
+   * Mount points that survive stop() as a node's disks survive a reboot (the tests' NodeDisks):
+   * unmountAll() leaves them and their loop devices unless told `all`.
+   */
+  readonly persistentMounts: string[] = [];
   /** The CSI socket of the running driver, as the registrar's --csi-address names it. */
   socket = '';
 
@@ -499,12 +504,16 @@ export class KubeletStandIn {
     }
   }
 
-  /** Lazily unmounts everything below the node's dir (staging, publish, FUSE), deepest first. */
-  async unmountAll(): Promise<void> {
+  /**
+   * Lazily unmounts everything below the node's dir (staging, publish, FUSE), deepest first;
+   * the persistent mounts too only with `all`.
+   */
+  async unmountAll(options: { all?: boolean } = {}): Promise<void> {
+    const keep = (p: string) => !options.all && this.persistentMounts.some((m) => p === m || p === `${m}.ext4`);
     const mounts = (await readFile('/proc/self/mounts', 'utf8'))
       .split('\n')
       .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
-      .filter((m): m is string => !!m && m.startsWith(`${this.dir}/`))
+      .filter((m): m is string => !!m && m.startsWith(`${this.dir}/`) && !keep(m))
       .sort((a, b) => b.length - a.length);
     for (const m of mounts) await exec('umount', ['-l', m]).catch(() => undefined);
     // Loop devices over files of the node (fuse attach: the volume's nbdfuse file) would keep a
@@ -512,7 +521,7 @@ export class KubeletStandIn {
     const loops = await exec('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE']).then((r) => r.stdout, () => '');
     for (const line of loops.split('\n')) {
       const [dev, file] = line.trim().split(/\s+/, 2);
-      if (dev && file?.startsWith(`${this.dir}/`)) await exec('losetup', ['-d', dev]).catch(() => undefined);
+      if (dev && file?.startsWith(`${this.dir}/`) && !keep(file)) await exec('losetup', ['-d', dev]).catch(() => undefined);
     }
   }
 }
