@@ -16,6 +16,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CsiClient } from './csi-client.js';
@@ -226,7 +227,8 @@ export class KubeletStandIn {
       // The engine host's pod has no sidecars: it is up once its socket answers.
       const runDir = this.rewrite(pod, plugin, spec.volumes ?? [], (plugin.env ?? []).find((e) => e.name === 'LLRAID_RUN_DIR')?.value ?? '/run/llraid');
       const hostSocket = join(runDir, 'engine-host.sock');
-      await waitFor(`the engine host to listen on ${hostSocket}`, 60_000, async () => (existsSync(hostSocket) ? true : undefined), async () => this.logTail(plugin.name));
+      // A connect, not the file: a host that was killed leaves its socket file behind.
+      await waitFor(`the engine host to listen on ${hostSocket}`, 60_000, async () => (await accepts(hostSocket) ? true : undefined), async () => this.logTail(plugin.name));
       return pod;
     }
 
@@ -524,6 +526,19 @@ export class KubeletStandIn {
       if (dev && file?.startsWith(`${this.dir}/`) && !keep(file)) await exec('losetup', ['-d', dev]).catch(() => undefined);
     }
   }
+}
+
+/** Whether a unix socket accepts a connection now. */
+function accepts(socket: string): Promise<boolean> {
+  if (!existsSync(socket)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const c = connect(socket);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
 }
 
 function flagValue(args: string[], flag: string): string | undefined {
