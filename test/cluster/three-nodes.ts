@@ -171,7 +171,12 @@ export class ThreeNodes {
       await step('finalizers of RaidVolumes', () => this.dropFinalizers(['raidvolumes']));
       await step('PVs of the driver', () => this.deleteDriverPVs());
       await step('helm uninstall', () => this.kube.run('helm', ['uninstall', RELEASE, '--namespace', NAMESPACE, '--wait', '--timeout', '120s']));
-      await step('namespace', () => this.kube.run('kubectl', ['delete', 'namespace', NAMESPACE, '--wait=false']));
+      // The kubelet would confirm the pods' deletion once their containers are gone; the stand-ins
+      // are stopped, so confirm it here (else they stay Terminating and hold the namespace).
+      await step('pods', () => this.kube.run('kubectl', ['delete', 'pods', '--all', '-n', NAMESPACE, '--grace-period=0', '--force', '--wait=false']));
+      // Waited for: the next test file installs the chart into the same namespace, which a
+      // namespace still terminating refuses.
+      await step('namespace', () => this.kube.kubectl(['delete', 'namespace', NAMESPACE, '--ignore-not-found', '--wait=true', '--timeout=180s']));
     }
     for (const n of NODES) await step(`Node ${n.name}`, () => this.kube.run('kubectl', ['delete', 'node', n.name, '--wait=false']));
     await step('network namespaces', async () => this.net.removeAll());
