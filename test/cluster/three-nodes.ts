@@ -69,6 +69,7 @@ export class ThreeNodes {
 
   private async up(options: ThreeNodesOptions): Promise<void> {
     for (const n of NODES) await this.net.addNode(n.name, n.address);
+    await this.awaitNamespaceGone();
     const set = [
       'attach=fuse', // this machine has no nbd module: nbdfuse and a loop device
       'memberService.enabled=true',
@@ -182,6 +183,17 @@ export class ThreeNodes {
     await step('network namespaces', async () => this.net.removeAll());
     process.removeListener('exit', this.exitHook);
     if (errors.length > 0) throw errors[0];
+  }
+
+  /**
+   * An earlier test file's release namespace may still be terminating (its pods wait for a kubelet
+   * that was stopped): confirm those pods' deletion and wait, as helm cannot install into it.
+   */
+  private async awaitNamespaceGone(): Promise<void> {
+    const ns = await this.kube.get(['namespace', NAMESPACE]);
+    if (!ns?.metadata.deletionTimestamp) return;
+    await this.kube.run('kubectl', ['delete', 'pods', '--all', '-n', NAMESPACE, '--grace-period=0', '--force', '--wait=false']);
+    await this.kube.kubectl(['wait', '--for=delete', `namespace/${NAMESPACE}`, '--timeout=180s']);
   }
 
   private async dropFinalizers(kinds: string[]): Promise<void> {
