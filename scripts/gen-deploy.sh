@@ -19,8 +19,13 @@ render() {
   { echo "$header"
     "$helm" template "$RELEASE" charts/llraid --namespace "$NAMESPACE" --show-only templates/crd-raidvolumes.yaml
   } > "$out/01-crds.yaml"
+  # The member service's certificate cannot be part of files everyone shares (their key would be
+  # everyone's): the manifests name a Secret llraid-member-tls that the installer makes
+  # (docs/kubernetes.md, "Without Helm").
   { echo "$header"
-    "$helm" template "$RELEASE" charts/llraid --namespace "$NAMESPACE" --set crd.install=false
+    echo "# Needs the Secret llraid-member-tls (ca.crt, tls.crt, tls.key) in namespace $NAMESPACE: docs/kubernetes.md."
+    "$helm" template "$RELEASE" charts/llraid --namespace "$NAMESPACE" --set crd.install=false \
+      --set memberService.tls.existingSecret=llraid-member-tls
   } > "$out/02-llraid.yaml"
 }
 

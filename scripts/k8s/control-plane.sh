@@ -3,6 +3,14 @@
 # kube-apiserver, kube-controller-manager and kube-scheduler, with their own CA, certificates and
 # kubeconfigs under one state dir. No kubelet: the tests stand in for it (test/cluster/).
 #
+# LLRAID_CLUSTER_BRIDGE=1 also makes the API server reachable from network namespaces (the
+# multi-node tests run each node in one): a hub namespace of the run's own, llr19-<id>-hub, with a
+# bridge br0 at 10.214.0.1/24, where a relay listens on 10.214.0.1:<API port> and forwards to the
+# API server on 127.0.0.1 (through a unix socket in the state dir: socket paths are not
+# namespaced). Nothing is added to the machine's own namespace, so runs in parallel do not meet.
+# The tests add node namespaces named llr19-<id>-<node> with a veth to br0; `down` deletes every
+# llr19-<id>-* namespace, and `up` those of runs whose hub has no relay left (a crashed run).
+#
 #   control-plane.sh up <state-dir> <bin-dir>   start everything, wait until the API answers;
 #                                               writes <state-dir>/env (KUBECONFIG=..., API_SERVER=...)
 #   control-plane.sh down <state-dir>           stop what `up` started (pids in <state-dir>/pids)
@@ -27,6 +35,70 @@ down() {
     kill -9 "$pid" 2>/dev/null || true
   done
   rm -f "$dir/pids"
+  if [ -f "$dir/netns-prefix" ]; then
+    remove_namespaces "$(cat "$dir/netns-prefix")"
+    rm -f "$dir/netns-prefix" "$dir/api.sock"
+  fi
+}
+
+BRIDGE_ADDRESS=10.214.0.1
+BRIDGE_BITS=24
+
+# Kills what runs in each namespace whose name starts with "$1-" (the tests' node processes, the
+# relay) and deletes the namespaces; their veths and the bridge go with them.
+remove_namespaces() {
+  local prefix=$1 ns pid pids names
+  names=$(ip netns list | awk '{print $1}' | grep -E "^${prefix}-" || true)
+  [ -n "$names" ] || return 0
+  for _ in 1 2 3 4 5; do
+    pids=$(for ns in $names; do ip netns pids "$ns" 2>/dev/null || true; done)
+    [ -n "$pids" ] || break
+    for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done
+    sleep 0.2
+  done
+  for ns in $names; do ip netns del "$ns" 2>/dev/null || true; done
+}
+
+# Namespaces of earlier runs that died without `down`: their hub holds no process (the relay is
+# gone) and is older than a minute (not a run starting right now).
+remove_stale_namespaces() {
+  local hub
+  for hub in $(ip netns list | awk '{print $1}' | grep -E '^llr19-[0-9a-f]{6}-hub$' || true); do
+    [ -z "$(ip netns pids "$hub" 2>/dev/null || true)" ] || continue
+    [ -n "$(find "/run/netns/$hub" -mmin +1 2>/dev/null)" ] || continue
+    echo "control-plane: removing the namespaces of a dead run (${hub%-hub}-*)" >&2
+    remove_namespaces "${hub%-hub}"
+  done
+}
+
+# The hub namespace with its bridge and the two relays (see the top of this file).
+bridge_up() {
+  local dir=$1 api_port=$2 prefix hub relay
+  if ! command -v ip >/dev/null || ! command -v nsenter >/dev/null; then
+    echo "control-plane: LLRAID_CLUSTER_BRIDGE=1 needs ip (iproute2) and nsenter (util-linux), found none" >&2; exit 1
+  fi
+  [ "$(id -u)" = 0 ] || { echo "control-plane: LLRAID_CLUSTER_BRIDGE=1 needs root (network namespaces), running as uid $(id -u)" >&2; exit 1; }
+  remove_stale_namespaces
+  prefix=llr19-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+  hub=$prefix-hub
+  echo "$prefix" > "$dir/netns-prefix"
+  ip netns add "$hub"
+  ip -n "$hub" link set lo up
+  # No STP and no forward delay: a port forwards as soon as it is up (a healed link works at once).
+  ip -n "$hub" link add br0 type bridge stp_state 0 forward_delay 0
+  ip -n "$hub" addr add "$BRIDGE_ADDRESS/$BRIDGE_BITS" dev br0
+  ip -n "$hub" link set br0 up
+  relay="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/relay.mjs"
+  start "$dir" relay-host node "$relay" "unix:$dir/api.sock" "tcp:127.0.0.1:$api_port"
+  start "$dir" relay-hub nsenter "--net=/run/netns/$hub" node "$relay" "tcp:$BRIDGE_ADDRESS:$api_port" "unix:$dir/api.sock"
+  # /readyz answers without credentials; --cacert also checks the bridge address in the SANs.
+  wait_for "the API server at $BRIDGE_ADDRESS:$api_port from $hub" "$dir/logs/relay-hub.log" 30 \
+    nsenter "--net=/run/netns/$hub" curl -sf --cacert "$dir/pki/ca.crt" "https://$BRIDGE_ADDRESS:$api_port/readyz"
+  cat >> "$dir/env" <<EOF
+API_SERVER_BRIDGE=https://$BRIDGE_ADDRESS:$api_port
+LLRAID_CLUSTER_NETNS=$hub
+LLRAID_CLUSTER_NETNS_PREFIX=$prefix
+EOF
 }
 
 kubeconfig() {
@@ -70,7 +142,7 @@ up() {
   openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -subj "/CN=llraid-test-ca" \
     -days 2 -out "$pki/ca.crt" 2>/dev/null
   cert "$pki" apiserver "/CN=kube-apiserver" \
-    "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+    "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:$BRIDGE_ADDRESS,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
 extendedKeyUsage=serverAuth"
   cert "$pki" admin "/O=system:masters/CN=llraid-test-admin" "extendedKeyUsage=clientAuth"
   cert "$pki" controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
@@ -139,6 +211,7 @@ KUBECONFIG=$dir/admin.kubeconfig
 API_SERVER=$server
 K8S_BIN=$bin
 EOF
+  if [ "${LLRAID_CLUSTER_BRIDGE:-}" = 1 ]; then bridge_up "$dir" "$api_port"; fi
 }
 
 case "${1:-}" in

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run test:cluster`: the control-plane end-to-end tests (test/cluster/). Builds or finds the
 # cached Kubernetes binaries, starts etcd + kube-apiserver + controller-manager + scheduler on
-# 127.0.0.1 (scripts/k8s/control-plane.sh), runs the tests against them, and stops everything.
+# 127.0.0.1 and, for the nodes in network namespaces, 10.214.0.1 (scripts/k8s/control-plane.sh), runs the tests against them, and stops everything.
 # LLRAID_KEEP_CLUSTER=1 keeps the state dir (certificates, logs) for a look afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +17,9 @@ cleanup() {
 trap cleanup EXIT
 echo "test-cluster: starting the control plane in $state"
 start=$(date +%s)
-scripts/k8s/control-plane.sh up "$state" "$bin"
+# The bridge: the multi-node tests (test/cluster/three-nodes.ts) run each node in a network
+# namespace that reaches the API server at 10.214.0.1.
+LLRAID_CLUSTER_BRIDGE=1 scripts/k8s/control-plane.sh up "$state" "$bin"
 echo "test-cluster: control plane up in $(( $(date +%s) - start ))s"
 
 set -a

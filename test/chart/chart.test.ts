@@ -97,6 +97,47 @@ test('default install: an engine host DaemonSet beside the plugin, replaced only
   assert.equal(env(off[0]!.spec.template.spec.containers[0]!, 'LLRAID_ENGINE_HOST'), undefined);
 });
 
+test('default install: the member service on the node IP with one CA and certificate for llraid-member, mounted in plugin and engine host', { skip }, () => {
+  const objs = render();
+  type Pod = { hostNetwork?: boolean; dnsPolicy?: string; containers: Array<Omit<Container, 'env'> & { ports?: Array<{ name: string; containerPort: number }>; env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }> }>; volumes: Array<{ name: string; secret?: { secretName: string } }> };
+  const secrets = byKind(objs, 'Secret') as Array<Obj & { type: string; data: Record<string, string> }>;
+  assert.deepEqual(secrets.map((s) => [s.metadata.name, s.type, Object.keys(s.data).sort()]), [['llraid-member-tls', 'kubernetes.io/tls', ['ca.crt', 'tls.crt', 'tls.key']]]);
+  const pem = (k: string) => Buffer.from(secrets[0]!.data[k]!, 'base64').toString();
+  assert.match(pem('ca.crt'), /BEGIN CERTIFICATE/);
+  assert.match(pem('tls.key'), /PRIVATE KEY/);
+  const sets = byKind(objs, 'DaemonSet') as Array<Obj & { spec: { template: { spec: Pod } } }>;
+  for (const ds of sets) {
+    const pod = ds.spec.template.spec;
+    assert.equal(pod.hostNetwork, true, `${ds.metadata.name}: members are reached at the node IP`);
+    assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet', `${ds.metadata.name}: cluster DNS still resolves`);
+    assert.deepEqual(pod.volumes.find((v) => v.name === 'member-tls')?.secret?.secretName, 'llraid-member-tls');
+    const c = pod.containers[0]!;
+    const names = (c.env ?? []).map((e) => e.name);
+    assert.equal(c.env?.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
+    assert.ok(names.indexOf('HOST_IP') < names.indexOf('LLRAID_MEMBER_SERVICE_LISTEN'), '$(HOST_IP) expands only when defined before');
+    assert.equal(env(c, 'LLRAID_MEMBER_SERVICE_LISTEN'), '$(HOST_IP):10809');
+    assert.equal(env(c, 'LLRAID_TLS_DIR'), '/etc/llraid/member-tls');
+    const mount = c.volumeMounts?.find((m) => m.name === 'member-tls') as { mountPath: string; readOnly?: boolean } | undefined;
+    assert.deepEqual(mount, { name: 'member-tls', mountPath: '/etc/llraid/member-tls', readOnly: true });
+  }
+  const ports = (name: string) => sets.find((d) => d.metadata.name === name)!.spec.template.spec.containers[0]!.ports?.map((p) => p.containerPort) ?? [];
+  assert.deepEqual(ports('llraid-engines'), [10809], 'the engine host runs the member service');
+  assert.ok(!ports('llraid-node').includes(10809));
+  const own = byKind(render('--set', 'engineHost.enabled=false'), 'DaemonSet') as Array<Obj & { spec: { template: { spec: Pod } } }>;
+  assert.ok(own[0]!.spec.template.spec.containers[0]!.ports?.some((p) => p.containerPort === 10809), 'without an engine host the plugin runs it');
+  const off = render('--set', 'memberService.enabled=false');
+  assert.deepEqual(byKind(off, 'Secret'), []);
+  for (const ds of byKind(off, 'DaemonSet') as Array<Obj & { spec: { template: { spec: Pod } } }>) {
+    assert.equal(ds.spec.template.spec.hostNetwork, undefined, `${ds.metadata.name}: no member service, no host network`);
+    assert.equal(env(ds.spec.template.spec.containers[0]!, 'LLRAID_MEMBER_SERVICE_LISTEN'), undefined);
+  }
+  const mine = render('-f', path.join(root, 'test/chart/values-all.yaml'));
+  assert.deepEqual(byKind(mine, 'Secret'), [], 'an existing Secret is used, none made');
+  const nvme = (byKind(mine, 'DaemonSet') as Array<Obj & { spec: { template: { spec: Pod } } }>).find((d) => d.metadata.name === 'llraid-engines-nvme')!;
+  assert.equal(nvme.spec.template.spec.volumes.find((v) => v.name === 'member-tls')?.secret?.secretName, 'my-member-tls');
+  assert.equal(env(nvme.spec.template.spec.containers[0]!, 'LLRAID_MEMBER_SERVICE_LISTEN'), '$(HOST_IP):11809');
+});
+
 test('default install: raid1 and raid10 StorageClasses wait for the first consumer and can grow', { skip }, () => {
   const classes = byKind(render(), 'StorageClass') as Array<Obj & { provisioner: string; volumeBindingMode: string; allowVolumeExpansion: boolean; parameters: Record<string, string> }>;
   assert.deepEqual(classes.map((c) => [c.metadata.name, c.provisioner, c.volumeBindingMode, c.allowVolumeExpansion, c.parameters.level]), [

@@ -15,6 +15,22 @@ export interface ClusterEnv {
   stateDir: string;
   /** The repository root (charts/, dist/). */
   repo: string;
+  /**
+   * The bridge for nodes in network namespaces (control-plane.sh with LLRAID_CLUSTER_BRIDGE=1),
+   * or undefined when the control plane was started without it.
+   */
+  bridge?: ClusterBridge;
+}
+
+export interface ClusterBridge {
+  /** kube-apiserver as the nodes' namespaces reach it: https://10.214.0.1:<port>. */
+  apiServer: string;
+  /** The bridge's address in the hub namespace (the nodes' gateway to the API server). */
+  address: string;
+  /** The hub namespace holding the bridge br0. */
+  hub: string;
+  /** Node namespaces are named `<prefix>-<node>`; control-plane.sh down removes every one. */
+  prefix: string;
 }
 
 export const SKIP_REASON = 'needs the control plane that `npm run test:cluster` starts';
@@ -28,7 +44,12 @@ export function clusterEnv(): ClusterEnv | undefined {
   if (!KUBECONFIG || !API_SERVER || !K8S_BIN) {
     throw new Error(`LLRAID_CLUSTER_STATE is set but not KUBECONFIG, API_SERVER and K8S_BIN (from ${LLRAID_CLUSTER_STATE}/env)`);
   }
+  const { API_SERVER_BRIDGE, LLRAID_CLUSTER_NETNS, LLRAID_CLUSTER_NETNS_PREFIX } = process.env;
+  const bridge = API_SERVER_BRIDGE && LLRAID_CLUSTER_NETNS && LLRAID_CLUSTER_NETNS_PREFIX
+    ? { apiServer: API_SERVER_BRIDGE, address: new URL(API_SERVER_BRIDGE).hostname, hub: LLRAID_CLUSTER_NETNS, prefix: LLRAID_CLUSTER_NETNS_PREFIX }
+    : undefined;
   return {
+    ...(bridge ? { bridge } : {}),
     kubeconfig: KUBECONFIG,
     apiServer: API_SERVER,
     bin: K8S_BIN,

@@ -6,14 +6,22 @@
 // becomes the node's kubelet dir there, the root the plugin confines staging paths to, which
 // is where the tests stage), and the pod's ServiceAccount token; does node-driver-registrar's
 // part (CSINode from NodeGetInfo); and confirms deletions of pods bound to the node.
+//
+// With a NodeNetwork (cluster-net.ts) the node is a network namespace of its own: every container
+// process runs in it (nsenter --net: same mounts as the test, so staging paths and FUSE mounts are
+// seen by both), the Node's InternalIP, the pod's hostIP and podIP (the chart's pods use the
+// host network) are the node's address, and the pods reach the API server at the bridge address
+// (their kubeconfig and KUBERNETES_SERVICE_HOST/PORT). Without one, all of it is 127.0.0.1.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CsiClient } from './csi-client.js';
 import type { ClusterEnv } from './cluster-env.js';
+import type { NodeNetwork } from './cluster-net.js';
 import { KubeTools, waitFor, type KubeObject } from './kube-tools.js';
 
 const exec = promisify(execFile);
@@ -36,6 +44,7 @@ interface Container {
 interface Volume {
   name: string;
   hostPath?: { path: string; type?: string };
+  secret?: { secretName: string; defaultMode?: number };
 }
 
 interface Managed {
@@ -46,20 +55,46 @@ interface Managed {
 /** Host paths a container sees as they are: the devices and sysfs the driver attaches through. */
 const SHARED_HOST_PATHS = new Set(['/dev', '/sys']);
 
+export interface StandInOptions {
+  /** Run the node in this network namespace with its address (cluster-net.ts). */
+  network?: NodeNetwork;
+}
+
+export interface StopOptions {
+  /**
+   * SIGKILL everything of the node at once (containers, engines, nbdfuse), as a crash or power
+   * loss does, instead of SIGTERM to each container in turn. Mounts are left as they are (a crashed
+   * node's mounts are gone with it; the fixture's teardown removes them).
+   */
+  crash?: boolean;
+}
+
 export class KubeletStandIn {
   readonly dir: string;
+  /** The node's address: InternalIP, hostIP, podIP. */
+  readonly address: string;
+  private readonly network: NodeNetwork | undefined;
+  private partitioned = false;
   private readonly kube: KubeTools;
   private readonly processes: Managed[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private busy = false;
   private csiClient: CsiClient | undefined;
+  /**
+   * Mount points that survive stop() as a node's disks survive a reboot (the tests' NodeDisks):
+   * unmountAll() leaves them and their loop devices unless told `all`.
+   */
+  readonly persistentMounts: string[] = [];
   /** The CSI socket of the running driver, as the registrar's --csi-address names it. */
   socket = '';
 
   constructor(
     private readonly env: ClusterEnv,
     readonly nodeName: string,
+    options: StandInOptions = {},
   ) {
+    this.network = options.network;
+    this.address = options.network?.address ?? '127.0.0.1';
     this.dir = join(env.stateDir, 'nodes', nodeName);
     mkdirSync(join(this.dir, 'logs'), { recursive: true });
     this.kube = new KubeTools(env);
@@ -93,13 +128,15 @@ export class KubeletStandIn {
     }));
     await this.patchNodeStatus();
     await this.renewLease();
+    if (this.heartbeat) clearInterval(this.heartbeat);
     // The node lifecycle controller taints a node whose Lease is older than its grace period
     // (40 s): renew every 10 s as the kubelet does, and confirm deletions of the node's pods.
     this.heartbeat = setInterval(() => void this.tick(), 10_000);
   }
 
   private async tick(): Promise<void> {
-    if (this.busy) return;
+    // A partitioned node's kubelet cannot reach the API server either.
+    if (this.busy || this.partitioned) return;
     this.busy = true;
     try {
       await this.renewLease();
@@ -127,7 +164,7 @@ export class KubeletStandIn {
           condition('DiskPressure', 'False', 'KubeletHasNoDiskPressure'),
           condition('PIDPressure', 'False', 'KubeletHasSufficientPID'),
         ],
-        addresses: [{ type: 'InternalIP', address: '127.0.0.1' }, { type: 'Hostname', address: this.nodeName }],
+        addresses: [{ type: 'InternalIP', address: this.address }, { type: 'Hostname', address: this.nodeName }],
         nodeInfo: {
           machineID: '', systemUUID: '', bootID: '', kernelVersion: '', osImage: 'llraid cluster harness',
           containerRuntimeVersion: 'none://0', kubeletVersion: 'v1.36.3', kubeProxyVersion: '', operatingSystem: 'linux', architecture: 'amd64',
@@ -177,6 +214,8 @@ export class KubeletStandIn {
     }, async () => this.kube.kubectl(['describe', 'daemonset', '-n', namespace, name]));
 
     const spec = pod.spec as { containers: Container[]; volumes?: Volume[]; serviceAccountName?: string };
+    await this.writeSecretVolumes(pod, spec.volumes ?? []);
+    await this.reportPodRunning(pod);
     const kubeconfig = await this.serviceAccountKubeconfig(pod);
     const containers = new Map(spec.containers.map((c) => [c.name, c]));
     const byImage = (part: string) => spec.containers.find((c) => c.image.includes(part));
@@ -186,16 +225,17 @@ export class KubeletStandIn {
     this.startContainer(pod, plugin, spec.volumes ?? [], kubeconfig, overrides.env ?? {});
     if ((plugin.args ?? []).includes('engine-host')) {
       // The engine host's pod has no sidecars: it is up once its socket answers.
-      const runDir = this.rewrite(plugin, spec.volumes ?? [], (plugin.env ?? []).find((e) => e.name === 'LLRAID_RUN_DIR')?.value ?? '/run/llraid');
+      const runDir = this.rewrite(pod, plugin, spec.volumes ?? [], (plugin.env ?? []).find((e) => e.name === 'LLRAID_RUN_DIR')?.value ?? '/run/llraid');
       const hostSocket = join(runDir, 'engine-host.sock');
-      await waitFor(`the engine host to listen on ${hostSocket}`, 60_000, async () => (existsSync(hostSocket) ? true : undefined), async () => this.logTail(plugin.name));
+      // A connect, not the file: a host that was killed leaves its socket file behind.
+      await waitFor(`the engine host to listen on ${hostSocket}`, 60_000, async () => (await accepts(hostSocket) ? true : undefined), async () => this.logTail(plugin.name));
       return pod;
     }
 
     // node-driver-registrar: its --csi-address is the plugin socket, seen through its own mounts.
     const registrar = byImage('csi-node-driver-registrar');
     if (!registrar) throw new Error(`expected a node-driver-registrar container in pod ${pod.metadata.name}, found none`);
-    const address = this.rewrite(registrar, spec.volumes ?? [], flagValue(registrar.args ?? [], '--csi-address') ?? '');
+    const address = this.rewrite(pod, registrar, spec.volumes ?? [], flagValue(registrar.args ?? [], '--csi-address') ?? '');
     this.socket = address.replace(/^unix:\/\//, '');
     this.csiClient = new CsiClient(this.socket);
     await waitFor(`llraid to answer Probe on ${this.socket}`, 60_000, async () => {
@@ -215,6 +255,26 @@ export class KubeletStandIn {
   }
 
   /**
+   * kubelet: the pod's status as its containers start: Running, on the node's address (the pod
+   * and its downward-API env see the same hostIP and podIP: the stand-in has no pod network, every
+   * pod shares the node's).
+   */
+  private async reportPodRunning(pod: KubeObject): Promise<void> {
+    const ip = this.address;
+    const status = {
+      phase: 'Running',
+      hostIP: ip,
+      hostIPs: [{ ip }],
+      podIP: ip,
+      podIPs: [{ ip }],
+      startTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    };
+    await this.kube.kubectl(['patch', 'pod', '-n', pod.metadata.namespace ?? 'default', pod.metadata.name, '--subresource=status', '--type=merge',
+      '-p', JSON.stringify({ status })]);
+    pod.status = { ...(pod.status ?? {}), ...status };
+  }
+
+  /**
    * The pod's ServiceAccount credentials as a kubeconfig file (a runtime would mount the token
    * into the container; client-go's in-cluster paths are fixed, so the stand-in hands over a file).
    */
@@ -230,7 +290,7 @@ export class KubeletStandIn {
     writeFileSync(file, JSON.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'cluster', cluster: { server: this.env.apiServer, 'certificate-authority': caFile } }],
+      clusters: [{ name: 'cluster', cluster: { server: this.apiServer, 'certificate-authority': caFile } }],
       users: [{ name: sa, user: { token } }],
       contexts: [{ name: 'pod', context: { cluster: 'cluster', user: sa, namespace: ns } }],
       'current-context': 'pod',
@@ -238,16 +298,46 @@ export class KubeletStandIn {
     return file;
   }
 
-  /** Rewrites container paths (a hostPath mount's mountPath and below) in one arg or env value to local ones. */
-  private rewrite(c: Container, volumes: Volume[], text: string): string {
+  /** Where a secret volume's files are on this machine. */
+  private secretDir(pod: KubeObject, volume: string): string {
+    return join(this.dir, 'pods', pod.metadata.name, 'secrets', volume);
+  }
+
+  /**
+   * kubelet: the files of the pod's secret volumes (one per key, mode defaultMode), written under
+   * the node's dir; rewrite() maps their mount paths there.
+   */
+  private async writeSecretVolumes(pod: KubeObject, volumes: Volume[]): Promise<void> {
+    for (const v of volumes) {
+      if (!v.secret) continue;
+      const ns = pod.metadata.namespace ?? 'default';
+      const secret = await this.kube.get<{ data?: Record<string, string> }>(['secret', '-n', ns, v.secret.secretName]);
+      if (!secret) throw new Error(`pod ${pod.metadata.name}: volume ${v.name} needs Secret ${ns}/${v.secret.secretName}, found none`);
+      const dir = this.secretDir(pod, v.name);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      for (const [key, b64] of Object.entries(secret.data ?? {})) {
+        writeFileSync(join(dir, key), Buffer.from(b64, 'base64'), { mode: v.secret.defaultMode ?? 0o644 });
+      }
+    }
+  }
+
+  /**
+   * Rewrites container paths (a hostPath or secret mount's mountPath and below) in one arg or env
+   * value to local ones.
+   */
+  private rewrite(pod: KubeObject, c: Container, volumes: Volume[], text: string): string {
     const mounts = (c.volumeMounts ?? [])
-      .map((m) => ({ mountPath: m.mountPath, host: volumes.find((v) => v.name === m.name)?.hostPath?.path }))
-      .filter((m): m is { mountPath: string; host: string } => m.host !== undefined)
+      .map((m) => {
+        const v = volumes.find((x) => x.name === m.name);
+        const local = v?.hostPath ? this.hostPath(v.hostPath.path) : v?.secret ? this.secretDir(pod, v.name) : undefined;
+        return { mountPath: m.mountPath, local };
+      })
+      .filter((m): m is { mountPath: string; local: string } => m.local !== undefined)
       .sort((a, b) => b.mountPath.length - a.mountPath.length);
     // A path starts the value, or follows "=", "," or "unix://"; it ends at "/", "," or the end.
     return text.replace(/(^|=|,|unix:\/\/)(\/[^,=]*)/g, (all, lead: string, path: string) => {
       const m = mounts.find((x) => path === x.mountPath || path.startsWith(`${x.mountPath}/`));
-      return m ? `${lead}${this.hostPath(m.host)}${path.slice(m.mountPath.length)}` : all;
+      return m ? `${lead}${m.local}${path.slice(m.mountPath.length)}` : all;
     });
   }
 
@@ -258,11 +348,11 @@ export class KubeletStandIn {
     }
     const env: Record<string, string> = {};
     for (const e of c.env ?? []) {
-      if (e.value !== undefined) env[e.name] = this.rewrite(c, volumes, e.value);
+      if (e.value !== undefined) env[e.name] = this.rewrite(pod, c, volumes, expandEnv(e.value, env));
       else if (e.valueFrom?.fieldRef) env[e.name] = fieldValue(pod, e.valueFrom.fieldRef.fieldPath);
       else throw new Error(`container ${c.name}: env ${e.name} uses a source the stand-in does not resolve: ${JSON.stringify(e.valueFrom)}`);
     }
-    const args = [...(c.command ?? []), ...(c.args ?? [])].map((a) => this.rewrite(c, volumes, a));
+    const args = [...(c.command ?? []), ...(c.args ?? [])].map((a) => this.rewrite(pod, c, volumes, a));
     let command: string;
     let argv: string[];
     if (c.image.includes('/llraid')) {
@@ -275,7 +365,15 @@ export class KubeletStandIn {
     }
     Object.assign(env, envOverrides);
     const out = createWriteStream(join(this.dir, 'logs', `${c.name}.log`), { flags: 'a' });
-    const child = spawn(command, argv, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // What a container runtime gives every container: where the API server's Service is (here
+    // the API server itself, as the node reaches it).
+    const api = new URL(this.apiServer);
+    const runtimeEnv = { KUBERNETES_SERVICE_HOST: api.hostname, KUBERNETES_SERVICE_PORT: api.port || '443' };
+    const run = this.network ? this.network.wrap(command, argv) : { command, args: argv };
+    const child = spawn(run.command, run.args, {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, ...runtimeEnv, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout?.pipe(out);
     child.stderr?.pipe(out);
     this.processes.push({ name: c.name, child });
@@ -314,6 +412,30 @@ export class KubeletStandIn {
     }));
   }
 
+  /** kube-apiserver as this node's processes reach it. */
+  get apiServer(): string {
+    return this.network?.apiServer ?? this.env.apiServer;
+  }
+
+  // ---- the network
+
+  /**
+   * Cuts the node off (its link to the bridge down): its processes can reach neither the other
+   * nodes nor the API server, and its kubelet stops renewing the node's Lease. Only with a network.
+   */
+  async partition(): Promise<void> {
+    if (!this.network) throw new Error(`node ${this.nodeName}: partition() needs a node in a network namespace (StandInOptions.network)`);
+    this.partitioned = true;
+    await this.network.setLink(false);
+  }
+
+  /** Undoes partition(): the link up again, the kubelet's heartbeat resumes. */
+  async heal(): Promise<void> {
+    if (!this.network) throw new Error(`node ${this.nodeName}: heal() needs a node in a network namespace (StandInOptions.network)`);
+    await this.network.setLink(true);
+    this.partitioned = false;
+  }
+
   // ---- processes
 
   /** The pid of a running container process, or undefined. */
@@ -334,21 +456,46 @@ export class KubeletStandIn {
    * pod: processes the plugin left running detached (volume engines, nbdfuse — every process
    * whose command line names this node's dir) and mounts under the node's dir.
    */
-  async stop(): Promise<void> {
+  async stop(options: StopOptions = {}): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
     this.csiClient?.close();
+    this.csiClient = undefined;
+    if (options.crash) {
+      // Every process of the node in one sweep, so no container sees another one stop first.
+      await this.killAll();
+      await Promise.all(this.processes.map((p) => terminate(p.child)));
+      this.processes.length = 0;
+      return;
+    }
     for (const p of [...this.processes].reverse()) await terminate(p.child);
     this.processes.length = 0;
-    await this.reap();
+    await this.killAll();
+    await this.unmountAll();
   }
 
-  private async reap(): Promise<void> {
-    const mine: number[] = [];
+  /** SIGKILL to one container's process (a crash of that container alone). */
+  kill(container: string): void {
+    const pid = this.pid(container);
+    if (pid === undefined) throw new Error(`node ${this.nodeName}: no running container ${container}`);
+    process.kill(pid, 'SIGKILL');
+  }
+
+  /**
+   * SIGKILL to what a runtime's teardown would reach: the containers' processes and whatever they
+   * left running detached (volume engines, nbdfuse): every process whose command line names this
+   * node's dir and, for a node in a namespace, every process in it.
+   */
+  private async killAll(): Promise<void> {
+    const mine = new Set<number>(this.processes.map((p) => p.child.pid).filter((p): p is number => p !== undefined));
     for (const name of await readdir('/proc')) {
       if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
       const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-      if (cmdline.split('\0').some((a) => a.includes(this.dir))) mine.push(Number(name));
+      if (cmdline.split('\0').some((a) => a === this.dir || a.includes(`${this.dir}/`))) mine.add(Number(name));
+    }
+    if (this.network) {
+      const out = await exec('ip', ['netns', 'pids', this.network.netns]).then((r) => r.stdout, () => '');
+      for (const l of out.split('\n')) if (/^\d+$/.test(l.trim())) mine.add(Number(l.trim()));
     }
     for (const pid of mine) {
       try {
@@ -357,13 +504,41 @@ export class KubeletStandIn {
         // Already gone.
       }
     }
+  }
+
+  /**
+   * Lazily unmounts everything below the node's dir (staging, publish, FUSE), deepest first;
+   * the persistent mounts too only with `all`.
+   */
+  async unmountAll(options: { all?: boolean } = {}): Promise<void> {
+    const keep = (p: string) => !options.all && this.persistentMounts.some((m) => p === m || p === `${m}.ext4`);
     const mounts = (await readFile('/proc/self/mounts', 'utf8'))
       .split('\n')
       .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
-      .filter((m): m is string => !!m && m.startsWith(`${this.dir}/`))
+      .filter((m): m is string => !!m && m.startsWith(`${this.dir}/`) && !keep(m))
       .sort((a, b) => b.length - a.length);
     for (const m of mounts) await exec('umount', ['-l', m]).catch(() => undefined);
+    // Loop devices over files of the node (fuse attach: the volume's nbdfuse file) would keep a
+    // dead FUSE mount and its loop number busy: detach them (autoclear finishes once unused).
+    const loops = await exec('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE']).then((r) => r.stdout, () => '');
+    for (const line of loops.split('\n')) {
+      const [dev, file] = line.trim().split(/\s+/, 2);
+      if (dev && file?.startsWith(`${this.dir}/`) && !keep(file)) await exec('losetup', ['-d', dev]).catch(() => undefined);
+    }
   }
+}
+
+/** Whether a unix socket accepts a connection now. */
+function accepts(socket: string): Promise<boolean> {
+  if (!existsSync(socket)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const c = connect(socket);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
 }
 
 function flagValue(args: string[], flag: string): string | undefined {
@@ -379,8 +554,22 @@ function fieldValue(pod: KubeObject, fieldPath: string): string {
     case 'metadata.namespace': return pod.metadata.namespace ?? 'default';
     case 'metadata.uid': return String(pod.metadata.uid);
     case 'spec.serviceAccountName': return String(pod.spec?.serviceAccountName);
-    default: throw new Error(`fieldRef ${fieldPath}: the stand-in resolves spec.nodeName, metadata.name, metadata.namespace, metadata.uid and spec.serviceAccountName`);
+    case 'status.hostIP': return String(pod.status?.hostIP);
+    case 'status.podIP': return String(pod.status?.podIP);
+    default: throw new Error(`fieldRef ${fieldPath}: the stand-in resolves spec.nodeName, metadata.name, metadata.namespace, metadata.uid, spec.serviceAccountName, status.hostIP and status.podIP`);
   }
+}
+
+/**
+ * Kubernetes' dependent environment variables: $(NAME) in a value is replaced by the value of an
+ * env var defined before it in the container (the chart's LLRAID_MEMBER_SERVICE_LISTEN is
+ * $(HOST_IP):<port>); $$(NAME) stays $(NAME) unexpanded, and an undefined name stays as written.
+ */
+export function expandEnv(value: string, defined: Record<string, string>): string {
+  return value.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (all, name: string | undefined) => {
+    if (name === undefined) return '$';
+    return defined[name] ?? all;
+  });
 }
 
 async function terminate(child: ChildProcess): Promise<void> {

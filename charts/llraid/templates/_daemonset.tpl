@@ -56,6 +56,11 @@ spec:
     spec:
       serviceAccountName: {{ include "llraid.serviceAccountName" $root }}
       priorityClassName: {{ $v.priorityClassName }}
+      {{- if $v.memberService.enabled }}
+      # The member service is reached at the node's IP: the pod shares the node's network.
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      {{- end }}
       {{- with $v.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -136,6 +141,9 @@ spec:
             - name: LLRAID_METRICS_ADDRESS
               value: {{ printf ":%v" $v.metrics.port | quote }}
             {{- end }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberEnv" $root | nindent 12 }}
+            {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -149,6 +157,9 @@ spec:
             - name: metrics
               containerPort: {{ $v.metrics.port }}
               protocol: TCP
+            {{- end }}
+            {{- if and $v.memberService.enabled (not $v.engineHost.enabled) }}
+            {{- include "llraid.memberPort" $root | nindent 12 }}
             {{- end }}
           livenessProbe:
             httpGet:
@@ -178,6 +189,9 @@ spec:
             {{- range .disks }}
             - name: disk-{{ .name }}
               mountPath: /pool/{{ .name }}
+            {{- end }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberMount" $root | nindent 12 }}
             {{- end }}
         - name: node-driver-registrar
           image: {{ $v.sidecars.nodeDriverRegistrar.image }}
@@ -311,6 +325,9 @@ spec:
             path: {{ .path }}
             type: DirectoryOrCreate
         {{- end }}
+        {{- if $v.memberService.enabled }}
+        {{- include "llraid.memberVolume" $root | nindent 8 }}
+        {{- end }}
 {{- end -}}
 
 
@@ -354,6 +371,11 @@ spec:
       # Engines must outlive the plugin, not the node's shutdown: time to stop them cleanly.
       terminationGracePeriodSeconds: 120
       automountServiceAccountToken: false
+      {{- if $v.memberService.enabled }}
+      # The member service is reached at the node's IP: the pod shares the node's network.
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      {{- end }}
       {{- with $v.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -393,12 +415,19 @@ spec:
               value: {{ $v.runDir | quote }}
             - name: LLRAID_ATTACH
               value: {{ $v.attach | quote }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberEnv" $root | nindent 12 }}
+            {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
           securityContext:
             # FUSE, loop and nbd devices, and PR_SET_IO_FLUSHER (CAP_SYS_RESOURCE) for engines.
             privileged: true
+          {{- if $v.memberService.enabled }}
+          ports:
+            {{- include "llraid.memberPort" $root | nindent 12 }}
+          {{- end }}
           {{- with $v.engineHost.resources }}
           resources:
             {{- toYaml . | nindent 12 }}
@@ -414,6 +443,9 @@ spec:
             {{- range .disks }}
             - name: disk-{{ .name }}
               mountPath: /pool/{{ .name }}
+            {{- end }}
+            {{- if $v.memberService.enabled }}
+            {{- include "llraid.memberMount" $root | nindent 12 }}
             {{- end }}
       volumes:
         - name: dev
@@ -433,5 +465,8 @@ spec:
           hostPath:
             path: {{ .path }}
             type: DirectoryOrCreate
+        {{- end }}
+        {{- if $v.memberService.enabled }}
+        {{- include "llraid.memberVolume" $root | nindent 8 }}
         {{- end }}
 {{- end -}}
