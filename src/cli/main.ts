@@ -20,6 +20,7 @@ const commandModules: Array<() => Promise<{ register(program: Command): void }>>
   () => import('./commands/sync-ops.js'),
   () => import('./commands/grow.js'),
   () => import('./commands/serve.js'),
+  () => import('./commands/lease.js'),
   () => import('./commands/member-serve.js'),
   () => import('./commands/demo.js'),
   () => import('./commands/csi.js'),

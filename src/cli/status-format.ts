@@ -3,6 +3,7 @@
 
 import type { ArrayStatus, MemberStatus, SyncSummary } from '../md/index.js';
 import { formatBytes } from '../units/byte-sizes.js';
+import type { LeaseStatus } from '../engine/lease-gate.js';
 
 export function formatArrayStatus(s: ArrayStatus): string {
   const roles = Array.from({ length: s.raidDisks }, (_, r) =>
@@ -56,6 +57,14 @@ export function formatArrayStatus(s: ArrayStatus): string {
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The engine's lease (serve --lease-ms), as one indented line below the array's status. */
+export function formatLease(l: LeaseStatus): string {
+  const held = l.held === 0 ? '' : `; ${l.held} request${l.held === 1 ? '' : 's'} held (${formatBytes(l.heldBytes)} of writes not yet run)`;
+  return l.validForMs > 0
+    ? `  lease: valid for ${(l.validForMs / 1000).toFixed(1)} s${held}`
+    : `  lease: LAPSED, writes are held until it is extended${held}`;
 }
 
 export function formatSyncSummary(s: SyncSummary): string {

@@ -83,6 +83,24 @@ export interface MemberRecoveredEvent {
   error?: string;
 }
 
+/**
+ * The engine's lease (serve --lease-ms) ran out: writes, flushes, discards and zeroings are held,
+ * unacknowledged, until the lease is extended (lease-gate.ts); reads go on.
+ */
+export interface LeaseLapsedEvent {
+  type: 'lease-lapsed';
+}
+
+/** The lease was extended after a lapse: the requests held meanwhile run and are answered now. */
+export interface LeaseRenewedEvent {
+  type: 'lease-renewed';
+  /** Requests that had been held. */
+  released: number;
+  /** How long the lease had lapsed. */
+  lapsedMs: number;
+  validForMs: number;
+}
+
 export interface StoppingEvent {
   type: 'stopping';
   why: string;
@@ -97,7 +115,7 @@ export interface StoppedEvent {
 
 export type EngineEvent =
   | AssembledEvent | ServingEvent | SyncEndedEvent | FencedEvent | MemberFailedEvent | MemberReturnedEvent | MemberRecoveredEvent
-  | StoppingEvent | StoppedEvent;
+  | LeaseLapsedEvent | LeaseRenewedEvent | StoppingEvent | StoppedEvent;
 
 /** An event with the time it happened (ISO 8601), as written to the JSON file. */
 export type TimedEngineEvent = EngineEvent & { time: string };
@@ -125,6 +143,10 @@ export function describeEvent(e: EngineEvent): string[] {
       return [`member ${e.member} is back: ${e.recovery === 'bitmap' ? 'bitmap-guided' : 'full'} recovery of ${e.bytesToCopy} bytes`];
     case 'member-recovered':
       return [`recovery of ${e.members.join(', ')} ${e.complete ? 'complete' : 'stopped'}: ${e.bytesSynced} bytes synced, ${e.bytesWritten} written in ${e.seconds.toFixed(1)} s${e.error === undefined ? '' : ` (${e.error})`}`];
+    case 'lease-lapsed':
+      return ['lease lapsed: writes are held, not acknowledged, until it is extended'];
+    case 'lease-renewed':
+      return [`lease extended after ${(e.lapsedMs / 1000).toFixed(1)} s lapsed: ${e.released} held request${e.released === 1 ? '' : 's'} go on; valid for ${e.validForMs} ms`];
     case 'stopping':
       return [`${e.why}: stopping`];
     case 'stopped':

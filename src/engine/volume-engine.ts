@@ -7,6 +7,7 @@
 
 import type { BlockDevice } from '../block/block-device.js';
 import { CountingDevice } from '../block/counting-device.js';
+import { FencedError, ShutdownError } from '../block/errors.js';
 import { FileDevice } from '../block/file-device.js';
 import { checkSocketPath } from '../block/socket-file.js';
 import {
@@ -15,6 +16,7 @@ import {
 import { NbdServer, type ListenAddress } from '../nbd/index.js';
 import { ControlServer } from './control/server.js';
 import type { EngineEvent, EventSink } from './events.js';
+import { LeaseGate } from './lease-gate.js';
 
 /** What the engine serves: an array assembled from its members, or one file. */
 export type EngineSource =
@@ -36,6 +38,11 @@ export interface EngineOptions {
    * the return check of a remote member that dropped out. Without it every member is a path.
    */
   opener?: MemberOpener;
+  /**
+   * Writes are acknowledged only under a lease (lease-gate.ts): this many ms from the start, then
+   * as far as each control `lease` request extends it. Without it there is no gate.
+   */
+  leaseMs?: number;
 }
 
 /**
@@ -74,14 +81,17 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
     throw err;
   }
 
-  const counted = new CountingDevice(device);
+  const gate = options.leaseMs === undefined ? undefined : leaseGate(device, array, options.leaseMs, events);
+  const counted = new CountingDevice(gate ?? device);
   let controlStop!: () => void;
   const controlStopped = new Promise<string>((resolve) => (controlStop = () => resolve('control stop')));
   let controlServer: ControlServer | undefined;
   try {
     server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly }]);
     if (array !== undefined && options.control !== undefined) {
-      controlServer = await ControlServer.listen(options.control, array, controlStop, () => counted.counters);
+      controlServer = await ControlServer.listen(options.control, {
+        array, onStop: controlStop, io: () => counted.counters, ...(gate === undefined ? {} : { lease: gate }),
+      });
     }
     events({ type: 'serving', exportName: options.exportName, size: device.size, address: where, uri: uri(address, options.exportName) });
   } catch (err) {
@@ -92,6 +102,8 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
 
   const why = await Promise.race([controlStopped, stop]);
   events({ type: 'stopping', why });
+  // Held writes fail now, before the NBD server waits for what is in flight: they never run.
+  gate?.shut(new ShutdownError(`the engine is stopping (${why})`));
   // A fenced array's members are another engine's: nothing is flushed, and its stop writes nothing.
   const fenced = (): boolean => array?.fenced != null;
   try {
@@ -105,6 +117,20 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
     await device.close();
   }
   events(fenced() ? { type: 'stopped', fenced: true } : { type: 'stopped' });
+}
+
+/**
+ * The gate in front of `device`, reporting lapses as engine events and shut for good when the
+ * array is fenced: a held write must never run once another engine owns the members.
+ */
+function leaseGate(device: BlockDevice, array: MdArray | undefined, leaseMs: number, events: EventSink): LeaseGate {
+  const gate = new LeaseGate(device, { leaseMs, onChange: events });
+  const fence = (reason: string): void => gate.shut(new FencedError(`the array is fenced (${reason})`));
+  if (array?.fenced != null) fence(array.fenced);
+  array?.onEvent((e) => {
+    if (e.type === 'fenced') fence(e.reason);
+  });
+  return gate;
 }
 
 /** The engine event for what the array reported, if the engine reports it (sync-ended: announce). */

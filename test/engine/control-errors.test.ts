@@ -23,7 +23,7 @@ function tempDir(t: { after(fn: () => void): void }): string {
 /** An engine whose array answers every status with `fail()`'s error. */
 async function refusingEngine(path: string, fail: () => unknown): Promise<ControlServer> {
   const array = { status: () => { throw fail(); } } as unknown as MdArray;
-  return ControlServer.listen(path, array, () => undefined);
+  return ControlServer.listen(path, { array, onStop: () => undefined });
 }
 
 async function refusal(path: string): Promise<EngineError> {

@@ -8,6 +8,7 @@ import { DEFAULT_TUNING } from '../../md/index.js';
 import { isNbdError, loopbackAddress, type ListenAddress } from '../../nbd/index.js';
 import { fanOut, jsonFileSink, textSink } from '../../engine/events.js';
 import { runEngine, type EngineSource } from '../../engine/volume-engine.js';
+import { MAX_LEASE_MS } from '../../engine/lease-gate.js';
 import { UsageError } from '../report-error.js';
 import { addRemoteOptions, memberOpener, type RemoteOptions } from '../remote-options.js';
 
@@ -26,6 +27,7 @@ interface ServeOptions extends RemoteOptions {
   syncSpeedMax?: string;
   bitmapDaemonSleep?: string;
   returnInterval?: string;
+  leaseMs?: string;
 }
 
 export function register(program: Command): void {
@@ -46,6 +48,7 @@ export function register(program: Command): void {
     .option('--sync-speed-max <KiB/s>', `resync speed ceiling (md sync_speed_max, default ${DEFAULT_TUNING.syncSpeedMaxKiB})`)
     .option('--bitmap-daemon-sleep <seconds>', 'llbitmap daemon period for this run (default: what the bitmap holds)')
     .option('--return-interval <seconds>', `how often a remote member that dropped out (or did not answer at start) is tried again, to re-add it (default ${DEFAULT_TUNING.returnIntervalMs / 1000})`)
+    .option('--lease-ms <ms>', 'acknowledge writes only under a lease: for MS from the start, then as far as each `llraid lease --control` (control request lease) extends it; past it writes are held, not failed, until it is extended (needs --control)')
     .option('--events <path>', 'also append what happens (assembled, serving, sync ended, stopping, stopped) to PATH as JSON lines')
     .action(async (members: string[], options: ServeOptions) => {
       // Before anything is opened or assembled: a refused address must change nothing.
@@ -56,6 +59,10 @@ export function register(program: Command): void {
       if (options.file !== undefined && options.control !== undefined) {
         throw new UsageError('--control takes commands for an array; --file serves a plain file');
       }
+      if (options.leaseMs !== undefined && options.control === undefined) {
+        throw new UsageError('--lease-ms needs --control: the lease is extended by control requests');
+      }
+      const leaseMs = options.leaseMs === undefined ? undefined : milliseconds(options.leaseMs, '--lease-ms');
       const tuning = {
         ...(options.syncSpeedMin === undefined ? {} : { syncSpeedMin: whole(options.syncSpeedMin, '--sync-speed-min') }),
         ...(options.syncSpeedMax === undefined ? {} : { syncSpeedMax: whole(options.syncSpeedMax, '--sync-speed-max') }),
@@ -77,6 +84,7 @@ export function register(program: Command): void {
         exportName: options.exportName,
         readOnly: options.readOnly ?? false,
         ...(options.control === undefined ? {} : { control: options.control }),
+        ...(leaseMs === undefined ? {} : { leaseMs }),
         events: options.events === undefined ? textSink() : fanOut(textSink(), jsonFileSink(options.events)),
         ...(options.quiet ? {} : { log: (m: string) => void process.stderr.write(`llraid serve: ${m}\n`) }),
       }, stop);
@@ -87,6 +95,12 @@ function whole(text: string, what: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${what}: expected a whole number ≥ 1, found ${JSON.stringify(text)}`);
   return n;
+}
+
+function milliseconds(text: string, what: string): number {
+  const ms = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(ms) || ms > MAX_LEASE_MS) throw new UsageError(`${what}: expected whole milliseconds from 0 to ${MAX_LEASE_MS}, found ${JSON.stringify(text)}`);
+  return ms;
 }
 
 function seconds(text: string, what: string): number {

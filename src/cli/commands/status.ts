@@ -9,7 +9,7 @@ import { formatUuid } from '../../md/index.js';
 import { levelName } from '../../md/index.js';
 import { controlRequest } from '../../engine/control/client.js';
 import { checkTarget } from '../array-target.js';
-import { formatArrayStatus } from '../status-format.js';
+import { formatArrayStatus, formatLease } from '../status-format.js';
 import { formatBytes } from '../../units/byte-sizes.js';
 
 export function register(program: Command): void {
@@ -22,8 +22,10 @@ export function register(program: Command): void {
     .action(async (members: string[], o: RemoteOptions & { control?: string; json?: boolean }) => {
       checkTarget(members, o);
       if (o.control !== undefined) {
-        const { status, io } = await controlRequest(o.control, { op: 'status' });
-        process.stdout.write(o.json ? `${JSON.stringify(io ? { ...status, io } : status, null, 2)}\n` : formatArrayStatus(status!));
+        const { status, io, lease } = await controlRequest(o.control, { op: 'status' });
+        process.stdout.write(o.json
+          ? `${JSON.stringify({ ...status, ...(io ? { io } : {}), ...(lease ? { lease } : {}) }, null, 2)}\n`
+          : formatArrayStatus(status!) + (lease ? `${formatLease(lease)}\n` : ''));
         return;
       }
       const opener = memberOpener(members, o);

@@ -2,7 +2,7 @@
 // a running engine) and the offline commands (which assemble the array themselves) go through
 // here, so a command behaves the same whether the array is served or not.
 
-import type { MdArray } from '../../md/index.js';
+import { MdError, type MdArray } from '../../md/index.js';
 import type { ControlReply, ControlRequest } from './protocol.js';
 
 /** The requests that change membership or size, and so record themselves in the superblocks. */
@@ -49,5 +49,8 @@ export async function executeControl(array: MdArray, req: ControlRequest): Promi
     case 'stop':
       await array.stop();
       return { ok: true };
+    case 'lease':
+      // An engine with a lease answers this itself (control/server.ts); here there is none.
+      throw new MdError('EINVAL', 'lease: this array is not served with a lease (llraid serve --lease-ms)');
   }
 }

@@ -4,6 +4,7 @@
 // array this way, as mdadm reaches an array the kernel holds through its ioctls and sysfs.
 
 import type { IoCounters } from '../../block/counting-device.js';
+import type { LeaseStatus } from '../lease-gate.js';
 import { BLOCK_ERROR_CODES, type BlockErrorCode } from '../../block/errors.js';
 import { MD_ERROR_CODES, type ArrayStatus, type MdErrorCode, type SyncMode, type SyncSummary } from '../../md/index.js';
 
@@ -20,6 +21,11 @@ export type ControlRequest =
   | { op: 'stop-sync' }
   /** mdadm --grow --size: every member's used data size becomes memberBytes ('max': all they have). */
   | { op: 'grow'; memberBytes: number | 'max' }
+  /**
+   * Sets the engine's lease (serve --lease-ms) to end `ms` from now on its monotonic clock; 0 lapses
+   * it at once. Writes past the deadline are held until it is extended (lease-gate.ts).
+   */
+  | { op: 'lease'; ms: number }
   /** Stops the array cleanly; the engine exits after replying. */
   | { op: 'stop' };
 
@@ -31,6 +37,8 @@ export type ControlReply =
     recovery?: 'bitmap' | 'full';
     /** What clients asked of the served array since the engine started (with every status). */
     io?: IoCounters;
+    /** The engine's lease, when it was started with one (with every status, and a lease reply). */
+    lease?: LeaseStatus;
   }
   | { ok: false; error: { code: ControlErrorCode; message: string } };
 

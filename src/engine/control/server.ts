@@ -5,15 +5,16 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, lstat, rm } from 'node:fs/promises';
 import type { IoCounters } from '../../block/counting-device.js';
-import { BlockError } from '../../block/errors.js';
+import { BlockError, ShutdownError } from '../../block/errors.js';
 import { LlraidError } from '../../common/llraid-error.js';
 import { claimSocketPath } from '../../block/socket-file.js';
 import { trace } from '../../common/trace.js';
 import { MdError, type MdArray } from '../../md/index.js';
+import { MAX_LEASE_MS, type LeaseGate } from '../lease-gate.js';
 import { executeControl } from './execute.js';
 import type { ControlErrorCode, ControlReply, ControlRequest } from './protocol.js';
 
-const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'stop']);
+const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'lease', 'stop']);
 const MAX_LINE = 64 * 1024;
 
 export class ControlServer {
@@ -25,13 +26,14 @@ export class ControlServer {
   /**
    * Listens on `path`. `onStop` runs after a `stop` request has stopped the array and its reply
    * was sent: the engine then shuts its NBD server down and exits. `io`, when given, adds the
-   * served device's I/O counters to every reply that carries a status. Whatever is at `path`
+   * served device's I/O counters to every reply that carries a status; `lease`, the engine's
+   * lease gate, takes `lease` requests and adds the lease to those replies. Whatever is at `path`
    * other than a stale socket (a member file, another engine's live socket) is refused with a
    * SocketPathError and left as it is.
    */
-  static async listen(path: string, array: MdArray, onStop: () => void, io?: () => IoCounters): Promise<ControlServer> {
+  static async listen(path: string, engine: Engine): Promise<ControlServer> {
     await claimSocketPath(path, 'control socket');
-    const server = createServer((socket) => serve(socket, { array, onStop, io }));
+    const server = createServer((socket) => serve(socket, engine));
     // Mode 0600 before anyone can connect: the umask covers the window until chmod. It is put
     // back whether listen succeeds or fails, so a refused path leaves the process's umask alone.
     const old = process.umask(0o177);
@@ -58,10 +60,11 @@ export class ControlServer {
   }
 }
 
-interface Engine {
+export interface Engine {
   array: MdArray;
   onStop: () => void;
-  io: (() => IoCounters) | undefined;
+  io?: () => IoCounters;
+  lease?: LeaseGate;
 }
 
 function serve(socket: Socket, engine: Engine): void {
@@ -97,8 +100,13 @@ async function handle(socket: Socket, line: string, engine: Engine): Promise<voi
   // Status is asked every few seconds by the node plugin: only debug shows it.
   trace('engine', req.op === 'status' ? 'debug' : 'info', () => `control: ${line}`);
   try {
-    const r = await executeControl(engine.array, req);
-    reply(socket, r.status && engine.io ? { ...r, io: { ...engine.io() } } : r);
+    const lease = engine.lease;
+    // Held writes fail before the array stops: none may reach a member once the stop began.
+    if (req.op === 'stop') lease?.shut(new ShutdownError('the engine is stopping (control stop)'));
+    const r = req.op === 'lease' && lease !== undefined
+      ? { ok: true as const, lease: lease.extend(req.ms) }
+      : await executeControl(engine.array, req);
+    reply(socket, r.status ? { ...r, ...(engine.io ? { io: { ...engine.io() } } : {}), ...(lease ? { lease: lease.status() } : {}) } : r);
     if (req.op === 'stop') engine.onStop();
   } catch (err) {
     const error = replyError(err);
@@ -128,6 +136,9 @@ function parseRequest(line: string): ControlRequest {
   }
   if (v.op === 'grow' && v.memberBytes !== 'max' && !(Number.isSafeInteger(v.memberBytes) && (v.memberBytes as number) > 0)) {
     throw new Error(`grow: expected "memberBytes": a positive whole number of bytes or "max", found ${JSON.stringify(v.memberBytes)}`);
+  }
+  if (v.op === 'lease' && !(Number.isSafeInteger(v.ms) && (v.ms as number) >= 0 && (v.ms as number) <= MAX_LEASE_MS)) {
+    throw new Error(`lease: expected "ms": a whole number of milliseconds from 0 to ${MAX_LEASE_MS}, found ${JSON.stringify(v.ms)}`);
   }
   if (v.op === 'sync' && !['resync', 'recovery', 'check', 'repair'].includes(v.mode as string)) {
     throw new Error(`sync: expected mode resync, recovery, check or repair, found ${JSON.stringify(v.mode)}`);
