@@ -40,3 +40,21 @@ test('what is not an NBD URI: NBD_URI saying why', () => {
     assert.throws(() => parseNbdUri(uri!), (e: unknown) => isNbdError(e, 'NBD_URI') && e.message.includes(why!) && e.message.includes(uri!), uri);
   }
 });
+
+test('tls-hostname=NAME (libnbd): the name the server certificate must carry, kept apart from the host connected to', () => {
+  const t = parseNbdUri('nbds://10.214.0.3:10809/file%3Allraid-x-1.img?tls-hostname=llraid-member');
+  assert.deepEqual(t.address, { transport: 'tcp', host: '10.214.0.3', port: 10809 });
+  assert.equal(t.exportName, 'file:llraid-x-1.img');
+  assert.equal(t.tlsHostname, 'llraid-member');
+  assert.equal(parseNbdUri('nbds+unix:///m?socket=/s&tls-hostname=member.example.org').tlsHostname, 'member.example.org');
+  assert.equal(parseNbdUri('nbds://h/m?tls-hostname=10.0.0.9').tlsHostname, '10.0.0.9');
+  assert.equal(parseNbdUri('nbds://h/m').tlsHostname, undefined, 'absent unless given');
+  for (const [uri, why] of [
+    ['nbd://h/m?tls-hostname=llraid-member', 'tls-hostname is for nbds://'],
+    ['nbds://h/m?tls-hostname=', 'expected a host name or an IP address'],
+    ['nbds://h/m?tls-hostname=bad%20name', 'expected a host name or an IP address'],
+    ['nbds://h/m?tls-hostname=x&tls-verify-peer=false', 'unknown query parameter tls-verify-peer'],
+  ]) {
+    assert.throws(() => parseNbdUri(uri!), (e: unknown) => isNbdError(e, 'NBD_URI') && e.message.includes(why!), uri);
+  }
+});

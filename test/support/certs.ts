@@ -83,11 +83,24 @@ async function makeCa(dir: string, name: string, cn: string): Promise<CertFiles>
 }
 
 /** A leaf certificate for `cn` signed by `ca`, valid for `addr`, 127.0.0.1 and localhost. */
-async function makeLeaf(dir: string, name: string, cn: string, addr: string, usage: 'serverAuth' | 'clientAuth', ca: CertFiles): Promise<CertFiles> {
+function makeLeaf(dir: string, name: string, cn: string, addr: string, usage: 'serverAuth' | 'clientAuth', ca: CertFiles): Promise<CertFiles> {
+  return makeLeafFor(dir, name, cn, [...new Set([`IP:${addr}`, 'IP:127.0.0.1', 'DNS:localhost'])], usage, ca);
+}
+
+/**
+ * A leaf certificate whose subjectAltName is exactly `sans` (`DNS:name`, `IP:addr`), signed by
+ * `ca`: e.g. the chart's one member service certificate, named `llraid-member` and no address.
+ */
+export function makeNamedCert(dir: string, name: string, sans: readonly string[], usage: 'serverAuth' | 'clientAuth', ca: CertFiles): Promise<CertFiles> {
+  mkdirSync(dir, { recursive: true });
+  return makeLeafFor(dir, name, sans[0]!.replace(/^(DNS|IP):/, ''), sans, usage, ca);
+}
+
+async function makeLeafFor(dir: string, name: string, cn: string, sanList: readonly string[], usage: 'serverAuth' | 'clientAuth', ca: CertFiles): Promise<CertFiles> {
   const files = { cert: join(dir, `${name}-cert.pem`), key: join(dir, `${name}-key.pem`) };
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
-  const sans = [...new Set([`IP:${addr}`, 'IP:127.0.0.1', 'DNS:localhost'])].join(',');
+  const sans = sanList.join(',');
   // GnuTLS (libnbd, nbdkit) checks key usage: an EC key signs in TLS 1.3 (digitalSignature).
   writeFileSync(
     ext,

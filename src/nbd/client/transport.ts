@@ -3,7 +3,7 @@
 // the address and become NBD_CONNECT or NBD_TLS; what flows over the stream is not its business.
 
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
 import { NbdError } from '../errors.js';
 import type { TlsMaterial } from './options.js';
@@ -63,17 +63,25 @@ export function openSocket(target: NbdTarget, timeoutMs: number): Promise<{ sock
 
 /**
  * Runs the TLS handshake over `socket` (just after the server acknowledged STARTTLS): TLS 1.3
- * only, this client's certificate presented, the server's verified against the CA and the URI's
- * host. Rejects with NBD_TLS.
+ * only, this client's certificate presented, the server's verified against the CA and the name
+ * expected of it: the URI's `tls-hostname` if it has one, else its host. Rejects with NBD_TLS.
  */
 export function startTls(socket: Socket, target: NbdTarget, material: TlsMaterial): Promise<TLSSocket> {
-  const host = target.address.transport === 'tcp' ? target.address.host : 'localhost';
+  const name = expectedName(target);
   return new Promise((resolve, reject) => {
     const tls = tlsConnect({
       socket,
-      host,
-      // SNI may not carry an IP address (RFC 6066); the certificate check still uses `host`.
-      ...(isIP(host) === 0 ? { servername: host } : {}),
+      host: name,
+      // SNI may not carry an IP address (RFC 6066); the certificate check still uses `name`.
+      ...(isIP(name) === 0 ? { servername: name } : {}),
+      // Said outright rather than left to `host`: the name checked is the one expected, never the
+      // address connected to when the URI names another.
+      checkServerIdentity: (_host, cert) => {
+        const err = checkServerIdentity(name, cert);
+        // Node lists only the names of the kind checked (IPs for an IP): say every one it carries.
+        if (err !== undefined) err.message += `; the certificate carries ${cert.subjectaltname ?? 'no subjectAltName'}`;
+        return err;
+      },
       minVersion: 'TLSv1.3',
       cert: material.cert,
       key: material.key,
@@ -91,9 +99,23 @@ export function startTls(socket: Socket, target: NbdTarget, material: TlsMateria
   });
 }
 
-/** NBD_TLS for a failure of the TLS layer (an alert, a certificate refused either way). */
+/** The name the server's certificate must carry. */
+function expectedName(target: NbdTarget): string {
+  if (target.tlsHostname !== undefined) return target.tlsHostname;
+  return target.address.transport === 'tcp' ? target.address.host : 'localhost';
+}
+
+/**
+ * NBD_TLS for a failure of the TLS layer (an alert, a certificate refused either way). A
+ * certificate that does not name what was expected says which name was checked, and how to
+ * check another.
+ */
 export function tlsError(target: NbdTarget, err: Error): NbdError {
-  return new NbdError('NBD_TLS', `TLS with ${target.uri} failed: ${err.message}`, { cause: err });
+  const mismatch = (err as NodeJS.ErrnoException).code === 'ERR_TLS_CERT_ALTNAME_INVALID';
+  const hint = !mismatch ? ''
+    : target.tlsHostname !== undefined ? ` (checked against tls-hostname ${target.tlsHostname})`
+    : ` (checked against the URI's host ${expectedName(target)}; add ?tls-hostname=NAME to check the name the certificate carries)`;
+  return new NbdError('NBD_TLS', `TLS with ${target.uri} failed: ${err.message}${hint}`, { cause: err });
 }
 
 /** Whether `err` came from the TLS layer rather than the socket under it. */
