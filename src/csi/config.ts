@@ -1,7 +1,8 @@
 // Configuration of the node plugin (`llraid csi`), every setting in one place: from command-line
 // options, LLRAID_* environment variables (what the Helm chart sets) and an optional YAML file,
 // in that order of precedence, then one validation. The CSI basics, the engines' tuning (md's
-// defaults from md/tuning.ts) and the status reporting and metrics settings.
+// defaults from md/tuning.ts), the status reporting and metrics settings, and the node's member
+// service (its address and the TLS files, which the engine host reads too: memberServiceOf).
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -39,6 +40,29 @@ export interface CsiConfig {
   tuning: { syncSpeedMinKiB: number; syncSpeedMaxKiB: number; bitmapDaemonSleepSeconds: number };
   /** What the node reports to the cluster (k8s/node-reporting.ts). */
   reporting: ReportingSettings;
+  /** The cluster's TLS files (the chart's Secret): for the member service and engines' remote members. */
+  tls: TlsFiles | undefined;
+  /** This node's member service, run by the engine host (or by the plugin without one). */
+  memberService: MemberServiceConfig | undefined;
+}
+
+/** The files of a TLS directory laid out as a kubernetes.io/tls Secret with its CA. */
+export interface TlsFiles {
+  dir: string;
+  /** ca.crt: the cluster CA, which signed every node's certificate. */
+  ca: string;
+  /** tls.crt and tls.key: this node's certificate (one for the whole cluster, named llraid-member). */
+  cert: string;
+  key: string;
+}
+
+/** `llraid member-serve` as the node runs it: where it listens, with which TLS files, over which disks. */
+export interface MemberServiceConfig {
+  host: string;
+  port: number;
+  tls: TlsFiles;
+  /** The node's disk directories: the member files it exports are there. */
+  disks: string[];
 }
 
 /** Settings as given, each a string (or list) before validation. */
@@ -58,6 +82,8 @@ export interface RawConfig {
   status?: string | boolean;
   statusMinInterval?: string | number;
   metricsAddress?: string;
+  memberServiceListen?: string;
+  tlsDir?: string;
 }
 
 const envNames: Record<keyof RawConfig, string> = {
@@ -76,6 +102,8 @@ const envNames: Record<keyof RawConfig, string> = {
   status: 'LLRAID_STATUS',
   statusMinInterval: 'LLRAID_STATUS_MIN_INTERVAL',
   metricsAddress: 'LLRAID_METRICS_ADDRESS',
+  memberServiceListen: 'LLRAID_MEMBER_SERVICE_LISTEN',
+  tlsDir: 'LLRAID_TLS_DIR',
 };
 
 /** A setting's names, for messages: the YAML key and its environment variable. */
@@ -135,13 +163,7 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
   const endpoint = pick('endpoint') ?? 'unix:///csi/csi.sock';
   const nodeId = pick('nodeId');
   if (!nodeId) throw invalid('node id is not set: expected --node-id, LLRAID_NODE_ID or nodeId in the config file');
-  const disksRaw = pick('disks');
-  const disks = (Array.isArray(disksRaw) ? disksRaw : (disksRaw ?? '').split(','))
-    .map((d) => String(d).trim())
-    .filter((d) => d !== '')
-    .map((d) => path.resolve(d));
-  if (disks.length === 0) throw invalid('disks are not set: expected --disks DIR,DIR,..., LLRAID_DISKS or disks in the config file');
-  if (new Set(disks).size !== disks.length) throw invalid(`disks: expected distinct directories, found ${disks.join(', ')}`);
+  const disks = disksOf(layers);
   const attach = pick('attach') ?? 'auto';
   if (attach !== 'kernel' && attach !== 'fuse' && attach !== 'auto') {
     throw invalid(`attach: expected kernel, fuse or auto, found ${JSON.stringify(attach)}`);
@@ -178,9 +200,12 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
     statusMinIntervalMs: whole(pick('statusMinInterval'), 'statusMinInterval', 5, 0) * 1000,
     ...(metricsRaw ? { metrics: listenAddress(metricsRaw, 'metricsAddress') } : {}),
   };
+  const tls = tlsFilesOf(layers);
   return {
     tuning,
     reporting,
+    tls,
+    memberService: memberServiceOf(layers, tls, disks),
     endpoint,
     nodeId,
     engineHost: engineHost === undefined || engineHost === '' ? undefined : endpointPath(String(engineHost)),
@@ -191,6 +216,52 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
     defaultCapacity,
     kubeletDir: path.resolve(kubeletDir),
   };
+}
+
+function disksOf(layers: RawConfig[]): string[] {
+  const disksRaw = layers.find((l) => l.disks !== undefined)?.disks;
+  const disks = (Array.isArray(disksRaw) ? disksRaw : (disksRaw ?? '').split(','))
+    .map((d) => String(d).trim())
+    .filter((d) => d !== '')
+    .map((d) => path.resolve(d));
+  if (disks.length === 0) throw invalid('disks are not set: expected --disks DIR,DIR,..., LLRAID_DISKS or disks in the config file');
+  if (new Set(disks).size !== disks.length) throw invalid(`disks: expected distinct directories, found ${disks.join(', ')}`);
+  return disks;
+}
+
+/** The TLS directory's files, when one is set; the files are checked when they are used. */
+function tlsFilesOf(layers: RawConfig[]): TlsFiles | undefined {
+  const raw = layers.find((l) => l.tlsDir !== undefined)?.tlsDir;
+  if (raw === undefined || raw === '') return undefined;
+  if (typeof raw !== 'string' || !path.isAbsolute(raw)) {
+    throw invalid(`${named('tlsDir')}: expected an absolute directory holding ca.crt, tls.crt and tls.key, found ${JSON.stringify(raw)}`);
+  }
+  const dir = path.resolve(raw);
+  return { dir, ca: path.join(dir, 'ca.crt'), cert: path.join(dir, 'tls.crt'), key: path.join(dir, 'tls.key') };
+}
+
+function memberServiceOf(layers: RawConfig[], tls: TlsFiles | undefined, disks: string[]): MemberServiceConfig | undefined {
+  const raw = layers.find((l) => l.memberServiceListen !== undefined)?.memberServiceListen;
+  if (raw === undefined || raw === '') return undefined;
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(String(raw).trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) {
+    throw invalid(`${named('memberServiceListen')}: expected HOST:PORT (the node's IP and a port, such as 10.0.0.5:10809, or [fd00::5]:10809), found ${JSON.stringify(raw)}`);
+  }
+  if (tls === undefined) {
+    throw invalid(`${named('memberServiceListen')} is set but ${named('tlsDir')} is not: the member service serves TCP with TLS only (ca.crt, tls.crt, tls.key)`);
+  }
+  return { host: m[1] ?? m[2]!, port, tls, disks };
+}
+
+/**
+ * The member service settings of the engine host, which has no CSI settings of its own: the same
+ * variables as the plugin's (LLRAID_MEMBER_SERVICE_LISTEN, LLRAID_TLS_DIR, LLRAID_DISKS), checked
+ * alike. Undefined when no listen address is set (no member service on this node).
+ */
+export function memberServiceFromLayers(...layers: RawConfig[]): MemberServiceConfig | undefined {
+  if (layers.every((l) => l.memberServiceListen === undefined || l.memberServiceListen === '')) return undefined;
+  return memberServiceOf(layers, tlsFilesOf(layers), disksOf(layers));
 }
 
 /** The filesystem path of a unix:// endpoint. */

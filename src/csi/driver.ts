@@ -23,6 +23,7 @@ import { StatusFeed } from './status-feed.js';
 import { VolumeCatalog } from './volume-catalog.js';
 import { VolumeLocks } from './volume-locks.js';
 import type { NodeReporting } from '../k8s/index.js';
+import { MemberServiceRunner } from './member-service-runner.js';
 
 export interface DriverDeps {
   arrays: ArrayBackend;
@@ -74,6 +75,12 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const catalog = new VolumeCatalog(pool);
   await fs.mkdir(config.runDir, { recursive: true, mode: 0o700 });
   const { engines, attacher, supervisor } = await volumeRuntime(config, deps);
+  // Without an engine host this process runs the member service, as it runs the engines; with
+  // one, the host does (from its own settings), so that it outlives this container too.
+  const memberService = config.engineHost === undefined && config.memberService !== undefined
+    ? new MemberServiceRunner(config.memberService, { command: deps.engineCommand, runDir: config.runDir, log: deps.log })
+    : undefined;
+  await memberService?.start();
   const attachMode = attacher.mode;
   const locks = new VolumeLocks();
   const node = new NodeServer(
@@ -137,6 +144,9 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
       await recovery;
       await feed?.close();
       supervisor?.close();
+      // As the engines: it keeps running for the next plugin of this PID namespace to adopt,
+      // unless this process is the namespace's first, whose exit would take it down anyway.
+      await memberService?.close(process.pid === 1);
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       // Only the plugin's own socket goes, should anything else have taken the path meanwhile.
       if ((await fs.lstat(socket).catch(() => undefined))?.isSocket()) await fs.rm(socket, { force: true });

@@ -43,12 +43,12 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Waits until `pid` has exited, up to `timeoutMs`; resolves whether it did. */
+/** Waits until `pid` has exited, up to `timeoutMs` (0: looks once); resolves whether it did. */
 export async function waitExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  for (;;) {
     if (!isAlive(pid) || (await isZombie(pid))) return true;
+    if (Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return false;
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultsFor, endpointPath, fromEnvironment, fromFile, resolveConfig } from '../../src/csi/config.js';
+import { defaultsFor, endpointPath, fromEnvironment, fromFile, memberServiceFromLayers, resolveConfig } from '../../src/csi/config.js';
 
 test('command-line settings win over the environment, which wins over the file', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-cfg-'));
@@ -95,3 +95,27 @@ for (const [env, re] of [
     assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/a' }, fromEnvironment(env)), re);
   });
 }
+
+test('the member service: LLRAID_MEMBER_SERVICE_LISTEN with LLRAID_TLS_DIR (the chart Secret\'s ca.crt, tls.crt, tls.key) over the disks', () => {
+  const env = fromEnvironment({ LLRAID_MEMBER_SERVICE_LISTEN: '10.214.0.3:10809', LLRAID_TLS_DIR: '/etc/llraid/tls/' });
+  const c = resolveConfig({ nodeId: 'n', disks: '/d1,/d2' }, env);
+  assert.deepEqual(c.tls, { dir: '/etc/llraid/tls', ca: '/etc/llraid/tls/ca.crt', cert: '/etc/llraid/tls/tls.crt', key: '/etc/llraid/tls/tls.key' });
+  assert.deepEqual(c.memberService, { host: '10.214.0.3', port: 10809, tls: c.tls, disks: ['/d1', '/d2'] });
+  assert.equal(resolveConfig({ nodeId: 'n', disks: '/d', memberServiceListen: '[fd00::3]:10809', tlsDir: '/t' }).memberService?.host, 'fd00::3');
+  const none = resolveConfig({ nodeId: 'n', disks: '/d' });
+  assert.equal(none.memberService, undefined, 'none unless an address is set');
+  assert.equal(none.tls, undefined);
+  // The engine host reads the same variables, with no CSI settings of its own.
+  assert.deepEqual(memberServiceFromLayers(fromEnvironment({ LLRAID_MEMBER_SERVICE_LISTEN: '10.0.0.1:7', LLRAID_TLS_DIR: '/t', LLRAID_DISKS: '/a' }))?.disks, ['/a']);
+  assert.equal(memberServiceFromLayers(fromEnvironment({ LLRAID_DISKS: '/a' })), undefined);
+});
+
+test('member service settings that cannot work are errors naming the setting', () => {
+  const base = { nodeId: 'n', disks: '/d', tlsDir: '/t' };
+  for (const bad of ['10809', ':10809', '10.0.0.1:0', '10.0.0.1:65536', 'fd00::1:10809', '10.0.0.1']) {
+    assert.throws(() => resolveConfig({ ...base, memberServiceListen: bad }), /memberServiceListen \(LLRAID_MEMBER_SERVICE_LISTEN\): expected HOST:PORT/, bad);
+  }
+  assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/d', memberServiceListen: '10.0.0.1:10809' }), /LLRAID_MEMBER_SERVICE_LISTEN\) is set but tlsDir \(LLRAID_TLS_DIR\) is not: the member service serves TCP with TLS only/);
+  assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/d', tlsDir: 'relative/tls' }), /tlsDir \(LLRAID_TLS_DIR\): expected an absolute directory holding ca.crt, tls.crt and tls.key/);
+  assert.throws(() => memberServiceFromLayers({ memberServiceListen: '10.0.0.1:10809', tlsDir: '/t' }), /disks are not set/);
+});

@@ -63,6 +63,8 @@ export interface PluginOptions {
   engineHost?: string;
   /** The plugin's run dir; default <dir>/run. An engine host and the plugin share it. */
   runDir?: string;
+  /** More environment for the plugin (LLRAID_* settings that have no option). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> {
@@ -90,7 +92,7 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
         '--disks', disks.join(','), '--attach', options.attach ?? 'fuse', '--run-dir', runDir, '--kubelet-dir', kubeletDir,
         ...(options.engineHost === undefined ? [] : ['--engine-host', options.engineHost])];
       const [cmd, ...args] = [...(options.prefix ?? []), ...argv] as [string, ...string[]];
-      child = spawn(cmd, args, { stdio: ['ignore', log, log] });
+      child = spawn(cmd, args, { stdio: ['ignore', log, log], env: { ...process.env, ...options.env } });
       closeSync(log);
       // Generous: under the emulated kernel-vm, node takes tens of seconds to load the plugin.
       for (let i = 0; i < 2400 && !existsSync(socket) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
@@ -146,6 +148,11 @@ async function teardown(dir: string, runDir: string): Promise<void> {
   }
   const fuse = (await listMounts()).filter((m) => m.mountPoint.startsWith(runDir + '/'));
   for (const m of fuse.reverse()) await run('umount', ['-l', m.mountPoint], { okCodes: [0, 1, 32] });
+  // The member service the plugin ran (without an engine host), which outlives the plugin.
+  for (const p of await findProcesses(path.join(runDir, 'member-service.events.jsonl'))) {
+    process.kill(p.pid, 'SIGTERM');
+    await waitExit(p.pid, 30_000);
+  }
   const entries = await fs.readdir(runDir).catch(() => [] as string[]);
   for (const id of entries) {
     for (const p of await findProcesses(path.join(runDir, id, 'engine.sock'))) {
