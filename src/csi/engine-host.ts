@@ -155,7 +155,7 @@ function describeRequest(req: EngineHostRequest): string {
 }
 
 /** `serve` options a client may pass, each with one value; the host sets socket, control and export itself. */
-const SERVE_OPTIONS = new Set(['--sync-speed-min', '--sync-speed-max', '--bitmap-daemon-sleep']);
+const SERVE_OPTIONS = new Set(['--sync-speed-min', '--sync-speed-max', '--bitmap-daemon-sleep', '--lease-ms']);
 
 /** The serve arguments of a volume: tuning options with whole-number values, then absolute member paths. */
 function checkServeArgs(args: readonly string[], bad: (what: string) => CsiError): void {
