@@ -145,6 +145,9 @@ export interface BlockDevice {
   /**
    * Why the device can no longer be used though no request has failed yet (its file was deleted,
    * it stopped answering), or undefined while it is fine. Optional; md asks members now and then.
+   * A device that another engine took (a higher attach epoch) rejects with its FencedError
+   * instead, as its requests do: md fences the array then, rather than failing the member and
+   * going on degraded without it.
    */
   health?(): Promise<string | undefined>;
   /** Releases the device. Further calls reject with ESHUTDOWN. */

@@ -169,7 +169,8 @@ export class EpochWatchDevice extends FilterDevice {
   }
 
   override async health(): Promise<string | undefined> {
-    if (this.fencedBy !== undefined) return this.fencedBy.message;
+    // A rejection, as the requests': the array is fenced, never degraded, even while idle.
+    if (this.fencedBy !== undefined) throw this.fencedBy;
     return this.inner.health!();
   }
 

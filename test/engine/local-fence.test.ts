@@ -150,3 +150,21 @@ test('local members: member-serve taking them with a higher epoch fences the run
   assert.equal(check.code, 0, check.stderr);
   assert.match(check.stdout, /mismatch_cnt 0\b/);
 });
+
+test('local members: an idle engine whose one member is taken (its record raised) is fenced, not degraded', async (t) => {
+  await buildCli();
+  const dir = tempDir(t, 'local-fence-idle');
+  const [a, b] = await create(dir);
+  const engine = await startServe(['--socket', join(dir, 'e.sock'), '--epoch', '5', a, b]);
+  t.after(() => engine.stop('SIGKILL'));
+  // What the member service does on taking a.img for an engine elsewhere, with no I/O here.
+  const { writeFileSync, renameSync } = await import('node:fs');
+  writeFileSync(join(dir, '.llraid-epochs', 'a.img.new'), '6\n');
+  renameSync(join(dir, '.llraid-epochs', 'a.img.new'), join(dir, '.llraid-epochs', 'a.img'));
+  const fenced = await engine.waitForEvent('fenced');
+  assert.match(fenced.reason, /has accepted epoch 6; this engine presented 5/);
+  assert.deepEqual((await engine.events()).filter((e) => e.type === 'member-failed'), [], 'no member failed: the array did not go on degraded on b');
+  assert.equal(await engine.stop(), 0);
+  assert.equal((await engine.events()).at(-1)?.type, 'stopped');
+  assert.deepEqual((await engine.events()).at(-1), { ...(await engine.events()).at(-1), fenced: true });
+});

@@ -236,8 +236,10 @@ export class Membership {
     try {
       for (const m of this.set.members) {
         if ((m.state !== 'in_sync' && m.state !== 'rebuilding') || m.device.health === undefined) continue;
-        const why = await m.device.health().catch((err: unknown) => (err as Error).message);
-        if (why !== undefined && !this.set.stopping) await this.failMember(m, new IoError(why)).catch((e: unknown) => this.traceUnrecorded(m, e));
+        // A device another engine took rejects with EFENCED: that fences the array (failMember),
+        // as a request meeting it would, instead of failing the member while the array is idle.
+        const why = await m.device.health().catch((err: unknown) => (isBlockError(err, 'EFENCED') ? err : (err as Error).message));
+        if (why !== undefined && !this.set.stopping) await this.failMember(m, typeof why === 'string' ? new IoError(why) : why).catch((e: unknown) => this.traceUnrecorded(m, e));
       }
     } finally {
       this.checkingHealth = false;

@@ -269,6 +269,8 @@ export class NbdClientDevice implements BlockDevice, ReplySink {
   }
 
   async health(): Promise<string | undefined> {
+    // Fenced: a rejection, as the requests', so md fences the array even when it was idle.
+    if (this.state === 'failed' && this.failure instanceof FencedError) throw this.failure;
     if (this.state === 'failed') return this.failure!.message;
     if (this.state === 'closed') return `${this.uri}: closed`;
     return undefined;
