@@ -122,6 +122,8 @@ test('default install: the member service on the node IP with one CA and certifi
   }
   const ports = (name: string) => sets.find((d) => d.metadata.name === name)!.spec.template.spec.containers[0]!.ports?.map((p) => p.containerPort) ?? [];
   assert.deepEqual(ports('llraid-engines'), [10809], 'the engine host runs the member service');
+  const containerOf = (name: string) => sets.find((d) => d.metadata.name === name)!.spec.template.spec.containers[0]!;
+  assert.equal(env(containerOf('llraid-engines'), 'LLRAID_DISKS'), env(containerOf('llraid-node'), 'LLRAID_DISKS'), 'over the disks the plugin names');
   assert.ok(!ports('llraid-node').includes(10809));
   const own = byKind(render('--set', 'engineHost.enabled=false'), 'DaemonSet') as Array<Obj & { spec: { template: { spec: Pod } } }>;
   assert.ok(own[0]!.spec.template.spec.containers[0]!.ports?.some((p) => p.containerPort === 10809), 'without an engine host the plugin runs it');

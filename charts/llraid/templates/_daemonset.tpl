@@ -340,6 +340,8 @@ by (/pool/<name>), the run directory (sockets, FUSE mount points) shared both wa
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $name := printf "%s-engines%s" (include "llraid.fullname" $root) .suffix -}}
+{{- $diskPaths := list -}}
+{{- range .disks }}{{ $diskPaths = append $diskPaths (printf "/pool/%s" .name) }}{{ end -}}
 apiVersion: apps/v1
 kind: DaemonSet
 metadata:
@@ -416,6 +418,9 @@ spec:
             - name: LLRAID_ATTACH
               value: {{ $v.attach | quote }}
             {{- if $v.memberService.enabled }}
+            # The member service exports the member files of these (the plugin's LLRAID_DISKS).
+            - name: LLRAID_DISKS
+              value: {{ join "," $diskPaths | quote }}
             {{- include "llraid.memberEnv" $root | nindent 12 }}
             {{- end }}
             {{- with $v.extraEnv }}
