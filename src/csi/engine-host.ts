@@ -155,19 +155,32 @@ function describeRequest(req: EngineHostRequest): string {
 }
 
 /** `serve` options a client may pass, each with one value; the host sets socket, control and export itself. */
-const SERVE_OPTIONS = new Set(['--sync-speed-min', '--sync-speed-max', '--bitmap-daemon-sleep', '--lease-ms']);
+const SERVE_OPTIONS = new Set(['--sync-speed-min', '--sync-speed-max', '--bitmap-daemon-sleep', '--lease-ms', '--epoch', '--member-timeout', '--return-interval']);
+/** Options naming a file (the TLS material for members on other nodes): absolute paths only. */
+const SERVE_FILE_OPTIONS = new Set(['--tls-cert', '--tls-key', '--tls-ca']);
+/** A member on another node: its member service's URI (nbds://HOST:PORT/NAME, query allowed). */
+const REMOTE_MEMBER = /^nbds:\/\/[^\s/]+\/[^\s]+$/;
 
-/** The serve arguments of a volume: tuning options with whole-number values, then absolute member paths. */
+/**
+ * The serve arguments of a volume: tuning options with whole-number values, the TLS files and
+ * epoch of a replicated volume, then its members — absolute paths or nbds:// URIs.
+ */
 function checkServeArgs(args: readonly string[], bad: (what: string) => CsiError): void {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (SERVE_OPTIONS.has(a)) {
       if (!/^\d+$/.test(args[i + 1] ?? '')) throw bad(`a whole number after ${a}`);
       i++;
+    } else if (SERVE_FILE_OPTIONS.has(a)) {
+      const f = args[i + 1] ?? '';
+      if (!f.startsWith('/') || f.includes('\0')) throw bad(`an absolute path after ${a}`);
+      i++;
     } else if (a === '--force') {
       continue;
+    } else if (REMOTE_MEMBER.test(a)) {
+      continue;
     } else if (!a.startsWith('/') || a.includes('\0')) {
-      throw bad(`member paths (absolute) or ${[...SERVE_OPTIONS, '--force'].join(', ')} in "args", found ${JSON.stringify(a)}`);
+      throw bad(`member paths (absolute), nbds:// members or ${[...SERVE_OPTIONS, ...SERVE_FILE_OPTIONS, '--force'].join(', ')} in "args", found ${JSON.stringify(a)}`);
     }
   }
 }
