@@ -15,6 +15,12 @@
 #                                               writes <state-dir>/env (KUBECONFIG=..., API_SERVER=...)
 #   control-plane.sh down <state-dir>           stop what `up` started (pids in <state-dir>/pids)
 # Logs: <state-dir>/logs/<component>.log.
+#
+# The API server keeps an audit log, <state-dir>/audit.log (AUDIT_LOG in env), of the requests
+# made by the ServiceAccounts of the namespaces in LLRAID_AUDIT_NAMESPACES (default
+# llraid-system, where the tests install the chart), at level Metadata (who, verb, resource,
+# when; no bodies), and of nothing else: test/cluster/api-audit.ts counts llraid's requests
+# from it. The control plane's own traffic is not logged, so the file stays small.
 set -euo pipefail
 me=control-plane
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -101,6 +107,24 @@ LLRAID_CLUSTER_NETNS_PREFIX=$prefix
 EOF
 }
 
+# The audit policy of the header: Metadata for the ServiceAccounts of the llraid namespaces (their
+# group system:serviceaccounts:<namespace>), None for everyone else. RequestReceived is omitted:
+# each request is logged when its response starts (a watch: once, when its stream opens) and
+# when it completes (a watch: when its stream ends).
+audit_policy() {
+  local file=$1 ns groups=""
+  for ns in ${LLRAID_AUDIT_NAMESPACES:-llraid-system}; do groups+="\"system:serviceaccounts:$ns\", "; done
+  cat > "$file" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: [${groups%, }]
+- level: None
+EOF
+}
+
 kubeconfig() {
   local dir=$1 name=$2 server=$3
   cat > "$dir/$name.kubeconfig" <<EOF
@@ -165,6 +189,7 @@ extendedKeyUsage=serverAuth"
     --quota-backend-bytes 1073741824
   wait_for etcd "$dir/logs/etcd.log" 30 curl -sf "http://127.0.0.1:$etcd_port/health"
 
+  audit_policy "$dir/audit-policy.yaml"
   start "$dir" kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
@@ -179,7 +204,9 @@ extendedKeyUsage=serverAuth"
     --authorization-mode Node,RBAC \
     --allow-privileged=true \
     --endpoint-reconciler-type none \
-    --profiling=false
+    --profiling=false \
+    --audit-policy-file "$dir/audit-policy.yaml" \
+    --audit-log-path "$dir/audit.log" --audit-log-format json --audit-log-mode blocking
   wait_for kube-apiserver "$dir/logs/kube-apiserver.log" 120 \
     "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz
 
@@ -210,6 +237,7 @@ extendedKeyUsage=serverAuth"
 KUBECONFIG=$dir/admin.kubeconfig
 API_SERVER=$server
 K8S_BIN=$bin
+AUDIT_LOG=$dir/audit.log
 EOF
   if [ "${LLRAID_CLUSTER_BRIDGE:-}" = 1 ]; then bridge_up "$dir" "$api_port"; fi
 }

@@ -47,10 +47,10 @@ export interface Engine {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function makeCluster(t: { after(fn: () => Promise<void> | void): void }, name: string, nodes: string[], base?: string): Promise<Cluster> {
+export async function makeCluster(t: { after(fn: () => Promise<void> | void): void }, name: string, nodes: string[], base?: string, subnetPrefix?: string): Promise<Cluster> {
   const cli = await buildCli();
   const dir = tempDir(t, name, base);
-  const net = await Netns.create(nodes, { owner: t });
+  const net = await Netns.create(nodes, { owner: t, ...(subnetPrefix === undefined ? {} : { subnetPrefix }) });
   const certs = await makeCerts(dir, net.addrs());
   const disks = (node: string): string => join(dir, 'disks', node);
   for (const n of nodes) mkdirSync(disks(n), { recursive: true });

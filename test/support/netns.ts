@@ -173,6 +173,11 @@ export interface NsProcess {
 export interface NetnsOptions {
   /** Registers destroy() to run when the owner (a TestContext or a suite hook context) ends. */
   owner?: { after(fn: () => Promise<void> | void): void };
+  /**
+   * The /24 the nodes' addresses come from, as its first three octets and a dot (default
+   * SUBNET_PREFIX): each issue's tests keep to their own subnet (issue 19's: 10.214.0.).
+   */
+  subnetPrefix?: string;
 }
 
 let sequence = 0;
@@ -187,13 +192,13 @@ export class Netns {
   private readonly partitioned = new Set<string>();
   private destroyed = false;
 
-  private constructor(ip: string, nodes: readonly string[], prefix: string) {
+  private constructor(ip: string, nodes: readonly string[], prefix: string, subnetPrefix: string) {
     this.ip = ip;
     this.nodes = nodes;
     this.hub = `${prefix}-hub`;
     nodes.forEach((n, i) => {
       this.nsOf.set(n, `${prefix}-n-${n}`);
-      this.addrOf.set(n, `${SUBNET_PREFIX}${i + 1}`);
+      this.addrOf.set(n, `${subnetPrefix}${i + 1}`);
     });
   }
 
@@ -209,8 +214,10 @@ export class Netns {
       if (!NODE_NAME.test(n)) throw new Error(`netns: node name ${JSON.stringify(n)} must be 1 to 10 of [a-z0-9]`);
     }
     if (new Set(nodes).size !== nodes.length) throw new Error(`netns: node names repeat: ${nodes.join(', ')}`);
+    const subnetPrefix = options.subnetPrefix ?? SUBNET_PREFIX;
+    if (!/^10\.\d{1,3}\.\d{1,3}\.$/.test(subnetPrefix)) throw new Error(`netns: subnetPrefix expects "10.X.Y." (a private /24), found ${JSON.stringify(subnetPrefix)}`);
     cleanupLeftovers();
-    const net = new Netns(ip, nodes, `llr-${process.pid}-${++sequence}`);
+    const net = new Netns(ip, nodes, `llr-${process.pid}-${++sequence}`, subnetPrefix);
     live.add(net);
     installExitHook();
     options.owner?.after(() => net.destroy());
@@ -240,7 +247,7 @@ export class Netns {
     }
   }
 
-  /** The node's address (IPv4, in 10.213.0.0/24). */
+  /** The node's address (IPv4, in the cluster's /24: 10.213.0.0/24 unless created with another). */
   addr(node: string): string {
     const a = this.addrOf.get(node);
     if (a === undefined) throw new Error(`netns: no node ${JSON.stringify(node)} (nodes: ${this.nodes.join(', ')})`);
