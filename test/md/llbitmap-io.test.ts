@@ -164,26 +164,27 @@ test('unplug writes dirty blocks more than 16 KiB apart as separate runs, then o
   await bm.close();
 });
 
-test('E8 / B-a: a write arriving while the daemon has its page suspended waits, then ends Dirty', async () => {
+test('E8 / B-a: a write arriving while a flush waits for another write on its page is not held up, and never cleaned in flight', async () => {
   const { bm } = await make(1, 64, { barrierIdle: 0 });
-  await bm.startWrite(0, 512); // in flight on page 0: the daemon must wait for it
+  await bm.startWrite(0, 512); // in flight on page 0: the flush waits for it
   await bm.unplug();
   const daemon = bm.flush();
   await sleep(5);
-  const second = Promise.resolve(bm.startWrite(1 * CS, 512));
-  assert.equal(await settled(second), 'pending', 'blocked by the suspended page');
-  assert.equal(bm.stateOf(1), State.Unwritten, 'no state change before the barrier is held');
+  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned with its write in flight');
+  assert.equal(bm.startWrite(1 * CS, 512), undefined, 'the new write waited for the daemon');
+  assert.equal(bm.stateOf(1), State.Dirty);
   bm.endWrite(0, 512);
-  await second;
-  await daemon;
+  await sleep(5);
   assert.equal(bm.stateOf(0), State.Clean, 'the finished write was cleaned');
-  assert.equal(bm.stateOf(1), State.Dirty, 'the new write ends Dirty, not cleaned under it');
+  assert.equal(bm.stateOf(1), State.Dirty, 'the new write is still in flight: not cleaned under it');
   await bm.unplug();
   bm.endWrite(1 * CS, 512);
+  await daemon;
+  assert.equal(bm.stateOf(1), State.Clean, 'the flush waited for it, then cleaned it');
   await bm.close();
 });
 
-test('E9: Dirty → Clean only once the page has been idle barrier_idle, at the next daemon timer', async (t) => {
+test('E9: Dirty → Clean only once the chunk has been idle barrier_idle, at the next daemon timer', async (t) => {
   const clock = new VirtualClock(t);
   const { bm } = await make(1, 64, { barrierIdle: 1.5, daemonSleep: 1 });
   await bm.startWrite(0, 512);
@@ -198,18 +199,20 @@ test('E9: Dirty → Clean only once the page has been idle barrier_idle, at the 
   await runOnClock(bm.close(), clock);
 });
 
-test('E9: never with a write in flight: the daemon waits for it, then cleans; with nothing Dirty left it arms no timer', async (t) => {
+test('E9: per chunk: a write in flight keeps its own chunk Dirty, not its page; with nothing Dirty left no timer is armed', async (t) => {
   const clock = new VirtualClock(t);
   const { host, bm } = await make(1, 64, { barrierIdle: 1.5, daemonSleep: 1 });
   await bm.startWrite(0, 512);
   await bm.unplug();
   bm.endWrite(0, 512);
-  await bm.startWrite(10 * CS, 512); // chunk 10 stays in flight
-  await clock.advance(2200); // the pass at 2 s finds the page idle enough, but chunk 10's write in flight
-  assert.equal(bm.stateOf(0), State.Dirty, 'cleaned with a write in flight on the page');
-  bm.endWrite(10 * CS, 512);
-  await clock.advance(2800); // the page is idle 1.5 s, then the next timer cleans it
-  assert.equal(bm.stateOf(0), State.Clean);
+  await bm.startWrite(10 * CS, 512); // chunk 10 stays in flight, on the same page as chunk 0
+  await clock.advance(2200); // the pass at 2 s: chunk 0 idle 2 s, chunk 10 in flight
+  assert.equal(bm.stateOf(0), State.Clean, 'an idle chunk waits for a write in flight on another chunk of its page');
+  assert.equal(bm.stateOf(10), State.Dirty, 'cleaned with its write in flight');
+  bm.endWrite(10 * CS, 512); // at 2.2 s
+  await clock.advance(1300); // the pass at 3 s: idle 0.8 s only
+  assert.equal(bm.stateOf(10), State.Dirty, 'cleaned before barrier_idle after its write ended');
+  await clock.advance(1500); // the pass at 4 s: idle 1.8 s
   assert.equal(bm.stateOf(10), State.Clean);
   // B-h: nothing Dirty left, so the timer is not re-armed: no further daemon passes, however long.
   const before = host.degradedCalls;
@@ -274,8 +277,9 @@ test('A8: flush on stop leaves no Dirty bit on disk; reassembly resyncs nothing'
   await bm2.close();
 });
 
-test('E10: a second dirtying in one block before unplug infects its Unwritten and Clean neighbours', async () => {
+test('E10: with infect on (the kernel rule), a second dirtying in one block before unplug infects its Unwritten and Clean neighbours', async () => {
   const { bm } = await make(1, 2048, { assumeClean: false });
+  bm.infect = true;
   // Chunks 0..511 are block 2 (bytes 1024..1535); 512.. are block 3.
   await bm.startWrite(100 * CS, 512);
   assert.deepEqual(states(bm, 99, 101), [State.Unwritten, State.Dirty, State.Unwritten]);

@@ -518,7 +518,7 @@ test('offsets outside the sync space are refused, never clamped silently', async
   assert.throws(() => bm.startWrite(-1, 10), isMd('EINVAL'));
   assert.throws(() => bm.startSync(8 * CS), isMd('EINVAL', /expected an offset in \[0, 524288\), found 524288/));
   assert.throws(() => bm.skipSyncBlocks(Number.NaN), isMd('EINVAL'));
-  assert.throws(() => bm.endWrite(0, 512), isMd('EINVAL', /endWrite: expected a matching start on page 0, found none in flight/));
+  assert.throws(() => bm.endWrite(0, 512), isMd('EINVAL', /endWrite: expected a matching start on chunks 0..0, found none in flight/));
   assert.throws(() => bm.stateOf(8), isMd('EINVAL'));
   await bm.close();
 });

@@ -1,15 +1,17 @@
 // The bitmap in memory: one state byte per chunk in 4 KiB pages (read once at load), the
 // superblock fields kept with them, and the state machine applied to chunk ranges (states.ts
 // decides a chunk's next state; this carries out the side effects: marking blocks for write-out,
-// infect, asking for a sync, arming the daemon). Also the page barriers writes take so the
-// daemon never cleans a chunk under them (B-a). llbitmap.ts, write-out.ts and daemon.ts share it.
+// infect, asking for a sync, arming the daemon). Also the per-chunk count of writes in flight
+// that keeps the daemon from cleaning a chunk under them (B-a, chunk-activity.ts). llbitmap.ts,
+// write-out.ts and daemon.ts share it.
 
 import { MdError } from '../errors.js';
 import type { BitmapCounts, BitmapHost } from '../write-intent-bitmap.js';
 import { BITMAP_DATA_OFFSET, BITMAP_MAGIC, BITMAP_MAJOR_LOCKLESS, BitmapFlag, encodeBitmapSuper, hasFlag, withFlag, type BitmapSuper } from './bitmap-superblock.js';
 import type { BitmapRun } from './bitmap-io.js';
-import { offsetInPage, PAGE_SIZE, pageOf, SECTOR, usedBytesOfPage, type Geometry } from './geometry.js';
+import { firstChunkOfPage, offsetInPage, PAGE_SIZE, pageOf, SECTOR, usedBytesOfPage, type Geometry } from './geometry.js';
 import { BitmapPage } from './page.js';
+import { ChunkActivity, unmatchedEnd } from './chunk-activity.js';
 import { Action, INFECTABLE, infectTable, NONE, State, STILL, transition, type Next } from './states.js';
 
 export interface ChunkMapSetup {
@@ -28,6 +30,8 @@ export class ChunkMap {
   chunkSize: number;
   chunks: number;
   pages: BitmapPage[];
+  /** Writes in flight and last activity per chunk: what the daemon consults before cleaning. */
+  readonly activity: ChunkActivity;
   readonly blocksPerPage: number;
   /** Pages with at least one dirty block. */
   readonly dirtyPages = new Set<number>();
@@ -45,16 +49,23 @@ export class ChunkMap {
   daemonSleepSeconds: number;
   barrierIdleSeconds: number;
   /**
-   * Whether infect (A6) raises Unwritten neighbours too; undefined: only on levels without
-   * parity. The kernel raises them everywhere. On raid1/10 that costs nothing until a crash (the
-   * daemon cleans Dirty), and leaving them out would cost a bitmap write per first touch of a
-   * chunk (25-45% of a fresh array's write throughput, bench table 1). On raid4/5/6 an Unwritten
-   * neighbour becomes NeedSync, so every block a new array's writes touch twice gets its parity
-   * built at once, whole: 1% of a raid5 written in 1 MiB pieces spread over the array made the
-   * lazy build resync 94% of it (bench:parity 2). Left Unwritten, a later write to such a chunk
-   * pays one more bitmap write, nothing else.
+   * Whether infect (A6) raises Unwritten neighbours too; undefined: never on parity levels (see
+   * below); on mirrors it follows `infect`. On raid4/5/6 an Unwritten neighbour becomes NeedSync,
+   * so every block a new array's writes touch twice gets its parity built at once, whole: 1% of a
+   * raid5 written in 1 MiB pieces spread over the array made the lazy build resync 94% of it
+   * (bench:parity 2). Left Unwritten, a later write to such a chunk pays one more bitmap write.
    */
   infectUnwritten: boolean | undefined;
+  /**
+   * Whether infect (A6) runs at all; undefined: on parity levels only. On raid1/10 resyncing a
+   * chunk nobody wrote costs as much as any, and infect marked every chunk of a block a second
+   * write touched: 20000 random 4 KiB writes marked 65,536 chunks where 17,215 were written (3.8x),
+   * and a database's writes spread over a volume marked all of it. What infect saves there, a
+   * bitmap write per first touch of a chunk, costs under 5% of random-write throughput (bench:md
+   * tables 1 and 2b). On parity levels a Clean neighbour becomes Dirty, which a crash resyncs as
+   * cheaply as the written chunk beside it costs anyway, and their writes are dearer than a bitmap write.
+   */
+  infect: boolean | undefined;
   /** Called when a chunk became Dirty: the daemon must come by to clean it (daemon.ts arms). */
   onDirty: () => void = () => undefined;
 
@@ -64,6 +75,7 @@ export class ChunkMap {
     this.chunks = s.geometry.chunks;
     this.blocksPerPage = PAGE_SIZE / s.geometry.ioSize;
     this.pages = Array.from({ length: s.geometry.pages }, () => new BitmapPage(this.blocksPerPage));
+    this.activity = new ChunkActivity(s.geometry.chunks);
     this.spaceBytes = s.spaceBytes;
     this.flags = s.flags;
     this.eventsCleared = s.eventsCleared;
@@ -79,11 +91,6 @@ export class ChunkMap {
 
   byte(chunk: number): number {
     return this.pages[pageOf(chunk)]!.data[offsetInPage(chunk)]!;
-  }
-
-  /** When a page holding a chunk just made Dirty may be cleaned (its expiry, if it has none). */
-  private expireLater(page: BitmapPage): void {
-    if (page.expire === Infinity) page.expire = performance.now() + this.barrierIdleSeconds * 1000;
   }
 
   /**
@@ -118,11 +125,11 @@ export class ChunkMap {
         if (t.next === State.Clean || t.next === State.CleanUnwritten) this.cleaned = true;
         if (t.next === State.Dirty) {
           arm = true;
-          // A page holding Dirty always has a finite expiry (see BitmapPage.expire).
-          this.expireLater(page);
+          // Its idle time, which the daemon waits out before cleaning it, counts from now.
+          this.activity.touch(firstChunkOfPage(idx) + off - (idx === 0 ? BITMAP_DATA_OFFSET : 0));
         }
         if (t.mark !== 'none') {
-          const spread = this.markChunk(idx, off, t.mark === 'dirty-infect', ctx.parity);
+          const spread = this.markChunk(idx, off, t.mark === 'dirty-infect' && (this.infect ?? ctx.parity), ctx.parity);
           if (spread.needSync) requestSync = true;
           if (spread.dirty) arm = true;
         }
@@ -169,7 +176,7 @@ export class ChunkMap {
         if (next === State.NeedSync) result.needSync = true;
         if (next === State.Dirty) {
           result.dirty = true;
-          this.expireLater(page);
+          this.activity.touch(firstChunkOfPage(idx) + from + i - (idx === 0 ? BITMAP_DATA_OFFSET : 0));
         }
       }
     }
@@ -204,39 +211,49 @@ export class ChunkMap {
     return data.subarray(from, usedBytesOfPage(this.geometry, idx)).includes(State.Dirty);
   }
 
-  // ---------------------------------------------------------------- barriers
+  // ---------------------------------------------------------------- writes in flight and cleaning
 
-  /** Takes every page reference at once, or none (then raiseBarriers waits its turn). */
-  tryRaiseBarriers(startChunk: number, endChunk: number): boolean {
-    const first = pageOf(startChunk);
-    const last = pageOf(endChunk);
-    for (let idx = first; idx <= last; idx++) {
-      if (this.pages[idx]!.tryGet()) continue;
-      for (let taken = first; taken < idx; taken++) this.pages[taken]!.put();
-      return false;
-    }
-    const expire = performance.now() + this.barrierIdleSeconds * 1000;
-    for (let idx = first; idx <= last; idx++) this.pages[idx]!.expire = expire;
-    return true;
+  /** A write or discard on chunks [first, last] starts: the daemon leaves them alone until it ends (B-a). */
+  hold(first: number, last: number): void {
+    this.activity.begin(first, last);
   }
 
-  async raiseBarriers(startChunk: number, endChunk: number): Promise<void> {
-    const last = pageOf(endChunk);
-    // Ascending page order; the daemon holds at most one page, so this cannot deadlock.
-    for (let idx = pageOf(startChunk); idx <= last; idx++) {
-      const page = this.pages[idx]!;
-      while (!page.tryGet()) await page.waitResume();
-      page.expire = performance.now() + this.barrierIdleSeconds * 1000;
-    }
+  release(what: string, first: number, last: number): void {
+    if (!this.activity.end(first, last)) throw unmatchedEnd(what, first, last);
   }
 
-  releaseBarriers(what: string, startChunk: number, endChunk: number): void {
-    const last = pageOf(endChunk);
-    for (let idx = pageOf(startChunk); idx <= last; idx++) {
-      if (!this.pages[idx]!.put()) {
-        throw new MdError('EINVAL', `llbitmap: ${what}: expected a matching start on page ${idx}, found none in flight`);
+  /**
+   * The daemon on page `idx` (A7, per chunk): every Dirty chunk with no write in flight that has
+   * been idle for barrier_idle (any idle time with `force`, a flush) becomes Clean, in memory;
+   * the Clean reaches disk with the next write-out, after a cache flush of every member
+   * (`cleaned`). Nothing while degraded (‡) or disabled. One synchronous turn: no write can start
+   * between a chunk's check and its change (chunk-activity.ts says why that is the whole proof).
+   * Returns the chunks cleaned, those left Dirty, and those left Dirty with a write in flight.
+   */
+  cleanIdle(idx: number, force: boolean): { cleaned: number; left: number; busy: number } {
+    const result = { cleaned: 0, left: 0, busy: 0 };
+    if (this.writeError) return result;
+    const page = this.pages[idx]!;
+    const from = idx === 0 ? BITMAP_DATA_OFFSET : 0;
+    const stop = usedBytesOfPage(this.geometry, idx);
+    const base = firstChunkOfPage(idx) - from;
+    const degraded = this.host.isDegraded();
+    const idleMs = force ? 0 : Math.ceil(this.barrierIdleSeconds * 1000);
+    const a = this.activity;
+    const now = a.now();
+    const data = page.data;
+    for (let off = data.indexOf(State.Dirty, from); off !== -1 && off < stop; off = data.indexOf(State.Dirty, off + 1)) {
+      const c = base + off;
+      if (!degraded && a.cleanable(c, idleMs, now)) {
+        data[off] = State.Clean;
+        result.cleaned++;
+      } else {
+        result.left++;
+        if (a.inFlight(c)) result.busy++;
       }
     }
+    if (result.cleaned > 0) this.cleaned = true;
+    return result;
   }
 
   // ---------------------------------------------------------------- marks and snapshots

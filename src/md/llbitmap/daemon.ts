@@ -1,12 +1,11 @@
-// The bitmap daemon (llbitmap.md A7): every daemon_sleep seconds it visits the pages, and on
-// each page idle for barrier_idle it suspends new writers, waits for those in flight to drain
-// (at most daemon_sleep), and applies Daemon to its chunks: Dirty → Clean. A degraded array
-// keeps its Dirty chunks (they say what a re-added member missed). Never after close begins (B-j).
+// The bitmap daemon (llbitmap.md A7, per chunk): every daemon_sleep seconds it visits the pages
+// holding Dirty chunks and cleans each Dirty chunk with no write in flight that has been idle for
+// barrier_idle: Dirty → Clean. The kernel suspends a whole page and cleans it only when the page
+// as a whole is idle, which random writes over a volume never let happen; here a chunk is cleaned
+// on its own (chunk-activity.ts: why the ordering invariants still hold). A degraded array keeps
+// its Dirty chunks (they say what a re-added member missed). Never after close begins (B-j).
 
-import { BITMAP_DATA_OFFSET } from './bitmap-superblock.js';
 import type { ChunkMap } from './chunk-map.js';
-import { firstChunkOfPage, PAGE_SIZE } from './geometry.js';
-import { Action } from './states.js';
 
 export class BitmapDaemon {
   private timer: NodeJS.Timeout | null = null;
@@ -45,29 +44,29 @@ export class BitmapDaemon {
       if (m.host.isDegraded() || m.writeError) return;
       for (let idx = 0; idx < m.pages.length && !this.closing; idx++) {
         const page = m.pages[idx]!;
-        if (!page.flush && performance.now() < page.expire) {
-          // B-h: re-arm only for pages that still hold Dirty chunks.
-          if (m.pageHasDirty(idx)) restart = true;
-          continue;
-        }
         // B-g: the flush flag is consumed by this pass.
+        const force = page.flush;
         page.flush = false;
-        // Nothing to clean: writers on this page are not held up for nothing.
+        // Nothing to clean: nothing to look at chunk by chunk.
         if (!m.pageHasDirty(idx)) continue;
-        const drained = await page.suspend(m.daemonSleepSeconds * 1000);
-        if (!drained) {
-          // B-j: writes did not drain within daemon_sleep: skip this page, retry next pass.
-          page.resume(performance.now());
-          if (m.pageHasDirty(idx)) restart = true;
-          continue;
+        let r = m.cleanIdle(idx, force);
+        let cleaned = r.cleaned;
+        if (force && r.busy > 0) {
+          // A flush (A8) waits for the writes in flight on Dirty chunks, at most daemon_sleep
+          // (B-j: a write that never ends leaves its chunk Dirty, the flush goes on). Writes to
+          // other chunks meanwhile are not held up; those that end in time are cleaned too.
+          const deadline = performance.now() + m.daemonSleepSeconds * 1000;
+          while (r.busy > 0 && !this.closing) {
+            const left = deadline - performance.now();
+            if (left <= 0 || !(await m.activity.waitForEnd(left))) break;
+            r = m.cleanIdle(idx, true);
+            cleaned += r.cleaned;
+          }
         }
-        const first = firstChunkOfPage(idx);
-        const last = Math.min(m.chunks, first + (idx === 0 ? PAGE_SIZE - BITMAP_DATA_OFFSET : PAGE_SIZE)) - 1;
-        m.apply(first, last, Action.Daemon);
-        page.resume(Infinity);
-        // B-n: bits were cleared on a whole array: the bitmap is clean up to these events. (If the
-        // array went degraded during the wait, Daemon changed nothing: ‡ in states.ts.)
-        if (!m.host.isDegraded()) {
+        // B-h: re-arm only while some page still holds Dirty chunks.
+        if (r.left > 0) restart = true;
+        // B-n: bits were cleared on a whole array: the bitmap is clean up to these events.
+        if (cleaned > 0 && !m.host.isDegraded()) {
           const events = m.host.events();
           if (events > m.eventsCleared) m.eventsCleared = events;
         }

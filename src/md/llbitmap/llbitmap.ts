@@ -15,7 +15,7 @@ import type { SyncMode } from '../types.js';
 import { MdError } from '../errors.js';
 import { BITMAP_DATA_OFFSET, BITMAP_SUPER_SIZE, BitmapFlag, hasFlag, withFlag } from './bitmap-superblock.js';
 import {
-  checkSpace, checkSyncSize, chooseChunkSize, chunkCount, fits, isPowerOfTwo, makeGeometry, offsetInPage, PAGE_SIZE, pageOf,
+  checkSpace, checkSyncSize, chooseChunkSize, chunkCount, firstChunkOfPage, fits, isPowerOfTwo, makeGeometry, offsetInPage, PAGE_SIZE, pageOf,
   SECTOR, usableSpace, type Geometry,
 } from './geometry.js';
 import { BitmapPage } from './page.js';
@@ -77,6 +77,15 @@ export class LlBitmap implements WriteIntentBitmap {
 
   set infectUnwritten(on: boolean | undefined) {
     this.map.infectUnwritten = on;
+  }
+
+  /** Whether infect runs at all; undefined: on parity levels only (ChunkMap.infect says why). */
+  get infect(): boolean | undefined {
+    return this.map.infect;
+  }
+
+  set infect(on: boolean | undefined) {
+    this.map.infect = on;
   }
 
   get daemonSleep(): number {
@@ -260,16 +269,13 @@ export class LlBitmap implements WriteIntentBitmap {
     if (length === 0) return undefined;
     const first = Math.floor(offset / this.chunkSize);
     const last = Math.floor((offset + length - 1) / this.chunkSize);
-    // B-a: the page references are taken BEFORE the state changes, so the daemon cannot clean
-    // these chunks between the change and the data write. No page suspended: all at once.
-    if (this.map.tryRaiseBarriers(first, last)) {
-      // Most writes land on chunks a write leaves as they are (Dirty already): no apply needed.
-      if (!this.map.still(first, last, Action.Startwrite)) this.map.apply(first, last, Action.Startwrite, true);
-      return undefined;
-    }
-    return this.map.raiseBarriers(first, last).then(() => {
-      this.map.apply(first, last, Action.Startwrite, true);
-    });
+    // B-a: the chunks count this write in flight BEFORE their state changes, in the same turn,
+    // so the daemon cannot clean them between the change and the data write. Nothing waits for
+    // the daemon: it never holds a chunk, it only passes over those in flight.
+    this.map.hold(first, last);
+    // Most writes land on chunks a write leaves as they are (Dirty already): no apply needed.
+    if (!this.map.still(first, last, Action.Startwrite)) this.map.apply(first, last, Action.Startwrite, true);
+    return undefined;
   }
 
   endWrite(offset: number, length: number): void {
@@ -277,7 +283,7 @@ export class LlBitmap implements WriteIntentBitmap {
     if (length === 0) return;
     const first = Math.floor(offset / this.chunkSize);
     const last = Math.floor((offset + length - 1) / this.chunkSize);
-    this.map.releaseBarriers('endWrite', first, last);
+    this.map.release('endWrite', first, last);
     // The sync request a write's own chunks owe is made here, not at startWrite: on raid4/5/6 a
     // write that computes parity from every data block leaves them Dirty (paritySynced), and a
     // pass started meanwhile would only wait for the write and then find nothing to do.
@@ -294,13 +300,13 @@ export class LlBitmap implements WriteIntentBitmap {
     this.checkOpen('startDiscard');
     const r = this.discardChunks('startDiscard', offset, length);
     if (!r) return;
-    await this.map.raiseBarriers(r[0], r[1]);
+    this.map.hold(r[0], r[1]);
     this.map.apply(r[0], r[1], Action.Discard);
   }
 
   endDiscard(offset: number, length: number): void {
     const r = this.discardChunks('endDiscard', offset, length);
-    if (r) this.map.releaseBarriers('endDiscard', r[0], r[1]);
+    if (r) this.map.release('endDiscard', r[0], r[1]);
   }
 
   unplug(offset?: number, length?: number): Promise<void> | undefined {
@@ -347,10 +353,9 @@ export class LlBitmap implements WriteIntentBitmap {
   }
 
   closeSync(): void {
-    const now = performance.now();
-    // Let the daemon clean what the sync leaves Dirty without waiting for barrier_idle.
-    for (const p of this.map.pages) p.expire = now;
     this.map.apply(0, this.chunks - 1, Action.Endsync);
+    // Let the daemon clean what the sync leaves Dirty without waiting for barrier_idle.
+    this.map.activity.expire(0, this.chunks - 1);
   }
 
   async condEndSync(offset: number): Promise<void> {
@@ -386,13 +391,13 @@ export class LlBitmap implements WriteIntentBitmap {
     // The last chunk may be short: a range reaching the end of the space covers it wholly.
     const end = offset + length >= this.geometry.syncSize ? this.chunks : Math.floor((offset + length) / this.chunkSize);
     let dirtied = false;
-    this.map.eachPage(first, end, (page, _idx, from, stop) => {
+    this.map.eachPage(first, end, (page, idx, from, stop) => {
       for (let off = from; off < stop; off++) {
         const byte = page.data[off];
         if (byte !== State.NeedSync && byte !== State.Syncing) continue;
         page.data[off] = State.Dirty;
         dirtied = true;
-        if (page.expire === Infinity) page.expire = performance.now() + this.map.barrierIdleSeconds * 1000;
+        this.map.activity.touch(firstChunkOfPage(idx) + off - (idx === 0 ? BITMAP_DATA_OFFSET : 0));
       }
     });
     if (dirtied) this.daemon.arm();
@@ -446,7 +451,6 @@ export class LlBitmap implements WriteIntentBitmap {
     const factor = chunkSize / old.chunkSize;
     let owed = false;
     let dirty = false;
-    const now = performance.now();
     for (let c = 0; c < geometry.chunks; c++) {
       // The old chunks this one spans; past the old end, grown space (Unwritten).
       const span = oldStates.subarray(c * factor, (c + 1) * factor);
@@ -454,15 +458,15 @@ export class LlBitmap implements WriteIntentBitmap {
       const page = pages[pageOf(c)]!;
       page.data[offsetInPage(c)] = next;
       if (next === State.NeedSync) owed = true;
-      if (next === State.Dirty) {
-        dirty = true;
-        page.expire = now + this.map.barrierIdleSeconds * 1000;
-      }
+      if (next === State.Dirty) dirty = true;
     }
     this.map.pages = pages;
     this.map.geometry = geometry;
     this.map.chunkSize = chunkSize;
     this.map.chunks = geometry.chunks;
+    // Nothing is in flight (the caller holds all I/O); a merged Dirty chunk waits barrier_idle.
+    this.map.activity.resize(geometry.chunks);
+    for (let c = 0; c < geometry.chunks; c++) if (this.map.byte(c) === State.Dirty) this.map.activity.touch(c);
     this.map.dirtyPages.clear();
     if (this.writeError) return;
     this.map.writeSuper(this.host.events());
@@ -508,7 +512,7 @@ export class LlBitmap implements WriteIntentBitmap {
     // waiting for writes and ends; write-outs in flight complete before close resolves.
     this.daemon.closing = true;
     this.daemon.clear();
-    for (const p of this.map.pages) p.cancelSuspend();
+    this.map.activity.cancelWaits();
     // Loop until nothing is in flight: an unplug may start a write-out while we wait, and
     // `closed` must be set in the same turn as the last check.
     for (;;) {
