@@ -3,9 +3,11 @@
 //      1 MiB sequential writes, llbitmap against `bitmap: none` (target: llbitmap >= 0.95x). The
 //      arrays run side by side in interleaved slices, and the CPU time per write is shown too.
 //   2. Resync after a power cut on a 4 GiB raid1: (i) the last writes covered one contiguous 1%;
-//      (ii) 4 KiB random writes over the whole array, with other bitmap chunk and block sizes.
-//      Chunks marked at the cut, bytes resynced, time against a full resync of the same array
-//      (target for (i): <= 0.05x, judged on the array with every byte written), and what infect cost.
+//      (ii) 4 KiB random writes over the whole array, with other bitmap chunk and block sizes and
+//      with infect on. Chunks marked at the cut, bytes resynced, time against a full resync of the
+//      same cut (the member files copied at the cut: the same differences to repair), what infect
+//      cost and saved (2b), and issue 16 item 7's table (2c: guided resync never slower than full,
+//      marked/written <= 1.5x, llbitmap/none write throughput >= 0.95x, each measured here).
 //   3. Resync throughput against a plain sequential copy between the same files (target >= 0.8x).
 // Environment: LLRAID_BENCH_DIR (default /dev/shm/llraid-bench-md), BENCH_MD_GIB (array size, 4),
 // BENCH_MD_RANDOM_OPS (4 KiB writes before the cut in 2, 20000), BENCH_MD_THROUGHPUT_OPS (4 KiB
@@ -13,13 +15,14 @@
 // BENCH_MD_ONLY (sections, e.g. 1 or 2,3).
 
 import { mkdirSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { assembleArray, createArray, type MdArray, type MemberSpec, type SyncSummary } from '../src/md/index.js';
 import type { BlockDevice } from '../src/block/block-device.js';
 import { FileDevice } from '../src/block/file-device.js';
 import { FaultDevice, PowerDomain } from '../src/block/fault-device.js';
 import { LlBitmap } from '../src/md/llbitmap/index.js';
-import { copyRange, freshFile, medianOfInterleaved, mibPerSecond, overheadCells, randomOffsets, randomWrites, sequentialWrites, type RunResult } from './md-workloads.js';
+import { copyRange, freshFile, medianOfInterleaved, mibPerSecond, overheadCells, randomOffsets, randomWrites, sequentialWrites, totalsMiBs, type RunResult } from './md-workloads.js';
 import { median, printTable, ratio, verdict } from './table.js';
 
 const KIB = 1024;
@@ -56,9 +59,9 @@ const LEVELS: Level[] = [
   { label: 'raid10 n2 x4', level: 10, members: 4 },
 ];
 
-/** none; llbitmap as it runs (Linux's infect rule on raid1/10); llbitmap with infectUnwritten off. */
-type Kind = 'none' | 'llbitmap' | 'lazyInfect';
-const KINDS: Kind[] = ['none', 'llbitmap', 'lazyInfect'];
+/** none; llbitmap as it runs (no infect on raid1/10); llbitmap with Linux's infect rule. */
+type Kind = 'none' | 'llbitmap' | 'infect';
+const KINDS: Kind[] = ['none', 'llbitmap', 'infect'];
 /** Each kind's run is cut into this many slices, run in turn with the other kinds' (interleave). */
 const SLICES = 20;
 /** Interleaved runs per row: one run still moves by ±5% on this machine. */
@@ -77,7 +80,10 @@ function createFor(kind: Kind, lv: Level, paths: string[]): Promise<MdArray> {
     // llbitmap array needs no resync at all (every chunk starts Unwritten).
     ...(kind === 'none' ? { assumeClean: true } : {}),
   }).then((a) => {
-    if (kind === 'lazyInfect' && a.bitmap instanceof LlBitmap) a.bitmap.infectUnwritten = false;
+    if (kind === 'infect' && a.bitmap instanceof LlBitmap) {
+      a.bitmap.infect = true;
+      a.bitmap.infectUnwritten = true;
+    }
     return a;
   });
 }
@@ -132,12 +138,12 @@ async function throughput(): Promise<void> {
           fresh(kindPaths(kind, lv.members));
         },
       });
-      rows.push([lv.label, w.label, ...overheadCells(m, 'llbitmap', 'none', 'lazyInfect', 0.95)]);
+      rows.push([lv.label, w.label, ...overheadCells(m, 'llbitmap', 'none', 'infect', 0.95)]);
     }
   }
   printTable(`1. write throughput, MiB/s (fresh arrays, each run cut into ${SLICES} slices interleaved with the other kinds'; ${THROUGHPUT_OPS} random 4 KiB writes, 512 MiB sequential; the median of ${REPEATS} runs)`,
     ['array', 'workload', 'none', 'llbitmap', 'llbitmap/none', 'target', 'each run', 'none CPU us/op', 'llbitmap CPU us/op', 'CPU none/llbitmap',
-      'llbitmap, Unwritten not infected', 'that/none'], rows);
+      'llbitmap, infect on (kernel rule)', 'that/none'], rows);
 }
 
 // ------------------------------------------------------------------ 2. resync after a power cut
@@ -146,8 +152,8 @@ interface Variant {
   label: string;
   bitmapChunkSize?: number;
   blockSize?: number;
-  /** LlBitmap.infectUnwritten for the measured writes (default: the kernel's rule on raid1). */
-  infectUnwritten?: boolean;
+  /** Infect on (the kernel's rule, Unwritten neighbours included) for the measured writes. */
+  infect?: boolean;
   /** Write the whole array before the cut, not just the 256 MiB prefill (see resyncAfterCut). */
   written?: 'prefill' | 'all';
 }
@@ -160,6 +166,8 @@ interface CutResult {
   /** Dirty, NeedSync or Syncing on the first member at the cut. */
   marked: number;
   summary: SyncSummary;
+  /** A full resync of the same cut (the member files as they were at the cut), when measured. */
+  full?: SyncSummary;
 }
 
 /** Opens members as FileDevices (optionally reporting a larger block size) the caller closes. */
@@ -216,13 +224,16 @@ async function buildPrefilled(v: Variant): Promise<void> {
  * Reassembles the cleanly stopped raid1 over FaultDevices, runs `last` with its final requests in
  * flight when the power goes, then reassembles and resyncs (which leaves it clean again).
  */
-async function cutAndResyncOnce(v: Variant, last: LastWrites): Promise<CutResult> {
+async function cutAndResyncOnce(v: Variant, last: LastWrites, fair: boolean): Promise<CutResult> {
   const paths = PATHS.slice(0, 2);
   let devs = await openDevices(paths, v.blockSize);
   const power = new PowerDomain({ seed: 7, mode: 'random' });
   const faulty = devs.map((d, i) => new FaultDevice(d, power, `m${i}`));
   const { array: b } = await assembleArray({ members: specs(paths, faulty) });
-  if (v.infectUnwritten !== undefined && b.bitmap instanceof LlBitmap) b.bitmap.infectUnwritten = v.infectUnwritten;
+  if (v.infect && b.bitmap instanceof LlBitmap) {
+    b.bitmap.infect = true;
+    b.bitmap.infectUnwritten = true;
+  }
   const chunkSize = b.bitmap.chunkSize;
   const chunks = Math.ceil(b.size / chunkSize);
   const w = last(b);
@@ -233,6 +244,9 @@ async function cutAndResyncOnce(v: Variant, last: LastWrites): Promise<CutResult
   await b.abandon();
   await Promise.all(devs.map((d) => d.close()));
   const marked = markedChunks(paths[0] as string, chunks);
+  // The files as the cut left them, for a full resync of the same differences afterwards (sparse
+  // copies: only what was written takes room).
+  if (fair) for (const p of paths) execFileSync('cp', ['--sparse=always', p, `${p}.cut`]);
 
   devs = await openDevices(paths, v.blockSize);
   const { array: c } = await assembleArray({ members: specs(paths, devs), ...UNTHROTTLED });
@@ -240,26 +254,42 @@ async function cutAndResyncOnce(v: Variant, last: LastWrites): Promise<CutResult
   await c.stop();
   await Promise.all(devs.map((d) => d.close()));
   if (!summary?.complete) throw new Error(`bench: expected a complete resync, found ${JSON.stringify(summary)}`);
-  return { chunkSize, chunks, written: w.chunksOf(chunkSize), marked, summary };
+  let full: SyncSummary | undefined;
+  if (fair) {
+    const copies = paths.map((p) => `${p}.cut`);
+    full = await fullResync(v.blockSize, copies);
+    for (const p of copies) rmSync(p, { force: true });
+  }
+  return { chunkSize, chunks, written: w.chunksOf(chunkSize), marked, summary, ...(full ? { full } : {}) };
 }
 
-/** buildPrefilled, then `cuts` cut-and-resync cycles; the one with the median resync time. */
-async function cutAndResync(v: Variant, last: LastWrites, cuts = 1): Promise<CutResult> {
+/**
+ * buildPrefilled, then `cuts` cut-and-resync cycles; the one with the median resync time (with
+ * `fair`, the median guided/full ratio, each cut's full resync run on a copy of that cut).
+ */
+async function cutAndResync(v: Variant, last: LastWrites, cuts = 1, fair = false): Promise<CutResult> {
   await buildPrefilled(v);
   const runs: CutResult[] = [];
-  for (let i = 0; i < cuts; i++) runs.push(await cutAndResyncOnce(v, last));
-  runs.sort((x, y) => x.summary.seconds - y.summary.seconds);
+  for (let i = 0; i < cuts; i++) runs.push(await cutAndResyncOnce(v, last, fair));
+  const key = (r: CutResult): number => r.summary.seconds / (r.full?.seconds ?? 1);
+  runs.sort((x, y) => key(x) - key(y));
   return runs[Math.floor(runs.length / 2)]!;
 }
 
-/** A full resync of the same files: the same data as a `bitmap: none` array, crashed. */
-async function fullResync(): Promise<SyncSummary> {
-  const paths = PATHS.slice(0, 2);
-  const a = await createArray({ name: 'bench-full', level: 1, members: paths, bitmap: 'none', assumeClean: true, force: true });
+/**
+ * A full resync of the same files: the same data as a `bitmap: none` array, crashed. New
+ * superblocks, the data as it is: differences between the copies are repaired like any.
+ */
+async function fullResync(blockSize?: number, paths = PATHS.slice(0, 2)): Promise<SyncSummary> {
+  let devs = await openDevices(paths, blockSize);
+  const a = await createArray({ name: 'bench-full', level: 1, members: specs(paths, devs), bitmap: 'none', assumeClean: true, force: true });
   await a.abandon();
-  const { array: b } = await assembleArray({ members: paths, ...UNTHROTTLED });
+  await Promise.all(devs.map((d) => d.close()));
+  devs = await openDevices(paths, blockSize);
+  const { array: b } = await assembleArray({ members: specs(paths, devs), ...UNTHROTTLED });
   const s = await b.waitSync();
   await b.stop();
+  await Promise.all(devs.map((d) => d.close()));
   if (!s?.complete || s.bytesSynced !== b.size) throw new Error(`bench: expected a full resync, found ${JSON.stringify(s)}`);
   return s;
 }
@@ -291,21 +321,19 @@ function randomOverArray(offsets: number[]) {
 
 async function resyncAfterCut(): Promise<void> {
   // A first cut and resync warms the JIT for both passes; it is not measured.
-  await cutAndResync({ label: 'warm-up' }, contiguousOnePercent);
-  await fullResync();
-  const contiguous = await cutAndResync({ label: 'default' }, contiguousOnePercent, 3);
-  const fullI = await fullResync();
+  await cutAndResync({ label: 'warm-up' }, contiguousOnePercent, 1, true);
+  const contiguous = await cutAndResync({ label: 'default' }, contiguousOnePercent, 3, true);
   const offsets = randomOffsets(RANDOM_OPS, 4 * KIB, ARRAY_BYTES, 99);
   const variants: Variant[] = [
-    { label: 'chunk 64K, block 512 (default)' },
+    { label: 'chunk 64K, block 512 (default: no infect on raid1)' },
+    { label: 'chunk 64K, block 512, infect on (the kernel rule)', infect: true },
+    { label: 'chunk 16K, block 512', bitmapChunkSize: 16 * KIB },
     { label: 'chunk 256K, block 512', bitmapChunkSize: 256 * KIB },
     { label: 'chunk 1M, block 512', bitmapChunkSize: MIB },
     { label: 'chunk 64K, block 4096', blockSize: 4096 },
-    { label: 'chunk 64K, block 512, Unwritten not infected', infectUnwritten: false },
   ];
   const random: { v: Variant; r: CutResult }[] = [];
-  for (const v of variants) random.push({ v, r: await cutAndResync(v, randomOverArray(offsets)) });
-  const fullII = await fullResync();
+  for (const v of variants) random.push({ v, r: await cutAndResync(v, randomOverArray(offsets), v === variants[0] ? 3 : 1, true) });
 
   // (i) again on an array with every byte written, as any disk that has been in use: a full
   // resync of the sparse files above reads mostly holes, which tmpfs answers without touching
@@ -324,23 +352,51 @@ async function resyncAfterCut(): Promise<void> {
   const fullWritten = fulls[1]!;
 
   const rowOf = (label: string, r: CutResult, full: SyncSummary, target: string) => [
-    label, `${r.chunkSize / KIB}K`, r.chunks, r.written, r.marked, r.marked - r.written,
+    label, `${r.chunkSize / KIB}K`, r.chunks, r.written, r.marked, ratio(r.marked, r.written),
     (r.summary.bytesSynced / MIB).toFixed(1), r.summary.seconds, full.seconds, ratio(r.summary.seconds, full.seconds), target,
   ];
-  printTable(`2. resync after a power cut, ${ARRAY_BYTES / GIB} GiB raid1 on sparse files (256 MiB written and cleanly stopped before, unless said; (i): median of 3 cuts)`,
-    ['last writes', 'chunk', 'chunks', 'written', 'marked at cut', 'infected', 'MiB resynced', 'resync s', 'full resync s', 'vs full', 'target'],
+  printTable(`2. resync after a power cut, ${ARRAY_BYTES / GIB} GiB raid1 on sparse files (256 MiB written and cleanly stopped before, unless said); ` +
+    'full resync: of the same cut (its member files copied at the cut), except where every byte was written (the same files, no cut); median of 3 cuts where said',
+    ['last writes', 'chunk', 'chunks', 'written', 'marked at cut', 'marked/written', 'MiB resynced', 'resync s', 'full resync s', 'vs full', 'target'],
     [
-      rowOf('(i) contiguous 1%', contiguous, fullI, '-'),
-      rowOf('(i) contiguous 1%, every byte of the array written before', contiguousWritten, fullWritten,
+      rowOf('(i) contiguous 1% (median of 3)', contiguous, contiguous.full!, verdict(contiguous.summary.seconds / contiguous.full!.seconds, 1, 'most')),
+      rowOf('(i) contiguous 1%, every byte of the array written before (median of 3)', contiguousWritten, fullWritten,
         verdict(contiguousWritten.summary.seconds / fullWritten.seconds, 0.05, 'most')),
-      ...random.map(({ v, r }) => rowOf(`(ii) ${RANDOM_OPS} x 4K random, ${v.label}`, r, fullII, '-')),
+      ...random.map(({ v, r }) => rowOf(`(ii) ${RANDOM_OPS} x 4K random, ${v.label}${v === variants[0] ? ' (median of 3)' : ''}`, r, r.full!,
+        verdict(r.summary.seconds / r.full!.seconds, 1, 'most'))),
     ]);
-  printTable('2b. what infect cost in (ii): resync of only the written chunks, estimated at the rate the same resync ran',
-    ['variant', 'marked/written', 'extra MiB resynced', 'resync s', 'without infect s (est.)', 'infect cost s'],
-    random.map(({ v, r }) => {
-      const without = (r.written * r.chunkSize) / (r.summary.bytesSynced / r.summary.seconds);
-      return [v.label, ratio(r.marked, r.written), ((r.summary.bytesSynced - r.written * r.chunkSize) / MIB).toFixed(1), r.summary.seconds, without, r.summary.seconds - without];
-    }));
+
+  // Both sides of infect on the same bench: what it costs after a crash (2 above) and what it saves
+  // in bitmap writes and write throughput (fresh raid1, random 4 KiB writes, interleaved runs).
+  const saved = await infectSaves();
+  const def = random[0]!.r;
+  const inf = random[1]!.r;
+  printTable('2b. infect on raid1, both sides: bitmap write-outs and write throughput (fresh 4 GiB raid1, 4 KiB random writes QD32, ' +
+    `${TRADE_OPS} per run, ${SLICES} interleaved slices, median of ${REPEATS}); marked chunks and resync after the cut of 2 (ii)`,
+    ['raid1 llbitmap', 'bitmap write-outs per 1000 writes', 'MiB/s', 'vs none', 'marked/written at cut', 'MiB resynced', 'resync s', 'vs full resync of the same cut'],
+    [
+      ['no infect (default)', saved.writeOuts.llbitmap, saved.mibs.llbitmap, ratio(saved.mibs.llbitmap, saved.mibs.none), ratio(def.marked, def.written),
+        (def.summary.bytesSynced / MIB).toFixed(1), def.summary.seconds, ratio(def.summary.seconds, def.full!.seconds)],
+      ['infect on (kernel rule)', saved.writeOuts.infect, saved.mibs.infect, ratio(saved.mibs.infect, saved.mibs.none), ratio(inf.marked, inf.written),
+        (inf.summary.bytesSynced / MIB).toFixed(1), inf.summary.seconds, ratio(inf.summary.seconds, inf.full!.seconds)],
+    ]);
+
+  const worst = random.reduce((w, x) => (x.r.summary.seconds / x.r.full!.seconds > w.r.summary.seconds / w.r.full!.seconds ? x : w));
+  const tput = saved.mibs.llbitmap / saved.mibs.none;
+  printTable('2c. issue 16 item 7, this run (defaults: no infect on raid1, 64 KiB chunks, 512-byte bitmap blocks)',
+    ['row', 'value', 'ratio', 'target'],
+    [
+      [`bitmap-guided resync vs full resync of the same cut, ${RANDOM_OPS} x 4K random (default, median of 3)`,
+        `${def.summary.seconds.toFixed(2)} s / ${def.full!.seconds.toFixed(2)} s`, ratio(def.summary.seconds, def.full!.seconds), verdict(def.summary.seconds / def.full!.seconds, 1, 'most')],
+      [`the same, slowest of the ${variants.length} variants (${worst.v.label})`,
+        `${worst.r.summary.seconds.toFixed(2)} s / ${worst.r.full!.seconds.toFixed(2)} s`, ratio(worst.r.summary.seconds, worst.r.full!.seconds),
+        verdict(worst.r.summary.seconds / worst.r.full!.seconds, 1, 'most')],
+      ['bitmap-guided resync vs full resync of the same cut, contiguous 1% (median of 3)',
+        `${contiguous.summary.seconds.toFixed(2)} s / ${contiguous.full!.seconds.toFixed(2)} s`, ratio(contiguous.summary.seconds, contiguous.full!.seconds),
+        verdict(contiguous.summary.seconds / contiguous.full!.seconds, 1, 'most')],
+      [`chunks marked / written, ${RANDOM_OPS} x 4K random (default)`, `${def.marked} / ${def.written}`, ratio(def.marked, def.written), verdict(def.marked / def.written, 1.5, 'most')],
+      ['write throughput llbitmap / none, raid1 4K random QD32 (2b)', `${saved.mibs.llbitmap.toFixed(1)} / ${saved.mibs.none.toFixed(1)} MiB/s`, ratio(saved.mibs.llbitmap, saved.mibs.none), verdict(tput, 0.95, 'least')],
+    ]);
 
   const copyRate = median(copies);
   const fullRate = fullWritten.bytesSynced / MIB / fullWritten.seconds;
@@ -351,6 +407,44 @@ async function resyncAfterCut(): Promise<void> {
       ['full resync (read both copies, compare, rewrite differences)', fullRate, copyRate, ratio(fullRate, copyRate), verdict(fullRate / copyRate, 0.8, 'least')],
       ['bitmap-guided resync (i), every byte written', guidedMiBs, copyRate, ratio(guidedMiBs, copyRate), '-'],
     ]);
+}
+
+/** Random 4 KiB writes per array and run in 2b. */
+const TRADE_OPS = Number(process.env.BENCH_MD_TRADE_OPS ?? 60000);
+
+/** 2b: raid1 none / llbitmap / infect on, interleaved: MiB/s and bitmap write-outs per 1000 writes. */
+async function infectSaves(): Promise<{ mibs: Record<Kind, number>; writeOuts: Record<Kind, number> }> {
+  const lv = LEVELS[0]!;
+  const offsets = randomOffsets(TRADE_OPS, 4 * KIB, ARRAY_BYTES, 42);
+  const slice = (i: number) => offsets.slice(Math.floor((offsets.length * i) / SLICES), Math.floor((offsets.length * (i + 1)) / SLICES));
+  const outs: Record<Kind, number[]> = { none: [], llbitmap: [], infect: [] };
+  const open = (kind: Kind) => {
+    const paths = kindPaths(kind, lv.members);
+    fresh(paths);
+    return createFor(kind, lv, paths);
+  };
+  // Warm-up, as in 1.
+  for (const kind of KINDS) {
+    const a = await open(kind);
+    for (let i = 0; i < 2; i++) await randomWrites(a, slice(i), 4 * KIB, 32);
+    await a.stop();
+  }
+  const m = await medianOfInterleaved({
+    kinds: KINDS, repeats: REPEATS, slices: SLICES, subject: 'llbitmap', baseline: 'none',
+    open: async (kind) => {
+      const a = await open(kind);
+      return { a, before: a.bitmap instanceof LlBitmap ? a.bitmap.writeOuts : 0 };
+    },
+    run: ({ a }, i) => randomWrites(a, slice(i), 4 * KIB, 32),
+    close: async ({ a, before }, kind) => {
+      outs[kind].push(a.bitmap instanceof LlBitmap ? ((a.bitmap.writeOuts - before) * 1000) / TRADE_OPS : 0);
+      await a.stop();
+      fresh(kindPaths(kind, lv.members));
+    },
+  });
+  const mibs = Object.fromEntries(KINDS.map((k) => [k, totalsMiBs(m.run[k])])) as Record<Kind, number>;
+  const writeOuts = Object.fromEntries(KINDS.map((k) => [k, median(outs[k])])) as Record<Kind, number>;
+  return { mibs, writeOuts };
 }
 
 async function main(): Promise<void> {

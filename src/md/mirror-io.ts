@@ -19,6 +19,12 @@ import type { Copy, ReadBalancer } from './read-balance.js';
 
 /** The sync step's read buffers, reused from window to window (see BufferPool). */
 const syncBuffers = new BufferPool();
+/**
+ * Every sync read buffer is at least this big (the sync thread's largest window) and a window
+ * uses its first bytes: a bitmap-guided pass has windows of every size, and a pool of one size
+ * per window would allocate (and page-fault, and collect) a fresh buffer for nearly every window.
+ */
+const SYNC_BUFFER = 1024 * 1024;
 
 /**
  * Reads `length` bytes from the best in_sync copy, falling back to the others on failure;
@@ -129,7 +135,8 @@ export async function syncCopies(
     return result;
   }
   const inSync = copies.filter((c) => members.state(c.role) === 'in_sync');
-  const buffers = inSync.map(() => syncBuffers.take(length));
+  const pooled = inSync.map(() => syncBuffers.take(Math.max(length, SYNC_BUFFER)));
+  const buffers = pooled.map((b) => b.subarray(0, length));
   try {
     const reads = await Promise.allSettled(inSync.map((c, i) => members.readInto(c.role, c.offset, buffers[i]!)));
     const good: { copy: Copy; data: Buffer }[] = [];
@@ -154,7 +161,7 @@ export async function syncCopies(
     if (failed !== undefined) throw failed.reason;
   } finally {
     // Every read and write above has settled by now, whichever way this block is left.
-    for (const b of buffers) syncBuffers.give(b);
+    for (const b of pooled) syncBuffers.give(b);
   }
   return result;
 }

@@ -5,7 +5,6 @@
 // that keeps the daemon from cleaning a chunk under them (B-a, chunk-activity.ts). llbitmap.ts,
 // write-out.ts and daemon.ts share it.
 
-import { MdError } from '../errors.js';
 import type { BitmapCounts, BitmapHost } from '../write-intent-bitmap.js';
 import { BITMAP_DATA_OFFSET, BITMAP_MAGIC, BITMAP_MAJOR_LOCKLESS, BitmapFlag, encodeBitmapSuper, hasFlag, withFlag, type BitmapSuper } from './bitmap-superblock.js';
 import type { BitmapRun } from './bitmap-io.js';

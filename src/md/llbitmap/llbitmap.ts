@@ -88,6 +88,11 @@ export class LlBitmap implements WriteIntentBitmap {
     this.map.infect = on;
   }
 
+  /** Bitmap write-outs so far (each a write to every bitmap member): what infect saves. */
+  get writeOuts(): number {
+    return this.writer.count;
+  }
+
   get daemonSleep(): number {
     return this.map.daemonSleepSeconds;
   }

@@ -30,6 +30,11 @@ export class WriteOut {
     return this.flusher.request();
   }
 
+  /** Write-outs started so far (each writes its blocks to every bitmap member). */
+  get count(): number {
+    return this.started;
+  }
+
   /** The write-out in flight, if any. */
   pending(): Promise<void> | null {
     return this.flusher.pending();
