@@ -339,6 +339,8 @@ async function resyncAfterCut(): Promise<void> {
   // resync of the sparse files above reads mostly holes, which tmpfs answers without touching
   // memory, and no real member does. Sections 3's passes run on these files too.
   const contiguousWritten = await cutAndResync({ label: 'all written', written: 'all' }, contiguousOnePercent, 3);
+  // (ii) on it too: there every byte a pass reads is data, as on any disk in use.
+  const randomWritten = await cutAndResync({ label: 'every byte written', written: 'all' }, randomOverArray(offsets), 3);
 
   // 3. resync throughput against a plain sequential copy of the same bytes between the same files
   // Both over the whole array, alternating, median of three: same bytes, same page-cache state.
@@ -364,6 +366,8 @@ async function resyncAfterCut(): Promise<void> {
         verdict(contiguousWritten.summary.seconds / fullWritten.seconds, 0.05, 'most')),
       ...random.map(({ v, r }) => rowOf(`(ii) ${RANDOM_OPS} x 4K random, ${v.label}${v === variants[0] ? ' (median of 3)' : ''}`, r, r.full!,
         verdict(r.summary.seconds / r.full!.seconds, 1, 'most'))),
+      rowOf(`(ii) ${RANDOM_OPS} x 4K random, default, every byte of the array written before (median of 3)`, randomWritten, fullWritten,
+        verdict(randomWritten.summary.seconds / fullWritten.seconds, 1, 'most')),
     ]);
 
   // Both sides of infect on the same bench: what it costs after a crash (2 above) and what it saves
@@ -391,6 +395,12 @@ async function resyncAfterCut(): Promise<void> {
       [`the same, slowest of the ${variants.length} variants (${worst.v.label})`,
         `${worst.r.summary.seconds.toFixed(2)} s / ${worst.r.full!.seconds.toFixed(2)} s`, ratio(worst.r.summary.seconds, worst.r.full!.seconds),
         verdict(worst.r.summary.seconds / worst.r.full!.seconds, 1, 'most')],
+      [`bitmap-guided resync vs full resync, ${RANDOM_OPS} x 4K random, every byte of the array written (default, median of 3)`,
+        `${randomWritten.summary.seconds.toFixed(2)} s / ${fullWritten.seconds.toFixed(2)} s`, ratio(randomWritten.summary.seconds, fullWritten.seconds),
+        verdict(randomWritten.summary.seconds / fullWritten.seconds, 1, 'most')],
+      [`per byte: guided MiB/s vs full MiB/s, ${RANDOM_OPS} x 4K random, sparse (default, median of 3)`,
+        `${(def.summary.bytesSynced / MIB / def.summary.seconds).toFixed(0)} / ${(def.full!.bytesSynced / MIB / def.full!.seconds).toFixed(0)} MiB/s`,
+        ratio(def.summary.bytesSynced / def.summary.seconds, def.full!.bytesSynced / def.full!.seconds), '-'],
       ['bitmap-guided resync vs full resync of the same cut, contiguous 1% (median of 3)',
         `${contiguous.summary.seconds.toFixed(2)} s / ${contiguous.full!.seconds.toFixed(2)} s`, ratio(contiguous.summary.seconds, contiguous.full!.seconds),
         verdict(contiguous.summary.seconds / contiguous.full!.seconds, 1, 'most')],

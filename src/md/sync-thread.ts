@@ -16,13 +16,8 @@ import type { WriteIntentBitmap } from './write-intent-bitmap.js';
 export const MAX_WINDOW = 1024 * 1024;
 /** How often the speed estimate restarts (md's SYNC_MARKS idea). */
 const MARK_INTERVAL_MS = 3000;
-/**
- * Windows in flight at once: their reads, compares and writes overlap (md keeps many in flight
- * too). Small windows (scattered marked chunks) may go deeper, as long as the bytes in flight stay
- * within what DEPTH full windows hold.
- */
+/** Windows in flight at once: their reads, compares and writes overlap (md keeps many in flight too). */
 const DEPTH = 4;
-const MAX_DEPTH = 16;
 /**
  * A bitmap-guided pass syncs a gap of up to this many bytes between two marked chunks with them,
  * in one window: a window costs a fixed part (the barrier, two reads, a compare, the round trips)
@@ -274,7 +269,7 @@ export class SyncThread {
     trace('md', 'info', () => `${who}: pass starts at ${this.position} of ${syncSize} bytes, ${this.host.targetBytes} expected to sync`);
     // What was scheduled, in order. `position` moves over the finished prefix only: checkpoints
     // and Abortsync count on every byte below it being synced, whatever runs beyond it.
-    const queue: { end: number; bytes: number; done: boolean; run: Promise<void> }[] = [];
+    const queue: { end: number; done: boolean; run: Promise<void> }[] = [];
     const settle = (): void => {
       while (queue[0]?.done) this.position = queue.shift()!.end;
     };
@@ -282,7 +277,7 @@ export class SyncThread {
     const passOver = (end: number): void => {
       const last = queue[queue.length - 1];
       if (last?.done) last.end = end;
-      else queue.push({ end, bytes: 0, done: true, run: Promise.resolve() });
+      else queue.push({ end, done: true, run: Promise.resolve() });
       settle();
     };
     let failure: { err: unknown } | undefined;
@@ -333,7 +328,7 @@ export class SyncThread {
           continue;
         }
         this.windows++;
-        const entry = { end: cursor, bytes: step, done: false, run: Promise.resolve() };
+        const entry = { end: cursor, done: false, run: Promise.resolve() };
         entry.run = this.host.window(mode, pos, step).then(
           (r) => {
             this.mismatches += r.mismatches;
@@ -347,9 +342,7 @@ export class SyncThread {
           },
         ).finally(release);
         queue.push(entry);
-        const full = (busy: { bytes: number }[]): boolean =>
-          busy.length >= MAX_DEPTH || (busy.length >= DEPTH && busy.reduce((n, e) => n + e.bytes, 0) >= DEPTH * MAX_WINDOW);
-        for (let busy = queue.filter((e) => !e.done); full(busy) && failure === undefined; busy = queue.filter((e) => !e.done)) {
+        for (let busy = queue.filter((e) => !e.done); busy.length >= DEPTH && failure === undefined; busy = queue.filter((e) => !e.done)) {
           await Promise.race(busy.map((e) => e.run));
         }
         await this.maybeCheckpoint();

@@ -73,12 +73,12 @@ export interface WriteIntentBitmap {
   readonly chunkSize: number;
 
   /**
-   * Before a data write: takes the page barriers of every chunk the range touches (waiting while
-   * a page is suspended by the daemon), then applies Startwrite. Must be paired with endWrite.
-   * Returns nothing when it is done at once (the write path's common case: no await needed).
+   * Before a data write: counts the write in flight on every chunk the range touches (the daemon
+   * leaves them alone until endWrite), then applies Startwrite. Must be paired with endWrite.
+   * Returns nothing when it is done at once (llbitmap always is: no await needed).
    */
   startWrite(offset: number, length: number): Promise<void> | undefined;
-  /** After the data write completed (or failed): releases the barriers taken by startWrite. */
+  /** After the data write completed (or failed): drops what startWrite counted. */
   endWrite(offset: number, length: number): void;
   /** As startWrite/endWrite, for a discard: applies Discard to the chunks the range fully covers. */
   startDiscard(offset: number, length: number): Promise<void>;

@@ -68,7 +68,7 @@ const DATA_OFFSET = MIB;
 const BITMAP_STATES = 4096 + 8 * 512 + 1024;
 const MEMBER_DATA = 16 * MIB; // 256 chunks: one bitmap page, one that busy writes never leave idle
 const CHUNKS = MEMBER_DATA / CS;
-const MARKED = new Set([State.Dirty, State.NeedSync, State.Syncing]);
+const MARKED = new Set<number>([State.Dirty, State.NeedSync, State.Syncing]);
 
 type Op = { t: 'write'; chunk: number; at: number; sectors: number; wait: boolean } | { t: 'daemon' } | { t: 'flush' } | { t: 'tick' };
 
@@ -141,7 +141,7 @@ async function runCase(c: Case): Promise<{ differing: number; marked: number; wr
   let differing = 0;
   let marked = 0;
   for (let ch = 0; ch < CHUNKS; ch++) {
-    const isMarked = bitmaps.some((s) => MARKED.has(s[ch] as State));
+    const isMarked = bitmaps.some((s) => MARKED.has(s[ch]!));
     if (isMarked) {
       marked++;
       assert.ok(written.has(ch), `chunk ${ch} marked at the cut but never written (raid1 has no infect)`);

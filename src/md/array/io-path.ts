@@ -78,7 +78,7 @@ export class ArrayIo {
     const s = this.set;
     const r = s.personality.syncRange(offset, length);
     // The common case takes no detour through the event loop: no sync window in the way, no
-    // page suspended, no bitmap block to write first.
+    // bitmap block to write first.
     const entered = s.barrier.tryEnter(r.offset, r.offset + r.length) ?? (await s.barrier.enter(r.offset, r.offset + r.length));
     try {
       if (r.length === 0) return await op();
