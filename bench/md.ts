@@ -166,8 +166,18 @@ interface CutResult {
   /** Dirty, NeedSync or Syncing on the first member at the cut. */
   marked: number;
   summary: SyncSummary;
+  /** CPU seconds of this process (every thread) during the resync: steadier than time on a busy machine. */
+  cpu: number;
   /** A full resync of the same cut (the member files as they were at the cut), when measured. */
-  full?: SyncSummary;
+  full?: SyncSummary & { cpu: number };
+}
+
+/** A sync pass's summary with the CPU seconds this process spent while it ran. */
+async function timedSync(a: MdArray): Promise<{ summary: SyncSummary | undefined; cpu: number }> {
+  const before = process.cpuUsage();
+  const summary = await a.waitSync();
+  const used = process.cpuUsage(before);
+  return { summary, cpu: (used.user + used.system) / 1e6 };
 }
 
 /** Opens members as FileDevices (optionally reporting a larger block size) the caller closes. */
@@ -250,17 +260,17 @@ async function cutAndResyncOnce(v: Variant, last: LastWrites, fair: boolean): Pr
 
   devs = await openDevices(paths, v.blockSize);
   const { array: c } = await assembleArray({ members: specs(paths, devs), ...UNTHROTTLED });
-  const summary = await c.waitSync();
+  const { summary, cpu } = await timedSync(c);
   await c.stop();
   await Promise.all(devs.map((d) => d.close()));
   if (!summary?.complete) throw new Error(`bench: expected a complete resync, found ${JSON.stringify(summary)}`);
-  let full: SyncSummary | undefined;
+  let full: (SyncSummary & { cpu: number }) | undefined;
   if (fair) {
     const copies = paths.map((p) => `${p}.cut`);
     full = await fullResync(v.blockSize, copies);
     for (const p of copies) rmSync(p, { force: true });
   }
-  return { chunkSize, chunks, written: w.chunksOf(chunkSize), marked, summary, ...(full ? { full } : {}) };
+  return { chunkSize, chunks, written: w.chunksOf(chunkSize), marked, summary, cpu, ...(full ? { full } : {}) };
 }
 
 /**
@@ -280,18 +290,18 @@ async function cutAndResync(v: Variant, last: LastWrites, cuts = 1, fair = false
  * A full resync of the same files: the same data as a `bitmap: none` array, crashed. New
  * superblocks, the data as it is: differences between the copies are repaired like any.
  */
-async function fullResync(blockSize?: number, paths = PATHS.slice(0, 2)): Promise<SyncSummary> {
+async function fullResync(blockSize?: number, paths = PATHS.slice(0, 2)): Promise<SyncSummary & { cpu: number }> {
   let devs = await openDevices(paths, blockSize);
   const a = await createArray({ name: 'bench-full', level: 1, members: specs(paths, devs), bitmap: 'none', assumeClean: true, force: true });
   await a.abandon();
   await Promise.all(devs.map((d) => d.close()));
   devs = await openDevices(paths, blockSize);
   const { array: b } = await assembleArray({ members: specs(paths, devs), ...UNTHROTTLED });
-  const s = await b.waitSync();
+  const { summary: s, cpu } = await timedSync(b);
   await b.stop();
   await Promise.all(devs.map((d) => d.close()));
   if (!s?.complete || s.bytesSynced !== b.size) throw new Error(`bench: expected a full resync, found ${JSON.stringify(s)}`);
-  return s;
+  return { ...s, cpu };
 }
 
 const TAIL = 64;
@@ -345,7 +355,7 @@ async function resyncAfterCut(): Promise<void> {
   // 3. resync throughput against a plain sequential copy of the same bytes between the same files
   // Both over the whole array, alternating, median of three: same bytes, same page-cache state.
   const copies: number[] = [];
-  const fulls: SyncSummary[] = [];
+  const fulls: (SyncSummary & { cpu: number })[] = [];
   for (let round = 0; round < 3; round++) {
     copies.push(mibPerSecond(copyRange(PATHS[0] as string, PATHS[1] as string, DATA_OFFSET, ARRAY_BYTES)));
     fulls.push(await fullResync());
@@ -353,13 +363,15 @@ async function resyncAfterCut(): Promise<void> {
   fulls.sort((x, y) => x.seconds - y.seconds);
   const fullWritten = fulls[1]!;
 
-  const rowOf = (label: string, r: CutResult, full: SyncSummary, target: string) => [
+  const rowOf = (label: string, r: CutResult, full: SyncSummary & { cpu: number }, target: string) => [
     label, `${r.chunkSize / KIB}K`, r.chunks, r.written, r.marked, ratio(r.marked, r.written),
     (r.summary.bytesSynced / MIB).toFixed(1), r.summary.seconds, full.seconds, ratio(r.summary.seconds, full.seconds), target,
+    r.cpu, full.cpu, ratio(r.cpu, full.cpu),
   ];
   printTable(`2. resync after a power cut, ${ARRAY_BYTES / GIB} GiB raid1 on sparse files (256 MiB written and cleanly stopped before, unless said); ` +
     'full resync: of the same cut (its member files copied at the cut), except where every byte was written (the same files, no cut); median of 3 cuts where said',
-    ['last writes', 'chunk', 'chunks', 'written', 'marked at cut', 'marked/written', 'MiB resynced', 'resync s', 'full resync s', 'vs full', 'target'],
+    ['last writes', 'chunk', 'chunks', 'written', 'marked at cut', 'marked/written', 'MiB resynced', 'resync s', 'full resync s', 'vs full', 'target',
+      'resync CPU s', 'full CPU s', 'CPU vs full'],
     [
       rowOf('(i) contiguous 1% (median of 3)', contiguous, contiguous.full!, verdict(contiguous.summary.seconds / contiguous.full!.seconds, 1, 'most')),
       rowOf('(i) contiguous 1%, every byte of the array written before (median of 3)', contiguousWritten, fullWritten,
@@ -398,6 +410,8 @@ async function resyncAfterCut(): Promise<void> {
       [`bitmap-guided resync vs full resync, ${RANDOM_OPS} x 4K random, every byte of the array written (default, median of 3)`,
         `${randomWritten.summary.seconds.toFixed(2)} s / ${fullWritten.seconds.toFixed(2)} s`, ratio(randomWritten.summary.seconds, fullWritten.seconds),
         verdict(randomWritten.summary.seconds / fullWritten.seconds, 1, 'most')],
+      [`CPU of the guided resync vs the full one of the same cut, ${RANDOM_OPS} x 4K random (default, median of 3)`,
+        `${def.cpu.toFixed(2)} s / ${def.full!.cpu.toFixed(2)} s`, ratio(def.cpu, def.full!.cpu), '-'],
       [`per byte: guided MiB/s vs full MiB/s, ${RANDOM_OPS} x 4K random, sparse (default, median of 3)`,
         `${(def.summary.bytesSynced / MIB / def.summary.seconds).toFixed(0)} / ${(def.full!.bytesSynced / MIB / def.full!.seconds).toFixed(0)} MiB/s`,
         ratio(def.summary.bytesSynced / def.summary.seconds, def.full!.bytesSynced / def.full!.seconds), '-'],
