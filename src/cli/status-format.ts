@@ -70,7 +70,9 @@ export function formatLease(l: LeaseStatus): string {
 export function formatSyncSummary(s: SyncSummary): string {
   return (
     `${s.mode} ${s.complete ? 'complete' : 'stopped'}: ${formatBytes(s.bytesSynced)} synced, ` +
-    `${formatBytes(s.bytesSkipped)} skipped by the bitmap, ${formatBytes(s.bytesWritten)} written, ` +
+    `${formatBytes(s.bytesSkipped)} skipped by the bitmap, ` +
+    (s.bytesBridged > 0 ? `${formatBytes(s.bytesBridged)} read between marked chunks, ` : '') +
+    `${formatBytes(s.bytesWritten)} written, ` +
     `${s.mismatches} mismatched sectors, ${s.seconds.toFixed(2)} s` +
     (s.error ? ` (${s.error})` : '')
   );

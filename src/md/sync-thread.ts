@@ -23,7 +23,10 @@ const DEPTH = 4;
  * in one window: a window costs a fixed part (the barrier, two reads, a compare, the round trips)
  * that outweighs reading a few more chunks. On tmpfs a 64 KiB window costs about 80 us of which
  * 12 us is the bytes; on a disk a seek costs more than 256 KiB of transfer. Syncing a chunk the
- * bitmap does not mark is harmless: its copies already agree, or it was never written.
+ * bitmap does not mark is harmless: its copies already agree, or it was never written. Only where
+ * a window reads every copy and writes nothing that agrees (a resync of mirrors, SyncHost.bridge):
+ * a recovery would copy the gap to the new member, a parity resync would rebuild its parity. The
+ * bytes are counted apart (bytesBridged), never as synced.
  */
 export const BRIDGE = 256 * 1024;
 /**
@@ -46,6 +49,8 @@ export interface SyncHost {
   from: number;
   /** Sync only what bitmap.startSync returns true for (resync, re-add). */
   bitmapGuided: boolean;
+  /** A guided pass may take short gaps between owed chunks into their window (BRIDGE). */
+  bridge?: boolean;
   syncSize: number;
   /** Bytes the pass expects to sync (reported with progress). */
   targetBytes: number;
@@ -93,6 +98,8 @@ export interface SyncSummary {
   /** Bytes actually synced (windows run), skipped bytes excluded. */
   bytesSynced: number;
   bytesSkipped: number;
+  /** Bytes the bitmap did not mark, read with their neighbours in one window (BRIDGE). */
+  bytesBridged: number;
   /** Bytes written to members. */
   bytesWritten: number;
   /** Sectors that differed between copies. */
@@ -116,6 +123,7 @@ export class SyncThread {
   /** Windows this pass ran (started), whether or not they finished. */
   private windows = 0;
   private bytesSkipped = 0;
+  private bytesBridged = 0;
   private bytesWritten = 0;
   private mismatches = 0;
   private readonly started = performance.now();
@@ -181,6 +189,7 @@ export class SyncThread {
       position: this.position,
       bytesSynced: this.bytesSynced,
       bytesSkipped: this.bytesSkipped,
+      bytesBridged: this.bytesBridged,
       bytesWritten: this.bytesWritten,
       mismatches: this.mismatches,
       seconds: (performance.now() - this.started) / 1000,
@@ -295,6 +304,7 @@ export class SyncThread {
         const first = bitmap.startSync(pos);
         const sync = first.sync || !guided;
         let step = Math.min(first.length, MAX_WINDOW, syncSize - pos);
+        let bridged = 0;
         // Neighbouring chunks that need syncing too go into the same window (as md's
         // sync_request batches pages): a window per 64 KiB chunk pays the per-window cost (barrier,
         // reads, compare) sixteen times per MiB. A guided pass bridges short gaps (BRIDGE).
@@ -303,9 +313,10 @@ export class SyncThread {
           const gap = this.skippable(next);
           if (gap > 0) {
             const after = next + gap;
-            if (!guided || gap > BRIDGE || after >= syncSize || after - pos >= MAX_WINDOW) break;
+            if (!guided || this.host.bridge !== true || gap > BRIDGE || after >= syncSize || after - pos >= MAX_WINDOW) break;
             const more = bitmap.startSync(after);
             if (!more.sync) break;
+            bridged += gap;
             step = after - pos + Math.min(more.length, MAX_WINDOW - (after - pos), syncSize - after);
             continue;
           }
@@ -333,7 +344,8 @@ export class SyncThread {
           (r) => {
             this.mismatches += r.mismatches;
             this.bytesWritten += r.bytesWritten;
-            this.bytesSynced += step;
+            this.bytesSynced += step - bridged;
+            this.bytesBridged += bridged;
             entry.done = true;
             settle();
           },
@@ -373,7 +385,7 @@ export class SyncThread {
       await this.host.checkpoint(this.position);
     }
     trace('md', 'info', () => `${who}: pass ${complete ? 'complete' : this.stopRequested ? 'stopped' : 'ended (no member left to sync onto)'} at ${this.position}: ` +
-      `${this.bytesSynced} bytes synced, ${this.bytesSkipped} skipped, ${this.mismatches} sectors mismatched`);
+      `${this.bytesSynced} bytes synced, ${this.bytesSkipped} skipped, ${this.bytesBridged} read between marked chunks, ${this.mismatches} sectors mismatched`);
     return this.summary(complete);
   }
 }

@@ -70,7 +70,7 @@ test('live states: failed, recovering, degraded, active; a finished pass is the 
   const degraded = state({ degraded: true, members: [live().members[0]!, { ...live().members[1]!, state: 'faulty', role: null, errors: 4 }] });
   assert.equal(degraded.state, 'degraded');
   assert.deepEqual(degraded.members[1], { disk: 'disk-b', path: `/pool/disk-b/llraid-${ID}-1.img`, role: 'faulty', slot: -1, errors: 4, node: 'node-a' });
-  const done = state({ lastSync: { mode: 'resync', complete: true, position: 1, bytesSynced: 196608, bytesSkipped: 0, bytesWritten: 0, mismatches: 0, seconds: 1.5, size: 64 << 20, startedAt: 0, finishedAt: 1_700_000_001_000 } });
+  const done = state({ lastSync: { mode: 'resync', complete: true, position: 1, bytesSynced: 196608, bytesSkipped: 0, bytesBridged: 0, bytesWritten: 0, mismatches: 0, seconds: 1.5, size: 64 << 20, startedAt: 0, finishedAt: 1_700_000_001_000 } });
   assert.equal(done.state, 'active');
   assert.deepEqual([done.lastSync?.bytes, done.lastSync?.totalBytes, done.lastSync?.finishedAt.getTime()], [196608, 64 << 20, 1_700_000_001_000]);
 });

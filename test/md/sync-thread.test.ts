@@ -82,3 +82,18 @@ test('differingRanges joins neighbouring differing units and leaves equal ones o
   assert.deepEqual(differingRanges(a, b, 16), [{ start: 0, end: 32 }, { start: 64, end: 80 }, { start: 112, end: 128 }]);
   assert.deepEqual(differingRanges(a, Buffer.from(a), 16), []);
 });
+
+test('a bitmap-guided resync of mirrors reads a short gap between marked chunks with them, counted apart from what it synced', async (t) => {
+  const paths = memberFiles(tempDir(t), 2, 8 << 20);
+  const a = await createArray({ name: 'bridge', level: 1, members: paths });
+  // Marked at the crash: 10, 12, 13 (a gap of one chunk), and 40 (a gap of 26 chunks: 1.6 MiB).
+  for (const c of [10, 12, 13, 40]) await a.write(c * CHUNK, pattern(c, CHUNK));
+  await a.abandon();
+  const { array: b } = await assembleArray({ members: paths });
+  t.after(() => b.stop());
+  const s = await b.waitSync();
+  assert.equal(s?.complete, true);
+  assert.equal(s?.bytesSynced, 4 * CHUNK, 'synced: the marked chunks');
+  assert.equal(s?.bytesBridged, CHUNK, 'chunk 11 read with its neighbours, chunks 14..39 skipped');
+  assert.equal(s!.bytesSynced + s!.bytesSkipped + s!.bytesBridged, b.size);
+});

@@ -112,6 +112,8 @@ export class SyncControl {
       mode,
       from,
       bitmapGuided,
+      // Gaps between marked chunks join their window only where that writes nothing that agrees.
+      bridge: mode === 'resync' && bitmapGuided && !s.personality.parity,
       syncSize: s.personality.syncSize,
       targetBytes: this.target(mode, from, bitmapGuided),
       bitmap: s.bitmap,
