@@ -34,10 +34,18 @@ export class SyncControl {
     return this.thread;
   }
 
+  /** A maybeStart is queued: a pass taking up every chunk of a big array asks once per chunk. */
+  private startQueued = false;
+
   /** Called by the bitmap when chunks need syncing; md waits until the array is whole again. */
   onSyncRequested(): void {
     if (this.set.resyncFrom === null) this.set.resyncFrom = 0;
-    if (this.set.tuning.autoSync) queueMicrotask(() => this.maybeStart());
+    if (!this.set.tuning.autoSync || this.startQueued) return;
+    this.startQueued = true;
+    queueMicrotask(() => {
+      this.startQueued = false;
+      this.maybeStart();
+    });
   }
 
   /** Starts the pass the array owes, if any and none runs: recovery first, else a resync. */

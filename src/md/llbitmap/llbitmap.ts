@@ -347,6 +347,9 @@ export class LlBitmap implements WriteIntentBitmap {
     const c = this.chunkAt('startSync', offset);
     const length = this.restOfChunk(c, offset);
     if (this.writeError) return { sync: true, length };
+    // Syncing + Startsync stays Syncing with no side effect (¶), degraded or not: asked again for
+    // every window and chunk of a pass, it need not go through the state machine.
+    if (this.map.byte(c) === State.Syncing) return { sync: true, length };
     const next = this.map.apply(c, c, Action.Startsync);
     return { sync: next === State.Syncing || next === State.SyncingUnwritten, length };
   }
