@@ -263,6 +263,11 @@ export class ChunkMap {
     this.dirtyPages.add(idx);
   }
 
+  /** Every block in use of page `idx`. */
+  markPage(idx: number): void {
+    this.markBlocks(idx, 0, Math.ceil(usedBytesOfPage(this.geometry, idx) / this.geometry.ioSize));
+  }
+
   /** Every block in use (superblock area and chunk bytes): write_all. */
   markAll(): void {
     const io = this.geometry.ioSize;

@@ -4,6 +4,15 @@
 // as a whole is idle, which random writes over a volume never let happen; here a chunk is cleaned
 // on its own (chunk-activity.ts: why the ordering invariants still hold). A degraded array keeps
 // its Dirty chunks (they say what a re-added member missed). Never after close begins (B-j).
+//
+// Where llraid departs from the kernel: a pass that cleaned chunks writes their pages. In the
+// kernel, Clean reaches disk lazily, with the next write to its block; a chunk cleaned after the
+// last write to its block stays Dirty on disk, and a crash resyncs it again. After a resync or
+// recovery that is the whole region just synced (Endsync leaves it Dirty for the daemon), so
+// every crash of a taken-over volume would copy it again, and again. One write of the cleaned
+// pages per pass (at most the bitmap, every daemon_sleep) makes a crash resync only the chunks
+// written since. Safe: the pages are written from memory as they are at the write, where a
+// cleaned chunk has no write in flight and a chunk written since is Dirty again.
 
 import type { ChunkMap } from './chunk-map.js';
 
@@ -16,7 +25,11 @@ export class BitmapDaemon {
   /** Set when the bitmap closes: no timer is armed and no pass starts after this. */
   closing = false;
 
-  constructor(private readonly map: ChunkMap) {}
+  constructor(
+    private readonly map: ChunkMap,
+    /** Writes the marked blocks (WriteOut.request); errors are the writer's to handle. */
+    private readonly writeOut: () => Promise<void>,
+  ) {}
 
   /**
    * One daemon pass now, as the timer runs it (A7). If a pass is running, it runs once more
@@ -37,6 +50,7 @@ export class BitmapDaemon {
   private async loop(): Promise<void> {
     const m = this.map;
     let restart: boolean;
+    let marked = false;
     do {
       this.busy = false;
       restart = false;
@@ -70,8 +84,13 @@ export class BitmapDaemon {
           const events = m.host.events();
           if (events > m.eventsCleared) m.eventsCleared = events;
         }
+        if (cleaned > 0) {
+          m.markPage(idx);
+          marked = true;
+        }
       }
     } while (this.busy && !this.closing);
+    if (marked && !m.writeError) await this.writeOut();
     if (restart) this.arm();
   }
 

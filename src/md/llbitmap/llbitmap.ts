@@ -52,7 +52,7 @@ export class LlBitmap implements WriteIntentBitmap {
     this.host = host;
     this.map = new ChunkMap(host, s);
     this.writer = new WriteOut(this.map);
-    this.daemon = new BitmapDaemon(this.map);
+    this.daemon = new BitmapDaemon(this.map, () => this.writer.request());
     this.map.onDirty = () => this.daemon.arm();
     this.map.writeSuper(s.events);
   }
