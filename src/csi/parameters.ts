@@ -24,9 +24,20 @@ export interface VolumeSpec {
   chunkSize: number;
   bitmap: BitmapKind;
   fsType: FsType;
+  /**
+   * Nodes holding a copy: 1 = node-local (every member on this node's pool), 2 or 3 = one member
+   * per node for raid1, member slot i on node i mod replicas for raid10 (replica-placement.ts).
+   */
+  replicas: number;
+  /** A pod may run on a node holding no member of the volume (every member then remote). */
+  disklessAttach: boolean;
+  /** md's sync_speed_min/max (KiB/s) for the engines of a replicated volume, over the node's. */
+  recoverySpeed?: { minKiB: number; maxKiB: number };
 }
 
-export const parameterNames = ['level', 'members', 'chunkSize', 'bitmap', 'fsType'] as const;
+export const parameterNames = [
+  'level', 'members', 'chunkSize', 'bitmap', 'fsType', 'replicas', 'disklessAttach', 'recoverySpeedMinKiB', 'recoverySpeedMaxKiB',
+] as const;
 
 /** Keys the external-provisioner adds (`--extra-create-metadata`); not ours to validate. */
 const reservedPrefix = 'csi.storage.k8s.io/';
@@ -58,19 +69,8 @@ export function parseVolumeParameters(params: Record<string, string>): VolumeSpe
     throw invalid(`parameter "level": expected 0, 1, 10, 5 or 6, found ${JSON.stringify(levelText)}`);
   }
 
-  let members = minMembers(level);
-  if (params.members !== undefined) {
-    if (!/^\d+$/.test(params.members)) {
-      throw invalid(`parameter "members": expected a whole number, found ${JSON.stringify(params.members)}`);
-    }
-    members = Number(params.members);
-  }
-  if (members < minMembers(level) || members > maxMembers) {
-    throw invalid(
-      `parameter "members": raid${level} needs ${minMembers(level)} to ${maxMembers} members, found ${members}`,
-    );
-  }
-
+  const replicas = parseReplicas(params.replicas);
+  const members = parseMembers(params.members, level, replicas);
   let chunkSize = defaultChunk;
   if (params.chunkSize !== undefined) {
     const v = sizeOrUndefined(params.chunkSize);
@@ -95,5 +95,98 @@ export function parseVolumeParameters(params: Record<string, string>): VolumeSpe
   if (fsText !== 'ext4' && fsText !== 'xfs') {
     throw invalid(`parameter "fsType": expected ext4 or xfs, found ${JSON.stringify(fsText)}`);
   }
-  return { level, members, chunkSize, bitmap: bitmapText, fsType: fsText };
+  // A copy on another node catches up after an absence from the bitmap alone: without one, every
+  // return of a node would copy the whole volume.
+  if (replicas > 1 && bitmapText === 'none') {
+    throw invalid('parameter "bitmap": replicas needs llbitmap (a member that was away catches up from it), found none');
+  }
+  const disklessAttach = parseBoolean(params.disklessAttach, 'disklessAttach');
+  if (disklessAttach && replicas === 1) {
+    throw invalid('parameter "disklessAttach": a node-local volume (replicas 1) is reachable on its node only; use replicas 2 or 3 with it');
+  }
+  const recoverySpeed = parseRecoverySpeed(params, replicas);
+  return {
+    level, members, chunkSize, bitmap: bitmapText, fsType: fsText, replicas, disklessAttach,
+    ...(recoverySpeed === undefined ? {} : { recoverySpeed }),
+  };
+}
+
+/** md's near copies of a volume's raid10: one copy per node when replicated, md's 2 otherwise. */
+export function nearCopiesOf(spec: Pick<VolumeSpec, 'level' | 'replicas'>): number {
+  return spec.level === 10 && spec.replicas > 1 ? spec.replicas : 2;
+}
+
+function parseReplicas(text: string | undefined): number {
+  if (text === undefined) return 1;
+  if (!/^[123]$/.test(text)) {
+    throw invalid(`parameter "replicas": expected 1 (node-local), 2 or 3 (copies on distinct nodes), found ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
+/**
+ * The member count: given, or the level's least (node-local), or one member per node for a
+ * replicated raid1 and two per node for a replicated raid10. A replicated raid10 has one near
+ * copy per node, so members must come in whole rows of `replicas`: slot i on node i mod
+ * replicas then puts every copy of a chunk on a different node.
+ */
+function parseMembers(text: string | undefined, level: CreatableLevel, replicas: number): number {
+  if (text !== undefined && !/^\d+$/.test(text)) {
+    throw invalid(`parameter "members": expected a whole number, found ${JSON.stringify(text)}`);
+  }
+  const given = text === undefined ? undefined : Number(text);
+  if (replicas > 1) {
+    if (level !== 1 && level !== 10) {
+      throw invalid(
+        `parameter "replicas": replicas needs level raid1 or raid10 (copies on distinct nodes); raid${level} keeps every member on one node: use replicas 1`,
+      );
+    }
+    if (level === 1) {
+      if (given !== undefined && given !== replicas) {
+        throw invalid(`parameter "members": a replicated raid1 has one member per node, so members must equal replicas (${replicas}), found ${given}; leave members out`);
+      }
+      return replicas;
+    }
+    const members = given ?? 2 * replicas;
+    if (members % replicas !== 0 || members < replicas || members > maxMembers - (maxMembers % replicas)) {
+      throw invalid(
+        `parameter "members": a replicated raid10 puts slot i on node i mod replicas, so members must be a multiple of replicas (${replicas}) from ${replicas} to ${maxMembers - (maxMembers % replicas)}, found ${members}; the default is ${2 * replicas}`,
+      );
+    }
+    return members;
+  }
+  const members = given ?? minMembers(level);
+  if (members < minMembers(level) || members > maxMembers) {
+    throw invalid(`parameter "members": raid${level} needs ${minMembers(level)} to ${maxMembers} members, found ${members}`);
+  }
+  return members;
+}
+
+function parseBoolean(text: string | undefined, name: string): boolean {
+  if (text === undefined) return false;
+  if (text !== 'true' && text !== 'false') throw invalid(`parameter "${name}": expected true or false, found ${JSON.stringify(text)}`);
+  return text === 'true';
+}
+
+function parseRecoverySpeed(params: Record<string, string>, replicas: number): VolumeSpec['recoverySpeed'] {
+  const min = params.recoverySpeedMinKiB;
+  const max = params.recoverySpeedMaxKiB;
+  if (min === undefined && max === undefined) return undefined;
+  if (replicas === 1) {
+    throw invalid('parameters "recoverySpeedMinKiB"/"recoverySpeedMaxKiB" apply to replicated volumes (replicas 2 or 3); a node-local volume recovers at the node\'s syncSpeedMin/syncSpeedMax');
+  }
+  if (min === undefined || max === undefined) {
+    throw invalid(`parameters "recoverySpeedMinKiB" and "recoverySpeedMaxKiB" go together: give both, found only ${min === undefined ? 'recoverySpeedMaxKiB' : 'recoverySpeedMinKiB'}`);
+  }
+  const kib = (text: string, name: string): number => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < 1 || n > 0xffffffff) throw invalid(`parameter "${name}": expected a whole number of KiB/s from 1, found ${JSON.stringify(text)}`);
+    return n;
+  };
+  const minKiB = kib(min, 'recoverySpeedMinKiB');
+  const maxKiB = kib(max, 'recoverySpeedMaxKiB');
+  if (maxKiB < minKiB) {
+    throw invalid(`parameter "recoverySpeedMaxKiB": expected at least recoverySpeedMinKiB (${minKiB}), found ${maxKiB}`);
+  }
+  return { minKiB, maxKiB };
 }
