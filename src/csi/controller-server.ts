@@ -16,7 +16,7 @@ import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeCondition, type RuntimeState } from './volume-condition.js';
 import { encodeSetName, matchesName, decodeSetName } from './volume-name.js';
 
-export const topologyKey = 'topology.llraid.io/node';
+import { topologyKey } from './topology.js';
 
 /** What the controller needs from the md engine: creating and growing arrays on member files. */
 export interface ArrayBackend {
