@@ -102,6 +102,20 @@ export class DiskPool {
     }
   }
 
+  /** The member file `name` (a basename) on whichever disk holds it. */
+  async findMember(name: string): Promise<string | undefined> {
+    for (const disk of this.disks) {
+      const p = path.join(disk, name);
+      if ((await fs.stat(p).catch(() => undefined))?.isFile()) return p;
+    }
+    return undefined;
+  }
+
+  /** The pool disk whose directory has `name` as its basename (placements name disks so). */
+  diskNamed(name: string): string | undefined {
+    return this.disks.find((d) => path.basename(d) === name);
+  }
+
   /** Every llraid member file on every disk. A missing disk contributes nothing. */
   async memberFiles(): Promise<string[]> {
     const out: string[] = [];

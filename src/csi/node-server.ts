@@ -20,6 +20,8 @@ import { removePublishTarget } from './publish-target.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeCondition, type RuntimeState } from './volume-condition.js';
 import { describeError, trace } from '../common/trace.js';
+import type { ReplicatedVolume } from '../k8s/replication.js';
+import { findAny, type ReplicatedStage } from './replicated-stage.js';
 
 export interface NodeOptions {
   nodeId: string;
@@ -31,6 +33,18 @@ export interface NodeOptions {
 
 /** The `llraid serve` arguments that assemble and serve a volume from its member files. */
 export type EngineSource = (volume: VolumeRecord) => string[];
+
+/** The serve arguments of an engine this call starts, and those its supervisor restarts it with. */
+interface EngineArgs {
+  start: string[];
+  restart: string[];
+}
+
+/** A volume as the Node service finds it: node-local (its superblocks) or replicated (its RaidVolume). */
+interface NodeVolume {
+  record: VolumeRecord;
+  replicated?: ReplicatedVolume;
+}
 
 const idPattern = /^[0-9a-f]{32}$/;
 
@@ -45,15 +59,21 @@ export class NodeServer implements VolumeUsage {
     private readonly engineSource: EngineSource,
     /** The driver's per-volume locks, shared with the Controller service. */
     private readonly locks: VolumeLocks,
+    /** Replicated volumes (issue 19); absent when the plugin runs without the cluster's replication settings. */
+    private readonly replicated?: ReplicatedStage,
   ) {
     this.paths = new KubeletPaths(options.kubeletDir);
   }
 
-  private async lookup(volumeId: string, what: string): Promise<VolumeRecord> {
+  private async find(volumeId: string, what: string): Promise<NodeVolume> {
     if (!volumeId) throw invalid(`${what}: volume_id is empty`);
-    const v = idPattern.test(volumeId) ? await this.catalog.get(volumeId) : undefined;
+    const v = idPattern.test(volumeId) ? await findAny(this.catalog, this.replicated, volumeId) : undefined;
     if (!v) throw notFound(`${what}: volume ${JSON.stringify(volumeId)} does not exist on node ${this.options.nodeId}`);
     return v;
+  }
+
+  private async lookup(volumeId: string, what: string): Promise<VolumeRecord> {
+    return (await this.find(volumeId, what)).record;
   }
 
   /**
@@ -108,11 +128,11 @@ export class NodeServer implements VolumeUsage {
   }
 
   /** Engine up and attached: the volume's block device, whichever call got it there first. */
-  private async bringUp(v: VolumeRecord): Promise<string> {
+  private async bringUp(v: VolumeRecord, args: EngineArgs): Promise<string> {
     const socket = this.engines.socket(v.id);
     const device = await this.attacher.find(v.id, socket);
     if (device && (await this.attacher.connected(v.id, socket))) {
-      await this.engines.adopt(v.id, this.engineSource(v));
+      await this.engines.adopt(v.id, args.restart);
       return device;
     }
     // A device whose engine died (crash, killed plugin) is torn down and attached afresh, with
@@ -121,8 +141,41 @@ export class NodeServer implements VolumeUsage {
       for (const m of (await listMounts()).filter((m) => isVolumeMount(m, device)).reverse()) await unmountAll(m.mountPoint, true);
       await this.attacher.detach(v.id, socket, true);
     }
-    await this.engines.start(v.id, this.engineSource(v));
+    await this.engines.start(v.id, args.start);
+    if (args.restart !== args.start) await this.engines.adopt(v.id, args.restart);
     return this.attacher.attach(v.id, socket);
+  }
+
+  /**
+   * The engine arguments of a volume: its member files for a node-local one; for a replicated
+   * one, ownership first (replicated-stage.ts), then its members here and on other nodes.
+   */
+  private async engineArgs(nv: NodeVolume): Promise<EngineArgs & { epoch?: number; taken?: boolean }> {
+    if (!nv.replicated || !this.replicated) {
+      const args = this.engineSource(nv.record);
+      return { start: args, restart: args };
+    }
+    return this.replicated.prepare(nv.replicated);
+  }
+
+  /** Stages a volume's engine and device; a replicated volume that fails to come up is released again. */
+  private async stageEngine(nv: NodeVolume): Promise<string> {
+    const args = await this.engineArgs(nv);
+    if (args.epoch === undefined || !this.replicated) return this.bringUp(nv.record, args);
+    try {
+      const device = await this.bringUp(nv.record, args);
+      this.replicated.started(nv.record.id, args.epoch);
+      return device;
+    } catch (err) {
+      // Holding ownership of a volume this node does not run would keep every other node out
+      // until this one's Lease expired: never, while it lives. (Only what this call took: an
+      // engine that already ran here keeps its ownership.)
+      if (!args.taken) throw err;
+      await this.attacher.detach(nv.record.id, this.engines.socket(nv.record.id), true).catch(() => undefined);
+      await this.engines.stop(nv.record.id).catch(() => undefined);
+      await this.replicated.release(nv.record.id).catch((e: unknown) => trace('csi', 'error', () => `volume ${nv.record.id}: releasing after a failed stage: ${describeError(e)}`));
+      throw err;
+    }
   }
 
   NodeStageVolume = async (req: NodeStageVolumeRequest): Promise<object> => {
@@ -131,15 +184,16 @@ export class NodeServer implements VolumeUsage {
     const cap = this.checkCapability(req.volume_capability, 'NodeStageVolume');
     const staging = await this.paths.confine(req.staging_target_path, 'NodeStageVolume: staging_target_path');
     return this.locks.with(volumeKey(req.volume_id), async () => {
-      const v = await this.lookup(req.volume_id, 'NodeStageVolume');
+      const nv = await this.find(req.volume_id, 'NodeStageVolume');
+      const v = nv.record;
       const mounted = await mountAt(staging);
       if (isBlock(cap)) {
         if (mounted) throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} is staged as a mount volume, the request asks for block`);
-        await this.bringUp(v);
+        await this.stageEngine(nv);
         return {};
       }
       const fsType = cap.mount?.fs_type || v.fsType;
-      const device = await this.bringUp(v);
+      const device = await this.stageEngine(nv);
       if (mounted) {
         if (mounted.source === device) return {};
         throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} already has ${mounted.source} mounted, expected ${device}`);
@@ -159,7 +213,8 @@ export class NodeServer implements VolumeUsage {
     if (!req.staging_target_path) throw invalid('NodeUnstageVolume: staging_target_path is empty');
     const staging = await this.paths.confine(req.staging_target_path, 'NodeUnstageVolume: staging_target_path');
     return this.locks.with(volumeKey(req.volume_id), async () => {
-      const v = await this.lookup(req.volume_id, 'NodeUnstageVolume');
+      const nv = await this.find(req.volume_id, 'NodeUnstageVolume');
+      const v = nv.record;
       const socket = this.engines.socket(v.id);
       const device = await this.attacher.find(v.id, socket);
       if (device) {
@@ -171,6 +226,8 @@ export class NodeServer implements VolumeUsage {
       await unmountVolumeAt(staging, device, v.id, 'NodeUnstageVolume: staging_target_path');
       await this.attacher.detach(v.id, socket);
       await this.engines.stop(v.id);
+      // Only after a clean stop: the next owner then finds every member in sync (nothing to resync).
+      if (nv.replicated) await this.replicated?.release(v.id);
       return {};
     });
   };
@@ -332,5 +389,43 @@ export class NodeServer implements VolumeUsage {
       ),
     );
     return { adopted, cleaned };
+  }
+
+  /**
+   * After a plugin restart, for replicated volumes (once their RaidVolumes are known): an engine
+   * of a volume this node still owns is supervised again with its epoch and given the current
+   * lease; one of a volume another node took meanwhile is stopped (its epoch is fenced anyway);
+   * a dead attachment is cleared as for a node-local volume (the volume stays owned here: the
+   * next NodeStage starts it with the same epoch).
+   */
+  async recoverReplicated(): Promise<{ adopted: string[]; stopped: string[]; cleaned: string[] }> {
+    const out = { adopted: [] as string[], stopped: [] as string[], cleaned: [] as string[] };
+    const stage = this.replicated;
+    if (!stage) return out;
+    await Promise.all(
+      (await stage.recoverable()).map((rv) =>
+        this.locks.with(volumeKey(rv.id), async () => {
+          const socket = this.engines.socket(rv.id);
+          const engine = await this.engines.find(rv.id);
+          const device = await this.attacher.find(rv.id, socket);
+          const { owned, volume } = await stage.owns(rv);
+          if (engine && owned && volume) {
+            const args = await stage.argsFor(volume, volume.owner.epoch);
+            await this.engines.adopt(rv.id, args.restart);
+            stage.started(rv.id, volume.owner.epoch);
+            await stage.push(rv.id).catch((err: unknown) => trace('csi', 'error', () => `volume ${rv.id}: lease: ${describeError(err)}`));
+            out.adopted.push(rv.id);
+          } else if (engine) {
+            await this.engines.stop(rv.id);
+            out.stopped.push(rv.id);
+          } else if (device) {
+            for (const m of (await listMounts()).filter((m) => isVolumeMount(m, device)).reverse()) await unmountAll(m.mountPoint, true);
+            await this.attacher.detach(rv.id, socket, true);
+            out.cleaned.push(rv.id);
+          }
+        }),
+      ),
+    );
+    return out;
   }
 }

@@ -5,6 +5,7 @@
 import { readSuperblockFile, surveyArray, type BitmapKind, type CreatableLevel, type Superblock } from '../md/index.js';
 import type { DiskPool } from './disk-pool.js';
 import type { FsType } from './parameters.js';
+import { isMarked } from './replica-marker.js';
 import { decodeSetName } from './volume-name.js';
 
 export interface MemberRecord {
@@ -69,12 +70,15 @@ export class VolumeCatalog {
   constructor(private readonly pool: DiskPool) {}
 
   /**
-   * Every volume on the pool, by id. Files whose superblock does not decode are skipped: a
-   * member file that is half-created or damaged must not hide the other volumes.
+   * Every node-local volume on the pool, by id. Files whose superblock does not decode are
+   * skipped: a member file that is half-created or damaged must not hide the other volumes.
+   * Members of replicated volumes (marked, replica-marker.ts) are not listed: this node holds
+   * only some of their members, and their RaidVolume is their record.
    */
   async scan(): Promise<Map<string, VolumeRecord>> {
     const byUuid = new Map<string, Array<{ path: string; sb: Superblock }>>();
     for (const file of await this.pool.memberFiles()) {
+      if (await isMarked(file)) continue;
       let sb: Superblock;
       try {
         sb = await readSuperblockFile(file);

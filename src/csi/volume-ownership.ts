@@ -23,6 +23,8 @@ export interface Acquired {
   volume: ReplicatedVolume;
   /** The epoch this node's engine presents. */
   epoch: number;
+  /** This call wrote the owner (false: this node owned it already). */
+  taken: boolean;
   /** The node this call took the volume from, after its Lease expired. */
   tookOverFrom?: string;
 }
@@ -70,13 +72,13 @@ export class VolumeOwnership {
     let v = expired === undefined ? first : await this.read(id, 'NodeStageVolume');
     for (let attempt = 1; ; attempt++) {
       const o = v.owner;
-      if (o.node === this.o.node) return { volume: v, epoch: o.epoch };
+      if (o.node === this.o.node) return { volume: v, epoch: o.epoch, taken: false };
       if (o.node !== '' && o.node !== expired) {
         throw new CsiError('ABORTED', `NodeStageVolume: volume ${id} is owned by node ${o.node} (it took the volume first, epoch ${o.epoch})`);
       }
       try {
         const taken = await this.store.setOwner(id, v.resourceVersion, this.owner(o.epoch + 1));
-        return { volume: taken, epoch: o.epoch + 1, ...(o.node === '' ? {} : { tookOverFrom: o.node }) };
+        return { volume: taken, epoch: o.epoch + 1, taken: true, ...(o.node === '' ? {} : { tookOverFrom: o.node }) };
       } catch (err) {
         if (!isConflict(err)) throw err;
         if (attempt >= attempts) {

@@ -1,0 +1,91 @@
+// This node's view of every replicated volume (their RaidVolumes), kept by ONE list and ONE watch
+// (ReplicationStore.watch), so that the Node service's lookups (NodePublish, NodeGetVolumeStats
+// every minute per volume) and the member reconciler cost the API server nothing per volume.
+// Decisions that need the object as it is now (ownership, DeleteVolume) read it fresh instead.
+
+import { backoffDelay } from '../k8s/backoff.js';
+import type { ReplicatedVolume, ReplicationStore } from '../k8s/replication.js';
+
+export type ReplicatedChange = (v: ReplicatedVolume, gone: boolean) => void;
+
+export class ReplicatedIndex {
+  private readonly cache = new Map<string, ReplicatedVolume>();
+  private readonly listeners: ReplicatedChange[] = [];
+  private watcher: { close(): void } | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
+  private ready: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: Pick<ReplicationStore, 'get' | 'list' | 'watch'>,
+    private readonly log: (message: string) => void = () => undefined,
+  ) {}
+
+  /** Called for every volume listed at start and for every change the watch reports after. */
+  onChange(cb: ReplicatedChange): void {
+    this.listeners.push(cb);
+  }
+
+  /**
+   * Lists, then watches. Resolves after the first successful list; while the API server cannot
+   * be reached it keeps trying (with backoff) and lookups fall back to reading the store.
+   */
+  start(): Promise<void> {
+    this.ready ??= new Promise<void>((resolve) => {
+      let failures = 0;
+      const attempt = async (): Promise<void> => {
+        if (this.closed) return resolve();
+        try {
+          // Watch first, so no change between the list and the watch is lost (both are applied).
+          this.watcher ??= this.store.watch((v, gone) => this.apply(v, gone));
+          for (const v of await this.store.list()) this.apply(v, false);
+          resolve();
+        } catch (err) {
+          failures++;
+          this.log(`replicated volumes: listing failed (attempt ${failures}), retrying: ${(err as Error).message}`);
+          this.retry = setTimeout(() => void attempt(), backoffDelay({ baseMs: 500, maxMs: 30_000 }, failures));
+          this.retry.unref();
+        }
+      };
+      void attempt();
+    });
+    return this.ready;
+  }
+
+  private apply(v: ReplicatedVolume, gone: boolean): void {
+    if (gone) this.cache.delete(v.id);
+    else this.cache.set(v.id, v);
+    for (const l of this.listeners) {
+      try {
+        l(v, gone);
+      } catch (err) {
+        this.log(`replicated volume ${v.id}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** The volume as last seen; one not seen yet (just created elsewhere) is read from the store. */
+  async get(id: string): Promise<ReplicatedVolume | undefined> {
+    return this.cache.get(id) ?? this.fresh(id);
+  }
+
+  /** The volume as the store has it now (and remembered). */
+  async fresh(id: string): Promise<ReplicatedVolume | undefined> {
+    const v = await this.store.get(id);
+    if (v) this.cache.set(id, v);
+    else this.cache.delete(id);
+    return v;
+  }
+
+  /** Every volume as last seen. */
+  all(): ReplicatedVolume[] {
+    return [...this.cache.values()];
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retry) clearTimeout(this.retry);
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}
