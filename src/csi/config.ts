@@ -44,6 +44,23 @@ export interface CsiConfig {
   tls: TlsFiles | undefined;
   /** This node's member service, run by the engine host (or by the plugin without one). */
   memberService: MemberServiceConfig | undefined;
+  /**
+   * Replicated volumes (issue 19): on with the member service (the chart's memberService.enabled
+   * sets its address and TLS directory); absent, StorageClasses with replicas ≥ 2 are refused.
+   */
+  replication?: ReplicationSettings;
+}
+
+export interface ReplicationSettings {
+  /** The driver's namespace: where node Leases live. */
+  namespace: string;
+  /** host:port of this node's member service: other nodes' engines connect there (its Lease says so). */
+  memberService: string;
+  /** The cluster's member certificate (CN llraid-member): engines present it to other nodes' member services. */
+  tls: TlsFiles;
+  /** The node Lease's duration D and renewal period R, in seconds. */
+  leaseDurationSeconds: number;
+  leaseRenewSeconds: number;
 }
 
 /** The files of a TLS directory laid out as a kubernetes.io/tls Secret with its CA. */
@@ -84,6 +101,9 @@ export interface RawConfig {
   metricsAddress?: string;
   memberServiceListen?: string;
   tlsDir?: string;
+  namespace?: string;
+  nodeLeaseDuration?: string | number;
+  nodeLeaseRenew?: string | number;
 }
 
 const envNames: Record<keyof RawConfig, string> = {
@@ -104,6 +124,9 @@ const envNames: Record<keyof RawConfig, string> = {
   metricsAddress: 'LLRAID_METRICS_ADDRESS',
   memberServiceListen: 'LLRAID_MEMBER_SERVICE_LISTEN',
   tlsDir: 'LLRAID_TLS_DIR',
+  namespace: 'LLRAID_NAMESPACE',
+  nodeLeaseDuration: 'LLRAID_NODE_LEASE_DURATION_SECONDS',
+  nodeLeaseRenew: 'LLRAID_NODE_LEASE_RENEW_SECONDS',
 };
 
 /** A setting's names, for messages: the YAML key and its environment variable. */
@@ -201,11 +224,14 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
     ...(metricsRaw ? { metrics: listenAddress(metricsRaw, 'metricsAddress') } : {}),
   };
   const tls = tlsFilesOf(layers);
+  const memberService = memberServiceOf(layers, tls, disks);
+  const replication = memberService && replicationSettings(pick, memberService);
   return {
     tuning,
     reporting,
     tls,
-    memberService: memberServiceOf(layers, tls, disks),
+    memberService,
+    ...(replication ? { replication } : {}),
     endpoint,
     nodeId,
     engineHost: engineHost === undefined || engineHost === '' ? undefined : endpointPath(String(engineHost)),
@@ -262,6 +288,27 @@ function memberServiceOf(layers: RawConfig[], tls: TlsFiles | undefined, disks: 
 export function memberServiceFromLayers(...layers: RawConfig[]): MemberServiceConfig | undefined {
   if (layers.every((l) => l.memberServiceListen === undefined || l.memberServiceListen === '')) return undefined;
   return memberServiceOf(layers, tlsFilesOf(layers), disksOf(layers));
+}
+
+/**
+ * The replication settings of a node with a member service: the namespace of the node Leases,
+ * whose address must be one other nodes reach (not a wildcard), and the Lease's timing, whose
+ * renewals must fit into what the engines may run on (D - max(2, D/4)).
+ */
+function replicationSettings(pick: <K extends keyof RawConfig>(k: K) => RawConfig[K], m: MemberServiceConfig): ReplicationSettings {
+  const namespace = pick('namespace');
+  if (!namespace) throw invalid(`${named('namespace')} is not set: replicated volumes keep each node's Lease in the driver's namespace`);
+  if (m.host === '0.0.0.0' || m.host === '::') {
+    throw invalid(`${named('memberServiceListen')}: expected an address other nodes reach (the node's IP, such as 10.0.0.5:10809), found the wildcard ${m.host}`);
+  }
+  const leaseDurationSeconds = whole(pick('nodeLeaseDuration'), 'nodeLeaseDuration', 20, 4);
+  const leaseRenewSeconds = whole(pick('nodeLeaseRenew'), 'nodeLeaseRenew', 5, 1);
+  const runway = leaseDurationSeconds - Math.max(2, leaseDurationSeconds / 4);
+  if (leaseRenewSeconds >= runway) {
+    throw invalid(`${named('nodeLeaseRenew')}: expected less than ${runway} s (the node Lease's ${leaseDurationSeconds} s less its margin), found ${leaseRenewSeconds}`);
+  }
+  const memberService = m.host.includes(':') ? `[${m.host}]:${m.port}` : `${m.host}:${m.port}`;
+  return { namespace, memberService, tls: m.tls, leaseDurationSeconds, leaseRenewSeconds };
 }
 
 /** The filesystem path of a unix:// endpoint. */

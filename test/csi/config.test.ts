@@ -119,3 +119,24 @@ test('member service settings that cannot work are errors naming the setting', (
   assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/d', tlsDir: 'relative/tls' }), /tlsDir \(LLRAID_TLS_DIR\): expected an absolute directory holding ca.crt, tls.crt and tls.key/);
   assert.throws(() => memberServiceFromLayers({ memberServiceListen: '10.0.0.1:10809', tlsDir: '/t' }), /disks are not set/);
 });
+
+test('replication is on with the member service, and then needs its namespace, a reachable address and a sound lease timing', () => {
+  const base = { nodeId: 'n', disks: '/a' };
+  assert.equal(resolveConfig(base).replication, undefined);
+  const env = fromEnvironment({
+    LLRAID_TLS_DIR: '/etc/llraid/member-tls', LLRAID_NAMESPACE: 'llraid', LLRAID_MEMBER_SERVICE_LISTEN: '10.0.0.5:10809',
+    LLRAID_NODE_LEASE_DURATION_SECONDS: '10',
+  });
+  const r = resolveConfig(base, env).replication;
+  assert.deepEqual({ ...r, tls: r?.tls.dir }, {
+    namespace: 'llraid', memberService: '10.0.0.5:10809', tls: '/etc/llraid/member-tls', leaseDurationSeconds: 10, leaseRenewSeconds: 5,
+  });
+  const ms = { tlsDir: '/t', memberServiceListen: '10.0.0.5:1' };
+  assert.throws(() => resolveConfig(base, ms), /namespace \(LLRAID_NAMESPACE\) is not set/);
+  assert.throws(() => resolveConfig(base, { ...ms, namespace: 'x', memberServiceListen: '0.0.0.0:10809' }), /an address other nodes reach/);
+  assert.throws(
+    () => resolveConfig(base, { ...ms, namespace: 'x', nodeLeaseDuration: '8', nodeLeaseRenew: '6' }),
+    /nodeLeaseRenew \(LLRAID_NODE_LEASE_RENEW_SECONDS\): expected less than 6 s/,
+  );
+  assert.equal(resolveConfig(base, { ...ms, namespace: 'x', memberServiceListen: '[fd00::5]:10809' }).replication?.memberService, '[fd00::5]:10809');
+});
