@@ -5,8 +5,8 @@
 
 import type { Command } from 'commander';
 import { isUriName, type MemberOpener } from '../md/index.js';
-import { remoteMemberOpener } from '../engine/remote-members.js';
-import { chainOpeners, localMemberOpener } from '../engine/local-members.js';
+import { fencedMemberOpener, remoteMemberOpener } from '../engine/remote-members.js';
+import { localMemberOpener } from '../engine/local-members.js';
 import { UsageError } from './report-error.js';
 
 export interface RemoteOptions {
@@ -43,12 +43,11 @@ export function memberOpener(members: readonly string[], o: RemoteOptions): Memb
     if (tlsGiven > 0) throw new UsageError('--tls-* are for members given as nbds:// (or nbd+unix://) URIs; every member here is a path');
     return local;
   }
-  const remote = remoteMemberOpener({
-    ...(epoch === undefined ? {} : { epoch }),
+  const settings = {
     ...(tlsGiven === 3 ? { tls: { cert: o.tlsCert!, key: o.tlsKey!, ca: o.tlsCa! } } : {}),
     ...(o.memberTimeout === undefined ? {} : { timeoutMs: parseSeconds(o.memberTimeout, '--member-timeout') }),
-  });
-  return local === undefined ? remote : chainOpeners(remote, local);
+  };
+  return epoch === undefined ? remoteMemberOpener(settings) : fencedMemberOpener({ ...settings, epoch });
 }
 
 function parseEpoch(text: string): bigint {

@@ -10,8 +10,12 @@ import { claimFromParameters, removeClaim, writeClaim } from './claim-file.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { nameKey, volumeKey, type VolumeLocks } from './volume-locks.js';
 import type { CapacityRange, CreateVolumeRequest, Topology, VolumeCapability } from './messages.js';
-import { parseVolumeParameters, type VolumeSpec } from './parameters.js';
-import { arrayBytes, MEMBER_DATA_OFFSET, memberDataFor, memberFileBytes } from '../md/index.js';
+import { nearCopiesOf, parseVolumeParameters, type VolumeSpec } from './parameters.js';
+import type { ReplicatedVolume } from '../k8s/replication.js';
+import type { ReplicatedController } from './replicated-controller.js';
+import type { ReplicatedIndex } from './replicated-index.js';
+import { replicatedRecord } from './replicated-stage.js';
+import { arrayBytes, MEMBER_DATA_OFFSET, memberDataFor, memberFileBytes, type MemberOpener } from '../md/index.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeCondition, type RuntimeState } from './volume-condition.js';
 import { encodeSetName, matchesName, decodeSetName } from './volume-name.js';
@@ -20,13 +24,19 @@ import { topologyKey } from './topology.js';
 
 /** What the controller needs from the md engine: creating and growing arrays on member files. */
 export interface ArrayBackend {
-  /** Writes the superblocks (and bitmap) of a new array on already allocated member files. */
+  /**
+   * Writes the superblocks (and bitmap) of a new array on already allocated member files (or, for
+   * a replicated volume, members named by nbds URIs, opened by `opener`).
+   */
   create(options: {
     uuid: Buffer;
     setName: string;
     spec: VolumeSpec;
     memberPaths: string[];
     memberDataSize: number;
+    opener?: MemberOpener;
+    /** Overwrite superblocks a failed earlier attempt left (a replicated create retried). */
+    force?: boolean;
   }): Promise<void>;
   /** Records a larger per-member data size in the superblocks (and bitmap) of a stopped array. */
   grow(volume: VolumeRecord, memberDataSize: number): Promise<void>;
@@ -58,6 +68,9 @@ export class ControllerServer {
     private readonly usage: VolumeUsage,
     /** The driver's per-volume locks, shared with the Node service. */
     private readonly locks: VolumeLocks,
+    /** Replicated volumes (issue 19); absent when the plugin runs without replication settings. */
+    private readonly replicated?: ReplicatedController,
+    private readonly replicatedIndex?: ReplicatedIndex,
   ) {}
 
   private topology(): Topology {
@@ -84,10 +97,21 @@ export class ControllerServer {
   }
 
   private async lookup(volumeId: string, what: string): Promise<VolumeRecord> {
+    return (await this.find(volumeId, what)).record;
+  }
+
+  /** A node-local volume of this pool, or a replicated volume (its RaidVolume). */
+  private async find(volumeId: string, what: string): Promise<{ record: VolumeRecord; replicated?: ReplicatedVolume }> {
     if (!volumeId) throw invalid(`${what}: volume_id is empty`);
-    const v = idPattern.test(volumeId) ? await this.catalog.get(volumeId) : undefined;
-    if (!v) throw notFound(`${what}: volume ${JSON.stringify(volumeId)} does not exist on node ${this.options.nodeId}`);
-    return v;
+    const local = idPattern.test(volumeId) ? await this.catalog.get(volumeId) : undefined;
+    if (local) return { record: local };
+    const v = idPattern.test(volumeId) ? await this.replicatedIndex?.get(volumeId) : undefined;
+    if (v) return { record: replicatedRecord(v), replicated: v };
+    throw notFound(`${what}: volume ${JSON.stringify(volumeId)} does not exist on node ${this.options.nodeId}`);
+  }
+
+  private volumeOf(found: { record: VolumeRecord; replicated?: ReplicatedVolume }): object {
+    return found.replicated && this.replicated ? this.replicated.toVolume(found.replicated) : this.toVolume(found.record);
   }
 
   CreateVolume = async (req: CreateVolumeRequest): Promise<object> => {
@@ -116,6 +140,7 @@ export class ControllerServer {
       throw invalid(`CreateVolume: required_bytes ${range.required_bytes} exceeds limit_bytes ${range.limit_bytes}`);
     }
     const reqs = req.accessibility_requirements;
+    if (spec.replicas > 1) return this.createReplicated(req, spec, range);
     if (reqs && reqs.requisite.length > 0 && !reqs.requisite.some((t) => this.isThisNode(t))) {
       throw new CsiError(
         'RESOURCE_EXHAUSTED',
@@ -124,6 +149,8 @@ export class ControllerServer {
     }
 
     return this.locks.with(nameKey(req.name), async () => {
+      const other = this.replicated?.findByName(req.name);
+      if (other) throw new CsiError('ALREADY_EXISTS', `CreateVolume: volume ${JSON.stringify(req.name)} exists as replicated volume ${other.id} (replicas ${other.replicas}), the request asks for replicas 1`);
       const existing = await this.findByName(req.name);
       if (existing) {
         this.checkSame(existing, spec, range, req.name);
@@ -160,6 +187,25 @@ export class ControllerServer {
     });
   };
 
+  /** CreateVolume with replicas ≥ 2 (replicated-controller.ts), under the same name lock. */
+  private async createReplicated(req: CreateVolumeRequest, spec: VolumeSpec, range: CapacityRange): Promise<object> {
+    const replicated = this.replicated;
+    if (!replicated) {
+      throw invalid(
+        `CreateVolume: parameter "replicas": ${spec.replicas} needs the plugin's replication settings (the chart's memberService.enabled: LLRAID_TLS_DIR, LLRAID_NAMESPACE, LLRAID_MEMBER_SERVICE_LISTEN), which this plugin runs without; use replicas 1`,
+      );
+    }
+    return this.locks.with(nameKey(req.name), async () => {
+      const local = await this.findByName(req.name);
+      if (local) throw new CsiError('ALREADY_EXISTS', `CreateVolume: volume ${JSON.stringify(req.name)} exists as node-local volume ${local.id}, the request asks for replicas ${spec.replicas}`);
+      const v = await replicated.create({
+        name: req.name, spec, range, defaultCapacity: this.options.defaultCapacity,
+        claim: claimFromParameters(req.parameters ?? {}), requisite: req.accessibility_requirements?.requisite ?? [],
+      });
+      return { volume: replicated.toVolume(v) };
+    });
+  }
+
   private async findByName(name: string): Promise<VolumeRecord | undefined> {
     for (const v of (await this.catalog.scan()).values()) {
       const d = decodeSetName(v.setName);
@@ -186,7 +232,10 @@ export class ControllerServer {
     if (!req.volume_id) throw invalid('DeleteVolume: volume_id is empty');
     return this.locks.with(volumeKey(req.volume_id), async () => {
       const v = idPattern.test(req.volume_id) ? await this.catalog.get(req.volume_id) : undefined;
-      if (!v) return {};
+      if (!v) {
+        if (idPattern.test(req.volume_id)) await this.replicated?.delete(req.volume_id);
+        return {};
+      }
       const rt = await this.usage.runtime(v.id);
       if (rt.staged || rt.engineRunning || rt.attached) {
         throw new CsiError('FAILED_PRECONDITION', `DeleteVolume: volume ${v.id} is in use (staged on node ${this.options.nodeId}): unstage it first`);
@@ -248,8 +297,11 @@ export class ControllerServer {
     if (req.accessible_topology && !this.isThisNode(req.accessible_topology)) {
       return { available_capacity: 0 };
     }
-    const space = await this.pool.memberSpace(spec.members);
-    const usable = space > MEMBER_DATA_OFFSET ? arrayBytes(spec.level, spec.members, spec.chunkSize, space - MEMBER_DATA_OFFSET) : 0;
+    // A replicated volume puts members/replicas of its members on each node: the largest volume
+    // whose share this pool holds (what placement compares with, through CSIStorageCapacity).
+    const here = spec.members / spec.replicas;
+    const space = await this.pool.memberSpace(here);
+    const usable = space > MEMBER_DATA_OFFSET ? arrayBytes(spec.level, spec.members, spec.chunkSize, space - MEMBER_DATA_OFFSET, nearCopiesOf(spec)) : 0;
     return { available_capacity: usable, maximum_volume_size: { value: usable } };
   };
 
@@ -269,8 +321,12 @@ export class ControllerServer {
     if (!req.volume_id) throw invalid('ControllerExpandVolume: volume_id is empty');
     if (!req.capacity_range) throw invalid('ControllerExpandVolume: capacity_range is missing');
     return this.locks.with(volumeKey(req.volume_id), async () => {
-      const v = await this.lookup(req.volume_id, 'ControllerExpandVolume');
+      const found = await this.find(req.volume_id, 'ControllerExpandVolume');
+      const v = found.record;
       const range = req.capacity_range!;
+      if (found.replicated && range.required_bytes > v.capacity) {
+        throw new CsiError('FAILED_PRECONDITION', `ControllerExpandVolume: volume ${v.id} is replicated over nodes ${[...new Set(found.replicated.placement.map((p) => p.node))].join(', ')}, and replicated volumes cannot grow yet: create a larger one and copy the data`);
+      }
       const nodeExpansion = !(req.volume_capability && isBlock(req.volume_capability));
       if (range.required_bytes <= v.capacity) {
         return { capacity_bytes: v.capacity, node_expansion_required: false };
@@ -306,9 +362,10 @@ export class ControllerServer {
   };
 
   ControllerGetVolume = async (req: { volume_id: string }): Promise<object> => {
-    const v = await this.lookup(req.volume_id, 'ControllerGetVolume');
+    const found = await this.find(req.volume_id, 'ControllerGetVolume');
+    const v = found.record;
     return {
-      volume: this.toVolume(v),
+      volume: this.volumeOf(found),
       status: { published_node_ids: [], volume_condition: volumeCondition(v, await this.usage.runtime(v.id)) },
     };
   };

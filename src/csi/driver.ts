@@ -24,6 +24,7 @@ import { VolumeCatalog } from './volume-catalog.js';
 import { VolumeLocks } from './volume-locks.js';
 import type { NodeReporting } from '../k8s/index.js';
 import { MemberServiceRunner } from './member-service-runner.js';
+import { ReplicationRuntime, type ReplicationCluster } from './replication-runtime.js';
 
 export interface DriverDeps {
   arrays: ArrayBackend;
@@ -36,6 +37,8 @@ export interface DriverDeps {
   reporting?: NodeReporting;
   /** Between two status looks at every volume (default 2 s). */
   statusIntervalMs?: number;
+  /** The cluster side of replicated volumes (k8s/replication.ts); used when config.replication is set. */
+  replication?: ReplicationCluster;
   version: string;
   log: (message: string) => void;
 }
@@ -63,6 +66,8 @@ export interface RunningDriver {
   socket: string;
   attachMode: 'kernel' | 'fuse';
   node: NodeServer;
+  /** Resolves once replicated volumes are listed and recovered (at once without replication). */
+  replicationReady: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -83,6 +88,13 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   await memberService?.start();
   const attachMode = attacher.mode;
   const locks = new VolumeLocks();
+  if (config.replication && !deps.replication) deps.log('replication settings given without access to the cluster: replicated volumes are refused');
+  const replication = config.replication && deps.replication
+    ? new ReplicationRuntime(
+      { node: config.nodeId, runDir: config.runDir, settings: config.replication, pool, engines, arrays: deps.arrays, locks, log: deps.log },
+      deps.replication,
+    )
+    : undefined;
   const node = new NodeServer(
     { nodeId: config.nodeId, maxVolumes: config.maxVolumes, kubeletDir: config.kubeletDir },
     catalog,
@@ -90,6 +102,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     attacher,
     deps.engineSource,
     locks,
+    replication?.stage,
   );
   const controller = new ControllerServer(
     { nodeId: config.nodeId, defaultCapacity: config.defaultCapacity },
@@ -98,6 +111,8 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     deps.arrays,
     node,
     locks,
+    replication?.connect((id) => node.runtime(id)),
+    replication?.index,
   );
   const identity = new IdentityServer(pool, deps.version, node.onlineExpansion ? 'ONLINE' : 'OFFLINE');
 
@@ -110,6 +125,16 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     },
     (err: unknown) => deps.log(`recovery failed: ${(err as Error).message}`),
   );
+  // Replicated volumes once node-local recovery is done: their RaidVolumes listed (the API server
+  // may be away a while; node-local volumes do not wait for it), then their engines recovered.
+  const replicated = replication
+    ? recovery.then(() => replication.start(async () => {
+      const r = await node.recoverReplicated();
+      if (r.adopted.length + r.stopped.length + r.cleaned.length > 0) {
+        deps.log(`recovered replicated volumes: engines adopted ${r.adopted.join(', ') || '-'}; stopped (taken elsewhere) ${r.stopped.join(', ') || '-'}; dead attachments cleared ${r.cleaned.join(', ') || '-'}`);
+      }
+    }))
+    : undefined;
   supervisor?.supervise();
   const feed = deps.reporting
     ? new StatusFeed({
@@ -140,8 +165,11 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     socket,
     attachMode,
     node,
+    replicationReady: replicated ?? Promise.resolve(),
     async stop() {
       await recovery;
+      await replication?.stop();
+      await replicated;
       await feed?.close();
       supervisor?.close();
       // As the engines: it keeps running for the next plugin of this PID namespace to adopt,

@@ -2,19 +2,24 @@
 // superblocks and bitmap on the preallocated member files (createArray), or grows a stopped one
 // (assemble, grow, stop), and leaves it stopped cleanly until a NodeStage starts its engine.
 
-import { assembleArray, createArray } from '../md/index.js';
+import { assembleArray, createArray, type MemberOpener } from '../md/index.js';
 import type { ArrayBackend } from './controller-server.js';
-import type { VolumeSpec } from './parameters.js';
+import { nearCopiesOf, type VolumeSpec } from './parameters.js';
 import type { VolumeRecord } from './volume-catalog.js';
 
 export class MdArrays implements ArrayBackend {
-  async create(options: { uuid: Buffer; setName: string; spec: VolumeSpec; memberPaths: string[]; memberDataSize: number }): Promise<void> {
+  async create(options: {
+    uuid: Buffer; setName: string; spec: VolumeSpec; memberPaths: string[]; memberDataSize: number; opener?: MemberOpener; force?: boolean;
+  }): Promise<void> {
     const { spec } = options;
     const array = await createArray({
       name: options.setName,
       level: spec.level,
       members: options.memberPaths,
       chunkSize: spec.chunkSize,
+      ...(spec.level === 10 ? { nearCopies: nearCopiesOf(spec) } : {}),
+      ...(options.opener ? { opener: options.opener } : {}),
+      ...(options.force ? { force: true } : {}),
       bitmap: spec.bitmap,
       uuid: options.uuid,
       // Fresh member files are preallocated zeroes, so every copy (and every parity block: the

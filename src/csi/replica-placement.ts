@@ -86,7 +86,12 @@ export function placeReplicas(r: PlacementRequest): Placement {
  * largest volume whose share (members/replicas members) the node's pool holds.
  */
 export interface NodeRoom {
-  roomFor(claim: { namespace: string; name: string } | undefined): Promise<Map<string, number>>;
+  /**
+   * By node; undefined when nothing reports room for the class at all (capacity tracking off, or
+   * a claim that names no class): then room does not decide, and a node without space fails
+   * when its plugin allocates its member.
+   */
+  roomFor(claim: { namespace: string; name: string } | undefined): Promise<Map<string, number> | undefined>;
 }
 
 /**
@@ -101,10 +106,10 @@ export async function candidateNodes(
 ): Promise<NodeCandidate[]> {
   const [live, rooms] = await Promise.all([liveness.liveNodes(), room.roomFor(claim)]);
   const liveSet = new Set(live.map((n) => n.node));
-  const names = new Set([...liveSet, ...rooms.keys()]);
+  const names = new Set([...liveSet, ...(rooms?.keys() ?? [])]);
   for (const t of requisite) {
     const n = t.segments?.[topologyKey];
     if (n !== undefined) names.add(n);
   }
-  return [...names].sort().map((node) => ({ node, live: liveSet.has(node), room: rooms.get(node) }));
+  return [...names].sort().map((node) => ({ node, live: liveSet.has(node), room: rooms ? rooms.get(node) : Number.POSITIVE_INFINITY }));
 }

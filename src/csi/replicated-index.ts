@@ -77,6 +77,11 @@ export class ReplicatedIndex {
     return v;
   }
 
+  /** A volume this node just wrote (its own create or CAS): seen before the watch reports it. */
+  remember(v: ReplicatedVolume): void {
+    this.cache.set(v.id, v);
+  }
+
   /** Every volume as last seen. */
   all(): ReplicatedVolume[] {
     return [...this.cache.values()];

@@ -6,6 +6,7 @@
 
 import { isUriName, MdError, type MemberOpener } from '../md/index.js';
 import { NbdClientDevice, isNbdError, parseNbdUri, type TlsFiles } from '../nbd/index.js';
+import { chainOpeners, localMemberOpener } from './local-members.js';
 
 /** How this engine reaches remote members: the same for every member of one array. */
 export interface RemoteMemberSettings {
@@ -41,4 +42,13 @@ export function remoteMemberOpener(settings: RemoteMemberSettings): MemberOpener
     });
     return { device, remote: true, writeMostly: true };
   };
+}
+
+/**
+ * The opener of an engine (or a create) with an attach epoch: URIs through the NBD client,
+ * presenting the epoch to their member services; member files here opened by the engine itself,
+ * fenced by their epoch records (local-members.ts). Every member is fenced the same way.
+ */
+export function fencedMemberOpener(settings: RemoteMemberSettings & { epoch: bigint }): MemberOpener {
+  return chainOpeners(remoteMemberOpener(settings), localMemberOpener(settings.epoch));
 }

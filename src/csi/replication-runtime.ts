@@ -1,0 +1,121 @@
+// Replicated volumes put together for one node plugin (issue 19): the index of RaidVolumes (one
+// list-watch), ownership, the lease passed to engines, the stage and create/delete logic and the
+// member reconciler, over the three cluster interfaces of k8s/replication.ts. The driver builds
+// it when the replication settings are present and starts it beside the CSI server: the API
+// server being away at start delays only replicated volumes, never node-local ones.
+
+import type { Engines } from '../engine/supervisor.js';
+import type { LeaseKeeper, NodeLiveness, ReplicatedVolume, ReplicationStore } from '../k8s/replication.js';
+import { describeError } from '../common/trace.js';
+import type { ReplicationSettings } from './config.js';
+import type { ArrayBackend } from './controller-server.js';
+import type { DiskPool } from './disk-pool.js';
+import { EngineLeases } from './engine-leases.js';
+import { MemberReconciler } from './member-reconciler.js';
+import type { NodeRoom } from './replica-placement.js';
+import { ReplicatedController, type ExportProbe } from './replicated-controller.js';
+import { ReplicatedIndex } from './replicated-index.js';
+import { ReplicatedStage } from './replicated-stage.js';
+import type { RuntimeState } from './volume-condition.js';
+import type { VolumeLocks } from './volume-locks.js';
+import { VolumeOwnership } from './volume-ownership.js';
+
+/** What the cluster side gives (the k8s implementations, or fakes in tests). */
+export interface ReplicationCluster {
+  store: ReplicationStore;
+  liveness: NodeLiveness;
+  keeper: LeaseKeeper;
+  room: NodeRoom;
+  /** A take-over happened: the TakeOver Event on the PVC. */
+  onTakeOver?: (v: ReplicatedVolume, from: string, epoch: number) => void;
+  /** Tests: how CreateVolume checks that a member is exported. */
+  probe?: ExportProbe;
+  /** Tests: how long CreateVolume waits for the exports (default 60 s). */
+  exportWaitMs?: number;
+}
+
+export interface ReplicationParts {
+  node: string;
+  runDir: string;
+  settings: ReplicationSettings;
+  pool: DiskPool;
+  engines: Engines;
+  arrays: ArrayBackend;
+  locks: VolumeLocks;
+  log: (message: string) => void;
+}
+
+export class ReplicationRuntime {
+  readonly index: ReplicatedIndex;
+  readonly leases: EngineLeases;
+  readonly stage: ReplicatedStage;
+  private reconciler: MemberReconciler | undefined;
+  private controller: ReplicatedController | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly p: ReplicationParts,
+    private readonly cluster: ReplicationCluster,
+  ) {
+    const { store, liveness, keeper } = cluster;
+    this.index = new ReplicatedIndex(store, p.log);
+    this.leases = new EngineLeases({ node: p.node, engines: p.engines, keeper, fresh: (id) => this.index.fresh(id), log: p.log });
+    const ownership = new VolumeOwnership(store, liveness, {
+      node: p.node,
+      // Long enough for the owner's Lease to expire as seen here (D after it was last renewed).
+      takeOverTimeoutMs: 2 * p.settings.leaseDurationSeconds * 1000,
+    });
+    this.stage = new ReplicatedStage({
+      node: p.node, runDir: p.runDir, index: this.index, ownership, keeper, leases: this.leases, pool: p.pool,
+      tls: p.settings.tls, memberService: (n) => liveness.memberService(n), log: p.log,
+      ...(cluster.onTakeOver ? { onTakeOver: cluster.onTakeOver } : {}),
+    });
+  }
+
+  /** The parts that need the Node service (whether an engine here serves a volume). */
+  connect(runtime: (volumeId: string) => Promise<RuntimeState>): ReplicatedController {
+    const { store, liveness, room } = this.cluster;
+    const isServed = async (id: string): Promise<boolean> => {
+      const rt = await runtime(id);
+      return rt.staged || rt.engineRunning || rt.attached;
+    };
+    this.reconciler = new MemberReconciler({ node: this.p.node, pool: this.p.pool, store, index: this.index, locks: this.p.locks, isServed, log: this.p.log });
+    this.controller = new ReplicatedController({
+      node: this.p.node, store, index: this.index, liveness, room, pool: this.p.pool, arrays: this.p.arrays, reconciler: this.reconciler,
+      tls: this.p.settings.tls, runtime, log: this.p.log,
+      ...(this.cluster.probe ? { probe: this.cluster.probe } : {}),
+      ...(this.cluster.exportWaitMs === undefined ? {} : { exportWaitMs: this.cluster.exportWaitMs }),
+    });
+    return this.controller;
+  }
+
+  /**
+   * Starts the node's Lease (its first renewal retried until the API server answers) and the
+   * reconciler (its list and watch); `recover` runs once the RaidVolumes are known. Resolves when
+   * both are up.
+   */
+  async start(recover: () => Promise<void>): Promise<void> {
+    const keeper = this.startKeeper();
+    const reconciled = (async () => {
+      await this.reconciler?.start();
+      await recover();
+    })().catch((err: unknown) => this.p.log(`replicated volumes: start failed: ${describeError(err)}`));
+    await Promise.all([keeper, reconciled]);
+  }
+
+  /** The keeper retries its first renewal itself until it lands (or it is stopped). */
+  private async startKeeper(): Promise<void> {
+    await this.cluster.keeper.start().catch((err: unknown) => {
+      if (!this.stopped) this.p.log(`node lease: not started: ${describeError(err)}`);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.index.close();
+    await this.leases.settled();
+    // Engines keep their lease until it runs out: a plugin restart shorter than the lease costs
+    // no held write; a longer one holds writes until the new plugin's first renewal.
+    await this.cluster.keeper.stop();
+  }
+}
