@@ -86,12 +86,20 @@ export class MemberReconciler {
       for (const entry of missing) {
         const disk = this.o.pool.diskNamed(entry.disk) ?? (await this.pickDisk(v.memberBytes, used));
         const file = path.join(disk, entry.file);
-        // The mark first: a crash between the two leaves a mark without a file (harmless), never an unmarked file.
+        // The mark first: a crash between the two leaves a mark without a file (harmless), never
+        // an unmarked file. The file is reserved under a name the member service does not export
+        // and renamed into place whole: an engine never attaches a member still being allocated.
         await writeMark(file, { volume: v.id, slot: entry.slot });
-        await this.o.pool.allocate(file, v.memberBytes).catch(async (err: unknown) => {
+        const part = `${file}.part`;
+        await fs.rm(part, { force: true });
+        try {
+          await this.o.pool.allocate(part, v.memberBytes);
+          await fs.rename(part, file);
+        } catch (err) {
+          await fs.rm(part, { force: true });
           await fs.rm(markPath(file), { force: true });
           throw err;
-        });
+        }
         used.add(disk);
         this.o.log(`replicated volume ${v.id}: allocated member slot ${entry.slot} at ${file}`);
       }
@@ -125,6 +133,7 @@ export class MemberReconciler {
         for (const disk of this.o.pool.disks) {
           const file = path.join(disk, entry.file);
           await removeMember(file);
+          await fs.rm(`${file}.part`, { force: true });
           await fs.rm(markPath(file), { force: true });
         }
       }

@@ -1,7 +1,10 @@
-// This node's view of every replicated volume (their RaidVolumes), kept by ONE list and ONE watch
+// This node's view of its replicated volumes (their RaidVolumes), kept by ONE list and ONE watch
 // (ReplicationStore.watch), so that the Node service's lookups (NodePublish, NodeGetVolumeStats
 // every minute per volume) and the member reconciler cost the API server nothing per volume.
-// Decisions that need the object as it is now (ownership, DeleteVolume) read it fresh instead.
+// "Its" volumes: those with a member on this node (the store's watch follows only those) or
+// owned by it; any other is read from the store when asked for, and not kept (no watch would
+// keep it current). Decisions that need the object as it is now (ownership, DeleteVolume) read
+// it fresh instead.
 
 import { backoffDelay } from '../k8s/backoff.js';
 import type { ReplicatedVolume, ReplicationStore } from '../k8s/replication.js';
@@ -18,8 +21,14 @@ export class ReplicatedIndex {
 
   constructor(
     private readonly store: Pick<ReplicationStore, 'get' | 'list' | 'watch'>,
+    /** This node. */
+    private readonly node: string,
     private readonly log: (message: string) => void = () => undefined,
   ) {}
+
+  private keeps(v: ReplicatedVolume): boolean {
+    return v.owner.node === this.node || v.placement.some((p) => p.node === this.node);
+  }
 
   /** Called for every volume listed at start and for every change the watch reports after. */
   onChange(cb: ReplicatedChange): void {
@@ -53,8 +62,11 @@ export class ReplicatedIndex {
   }
 
   private apply(v: ReplicatedVolume, gone: boolean): void {
-    if (gone) this.cache.delete(v.id);
-    else this.cache.set(v.id, v);
+    if (gone || !this.keeps(v)) {
+      if (!this.cache.delete(v.id) && !gone) return;
+    } else {
+      this.cache.set(v.id, v);
+    }
     for (const l of this.listeners) {
       try {
         l(v, gone);
@@ -72,17 +84,17 @@ export class ReplicatedIndex {
   /** The volume as the store has it now (and remembered). */
   async fresh(id: string): Promise<ReplicatedVolume | undefined> {
     const v = await this.store.get(id);
-    if (v) this.cache.set(id, v);
+    if (v && this.keeps(v)) this.cache.set(id, v);
     else this.cache.delete(id);
     return v;
   }
 
   /** A volume this node just wrote (its own create or CAS): seen before the watch reports it. */
   remember(v: ReplicatedVolume): void {
-    this.cache.set(v.id, v);
+    if (this.keeps(v)) this.cache.set(v.id, v);
   }
 
-  /** Every volume as last seen. */
+  /** Every volume of this node as last seen. */
   all(): ReplicatedVolume[] {
     return [...this.cache.values()];
   }

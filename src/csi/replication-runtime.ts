@@ -58,7 +58,7 @@ export class ReplicationRuntime {
     private readonly cluster: ReplicationCluster,
   ) {
     const { store, liveness, keeper } = cluster;
-    this.index = new ReplicatedIndex(store, p.log);
+    this.index = new ReplicatedIndex(store, p.node, p.log);
     this.leases = new EngineLeases({ node: p.node, engines: p.engines, keeper, fresh: (id) => this.index.fresh(id), log: p.log });
     const ownership = new VolumeOwnership(store, liveness, {
       node: p.node,

@@ -40,7 +40,7 @@ function setup(t: { after(fn: () => void): void }, node: string, served = new Se
   for (const d of disks) mkdirSync(d);
   const pool = new DiskPool(disks);
   const store = new FakeReplicationStore();
-  const index = new ReplicatedIndex(store);
+  const index = new ReplicatedIndex(store, node);
   const logs: string[] = [];
   const reconciler = new MemberReconciler({
     node, pool, store, index, locks: new VolumeLocks(), isServed: async (id) => served.has(id), orphanAgeMs: 60_000, log: (m) => logs.push(m),

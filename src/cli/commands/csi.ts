@@ -4,7 +4,8 @@
 
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import type { RawConfig } from '../../csi/config.js';
+import type { RawConfig, ReplicationSettings } from '../../csi/config.js';
+import type { ReplicationCluster } from '../../csi/replication-runtime.js';
 import type { VolumeRecord } from '../../csi/volume-catalog.js';
 
 interface CsiOptions {
@@ -78,6 +79,7 @@ export function register(program: Command): void {
       const config = resolveConfig(cli, fromEnvironment(process.env), configFile ? fromFile(configFile) : {}, defaultsFor(process.env));
       const log = (m: string): void => void process.stderr.write(`llraid csi: ${m}\n`);
       const reporting = await startNodeReporting(config.nodeId, config.reporting, { onError: (e) => log(`status: ${e.message}`) });
+      const replication = config.replication ? await replicationCluster(config.nodeId, config.replication, log) : undefined;
       if (reporting.metricsPort !== undefined) log(`serving metrics on port ${reporting.metricsPort}`);
       // A driver that cannot start (its endpoint refused) must not leave the metrics server and
       // the status reporter holding the process open: close them and let the error through.
@@ -91,6 +93,7 @@ export function register(program: Command): void {
           '--bitmap-daemon-sleep', String(config.tuning.bitmapDaemonSleepSeconds),
         ],
         reporting,
+        ...(replication ? { replication } : {}),
         version: packageVersion(),
         log,
       }).catch(async (err: unknown) => {
@@ -105,4 +108,23 @@ export function register(program: Command): void {
       await driver.stop();
       await reporting.close();
     });
+}
+
+/**
+ * The cluster side of replicated volumes (src/k8s): the RaidVolume store (its watch follows this
+ * node's volumes only), this node's Lease and the other nodes' liveness from theirs, and the room
+ * nodes report through CSIStorageCapacity. Loaded only when replication is configured.
+ */
+async function replicationCluster(node: string, s: ReplicationSettings, log: (m: string) => void): Promise<ReplicationCluster> {
+  const [k8s, { topologyKey }] = await Promise.all([import('../../k8s/index.js'), import('../../csi/topology.js')]);
+  const onError = (what: string) => (e: Error): void => log(`${what}: ${e.message}`);
+  const leases = new k8s.KubeLeaseApi(undefined, s.namespace);
+  return {
+    store: new k8s.KubeReplicationStore(undefined, { memberNode: node, onError: onError('replicated volumes') }),
+    liveness: new k8s.KubeNodeLiveness(leases, { durationSeconds: s.leaseDurationSeconds, onError: onError('node liveness') }),
+    keeper: new k8s.KubeLeaseKeeper(leases, {
+      node, durationSeconds: s.leaseDurationSeconds, renewSeconds: s.leaseRenewSeconds, memberService: s.memberService, onError: onError('node lease'),
+    }),
+    room: new k8s.KubeStorageCapacity(undefined, { namespace: s.namespace, topologyKey }),
+  };
 }
