@@ -46,7 +46,8 @@ export interface CsiConfig {
   memberService: MemberServiceConfig | undefined;
   /**
    * Replicated volumes (issue 19): on with the member service (the chart's memberService.enabled
-   * sets its address and TLS directory); absent, StorageClasses with replicas ≥ 2 are refused.
+   * sets its address and TLS directory) and the driver's namespace (LLRAID_NAMESPACE, for the node
+   * Leases); absent, StorageClasses with replicas ≥ 2 are refused.
    */
   replication?: ReplicationSettings;
 }
@@ -225,7 +226,7 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
   };
   const tls = tlsFilesOf(layers);
   const memberService = memberServiceOf(layers, tls, disks);
-  const replication = memberService && replicationSettings(pick, memberService);
+  const replication = memberService && pick('namespace') ? replicationSettings(pick, memberService) : undefined;
   return {
     tuning,
     reporting,
@@ -296,8 +297,7 @@ export function memberServiceFromLayers(...layers: RawConfig[]): MemberServiceCo
  * renewals must fit into what the engines may run on (D - max(2, D/4)).
  */
 function replicationSettings(pick: <K extends keyof RawConfig>(k: K) => RawConfig[K], m: MemberServiceConfig): ReplicationSettings {
-  const namespace = pick('namespace');
-  if (!namespace) throw invalid(`${named('namespace')} is not set: replicated volumes keep each node's Lease in the driver's namespace`);
+  const namespace = String(pick('namespace'));
   if (m.host === '0.0.0.0' || m.host === '::') {
     throw invalid(`${named('memberServiceListen')}: expected an address other nodes reach (the node's IP, such as 10.0.0.5:10809), found the wildcard ${m.host}`);
   }

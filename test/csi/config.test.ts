@@ -120,7 +120,7 @@ test('member service settings that cannot work are errors naming the setting', (
   assert.throws(() => memberServiceFromLayers({ memberServiceListen: '10.0.0.1:10809', tlsDir: '/t' }), /disks are not set/);
 });
 
-test('replication is on with the member service, and then needs its namespace, a reachable address and a sound lease timing', () => {
+test('replication is on with the member service and the namespace, and then needs a reachable address and a sound lease timing', () => {
   const base = { nodeId: 'n', disks: '/a' };
   assert.equal(resolveConfig(base).replication, undefined);
   const env = fromEnvironment({
@@ -132,7 +132,7 @@ test('replication is on with the member service, and then needs its namespace, a
     namespace: 'llraid', memberService: '10.0.0.5:10809', tls: '/etc/llraid/member-tls', leaseDurationSeconds: 10, leaseRenewSeconds: 5,
   });
   const ms = { tlsDir: '/t', memberServiceListen: '10.0.0.5:1' };
-  assert.throws(() => resolveConfig(base, ms), /namespace \(LLRAID_NAMESPACE\) is not set/);
+  assert.equal(resolveConfig(base, ms).replication, undefined, 'a member service alone (no namespace for Leases) does not replicate');
   assert.throws(() => resolveConfig(base, { ...ms, namespace: 'x', memberServiceListen: '0.0.0.0:10809' }), /an address other nodes reach/);
   assert.throws(
     () => resolveConfig(base, { ...ms, namespace: 'x', nodeLeaseDuration: '8', nodeLeaseRenew: '6' }),
