@@ -13,7 +13,7 @@ import { describeError } from '../common/trace.js';
 
 /** The engine's lease request (`llraid serve --lease-ms`): write-type requests wait past `ms`. */
 export function leaseRequest(ms: number): ControlRequest {
-  return { op: 'lease', ms: Math.max(0, Math.floor(ms)) } as unknown as ControlRequest;
+  return { op: 'lease', ms: Math.max(0, Math.floor(ms)) };
 }
 
 export interface EngineLeasesOptions {

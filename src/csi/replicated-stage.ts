@@ -120,10 +120,10 @@ export function replicatedRecord(v: ReplicatedVolume): VolumeRecord {
 
 /**
  * An engine restarted by its supervisor (it died while staged) must not grant itself the lease
- * it started with: by then the node may no longer hold one. It starts lapsed and acknowledges
- * writes from the next renewal on (within the renewal period).
+ * it started with: by then the node may no longer hold one. It starts lapsed (--lease-ms 0) and
+ * acknowledges writes from the next renewal on (within the renewal period).
  */
-export const RESTART_LEASE_MS = 1;
+export const RESTART_LEASE_MS = 0;
 
 export interface EnginePlan {
   epoch: number;
