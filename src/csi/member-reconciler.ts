@@ -122,9 +122,12 @@ export class MemberReconciler {
   /**
    * This node's part of deleting `v`: its member files (with their marks and epoch records),
    * then its finalizer. Refused (left for a later pass) while an engine here serves the volume.
+   * `locked`: the caller holds the volume's lock.
    */
-  async removeLocal(v: ReplicatedVolume): Promise<void> {
-    await this.o.locks.with(volumeKey(v.id), async () => {
+  async removeLocal(v: ReplicatedVolume, options: { locked?: boolean } = {}): Promise<void> {
+    // DeleteVolume holds the volume's lock already (the locks are not reentrant).
+    const run = (fn: () => Promise<void>): Promise<void> => (options.locked ? fn() : this.o.locks.with(volumeKey(v.id), fn));
+    await run(async () => {
       if (await this.o.isServed(v.id)) {
         this.o.log(`replicated volume ${v.id}: being deleted, but an engine here still serves it: its member files stay until it stops`);
         return;

@@ -233,7 +233,7 @@ export class ReplicatedController {
 
   /**
    * Deletes replicated volume `id`; false when there is no such volume. Refused while a node
-   * whose Lease is live owns it (or this node serves it).
+   * whose Lease is live owns it (or this node serves it). The caller holds the volume's lock.
    */
   async delete(id: string): Promise<boolean> {
     const v = await this.o.index.fresh(id);
@@ -248,7 +248,7 @@ export class ReplicatedController {
       throw new CsiError('FAILED_PRECONDITION', `DeleteVolume: volume ${id} is staged on node ${owner}: unstage it first`);
     }
     await this.o.store.delete(id);
-    await this.o.reconciler.removeLocal({ ...v, deleting: true });
+    await this.o.reconciler.removeLocal({ ...v, deleting: true }, { locked: true });
     return true;
   }
 }

@@ -135,7 +135,7 @@ function running(child: ChildProcess | undefined): child is ChildProcess {
 }
 
 /** Unmounts, detaches and stops whatever a test left behind under `dir`. */
-async function teardown(dir: string, runDir: string): Promise<void> {
+export async function teardown(dir: string, runDir: string): Promise<void> {
   const { run } = await import('../../src/csi/exec.js');
   const { listMounts } = await import('../../src/csi/mounts.js');
   const { findProcesses, waitExit } = await import('../../src/engine/processes.js');

@@ -91,12 +91,15 @@ function makeLeaf(dir: string, name: string, cn: string, addr: string, usage: 's
  * A leaf certificate whose subjectAltName is exactly `sans` (`DNS:name`, `IP:addr`), signed by
  * `ca`: e.g. the chart's one member service certificate, named `llraid-member` and no address.
  */
-export function makeNamedCert(dir: string, name: string, sans: readonly string[], usage: 'serverAuth' | 'clientAuth', ca: CertFiles): Promise<CertFiles> {
+export function makeNamedCert(dir: string, name: string, sans: readonly string[], usage: KeyUsage, ca: CertFiles): Promise<CertFiles> {
   mkdirSync(dir, { recursive: true });
   return makeLeafFor(dir, name, sans[0]!.replace(/^(DNS|IP):/, ''), sans, usage, ca);
 }
 
-async function makeLeafFor(dir: string, name: string, cn: string, sanList: readonly string[], usage: 'serverAuth' | 'clientAuth', ca: CertFiles): Promise<CertFiles> {
+/** extendedKeyUsage: the chart's member certificate has both (the member service and engines present it). */
+export type KeyUsage = 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth';
+
+async function makeLeafFor(dir: string, name: string, cn: string, sanList: readonly string[], usage: KeyUsage, ca: CertFiles): Promise<CertFiles> {
   const files = { cert: join(dir, `${name}-cert.pem`), key: join(dir, `${name}-key.pem`) };
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
