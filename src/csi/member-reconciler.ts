@@ -34,6 +34,8 @@ export interface MemberReconcilerOptions {
   /** Whether an engine on this node serves the volume (staged here). */
   isServed: (volumeId: string) => Promise<boolean>;
   orphanAgeMs?: number;
+  /** How long after start the orphan pass waits for the watch's first list (default 60 s). */
+  orphanDelayMs?: number;
   log: (message: string) => void;
 }
 
@@ -41,19 +43,43 @@ const finalizerOf = (node: string): string => `llraid.io/member-${node}`;
 
 export class MemberReconciler {
   private started = false;
+  private orphanTimer: NodeJS.Timeout | undefined;
+  private orphanPass: Promise<void> | undefined;
   /** Volumes whose member files here all exist: changes of them (owner, status) need no look at the disks. */
   private readonly complete = new Set<string>();
 
   constructor(private readonly o: MemberReconcilerOptions) {}
 
-  /** Reconciles every volume the index lists, then every change it reports; then looks for orphans. */
-  async start(): Promise<void> {
+  /**
+   * Reconciles every volume the index's watch reports (its first list included: a node that was
+   * down at delete time finds its volumes marked for deletion there), and looks for orphans once
+   * that first list has surely arrived (orphanDelayMs), then every orphan age and whenever a
+   * RaidVolume goes.
+   */
+  start(): void {
     if (this.started) return;
     this.started = true;
     this.o.index.onChange((v, gone) => void this.reconcile(v, gone).catch((err: unknown) => this.o.log(`replicated volume ${v.id}: ${describeError(err)}`)));
-    await this.o.index.start();
-    await Promise.all(this.o.index.all().map((v) => this.reconcile(v, false).catch((err: unknown) => this.o.log(`replicated volume ${v.id}: ${describeError(err)}`))));
-    await this.removeOrphans();
+    this.o.index.start();
+    const pass = (): void => {
+      this.orphanPass ??= this.removeOrphans()
+        .then(() => undefined, (err: unknown) => this.o.log(`orphan member files: ${describeError(err)}`))
+        .finally(() => (this.orphanPass = undefined));
+    };
+    // Then every orphan age: a file too young to go at one pass goes at the next.
+    this.orphanTimer = setTimeout(() => {
+      pass();
+      this.orphanTimer = setInterval(pass, this.o.orphanAgeMs ?? ORPHAN_AGE_MS);
+      this.orphanTimer.unref();
+    }, this.o.orphanDelayMs ?? 60_000);
+    this.orphanTimer.unref();
+  }
+
+  /** Stops the delayed orphan pass (the index's watch is the caller's to close). */
+  async close(): Promise<void> {
+    if (this.orphanTimer) clearInterval(this.orphanTimer);
+    this.orphanTimer = undefined;
+    await this.orphanPass;
   }
 
   /** This node's placement entries of `v`. */
@@ -145,8 +171,9 @@ export class MemberReconciler {
   }
 
   /**
-   * Removes marked member files whose RaidVolume does not exist (read fresh, not from the cache)
-   * and that are older than the orphan age; `only`: just those volumes' files.
+   * Removes marked member files whose RaidVolume does not exist (not known to the index, and then
+   * read fresh to be sure) and that are older than the orphan age; `only`: just those volumes'
+   * files. Returns the files removed.
    */
   async removeOrphans(only?: Set<string>): Promise<string[]> {
     const removed: string[] = [];
@@ -155,7 +182,7 @@ export class MemberReconciler {
     for (const file of await this.o.pool.memberFiles()) {
       const mark = await readMark(file);
       if (!mark || (only && !only.has(mark.volume)) || mark.ageMs < age) continue;
-      if (!exists.has(mark.volume)) exists.set(mark.volume, (await this.o.store.get(mark.volume)) !== undefined);
+      if (!exists.has(mark.volume)) exists.set(mark.volume, this.o.index.has(mark.volume) || (await this.o.store.get(mark.volume)) !== undefined);
       if (exists.get(mark.volume)) continue;
       await this.o.locks.with(volumeKey(mark.volume), async () => {
         if (await this.o.isServed(mark.volume)) return;

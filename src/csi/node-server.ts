@@ -402,14 +402,15 @@ export class NodeServer implements VolumeUsage {
     const out = { adopted: [] as string[], stopped: [] as string[], cleaned: [] as string[] };
     const stage = this.replicated;
     if (!stage) return out;
+    const local = new Set((await this.catalog.scan()).keys());
     await Promise.all(
-      (await stage.recoverable()).map((rv) =>
+      (await stage.recoverable(local)).map((rv) =>
         this.locks.with(volumeKey(rv.id), async () => {
           const socket = this.engines.socket(rv.id);
           const engine = await this.engines.find(rv.id);
           const device = await this.attacher.find(rv.id, socket);
-          const { owned, volume } = await stage.owns(rv);
-          if (engine && owned && volume) {
+          if (engine && rv.owner.node === this.options.nodeId) {
+            const volume = rv;
             const args = await stage.argsFor(volume, volume.owner.epoch);
             await this.engines.adopt(rv.id, args.restart);
             stage.started(rv.id, volume.owner.epoch);

@@ -1,12 +1,11 @@
-// This node's view of its replicated volumes (their RaidVolumes), kept by ONE list and ONE watch
-// (ReplicationStore.watch), so that the Node service's lookups (NodePublish, NodeGetVolumeStats
+// This node's view of its replicated volumes (their RaidVolumes), kept by ONE watch
+// (ReplicationStore.watch: a list, then changes), so that the Node service's lookups (NodePublish, NodeGetVolumeStats
 // every minute per volume) and the member reconciler cost the API server nothing per volume.
 // "Its" volumes: those with a member on this node (the store's watch follows only those) or
 // owned by it; any other is read from the store when asked for, and not kept (no watch would
 // keep it current). Decisions that need the object as it is now (ownership, DeleteVolume) read
 // it fresh instead.
 
-import { backoffDelay } from '../k8s/backoff.js';
 import type { ReplicatedVolume, ReplicationStore } from '../k8s/replication.js';
 
 export type ReplicatedChange = (v: ReplicatedVolume, gone: boolean) => void;
@@ -15,12 +14,10 @@ export class ReplicatedIndex {
   private readonly cache = new Map<string, ReplicatedVolume>();
   private readonly listeners: ReplicatedChange[] = [];
   private watcher: { close(): void } | undefined;
-  private retry: NodeJS.Timeout | undefined;
   private closed = false;
-  private ready: Promise<void> | undefined;
 
   constructor(
-    private readonly store: Pick<ReplicationStore, 'get' | 'list' | 'watch'>,
+    private readonly store: Pick<ReplicationStore, 'get' | 'watch'>,
     /** This node. */
     private readonly node: string,
     private readonly log: (message: string) => void = () => undefined,
@@ -30,35 +27,19 @@ export class ReplicatedIndex {
     return v.owner.node === this.node || v.placement.some((p) => p.node === this.node);
   }
 
-  /** Called for every volume listed at start and for every change the watch reports after. */
+  /** Called for every volume the watch reports (its first list included). */
   onChange(cb: ReplicatedChange): void {
     this.listeners.push(cb);
   }
 
   /**
-   * Lists, then watches. Resolves after the first successful list; while the API server cannot
-   * be reached it keeps trying (with backoff) and lookups fall back to reading the store.
+   * Starts the one watch. Its first list arrives as adds (ReplicationStore.watch), so a plugin
+   * start costs no list of its own; the watch retries by itself while the API server is away,
+   * and lookups read the store meanwhile.
    */
-  start(): Promise<void> {
-    this.ready ??= new Promise<void>((resolve) => {
-      let failures = 0;
-      const attempt = async (): Promise<void> => {
-        if (this.closed) return resolve();
-        try {
-          // Watch first, so no change between the list and the watch is lost (both are applied).
-          this.watcher ??= this.store.watch((v, gone) => this.apply(v, gone));
-          for (const v of await this.store.list()) this.apply(v, false);
-          resolve();
-        } catch (err) {
-          failures++;
-          this.log(`replicated volumes: listing failed (attempt ${failures}), retrying: ${(err as Error).message}`);
-          this.retry = setTimeout(() => void attempt(), backoffDelay({ baseMs: 500, maxMs: 30_000 }, failures));
-          this.retry.unref();
-        }
-      };
-      void attempt();
-    });
-    return this.ready;
+  start(): void {
+    if (this.closed) return;
+    this.watcher ??= this.store.watch((v, gone) => this.apply(v, gone));
   }
 
   private apply(v: ReplicatedVolume, gone: boolean): void {
@@ -94,6 +75,11 @@ export class ReplicatedIndex {
     if (this.keeps(v)) this.cache.set(v.id, v);
   }
 
+  /** Whether the volume is known here (seen by the watch, or read since). */
+  has(id: string): boolean {
+    return this.cache.has(id);
+  }
+
   /** Every volume of this node as last seen. */
   all(): ReplicatedVolume[] {
     return [...this.cache.values()];
@@ -101,7 +87,6 @@ export class ReplicatedIndex {
 
   close(): void {
     this.closed = true;
-    if (this.retry) clearTimeout(this.retry);
     this.watcher?.close();
     this.watcher = undefined;
   }

@@ -207,18 +207,19 @@ export class ReplicatedStage {
   }
 
   /**
-   * The replicated volumes a restarted plugin must look at: those this node owns, and those with
-   * an engine directory in the run dir (an engine may still run for a volume taken meanwhile).
+   * The replicated volumes a restarted plugin must look at, as they are now: those with an engine
+   * directory in the run dir (an engine may still run, or an attachment be left, for a volume
+   * taken meanwhile) and those the index says this node owns. `skip`: node-local volumes' ids.
    */
-  async recoverable(): Promise<ReplicatedVolume[]> {
-    const dirs = new Set(await fs.readdir(this.o.runDir).catch(() => [] as string[]));
-    return this.o.index.all().filter((v) => v.owner.node === this.o.node || dirs.has(v.id));
-  }
-
-  /** Whether this node owns `v` as it is now (read fresh). */
-  async owns(v: ReplicatedVolume): Promise<{ owned: boolean; volume: ReplicatedVolume | undefined }> {
-    const now = await this.o.index.fresh(v.id);
-    return { owned: now?.owner.node === this.o.node, volume: now };
+  async recoverable(skip: ReadonlySet<string>): Promise<ReplicatedVolume[]> {
+    const dirs = (await fs.readdir(this.o.runDir).catch(() => [] as string[])).filter((d) => /^[0-9a-f]{32}$/.test(d) && !skip.has(d));
+    const ids = new Set([...dirs, ...this.o.index.all().filter((v) => v.owner.node === this.o.node).map((v) => v.id)]);
+    const out: ReplicatedVolume[] = [];
+    for (const id of ids) {
+      const v = await this.o.index.fresh(id);
+      if (v) out.push(v);
+    }
+    return out;
   }
 
   /** Passes the current lease to an engine that runs here (adopted after a restart). */

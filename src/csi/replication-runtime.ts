@@ -5,6 +5,7 @@
 // server being away at start delays only replicated volumes, never node-local ones.
 
 import type { Engines } from '../engine/supervisor.js';
+import { backoffDelay } from '../k8s/backoff.js';
 import type { LeaseKeeper, NodeLiveness, ReplicatedVolume, ReplicationStore } from '../k8s/replication.js';
 import { describeError } from '../common/trace.js';
 import type { ReplicationSettings } from './config.js';
@@ -91,16 +92,24 @@ export class ReplicationRuntime {
 
   /**
    * Starts the node's Lease (its first renewal retried until the API server answers) and the
-   * reconciler (its list and watch); `recover` runs once the RaidVolumes are known. Resolves when
-   * both are up.
+   * reconciler (the one watch); `recover` looks at the replicated engines of this node at once
+   * (reading their volumes fresh). Resolves when the first renewal landed and recovery is done.
    */
   async start(recover: () => Promise<void>): Promise<void> {
-    const keeper = this.startKeeper();
-    const reconciled = (async () => {
-      await this.reconciler?.start();
-      await recover();
-    })().catch((err: unknown) => this.p.log(`replicated volumes: start failed: ${describeError(err)}`));
-    await Promise.all([keeper, reconciled]);
+    this.reconciler?.start();
+    await Promise.all([this.startKeeper(), this.retry('recovering replicated volumes', recover)]);
+  }
+
+  /** Runs `fn` until it succeeds (the API server may be away a while) or the runtime stops. */
+  private async retry(what: string, fn: () => Promise<void>): Promise<void> {
+    for (let failures = 1; !this.stopped; failures++) {
+      try {
+        return await fn();
+      } catch (err) {
+        this.p.log(`${what} failed (attempt ${failures}), retrying: ${describeError(err)}`);
+        await new Promise((r) => setTimeout(r, backoffDelay({ baseMs: 500, maxMs: 10_000 }, failures)).unref());
+      }
+    }
   }
 
   /** The keeper retries its first renewal itself until it lands (or it is stopped). */
@@ -112,6 +121,7 @@ export class ReplicationRuntime {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.reconciler?.close();
     this.index.close();
     await this.leases.settled();
     // Engines keep their lease until it runs out: a plugin restart shorter than the lease costs

@@ -43,15 +43,18 @@ function setup(t: { after(fn: () => void): void }, node: string, served = new Se
   const index = new ReplicatedIndex(store, node);
   const logs: string[] = [];
   const reconciler = new MemberReconciler({
-    node, pool, store, index, locks: new VolumeLocks(), isServed: async (id) => served.has(id), orphanAgeMs: 60_000, log: (m) => logs.push(m),
+    node, pool, store, index, locks: new VolumeLocks(), isServed: async (id) => served.has(id), orphanAgeMs: 60_000, orphanDelayMs: 0, log: (m) => logs.push(m),
   });
-  t.after(() => index.close());
+  t.after(async () => {
+    await reconciler.close();
+    index.close();
+  });
   return { disks, pool, store, index, reconciler, logs, served };
 }
 
 test('allocates this node\'s members thick and marked (the disk a placement names, else distinct disks), then removes them and its finalizer on delete', async (t) => {
   const { disks, store, reconciler, served } = setup(t, 'a');
-  await reconciler.start();
+  reconciler.start();
   const id = '11'.repeat(16);
   await store.create(newVolume(id));
   const files = [path.join(disks[1]!, `llraid-${id}-0.img`), path.join(disks[0]!, `llraid-${id}-2.img`)];
@@ -87,7 +90,8 @@ test('a node that was down at delete time removes its files when it starts; othe
   const local = path.join(disks[0]!, `llraid-${'44'.repeat(16)}-0.img`);
   writeFileSync(local, 'node-local');
   await store.delete(id);
-  await reconciler.start();
+  reconciler.start();
+  await until('node b\'s finalizer to go', () => store.peek(id)!.finalizers.length === 1);
   assert.ok(mine.every((f) => !existsSync(f)));
   assert.deepEqual(store.peek(id)!.finalizers, ['llraid.io/member-a']);
   assert.ok(existsSync(local));
@@ -108,7 +112,9 @@ test('orphans: only marked files of volumes with no RaidVolume, only once old en
   writeFileSync(unmarked, 'x');
   const past = new Date(Date.now() - 2 * 60_000);
   for (const f of [old, live]) utimesSync(markPath(f), past, past);
-  await reconciler.start();
+  reconciler.start();
+  await until('the old orphan to go', () => !existsSync(old));
+  await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual([old, young, live, unmarked].map((f) => existsSync(f)), [false, true, true, true]);
   assert.ok(!existsSync(markPath(old)));
 });

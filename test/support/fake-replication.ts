@@ -106,8 +106,13 @@ export class FakeReplicationStore implements ReplicationStore {
     for (const l of this.listeners) queueMicrotask(() => l(this.copy(v), true));
   }
 
+  /** As the real store's: the first list arrives as adds, then every change. */
   watch(onChange: Listener): { close(): void } {
     this.calls.push('watch');
+    for (const v of this.objects.values()) {
+      const copy = this.copy(v);
+      queueMicrotask(() => onChange(copy, false));
+    }
     this.listeners.add(onChange);
     return { close: () => void this.listeners.delete(onChange) };
   }
