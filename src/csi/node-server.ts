@@ -225,6 +225,7 @@ export class NodeServer implements VolumeUsage {
       }
       await unmountVolumeAt(staging, device, v.id, 'NodeUnstageVolume: staging_target_path');
       await this.attacher.detach(v.id, socket);
+      if (nv.replicated) this.replicated?.stopping(v.id);
       await this.engines.stop(v.id);
       // Only after a clean stop: the next owner then finds every member in sync (nothing to resync).
       if (nv.replicated) await this.replicated?.release(v.id);

@@ -18,7 +18,8 @@ import { K8sError } from '../k8s/errors.js';
 import type { NodeLiveness, ReplicaPlacement, ReplicatedVolume, ReplicationStore } from '../k8s/replication.js';
 import { arrayBytes, memberDataFor, memberFileBytes } from '../md/index.js';
 import { fencedMemberOpener } from '../engine/remote-members.js';
-import { isNbdError, NbdClientDevice } from '../nbd/index.js';
+import { isNbdError } from '../nbd/index.js';
+import { attachOnce, type MemberProbe } from './member-probe.js';
 import { describeError } from '../common/trace.js';
 import type { VolumeClaim } from './claim-file.js';
 import type { ArrayBackend } from './controller-server.js';
@@ -37,13 +38,6 @@ import { decodeSetName, encodeSetName, matchesName } from './volume-name.js';
 /** The epoch the array is created with; the first NodeStage takes 2. */
 const CREATE_EPOCH = 1;
 
-/** Attaches a member export once (TLS, the create's epoch) and lets it go: resolves when it could. */
-export type ExportProbe = (uri: string, tls: TlsFiles) => Promise<void>;
-
-const probeExport: ExportProbe = async (uri, tls) => {
-  const device = await NbdClientDevice.connect({ uri, tls, epoch: BigInt(CREATE_EPOCH), connectTimeoutMs: 5_000 });
-  await device.close();
-};
 
 export interface ReplicatedControllerOptions {
   node: string;
@@ -58,7 +52,7 @@ export interface ReplicatedControllerOptions {
   runtime: (volumeId: string) => Promise<RuntimeState>;
   /** How long create waits for the other nodes' members to be exported (default 60 s). */
   exportWaitMs?: number;
-  probe?: ExportProbe;
+  probe?: MemberProbe;
   log: (message: string) => void;
 }
 
@@ -187,14 +181,14 @@ export class ReplicatedController {
 
   /** Waits until `entry`'s node exports its member file; its URI. */
   private async exported(v: ReplicatedVolume, entry: ReplicaPlacement, deadline: number): Promise<string> {
-    const probe = this.o.probe ?? probeExport;
+    const probe = this.o.probe ?? attachOnce;
     let last = 'its node has no member service address';
     for (let attempt = 0; ; attempt++) {
       const address = await this.o.liveness.memberService(entry.node);
       if (address) {
         const uri = memberUri(address, entry.file);
         try {
-          await probe(uri, this.o.tls);
+          await probe(uri, this.o.tls, CREATE_EPOCH);
           return uri;
         } catch (err) {
           // Not there yet (not allocated, the service not up): wait. Anything else (TLS, a

@@ -18,6 +18,11 @@ import type { ReplicatedIndex } from './replicated-index.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import type { Acquired, VolumeOwnership } from './volume-ownership.js';
 import { decodeSetName } from './volume-name.js';
+import { attachOnce, type MemberProbe } from './member-probe.js';
+import { describeError } from '../common/trace.js';
+import { FencedError } from '../block/errors.js';
+
+const isFencedError = (err: unknown): boolean => err instanceof FencedError;
 
 /** The name in every member service's certificate (the chart makes one for the cluster). */
 export const MEMBER_TLS_NAME = 'llraid-member';
@@ -147,6 +152,10 @@ export interface ReplicatedStageOptions {
   pool: DiskPool;
   tls: TlsFiles;
   memberService: (node: string) => Promise<string | undefined>;
+  /** host:port of this node's own member service. */
+  ownMemberService: string;
+  /** How a member is attached once through a member service (default: the NBD client). */
+  probe?: MemberProbe;
   /** A take-over happened (for the log and the PVC's TakeOver Event). */
   onTakeOver?: (v: ReplicatedVolume, from: string, epoch: number) => void;
   log: (message: string) => void;
@@ -187,10 +196,31 @@ export class ReplicatedStage {
       this.o.onTakeOver?.(acquired.volume, acquired.tookOverFrom, acquired.epoch);
     }
     try {
+      if (acquired.taken) await this.reclaimLocal(acquired.volume, acquired.epoch);
       return { ...(await this.argsFor(acquired.volume, acquired.epoch)), taken: acquired.taken, acquired };
     } catch (err) {
       if (acquired.taken) await this.release(v.id).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * With a new epoch, before the engine opens this node's members itself: attaches each once
+   * through this node's member service with that epoch. The service then fences (and lets go of)
+   * any connection a previous owner's engine still has to them — after a partition it may hold
+   * them open for a long while, and the file lock would keep the engine here out — and records
+   * the epoch, which the engine presents again. A service that cannot be reached holds nothing:
+   * the engine's own open records the epoch then.
+   */
+  private async reclaimLocal(v: ReplicatedVolume, epoch: number): Promise<void> {
+    const probe = this.o.probe ?? attachOnce;
+    for (const entry of v.placement.filter((p) => p.node === this.o.node)) {
+      try {
+        await probe(memberUri(this.o.ownMemberService, entry.file), this.o.tls, epoch);
+      } catch (err) {
+        if (isFencedError(err)) throw err;
+        this.o.log(`volume ${v.id}: member ${entry.file} through this node's member service (to fence an older engine's connection): ${describeError(err)}`);
+      }
     }
   }
 
@@ -230,6 +260,11 @@ export class ReplicatedStage {
   /** The engine runs: it gets every lease from now on. */
   started(id: string, epoch: number): void {
     this.o.leases.add(id, epoch);
+  }
+
+  /** The engine is about to stop (NodeUnstage): no more leases for it. */
+  stopping(id: string): void {
+    this.o.leases.remove(id);
   }
 
   /** After the engine stopped cleanly (NodeUnstage) or failed to come up: released, epoch kept. */

@@ -14,7 +14,8 @@ import type { DiskPool } from './disk-pool.js';
 import { EngineLeases } from './engine-leases.js';
 import { MemberReconciler } from './member-reconciler.js';
 import type { NodeRoom } from './replica-placement.js';
-import { ReplicatedController, type ExportProbe } from './replicated-controller.js';
+import { ReplicatedController } from './replicated-controller.js';
+import type { MemberProbe } from './member-probe.js';
 import { ReplicatedIndex } from './replicated-index.js';
 import { ReplicatedStage } from './replicated-stage.js';
 import type { RuntimeState } from './volume-condition.js';
@@ -29,8 +30,8 @@ export interface ReplicationCluster {
   room: NodeRoom;
   /** A take-over happened: the TakeOver Event on the PVC. */
   onTakeOver?: (v: ReplicatedVolume, from: string, epoch: number) => void;
-  /** Tests: how CreateVolume checks that a member is exported. */
-  probe?: ExportProbe;
+  /** Tests: how a member is attached once through a member service. */
+  probe?: MemberProbe;
   /** Tests: how long CreateVolume waits for the exports (default 60 s). */
   exportWaitMs?: number;
 }
@@ -68,7 +69,8 @@ export class ReplicationRuntime {
     });
     this.stage = new ReplicatedStage({
       node: p.node, runDir: p.runDir, index: this.index, ownership, keeper, leases: this.leases, pool: p.pool,
-      tls: p.settings.tls, memberService: (n) => liveness.memberService(n), log: p.log,
+      tls: p.settings.tls, memberService: (n) => liveness.memberService(n), ownMemberService: p.settings.memberService, log: p.log,
+      ...(cluster.probe ? { probe: cluster.probe } : {}),
       ...(cluster.onTakeOver ? { onTakeOver: cluster.onTakeOver } : {}),
     });
   }

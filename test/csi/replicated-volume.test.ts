@@ -14,7 +14,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, copyFileSync, promises as fs } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, copyFileSync, rmSync, promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { engineSource } from '../../src/cli/commands/csi.js';
 import { resolveConfig } from '../../src/csi/config.js';
@@ -24,7 +25,6 @@ import { readEngineEvents } from '../../src/engine/events.js';
 import { buildCli } from '../support/cli.js';
 import { makeCerts, makeNamedCert } from '../support/certs.js';
 import { FakeLeaseKeeper, FakeLiveness, FakeReplicationStore } from '../support/fake-replication.js';
-import { tempDir } from '../support/temp-dir.js';
 import { freePort } from '../nbd/client-helpers.js';
 import { blockCap, csiClient, teardown, type CsiClient } from './plugin-harness.js';
 import { findProcesses, waitExit } from '../../src/engine/processes.js';
@@ -43,14 +43,33 @@ interface NodePlugin {
   controller: CsiClient;
   node: CsiClient;
   keeper: FakeLeaseKeeper;
+  /** Starts or stops the renewals of the node's Lease (a node cut off from the API server). */
+  renewing(on: boolean): void;
+}
+
+/**
+ * A test's directory and what must be undone before it goes, last first: node:test runs a test's
+ * `after` hooks in the order they were added, and the directory must outlive the plugins, whose
+ * mounts and engines are in it.
+ */
+function scope(t: TestContext, name: string): { root: string; undo: Array<() => Promise<void>> } {
+  const root = mkdtempSync(path.join(os.tmpdir(), `llraid-${name}-`));
+  const undo: Array<() => Promise<void>> = [];
+  t.after(async () => {
+    for (const fn of undo.reverse()) await fn().catch((err: unknown) => process.stderr.write(`cleanup: ${String(err)}\n`));
+    rmSync(root, { recursive: true, force: true });
+  });
+  return { root, undo };
 }
 
 async function startNode(
-  t: TestContext,
+  undo: Array<() => Promise<void>>,
   root: string,
   name: string,
   tlsDir: string,
   shared: { store: FakeReplicationStore; liveness: FakeLiveness },
+  /** The node's Lease: renewed every second for this long, as the real keeper would; default: ten minutes once. */
+  leaseMs?: number,
 ): Promise<NodePlugin> {
   const cli = await buildCli();
   const dir = path.join(root, name);
@@ -66,8 +85,12 @@ async function startNode(
     endpoint: `unix://${path.join(dir, 'csi.sock')}`, nodeId: name, disks, attach: 'fuse', runDir, kubeletDir,
     memberServiceListen: memberService, tlsDir, namespace: 'llraid-test', nodeLeaseDuration: '4', nodeLeaseRenew: '1',
   });
-  // A keeper the test does not need to renew: ten minutes of lease from its start.
-  const keeper = new FakeLeaseKeeper(600_000);
+  const keeper = new FakeLeaseKeeper(leaseMs ?? 600_000);
+  let renewals: NodeJS.Timeout | undefined;
+  const renewing = (on: boolean): void => {
+    clearInterval(renewals);
+    renewals = on && leaseMs !== undefined ? setInterval(() => keeper.renew(), 1000) : undefined;
+  };
   const log: string[] = [];
   const driver = await startDriver(config, {
     arrays: new MdArrays(),
@@ -82,11 +105,13 @@ async function startNode(
   });
   const socket = driver.socket;
   const plugin: NodePlugin = {
-    name, dir, disks, runDir, kubeletDir, memberService, driver, keeper,
+    name, dir, disks, runDir, kubeletDir, memberService, driver, keeper, renewing,
     controller: csiClient(socket, 'Controller'),
     node: csiClient(socket, 'Node'),
   };
-  t.after(async () => {
+  renewing(true);
+  undo.push(async () => {
+    renewing(false);
     plugin.controller.close();
     plugin.node.close();
     await driver.stop();
@@ -147,15 +172,8 @@ async function unpublishAndUnstage(p: NodePlugin, id: string): Promise<void> {
   await p.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging });
 }
 
-async function memberFiles(p: NodePlugin, id: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const d of p.disks) for (const f of await fs.readdir(d)) if (f.includes(id)) out.push(path.join(d, f));
-  return out.sort();
-}
-
-test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: the same bytes, nothing resynced; deleted from both nodes', { skip: !canRun && 'needs root, nbdfuse and /dev/fuse', timeout: 300_000 }, async (t) => {
-  const root = tempDir(t, 'replicated');
-  // The chart's member certificate: one for every node, named llraid-member, server and client use.
+/** The chart's member certificate in a TLS directory: one for every node, named llraid-member, server and client use. */
+async function memberTls(root: string): Promise<string> {
   const certs = await makeCerts(root, { any: '127.0.0.1' });
   const member = await makeNamedCert(path.join(root, 'member'), 'member', ['DNS:llraid-member'], 'serverAuth,clientAuth', certs.ca);
   const tlsDir = path.join(root, 'member-tls');
@@ -163,11 +181,39 @@ test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: 
   copyFileSync(certs.ca.cert, path.join(tlsDir, 'ca.crt'));
   copyFileSync(member.cert, path.join(tlsDir, 'tls.crt'));
   copyFileSync(member.key, path.join(tlsDir, 'tls.key'));
+  return tlsDir;
+}
+
+/** CreateVolume of a 64 MiB raid1 with replicas 2 on `p`. */
+async function createReplicated(p: NodePlugin, name: string): Promise<{ volume_id: string; volume_context: Record<string, string> }> {
+  const created = (await p.controller.CreateVolume({
+    name, capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 }, volume_capabilities: [blockCap()], parameters: { level: '1', replicas: '2' },
+  })) as { volume: { volume_id: string; volume_context: Record<string, string> } };
+  return created.volume;
+}
+
+async function until(what: string, check: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function memberFiles(p: NodePlugin, id: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of p.disks) for (const f of await fs.readdir(d)) if (f.includes(id)) out.push(path.join(d, f));
+  return out.sort();
+}
+
+test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: the same bytes, nothing resynced; deleted from both nodes', { skip: !canRun && 'needs root, nbdfuse and /dev/fuse', timeout: 300_000 }, async (t) => {
+  const { root, undo } = scope(t, 'replicated');
+  const tlsDir = await memberTls(root);
 
   const store = new FakeReplicationStore();
   const liveness = new FakeLiveness();
-  const a = await startNode(t, root, 'node-a', tlsDir, { store, liveness });
-  const b = await startNode(t, root, 'node-b', tlsDir, { store, liveness });
+  const a = await startNode(undo, root, 'node-a', tlsDir, { store, liveness });
+  const b = await startNode(undo, root, 'node-b', tlsDir, { store, liveness });
 
   const created = (await a.controller.CreateVolume({
     name: 'pvc-moves',
@@ -223,4 +269,42 @@ test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: 
   assert.equal(store.peek(v.volume_id), undefined, 'the RaidVolume goes once both member nodes removed their files');
   assert.deepEqual(await memberFiles(a, v.volume_id), []);
   assert.deepEqual(await memberFiles(b, v.volume_id), []);
+});
+
+test('A loses the API server while staged: its engine lapses, B takes over with a higher epoch and the same bytes, A\'s engine is fenced and, when A renews again, stopped', { skip: !canRun && 'needs root, nbdfuse and /dev/fuse', timeout: 300_000 }, async (t) => {
+  const { root, undo } = scope(t, 'takeover');
+  const tlsDir = await memberTls(root);
+  const store = new FakeReplicationStore();
+  const liveness = new FakeLiveness();
+  // Leases of 3 s renewed every second, as a keeper with D = 4 s would hold them.
+  const a = await startNode(undo, root, 'node-a', tlsDir, { store, liveness }, 3000);
+  const b = await startNode(undo, root, 'node-b', tlsDir, { store, liveness }, 3000);
+  const v = await createReplicated(a, 'pvc-taken');
+  const onA = await stageAndPublish(a, v.volume_id, v.volume_context);
+  const written = 8 * MiB;
+  const hash = await writePattern(onA, written);
+  const engineA = await a.driver.node.runtime(v.volume_id);
+  assert.ok(engineA.engineRunning);
+
+  // A is cut off from the API server: no renewal, its engine's lease runs out; B sees A's Lease expire.
+  a.renewing(false);
+  await until('A\'s lease to lapse', () => a.keeper.validForMs() === 0, 10_000);
+  liveness.expire('node-a');
+  const onB = await stageAndPublish(b, v.volume_id, v.volume_context);
+  assert.deepEqual([store.peek(v.volume_id)!.owner.node, store.peek(v.volume_id)!.owner.epoch], ['node-b', 3]);
+  assert.equal(await readHash(onB, written), hash, 'every byte A acknowledged, read on B');
+  // B opened A's member through A's member service with epoch 3: A's engine, holding that file, is fenced.
+  await until('A\'s engine to be fenced', async () => (await readEngineEvents(path.join(a.runDir, v.volume_id, 'events.jsonl'))).some((e) => e.type === 'fenced'));
+  await until('B to run with both members', async () => (await b.driver.node.runtime(v.volume_id)).array?.working === 2);
+
+  // A reaches the API server again: a renewal after the lapse; A's engine is not extended but stopped.
+  a.renewing(true);
+  await until('A\'s engine to stop', async () => !(await a.driver.node.runtime(v.volume_id)).engineRunning);
+  // The kubelet on A unstages the dead attachment later: fine, and the volume stays B's.
+  await unpublishAndUnstage(a, v.volume_id);
+  assert.equal(store.peek(v.volume_id)!.owner.node, 'node-b');
+  assert.equal(await readHash(onB, written), hash);
+  await unpublishAndUnstage(b, v.volume_id);
+  await a.controller.DeleteVolume({ volume_id: v.volume_id });
+  await until('the RaidVolume to go', () => store.peek(v.volume_id) === undefined);
 });
