@@ -3,7 +3,7 @@
 // request's accessibility requirements. Member slot i lives on the node of copy i mod replicas,
 // so every copy of a chunk (raid1: the one member of each node; raid10 near layout with one near
 // copy per node: slots d..d+replicas-1 mod members) sits on a different node. Pure: the caller
-// gathers liveness and room (NodeRoom) and picks the disks on its own node.
+// gathers liveness, room and the allowed nodes (PlacementReports) and picks the disks on its own node.
 
 import { formatBytes } from '../units/byte-sizes.js';
 import { CsiError } from './errors.js';
@@ -36,8 +36,10 @@ export interface PlacementRequest {
   localProblem?: string;
   /** The other nodes running the plugin. */
   candidates: readonly NodeCandidate[];
-  /** CSI accessibility_requirements.requisite: every member node must be in one; empty = any node. */
+  /** CSI accessibility_requirements.requisite: this node must be in one; empty = any node. */
   requisite: readonly Topology[];
+  /** The nodes the other copies may go to (allowedNodesFor); undefined: any node. */
+  others?: readonly string[];
 }
 
 export interface Placement {
@@ -48,8 +50,7 @@ export interface Placement {
 }
 
 /**
- * Picks `replicas` nodes: the local node, then the live candidates in the requisite topologies
- * with room for the volume, the most room first (ties by name, so a retry picks the same).
+ * Picks `replicas` nodes: the local node, then the live allowed candidates with room for the volume, the most room first (ties by name, so a retry picks the same).
  * Fewer than `replicas` → RESOURCE_EXHAUSTED naming every node considered and why it was left out.
  */
 export function placeReplicas(r: PlacementRequest): Placement {
@@ -58,7 +59,7 @@ export function placeReplicas(r: PlacementRequest): Placement {
   const fit: Array<{ node: string; room: number }> = [];
   for (const c of r.candidates) {
     if (c.node === r.localNode) continue;
-    if (!allowedBy(r.requisite, c.node)) why.push(`${c.node}: not in the accessibility requirements`);
+    if (r.others !== undefined && !r.others.includes(c.node)) why.push(`${c.node}: not in the allowed topologies`);
     else if (!c.live) why.push(`${c.node}: its llraid node lease is not live`);
     else if (c.room === undefined) why.push(`${c.node}: reports no capacity for this storage class`);
     else if (c.room < r.capacity) why.push(`${c.node}: room for ${formatBytes(c.room)}, needs ${formatBytes(r.capacity)}`);
@@ -79,37 +80,53 @@ export function placeReplicas(r: PlacementRequest): Placement {
   return { nodes, slots };
 }
 
-/**
- * The room each node reports for a volume of the claim's storage class, by node. llraid reads
- * the CSIStorageCapacity objects the external-provisioner publishes per node from the plugins'
- * GetCapacity (k8s/storage-capacity.ts): for a replicated class, GetCapacity answers with the
- * largest volume whose share (members/replicas members) the node's pool holds.
- */
-export interface NodeRoom {
-  /**
-   * By node; undefined when nothing reports room for the class at all (capacity tracking off, or
-   * a claim that names no class): then room does not decide, and a node without space fails
-   * when its plugin allocates its member.
-   */
-  roomFor(claim: { namespace: string; name: string } | undefined): Promise<Map<string, number> | undefined>;
+/** What the cluster says about placing a volume of a claim's StorageClass (k8s/placement-reports.ts). */
+export interface PlacementReports {
+  forClaim(claim: { namespace: string; name: string } | undefined): Promise<{
+    /**
+     * Per node, the largest volume of the class it reports room for: the CSIStorageCapacity
+     * objects the provisioner publishes from each node's GetCapacity, which for a replicated
+     * class answers with the largest volume whose share (members/replicas members) the node's
+     * pool holds. Undefined when nothing reports for the class at all (capacity tracking off,
+     * no claim): then room does not decide, and a node without space fails when its plugin
+     * allocates its member.
+     */
+    room: Map<string, number> | undefined;
+    /** The nodes the class's allowedTopologies allow; undefined: every node. */
+    allowedNodes: string[] | undefined;
+  }>;
 }
 
 /**
- * Every node placement considers: the live ones (their Lease), those that report room, and those
- * the requisite names, each with what is known of it, in name order.
+ * The nodes the other copies may go to. The class's allowedTopologies when known: a provisioner
+ * run with --node-deployment (as the chart runs it) narrows the request's requisite to its own
+ * node, so the request cannot say where the other copies may go. Without a class, the other
+ * nodes the requisite names, if it names any; else every node.
+ */
+export function allowedNodesFor(fromClass: readonly string[] | undefined, requisite: readonly Topology[], localNode: string): string[] | undefined {
+  if (fromClass !== undefined) return [...fromClass];
+  if (requisite.some((t) => t.segments?.[topologyKey] === undefined)) return undefined;
+  const named = requisite.map((t) => t.segments[topologyKey]!).filter((n) => n !== localNode);
+  return named.length > 0 ? [...new Set(named)].sort() : undefined;
+}
+
+/**
+ * Every node placement considers, each with what is known of it, in name order: the live ones
+ * (their Lease), those that report room, and those the allowed list names.
  */
 export async function candidateNodes(
   liveness: Pick<NodeLiveness, 'liveNodes'>,
-  room: NodeRoom,
+  reports: PlacementReports,
   claim: { namespace: string; name: string } | undefined,
   requisite: readonly Topology[],
-): Promise<NodeCandidate[]> {
-  const [live, rooms] = await Promise.all([liveness.liveNodes(), room.roomFor(claim)]);
+  localNode: string,
+): Promise<{ candidates: NodeCandidate[]; others: string[] | undefined }> {
+  const [live, report] = await Promise.all([liveness.liveNodes(), reports.forClaim(claim)]);
+  const others = allowedNodesFor(report.allowedNodes, requisite, localNode);
   const liveSet = new Set(live.map((n) => n.node));
-  const names = new Set([...liveSet, ...(rooms?.keys() ?? [])]);
-  for (const t of requisite) {
-    const n = t.segments?.[topologyKey];
-    if (n !== undefined) names.add(n);
-  }
-  return [...names].sort().map((node) => ({ node, live: liveSet.has(node), room: rooms ? rooms.get(node) : Number.POSITIVE_INFINITY }));
+  const names = new Set([...liveSet, ...(report.room?.keys() ?? []), ...(others ?? [])]);
+  const candidates = [...names].sort().map((node) => ({
+    node, live: liveSet.has(node), room: report.room ? report.room.get(node) : Number.POSITIVE_INFINITY,
+  }));
+  return { candidates, others };
 }

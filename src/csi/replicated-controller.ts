@@ -28,7 +28,7 @@ import { CsiError } from './errors.js';
 import type { CapacityRange, Topology } from './messages.js';
 import type { MemberReconciler } from './member-reconciler.js';
 import { nearCopiesOf, type VolumeSpec } from './parameters.js';
-import { candidateNodes, placeReplicas, type NodeRoom } from './replica-placement.js';
+import { candidateNodes, placeReplicas, type PlacementReports } from './replica-placement.js';
 import type { ReplicatedIndex } from './replicated-index.js';
 import { memberUri, replicatedRecord, type TlsFiles } from './replicated-stage.js';
 import { nodeTopology } from './topology.js';
@@ -44,7 +44,7 @@ export interface ReplicatedControllerOptions {
   store: Pick<ReplicationStore, 'create' | 'setOwner' | 'delete'>;
   index: ReplicatedIndex;
   liveness: Pick<NodeLiveness, 'liveNodes' | 'memberService'>;
-  room: NodeRoom;
+  reports: PlacementReports;
   pool: DiskPool;
   arrays: ArrayBackend;
   reconciler: Pick<MemberReconciler, 'allocate' | 'removeLocal'>;
@@ -120,9 +120,10 @@ export class ReplicatedController {
       if (!(err instanceof CsiError)) throw err;
       localProblem = err.message;
     }
+    const { candidates, others } = await candidateNodes(this.o.liveness, this.o.reports, r.claim, r.requisite, this.o.node);
     const placed = placeReplicas({
-      volumeId: id, members: spec.members, replicas: spec.replicas, capacity: usable, localNode: this.o.node, requisite: r.requisite,
-      candidates: await candidateNodes(this.o.liveness, this.o.room, r.claim, r.requisite),
+      volumeId: id, members: spec.members, replicas: spec.replicas, capacity: usable, localNode: this.o.node, requisite: r.requisite, candidates,
+      ...(others === undefined ? {} : { others }),
       ...(localProblem === undefined ? {} : { localProblem }),
     });
     let nextDisk = 0;

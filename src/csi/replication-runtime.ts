@@ -13,7 +13,7 @@ import type { ArrayBackend } from './controller-server.js';
 import type { DiskPool } from './disk-pool.js';
 import { EngineLeases } from './engine-leases.js';
 import { MemberReconciler } from './member-reconciler.js';
-import type { NodeRoom } from './replica-placement.js';
+import type { PlacementReports } from './replica-placement.js';
 import { ReplicatedController } from './replicated-controller.js';
 import type { MemberProbe } from './member-probe.js';
 import { ReplicatedIndex } from './replicated-index.js';
@@ -27,7 +27,8 @@ export interface ReplicationCluster {
   store: ReplicationStore;
   liveness: NodeLiveness;
   keeper: LeaseKeeper;
-  room: NodeRoom;
+  /** Room per node and the class's allowed nodes, for placement. */
+  reports: PlacementReports;
   /** A take-over happened: the TakeOver Event on the PVC. */
   onTakeOver?: (v: ReplicatedVolume, from: string, epoch: number) => void;
   /** Tests: how a member is attached once through a member service. */
@@ -77,14 +78,14 @@ export class ReplicationRuntime {
 
   /** The parts that need the Node service (whether an engine here serves a volume). */
   connect(runtime: (volumeId: string) => Promise<RuntimeState>): ReplicatedController {
-    const { store, liveness, room } = this.cluster;
+    const { store, liveness, reports } = this.cluster;
     const isServed = async (id: string): Promise<boolean> => {
       const rt = await runtime(id);
       return rt.staged || rt.engineRunning || rt.attached;
     };
     this.reconciler = new MemberReconciler({ node: this.p.node, pool: this.p.pool, store, index: this.index, locks: this.p.locks, isServed, log: this.p.log });
     this.controller = new ReplicatedController({
-      node: this.p.node, store, index: this.index, liveness, room, pool: this.p.pool, arrays: this.p.arrays, reconciler: this.reconciler,
+      node: this.p.node, store, index: this.index, liveness, reports, pool: this.p.pool, arrays: this.p.arrays, reconciler: this.reconciler,
       tls: this.p.settings.tls, runtime, log: this.p.log,
       ...(this.cluster.probe ? { probe: this.cluster.probe } : {}),
       ...(this.cluster.exportWaitMs === undefined ? {} : { exportWaitMs: this.cluster.exportWaitMs }),

@@ -13,4 +13,4 @@ export { volumeEvents, type VolumeEvent, type VolumeEventReason } from './volume
 export { startNodeReporting, type NodeReporting, type ReportingSettings } from './node-reporting.js';
 export * from './replication.js';
 export { leaseMarginMs } from './node-lease.js';
-export { KubeStorageCapacity, quantityBytes, type StorageCapacityOptions } from './storage-capacity.js';
+export { KubePlacementReports, quantityBytes, allowedNodesOf, type PlacementReport, type PlacementReportsOptions } from './placement-reports.js';

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CsiError } from '../../src/csi/errors.js';
-import { candidateNodes, placeReplicas, type NodeCandidate, type PlacementRequest } from '../../src/csi/replica-placement.js';
+import { allowedNodesFor, candidateNodes, placeReplicas, type NodeCandidate, type PlacementRequest } from '../../src/csi/replica-placement.js';
 import { nodeTopology } from '../../src/csi/topology.js';
 
 const GiB = 1024 ** 3;
@@ -54,13 +54,22 @@ test('raid10: slot i on the node of copy i mod replicas, so each copy of a chunk
   assert.deepEqual(two.slots.map((s) => s.node), ['a', 'b', 'a', 'b']);
 });
 
-test('accessibility requirements: only nodes in a requisite topology; one without our key allows any', () => {
+test('this node must be in the requisite; the other copies go to the allowed nodes only', () => {
   const cands = [
     { node: 'b', live: true, room: 9 * GiB },
     { node: 'c', live: true, room: 2 * GiB },
   ];
-  assert.deepEqual(placeReplicas(request(cands, { requisite: [nodeTopology('a'), nodeTopology('c')] })).nodes, ['a', 'c']);
+  assert.deepEqual(placeReplicas(request(cands, { requisite: [nodeTopology('a')], others: ['c'] })).nodes, ['a', 'c']);
   assert.deepEqual(placeReplicas(request(cands, { requisite: [{ segments: {} }] })).nodes, ['a', 'b']);
+});
+
+test('allowed nodes: the class\'s allowedTopologies; else the other nodes the requisite names; else any', () => {
+  // A --node-deployment provisioner narrows the requisite to its own node: that says nothing of the others.
+  assert.equal(allowedNodesFor(undefined, [nodeTopology('a')], 'a'), undefined);
+  assert.deepEqual(allowedNodesFor(['c', 'b'], [nodeTopology('a')], 'a'), ['c', 'b']);
+  assert.deepEqual(allowedNodesFor(undefined, [nodeTopology('a'), nodeTopology('c'), nodeTopology('b')], 'a'), ['b', 'c']);
+  assert.equal(allowedNodesFor(undefined, [nodeTopology('a'), { segments: {} }], 'a'), undefined);
+  assert.equal(allowedNodesFor(undefined, [], 'a'), undefined);
 });
 
 test('too few usable nodes: RESOURCE_EXHAUSTED names each node considered and why it was left out', () => {
@@ -69,12 +78,12 @@ test('too few usable nodes: RESOURCE_EXHAUSTED names each node considered and wh
     { node: 'c', live: true, room: undefined },
     { node: 'd', live: true, room: GiB / 2 },
     { node: 'e', live: true, room: 9 * GiB },
-  ], { replicas: 3, members: 3, requisite: [nodeTopology('a'), nodeTopology('b'), nodeTopology('c'), nodeTopology('d')] }));
+  ], { replicas: 3, members: 3, requisite: [nodeTopology('a')], others: ['b', 'c', 'd'] }));
   assert.match(msg, /3 replicas need 3 nodes with room \(this node first\), found 1 of the 5 considered/);
   assert.match(msg, /b: its llraid node lease is not live/);
   assert.match(msg, /c: reports no capacity for this storage class/);
   assert.match(msg, /d: room for 512 MiB, needs 1 GiB/);
-  assert.match(msg, /e: not in the accessibility requirements/);
+  assert.match(msg, /e: not in the allowed topologies/);
 });
 
 test('this node without room, or outside the requirements, fails even when others have room', () => {
@@ -83,14 +92,17 @@ test('this node without room, or outside the requirements, fails even when other
   assert.match(exhausted(request(cands, { requisite: [nodeTopology('b')] })), /a \(this node\): not in the accessibility requirements/);
 });
 
-test('candidates: live nodes, nodes reporting room and nodes the requisite names, each once', async () => {
+test('candidates: live nodes, nodes reporting room and nodes the allowed list names, each once', async () => {
   const liveness = { liveNodes: async () => [{ node: 'a', memberService: '10.0.0.1:10809' }, { node: 'b', memberService: '10.0.0.2:10809' }] };
-  const room = { roomFor: async () => new Map([['b', 5 * GiB], ['c', 7 * GiB]]) };
-  const got = await candidateNodes(liveness, room, undefined, [nodeTopology('d'), { segments: {} }]);
-  assert.deepEqual(got, [
+  const reports = { forClaim: async () => ({ room: new Map([['b', 5 * GiB], ['c', 7 * GiB]]), allowedNodes: ['b', 'c', 'd'] }) };
+  const got = await candidateNodes(liveness, reports, undefined, [nodeTopology('a')], 'a');
+  assert.deepEqual(got.others, ['b', 'c', 'd']);
+  assert.deepEqual(got.candidates, [
     { node: 'a', live: true, room: undefined },
     { node: 'b', live: true, room: 5 * GiB },
     { node: 'c', live: false, room: 7 * GiB },
     { node: 'd', live: false, room: undefined },
   ]);
+  const unreported = await candidateNodes(liveness, { forClaim: async () => ({ room: undefined, allowedNodes: undefined }) }, undefined, [], 'a');
+  assert.deepEqual(unreported, { others: undefined, candidates: [{ node: 'a', live: true, room: Infinity }, { node: 'b', live: true, room: Infinity }] });
 });

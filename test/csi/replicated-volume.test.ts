@@ -96,7 +96,7 @@ async function startNode(
     arrays: new MdArrays(),
     engineSource,
     engineCommand: [process.execPath, cli],
-    replication: { store: shared.store, liveness: shared.liveness, keeper, room: { roomFor: async () => undefined } },
+    replication: { store: shared.store, liveness: shared.liveness, keeper, reports: { forClaim: async () => ({ room: undefined, allowedNodes: undefined }) } },
     version: 'test',
     log: (m) => {
       log.push(m);

@@ -112,8 +112,9 @@ export function register(program: Command): void {
 
 /**
  * The cluster side of replicated volumes (src/k8s): the RaidVolume store (its watch follows this
- * node's volumes only), this node's Lease and the other nodes' liveness from theirs, and the room
- * nodes report through CSIStorageCapacity. Loaded only when replication is configured.
+ * node's volumes only), this node's Lease and the other nodes' liveness from theirs, and what
+ * placement needs of a claim's class (room from CSIStorageCapacity, allowedTopologies). Loaded
+ * only when replication is configured.
  */
 async function replicationCluster(node: string, s: ReplicationSettings, log: (m: string) => void): Promise<ReplicationCluster> {
   const [k8s, { topologyKey }] = await Promise.all([import('../../k8s/index.js'), import('../../csi/topology.js')]);
@@ -125,6 +126,6 @@ async function replicationCluster(node: string, s: ReplicationSettings, log: (m:
     keeper: new k8s.KubeLeaseKeeper(leases, {
       node, durationSeconds: s.leaseDurationSeconds, renewSeconds: s.leaseRenewSeconds, memberService: s.memberService, onError: onError('node lease'),
     }),
-    room: new k8s.KubeStorageCapacity(undefined, { namespace: s.namespace, topologyKey }),
+    reports: new k8s.KubePlacementReports(undefined, { namespace: s.namespace, topologyKey }),
   };
 }
