@@ -47,6 +47,11 @@ export function memberUri(address: string, file: string): string {
   return `nbds://${address}/file:${encodeURIComponent(file)}?tls-hostname=${MEMBER_TLS_NAME}`;
 }
 
+/** The node of an engine's member of `v`, named by path (here) or by member URI (elsewhere). */
+export function memberNodeOf(v: Pick<ReplicatedVolume, 'placement'>): (member: string) => string | undefined {
+  return (member) => v.placement.find((p) => path.basename(member) === p.file || member.includes(`/file:${encodeURIComponent(p.file)}`))?.node;
+}
+
 /** How a volume's engine reaches its members, with what it presents. */
 export interface EngineArgsInput {
   volume: ReplicatedVolume;

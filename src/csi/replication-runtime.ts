@@ -17,7 +17,8 @@ import type { PlacementReports } from './replica-placement.js';
 import { ReplicatedController } from './replicated-controller.js';
 import type { MemberProbe } from './member-probe.js';
 import { ReplicatedIndex } from './replicated-index.js';
-import { ReplicatedStage } from './replicated-stage.js';
+import { memberNodeOf, ReplicatedStage, replicatedRecord } from './replicated-stage.js';
+import type { ReplicatedReport } from './status-feed.js';
 import type { RuntimeState } from './volume-condition.js';
 import type { VolumeLocks } from './volume-locks.js';
 import { VolumeOwnership } from './volume-ownership.js';
@@ -74,6 +75,15 @@ export class ReplicationRuntime {
       ...(cluster.probe ? { probe: cluster.probe } : {}),
       ...(cluster.onTakeOver ? { onTakeOver: cluster.onTakeOver } : {}),
     });
+  }
+
+  /** The volumes this node owns, for the status feed (which reports those whose engine runs here). */
+  statusReports(): ReplicatedReport[] {
+    return this.index.all().filter((v) => v.owner.node === this.p.node).map((v) => ({
+      volume: replicatedRecord(v),
+      claim: v.claim,
+      memberNode: memberNodeOf(v),
+    }));
   }
 
   /** The parts that need the Node service (whether an engine here serves a volume). */

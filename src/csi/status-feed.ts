@@ -8,7 +8,7 @@ import path from 'node:path';
 import { examineMemberReport } from '../md/index.js';
 import type { BitmapCounts } from '../md/index.js';
 import type { NodeReporting } from '../k8s/index.js';
-import { readClaim } from './claim-file.js';
+import { readClaim, type VolumeClaim } from './claim-file.js';
 import type { DiskPool } from './disk-pool.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import type { RuntimeState } from './volume-condition.js';
@@ -22,7 +22,20 @@ export interface StatusFeedOptions {
   reporting: NodeReporting;
   /** Between two looks at every volume (default 2 s). */
   intervalMs?: number;
+  /**
+   * The replicated volumes this node owns (replicated-status.ts): reported while their engine runs
+   * here, live, with each member's node; the node that owns a volume is the one that reports it.
+   */
+  replicated?: () => ReplicatedReport[];
   log: (message: string) => void;
+}
+
+/** A replicated volume as the feed reports it. */
+export interface ReplicatedReport {
+  volume: VolumeRecord;
+  claim: VolumeClaim | undefined;
+  /** The node of an engine's member (its path or URI). */
+  memberNode: (member: string) => string | undefined;
 }
 
 type OfflineBitmap = { chunkSize: number; counts: BitmapCounts } | undefined;
@@ -82,14 +95,31 @@ export class StatusFeed {
         this.o.log(`status of volume ${v.id}: ${(err as Error).message}`);
       }
     }
+    const reported = new Set(volumes.keys());
+    for (const r of this.o.replicated?.() ?? []) {
+      const v = r.volume;
+      if (reported.has(v.id)) continue;
+      try {
+        const runtime = await this.o.runtime(v.id);
+        // Only its live status says anything: the members are spread over nodes, the superblocks here are some of them.
+        if (!runtime.array) continue;
+        this.o.reporting.update(volumeStatusOf({
+          nodeId: this.o.nodeId, volume: v, runtime, claim: r.claim, offlineBitmap: undefined,
+          staleSince: this.staleSince(v, runtime), memberNode: r.memberNode,
+        }));
+        reported.add(v.id);
+      } catch (err) {
+        this.o.log(`status of volume ${v.id}: ${(err as Error).message}`);
+      }
+    }
     for (const id of this.known) {
-      if (!volumes.has(id)) {
+      if (!reported.has(id)) {
         this.o.reporting.remove(id);
         this.offline.delete(id);
         this.stale.delete(id);
       }
     }
-    this.known = new Set(volumes.keys());
+    this.known = reported;
     try {
       const usage = await this.o.pool.usage();
       this.o.reporting.setPool(usage.map((u) => ({ disk: path.basename(u.path), path: u.path, capacityBytes: u.totalBytes, freeBytes: u.freeBytes })));

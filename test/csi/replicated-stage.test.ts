@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { parseRequest } from '../../src/csi/engine-host.js';
 import { CsiError } from '../../src/csi/errors.js';
 import { EngineLeases } from '../../src/csi/engine-leases.js';
-import { memberUri, replicatedEngineArgs, replicatedRecord, tlsFilesIn } from '../../src/csi/replicated-stage.js';
+import { memberNodeOf, memberUri, replicatedEngineArgs, replicatedRecord, tlsFilesIn } from '../../src/csi/replicated-stage.js';
 import type { ReplicatedVolume } from '../../src/k8s/replication.js';
 import { memberFileBytes } from '../../src/md/index.js';
 import { parseNbdUri } from '../../src/nbd/index.js';
@@ -130,4 +130,11 @@ test('leases reach every engine; after a lapse only those still owned with their
   assert.deepEqual(sent.sort(), ['aa {"op":"lease","ms":8000}', 'bb {"op":"lease","ms":0}']);
   assert.deepEqual(stopped, ['bb']);
   assert.deepEqual(leases.ids(), [mine]);
+});
+
+test('each member of an engine is placed on its node, whether a file here or a URI of another node', () => {
+  const nodeOf = memberNodeOf(volume());
+  assert.equal(nodeOf(`/disks/disk0/llraid-${id}-0.img`), 'a');
+  assert.equal(nodeOf(memberUri('10.0.0.2:10809', `llraid-${id}-1.img`)), 'b');
+  assert.equal(nodeOf('/disks/disk0/other.img'), undefined);
 });

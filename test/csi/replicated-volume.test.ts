@@ -22,6 +22,7 @@ import { resolveConfig } from '../../src/csi/config.js';
 import { startDriver, type RunningDriver } from '../../src/csi/driver.js';
 import { MdArrays } from '../../src/csi/md-arrays.js';
 import { readEngineEvents } from '../../src/engine/events.js';
+import type { NodeReporting, VolumeStatus } from '../../src/k8s/index.js';
 import { buildCli } from '../support/cli.js';
 import { makeCerts, makeNamedCert } from '../support/certs.js';
 import { FakeLeaseKeeper, FakeLiveness, FakeReplicationStore } from '../support/fake-replication.js';
@@ -31,6 +32,20 @@ import { findProcesses, waitExit } from '../../src/engine/processes.js';
 
 const MiB = 1024 * 1024;
 const canRun = process.getuid?.() === 0 && existsSync('/usr/bin/nbdfuse') && existsSync('/dev/fuse');
+
+/** What a node reported to the cluster, by volume (the last snapshot), as src/k8s would receive it. */
+class RecordingReporting implements NodeReporting {
+  readonly metrics = undefined as unknown as NodeReporting['metrics'];
+  readonly last = new Map<string, VolumeStatus>();
+  update(s: VolumeStatus): void {
+    this.last.set(s.name, s);
+  }
+  remove(name: string): void {
+    this.last.delete(name);
+  }
+  setPool(): void {}
+  async close(): Promise<void> {}
+}
 
 interface NodePlugin {
   name: string;
@@ -43,6 +58,7 @@ interface NodePlugin {
   controller: CsiClient;
   node: CsiClient;
   keeper: FakeLeaseKeeper;
+  reporting: RecordingReporting;
   /** Starts or stops the renewals of the node's Lease (a node cut off from the API server). */
   renewing(on: boolean): void;
 }
@@ -92,7 +108,10 @@ async function startNode(
     renewals = on && leaseMs !== undefined ? setInterval(() => keeper.renew(), 1000) : undefined;
   };
   const log: string[] = [];
+  const reporting = new RecordingReporting();
   const driver = await startDriver(config, {
+    reporting,
+    statusIntervalMs: 300,
     arrays: new MdArrays(),
     engineSource,
     engineCommand: [process.execPath, cli],
@@ -105,7 +124,7 @@ async function startNode(
   });
   const socket = driver.socket;
   const plugin: NodePlugin = {
-    name, dir, disks, runDir, kubeletDir, memberService, driver, keeper, renewing,
+    name, dir, disks, runDir, kubeletDir, memberService, driver, keeper, renewing, reporting,
     controller: csiClient(socket, 'Controller'),
     node: csiClient(socket, 'Node'),
   };
@@ -241,6 +260,11 @@ test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: 
   assert.deepEqual([store.peek(v.volume_id)!.owner.node, store.peek(v.volume_id)!.owner.epoch], ['node-a', 2]);
   const written = 16 * MiB;
   const hash = await writePattern(onA, written);
+  // The owner reports the volume, live, each member with its node.
+  await until('A to report the volume', () => a.reporting.last.get(v.volume_id)?.members.length === 2);
+  assert.deepEqual(a.reporting.last.get(v.volume_id)!.members.map((m) => m.node).sort(), ['node-a', 'node-b']);
+  assert.equal(a.reporting.last.get(v.volume_id)!.node, 'node-a');
+  assert.equal(b.reporting.last.get(v.volume_id), undefined, 'B owns nothing: it reports nothing');
   // B may not take it while A's Lease is live: the stage waits (bounded), then ABORTED naming A.
   await assert.rejects(
     b.node.NodeStageVolume({ volume_id: v.volume_id, staging_target_path: paths(b, 'pv-1').staging, volume_capability: blockCap(), volume_context: v.volume_context }),
@@ -252,6 +276,7 @@ test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: 
   const onB = await stageAndPublish(b, v.volume_id, v.volume_context);
   assert.deepEqual([store.peek(v.volume_id)!.owner.node, store.peek(v.volume_id)!.owner.epoch], ['node-b', 3]);
   assert.equal(await readHash(onB, written), hash, 'the bytes written on A, read on B');
+  await until('B to report it and A to stop', () => b.reporting.last.get(v.volume_id)?.node === 'node-b' && !a.reporting.last.has(v.volume_id));
   const events = await readEngineEvents(path.join(b.runDir, v.volume_id, 'events.jsonl'));
   const assembled = events.find((e) => e.type === 'assembled');
   assert.ok(assembled && assembled.type === 'assembled');
