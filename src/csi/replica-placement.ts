@@ -99,9 +99,9 @@ export interface PlacementReports {
 
 /**
  * The nodes the other copies may go to. The class's allowedTopologies when known: a provisioner
- * run with --node-deployment (as the chart runs it) narrows the request's requisite to its own
- * node, so the request cannot say where the other copies may go. Without a class, the other
- * nodes the requisite names, if it names any; else every node.
+ * run with --strict-topology narrows the request's requisite to its own node, so the request
+ * need not say where the other copies may go. Without a class, the other nodes the requisite
+ * names, if it names any; else every node.
  */
 export function allowedNodesFor(fromClass: readonly string[] | undefined, requisite: readonly Topology[], localNode: string): string[] | undefined {
   if (fromClass !== undefined) return [...fromClass];

@@ -3,7 +3,7 @@
 // the CSIStorageCapacity objects the external-provisioner publishes in the driver's namespace
 // (--enable-capacity, one per class and node with --node-deployment), each from that node
 // plugin's GetCapacity — and the nodes the class's allowedTopologies allow. The request's own
-// accessibility requirements cannot say the latter: a provisioner run with --node-deployment
+// accessibility requirements need not say the latter: a provisioner run with --strict-topology
 // narrows them to its own node. Three calls per create: the claim, its class, the capacities.
 
 import { CoreV1Api, type KubeConfig, StorageV1Api, type V1TopologySelectorTerm } from '@kubernetes/client-node';

@@ -64,7 +64,7 @@ test('this node must be in the requisite; the other copies go to the allowed nod
 });
 
 test('allowed nodes: the class\'s allowedTopologies; else the other nodes the requisite names; else any', () => {
-  // A --node-deployment provisioner narrows the requisite to its own node: that says nothing of the others.
+  // A --strict-topology provisioner narrows the requisite to its own node: that says nothing of the others.
   assert.equal(allowedNodesFor(undefined, [nodeTopology('a')], 'a'), undefined);
   assert.deepEqual(allowedNodesFor(['c', 'b'], [nodeTopology('a')], 'a'), ['c', 'b']);
   assert.deepEqual(allowedNodesFor(undefined, [nodeTopology('a'), nodeTopology('c'), nodeTopology('b')], 'a'), ['b', 'c']);
