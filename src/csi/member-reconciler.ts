@@ -96,8 +96,9 @@ export class MemberReconciler {
 
   /**
    * Allocates this node's member files of `v` that do not exist yet, on the disk each placement
-   * entry names when it is one of this pool's, else on the emptiest disk with room that this
-   * volume does not use here yet. Returns this node's member paths in slot order.
+   * entry names when this pool has one of that name with room (the creating node names its own
+   * disks, and gives the other nodes the same names as a hint), else on the emptiest disk with
+   * room that this volume does not use here yet. Returns this node's member paths in slot order.
    */
   async allocate(v: ReplicatedVolume): Promise<string[]> {
     return this.o.locks.with(volumeKey(v.id), async () => {
@@ -110,7 +111,7 @@ export class MemberReconciler {
         else missing.push(entry);
       }
       for (const entry of missing) {
-        const disk = this.o.pool.diskNamed(entry.disk) ?? (await this.pickDisk(v.memberBytes, used));
+        const disk = (await this.namedDisk(entry.disk, v.memberBytes, used)) ?? (await this.pickDisk(v.memberBytes, used));
         const file = path.join(disk, entry.file);
         // The mark first: a crash between the two leaves a mark without a file (harmless), never
         // an unmarked file. The file is reserved under a name the member service does not export
@@ -136,6 +137,14 @@ export class MemberReconciler {
       if (paths.length === this.mine(v).length) this.complete.add(v.id);
       return paths;
     });
+  }
+
+  /** The pool disk a placement names, when there is one of that name with room that this volume does not use here yet. */
+  private async namedDisk(name: string, size: number, used: Set<string>): Promise<string | undefined> {
+    const disk = this.o.pool.diskNamed(name);
+    if (disk === undefined || used.has(disk)) return undefined;
+    const u = (await this.o.pool.usage()).find((d) => d.path === disk);
+    return u && u.freeBytes >= size ? disk : undefined;
   }
 
   private async pickDisk(size: number, used: Set<string>): Promise<string> {

@@ -126,11 +126,12 @@ export class ReplicatedController {
       ...(others === undefined ? {} : { others }),
       ...(localProblem === undefined ? {} : { localProblem }),
     });
-    let nextDisk = 0;
+    // This node's disks are known here: row k of copies (slots k*replicas ..) goes on local disk
+    // k. Another node's entry names the same disk as a hint: its plugin uses a disk of that name
+    // when it has one with room (nodes are often laid out alike), else picks among its own.
     const placement: ReplicaPlacement[] = placed.slots.map((s) => ({
       ...s,
-      // This node's disks are known here; another node's plugin picks among its own.
-      disk: s.node === this.o.node ? diskName(localDisks[nextDisk++]!) : '',
+      disk: diskName(localDisks[Math.floor(s.slot / spec.replicas)]!),
     }));
     const created = await this.o.store.create({
       id, creator: this.o.node, level: spec.level as 1 | 10, members: spec.members, chunkSize: spec.chunkSize, replicas: spec.replicas,

@@ -21,7 +21,7 @@ const MiB = 1024 * 1024;
 function newVolume(id: string, over: Partial<NewReplicatedVolume> = {}): NewReplicatedVolume {
   return {
     id, creator: 'a', level: 10, members: 4, chunkSize: 65536, replicas: 2, disklessAttach: false, memberBytes: 4 * MiB, fsType: 'ext4', setName: 'ext4:pvc',
-    placement: [0, 1, 2, 3].map((slot) => ({ slot, node: slot % 2 === 0 ? 'a' : 'b', disk: slot === 0 ? 'disk1' : '', file: `llraid-${id}-${slot}.img` })),
+    placement: [0, 1, 2, 3].map((slot) => ({ slot, node: slot % 2 === 0 ? 'a' : 'b', disk: slot === 0 ? 'disk1' : 'disk-x', file: `llraid-${id}-${slot}.img` })),
     ...over,
   };
 }
@@ -84,7 +84,7 @@ test('a node that was down at delete time removes its files when it starts; othe
   const id = '22'.repeat(16);
   await store.create(newVolume(id));
   const other = '33'.repeat(16);
-  await store.create(newVolume(other, { placement: [{ slot: 0, node: 'a', disk: '', file: `llraid-${other}-0.img` }, { slot: 1, node: 'c', disk: '', file: `llraid-${other}-1.img` }], members: 2, level: 1 }));
+  await store.create(newVolume(other, { placement: [{ slot: 0, node: 'a', disk: 'disk0', file: `llraid-${other}-0.img` }, { slot: 1, node: 'c', disk: 'disk0', file: `llraid-${other}-1.img` }], members: 2, level: 1 }));
   const mine = [1, 3].map((slot) => path.join(disks[slot === 1 ? 0 : 1]!, `llraid-${id}-${slot}.img`));
   for (const f of mine) writeFileSync(f, 'x');
   const local = path.join(disks[0]!, `llraid-${'44'.repeat(16)}-0.img`);
@@ -104,7 +104,7 @@ test('orphans: only marked files of volumes with no RaidVolume, only once old en
   const young = path.join(disks[1]!, `llraid-${'66'.repeat(16)}-0.img`);
   const live = path.join(disks[0]!, `llraid-${'77'.repeat(16)}-0.img`);
   const unmarked = path.join(disks[1]!, `llraid-${'88'.repeat(16)}-0.img`);
-  await store.create(newVolume('77'.repeat(16), { placement: [{ slot: 0, node: 'z', disk: '', file: 'elsewhere.img' }] }));
+  await store.create(newVolume('77'.repeat(16), { placement: [{ slot: 0, node: 'z', disk: 'disk0', file: 'elsewhere.img' }] }));
   for (const [f, volume] of [[old, '55'], [young, '66'], [live, '77']] as const) {
     writeFileSync(f, 'x');
     writeFileSync(markPath(f), JSON.stringify({ volume: volume.repeat(16), slot: 0 }));

@@ -21,7 +21,7 @@ function volume(over: Partial<ReplicatedVolume> = {}): ReplicatedVolume {
     id, resourceVersion: '1', level: 1, members: 2, chunkSize: 0, replicas: 2, disklessAttach: false, memberBytes: memberFileBytes(64 << 20),
     fsType: 'ext4', setName: 'ext4:pvc-a', placement: [
       { slot: 0, node: 'a', disk: 'disk0', file: `llraid-${id}-0.img` },
-      { slot: 1, node: 'b', disk: '', file: `llraid-${id}-1.img` },
+      { slot: 1, node: 'b', disk: 'disk0', file: `llraid-${id}-1.img` },
     ],
     owner: { node: 'a', epoch: 4, since: '' }, deleting: false, finalizers: [], ...over,
   };

@@ -15,7 +15,7 @@ async function setup(): Promise<{ store: FakeReplicationStore; liveness: FakeLiv
   const store = new FakeReplicationStore();
   await store.create({
     id, creator: 'a', level: 1, members: 2, chunkSize: 0, replicas: 2, disklessAttach: false, memberBytes: 1 << 20, fsType: 'ext4', setName: 'ext4:pvc-1',
-    placement: [{ slot: 0, node: 'a', disk: 'disk0', file: `llraid-${id}-0.img` }, { slot: 1, node: 'b', disk: '', file: `llraid-${id}-1.img` }],
+    placement: [{ slot: 0, node: 'a', disk: 'disk0', file: `llraid-${id}-0.img` }, { slot: 1, node: 'b', disk: 'disk0', file: `llraid-${id}-1.img` }],
   });
   store.touch(id, { owner: { node: '', epoch: 1, since: '' } });
   const liveness = new FakeLiveness().live('a', '10.0.0.1:10809').live('b', '10.0.0.2:10809').live('c', '10.0.0.3:10809');

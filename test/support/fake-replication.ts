@@ -57,6 +57,10 @@ export class FakeReplicationStore implements ReplicationStore {
     this.calls.push(`create ${n.id}`);
     const existing = this.objects.get(n.id);
     if (existing) return this.copy(existing);
+    // As the real store (k8s/replicated-volume.ts) checks before it writes.
+    for (const p of n.placement) {
+      if (p.node === '' || p.disk === '' || p.file === '') throw new K8sError('EINVAL', `replicated volume ${JSON.stringify(n.id)}: placement slot ${p.slot}: expected node, disk and file, found ${JSON.stringify(p)}`);
+    }
     const { creator: _creator, ...rest } = n;
     const nodes = [...new Set(n.placement.map((p) => p.node))];
     return this.put({
