@@ -14,3 +14,4 @@ export { startNodeReporting, type NodeReporting, type ReportingSettings } from '
 export * from './replication.js';
 export { leaseMarginMs } from './node-lease.js';
 export { KubePlacementReports, quantityBytes, allowedNodesOf, type PlacementReport, type PlacementReportsOptions } from './placement-reports.js';
+export { writeTakeOverEvent } from './takeover-event.js';

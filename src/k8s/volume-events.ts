@@ -8,7 +8,9 @@ import type { VolumeStatus } from './volume-status.js';
 
 export type VolumeEventReason =
   | 'ResyncStarted' | 'ResyncCompleted' | 'RecoveryStarted' | 'RecoveryCompleted'
-  | 'MemberFailed' | 'MemberLost' | 'MemberBack' | 'Degraded' | 'Recovered';
+  | 'MemberFailed' | 'MemberLost' | 'MemberBack' | 'Degraded' | 'Recovered'
+  /** A node took a replicated volume over from one whose Lease expired (takeover-event.ts, not a snapshot diff). */
+  | 'TakeOver';
 
 export interface VolumeEvent {
   reason: VolumeEventReason;

@@ -120,7 +120,13 @@ async function replicationCluster(node: string, s: ReplicationSettings, log: (m:
   const [k8s, { topologyKey }] = await Promise.all([import('../../k8s/index.js'), import('../../csi/topology.js')]);
   const onError = (what: string) => (e: Error): void => log(`${what}: ${e.message}`);
   const leases = new k8s.KubeLeaseApi(undefined, s.namespace);
+  const events = new k8s.KubeClusterApi();
   return {
+    onTakeOver: (v, from, epoch) => {
+      if (!v.claim) return;
+      k8s.writeTakeOverEvent(events, node, v.claim, `${node} took over from ${from} (lease expired), epoch ${epoch}`)
+        .catch(onError('TakeOver event'));
+    },
     store: new k8s.KubeReplicationStore(undefined, { memberNode: node, onError: onError('replicated volumes') }),
     liveness: new k8s.KubeNodeLiveness(leases, { durationSeconds: s.leaseDurationSeconds, onError: onError('node liveness') }),
     keeper: new k8s.KubeLeaseKeeper(leases, {
