@@ -9,6 +9,8 @@
 // Runs until SIGTERM or SIGINT.
 import { createServer, connect } from 'node:net';
 import { rmSync } from 'node:fs';
+import console from 'node:console';
+import process from 'node:process';
 
 function parse(spec) {
   const unix = /^unix:(.+)$/.exec(spec);

@@ -15,32 +15,13 @@ import type { ReplicatedVolume } from '../k8s/replication.js';
 import type { ReplicatedController } from './replicated-controller.js';
 import type { ReplicatedIndex } from './replicated-index.js';
 import { replicatedRecord } from './replicated-stage.js';
-import { arrayBytes, MEMBER_DATA_OFFSET, memberDataFor, memberFileBytes, type MemberOpener } from '../md/index.js';
+import { arrayBytes, MEMBER_DATA_OFFSET, memberDataFor, memberFileBytes } from '../md/index.js';
+import type { ArrayBackend } from './array-backend.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeCondition, type RuntimeState } from './volume-condition.js';
 import { encodeSetName, matchesName, decodeSetName } from './volume-name.js';
 
 import { topologyKey } from './topology.js';
-
-/** What the controller needs from the md engine: creating and growing arrays on member files. */
-export interface ArrayBackend {
-  /**
-   * Writes the superblocks (and bitmap) of a new array on already allocated member files (or, for
-   * a replicated volume, members named by nbds URIs, opened by `opener`).
-   */
-  create(options: {
-    uuid: Buffer;
-    setName: string;
-    spec: VolumeSpec;
-    memberPaths: string[];
-    memberDataSize: number;
-    opener?: MemberOpener;
-    /** Overwrite superblocks a failed earlier attempt left (a replicated create retried). */
-    force?: boolean;
-  }): Promise<void>;
-  /** Records a larger per-member data size in the superblocks (and bitmap) of a stopped array. */
-  grow(volume: VolumeRecord, memberDataSize: number): Promise<void>;
-}
 
 export interface VolumeUsage {
   runtime(volumeId: string): Promise<RuntimeState>;

@@ -3,7 +3,7 @@
 // (assemble, grow, stop), and leaves it stopped cleanly until a NodeStage starts its engine.
 
 import { assembleArray, createArray, type MemberOpener } from '../md/index.js';
-import type { ArrayBackend } from './controller-server.js';
+import type { ArrayBackend } from './array-backend.js';
 import { nearCopiesOf, type VolumeSpec } from './parameters.js';
 import type { VolumeRecord } from './volume-catalog.js';
 

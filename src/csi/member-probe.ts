@@ -5,7 +5,7 @@
 // a previous owner's engine (an engine here then opens them itself, with the same epoch).
 
 import { NbdClientDevice } from '../nbd/index.js';
-import type { TlsFiles } from './replicated-stage.js';
+import type { TlsFiles } from './member-tls.js';
 
 export type MemberProbe = (uri: string, tls: TlsFiles, epoch: number) => Promise<void>;
 

@@ -19,24 +19,11 @@ import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import type { Acquired, VolumeOwnership } from './volume-ownership.js';
 import { decodeSetName } from './volume-name.js';
 import { attachOnce, type MemberProbe } from './member-probe.js';
+import { MEMBER_TLS_NAME, type TlsFiles } from './member-tls.js';
 import { describeError } from '../common/trace.js';
 import { FencedError } from '../block/errors.js';
 
 const isFencedError = (err: unknown): boolean => err instanceof FencedError;
-
-/** The name in every member service's certificate (the chart makes one for the cluster). */
-export const MEMBER_TLS_NAME = 'llraid-member';
-
-/** The files of LLRAID_TLS_DIR (the chart's Secret: ca.crt, tls.crt, tls.key). */
-export interface TlsFiles {
-  cert: string;
-  key: string;
-  ca: string;
-}
-
-export function tlsFilesIn(dir: string): TlsFiles {
-  return { cert: path.join(dir, 'tls.crt'), key: path.join(dir, 'tls.key'), ca: path.join(dir, 'ca.crt') };
-}
 
 /**
  * A member file on another node, through its member service at `address` (host:port): exported

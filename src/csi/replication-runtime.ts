@@ -9,7 +9,7 @@ import { backoffDelay } from '../k8s/backoff.js';
 import type { LeaseKeeper, NodeLiveness, ReplicatedVolume, ReplicationStore } from '../k8s/replication.js';
 import { describeError } from '../common/trace.js';
 import type { ReplicationSettings } from './config.js';
-import type { ArrayBackend } from './controller-server.js';
+import type { ArrayBackend } from './array-backend.js';
 import type { DiskPool } from './disk-pool.js';
 import { EngineLeases } from './engine-leases.js';
 import { MemberReconciler } from './member-reconciler.js';

@@ -12,6 +12,11 @@ export { RAID_VOLUME_API_VERSION, RAID_VOLUME_KIND, RAID_VOLUME_PLURAL, NODE_LAB
 export { volumeEvents, type VolumeEvent, type VolumeEventReason } from './volume-events.js';
 export { startNodeReporting, type NodeReporting, type ReportingSettings } from './node-reporting.js';
 export * from './replication.js';
+export { KubeReplicationStore, type ReplicationStoreOptions } from './replication-store.js';
+export { KubeLeaseKeeper, type LeaseKeeperOptions } from './node-lease.js';
+export { KubeNodeLiveness, type NodeLivenessOptions } from './lease-observer.js';
+export { KubeLeaseApi, type LeaseApi, NODE_LEASE_PREFIX, MEMBER_SERVICE_ANNOTATION, OUT_OF_SERVICE_TAINT } from './lease-api.js';
+export { REPLICATED_LABEL, MEMBER_FINALIZER_PREFIX, MEMBER_LABEL_PREFIX, memberFinalizer, memberLabel } from './replicated-volume.js';
 export { leaseMarginMs } from './node-lease.js';
 export { KubePlacementReports, quantityBytes, allowedNodesOf, type PlacementReport, type PlacementReportsOptions } from './placement-reports.js';
 export { writeTakeOverEvent } from './takeover-event.js';

@@ -2,8 +2,9 @@
 // where a volume's placement and ownership are recorded (ReplicationStore, the RaidVolume), how
 // a node learns which other nodes are alive (NodeLiveness, their Leases), and how this node keeps
 // its own Lease and tells its engines how long they may acknowledge writes (LeaseKeeper).
-// Types only, plus the names of the implementations; docs/architecture.md ("Ownership, leases
-// and the API server") explains the rules.
+// Types only (the implementations are exported beside them by index.ts, so that they can import
+// these without a circle); docs/architecture.md ("Ownership, leases and the API server")
+// explains the rules.
 
 export interface ReplicaPlacement {
   slot: number;
@@ -80,9 +81,3 @@ export interface LeaseKeeper {
   /** Called after every renewal that extended the deadline (validForMs) and when a lapse is over (lapsed=true: the caller must re-check ownership before extending engines). */
   onRenewed(cb: (validForMs: number, afterLapse: boolean) => void): void;
 }
-
-export { KubeReplicationStore, type ReplicationStoreOptions } from './replication-store.js';
-export { KubeLeaseKeeper, type LeaseKeeperOptions } from './node-lease.js';
-export { KubeNodeLiveness, type NodeLivenessOptions } from './lease-observer.js';
-export { KubeLeaseApi, type LeaseApi, NODE_LEASE_PREFIX, MEMBER_SERVICE_ANNOTATION, OUT_OF_SERVICE_TAINT } from './lease-api.js';
-export { REPLICATED_LABEL, MEMBER_FINALIZER_PREFIX, MEMBER_LABEL_PREFIX, memberFinalizer, memberLabel } from './replicated-volume.js';
