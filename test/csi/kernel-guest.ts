@@ -21,8 +21,11 @@ const hostDir = mkdtempSync(path.join(os.tmpdir(), 'llraid-guest-host-'));
 const runDir = path.join(hostDir, 'run');
 const hostSocket = path.join(runDir, 'engine-host.sock');
 const host = spawn(process.execPath, [cliPath, 'engine-host', '--run-dir', runDir, '--attach', 'kernel'], { stdio: ['ignore', 'inherit', 'inherit'] });
-for (let i = 0; i < 2400 && !existsSync(hostSocket); i++) await new Promise((r) => setTimeout(r, 50));
-const plugin = await startPlugin({ attach: 'kernel', engineHost: hostSocket, runDir });
+// Generous bounds: under the emulated kernel-vm, with the host busy, node has taken over two
+// minutes to load the plugin over 9p (a CI run failed with a plugin that had not yet logged a line).
+const LISTEN_MS = 600_000;
+for (const deadline = Date.now() + LISTEN_MS; !existsSync(hostSocket) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
+const plugin = await startPlugin({ attach: 'kernel', engineHost: hostSocket, runDir, listenTimeoutMs: LISTEN_MS });
 const result: Record<string, unknown> = {};
 try {
   const created = await plugin.controller.CreateVolume({

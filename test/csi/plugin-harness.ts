@@ -65,6 +65,8 @@ export interface PluginOptions {
   runDir?: string;
   /** More environment for the plugin (LLRAID_* settings that have no option). */
   env?: NodeJS.ProcessEnv;
+  /** How long the plugin may take to listen; default 120 s. */
+  listenTimeoutMs?: number;
 }
 
 export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> {
@@ -94,8 +96,8 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
       const [cmd, ...args] = [...(options.prefix ?? []), ...argv] as [string, ...string[]];
       child = spawn(cmd, args, { stdio: ['ignore', log, log], env: { ...process.env, ...options.env } });
       closeSync(log);
-      // Generous: under the emulated kernel-vm, node takes tens of seconds to load the plugin.
-      for (let i = 0; i < 2400 && !existsSync(socket) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      const deadline = Date.now() + (options.listenTimeoutMs ?? 120_000);
+      while (!existsSync(socket) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       if (!existsSync(socket)) throw new Error(`plugin did not listen: ${await fs.readFile(logFile, 'utf8')}`);
     },
     async kill() {
