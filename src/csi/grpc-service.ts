@@ -1,7 +1,7 @@
 // Adapts the CSI service objects (async method(request) → response) to grpc-js handlers. This is
 // the CSI layer's error boundary: every thrown error becomes a gRPC status here, via toStatus.
 
-import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { LlraidError } from '../common/llraid-error.js';
 import { describeError, trace } from '../common/trace.js';
 import { csiCode, statusDetails } from './errors.js';
@@ -12,20 +12,29 @@ export function toStatus(err: unknown): { code: GrpcStatus; details: string } {
 }
 
 export type CsiHandler = (request: never) => Promise<object>;
+/** A server-streaming method: its responses, in order; a throw ends the stream with a status. */
+export type CsiStreamHandler = (request: never) => AsyncIterable<object>;
 
 export interface CallLog {
   (method: string, ms: number, error?: { code: number; details: string }): void;
 }
 
 export function toGrpcImplementation(
-  service: Record<string, CsiHandler>,
+  service: Record<string, CsiHandler | CsiStreamHandler>,
   methods: string[],
   log?: CallLog,
+  streaming: ReadonlySet<string> = new Set(),
 ): UntypedServiceImplementation {
   const impl: UntypedServiceImplementation = {};
   for (const name of methods) {
-    const handler = service[name];
-    if (!handler) continue;
+    const method = service[name];
+    if (!method) continue;
+    // Bound: the services are class instances, and grpc-js calls handlers as plain functions.
+    const handler = method.bind(service);
+    if (streaming.has(name)) {
+      impl[name] = (call: ServerWritableStream<unknown, unknown>) => void stream(name, handler as CsiStreamHandler, call, log);
+      continue;
+    }
     impl[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const started = Date.now();
       trace('csi', 'debug', () => `${name}${describeCall(call.request)}`);
@@ -48,8 +57,30 @@ export function toGrpcImplementation(
   return impl;
 }
 
+/**
+ * Writes a streaming method's responses as they come, respecting the client's flow control, and
+ * ends the call with OK or with the status of the error that stopped it.
+ */
+async function stream(name: string, handler: CsiStreamHandler, call: ServerWritableStream<unknown, unknown>, log?: CallLog): Promise<void> {
+  const started = Date.now();
+  trace('csi', 'debug', () => `${name}${describeCall(call.request)}`);
+  try {
+    for await (const response of (handler as (r: unknown) => AsyncIterable<object>)(call.request)) {
+      if (call.cancelled) return;
+      if (!call.write(response)) await new Promise((resolve) => call.once('drain', resolve));
+    }
+    log?.(name, Date.now() - started);
+    call.end();
+  } catch (err) {
+    const s = toStatus(err);
+    trace('csi', s.code === GrpcStatus.INTERNAL ? 'error' : 'info', () => `${name}${describeCall(call.request)} failed: ${describeFailure(err)}`);
+    log?.(name, Date.now() - started, s);
+    call.emit('error', { code: s.code, details: s.details, name: 'CsiError', message: s.details });
+  }
+}
+
 /** The fields of a CSI request that say what it is about (never its secrets or parameters). */
-const CALL_FIELDS = ['name', 'volume_id', 'node_id', 'staging_target_path', 'target_path', 'volume_path'];
+const CALL_FIELDS = ['name', 'volume_id', 'node_id', 'staging_target_path', 'target_path', 'volume_path', 'snapshot_id', 'base_snapshot_id', 'target_snapshot_id'];
 
 function describeCall(request: unknown): string {
   if (typeof request !== 'object' || request === null) return '';

@@ -52,7 +52,7 @@ export function decodeMessage<T = Record<string, unknown>>(name: string, bytes: 
   return type.toObject(type.decode(bytes), toObjectOptions) as T;
 }
 
-export type CsiServiceName = 'Identity' | 'Controller' | 'Node';
+export type CsiServiceName = 'Identity' | 'Controller' | 'Node' | 'SnapshotMetadata';
 
 /** The grpc-js definition of one CSI service: paths /csi.v1.<Service>/<Method>. */
 export function serviceDefinition(name: CsiServiceName): ServiceDefinition {
@@ -66,7 +66,7 @@ export function serviceDefinition(name: CsiServiceName): ServiceDefinition {
     def[method.name] = {
       path: `/csi.v1.${name}/${method.name}`,
       requestStream: false,
-      responseStream: false,
+      responseStream: method.responseStream === true,
       requestSerialize: (v: unknown) => Buffer.from(req.encode(req.fromObject(v as object)).finish()),
       requestDeserialize: (b: Buffer) => req.toObject(req.decode(b), toObjectOptions),
       responseSerialize: (v: unknown) => Buffer.from(res.encode(res.fromObject(v as object)).finish()),
