@@ -34,8 +34,8 @@ const snapshotNameKey = (name: string): string => `snapshot-name:${name}`;
 interface Source {
   geometry: { level: CreatableLevel; raidDisks: number; chunkSize: number; bitmap: SnapshotRecord['bitmap']; fsType: SnapshotRecord['fsType']; memberSize: number };
   sizeBytes: number;
-  /** The member files to copy, by slot (their disks are the copy's disks). */
-  members: string[];
+  /** The disk of each member to copy, by slot: the copy's member goes on the same disk. */
+  disks: string[];
   /** Copies the members to `dsts` at one instant. */
   copy(dsts: string[]): Promise<unknown>;
   contentSource: object;
@@ -201,7 +201,7 @@ export class SnapshotController {
     return {
       geometry: r,
       sizeBytes: r.sizeBytes,
-      members: s.members,
+      disks: r.disks,
       copy: async (dsts) => {
         for (const [i, m] of s.members.entries()) await cloneFile(m, dsts[i] as string);
       },
@@ -216,7 +216,7 @@ export class SnapshotController {
     return {
       geometry: v,
       sizeBytes: v.capacity,
-      members: v.members.map((m) => m.path),
+      disks: v.members.map((m) => path.dirname(m.path)),
       copy: (dsts) => captureMembers(v, dsts, staged, this.usage),
       contentSource: { volume: { volume_id: id } },
     };
@@ -235,7 +235,7 @@ export class SnapshotController {
     }
     const uuid = randomBytes(16);
     const id = uuid.toString('hex');
-    const finals = src.members.map((m, slot) => this.pool.memberPath(path.dirname(m), id, slot));
+    const finals = src.disks.map((d, slot) => this.pool.memberPath(d, id, slot));
     const parts = finals.map((p) => `${p}.part`);
     try {
       await src.copy(parts);
