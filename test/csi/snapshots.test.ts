@@ -102,6 +102,8 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   assert.equal(Number(snap.size_bytes), Number(src.capacity_bytes));
   const log = await fs.readFile(plugin.logFile, 'utf8');
   assert.match(log, new RegExp(`snapshot ${snap.snapshot_id} of volume ${src.volume_id}: staged, writes held \\d+ ms`));
+  const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; timedOut?: boolean });
+  assert.deepEqual(events.filter((e) => e.type === 'frozen' || e.type === 'thawed').map((e) => e.type), ['frozen', 'thawed'], 'the engine reports the pause');
 
   // The copy: a new volume from the snapshot, staged, read through its own engine.
   const copy = await createVolume('snap-copy', { volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } } });

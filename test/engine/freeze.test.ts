@@ -11,11 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlRequest, EngineError } from '../../src/engine/control/client.js';
 import { ControlServer } from '../../src/engine/control/server.js';
+import type { EngineEvent, ThawedEvent } from '../../src/engine/events.js';
 import { createArray, readSuperblockFile, surveyArray, type MdArray } from '../../src/md/index.js';
 
 const MiB = 1024 * 1024;
 
-async function served(t: { after(fn: () => Promise<void> | void): void }): Promise<{ array: MdArray; members: string[]; control: string }> {
+async function served(t: { after(fn: () => Promise<void> | void): void }): Promise<{ array: MdArray; members: string[]; control: string; seen: EngineEvent[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'llraid-freeze-'));
   const members = [0, 1].map((i) => join(dir, `m${i}.img`));
   for (const m of members) {
@@ -24,13 +25,14 @@ async function served(t: { after(fn: () => Promise<void> | void): void }): Promi
   }
   const array = await createArray({ name: 'ext4:freeze', level: 1, members, bitmap: 'llbitmap', autoSync: false });
   const control = join(dir, 'control.sock');
-  const server = await ControlServer.listen(control, { array, onStop: () => undefined });
+  const seen: EngineEvent[] = [];
+  const server = await ControlServer.listen(control, { array, onStop: () => undefined, events: (e) => seen.push(e) });
   t.after(async () => {
     await server.close();
     await array.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { array, members, control };
+  return { array, members, control, seen };
 }
 
 async function resyncOwed(members: string[]): Promise<boolean> {
@@ -39,7 +41,7 @@ async function resyncOwed(members: string[]): Promise<boolean> {
 }
 
 test('frozen: writes wait, the members on disk are clean; thaw resumes them and reports the pause', async (t) => {
-  const { array, members, control } = await served(t);
+  const { array, members, control, seen } = await served(t);
   await array.write(0, Buffer.alloc(65536, 1));
   assert.equal(await resyncOwed(members), true, 'a running array owes a resync on disk');
   const frozen = await controlRequest(control, { op: 'freeze', timeoutMs: 5000 });
@@ -56,10 +58,12 @@ test('frozen: writes wait, the members on disk are clean; thaw resumes them and 
   assert.equal(written, true);
   assert.equal(await resyncOwed(members), true, 'active again after thaw');
   assert.ok((await array.read(0, 65536)).equals(Buffer.alloc(65536, 2)));
+  assert.deepEqual(seen.map((e) => e.type), ['frozen', 'thawed']);
+  assert.deepEqual(seen[1], { type: 'thawed', pausedMs: thawed.pausedMs, timedOut: false });
 });
 
 test('a freeze nobody thaws ends at its timeout; the late thaw is ETIMEDOUT; one freeze at a time', async (t) => {
-  const { array, control } = await served(t);
+  const { array, control, seen } = await served(t);
   await controlRequest(control, { op: 'freeze', timeoutMs: 300 });
   await assert.rejects(controlRequest(control, { op: 'freeze', timeoutMs: 300 }), (e: unknown) => e instanceof EngineError && e.code === 'EBUSY');
   const started = performance.now();
@@ -68,5 +72,7 @@ test('a freeze nobody thaws ends at its timeout; the late thaw is ETIMEDOUT; one
   assert.ok(waited >= 200 && waited < 3000, `the write waited ${Math.round(waited)} ms, about the 300 ms timeout`);
   await assert.rejects(controlRequest(control, { op: 'thaw' }), (e: unknown) => e instanceof EngineError && e.code === 'ETIMEDOUT' && /timeout before thaw/.test(e.message));
   await assert.rejects(controlRequest(control, { op: 'thaw' }), (e: unknown) => e instanceof EngineError && e.code === 'EINVAL');
+  const ended = seen.find((e): e is ThawedEvent => e.type === 'thawed');
+  assert.equal(ended?.timedOut, true, 'the event says the timeout ended it');
   await assert.rejects(controlRequest(control, { op: 'freeze', timeoutMs: 0 }), (e: unknown) => e instanceof EngineError && e.code === 'EINVAL');
 });

@@ -8,6 +8,7 @@
 import { TimeoutError } from '../../block/errors.js';
 import { trace } from '../../common/trace.js';
 import { MdError, type MdArray } from '../../md/index.js';
+import type { EventSink } from '../events.js';
 
 /** The longest pause a freeze may ask for: I/O held longer than this would look like a hung device. */
 export const MAX_FREEZE_MS = 30_000;
@@ -27,7 +28,11 @@ export class Freezer {
   /** The last freeze ended by its timeout, not by thaw: the next thaw reports it. */
   private expired: { timeoutMs: number } | undefined;
 
-  constructor(private readonly array: MdArray) {}
+  constructor(
+    private readonly array: MdArray,
+    /** The engine's events: `frozen` and `thawed` say when writes were held and for how long. */
+    private readonly events: EventSink = () => undefined,
+  ) {}
 
   /** Quiesces the array; resolves once the member files are a cleanly stopped array on disk. */
   async freeze(timeoutMs: number): Promise<{ drainMs: number }> {
@@ -41,10 +46,11 @@ export class Freezer {
       const timer = setTimeout(() => {
         trace('engine', 'info', () => `freeze: no thaw within ${timeoutMs} ms: resuming I/O`);
         this.expired = { timeoutMs };
-        void this.end();
+        void this.end(true);
       }, Math.max(0, timeoutMs - (quiesced - started)));
       // New writes wait from the start of the quiesce: the pause is counted from there.
       this.frozen = { resume, since: started, timer, timeoutMs };
+      this.events({ type: 'frozen', drainMs: Math.round(quiesced - started), timeoutMs });
       return { drainMs: Math.round(quiesced - started) };
     } finally {
       this.pending = false;
@@ -63,12 +69,14 @@ export class Freezer {
   }
 
   /** Ends a freeze (thaw, timeout, stop); a stop goes on whether or not it was frozen. */
-  async end(): Promise<number> {
+  async end(timedOut = false): Promise<number> {
     const f = this.frozen;
     if (!f) return 0;
     this.frozen = undefined;
     clearTimeout(f.timer);
     await f.resume();
-    return Math.round(performance.now() - f.since);
+    const pausedMs = Math.round(performance.now() - f.since);
+    this.events({ type: 'thawed', pausedMs, timedOut });
+    return pausedMs;
   }
 }

@@ -11,6 +11,7 @@ import { claimSocketPath } from '../../block/socket-file.js';
 import { trace } from '../../common/trace.js';
 import { MdError, type MdArray } from '../../md/index.js';
 import { MAX_LEASE_MS, type LeaseGate } from '../lease-gate.js';
+import type { EventSink } from '../events.js';
 import { executeControl } from './execute.js';
 import { Freezer, MAX_FREEZE_MS } from './freeze.js';
 import type { ControlErrorCode, ControlReply, ControlRequest } from './protocol.js';
@@ -34,7 +35,7 @@ export class ControlServer {
    */
   static async listen(path: string, engine: Engine): Promise<ControlServer> {
     await claimSocketPath(path, 'control socket');
-    const freezer = new Freezer(engine.array);
+    const freezer = new Freezer(engine.array, engine.events);
     const server = createServer((socket) => serve(socket, engine, freezer));
     // Mode 0600 before anyone can connect: the umask covers the window until chmod. It is put
     // back whether listen succeeds or fails, so a refused path leaves the process's umask alone.
@@ -67,6 +68,8 @@ export interface Engine {
   onStop: () => void;
   io?: () => IoCounters;
   lease?: LeaseGate;
+  /** The engine's event sink (freeze and thaw are reported there). */
+  events?: EventSink;
 }
 
 function serve(socket: Socket, engine: Engine, freezer: Freezer): void {
