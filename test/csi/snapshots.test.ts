@@ -3,14 +3,21 @@
 // writes acknowledged before the call and none issued after it returned; a volume made from it
 // has its own ids and that data; a clone of an unstaged volume and a bigger volume from a
 // snapshot; snapshots survive a plugin restart and the deletion of their source; and a pool
-// whose disks cannot clone says so (no snapshot capability, an error naming the disk).
+// whose disks cannot clone says so (no snapshot capability, an error naming the disk). A copy
+// whose freeze ran out before thaw is given up (ABORTED), and nothing of it is left.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { NbdClientDevice } from '../../src/nbd/index.js';
-import { readSuperblockFile } from '../../src/md/index.js';
+import { createArray, readSuperblockFile } from '../../src/md/index.js';
+import { DiskPool } from '../../src/csi/disk-pool.js';
+import { CsiError } from '../../src/csi/errors.js';
+import { newSnapshotId, SnapshotStore } from '../../src/csi/snapshot-store.js';
+import { captureMembers, type VolumeFreezer } from '../../src/csi/volume-capture.js';
+import { VolumeCatalog } from '../../src/csi/volume-catalog.js';
+import { EngineError } from '../../src/engine/control/client.js';
 import { blockCap, codeOf, startPlugin, type Plugin } from './plugin-harness.js';
 import { mountReflinkXfs, type ReflinkDisk } from './reflink-disk.js';
 
@@ -196,6 +203,36 @@ test('a clone of an unstaged volume, and the errors csi-sanity expects', async (
   await plugin.controller.DeleteSnapshot({ snapshot_id: 'not-an-id' });
   await plugin.controller.DeleteSnapshot({ snapshot_id: (s1.snapshot as { snapshot_id: string }).snapshot_id });
   for (const id of [src.volume_id, clone.volume_id]) await plugin.controller.DeleteVolume({ volume_id: id });
+});
+
+test('a staged copy whose freeze timed out before thaw is ABORTED and leaves nothing', async () => {
+  const root = await fs.mkdtemp(path.join(disk.dir, 'abort-'));
+  const disks = [0, 1].map((i) => path.join(root, `d${i}`));
+  for (const d of disks) await fs.mkdir(d);
+  const pool = new DiskPool(disks);
+  const members = disks.map((d, slot) => pool.memberPath(d, 'a'.repeat(32), slot));
+  for (const m of members) await pool.allocate(m, 8 * MiB);
+  await (await createArray({ name: 'ext4:abort', level: 1, members, uuid: Buffer.from('a'.repeat(32), 'hex'), bitmap: 'llbitmap', autoSync: false })).stop();
+  const volume = (await new VolumeCatalog(pool).get('a'.repeat(32)))!;
+  const store = new SnapshotStore(pool);
+  const calls: string[] = [];
+  const freezer: VolumeFreezer = {
+    freeze: async () => { calls.push('freeze'); return { drainMs: 1 }; },
+    thaw: async () => { calls.push('thaw'); throw new EngineError('ETIMEDOUT', 'the freeze ended after its 10 ms timeout before thaw'); },
+  };
+  const record = {
+    version: 1 as const, id: newSnapshotId(volume.id), name: 'abort', sourceVolumeId: volume.id, createdAt: { seconds: 0, nanos: 0 },
+    sizeBytes: volume.capacity, level: volume.level, raidDisks: 2, chunkSize: 0, bitmap: volume.bitmap, fsType: volume.fsType,
+    memberSize: volume.memberSize, disks, pauseMs: 0,
+  };
+  await assert.rejects(
+    store.create(record, (dsts) => captureMembers(volume, dsts, true, freezer, 10), async () => ({})),
+    (e: unknown) => e instanceof CsiError && e.code === 'ABORTED' && /writes were held longer than the 10 ms/.test(e.message),
+  );
+  assert.deepEqual(calls, ['freeze', 'thaw']);
+  assert.equal((await store.scan()).size, 0);
+  for (const d of disks) assert.deepEqual((await fs.readdir(path.join(d, 'llraid-snapshots')).catch(() => [])), [], 'no snapshot directory is left');
+  await fs.rm(root, { recursive: true, force: true });
 });
 
 test('disks that cannot clone: no snapshot capability, and CreateSnapshot names the disk', async () => {
