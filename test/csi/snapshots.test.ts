@@ -174,17 +174,26 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   for (const id of [copy.volume_id, copy2.volume_id]) await plugin.controller.DeleteVolume({ volume_id: id });
 });
 
-test('a clone of an unstaged volume, and the errors csi-sanity expects', async () => {
+test('clones of a staged and an unstaged volume, and the errors csi-sanity expects', async () => {
   const src = await createVolume('clone-src');
   await stage(src.volume_id);
   const dev = await connect(src.volume_id);
   await dev.write(0, Buffer.alloc(MiB, 0x5a), { fua: true });
+  // A clone of the staged volume (frozen for the copy), then the source changes: the clone keeps 0x5a.
+  const live = await createVolume('clone-live', { volume_content_source: { volume: { volume_id: src.volume_id } } });
+  await dev.write(0, Buffer.alloc(MiB, 0x77), { fua: true });
   await dev.close();
   await unstage(src.volume_id);
+  await stage(live.volume_id);
+  const l = await connect(live.volume_id);
+  assert.ok((await l.read(0, MiB)).equals(Buffer.alloc(MiB, 0x5a)), 'the clone of the staged volume holds the data of its instant');
+  await l.close();
+  await unstage(live.volume_id);
+  await plugin.controller.DeleteVolume({ volume_id: live.volume_id });
   const clone = await createVolume('clone-1', { volume_content_source: { volume: { volume_id: src.volume_id } } });
   await stage(clone.volume_id);
   const c = await connect(clone.volume_id);
-  assert.ok((await c.read(0, MiB)).equals(Buffer.alloc(MiB, 0x5a)));
+  assert.ok((await c.read(0, MiB)).equals(Buffer.alloc(MiB, 0x77)), 'the clone of the unstaged volume holds its last data');
   await c.close();
   await unstage(clone.volume_id);
 
