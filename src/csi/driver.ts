@@ -107,8 +107,11 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     locks,
     replication?.stage,
   );
+  const snapshotStore = new SnapshotStore(pool);
+  const leftovers = await snapshotStore.removeLeftovers();
+  if (leftovers.length > 0) deps.log(`removed copies a crash left half-made: ${leftovers.join(', ')}`);
   const snapshots = new SnapshotController(
-    pool, catalog, new SnapshotStore(pool), deps.arrays, node, locks,
+    pool, catalog, snapshotStore, deps.arrays, node, locks,
     async (id) => (await replication?.index.get(id)) !== undefined,
     deps.log,
   );

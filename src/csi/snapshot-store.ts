@@ -3,7 +3,8 @@
 // with `snapshot.json` (the record, the same on every disk) beside it; like volumes, snapshots
 // need no database and survive plugin restarts. A snapshot is built in `<id>.part` directories
 // and renamed into place disk by disk, so the scan never takes a half-made copy for one: a
-// snapshot is complete when every disk its record names holds its directory.
+// snapshot is complete when every disk its record names holds its directory. What a crash left
+// half-made is removed when the plugin starts (removeLeftovers).
 
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -128,6 +129,25 @@ export class SnapshotStore {
       await this.remove(record.id);
       throw err;
     }
+  }
+
+  /**
+   * Removes what a crash left half-made: snapshot `.part` directories and copies of volumes not
+   * yet renamed (`llraid-<id>-<slot>.img.part`). Only for the plugin's start, when no copy is in
+   * progress (only the plugin makes them). → what was removed.
+   */
+  async removeLeftovers(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const disk of this.pool.disks) {
+      for (const name of await fs.readdir(disk).catch(() => [] as string[])) {
+        if (/^llraid-[0-9a-f]{32}-\d+\.img\.part$/.test(name)) removed.push(path.join(disk, name));
+      }
+      for (const name of await fs.readdir(path.join(disk, dirName)).catch(() => [] as string[])) {
+        if (name.endsWith('.part')) removed.push(path.join(disk, dirName, name));
+      }
+    }
+    for (const p of removed) await fs.rm(p, { recursive: true, force: true });
+    return removed;
   }
 
   /** Removes the snapshot's directories (and any `.part` left) from every disk; idempotent. */

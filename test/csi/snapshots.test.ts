@@ -153,8 +153,15 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   // Listing, a plugin restart, the source deleted: the snapshot stays, and a second copy works.
   const listed = (await plugin.controller.ListSnapshots({ source_volume_id: src.volume_id })).entries as { snapshot: { snapshot_id: string } }[];
   assert.deepEqual(listed.map((e) => e.snapshot.snapshot_id), [snap.snapshot_id]);
+  const leftovers = [
+    path.join(plugin.disks[0]!, `llraid-${'c'.repeat(32)}-0.img.part`),
+    path.join(plugin.disks[1]!, 'llraid-snapshots', `${src.volume_id}-${'d'.repeat(16)}.part`),
+  ];
+  await fs.writeFile(leftovers[0]!, 'half a copy');
+  await fs.mkdir(leftovers[1]!);
   await plugin.kill();
   await plugin.start();
+  for (const l of leftovers) await assert.rejects(fs.stat(l), 'what a crash left half-made is removed at start');
   await plugin.controller.DeleteVolume({ volume_id: src.volume_id });
   const again = (await plugin.controller.ListSnapshots({ snapshot_id: snap.snapshot_id })).entries as { snapshot: { snapshot_id: string; source_volume_id: string } }[];
   assert.equal(again.length, 1);
