@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # csi-sanity (kubernetes-csi/csi-test) against `llraid csi` with a disk pool of three directories
-# in a temp dir, fuse attach, real mounts: once with mount volumes and once with raw block volumes.
+# on an XFS made with reflink=1 in a loop file (snapshots and clones are reflinks of member files,
+# and the plugin advertises them only where the disks can clone), fuse attach, real mounts: once
+# with mount volumes and once with raw block volumes.
 # The plugin's --kubelet-dir is $work/kubelet, and csi-sanity's mount and staging dirs are below
 # it: the plugin refuses Node calls that name any other path.
 # Prints each run's passed/failed/skipped counts; fails when any spec fails.
@@ -22,17 +24,25 @@ plugin_pid=
 cleanup() {
   if [ -n "$plugin_pid" ]; then kill "$plugin_pid" 2>/dev/null || true; wait "$plugin_pid" 2>/dev/null || true; fi
   # Anything a failed run left staged: unmount, detach and stop engines found under this run dir.
-  for m in $(awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  for m in $(awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | grep -vx "$work/xfs" | sort -r); do umount -l "$m" 2>/dev/null || true; done
   for pidf in "$work"/run/*/nbdfuse.pid; do [ -e "$pidf" ] || continue; kill "$(cat "$pidf")" 2>/dev/null || true; done
   pkill -TERM -f -- "--socket $work/run/" 2>/dev/null || true
+  # The disks' filesystem last, once no engine holds a member on it (its loop device goes with it).
+  if mountpoint -q "$work/xfs"; then umount "$work/xfs" 2>/dev/null || umount -l "$work/xfs" || true; fi
   if [ -n "${LLRAID_CSI_LOGS:-}" ]; then mkdir -p "$LLRAID_CSI_LOGS"; cp "$work"/*.log "$LLRAID_CSI_LOGS"/ || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work"/disk-a "$work"/disk-b "$work"/disk-c "$work"/kubelet
+# The disks: one sparse XFS image with reflink (mkfs.xfs -m reflink=1), mounted through a loop
+# device that `mount -o loop` frees again at umount. No reflink, no snapshot tests: fail, never skip.
+truncate -s 4G "$work/disks.img"
+mkfs.xfs -q -m reflink=1 "$work/disks.img"
+mkdir -p "$work/xfs"
+mount -o loop "$work/disks.img" "$work/xfs"
+mkdir -p "$work"/xfs/disk-a "$work"/xfs/disk-b "$work"/xfs/disk-c "$work"/kubelet
 
 node dist/src/cli/bin.cjs csi --endpoint "unix://$work/csi.sock" --node-id sanity-node \
-  --disks "$work/disk-a,$work/disk-b,$work/disk-c" --attach fuse --run-dir "$work/run" --kubelet-dir "$work/kubelet" \
+  --disks "$work/xfs/disk-a,$work/xfs/disk-b,$work/xfs/disk-c" --attach fuse --run-dir "$work/run" --kubelet-dir "$work/kubelet" \
   >"$work/plugin.log" 2>&1 &
 plugin_pid=$!
 for _ in $(seq 100); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done

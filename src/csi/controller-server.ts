@@ -22,8 +22,9 @@ import { volumeCondition, type RuntimeState } from './volume-condition.js';
 import { encodeSetName, matchesName, decodeSetName } from './volume-name.js';
 
 import { topologyKey } from './topology.js';
+import type { SnapshotController, SnapshotUsage } from './snapshot-controller.js';
 
-export interface VolumeUsage {
+export interface VolumeUsage extends SnapshotUsage {
   runtime(volumeId: string): Promise<RuntimeState>;
   /** Whether a staged volume can grow live (its attachment follows a bigger export). */
   readonly onlineExpansion: boolean;
@@ -49,6 +50,8 @@ export class ControllerServer {
     private readonly usage: VolumeUsage,
     /** The driver's per-volume locks, shared with the Node service. */
     private readonly locks: VolumeLocks,
+    /** Snapshots and copies of node-local volumes (snapshot-controller.ts). */
+    private readonly snapshots: SnapshotController,
     /** Replicated volumes (issue 19); absent when the plugin runs without replication settings. */
     private readonly replicated?: ReplicatedController,
     private readonly replicatedIndex?: ReplicatedIndex,
@@ -102,9 +105,7 @@ export class ControllerServer {
       const why = unsupportedReason(cap);
       if (why) throw invalid(`CreateVolume: ${why}`);
     }
-    if (req.volume_content_source) {
-      throw invalid('CreateVolume: volume_content_source is not supported: llraid has no snapshots or clones');
-    }
+    const source = req.volume_content_source?.snapshot || req.volume_content_source?.volume ? req.volume_content_source : undefined;
     const spec = parseVolumeParameters(req.parameters ?? {});
     const fsFromCap = caps.find((c) => !isBlock(c) && c.mount?.fs_type)?.mount?.fs_type;
     if (fsFromCap === 'ext4' || fsFromCap === 'xfs') {
@@ -121,6 +122,9 @@ export class ControllerServer {
       throw invalid(`CreateVolume: required_bytes ${range.required_bytes} exceeds limit_bytes ${range.limit_bytes}`);
     }
     const reqs = req.accessibility_requirements;
+    if (spec.replicas > 1 && source) {
+      throw new CsiError('FAILED_PRECONDITION', 'CreateVolume: a volume from a snapshot or a clone must be node-local (replicas 1): replicated volumes have no snapshots or clones yet');
+    }
     if (spec.replicas > 1) return this.createReplicated(req, spec, range);
     if (reqs && reqs.requisite.length > 0 && !reqs.requisite.some((t) => this.isThisNode(t))) {
       throw new CsiError(
@@ -136,6 +140,10 @@ export class ControllerServer {
       if (existing) {
         this.checkSame(existing, spec, range, req.name);
         return { volume: this.toVolume(existing) };
+      }
+      if (source) {
+        const made = await this.snapshots.createFrom(req, source, spec, range, new Set(Object.keys(req.parameters ?? {})));
+        return { volume: { ...this.toVolume(made.volume), content_source: made.contentSource } };
       }
       let capacity = range.required_bytes > 0 ? range.required_bytes : this.options.defaultCapacity;
       if (range.limit_bytes > 0) capacity = Math.min(capacity, range.limit_bytes);
@@ -286,17 +294,26 @@ export class ControllerServer {
     return { available_capacity: usable, maximum_volume_size: { value: usable } };
   };
 
-  ControllerGetCapabilities = async (): Promise<object> => ({
-    capabilities: [
-      'CREATE_DELETE_VOLUME',
-      'LIST_VOLUMES',
-      'GET_CAPACITY',
-      'EXPAND_VOLUME',
-      'VOLUME_CONDITION',
-      'GET_VOLUME',
-      'SINGLE_NODE_MULTI_WRITER',
-    ].map((type) => ({ rpc: { type } })),
-  });
+  ControllerGetCapabilities = async (): Promise<object> => {
+    // Snapshots and clones only where every disk can reflink its files (snapshot-controller.ts).
+    const copies = (await this.snapshots.disksWithoutReflink()).length === 0 ? ['CREATE_DELETE_SNAPSHOT', 'LIST_SNAPSHOTS', 'CLONE_VOLUME'] : [];
+    return {
+      capabilities: [
+        'CREATE_DELETE_VOLUME',
+        'LIST_VOLUMES',
+        'GET_CAPACITY',
+        'EXPAND_VOLUME',
+        'VOLUME_CONDITION',
+        'GET_VOLUME',
+        'SINGLE_NODE_MULTI_WRITER',
+        ...copies,
+      ].map((type) => ({ rpc: { type } })),
+    };
+  };
+
+  CreateSnapshot = (req: { source_volume_id: string; name: string }): Promise<object> => this.snapshots.CreateSnapshot(req);
+  DeleteSnapshot = (req: { snapshot_id: string }): Promise<object> => this.snapshots.DeleteSnapshot(req);
+  ListSnapshots = (req: { max_entries: number; starting_token: string; source_volume_id: string; snapshot_id: string }): Promise<object> => this.snapshots.ListSnapshots(req);
 
   ControllerExpandVolume = async (req: { volume_id: string; capacity_range: CapacityRange | null; volume_capability: VolumeCapability | null }): Promise<object> => {
     if (!req.volume_id) throw invalid('ControllerExpandVolume: volume_id is empty');

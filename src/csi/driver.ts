@@ -14,6 +14,8 @@ import { enableIoFlusher } from '../engine/io-flusher.js';
 import { endpointPath, type CsiConfig } from './config.js';
 import type { ArrayBackend } from './array-backend.js';
 import { ControllerServer } from './controller-server.js';
+import { SnapshotController } from './snapshot-controller.js';
+import { SnapshotStore } from './snapshot-store.js';
 import { DiskPool } from './disk-pool.js';
 import { EngineSupervisor, type Engines } from '../engine/supervisor.js';
 import { toGrpcImplementation, type CsiHandler } from './grpc-service.js';
@@ -105,6 +107,15 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     locks,
     replication?.stage,
   );
+  const snapshotStore = new SnapshotStore(pool);
+  const leftovers = await snapshotStore.removeLeftovers();
+  if (leftovers.length > 0) deps.log(`removed copies a crash left half-made: ${leftovers.join(', ')}`);
+  const snapshots = new SnapshotController(
+    pool, catalog, snapshotStore, deps.arrays, node, locks,
+    async (id) => (await replication?.index.get(id)) !== undefined,
+    deps.log,
+  );
+  void snapshots.disksWithoutReflink();
   const controller = new ControllerServer(
     { nodeId: config.nodeId, defaultCapacity: config.defaultCapacity },
     pool,
@@ -112,6 +123,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     deps.arrays,
     node,
     locks,
+    snapshots,
     replication?.connect((id) => node.runtime(id)),
     replication?.index,
   );

@@ -39,12 +39,19 @@ export interface VolumeCondition {
   message: string;
 }
 
+/** A oneof: exactly one of the two is set (proto.ts decodes the other as absent or null). */
+export interface VolumeContentSource {
+  type?: 'snapshot' | 'volume';
+  snapshot?: { snapshot_id: string } | null;
+  volume?: { volume_id: string } | null;
+}
+
 export interface CreateVolumeRequest {
   name: string;
   capacity_range: CapacityRange | null;
   volume_capabilities: VolumeCapability[];
   parameters: Record<string, string>;
-  volume_content_source: { type?: string } | null;
+  volume_content_source: VolumeContentSource | null;
   accessibility_requirements: { requisite: Topology[]; preferred: Topology[] } | null;
 }
 

@@ -127,6 +127,17 @@ export class NodeServer implements VolumeUsage {
     await this.engines.control(v.id, { op: 'grow', memberBytes: memberDataSize });
   }
 
+  /** A snapshot's pause (volume-capture.ts): the engine quiesces its array until thaw or the timeout. */
+  async freeze(volumeId: string, timeoutMs: number): Promise<{ drainMs: number }> {
+    const r = await this.engines.control(volumeId, { op: 'freeze', timeoutMs });
+    return { drainMs: r.drainMs ?? 0 };
+  }
+
+  async thaw(volumeId: string): Promise<{ pausedMs: number }> {
+    const r = await this.engines.control(volumeId, { op: 'thaw' });
+    return { pausedMs: r.pausedMs ?? 0 };
+  }
+
   /** Engine up and attached: the volume's block device, whichever call got it there first. */
   private async bringUp(v: VolumeRecord, args: EngineArgs): Promise<string> {
     const socket = this.engines.socket(v.id);

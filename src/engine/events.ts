@@ -101,6 +101,23 @@ export interface LeaseRenewedEvent {
   validForMs: number;
 }
 
+/** A snapshot's pause began (control freeze): new writes wait; the member files are clean on disk. */
+export interface FrozenEvent {
+  type: 'frozen';
+  /** How long draining the requests in flight and writing bitmap and superblocks took. */
+  drainMs: number;
+  /** The engine resumes by itself after this, thaw or not. */
+  timeoutMs: number;
+}
+
+/** The pause ended: by thaw, or by its timeout (the snapshot that asked for it is then given up). */
+export interface ThawedEvent {
+  type: 'thawed';
+  /** How long new writes were held. */
+  pausedMs: number;
+  timedOut: boolean;
+}
+
 export interface StoppingEvent {
   type: 'stopping';
   why: string;
@@ -115,7 +132,7 @@ export interface StoppedEvent {
 
 export type EngineEvent =
   | AssembledEvent | ServingEvent | SyncEndedEvent | FencedEvent | MemberFailedEvent | MemberReturnedEvent | MemberRecoveredEvent
-  | LeaseLapsedEvent | LeaseRenewedEvent | StoppingEvent | StoppedEvent;
+  | LeaseLapsedEvent | LeaseRenewedEvent | FrozenEvent | ThawedEvent | StoppingEvent | StoppedEvent;
 
 /** An event with the time it happened (ISO 8601), as written to the JSON file. */
 export type TimedEngineEvent = EngineEvent & { time: string };
@@ -147,6 +164,10 @@ export function describeEvent(e: EngineEvent): string[] {
       return ['lease lapsed: writes are held, not acknowledged, until it is extended'];
     case 'lease-renewed':
       return [`lease extended after ${(e.lapsedMs / 1000).toFixed(1)} s lapsed: ${e.released} held request${e.released === 1 ? '' : 's'} go on; valid for ${e.validForMs} ms`];
+    case 'frozen':
+      return [`frozen for a snapshot: writes wait (drained in ${e.drainMs} ms; at most ${e.timeoutMs} ms)`];
+    case 'thawed':
+      return [`thawed${e.timedOut ? ' at the timeout, no thaw came' : ''}: writes were held ${e.pausedMs} ms`];
     case 'stopping':
       return [`${e.why}: stopping`];
     case 'stopped':

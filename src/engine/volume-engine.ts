@@ -90,7 +90,7 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
     server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly }]);
     if (array !== undefined && options.control !== undefined) {
       controlServer = await ControlServer.listen(options.control, {
-        array, onStop: controlStop, io: () => counted.counters, ...(gate === undefined ? {} : { lease: gate }),
+        array, onStop: controlStop, io: () => counted.counters, events, ...(gate === undefined ? {} : { lease: gate }),
       });
     }
     events({ type: 'serving', exportName: options.exportName, size: device.size, address: where, uri: uri(address, options.exportName) });

@@ -21,6 +21,9 @@
 //   freshestReport, memberStanding              offline status: each member as assembly sees it
 //   readSuperblockFile(path), surveyArray(found) a stopped array from its members' superblocks,
 //                                              read-only (the CSI driver's volume list)
+//   reidentifyMembers(paths, {uuid, name})     copied members (a snapshot, a clone) get a new set
+//                                              uuid and name, new device uuids (member-identity.ts)
+//   writtenChunks(path) → {chunkSize, chunks, bits}  chunks the member's llbitmap saw written
 //
 //   Levels (levels.ts): CREATABLE_LEVELS, minMembers(level), arrayBytes(level, members, chunk,
 //   memberData) — exactly the personality's array size —, memberDataFor(level, members, chunk,
@@ -32,6 +35,8 @@
 //   MdArray implements BlockDevice (size, blockSize, read, write {fua}, flush, discard,
 //   writeZeroes, extents — Unwritten bitmap chunks are holes — and close = stop), plus:
 //     stop()            clean stop: sync checkpointed, bitmap flushed, superblocks clean
+//     quiesce() → {resume}  I/O held and drained, sync paused, bitmap flushed, superblocks clean:
+//                       the member files are a cleanly stopped array until resume() (snapshots)
 //     abandon()         drop without writing anything (as a crash or kill would)
 //     fail(name)        mark a member faulty (refused if no complete copy would remain)
 //     remove(name)      detach a faulty or spare member
@@ -80,3 +85,4 @@ export { describeBitmapLoad } from './llbitmap/cross-check.js';
 export { MD_ERROR_CODES, MdError, type MdErrorCode } from './errors.js';
 export { DEFAULT_TUNING } from './tuning.js';
 export { formatUuid, type Superblock } from './superblock.js';
+export { reidentifyMembers, writtenChunks, type NewIdentity, type WrittenChunks } from './member-identity.js';

@@ -138,9 +138,10 @@ describe('CreateVolume', () => {
     /level 1 ≠ 0/,
   );
   refuses(
-    'a snapshot content source is INVALID_ARGUMENT',
+    'a content source snapshot that does not exist is NOT_FOUND',
     () => plugin.controller.CreateVolume({ name: 'x', volume_capabilities: vc, volume_content_source: { snapshot: { snapshot_id: 's' } } }),
-    status.INVALID_ARGUMENT,
+    status.NOT_FOUND,
+    /source snapshot "s" does not exist/,
   );
 });
 

@@ -16,6 +16,7 @@ type Method =
   | 'GetPluginInfo' | 'GetPluginCapabilities' | 'Probe'
   | 'CreateVolume' | 'DeleteVolume' | 'ValidateVolumeCapabilities' | 'ListVolumes' | 'GetCapacity'
   | 'ControllerGetCapabilities' | 'ControllerExpandVolume' | 'ControllerGetVolume'
+  | 'CreateSnapshot' | 'DeleteSnapshot' | 'ListSnapshots'
   | 'NodeStageVolume' | 'NodeUnstageVolume' | 'NodePublishVolume' | 'NodeUnpublishVolume'
   | 'NodeGetVolumeStats' | 'NodeExpandVolume' | 'NodeGetCapabilities' | 'NodeGetInfo';
 export type CsiClient = Record<Method, Call> & { close(): void };
@@ -63,6 +64,8 @@ export interface PluginOptions {
   engineHost?: string;
   /** The plugin's run dir; default <dir>/run. An engine host and the plugin share it. */
   runDir?: string;
+  /** The directory the disks are made in (e.g. an XFS with reflink); default the plugin's temp dir. */
+  diskRoot?: string;
   /** More environment for the plugin (LLRAID_* settings that have no option). */
   env?: NodeJS.ProcessEnv;
   /** How long the plugin may take to listen; default 120 s. */
@@ -72,7 +75,8 @@ export interface PluginOptions {
 export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> {
   if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run npm run build first`);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-csi-'));
-  const disks = Array.from({ length: options.disks ?? 3 }, (_, i) => path.join(dir, `disk-${i}`));
+  const diskRoot = options.diskRoot === undefined ? dir : mkdtempSync(path.join(options.diskRoot, 'llraid-disks-'));
+  const disks = Array.from({ length: options.disks ?? 3 }, (_, i) => path.join(diskRoot, `disk-${i}`));
   for (const d of disks) mkdirSync(d);
   const kubeletDir = path.join(dir, 'kubelet');
   mkdirSync(kubeletDir);
@@ -119,6 +123,7 @@ export async function startPlugin(options: PluginOptions = {}): Promise<Plugin> 
       }
       await teardown(dir, runDir);
       await fs.rm(dir, { recursive: true, force: true });
+      if (diskRoot !== dir) await fs.rm(diskRoot, { recursive: true, force: true });
     },
   };
   await plugin.start();

@@ -49,6 +49,11 @@ export async function executeControl(array: MdArray, req: ControlRequest): Promi
     case 'stop':
       await array.stop();
       return { ok: true };
+    case 'freeze':
+    case 'thaw':
+      // A served array's control server answers these itself (freeze.ts): a pause only means
+      // something while something else could write.
+      throw new MdError('EINVAL', `${req.op}: only a served array (llraid serve --control) can be frozen`);
     case 'lease':
       // An engine with a lease answers this itself (control/server.ts); here there is none.
       throw new MdError('EINVAL', 'lease: this array is not served with a lease (llraid serve --lease-ms)');

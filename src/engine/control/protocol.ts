@@ -26,6 +26,13 @@ export type ControlRequest =
    * it at once. Writes past the deadline are held until it is extended (lease-gate.ts).
    */
   | { op: 'lease'; ms: number }
+  /**
+   * Quiesces the array for a snapshot (freeze.ts): replies once the member files are a cleanly
+   * stopped array on disk; I/O waits until `thaw`, or until `timeoutMs` passed (then thaw is
+   * refused with ETIMEDOUT). Thaw must come on another connection.
+   */
+  | { op: 'freeze'; timeoutMs: number }
+  | { op: 'thaw' }
   /** Stops the array cleanly; the engine exits after replying. */
   | { op: 'stop' };
 
@@ -39,6 +46,10 @@ export type ControlReply =
     io?: IoCounters;
     /** The engine's lease, when it was started with one (with every status, and a lease reply). */
     lease?: LeaseStatus;
+    /** freeze: how long the quiesce took (drain, bitmap, superblocks). */
+    drainMs?: number;
+    /** thaw: how long new writes were held, from the start of the freeze. */
+    pausedMs?: number;
   }
   | { ok: false; error: { code: ControlErrorCode; message: string } };
 

@@ -11,10 +11,12 @@ import { claimSocketPath } from '../../block/socket-file.js';
 import { trace } from '../../common/trace.js';
 import { MdError, type MdArray } from '../../md/index.js';
 import { MAX_LEASE_MS, type LeaseGate } from '../lease-gate.js';
+import type { EventSink } from '../events.js';
 import { executeControl } from './execute.js';
+import { Freezer, MAX_FREEZE_MS } from './freeze.js';
 import type { ControlErrorCode, ControlReply, ControlRequest } from './protocol.js';
 
-const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'lease', 'stop']);
+const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'lease', 'freeze', 'thaw', 'stop']);
 const MAX_LINE = 64 * 1024;
 
 export class ControlServer {
@@ -33,7 +35,8 @@ export class ControlServer {
    */
   static async listen(path: string, engine: Engine): Promise<ControlServer> {
     await claimSocketPath(path, 'control socket');
-    const server = createServer((socket) => serve(socket, engine));
+    const freezer = new Freezer(engine.array, engine.events);
+    const server = createServer((socket) => serve(socket, engine, freezer));
     // Mode 0600 before anyone can connect: the umask covers the window until chmod. It is put
     // back whether listen succeeds or fails, so a refused path leaves the process's umask alone.
     const old = process.umask(0o177);
@@ -65,9 +68,11 @@ export interface Engine {
   onStop: () => void;
   io?: () => IoCounters;
   lease?: LeaseGate;
+  /** The engine's event sink (freeze and thaw are reported there). */
+  events?: EventSink;
 }
 
-function serve(socket: Socket, engine: Engine): void {
+function serve(socket: Socket, engine: Engine, freezer: Freezer): void {
   let pending = '';
   let queue = Promise.resolve();
   socket.setEncoding('utf8');
@@ -84,12 +89,12 @@ function serve(socket: Socket, engine: Engine): void {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       // Requests on one connection are answered in order.
-      queue = queue.then(() => handle(socket, line, engine));
+      queue = queue.then(() => handle(socket, line, engine, freezer));
     }
   });
 }
 
-async function handle(socket: Socket, line: string, engine: Engine): Promise<void> {
+async function handle(socket: Socket, line: string, engine: Engine, freezer: Freezer): Promise<void> {
   let req: ControlRequest;
   try {
     req = parseRequest(line);
@@ -102,10 +107,18 @@ async function handle(socket: Socket, line: string, engine: Engine): Promise<voi
   try {
     const lease = engine.lease;
     // Held writes fail before the array stops: none may reach a member once the stop began.
-    if (req.op === 'stop') lease?.shut(new ShutdownError('the engine is stopping (control stop)'));
+    if (req.op === 'stop') {
+      lease?.shut(new ShutdownError('the engine is stopping (control stop)'));
+      // A stop during a freeze lets the held requests go on to meet the stop.
+      await freezer.end();
+    }
     const r = req.op === 'lease' && lease !== undefined
       ? { ok: true as const, lease: lease.extend(req.ms) }
-      : await executeControl(engine.array, req);
+      : req.op === 'freeze'
+        ? { ok: true as const, ...(await freezer.freeze(req.timeoutMs)) }
+        : req.op === 'thaw'
+          ? { ok: true as const, ...(await freezer.thaw()) }
+          : await executeControl(engine.array, req);
     reply(socket, r.status ? { ...r, ...(engine.io ? { io: { ...engine.io() } } : {}), ...(lease ? { lease: lease.status() } : {}) } : r);
     if (req.op === 'stop') engine.onStop();
   } catch (err) {
@@ -139,6 +152,9 @@ function parseRequest(line: string): ControlRequest {
   }
   if (v.op === 'lease' && !(Number.isSafeInteger(v.ms) && (v.ms as number) >= 0 && (v.ms as number) <= MAX_LEASE_MS)) {
     throw new Error(`lease: expected "ms": a whole number of milliseconds from 0 to ${MAX_LEASE_MS}, found ${JSON.stringify(v.ms)}`);
+  }
+  if (v.op === 'freeze' && !(Number.isSafeInteger(v.timeoutMs) && (v.timeoutMs as number) > 0 && (v.timeoutMs as number) <= MAX_FREEZE_MS)) {
+    throw new Error(`freeze: expected "timeoutMs": a whole number of milliseconds from 1 to ${MAX_FREEZE_MS}, found ${JSON.stringify(v.timeoutMs)}`);
   }
   if (v.op === 'sync' && !['resync', 'recovery', 'check', 'repair'].includes(v.mode as string)) {
     throw new Error(`sync: expected mode resync, recovery, check or repair, found ${JSON.stringify(v.mode)}`);

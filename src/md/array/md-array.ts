@@ -320,6 +320,44 @@ export class MdArray implements BlockDevice {
   }
 
   /**
+   * Quiesces the array for a snapshot of its member files: new I/O is held at the door (as grow
+   * holds it) and every request in flight completes, a sync pass stops at a checkpoint, the
+   * bitmap is flushed (Dirty → Clean where allowed, every block written) and the superblocks
+   * record a clean state after a flush of every member. Until `resume` the members on disk are
+   * exactly what a clean stop would have left, so copies of them taken now assemble without a
+   * resync (md does the same when it marks an idle array clean, safe_mode). `resume` marks the
+   * array active again before any held request goes on, and restarts the sync pass.
+   */
+  async quiesce(): Promise<{ resume: () => Promise<void> }> {
+    const s = this.set;
+    if (s.state === 'stopped' || s.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
+    if (s.state === 'failed') throw new MdError('EIO', `array ${this.name}: cannot quiesce a failed array`);
+    s.checkNotFenced('quiesce');
+    await this.sync.stopSync();
+    const release = await this.ioPath.holdIo();
+    let resumed = false;
+    const resume = async (): Promise<void> => {
+      if (resumed) return;
+      resumed = true;
+      try {
+        // Active before the first held write reaches a member: a crash then owes a resync.
+        if (s.state !== 'failed' && s.state !== 'fenced' && !s.stopping) await s.writeSuperblocks(false);
+      } finally {
+        release();
+        this.sync.maybeStart();
+      }
+    };
+    try {
+      await s.bitmap.flush();
+      await s.writeSuperblocks(true);
+    } catch (err) {
+      await resume();
+      throw err;
+    }
+    return { resume };
+  }
+
+  /**
    * Clean stop (md's do_md_stop): the sync pass stops at a checkpoint, in-flight I/O drains, the
    * bitmap is flushed (Dirty → Clean, everything written), superblocks are written clean (resync
    * position kept only if a resync is unfinished), then the devices the array opened are closed.

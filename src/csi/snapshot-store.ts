@@ -1,0 +1,160 @@
+// Where snapshots live: beside the members, on the same disks, because a reflink clone stays
+// within one filesystem. Each member's copy is `<disk>/llraid-snapshots/<id>/member-<slot>.img`
+// with `snapshot.json` (the record, the same on every disk) beside it; like volumes, snapshots
+// need no database and survive plugin restarts. A snapshot is built in `<id>.part` directories
+// and renamed into place disk by disk, so the scan never takes a half-made copy for one: a
+// snapshot is complete when every disk its record names holds its directory. What a crash left
+// half-made is removed when the plugin starts (removeLeftovers).
+
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { BitmapKind, CreatableLevel } from '../md/index.js';
+import type { DiskPool } from './disk-pool.js';
+import type { FsType } from './parameters.js';
+
+const dirName = 'llraid-snapshots';
+const recordName = 'snapshot.json';
+
+/** `<source volume id>-<16 hex>`: the source is in the id, so a list by volume needs no read. */
+export const snapshotIdPattern = /^([0-9a-f]{32})-([0-9a-f]{16})$/;
+
+export function newSnapshotId(sourceVolumeId: string): string {
+  return `${sourceVolumeId}-${randomBytes(8).toString('hex')}`;
+}
+
+export interface SnapshotRecord {
+  version: 1;
+  id: string;
+  /** The CreateSnapshot name (idempotency key), whole. */
+  name: string;
+  sourceVolumeId: string;
+  createdAt: { seconds: number; nanos: number };
+  /** The source volume's capacity at the instant: a volume from it has at least this. */
+  sizeBytes: number;
+  /** The source's geometry, which a volume made from the snapshot keeps. */
+  level: CreatableLevel;
+  raidDisks: number;
+  chunkSize: number;
+  bitmap: BitmapKind;
+  fsType: FsType;
+  memberSize: number;
+  /** The disk directory of each member copy, by slot (the source's member files in order). */
+  disks: string[];
+  /** How long the source's new writes were held (0: it was not staged, nothing was paused). */
+  pauseMs: number;
+  /**
+   * What changed-block tracking will start from: the llbitmap chunk size and how many chunks were
+   * ever written at the instant. The chunk map itself is the bitmap inside the member copies
+   * (md's writtenChunks reads it), which nothing writes after the snapshot.
+   */
+  written?: { chunkSize: number; chunks: number; writtenChunks: number };
+}
+
+export interface StoredSnapshot {
+  record: SnapshotRecord;
+  /** The member copies by slot. */
+  members: string[];
+  /** Every disk holds its copy (a crash between renames leaves some without). */
+  complete: boolean;
+}
+
+export class SnapshotStore {
+  constructor(private readonly pool: DiskPool) {}
+
+  dir(disk: string, id: string): string {
+    return path.join(disk, dirName, id);
+  }
+
+  memberPath(disk: string, id: string, slot: number): string {
+    return path.join(this.dir(disk, id), `member-${slot}.img`);
+  }
+
+  /** Every snapshot whose record is on some disk of the pool, by id, in id order. */
+  async scan(): Promise<Map<string, StoredSnapshot>> {
+    const seen = new Map<string, SnapshotRecord>();
+    for (const disk of this.pool.disks) {
+      const names = await fs.readdir(path.join(disk, dirName)).catch(() => [] as string[]);
+      for (const id of names) {
+        if (!snapshotIdPattern.test(id) || seen.has(id)) continue;
+        const record = await this.readRecord(this.dir(disk, id));
+        if (record) seen.set(id, record);
+      }
+    }
+    const out = new Map<string, StoredSnapshot>();
+    for (const id of [...seen.keys()].sort()) {
+      const record = seen.get(id) as SnapshotRecord;
+      const members = record.disks.map((d, slot) => this.memberPath(d, id, slot));
+      const present = await Promise.all(members.map((m) => fs.stat(m).then((s) => s.isFile(), () => false)));
+      out.set(id, { record, members, complete: present.every((p) => p) });
+    }
+    return out;
+  }
+
+  async get(id: string): Promise<StoredSnapshot | undefined> {
+    if (!snapshotIdPattern.test(id)) return undefined;
+    return (await this.scan()).get(id);
+  }
+
+  private async readRecord(dir: string): Promise<SnapshotRecord | undefined> {
+    try {
+      const r = JSON.parse(await fs.readFile(path.join(dir, recordName), 'utf8')) as SnapshotRecord;
+      return r.version === 1 && Array.isArray(r.disks) ? r : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Makes a snapshot: `copy` fills the member paths it is given (by slot, in `.part`
+   * directories); then the record goes beside each copy and each directory is renamed into
+   * place. Whatever fails removes every directory of this id, so nothing half-made remains.
+   * `finish` may add to the record from the finished copies (written chunks).
+   */
+  async create(
+    record: SnapshotRecord,
+    copy: (dsts: string[]) => Promise<{ pauseMs: number }>,
+    finish: (members: string[]) => Promise<Partial<SnapshotRecord>>,
+  ): Promise<StoredSnapshot> {
+    const parts = record.disks.map((d) => `${this.dir(d, record.id)}.part`);
+    const dsts = record.disks.map((_, slot) => path.join(parts[slot] as string, `member-${slot}.img`));
+    try {
+      for (const p of new Set(parts)) await fs.mkdir(p, { recursive: true, mode: 0o700 });
+      const { pauseMs } = await copy(dsts);
+      const done = { ...record, pauseMs, ...(await finish(dsts)) };
+      for (const p of new Set(parts)) await fs.writeFile(path.join(p, recordName), `${JSON.stringify(done, null, 1)}\n`, { mode: 0o600 });
+      for (const p of new Set(parts)) await fs.rename(p, p.slice(0, -'.part'.length));
+      return { record: done, members: record.disks.map((d, slot) => this.memberPath(d, record.id, slot)), complete: true };
+    } catch (err) {
+      await this.remove(record.id);
+      throw err;
+    }
+  }
+
+  /**
+   * Removes what a crash left half-made: snapshot `.part` directories and copies of volumes not
+   * yet renamed (`llraid-<id>-<slot>.img.part`). Only for the plugin's start, when no copy is in
+   * progress (only the plugin makes them). → what was removed.
+   */
+  async removeLeftovers(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const disk of this.pool.disks) {
+      for (const name of await fs.readdir(disk).catch(() => [] as string[])) {
+        if (/^llraid-[0-9a-f]{32}-\d+\.img\.part$/.test(name)) removed.push(path.join(disk, name));
+      }
+      for (const name of await fs.readdir(path.join(disk, dirName)).catch(() => [] as string[])) {
+        if (name.endsWith('.part')) removed.push(path.join(disk, dirName, name));
+      }
+    }
+    for (const p of removed) await fs.rm(p, { recursive: true, force: true });
+    return removed;
+  }
+
+  /** Removes the snapshot's directories (and any `.part` left) from every disk; idempotent. */
+  async remove(id: string): Promise<void> {
+    for (const disk of this.pool.disks) {
+      await fs.rm(this.dir(disk, id), { recursive: true, force: true });
+      await fs.rm(`${this.dir(disk, id)}.part`, { recursive: true, force: true });
+    }
+  }
+}
