@@ -16,6 +16,8 @@ import type { ArrayBackend } from './array-backend.js';
 import { ControllerServer } from './controller-server.js';
 import { SnapshotController } from './snapshot-controller.js';
 import { SnapshotStore } from './snapshot-store.js';
+import { SnapshotMetadataServer } from './snapshot-metadata-server.js';
+import { readSnapshotMembers } from '../md/index.js';
 import { DiskPool } from './disk-pool.js';
 import { EngineSupervisor, type Engines } from '../engine/supervisor.js';
 import { toGrpcImplementation, type CsiHandler } from './grpc-service.js';
@@ -127,7 +129,14 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     replication?.connect((id) => node.runtime(id)),
     replication?.index,
   );
-  const identity = new IdentityServer(pool, deps.version, node.onlineExpansion ? 'ONLINE' : 'OFFLINE');
+  // Changed-block tracking reads the extent maps of the snapshots' reflink copies: offered with snapshots.
+  const metadata = new SnapshotMetadataServer(async (id) => {
+    const found = await snapshotStore.get(id);
+    if (!found?.complete) return undefined;
+    return { volumeId: found.record.sourceVolumeId, capacityBytes: found.record.sizeBytes, members: await readSnapshotMembers(found.members) };
+  });
+  const identity = new IdentityServer(pool, deps.version, node.onlineExpansion ? 'ONLINE' : 'OFFLINE',
+    async () => (await snapshots.disksWithoutReflink()).length === 0);
 
   // Recovery runs beside the server: calls for a volume being recovered wait on its lock.
   const recovery = node.recover().then(
@@ -166,10 +175,12 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     ['Identity', identity],
     ['Controller', controller],
     ['Node', node],
+    ['SnapshotMetadata', metadata],
   ];
   for (const [name, impl] of services) {
     const def = serviceDefinition(name);
-    server.addService(def, toGrpcImplementation(impl as unknown as Record<string, CsiHandler>, Object.keys(def), logCall));
+    const streaming = new Set(Object.keys(def).filter((m) => def[m]!.responseStream));
+    server.addService(def, toGrpcImplementation(impl as unknown as Record<string, CsiHandler>, Object.keys(def), logCall, streaming));
   }
   await fs.mkdir(path.dirname(socket), { recursive: true });
   await listenPrivately(server, socket);

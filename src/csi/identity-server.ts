@@ -12,6 +12,8 @@ export class IdentityServer {
     private readonly version: string,
     /** Volumes grow while in use (ONLINE) or only while unstaged (OFFLINE): the attach mode decides. */
     private readonly expansion: 'ONLINE' | 'OFFLINE',
+    /** Whether snapshots are offered here, and with them the SnapshotMetadata service. */
+    private readonly snapshotMetadata: () => Promise<boolean> = () => Promise.resolve(false),
   ) {}
 
   GetPluginInfo = async (): Promise<object> => ({ name: driverName, vendor_version: this.version, manifest: {} });
@@ -20,6 +22,7 @@ export class IdentityServer {
     capabilities: [
       { service: { type: 'CONTROLLER_SERVICE' } },
       { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } },
+      ...((await this.snapshotMetadata()) ? [{ service: { type: 'SNAPSHOT_METADATA_SERVICE' } }] : []),
       { volume_expansion: { type: this.expansion } },
     ],
   });

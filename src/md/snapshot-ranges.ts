@@ -7,9 +7,11 @@
 
 import { closeSync, openSync } from 'node:fs';
 import { dataRanges, differingRanges, fileExtents, type ByteRange, type FileExtent } from '../block/file-extents.js';
+import { readSuperblockFile, surveyArray } from './array-survey.js';
 import { MdError } from './errors.js';
 import type { Geometry } from './levels.js';
 import { arrayRangesOf } from './member-map.js';
+import { SECTOR } from './superblock.js';
 
 /** A snapshot's member files by role, as the array would open them. */
 export interface SnapshotMembers {
@@ -18,6 +20,26 @@ export interface SnapshotMembers {
   dataOffset: number;
   /** By role; undefined where the member was missing or out of sync when the snapshot was taken. */
   paths: readonly (string | undefined)[];
+}
+
+/**
+ * A snapshot's members as their superblocks describe them (geometry, data offset, which member
+ * holds which role in sync), read without opening anything for writing. Members a survey finds
+ * stale or faulty are left out: they did not receive every write.
+ */
+export async function readSnapshotMembers(files: readonly string[]): Promise<SnapshotMembers> {
+  const found = await Promise.all(files.map(async (name) => ({ name, superblock: await readSuperblockFile(name) })));
+  const survey = surveyArray(found);
+  if (!survey) throw new MdError('EINVAL', `${files.join(', ')}: not an array of a level llraid builds`);
+  const offsets = new Set(found.map((f) => f.superblock.dataOffset));
+  if (offsets.size !== 1) throw new MdError('EBADMETA', `${files.join(', ')}: members disagree on the data offset`);
+  const paths: (string | undefined)[] = Array.from({ length: survey.raidDisks }, () => undefined);
+  for (const m of survey.members) if (m.standing === 'in_sync' && m.role !== undefined) paths[m.role] = m.name;
+  return {
+    geometry: { level: survey.level, raidDisks: survey.raidDisks, layout: survey.layout, chunkSize: survey.chunkSize, memberSize: survey.memberSize },
+    dataOffset: [...offsets][0]! * SECTOR,
+    paths,
+  };
 }
 
 async function extentsOf(path: string, from: number, length: number): Promise<FileExtent[]> {

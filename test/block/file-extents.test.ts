@@ -33,7 +33,7 @@ async function extentsOf(path: string): Promise<FileExtent[]> {
 }
 
 test('between two reflink clones, the differing extents cover every changed byte and only the blocks written', async (t: TestContext) => {
-  const fs = mountReflinkFs('extents');
+  const fs = await mountReflinkFs('extents', '512M');
   t.after(() => fs.close());
   const live = join(fs.dir, 'member');
   let round = 0;
@@ -86,7 +86,7 @@ test('between two reflink clones, the differing extents cover every changed byte
 });
 
 test('the data ranges of a member leave out holes and preallocated, never written space', async (t: TestContext) => {
-  const fs = mountReflinkFs('extents-data');
+  const fs = await mountReflinkFs('extents-data', '512M');
   t.after(() => fs.close());
   const path = join(fs.dir, 'member');
   const fd = openSync(path, 'w+');

@@ -35,12 +35,12 @@ function collect(stream: ClientReadableStream<unknown>): Promise<Page[]> {
 }
 
 test('SnapshotMetadata streams the allocated ranges and the delta of reflink snapshots, in pages', async (t: TestContext) => {
-  const fs = mountReflinkFs('snapshot-metadata');
+  const fs = await mountReflinkFs('snapshot-metadata');
   // One hook, so the order is sure: the client and the server let go of the socket, then unmount.
   const closers: (() => void)[] = [];
-  t.after(() => {
+  t.after(async () => {
     for (const close of closers.reverse()) close();
-    fs.close();
+    await fs.close();
   });
   const paths = memberFiles(fs.dir, 2, 17 * MiB, 'm');
   const array = await createArray({ name: 'cbt', level: 1, members: paths, assumeClean: true });

@@ -19,15 +19,15 @@ import { captureMembers, type VolumeFreezer } from '../../src/csi/volume-capture
 import { VolumeCatalog } from '../../src/csi/volume-catalog.js';
 import { EngineError } from '../../src/engine/control/client.js';
 import { blockCap, codeOf, startPlugin, type Plugin } from './plugin-harness.js';
-import { mountReflinkXfs, type ReflinkDisk } from './reflink-disk.js';
+import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
 const MiB = 1024 * 1024;
 const BLOCK = 4096;
-let disk: ReflinkDisk;
+let disk: ReflinkFs;
 let plugin: Plugin;
 
 before(async () => {
-  disk = await mountReflinkXfs();
+  disk = await mountReflinkFs('snapshots');
   plugin = await startPlugin({ diskRoot: disk.dir });
 });
 

@@ -26,7 +26,7 @@ const writesArb = fc.array(fc.record({ block: fc.nat(1_000_000), blocks: fc.inte
 
 for (const { level, members } of [{ level: 1 as const, members: 2 }, { level: 5 as const, members: 4 }, { level: 10 as const, members: 4 }]) {
   test(`raid${level}: the delta of two snapshots is the blocks written between them, the allocated ranges those ever written`, async (t: TestContext) => {
-    const fs = mountReflinkFs(`snap-ranges-${level}`);
+    const fs = await mountReflinkFs(`snap-ranges-${level}`);
     t.after(() => fs.close());
     let round = 0;
     await runProperty({
