@@ -5,6 +5,7 @@
 // unstaged volume's members are locked (the flock every writable member open takes), so no
 // engine can start on them during the copy.
 
+import { promises as fs } from 'node:fs';
 import { FileDevice } from '../block/file-device.js';
 import { describeError, trace } from '../common/trace.js';
 import { CsiError } from './errors.js';
@@ -44,10 +45,13 @@ export async function captureMembers(
     }
     return { pauseMs: 0 };
   }
+  // Most of a pause is the writeback a clone must do first (the engine writes through the page
+  // cache): done here, before writes are held, the freeze only waits for what came since.
+  await Promise.all(srcs.map(writeBack));
   const { drainMs } = await freezer.freeze(volume.id, timeoutMs);
   let cloned: unknown;
   try {
-    for (const [i, p] of srcs.entries()) await cloneFile(p, dsts[i] as string);
+    await Promise.all(srcs.map((p, i) => cloneFile(p, dsts[i] as string)));
   } catch (err) {
     cloned = err;
   }
@@ -61,4 +65,14 @@ export async function captureMembers(
   if (cloned !== undefined) throw cloned;
   trace('csi', 'info', () => `volume ${volume.id}: members copied while frozen: writes held ${pausedMs} ms (drain ${drainMs} ms)`);
   return { pauseMs: pausedMs };
+}
+
+/** Writes a member file's dirty pages back (a read-only descriptor may ask for that on Linux). */
+async function writeBack(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
