@@ -98,9 +98,13 @@ export class NodeServer implements VolumeUsage {
     return cap;
   }
 
+  async engineRunning(volumeId: string): Promise<boolean> {
+    return (await this.engines.find(volumeId)) !== undefined;
+  }
+
   async runtime(volumeId: string): Promise<RuntimeState> {
     const socket = this.engines.socket(volumeId);
-    const engineRunning = (await this.engines.find(volumeId)) !== undefined;
+    const engineRunning = await this.engineRunning(volumeId);
     const attached = (await this.attacher.find(volumeId, socket)) !== undefined;
     // A running engine speaks for the array; one that cannot answer leaves the superblocks' word.
     const live = engineRunning

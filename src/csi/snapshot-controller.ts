@@ -20,11 +20,11 @@ import { captureMembers, type VolumeFreezer } from './volume-capture.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeKey, type VolumeLocks } from './volume-locks.js';
 import { encodeSetName } from './volume-name.js';
-import type { RuntimeState } from './volume-condition.js';
 
 /** What the snapshot calls need of the Node service: whether an engine runs, and its freeze. */
 export interface SnapshotUsage extends VolumeFreezer {
-  runtime(volumeId: string): Promise<RuntimeState>;
+  /** Whether the volume's engine runs (it is staged): only that, no status asked of it. */
+  engineRunning(volumeId: string): Promise<boolean>;
 }
 
 export const snapshotKey = (id: string): string => `snapshot:${id}`;
@@ -99,7 +99,7 @@ export class SnapshotController {
       if (existing) await this.store.remove(existing.record.id);
       return this.locks.with(volumeKey(req.source_volume_id), async () => {
         const v = await this.sourceVolume(req.source_volume_id, 'CreateSnapshot');
-        const staged = (await this.usage.runtime(v.id)).engineRunning;
+        const staged = await this.usage.engineRunning(v.id);
         const now = Date.now();
         const record: SnapshotRecord = {
           version: 1,
@@ -212,7 +212,7 @@ export class SnapshotController {
   private async fromVolume(id: string): Promise<Source> {
     if (!id) throw invalid('CreateVolume: volume_content_source.volume.volume_id is empty');
     const v = await this.sourceVolume(id, 'CreateVolume');
-    const staged = (await this.usage.runtime(v.id)).engineRunning;
+    const staged = await this.usage.engineRunning(v.id);
     return {
       geometry: v,
       sizeBytes: v.capacity,
