@@ -245,7 +245,9 @@ test('a member on ext4 whose disk hangs: reads go inline only with RWF_NOWAIT, t
     process.stdout.write(`hung disk: event loop lag at most ${worst.toFixed(0)} ms while the disk hung; member failed ${failedAfter?.toFixed(0) ?? '(never)'} ms after the pause (deadline ${DEADLINE_MS} ms)\n`);
     assert.ok(worst < MAX_LAG_MS, `the event loop lagged ${worst.toFixed(0)} ms while the disk hung (at most ${MAX_LAG_MS} allowed)`);
   }
-  assert.ok(failedAfter !== undefined && failedAfter < 2 * DEADLINE_MS + 1000, `failed within two deadlines (${failedAfter} ms)`);
+  // A deadline restarts once when the disk's counters moved since a reading up to a quarter
+  // deadline old (deadline-io.ts): failed within two deadlines of the request, plus scheduling.
+  assert.ok(failedAfter !== undefined && failedAfter < 2 * DEADLINE_MS + 2000, `failed within two deadlines (${failedAfter} ms)`);
 
   // The disk answers again: requests held in its pool threads finish; the member comes back.
   await array.remove(hungPath);
