@@ -1,9 +1,9 @@
 // What the bounded inline paths cost (positional-io.ts, nowait-io.ts). Two parts:
 //
 // 1. Per call, in this process: a 4 KiB read at a random offset of a file in the page cache, by
-//    readSync (the unbounded inline call of before), by preadv2(RWF_NOWAIT) through koffi (the
-//    inline call on disks now), and through libuv's pool (fs.read, one at a time: what a request
-//    the page cache cannot answer costs). Wall and CPU nanoseconds per call, ratio to readSync.
+//    readSync (the unbounded inline call of before), by cachestat + preadv2(RWF_NOWAIT) through
+//    koffi (the inline call on disks now), and through libuv's pool (fs.read, one at a time: what
+//    a request the page cache cannot answer costs). Wall and CPU nanoseconds per call, ratio to readSync.
 // 2. fio (ioengine=nbd, 4 KiB random reads and writes, QD32) against `llraid serve --file` and a
 //    raid1 (llbitmap, two files), with the files on tmpfs and on ext4 (this machine's root
 //    filesystem, files small enough to stay in the page cache): the build before this change
@@ -49,7 +49,7 @@ async function perCall(): Promise<void> {
     const readP = (pos: number): Promise<number> => new Promise((resolve, reject) => read(fd, buf, 0, 4096, pos, (e, n) => (e ? reject(e) : resolve(n))));
     const cases: { name: string; calls: number; run: (i: number) => number | Promise<number> }[] = [
       { name: 'readSync', calls: 200_000, run: (i) => readSync(fd, buf, 0, 4096, offsets[i & 4095]!) },
-      { name: 'preadv2 RWF_NOWAIT (koffi)', calls: 200_000, run: (i) => nowait.read(fd, buf, 0, 4096, offsets[i & 4095]!) },
+      { name: 'cachestat + preadv2 RWF_NOWAIT (koffi)', calls: 200_000, run: (i) => nowait.read(fd, buf, 0, 4096, offsets[i & 4095]!) },
       { name: 'libuv pool (fs.read)', calls: 20_000, run: (i) => readP(offsets[i & 4095]!) },
     ];
     const got = new Map(cases.map((c) => [c.name, { wall: [] as number[], cpu: [] as number[] }]));

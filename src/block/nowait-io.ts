@@ -5,6 +5,13 @@
 // safe on a disk that may hang. Node does not expose the flags, so koffi (an FFI library with
 // prebuilt binaries, also used for prctl in engine/io-flusher.ts) calls libc.
 //
+// RWF_NOWAIT does not mean "no I/O" for a read: where the data is not cached, the kernel still
+// starts readahead before it answers EAGAIN, and submitting it can wait (for a tag of a device
+// whose queue is full of stuck requests, or for the filesystem's extent blocks). So a read asks
+// cachestat(2) (Linux 6.5) first and goes inline only when every page it spans is cached; only a
+// page evicted between the two calls can still start readahead. Without cachestat (ENOSYS) reads
+// are UNSUPPORTED.
+//
 // Filesystems decide whether they take the flag (FMODE_NOWAIT, and for buffered writes their
 // own support): on Linux 6.18, ext4 and xfs take it for reads, xfs for buffered writes (EAGAIN
 // when the write would allocate), ext4 refuses buffered writes and tmpfs refuses both, with
@@ -22,6 +29,8 @@ const RWF_NOWAIT = 0x08;
 export const WOULD_BLOCK = -1;
 /** The file's filesystem does not take RWF_NOWAIT for this operation. */
 export const UNSUPPORTED = -2;
+/** cachestat's number: 451 on every architecture (new syscalls share one table since 5.1). */
+const SYS_CACHESTAT = 451;
 /** iovecs in one writev (a member write is a header and a payload or a few parts). */
 const MAX_PARTS = 16;
 
@@ -50,8 +59,26 @@ function bind(koffi: Koffi): NowaitCalls {
   // ssize_t is intptr_t on Linux; the iovec array goes as a plain pointer (built below).
   const preadv2 = libc.func('intptr_t preadv2(int, void *, int, int64_t, int)') as (fd: number, iov: BigUint64Array, n: number, pos: number, flags: number) => number;
   const pwritev2 = libc.func('intptr_t pwritev2(int, void *, int, int64_t, int)') as (fd: number, iov: BigUint64Array, n: number, pos: number, flags: number) => number;
-  // One iovec array for every call: calls are synchronous and never nest.
+  // cachestat through syscall(2) (glibc has no wrapper); declared with fixed arguments, which
+  // the integer calling conventions of x86-64 and arm64 Linux pass as they pass variadic ones.
+  const cachestat = libc.func('long syscall(long, int, void *, void *, unsigned int)') as (nr: number, fd: number, range: BigUint64Array, stat: BigUint64Array, flags: number) => number;
+  const pageSize = (libc.func('int getpagesize(void)') as () => number)();
+  // One iovec array, cachestat range and result for every call: calls are synchronous and never nest.
   const iov = new BigUint64Array(2 * MAX_PARTS);
+  const range = new BigUint64Array(2);
+  const stat = new BigUint64Array(5);
+  /** Whether every page of [pos, pos + len) is in the page cache (undefined: cachestat is refused). */
+  const cached = (fd: number, pos: number, len: number): boolean | undefined => {
+    range[0] = BigInt(pos);
+    range[1] = BigInt(len);
+    if (cachestat(SYS_CACHESTAT, fd, range, stat, 0) < 0) {
+      const errno = koffi.errno();
+      if (errno === constants.errno.ENOSYS || errno === constants.errno.EPERM) return undefined;
+      throw errnoError(errno, 'cachestat');
+    }
+    const pages = Math.floor((pos + len - 1) / pageSize) - Math.floor(pos / pageSize) + 1;
+    return Number(stat[0]) >= pages;
+  };
   const outcome = (n: number, syscall: string): number => {
     if (n >= 0) return n;
     const errno = koffi.errno();
@@ -61,6 +88,10 @@ function bind(koffi: Koffi): NowaitCalls {
   };
   return {
     read(fd, buf, off, len, pos) {
+      if (len === 0) return 0;
+      const all = cached(fd, pos, len);
+      if (all === undefined) return UNSUPPORTED;
+      if (!all) return WOULD_BLOCK;
       iov[0] = koffi.address(buf) + BigInt(off);
       iov[1] = BigInt(len);
       return outcome(preadv2(fd, iov, 1, pos, RWF_NOWAIT), 'preadv2');

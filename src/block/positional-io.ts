@@ -9,7 +9,8 @@
 //
 // - NowaitIo, for files on disk filesystems and block devices (a disk may hang): a call goes
 //   inline only with RWF_NOWAIT (nowait-io.ts), which the kernel answers from the page cache or
-//   refuses with EAGAIN at once; a refused call goes to `slow`, the pool under the member's
+//   refuses with EAGAIN at once (a read first asks cachestat whether all its pages are cached,
+//   since a refused RWF_NOWAIT read still starts readahead); a refused call goes to `slow`, the pool under the member's
 //   deadline (deadline-io.ts), which fails the member when its disk stops answering. Reads take
 //   the flag on ext4, xfs and block devices; buffered writes only where the filesystem takes it
 //   (xfs; ext4 answers EOPNOTSUPP on Linux 6.18), elsewhere every write goes to `slow`. Without

@@ -72,6 +72,28 @@ test('RWF_NOWAIT: xfs and ext4 take cached reads; xfs takes cached writes and re
   });
 });
 
+test('a read of pages that are not cached is refused without starting any I/O (no readahead), on xfs and ext4', async (t) => {
+  const calls = await loadNowait();
+  assert.ok(calls, 'koffi loads');
+  for (const fs of ['xfs', 'ext4'] as const) {
+    const path = join(loopFilesystem(t, fs), 'f');
+    writeFileSync(path, Buffer.alloc(4 * MiB, 9));
+    execFileSync('sync', ['-f', path]);
+    // posix_fadvise(DONTNEED) of the whole file, GNU dd's way.
+    execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
+    const pages = (): number => Number(execFileSync('fincore', ['--noheadings', '--raw', '--output', 'PAGES', path], { encoding: 'utf8' }).trim());
+    assert.equal(pages(), 0, `${fs}: nothing of the file is cached`);
+    const fd = openSync(path, 'r');
+    try {
+      assert.equal(calls.read(fd, Buffer.alloc(65536), 0, 65536, MiB), WOULD_BLOCK);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(pages(), 0, `${fs}: the refused read started no readahead (RWF_NOWAIT alone would have)`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+});
+
 test('NowaitIo: a call the kernel refuses does nothing and goes through the slow path; one refused for good is not tried again', async (t) => {
   const calls = await loadNowait();
   assert.ok(calls, 'koffi loads');
