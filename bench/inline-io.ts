@@ -11,7 +11,7 @@
 //    (everything through the pool). IOPS and the server's CPU microseconds per request
 //    (/proc/PID/stat utime+stime over the run), median of the rounds, contenders rotating.
 // Run: node --import tsx bench/inline-io.ts (needs node scripts/build.mjs; env BENCH_SECONDS,
-// BENCH_ROUNDS, BENCH_SIZE_MIB, BENCH_BASE_CLI, BENCH_EXT4_DIR).
+// BENCH_ROUNDS, BENCH_SIZE_MIB, BENCH_BASE_CLI, BENCH_EXT4_DIR, BENCH_ONLY=calls|nbd).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, read, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
@@ -211,5 +211,6 @@ async function overNbd(): Promise<void> {
   }
 }
 
-await perCall();
-await overNbd();
+const only = process.env.BENCH_ONLY;
+if (only === undefined || only === 'calls') await perCall();
+if (only === undefined || only === 'nbd') await overNbd();

@@ -61,23 +61,29 @@ function bind(koffi: Koffi): NowaitCalls {
   const pwritev2 = libc.func('intptr_t pwritev2(int, void *, int, int64_t, int)') as (fd: number, iov: BigUint64Array, n: number, pos: number, flags: number) => number;
   // cachestat through syscall(2) (glibc has no wrapper); declared with fixed arguments, which
   // the integer calling conventions of x86-64 and arm64 Linux pass as they pass variadic ones.
-  const cachestat = libc.func('long syscall(long, int, void *, void *, unsigned int)') as (nr: number, fd: number, range: BigUint64Array, stat: BigUint64Array, flags: number) => number;
+  const cachestat = libc.func('long syscall(long, int, void *, void *, unsigned int)') as (nr: number, fd: number, range: Uint32Array, stat: Uint32Array, flags: number) => number;
   const pageSize = (libc.func('int getpagesize(void)') as () => number)();
   // One iovec array, cachestat range and result for every call: calls are synchronous and never nest.
   const iov = new BigUint64Array(2 * MAX_PARTS);
-  const range = new BigUint64Array(2);
-  const stat = new BigUint64Array(5);
+  /** iov's 32-bit halves: lengths (below 4 GiB) go in as numbers. */
+  const iov32 = new Uint32Array(iov.buffer);
+  // Written and read as 32-bit halves (little-endian hosts: x86-64, arm64): converting numbers
+  // to BigInt and back costs more than the syscall.
+  const range = new Uint32Array(4);
+  const stat = new Uint32Array(10);
   /** Whether every page of [pos, pos + len) is in the page cache (undefined: cachestat is refused). */
   const cached = (fd: number, pos: number, len: number): boolean | undefined => {
-    range[0] = BigInt(pos);
-    range[1] = BigInt(len);
+    range[0] = pos % 0x1_0000_0000;
+    range[1] = Math.floor(pos / 0x1_0000_0000);
+    range[2] = len;
     if (cachestat(SYS_CACHESTAT, fd, range, stat, 0) < 0) {
       const errno = koffi.errno();
       if (errno === constants.errno.ENOSYS || errno === constants.errno.EPERM) return undefined;
       throw errnoError(errno, 'cachestat');
     }
     const pages = Math.floor((pos + len - 1) / pageSize) - Math.floor(pos / pageSize) + 1;
-    return Number(stat[0]) >= pages;
+    // nr_cache, a page count: its high half is 0 below 16 TiB of cache.
+    return stat[1] !== 0 || stat[0]! >= pages;
   };
   const outcome = (n: number, syscall: string): number => {
     if (n >= 0) return n;
@@ -92,8 +98,9 @@ function bind(koffi: Koffi): NowaitCalls {
       const all = cached(fd, pos, len);
       if (all === undefined) return UNSUPPORTED;
       if (!all) return WOULD_BLOCK;
-      iov[0] = koffi.address(buf) + BigInt(off);
-      iov[1] = BigInt(len);
+      iov[0] = off === 0 ? koffi.address(buf) : koffi.address(buf) + BigInt(off);
+      iov32[2] = len;
+      iov32[3] = 0;
       return outcome(preadv2(fd, iov, 1, pos, RWF_NOWAIT), 'preadv2');
     },
     writev(fd, parts, pos) {
@@ -102,7 +109,8 @@ function bind(koffi: Koffi): NowaitCalls {
       for (let i = 0; i < parts.length; i++) {
         const p = parts[i]!;
         iov[2 * i] = koffi.address(p);
-        iov[2 * i + 1] = BigInt(p.length);
+        iov32[4 * i + 2] = p.length;
+        iov32[4 * i + 3] = 0;
       }
       return outcome(pwritev2(fd, iov, parts.length, pos, RWF_NOWAIT), 'pwritev2');
     },
