@@ -259,7 +259,19 @@ for (const fs of ['ext4', 'xfs'] as const) test(`a member on ${fs} whose disk ha
 
   // The disk answers again: requests held in its pool threads finish; the member comes back.
   await array.remove(hungPath);
-  assert.equal(await array.reAdd(hungPath), 'bitmap', 're-added with bitmap-guided recovery');
+  // The requests the hung disk held return once it answers again; until then their open file
+  // description, and with it the member's flock, outlives the closed descriptor, and a re-add is
+  // refused with EBUSY (holder not visible). So it is retried for a bounded time.
+  let readded: string | undefined;
+  for (const deadline = Date.now() + 10_000; readded === undefined;) {
+    try {
+      readded = await array.reAdd(hungPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  assert.equal(readded, 'bitmap', 're-added with bitmap-guided recovery');
   assert.equal((await array.waitSync())?.complete, true);
   assert.equal(array.status().state, 'active');
   array.startSync('check');
