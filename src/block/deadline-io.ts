@@ -1,7 +1,15 @@
-// Positional I/O with a deadline, for files on a filesystem that can leave a request waiting
-// without bound (filesystem-kind.cts: FUSE, NFS, ...). A request that gets no answer in time
-// rejects with ETIMEDOUT and the device is marked hung: every later request rejects at once, so
-// md fails the member and the array goes on from the others.
+// Positional I/O with a deadline, for every member whose requests may wait for a device: files
+// on a filesystem that can leave a request waiting without bound (filesystem-kind.cts: FUSE,
+// NFS, ...), and files on local disks and block devices, whose disk may hang below the kernel's
+// own timeouts (a multipath device queueing with no path, a loop device over a stuck file). A
+// request that gets no answer in time rejects with ETIMEDOUT and the device is marked hung:
+// every later request rejects at once, so md fails the member and the array goes on from the
+// others.
+//
+// A local disk that is merely slow must not be failed: an fdatasync after gigabytes of buffered
+// writes can take minutes on a spinning disk. So a device with a block device under it (sysfs
+// has its I/O counters) is failed only when the deadline passes with no request of that block
+// device completing; while it completes some, the deadline starts again.
 //
 // What a deadline cannot do is take the request back: the libuv pool thread that made the
 // syscall stays blocked until the server answers, if ever. Three rules keep that harmless:
@@ -12,7 +20,8 @@
 // - writes send a copy of their data, so a late write puts down what was asked, not whatever
 //   the caller's buffer holds by then (the chunk is marked for the member in the bitmap anyway).
 
-import { fdatasync } from 'node:fs';
+import { fdatasync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { TimeoutError } from './errors.js';
 import { byteLength, readP, writeP, type PositionalIo } from './positional-io.js';
@@ -34,16 +43,48 @@ export function defaultDeadline(): number {
   return defaultDeadlineMs;
 }
 
+/**
+ * A reading of the I/O counters of the block device with number `dev` (st.dev of a file, st.rdev
+ * of a device node) that changes whenever it completes a request; undefined when it has none in
+ * sysfs (FUSE, NFS and btrfs files have anonymous device numbers).
+ */
+export function blockDeviceProgress(dev: number): (() => string) | undefined {
+  const major = Math.floor(dev / 256) % 4096;
+  const minor = (dev % 256) + Math.floor(dev / 1048576) * 256;
+  const stat = `/sys/dev/block/${major}:${minor}/stat`;
+  const read = (): string => {
+    // Fields (Documentation/block/stat.rst): reads, writes, discards and flushes completed.
+    const f = readFileSync(stat, 'utf8').trim().split(/\s+/);
+    return `${f[0]} ${f[4]} ${f[11] ?? ''} ${f[15] ?? ''}`;
+  };
+  try {
+    read();
+  } catch {
+    return undefined;
+  }
+  return () => {
+    try {
+      return read();
+    } catch {
+      return '';
+    }
+  };
+}
+
 export class DeadlineIo implements PositionalIo {
   /** Why the device stopped taking requests; undefined while it answers. */
   hung: string | undefined;
   private inFlight = 0;
+  private mark: string | undefined;
+  private markedAt = 0;
   private readonly queue: (() => void)[] = [];
 
   constructor(
     /** Names the device in messages. */
     private readonly what: string,
     readonly deadlineMs: number = defaultDeadlineMs,
+    /** The device's progress (blockDeviceProgress): while it changes, the deadline restarts. */
+    private readonly progress?: () => string,
   ) {}
 
   read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
@@ -65,6 +106,22 @@ export class DeadlineIo implements PositionalIo {
     return this.run(`write [${pos}, +${byteLength(parts)})`, () => writeP(fd, copy, 0, copy.length, pos));
   }
 
+  /**
+   * The device's progress reading, re-read when `fresh` or when the last one is older than a
+   * quarter of the deadline (a sysfs read per request would cost more than the request). A reading
+   * up to that old at a request's start can make its first expiry look like progress: a hung
+   * device is failed within two deadlines of the request.
+   */
+  private progressMark(fresh = false): string | undefined {
+    if (this.progress === undefined) return undefined;
+    const now = performance.now();
+    if (fresh || this.mark === undefined || now - this.markedAt > this.deadlineMs / 4) {
+      this.mark = this.progress();
+      this.markedAt = now;
+    }
+    return this.mark;
+  }
+
   sync(fd: number): Promise<void> {
     return this.run('flush', () => fdatasyncP(fd));
   }
@@ -76,14 +133,23 @@ export class DeadlineIo implements PositionalIo {
     try {
       if (this.hung !== undefined) throw new TimeoutError(this.hung);
       let timer: NodeJS.Timeout | undefined;
+      let seen = this.progressMark();
       const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
+        const expire = (): void => {
+          const now = this.progressMark(true);
+          if (now !== seen && this.hung === undefined) {
+            // The disk completed requests meanwhile: slow, not hung.
+            seen = now;
+            timer = setTimeout(expire, this.deadlineMs);
+            return;
+          }
           if (this.hung === undefined) {
             this.hung = `${this.what}: ${op} got no answer within ${this.deadlineMs} ms; not asked again`;
             trace('block', 'error', `${this.hung} (the device is marked hung)`);
           }
           reject(new TimeoutError(this.hung));
-        }, this.deadlineMs);
+        };
+        timer = setTimeout(expire, this.deadlineMs);
       });
       try {
         return await Promise.race([request(), expired]);

@@ -2,16 +2,17 @@
 // durable flush with fdatasync, FUA through a second descriptor opened O_DSYNC, and optional
 // O_DIRECT through page-aligned bounce buffers. Members of arrays are FileDevices.
 
-import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
+import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { checkRange, DEFAULT_CAPABILITIES, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { BlockError, BusyError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
 import { lockExclusive } from './exclusive-lock.js';
-import { DeadlineIo } from './deadline-io.js';
-import { unboundedWaitFilesystem } from './filesystem-kind.cjs';
+import { blockDeviceProgress, DeadlineIo } from './deadline-io.js';
+import { inMemoryFilesystem, unboundedWaitFilesystem } from './filesystem-kind.cjs';
 import { allocateFileRange, discardBlockRange, punchFileHole, zeroFileRange } from './file-space.js';
 import { AlignedBuffers } from './aligned-buffers.js';
-import { byteLength, InlineIo, POOL_IO, type PositionalIo } from './positional-io.js';
+import { byteLength, InlineIo, NowaitIo, POOL_IO, type InlinePositionalIo, type PositionalIo } from './positional-io.js';
+import { loadNowait } from './nowait-io.js';
 import { describeError, trace } from '../common/trace.js';
 
 // The callback forms of fs are used on purpose: on the I/O hot path they cost less than
@@ -35,8 +36,9 @@ export interface FileDeviceOptions {
   /** Logical block size to report; default 512 (4096 with `direct` on a regular file). */
   blockSize?: number;
   /**
-   * Make small requests synchronously while the file answers them from memory (positional-io.ts).
-   * Default: setInlineIoDefault(), true unless changed; ignored with `direct`.
+   * Make small requests synchronously when that cannot wait for a device (positional-io.ts):
+   * with RWF_NOWAIT on disks, while they are fast on tmpfs. Default: setInlineIoDefault(), true
+   * unless changed; ignored with `direct`.
    */
   inline?: boolean;
   /**
@@ -50,9 +52,9 @@ let inlineByDefault = true;
 
 /**
  * Whether FileDevices opened from now on without an `inline` option make small requests inline.
- * A process-wide setting for the CLI (LLRAID_INLINE_IO=0): an engine whose members may hang
- * rather than slow down can keep every request on the pool, so a hung disk ties up a pool thread
- * and never the event loop.
+ * A process-wide setting for the CLI (LLRAID_INLINE_IO=0): every request through the pool, to
+ * compare, or should an inline path ever misbehave. Inline calls are bounded either way: a disk
+ * that hangs holds a pool thread under the member deadline, never the event loop.
  */
 export function setInlineIoDefault(enabled: boolean): void {
   inlineByDefault = enabled;
@@ -91,14 +93,20 @@ export class FileDevice implements BlockDevice {
   /** How the buffered descriptor's requests are made; FUA writes always use the pool. */
   private readonly io: PositionalIo;
   /** `io` when it may go inline: the readNow/writeNow fast paths use it. */
-  private readonly inline: InlineIo | undefined;
+  private readonly inline: InlinePositionalIo | undefined;
   /**
-   * `io` for a file on a filesystem that can wait without bound (FUSE, NFS, ...): every request,
-   * FUA and flush included, goes through it with a deadline, never inline (deadline-io.ts).
+   * The deadline of a member whose requests may wait for a device (every one but tmpfs/ramfs
+   * files): every request that is not answered inline with RWF_NOWAIT, FUA and flush included,
+   * goes through it (deadline-io.ts).
    */
   private readonly deadline: DeadlineIo | undefined;
+  /**
+   * The file is on a filesystem that can wait without bound (FUSE, NFS, ...): even fstat is not
+   * asked outside the deadline.
+   */
+  private readonly unbounded: boolean;
 
-  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, st: Stats, io: PositionalIo, bounce?: AlignedBuffers) {
+  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, st: Stats, io: PositionalIo, unbounded: boolean, bounce?: AlignedBuffers) {
     this.path = path;
     this.fileId = fileIdOf(st);
     this.thick = st.isFile() && st.size > 0 && st.blocks * 512 >= st.size;
@@ -111,8 +119,9 @@ export class FileDevice implements BlockDevice {
     this.capabilities = { ...DEFAULT_CAPABILITIES, trim: !this.thick, fastZero: st.isFile() };
     this.bounce = bounce;
     this.io = io;
-    this.inline = io instanceof InlineIo ? io : undefined;
-    this.deadline = io instanceof DeadlineIo ? io : undefined;
+    this.inline = io instanceof InlineIo || io instanceof NowaitIo ? io : undefined;
+    this.deadline = io instanceof DeadlineIo ? io : io instanceof NowaitIo && io.slow instanceof DeadlineIo ? io.slow : undefined;
+    this.unbounded = unbounded;
   }
 
   static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -122,7 +131,7 @@ export class FileDevice implements BlockDevice {
     const exclusive = (options.exclusive ?? false) && !readOnly;
     let fd: number;
     try {
-      fd = await openP(path, flags | (options.create && !readOnly ? constants.O_CREAT : 0), 0o600);
+      fd = await openNoAtime(path, flags | (options.create && !readOnly ? constants.O_CREAT : 0));
     } catch (err) {
       throw mapOpenError(path, err, options.direct ?? false);
     }
@@ -155,11 +164,9 @@ export class FileDevice implements BlockDevice {
         throw new InvalidRequestError(`${path}: not a regular file or block device`);
       }
       const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
-      const unbounded = st.isFile() && !options.direct ? unboundedWaitFilesystem(path) : undefined;
-      const io = unbounded !== undefined
-        ? new DeadlineIo(`${path} (on ${unbounded})`)
-        : (options.inline ?? inlineByDefault) && !options.direct ? new InlineIo() : POOL_IO;
-      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, bounce);
+      const io = await positionalIo(path, st, options);
+      const unbounded = st.isFile() && !options.direct && unboundedWaitFilesystem(path) !== undefined;
+      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, unbounded, bounce);
     } catch (err) {
       // The open failed already; a close that fails too only says less than that error.
       await closeP(fd).catch((e: unknown) => trace('block', 'debug', () => `${path}: close after a failed open: ${describeError(e)}`));
@@ -167,9 +174,12 @@ export class FileDevice implements BlockDevice {
     }
   }
 
-  /** Whether small requests may go inline (they still go to the pool while it backs off). */
+  /**
+   * Whether small requests may go inline: while fast on tmpfs (they still go to the pool while
+   * it backs off), or with RWF_NOWAIT on a disk (those the page cache cannot answer go to the pool).
+   */
   get inlineIo(): boolean {
-    return this.io !== POOL_IO;
+    return this.inline !== undefined;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -219,14 +229,15 @@ export class FileDevice implements BlockDevice {
   readNow(offset: number, out: Buffer): boolean {
     if (this.inline === undefined) return false;
     this.check(offset, out.length, false);
-    let n: number | undefined;
     try {
-      n = this.inline.readNow(this.fd, out, 0, out.length, offset);
-      if (n === undefined) return false;
-      // Short only at the end of a file that shrank under us: finish here, as readFully would.
-      while (n < out.length) {
-        const more = readSync(this.fd, out, n, out.length - n, offset + n);
+      // Short at the end of a file that shrank under us, or (RWF_NOWAIT) where the page cache
+      // stops: finished here the same way, else left to the caller's other path, which reads
+      // the whole range again.
+      for (let n = 0; n < out.length;) {
+        const more = this.inline.readNow(this.fd, out, n, out.length - n, offset + n);
+        if (more === undefined) return false;
         if (more === 0) {
+          // Past the end: what is not there reads as zeroes, as readFully does.
           out.fill(0, n);
           break;
         }
@@ -245,10 +256,15 @@ export class FileDevice implements BlockDevice {
     try {
       let done = this.inline.writevNow(this.fd, parts, offset);
       if (done === undefined) return false;
-      // A short write (a nearly full file system) is finished here: this request is under way.
+      // A short write (a nearly full file system, or RWF_NOWAIT where it would wait) is finished
+      // the same way, or left to the caller's other path: it writes the same bytes again.
       if (done < length) {
         const all = Buffer.concat(parts);
-        while (done < length) done += progress(writeSync(this.fd, all, done, length - done, offset + done), offset + done);
+        while (done < length) {
+          const more = this.inline.writevNow(this.fd, [all.subarray(done)], offset + done);
+          if (more === undefined) return false;
+          done += progress(more, offset + done);
+        }
       }
     } catch (err) {
       throw this.ioError('write', offset, length, err);
@@ -345,9 +361,10 @@ export class FileDevice implements BlockDevice {
   async health(): Promise<string | undefined> {
     if (this.fd < 0) return undefined;
     if (this.deadline?.hung !== undefined) return this.deadline.hung;
-    // A file on a filesystem that may hang is only asked about through its deadline: a plain
-    // fstat could hold a pool thread for ever.
-    if (this.deadline) return undefined;
+    // A file on a filesystem that may hang without bound is only asked about through its
+    // deadline: a plain fstat could hold a pool thread for ever. (A local filesystem answers
+    // fstat from the inode in memory.)
+    if (this.unbounded) return undefined;
     try {
       const st = await fstatP(this.fd);
       if (st.isFile() && st.nlink === 0) return `${this.path}: the member file was deleted while in use`;
@@ -389,6 +406,38 @@ export class FileDevice implements BlockDevice {
     if (code === 'ENOSPC' || code === 'EDQUOT') return new NoSpaceError(what, { cause: err });
     if (code === 'EBADF') return new ShutdownError(what);
     return new IoError(what, { cause: err });
+  }
+}
+
+/**
+ * How a file's requests are made (positional-io.ts): with a deadline where they may wait for a
+ * device, inline with RWF_NOWAIT there when koffi loads; inline while fast on tmpfs/ramfs;
+ * through the pool with `direct` (bounce buffers) or without inline I/O.
+ */
+async function positionalIo(path: string, st: Stats, options: FileDeviceOptions): Promise<PositionalIo> {
+  const inline = (options.inline ?? inlineByDefault) && !options.direct;
+  if (options.direct || !(st.isFile() || st.isBlockDevice())) return POOL_IO;
+  const unbounded = st.isFile() ? unboundedWaitFilesystem(path) : undefined;
+  if (unbounded !== undefined) return new DeadlineIo(`${path} (on ${unbounded})`);
+  if (st.isFile() && inMemoryFilesystem(path) !== undefined) return inline ? new InlineIo() : POOL_IO;
+  // A disk: a request that waits longer than the deadline while the disk completes nothing
+  // fails the member.
+  const deadline = new DeadlineIo(path, undefined, blockDeviceProgress(st.isBlockDevice() ? st.rdev : st.dev));
+  const calls = inline ? await loadNowait() : undefined;
+  return calls === undefined ? deadline : new NowaitIo(calls, deadline);
+}
+
+/**
+ * open(2) with O_NOATIME where allowed (the owner, or CAP_FOWNER): a read that updates the access
+ * time dirties the inode, which on ext4 starts a journal handle, and that can wait for the disk
+ * even when the data came from the page cache. Nobody reads a member's atime.
+ */
+async function openNoAtime(path: string, flags: number): Promise<number> {
+  try {
+    return await openP(path, flags | constants.O_NOATIME, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    return openP(path, flags, 0o600);
   }
 }
 

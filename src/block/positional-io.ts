@@ -1,23 +1,32 @@
-// Positional reads and writes on a file descriptor, as promises, with an inline fast path.
+// Positional reads and writes on a file descriptor, as promises, with inline fast paths.
 //
 // Node does positional file I/O through libuv's thread pool: the request is queued, a pool
 // thread makes the syscall, and the result comes back to the event loop through an async handle.
 // For a 4 KiB request that the page cache answers (tmpfs, a warm file, a buffered write) the
 // syscall itself takes a microsecond or two, while the hand-offs cost the event loop several
 // times that; on a small node the event loop is what limits an NBD server's IOPS. So small
-// requests are made synchronously on the calling thread for as long as the file answers them
-// fast, and go through the pool again as soon as it does not (a cold disk, dirty-page
-// throttling). This is the same bet io_uring makes when it tries a request inline before
-// punting it to a worker. Linux's RWF_NOWAIT would let us ask instead of measure, but Node does
-// not expose preadv2 flags.
+// requests are made synchronously on the calling thread when that cannot hold it for long:
 //
-// The price of a wrong guess is bounded: a slow inline call blocks the event loop once, and the
-// policy then stays on the pool for a back-off period that doubles (up to MAX_BACKOFF_MS) each
-// time a probe after it is slow too. An engine serves one volume per process (DESIGN.md §1), so
-// a blocked loop stalls only the volume whose disk is slow anyway.
+// - NowaitIo, for files on disk filesystems and block devices (a disk may hang): a call goes
+//   inline only with RWF_NOWAIT (nowait-io.ts), which the kernel answers from the page cache or
+//   refuses with EAGAIN at once (a read first asks cachestat whether all its pages are cached,
+//   since a refused RWF_NOWAIT read still starts readahead); a refused call goes to `slow`, the pool under the member's
+//   deadline (deadline-io.ts), which fails the member when its disk stops answering. Reads take
+//   the flag on ext4, xfs and block devices; buffered writes only where the filesystem takes it
+//   (xfs; ext4 answers EOPNOTSUPP on Linux 6.18), elsewhere every write goes to `slow`. Without
+//   koffi there is no NowaitIo and every request goes to `slow`: never an unbounded inline call.
+// - InlineIo, for files in memory (tmpfs, ramfs), where nothing waits for a device and RWF_NOWAIT
+//   is refused: plain readSync/writevSync while the calls are fast, the pool again as soon as
+//   they are not (swap, memory pressure). The price of a wrong guess is bounded: a slow inline
+//   call blocks the event loop once, and the policy then stays on the pool for a back-off period
+//   that doubles (up to MAX_BACKOFF_MS) each time a probe after it is slow too.
+//
+// This is the same bet io_uring makes when it tries a request inline before punting it to a
+// worker. LLRAID_INLINE_IO=0 (setInlineIoDefault) turns both fast paths off.
 
 import { read, readSync, write, writeSync, writev, writevSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { UNSUPPORTED, type NowaitCalls } from './nowait-io.js';
 
 export function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
@@ -43,6 +52,16 @@ export interface PositionalIo {
   write(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number>;
   /** One gathering write of `parts`, in order, at `pos`. */
   writev(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number>;
+}
+
+/** A PositionalIo that may also make a small request on this thread now (FileDevice's readNow/writeNow). */
+export interface InlinePositionalIo extends PositionalIo {
+  /** A read on this thread now, if allowed: bytes read (0 at the end of the file), or undefined (nothing done). Throws its errno. */
+  readNow(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number | undefined;
+  /** A gathering write on this thread now, if allowed: bytes written, or undefined (nothing done). Throws its errno. */
+  writevNow(fd: number, parts: readonly Uint8Array[], pos: number): number | undefined;
+  /** Calls made inline, for tests and curiosity. */
+  readonly stats: { inline: number };
 }
 
 /** Every request through libuv's pool. */
@@ -74,7 +93,7 @@ const MAX_BACKOFF_MS = 60_000;
  * Invariant: `poolUntil` is 0 while inline calls are allowed; otherwise the clock
  * time before which every request goes to the pool.
  */
-export class InlineIo implements PositionalIo {
+export class InlineIo implements InlinePositionalIo {
   private poolUntil = 0;
   private backoffMs = INITIAL_BACKOFF_MS;
   private calls = 0;
@@ -159,5 +178,70 @@ export class InlineIo implements PositionalIo {
       this.calls = 0;
       this.slow = 0;
     }
+  }
+}
+
+/**
+ * Small requests with RWF_NOWAIT on this thread, everything the kernel will not answer at once
+ * through `slow` (a DeadlineIo). An operation the filesystem refuses the flag for is not tried
+ * inline again. Invariant: no call on this thread can wait for a device.
+ */
+export class NowaitIo implements InlinePositionalIo {
+  private readsInline = true;
+  private writesInline = true;
+  /** Inline calls that moved bytes, and calls the kernel sent to `slow` (EAGAIN). */
+  readonly stats = { inline: 0, refused: 0 };
+
+  constructor(
+    private readonly calls: NowaitCalls,
+    readonly slow: PositionalIo,
+  ) {}
+
+  read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+    let n: number | undefined;
+    try {
+      n = this.readNow(fd, buf, off, len, pos);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return n === undefined ? this.slow.read(fd, buf, off, len, pos) : Promise.resolve(n);
+  }
+
+  write(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+    return this.writevOr(fd, [buf.subarray(off, off + len)], pos, () => this.slow.write(fd, buf, off, len, pos));
+  }
+
+  writev(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number> {
+    return this.writevOr(fd, parts, pos, () => this.slow.writev(fd, parts, pos));
+  }
+
+  readNow(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number | undefined {
+    if (!this.readsInline || len > MAX_INLINE_BYTES) return undefined;
+    return this.outcome(this.calls.read(fd, buf, off, len, pos), () => (this.readsInline = false));
+  }
+
+  writevNow(fd: number, parts: readonly Uint8Array[], pos: number): number | undefined {
+    if (!this.writesInline || byteLength(parts) > MAX_INLINE_BYTES) return undefined;
+    return this.outcome(this.calls.writev(fd, parts, pos), () => (this.writesInline = false));
+  }
+
+  private writevOr(fd: number, parts: readonly Uint8Array[], pos: number, pooled: () => Promise<number>): Promise<number> {
+    let n: number | undefined;
+    try {
+      n = this.writevNow(fd, parts, pos);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return n === undefined ? pooled() : Promise.resolve(n);
+  }
+
+  private outcome(n: number, refusedForGood: () => void): number | undefined {
+    if (n >= 0) {
+      this.stats.inline++;
+      return n;
+    }
+    if (n === UNSUPPORTED) refusedForGood();
+    else this.stats.refused++;
+    return undefined;
   }
 }

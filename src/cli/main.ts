@@ -39,10 +39,12 @@ async function main(argv: string[]): Promise<number> {
   // (src/block/trace.ts). A name it does not know is refused rather than traced silently never.
   const traceProblems = configureTrace({ trace: process.env.LLRAID_TRACE, verbosity: process.env.LLRAID_VERBOSITY });
   if (traceProblems.length > 0) return reportError(new UsageError(traceProblems.join('; ')));
-  // LLRAID_INLINE_IO=0: every member request through libuv's pool (src/block/positional-io.ts).
+  // LLRAID_INLINE_IO=0: every member request through libuv's pool, no inline fast path
+  // (src/block/positional-io.ts; the inline calls are bounded either way).
   if (process.env.LLRAID_INLINE_IO === '0') setInlineIoDefault(false);
-  // LLRAID_MEMBER_TIMEOUT: seconds a member on FUSE/NFS may leave a request unanswered before
-  // it is failed (src/block/deadline-io.ts).
+  // LLRAID_MEMBER_TIMEOUT: seconds a member whose requests may wait for a device (a file on a
+  // disk or network filesystem, a block device) may leave a request unanswered before it is
+  // failed; on a disk, seconds in which its block device completes nothing (src/block/deadline-io.ts).
   const timeout = process.env.LLRAID_MEMBER_TIMEOUT;
   if (timeout !== undefined && timeout !== '') {
     const s = Number(timeout);

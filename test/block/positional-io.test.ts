@@ -12,8 +12,12 @@ function fakeClock(step: number): { now: () => number; t: number; step: number }
   return c;
 }
 
+/**
+ * A file on tmpfs: InlineIo's policy is for files in memory (a file on a disk gets NowaitIo,
+ * test/block/hung-disk-member.test.ts).
+ */
 function scratchFile(t: { after: (fn: () => void) => void }, size: number): string {
-  const path = join(tempDir(t, 'pio'), 'f');
+  const path = join(tempDir(t, 'pio', '/dev/shm'), 'f');
   writeFileSync(path, Buffer.alloc(size));
   return path;
 }

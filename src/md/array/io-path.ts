@@ -189,8 +189,9 @@ export class ArrayIo {
    *   or vanished device) leaves the member without data the others hold: it is failed, so reads
    *   stop going to it and the bitmap keeps its chunks for a later re-add. Leaving it in sync
    *   after ENOSPC made reads alternate between new data and stale bytes.
-   * - A read fails the member on EIO or a device gone (ESHUTDOWN); EINVAL and ERANGE say the
-   *   request was wrong, which every copy would answer alike.
+   * - A read fails the member on EIO, a device gone (ESHUTDOWN) or one that stopped answering
+   *   (ETIMEDOUT: its deadline passed); EINVAL and ERANGE say the request was wrong, which every
+   *   copy would answer alike.
    * - A discard leaves content unspecified anyway (the bitmap marks the range Unwritten): only
    *   EIO fails the member.
    * While the array stops, devices close under the last requests: nothing is failed for that.
@@ -201,7 +202,7 @@ export class ArrayIo {
       return Promise.resolve();
     }
     if (this.set.stopping && isBlockError(err, 'ESHUTDOWN')) return Promise.resolve();
-    const fails = op === 'write' ? true : op === 'read' ? isBlockError(err, 'EIO') || isBlockError(err, 'ESHUTDOWN') : isBlockError(err, 'EIO');
+    const fails = op === 'write' ? true : op === 'read' ? isBlockError(err, 'EIO') || isBlockError(err, 'ESHUTDOWN') || isBlockError(err, 'ETIMEDOUT') : isBlockError(err, 'EIO');
     if (!fails) return Promise.resolve();
     m.errors++;
     return this.membership.failMember(m, err);
