@@ -29,8 +29,12 @@ import { trace } from '../common/trace.js';
 
 const fdatasyncP = promisify(fdatasync);
 
-/** Requests of one device in libuv's pool at once. */
-export const MAX_IN_FLIGHT = 2;
+/**
+ * Requests of one device in libuv's pool at once. Two unless the process's pool was sized for
+ * more per member (bin.cts sets LLRAID_MEMBER_IN_FLIGHT when it sizes the pool for `serve`): a
+ * hang must never hold every pool thread, or the deadline's own checks wait behind it.
+ */
+export const MAX_IN_FLIGHT = Math.max(1, Number(process.env.LLRAID_MEMBER_IN_FLIGHT ?? 2) || 2);
 
 let defaultDeadlineMs = 30_000;
 

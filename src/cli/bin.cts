@@ -8,18 +8,25 @@
 
 //
 // A member whose requests may wait for a device (a file on a disk or network filesystem, a block
-// device: filesystem-kind.cts) may hold up to MAX_IN_FLIGHT (2) pool threads for as long as it
-// hangs; `serve` gets that many more per such member, so a hung member never leaves the others
-// without a thread. Only busy threads cost anything.
+// device: filesystem-kind.cts) may hold up to MAX_IN_FLIGHT pool threads for as long as it hangs
+// (deadline-io.ts); `serve` gets eight more per such member and lets each have eight in flight
+// (with two, the pool was what limited a disk member), so a hung member never leaves the others
+// without a thread. Only busy threads cost anything. A pool sized by hand keeps two per member.
 
 import { availableParallelism } from 'node:os';
 import { mayWaitForDevice } from '../block/filesystem-kind.cjs';
 
-if (process.env.UV_THREADPOOL_SIZE === undefined) {
+// An engine started by the node plugin or the engine host inherits their environment, pool size
+// included: a size this file chose (LLRAID_POOL_SIZED) is chosen again for the new command.
+if (process.env.UV_THREADPOOL_SIZE === undefined || process.env.LLRAID_POOL_SIZED === '1') {
   const cores = availableParallelism();
   const base = Math.min(4, Math.max(1, cores - 1));
   const args = process.argv.slice(2);
   const mayHang = args[0] === 'serve' ? args.filter((a) => a.startsWith('/') && mayWaitForDevice(a)).length : 0;
-  process.env.UV_THREADPOOL_SIZE = String(base + 2 * mayHang);
+  const perMember = 8;
+  process.env.UV_THREADPOOL_SIZE = String(base + perMember * mayHang);
+  process.env.LLRAID_POOL_SIZED = '1';
+  if (mayHang > 0) process.env.LLRAID_MEMBER_IN_FLIGHT = String(perMember);
+  else delete process.env.LLRAID_MEMBER_IN_FLIGHT;
 }
 void import('./main.js');
