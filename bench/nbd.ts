@@ -15,6 +15,7 @@
 // seconds moves by ±15%, which is more than the margins the targets ask about.
 // The members are files on one tmpfs: `llraid serve` opens its members itself, so the
 // rate-limited members of bench:parity (an in-process wrapper) cannot be put under it here.
+// The llraid servers run with the V8 flags the CSI driver gives its engines (src/cli/engine-command.ts).
 // Run: npm run bench:nbd (builds first). Env: BENCH_SECONDS (per workload, default 5),
 // BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB.
 
@@ -24,7 +25,8 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { median, printTable, ratio, verdict, type Cell } from './table.js';
-import { cpuSeconds, rssKiB } from './proc.js';
+import { anonKiB, cpuSeconds, rssKiB } from './proc.js';
+import { ENGINE_NODE_FLAGS } from '../src/cli/engine-command.js';
 
 const run = promisify(execFile);
 const QUICK = process.env.BENCH_NBD_QUICK === '1';
@@ -95,7 +97,8 @@ const memberPaths = (dir: string, array: string): string[] =>
 function servers(dir: string): Server[] {
   const file = join(dir, 'disk.img');
   const llraid = (args: string[]) => (socket: string) =>
-    spawn(process.execPath, [cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // As the CSI driver runs an engine (src/cli/engine-command.ts).
+    spawn(process.execPath, [...ENGINE_NODE_FLAGS, cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   return [
     { name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
     { name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },
@@ -149,22 +152,27 @@ async function fio(uri: string, w: Workload, pid: number): Promise<Result> {
   };
 }
 
-interface Measured { results: Result[]; idle: number; peak: number }
+/** RSS and its anonymous part (the process's own memory), KiB. */
+interface Memory { rss: number; anon: number }
+const memory = (pid: number): Memory => ({ rss: rssKiB(pid), anon: anonKiB(pid) });
+const maxMemory = (a: Memory, b: Memory): Memory => ({ rss: Math.max(a.rss, b.rss), anon: Math.max(a.anon, b.anon) });
+
+interface Measured { results: Result[]; idle: Memory; peak: Memory }
 
 /** Runs a server's workloads; returns the results, its idle RSS and the peak RSS seen (KiB). */
 async function measure(server: Server, dir: string): Promise<Measured> {
   const socket = join(dir, `${server.name.replace(/\W+/g, '-')}.sock`);
   const child = server.start(socket);
-  let peak = 0;
-  const sampler = setInterval(() => (peak = Math.max(peak, rssKiB(child.pid!))), 100);
+  let peak: Memory = { rss: 0, anon: 0 };
+  const sampler = setInterval(() => (peak = maxMemory(peak, memory(child.pid!))), 100);
   try {
     await waitForSocket(socket, child);
     await sleep(1000);
-    const idle = rssKiB(child.pid!);
+    const idle = memory(child.pid!);
     const uri = `nbd+unix:///?socket=${socket}`;
     const results: Result[] = [];
     for (const w of server.workloads) results.push(await fio(uri, w, child.pid!));
-    return { results, idle, peak: Math.max(peak, rssKiB(child.pid!)) };
+    return { results, idle, peak: maxMemory(peak, memory(child.pid!)) };
   } finally {
     clearInterval(sampler);
     child.kill('SIGTERM');
@@ -174,7 +182,7 @@ async function measure(server: Server, dir: string): Promise<Measured> {
 }
 
 /** The CSI node plugin's RSS, idle, started as scripts/test.d/50-csi-sanity.sh starts it. */
-async function pluginRss(dir: string): Promise<number> {
+async function pluginMemory(dir: string): Promise<Memory> {
   const work = join(dir, 'csi');
   const disks = ['disk-a', 'disk-b', 'disk-c'].map((d) => join(work, d));
   for (const d of [...disks, join(work, 'kubelet')]) mkdirSync(d, { recursive: true });
@@ -185,7 +193,7 @@ async function pluginRss(dir: string): Promise<number> {
   try {
     await waitForSocket(socket, child);
     await sleep(2000);
-    return rssKiB(child.pid!);
+    return memory(child.pid!);
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
@@ -205,7 +213,7 @@ async function main(): Promise<void> {
         '--size', `${a.memberMiB}M`, ...memberPaths(dir, name)]);
     }
     const list = servers(dir);
-    const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as number[], peak: 0 }]));
+    const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as Memory[], peak: { rss: 0, anon: 0 } }]));
     for (let round = 0; round < ROUNDS; round++) {
       for (let k = 0; k < list.length; k++) {
         const s = list[(k + round) % list.length]!;
@@ -214,10 +222,10 @@ async function main(): Promise<void> {
         const entry = got.get(s.name)!;
         m.results.forEach((v, i) => entry.runs[i]!.push(v));
         entry.idle.push(m.idle);
-        entry.peak = Math.max(entry.peak, m.peak);
+        entry.peak = maxMemory(entry.peak, m.peak);
       }
     }
-    const plugin = await pluginRss(dir);
+    const plugin = await pluginMemory(dir);
     const loadAfter = load();
 
     const pick = (server: string, w: Workload, f: (r: Result) => number): number => {
@@ -257,14 +265,16 @@ async function main(): Promise<void> {
       `${ratio(r5, r0)} ${verdict(r5 / r0, 0.9, 'least')}`);
 
     const mib = (kib: number): string => (kib / 1024).toFixed(1);
-    printTable(`c. memory: RSS MiB idle (1 s after start, median) and peak (whole run, ${ROUNDS} rounds, QD up to 32); ${head}`,
-      ['server', 'idle', 'target', 'peak', 'target'],
-      [...list.map((s) => {
-        const e = got.get(s.name)!;
-        const idle = median(e.idle);
-        const judged = ['llraid file', 'llraid raid1', 'llraid raid5'].includes(s.name);
-        return [s.name, mib(idle), judged ? verdict(idle / 1024, 48, 'most') : '-', mib(e.peak), judged ? verdict(e.peak / 1024, 64, 'most') : '-'];
-      }), ['llraid csi (node plugin, idle)', mib(plugin), '-', '-', '-']]);
+    printTable(`c. memory: RSS MiB idle (1 s after start, median) and peak (whole run, ${ROUNDS} rounds, QD up to 32), and its anonymous ` +
+      `part (RssAnon: the process's own; the rest is file pages such as the node binary, shared by every engine); ${head}`,
+    ['server', 'idle RSS', 'target', 'idle anon', 'peak RSS', 'target', 'peak anon'],
+    [...list.map((s) => {
+      const e = got.get(s.name)!;
+      const idle = median(e.idle.map((m) => m.rss));
+      const judged = ['llraid file', 'llraid raid1', 'llraid raid5'].includes(s.name);
+      return [s.name, mib(idle), judged ? verdict(idle / 1024, 48, 'most') : '-', mib(median(e.idle.map((m) => m.anon))),
+        mib(e.peak.rss), judged ? verdict(e.peak.rss / 1024, 64, 'most') : '-', mib(e.peak.anon)];
+    }), ['llraid csi (node plugin, idle)', mib(plugin.rss), '-', mib(plugin.anon), '-', '-', '-']]);
 
     const one = (rw: string): Workload => MULTI.find((m) => m.jobs === 1 && m.rw === rw)!;
     printTable(`d. several connections on one raid1 volume (fio numjobs, one connection each, QD32 in total); ${head}`,
