@@ -1,23 +1,42 @@
-// Benchmark of the NBD server: `llraid serve` against `nbdkit file` and `qemu-nbd` on the same
-// tmpfs file, all driven by the same client (fio ioengine=nbd, one connection per job). Prints a
-// table with each server's result and llraid's ratio to nbdkit, the servers' peak RSS, and `llraid serve` of a
-// raid1 (llbitmap) over two files on the same tmpfs as a ratio to the single file. Every server
-// runs every workload once per round, the servers' order rotating from round to round, and the
-// median of the rounds is reported: on a shared 2-core machine one run of a few seconds moves by
-// ±15%, which is more than the margins the targets ask about.
-// Run: npm run bench:nbd (needs `npm run build`; env BENCH_SECONDS, BENCH_SIZE_MIB, BENCH_NBD_ROUNDS).
+// Benchmark of the NBD server: `llraid serve` (one file, and the arrays a CSI volume is) against
+// `nbdkit file` and `qemu-nbd` on the same tmpfs, all driven by the same client (fio
+// ioengine=nbd, one connection per job). Four tables:
+//  a. CPU per request: the server's utime+stime (all its threads, /proc/PID/stat) over the measured
+//     part of the fio run divided by the I/Os fio completed in it. This does not depend on how fast
+//     the machine is, so it is the headline: --file against nbdkit, raid1 against --file.
+//  b. throughput: the arrays against one file (raid5's random reads against raid0 over its data
+//     members), and --file against nbdkit.
+//  c. memory: each server's RSS idle (after start, before fio) and its peak under the whole run,
+//     and the CSI node plugin's idle RSS.
+//  d. several connections: fio numjobs=1, 2, 4 (one connection each, the same queue depth in
+//     total) on one raid1 volume.
+// Every server runs every workload once per round, the servers' order rotating from round to
+// round, and the median of the rounds is reported: on a shared 2-core machine one run of a few
+// seconds moves by ±15%, which is more than the margins the targets ask about.
+// The members are files on one tmpfs: `llraid serve` opens its members itself, so the
+// rate-limited members of bench:parity (an in-process wrapper) cannot be put under it here.
+// The llraid servers run with the V8 flags the CSI driver gives its engines (src/cli/engine-command.ts).
+// Run: npm run bench:nbd (builds first). Env: BENCH_SECONDS (per workload, default 5),
+// BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { median, printTable, ratio, verdict } from './table.js';
-import { rssKiB } from './proc.js';
+import { median, printTable, ratio, verdict, type Cell } from './table.js';
+import { anonKiB, cpuSeconds, rssKiB } from './proc.js';
+import { ENGINE_NODE_FLAGS } from '../src/cli/engine-command.js';
 
 const run = promisify(execFile);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const ROUNDS = Number(process.env.BENCH_NBD_ROUNDS ?? 3);
-const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
+const QUICK = process.env.BENCH_NBD_QUICK === '1';
+const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 5));
+const ROUNDS = Number(process.env.BENCH_NBD_ROUNDS ?? (QUICK ? 1 : 3));
+const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? (QUICK ? 256 : 1024));
+/** fio's ramp: not counted in its results, so not in the CPU either. */
+const RAMP_MS = 1000;
+/** Room for the superblock and bitmap in each member, so every array holds SIZE_MIB. */
+const SLACK_MIB = 64;
 const ROOT = new URL('..', import.meta.url).pathname;
 
 interface Workload {
@@ -25,22 +44,36 @@ interface Workload {
   rw: string;
   bs: string;
   iodepth: number;
+  /** Connections (fio jobs), the queue depth above being their total. */
+  jobs: number;
   /** Which number of fio's JSON output to report. */
   metric: 'iops' | 'MiB/s';
-  /** Target ratio to nbdkit (from issue 4). */
-  target: number;
 }
 
 const WORKLOADS: Workload[] = [
-  { name: '4k randread QD32', rw: 'randread', bs: '4k', iodepth: 32, metric: 'iops', target: 0.8 },
-  { name: '4k randwrite QD32', rw: 'randwrite', bs: '4k', iodepth: 32, metric: 'iops', target: 0.8 },
-  { name: '1M seq read QD8', rw: 'read', bs: '1M', iodepth: 8, metric: 'MiB/s', target: 1.0 },
-  { name: '1M seq write QD8', rw: 'write', bs: '1M', iodepth: 8, metric: 'MiB/s', target: 1.0 },
+  { name: '4k randread QD32', rw: 'randread', bs: '4k', iodepth: 32, jobs: 1, metric: 'iops' },
+  { name: '4k randwrite QD32', rw: 'randwrite', bs: '4k', iodepth: 32, jobs: 1, metric: 'iops' },
+  { name: '1M seq read QD8', rw: 'read', bs: '1M', iodepth: 8, jobs: 1, metric: 'MiB/s' },
+  { name: '1M seq write QD8', rw: 'write', bs: '1M', iodepth: 8, jobs: 1, metric: 'MiB/s' },
 ];
+
+/** Table d: the 4K workloads over 1, 2 and 4 connections, QD32 in total. */
+const MULTI: Workload[] = [1, 2, 4].flatMap((jobs) => ['randread', 'randwrite'].map((rw) => ({
+  name: `4k ${rw} ${jobs} conn`, rw, bs: '4k', iodepth: 32 / jobs, jobs, metric: 'iops' as const,
+})));
+
+interface Result {
+  /** IOPS or MiB/s (Workload.metric). */
+  value: number;
+  /** Server CPU µs per completed request. */
+  cpuUs: number;
+  iops: number;
+}
 
 interface Server {
   name: string;
-  start(file: string, socket: string): ChildProcess;
+  workloads: Workload[];
+  start(socket: string): ChildProcess;
 }
 
 function cliPath(): string {
@@ -49,61 +82,97 @@ function cliPath(): string {
   return cli;
 }
 
-/** The members of the raid1 row: two files beside the single one (made by `llraid create`). */
-const raid1Members = (file: string): string[] => [`${file}.r1-a`, `${file}.r1-b`];
+interface ArraySpec { level: number; members: number; memberMiB: number }
+const ARRAYS: Record<string, ArraySpec> = {
+  raid1: { level: 1, members: 2, memberMiB: SIZE_MIB + SLACK_MIB },
+  raid10: { level: 10, members: 4, memberMiB: SIZE_MIB / 2 + SLACK_MIB },
+  raid5: { level: 5, members: 4, memberMiB: Math.ceil(SIZE_MIB / 3) + SLACK_MIB },
+  // raid5's data members alone: the baseline of its random reads.
+  raid0: { level: 0, members: 3, memberMiB: Math.ceil(SIZE_MIB / 3) + SLACK_MIB },
+};
 
-const SERVERS: Server[] = [
-  {
-    name: 'llraid serve',
-    start: (file, socket) => spawn(process.execPath, [cliPath(), 'serve', '--file', file, '--socket', socket, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] }),
-  },
-  {
-    name: 'llraid raid1',
-    start: (file, socket) => spawn(process.execPath, [cliPath(), 'serve', '--socket', socket, '--quiet', ...raid1Members(file)], { stdio: ['ignore', 'pipe', 'inherit'] }),
-  },
-  {
-    name: 'nbdkit file',
-    start: (file, socket) => spawn('nbdkit', ['--foreground', '--exit-with-parent', '--unix', socket, 'file', `file=${file}`], { stdio: ['ignore', 'pipe', 'inherit'] }),
-  },
-  {
-    name: 'qemu-nbd',
-    start: (file, socket) => spawn('qemu-nbd', ['--persistent', '--shared=8', '--format=raw', '--cache=writeback', '--aio=threads', `--socket=${socket}`, file], { stdio: ['ignore', 'pipe', 'inherit'] }),
-  },
-];
+const memberPaths = (dir: string, array: string): string[] =>
+  Array.from({ length: ARRAYS[array]!.members }, (_, i) => join(dir, `${array}-${i}.img`));
+
+function servers(dir: string): Server[] {
+  const file = join(dir, 'disk.img');
+  const llraid = (args: string[]) => (socket: string) =>
+    // As the CSI driver runs an engine (src/cli/engine-command.ts).
+    spawn(process.execPath, [...ENGINE_NODE_FLAGS, cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return [
+    { name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
+    { name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },
+    { name: 'llraid raid10', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid10')) },
+    { name: 'llraid raid5', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid5')) },
+    { name: 'llraid raid0', workloads: WORKLOADS.slice(0, 1), start: llraid(memberPaths(dir, 'raid0')) },
+    {
+      name: 'nbdkit file',
+      workloads: WORKLOADS,
+      start: (socket) => spawn('nbdkit', ['--foreground', '--exit-with-parent', '--unix', socket, 'file', `file=${file}`], { stdio: ['ignore', 'ignore', 'inherit'] }),
+    },
+    {
+      name: 'qemu-nbd',
+      workloads: WORKLOADS,
+      start: (socket) => spawn('qemu-nbd', ['--persistent', '--shared=8', '--format=raw', '--cache=writeback', '--aio=threads', `--socket=${socket}`, file], { stdio: ['ignore', 'ignore', 'inherit'] }),
+    },
+  ];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitForSocket(path: string, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     if (existsSync(path)) return;
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before listening`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
-  throw new Error(`server did not create ${path} within 10 s`);
+  throw new Error(`server did not create ${path} within 30 s`);
 }
 
-
-async function fio(uri: string, w: Workload): Promise<number> {
-  const { stdout } = await run('fio', [
+/** One fio run against the server `pid`, with the server's CPU over fio's measured part. */
+async function fio(uri: string, w: Workload, pid: number): Promise<Result> {
+  const args = [
     '--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--rw=${w.rw}`, `--bs=${w.bs}`, `--iodepth=${w.iodepth}`,
-    `--size=${SIZE_MIB}M`, '--time_based', `--runtime=${SECONDS}`, '--ramp_time=1', '--output-format=json',
-  ], { maxBuffer: 16 * 1024 * 1024 });
+    `--numjobs=${w.jobs}`, '--group_reporting', `--size=${SIZE_MIB}M`, '--time_based', `--runtime=${SECONDS}`,
+    `--ramp_time=${RAMP_MS / 1000}`, '--output-format=json',
+  ];
+  let cpuStart = NaN;
+  const mark = setTimeout(() => (cpuStart = cpuSeconds(pid)), RAMP_MS);
+  const { stdout } = await run('fio', args, { maxBuffer: 16 * 1024 * 1024 });
+  const cpuEnd = cpuSeconds(pid);
+  clearTimeout(mark);
   // The nbd engine prints a line before the JSON document.
-  const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', { iops: number; bw_bytes: number }>> }).jobs[0]!;
+  type Side = { iops: number; bw_bytes: number; total_ios: number };
+  const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', Side>> }).jobs[0]!;
   const side = w.rw.includes('write') ? job.write : job.read;
-  return w.metric === 'iops' ? side.iops : side.bw_bytes / 1048576;
+  return {
+    value: w.metric === 'iops' ? side.iops : side.bw_bytes / 1048576,
+    cpuUs: ((cpuEnd - cpuStart) * 1e6) / side.total_ios,
+    iops: side.iops,
+  };
 }
 
-/** Runs every workload against one server; returns results and the peak RSS seen. */
-async function measure(server: Server, file: string, dir: string): Promise<{ results: number[]; rss: number }> {
+/** RSS and its anonymous part (the process's own memory), KiB. */
+interface Memory { rss: number; anon: number }
+const memory = (pid: number): Memory => ({ rss: rssKiB(pid), anon: anonKiB(pid) });
+const maxMemory = (a: Memory, b: Memory): Memory => ({ rss: Math.max(a.rss, b.rss), anon: Math.max(a.anon, b.anon) });
+
+interface Measured { results: Result[]; idle: Memory; peak: Memory }
+
+/** Runs a server's workloads; returns the results, its idle RSS and the peak RSS seen (KiB). */
+async function measure(server: Server, dir: string): Promise<Measured> {
   const socket = join(dir, `${server.name.replace(/\W+/g, '-')}.sock`);
-  const child = server.start(file, socket);
-  let peak = 0;
-  const sampler = setInterval(() => (peak = Math.max(peak, rssKiB(child.pid!))), 200);
+  const child = server.start(socket);
+  let peak: Memory = { rss: 0, anon: 0 };
+  const sampler = setInterval(() => (peak = maxMemory(peak, memory(child.pid!))), 100);
   try {
     await waitForSocket(socket, child);
+    await sleep(1000);
+    const idle = memory(child.pid!);
     const uri = `nbd+unix:///?socket=${socket}`;
-    const results: number[] = [];
-    for (const w of WORKLOADS) results.push(await fio(uri, w));
-    return { results, rss: peak };
+    const results: Result[] = [];
+    for (const w of server.workloads) results.push(await fio(uri, w, child.pid!));
+    return { results, idle, peak: maxMemory(peak, memory(child.pid!)) };
   } finally {
     clearInterval(sampler);
     child.kill('SIGTERM');
@@ -112,39 +181,108 @@ async function measure(server: Server, file: string, dir: string): Promise<{ res
   }
 }
 
+/** The CSI node plugin's RSS, idle, started as scripts/test.d/50-csi-sanity.sh starts it. */
+async function pluginMemory(dir: string): Promise<Memory> {
+  const work = join(dir, 'csi');
+  const disks = ['disk-a', 'disk-b', 'disk-c'].map((d) => join(work, d));
+  for (const d of [...disks, join(work, 'kubelet')]) mkdirSync(d, { recursive: true });
+  const socket = join(work, 'csi.sock');
+  const child = spawn(process.execPath, [cliPath(), 'csi', '--endpoint', `unix://${socket}`, '--node-id', 'bench-node',
+    '--disks', disks.join(','), '--attach', 'fuse', '--run-dir', join(work, 'run'), '--kubelet-dir', join(work, 'kubelet')],
+  { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    await waitForSocket(socket, child);
+    await sleep(2000);
+    return memory(child.pid!);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
+  }
+}
+
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+
 async function main(): Promise<void> {
   const dir = mkdtempSync('/dev/shm/llraid-bench-nbd-');
-  const file = join(dir, 'disk.img');
+  const loadBefore = load();
   try {
-    writeFileSync(file, Buffer.alloc(0));
-    await run('fallocate', ['-l', `${SIZE_MIB}M`, file]);
-    // raid1 with llbitmap over two files on the same tmpfs: the cost of mirroring and the bitmap.
-    await run(process.execPath, [cliPath(), 'create', '--level', '1', '--name', 'bench-r1', '--size', `${SIZE_MIB}M`, ...raid1Members(file)]);
-    const got = new Map(SERVERS.map((s) => [s.name, { runs: WORKLOADS.map((): number[] => []), rss: 0 }]));
+    writeFileSync(join(dir, 'disk.img'), Buffer.alloc(0));
+    await run('fallocate', ['-l', `${SIZE_MIB}M`, join(dir, 'disk.img')]);
+    for (const [name, a] of Object.entries(ARRAYS)) {
+      await run(process.execPath, [cliPath(), 'create', '--level', String(a.level), '--name', `bench-${name}`,
+        '--size', `${a.memberMiB}M`, ...memberPaths(dir, name)]);
+    }
+    const list = servers(dir);
+    const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as Memory[], peak: { rss: 0, anon: 0 } }]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < SERVERS.length; k++) {
-        const s = SERVERS[(k + round) % SERVERS.length]!;
+      for (let k = 0; k < list.length; k++) {
+        const s = list[(k + round) % list.length]!;
         process.stderr.write(`bench: round ${round + 1}/${ROUNDS}: ${s.name} ...\n`);
-        const { results, rss } = await measure(s, file, dir);
+        const m = await measure(s, dir);
         const entry = got.get(s.name)!;
-        results.forEach((v, i) => entry.runs[i]!.push(v));
-        entry.rss = Math.max(entry.rss, rss);
+        m.results.forEach((v, i) => entry.runs[i]!.push(v));
+        entry.idle.push(m.idle);
+        entry.peak = maxMemory(entry.peak, m.peak);
       }
     }
-    const med = (server: string, i: number): number => median(got.get(server)!.runs[i]!);
-    const names = SERVERS.map((s) => s.name);
-    printTable(
-      `NBD server benchmark: fio ioengine=nbd, ${SECONDS} s per workload, ${SIZE_MIB} MiB tmpfs file, median of ${ROUNDS} rounds (IOPS or MiB/s)`,
-      ['workload', 'unit', ...names, 'llraid/nbdkit', 'target', 'llraid/nbdkit per round'],
-      WORKLOADS.map((w, i) => {
-        const r = med('llraid serve', i) / med('nbdkit file', i);
-        const perRound = got.get('llraid serve')!.runs[i]!.map((v, k) => (v / got.get('nbdkit file')!.runs[i]![k]!).toFixed(2)).join(' ');
-        return [w.name, w.metric, ...names.map((n) => med(n, i)), ratio(med('llraid serve', i), med('nbdkit file', i)), verdict(r, w.target, 'least'), perRound];
-      }),
-    );
-    console.log(['peak RSS MiB', ...names.map((n) => `${n} ${(got.get(n)!.rss / 1024).toFixed(0)}`)].join('  '));
-    printTable('llraid serve: raid1 (llbitmap, two files) against one file', ['workload', 'unit', 'one file', 'raid1', 'raid1/one file'],
-      WORKLOADS.map((w, i) => [w.name, w.metric, med('llraid serve', i), med('llraid raid1', i), ratio(med('llraid raid1', i), med('llraid serve', i))]));
+    const plugin = await pluginMemory(dir);
+    const loadAfter = load();
+
+    const pick = (server: string, w: Workload, f: (r: Result) => number): number => {
+      const s = list.find((x) => x.name === server)!;
+      return median(got.get(server)!.runs[s.workloads.indexOf(w)]!.map(f));
+    };
+    const value = (server: string, w: Workload): number => pick(server, w, (r) => r.value);
+    const cpu = (server: string, w: Workload): number => pick(server, w, (r) => r.cpuUs);
+    const head = `fio ioengine=nbd, ${SECONDS} s per workload after a ${RAMP_MS / 1000} s ramp, ${SIZE_MIB} MiB volumes on tmpfs, ` +
+      `median of ${ROUNDS} rounds; load average before ${loadBefore}, after ${loadAfter}`;
+
+    const isWrite = (w: Workload): boolean => w.rw.includes('write');
+    const cpuRow = (w: Workload): Cell[] => {
+      const [file, nbdkit, r1] = [cpu('llraid file', w), cpu('nbdkit file', w), cpu('llraid raid1', w)];
+      const r1Target = isWrite(w) ? 1.5 : 1.1;
+      return [w.name, file, nbdkit, cpu('qemu-nbd', w), r1, cpu('llraid raid10', w), cpu('llraid raid5', w),
+        ratio(file, nbdkit), verdict(file / nbdkit, 1.0, 'most'), ratio(r1, file), verdict(r1 / file, r1Target, 'most')];
+    };
+    printTable(`a. server CPU µs per request (utime+stime of all threads / completed I/Os); ${head}`,
+      ['workload', 'llraid file', 'nbdkit', 'qemu-nbd', 'raid1', 'raid10', 'raid5', 'file/nbdkit', 'target', 'raid1/file', 'target'],
+      WORKLOADS.map(cpuRow));
+    console.log(`   raid0 (3 members) 4k randread: ${cpu('llraid raid0', WORKLOADS[0]!).toFixed(2)} µs per request`);
+
+    const arrayTargets = [0.95, 0.65, 0.95, 0.9];
+    const rows: Cell[][] = WORKLOADS.map((w, i) => {
+      const file = value('llraid file', w);
+      const [r1, r10] = [value('llraid raid1', w), value('llraid raid10', w)];
+      return [w.name, w.metric, file, value('nbdkit file', w), value('qemu-nbd', w), r1, r10, value('llraid raid5', w),
+        ratio(file, value('nbdkit file', w)), ratio(r1, file), verdict(r1 / file, arrayTargets[i]!, 'least'),
+        ratio(r10, file), verdict(r10 / file, arrayTargets[i]!, 'least')];
+    });
+    printTable(`b. throughput (IOPS or MiB/s); ${head}`,
+      ['workload', 'unit', 'llraid file', 'nbdkit', 'qemu-nbd', 'raid1', 'raid10', 'raid5', 'file/nbdkit', 'raid1/file', 'target', 'raid10/file', 'target'],
+      rows);
+    const [r5, r0] = [value('llraid raid5', WORKLOADS[0]!), value('llraid raid0', WORKLOADS[0]!)];
+    console.log(`   raid5 (4 members) 4k randread against raid0 over its 3 data members: ${Math.round(r5)} / ${Math.round(r0)} IOPS = ` +
+      `${ratio(r5, r0)} ${verdict(r5 / r0, 0.9, 'least')}`);
+
+    const mib = (kib: number): string => (kib / 1024).toFixed(1);
+    printTable(`c. memory: RSS MiB idle (1 s after start, median) and peak (whole run, ${ROUNDS} rounds, QD up to 32), and its anonymous ` +
+      `part (RssAnon: the process's own; the rest is file pages such as the node binary, shared by every engine); ${head}`,
+    ['server', 'idle RSS', 'target', 'idle anon', 'peak RSS', 'target', 'peak anon'],
+    [...list.map((s) => {
+      const e = got.get(s.name)!;
+      const idle = median(e.idle.map((m) => m.rss));
+      const judged = ['llraid file', 'llraid raid1', 'llraid raid5'].includes(s.name);
+      return [s.name, mib(idle), judged ? verdict(idle / 1024, 48, 'most') : '-', mib(median(e.idle.map((m) => m.anon))),
+        mib(e.peak.rss), judged ? verdict(e.peak.rss / 1024, 64, 'most') : '-', mib(e.peak.anon)];
+    }), ['llraid csi (node plugin, idle)', mib(plugin.rss), '-', mib(plugin.anon), '-', '-', '-']]);
+
+    const one = (rw: string): Workload => MULTI.find((m) => m.jobs === 1 && m.rw === rw)!;
+    printTable(`d. several connections on one raid1 volume (fio numjobs, one connection each, QD32 in total); ${head}`,
+      ['workload', 'IOPS', 'CPU µs/IO', 'IOPS / 1 conn', 'target'],
+      MULTI.map((w) => {
+        const [iops, base] = [value('llraid raid1', w), value('llraid raid1', one(w.rw))];
+        return [w.name, iops, cpu('llraid raid1', w), ratio(iops, base), w.jobs === 1 ? '-' : verdict(iops / base, 0.95, 'least')];
+      }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,8 +7,20 @@ const CLK_TCK = 100;
 
 /** VmRSS of `pid` in KiB; 0 once the process is gone. */
 export function rssKiB(pid: number): number {
+  return statusKiB(pid, 'VmRSS');
+}
+
+/**
+ * RssAnon of `pid` in KiB: the resident memory that is the process's own. The rest of VmRSS is
+ * file pages (the node binary, shared libraries) that every process running them shares.
+ */
+export function anonKiB(pid: number): number {
+  return statusKiB(pid, 'RssAnon');
+}
+
+function statusKiB(pid: number, field: string): number {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : 0;
   } catch {
     return 0;

@@ -9,23 +9,33 @@ import { setInlineIoDefault } from '../block/file-device.js';
 import { setDefaultDeadline } from '../block/deadline-io.js';
 import { configureTrace } from '../common/trace.js';
 
-// One line per command module; keep the list in the order `llraid --help` should show them.
-const commandModules: Array<() => Promise<{ register(program: Command): void }>> = [
-  () => import('./commands/create.js'),
-  () => import('./commands/assemble.js'),
-  () => import('./commands/stop.js'),
-  () => import('./commands/status.js'),
-  () => import('./commands/examine.js'),
-  () => import('./commands/member-ops.js'),
-  () => import('./commands/sync-ops.js'),
-  () => import('./commands/grow.js'),
-  () => import('./commands/serve.js'),
-  () => import('./commands/lease.js'),
-  () => import('./commands/member-serve.js'),
-  () => import('./commands/demo.js'),
-  () => import('./commands/csi.js'),
-  () => import('./commands/engine-host.js'),
+// One line per command module, with the commands it registers; keep the list in the order
+// `llraid --help` should show them. Only the module of the command being run is loaded (all of
+// them for help or an unknown name): an engine (`serve`) then loads the md, nbd, block and engine
+// code and none of the CSI plugin's, which costs memory in every volume's process.
+const commandModules: Array<{ names: string[]; load: () => Promise<{ register(program: Command): void }> }> = [
+  { names: ['create'], load: () => import('./commands/create.js') },
+  { names: ['assemble'], load: () => import('./commands/assemble.js') },
+  { names: ['stop'], load: () => import('./commands/stop.js') },
+  { names: ['status'], load: () => import('./commands/status.js') },
+  { names: ['examine'], load: () => import('./commands/examine.js') },
+  { names: ['fail', 'remove', 're-add', 'add'], load: () => import('./commands/member-ops.js') },
+  { names: ['check', 'repair', 'sync'], load: () => import('./commands/sync-ops.js') },
+  { names: ['grow'], load: () => import('./commands/grow.js') },
+  { names: ['serve'], load: () => import('./commands/serve.js') },
+  { names: ['lease'], load: () => import('./commands/lease.js') },
+  { names: ['member-serve'], load: () => import('./commands/member-serve.js') },
+  { names: ['demo'], load: () => import('./commands/demo.js') },
+  { names: ['csi'], load: () => import('./commands/csi.js') },
+  { names: ['engine-host'], load: () => import('./commands/engine-host.js') },
 ];
+
+/** The command modules to load for `argv`: the named command's, or all of them. */
+function modulesFor(argv: string[]): typeof commandModules {
+  const name = argv[2];
+  const one = commandModules.filter((m) => name !== undefined && m.names.includes(name));
+  return one.length > 0 ? one : commandModules;
+}
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -56,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
     .version(packageVersion())
     .exitOverride()
     .showHelpAfterError();
-  for (const load of commandModules) (await load()).register(program);
+  for (const m of modulesFor(argv)) (await m.load()).register(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

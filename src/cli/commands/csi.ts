@@ -4,6 +4,7 @@
 
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import { engineCommand } from '../engine-command.js';
 import type { RawConfig, ReplicationSettings } from '../../csi/config.js';
 import type { ReplicationCluster } from '../../csi/replication-runtime.js';
 import type { VolumeRecord } from '../../csi/volume-catalog.js';
@@ -87,7 +88,7 @@ export function register(program: Command): void {
         arrays: new MdArrays(),
         engineSource,
         // The engine is this same CLI (same node, same loader flags such as tsx), run as `serve`.
-        engineCommand: [process.execPath, ...process.execArgv, process.argv[1] ?? 'llraid'],
+        engineCommand: engineCommand(),
         serveArgs: [
           '--sync-speed-min', String(config.tuning.syncSpeedMinKiB), '--sync-speed-max', String(config.tuning.syncSpeedMaxKiB),
           '--bitmap-daemon-sleep', String(config.tuning.bitmapDaemonSleepSeconds),

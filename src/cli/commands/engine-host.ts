@@ -5,6 +5,7 @@
 
 import type { Command } from 'commander';
 import path from 'node:path';
+import { engineCommand } from '../engine-command.js';
 
 interface EngineHostOptions {
   runDir?: string;
@@ -53,7 +54,7 @@ export function register(program: Command): void {
       await mkdir(runDir, { recursive: true, mode: 0o700 });
       await claimSocketPath(socket, 'engine host socket (--socket)');
       // The engine and the member service are this same CLI (same node, same loader flags such as tsx).
-      const command = [process.execPath, ...process.execArgv, process.argv[1] ?? 'llraid'];
+      const command = engineCommand();
       // First: a member service that cannot start (its port held by another process, its TLS
       // files unreadable) ends the host before it adopts or starts any engine.
       const memberService = memberServiceConfig === undefined ? undefined : new MemberServiceRunner(memberServiceConfig, { command, runDir, log });
