@@ -69,7 +69,7 @@ export {
   arrayBytes, CREATABLE_LEVELS, MEMBER_DATA_OFFSET, memberDataFor, memberFileBytes, minMembers, type CreatableLevel,
 } from './levels.js';
 export { levelName } from './array-status.js';
-export { allocatedRanges, changedRanges, readSnapshotMembers, type SnapshotMembers } from './snapshot-ranges.js';
+export { allocatedRanges, changedRanges, readSnapshotMembers, sharedBytes, type SnapshotMembers } from './snapshot-ranges.js';
 export type { BitmapCounts } from './write-intent-bitmap.js';
 export type { MemberSpec, MemberOpener, OpenerResult } from './member-source.js';
 export { isUriName } from './member-source.js';

@@ -90,3 +90,30 @@ export async function changedRanges(base: SnapshotMembers, target: SnapshotMembe
   }
   return arrayRangesOf(t, working, perRole);
 }
+
+/** Bytes of `a` (sorted, disjoint ranges) outside `b` (likewise). */
+export function bytesOutside(a: readonly ByteRange[], b: readonly ByteRange[]): number {
+  let n = 0;
+  let j = 0;
+  for (const r of a) {
+    let at = r.offset;
+    const end = r.offset + r.length;
+    while (j < b.length && b[j]!.offset + b[j]!.length <= at) j++;
+    for (let k = j; k < b.length && b[k]!.offset < end; k++) {
+      const cut = b[k]!;
+      if (cut.offset > at) n += cut.offset - at;
+      at = Math.max(at, cut.offset + cut.length);
+    }
+    if (end > at) n += end - at;
+  }
+  return n;
+}
+
+/**
+ * Bytes of the array that a snapshot holds data in and still shares with the live volume (the
+ * rest of its data is what the snapshot costs on disk): its allocated ranges less those where
+ * the live members' extents have moved since.
+ */
+export async function sharedBytes(snapshot: SnapshotMembers, live: SnapshotMembers): Promise<number> {
+  return bytesOutside(await allocatedRanges(snapshot), await changedRanges(snapshot, live));
+}

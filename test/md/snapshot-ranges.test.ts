@@ -9,7 +9,7 @@ import { constants, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { createArray } from '../../src/md/index.js';
-import { allocatedRanges, changedRanges, type SnapshotMembers } from '../../src/md/snapshot-ranges.js';
+import { allocatedRanges, bytesOutside, changedRanges, type SnapshotMembers } from '../../src/md/snapshot-ranges.js';
 import type { ByteRange } from '../../src/block/file-extents.js';
 import { DATA_OFFSET, memberFiles, pattern } from './array-fixtures.js';
 import { mountReflinkFs } from '../support/reflink-fs.js';
@@ -77,3 +77,11 @@ for (const { level, members } of [{ level: 1 as const, members: 2 }, { level: 5 
     });
   });
 }
+
+test('bytesOutside: what of one range list the other does not cover', () => {
+  const r = (offset: number, length: number): ByteRange => ({ offset, length });
+  assert.equal(bytesOutside([r(0, 100)], []), 100);
+  assert.equal(bytesOutside([r(0, 100)], [r(10, 10), r(50, 100)]), 10 + 30);
+  assert.equal(bytesOutside([r(0, 10), r(20, 10), r(40, 10)], [r(5, 20)]), 5 + 5 + 10);
+  assert.equal(bytesOutside([r(0, 10)], [r(0, 10)]), 0);
+});
