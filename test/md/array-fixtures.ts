@@ -53,3 +53,14 @@ export function pokeMember(path: string, offset: number, data: Buffer): void {
 export function fileHash(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
+
+/** Writes `chunks` (a pattern per seed and chunk) through `array` and remembers what each holds. */
+export async function writeChunks(
+  array: { write(offset: number, data: Buffer): Promise<void> }, chunks: number[], seed: number, truth: Map<number, Buffer>, chunkSize = 64 * 1024,
+): Promise<void> {
+  await Promise.all(chunks.map(async (c) => {
+    const data = pattern(seed * 100_000 + c, chunkSize);
+    await array.write(c * chunkSize, data);
+    truth.set(c, data);
+  }));
+}

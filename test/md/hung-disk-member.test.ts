@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { createArray, type MdArray } from '../../src/md/index.js';
 import { defaultDeadline, setDefaultDeadline } from '../../src/block/deadline-io.js';
 import { FileDevice } from '../../src/block/file-device.js';
-import { pattern } from './array-fixtures.js';
+import { writeChunks } from './array-fixtures.js';
 
 const MiB = 1024 * 1024;
 const MEMBER = 64 * MiB;
@@ -143,14 +143,6 @@ function lagMonitor(): () => number {
     clearInterval(timer);
     return Math.max(worst, performance.now() - last - 20);
   };
-}
-
-async function writeChunks(array: MdArray, chunks: number[], seed: number, truth: Map<number, Buffer>): Promise<void> {
-  await Promise.all(chunks.map(async (c) => {
-    const data = pattern(seed * 100_000 + c, CHUNK);
-    await array.write(c * CHUNK, data);
-    truth.set(c, data);
-  }));
 }
 
 /** Reads every chunk in `truth`, 32 at a time (so both members get reads), and compares. */

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createArray, type MdArray } from '../../src/md/index.js';
 import { defaultDeadline, setDefaultDeadline } from '../../src/block/deadline-io.js';
 import { seededRandom } from '../../src/block/fault-device.js';
-import { pattern } from './array-fixtures.js';
+import { writeChunks } from './array-fixtures.js';
 import { scaled } from '../support/long-mode.js';
 
 const MiB = 1024 * 1024;
@@ -156,15 +156,6 @@ const FAULTS: { name: string; make: (dir: string) => Promise<FaultyMember> | Fau
   { name: 'a deleted member file', make: deletedMember },
   { name: 'a member that stops answering', make: (dir) => nbdkitMember(dir, 'pause') },
 ];
-
-/** Writes `chunks` (64 KiB each, a pattern per seed and chunk) and remembers what each holds. */
-async function writeChunks(array: MdArray, chunks: number[], seed: number, truth: Map<number, Buffer>): Promise<void> {
-  await Promise.all(chunks.map(async (c) => {
-    const data = pattern(seed * 100_000 + c, CHUNK);
-    await array.write(c * CHUNK, data);
-    truth.set(c, data);
-  }));
-}
 
 async function checkAll(array: MdArray, truth: Map<number, Buffer>, when: string): Promise<void> {
   for (const [c, data] of truth) assert.ok((await array.read(c * CHUNK, CHUNK)).equals(data), `${when}: chunk ${c} reads back as written`);
