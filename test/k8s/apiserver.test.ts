@@ -115,10 +115,10 @@ test('the reporter keeps a RaidVolume and writes Events that kubectl describe sh
 
   const table = execFileSync(kubectl, ['--kubeconfig', adminKubeconfig!, 'get', 'raidvolumes', '-o', 'wide'], { encoding: 'utf8' });
   const [header, row] = table.trim().split('\n');
-  assert.match(header ?? '', /^NAME\s+NODE\s+OWNER\s+EPOCH\s+LEVEL\s+SIZE\s+MEMBERS\s+STATE\s+DIRTY\s+NEEDSYNC\s+SYNC\s+LAST-SYNC\s+CLAIM\s+AGE/);
+  assert.match(header ?? '', /^NAME\s+NODE\s+OWNER\s+EPOCH\s+LEVEL\s+SIZE\s+MEMBERS\s+STATE\s+DIRTY\s+NEEDSYNC\s+SYNC\s+OUT-OF-SYNC\s+LAST-SYNC\s+CLAIM\s+AGE/);
   // No sync running: an empty SYNC cell (the server's table leaves it blank; older ones said
-  // <none>); no OWNER and EPOCH either, as the volume is not replicated.
-  assert.match(row ?? '', new RegExp(`^${pvName}\\s+node-a\\s+(<none>\\s+){0,2}raid1\\s+10 GiB\\s+2/2\\s+clean\\s+0\\s+0\\s+(<none>\\s+)?256 MiB of 10 GiB in 4.2s\\s+data\\s+`));
+  // <none>); no OWNER and EPOCH either, as the volume is not replicated; nothing out of sync.
+  assert.match(row ?? '', new RegExp(`^${pvName}\\s+node-a\\s+(<none>\\s+){0,2}raid1\\s+10 GiB\\s+2/2\\s+clean\\s+0\\s+0\\s+(<none>\\s+)?0 B\\s+256 MiB of 10 GiB in 4.2s\\s+data\\s+`));
   process.stdout.write(`# kubectl get raidvolumes -o wide\n${table}# kubectl describe raidvolume\n${text}`);
 });
 
