@@ -38,9 +38,11 @@ if [ $# -gt 0 ]; then
 fi
 wanted() { case " ${names[*]} " in *" $1 "*) return 0;; esac; return 1; }
 
+crds=$cache/crds   # the snapshot CRDs, beside the snapshot-controller (control-plane.sh installs them)
 all_cached() {
   local name
   for name in "${names[@]}"; do [ -x "$bin/$name" ] || return 1; done
+  if wanted snapshot-controller; then [ -f "$crds/cbt.storage.k8s.io_snapshotmetadataservices.yaml" ] || return 1; fi
 }
 
 if [ -n "$check" ]; then
@@ -161,6 +163,19 @@ for name in csi-snapshot-metadata snapshot-metadata-lister; do
     "github.com/kubernetes-csi/external-snapshot-metadata/$pkg" "-s -w -X main.version=$SNAPSHOT_METADATA_VERSION" \
     "$metaclient@$SNAPSHOT_METADATA_CLIENT_VERSION"
 done
+# The CRDs of both, as the same modules publish them (config/crd), for the cluster harness: a
+# cluster admin installs them, not the driver's chart.
+copy_crds() {
+  local module dir
+  mkdir -p "$crds"
+  for module in "$snapclient@$SNAPSHOTTER_VERSION" "$metaclient@$SNAPSHOT_METADATA_CLIENT_VERSION"; do
+    dir=$(cd "$work" && go mod download -json "$module" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir/config/crd" ] || { echo "build-binaries: expected config/crd in $module from the module proxy, found none" >&2; return 1; }
+    cp "$dir"/config/crd/*storage.k8s.io_*.yaml "$crds/"
+  done
+  chmod -R u+w "$crds"
+}
+if wanted snapshot-controller && [ ! -f "$crds/cbt.storage.k8s.io_snapshotmetadataservices.yaml" ]; then copy_crds; fi
 build helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 
