@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync } from 'node:fs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -274,7 +274,26 @@ test('the RaidVolume CRD is part of the release (uninstall removes it) unless ke
 const snapshotApis = ['--api-versions', 'snapshot.storage.k8s.io/v1'];
 const cbtApis = [...snapshotApis, '--api-versions', 'cbt.storage.k8s.io/v1alpha1'];
 const nodeSet = (objs: Obj[]) => (byKind(objs, 'DaemonSet') as DaemonSet[]).find((d) => d.metadata.name === 'llraid-node')!;
-const notes = (...extra: string[]) => execFileSync(helm, ['install', 'llraid', chart, '--dry-run', '--namespace', 'llraid', ...extra], { encoding: 'utf8' });
+/**
+ * The chart's NOTES.txt as an install prints it, with `helm template`'s --api-versions (an install
+ * needs a cluster; template leaves NOTES out): a copy of the chart that also renders NOTES.txt
+ * through `tpl` into a ConfigMap.
+ */
+function notes(...extra: string[]): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'llraid-notes-'));
+  try {
+    const copy = path.join(dir, 'llraid');
+    cpSync(chart, copy, { recursive: true });
+    cpSync(path.join(chart, 'templates/NOTES.txt'), path.join(copy, 'notes.txt'));
+    writeFileSync(path.join(copy, 'templates/zz-notes.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: rendered-notes}\ndata:\n  notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n');
+    const out = execFileSync(helm, ['template', 'llraid', copy, '--namespace', 'llraid', '--show-only', 'templates/zz-notes.yaml', ...extra], { encoding: 'utf8' });
+    const [cm] = parseAllDocuments(out).map((d) => d.toJS() as { data: { notes: string } });
+    return cm!.data.notes;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 test('snapshots: without the snapshot CRDs no class, no sidecar, no snapshot RBAC, and a note says why', { skip }, () => {
   const objs = render();
@@ -353,4 +372,22 @@ test('snapshots: values are checked, with a message naming the field', { skip },
   assert.match(fails('snapshots: {metadata: {tls: {existingSecret: mine}}}\n', ...cbtApis), /snapshots\.metadata\.tls\.caCert: expected/);
   // Off by choice: nothing of snapshots even with the CRDs.
   assert.deepEqual(byKind(render(...cbtApis, '--set', 'snapshots.enabled=false'), 'VolumeSnapshotClass'), []);
+});
+
+test('snapshots: every option of values-all.yaml reaches the render', { skip }, () => {
+  const objs = render('-f', path.join(root, 'test/chart/values-all.yaml'), ...cbtApis);
+  const [cls] = byKind(objs, 'VolumeSnapshotClass') as Array<Obj & { deletionPolicy: string }>;
+  assert.deepEqual({ n: cls?.metadata.name, p: cls?.deletionPolicy, d: cls?.metadata.annotations?.['snapshot.storage.kubernetes.io/is-default-class'] }, { n: 'llraid-snap', p: 'Retain', d: 'true' });
+  const pod = (byKind(objs, 'DaemonSet') as DaemonSet[]).find((d) => d.spec.template.spec.containers.some((c) => c.name === 'csi-snapshotter'))!.spec.template.spec;
+  const snap = pod.containers.find((c) => c.name === 'csi-snapshotter')!;
+  assert.equal(snap.image, 'mirror.example.com/csi-snapshotter:v8.7.0');
+  for (const a of ['--timeout=300s', '--worker-threads=4', '--v=5']) assert.ok(snap.args?.includes(a), a);
+  const meta = pod.containers.find((c) => c.name === 'csi-snapshot-metadata')!;
+  for (const a of ['--port=50052', '--audience=example-backup', '--timeout=2m', '--max-streaming-duration-min=20']) assert.ok(meta.args?.includes(a), a);
+  const [sms] = byKind(objs, 'SnapshotMetadataService') as Array<Obj & { spec: { address: string; audience: string } }>;
+  assert.deepEqual(sms?.spec && { a: sms.spec.address, u: sms.spec.audience }, { a: 'snapshots.example.com:7443', u: 'example-backup' });
+  const secret = byKind(objs, 'Secret').find((s) => s.metadata.name.endsWith('-snapshot-metadata-tls')) as (Obj & { data: Record<string, string> }) | undefined;
+  const san = execFileSync('openssl', ['x509', '-noout', '-ext', 'subjectAltName'], { input: Buffer.from(secret!.data['tls.crt']!, 'base64').toString(), encoding: 'utf8' });
+  assert.match(san, /DNS:snapshots\.example\.com/);
+  assert.match(san, /IP Address:10\.0\.0\.53/);
 });
