@@ -16,6 +16,14 @@
 #   control-plane.sh down <state-dir>           stop what `up` started (pids in <state-dir>/pids)
 # Logs: <state-dir>/logs/<component>.log.
 #
+# LLRAID_CLUSTER_SNAPSHOTS=1 also does what a cluster admin does for volume snapshots: installs
+# the snapshot CRDs (VolumeSnapshot, VolumeSnapshotContent, VolumeSnapshotClass, the group
+# snapshot ones, and SnapshotMetadataService), as build-binaries.sh copied them from the
+# external-snapshotter and external-snapshot-metadata client modules into <bin-dir>/../crds,
+# and runs the snapshot-controller beside kube-controller-manager, with
+# --enable-distributed-snapshotting (llraid's csi-snapshotter runs per node) and the admin
+# kubeconfig (it is the cluster's, not the driver's).
+#
 # The API server keeps an audit log, <state-dir>/audit.log (AUDIT_LOG in env), of the requests
 # made by the ServiceAccounts of the namespaces in LLRAID_AUDIT_NAMESPACES (default
 # llraid-system, where the tests install the chart), at level Metadata (who, verb, resource,
@@ -239,7 +247,26 @@ API_SERVER=$server
 K8S_BIN=$bin
 AUDIT_LOG=$dir/audit.log
 EOF
+  if [ "${LLRAID_CLUSTER_SNAPSHOTS:-}" = 1 ]; then snapshots_up "$dir" "$bin"; fi
   if [ "${LLRAID_CLUSTER_BRIDGE:-}" = 1 ]; then bridge_up "$dir" "$api_port"; fi
+}
+
+# The snapshot CRDs and the snapshot-controller (see the top of this file).
+snapshots_up() {
+  local dir=$1 bin=$2 crds port kubectl
+  crds=$(cd "$bin/.." && pwd)/crds
+  kubectl=("$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig")
+  [ -x "$bin/snapshot-controller" ] || { echo "control-plane: expected $bin/snapshot-controller (scripts/k8s/build-binaries.sh builds it), found none" >&2; exit 1; }
+  [ -f "$crds/snapshot.storage.k8s.io_volumesnapshots.yaml" ] && [ -f "$crds/cbt.storage.k8s.io_snapshotmetadataservices.yaml" ] ||
+    { echo "control-plane: expected the snapshot CRDs in $crds (scripts/k8s/build-binaries.sh copies them), found none" >&2; exit 1; }
+  "${kubectl[@]}" apply -f "$crds" > "$dir/logs/snapshot-crds.log"
+  "${kubectl[@]}" wait --for condition=established --timeout=60s -f "$crds" >> "$dir/logs/snapshot-crds.log"
+  port=$(free_port)
+  start "$dir" snapshot-controller "$bin/snapshot-controller" \
+    --kubeconfig "$dir/admin.kubeconfig" --leader-election=false --enable-distributed-snapshotting \
+    --http-endpoint "127.0.0.1:$port" --v=4
+  wait_for snapshot-controller "$dir/logs/snapshot-controller.log" 60 curl -sf "http://127.0.0.1:$port/metrics" -o /dev/null
+  echo "SNAPSHOT_CONTROLLER_METRICS=http://127.0.0.1:$port/metrics" >> "$dir/env"
 }
 
 case "${1:-}" in

@@ -167,6 +167,17 @@ export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition
       finishedAt: r.finishedAt.toISOString(),
     };
   }
+  if (s.snapshots?.length) {
+    status.snapshots = s.snapshots.map((snap) => ({
+      id: snap.id,
+      createdAt: snap.createdAt.toISOString(),
+      sizeBytes: snap.sizeBytes,
+      size: formatBytes(snap.sizeBytes),
+      sharedBytes: snap.sharedBytes,
+      shared: `${formatBytes(snap.sharedBytes)} (${formatPercent(snap.sharedBytes, snap.sizeBytes)})`,
+      readyToUse: snap.readyToUse,
+    }));
+  }
   return {
     apiVersion: RAID_VOLUME_API_VERSION,
     kind: RAID_VOLUME_KIND,

@@ -81,6 +81,22 @@ export interface SyncResult {
 }
 
 /**
+ * One snapshot of the volume (reflink copies of its members on the same disks), for `kubectl
+ * describe raidvolume`: how big it is and how much of it still shares blocks with the volume,
+ * so what it costs on disk is the rest.
+ */
+export interface VolumeSnapshotInfo {
+  /** The CSI snapshot id (the VolumeSnapshotContent's snapshotHandle). */
+  id: string;
+  createdAt: Date;
+  /** The volume's size when the snapshot was taken. */
+  sizeBytes: number;
+  /** Bytes of the array (its address space) whose blocks the snapshot still shares with the volume; at most sizeBytes. */
+  sharedBytes: number;
+  readyToUse: boolean;
+}
+
+/**
  * Cumulative I/O counters of the volume since its engine started: the engine's counters, with
  * write-zeroes counted as writes (what a user asks of a volume is reads, writes and discards).
  */
@@ -122,6 +138,8 @@ export interface VolumeStatus {
    * member still needs, or a resync still owes (DRBD's out-of-sync, md's mismatch-to-be).
    */
   outOfSyncBytes: number;
+  /** The volume's snapshots, oldest first; absent or empty when it has none. */
+  snapshots?: VolumeSnapshotInfo[];
 }
 
 /** One disk of the node's pool, for capacity metrics. */
@@ -183,6 +201,14 @@ export function checkVolumeStatus(s: VolumeStatus): VolumeStatus {
   if (s.lastSync) {
     count(`${where}: lastSync bytes`, s.lastSync.bytes);
     count(`${where}: lastSync totalBytes`, s.lastSync.totalBytes);
+  }
+  for (const snap of s.snapshots ?? []) {
+    if (typeof snap.id !== 'string' || snap.id === '') throw new K8sError('EINVAL', `${where}: snapshot id: expected a CSI snapshot id, found ${JSON.stringify(snap.id)}`);
+    count(`${where}: snapshot ${snap.id}: sizeBytes`, snap.sizeBytes);
+    count(`${where}: snapshot ${snap.id}: sharedBytes`, snap.sharedBytes);
+    if (snap.sharedBytes > snap.sizeBytes) {
+      throw new K8sError('EINVAL', `${where}: snapshot ${snap.id}: sharedBytes: expected at most sizeBytes ${snap.sizeBytes}, found ${snap.sharedBytes}`);
+    }
   }
   if (s.claim && (!DNS1123_SUBDOMAIN.test(s.claim.name) || !DNS1123_SUBDOMAIN.test(s.claim.namespace))) {
     throw new K8sError('EINVAL', `${where}: claim: expected namespace/name, found ${JSON.stringify(s.claim)}`);

@@ -9,7 +9,7 @@ export interface ClusterEnv {
   kubeconfig: string;
   /** kube-apiserver URL, https://127.0.0.1:<port>. */
   apiServer: string;
-  /** Directory holding kubectl, helm, csi-provisioner, csi-resizer. */
+  /** Directory holding kubectl, helm and the kubernetes-csi sidecars (build-binaries.sh). */
   bin: string;
   /** The harness's state dir (certificates, logs); tests put their own files under it. */
   stateDir: string;

@@ -248,7 +248,7 @@ export class KubeletStandIn {
       if (c === plugin || c === registrar) continue;
       // The liveness probe sidecar serves the kubelet's probes; with no kubelet probing, it has no one to answer.
       if (c.image.includes('livenessprobe')) continue;
-      if (!/csi-provisioner|csi-resizer/.test(c.image)) throw new Error(`container ${c.name} (${c.image}): the stand-in has no local program for this image`);
+      if (!sidecarProgram(c.image)) throw new Error(`container ${c.name} (${c.image}): the stand-in has no local program for this image`);
       this.startContainer(pod, c, spec.volumes ?? [], kubeconfig, {});
     }
     return pod;
@@ -360,7 +360,9 @@ export class KubeletStandIn {
       argv = [join(this.env.repo, 'dist', 'src', 'cli', 'bin.cjs'), ...args];
       env.KUBECONFIG = kubeconfig;
     } else {
-      command = join(this.env.bin, c.image.includes('csi-provisioner') ? 'csi-provisioner' : 'csi-resizer');
+      const program = sidecarProgram(c.image);
+      if (!program) throw new Error(`container ${c.name} (${c.image}): the stand-in has no local program for this image`);
+      command = join(this.env.bin, program);
       argv = [...args, `--kubeconfig=${kubeconfig}`];
     }
     Object.assign(env, envOverrides);
@@ -511,7 +513,7 @@ export class KubeletStandIn {
    * the persistent mounts too only with `all`.
    */
   async unmountAll(options: { all?: boolean } = {}): Promise<void> {
-    const keep = (p: string) => !options.all && this.persistentMounts.some((m) => p === m || p === `${m}.ext4`);
+    const keep = (p: string) => !options.all && this.persistentMounts.some((m) => p === m || p === `${m}.ext4` || p === `${m}.xfs`);
     const mounts = (await readFile('/proc/self/mounts', 'utf8'))
       .split('\n')
       .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
@@ -539,6 +541,18 @@ function accepts(socket: string): Promise<boolean> {
     });
     c.once('error', () => resolve(false));
   });
+}
+
+/**
+ * The kubernetes-csi sidecars the stand-in runs, by the image name the chart gives them: the
+ * binaries scripts/k8s/build-binaries.sh builds. Each takes --kubeconfig (the pod's
+ * ServiceAccount, see serviceAccountKubeconfig).
+ */
+const SIDECAR_PROGRAMS = ['csi-provisioner', 'csi-resizer', 'csi-snapshotter', 'csi-snapshot-metadata'];
+
+function sidecarProgram(image: string): string | undefined {
+  const name = image.split('/').pop()?.split(':')[0];
+  return SIDECAR_PROGRAMS.find((p) => p === name);
 }
 
 function flagValue(args: string[], flag: string): string | undefined {

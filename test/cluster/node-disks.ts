@@ -1,4 +1,5 @@
-// Node-local disks for the cluster tests: each one a small ext4 filesystem on a loop device,
+// Node-local disks for the cluster tests: each one a small ext4 (or XFS with reflink, which
+// snapshots need) filesystem on a loop device,
 // mounted on its own directory, so the driver's disk pool sees real, separate failure domains with
 // a fixed size (capacity numbers stay exact while other processes fill the machine's /tmp).
 
@@ -11,17 +12,25 @@ const exec = promisify(execFile);
 export class NodeDisks {
   private readonly mounted: string[] = [];
 
-  private constructor(readonly paths: string[]) {}
+  private constructor(
+    readonly paths: string[],
+    private readonly fsType: 'ext4' | 'xfs',
+  ) {}
 
-  /** Creates a disk of `sizeBytes` for each mount point, its image file beside it (`<mountpoint>.ext4`). */
-  static async create(mountpoints: string[], sizeBytes: number): Promise<NodeDisks> {
-    const disks = new NodeDisks([]);
+  /**
+   * Creates a disk of `sizeBytes` for each mount point, its image file beside it
+   * (`<mountpoint>.<fsType>`). XFS is made with reflink on (llraid's snapshots are reflink copies
+   * of the member files); mkfs.xfs wants at least 300 MiB.
+   */
+  static async create(mountpoints: string[], sizeBytes: number, fsType: 'ext4' | 'xfs' = 'ext4'): Promise<NodeDisks> {
+    const disks = new NodeDisks([], fsType);
     try {
       for (const mountpoint of mountpoints) {
-        const image = `${mountpoint}.ext4`;
+        const image = `${mountpoint}.${fsType}`;
         await mkdir(mountpoint, { recursive: true });
         await exec('truncate', ['-s', String(sizeBytes), image]);
-        await exec('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
+        if (fsType === 'xfs') await exec('mkfs.xfs', ['-q', '-f', '-m', 'reflink=1', image]);
+        else await exec('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
         // -o loop sets the loop device up with autoclear, so umount also frees it.
         await exec('mount', ['-o', 'loop', image, mountpoint]);
         disks.mounted.push(mountpoint);
@@ -38,7 +47,7 @@ export class NodeDisks {
   async remove(): Promise<void> {
     for (const m of this.mounted.splice(0)) {
       await exec('umount', ['-l', m]).catch(() => undefined);
-      await rm(`${m}.ext4`, { force: true });
+      await rm(`${m}.${this.fsType}`, { force: true });
     }
   }
 }

@@ -79,3 +79,24 @@ test('byte counts read like people write them', () => {
   assert.equal(formatBytes(10 * GiB), '10 GiB');
   assert.equal(formatBytes(1023), '1023 B');
 });
+
+test('status lists the volume\'s snapshots with their size and the bytes they share; a bad snapshot entry is refused by name', () => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const s = snapshot({
+    snapshots: [
+      { id: 'snap-a', createdAt: new Date('2025-12-31T12:00:00Z'), sizeBytes: 10 * GiB, sharedBytes: 9 * GiB, readyToUse: true },
+      { id: 'snap-b', createdAt: new Date('2025-12-31T18:00:00Z'), sizeBytes: 10 * GiB, sharedBytes: 10 * GiB, readyToUse: false },
+    ],
+  });
+  checkVolumeStatus(s);
+  const status = (raidVolumeStatus(s, [], now) as { status: { snapshots: Record<string, unknown>[] } }).status;
+  assert.deepEqual(status.snapshots[0], {
+    id: 'snap-a', createdAt: '2025-12-31T12:00:00.000Z', sizeBytes: 10 * GiB, size: '10 GiB', sharedBytes: 9 * GiB, shared: '9 GiB (90.0%)', readyToUse: true,
+  });
+  assert.equal(status.snapshots[1]?.readyToUse, false);
+  assert.equal((raidVolumeStatus(snapshot(), [], now) as { status: Record<string, unknown> }).status.snapshots, undefined, 'no snapshots, no field');
+  assert.throws(() => checkVolumeStatus(snapshot({ snapshots: [{ id: 'snap-c', createdAt: now, sizeBytes: GiB, sharedBytes: 2 * GiB, readyToUse: true }] })),
+    (e: unknown) => e instanceof K8sError && /snapshot snap-c: sharedBytes: expected at most sizeBytes/.test(e.message));
+  assert.throws(() => checkVolumeStatus(snapshot({ snapshots: [{ id: '', createdAt: now, sizeBytes: GiB, sharedBytes: 0, readyToUse: true }] })),
+    (e: unknown) => e instanceof K8sError && /snapshot id: expected a CSI snapshot id/.test(e.message));
+});

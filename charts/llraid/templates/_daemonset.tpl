@@ -279,6 +279,74 @@ spec:
             - name: plugin-dir
               mountPath: /csi
         {{- end }}
+        {{- if include "llraid.snapshots" $root }}
+        {{- $s := $v.snapshots.snapshotter }}
+        # Snapshots of this node's volumes: with --node-deployment it takes only the
+        # VolumeSnapshotContents the snapshot-controller labels with this node
+        # (--enable-distributed-snapshotting), so no leader election.
+        - name: csi-snapshotter
+          image: {{ $s.image }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          args:
+            - --v={{ $v.logVerbosity }}
+            - --csi-address=/csi/csi.sock
+            - --node-deployment=true
+            - --leader-election=false
+            - --extra-create-metadata=true
+            - --timeout={{ required "snapshots.snapshotter.timeout: expected a duration (e.g. 120s), found none" $s.timeout }}
+            {{- range $s.extraArgs }}
+            - {{ . | quote }}
+            {{- end }}
+          env:
+            - name: NODE_NAME
+              valueFrom:
+                fieldRef: {fieldPath: spec.nodeName}
+          securityContext:
+            {{- include "llraid.sidecarSecurity" . | nindent 12 }}
+          {{- with $s.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          volumeMounts:
+            - name: plugin-dir
+              mountPath: /csi
+        {{- end }}
+        {{- if include "llraid.snapshotMetadata" $root }}
+        {{- $m := $v.snapshots.metadata }}
+        # Changed-block tracking: serves SnapshotMetadata over gRPC with TLS, authenticates each
+        # client's token (TokenReview, audience) and authorizes it (SubjectAccessReview) before
+        # forwarding to the plugin's socket.
+        - name: csi-snapshot-metadata
+          image: {{ $m.image }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          args:
+            - --v={{ $v.logVerbosity }}
+            - --csi-address=/csi/csi.sock
+            - --port={{ include "llraid.snapshotMetadataPort" $root }}
+            - --tls-cert=/tls/tls.crt
+            - --tls-key=/tls/tls.key
+            - --audience={{ include "llraid.snapshotMetadataAudience" $root }}
+            - --timeout={{ required "snapshots.metadata.timeout: expected a duration (e.g. 1m), found none" $m.timeout }}
+            {{- range $m.extraArgs }}
+            - {{ . | quote }}
+            {{- end }}
+          ports:
+            - name: snapshot-meta
+              containerPort: {{ include "llraid.snapshotMetadataPort" $root }}
+              protocol: TCP
+          securityContext:
+            {{- include "llraid.sidecarSecurity" . | nindent 12 }}
+          {{- with $m.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          volumeMounts:
+            - name: plugin-dir
+              mountPath: /csi
+            - name: snapshot-metadata-tls
+              mountPath: /tls
+              readOnly: true
+        {{- end }}
         - name: liveness-probe
           image: {{ $v.sidecars.livenessProbe.image }}
           imagePullPolicy: {{ $v.image.pullPolicy }}
@@ -327,6 +395,12 @@ spec:
         {{- end }}
         {{- if $v.memberService.enabled }}
         {{- include "llraid.memberVolume" $root | nindent 8 }}
+        {{- end }}
+        {{- if include "llraid.snapshotMetadata" $root }}
+        - name: snapshot-metadata-tls
+          secret:
+            secretName: {{ default (printf "%s-tls" (include "llraid.snapshotMetadataName" $root)) $v.snapshots.metadata.tls.existingSecret }}
+            defaultMode: 0400
         {{- end }}
 {{- end -}}
 

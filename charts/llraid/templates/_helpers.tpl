@@ -70,3 +70,56 @@ src/k8s/node-lease.ts, which refuses the same values at start).
 {{- end -}}
 {{- int $d -}}
 {{- end -}}
+
+{{/*
+"true" when the snapshot sidecar, the VolumeSnapshotClass and their RBAC are rendered, else "".
+snapshots.enabled auto follows the API server's snapshot.storage.k8s.io/v1 (the CRDs the
+cluster admin installs with the snapshot-controller); true without it fails the render.
+*/}}
+{{- define "llraid.snapshots" -}}
+{{- $want := toString .Values.snapshots.enabled -}}
+{{- $served := .Capabilities.APIVersions.Has "snapshot.storage.k8s.io/v1" -}}
+{{- if eq $want "auto" -}}{{ ternary "true" "" $served }}
+{{- else if eq $want "true" -}}
+{{- if not $served -}}
+{{- fail "snapshots.enabled: true, but the cluster does not serve snapshot.storage.k8s.io/v1: install the VolumeSnapshot CRDs and the snapshot-controller (kubernetes-csi/external-snapshotter) first, or set auto or false" -}}
+{{- end -}}true
+{{- else if ne $want "false" -}}
+{{- fail (printf "snapshots.enabled: expected auto, true or false, found %q" $want) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when changed-block tracking (the csi-snapshot-metadata sidecar) is rendered, else "". */}}
+{{- define "llraid.snapshotMetadata" -}}
+{{- $want := toString .Values.snapshots.metadata.enabled -}}
+{{- $served := .Capabilities.APIVersions.Has "cbt.storage.k8s.io/v1alpha1" -}}
+{{- $snapshots := include "llraid.snapshots" . -}}
+{{- if eq $want "auto" -}}{{ ternary "true" "" (and $served (eq $snapshots "true")) }}
+{{- else if eq $want "true" -}}
+{{- if not $snapshots -}}
+{{- fail "snapshots.metadata.enabled: true needs snapshots (snapshots.enabled and the VolumeSnapshot CRDs)" -}}
+{{- end -}}
+{{- if not $served -}}
+{{- fail "snapshots.metadata.enabled: true, but the cluster does not serve cbt.storage.k8s.io/v1alpha1: install the SnapshotMetadataService CRD (kubernetes-csi/external-snapshot-metadata client/config/crd) first, or set auto or false" -}}
+{{- end -}}true
+{{- else if ne $want "false" -}}
+{{- fail (printf "snapshots.metadata.enabled: expected auto, true or false, found %q" $want) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "llraid.snapshotMetadataName" -}}{{ include "llraid.fullname" . }}-snapshot-metadata{{- end -}}
+
+{{/* The gRPC port of the metadata sidecar, checked. */}}
+{{- define "llraid.snapshotMetadataPort" -}}
+{{- $p := .Values.snapshots.metadata.port -}}
+{{- if not (and (kindIs "float64" $p) (eq (float64 $p) (floor $p)) (ge (int $p) 1) (le (int $p) 65535)) -}}
+{{- if not (and (kindIs "int64" $p) (ge (int $p) 1) (le (int $p) 65535)) -}}
+{{- fail (printf "snapshots.metadata.port: expected a port number 1-65535, found %v" $p) -}}
+{{- end -}}
+{{- end -}}
+{{- int $p -}}
+{{- end -}}
+
+{{- define "llraid.snapshotMetadataAudience" -}}
+{{- default (include "llraid.snapshotMetadataName" .) .Values.snapshots.metadata.audience -}}
+{{- end -}}
