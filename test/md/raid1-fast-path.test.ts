@@ -13,7 +13,7 @@ import { FilterDevice } from '../../src/block/filter-device.js';
 import { IoError } from '../../src/block/errors.js';
 import type { WriteOptions } from '../../src/block/block-device.js';
 import type { SyncBarrier } from '../../src/md/sync-barrier.js';
-import { memberFiles, pattern, readMember, tempDir } from './array-fixtures.js';
+import { memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
 
 const MiB = 1024 * 1024;
 const KiB4 = 4096;
@@ -122,4 +122,23 @@ test('a member whose fast write fails is failed, and the retry completes only on
   const out = Buffer.alloc(KiB4);
   assert.equal(array.readNow(2 * KiB4, out), true);
   assert.ok(out.equals(data));
+});
+
+test('the fast read never goes to a write-mostly member while another copy is in sync', async (t) => {
+  // tmpfs: files whose every request the page cache answers, so their devices take it now.
+  const dir = tempDir(t, 'fast-path', '/dev/shm');
+  const [a, b] = memberFiles(dir, 2, 64 * MiB);
+  const array = await createArray({
+    name: 'mostly', level: 1, members: [a!, { name: b!, device: await FileDevice.open(b!), writeMostly: true }],
+  });
+  t.after(() => array.stop());
+  const data = pattern(12, KiB4);
+  await array.write(0, data);
+  // b's copy made different behind the array's back: a read that went to b would show it.
+  pokeMember(b!, 0, pattern(13, KiB4));
+  for (let i = 0; i < 8; i++) {
+    const out = Buffer.alloc(KiB4);
+    assert.equal(array.readNow(0, out), true);
+    assert.ok(out.equals(data), `read ${i} came from the write-mostly member`);
+  }
 });
