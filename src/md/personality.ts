@@ -43,6 +43,16 @@ export interface MemberSet {
   write(role: number, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   discard(role: number, offset: number, length: number): Promise<void>;
   writeZeroes(role: number, offset: number, length: number, options?: ZeroOptions): Promise<void>;
+  /**
+   * Optional synchronous fast paths (BlockDevice.readNow/writeNow of the member's device): true
+   * when the member did the whole request now, false when it did not (its device cannot now, or
+   * the role is not readable/writable, or the request failed). A failed request has already
+   * started failing the member (the MemberSet invariant), and the array holds every request,
+   * the caller's retry on the asynchronous path included, until that failure is recorded.
+   * Never throws.
+   */
+  readNow?(role: number, offset: number, out: Buffer): boolean;
+  writeNow?(role: number, offset: number, parts: readonly Uint8Array[]): boolean;
 }
 
 /** A range in sync space (see write-intent-bitmap.ts for what sync space is). */
@@ -86,6 +96,15 @@ export interface Personality {
   write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   discard(members: MemberSet, offset: number, length: number): Promise<void>;
   writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void>;
+  /**
+   * Optional synchronous fast paths for small requests (ArrayIo.readNow/writeNow): true when
+   * done, false when nothing needed doing differently from the asynchronous read()/write(),
+   * which the caller then runs (a write declined half way is written again in full: the same
+   * bytes). writeNow is asked only of a whole array (every role in sync) with the sync barrier
+   * entered and the bitmap's Startwrite applied and durable, as write() is called.
+   */
+  readNow?(members: MemberSet, offset: number, out: Buffer): boolean;
+  writeNow?(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean;
 
   /**
    * One sync step over [offset, offset+length) of sync space.

@@ -21,16 +21,24 @@ export class ReadBalancer {
 
   /** Orders candidate copies best first. */
   rank(copies: readonly Copy[]): Copy[] {
-    return [...copies].sort((a, b) => {
-      const p = (this.pending[a.role] ?? 0) - (this.pending[b.role] ?? 0);
-      if (p !== 0) return p;
-      return Math.abs((this.head[a.role] ?? 0) - a.offset) - Math.abs((this.head[b.role] ?? 0) - b.offset);
-    });
+    return [...copies].sort((a, b) => this.compare(a.role, a.offset, b.role, b.offset));
+  }
+
+  /** Below 0 when role `a` at member offset `offsetA` is the better copy, above 0 when `b` is. */
+  compare(a: number, offsetA: number, b: number, offsetB: number): number {
+    const p = (this.pending[a] ?? 0) - (this.pending[b] ?? 0);
+    if (p !== 0) return p;
+    return Math.abs((this.head[a] ?? 0) - offsetA) - Math.abs((this.head[b] ?? 0) - offsetB);
   }
 
   begin(copy: Copy, length: number): void {
     this.pending[copy.role] = (this.pending[copy.role] ?? 0) + 1;
     this.head[copy.role] = copy.offset + length;
+  }
+
+  /** A read done at once (no time in flight): only the head moves. */
+  issuedNow(role: number, offset: number, length: number): void {
+    this.head[role] = offset + length;
   }
 
   end(copy: Copy): void {

@@ -28,7 +28,7 @@ export class SyncBarrier {
   /** An application I/O over [start, end) when no sync window overlaps it; else undefined. */
   tryEnter(start: number, end: number): Range | undefined {
     const r = { start, end };
-    if (this.overlapping(r) !== undefined) return undefined;
+    if (this.windows.size > 0 && this.overlapping(r) !== undefined) return undefined;
     this.inflight.add(r);
     return r;
   }
@@ -43,6 +43,8 @@ export class SyncBarrier {
 
   exit(r: Range): void {
     this.inflight.delete(r);
+    // Nobody waiting (no window being locked) is the common case: no new array per request.
+    if (this.drainWaiters.length === 0) return;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w();

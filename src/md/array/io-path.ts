@@ -11,6 +11,7 @@
 
 import { readInto, type Extent, type WriteOptions, type ZeroOptions } from '../../block/block-device.js';
 import { IoError, ShutdownError, isBlockError } from '../../block/errors.js';
+import { describeError, trace } from '../../common/trace.js';
 import { MdError, asBlockError } from '../errors.js';
 import type { Member } from '../member.js';
 import type { MemberSet, RoleState } from '../personality.js';
@@ -24,6 +25,12 @@ export class ArrayIo {
   private idleWaiters: (() => void)[] = [];
   /** Non-null while grow() holds I/O: new requests wait for it before they count as in flight. */
   private held: Promise<void> | null = null;
+  /**
+   * Non-null while the failure of a member that a synchronous fast path found failing is being
+   * recorded (superblocks): every request waits for it, the retry of the one that met it first,
+   * so none completes, around the member or on it, before the array says the member failed.
+   */
+  private recording: Promise<void> | null = null;
 
   constructor(
     private readonly set: ArrayMembers,
@@ -35,7 +42,7 @@ export class ArrayIo {
   /** Runs one application request: counted in flight, refused on a stopped or failed array. */
   async io<T>(what: string, op: () => Promise<T>): Promise<T> {
     const s = this.set;
-    while (this.held) await this.held;
+    for (let gate = this.held ?? this.recording; gate !== null; gate = this.held ?? this.recording) await gate;
     if (s.state === 'stopped' || s.stopping) throw new ShutdownError(`array ${s.name}: ${what}: the array is stopped`);
     if (s.state === 'failed') throw new IoError(`array ${s.name}: ${what}: the array has failed (not enough working members)`);
     s.checkNotFenced(what);
@@ -65,6 +72,82 @@ export class ArrayIo {
     const s = this.set;
     if (data.length === 0) return this.io('write', async () => {});
     return this.io('write', () => this.ordered(offset, data.length, () => s.personality.write(this.memberSet, offset, data, options)));
+  }
+
+  /**
+   * BlockDevice.readNow: the personality's read done now, on this thread, when nothing makes it
+   * wait (grow's hold, a member failure being recorded) and the array serves reads (active or
+   * degraded); false otherwise, and the caller's read() does it. Reads take no barrier (read()
+   * does not either): a sync window only writes what every in-sync copy already reads back.
+   */
+  readNow(offset: number, out: Buffer): boolean {
+    const s = this.set;
+    const personality = s.personality;
+    if (personality.readNow === undefined || !this.mayGoNow() || (s.state !== 'active' && s.state !== 'degraded')) return false;
+    if (out.length === 0) return true;
+    s.lastAppIo = performance.now();
+    return personality.readNow(this.memberSet, offset, out);
+  }
+
+  /**
+   * BlockDevice.writeNow: write()'s order of DESIGN.md §4 with nothing to wait for, done now. Only
+   * on a whole array (state active: no role degraded or rebuilding), with no sync window over the
+   * range (the barrier entered at once), and a bitmap whose Startwrite needs no write-out first
+   * (the chunks Dirty and durable already): anything else, FUA among them (NBD asks writeNow only
+   * without it), is declined before any member is written, and write() waits as it must. A
+   * member that declines (or fails) after another took the bytes also declines the whole: write()
+   * writes them again, into the chunks still Dirty (the daemon cleans only idle chunks later).
+   */
+  writeNow(offset: number, parts: readonly Uint8Array[], length: number): boolean {
+    const s = this.set;
+    const personality = s.personality;
+    if (personality.writeNow === undefined || !this.mayGoNow() || s.state !== 'active') return false;
+    if (length === 0) return true;
+    const r = personality.syncRange(offset, length);
+    if (r.length === 0) return false;
+    const entered = s.barrier.tryEnter(r.offset, r.offset + r.length);
+    if (entered === undefined) return false;
+    try {
+      const started = s.bitmap.startWrite(r.offset, r.length);
+      if (started !== undefined) {
+        // A bitmap that must wait before Startwrite holds: write() waits for it. The pairing
+        // endWrite follows it, whichever way it ends.
+        void started.then(() => s.bitmap.endWrite(r.offset, r.length), () => s.bitmap.endWrite(r.offset, r.length));
+        return false;
+      }
+      try {
+        // The chunks' new state must be durable before any data write: write() waits for the
+        // same write-out (unplug shares one in flight).
+        const unplugged = s.bitmap.unplug(r.offset, r.length);
+        if (unplugged !== undefined) {
+          unplugged.catch(() => undefined);
+          return false;
+        }
+        s.lastAppIo = performance.now();
+        return personality.writeNow(this.memberSet, offset, parts);
+      } finally {
+        s.bitmap.endWrite(r.offset, r.length);
+      }
+    } finally {
+      s.barrier.exit(entered);
+    }
+  }
+
+  /** Whether a request may go now: no hold, no failure being recorded, not stopping or fenced. */
+  private mayGoNow(): boolean {
+    const s = this.set;
+    return this.held === null && this.recording === null && !s.stopping && s.running;
+  }
+
+  /** A member request of a fast path failed: the member is failed as memberError says, and every request waits. */
+  private failedNow(m: Member, err: unknown, op: 'read' | 'write'): void {
+    const recording = this.memberError(m, err, op).catch((e: unknown) => {
+      // Not recorded anywhere (the array failed, or was fenced): the requests that waited see that state.
+      trace('md', 'debug', () => `array ${this.set.name}: member ${m.name}: the failure after a ${op} was not recorded: ${describeError(e)}`);
+    }).finally(() => {
+      if (this.recording === recording) this.recording = null;
+    });
+    this.recording = recording;
   }
 
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
@@ -248,6 +331,26 @@ export class ArrayIo {
       discard: (role, offset, length) => guard(role, 'discard', (m) => m.device.discard(m.dataOffset + offset, length)),
       writeZeroes: (role, offset, length, options) =>
         guard(role, 'write', (m) => m.device.writeZeroes(m.dataOffset + offset, length, options)),
+      readNow: (role, offset, out) => {
+        const m = s.byRole[role];
+        if (m?.state !== 'in_sync' || m.device.readNow === undefined || s.state === 'fenced') return false;
+        try {
+          return m.device.readNow(m.dataOffset + offset, out);
+        } catch (err) {
+          this.failedNow(m, err, 'read');
+          return false;
+        }
+      },
+      writeNow: (role, offset, parts) => {
+        const m = s.byRole[role];
+        if (m === undefined || !(m.state === 'in_sync' || m.state === 'rebuilding') || m.device.writeNow === undefined || s.state === 'fenced') return false;
+        try {
+          return m.device.writeNow(m.dataOffset + offset, parts);
+        } catch (err) {
+          this.failedNow(m, err, 'write');
+          return false;
+        }
+      },
     };
   }
 }

@@ -166,6 +166,20 @@ export class MdArray implements BlockDevice {
     return this.ioPath.write(offset, data, options);
   }
 
+  /** A small read done now when the personality and the members can (ArrayIo.readNow). */
+  readNow(offset: number, out: Buffer): boolean {
+    checkRange(`array ${this.name}: read`, this.size, offset, out.length);
+    return this.ioPath.readNow(offset, out);
+  }
+
+  /** A small write done now when the array is whole and nothing makes it wait (ArrayIo.writeNow). */
+  writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
+    let length = 0;
+    for (const p of parts) length += p.length;
+    checkRange(`array ${this.name}: write`, this.size, offset, length);
+    return this.ioPath.writeNow(offset, parts, length);
+  }
+
   async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
     checkRange(`array ${this.name}: write zeroes`, this.size, offset, length);
     return this.ioPath.writeZeroes(offset, length, options);
