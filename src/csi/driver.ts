@@ -161,6 +161,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const feed = deps.reporting
     ? new StatusFeed({
       nodeId: config.nodeId, catalog, pool, runtime: (id) => node.runtime(id), reporting: deps.reporting, log: deps.log,
+      snapshots: () => snapshotStore.scan(),
       ...(replication ? { replicated: () => replication.statusReports() } : {}),
       ...(deps.statusIntervalMs === undefined ? {} : { intervalMs: deps.statusIntervalMs }),
     })

@@ -5,11 +5,12 @@
 // path: a slow API server slows only this loop, and src/k8s rate-limits and retries on its own.
 
 import path from 'node:path';
-import { examineMemberReport } from '../md/index.js';
+import { examineMemberReport, readSnapshotMembers, sharedBytes } from '../md/index.js';
 import type { BitmapCounts } from '../md/index.js';
-import type { NodeReporting } from '../k8s/index.js';
+import type { NodeReporting, VolumeSnapshotInfo } from '../k8s/index.js';
 import { readClaim, type VolumeClaim } from './claim-file.js';
 import type { DiskPool } from './disk-pool.js';
+import type { StoredSnapshot } from './snapshot-store.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import type { RuntimeState } from './volume-condition.js';
 import { volumeStatusOf } from './volume-status-of.js';
@@ -27,8 +28,18 @@ export interface StatusFeedOptions {
    * here, live, with each member's node; the node that owns a volume is the one that reports it.
    */
   replicated?: () => ReplicatedReport[];
+  /** Every snapshot on the pool (the snapshot store's scan). */
+  snapshots?: () => Promise<Map<string, StoredSnapshot>>;
   log: (message: string) => void;
 }
+
+/**
+ * How often a snapshot's shared bytes are measured again (extent maps of every member of the
+ * snapshot and of the volume), and the unit they are reported in: a volume being written
+ * changes them all the time, and its status must not be rewritten at every look.
+ */
+const SHARED_REFRESH_MS = 5 * 60_000;
+const SHARED_UNIT = 1024 * 1024;
 
 /** A replicated volume as the feed reports it. */
 export interface ReplicatedReport {
@@ -49,6 +60,8 @@ export class StatusFeed {
   private readonly offline = new Map<string, { key: string; bitmap: OfflineBitmap }>();
   /** Per volume, when each member out of sync was first seen so (in memory: a restart starts over). */
   private readonly stale = new Map<string, Map<string, Date>>();
+  /** Per snapshot id, its shared bytes and when they were measured. */
+  private readonly shared = new Map<string, { bytes: number; at: number }>();
 
   constructor(private readonly o: StatusFeedOptions) {}
 
@@ -79,6 +92,7 @@ export class StatusFeed {
       this.o.log(`status: scanning the pool failed: ${(err as Error).message}`);
       return;
     }
+    const snapshots = await this.snapshotsByVolume();
     for (const v of volumes.values()) {
       try {
         const runtime = await this.o.runtime(v.id);
@@ -90,6 +104,7 @@ export class StatusFeed {
           claim: await readClaim(paths),
           offlineBitmap: runtime.array ? undefined : await this.offlineBitmap(v),
           staleSince: this.staleSince(v, runtime),
+          snapshots: await this.snapshotInfo(v, snapshots.get(v.id) ?? []),
         }));
       } catch (err) {
         this.o.log(`status of volume ${v.id}: ${(err as Error).message}`);
@@ -126,6 +141,49 @@ export class StatusFeed {
     } catch (err) {
       this.o.log(`status: pool usage: ${(err as Error).message}`);
     }
+  }
+
+  /** The complete snapshots on the pool, by source volume, oldest first. */
+  private async snapshotsByVolume(): Promise<Map<string, StoredSnapshot[]>> {
+    const out = new Map<string, StoredSnapshot[]>();
+    if (!this.o.snapshots) return out;
+    try {
+      for (const s of (await this.o.snapshots()).values()) {
+        if (!s.complete) continue;
+        const list = out.get(s.record.sourceVolumeId) ?? [];
+        list.push(s);
+        out.set(s.record.sourceVolumeId, list);
+      }
+    } catch (err) {
+      this.o.log(`status: listing snapshots: ${(err as Error).message}`);
+    }
+    const ids = new Set([...out.values()].flat().map((s) => s.record.id));
+    for (const id of this.shared.keys()) if (!ids.has(id)) this.shared.delete(id);
+    for (const list of out.values()) list.sort((a, b) => a.record.createdAt.seconds - b.record.createdAt.seconds || a.record.createdAt.nanos - b.record.createdAt.nanos);
+    return out;
+  }
+
+  /** What `kubectl describe raidvolume` lists of a volume's snapshots; shared bytes measured at most every SHARED_REFRESH_MS. */
+  private async snapshotInfo(v: VolumeRecord, list: StoredSnapshot[]): Promise<VolumeSnapshotInfo[]> {
+    const out: VolumeSnapshotInfo[] = [];
+    for (const s of list) {
+      const r = s.record;
+      let cached = this.shared.get(r.id);
+      if (!cached || Date.now() - cached.at >= SHARED_REFRESH_MS) {
+        try {
+          const live = await readSnapshotMembers(v.members.map((m) => m.path));
+          const bytes = await sharedBytes(await readSnapshotMembers(s.members), live);
+          cached = { bytes: Math.min(r.sizeBytes, Math.floor(bytes / SHARED_UNIT) * SHARED_UNIT), at: Date.now() };
+        } catch (err) {
+          // Unknown until measured: the snapshot is listed, its sharing reported as none.
+          this.o.log(`status: snapshot ${r.id}: shared bytes: ${(err as Error).message}`);
+          cached = { bytes: cached?.bytes ?? 0, at: Date.now() };
+        }
+        this.shared.set(r.id, cached);
+      }
+      out.push({ id: r.id, createdAt: new Date(r.createdAt.seconds * 1000 + Math.floor(r.createdAt.nanos / 1e6)), sizeBytes: r.sizeBytes, sharedBytes: cached.bytes, readyToUse: true });
+    }
+    return out;
   }
 
   /** Members not in sync now, each with the time this feed first saw it so. */

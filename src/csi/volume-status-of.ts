@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import type { ArrayStatus, BitmapCounts, SyncMode } from '../md/index.js';
-import type { MemberRole, SyncAction, VolumeState, VolumeStatus } from '../k8s/index.js';
+import type { MemberRole, SyncAction, VolumeSnapshotInfo, VolumeState, VolumeStatus } from '../k8s/index.js';
 import type { VolumeClaim } from './claim-file.js';
 import type { VolumeRecord } from './volume-catalog.js';
 import type { RuntimeState } from './volume-condition.js';
@@ -20,6 +20,8 @@ export interface SnapshotInputs {
   staleSince?: ReadonlyMap<string, Date>;
   /** The node that holds a member, by member name; default: this node for paths, the URI's host for remote ones. */
   memberNode?: (member: string) => string | undefined;
+  /** The volume's snapshots, oldest first. */
+  snapshots?: VolumeSnapshotInfo[];
 }
 
 /** Why a pass of this kind runs, for people reading Events. */
@@ -45,6 +47,7 @@ export function volumeStatusOf(i: SnapshotInputs): VolumeStatus {
     sizeBytes: live?.size ?? v.capacity,
     ...(i.claim ? { claim: { namespace: i.claim.namespace, name: i.claim.name } } : {}),
     ...(i.claim?.persistentVolume ? { persistentVolume: i.claim.persistentVolume } : {}),
+    ...(i.snapshots?.length ? { snapshots: i.snapshots } : {}),
     state: live ? liveState(live) : offlineState(v),
     members: (live ? liveMembers(live) : offlineMembers(v)).map((m) => withPlace(m, i)),
     ...bitmapOf(live, i.offlineBitmap),
