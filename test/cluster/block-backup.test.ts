@@ -1,4 +1,4 @@
-// The backup helpers of snapshots.pending.ts on real files: the lister's JSON (offsets of 0
+// The backup helpers of snapshots.test.ts on real files: the lister's JSON (offsets of 0
 // omitted, as protobuf JSON does) becomes ordered ranges, and a full image plus the changed
 // ranges of a second state rebuild that state byte for byte. Needs no cluster.
 

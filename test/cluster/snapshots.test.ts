@@ -7,11 +7,11 @@
 // rewritten: a full backup from the first list plus an incremental one from the delta restore
 // to snapshot 2's bytes.
 //
-// Pending (not yet in the suite's *.test.ts) until the plugin's snapshot RPCs and its
-// SnapshotMetadata service are merged. It needs the control plane started with
-// LLRAID_CLUSTER_SNAPSHOTS=1 (snapshot CRDs, snapshot-controller; control-plane.sh); without it
-// the setup fails, it does not skip. Run it with
-//   LLRAID_CLUSTER_SNAPSHOTS=1 /work/run-cluster-file.sh <worktree> test/cluster/snapshots.pending.ts
+// It needs the control plane started with LLRAID_CLUSTER_SNAPSHOTS=1 (snapshot CRDs,
+// snapshot-controller; control-plane.sh), which makes every chart install render the snapshot
+// sidecars: test-cluster.sh runs it on a control plane of its own, after the other files.
+// Without it the setup fails, it does not skip. Alone:
+//   LLRAID_CLUSTER_SNAPSHOTS=1 /work/run-cluster-file.sh <checkout> test/cluster/snapshots.test.ts
 // The tests run in order on the same volumes.
 
 import { after, before, test } from 'node:test';
@@ -280,7 +280,7 @@ test('a VolumeSnapshot of a block PVC with known data becomes ReadyToUse, and de
     return t.includes(handle) ? t : undefined;
   }, async () => kube.kubectl(['describe', 'raidvolume', src.handle]));
   process.stdout.write(`kubectl describe raidvolume ${src.handle}:\n${describe}\n`);
-  assert.match(describe, new RegExp(`Snapshots:[\\s\\S]*Id:\\s+${handle}[\\s\\S]*Size Bytes:\\s+\\d+[\\s\\S]*Shared Bytes:\\s+\\d+`));
+  assert.match(describe, new RegExp(`Snapshots:[\\s\\S]*Id:\\s+${handle}[\\s\\S]*Shared Bytes:\\s+\\d+[\\s\\S]*Size Bytes:\\s+\\d+`));
 });
 
 test('a PVC restored from the snapshot binds and holds the same bytes', { skip, timeout: 300_000 }, async () => {
