@@ -14,11 +14,16 @@
 //
 // Each scenario provisions its own volume (a PVC with a Pod pinned to node-a: CreateVolume runs
 // there, so A = node-a) and leaves it unstaged.
+//
+// LLRAID_CAPTURE_DESCRIBE=DIR: the kill -9 scenario also writes what an operator would see at
+// each step (`kubectl get rv`, `kubectl describe raidvolume`, `kubectl describe pvc`) to
+// DIR/crash-<n>-<moment>.txt: A's member stale after the take-over, recovering when
+// A is back (if a status write catches it), in sync at the end (docs/kubernetes.md quotes them).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startAckWriter, verifyAcked, deviceHash, writeRegion, readAcks, RECORD, type Ack } from './ack-writer.js';
@@ -210,6 +215,27 @@ async function events(claim: string): Promise<{ reason: string; message: string 
   return list.map((e) => ({ reason: String(e.reason), message: String(e.message) }));
 }
 
+const CAPTURE_DIR = process.env.LLRAID_CAPTURE_DESCRIBE;
+let captured = 0;
+
+/** With LLRAID_CAPTURE_DESCRIBE: what kubectl shows of `v` now, into DIR/<scenario>-<n>-<moment>.txt. */
+async function capture(scenario: string, moment: string, v: Volume): Promise<void> {
+  if (!CAPTURE_DIR) return;
+  const kube = cluster.kube;
+  const shown = async (args: string[]): Promise<string> => {
+    const r = await kube.run('kubectl', args);
+    return `$ kubectl ${args.join(' ')}\n${r.stdout}${r.stderr}`;
+  };
+  const text = [
+    `# ${moment} (${new Date().toISOString()})`,
+    await shown(['get', 'rv', v.id]),
+    await shown(['describe', 'raidvolume', v.id]),
+    await shown(['describe', 'pvc', '-n', NS, v.claim]),
+  ].join('\n');
+  mkdirSync(CAPTURE_DIR, { recursive: true });
+  writeFileSync(join(CAPTURE_DIR, `${scenario}-${++captured}-${moment}.txt`), text);
+}
+
 /** Brings a stopped or crashed node back, as after a reboot: its kubelet, engine host and plugin. */
 async function restart(name: NodeName): Promise<void> {
   const node = cluster.node(name);
@@ -286,10 +312,31 @@ test('kill -9 of A\'s plugin and engine mid-write: B takes over once A\'s lease 
   assert.match(takeOver.message, new RegExp(`${v.b} took over from ${v.a}.*epoch ${epochA + 1}`));
   const checked = await verifyAcked(onB, region, acks);
   assert.ok(checked.inFlight <= 1, `one write was in flight at most, found ${checked.inFlight} blocks newer than acknowledged`);
+  if (CAPTURE_DIR) {
+    // The operator's view while A is away: B's status names A's member stale (captured after a
+    // minute whatever it says: the capture shows, it does not test).
+    await waitFor('the RaidVolume to show A\'s member stale', 60_000, async () =>
+      ((await raidVolume(v.id)).status?.members as { state?: string }[] | undefined)?.some((m) => m.state === 'Stale') ? true : undefined)
+      .catch(() => undefined);
+    await capture('crash', 'after-take-over', v);
+  }
 
   // A comes back: B's engine re-adds A's member and copies only what the bitmap marked.
   await restart(v.a);
+  // The recovery may be over before a status write shows it: caught if it is seen, else not.
+  const watching = CAPTURE_DIR ? waitFor('a status write showing A\'s member recovering or in sync', 120_000, async () => {
+    const members = ((await raidVolume(v.id)).status?.members as { state?: string }[] | undefined) ?? [];
+    if (members.some((m) => m.state === 'Recovering')) return 'recovering';
+    return members.length > 0 && members.every((m) => m.state === 'InSync') ? 'in sync' : undefined;
+  }).then((seen) => (seen === 'recovering' ? capture('crash', 'recovering', v) : undefined), () => undefined) : undefined;
   const s = await settled(v.b, v, 300_000);
+  await watching;
+  if (CAPTURE_DIR) {
+    await waitFor('the RaidVolume to show both members in sync', 60_000, async () =>
+      ((await raidVolume(v.id)).status?.members as { state?: string }[] | undefined)?.every((m) => m.state === 'InSync') ? true : undefined)
+      .catch(() => undefined);
+    await capture('crash', 'back-in-sync', v);
+  }
   const bound = roundUp(region, INFECT_CHUNKS * chunkSize);
   assert.ok(s.bytesSyncedTotal <= bound, `resync ≤ the chunks in flight (the writer's ${region} bytes, in resync blocks ${bound}), found ${s.bytesSyncedTotal}`);
   process.stdout.write(`crash: ${s.bytesSyncedTotal} bytes resynced (bound ${bound}, volume ${v.bytes})\n`);

@@ -8,9 +8,7 @@
 // not volumes"): the node Leases are renewed (3 nodes × 60 / renewSeconds a minute), the
 // watches stay open (one per node plugin, and the sidecars' informers, each re-made every 5–10
 // minutes), the status feeds look at every volume and write nothing while nothing changes.
-//
-// Pending (not *.test.ts) until the CSI flow of replicated volumes is on main: until then the
-// driver refuses the StorageClass parameter `replicas`.
+// The figures and what they mean for 1,000 nodes: docs/architecture.md, "Counted, not only argued".
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
