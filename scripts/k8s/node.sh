@@ -85,6 +85,10 @@ up() {
   ip addr add "$NODE_IP/32" dev llnode0
   ip link set llnode0 up
   sysctl -qw net.ipv4.conf.all.route_localnet=1
+  # A route to the Service IP: a host-network pod's (the plugin's: its member service listens on
+  # the node's address) connection is routed before OUTPUT's DNAT rewrites it, and without a
+  # route it fails at once ("network is unreachable"), as csi-provisioner's did.
+  ip route add "$SERVICE_IP/32" dev llnode0
   iptables -t nat -A PREROUTING -d "$SERVICE_IP/32" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:$api_port"
   iptables -t nat -A OUTPUT -d "$SERVICE_IP/32" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:$api_port"
 
