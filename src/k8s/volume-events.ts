@@ -24,6 +24,11 @@ function sameSync(a: VolumeStatus['sync'], b: VolumeStatus['sync']): boolean {
   return !!a && !!b && a.action === b.action && a.startedAt.getTime() === b.startedAt.getTime();
 }
 
+/** A member as Events name it: by its slot, or by where it is when it holds none (a faulty one). */
+function memberName(m: { slot: number; path: string }): string {
+  return m.slot >= 0 ? `member ${m.slot}` : `member ${m.path}`;
+}
+
 /**
  * Events for the step `prev` → `next` (prev undefined: the plugin just learned of the volume, so
  * a sync already running is reported as started, and an already degraded volume as degraded).
@@ -39,17 +44,19 @@ export function volumeEvents(prev: VolumeStatus | undefined, next: VolumeStatus)
     if (m.role === 'faulty' && was !== 'faulty') {
       // A member on another node is lost with its node or the link to it, not by its disk.
       out.push(away
-        ? { reason: 'MemberLost', type: 'Warning', message: `member ${m.slot} on node ${m.node} lost${m.failure ? `: ${m.failure}` : ''}; the bitmap keeps what it misses` }
+        ? { reason: 'MemberLost', type: 'Warning', message: `${memberName(m)} on node ${m.node} lost${m.failure ? `: ${m.failure}` : ''}; the bitmap keeps what it misses` }
         : { reason: 'MemberFailed', type: 'Warning', message: `member ${m.path} on disk ${m.disk} failed after ${m.errors} I/O errors${m.failure ? `: ${m.failure}` : ''}` });
     } else if (away && was === 'faulty' && (m.role === 'rebuilding' || m.role === 'active')) {
       // Its node or link came back (a local member's return is told by Recovered).
-      const where = `member ${m.slot} on node ${m.node}`;
+      const where = `${memberName(m)} on node ${m.node}`;
       out.push({
         reason: 'MemberBack',
         type: 'Normal',
         message: m.recovery
           ? `${where} is back: recovering ${total(m.recovery.bytesToCopy)} written while it was away`
-          : `${where} is back and in sync`,
+          : m.role === 'rebuilding'
+            ? `${where} is back: recovering what was written while it was away`
+            : `${where} is back and in sync`,
       });
     }
   }
