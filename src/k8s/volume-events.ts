@@ -24,9 +24,9 @@ function sameSync(a: VolumeStatus['sync'], b: VolumeStatus['sync']): boolean {
   return !!a && !!b && a.action === b.action && a.startedAt.getTime() === b.startedAt.getTime();
 }
 
-/** A member as Events name it: by its slot, or by where it is when it holds none (a faulty one). */
-function memberName(m: { slot: number; path: string }): string {
-  return m.slot >= 0 ? `member ${m.slot}` : `member ${m.path}`;
+/** A member as Events name it: by its slot; a faulty one holds none (its failure names where it is). */
+function memberName(m: { slot: number }): string {
+  return m.slot >= 0 ? `member ${m.slot}` : 'a member';
 }
 
 /**
