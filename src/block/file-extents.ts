@@ -10,11 +10,11 @@
 // comparison costs nothing on the write path, and the filesystem's journal keeps it true across
 // crashes: there is no record of our own to keep in step.
 //
-// Node cannot issue ioctl(2); koffi (already loaded for prctl, src/engine/io-flusher.ts) makes
-// the call. It is made synchronously: koffi reports errno only for calls on the calling thread,
+// Node cannot issue ioctl(2); koffi (libc.ts) makes the call. It is made synchronously: koffi reports errno only for calls on the calling thread,
 // and mapping a clone that nobody writes is a walk of the filesystem's extent tree in memory.
 
 import { IoError, NotSupportedError } from './errors.js';
+import { loadLibc } from './libc.js';
 
 /** One mapped range of a file, in bytes. */
 export interface FileExtent {
@@ -46,8 +46,7 @@ let ioctlCall: Promise<{ ioctl: Ioctl; errno: () => number }> | undefined;
 
 function loadIoctl(): Promise<{ ioctl: Ioctl; errno: () => number }> {
   ioctlCall ??= (async () => {
-    const koffi = (await import('koffi')).default;
-    const libc = koffi.load('libc.so.6');
+    const { koffi, libc } = await loadLibc();
     const ioctl = libc.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as unknown as Ioctl;
     return { ioctl, errno: () => koffi.errno() };
   })();

@@ -22,6 +22,7 @@
 // address is used at once, in the same synchronous call, and a Node Buffer's memory never moves.
 
 import { constants } from 'node:os';
+import { loadLibc, type Libc } from './libc.js';
 
 /** RWF_NOWAIT (include/uapi/linux/fs.h). */
 const RWF_NOWAIT = 0x08;
@@ -40,8 +41,6 @@ export interface NowaitCalls {
   writev(fd: number, parts: readonly Uint8Array[], pos: number): number;
 }
 
-type Koffi = typeof import('koffi');
-
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
 /** An Error as fs's synchronous calls throw them (code, errno, syscall), for FileDevice.ioError. */
@@ -54,8 +53,7 @@ function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
   return err;
 }
 
-function bind(koffi: Koffi): NowaitCalls {
-  const libc = koffi.load('libc.so.6');
+function bind({ koffi, libc }: Libc): NowaitCalls {
   // ssize_t is intptr_t on Linux; the iovec array goes as a plain pointer (built below).
   const preadv2 = libc.func('intptr_t preadv2(int, void *, int, int64_t, int)') as (fd: number, iov: BigUint64Array, n: number, pos: number, flags: number) => number;
   const pwritev2 = libc.func('intptr_t pwritev2(int, void *, int, int64_t, int)') as (fd: number, iov: BigUint64Array, n: number, pos: number, flags: number) => number;
@@ -126,8 +124,7 @@ let loading: Promise<NowaitCalls | undefined> | undefined;
 export function loadNowait(): Promise<NowaitCalls | undefined> {
   loading ??= (async () => {
     try {
-      const koffi: Koffi = (await import('koffi')).default;
-      return bind(koffi);
+      return bind(await loadLibc());
     } catch (err) {
       process.emitWarning(`cannot load koffi for preadv2(RWF_NOWAIT) (${(err as Error).message}): member files on disk filesystems get no inline fast path; every request goes through the thread pool, under the member deadline`, { code: 'LLRAID_NO_NOWAIT_IO' });
       return undefined;

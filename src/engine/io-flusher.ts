@@ -8,10 +8,10 @@
 // execve. So it is set once in the process that starts engines (the engine host, or the node
 // plugin when it runs engines itself) before it starts any: every thread of every engine and of
 // its nbdfuse/nbd-client then carries it, V8's own threads included, which setting it inside an
-// engine would miss. Node cannot call prctl(2), so koffi (a maintained FFI library with prebuilt
-// binaries) makes the one call; it is loaded only here, never by an engine.
+// engine would miss. Node cannot call prctl(2), so koffi (block/libc.ts) makes the one call.
 
 import { readdirSync, readFileSync } from 'node:fs';
+import { loadLibc, type Libc } from '../block/libc.js';
 
 const PR_SET_IO_FLUSHER = 57;
 /** task->flags bits the flag sets (include/linux/sched.h), as /proc/PID/stat field 9 shows them. */
@@ -23,13 +23,13 @@ export type IoFlusherResult = { ok: true } | { ok: false; reason: string };
 /** Sets PR_SET_IO_FLUSHER on the calling thread (and so on everything it starts from now on). */
 export async function enableIoFlusher(): Promise<IoFlusherResult> {
   if (isIoFlusher('self')) return { ok: true };
-  let koffi: typeof import('koffi');
+  let loaded: Libc;
   try {
-    koffi = (await import('koffi')).default;
+    loaded = await loadLibc();
   } catch (err) {
     return { ok: false, reason: `cannot load koffi to call prctl: ${(err as Error).message}` };
   }
-  const libc = koffi.load('libc.so.6');
+  const { koffi, libc } = loaded;
   const prctl = libc.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)');
   if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) === 0) return { ok: true };
   const errno = koffi.errno();
