@@ -4,7 +4,7 @@
 # Needs the build (scripts/setup.sh) and ../shared/tools/kernel-vm, which installs its own packages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-vm=${KERNEL_VM:-$(cd .. && pwd)/shared/tools/kernel-vm}
+vm=$(bash scripts/kernel-vm-path.sh)
 if [ ! -x "$vm" ]; then
   echo "40-nbd-kernel: $vm not found; set KERNEL_VM to the kernel-vm tool" >&2
   exit 1

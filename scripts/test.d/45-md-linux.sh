@@ -6,7 +6,7 @@
 # (test/md/linux-interop/check-linux-members.ts) and must read back what Linux wrote.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VM=${KERNEL_VM:-../shared/tools/kernel-vm}
+VM=$(bash scripts/kernel-vm-path.sh)
 if [ ! -x "$VM" ]; then
   echo "45-md-linux: no kernel-vm at $VM (set KERNEL_VM); this suite needs a Linux guest with md" >&2
   exit 1

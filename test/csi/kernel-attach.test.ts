@@ -8,12 +8,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
-// Beside the checkout, as CI has it (KERNEL_VM overrides, as in scripts/test.d).
-const vm = process.env.KERNEL_VM ?? path.resolve(process.cwd(), '../shared/tools/kernel-vm');
+// Beside the checkout, as CI has it, or beside the one this was cloned from (KERNEL_VM overrides):
+// scripts/kernel-vm-path.sh, as in scripts/test.d.
+const vm = execFileSync('bash', ['scripts/kernel-vm-path.sh'], { encoding: 'utf8' }).trim();
 
 test('kernel attach: stage, write, unstage, stage again, read back through /dev/nbdX', { timeout: 30 * 60_000 }, () => {
   assert.ok(existsSync(vm), `${vm} is not on this machine: set KERNEL_VM to the kernel-vm tool`);
