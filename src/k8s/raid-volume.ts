@@ -28,7 +28,8 @@ export interface Condition {
 export function raidVolumeSpec(s: VolumeStatus): Record<string, unknown> {
   const spec: Record<string, unknown> = {
     level: `raid${s.level}`,
-    chunkSize: s.chunkSize,
+    // raid1 has no chunk (mdadm prints none for it): a "Chunk Size: 0" would read as a fault.
+    ...(s.chunkSize > 0 ? { chunkSize: s.chunkSize } : {}),
     sizeBytes: s.sizeBytes,
     size: formatBytes(s.sizeBytes),
     node: s.node,

@@ -118,15 +118,19 @@ function mismatchedSectors(a: Buffer, b: Buffer, ranges: readonly { start: numbe
 /**
  * One sync step over the copies of one range.
  * resync/repair: copies that differ from the first readable in_sync copy are rewritten from it.
- * check: differences are counted only. recovery: rebuilding copies are written from an in_sync one.
+ * check: differences are counted only. recovery: rebuilding copies are written from an in_sync one;
+ * with two or more in_sync copies they are first made equal as a resync would, because the pass
+ * ends the window's chunks Clean: a chunk NeedSync after an unclean stop (its in_sync copies may
+ * differ) would otherwise lose the resync it is owed, and reads would return either copy.
  */
 export async function syncCopies(
   members: MemberSet, balancer: ReadBalancer, mode: SyncMode, copies: readonly Copy[], length: number, what: string,
 ): Promise<SyncWindowResult> {
   const result: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
-  if (mode === 'recovery') {
-    const targets = copies.filter((c) => members.state(c.role) === 'rebuilding');
-    if (targets.length === 0) return result;
+  const targets = mode === 'recovery' ? copies.filter((c) => members.state(c.role) === 'rebuilding') : [];
+  if (mode === 'recovery' && targets.length === 0) return result;
+  const inSync = copies.filter((c) => members.state(c.role) === 'in_sync');
+  if (mode === 'recovery' && inSync.length < 2) {
     const data = await readCopies(members, balancer, copies, length, what);
     await Promise.all(targets.map(async (c) => {
       await members.write(c.role, c.offset, data);
@@ -134,7 +138,6 @@ export async function syncCopies(
     }));
     return result;
   }
-  const inSync = copies.filter((c) => members.state(c.role) === 'in_sync');
   const pooled = inSync.map(() => syncBuffers.take(Math.max(length, SYNC_BUFFER)));
   const buffers = pooled.map((b) => b.subarray(0, length));
   try {
@@ -153,10 +156,16 @@ export async function syncCopies(
     for (const d of differing) result.mismatches += mismatchedSectors(source.data, d.data, d.ranges);
     if (mode === 'check') return result;
     // Settled, not just resolved: no write may still use the buffers when they go back.
-    const writes = await Promise.allSettled(differing.flatMap((d) => d.ranges.map(async ({ start, end }) => {
-      await members.write(d.copy.role, d.copy.offset + start, source.data.subarray(start, end));
-      result.bytesWritten += end - start;
-    })));
+    const writes = await Promise.allSettled([
+      ...differing.flatMap((d) => d.ranges.map(async ({ start, end }) => {
+        await members.write(d.copy.role, d.copy.offset + start, source.data.subarray(start, end));
+        result.bytesWritten += end - start;
+      })),
+      ...targets.map(async (c) => {
+        await members.write(c.role, c.offset, source.data);
+        result.bytesWritten += length;
+      }),
+    ]);
     const failed = writes.find((w) => w.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
   } finally {

@@ -7,7 +7,7 @@ import { assembleArray, createArray, examineMember, type MdArray } from '../../s
 import { FileDevice } from '../../src/block/file-device.js';
 import { FaultDevice } from '../../src/block/fault-device.js';
 import { readSuperblock, ROLE_FAULTY } from '../../src/md/superblock.js';
-import { memberFiles, pattern, readMember, tempDir } from './array-fixtures.js';
+import { memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
 
 const MEMBER = 160 << 20;
 const CHUNK = 64 * 1024;
@@ -48,6 +48,34 @@ test('a re-added member recovers exactly the chunks written while it was away', 
   assert.equal(summary?.bytesSynced, WHILE_AWAY.length * CHUNK, 'only the chunks written while away');
   assert.equal(a.status().state, 'active');
   sameData(m0, m1, [...BEFORE, ...WHILE_AWAY]);
+});
+
+test('a three-way re-add also makes the in-sync copies of a NeedSync chunk equal, and no empty resync follows it', async (t) => {
+  const paths = memberFiles(tempDir(t), 3, MEMBER);
+  const [m0, m1, m2] = paths as [string, string, string];
+  const crashed = await createArray({ name: 'vol', level: 1, members: paths, daemonSleep: 600 });
+  await writeChunks(crashed, BEFORE, 100);
+  await crashed.fail(m2);
+  await writeChunks(crashed, WHILE_AWAY, 200);
+  assert.equal(crashed.status().bitmap.counts.needSync, WHILE_AWAY.length);
+  await crashed.abandon();
+  // Chunk 600's two in-sync copies disagree, as after a crash with its write in flight.
+  pokeMember(m1, WHILE_AWAY[1]! * CHUNK, pattern(999, CHUNK));
+  const { array: a, report } = await assembleArray({ members: paths });
+  t.after(() => a.stop());
+  assert.equal(report.stale[0]?.name, m2);
+  assert.equal(a.status().state, 'degraded', 'a resync is owed (an unclean stop) but waits for the re-add');
+  assert.equal(await a.reAdd(m2), 'bitmap');
+  const summary = await a.waitSync();
+  assert.equal(summary?.mode, 'recovery');
+  assert.equal(summary?.complete, true);
+  sameData(m0, m1, [...BEFORE, ...WHILE_AWAY]);
+  sameData(m0, m2, [...BEFORE, ...WHILE_AWAY]);
+  const s = a.status();
+  assert.equal(s.state, 'active');
+  assert.equal(s.sync, null, 'no pass runs after the recovery');
+  assert.equal(s.lastSync?.mode, 'recovery', 'the last pass is the recovery that copied the chunks, not an empty resync');
+  assert.equal(s.bitmap.counts.needSync, 0);
 });
 
 test('a member stale at assembly is named, and re-adding it after a restart is still bitmap-guided', async (t) => {

@@ -193,6 +193,11 @@ export class SyncControl {
           }
         }
         s.refreshState();
+        // The pass made the copies of every chunk it took equal (mirror-io.ts syncCopies) and
+        // left them Clean: a resync owed from an unclean stop has nothing left unless a chunk
+        // was marked since. Without this the resync runs anyway, finds nothing, and its "0 B"
+        // is what the status shows of a recovery that copied the member's missing chunks.
+        if (s.resyncFrom !== null && s.bitmap.chunkSize > 0 && this.syncOwedChunks() === 0) s.resyncFrom = null;
         // In sync in memory either way; superblocks that could not say so keep the recovery
         // offset, and the next assembly recovers from it again: safe, so only traced.
         await s.writeSuperblocks(false).catch((err: unknown) =>
@@ -200,8 +205,7 @@ export class SyncControl {
       } else if (thread.mode === 'resync' || thread.mode === 'repair') {
         // A write during the pass may have left a chunk NeedSync behind its position: then
         // another pass follows (md sets MD_RECOVERY_NEEDED again), else nothing is owed.
-        const c = s.bitmap.counts();
-        s.resyncFrom = c.needSync + c.needSyncUnwritten > 0 ? 0 : null;
+        s.resyncFrom = this.syncOwedChunks() > 0 ? 0 : null;
       }
     } else if (thread.mode === 'resync') {
       s.resyncFrom = summary.position;
@@ -210,6 +214,12 @@ export class SyncControl {
     // A recovery that completed may leave a resync owed (bitmap NeedSync requested meanwhile).
     if (!s.stopping) this.maybeStart();
     return summary;
+  }
+
+  /** Chunks the bitmap holds for a resync once no pass runs (a pass ends its Syncing ones). */
+  private syncOwedChunks(): number {
+    const c = this.set.bitmap.counts();
+    return c.needSync + c.needSyncUnwritten;
   }
 
   /** Resolves when the current sync pass (if any) ends, with its summary. */
