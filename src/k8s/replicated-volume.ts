@@ -87,7 +87,8 @@ export function replicatedVolumeObject(v: NewReplicatedVolume, now: Date): Recor
   const owner: VolumeOwner = { node: '', epoch: 0, since: now.toISOString() };
   const spec: Record<string, unknown> = {
     level: `raid${v.level}`,
-    chunkSize: v.chunkSize,
+    // raid1 has no chunk (md records none): the StorageClass default would show as one.
+    ...(v.level === 1 ? {} : { chunkSize: v.chunkSize }),
     // The node the status reporter then rewrites to the owner's; the creator until then.
     node: v.creator,
     replicas: v.replicas,
@@ -167,7 +168,7 @@ export function parseReplicatedVolume(obj: unknown): ReplicatedVolume {
     resourceVersion,
     level,
     members: placement.length,
-    chunkSize: int(name, spec, 'chunkSize', 0),
+    chunkSize: level === 1 ? 0 : int(name, spec, 'chunkSize', 0),
     replicas: int(name, spec, 'replicas', 1),
     disklessAttach: spec.disklessAttach,
     memberBytes: int(name, spec, 'memberBytes', 1),
