@@ -38,6 +38,12 @@ const env = clusterEnv();
 const skip = env ? false : SKIP_REASON;
 const NS = 'replicated';
 const CLASS = 'llraid-replicated';
+/**
+ * The same with recovery held to 4 MiB/s (the StorageClass's md min/max): the absence scenario's
+ * recovery then lasts seconds, long enough for the RaidVolume to show a member Recovering.
+ */
+const THROTTLED_CLASS = 'llraid-replicated-throttled';
+const THROTTLED_KIB = 4096;
 const MiB = 1024 * 1024;
 /** The node Lease's duration (chart nodeLease.durationSeconds): how long a take-over waits. */
 const LEASE_SECONDS = 10;
@@ -57,21 +63,25 @@ before(async () => {
     diskBytes: 4096 * MiB,
   });
   await cluster.kube.kubectl(['create', 'namespace', NS]);
-  await cluster.kube.kubectl(['apply', '-f', '-'], JSON.stringify({
-    apiVersion: 'storage.k8s.io/v1',
-    kind: 'StorageClass',
-    metadata: { name: CLASS },
-    provisioner: DRIVER,
-    volumeBindingMode: 'WaitForFirstConsumer',
-    reclaimPolicy: 'Delete',
-    parameters: { level: '1', members: '2', replicas: '2', bitmap: 'llbitmap', fsType: 'ext4' },
-  }));
+  const parameters = { level: '1', members: '2', replicas: '2', bitmap: 'llbitmap', fsType: 'ext4' };
+  const throttled = { ...parameters, recoverySpeedMinKiB: String(THROTTLED_KIB), recoverySpeedMaxKiB: String(THROTTLED_KIB) };
+  for (const [name, params] of [[CLASS, parameters], [THROTTLED_CLASS, throttled]] as const) {
+    await cluster.kube.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name },
+      provisioner: DRIVER,
+      volumeBindingMode: 'WaitForFirstConsumer',
+      reclaimPolicy: 'Delete',
+      parameters: params,
+    }));
+  }
 }, { timeout: 600_000 });
 
 after(async () => {
   if (!env) return;
   await cluster?.kube.run('kubectl', ['delete', 'namespace', NS, '--wait=false']);
-  await cluster?.kube.run('kubectl', ['delete', 'storageclass', CLASS, '--wait=false']);
+  await cluster?.kube.run('kubectl', ['delete', 'storageclass', CLASS, THROTTLED_CLASS, '--wait=false']);
   await cluster?.teardown();
 }, { timeout: 300_000 });
 
@@ -89,7 +99,7 @@ interface Volume {
 }
 
 /** A block PVC and a Pod on node-a that needs it; waits for Bound and the RaidVolume's placement. */
-async function provision(claim: string, size: string): Promise<Volume> {
+async function provision(claim: string, size: string, storageClass = CLASS): Promise<Volume> {
   const kube = cluster.kube;
   await kube.kubectl(['apply', '-f', '-'], JSON.stringify({
     apiVersion: 'v1',
@@ -97,7 +107,7 @@ async function provision(claim: string, size: string): Promise<Volume> {
     items: [
       {
         apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: claim, namespace: NS },
-        spec: { accessModes: ['ReadWriteOnce'], volumeMode: 'Block', storageClassName: CLASS, resources: { requests: { storage: size } } },
+        spec: { accessModes: ['ReadWriteOnce'], volumeMode: 'Block', storageClassName: storageClass, resources: { requests: { storage: size } } },
       },
       {
         apiVersion: 'v1', kind: 'Pod', metadata: { name: `${claim}-user`, namespace: NS },
@@ -386,7 +396,7 @@ test('A partitioned by link down while writing: A stops acknowledging within the
 });
 
 test('A back after an absence with 1% of the volume rewritten: only that is recovered', { skip, timeout: 900_000 }, async () => {
-  const v = await provision('absence', '3Gi');
+  const v = await provision('absence', '3Gi', THROTTLED_CLASS);
   const onB = await stage(v.b, v);
   await writeRegion(onB, 0, 64 * MiB, 1);
   await settled(v.b, v, 120_000);
@@ -410,7 +420,18 @@ test('A back after an absence with 1% of the volume rewritten: only that is reco
   const before = await deviceHash(onB, 0, offset + onePercent);
   const synced0 = (await engineStatus(v.b, v)).bytesSyncedTotal;
   await restart(v.a);
+  // What an operator sees meanwhile: A's member Recovering, with its bytes and progress.
+  const recovering = await waitFor('the RaidVolume to show A\'s member Recovering', 120_000, async () => {
+    type Shown = { status?: { members?: { node: string; state: string; recovery?: { bytesDone: number; bytesToCopy: number; progress: string } }[] } };
+    const rv = await cluster.kube.get<Shown>(['raidvolume', v.id]);
+    return rv?.status?.members?.find((m) => m.node === v.a && m.state === 'Recovering' && m.recovery !== undefined);
+  });
+  await capture('absence', 'recovering', v);
+  assert.ok(recovering.recovery!.bytesToCopy >= onePercent && recovering.recovery!.bytesDone <= recovering.recovery!.bytesToCopy,
+    `Recovering ${JSON.stringify(recovering.recovery)} for ${onePercent} bytes rewritten`);
+  assert.match(recovering.recovery!.progress, /^\d+(\.\d+)?%$/);
   const s = await settled(v.b, v, 600_000);
+  await capture('absence', 'recovered', v);
   const recovered = s.bytesSyncedTotal - synced0;
   const bound = roundUp(onePercent, INFECT_CHUNKS * chunkSize) + INFECT_CHUNKS * chunkSize;
   process.stdout.write(`absence: ${recovered} bytes recovered for ${onePercent} rewritten (volume ${v.bytes}, bound ${bound})\n`);
