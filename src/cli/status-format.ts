@@ -37,9 +37,12 @@ export function formatArrayStatus(s: ArrayStatus): string {
   }
   for (const r of s.missingRoles) lines.push(`  role ${r}  missing`);
   if (s.sync) {
-    const eta = s.sync.etaSeconds === null ? '' : `, finish in ${s.sync.etaSeconds.toFixed(0)} s`;
+    const p = s.sync;
+    const eta = p.etaSeconds === null ? '' : `, finish in ${p.etaSeconds.toFixed(0)} s`;
+    // md's percent is the position's; the bytes copied of those marked say how much is left.
     lines.push(
-      `  ${s.sync.mode}: ${s.sync.percent.toFixed(1)}% (${formatBytes(s.sync.position)} of ${formatBytes(s.sync.size)}) at ${formatBytes(s.sync.speedKiBs * 1024)}/s${eta}`,
+      `  ${p.mode}: ${p.percent.toFixed(1)}% (${formatBytes(p.position)} of ${formatBytes(p.size)}), ` +
+        `${formatBytes(p.bytesSynced)} of ${formatBytes(p.targetBytes)} marked copied at ${formatBytes(p.speedKiBs * 1024)}/s${eta}`,
     );
   } else if (s.resyncPending !== null) {
     lines.push(`  resync pending from ${formatBytes(s.resyncPending)}`);

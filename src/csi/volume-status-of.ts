@@ -57,6 +57,7 @@ export function volumeStatusOf(i: SnapshotInputs): VolumeStatus {
         reason: REASONS[live.sync.mode],
         doneBytes: Math.min(live.sync.position, live.sync.size),
         targetBytes: live.sync.targetBytes,
+        syncedBytes: live.sync.bytesSynced,
         totalBytes: live.sync.size,
         speedBytesPerSecond: live.sync.speedKiBs * 1024,
         startedAt: new Date(live.sync.startedAt),

@@ -75,7 +75,7 @@ function wantedConditions(s: VolumeStatus): Omit<Condition, 'lastTransitionTime'
           type: 'Syncing',
           status: 'True',
           reason: sync.action === 'recovery' ? 'Recovering' : 'Resyncing',
-          message: `${sync.action} (${sync.reason}): ${formatBytes(sync.doneBytes)} of ${formatBytes(sync.totalBytes)} (${formatPercent(sync.doneBytes, sync.totalBytes)}), ${formatBytes(sync.targetBytes)} marked by the bitmap`,
+          message: `${sync.action} (${sync.reason}): ${syncSummary(sync)} copied (${formatPercent(sync.syncedBytes, sync.targetBytes)}), at ${formatBytes(sync.doneBytes)} of ${formatBytes(sync.totalBytes)}`,
         }
       : {
           type: 'Syncing',
@@ -121,6 +121,11 @@ function memberStatus(m: VolumeStatus['members'][number]): Record<string, unknow
   return out;
 }
 
+/** "9 MiB of 30.8 MiB marked": what a pass has copied of what the bitmap gave it. */
+function syncSummary(p: { syncedBytes: number; targetBytes: number }): string {
+  return `${formatBytes(p.syncedBytes)} of ${formatBytes(p.targetBytes)} marked`;
+}
+
 /** The status subresource body of a RaidVolume (apply configuration). */
 export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition[], now: Date): Record<string, unknown> {
   const active = s.members.filter((m) => m.role === 'active').length;
@@ -137,20 +142,24 @@ export function raidVolumeStatus(s: VolumeStatus, conditions: readonly Condition
   if (s.bitmap) status.bitmap = { chunkSize: s.bitmap.chunkSize, ...s.bitmap.counts };
   if (s.sync) {
     const p = s.sync;
-    const remaining = p.totalBytes - p.doneBytes;
+    const remaining = Math.max(0, p.targetBytes - p.syncedBytes);
     const sync: Record<string, unknown> = {
       action: p.action,
       reason: p.reason,
       doneBytes: p.doneBytes,
       targetBytes: p.targetBytes,
+      syncedBytes: p.syncedBytes,
       totalBytes: p.totalBytes,
-      progress: formatPercent(p.doneBytes, p.totalBytes),
+      // Of what the pass copies, as the member's recovery shows it: the position (doneBytes)
+      // runs ahead through the chunks the bitmap lets it skip.
+      progress: formatPercent(p.syncedBytes, p.targetBytes),
+      summary: `${syncSummary(p)} copied, at ${formatBytes(p.doneBytes)} of ${formatBytes(p.totalBytes)}`,
       speed: `${formatBytes(p.speedBytesPerSecond)}/s`,
       speedBytesPerSecond: Math.round(p.speedBytesPerSecond),
       startedAt: p.startedAt.toISOString(),
     };
-    // speedBytesPerSecond is progress through the sync space (skipped chunks included), the
-    // same measure as doneBytes, so the remaining space over it is the time left.
+    // speedBytesPerSecond is bytes copied, the same measure as syncedBytes, so what is left of
+    // the target over it is the time left.
     if (p.speedBytesPerSecond > 0) {
       sync.estimatedFinish = new Date(now.getTime() + (remaining / p.speedBytesPerSecond) * 1000).toISOString();
     }

@@ -61,9 +61,11 @@ export interface SyncProgress {
   doneBytes: number;
   /** Bytes the bitmap marked for this pass: what it will actually copy. */
   targetBytes: number;
+  /** Bytes the pass has copied so far: the "done" of targetBytes (doneBytes counts skipped ones). */
+  syncedBytes: number;
   /** Bytes of the whole sync space (the denominator for "of how many"). */
   totalBytes: number;
-  /** Progress through the sync space per second (skipped chunks count), as doneBytes. */
+  /** Bytes copied per second (md's sync_speed; what the recovery speed limits bound), as syncedBytes. */
   speedBytesPerSecond: number;
   startedAt: Date;
 }
@@ -196,6 +198,7 @@ export function checkVolumeStatus(s: VolumeStatus): VolumeStatus {
     count(`${where}: sync doneBytes`, p.doneBytes);
     count(`${where}: sync totalBytes`, p.totalBytes);
     count(`${where}: sync targetBytes`, p.targetBytes);
+    count(`${where}: sync syncedBytes`, p.syncedBytes);
     if (p.doneBytes > p.totalBytes) throw new K8sError('EINVAL', `${where}: sync doneBytes: expected at most totalBytes ${p.totalBytes}, found ${p.doneBytes}`);
   }
   if (s.lastSync) {

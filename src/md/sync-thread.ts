@@ -74,9 +74,12 @@ export interface SyncProgress {
   size: number;
   /** Percent of the sync space, 0..100, one decimal. */
   percent: number;
-  /** Over the last few seconds. */
+  /**
+   * Bytes synced per second over the last few seconds (md's sync_speed): skipped chunks cost
+   * nothing, so this is the rate sync_speed_min/max bound, not the position's.
+   */
   speedKiBs: number;
-  /** null until a speed is known. */
+  /** Seconds until targetBytes are synced at that speed; null until a speed is known. */
   etaSeconds: number | null;
   /** Bytes synced so far (windows run; skipped bytes excluded). */
   bytesSynced: number;
@@ -129,7 +132,6 @@ export class SyncThread {
   private readonly started = performance.now();
   private readonly startedAt = Date.now();
   private markTime = performance.now();
-  private markPos: number;
   private lastSpeed = 0;
   /** Bytes synced at the last mark: the throttle counts I/O done, not bytes skipped (md's io_sectors). */
   private markIo = 0;
@@ -141,7 +143,6 @@ export class SyncThread {
     this.host = host;
     this.mode = host.mode;
     this.position = Math.min(host.from, host.syncSize);
-    this.markPos = this.position;
   }
 
   /** Asks the pass to end at its next window boundary (a throttle pause ends at once). */
@@ -173,7 +174,7 @@ export class SyncThread {
       size,
       percent: size === 0 ? 100 : Math.floor((this.position / size) * 1000) / 10,
       speedKiBs: Math.round(speed),
-      etaSeconds: speed > 0 ? Math.ceil((size - this.position) / 1024 / speed) : null,
+      etaSeconds: speed > 0 ? Math.ceil(Math.max(0, this.host.targetBytes - this.bytesSynced) / 1024 / speed) : null,
       bytesSynced: this.bytesSynced,
       targetBytes: this.host.targetBytes,
       bytesWritten: this.bytesWritten,
@@ -200,11 +201,11 @@ export class SyncThread {
     };
   }
 
-  /** Progress rate (position KiB/s since the last mark), for the ETA. */
+  /** KiB synced per second since the last mark (as the throttle measures it), for the ETA. */
   private currentSpeed(): number {
     const dt = (performance.now() - this.markTime) / 1000;
     if (dt < 0.05) return this.lastSpeed;
-    return (this.position - this.markPos) / 1024 / Math.max(dt, 0.001);
+    return (this.bytesSynced - this.markIo) / 1024 / Math.max(dt, 0.001);
   }
 
   /** Every daemon_sleep seconds: checkpoint the bitmap and the superblocks at the position. */
@@ -226,7 +227,6 @@ export class SyncThread {
       if (now - this.markTime > MARK_INTERVAL_MS) {
         this.lastSpeed = this.currentSpeed();
         this.markTime = now;
-        this.markPos = this.position;
         this.markIo = this.bytesSynced;
         return;
       }

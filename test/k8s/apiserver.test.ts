@@ -49,7 +49,7 @@ test('the reporter keeps a RaidVolume and writes Events that kubectl describe sh
     state: 'resyncing',
     events: 44,
     bitmap: { chunkSize: 64 * 1024 * 1024, counts: { ...base.bitmap!.counts, clean: 56, needSync: 2, syncing: 2 } },
-    sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 5 * GiB, targetBytes: 256 * 1024 * 1024, totalBytes: 10 * GiB, speedBytesPerSecond: 2 * GiB, startedAt },
+    sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 5 * GiB, targetBytes: 256 * 1024 * 1024, syncedBytes: 128 * 1024 * 1024, totalBytes: 10 * GiB, speedBytesPerSecond: 2 * GiB, startedAt },
   });
   const { custom } = admin();
   const during = (await custom.getClusterCustomObject({ group: 'llraid.io', version: 'v1alpha1', plural: 'raidvolumes', name: pvName })) as {

@@ -24,16 +24,18 @@ test('status of a resyncing volume shows progress, speed and a finish estimate f
   const now = new Date('2026-01-01T00:00:00Z');
   const s = snapshot({
     state: 'resyncing',
-    sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 5 * GiB, targetBytes: 1 * GiB, totalBytes: 10 * GiB, speedBytesPerSecond: 0.1 * GiB, startedAt: new Date('2025-12-31T23:59:00Z') },
+    sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 5 * GiB, targetBytes: 1 * GiB, syncedBytes: 0.5 * GiB, totalBytes: 10 * GiB, speedBytesPerSecond: 0.1 * GiB, startedAt: new Date('2025-12-31T23:59:00Z') },
   });
   const status = (raidVolumeStatus(s, conditionsFor(s, [], now), now) as { status: Record<string, Record<string, unknown>> }).status;
+  // Progress is of what the pass copies (half of the 1 GiB marked), not of its position (5 of 10 GiB).
   assert.equal(status.sync?.progress, '50.0%');
+  assert.equal(status.sync?.summary, '512 MiB of 1 GiB marked copied, at 5 GiB of 10 GiB');
   assert.equal(status.sync?.speed, '102.4 MiB/s');
-  // 5 GiB of sync space left at 0.1 GiB/s of progress: 50 s.
-  assert.equal(status.sync?.estimatedFinish, '2026-01-01T00:00:50.000Z');
+  // 0.5 GiB of the target left at 0.1 GiB/s copied: 5 s.
+  assert.equal(status.sync?.estimatedFinish, '2026-01-01T00:00:05.000Z');
   const syncing = (status.conditions as unknown as Array<{ type: string; status: string; message: string }>).find((c) => c.type === 'Syncing');
   assert.equal(syncing?.status, 'True');
-  assert.match(syncing?.message ?? '', /resync \(unclean shutdown\): 5 GiB of 10 GiB \(50\.0%\)/);
+  assert.equal(syncing?.message, 'resync (unclean shutdown): 512 MiB of 1 GiB marked copied (50.0%), at 5 GiB of 10 GiB');
 });
 
 test('a condition keeps its transition time while its status stays, and gets a new one when it flips', () => {
@@ -66,7 +68,7 @@ test('bad snapshots are refused with a typed error naming the field', () => {
     [{ state: 'weird' as never }, /state: expected one of clean/],
     [{ members: [] }, /members: expected at least one member/],
     [{ sizeBytes: -1 }, /sizeBytes: expected a non-negative integer, found -1/],
-    [{ sync: { action: 'resync', reason: 'x', doneBytes: 11, targetBytes: 1, totalBytes: 10, speedBytesPerSecond: 1, startedAt: new Date() } }, /doneBytes: expected at most totalBytes 10, found 11/],
+    [{ sync: { action: 'resync', reason: 'x', doneBytes: 11, targetBytes: 1, syncedBytes: 0, totalBytes: 10, speedBytesPerSecond: 1, startedAt: new Date() } }, /doneBytes: expected at most totalBytes 10, found 11/],
   ];
   for (const [o, re] of cases) {
     assert.throws(() => checkVolumeStatus(snapshot(o)), (e: unknown) => e instanceof K8sError && e.code === 'EINVAL' && re.test(e.message));

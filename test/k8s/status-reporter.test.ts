@@ -149,7 +149,7 @@ test('an event write that keeps failing is given up after the set attempts, the 
   api.failNext.event = 3;
   const r = new StatusReporter(api, { node: 'node-a', minIntervalMs: 0, backoff: fast, eventAttempts: 3 });
   r.update(snapshot({ claim: undefined, persistentVolume: undefined }));
-  r.update(snapshot({ claim: undefined, persistentVolume: undefined, state: 'resyncing', sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 0, targetBytes: GiB, totalBytes: 10 * GiB, speedBytesPerSecond: 0, startedAt: new Date() } }));
+  r.update(snapshot({ claim: undefined, persistentVolume: undefined, state: 'resyncing', sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 0, targetBytes: GiB, syncedBytes: 0, totalBytes: 10 * GiB, speedBytesPerSecond: 0, startedAt: new Date() } }));
   r.update(snapshot({ claim: undefined, persistentVolume: undefined, lastSync: { action: 'resync', reason: 'unclean shutdown', bytes: GiB, totalBytes: 10 * GiB, durationSeconds: 3, finishedAt: new Date() } }));
   assert.equal(await r.flush(2000), true);
   assert.deepEqual(api.events.map((e) => e.reason), ['ResyncCompleted']);

@@ -6,7 +6,7 @@ import { GiB, snapshot } from './snapshot-fixture.js';
 const startedAt = new Date('2026-01-01T00:00:00Z');
 const resyncing = snapshot({
   state: 'resyncing',
-  sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 0, targetBytes: 256 * 1024 * 1024, totalBytes: 10 * GiB, speedBytesPerSecond: 0, startedAt },
+  sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 0, targetBytes: 256 * 1024 * 1024, syncedBytes: 0, totalBytes: 10 * GiB, speedBytesPerSecond: 0, startedAt },
 });
 
 test('a sync that starts is reported once, with the bitmap-marked bytes of the total', () => {

@@ -24,7 +24,7 @@ test('a scrape over HTTP shows volume state, bitmap chunks, sync bytes, I/O, mem
     snapshot({
       state: 'resyncing',
       members: snapshot().members.map((x, i) => (i === 1 ? { ...x, errors: 7 } : x)),
-      sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 3 * GiB, targetBytes: GiB, totalBytes: 10 * GiB, speedBytesPerSecond: 1000, startedAt: new Date() },
+      sync: { action: 'resync', reason: 'unclean shutdown', doneBytes: 3 * GiB, targetBytes: GiB, syncedBytes: GiB / 4, totalBytes: 10 * GiB, speedBytesPerSecond: 1000, startedAt: new Date() },
       lastSync: { action: 'resync', reason: 'unclean shutdown', bytes: 4096, totalBytes: 10 * GiB, durationSeconds: 1, finishedAt: new Date(1000) },
     }),
   );
