@@ -98,7 +98,7 @@ export function volumeEvents(prev: VolumeStatus | undefined, next: VolumeStatus)
     out.push({
       reason: r.action === 'recovery' ? 'RecoveryCompleted' : 'ResyncCompleted',
       type: 'Normal',
-      message: `${r.action} completed (${r.reason}): ${total(r.bytes)} of ${total(r.totalBytes)} resynced (${r.bytes} of ${r.totalBytes} bytes) in ${r.durationSeconds.toFixed(1)}s`,
+      message: `${r.action} completed (${r.reason}): ${total(r.bytes)} of ${total(r.totalBytes)} ${r.action === 'recovery' ? 'copied' : 'resynced'} (${r.bytes} of ${r.totalBytes} bytes) in ${r.durationSeconds.toFixed(1)}s`,
     });
   }
   return out;

@@ -30,6 +30,11 @@ test('a sync that starts and finishes between two polls is reported as started a
   const events = volumeEvents(snapshot(), done);
   assert.deepEqual(events.map((e) => e.reason), ['ResyncStarted', 'ResyncCompleted']);
   assert.equal(events[0]?.message, 'resync started (unclean shutdown): 4 MiB of 10 GiB marked by the bitmap');
+  const back = snapshot({ lastSync: { action: 'recovery', reason: 'a member was added or re-added', bytes: 2 * 1024 * 1024, totalBytes: 10 * GiB, durationSeconds: 0.1, finishedAt: new Date('2026-01-01T00:00:03Z') } });
+  assert.deepEqual(volumeEvents(snapshot(), back).map((e) => `${e.reason}: ${e.message}`), [
+    'RecoveryStarted: recovery started (a member was added or re-added): 2 MiB of 10 GiB marked by the bitmap',
+    'RecoveryCompleted: recovery completed (a member was added or re-added): 2 MiB of 10 GiB copied (2097152 of 10737418240 bytes) in 0.1s',
+  ]);
 });
 
 test('a member failing degrades the volume; full redundancy again is Recovered', () => {
