@@ -18,6 +18,10 @@
 // The llraid servers run with the V8 flags the CSI driver gives its engines (src/cli/engine-command.ts).
 // Run: npm run bench:nbd (builds first). Env: BENCH_SECONDS (per workload, default 5),
 // BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB.
+// BENCH_NBD_SERVERS (a comma list of file, raid1, raid10, raid5, raid0, nbdkit, qemu-nbd) and
+// BENCH_NBD_WORKLOADS (a comma list of fio rw names: randread, randwrite, read, write) run only
+// those; the tables above need every server and workload, so a chosen subset prints one table of
+// what ran instead (and raid5's random reads against raid0 when both ran them).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -71,6 +75,8 @@ interface Result {
 }
 
 interface Server {
+  /** The name BENCH_NBD_SERVERS chooses it by. */
+  key: string;
   name: string;
   workloads: Workload[];
   start(socket: string): ChildProcess;
@@ -100,22 +106,46 @@ function servers(dir: string): Server[] {
     // As the CSI driver runs an engine (src/cli/engine-command.ts).
     spawn(process.execPath, [...ENGINE_NODE_FLAGS, cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   return [
-    { name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
-    { name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },
-    { name: 'llraid raid10', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid10')) },
-    { name: 'llraid raid5', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid5')) },
-    { name: 'llraid raid0', workloads: WORKLOADS.slice(0, 1), start: llraid(memberPaths(dir, 'raid0')) },
+    { key: 'file', name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
+    { key: 'raid1', name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },
+    { key: 'raid10', name: 'llraid raid10', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid10')) },
+    { key: 'raid5', name: 'llraid raid5', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid5')) },
+    { key: 'raid0', name: 'llraid raid0', workloads: WORKLOADS.slice(0, 1), start: llraid(memberPaths(dir, 'raid0')) },
     {
+      key: 'nbdkit',
       name: 'nbdkit file',
       workloads: WORKLOADS,
       start: (socket) => spawn('nbdkit', ['--foreground', '--exit-with-parent', '--unix', socket, 'file', `file=${file}`], { stdio: ['ignore', 'ignore', 'inherit'] }),
     },
     {
+      key: 'qemu-nbd',
       name: 'qemu-nbd',
       workloads: WORKLOADS,
       start: (socket) => spawn('qemu-nbd', ['--persistent', '--shared=8', '--format=raw', '--cache=writeback', '--aio=threads', `--socket=${socket}`, file], { stdio: ['ignore', 'ignore', 'inherit'] }),
     },
   ];
+}
+
+/** A comma list from the environment, or undefined when unset (everything runs). */
+function chosen(name: string, known: readonly string[]): Set<string> | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const picked = new Set(raw.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+  for (const p of picked) if (!known.includes(p)) throw new Error(`${name}: expected some of ${known.join(', ')}, found ${p}`);
+  return picked;
+}
+
+/** The servers and workloads BENCH_NBD_SERVERS and BENCH_NBD_WORKLOADS choose; `all` when both are unset. */
+function selection(all: Server[]): { list: Server[]; subset: boolean } {
+  const names = chosen('BENCH_NBD_SERVERS', all.map((s) => s.key));
+  const rws = chosen('BENCH_NBD_WORKLOADS', [...new Set(WORKLOADS.map((w) => w.rw))]);
+  if (names === undefined && rws === undefined) return { list: all, subset: false };
+  const list = all
+    .filter((s) => names === undefined || names.has(s.key))
+    .map((s) => ({ ...s, workloads: s.workloads.filter((w) => rws === undefined || rws.has(w.rw)) }))
+    .filter((s) => s.workloads.length > 0);
+  if (list.length === 0) throw new Error('BENCH_NBD_SERVERS and BENCH_NBD_WORKLOADS leave nothing to run');
+  return { list, subset: true };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -206,13 +236,17 @@ async function main(): Promise<void> {
   const dir = mkdtempSync('/dev/shm/llraid-bench-nbd-');
   const loadBefore = load();
   try {
-    writeFileSync(join(dir, 'disk.img'), Buffer.alloc(0));
-    await run('fallocate', ['-l', `${SIZE_MIB}M`, join(dir, 'disk.img')]);
+    const { list, subset } = selection(servers(dir));
+    const keys = new Set(list.map((s) => s.key));
+    if (['file', 'nbdkit', 'qemu-nbd'].some((k) => keys.has(k))) {
+      writeFileSync(join(dir, 'disk.img'), Buffer.alloc(0));
+      await run('fallocate', ['-l', `${SIZE_MIB}M`, join(dir, 'disk.img')]);
+    }
     for (const [name, a] of Object.entries(ARRAYS)) {
+      if (!keys.has(name)) continue;
       await run(process.execPath, [cliPath(), 'create', '--level', String(a.level), '--name', `bench-${name}`,
         '--size', `${a.memberMiB}M`, ...memberPaths(dir, name)]);
     }
-    const list = servers(dir);
     const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as Memory[], peak: { rss: 0, anon: 0 } }]));
     for (let round = 0; round < ROUNDS; round++) {
       for (let k = 0; k < list.length; k++) {
@@ -225,7 +259,7 @@ async function main(): Promise<void> {
         entry.peak = maxMemory(entry.peak, m.peak);
       }
     }
-    const plugin = await pluginMemory(dir);
+    const plugin = subset ? undefined : await pluginMemory(dir);
     const loadAfter = load();
 
     const pick = (server: string, w: Workload, f: (r: Result) => number): number => {
@@ -236,6 +270,20 @@ async function main(): Promise<void> {
     const cpu = (server: string, w: Workload): number => pick(server, w, (r) => r.cpuUs);
     const head = `fio ioengine=nbd, ${SECONDS} s per workload after a ${RAMP_MS / 1000} s ramp, ${SIZE_MIB} MiB volumes on tmpfs, ` +
       `median of ${ROUNDS} rounds; load average before ${loadBefore}, after ${loadAfter}`;
+
+    if (subset || plugin === undefined) {
+      printTable(`chosen servers and workloads (BENCH_NBD_SERVERS, BENCH_NBD_WORKLOADS); ${head}`,
+        ['server', 'workload', 'unit', 'value', 'CPU µs/IO', 'each round'],
+        list.flatMap((s) => s.workloads.map((w) => [s.name, w.name, w.metric, value(s.name, w), cpu(s.name, w),
+          got.get(s.name)!.runs[s.workloads.indexOf(w)]!.map((r) => Math.round(r.value)).join(' ')])));
+      const randread = (name: string): Workload | undefined => list.find((s) => s.name === name)?.workloads.find((w) => w === WORKLOADS[0]);
+      if (randread('llraid raid5') !== undefined && randread('llraid raid0') !== undefined) {
+        const [r5, r0] = [value('llraid raid5', WORKLOADS[0]!), value('llraid raid0', WORKLOADS[0]!)];
+        console.log(`   raid5 (4 members) 4k randread against raid0 over its 3 data members: ${Math.round(r5)} / ${Math.round(r0)} IOPS = ` +
+          `${ratio(r5, r0)} ${verdict(r5 / r0, 0.9, 'least')}`);
+      }
+      return;
+    }
 
     const isWrite = (w: Workload): boolean => w.rw.includes('write');
     const cpuRow = (w: Workload): Cell[] => {

@@ -117,6 +117,11 @@ export class ParityPersonality implements Personality {
     return this.#engine.read(members, offset, length);
   }
 
+  /** A read inside one chunk whose data member is in sync, from that member now (StripeEngine.readNow). */
+  readNow(members: MemberSet, offset: number, out: Buffer): boolean {
+    return this.#engine.readNow(members, offset, out);
+  }
+
   write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     return this.#engine.write(members, offset, data, options);
   }

@@ -1,10 +1,12 @@
 // The raid5/raid6 data path: reads (rebuilt from parity when a member is missing), parity writes
 // by read-modify-write or reconstruct-write, and one sync step (resync, recovery, check, repair)
-// over a range of a row. raid5.ts and raid6.ts wrap it as md personalities.
+// over a range of a row. parity-personality.ts wraps it as md's raid5 and raid6 personalities.
 //
 // Every row is handled under its stripe lock; member contents read or written pass through the
-// stripe cache. A member read that fails means the array has just failed that member (MemberSet
-// invariant), so the step is planned again against the new member states.
+// stripe cache. The exception is the direct read (md's chunk_aligned_read): a read inside one
+// chunk of an in-sync data member whose row no step holds goes to that member alone, neither
+// locked nor cached. A member read that fails means the array has just failed that member
+// (MemberSet invariant), so the step is planned again against the new member states.
 
 import { SECTOR } from '../../block/block-device.js';
 import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
@@ -34,6 +36,8 @@ export interface StripeStats {
   rcwWrites: number;
   degradedWrites: number;
   degradedReads: number;
+  /** Reads served by one member read, bypassing the stripe cache (StripeEngine.read/readNow). */
+  directReads: number;
   /** Bytes read from members by the write path (parity inputs). */
   writeReadBytes: number;
 }
@@ -65,6 +69,7 @@ export class StripeEngine {
     rcwWrites: 0,
     degradedWrites: 0,
     degradedReads: 0,
+    directReads: 0,
     writeReadBytes: 0,
   };
 
@@ -76,7 +81,59 @@ export class StripeEngine {
 
   // ---------------------------------------------------------------- reads
 
-  async read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Reads [offset, offset+length) of the array: straight from the data member when the direct
+   * read may serve it (#directRead), else row by row through the stripe cache, rebuilding from
+   * parity what a member that is not in sync holds.
+   */
+  read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    const at = this.#directRead(members, offset, length);
+    if (at === undefined) return this.#readRows(members, offset, length);
+    this.stats.directReads++;
+    return members.read(at.member, at.memberOffset, length).catch((err: unknown) => {
+      // The MemberSet failed the member before rejecting: its block is rebuilt from parity.
+      if (members.state(at.member) !== 'in_sync') return this.#readRows(members, offset, length);
+      throw new MdError('EIO', `raid${this.layout.level}: read of member role ${at.member} failed: ${(err as Error).message}`, { cause: err });
+    });
+  }
+
+  /**
+   * The direct read done now (the MemberSet's synchronous read of the data member): true when it
+   * did the whole read, false when the read is not direct (#directRead) or the member's device
+   * cannot answer now (or failed: the MemberSet is failing it, and the caller's read() then
+   * rebuilds the block from parity).
+   */
+  readNow(members: MemberSet, offset: number, out: Buffer): boolean {
+    if (members.readNow === undefined) return false;
+    const at = this.#directRead(members, offset, out.length);
+    if (at === undefined || !members.readNow(at.member, at.memberOffset, out)) return false;
+    this.stats.directReads++;
+    return true;
+  }
+
+  /**
+   * Where a read can be served by one member read, as md's chunk_aligned_read does: the range
+   * lies in one chunk, the data member holding it is in sync, and no write or sync step holds
+   * its row. Undefined otherwise.
+   *
+   * Why the member alone is right there: an in-sync member's data block is written only by an
+   * application write to that block (sync steps write parity, recovery writes rebuilding members,
+   * a degraded write touches the blocks it writes and parity), and a write resolves only after
+   * its member writes settled, failing the members that did not take it first. So after a write
+   * is acknowledged, an in-sync member holds it: the cache, written through, holds nothing newer
+   * for an in-sync member. A read that overlaps a write in flight may see either contents, as on
+   * any block device. A row a step holds is left to the stripe path all the same, which reads
+   * the cache first: reads that overlap a parity update answer exactly as before.
+   */
+  #directRead(members: MemberSet, offset: number, length: number): { member: number; memberOffset: number } | undefined {
+    const c = this.layout.chunkSize;
+    if ((offset % c) + length > c) return undefined;
+    const at = this.layout.locate(offset);
+    if (members.state(at.member) !== 'in_sync' || this.locks.held(at.row)) return undefined;
+    return at;
+  }
+
+  async #readRows(members: MemberSet, offset: number, length: number): Promise<Buffer> {
     const out = Buffer.allocUnsafe(length);
     await Promise.all(splitRows(this.layout, offset, length).map((p) => this.#readPiece(members, p, out)));
     return out;

@@ -22,6 +22,11 @@ export class StripeLocks {
     }
   }
 
+  /** Whether a step holds `row` or waits for it (the direct read leaves such rows to the stripe path). */
+  held(row: number): boolean {
+    return this.#tails.has(row);
+  }
+
   /** Rows currently held or waited for (tests). */
   get size(): number {
     return this.#tails.size;
