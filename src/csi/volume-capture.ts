@@ -1,25 +1,47 @@
 // Copies every member file of a node-local volume as of one instant (a snapshot, a clone):
 // crash-consistent across members. A staged volume's engine is frozen (control op `freeze`:
-// writes held, in-flight ones drained, bitmap and superblocks written clean) while the members
-// are reflinked, then thawed; the pause is bounded by the freeze's timeout and measured. An
-// unstaged volume's members are locked (the flock every writable member open takes), so no
-// engine can start on them during the copy.
+// writes held, in-flight ones drained) while the members are reflinked, then thawed; the pause
+// is bounded by the freeze's timeout and measured. What the freeze writes first depends on what
+// a copy can recover from (consistencyFor): nothing, for a volume whose copy resyncs only the
+// chunks its bitmap marks Dirty (the copy then holds what a crash at the instant would have left,
+// without torn writes); the bitmap and clean superblocks, for one whose copy would otherwise
+// resync in full. An unstaged volume's members are locked (the flock every writable member open
+// takes), so no engine can start on them during the copy.
 
 import { promises as fs } from 'node:fs';
 import { FileDevice } from '../block/file-device.js';
+import type { PhaseTimer } from '../common/phase-timer.js';
 import { describeError, trace } from '../common/trace.js';
+import type { FreezeConsistency } from '../engine/control/protocol.js';
 import { CsiError } from './errors.js';
 import { cloneFile } from './reflink.js';
 import type { VolumeRecord } from './volume-catalog.js';
 
 /** What the capture needs of a staged volume's engine (NodeServer, over its control socket). */
 export interface VolumeFreezer {
-  freeze(volumeId: string, timeoutMs: number): Promise<{ drainMs: number }>;
+  freeze(volumeId: string, timeoutMs: number, consistency: FreezeConsistency): Promise<{ drainMs: number }>;
   thaw(volumeId: string): Promise<{ pausedMs: number }>;
 }
 
 /** How long a staged volume's writes may be held for a snapshot before it is given up. */
 export const SNAPSHOT_PAUSE_MS = 10_000;
+
+/**
+ * What a freeze of `volume` must leave for its copies. A crash's state costs a copy a resync of
+ * the chunks written since the bitmap last went Clean (seconds' worth of writes) with an
+ * llbitmap, and nothing without redundancy (raid0 has no sync); without a bitmap a redundant
+ * copy would resync every byte, so there the freeze writes the members clean first.
+ */
+export function consistencyFor(volume: Pick<VolumeRecord, 'level' | 'bitmap'>): FreezeConsistency {
+  return volume.level === 0 || volume.bitmap === 'llbitmap' ? 'crash' : 'clean';
+}
+
+export interface CaptureOptions {
+  /** The longest pause; a freeze that outlives it aborts the capture. */
+  timeoutMs?: number;
+  /** Marks the capture's phases (write-back, freeze, clone, thaw) for the caller's log line. */
+  timer?: PhaseTimer;
+}
 
 /**
  * Reflinks `volume`'s member files (in `volume.members` order) to `dsts`. → how long new writes
@@ -32,7 +54,7 @@ export async function captureMembers(
   dsts: readonly string[],
   staged: boolean,
   freezer: VolumeFreezer,
-  timeoutMs = SNAPSHOT_PAUSE_MS,
+  { timeoutMs = SNAPSHOT_PAUSE_MS, timer }: CaptureOptions = {},
 ): Promise<{ pauseMs: number }> {
   const srcs = volume.members.map((m) => m.path);
   if (!staged) {
@@ -43,18 +65,24 @@ export async function captureMembers(
     } finally {
       await Promise.allSettled(locks.map((d) => d.close()));
     }
+    timer?.mark('clone');
     return { pauseMs: 0 };
   }
   // Most of a pause is the writeback a clone must do first (the engine writes through the page
-  // cache): done here, before writes are held, the freeze only waits for what came since.
+  // cache, and FICLONE writes the source's dirty pages back before it shares them): done here,
+  // before writes are held, the clone in the pause only writes what came since.
   await Promise.all(srcs.map(writeBack));
-  const { drainMs } = await freezer.freeze(volume.id, timeoutMs);
+  timer?.mark('write-back');
+  const consistency = consistencyFor(volume);
+  const { drainMs } = await freezer.freeze(volume.id, timeoutMs, consistency);
+  timer?.mark('freeze');
   let cloned: unknown;
   try {
     await Promise.all(srcs.map((p, i) => cloneFile(p, dsts[i] as string)));
   } catch (err) {
     cloned = err;
   }
+  timer?.mark('clone');
   let pausedMs: number;
   try {
     ({ pausedMs } = await freezer.thaw(volume.id));
@@ -62,8 +90,9 @@ export async function captureMembers(
     if (cloned !== undefined) throw cloned;
     throw new CsiError('ABORTED', `volume ${volume.id}: writes were held longer than the ${timeoutMs} ms a snapshot may pause them, so the engine resumed them before the copy was done: ${describeError(err)}`);
   }
+  timer?.mark('thaw');
   if (cloned !== undefined) throw cloned;
-  trace('csi', 'info', () => `volume ${volume.id}: members copied while frozen: writes held ${pausedMs} ms (drain ${drainMs} ms)`);
+  trace('csi', 'info', () => `volume ${volume.id}: members copied while frozen (${consistency}): writes held ${pausedMs} ms (drain ${drainMs} ms)`);
   return { pauseMs: pausedMs };
 }
 

@@ -242,7 +242,7 @@ test('a staged copy whose freeze timed out before thaw is ABORTED and leaves not
     memberSize: volume.memberSize, disks, pauseMs: 0,
   };
   await assert.rejects(
-    store.create(record, (dsts) => captureMembers(volume, dsts, true, freezer, 10), async () => ({})),
+    store.create(record, (dsts) => captureMembers(volume, dsts, true, freezer, { timeoutMs: 10 }), async () => ({})),
     (e: unknown) => e instanceof CsiError && e.code === 'ABORTED' && /writes were held longer than the 10 ms/.test(e.message),
   );
   assert.deepEqual(calls, ['freeze', 'thaw']);
