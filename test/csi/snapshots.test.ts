@@ -4,20 +4,23 @@
 // has its own ids and that data; a clone of an unstaged volume and a bigger volume from a
 // snapshot; snapshots survive a plugin restart and the deletion of their source; and a pool
 // whose disks cannot clone says so (no snapshot capability, an error naming the disk). A copy
-// whose freeze ran out before thaw is given up (ABORTED), and nothing of it is left.
+// whose freeze ran out before thaw is given up (ABORTED), and nothing of it is left. The snapshot
+// of an llbitmap raid1 is crash-consistent (its members active, as a crash would leave them): a
+// volume made from it resyncs the chunks its bitmap marks Dirty and its mirrors then agree.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { NbdClientDevice } from '../../src/nbd/index.js';
-import { createArray, readSuperblockFile } from '../../src/md/index.js';
+import { createArray, readSuperblockFile, surveyArray } from '../../src/md/index.js';
 import { DiskPool } from '../../src/csi/disk-pool.js';
 import { CsiError } from '../../src/csi/errors.js';
 import { newSnapshotId, SnapshotStore } from '../../src/csi/snapshot-store.js';
 import { captureMembers, type VolumeFreezer } from '../../src/csi/volume-capture.js';
 import { VolumeCatalog } from '../../src/csi/volume-catalog.js';
 import { EngineError } from '../../src/engine/control/client.js';
+import { readEngineEvents, type SyncEndedEvent, type TimedEngineEvent } from '../../src/engine/events.js';
 import { blockCap, codeOf, startPlugin, type Plugin } from './plugin-harness.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
@@ -111,6 +114,12 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   assert.match(log, new RegExp(`snapshot ${snap.snapshot_id} of volume ${src.volume_id}: staged, writes held \\d+ ms`));
   const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; timedOut?: boolean });
   assert.deepEqual(events.filter((e) => e.type === 'frozen' || e.type === 'thawed').map((e) => e.type), ['frozen', 'thawed'], 'the engine reports the pause');
+  assert.equal((events.find((e) => e.type === 'frozen') as { consistency?: string }).consistency, 'crash', 'an llbitmap raid1 is frozen without writing it clean');
+  const snapDirs = plugin.disks.map((d) => path.join(d, 'llraid-snapshots', snap.snapshot_id));
+  const snapMembers = (await Promise.all(snapDirs.map(async (d) => (await fs.readdir(d).catch(() => [] as string[])).filter((n) => n.endsWith('.img')).map((n) => path.join(d, n))))).flat();
+  assert.equal(snapMembers.length, 2);
+  const survey = surveyArray(await Promise.all(snapMembers.map(async (name) => ({ name, superblock: await readSuperblockFile(name) }))));
+  assert.equal(survey?.resyncPending, true, 'the snapshot\'s members are active, as a crash would leave them');
 
   // The copy: a new volume from the snapshot, staged, read through its own engine.
   const copy = await createVolume('snap-copy', { volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } } });
@@ -134,10 +143,24 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   let srcNewest = 0;
   for (let i = 0; i < blocks; i++) srcNewest = Math.max(srcNewest, seqOf(await dev.read(i * BLOCK, BLOCK)));
   assert.equal(srcNewest, seq);
+  // The copy resynced what its bitmap marked Dirty (not everything), and its mirrors agree.
+  const copyEvents = path.join(plugin.runDir, copy.volume_id, 'events.jsonl');
+  let resync: SyncEndedEvent | undefined;
+  for (let i = 0; i < 300 && !resync; i++) {
+    resync = (await readEngineEvents(copyEvents)).find((e): e is TimedEngineEvent & SyncEndedEvent => e.type === 'sync-ended');
+    if (!resync) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(resync?.complete, `the copy's resync ran to its end: ${JSON.stringify(resync)}`);
+  assert.ok(resync.bytesSynced > 0 && resync.bytesSynced < Number(copy.capacity_bytes), `only Dirty chunks resynced: ${resync.bytesSynced} bytes`);
   await cdev.close();
   await dev.close();
   await unstage(copy.volume_id);
   await unstage(src.volume_id);
+  const copyMembers = (await Promise.all(plugin.disks.map(async (d) => (await fs.readdir(d)).filter((n) => n.includes(copy.volume_id) && n.endsWith('.img')).map((n) => path.join(d, n))))).flat();
+  assert.equal(copyMembers.length, 2);
+  const at = Number((await readSuperblockFile(copyMembers[0]!)).dataOffset) * 512;
+  const [ma, mb] = await Promise.all(copyMembers.map((m) => fs.readFile(m)));
+  assert.ok(ma!.subarray(at, at + 16 * MiB).equals(mb!.subarray(at, at + 16 * MiB)), 'the mirrors of the copy agree');
 
   // Its own md identity: set uuid = its id, fresh device uuids, none shared with the source.
   const files = async (id: string) => (await Promise.all(plugin.disks.map(async (d) => (await fs.readdir(d)).filter((n) => n.includes(id) && n.endsWith('.img')).map((n) => path.join(d, n))))).flat();
