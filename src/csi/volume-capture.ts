@@ -1,14 +1,15 @@
 // Copies every member file of a node-local volume as of one instant (a snapshot, a clone):
-// crash-consistent across members. A staged volume's engine is frozen (control op `freeze`:
-// writes held, in-flight ones drained) while the members are reflinked, then thawed; the pause
-// is bounded by the freeze's timeout and measured. What the freeze writes first depends on what
+// crash-consistent across members. A staged volume's members are reflinked while it runs, then
+// its engine is frozen (control op `freeze`: writes held, in-flight ones drained) while the
+// copies catch up with the last writes, then thawed; the pause is bounded by the freeze's timeout
+// and measured. What the freeze writes first depends on what
 // a copy can recover from (consistencyFor): nothing, for a volume whose copy resyncs only the
 // chunks its bitmap marks Dirty (the copy then holds what a crash at the instant would have left,
 // without torn writes); the bitmap and clean superblocks, for one whose copy would otherwise
 // resync in full. An unstaged volume's members are locked (the flock every writable member open
 // takes), so no engine can start on them during the copy.
 
-import { promises as fs } from 'node:fs';
+import { catchUpClone, type CatchUp } from '../block/file-clone.js';
 import { FileDevice } from '../block/file-device.js';
 import type { PhaseTimer } from '../common/phase-timer.js';
 import { describeError, trace } from '../common/trace.js';
@@ -68,21 +69,28 @@ export async function captureMembers(
     timer?.mark('clone');
     return { pauseMs: 0 };
   }
-  // Most of a pause is the writeback a clone must do first (the engine writes through the page
-  // cache, and FICLONE writes the source's dirty pages back before it shares them): done here,
-  // before writes are held, the clone in the pause only writes what came since.
-  await Promise.all(srcs.map(writeBack));
-  timer?.mark('write-back');
+  // A whole clone is a transaction per extent (hundreds of ms for a large member on a loaded
+  // disk): made while writes still flow, then caught up (the ranges written since are cloned
+  // again, file-clone.ts) once outside the pause, which writes back what came meanwhile, and once
+  // inside it, where only the last few writes are left. Exact inside the pause: the drain left
+  // nothing in flight and new requests wait. The engine's bitmap daemon may still write a bitmap
+  // page meanwhile (a chunk going Dirty → Clean, its data already equal in every member); a copy
+  // that misses it owes that chunk a resync, never a loss.
+  await Promise.all(srcs.map((p, i) => cloneFile(p, dsts[i] as string)));
+  timer?.mark('clone');
+  await Promise.all(srcs.map((p, i) => catchUpClone(p, dsts[i] as string)));
+  timer?.mark('catch-up');
   const consistency = consistencyFor(volume);
   const { drainMs } = await freezer.freeze(volume.id, timeoutMs, consistency);
   timer?.mark('freeze');
   let cloned: unknown;
+  let caught: CatchUp[] = [];
   try {
-    await Promise.all(srcs.map((p, i) => cloneFile(p, dsts[i] as string)));
+    caught = await Promise.all(srcs.map((p, i) => catchUpClone(p, dsts[i] as string)));
   } catch (err) {
     cloned = err;
   }
-  timer?.mark('clone');
+  timer?.mark('catch-up frozen');
   let pausedMs: number;
   try {
     ({ pausedMs } = await freezer.thaw(volume.id));
@@ -92,16 +100,6 @@ export async function captureMembers(
   }
   timer?.mark('thaw');
   if (cloned !== undefined) throw cloned;
-  trace('csi', 'info', () => `volume ${volume.id}: members copied while frozen (${consistency}): writes held ${pausedMs} ms (drain ${drainMs} ms)`);
+  trace('csi', 'info', () => `volume ${volume.id}: members caught up while frozen (${consistency}): ${caught.reduce((n, c) => n + c.ranges, 0)} ranges, ${caught.reduce((n, c) => n + c.bytes, 0)} bytes cloned again; writes held ${pausedMs} ms (drain ${drainMs} ms)`);
   return { pauseMs: pausedMs };
-}
-
-/** Writes a member file's dirty pages back (a read-only descriptor may ask for that on Linux). */
-async function writeBack(file: string): Promise<void> {
-  const handle = await fs.open(file, 'r');
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
 }

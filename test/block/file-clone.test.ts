@@ -1,0 +1,58 @@
+// Catching a reflink clone up with its source (block/file-clone.ts) on a real XFS with reflink in
+// a loop file: after writes to the source (some still dirty in its page cache, one hole punched,
+// one write past every earlier extent), the catch-up makes the clone hold the source's bytes
+// exactly while cloning again little more than what was written; a second catch-up finds nothing.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { catchUpClone } from '../../src/block/file-clone.js';
+import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
+
+const MiB = 1024 * 1024;
+const BLOCK = 4096;
+let disk: ReflinkFs;
+
+before(async () => {
+  disk = await mountReflinkFs('file-clone', '512M');
+});
+
+after(async () => {
+  await disk?.close();
+});
+
+test('a clone caught up with its source holds its bytes, having cloned again only the ranges written since', async () => {
+  const src = path.join(disk.dir, 'src.img');
+  const dst = path.join(disk.dir, 'dst.img');
+  const h = await fs.open(src, 'w+');
+  await h.truncate(64 * MiB);
+  for (let at = 0; at < 64 * MiB; at += 2 * MiB) await h.write(Buffer.alloc(MiB, 1 + (at / MiB) % 200), 0, MiB, at);
+  await h.datasync();
+  await fs.copyFile(src, dst, constants.COPYFILE_FICLONE_FORCE);
+
+  // Written since the clone: 4 KiB blocks (the last ones left dirty in the page cache), a hole
+  // punched by truncating and growing back the tail, and a block in a range never written before.
+  let written = 0;
+  for (let i = 0; i < 40; i++) {
+    await h.write(Buffer.alloc(BLOCK, 0xe0 + (i % 16)), 0, BLOCK, ((i * 7919) % (64 * MiB / BLOCK)) * BLOCK);
+    written += BLOCK;
+    if (i === 30) await h.datasync();
+  }
+  await h.write(Buffer.alloc(BLOCK, 0x5a), 0, BLOCK, MiB + 8 * BLOCK);
+  await h.truncate(62.5 * MiB);
+  await h.truncate(64 * MiB);
+  written += BLOCK + MiB / 2;
+
+  const first = await catchUpClone(src, dst);
+  assert.ok(first.ranges > 0, 'the writes were found');
+  assert.ok(first.bytes >= 40 * BLOCK && first.bytes <= written + 2 * MiB, `${first.bytes} bytes cloned again for ${written} written`);
+  assert.ok((await fs.readFile(dst)).equals(await fs.readFile(src)), 'the clone holds the source\'s bytes');
+  assert.deepEqual(await catchUpClone(src, dst), { ranges: 0, bytes: 0 }, 'nothing is left apart');
+  await h.close();
+
+  const grown = path.join(disk.dir, 'grown.img');
+  await fs.copyFile(src, grown, constants.COPYFILE_FICLONE_FORCE);
+  await fs.truncate(src, 65 * MiB);
+  await assert.rejects(catchUpClone(src, grown), /not a clone of it as it is now/);
+});
