@@ -103,8 +103,12 @@ export class SnapshotController {
       timer.mark('name lookup');
       return this.locks.with(volumeKey(req.source_volume_id), async () => {
         timer.mark('lock');
+        // Both scan (the process table, the pool's superblocks): side by side. The volume's own
+        // error comes first; the engine's answer is only used for a volume that exists.
+        const running = this.usage.engineRunning(req.source_volume_id);
+        running.catch(() => undefined);
         const v = await this.sourceVolume(req.source_volume_id, 'CreateSnapshot');
-        const staged = await this.usage.engineRunning(v.id);
+        const staged = await running;
         const now = Date.now();
         const record: SnapshotRecord = {
           version: 1,
