@@ -10,7 +10,7 @@
 
 import { openSync, closeSync, fstatSync } from 'node:fs';
 import { IoError, NotSupportedError } from './errors.js';
-import { differingRanges, fileExtents, type ByteRange } from './file-extents.js';
+import { differingRanges, fileExtents, type ByteRange, type FileExtent } from './file-extents.js';
 import { loadLibc } from './libc.js';
 
 /** _IOW(0x94, 13, struct file_clone_range): { s64 src_fd; u64 src_offset, src_length, dest_offset }. */
@@ -50,10 +50,16 @@ export async function cloneRanges(srcFd: number, dstFd: number, ranges: readonly
   }
 }
 
-/** What one catch-up did: the ranges found apart and cloned again, and their bytes. */
+/** What one catch-up did: the ranges found apart and cloned again, their bytes, and the clone's extents after. */
 export interface CatchUp {
   ranges: number;
   bytes: number;
+  /**
+   * The clone's extents once caught up (mapped again after the ranges were cloned): a later
+   * catch-up may pass them as `known` instead of mapping the clone, as long as nothing else
+   * wrote the clone meanwhile.
+   */
+  extents: FileExtent[];
 }
 
 /**
@@ -61,18 +67,24 @@ export interface CatchUp {
  * pages are written back (so every byte has its block), then each range where the two map
  * different blocks is cloned again. Exact when nothing writes `src` meanwhile; a write during the
  * call may or may not be in `dst`. Both files must have one size (a file that grew since its
- * clone is cloned whole again by the caller).
+ * clone is cloned whole again by the caller). With `known` (the extents a previous catch-up
+ * returned), `dst` is not mapped before, and `extents` is not filled after (mapping the source
+ * is what must be quick; `extents` is then the empty list).
  */
-export async function catchUpClone(src: string, dst: string): Promise<CatchUp> {
+export async function catchUpClone(src: string, dst: string, known?: readonly FileExtent[]): Promise<CatchUp> {
   const s = openSync(src, 'r');
   try {
     const d = openSync(dst, 'r+');
     try {
       const size = fstatSync(s).size;
       if (fstatSync(d).size !== size) throw new IoError(`${dst}: ${fstatSync(d).size} bytes, its source ${src} ${size}: not a clone of it as it is now`);
-      const apart = differingRanges(await fileExtents(s, 0, size, true), await fileExtents(d, 0, size), 0, size);
+      const apart = differingRanges(await fileExtents(s, 0, size, true), known ?? (await fileExtents(d, 0, size)), 0, size);
       await cloneRanges(s, d, apart);
-      return { ranges: apart.length, bytes: apart.reduce((n, r) => n + r.length, 0) };
+      return {
+        ranges: apart.length,
+        bytes: apart.reduce((n, r) => n + r.length, 0),
+        extents: known === undefined ? await fileExtents(d, 0, size) : [],
+      };
     } finally {
       closeSync(d);
     }

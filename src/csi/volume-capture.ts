@@ -78,7 +78,9 @@ export async function captureMembers(
   // that misses it owes that chunk a resync, never a loss.
   await Promise.all(srcs.map((p, i) => cloneFile(p, dsts[i] as string)));
   timer?.mark('clone');
-  await Promise.all(srcs.map((p, i) => catchUpClone(p, dsts[i] as string)));
+  // The clones' extents as caught up: nothing but this capture writes them, so the catch-up in
+  // the pause maps only the sources.
+  const before = await Promise.all(srcs.map((p, i) => catchUpClone(p, dsts[i] as string)));
   timer?.mark('catch-up');
   const consistency = consistencyFor(volume);
   const { drainMs } = await freezer.freeze(volume.id, timeoutMs, consistency);
@@ -86,7 +88,7 @@ export async function captureMembers(
   let cloned: unknown;
   let caught: CatchUp[] = [];
   try {
-    caught = await Promise.all(srcs.map((p, i) => catchUpClone(p, dsts[i] as string)));
+    caught = await Promise.all(srcs.map((p, i) => catchUpClone(p, dsts[i] as string, before[i]?.extents)));
   } catch (err) {
     cloned = err;
   }
