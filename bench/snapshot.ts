@@ -2,7 +2,7 @@
 // with reflink in a loop file (/var/tmp). A raid1 volume (4 GiB; BENCH_SNAPSHOT_GIB) is staged and
 // half written through NBD, then:
 //   1. CreateSnapshot while a client keeps writing 4 KiB blocks, BENCH_SNAPSHOT_ROUNDS times (5;
-//      each but the first deleted again): the call's time, the engine's write pause (its `thawed`
+//      each but the last deleted again): the call's time, the engine's write pause (its `thawed`
 //      event) and the longest write the client saw, medians against copying the volume (one member
 //      file, every byte, as a copying snapshot would at the least), and where the call's time went
 //      (the plugin's log line of each snapshot: its phases, medians);
@@ -93,8 +93,9 @@ try {
     longestWrites.push(longest);
     const events = (await fs.readFile(path.join(plugin.runDir, src, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; pausedMs?: number });
     pauses.push(events.filter((e) => e.type === 'thawed').at(-1)?.pausedMs ?? NaN);
-    if (round === 0) first = id;
-    else await plugin.controller.DeleteSnapshot({ snapshot_id: id });
+    // The last one is the base of the delta (2.): the writer's blocks before it are not in the delta.
+    if (first) await plugin.controller.DeleteSnapshot({ snapshot_id: first });
+    first = id;
   }
   writing = false;
   await writer;
