@@ -20,22 +20,48 @@ const EOPNOTSUPP = 95;
 const EXDEV = 18;
 const EINVAL = 22;
 
+/** sync_file_range: wait for writeback already under way, start it for every dirty page, wait for all of it. */
+const SYNC_FILE_RANGE_ALL = 0x1 | 0x2 | 0x4;
+
 type Ioctl = (fd: number, request: number, arg: Buffer) => number;
+type SyncFileRange = (fd: number, offset: number, length: number, flags: number) => number;
 
-let ioctlCall: Promise<{ ioctl: Ioctl; errno: () => number }> | undefined;
+interface Calls {
+  ioctl: Ioctl;
+  syncFileRange: SyncFileRange;
+  errno: () => number;
+}
 
-function loadIoctl(): Promise<{ ioctl: Ioctl; errno: () => number }> {
-  ioctlCall ??= (async () => {
+let calls: Promise<Calls> | undefined;
+
+function loadCalls(): Promise<Calls> {
+  calls ??= (async () => {
     const { koffi, libc } = await loadLibc();
     const ioctl = libc.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as unknown as Ioctl;
-    return { ioctl, errno: () => koffi.errno() };
+    const syncFileRange = libc.func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)') as unknown as SyncFileRange;
+    return { ioctl, syncFileRange, errno: () => koffi.errno() };
   })();
-  return ioctlCall;
+  return calls;
+}
+
+/**
+ * Writes `file`'s dirty pages back and waits for them, without the device cache flush an
+ * fdatasync adds (sync_file_range): what a clone or a FIEMAP_FLAG_SYNC must do first, done
+ * ahead of it, so that it finds only what was written since.
+ */
+export async function writeBackPages(file: string): Promise<void> {
+  const { syncFileRange, errno } = await loadCalls();
+  const fd = openSync(file, 'r');
+  try {
+    if (syncFileRange(fd, 0, 0, SYNC_FILE_RANGE_ALL) !== 0) throw new IoError(`${file}: sync_file_range failed with errno ${errno()}`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Clones `ranges` of the open file `srcFd` onto the same offsets of `dstFd`, replacing what they held. */
 export async function cloneRanges(srcFd: number, dstFd: number, ranges: readonly ByteRange[]): Promise<void> {
-  const { ioctl, errno } = await loadIoctl();
+  const { ioctl, errno } = await loadCalls();
   const arg = Buffer.alloc(ARG_BYTES);
   for (const r of ranges) {
     arg.writeBigInt64LE(BigInt(srcFd), 0);

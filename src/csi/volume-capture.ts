@@ -9,7 +9,7 @@
 // resync in full. An unstaged volume's members are locked (the flock every writable member open
 // takes), so no engine can start on them during the copy.
 
-import { catchUpClone, type CatchUp } from '../block/file-clone.js';
+import { catchUpClone, writeBackPages, type CatchUp } from '../block/file-clone.js';
 import { FileDevice } from '../block/file-device.js';
 import type { PhaseTimer } from '../common/phase-timer.js';
 import { describeError, trace } from '../common/trace.js';
@@ -82,6 +82,10 @@ export async function captureMembers(
   // the pause maps only the sources.
   const before = await Promise.all(srcs.map((p, i) => catchUpClone(p, dsts[i] as string)));
   timer?.mark('catch-up');
+  // What was written during the catch-up, written back before the pause: a write to a block the
+  // clone shares is a copy on write, whose writeback allocates and remaps block by block.
+  await Promise.all(srcs.map(writeBackPages));
+  timer?.mark('write-back');
   const consistency = consistencyFor(volume);
   const { drainMs } = await freezer.freeze(volume.id, timeoutMs, consistency);
   timer?.mark('freeze');

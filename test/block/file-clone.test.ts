@@ -7,7 +7,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { catchUpClone } from '../../src/block/file-clone.js';
+import { openSync, closeSync } from 'node:fs';
+import { catchUpClone, writeBackPages } from '../../src/block/file-clone.js';
+import { EXTENT_DELALLOC, fileExtents } from '../../src/block/file-extents.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
 const MiB = 1024 * 1024;
@@ -56,6 +58,16 @@ test('a clone caught up with its source holds its bytes, having cloned again onl
   assert.deepEqual([known.ranges, known.bytes, known.extents], [1, BLOCK, []]);
   assert.ok((await fs.readFile(dst)).equals(await fs.readFile(src)), 'caught up from the known extents');
   await h.close();
+
+  // Written back without a sync: no delayed allocation is left to map.
+  const w = await fs.open(src, 'r+');
+  for (let i = 0; i < 8; i++) await w.write(Buffer.alloc(BLOCK, 0x33), 0, BLOCK, (3 + 2 * i) * MiB);
+  await w.close();
+  await writeBackPages(src);
+  const fd = openSync(src, 'r');
+  const mapped = await fileExtents(fd, 0, 64 * MiB);
+  closeSync(fd);
+  assert.ok(!mapped.some((e) => (e.flags & EXTENT_DELALLOC) !== 0), 'written back: every block has its address');
 
   const grown = path.join(disk.dir, 'grown.img');
   await fs.copyFile(src, grown, constants.COPYFILE_FICLONE_FORCE);
