@@ -8,8 +8,8 @@
 //
 // Like FS_IOC_FIEMAP, FICLONERANGE is issued through koffi (libc.ts), synchronously.
 
-import { openSync, closeSync, fstatSync } from 'node:fs';
-import { IoError, NotSupportedError } from './errors.js';
+import { openSync, closeSync, fstatSync, ftruncateSync } from 'node:fs';
+import { IoError, NoSpaceError, NotSupportedError } from './errors.js';
 import { differingRanges, fileExtents, type ByteRange, type FileExtent } from './file-extents.js';
 import { loadLibc } from './libc.js';
 
@@ -19,6 +19,7 @@ const ARG_BYTES = 32;
 const EOPNOTSUPP = 95;
 const EXDEV = 18;
 const EINVAL = 22;
+const ENOSPC = 28;
 
 /** sync_file_range: wait for writeback already under way, start it for every dirty page, wait for all of it. */
 const SYNC_FILE_RANGE_ALL = 0x1 | 0x2 | 0x4;
@@ -71,8 +72,39 @@ export async function cloneRanges(srcFd: number, dstFd: number, ranges: readonly
     if (ioctl(dstFd, FICLONERANGE, arg) !== 0) {
       const e = errno();
       if (e === EOPNOTSUPP || e === EXDEV) throw new NotSupportedError(`FICLONERANGE: this filesystem cannot clone file ranges (errno ${e})`);
+      if (e === ENOSPC) throw new NoSpaceError(`FICLONERANGE of ${r.length} bytes at ${r.offset}: no space for the clone's metadata`);
       throw new IoError(`FICLONERANGE of ${r.length} bytes at ${r.offset} failed with errno ${e}${e === EINVAL ? ' (a range not aligned to the filesystem block?)' : ''}`);
     }
+  }
+}
+
+/** The most a piece of a piecewise clone takes: 128 MiB, tens of milliseconds of the source's lock. */
+export const CLONE_PIECE_BYTES = 128 * 1024 * 1024;
+
+/**
+ * Clones `src` to a new file `dst` (which must not exist) piece by piece (FICLONERANGE of
+ * `pieceBytes` at a time, the event loop let go between pieces). A whole-file clone holds the
+ * source's inode lock for as long as it remaps every extent, and every write to the source waits
+ * meanwhile (hundreds of milliseconds for a 4 GiB member under load); a piece holds it for its
+ * own extents only. The result is not one instant's copy when `src` is written meanwhile: the
+ * caller catches it up (catchUpClone).
+ */
+export async function cloneInPieces(src: string, dst: string, pieceBytes = CLONE_PIECE_BYTES): Promise<void> {
+  const s = openSync(src, 'r');
+  try {
+    const d = openSync(dst, 'wx', fstatSync(s).mode & 0o777);
+    try {
+      const size = fstatSync(s).size;
+      ftruncateSync(d, size);
+      for (let at = 0; at < size; at += pieceBytes) {
+        await cloneRanges(s, d, [{ offset: at, length: Math.min(pieceBytes, size - at) }]);
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      closeSync(d);
+    }
+  } finally {
+    closeSync(s);
   }
 }
 

@@ -15,7 +15,7 @@ import type { PhaseTimer } from '../common/phase-timer.js';
 import { describeError, trace } from '../common/trace.js';
 import type { FreezeConsistency } from '../engine/control/protocol.js';
 import { CsiError } from './errors.js';
-import { cloneFile } from './reflink.js';
+import { cloneFile, cloneFileInPieces } from './reflink.js';
 import type { VolumeRecord } from './volume-catalog.js';
 
 /** What the capture needs of a staged volume's engine (NodeServer, over its control socket). */
@@ -70,13 +70,13 @@ export async function captureMembers(
     return { pauseMs: 0 };
   }
   // A whole clone is a transaction per extent (hundreds of ms for a large member on a loaded
-  // disk): made while writes still flow, then caught up (the ranges written since are cloned
+  // disk, and the source's writes wait for all of it): made in pieces while writes still flow, then caught up (the ranges written since are cloned
   // again, file-clone.ts) once outside the pause, which writes back what came meanwhile, and once
   // inside it, where only the last few writes are left. Exact inside the pause: the drain left
   // nothing in flight and new requests wait. The engine's bitmap daemon may still write a bitmap
   // page meanwhile (a chunk going Dirty → Clean, its data already equal in every member); a copy
   // that misses it owes that chunk a resync, never a loss.
-  await Promise.all(srcs.map((p, i) => cloneFile(p, dsts[i] as string)));
+  await Promise.all(srcs.map((p, i) => cloneFileInPieces(p, dsts[i] as string)));
   timer?.mark('clone');
   // The clones' extents as caught up: nothing but this capture writes them, so the catch-up in
   // the pause maps only the sources.

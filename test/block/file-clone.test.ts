@@ -2,13 +2,14 @@
 // a loop file: after writes to the source (some still dirty in its page cache, one hole punched,
 // one write past every earlier extent), the catch-up makes the clone hold the source's bytes
 // exactly while cloning again little more than what was written; a second catch-up finds nothing.
+// A clone made piece by piece shares every block with its source.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { openSync, closeSync } from 'node:fs';
-import { catchUpClone, writeBackPages } from '../../src/block/file-clone.js';
+import { catchUpClone, cloneInPieces, writeBackPages } from '../../src/block/file-clone.js';
 import { EXTENT_DELALLOC, fileExtents } from '../../src/block/file-extents.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
@@ -68,6 +69,15 @@ test('a clone caught up with its source holds its bytes, having cloned again onl
   const mapped = await fileExtents(fd, 0, 64 * MiB);
   closeSync(fd);
   assert.ok(!mapped.some((e) => (e.flags & EXTENT_DELALLOC) !== 0), 'written back: every block has its address');
+
+  // A clone made in pieces shares every block: nothing to catch up, the same bytes, the same mode.
+  const pieces = path.join(disk.dir, 'pieces.img');
+  await cloneInPieces(src, pieces, 4 * MiB + BLOCK);
+  const fresh = await catchUpClone(src, pieces);
+  assert.deepEqual([fresh.ranges, fresh.bytes], [0, 0]);
+  assert.ok((await fs.readFile(pieces)).equals(await fs.readFile(src)));
+  assert.equal((await fs.stat(pieces)).mode, (await fs.stat(src)).mode);
+  await assert.rejects(cloneInPieces(src, pieces), { code: 'EEXIST' });
 
   const grown = path.join(disk.dir, 'grown.img');
   await fs.copyFile(src, grown, constants.COPYFILE_FICLONE_FORCE);
