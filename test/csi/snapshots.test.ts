@@ -6,7 +6,8 @@
 // whose disks cannot clone says so (no snapshot capability, an error naming the disk). A copy
 // whose freeze ran out before thaw is given up (ABORTED), and nothing of it is left. The snapshot
 // of an llbitmap raid1 is crash-consistent (its members active, as a crash would leave them): a
-// volume made from it resyncs the chunks its bitmap marks Dirty and its mirrors then agree.
+// volume made from it resyncs the chunks its bitmap marks Dirty and its mirrors then agree. One
+// without a bitmap is frozen clean instead (its copy would resync in full): no resync owed.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -202,6 +203,54 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   await plugin.controller.DeleteSnapshot({ snapshot_id: snap.snapshot_id });
   assert.equal(((await plugin.controller.ListSnapshots({})).entries as unknown[]).length, 0);
   for (const id of [copy.volume_id, copy2.volume_id]) await plugin.controller.DeleteVolume({ volume_id: id });
+});
+
+test('a staged raid1 without a bitmap is frozen clean: its snapshot owes no resync and holds what was acknowledged before it', async () => {
+  const src = await createVolume('snap-nobitmap', { parameters: { level: '1', members: '2', bitmap: 'none' } });
+  await stage(src.volume_id);
+  const dev = await connect(src.volume_id);
+  const blocks = 32;
+  let seq = 0;
+  let acked = 0;
+  let running = true;
+  const writer = (async () => {
+    while (running) {
+      const s = ++seq;
+      await dev.write((s % blocks) * BLOCK, stamp(s), { fua: true });
+      acked = Math.max(acked, s);
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 200));
+  const ackedBefore = acked;
+  const snap = (await plugin.controller.CreateSnapshot({ source_volume_id: src.volume_id, name: 'snap-nobitmap-1' })).snapshot as { snapshot_id: string };
+  const issuedBy = seq;
+  running = false;
+  await writer;
+  const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; consistency?: string });
+  assert.equal(events.find((e) => e.type === 'frozen')?.consistency, 'clean', 'without a bitmap the copy is made clean (else it would resync in full)');
+  const snapMembers = (await Promise.all(plugin.disks.map(async (d) => {
+    const dir = path.join(d, 'llraid-snapshots', snap.snapshot_id);
+    return (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.img')).map((n) => path.join(dir, n));
+  }))).flat();
+  const survey = surveyArray(await Promise.all(snapMembers.map(async (name) => ({ name, superblock: await readSuperblockFile(name) }))));
+  assert.equal(survey?.resyncPending, false, 'the snapshot is a cleanly stopped array');
+  const copy = await createVolume('snap-nobitmap-copy', { parameters: { level: '1', members: '2', bitmap: 'none' }, volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } } });
+  await stage(copy.volume_id);
+  const cdev = await connect(copy.volume_id);
+  const stamps: number[] = [];
+  for (let i = 0; i < blocks; i++) stamps.push(seqOf(await cdev.read(i * BLOCK, BLOCK)));
+  const newest = Math.max(...stamps);
+  assert.ok(newest >= ackedBefore && newest <= issuedBy, `the copy's newest write ${newest} lies between ${ackedBefore} and ${issuedBy}`);
+  for (let i = 0; i < blocks; i++) {
+    const last = newest - (((newest - i) % blocks) + blocks) % blocks;
+    assert.equal(stamps[i], last > 0 ? last : 0, `block ${i}`);
+  }
+  await cdev.close();
+  await dev.close();
+  await unstage(copy.volume_id);
+  await unstage(src.volume_id);
+  await plugin.controller.DeleteSnapshot({ snapshot_id: snap.snapshot_id });
+  for (const id of [copy.volume_id, src.volume_id]) await plugin.controller.DeleteVolume({ volume_id: id });
 });
 
 test('clones of a staged and an unstaged volume, and the errors csi-sanity expects', async () => {
