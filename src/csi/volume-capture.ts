@@ -1,13 +1,13 @@
 // Copies every member file of a node-local volume as of one instant (a snapshot, a clone):
-// crash-consistent across members. A staged volume's members are reflinked while it runs, then
-// its engine is frozen (control op `freeze`: writes held, in-flight ones drained) while the
-// copies catch up with the last writes, then thawed; the pause is bounded by the freeze's timeout
-// and measured. What the freeze writes first depends on what
-// a copy can recover from (consistencyFor): nothing, for a volume whose copy resyncs only the
-// chunks its bitmap marks Dirty (the copy then holds what a crash at the instant would have left,
-// without torn writes); the bitmap and clean superblocks, for one whose copy would otherwise
-// resync in full. An unstaged volume's members are locked (the flock every writable member open
-// takes), so no engine can start on them during the copy.
+// crash-consistent across members. A staged volume's members are reflinked (in pieces) and
+// caught up while it runs, then its engine is frozen (control op `freeze`: writes held, in-flight
+// ones drained) while the copies catch up with the last writes, then thawed; the pause is bounded
+// by the freeze's timeout and measured. What the freeze writes first depends on what a copy can
+// recover from (consistencyFor): nothing, for a volume whose copy resyncs only the chunks its
+// bitmap marks Dirty (the copy then holds what a crash at the instant would have left, without
+// torn writes); the bitmap and clean superblocks, for one whose copy would otherwise resync in
+// full. An unstaged volume's members are locked (the flock every writable member open takes), so
+// no engine can start on them during the copy.
 
 import { catchUpClone, writeBackPages, type CatchUp } from '../block/file-clone.js';
 import { FileDevice } from '../block/file-device.js';
@@ -70,9 +70,10 @@ export async function captureMembers(
     return { pauseMs: 0 };
   }
   // A whole clone is a transaction per extent (hundreds of ms for a large member on a loaded
-  // disk, and the source's writes wait for all of it): made in pieces while writes still flow, then caught up (the ranges written since are cloned
-  // again, file-clone.ts) once outside the pause, which writes back what came meanwhile, and once
-  // inside it, where only the last few writes are left. Exact inside the pause: the drain left
+  // disk, and the source's writes wait for all of it): made in pieces while writes still flow,
+  // then caught up (the ranges written since are cloned again, file-clone.ts) once outside the
+  // pause, which writes back what came meanwhile, and once inside it, where only the last few
+  // writes are left. Exact inside the pause: the drain left
   // nothing in flight and new requests wait. The engine's bitmap daemon may still write a bitmap
   // page meanwhile (a chunk going Dirty → Clean, its data already equal in every member); a copy
   // that misses it owes that chunk a resync, never a loss.
