@@ -24,9 +24,7 @@ const ENOSPC = 28;
 /** sync_file_range: wait for writeback already under way, start it for every dirty page, wait for all of it. */
 const SYNC_FILE_RANGE_ALL = 0x1 | 0x2 | 0x4;
 
-type Ioctl = ((fd: number, request: number, arg: Buffer) => number) & {
-  async: (fd: number, request: number, arg: Buffer, done: (err: unknown, result: number) => void) => void;
-};
+type Ioctl = (fd: number, request: number, arg: Buffer) => number;
 type SyncFileRange = (fd: number, offset: number, length: number, flags: number) => number;
 
 interface Calls {
@@ -67,35 +65,17 @@ export async function cloneRanges(srcFd: number, dstFd: number, ranges: readonly
   const { ioctl, errno } = await loadCalls();
   const arg = Buffer.alloc(ARG_BYTES);
   for (const r of ranges) {
-    fillArg(arg, srcFd, r);
-    if (ioctl(dstFd, FICLONERANGE, arg) !== 0) throw cloneError(errno(), r);
+    arg.writeBigInt64LE(BigInt(srcFd), 0);
+    arg.writeBigUInt64LE(BigInt(r.offset), 8);
+    arg.writeBigUInt64LE(BigInt(r.length), 16);
+    arg.writeBigUInt64LE(BigInt(r.offset), 24);
+    if (ioctl(dstFd, FICLONERANGE, arg) !== 0) {
+      const e = errno();
+      if (e === EOPNOTSUPP || e === EXDEV) throw new NotSupportedError(`FICLONERANGE: this filesystem cannot clone file ranges (errno ${e})`);
+      if (e === ENOSPC) throw new NoSpaceError(`FICLONERANGE of ${r.length} bytes at ${r.offset}: no space for the clone's metadata`);
+      throw new IoError(`FICLONERANGE of ${r.length} bytes at ${r.offset} failed with errno ${e}${e === EINVAL ? ' (a range not aligned to the filesystem block?)' : ''}`);
+    }
   }
-}
-
-/**
- * As cloneRanges for one range, on one of koffi's worker threads: the event loop goes on, and
- * two files clone side by side. A failure is made again on this thread, where koffi reports the
- * errno (cloning a range is idempotent).
- */
-async function cloneRangeAsync(srcFd: number, dstFd: number, r: ByteRange): Promise<void> {
-  const { ioctl } = await loadCalls();
-  const arg = Buffer.alloc(ARG_BYTES);
-  fillArg(arg, srcFd, r);
-  const result = await new Promise<number>((resolve, reject) => ioctl.async(dstFd, FICLONERANGE, arg, (err, res) => (err ? reject(err as Error) : resolve(res))));
-  if (result !== 0) await cloneRanges(srcFd, dstFd, [r]);
-}
-
-function fillArg(arg: Buffer, srcFd: number, r: ByteRange): void {
-  arg.writeBigInt64LE(BigInt(srcFd), 0);
-  arg.writeBigUInt64LE(BigInt(r.offset), 8);
-  arg.writeBigUInt64LE(BigInt(r.length), 16);
-  arg.writeBigUInt64LE(BigInt(r.offset), 24);
-}
-
-function cloneError(e: number, r: ByteRange): Error {
-  if (e === EOPNOTSUPP || e === EXDEV) return new NotSupportedError(`FICLONERANGE: this filesystem cannot clone file ranges (errno ${e})`);
-  if (e === ENOSPC) return new NoSpaceError(`FICLONERANGE of ${r.length} bytes at ${r.offset}: no space for the clone's metadata`);
-  return new IoError(`FICLONERANGE of ${r.length} bytes at ${r.offset} failed with errno ${e}${e === EINVAL ? ' (a range not aligned to the filesystem block?)' : ''}`);
 }
 
 /** The most a piece of a piecewise clone takes: 128 MiB, tens of milliseconds of the source's lock. */
@@ -103,7 +83,7 @@ export const CLONE_PIECE_BYTES = 128 * 1024 * 1024;
 
 /**
  * Clones `src` to a new file `dst` (which must not exist) piece by piece (FICLONERANGE of
- * `pieceBytes` at a time, off the event loop). A whole-file clone holds the
+ * `pieceBytes` at a time, the event loop let go between pieces). A whole-file clone holds the
  * source's inode lock for as long as it remaps every extent, and every write to the source waits
  * meanwhile (hundreds of milliseconds for a 4 GiB member under load); a piece holds it for its
  * own extents only. The result is not one instant's copy when `src` is written meanwhile: the
@@ -116,7 +96,10 @@ export async function cloneInPieces(src: string, dst: string, pieceBytes = CLONE
     try {
       const size = fstatSync(s).size;
       ftruncateSync(d, size);
-      for (let at = 0; at < size; at += pieceBytes) await cloneRangeAsync(s, d, { offset: at, length: Math.min(pieceBytes, size - at) });
+      for (let at = 0; at < size; at += pieceBytes) {
+        await cloneRanges(s, d, [{ offset: at, length: Math.min(pieceBytes, size - at) }]);
+        await new Promise((r) => setImmediate(r));
+      }
     } finally {
       closeSync(d);
     }

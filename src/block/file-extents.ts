@@ -10,8 +10,8 @@
 // comparison costs nothing on the write path, and the filesystem's journal keeps it true across
 // crashes: there is no record of our own to keep in step.
 //
-// Node cannot issue ioctl(2); koffi (libc.ts) makes the call, on its worker threads (a failure is
-// asked again on the calling thread, where koffi reports errno).
+// Node cannot issue ioctl(2); koffi (libc.ts) makes the call. It is made synchronously: koffi reports errno only for calls on the calling thread,
+// and mapping a clone that nobody writes is a walk of the filesystem's extent tree in memory.
 
 import { IoError, NotSupportedError } from './errors.js';
 import { loadLibc } from './libc.js';
@@ -40,9 +40,7 @@ const EXTENT_BYTES = 56;
 /** Extents asked for per call: 28 KiB of buffer. */
 const BATCH = 512;
 
-type Ioctl = ((fd: number, request: number, arg: Buffer) => number) & {
-  async: (fd: number, request: number, arg: Buffer, done: (err: unknown, result: number) => void) => void;
-};
+type Ioctl = (fd: number, request: number, arg: Buffer) => number;
 
 let ioctlCall: Promise<{ ioctl: Ioctl; errno: () => number }> | undefined;
 
@@ -74,11 +72,7 @@ export async function fileExtents(fd: number, start: number, length: number, syn
     buf.writeBigUInt64LE(BigInt(end - at), 8);
     buf.writeUInt32LE(flags, 16);
     buf.writeUInt32LE(BATCH, 24);
-    // On one of koffi's worker threads (a FIEMAP with sync writes back, and a large map takes
-    // milliseconds): the event loop goes on and members are mapped side by side. koffi reports
-    // errno only on this thread, so a failure is asked again here (mapping changes nothing).
-    const result = await new Promise<number>((resolve, reject) => ioctl.async(fd, FS_IOC_FIEMAP, buf, (err, res) => (err ? reject(err as Error) : resolve(res))));
-    if (result !== 0 && ioctl(fd, FS_IOC_FIEMAP, buf) !== 0) {
+    if (ioctl(fd, FS_IOC_FIEMAP, buf) !== 0) {
       const e = errno();
       if (e === EOPNOTSUPP) throw new NotSupportedError('this filesystem cannot map its files (FS_IOC_FIEMAP: EOPNOTSUPP)');
       throw new IoError(`FS_IOC_FIEMAP failed with errno ${e}`);
