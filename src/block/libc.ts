@@ -1,6 +1,6 @@
 // libc through koffi (a maintained FFI library with prebuilt binaries), for the few calls Node
-// does not expose: preadv2/pwritev2 with RWF_NOWAIT (nowait-io.ts) and FS_IOC_FIEMAP
-// (file-extents.ts). Loaded once, on first use; a process that never needs them never loads it.
+// does not expose: preadv2/pwritev2 with RWF_NOWAIT (nowait-io.ts), FS_IOC_FIEMAP
+// (file-extents.ts), FICLONERANGE and sync_file_range (file-clone.ts). Loaded once, on first use; a process that never needs them never loads it.
 
 type Koffi = typeof import('koffi');
 

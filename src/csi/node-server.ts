@@ -10,6 +10,7 @@ import { isBlock, unsupportedReason } from './capabilities.js';
 import type { VolumeUsage } from './controller-server.js';
 import { topologyKey } from './topology.js';
 import type { Engines } from '../engine/supervisor.js';
+import type { FreezeConsistency } from '../engine/control/protocol.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem, growUnmountedExt4 } from './filesystem.js';
 import { volumeKey, type VolumeLocks } from './volume-locks.js';
@@ -132,8 +133,8 @@ export class NodeServer implements VolumeUsage {
   }
 
   /** A snapshot's pause (volume-capture.ts): the engine quiesces its array until thaw or the timeout. */
-  async freeze(volumeId: string, timeoutMs: number): Promise<{ drainMs: number }> {
-    const r = await this.engines.control(volumeId, { op: 'freeze', timeoutMs });
+  async freeze(volumeId: string, timeoutMs: number, consistency: FreezeConsistency): Promise<{ drainMs: number }> {
+    const r = await this.engines.control(volumeId, { op: 'freeze', timeoutMs, consistency });
     return { drainMs: r.drainMs ?? 0 };
   }
 

@@ -6,6 +6,8 @@
 
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { NoSpaceError, NotSupportedError } from '../block/errors.js';
+import { cloneInPieces } from '../block/file-clone.js';
 import { CsiError } from './errors.js';
 
 /** The errnos of a filesystem (or a pair of files) that cannot share extents. */
@@ -27,6 +29,23 @@ export async function cloneFile(src: string, dst: string): Promise<void> {
       );
     }
     if (code === 'ENOSPC') throw new CsiError('RESOURCE_EXHAUSTED', `disk ${path.dirname(dst)}: no space to clone ${src}`);
+    throw err;
+  }
+}
+
+/**
+ * As cloneFile, piece by piece (block/file-clone.ts: a write to `src` waits for one piece, not
+ * for the whole clone), for a source that is being written: the copy is then of no one instant
+ * until the caller catches it up.
+ */
+export async function cloneFileInPieces(src: string, dst: string): Promise<void> {
+  try {
+    await cloneInPieces(src, dst);
+  } catch (err) {
+    if (err instanceof NotSupportedError) {
+      throw new CsiError('FAILED_PRECONDITION', `disk ${path.dirname(src)}: its filesystem cannot clone file ranges (reflink): snapshots and clones need XFS made with reflink=1 or btrfs: ${err.message}`);
+    }
+    if (err instanceof NoSpaceError) throw new CsiError('RESOURCE_EXHAUSTED', `disk ${path.dirname(dst)}: no space to clone ${src}`);
     throw err;
   }
 }

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { PhaseTimer } from '../common/phase-timer.js';
 import { arrayBytes, memberDataFor, memberFileBytes, reidentifyMembers, writtenChunks, type CreatableLevel } from '../md/index.js';
 import type { ArrayBackend } from './array-backend.js';
 import { claimFromParameters, writeClaim } from './claim-file.js';
@@ -87,7 +88,9 @@ export class SnapshotController {
   CreateSnapshot = async (req: { source_volume_id: string; name: string }): Promise<object> => {
     if (!req.name) throw invalid('CreateSnapshot: name is empty');
     if (!req.source_volume_id) throw invalid('CreateSnapshot: source_volume_id is empty');
+    const timer = new PhaseTimer();
     return this.locks.with(snapshotNameKey(req.name), async () => {
+      timer.mark('lock');
       const existing = await this.byName(req.name);
       if (existing?.complete) {
         if (existing.record.sourceVolumeId !== req.source_volume_id) {
@@ -97,9 +100,15 @@ export class SnapshotController {
       }
       // A snapshot a crash left half-renamed: made again from the volume as it is now.
       if (existing) await this.store.remove(existing.record.id);
+      timer.mark('name lookup');
       return this.locks.with(volumeKey(req.source_volume_id), async () => {
+        timer.mark('lock');
+        // Both scan (the process table, the pool's superblocks): side by side. The volume's own
+        // error comes first; the engine's answer is only used for a volume that exists.
+        const running = this.usage.engineRunning(req.source_volume_id);
+        running.catch(() => undefined);
         const v = await this.sourceVolume(req.source_volume_id, 'CreateSnapshot');
-        const staged = await this.usage.engineRunning(v.id);
+        const staged = await running;
         const now = Date.now();
         const record: SnapshotRecord = {
           version: 1,
@@ -117,9 +126,13 @@ export class SnapshotController {
           disks: v.members.map((m) => path.dirname(m.path)),
           pauseMs: 0,
         };
+        timer.mark('volume lookup');
         const made = await this.store.create(
           record,
-          (dsts) => captureMembers(v, dsts, staged, this.usage),
+          (dsts) => {
+            timer.mark('directories');
+            return captureMembers(v, dsts, staged, this.usage, { timer });
+          },
           async (members) => {
             const w = await writtenChunks(members[0] as string);
             if (!w) return {};
@@ -128,7 +141,8 @@ export class SnapshotController {
             return { written: { chunkSize: w.chunkSize, chunks: w.chunks, writtenChunks: n } };
           },
         );
-        this.log(`snapshot ${made.record.id} of volume ${v.id}: ${staged ? `staged, writes held ${made.record.pauseMs} ms` : 'not staged, nothing paused'}`);
+        timer.mark('record');
+        this.log(`snapshot ${made.record.id} of volume ${v.id}: ${staged ? `staged, writes held ${made.record.pauseMs} ms` : 'not staged, nothing paused'}; ${timer.toString()}`);
         return { snapshot: this.toSnapshot(made.record) };
       });
     });

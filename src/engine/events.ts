@@ -101,11 +101,13 @@ export interface LeaseRenewedEvent {
   validForMs: number;
 }
 
-/** A snapshot's pause began (control freeze): new writes wait; the member files are clean on disk. */
+/** A snapshot's pause began (control freeze): new writes wait; the member files are ready to copy. */
 export interface FrozenEvent {
   type: 'frozen';
-  /** How long draining the requests in flight and writing bitmap and superblocks took. */
+  /** How long draining the requests in flight (and, for a clean copy, writing bitmap and superblocks) took. */
   drainMs: number;
+  /** What the members hold: a clean stop's state, or a crash's without torn writes (absent: clean, an older engine's). */
+  consistency?: 'clean' | 'crash';
   /** The engine resumes by itself after this, thaw or not. */
   timeoutMs: number;
 }
@@ -165,7 +167,7 @@ export function describeEvent(e: EngineEvent): string[] {
     case 'lease-renewed':
       return [`lease extended after ${(e.lapsedMs / 1000).toFixed(1)} s lapsed: ${e.released} held request${e.released === 1 ? '' : 's'} go on; valid for ${e.validForMs} ms`];
     case 'frozen':
-      return [`frozen for a snapshot: writes wait (drained in ${e.drainMs} ms; at most ${e.timeoutMs} ms)`];
+      return [`frozen for a ${e.consistency === 'crash' ? 'crash-consistent' : 'clean'} snapshot: writes wait (drained in ${e.drainMs} ms; at most ${e.timeoutMs} ms)`];
     case 'thawed':
       return [`thawed${e.timedOut ? ' at the timeout, no thaw came' : ''}: writes were held ${e.pausedMs} ms`];
     case 'stopping':

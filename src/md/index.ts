@@ -35,8 +35,9 @@
 //   MdArray implements BlockDevice (size, blockSize, read, write {fua}, flush, discard,
 //   writeZeroes, extents — Unwritten bitmap chunks are holes — and close = stop), plus:
 //     stop()            clean stop: sync checkpointed, bitmap flushed, superblocks clean
-//     quiesce() → {resume}  I/O held and drained, sync paused, bitmap flushed, superblocks clean:
-//                       the member files are a cleanly stopped array until resume() (snapshots)
+//     quiesce(c) → {resume}  I/O held and drained, sync paused; 'clean': bitmap flushed,
+//                       superblocks clean (a cleanly stopped array until resume()); 'crash':
+//                       nothing written (a crash without torn writes: copies resync Dirty chunks)
 //     abandon()         drop without writing anything (as a crash or kill would)
 //     fail(name)        mark a member faulty (refused if no complete copy would remain)
 //     remove(name)      detach a faulty or spare member

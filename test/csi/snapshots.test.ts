@@ -4,20 +4,24 @@
 // has its own ids and that data; a clone of an unstaged volume and a bigger volume from a
 // snapshot; snapshots survive a plugin restart and the deletion of their source; and a pool
 // whose disks cannot clone says so (no snapshot capability, an error naming the disk). A copy
-// whose freeze ran out before thaw is given up (ABORTED), and nothing of it is left.
+// whose freeze ran out before thaw is given up (ABORTED), and nothing of it is left. The snapshot
+// of an llbitmap raid1 is crash-consistent (its members active, as a crash would leave them): a
+// volume made from it resyncs the chunks its bitmap marks Dirty and its mirrors then agree. One
+// without a bitmap is frozen clean instead (its copy would resync in full): no resync owed.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { NbdClientDevice } from '../../src/nbd/index.js';
-import { createArray, readSuperblockFile } from '../../src/md/index.js';
+import { createArray, readSuperblockFile, surveyArray } from '../../src/md/index.js';
 import { DiskPool } from '../../src/csi/disk-pool.js';
 import { CsiError } from '../../src/csi/errors.js';
 import { newSnapshotId, SnapshotStore } from '../../src/csi/snapshot-store.js';
 import { captureMembers, type VolumeFreezer } from '../../src/csi/volume-capture.js';
 import { VolumeCatalog } from '../../src/csi/volume-catalog.js';
 import { EngineError } from '../../src/engine/control/client.js';
+import { readEngineEvents, type SyncEndedEvent, type TimedEngineEvent } from '../../src/engine/events.js';
 import { blockCap, codeOf, startPlugin, type Plugin } from './plugin-harness.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
@@ -111,6 +115,12 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   assert.match(log, new RegExp(`snapshot ${snap.snapshot_id} of volume ${src.volume_id}: staged, writes held \\d+ ms`));
   const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; timedOut?: boolean });
   assert.deepEqual(events.filter((e) => e.type === 'frozen' || e.type === 'thawed').map((e) => e.type), ['frozen', 'thawed'], 'the engine reports the pause');
+  assert.equal((events.find((e) => e.type === 'frozen') as { consistency?: string }).consistency, 'crash', 'an llbitmap raid1 is frozen without writing it clean');
+  const snapDirs = plugin.disks.map((d) => path.join(d, 'llraid-snapshots', snap.snapshot_id));
+  const snapMembers = (await Promise.all(snapDirs.map(async (d) => (await fs.readdir(d).catch(() => [] as string[])).filter((n) => n.endsWith('.img')).map((n) => path.join(d, n))))).flat();
+  assert.equal(snapMembers.length, 2);
+  const survey = surveyArray(await Promise.all(snapMembers.map(async (name) => ({ name, superblock: await readSuperblockFile(name) }))));
+  assert.equal(survey?.resyncPending, true, 'the snapshot\'s members are active, as a crash would leave them');
 
   // The copy: a new volume from the snapshot, staged, read through its own engine.
   const copy = await createVolume('snap-copy', { volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } } });
@@ -134,10 +144,24 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   let srcNewest = 0;
   for (let i = 0; i < blocks; i++) srcNewest = Math.max(srcNewest, seqOf(await dev.read(i * BLOCK, BLOCK)));
   assert.equal(srcNewest, seq);
+  // The copy resynced what its bitmap marked Dirty (not everything), and its mirrors agree.
+  const copyEvents = path.join(plugin.runDir, copy.volume_id, 'events.jsonl');
+  let resync: SyncEndedEvent | undefined;
+  for (let i = 0; i < 300 && !resync; i++) {
+    resync = (await readEngineEvents(copyEvents)).find((e): e is TimedEngineEvent & SyncEndedEvent => e.type === 'sync-ended');
+    if (!resync) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(resync?.complete, `the copy's resync ran to its end: ${JSON.stringify(resync)}`);
+  assert.ok(resync.bytesSynced > 0 && resync.bytesSynced < Number(copy.capacity_bytes), `only Dirty chunks resynced: ${resync.bytesSynced} bytes`);
   await cdev.close();
   await dev.close();
   await unstage(copy.volume_id);
   await unstage(src.volume_id);
+  const copyMembers = (await Promise.all(plugin.disks.map(async (d) => (await fs.readdir(d)).filter((n) => n.includes(copy.volume_id) && n.endsWith('.img')).map((n) => path.join(d, n))))).flat();
+  assert.equal(copyMembers.length, 2);
+  const at = Number((await readSuperblockFile(copyMembers[0]!)).dataOffset) * 512;
+  const [ma, mb] = await Promise.all(copyMembers.map((m) => fs.readFile(m)));
+  assert.ok(ma!.subarray(at, at + 16 * MiB).equals(mb!.subarray(at, at + 16 * MiB)), 'the mirrors of the copy agree');
 
   // Its own md identity: set uuid = its id, fresh device uuids, none shared with the source.
   const files = async (id: string) => (await Promise.all(plugin.disks.map(async (d) => (await fs.readdir(d)).filter((n) => n.includes(id) && n.endsWith('.img')).map((n) => path.join(d, n))))).flat();
@@ -179,6 +203,54 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   await plugin.controller.DeleteSnapshot({ snapshot_id: snap.snapshot_id });
   assert.equal(((await plugin.controller.ListSnapshots({})).entries as unknown[]).length, 0);
   for (const id of [copy.volume_id, copy2.volume_id]) await plugin.controller.DeleteVolume({ volume_id: id });
+});
+
+test('a staged raid1 without a bitmap is frozen clean: its snapshot owes no resync and holds what was acknowledged before it', async () => {
+  const src = await createVolume('snap-nobitmap', { parameters: { level: '1', members: '2', bitmap: 'none' } });
+  await stage(src.volume_id);
+  const dev = await connect(src.volume_id);
+  const blocks = 32;
+  let seq = 0;
+  let acked = 0;
+  let running = true;
+  const writer = (async () => {
+    while (running) {
+      const s = ++seq;
+      await dev.write((s % blocks) * BLOCK, stamp(s), { fua: true });
+      acked = Math.max(acked, s);
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 200));
+  const ackedBefore = acked;
+  const snap = (await plugin.controller.CreateSnapshot({ source_volume_id: src.volume_id, name: 'snap-nobitmap-1' })).snapshot as { snapshot_id: string };
+  const issuedBy = seq;
+  running = false;
+  await writer;
+  const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; consistency?: string });
+  assert.equal(events.find((e) => e.type === 'frozen')?.consistency, 'clean', 'without a bitmap the copy is made clean (else it would resync in full)');
+  const snapMembers = (await Promise.all(plugin.disks.map(async (d) => {
+    const dir = path.join(d, 'llraid-snapshots', snap.snapshot_id);
+    return (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.img')).map((n) => path.join(dir, n));
+  }))).flat();
+  const survey = surveyArray(await Promise.all(snapMembers.map(async (name) => ({ name, superblock: await readSuperblockFile(name) }))));
+  assert.equal(survey?.resyncPending, false, 'the snapshot is a cleanly stopped array');
+  const copy = await createVolume('snap-nobitmap-copy', { parameters: { level: '1', members: '2', bitmap: 'none' }, volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } } });
+  await stage(copy.volume_id);
+  const cdev = await connect(copy.volume_id);
+  const stamps: number[] = [];
+  for (let i = 0; i < blocks; i++) stamps.push(seqOf(await cdev.read(i * BLOCK, BLOCK)));
+  const newest = Math.max(...stamps);
+  assert.ok(newest >= ackedBefore && newest <= issuedBy, `the copy's newest write ${newest} lies between ${ackedBefore} and ${issuedBy}`);
+  for (let i = 0; i < blocks; i++) {
+    const last = newest - (((newest - i) % blocks) + blocks) % blocks;
+    assert.equal(stamps[i], last > 0 ? last : 0, `block ${i}`);
+  }
+  await cdev.close();
+  await dev.close();
+  await unstage(copy.volume_id);
+  await unstage(src.volume_id);
+  await plugin.controller.DeleteSnapshot({ snapshot_id: snap.snapshot_id });
+  for (const id of [copy.volume_id, src.volume_id]) await plugin.controller.DeleteVolume({ volume_id: id });
 });
 
 test('clones of a staged and an unstaged volume, and the errors csi-sanity expects', async () => {
@@ -242,7 +314,7 @@ test('a staged copy whose freeze timed out before thaw is ABORTED and leaves not
     memberSize: volume.memberSize, disks, pauseMs: 0,
   };
   await assert.rejects(
-    store.create(record, (dsts) => captureMembers(volume, dsts, true, freezer, 10), async () => ({})),
+    store.create(record, (dsts) => captureMembers(volume, dsts, true, freezer, { timeoutMs: 10 }), async () => ({})),
     (e: unknown) => e instanceof CsiError && e.code === 'ABORTED' && /writes were held longer than the 10 ms/.test(e.message),
   );
   assert.deepEqual(calls, ['freeze', 'thaw']);

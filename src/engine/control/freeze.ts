@@ -1,6 +1,6 @@
 // A bounded pause of a served array for a snapshot (control ops `freeze` and `thaw`): freeze
-// quiesces the array (md's quiesce: I/O held and drained, bitmap flushed, superblocks clean) and
-// replies; the caller copies the member files and sends thaw from another connection. Writes
+// quiesces the array (MdArray.quiesce: I/O held and drained; for a clean copy also the bitmap
+// flushed and the superblocks clean, for a crash-consistent one nothing written) and replies; the caller copies the member files and sends thaw from another connection. Writes
 // wait meanwhile, so the pause is bounded: when thaw has not come within the freeze's timeout
 // the engine resumes by itself, and the late thaw is refused with ETIMEDOUT, so the caller
 // knows its copies may hold writes made after the freeze and throws them away.
@@ -9,6 +9,7 @@ import { TimeoutError } from '../../block/errors.js';
 import { trace } from '../../common/trace.js';
 import { MdError, type MdArray } from '../../md/index.js';
 import type { EventSink } from '../events.js';
+import type { FreezeConsistency } from './protocol.js';
 
 /** The longest pause a freeze may ask for: I/O held longer than this would look like a hung device. */
 export const MAX_FREEZE_MS = 30_000;
@@ -34,14 +35,14 @@ export class Freezer {
     private readonly events: EventSink = () => undefined,
   ) {}
 
-  /** Quiesces the array; resolves once the member files are a cleanly stopped array on disk. */
-  async freeze(timeoutMs: number): Promise<{ drainMs: number }> {
+  /** Quiesces the array; resolves once the member files are what `consistency` asks for. */
+  async freeze(timeoutMs: number, consistency: FreezeConsistency = 'clean'): Promise<{ drainMs: number }> {
     if (this.frozen || this.pending) throw new MdError('EBUSY', `array ${this.array.name}: already frozen (one snapshot at a time)`);
     this.pending = true;
     this.expired = undefined;
     const started = performance.now();
     try {
-      const { resume } = await this.array.quiesce();
+      const { resume } = await this.array.quiesce(consistency);
       const quiesced = performance.now();
       const timer = setTimeout(() => {
         trace('engine', 'info', () => `freeze: no thaw within ${timeoutMs} ms: resuming I/O`);
@@ -50,7 +51,7 @@ export class Freezer {
       }, Math.max(0, timeoutMs - (quiesced - started)));
       // New writes wait from the start of the quiesce: the pause is counted from there.
       this.frozen = { resume, since: started, timer, timeoutMs };
-      this.events({ type: 'frozen', drainMs: Math.round(quiesced - started), timeoutMs });
+      this.events({ type: 'frozen', drainMs: Math.round(quiesced - started), timeoutMs, consistency });
       return { drainMs: Math.round(quiesced - started) };
     } finally {
       this.pending = false;

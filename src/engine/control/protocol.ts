@@ -8,6 +8,9 @@ import type { LeaseStatus } from '../lease-gate.js';
 import { BLOCK_ERROR_CODES, type BlockErrorCode } from '../../block/errors.js';
 import { MD_ERROR_CODES, type ArrayStatus, type MdErrorCode, type SyncMode, type SyncSummary } from '../../md/index.js';
 
+/** What a freeze leaves on the members for the copy: md's clean state, or a crash's (MdArray.quiesce). */
+export type FreezeConsistency = 'clean' | 'crash';
+
 export type ControlRequest =
   | { op: 'status' }
   | { op: 'fail'; member: string }
@@ -28,10 +31,12 @@ export type ControlRequest =
   | { op: 'lease'; ms: number }
   /**
    * Quiesces the array for a snapshot (freeze.ts): replies once the member files are a cleanly
-   * stopped array on disk; I/O waits until `thaw`, or until `timeoutMs` passed (then thaw is
-   * refused with ETIMEDOUT). Thaw must come on another connection.
+   * stopped array on disk (`consistency` 'clean', the default) or, with 'crash', as soon as the
+   * requests in flight are done (the members are what a crash would leave, less torn writes);
+   * I/O waits until `thaw`, or until `timeoutMs` passed (then thaw is refused with ETIMEDOUT).
+   * Thaw must come on another connection.
    */
-  | { op: 'freeze'; timeoutMs: number }
+  | { op: 'freeze'; timeoutMs: number; consistency?: FreezeConsistency }
   | { op: 'thaw' }
   /** Stops the array cleanly; the engine exits after replying. */
   | { op: 'stop' };
@@ -46,7 +51,7 @@ export type ControlReply =
     io?: IoCounters;
     /** The engine's lease, when it was started with one (with every status, and a lease reply). */
     lease?: LeaseStatus;
-    /** freeze: how long the quiesce took (drain, bitmap, superblocks). */
+    /** freeze: how long the quiesce took (drain; bitmap and superblocks when clean). */
     drainMs?: number;
     /** thaw: how long new writes were held, from the start of the freeze. */
     pausedMs?: number;

@@ -115,7 +115,7 @@ async function handle(socket: Socket, line: string, engine: Engine, freezer: Fre
     const r = req.op === 'lease' && lease !== undefined
       ? { ok: true as const, lease: lease.extend(req.ms) }
       : req.op === 'freeze'
-        ? { ok: true as const, ...(await freezer.freeze(req.timeoutMs)) }
+        ? { ok: true as const, ...(await freezer.freeze(req.timeoutMs, req.consistency ?? 'clean')) }
         : req.op === 'thaw'
           ? { ok: true as const, ...(await freezer.thaw()) }
           : await executeControl(engine.array, req);
@@ -155,6 +155,9 @@ function parseRequest(line: string): ControlRequest {
   }
   if (v.op === 'freeze' && !(Number.isSafeInteger(v.timeoutMs) && (v.timeoutMs as number) > 0 && (v.timeoutMs as number) <= MAX_FREEZE_MS)) {
     throw new Error(`freeze: expected "timeoutMs": a whole number of milliseconds from 1 to ${MAX_FREEZE_MS}, found ${JSON.stringify(v.timeoutMs)}`);
+  }
+  if (v.op === 'freeze' && v.consistency !== undefined && v.consistency !== 'clean' && v.consistency !== 'crash') {
+    throw new Error(`freeze: expected "consistency": clean or crash, found ${JSON.stringify(v.consistency)}`);
   }
   if (v.op === 'sync' && !['resync', 'recovery', 'check', 'repair'].includes(v.mode as string)) {
     throw new Error(`sync: expected mode resync, recovery, check or repair, found ${JSON.stringify(v.mode)}`);

@@ -335,14 +335,21 @@ export class MdArray implements BlockDevice {
 
   /**
    * Quiesces the array for a snapshot of its member files: new I/O is held at the door (as grow
-   * holds it) and every request in flight completes, a sync pass stops at a checkpoint, the
-   * bitmap is flushed (Dirty → Clean where allowed, every block written) and the superblocks
-   * record a clean state after a flush of every member. Until `resume` the members on disk are
-   * exactly what a clean stop would have left, so copies of them taken now assemble without a
-   * resync (md does the same when it marks an idle array clean, safe_mode). `resume` marks the
-   * array active again before any held request goes on, and restarts the sync pass.
+   * holds it), every request in flight completes and a sync pass stops at a checkpoint. Then:
+   * - `clean`: the bitmap is flushed (Dirty → Clean where allowed, every block written) and the
+   *   superblocks record a clean state after a flush of every member. Until `resume` the members
+   *   on disk are exactly what a clean stop would have left, so copies of them taken now assemble
+   *   without a resync (md does the same when it marks an idle array clean, safe_mode). `resume`
+   *   marks the array active again before any held request goes on. Four rounds of durable
+   *   writes, all inside the pause.
+   * - `crash`: nothing more is written. The members hold what a crash at this instant would leave
+   *   (superblocks active, the bitmap Dirty wherever a write went since its last flush), except
+   *   that no write is half done: every acknowledged write is in every member it went to. Copies
+   *   taken now assemble as after a crash: the bitmap's Dirty chunks are resynced, which finds the
+   *   members already agree. No write of ours is in the pause; `resume` only lets I/O go on.
+   * Either way `resume` restarts the sync pass.
    */
-  async quiesce(): Promise<{ resume: () => Promise<void> }> {
+  async quiesce(consistency: 'clean' | 'crash' = 'clean'): Promise<{ resume: () => Promise<void> }> {
     const s = this.set;
     if (s.state === 'stopped' || s.stopping) throw new MdError('EBUSY', `array ${this.name}: stopped`);
     if (s.state === 'failed') throw new MdError('EIO', `array ${this.name}: cannot quiesce a failed array`);
@@ -355,12 +362,13 @@ export class MdArray implements BlockDevice {
       resumed = true;
       try {
         // Active before the first held write reaches a member: a crash then owes a resync.
-        if (s.state !== 'failed' && s.state !== 'fenced' && !s.stopping) await s.writeSuperblocks(false);
+        if (consistency === 'clean' && s.state !== 'failed' && s.state !== 'fenced' && !s.stopping) await s.writeSuperblocks(false);
       } finally {
         release();
         this.sync.maybeStart();
       }
     };
+    if (consistency === 'crash') return { resume };
     try {
       await s.bitmap.flush();
       await s.writeSuperblocks(true);
