@@ -24,4 +24,9 @@ export interface ArrayBackend {
   }): Promise<void>;
   /** Records a larger per-member data size in the superblocks (and bitmap) of a stopped array. */
   grow(volume: VolumeRecord, memberDataSize: number): Promise<void>;
+  /**
+   * Runs the resync a stopped array owes (an unclean stop, or a crash-consistent copy of one) and
+   * stops it cleanly; an array that owes none is only assembled and stopped.
+   */
+  settle(memberPaths: string[]): Promise<void>;
 }

@@ -4,6 +4,7 @@
 
 import { assembleArray, createArray, type MemberOpener } from '../md/index.js';
 import type { ArrayBackend } from './array-backend.js';
+import { CsiError } from './errors.js';
 import { nearCopiesOf, type VolumeSpec } from './parameters.js';
 import type { VolumeRecord } from './volume-catalog.js';
 
@@ -29,6 +30,18 @@ export class MdArrays implements ArrayBackend {
       autoSync: false,
     });
     await array.stop();
+  }
+
+  async settle(memberPaths: string[]): Promise<void> {
+    const { array } = await assembleArray({ members: memberPaths });
+    try {
+      const summary = await array.waitSync();
+      if (summary !== undefined && !summary.complete) {
+        throw new CsiError('INTERNAL', `the ${summary.mode} of ${memberPaths.join(', ')} ended at ${summary.position} of ${summary.size} bytes${summary.error ? `: ${summary.error}` : ''}`);
+      }
+    } finally {
+      await array.stop();
+    }
   }
 
   async grow(volume: VolumeRecord, memberDataSize: number): Promise<void> {

@@ -254,6 +254,10 @@ export class SnapshotController {
     try {
       await src.copy(parts);
       await reidentifyMembers(parts, { uuid, name: encodeSetName(req.name, g.fsType) });
+      // A crash-consistent copy (volume-capture.ts) owes the resync of the chunks Dirty at its
+      // instant: done now, while nothing uses it, so the volume is delivered clean (not "resync
+      // pending" until its first stage) for the price of those few chunks.
+      await this.arrays.settle(parts);
       for (const [i, p] of parts.entries()) await fs.rename(p, finals[i] as string);
       const claim = claimFromParameters(req.parameters ?? {});
       if (claim) await writeClaim(finals, claim);
