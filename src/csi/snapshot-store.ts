@@ -123,7 +123,12 @@ export class SnapshotStore {
       const { pauseMs } = await copy(dsts);
       const done = { ...record, pauseMs, ...(await finish(dsts)) };
       for (const p of new Set(parts)) await fs.writeFile(path.join(p, recordName), `${JSON.stringify(done, null, 1)}\n`, { mode: 0o600 });
+      // ReadyToUse promises a snapshot that outlives a power cut: the copies (their extent maps:
+      // the shared data went to disk before each clone) and records are durable before the
+      // renames, and the renames before the call returns.
+      await Promise.all([...dsts, ...[...new Set(parts)].map((p) => path.join(p, recordName))].map(syncFile));
       for (const p of new Set(parts)) await fs.rename(p, p.slice(0, -'.part'.length));
+      await Promise.all([...new Set(parts)].map((p) => syncFile(path.dirname(p))));
       return { record: done, members: record.disks.map((d, slot) => this.memberPath(d, record.id, slot)), complete: true };
     } catch (err) {
       await this.remove(record.id);
@@ -156,5 +161,15 @@ export class SnapshotStore {
       await fs.rm(this.dir(disk, id), { recursive: true, force: true });
       await fs.rm(`${this.dir(disk, id)}.part`, { recursive: true, force: true });
     }
+  }
+}
+
+/** fsync of a file or directory (its entries). */
+async function syncFile(p: string): Promise<void> {
+  const h = await fs.open(p, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
   }
 }
