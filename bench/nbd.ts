@@ -17,7 +17,9 @@
 // rate-limited members of bench:parity (an in-process wrapper) cannot be put under it here.
 // The llraid servers run with the V8 flags the CSI driver gives its engines (src/cli/engine-command.ts).
 // Run: npm run bench:nbd (builds first). Env: BENCH_SECONDS (per workload, default 5),
-// BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB.
+// BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB;
+// BENCH_NBD_SERVERS runs only the servers it names, a comma list of their keys (file, nbdkit,
+// qemu-nbd, raid1, raid10, raid5, raid0; default all): cells of servers not run print '-'.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -71,6 +73,8 @@ interface Result {
 }
 
 interface Server {
+  /** What BENCH_NBD_SERVERS calls it. */
+  key: string;
   name: string;
   workloads: Workload[];
   start(socket: string): ChildProcess;
@@ -99,24 +103,38 @@ function servers(dir: string): Server[] {
   const llraid = (args: string[]) => (socket: string) =>
     // As the CSI driver runs an engine (src/cli/engine-command.ts).
     spawn(process.execPath, [...ENGINE_NODE_FLAGS, cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
-  return [
-    { name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
-    { name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },
-    { name: 'llraid raid10', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid10')) },
-    { name: 'llraid raid5', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid5')) },
-    { name: 'llraid raid0', workloads: WORKLOADS.slice(0, 1), start: llraid(memberPaths(dir, 'raid0')) },
+  const all: Server[] = [
+    { key: 'file', name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
+    { key: 'raid1', name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },
+    { key: 'raid10', name: 'llraid raid10', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid10')) },
+    { key: 'raid5', name: 'llraid raid5', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid5')) },
+    { key: 'raid0', name: 'llraid raid0', workloads: WORKLOADS.slice(0, 1), start: llraid(memberPaths(dir, 'raid0')) },
     {
+      key: 'nbdkit',
       name: 'nbdkit file',
       workloads: WORKLOADS,
       start: (socket) => spawn('nbdkit', ['--foreground', '--exit-with-parent', '--unix', socket, 'file', `file=${file}`], { stdio: ['ignore', 'ignore', 'inherit'] }),
     },
     {
+      key: 'qemu-nbd',
       name: 'qemu-nbd',
       workloads: WORKLOADS,
       start: (socket) => spawn('qemu-nbd', ['--persistent', '--shared=8', '--format=raw', '--cache=writeback', '--aio=threads', `--socket=${socket}`, file], { stdio: ['ignore', 'ignore', 'inherit'] }),
     },
   ];
+  return all.filter((s) => SELECTED === undefined || SELECTED.includes(s.key));
 }
+
+/** The keys BENCH_NBD_SERVERS names, or undefined for every server. */
+const SELECTED = ((): string[] | undefined => {
+  const env = process.env.BENCH_NBD_SERVERS;
+  if (env === undefined || env.trim() === '') return undefined;
+  const keys = env.split(',').map((k) => k.trim().toLowerCase()).filter((k) => k !== '');
+  const known = ['file', 'nbdkit', 'qemu-nbd', ...Object.keys(ARRAYS)];
+  const unknown = keys.filter((k) => !known.includes(k));
+  if (unknown.length > 0) throw new Error(`BENCH_NBD_SERVERS: unknown server ${unknown.join(', ')} (expected some of ${known.join(', ')})`);
+  return keys;
+})();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -209,6 +227,7 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'disk.img'), Buffer.alloc(0));
     await run('fallocate', ['-l', `${SIZE_MIB}M`, join(dir, 'disk.img')]);
     for (const [name, a] of Object.entries(ARRAYS)) {
+      if (SELECTED !== undefined && !SELECTED.includes(name)) continue;
       await run(process.execPath, [cliPath(), 'create', '--level', String(a.level), '--name', `bench-${name}`,
         '--size', `${a.memberMiB}M`, ...memberPaths(dir, name)]);
     }
@@ -228,10 +247,13 @@ async function main(): Promise<void> {
     const plugin = await pluginMemory(dir);
     const loadAfter = load();
 
+    /** The median of a server's runs of `w`; NaN (printed '-') for a server not run. */
     const pick = (server: string, w: Workload, f: (r: Result) => number): number => {
-      const s = list.find((x) => x.name === server)!;
+      const s = list.find((x) => x.name === server);
+      if (s === undefined) return NaN;
       return median(got.get(server)!.runs[s.workloads.indexOf(w)]!.map(f));
     };
+    const ran = (server: string): boolean => list.some((x) => x.name === server);
     const value = (server: string, w: Workload): number => pick(server, w, (r) => r.value);
     const cpu = (server: string, w: Workload): number => pick(server, w, (r) => r.cpuUs);
     const head = `fio ioengine=nbd, ${SECONDS} s per workload after a ${RAMP_MS / 1000} s ramp, ${SIZE_MIB} MiB volumes on tmpfs, ` +
@@ -239,15 +261,17 @@ async function main(): Promise<void> {
 
     const isWrite = (w: Workload): boolean => w.rw.includes('write');
     const cpuRow = (w: Workload): Cell[] => {
-      const [file, nbdkit, r1] = [cpu('llraid file', w), cpu('nbdkit file', w), cpu('llraid raid1', w)];
-      const r1Target = isWrite(w) ? 1.5 : 1.1;
-      return [w.name, file, nbdkit, cpu('qemu-nbd', w), r1, cpu('llraid raid10', w), cpu('llraid raid5', w),
-        ratio(file, nbdkit), verdict(file / nbdkit, 1.0, 'most'), ratio(r1, file), verdict(r1 / file, r1Target, 'most')];
+      const [file, nbdkit, r1, r10] = [cpu('llraid file', w), cpu('nbdkit file', w), cpu('llraid raid1', w), cpu('llraid raid10', w)];
+      const mirrorTarget = isWrite(w) ? 1.5 : 1.1;
+      return [w.name, file, nbdkit, cpu('qemu-nbd', w), r1, r10, cpu('llraid raid5', w),
+        ratio(file, nbdkit), verdict(file / nbdkit, 1.0, 'most'), ratio(r1, file), verdict(r1 / file, mirrorTarget, 'most'),
+        ratio(r10, file), verdict(r10 / file, mirrorTarget, 'most')];
     };
     printTable(`a. server CPU µs per request (utime+stime of all threads / completed I/Os); ${head}`,
-      ['workload', 'llraid file', 'nbdkit', 'qemu-nbd', 'raid1', 'raid10', 'raid5', 'file/nbdkit', 'target', 'raid1/file', 'target'],
+      ['workload', 'llraid file', 'nbdkit', 'qemu-nbd', 'raid1', 'raid10', 'raid5', 'file/nbdkit', 'target', 'raid1/file', 'target',
+        'raid10/file', 'target'],
       WORKLOADS.map(cpuRow));
-    console.log(`   raid0 (3 members) 4k randread: ${cpu('llraid raid0', WORKLOADS[0]!).toFixed(2)} µs per request`);
+    if (ran('llraid raid0')) console.log(`   raid0 (3 members) 4k randread: ${cpu('llraid raid0', WORKLOADS[0]!).toFixed(2)} µs per request`);
 
     const arrayTargets = [0.95, 0.65, 0.95, 0.9];
     const rows: Cell[][] = WORKLOADS.map((w, i) => {
@@ -260,9 +284,11 @@ async function main(): Promise<void> {
     printTable(`b. throughput (IOPS or MiB/s); ${head}`,
       ['workload', 'unit', 'llraid file', 'nbdkit', 'qemu-nbd', 'raid1', 'raid10', 'raid5', 'file/nbdkit', 'raid1/file', 'target', 'raid10/file', 'target'],
       rows);
-    const [r5, r0] = [value('llraid raid5', WORKLOADS[0]!), value('llraid raid0', WORKLOADS[0]!)];
-    console.log(`   raid5 (4 members) 4k randread against raid0 over its 3 data members: ${Math.round(r5)} / ${Math.round(r0)} IOPS = ` +
-      `${ratio(r5, r0)} ${verdict(r5 / r0, 0.9, 'least')}`);
+    if (ran('llraid raid5') && ran('llraid raid0')) {
+      const [r5, r0] = [value('llraid raid5', WORKLOADS[0]!), value('llraid raid0', WORKLOADS[0]!)];
+      console.log(`   raid5 (4 members) 4k randread against raid0 over its 3 data members: ${Math.round(r5)} / ${Math.round(r0)} IOPS = ` +
+        `${ratio(r5, r0)} ${verdict(r5 / r0, 0.9, 'least')}`);
+    }
 
     const mib = (kib: number): string => (kib / 1024).toFixed(1);
     printTable(`c. memory: RSS MiB idle (1 s after start, median) and peak (whole run, ${ROUNDS} rounds, QD up to 32), and its anonymous ` +
@@ -276,13 +302,15 @@ async function main(): Promise<void> {
         mib(e.peak.rss), judged ? verdict(e.peak.rss / 1024, 64, 'most') : '-', mib(e.peak.anon)];
     }), ['llraid csi (node plugin, idle)', mib(plugin.rss), '-', mib(plugin.anon), '-', '-', '-']]);
 
-    const one = (rw: string): Workload => MULTI.find((m) => m.jobs === 1 && m.rw === rw)!;
-    printTable(`d. several connections on one raid1 volume (fio numjobs, one connection each, QD32 in total); ${head}`,
-      ['workload', 'IOPS', 'CPU µs/IO', 'IOPS / 1 conn', 'target'],
-      MULTI.map((w) => {
-        const [iops, base] = [value('llraid raid1', w), value('llraid raid1', one(w.rw))];
-        return [w.name, iops, cpu('llraid raid1', w), ratio(iops, base), w.jobs === 1 ? '-' : verdict(iops / base, 0.95, 'least')];
-      }));
+    if (ran('llraid raid1')) {
+      const one = (rw: string): Workload => MULTI.find((m) => m.jobs === 1 && m.rw === rw)!;
+      printTable(`d. several connections on one raid1 volume (fio numjobs, one connection each, QD32 in total); ${head}`,
+        ['workload', 'IOPS', 'CPU µs/IO', 'IOPS / 1 conn', 'target'],
+        MULTI.map((w) => {
+          const [iops, base] = [value('llraid raid1', w), value('llraid raid1', one(w.rw))];
+          return [w.name, iops, cpu('llraid raid1', w), ratio(iops, base), w.jobs === 1 ? '-' : verdict(iops / base, 0.95, 'least')];
+        }));
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
