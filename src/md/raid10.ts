@@ -9,9 +9,10 @@
 // Sync space = array space, as md's resync (the bitmap covers array addresses).
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
-import { segments, type Segment } from './chunk-segments.js';
+import { byteLength } from '../block/positional-io.js';
+import { segments } from './chunk-segments.js';
 import { MdError } from './errors.js';
-import { fanOut, readCopies, syncCopies, writeCopies } from './mirror-io.js';
+import { fanOut, readCopies, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
 import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
@@ -104,24 +105,55 @@ export class Raid10 implements Personality {
     return `raid10: ${op} [${offset}, ${offset + length})`;
   }
 
-  async read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
-    const segs = segments(offset, length, this.chunkSize);
-    if (segs.length === 1) {
-      const s = segs[0] as Segment;
-      return readCopies(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), length, this.what('read', offset, length));
-    }
-    const out = Buffer.alloc(length);
-    await Promise.all(segs.map(async (s) => {
-      const data = await readCopies(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), s.length, this.what('read', offset, length));
-      data.copy(out, s.requestOffset);
-    }));
+  /**
+   * The copies of [offset, offset+length) when it lies inside one chunk (the common small
+   * request: one copy set, done as raid1 does its whole range); undefined when it crosses a
+   * chunk boundary.
+   */
+  private copiesInOneChunk(offset: number, length: number): Copy[] | undefined {
+    const chunk = Math.floor(offset / this.chunkSize);
+    const inChunk = offset - chunk * this.chunkSize;
+    return inChunk + length <= this.chunkSize ? this.copiesOf(chunk, inChunk) : undefined;
+  }
+
+  read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    const copies = this.copiesInOneChunk(offset, length);
+    if (copies !== undefined) return readCopies(members, this.balancer, copies, length, this.what('read', offset, length));
+    return this.readAcross(members, offset, length);
+  }
+
+  /** A read across chunks: each chunk's part read from its copies straight into its place. */
+  private async readAcross(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    // Every byte is written by a readCopiesInto that resolved, or the buffer is never returned.
+    const out = Buffer.allocUnsafe(length);
+    await Promise.all(segments(offset, length, this.chunkSize).map((s) =>
+      readCopiesInto(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), out.subarray(s.requestOffset, s.requestOffset + s.length),
+        this.what('read', offset, length))));
     return out;
   }
 
-  async write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  /** read() inside one chunk done now (readCopyNow); a read across chunks is left to read(). */
+  readNow(members: MemberSet, offset: number, out: Buffer): boolean {
+    const copies = this.copiesInOneChunk(offset, out.length);
+    return copies !== undefined && readCopyNow(members, this.balancer, copies, out);
+  }
+
+  write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    const copies = this.copiesInOneChunk(offset, data.length);
+    if (copies !== undefined) return writeCopies(members, copies, data, options, this.what('write', offset, data.length));
+    return this.writeAcross(members, offset, data, options);
+  }
+
+  private async writeAcross(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     await Promise.all(segments(offset, data.length, this.chunkSize).map((s) =>
       writeCopies(members, this.copiesOf(s.chunk, s.inChunk), data.subarray(s.requestOffset, s.requestOffset + s.length), options,
         this.what('write', offset, data.length))));
+  }
+
+  /** write() inside one chunk done now on its every copy (writeCopiesNow); false leaves it to write(). */
+  writeNow(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean {
+    const copies = this.copiesInOneChunk(offset, byteLength(parts));
+    return copies !== undefined && writeCopiesNow(members, copies, parts);
   }
 
   async discard(members: MemberSet, offset: number, length: number): Promise<void> {
