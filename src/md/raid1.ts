@@ -4,7 +4,7 @@
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { MdError } from './errors.js';
-import { fanOut, readCopies, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
+import { fanOut, readCopies, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
 import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
@@ -58,6 +58,10 @@ export class Raid1 implements Personality {
 
   read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
     return readCopies(members, this.balancer, this.copies(offset), length, `raid1: read [${offset}, ${offset + length})`);
+  }
+
+  readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    return readCopiesInto(members, this.balancer, this.copies(offset), out, `raid1: read [${offset}, ${offset + out.length})`);
   }
 
   /** read() done now from the copy it would try first (readCopyNow). */

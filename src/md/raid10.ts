@@ -119,17 +119,26 @@ export class Raid10 implements Personality {
   read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
     const copies = this.copiesInOneChunk(offset, length);
     if (copies !== undefined) return readCopies(members, this.balancer, copies, length, this.what('read', offset, length));
-    return this.readAcross(members, offset, length);
+    // Every byte is written by the member reads that all resolved, or the buffer is never returned.
+    const out = Buffer.allocUnsafe(length);
+    return this.readAcross(members, offset, out).then(() => out);
   }
 
-  /** A read across chunks: each chunk's part read from its copies straight into its place. */
-  private async readAcross(members: MemberSet, offset: number, length: number): Promise<Buffer> {
-    // Every byte is written by a readCopiesInto that resolved, or the buffer is never returned.
-    const out = Buffer.allocUnsafe(length);
-    await Promise.all(segments(offset, length, this.chunkSize).map((s) =>
+  readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    const copies = this.copiesInOneChunk(offset, out.length);
+    if (copies !== undefined) return readCopiesInto(members, this.balancer, copies, out, this.what('read', offset, out.length));
+    return this.readAcross(members, offset, out);
+  }
+
+  /** A read across chunks: each chunk's part read from its copies straight into its place in `out`. */
+  private async readAcross(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    // Settled, not just resolved: once this rejects no member read may still write into `out`
+    // (a caller's reused buffer, handed to another request next).
+    const results = await Promise.allSettled(segments(offset, out.length, this.chunkSize).map((s) =>
       readCopiesInto(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), out.subarray(s.requestOffset, s.requestOffset + s.length),
-        this.what('read', offset, length))));
-    return out;
+        this.what('read', offset, out.length))));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** read() inside one chunk done now (readCopyNow); a read across chunks is left to read(). */
