@@ -7,6 +7,8 @@
 //
 // md's raid10_find_phys with far_copies = 1. layout = near_copies | far_copies << 8.
 // Sync space = array space, as md's resync (the bitmap covers array addresses).
+// A request inside one chunk has one copy set and goes as raid1's does (mirror-io.ts), by the
+// synchronous fast paths too; one across chunk boundaries is split, one copy set per chunk.
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { byteLength } from '../block/positional-io.js';
