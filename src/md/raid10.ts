@@ -62,9 +62,9 @@ export class Raid10 implements Personality {
     const stripe = chunk * this.nearCopies;
     let role = stripe % this.raidDisks;
     let row = Math.floor(stripe / this.raidDisks);
-    const out: Copy[] = [];
+    const out: Copy[] = new Array<Copy>(this.nearCopies);
     for (let k = 0; k < this.nearCopies; k++) {
-      out.push({ role, offset: row * this.chunkSize + inChunk });
+      out[k] = { role, offset: row * this.chunkSize + inChunk };
       role++;
       if (role >= this.raidDisks) {
         role = 0;
