@@ -15,8 +15,9 @@ export function printTable(title: string, header: string[], rows: Cell[][]): voi
   for (const r of text) console.log(line(r));
 }
 
-/** Numbers with a precision that suits their size. */
+/** Numbers with a precision that suits their size; NaN (not measured) as '-'. */
 export function formatNumber(n: number): string {
+  if (Number.isNaN(n)) return '-';
   if (!Number.isFinite(n)) return String(n);
   const a = Math.abs(n);
   if (a >= 1000) return Math.round(n).toString();
@@ -25,13 +26,15 @@ export function formatNumber(n: number): string {
   return n.toFixed(3);
 }
 
-/** `value / baseline` as "0.97x". */
+/** `value / baseline` as "0.97x"; '-' when either was not measured (NaN). */
 export function ratio(value: number, baseline: number): string {
+  if (Number.isNaN(value) || Number.isNaN(baseline)) return '-';
   return baseline === 0 ? 'n/a' : `${(value / baseline).toFixed(3)}x`;
 }
 
-/** PASS when the ratio meets the target (≥ for "at least" targets, ≤ for "at most"). */
+/** PASS when the ratio meets the target (≥ for "at least" targets, ≤ for "at most"); '-' for NaN (not measured). */
 export function verdict(r: number, target: number, at: 'least' | 'most'): string {
+  if (Number.isNaN(r)) return '-';
   const ok = at === 'least' ? r >= target : r <= target;
   return `${ok ? 'PASS' : 'MISS'} (${at === 'least' ? '>=' : '<='} ${target})`;
 }

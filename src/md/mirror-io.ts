@@ -1,6 +1,7 @@
 // I/O over a set of copies of one byte range, shared by raid1 (one range, a copy per member) and
 // raid10 (a range per chunk, near_copies copies each): read one copy with fallback, fan a write
-// out to every copy, and the sync step that makes copies equal.
+// out to every copy, the synchronous fast paths of both (one copy read now, every copy written
+// now), and the sync step that makes copies equal.
 //
 // Success rule (DESIGN.md §4): a write resolves once every copy has answered (as DRBD's protocol
 // C: each in_sync member holds it, or failed and the others' superblocks say so), and succeeds
@@ -30,9 +31,22 @@ const SYNC_BUFFER = 1024 * 1024;
  * Reads `length` bytes from the best in_sync copy, falling back to the others on failure;
  * write-mostly copies come last, whatever the balancer thinks of them.
  */
-export async function readCopies(
+export function readCopies(
   members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: string,
 ): Promise<Buffer> {
+  return readSomeCopy(members, balancer, copies, length, what, (c) => members.read(c.role, c.offset, length));
+}
+
+/** readCopies into `out` (a part of a larger read): no buffer of its own, nothing copied. */
+export async function readCopiesInto(
+  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], out: Buffer, what: string,
+): Promise<void> {
+  await readSomeCopy(members, balancer, copies, out.length, what, (c) => members.readInto(c.role, c.offset, out));
+}
+
+async function readSomeCopy<T>(
+  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: string, read: (copy: Copy) => Promise<T>,
+): Promise<T> {
   let candidates = balancer.rank(copies.filter((c) => members.state(c.role) === 'in_sync'));
   const writeMostly = members.writeMostly;
   if (writeMostly !== undefined && candidates.some((c) => writeMostly(c.role))) {
@@ -42,7 +56,7 @@ export async function readCopies(
     if (members.state(copy.role) !== 'in_sync') continue;
     balancer.begin(copy, length);
     try {
-      return await members.read(copy.role, copy.offset, length);
+      return await read(copy);
     } catch (err) {
       if (members.state(copy.role) !== 'missing') throw err;
     } finally {
@@ -50,6 +64,37 @@ export async function readCopies(
     }
   }
   throw new MdError('EIO', `${what}: no in-sync copy could be read`);
+}
+
+/**
+ * The synchronous fast path of readCopies: the best in_sync copy that is not write-mostly, by
+ * the balancer's ranking, read now when its device can. False (nothing else tried: the caller's
+ * readCopies falls back as it does) when only write-mostly copies are in sync, or that device
+ * cannot now or failed (then failing, as MemberSet.readNow says).
+ */
+export function readCopyNow(members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], out: Buffer): boolean {
+  if (members.readNow === undefined) return false;
+  let best: Copy | undefined;
+  for (const c of copies) {
+    if (members.state(c.role) !== 'in_sync' || members.writeMostly?.(c.role) === true) continue;
+    if (best === undefined || balancer.compare(c.role, c.offset, best.role, best.offset) < 0) best = c;
+  }
+  if (best === undefined || !members.readNow(best.role, best.offset, out)) return false;
+  balancer.issuedNow(best.role, best.offset, out.length);
+  return true;
+}
+
+/**
+ * The synchronous fast path of writeCopies: every copy written now, one after the other on this
+ * thread, when every copy's role is in_sync (the success rule then holds with every copy taken).
+ * False as soon as one cannot (or failed): the caller's writeCopies writes every copy again,
+ * the same bytes.
+ */
+export function writeCopiesNow(members: MemberSet, copies: readonly Copy[], parts: readonly Uint8Array[]): boolean {
+  if (members.writeNow === undefined) return false;
+  for (const c of copies) if (members.state(c.role) !== 'in_sync') return false;
+  for (const c of copies) if (!members.writeNow(c.role, c.offset, parts)) return false;
+  return true;
 }
 
 /**

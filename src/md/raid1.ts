@@ -4,7 +4,7 @@
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { MdError } from './errors.js';
-import { fanOut, readCopies, syncCopies, writeCopies } from './mirror-io.js';
+import { fanOut, readCopies, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
 import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
@@ -60,32 +60,18 @@ export class Raid1 implements Personality {
     return readCopies(members, this.balancer, this.copies(offset), length, `raid1: read [${offset}, ${offset + length})`);
   }
 
-  /**
-   * The best in-sync copy that is not write-mostly, by the same ranking as read(), read now when
-   * its device can; else (only write-mostly copies, a device that cannot now) false.
-   */
-  readNow(members: MemberSet, offset: number, out: Buffer): boolean {
-    if (members.readNow === undefined) return false;
-    let best = -1;
-    for (let role = 0; role < this.raidDisks; role++) {
-      if (members.state(role) !== 'in_sync' || members.writeMostly?.(role) === true) continue;
-      if (best < 0 || this.balancer.compare(role, offset, best, offset) < 0) best = role;
-    }
-    if (best < 0 || !members.readNow(best, offset, out)) return false;
-    this.balancer.issuedNow(best, offset, out.length);
-    return true;
+  readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    return readCopiesInto(members, this.balancer, this.copies(offset), out, `raid1: read [${offset}, ${offset + out.length})`);
   }
 
-  /**
-   * Every member written now, one after the other on this thread: the write() of a whole array
-   * whose members all answer at once. False as soon as one cannot (or failed); the caller's
-   * write() then writes every member again.
-   */
+  /** read() done now from the copy it would try first (readCopyNow). */
+  readNow(members: MemberSet, offset: number, out: Buffer): boolean {
+    return readCopyNow(members, this.balancer, this.copies(offset), out);
+  }
+
+  /** write() done now on every member (writeCopiesNow); false leaves it to write(). */
   writeNow(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean {
-    if (members.writeNow === undefined) return false;
-    for (let role = 0; role < this.raidDisks; role++) if (members.state(role) !== 'in_sync') return false;
-    for (let role = 0; role < this.raidDisks; role++) if (!members.writeNow(role, offset, parts)) return false;
-    return true;
+    return writeCopiesNow(members, this.copies(offset), parts);
   }
 
   write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

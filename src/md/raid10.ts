@@ -7,11 +7,14 @@
 //
 // md's raid10_find_phys with far_copies = 1. layout = near_copies | far_copies << 8.
 // Sync space = array space, as md's resync (the bitmap covers array addresses).
+// A request inside one chunk has one copy set and goes as raid1's does (mirror-io.ts), by the
+// synchronous fast paths too; one across chunk boundaries is split, one copy set per chunk.
 
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
-import { segments, type Segment } from './chunk-segments.js';
+import { byteLength } from '../block/positional-io.js';
+import { segments } from './chunk-segments.js';
 import { MdError } from './errors.js';
-import { fanOut, readCopies, syncCopies, writeCopies } from './mirror-io.js';
+import { fanOut, readCopies, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
 import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
@@ -59,9 +62,9 @@ export class Raid10 implements Personality {
     const stripe = chunk * this.nearCopies;
     let role = stripe % this.raidDisks;
     let row = Math.floor(stripe / this.raidDisks);
-    const out: Copy[] = [];
+    const out: Copy[] = new Array<Copy>(this.nearCopies);
     for (let k = 0; k < this.nearCopies; k++) {
-      out.push({ role, offset: row * this.chunkSize + inChunk });
+      out[k] = { role, offset: row * this.chunkSize + inChunk };
       role++;
       if (role >= this.raidDisks) {
         role = 0;
@@ -104,24 +107,64 @@ export class Raid10 implements Personality {
     return `raid10: ${op} [${offset}, ${offset + length})`;
   }
 
-  async read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
-    const segs = segments(offset, length, this.chunkSize);
-    if (segs.length === 1) {
-      const s = segs[0] as Segment;
-      return readCopies(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), length, this.what('read', offset, length));
-    }
-    const out = Buffer.alloc(length);
-    await Promise.all(segs.map(async (s) => {
-      const data = await readCopies(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), s.length, this.what('read', offset, length));
-      data.copy(out, s.requestOffset);
-    }));
-    return out;
+  /**
+   * The copies of [offset, offset+length) when it lies inside one chunk (the common small
+   * request: one copy set, done as raid1 does its whole range); undefined when it crosses a
+   * chunk boundary.
+   */
+  private copiesInOneChunk(offset: number, length: number): Copy[] | undefined {
+    const chunk = Math.floor(offset / this.chunkSize);
+    const inChunk = offset - chunk * this.chunkSize;
+    return inChunk + length <= this.chunkSize ? this.copiesOf(chunk, inChunk) : undefined;
   }
 
-  async write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
+    const copies = this.copiesInOneChunk(offset, length);
+    if (copies !== undefined) return readCopies(members, this.balancer, copies, length, this.what('read', offset, length));
+    // Every byte is written by the member reads that all resolved, or the buffer is never returned.
+    const out = Buffer.allocUnsafe(length);
+    return this.readAcross(members, offset, out).then(() => out);
+  }
+
+  readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    const copies = this.copiesInOneChunk(offset, out.length);
+    if (copies !== undefined) return readCopiesInto(members, this.balancer, copies, out, this.what('read', offset, out.length));
+    return this.readAcross(members, offset, out);
+  }
+
+  /** A read across chunks: each chunk's part read from its copies straight into its place in `out`. */
+  private async readAcross(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    // Settled, not just resolved: once this rejects no member read may still write into `out`
+    // (a caller's reused buffer, handed to another request next).
+    const results = await Promise.allSettled(segments(offset, out.length, this.chunkSize).map((s) =>
+      readCopiesInto(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), out.subarray(s.requestOffset, s.requestOffset + s.length),
+        this.what('read', offset, out.length))));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  /** read() inside one chunk done now (readCopyNow); a read across chunks is left to read(). */
+  readNow(members: MemberSet, offset: number, out: Buffer): boolean {
+    const copies = this.copiesInOneChunk(offset, out.length);
+    return copies !== undefined && readCopyNow(members, this.balancer, copies, out);
+  }
+
+  write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    const copies = this.copiesInOneChunk(offset, data.length);
+    if (copies !== undefined) return writeCopies(members, copies, data, options, this.what('write', offset, data.length));
+    return this.writeAcross(members, offset, data, options);
+  }
+
+  private async writeAcross(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     await Promise.all(segments(offset, data.length, this.chunkSize).map((s) =>
       writeCopies(members, this.copiesOf(s.chunk, s.inChunk), data.subarray(s.requestOffset, s.requestOffset + s.length), options,
         this.what('write', offset, data.length))));
+  }
+
+  /** write() inside one chunk done now on its every copy (writeCopiesNow); false leaves it to write(). */
+  writeNow(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean {
+    const copies = this.copiesInOneChunk(offset, byteLength(parts));
+    return copies !== undefined && writeCopiesNow(members, copies, parts);
   }
 
   async discard(members: MemberSet, offset: number, length: number): Promise<void> {

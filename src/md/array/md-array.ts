@@ -48,6 +48,9 @@ export class MdArray implements BlockDevice {
       this.membership.stop();
       this.sync.abandon();
     };
+    // Offered only where the personality reads into a caller's buffer (its level never changes,
+    // grow() keeps it): shadows the method on this instance, so `array.readInto` reads undefined.
+    if (this.set.personality.readInto === undefined) Object.defineProperty(this, 'readInto', { value: undefined });
   }
 
   /**
@@ -164,6 +167,12 @@ export class MdArray implements BlockDevice {
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     checkRange(`array ${this.name}: write`, this.size, offset, data.length);
     return this.ioPath.write(offset, data, options);
+  }
+
+  /** read() into `out` (a caller's reused buffer); absent unless the personality has readInto. */
+  readInto?(offset: number, out: Buffer): Promise<void> {
+    checkRange(`array ${this.name}: read`, this.size, offset, out.length);
+    return this.ioPath.readInto(offset, out);
   }
 
   /** A small read done now when the personality and the members can (ArrayIo.readNow). */
