@@ -75,6 +75,34 @@ function seqOf(b: Buffer): number {
   return v;
 }
 
+/**
+ * A writer that stamps increasing numbers on `blocks` blocks in turn, one write in flight at a
+ * time (so a crash-consistent copy holds exactly writes 1..n): `seq` is the last issued, `acked`
+ * the last acknowledged, `stop()` ends it after its write in flight.
+ */
+function stampWriter(dev: { write(offset: number, data: Buffer, o: { fua: boolean }): Promise<unknown> }, blocks: number): {
+  readonly seq: number; readonly acked: number; stop(): Promise<void>;
+} {
+  let seq = 0;
+  let acked = 0;
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const s = ++seq;
+      await dev.write((s % blocks) * BLOCK, stamp(s), { fua: true });
+      acked = Math.max(acked, s);
+    }
+  })();
+  return {
+    get seq() { return seq; },
+    get acked() { return acked; },
+    stop: async () => {
+      running = false;
+      await done;
+    },
+  };
+}
+
 test('ControllerGetCapabilities offers snapshots and clones on disks that reflink', async () => {
   const caps = (await plugin.controller.ControllerGetCapabilities({})) as { capabilities: { rpc: { type: string } }[] };
   const types = caps.capabilities.map((c) => c.rpc.type);
@@ -88,26 +116,16 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   const blocks = 64;
   // A fixed pattern first, then a writer that stamps increasing numbers on 64 blocks in turn.
   await dev.write(8 * MiB, Buffer.alloc(MiB, 0xab), { fua: true });
-  let seq = 0;
-  let acked = 0;
-  let running = true;
-  const writer = (async () => {
-    while (running) {
-      const s = ++seq;
-      await dev.write((s % blocks) * BLOCK, stamp(s), { fua: true });
-      acked = Math.max(acked, s);
-    }
-  })();
+  const writer = stampWriter(dev, blocks);
   await new Promise((r) => setTimeout(r, 300));
-  const ackedBefore = acked;
+  const ackedBefore = writer.acked;
   const snap = (await plugin.controller.CreateSnapshot({ source_volume_id: src.volume_id, name: 'snap-1' })).snapshot as {
     snapshot_id: string; source_volume_id: string; size_bytes: number; ready_to_use: boolean; creation_time: { seconds: number };
   };
-  const issuedBy = seq;
+  const issuedBy = writer.seq;
   await new Promise((r) => setTimeout(r, 300));
-  running = false;
-  await writer;
-  assert.ok(seq > issuedBy + 5, `writes went on after the snapshot (${issuedBy} → ${seq})`);
+  await writer.stop();
+  assert.ok(writer.seq > issuedBy + 5, `writes went on after the snapshot (${issuedBy} → ${writer.seq})`);
   assert.equal(snap.source_volume_id, src.volume_id);
   assert.equal(snap.ready_to_use, true);
   assert.equal(Number(snap.size_bytes), Number(src.capacity_bytes));
@@ -148,7 +166,7 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   // The source went on: its blocks hold later writes than the copy's.
   let srcNewest = 0;
   for (let i = 0; i < blocks; i++) srcNewest = Math.max(srcNewest, seqOf(await dev.read(i * BLOCK, BLOCK)));
-  assert.equal(srcNewest, seq);
+  assert.equal(srcNewest, writer.seq);
   // Its engine owed no resync: the copy's mirrors already agree (checked on the files below).
   const copyEvents = path.join(plugin.runDir, copy.volume_id, 'events.jsonl');
   assert.deepEqual((await readEngineEvents(copyEvents)).filter((e) => e.type === 'sync-ended'), [], 'no sync ran at the copy\'s stage');
@@ -209,22 +227,12 @@ test('a staged raid1 without a bitmap is frozen clean: its snapshot owes no resy
   await stage(src.volume_id);
   const dev = await connect(src.volume_id);
   const blocks = 32;
-  let seq = 0;
-  let acked = 0;
-  let running = true;
-  const writer = (async () => {
-    while (running) {
-      const s = ++seq;
-      await dev.write((s % blocks) * BLOCK, stamp(s), { fua: true });
-      acked = Math.max(acked, s);
-    }
-  })();
+  const writer = stampWriter(dev, blocks);
   await new Promise((r) => setTimeout(r, 200));
-  const ackedBefore = acked;
+  const ackedBefore = writer.acked;
   const snap = (await plugin.controller.CreateSnapshot({ source_volume_id: src.volume_id, name: 'snap-nobitmap-1' })).snapshot as { snapshot_id: string };
-  const issuedBy = seq;
-  running = false;
-  await writer;
+  const issuedBy = writer.seq;
+  await writer.stop();
   const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; consistency?: string });
   assert.equal(events.find((e) => e.type === 'frozen')?.consistency, 'clean', 'without a bitmap the copy is made clean (else it would resync in full)');
   const snapMembers = (await Promise.all(plugin.disks.map(async (d) => {
