@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fsyncPath } from '../block/fsync-path.js';
 import type { BitmapKind, CreatableLevel } from '../md/index.js';
 import type { DiskPool } from './disk-pool.js';
 import type { FsType } from './parameters.js';
@@ -118,17 +119,20 @@ export class SnapshotStore {
   ): Promise<StoredSnapshot> {
     const parts = record.disks.map((d) => `${this.dir(d, record.id)}.part`);
     const dsts = record.disks.map((_, slot) => path.join(parts[slot] as string, `member-${slot}.img`));
+    /** One directory per disk (two slots on one disk share it). */
+    const dirs = [...new Set(parts)];
+    const records = dirs.map((p) => path.join(p, recordName));
     try {
-      for (const p of new Set(parts)) await fs.mkdir(p, { recursive: true, mode: 0o700 });
+      for (const p of dirs) await fs.mkdir(p, { recursive: true, mode: 0o700 });
       const { pauseMs } = await copy(dsts);
       const done = { ...record, pauseMs, ...(await finish(dsts)) };
-      for (const p of new Set(parts)) await fs.writeFile(path.join(p, recordName), `${JSON.stringify(done, null, 1)}\n`, { mode: 0o600 });
+      for (const r of records) await fs.writeFile(r, `${JSON.stringify(done, null, 1)}\n`, { mode: 0o600 });
       // ReadyToUse promises a snapshot that outlives a power cut: the copies (their extent maps:
       // the shared data went to disk before each clone) and records are durable before the
       // renames, and the renames before the call returns.
-      await Promise.all([...dsts, ...[...new Set(parts)].map((p) => path.join(p, recordName))].map(syncFile));
-      for (const p of new Set(parts)) await fs.rename(p, p.slice(0, -'.part'.length));
-      await Promise.all([...new Set(parts)].map((p) => syncFile(path.dirname(p))));
+      await Promise.all([...dsts, ...records].map(fsyncPath));
+      for (const p of dirs) await fs.rename(p, p.slice(0, -'.part'.length));
+      await Promise.all(dirs.map((p) => fsyncPath(path.dirname(p))));
       return { record: done, members: record.disks.map((d, slot) => this.memberPath(d, record.id, slot)), complete: true };
     } catch (err) {
       await this.remove(record.id);
@@ -161,15 +165,5 @@ export class SnapshotStore {
       await fs.rm(this.dir(disk, id), { recursive: true, force: true });
       await fs.rm(`${this.dir(disk, id)}.part`, { recursive: true, force: true });
     }
-  }
-}
-
-/** fsync of a file or directory (its entries). */
-async function syncFile(p: string): Promise<void> {
-  const h = await fs.open(p, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
   }
 }

@@ -10,6 +10,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { IoError } from '../../block/errors.js';
+import { fsyncPath } from '../../block/fsync-path.js';
 import type { MemberFile } from './member-files.js';
 
 export const EPOCH_DIR = '.llraid-epochs';
@@ -61,12 +62,7 @@ export class EpochStore {
       await handle.close();
     }
     await fs.rename(temp, path);
-    const d = await fs.open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
+    await fsyncPath(dir);
   }
 }
 
