@@ -230,6 +230,7 @@ async function pluginMemory(dir: string): Promise<Memory> {
   }
 }
 
+const mib = (kib: number): string => (kib / 1024).toFixed(1);
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 
 async function main(): Promise<void> {
@@ -279,6 +280,12 @@ async function main(): Promise<void> {
         ['server', 'workload', 'unit', 'value', 'CPU µs/IO', 'each round'],
         list.flatMap((s) => s.workloads.map((w) => [s.name, w.name, w.metric, value(s.name, w), cpu(s.name, w),
           got.get(s.name)!.runs[s.workloads.indexOf(w)]!.map((r) => Math.round(r.value)).join(' ')])));
+      printTable('memory of the chosen servers: RSS MiB idle (median), peak over the whole run, and the anonymous part',
+        ['server', 'idle RSS', 'idle anon', 'peak RSS', 'peak anon'],
+        list.map((s) => {
+          const e = got.get(s.name)!;
+          return [s.name, mib(median(e.idle.map((m) => m.rss))), mib(median(e.idle.map((m) => m.anon))), mib(e.peak.rss), mib(e.peak.anon)];
+        }));
       const randread = (name: string): Workload | undefined => list.find((s) => s.name === name)?.workloads.find((w) => w === WORKLOADS[0]);
       if (randread('llraid raid5') !== undefined && randread('llraid raid0') !== undefined) {
         const [r5, r0] = [value('llraid raid5', WORKLOADS[0]!), value('llraid raid0', WORKLOADS[0]!)];
@@ -319,7 +326,6 @@ async function main(): Promise<void> {
         `${ratio(r5, r0)} ${verdict(r5 / r0, 0.9, 'least')}`);
     }
 
-    const mib = (kib: number): string => (kib / 1024).toFixed(1);
     printTable(`c. memory: RSS MiB idle (1 s after start, median) and peak (whole run, ${ROUNDS} rounds, QD up to 32), and its anonymous ` +
       `part (RssAnon: the process's own; the rest is file pages such as the node binary, shared by every engine); ${head}`,
     ['server', 'idle RSS', 'target', 'idle anon', 'peak RSS', 'target', 'peak anon'],
