@@ -108,7 +108,11 @@ export interface BlockDevice {
   readInto?(offset: number, out: Buffer): Promise<void>;
   /**
    * Writes all of `data` at `offset`. Resolves once written (durable too when `fua`). The caller
-   * may reuse `data` once the promise settles: a device that needs the bytes later copies them.
+   * may reuse `data` once the promise resolved: a device that needs the bytes later copies them.
+   * After a rejection the device may still be reading `data` (a request past its deadline cannot
+   * be taken back, deadline-io.ts), so a caller that reuses it then accepts that the range holds
+   * whatever the buffer holds later: md does (the member is failed and resynced before it is read
+   * again); the NBD server drops the buffer instead.
    */
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   /**

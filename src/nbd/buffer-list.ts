@@ -41,19 +41,19 @@ export class BufferList {
   }
 
   /**
-   * Removes the next `n` bytes (the caller checked `length >= n`) as views of the chunks they lie
-   * in, in order: no copy, however many chunks they span.
+   * Moves as many queued bytes as fit into `out` from `at` on (all of them, or `out.length - at`);
+   * returns how many.
    */
-  takeParts(n: number): Buffer[] {
-    const parts: Buffer[] = [];
-    while (n > 0) {
+  takeInto(out: Uint8Array, at: number): number {
+    let filled = 0;
+    while (at + filled < out.length && this.chunks.length > 0) {
       const chunk = this.chunks[0]!;
-      const m = Math.min(n, chunk.length - this.head);
-      parts.push(chunk.subarray(this.head, this.head + m));
+      const m = Math.min(out.length - at - filled, chunk.length - this.head);
+      out.set(chunk.subarray(this.head, this.head + m), at + filled);
+      filled += m;
       this.advance(m);
-      n -= m;
     }
-    return parts;
+    return filled;
   }
 
   /** Drops up to `n` bytes; returns how many were dropped. */

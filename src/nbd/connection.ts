@@ -12,7 +12,7 @@
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { BufferList } from './buffer-list.js';
-import { BufferPool } from '../block/buffer-pool.js';
+import { receiveInto } from './socket-receiver.js';
 import { nbdErrorNumber } from './error-numbers.js';
 import { NbdError } from './errors.js';
 import type { Attachment, ExportSource, NbdExport, ServedConnection } from './export.js';
@@ -49,7 +49,8 @@ import {
 } from './protocol.js';
 import { ReplyWriter } from './reply-writer.js';
 import { RequestParser, type NbdRequest, type RequestSink } from './request-parser.js';
-import { writeParts, type Extent } from '../block/block-device.js';
+import type { Extent } from '../block/block-device.js';
+import { SizeClassPool } from '../block/size-class-pool.js';
 import { describeError, trace } from '../common/trace.js';
 
 export interface ConnectionLimits {
@@ -135,12 +136,36 @@ type Waiter =
   | { skip: false; n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void }
   | { skip: true; n: number; left: number; resolve: () => void; reject: (e: Error) => void };
 
-/** READs at least this large go through readInto and a buffer pool, where the device has readInto. */
+/** READs at least this large go through readInto and the payload pool, where the device has readInto. */
 const POOLED_READ = 64 * 1024;
+/**
+ * Free payload buffers a connection keeps for its next requests: what fio's 1 MiB at depth 8 or
+ * nbdcopy's 64 x 256 KiB keep in flight. What is in use is bounded by maxInFlightBytes instead.
+ */
+const KEEP_PAYLOAD_BYTES = 16 * 1024 * 1024;
+/**
+ * The buffer a connection reads its socket into when it may choose (socket-receiver.ts): headers,
+ * small payloads and options land here, and are parsed before the next read.
+ */
+const RING_BYTES = 256 * 1024;
+/** A read gets at least this much room in the ring; less left at its end, and the ring is compacted. */
+const MIN_RING_READ = 64 * 1024;
+/** The rest of a WRITE payload is read straight into its buffer when at least this much is missing. */
+const DIRECT_PAYLOAD = 32 * 1024;
 
 export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection {
   private readonly input = new BufferList();
-  private readonly readBuffers = new BufferPool();
+  private readonly payloads = new SizeClassPool(KEEP_PAYLOAD_BYTES);
+  /**
+   * Set when the socket reads into buffers this connection chooses (socket-receiver.ts): `ring`,
+   * filled up to `fill`, or a WRITE payload's own buffer when `intoPayload`. Invariant in that
+   * mode: the queued input is views of rings, and no byte of the ring before `fill` is still
+   * referenced once it has been parsed (the handshake copies what it takes).
+   */
+  private direct = false;
+  private ring: Buffer | undefined;
+  private fill = 0;
+  private intoPayload = false;
   /** The plain socket, replaced by its TLS socket once STARTTLS succeeded. */
   private socket: Socket;
   private writer: ReplyWriter;
@@ -205,19 +230,27 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     this.writer = new ReplyWriter(socket);
     this.settled = new Promise((resolve) => (this.settle = resolve));
     socket.setNoDelay?.(true);
+    // A TLS connection's bytes come decrypted from its TLS socket, as 'data' events.
+    if (tls === undefined) {
+      this.ring = Buffer.allocUnsafeSlow(RING_BYTES);
+      this.direct = receiveInto(socket, { target: () => this.nextTarget(), landed: (n) => this.landed(n) });
+      if (!this.direct) this.ring = undefined;
+    }
     this.listenTo(socket);
+    // The server accepts sockets paused (so that none is read before the mode above is chosen).
+    socket.resume();
     if (tls !== undefined) this.startTls = (ack) => this.upgrade(ack, tls);
   }
 
   private listenTo(socket: Socket): void {
-    socket.on('data', this.onData);
+    if (!this.direct) socket.on('data', this.onData);
     socket.on('drain', this.onDrain);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
   }
 
   private stopListening(socket: Socket): void {
-    socket.off('data', this.onData);
+    if (!this.direct) socket.off('data', this.onData);
     socket.off('drain', this.onDrain);
     socket.off('error', this.onError);
     socket.off('close', this.onClose);
@@ -369,7 +402,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
    * the next, so one that does not is not answered faster than it reads.
    */
   read(n: number): Promise<Buffer> {
-    if (this.input.length >= n && !this.socket.writableNeedDrain) return Promise.resolve(this.input.take(n));
+    if (this.input.length >= n && !this.socket.writableNeedDrain) return Promise.resolve(this.takeCopy(n));
     if (this.phase === 'closed') return Promise.reject(closedError(n));
     return new Promise((resolve, reject) => (this.waiter = { skip: false, n, resolve, reject }));
   }
@@ -410,14 +443,20 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     this.drop(message);
   }
 
+  payloadBuffer(length: number): Buffer {
+    return this.payloads.take(length);
+  }
+
   onRequest(r: NbdRequest): void {
     if (this.fencedMessage !== undefined) {
+      this.releasePayload(r);
       if (r.type !== CMD_DISC) this.writer.error(r.cookieHi, r.cookieLo, NBD_ESHUTDOWN, this.fencedMessage);
       return;
     }
     const e = this.export!;
     const rejection = this.validate(r, e);
     if (rejection) {
+      this.releasePayload(r);
       this.writer.error(r.cookieHi, r.cookieLo, rejection[0], rejection[1]);
       return;
     }
@@ -453,23 +492,27 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
         }
         // Large reads land in reused buffers, each taken back once its reply left: a fresh
         // 1 MiB buffer per READ costs its page faults every time.
-        const buf = this.readBuffers.take(r.length);
-        const give = (): void => this.readBuffers.give(buf);
+        const buf = this.payloads.take(r.length);
+        const give = (): void => this.payloads.give(buf);
         this.track(r, r.length, () => readInto(r.offset, buf).then(() => buf, (err: unknown) => {
           give();
           throw err;
         }), (data) => this.writer.data(r.cookieHi, r.cookieLo, r.offset, data, give));
         return;
       }
-      case CMD_WRITE:
+      case CMD_WRITE: {
+        const data = r.data!;
         if (!fua && device.writeNow !== undefined) {
-          const now = this.now(r, () => device.writeNow!(r.offset, r.data!));
+          const now = this.now(r, () => device.writeNow!(r.offset, [data]));
           if (now === 'done') this.writer.ok(r.cookieHi, r.cookieLo);
-          if (now !== 'declined') return;
+          if (now !== 'declined') return this.releasePayload(r);
         }
         this.begin(r.length);
-        this.track(r, r.length, () => writeParts(device, r.offset, r.data!, { fua }), this.okFor(r));
+        // The buffer goes back to the pool once the write resolved; after a rejection the device
+        // may still be reading it (BlockDevice.write), so it is left to the garbage collector.
+        this.track(r, r.length, () => device.write(r.offset, data, { fua }), this.okFor(r), () => this.releasePayload(r));
         return;
+      }
       case CMD_FLUSH:
         this.begin(0);
         this.track(r, 0, () => device.flush(), this.okFor(r));
@@ -609,8 +652,16 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     return () => this.writer.ok(r.cookieHi, r.cookieLo);
   }
 
-  /** Runs one device operation; answers it unless the connection is gone. */
-  private track<T>(r: NbdRequest, bytes: number, op: () => Promise<T>, answer: (value: T) => void): void {
+  /** A WRITE's payload buffer back to the pool: the request is done with it. */
+  private releasePayload(r: NbdRequest): void {
+    if (r.data !== undefined && r.data.length > 0) this.payloads.give(r.data);
+  }
+
+  /**
+   * Runs one device operation; answers it unless the connection is gone. `resolved` runs once the
+   * operation has resolved, before the answer.
+   */
+  private track<T>(r: NbdRequest, bytes: number, op: () => Promise<T>, answer: (value: T) => void, resolved?: () => void): void {
     let p: Promise<T>;
     try {
       p = op();
@@ -619,6 +670,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     }
     p.then(
       (value) => {
+        resolved?.();
         this.end(bytes);
         if (this.fencedMessage !== undefined) this.answerFenced(r);
         else if (this.phase !== 'closed') answer(value);
@@ -679,6 +731,46 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     return encodeExtents(extents, r.length, (r.flags & CMD_FLAG_REQ_ONE) !== 0);
   }
 
+  /** Where the next socket read lands, in direct mode (socket-receiver.ts). */
+  private nextTarget(): Uint8Array {
+    const rest = this.phase === 'transmission' ? this.parser!.payloadTarget(this.input) : undefined;
+    this.intoPayload = rest !== undefined && rest.length >= DIRECT_PAYLOAD;
+    if (this.intoPayload) return rest!;
+    let ring = this.ring!;
+    const queued = this.input.length;
+    if (queued === 0) this.fill = 0;
+    else if (ring.length - this.fill < MIN_RING_READ) {
+      if (queued <= ring.length - MIN_RING_READ) {
+        // Rare (only the ring's tail ends mid-header) and small: via a copy, since the queued
+        // bytes may overlap where they go, and may lie in an earlier ring.
+        const rest = this.takeCopy(queued);
+        rest.copy(ring, 0);
+        this.input.push(ring.subarray(0, queued));
+        this.fill = queued;
+      } else {
+        // Paused with the ring full of requests not yet admitted: they stay where they are and
+        // reading goes on in a new ring (the views keep the old one alive until parsed).
+        this.ring = ring = Buffer.allocUnsafeSlow(RING_BYTES);
+        this.fill = 0;
+      }
+    }
+    return ring.subarray(this.fill);
+  }
+
+  /** `n` bytes landed where nextTarget() said, in direct mode. */
+  private landed(n: number): void {
+    if (this.intoPayload) {
+      if (this.phase !== 'transmission') return;
+      this.parser!.payloadLanded(n, this.input);
+      this.maybePause();
+      this.checkCaps();
+      return;
+    }
+    const chunk = this.ring!.subarray(this.fill, this.fill + n);
+    this.fill += n;
+    this.received(chunk);
+  }
+
   private received(chunk: Buffer): void {
     this.input.push(chunk);
     if (this.phase === 'handshake') {
@@ -720,7 +812,14 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     }
     if (this.input.length < w.n || this.socket.writableNeedDrain) return;
     this.waiter = undefined;
-    w.resolve(this.input.take(w.n));
+    w.resolve(this.takeCopy(w.n));
+  }
+
+  /** The next `n` queued bytes as a buffer of their own: a view could be overwritten by a later read. */
+  private takeCopy(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    this.input.takeInto(out, 0);
+    return out;
   }
 
   /**
@@ -811,6 +910,8 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     this.waiter = undefined;
     w?.reject(closedError(w.n));
     if (this.parser?.midRequest && this.fencedMessage === undefined) this.log('client went away in the middle of a WRITE payload; that write was not applied');
+    const abandoned = this.parser?.abandon();
+    if (abandoned !== undefined) this.payloads.give(abandoned);
     if (this.inFlight === 0) {
       this.fenceDone?.();
       this.finish();

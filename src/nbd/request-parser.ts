@@ -6,6 +6,11 @@
 // means and whether it is valid is the connection's business. A parsed header waits in ADMIT
 // until the sink has room for what the request will hold, so a WRITE's payload is not even
 // buffered before the connection can take it.
+//
+// A WRITE's payload is collected in a buffer of its own, which the sink gives at ADMIT (from a
+// pool): the bytes already received are copied into it, and a connection that reads its socket
+// into buffers of its choosing (socket-receiver.ts) has the rest land there directly
+// (payloadTarget/payloadLanded), so a large payload is never copied in user space.
 
 import type { BufferList } from './buffer-list.js';
 import { CMD_READ, CMD_WRITE, REQUEST_MAGIC, REQUEST_SIZE } from './protocol.js';
@@ -20,11 +25,10 @@ export interface NbdRequest {
   offset: number;
   length: number;
   /**
-   * The WRITE payload as it arrived: views of the socket's chunks, in order, never copied (a
-   * device that gathers writes them as they are). Undefined for other commands and for a
-   * payload too large to accept.
+   * The WRITE payload, in the buffer the sink gave for it (RequestSink.payloadBuffer), `length`
+   * bytes long. Undefined for other commands and for a payload too large to accept.
    */
-  data: Buffer[] | undefined;
+  data: Buffer | undefined;
 }
 
 export interface RequestSink {
@@ -33,6 +37,8 @@ export interface RequestSink {
    * start now; false while the connection wants no more requests (backpressure, or after DISC).
    */
   accepting(bytes: number): boolean;
+  /** A buffer of exactly `length` bytes to collect an admitted WRITE's payload in. */
+  payloadBuffer(length: number): Buffer;
   onRequest(request: NbdRequest): void;
   /** The stream cannot be framed any more; the connection must be dropped. */
   onFramingError(message: string): void;
@@ -55,6 +61,9 @@ export class RequestParser {
   private current: NbdRequest | undefined;
   /** Payload bytes still to drop in SKIP. */
   private skipLeft = 0;
+  /** In PAYLOAD: the buffer the payload is collected in, and how much of it has arrived. */
+  private payload: Buffer | undefined;
+  private got = 0;
   private readonly scratch = Buffer.allocUnsafe(REQUEST_SIZE);
 
   constructor(
@@ -91,7 +100,7 @@ export class RequestParser {
           const request = this.current!;
           if (!this.sink.accepting(this.pendingBytes)) return;
           if (request.type !== CMD_WRITE || request.length === 0) {
-            if (request.type === CMD_WRITE) request.data = [];
+            if (request.type === CMD_WRITE) request.data = Buffer.alloc(0);
             this.current = undefined;
             this.state = State.Header;
             this.sink.onRequest(request);
@@ -99,14 +108,19 @@ export class RequestParser {
             this.skipLeft = request.length;
             this.state = State.Skip;
           } else {
+            this.payload = this.sink.payloadBuffer(request.length);
+            this.got = 0;
             this.state = State.Payload;
           }
           break;
         }
         case State.Payload: {
           const request = this.current!;
-          if (input.length < request.length) return;
-          request.data = input.takeParts(request.length);
+          const payload = this.payload!;
+          if (input.length > 0 && this.got < request.length) this.got += input.takeInto(payload, this.got);
+          if (this.got < request.length) return;
+          request.data = payload;
+          this.payload = undefined;
           this.current = undefined;
           this.state = State.Header;
           this.sink.onRequest(request);
@@ -142,5 +156,28 @@ export class RequestParser {
   /** True while a WRITE's payload has been announced but not fully received. */
   get midRequest(): boolean {
     return this.state === State.Payload || this.state === State.Skip;
+  }
+
+  /**
+   * Where the next bytes of the stream may land directly: the rest of the payload being collected,
+   * while nothing else is queued before it; otherwise undefined.
+   */
+  payloadTarget(input: BufferList): Buffer | undefined {
+    if (this.state !== State.Payload || input.length > 0) return undefined;
+    return this.payload!.subarray(this.got);
+  }
+
+  /** `n` bytes landed at the start of the last payloadTarget(); parses on. */
+  payloadLanded(n: number, input: BufferList): void {
+    this.got += n;
+    this.parse(input);
+  }
+
+  /** The payload buffer of a WRITE abandoned mid-payload (the connection closed), for its pool. */
+  abandon(): Buffer | undefined {
+    const b = this.payload;
+    this.payload = undefined;
+    this.state = State.Broken;
+    return b;
   }
 }

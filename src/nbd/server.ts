@@ -86,7 +86,7 @@ export class NbdServer {
   /** Starts listening; resolves with a printable address (`unix:PATH` or `HOST:PORT`). */
   async listen(address: ListenAddress): Promise<string> {
     if (this.server) throw new NbdError('NBD_LISTEN', 'server is already listening');
-    const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    const server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     this.server = server;
     try {
       if ('socket' in address) {

@@ -1,5 +1,6 @@
 // The request parser and its BufferList: however the socket splits the byte stream, the same
-// requests come out, WRITE payloads intact, oversized payloads skipped, and bad magic stops it.
+// requests come out, WRITE payloads intact in the buffers the sink gave, oversized payloads
+// skipped, and bad magic stops it.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,8 @@ function run(chunks: Buffer[], accept = () => true): { requests: NbdRequest[]; e
   const input = new BufferList();
   const parser = new RequestParser(MAX, {
     accepting: accept,
-    onRequest: (r) => requests.push({ ...r, data: r.data && [Buffer.concat(r.data)] }),
+    payloadBuffer: (n) => Buffer.alloc(n),
+    onRequest: (r) => requests.push(r),
     onFramingError: (m) => errors.push(m),
   });
   for (const c of chunks) {
@@ -62,7 +64,7 @@ test('any split of a stream of requests parses to the same requests with intact 
         assert.equal(got.length, r.length);
         if (r.type !== 1) assert.equal(got.data, undefined);
         else if (r.length > MAX) assert.equal(got.data, undefined, 'an oversized payload is skipped, not buffered');
-        else assert.deepEqual(got.data, [Buffer.alloc(r.length, r.seed)]);
+        else assert.deepEqual(got.data, Buffer.alloc(r.length, r.seed));
       });
     }),
     { numRuns: 300 },
@@ -79,7 +81,7 @@ test('the parser takes no request while the sink is not accepting, and resumes w
   let open = false;
   const input = new BufferList();
   const seen: number[] = [];
-  const parser = new RequestParser(MAX, { accepting: () => open, onRequest: (r) => seen.push(r.cookieLo), onFramingError: assert.fail });
+  const parser = new RequestParser(MAX, { accepting: () => open, payloadBuffer: (n) => Buffer.alloc(n), onRequest: (r) => seen.push(r.cookieLo), onFramingError: assert.fail });
   input.push(Buffer.concat([request(0, 1n, 0, 512), request(0, 2n, 0, 512)]));
   parser.parse(input);
   assert.deepEqual(seen, []);
@@ -98,6 +100,7 @@ test('a parsed request waits until the sink takes its payload bytes, and a WRITE
       asked.push(bytes);
       return bytes <= room;
     },
+    payloadBuffer: (n) => Buffer.alloc(n),
     onRequest: (r) => seen.push([r.cookieLo, r.length]),
     onFramingError: assert.fail,
   });
@@ -130,14 +133,55 @@ test('BufferList returns views inside one chunk and copies across chunks', () =>
   assert.equal(list.length, 0);
 });
 
-test('BufferList.takeParts hands out views of every chunk a payload spans, never a copy', () => {
+test('BufferList.takeInto moves what fits across chunks, and no more', () => {
   const list = new BufferList();
-  const chunks = [Buffer.from('abc'), Buffer.from('defg'), Buffer.from('hi')];
-  for (const c of chunks) list.push(c);
+  for (const c of ['abc', 'defg', 'hi']) list.push(Buffer.from(c));
   list.take(1);
-  const parts = list.takeParts(7);
-  assert.deepEqual(parts.map((p) => p.toString()), ['bc', 'defg', 'h']);
-  parts.forEach((p, i) => assert.equal(p.buffer, chunks[i]!.buffer));
+  const out = Buffer.alloc(9, '.');
+  assert.equal(list.takeInto(out, 2), 7);
+  assert.equal(out.toString(), '..bcdefgh');
   assert.equal(list.length, 1);
-  assert.deepEqual(list.takeParts(0), []);
+  assert.equal(list.takeInto(out, 9), 0, 'no room, nothing taken');
+  assert.equal(list.takeInto(Buffer.alloc(4), 0), 1);
+  assert.equal(list.length, 0);
+});
+
+test('a WRITE payload is collected in the buffer the sink gave: queued bytes copied, the rest landed in place', () => {
+  const given: Buffer[] = [];
+  const seen: NbdRequest[] = [];
+  const input = new BufferList();
+  const parser = new RequestParser(MAX, {
+    accepting: () => true,
+    payloadBuffer: (n) => {
+      given.push(Buffer.alloc(n));
+      return given.at(-1)!;
+    },
+    onRequest: (r) => seen.push(r),
+    onFramingError: assert.fail,
+  });
+  const payload = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
+  input.push(Buffer.concat([request(1, 1n, 0, 3000), payload.subarray(0, 1000)]));
+  parser.parse(input);
+  assert.equal(seen.length, 0);
+  assert.equal(input.length, 0, 'the first 1000 payload bytes moved into the payload buffer');
+  let target = parser.payloadTarget(input)!;
+  assert.equal(target.buffer, given[0]!.buffer, 'the rest lands in the payload buffer itself');
+  assert.equal(target.length, 2000);
+  payload.copy(target, 0, 1000, 1500);
+  parser.payloadLanded(500, input);
+  target = parser.payloadTarget(input)!;
+  assert.equal(target.length, 1500);
+  payload.copy(target, 0, 1500);
+  parser.payloadLanded(1500, input);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.data, given[0], 'the request carries the very buffer the sink gave');
+  assert.deepEqual(seen[0]!.data, payload);
+  assert.equal(parser.payloadTarget(input), undefined, 'no payload being collected');
+  // With bytes queued ahead of it, the rest of a payload is not a landing target.
+  input.push(Buffer.concat([request(1, 2n, 0, 3000), payload.subarray(0, 10)]));
+  parser.parse(input);
+  assert.equal(parser.payloadTarget(input)!.length, 2990);
+  input.push(Buffer.from('x'));
+  assert.equal(parser.payloadTarget(input), undefined);
+  assert.equal(parser.abandon(), given[1], 'a payload abandoned mid-way goes back to whoever gave it');
 });

@@ -1,0 +1,52 @@
+// Buffers for requests of any size (an NBD WRITE's payload, a large READ's reply, a member
+// request's bounce buffer), handed out per request and taken back once the request is done with
+// them. A fresh buffer per request is garbage the moment the request ends, and V8 takes such memory
+// (outside its heap) back only every few tens of MiB: an engine taking 1 MiB requests grew by
+// 40-60 MiB of it, and paid the page faults of every new buffer. (BufferPool, beside this, keeps
+// buffers of one size for callers whose requests all have it.)
+//
+// Buffers come in power-of-two sizes from 4 KiB, and a request gets a view of the first `length`
+// bytes of one, so a caller that mixes request sizes reuses buffers too. The pool keeps at most
+// `keepBytes` of free buffers; what is in use is bounded by its callers.
+
+const MIN_SIZE = 4096;
+
+export class SizeClassPool {
+  /** Free buffers by size; each is a whole allocation (byteOffset 0, its ArrayBuffer's length). */
+  readonly #free = new Map<number, Buffer[]>();
+  #freeBytes = 0;
+
+  constructor(private readonly keepBytes: number) {}
+
+  /** A buffer of exactly `length` bytes, contents unspecified. */
+  take(length: number): Buffer {
+    const size = sizeFor(length);
+    const whole = this.#free.get(size)?.pop();
+    if (whole === undefined) return Buffer.allocUnsafeSlow(size).subarray(0, length);
+    this.#freeBytes -= size;
+    return whole.subarray(0, length);
+  }
+
+  /**
+   * Takes back a buffer take() gave. The caller must hold no reference to it, and no I/O may still
+   * be using it (a device's write has settled; a reply's bytes have gone to the kernel).
+   */
+  give(b: Buffer): void {
+    const size = b.buffer.byteLength;
+    if (b.byteOffset !== 0 || size !== sizeFor(size) || this.#freeBytes + size > this.keepBytes) return;
+    let list = this.#free.get(size);
+    if (list === undefined) this.#free.set(size, (list = []));
+    list.push(Buffer.from(b.buffer, 0, size));
+    this.#freeBytes += size;
+  }
+
+  /** Bytes held in free buffers (for tests). */
+  get freeBytes(): number {
+    return this.#freeBytes;
+  }
+}
+
+/** The power of two (at least MIN_SIZE) a request of `length` bytes gets a buffer of. */
+function sizeFor(length: number): number {
+  return length <= MIN_SIZE ? MIN_SIZE : 2 ** Math.ceil(Math.log2(length));
+}
