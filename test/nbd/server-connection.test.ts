@@ -430,3 +430,49 @@ test('DISC right after a WRITE and a READ answered by the fast paths still sends
     await server.close();
   }
 });
+
+/** Records the buffer of every write (its ArrayBuffer); rejects writes at offsets in `failAt`. */
+class BufferRecordingDevice extends FilterDevice {
+  readonly seen: Array<{ offset: number; buffer: ArrayBufferLike; bytes: Buffer }> = [];
+  readonly failAt = new Set<number>();
+  constructor() {
+    super(new MemoryDevice(SIZE, { blockSize: 512 }));
+  }
+  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    this.seen.push({ offset, buffer: data.buffer, bytes: Buffer.from(data) });
+    if (this.failAt.has(offset)) throw new IoError(`test: write at ${offset} fails`);
+    return super.write(offset, data, options);
+  }
+}
+
+test('WRITE payloads land in reused buffers: a resolved write gives its buffer to the next, a rejected one never', async (t) => {
+  const dir = tempDir(t as TestContext, 'nbd-payloads');
+  const sock = join(dir, 'nbd.sock');
+  const device = new BufferRecordingDevice();
+  device.failAt.add(64 * 1024);
+  const server = new NbdServer({ exports: [{ name: 'x', device }] });
+  await server.listen({ socket: sock });
+  try {
+    const p = await RawPeer.connect(sock);
+    await p.go('x');
+    // One at a time, each 64 KiB (past the fast path), the client's bytes split unevenly.
+    for (let i = 0; i < 6; i++) {
+      const payload = patternBytes(64 * 1024, 40 + i);
+      const wire = Buffer.concat([request(1, BigInt(i), i * 64 * 1024, payload.length), payload]);
+      for (let at = 0; at < wire.length; at += 9001) p.send(wire.subarray(at, at + 9001));
+      assert.equal((await p.simpleReply()).error, i === 1 ? 5 : 0);
+    }
+    const [first, failed, ...rest] = device.seen;
+    assert.equal(failed!.buffer, first!.buffer, "the first write's buffer, given back, serves the second");
+    assert.ok(rest.every((w) => w.buffer !== failed!.buffer), "the failed write's buffer is never handed out again");
+    assert.ok(rest.slice(1).every((w) => w.buffer === rest[0]!.buffer), 'the next buffer serves every write after it');
+    device.seen.forEach((w, i) => assert.deepEqual(w.bytes, patternBytes(64 * 1024, 40 + i), `write ${i} got its own bytes`));
+    p.send(request(0, 9n, 0, 6 * 64 * 1024));
+    assert.equal((await p.simpleReply()).error, 0);
+    const back = await p.read(6 * 64 * 1024);
+    for (const i of [0, 2, 3, 4, 5]) assert.deepEqual(back.subarray(i * 65536, (i + 1) * 65536), patternBytes(65536, 40 + i));
+    p.socket.destroy();
+  } finally {
+    await server.close();
+  }
+});
