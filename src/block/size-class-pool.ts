@@ -40,7 +40,18 @@ export class SizeClassPool {
     this.#freeBytes += size;
   }
 
-  /** Bytes held in free buffers (for tests). */
+  /** Lets go of free buffers (the largest first) until at most `keepBytes` are held. */
+  trim(keepBytes: number): void {
+    for (const size of [...this.#free.keys()].sort((x, y) => y - x)) {
+      const list = this.#free.get(size)!;
+      while (this.#freeBytes > keepBytes && list.length > 0) {
+        list.pop();
+        this.#freeBytes -= size;
+      }
+    }
+  }
+
+  /** Bytes held in free buffers. */
   get freeBytes(): number {
     return this.#freeBytes;
   }
