@@ -92,11 +92,13 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
 };
 
 /**
- * What a connection may hold beyond one message before a cap is reached: a socket read is at most
- * 64 KiB, the stream buffers' high-water marks are 16-64 KiB, and reply headers wait in a 64 KiB
- * slab until the turn ends. Caps below one maximum message plus this could drop honest clients.
+ * What a connection may hold beyond one message before a cap is reached: received bytes not yet
+ * parsed fill at most two 256 KiB rings (one full of requests waiting for the in-flight budget, the
+ * read that came before reading paused; a socket without the ring reads 64 KiB at a time), the
+ * stream buffers' high-water marks are 16-64 KiB, and reply headers wait in a 64 KiB slab until the
+ * turn ends. Caps below one maximum message plus this could drop honest clients.
  */
-export const CAP_SLACK = 256 * 1024;
+export const CAP_SLACK = 2 * 256 * 1024 + 64 * 1024;
 
 /**
  * Throws NBD_LIMITS unless every limit is a positive whole number and the caps leave room for the
@@ -150,7 +152,7 @@ const IDLE_TRIM_MS = 1000;
  * The buffer a connection reads its socket into when it may choose (socket-receiver.ts): headers,
  * small payloads and options land here, and are parsed before the next read.
  */
-const RING_BYTES = 256 * 1024;
+const RING_BYTES = 256 * 1024; // CAP_SLACK allows for two
 /** A read gets at least this much room in the ring; less left at its end, and the ring is compacted. */
 const MIN_RING_READ = 64 * 1024;
 /** The rest of a WRITE payload is read straight into its buffer when at least this much is missing. */
