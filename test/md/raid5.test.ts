@@ -92,7 +92,7 @@ test('the stripe cache lets a row written in pieces compute parity without readi
   for (let off = 0; off < data.length; off += piece) await p.write(members, off, data.subarray(off, off + piece));
   const readDuringWrites = members.totalReads();
   // Without a cache every piece would read the untouched blocks of its row.
-  const cold = createRaid6({ raidDisks: 6, memberSize: MEMBER, chunkSize: CHUNK, cacheRows: 0 });
+  const cold = createRaid6({ raidDisks: 6, memberSize: MEMBER, chunkSize: CHUNK, stripeCacheSize: 0 });
   const coldMembers = new FileMembers(devices, MEMBER);
   for (let off = 0; off < data.length; off += piece) await cold.write(coldMembers, off, data.subarray(off, off + piece));
   assert.ok(readDuringWrites * 2 <= coldMembers.totalReads(), `cached ${readDuringWrites} bytes read vs uncached ${coldMembers.totalReads()}`);

@@ -20,6 +20,14 @@ import type { MemberSet, SyncWindowResult } from '../personality.js';
 import type { SyncMode } from '../types.js';
 import { StripeCache } from './stripe-cache.js';
 import { StripeLocks } from './stripe-lock.js';
+
+/** A row's blocks at some columns, rebuilt where missing; `blocks` are the scratch buffers it lies in. */
+interface RebuiltRow {
+  data: Uint8Array[];
+  p: Uint8Array;
+  q: Uint8Array | undefined;
+  blocks: Uint8Array[];
+}
 import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';
 
 /** Whether parity is valid over a range of sync space (member offsets): the bitmap's blocks_synced. */
@@ -60,8 +68,11 @@ export class StripeEngine {
   readonly cache: StripeCache;
   readonly locks = new StripeLocks();
   readonly tolerance: number;
-  /** Parity blocks of row writes and sync steps, reused (see BufferPool). */
-  readonly #parityBuffers = new BufferPool();
+  /**
+   * The scratch blocks of row steps (member reads, rebuilt blocks, parity), reused (see
+   * BufferPool): a 1 MiB write would otherwise leave several chunk-sized buffers per row behind.
+   */
+  readonly #blocks = new BufferPool();
   syncState: ParitySyncState | undefined;
   readonly stats: StripeStats = {
     fullWrites: 0,
@@ -83,18 +94,43 @@ export class StripeEngine {
 
   /**
    * Reads [offset, offset+length) of the array: straight from the data member when the direct
-   * read may serve it (#directRead), else row by row through the stripe cache, rebuilding from
-   * parity what a member that is not in sync holds.
+   * read may serve it (#directRead), else row by row (#readRows).
    */
   read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
     const at = this.#directRead(members, offset, length);
-    if (at === undefined) return this.#readRows(members, offset, length);
+    if (at === undefined) {
+      const out = Buffer.allocUnsafe(length);
+      return this.#readRows(members, offset, out).then(() => out);
+    }
     this.stats.directReads++;
-    return members.read(at.member, at.memberOffset, length).catch((err: unknown) => {
+    return members.read(at.member, at.memberOffset, length).catch(async (err: unknown) => {
       // The MemberSet failed the member before rejecting: its block is rebuilt from parity.
-      if (members.state(at.member) !== 'in_sync') return this.#readRows(members, offset, length);
-      throw new MdError('EIO', `raid${this.layout.level}: read of member role ${at.member} failed: ${(err as Error).message}`, { cause: err });
+      if (members.state(at.member) !== 'in_sync') {
+        const out = Buffer.allocUnsafe(length);
+        await this.#readRows(members, offset, out);
+        return out;
+      }
+      throw this.#readError(at.member, err);
     });
+  }
+
+  /**
+   * read() into `out` (a caller's reused buffer): every member part read straight into its place.
+   * Settles only once no member read still writes into `out`, whichever way it ends.
+   */
+  async readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    const at = this.#directRead(members, offset, out.length);
+    if (at !== undefined) {
+      this.stats.directReads++;
+      try {
+        await members.readInto(at.member, at.memberOffset, out);
+        return;
+      } catch (err) {
+        if (members.state(at.member) === 'in_sync') throw this.#readError(at.member, err);
+        // Failed by the MemberSet: its block is rebuilt from parity below.
+      }
+    }
+    await this.#readRows(members, offset, out);
   }
 
   /**
@@ -133,12 +169,17 @@ export class StripeEngine {
     return at;
   }
 
-  async #readRows(members: MemberSet, offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(length);
-    await Promise.all(splitRows(this.layout, offset, length).map((p) => this.#readPiece(members, p, out)));
-    return out;
+  /** Reads row by row into `out`; settles once every row piece has (no member read left writing into `out`). */
+  async #readRows(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    await allSettledOrThrow(splitRows(this.layout, offset, out.length).map((p) => this.#readPiece(members, p, out)));
   }
 
+  /**
+   * One row's part of a read, into its place in `out`. With every data block it covers on an
+   * in-sync member (or, for a member that is not, in the cache), each block is read where it is,
+   * unlocked and uncached, for the same reason as the direct read: an in-sync member holds every
+   * acknowledged write to its data blocks. Otherwise the row is rebuilt under its lock.
+   */
   async #readPiece(members: MemberSet, piece: RowPiece, out: Buffer): Promise<void> {
     const c = this.layout.chunkSize;
     const map = this.layout.stripe(piece.row);
@@ -155,11 +196,8 @@ export class StripeEngine {
       );
       try {
         if (direct) {
-          await Promise.all(
-            parts.map(async (p) => {
-              const b = await this.#readMember(members, piece.row, map.dataMembers[p.i]!, p.lo, p.hi - p.lo);
-              b.copy(out, p.at);
-            }),
+          await allSettledOrThrow(
+            parts.map((p) => this.#readPart(members, piece.row, map.dataMembers[p.i]!, p.lo, out.subarray(p.at, p.at + p.hi - p.lo))),
           );
         } else {
           await this.locks.with(piece.row, async () => {
@@ -168,6 +206,7 @@ export class StripeEngine {
             const hi = Math.max(...parts.map((p) => p.hi));
             const stripe = await this.#rebuild(members, piece.row, map, lo, hi);
             for (const p of parts) out.set(stripe.data[p.i]!.subarray(p.lo - lo, p.hi - lo), p.at);
+            this.#release(stripe.blocks);
           });
         }
         return;
@@ -177,25 +216,53 @@ export class StripeEngine {
     }
   }
 
-  /** Reads one member's columns of a row: from the cache, else from the member (and caches it). */
-  async #readMember(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
-    const cached = this.cache.get(row, member, lo, length);
-    if (cached !== undefined) return cached;
-    if (members.state(member) !== 'in_sync') throw new Replan();
-    let data: Buffer;
+  /** One data block's columns into `into`, unlocked: from an in-sync member, else from the cache. */
+  async #readPart(members: MemberSet, row: number, member: number, lo: number, into: Buffer): Promise<void> {
+    if (members.state(member) !== 'in_sync') {
+      // Between has() and now nothing ran: the copy cannot miss, but a miss is planned again.
+      if (!this.cache.copyInto(row, member, lo, into)) throw new Replan();
+      return;
+    }
     try {
-      data = await members.read(member, row * this.layout.chunkSize + lo, length);
+      await members.readInto(member, row * this.layout.chunkSize + lo, into);
     } catch (err) {
       if (members.state(member) !== 'in_sync') throw new Replan();
-      throw new MdError('EIO', `raid${this.layout.level}: read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
+      throw this.#readError(member, err);
     }
-    this.cache.put(row, member, lo, data);
-    return data;
+  }
+
+  #readError(member: number, err: unknown): MdError {
+    return new MdError('EIO', `raid${this.layout.level}: read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
+  }
+
+  /**
+   * Reads one member's columns of a row, under the row's lock: from the cache, else from the
+   * member (and caches it). The block is a scratch buffer: the caller hands it back (#release).
+   */
+  async #readMember(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
+    const block = this.#blocks.take(length);
+    if (this.cache.copyInto(row, member, lo, block)) return block;
+    try {
+      if (members.state(member) !== 'in_sync') throw new Replan();
+      await members.readInto(member, row * this.layout.chunkSize + lo, block);
+    } catch (err) {
+      this.#blocks.give(block);
+      if (err instanceof Replan || members.state(member) !== 'in_sync') throw new Replan();
+      throw this.#readError(member, err);
+    }
+    this.cache.put(row, member, lo, block);
+    return block;
+  }
+
+  /** Hands scratch blocks back once nothing reads them any more (buffers not from the pool are dropped). */
+  #release(blocks: readonly Uint8Array[]): void {
+    for (const b of blocks) this.#blocks.give(b);
   }
 
   /**
    * Every block of a row at columns [lo, hi): read what is readable (or cached), rebuild the rest
-   * from parity. Rejects when more members are missing than the level can rebuild.
+   * from parity. Rejects when more members are missing than the level can rebuild. `blocks` are
+   * the scratch buffers the result lies in: the caller releases them once done with it.
    */
   async #rebuild(
     members: MemberSet,
@@ -204,11 +271,12 @@ export class StripeEngine {
     lo: number,
     hi: number,
     fromDisk = false,
-  ): Promise<{ data: Uint8Array[]; p: Uint8Array; q: Uint8Array | undefined }> {
+  ): Promise<RebuiltRow> {
     const len = hi - lo;
     const n = this.layout.raidDisks;
     const got: (Uint8Array | null)[] = new Array(n).fill(null);
-    await Promise.all(
+    // Settled, not just resolved: no read may still put into the cache once the row's lock is gone.
+    await allSettledOrThrow(
       Array.from({ length: n }, async (_, m) => {
         const usable = members.state(m) === 'in_sync' || (!fromDisk && this.cache.has(row, m, lo, len));
         if (!usable) return;
@@ -216,14 +284,23 @@ export class StripeEngine {
       }),
     );
     const lost = got.flatMap((b, m) => (b === null ? [m] : []));
-    if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'read');
+    if (lost.length > this.tolerance) {
+      this.#release(got.filter((b) => b !== null));
+      throw this.#tooManyMissing(lost, 'read');
+    }
     return this.#solve(map, got, len);
   }
 
   /** Rebuilds the null blocks of a row (indexed by member) from the others. */
-  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number): { data: Uint8Array[]; p: Uint8Array; q: Uint8Array | undefined } {
+  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number): RebuiltRow {
     const dd = this.layout.dataDisks;
     const raid6 = this.layout.level === 6;
+    const blocks = got.filter((b) => b !== null);
+    const fill = (): Buffer => {
+      const b = this.#blocks.take(len);
+      blocks.push(b);
+      return b;
+    };
     // recoverStripe works in syndrome-slot order.
     const slotData: (Uint8Array | null)[] = new Array(dd).fill(null);
     const out = { data: new Map<number, Uint8Array>(), p: undefined as Uint8Array | undefined, q: undefined as Uint8Array | undefined };
@@ -231,18 +308,18 @@ export class StripeEngine {
       const b = got[map.dataMembers[i]!]!;
       const slot = map.qSlot[i]!;
       slotData[slot] = b;
-      if (b === null) out.data.set(slot, new Uint8Array(len));
+      if (b === null) out.data.set(slot, fill());
     }
     const p = got[map.pd]!;
-    if (p === null) out.p = new Uint8Array(len);
+    if (p === null) out.p = fill();
     let q: Uint8Array | null | undefined;
     if (raid6) {
       q = got[map.qd]!;
-      if (q === null) out.q = new Uint8Array(len);
+      if (q === null) out.q = fill();
     }
     const r = recoverStripe(raid6 ? { data: slotData, p, q } : { data: slotData, p }, out);
     const data = Array.from({ length: dd }, (_, i) => r.data[map.qSlot[i]!]!);
-    return { data, p: r.p, q: r.q };
+    return { data, p: r.p, q: r.q, blocks };
   }
 
   // ---------------------------------------------------------------- writes
@@ -284,97 +361,98 @@ export class StripeEngine {
     const parityMembers = raid6 ? [map.pd, map.qd] : [map.pd];
     const available = (m: number): boolean => members.state(m) === 'in_sync' || cache.has(row, m, seg.lo, len);
     const cost = (m: number): number => (cache.has(row, m, seg.lo, len) ? 0 : 1);
-    const read = async (m: number): Promise<Uint8Array> => {
+    // The scratch blocks this step reads into and computes parity in: handed back at the end,
+    // which every way out reaches only once no member write still reads them.
+    const blocks: Uint8Array[] = [];
+    const read = async (m: number): Promise<Buffer> => {
       const b = await this.#readMember(members, row, m, seg.lo, len);
+      blocks.push(b);
       return b;
     };
-
-    // Parity comes last: the new data blocks go to their members while it is computed.
-    let parity: () => [Uint8Array, Uint8Array | undefined];
-    // Whether this write computes parity from every data block (full-stripe or reconstruct-write).
-    let fromAllData = true;
-    if (fresh.size === dd) {
-      this.stats.fullWrites++;
-      parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len);
-    } else {
-      const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !fresh.has(i));
-      const synced = this.syncState?.blocksSynced(memberOffset, len) ?? true;
-      const rcwOk = untouched.every((i) => available(map.dataMembers[i]!));
-      const rmwOk = synced && seg.written.every((i) => available(map.dataMembers[i]!)) && parityMembers.every(available);
-      const rcwCost = untouched.reduce((s, i) => s + cost(map.dataMembers[i]!), 0);
-      const rmwCost = seg.written.reduce((s, i) => s + cost(map.dataMembers[i]!), 0) + parityMembers.reduce((s, m) => s + cost(m), 0);
-      const before = cache.stats.missBytes;
-      if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
-        // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block.
-        this.stats.rmwWrites++;
-        fromAllData = false;
-        const olds = await Promise.all(seg.written.map((i) => read(map.dataMembers[i]!)));
-        const oldParity = await Promise.all(parityMembers.map(read));
-        parity = () => {
-          const p = this.#parityBuffers.take(len);
-          p.set(oldParity[0]!);
-          let q: Buffer | undefined;
-          if (raid6) {
-            q = this.#parityBuffers.take(len);
-            q.set(oldParity[1]!);
-          }
-          seg.written.forEach((i, k) => {
-            const delta = Buffer.from(olds[k]!);
-            xorInto(delta, fresh.get(i)!);
-            xorInto(p, delta);
-            if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[i]!), delta);
-          });
-          return [p, q];
-        };
-      } else if (rcwOk) {
-        // Reconstruct-write: parity from the new blocks and the untouched ones.
-        this.stats.rcwWrites++;
-        const reads = await Promise.all(untouched.map((i) => read(map.dataMembers[i]!)));
-        const data = new Array<Uint8Array>(dd);
-        for (const [i, b] of fresh) data[i] = b;
-        untouched.forEach((i, k) => (data[i] = reads[k]!));
-        parity = () => this.#parity(map, data, len);
-      } else {
-        // An untouched block's member is missing: rebuild the row first, then as reconstruct-write.
-        this.stats.degradedWrites++;
-        const old = await this.#rebuild(members, row, map, seg.lo, seg.hi);
-        const data = old.data.map((b, i) => fresh.get(i) ?? b);
-        parity = () => this.#parity(map, data, len);
-      }
-      this.stats.writeReadBytes += cache.stats.missBytes - before;
-    }
-
-    // Issue every write as soon as its block is known; a member that fails is failed by the
-    // MemberSet before we see it.
-    const targets: [number, Uint8Array][] = [...fresh].map(([i, b]) => [map.dataMembers[i]!, b]);
-    const issue = ([m, b]: [number, Uint8Array]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options));
-    const writes = targets.map(issue);
-    let p: Uint8Array;
-    let q: Uint8Array | undefined;
+    // Settled, not just resolved: no read of a failed attempt may put into the cache later.
+    const readAll = (roles: number[]): Promise<Buffer[]> => allSettledOrThrow(roles.map(read));
     try {
-      [p, q] = parity();
-    } catch (err) {
-      await Promise.allSettled(writes);
-      throw err;
-    }
-    const parityTargets: [number, Uint8Array][] = [[map.pd, p]];
-    if (raid6) parityTargets.push([map.qd, q!]);
-    for (const t of parityTargets) {
-      targets.push(t);
-      writes.push(issue(t));
-    }
-    const results = await Promise.allSettled(writes);
-    // The cache keeps the row's logical contents, whether or not a member took its write.
-    const insert = fresh.size !== dd;
-    for (const [m, b] of targets) cache.put(row, m, seg.lo, b, insert);
-    // Every write has settled and the cache copied what it keeps: the parity blocks are free.
-    this.#parityBuffers.give(p);
-    if (q !== undefined) this.#parityBuffers.give(q);
-    this.#checkWrites(members, results, targets.map(([m]) => m));
-    // Parity over this range now matches the data on every member: a chunk it covers wholly
-    // needs no lazy parity build any more (with a member missing, the bitmap declines).
-    if (fromAllData && this.syncState?.paritySynced && results.every((r) => r.status === 'fulfilled')) {
-      this.syncState.paritySynced(memberOffset, len);
+      // Parity comes last: the new data blocks go to their members while it is computed.
+      let parity: () => [Uint8Array, Uint8Array | undefined];
+      // Whether this write computes parity from every data block (full-stripe or reconstruct-write).
+      let fromAllData = true;
+      if (fresh.size === dd) {
+        this.stats.fullWrites++;
+        parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len, blocks);
+      } else {
+        const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !fresh.has(i));
+        const synced = this.syncState?.blocksSynced(memberOffset, len) ?? true;
+        const rcwOk = untouched.every((i) => available(map.dataMembers[i]!));
+        const rmwOk = synced && seg.written.every((i) => available(map.dataMembers[i]!)) && parityMembers.every(available);
+        const rcwCost = untouched.reduce((s, i) => s + cost(map.dataMembers[i]!), 0);
+        const rmwCost = seg.written.reduce((s, i) => s + cost(map.dataMembers[i]!), 0) + parityMembers.reduce((s, m) => s + cost(m), 0);
+        const before = cache.stats.missBytes;
+        if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
+          // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block,
+          // in the scratch blocks read (the cache copied them already).
+          this.stats.rmwWrites++;
+          fromAllData = false;
+          const olds = await readAll(seg.written.map((i) => map.dataMembers[i]!));
+          const [p, q] = await readAll(parityMembers);
+          parity = () => {
+            seg.written.forEach((i, k) => {
+              const delta = olds[k]!;
+              xorInto(delta, fresh.get(i)!);
+              xorInto(p!, delta);
+              if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[i]!), delta);
+            });
+            return [p!, q];
+          };
+        } else if (rcwOk) {
+          // Reconstruct-write: parity from the new blocks and the untouched ones.
+          this.stats.rcwWrites++;
+          const reads = await readAll(untouched.map((i) => map.dataMembers[i]!));
+          const data = new Array<Uint8Array>(dd);
+          for (const [i, b] of fresh) data[i] = b;
+          untouched.forEach((i, k) => (data[i] = reads[k]!));
+          parity = () => this.#parity(map, data, len, blocks);
+        } else {
+          // An untouched block's member is missing: rebuild the row first, then as reconstruct-write.
+          this.stats.degradedWrites++;
+          const old = await this.#rebuild(members, row, map, seg.lo, seg.hi);
+          blocks.push(...old.blocks);
+          const data = old.data.map((b, i) => fresh.get(i) ?? b);
+          parity = () => this.#parity(map, data, len, blocks);
+        }
+        this.stats.writeReadBytes += cache.stats.missBytes - before;
+      }
+
+      // Issue every write as soon as its block is known; a member that fails is failed by the
+      // MemberSet before we see it.
+      const targets: [number, Uint8Array][] = [...fresh].map(([i, b]) => [map.dataMembers[i]!, b]);
+      const issue = ([m, b]: [number, Uint8Array]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options));
+      const writes = targets.map(issue);
+      let p: Uint8Array;
+      let q: Uint8Array | undefined;
+      try {
+        [p, q] = parity();
+      } catch (err) {
+        await Promise.allSettled(writes);
+        throw err;
+      }
+      const parityTargets: [number, Uint8Array][] = [[map.pd, p]];
+      if (raid6) parityTargets.push([map.qd, q!]);
+      for (const t of parityTargets) {
+        targets.push(t);
+        writes.push(issue(t));
+      }
+      const results = await Promise.allSettled(writes);
+      // The cache keeps the row's logical contents, whether or not a member took its write.
+      const insert = fresh.size !== dd;
+      for (const [m, b] of targets) cache.put(row, m, seg.lo, b, insert);
+      this.#checkWrites(members, results, targets.map(([m]) => m));
+      // Parity over this range now matches the data on every member: a chunk it covers wholly
+      // needs no lazy parity build any more (with a member missing, the bitmap declines).
+      if (fromAllData && this.syncState?.paritySynced && results.every((r) => r.status === 'fulfilled')) {
+        this.syncState.paritySynced(memberOffset, len);
+      }
+    } finally {
+      this.#release(blocks);
     }
   }
 
@@ -392,14 +470,16 @@ export class StripeEngine {
     if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'write', rejected[0]!.reason);
   }
 
-  /** P (and Q) of a row's data blocks given in logical order. */
-  #parity(map: StripeMap, data: Uint8Array[], len: number): [Uint8Array, Uint8Array | undefined] {
-    const p = this.#parityBuffers.take(len);
+  /** P (and Q) of a row's data blocks given in logical order, in scratch blocks added to `blocks`. */
+  #parity(map: StripeMap, data: Uint8Array[], len: number, blocks: Uint8Array[]): [Uint8Array, Uint8Array | undefined] {
+    const p = this.#blocks.take(len);
+    blocks.push(p);
     if (this.layout.level === 5) {
       computeP(data, p);
       return [p, undefined];
     }
-    const q = this.#parityBuffers.take(len);
+    const q = this.#blocks.take(len);
+    blocks.push(q);
     const bySlot = new Array<Uint8Array>(data.length);
     data.forEach((b, i) => (bySlot[map.qSlot[i]!] = b));
     computePQ(bySlot, p, q);
@@ -482,60 +562,74 @@ export class StripeEngine {
         const targets = roles.filter((m) => members.state(m) === 'rebuilding');
         if (targets.length === 0) return result;
         const stripe = await this.#rebuild(members, row, map, lo, hi, true);
-        await Promise.all(
+        // Settled before the blocks go back to the pool: no write may still read them.
+        await allSettledOrThrow(
           targets.map(async (m) => {
             const role = map.role[m]!;
             const block = role >= 0 ? stripe.data[role]! : role === -1 ? stripe.p : stripe.q!;
             await members.write(m, at, block);
             result.bytesWritten += len;
           }),
-        );
+        ).finally(() => this.#release(stripe.blocks));
         return result;
       }
       // resync, check, repair: need every data block; md does not resync a degraded array.
       if (map.dataMembers.some((m) => members.state(m) !== 'in_sync')) return result;
-      const data = await Promise.all(map.dataMembers.map((m) => this.#readDisk(members, row, m, lo, len)));
-      const [p, q] = this.#parity(map, data, len);
-      const parity: [number, Uint8Array][] = [[map.pd, p]];
-      if (q !== undefined) parity.push([map.qd, q]);
-      const live = parity.filter(([m]) => members.state(m) === 'in_sync');
-      const onDisk = await Promise.all(live.map(([m]) => this.#readDisk(members, row, m, lo, len)));
-      // Which 4 KiB units of P (and Q) differ from what the data says they must be.
-      const units = Math.ceil(len / CHECK_UNIT);
-      const unit = (u: number): [number, number] => [u * CHECK_UNIT, Math.min(len, (u + 1) * CHECK_UNIT)];
-      const differs = live.map(([, want], k) =>
-        Array.from({ length: units }, (_, u) => {
-          const [s, e] = unit(u);
-          return Buffer.compare(Buffer.from(want.buffer, want.byteOffset + s, e - s), onDisk[k]!.subarray(s, e)) !== 0;
-        }),
-      );
-      const badUnits = Array.from({ length: units }, (_, u) => differs.some((d) => d[u])).filter(Boolean).length;
-      if (mode === 'check' || mode === 'repair') result.mismatches = badUnits * (CHECK_UNIT / SECTOR);
-      // resync and repair rewrite exactly the parity units that differ.
-      const writes = mode === 'check' ? [] : live.flatMap(([m, want], k) =>
-        differs[k]!.flatMap((bad, u) => {
-          if (!bad) return [];
-          const [s, e] = unit(u);
-          result.bytesWritten += e - s;
-          return [members.write(m, at + s, want.subarray(s, e))];
-        }),
-      );
-      const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
-      // Nothing references the computed parity any more.
-      this.#parityBuffers.give(p);
-      if (q !== undefined) this.#parityBuffers.give(q);
-      return result;
+      const blocks: Uint8Array[] = [];
+      try {
+        const readDisk = async (m: number): Promise<Buffer> => {
+          const b = await this.#readDisk(members, row, m, lo, len);
+          blocks.push(b);
+          return b;
+        };
+        const data = await allSettledOrThrow(map.dataMembers.map(readDisk));
+        const [p, q] = this.#parity(map, data, len, blocks);
+        const parity: [number, Uint8Array][] = [[map.pd, p]];
+        if (q !== undefined) parity.push([map.qd, q]);
+        const live = parity.filter(([m]) => members.state(m) === 'in_sync');
+        const onDisk = await allSettledOrThrow(live.map(([m]) => readDisk(m)));
+        // Which 4 KiB units of P (and Q) differ from what the data says they must be.
+        const units = Math.ceil(len / CHECK_UNIT);
+        const unit = (u: number): [number, number] => [u * CHECK_UNIT, Math.min(len, (u + 1) * CHECK_UNIT)];
+        const differs = live.map(([, want], k) =>
+          Array.from({ length: units }, (_, u) => {
+            const [s, e] = unit(u);
+            return Buffer.compare(Buffer.from(want.buffer, want.byteOffset + s, e - s), onDisk[k]!.subarray(s, e)) !== 0;
+          }),
+        );
+        const badUnits = Array.from({ length: units }, (_, u) => differs.some((d) => d[u])).filter(Boolean).length;
+        if (mode === 'check' || mode === 'repair') result.mismatches = badUnits * (CHECK_UNIT / SECTOR);
+        // resync and repair rewrite exactly the parity units that differ.
+        const writes = mode === 'check' ? [] : live.flatMap(([m, want], k) =>
+          differs[k]!.flatMap((bad, u) => {
+            if (!bad) return [];
+            const [s, e] = unit(u);
+            result.bytesWritten += e - s;
+            return [members.write(m, at + s, want.subarray(s, e))];
+          }),
+        );
+        await allSettledOrThrow(writes);
+        return result;
+      } finally {
+        // Every read and write of the step has settled: nothing references its blocks any more.
+        this.#release(blocks);
+      }
     } finally {
       this.cache.invalidate(row);
     }
   }
 
-  /** Reads a member from disk (sync must see what is really there, not the cache). */
+  /**
+   * Reads a member from disk (sync must see what is really there, not the cache), into a scratch
+   * block the caller releases.
+   */
   async #readDisk(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
+    const block = this.#blocks.take(length);
     try {
-      return await members.read(member, row * this.layout.chunkSize + lo, length);
+      await members.readInto(member, row * this.layout.chunkSize + lo, block);
+      return block;
     } catch (err) {
+      this.#blocks.give(block);
       throw new MdError('EIO', `raid${this.layout.level}: sync read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -561,4 +655,12 @@ export class StripeEngine {
 function unwrap(err: unknown): unknown {
   if (err instanceof Replan) return new MdError('EIO', 'members kept failing while the request was planned');
   return err;
+}
+
+/** Waits for every promise to settle, then throws the first rejection: nothing is left running behind a failure. */
+async function allSettledOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
