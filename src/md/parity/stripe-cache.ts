@@ -30,37 +30,41 @@ const ARENA = 64 * 1024;
 
 /**
  * md's stripe_cache_size: how many stripe heads (a 4 KiB page of every member at one column) the
- * cache may hold. md's default is 256; this one is larger because a page here serves a whole
- * 512 KiB chunk column of a sequential write, not a 4 KiB unit that md recycles within the
- * request: 1 MiB writes at queue depth 8 over 512 KiB chunks have about six rows in flight, and
- * the row a write ends in must still be cached when the next write, queued behind it on the row's
- * lock, continues it (else that write reads two chunks back from the members). bench:nbd measured
- * the byte budget below against larger ones (see docs/architecture.md, "The stripe cache").
+ * cache may hold, 1 MiB per member. md's default, and enough here because a row leaves the cache
+ * as soon as a write runs to its end (StripeEngine.write): only the rows a sequential writer is
+ * still filling stay. Measured (1 MiB writes at queue depth 8, 4 members, 512 KiB chunks, member
+ * files on tmpfs): with 256 heads the writes read 398 KiB back from the members per column
+ * segment, with 1024 heads 394 KiB, with no cache 768 KiB; the larger budget was also 15% slower,
+ * its copies spread over four times the memory. Random 4 KiB writes fill the budget and gain
+ * little from it, so it is also what they hold.
  */
-export const DEFAULT_STRIPE_CACHE_SIZE = 1024;
+export const DEFAULT_STRIPE_CACHE_SIZE = 256;
 
 /** The byte budget of `stripeCacheSize` stripe heads over `raidDisks` members (md: pages × disks). */
 export function stripeCacheBytes(raidDisks: number, stripeCacheSize = DEFAULT_STRIPE_CACHE_SIZE): number {
   return stripeCacheSize * raidDisks * PAGE;
 }
 
-interface CachedRow {
-  /** Per member: that member's pages of the row, each taken when first written. */
-  data: ((Buffer | undefined)[] | undefined)[];
-  /**
-   * Per member, per page: a mask with bit i set when sector i of the page holds valid contents.
-   * Plain small integers: a typed array per member and row was an allocation per random write.
-   */
-  valid: (number[] | undefined)[];
+/**
+ * One column page of a row across the members: md's stripe head. Small on purpose (two arrays of
+ * raidDisks entries): a random write makes one or two, and anything bigger per write is garbage
+ * for the collector once the head is evicted.
+ */
+interface StripeHead {
+  /** Per member: the page holding its contents at this column, taken when first written. */
+  pages: (Buffer | undefined)[];
+  /** Per member: a mask with bit i set when sector i of its page holds valid contents. */
+  valid: number[];
 }
 
 export class StripeCache {
-  readonly #rows = new Map<number, CachedRow>();
+  /** Keyed by row * pagesPerChunk + page; Map order is least recently used first (#touch). */
+  readonly #heads = new Map<number, StripeHead>();
   readonly #raidDisks: number;
-  readonly #chunkSize: number;
+  readonly #pagesPerChunk: number;
   /** Pages the cache may own in all (the budget). */
   readonly #maxPages: number;
-  /** Pages carved so far (at most #maxPages); those not in a row are in #free. */
+  /** Pages carved so far (at most #maxPages); those in no head are in #free. */
   #pagesMade = 0;
   readonly #free: Buffer[] = [];
   /** Hits and misses in bytes, for the benchmark and tests. */
@@ -70,11 +74,11 @@ export class StripeCache {
 
   /**
    * At most `capacityBytes` of contents (rounded down to pages) are kept; the least recently used
-   * row gives its pages up first. 0 caches nothing.
+   * stripe head gives its pages up first. 0 caches nothing.
    */
   constructor(raidDisks: number, chunkSize: number, capacityBytes: number) {
     this.#raidDisks = raidDisks;
-    this.#chunkSize = chunkSize;
+    this.#pagesPerChunk = Math.ceil(chunkSize / PAGE);
     this.#maxPages = Math.max(0, Math.floor(capacityBytes / PAGE));
   }
 
@@ -83,7 +87,7 @@ export class StripeCache {
     return this.#maxPages * PAGE;
   }
 
-  /** Bytes of page memory the cache holds now, in rows or free (never above the budget). */
+  /** Bytes of page memory the cache holds now, in heads or free (never above the budget). */
   get allocatedBytes(): number {
     return this.#pagesMade * PAGE;
   }
@@ -94,20 +98,19 @@ export class StripeCache {
    */
   copyInto(row: number, member: number, lo: number, out: Uint8Array): boolean {
     const length = out.length;
-    const entry = this.#rows.get(row);
-    const valid = entry?.valid[member];
-    const data = entry?.data[member];
-    if (entry === undefined || valid === undefined || data === undefined || !this.#covered(valid, lo, length)) {
+    if (!this.has(row, member, lo, length)) {
       this.stats.missBytes += length;
       return false;
     }
-    this.#touch(row, entry);
     this.stats.hitBytes += length;
+    const base = row * this.#pagesPerChunk;
     for (let pos = lo; pos < lo + length; ) {
       const page = Math.floor(pos / PAGE);
       const end = Math.min(lo + length, (page + 1) * PAGE);
-      // Covered sectors lie in pages that were written: every page here exists.
-      data[page]!.copy(out, pos - lo, pos - page * PAGE, end - page * PAGE);
+      // Covered sectors lie in pages that were written: every head and page here exists.
+      const head = this.#heads.get(base + page)!;
+      this.#touch(base + page, head);
+      head.pages[member]!.copy(out, pos - lo, pos - page * PAGE, end - page * PAGE);
       pos = end;
     }
     return true;
@@ -121,93 +124,97 @@ export class StripeCache {
 
   /** Whether the whole range is cached (no statistics, no copy). */
   has(row: number, member: number, lo: number, length: number): boolean {
-    const valid = this.#rows.get(row)?.valid[member];
-    return valid !== undefined && this.#covered(valid, lo, length);
+    if (lo % SECTOR !== 0 || length % SECTOR !== 0) return false;
+    const base = row * this.#pagesPerChunk;
+    for (let pos = lo; pos < lo + length; ) {
+      const page = Math.floor(pos / PAGE);
+      const end = Math.min(lo + length, (page + 1) * PAGE);
+      const want = sectorMask((pos - page * PAGE) / SECTOR, (end - page * PAGE) / SECTOR);
+      const valid = this.#heads.get(base + page)?.valid[member] ?? 0;
+      if ((valid & want) !== want) return false;
+      pos = end;
+    }
+    return true;
   }
 
   /**
    * Records the contents of `member` at columns [lo, lo+data.length). Partial sectors are not
-   * cached. With `insert` false a row not cached yet stays uncached (full-stripe writes: the next
-   * request is for another row, so copying this one would only cost). When the budget cannot
-   * give the pages (every other row already gave its up), the range is forgotten instead.
+   * cached. With `insert` false, columns not cached yet stay uncached (full-stripe writes: the
+   * next request is for another row, so copying this one would only cost). When the budget
+   * cannot give the pages (every other head already gave its up), the range is forgotten instead.
    */
   put(row: number, member: number, lo: number, data: Uint8Array, insert = true): void {
-    if (this.#maxPages === 0) return;
-    let entry = this.#rows.get(row);
-    if (entry === undefined && !insert) return;
-    if (entry === undefined) {
-      entry = { data: new Array(this.#raidDisks).fill(undefined), valid: new Array(this.#raidDisks).fill(undefined) };
-      this.#rows.set(row, entry);
-    } else {
-      this.#touch(row, entry);
-    }
-    const pageCount = Math.ceil(this.#chunkSize / PAGE);
-    const pages = (entry.data[member] ??= new Array<Buffer | undefined>(pageCount));
-    const valid = (entry.valid[member] ??= new Array<number>(pageCount).fill(0));
+    if (this.#maxPages === 0 || data.length === 0) return;
+    const base = row * this.#pagesPerChunk;
     const end = lo + data.length;
     const firstPage = Math.floor(lo / PAGE);
     const lastPage = Math.floor((end - 1) / PAGE);
     for (let page = firstPage; page <= lastPage; page++) {
-      if (pages[page] !== undefined) continue;
-      const got = this.#takePage(row);
-      if (got === undefined) {
-        // Out of pages: what the range held before is stale now, and the new bytes do not fit.
-        markSectors(valid, Math.floor(lo / SECTOR), Math.ceil(end / SECTOR), false);
-        return;
+      const from = Math.max(lo, page * PAGE);
+      const to = Math.min(end, (page + 1) * PAGE);
+      let head = this.#heads.get(base + page);
+      if (head === undefined) {
+        if (!insert) continue;
+        head = { pages: new Array<Buffer | undefined>(this.#raidDisks), valid: new Array<number>(this.#raidDisks).fill(0) };
+        this.#heads.set(base + page, head);
+      } else {
+        this.#touch(base + page, head);
       }
-      pages[page] = got;
+      let buf = head.pages[member];
+      if (buf === undefined) {
+        buf = this.#takePage(base + firstPage, base + page);
+        if (buf === undefined) {
+          // Out of pages: what the range held before is stale now, and the new bytes do not fit.
+          this.forget(row, member, lo, data.length);
+          return;
+        }
+        head.pages[member] = buf;
+      }
+      buf.set(data.subarray(from - lo, to - lo), from - page * PAGE);
+      // Whole sectors written become valid; a sector only partly written now holds a mix of old
+      // and new bytes and is no longer trustworthy.
+      const first = (from - page * PAGE) / SECTOR;
+      const last = (to - page * PAGE) / SECTOR;
+      head.valid[member] = (head.valid[member]! & ~sectorMask(Math.floor(first), Math.ceil(last))) | sectorMask(Math.ceil(first), Math.floor(last));
     }
-    for (let pos = lo; pos < end; ) {
-      const page = Math.floor(pos / PAGE);
-      const stop = Math.min(end, (page + 1) * PAGE);
-      pages[page]!.set(data.subarray(pos - lo, stop - lo), pos - page * PAGE);
-      pos = stop;
-    }
-    // Whole sectors written become valid; sectors only partly written now hold a mix of old and
-    // new bytes and are no longer trustworthy.
-    markSectors(valid, Math.ceil(lo / SECTOR), Math.floor(end / SECTOR), true);
-    if (lo % SECTOR !== 0) markSectors(valid, Math.floor(lo / SECTOR), Math.floor(lo / SECTOR) + 1, false);
-    if (end % SECTOR !== 0) markSectors(valid, Math.floor(end / SECTOR), Math.floor(end / SECTOR) + 1, false);
   }
 
   /** Forgets one member's range (its contents on disk are no longer known). */
   forget(row: number, member: number, lo: number, length: number): void {
-    const valid = this.#rows.get(row)?.valid[member];
-    if (valid !== undefined) markSectors(valid, Math.floor(lo / SECTOR), Math.ceil((lo + length) / SECTOR), false);
+    const base = row * this.#pagesPerChunk;
+    for (let pos = lo; pos < lo + length; ) {
+      const page = Math.floor(pos / PAGE);
+      const end = Math.min(lo + length, (page + 1) * PAGE);
+      const head = this.#heads.get(base + page);
+      if (head !== undefined) head.valid[member]! &= ~sectorMask(Math.floor((pos - page * PAGE) / SECTOR), Math.ceil((end - page * PAGE) / SECTOR));
+      pos = end;
+    }
   }
 
+  /** Forgets a whole row, its pages back to the free list. */
   invalidate(row: number): void {
-    const entry = this.#rows.get(row);
-    if (entry !== undefined) this.#drop(row, entry);
+    const base = row * this.#pagesPerChunk;
+    for (let page = 0; page < this.#pagesPerChunk; page++) {
+      const head = this.#heads.get(base + page);
+      if (head !== undefined) this.#drop(base + page, head);
+    }
   }
 
   /** Forgets every row and lets the page memory go. */
   clear(): void {
-    this.#rows.clear();
+    this.#heads.clear();
     this.#free.length = 0;
     this.#pagesMade = 0;
     this.#arena = Buffer.allocUnsafe(0);
     this.#arenaUsed = 0;
   }
 
-  #covered(valid: readonly number[], lo: number, length: number): boolean {
-    if (lo % SECTOR !== 0 || length % SECTOR !== 0) return false;
-    const end = (lo + length) / SECTOR;
-    for (let s = lo / SECTOR; s < end; ) {
-      const page = Math.floor(s / SECTORS_PER_PAGE);
-      const stop = Math.min(end, (page + 1) * SECTORS_PER_PAGE);
-      const want = sectorMask(s - page * SECTORS_PER_PAGE, stop - page * SECTORS_PER_PAGE);
-      if ((valid[page]! & want) !== want) return false;
-      s = stop;
-    }
-    return true;
-  }
-
   /**
-   * A page for `row`: a free one, else a new one while under budget, else the pages of the least
-   * recently used other rows, dropped until one is free. Undefined when `row` alone holds them all.
+   * A page: a free one, else a new one while under budget, else the pages of the least recently
+   * used heads outside [from, to] (the heads the current put has filled), dropped until one is
+   * free. Undefined when those heads alone hold every page.
    */
-  #takePage(row: number): Buffer | undefined {
+  #takePage(from: number, to: number): Buffer | undefined {
     const free = this.#free.pop();
     if (free !== undefined) return free;
     if (this.#pagesMade < this.#maxPages) {
@@ -219,43 +226,28 @@ export class StripeCache {
       this.#arenaUsed += PAGE;
       return this.#arena.subarray(this.#arenaUsed - PAGE, this.#arenaUsed);
     }
-    // Map order is least recently used first (#touch moves a row to the end).
-    for (const [other, entry] of this.#rows) {
-      if (other === row) continue;
-      this.#drop(other, entry);
+    for (const [key, head] of this.#heads) {
+      if (key >= from && key <= to) continue;
+      this.#drop(key, head);
       const page = this.#free.pop();
       if (page !== undefined) return page;
     }
     return undefined;
   }
 
-  /** Removes a row, its pages back to the free list. */
-  #drop(row: number, entry: CachedRow): void {
-    this.#rows.delete(row);
-    for (const pages of entry.data) {
-      if (pages === undefined) continue;
-      for (const page of pages) if (page !== undefined) this.#free.push(page);
-    }
+  /** Removes a head, its pages back to the free list. */
+  #drop(key: number, head: StripeHead): void {
+    this.#heads.delete(key);
+    for (const page of head.pages) if (page !== undefined) this.#free.push(page);
   }
 
-  #touch(row: number, entry: CachedRow): void {
-    this.#rows.delete(row);
-    this.#rows.set(row, entry);
+  #touch(key: number, head: StripeHead): void {
+    this.#heads.delete(key);
+    this.#heads.set(key, head);
   }
 }
 
 /** Bits [from, to) of a page's sector mask. */
 function sectorMask(from: number, to: number): number {
   return ((1 << to) - 1) & ~((1 << from) - 1) & FULL_PAGE;
-}
-
-/** Sets or clears the valid bits of sectors [first, last) (sector numbers within the row). */
-function markSectors(valid: number[], first: number, last: number, on: boolean): void {
-  for (let s = first; s < last; ) {
-    const page = Math.floor(s / SECTORS_PER_PAGE);
-    const stop = Math.min(last, (page + 1) * SECTORS_PER_PAGE);
-    const mask = sectorMask(s - page * SECTORS_PER_PAGE, stop - page * SECTORS_PER_PAGE);
-    valid[page] = on ? valid[page]! | mask : valid[page]! & ~mask;
-    s = stop;
-  }
 }

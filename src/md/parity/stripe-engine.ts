@@ -10,7 +10,6 @@
 
 import { SECTOR } from '../../block/block-device.js';
 import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
-import { BufferPool } from '../../block/buffer-pool.js';
 import { MdError } from '../errors.js';
 import type { ParityLayout, StripeMap } from './layout.js';
 import { recoverStripe } from './recovery.js';
@@ -18,15 +17,15 @@ import { computeP, computePQ, mulXorInto, xorInto } from './syndrome.js';
 import { gfExp2 } from './gf256.js';
 import type { MemberSet, SyncWindowResult } from '../personality.js';
 import type { SyncMode } from '../types.js';
+import { ScratchBlocks } from './scratch-blocks.js';
 import { StripeCache } from './stripe-cache.js';
 import { StripeLocks } from './stripe-lock.js';
 
-/** A row's blocks at some columns, rebuilt where missing; `blocks` are the scratch buffers it lies in. */
+/** A row's blocks at some columns, rebuilt where missing (in scratch blocks of the caller's). */
 interface RebuiltRow {
   data: Uint8Array[];
   p: Uint8Array;
   q: Uint8Array | undefined;
-  blocks: Uint8Array[];
 }
 import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';
 
@@ -52,6 +51,12 @@ export interface StripeStats {
 
 /** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
 const CHECK_UNIT = 4096;
+/**
+ * Free scratch blocks kept for the next step, at most: enough 4 KiB ones for a queue of random
+ * writes, no more than 4 MiB of chunk-sized ones between bursts of large writes or sync windows.
+ */
+const SCRATCH_KEEP = 256;
+const SCRATCH_KEEP_BYTES = 4 * 1024 * 1024;
 /** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
 const ZERO_PIECE = 1024 * 1024;
 
@@ -68,11 +73,14 @@ export class StripeEngine {
   readonly cache: StripeCache;
   readonly locks = new StripeLocks();
   readonly tolerance: number;
+  /** Scratch blocks of application steps (reads and writes), of their exact lengths. */
+  readonly #blocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES });
   /**
-   * The scratch blocks of row steps (member reads, rebuilt blocks, parity), reused (see
-   * BufferPool): a 1 MiB write would otherwise leave several chunk-sized buffers per row behind.
+   * Scratch blocks of sync steps (the lazy parity build runs beside 4 KiB writes): chunk-sized,
+   * whatever part of a row a window covers, and apart from the application's, whose one size at a
+   * time they would otherwise keep displacing.
    */
-  readonly #blocks = new BufferPool();
+  readonly #syncBlocks: ScratchBlocks;
   syncState: ParitySyncState | undefined;
   readonly stats: StripeStats = {
     fullWrites: 0,
@@ -84,10 +92,12 @@ export class StripeEngine {
     writeReadBytes: 0,
   };
 
-  constructor(layout: ParityLayout, cacheRows: number) {
+  /** `cacheBytes`: the stripe cache's budget (stripeCacheBytes). */
+  constructor(layout: ParityLayout, cacheBytes: number) {
     this.layout = layout;
     this.tolerance = layout.level === 5 ? 1 : 2;
-    this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheRows);
+    this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheBytes);
+    this.#syncBlocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES, fixed: layout.chunkSize });
   }
 
   // ---------------------------------------------------------------- reads
@@ -204,9 +214,13 @@ export class StripeEngine {
             this.stats.degradedReads++;
             const lo = Math.min(...parts.map((p) => p.lo));
             const hi = Math.max(...parts.map((p) => p.hi));
-            const stripe = await this.#rebuild(members, piece.row, map, lo, hi);
-            for (const p of parts) out.set(stripe.data[p.i]!.subarray(p.lo - lo, p.hi - lo), p.at);
-            this.#release(stripe.blocks);
+            const held: Buffer[] = [];
+            try {
+              const stripe = await this.#rebuild(members, piece.row, map, lo, hi, held);
+              for (const p of parts) out.set(stripe.data[p.i]!.subarray(p.lo - lo, p.hi - lo), p.at);
+            } finally {
+              this.#blocks.give(held);
+            }
           });
         }
         return;
@@ -237,32 +251,26 @@ export class StripeEngine {
 
   /**
    * Reads one member's columns of a row, under the row's lock: from the cache, else from the
-   * member (and caches it). The block is a scratch buffer: the caller hands it back (#release).
+   * member (and caches it). The block is a scratch block added to `held` (the step's).
    */
-  async #readMember(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
-    const block = this.#blocks.take(length);
+  async #readMember(members: MemberSet, row: number, member: number, lo: number, length: number, held: Buffer[]): Promise<Buffer> {
+    const block = this.#blocks.take(length, held);
     if (this.cache.copyInto(row, member, lo, block)) return block;
+    if (members.state(member) !== 'in_sync') throw new Replan();
     try {
-      if (members.state(member) !== 'in_sync') throw new Replan();
       await members.readInto(member, row * this.layout.chunkSize + lo, block);
     } catch (err) {
-      this.#blocks.give(block);
-      if (err instanceof Replan || members.state(member) !== 'in_sync') throw new Replan();
+      if (members.state(member) !== 'in_sync') throw new Replan();
       throw this.#readError(member, err);
     }
     this.cache.put(row, member, lo, block);
     return block;
   }
 
-  /** Hands scratch blocks back once nothing reads them any more (buffers not from the pool are dropped). */
-  #release(blocks: readonly Uint8Array[]): void {
-    for (const b of blocks) this.#blocks.give(b);
-  }
-
   /**
    * Every block of a row at columns [lo, hi): read what is readable (or cached), rebuild the rest
-   * from parity. Rejects when more members are missing than the level can rebuild. `blocks` are
-   * the scratch buffers the result lies in: the caller releases them once done with it.
+   * from parity. Rejects when more members are missing than the level can rebuild. The blocks are
+   * scratch blocks added to `held`: the sync step's when `fromDisk`, else an application step's.
    */
   async #rebuild(
     members: MemberSet,
@@ -270,6 +278,7 @@ export class StripeEngine {
     map: StripeMap,
     lo: number,
     hi: number,
+    held: Buffer[],
     fromDisk = false,
   ): Promise<RebuiltRow> {
     const len = hi - lo;
@@ -280,27 +289,19 @@ export class StripeEngine {
       Array.from({ length: n }, async (_, m) => {
         const usable = members.state(m) === 'in_sync' || (!fromDisk && this.cache.has(row, m, lo, len));
         if (!usable) return;
-        got[m] = fromDisk ? await this.#readDisk(members, row, m, lo, len) : await this.#readMember(members, row, m, lo, len);
+        got[m] = fromDisk ? await this.#readDisk(members, row, m, lo, len, held) : await this.#readMember(members, row, m, lo, len, held);
       }),
     );
     const lost = got.flatMap((b, m) => (b === null ? [m] : []));
-    if (lost.length > this.tolerance) {
-      this.#release(got.filter((b) => b !== null));
-      throw this.#tooManyMissing(lost, 'read');
-    }
-    return this.#solve(map, got, len);
+    if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'read');
+    return this.#solve(map, got, len, held, fromDisk ? this.#syncBlocks : this.#blocks);
   }
 
   /** Rebuilds the null blocks of a row (indexed by member) from the others. */
-  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number): RebuiltRow {
+  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number, held: Buffer[], scratch: ScratchBlocks): RebuiltRow {
     const dd = this.layout.dataDisks;
     const raid6 = this.layout.level === 6;
-    const blocks = got.filter((b) => b !== null);
-    const fill = (): Buffer => {
-      const b = this.#blocks.take(len);
-      blocks.push(b);
-      return b;
-    };
+    const fill = (): Buffer => scratch.take(len, held);
     // recoverStripe works in syndrome-slot order.
     const slotData: (Uint8Array | null)[] = new Array(dd).fill(null);
     const out = { data: new Map<number, Uint8Array>(), p: undefined as Uint8Array | undefined, q: undefined as Uint8Array | undefined };
@@ -319,26 +320,37 @@ export class StripeEngine {
     }
     const r = recoverStripe(raid6 ? { data: slotData, p, q } : { data: slotData, p }, out);
     const data = Array.from({ length: dd }, (_, i) => r.data[map.qSlot[i]!]!);
-    return { data, p: r.p, q: r.q, blocks };
+    return { data, p: r.p, q: r.q };
   }
 
   // ---------------------------------------------------------------- writes
 
   async write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.#refuseIfFailed(members, 'write');
-    await Promise.all(
+    // Settled, not just resolved: the caller may reuse `data` once this rejects, so no row may
+    // still be writing from it.
+    await allSettledOrThrow(
       splitRows(this.layout, offset, data.length).map((piece) =>
         this.locks.with(piece.row, async () => {
-          for (const seg of columnSegments(this.layout, piece)) await this.#writeSegment(members, piece.row, seg, data, options);
+          // A piece that runs to the row's end leaves the row (a sequential writer goes on to the
+          // next one and does not come back): the cache forgets the row rather than copy into it
+          // what no later write will read, and its pages serve the rows still being written.
+          const leaves = piece.start + piece.length === this.layout.rowBytes;
+          try {
+            for (const seg of columnSegments(this.layout, piece)) await this.#writeSegment(members, piece.row, seg, data, !leaves, options);
+          } finally {
+            if (leaves) this.cache.invalidate(piece.row);
+          }
         }),
       ),
     );
   }
 
-  async #writeSegment(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, options?: WriteOptions): Promise<void> {
+  /** One column segment of a row, planned again while members fail under it; `keep`: into the cache (else forgotten there). */
+  async #writeSegment(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, keep: boolean, options?: WriteOptions): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#writeSegmentOnce(members, row, seg, src, options);
+        await this.#writeSegmentOnce(members, row, seg, src, keep, options);
         return;
       } catch (err) {
         if (!(err instanceof Replan) || attempt >= this.layout.raidDisks) {
@@ -349,7 +361,7 @@ export class StripeEngine {
     }
   }
 
-  async #writeSegmentOnce(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, options?: WriteOptions): Promise<void> {
+  async #writeSegmentOnce(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, keep: boolean, options?: WriteOptions): Promise<void> {
     const { layout, cache } = this;
     const map = layout.stripe(row);
     const dd = layout.dataDisks;
@@ -363,11 +375,11 @@ export class StripeEngine {
     const cost = (m: number): number => (cache.has(row, m, seg.lo, len) ? 0 : 1);
     // The scratch blocks this step reads into and computes parity in: handed back at the end,
     // which every way out reaches only once no member write still reads them.
-    const blocks: Uint8Array[] = [];
-    const read = async (m: number): Promise<Buffer> => {
-      const b = await this.#readMember(members, row, m, seg.lo, len);
-      blocks.push(b);
-      return b;
+    const held: Buffer[] = [];
+    const read = (m: number): Promise<Buffer> => {
+      // #readMember looks in the cache before its first await: what it misses now, it reads.
+      if (!cache.has(row, m, seg.lo, len)) this.stats.writeReadBytes += len;
+      return this.#readMember(members, row, m, seg.lo, len, held);
     };
     // Settled, not just resolved: no read of a failed attempt may put into the cache later.
     const readAll = (roles: number[]): Promise<Buffer[]> => allSettledOrThrow(roles.map(read));
@@ -378,7 +390,7 @@ export class StripeEngine {
       let fromAllData = true;
       if (fresh.size === dd) {
         this.stats.fullWrites++;
-        parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len, blocks);
+        parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len, held);
       } else {
         const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !fresh.has(i));
         const synced = this.syncState?.blocksSynced(memberOffset, len) ?? true;
@@ -386,7 +398,6 @@ export class StripeEngine {
         const rmwOk = synced && seg.written.every((i) => available(map.dataMembers[i]!)) && parityMembers.every(available);
         const rcwCost = untouched.reduce((s, i) => s + cost(map.dataMembers[i]!), 0);
         const rmwCost = seg.written.reduce((s, i) => s + cost(map.dataMembers[i]!), 0) + parityMembers.reduce((s, m) => s + cost(m), 0);
-        const before = cache.stats.missBytes;
         if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
           // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block,
           // in the scratch blocks read (the cache copied them already).
@@ -410,16 +421,14 @@ export class StripeEngine {
           const data = new Array<Uint8Array>(dd);
           for (const [i, b] of fresh) data[i] = b;
           untouched.forEach((i, k) => (data[i] = reads[k]!));
-          parity = () => this.#parity(map, data, len, blocks);
+          parity = () => this.#parity(map, data, len, held);
         } else {
           // An untouched block's member is missing: rebuild the row first, then as reconstruct-write.
           this.stats.degradedWrites++;
-          const old = await this.#rebuild(members, row, map, seg.lo, seg.hi);
-          blocks.push(...old.blocks);
+          const old = await this.#rebuild(members, row, map, seg.lo, seg.hi, held);
           const data = old.data.map((b, i) => fresh.get(i) ?? b);
-          parity = () => this.#parity(map, data, len, blocks);
+          parity = () => this.#parity(map, data, len, held);
         }
-        this.stats.writeReadBytes += cache.stats.missBytes - before;
       }
 
       // Issue every write as soon as its block is known; a member that fails is failed by the
@@ -442,9 +451,13 @@ export class StripeEngine {
         writes.push(issue(t));
       }
       const results = await Promise.allSettled(writes);
-      // The cache keeps the row's logical contents, whether or not a member took its write.
+      // The cache keeps the row's logical contents, whether or not a member took its write (or,
+      // not keeping them, must not answer with what they were before).
       const insert = fresh.size !== dd;
-      for (const [m, b] of targets) cache.put(row, m, seg.lo, b, insert);
+      for (const [m, b] of targets) {
+        if (keep) cache.put(row, m, seg.lo, b, insert);
+        else cache.forget(row, m, seg.lo, len);
+      }
       this.#checkWrites(members, results, targets.map(([m]) => m));
       // Parity over this range now matches the data on every member: a chunk it covers wholly
       // needs no lazy parity build any more (with a member missing, the bitmap declines).
@@ -452,7 +465,7 @@ export class StripeEngine {
         this.syncState.paritySynced(memberOffset, len);
       }
     } finally {
-      this.#release(blocks);
+      this.#blocks.give(held);
     }
   }
 
@@ -470,16 +483,14 @@ export class StripeEngine {
     if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'write', rejected[0]!.reason);
   }
 
-  /** P (and Q) of a row's data blocks given in logical order, in scratch blocks added to `blocks`. */
-  #parity(map: StripeMap, data: Uint8Array[], len: number, blocks: Uint8Array[]): [Uint8Array, Uint8Array | undefined] {
-    const p = this.#blocks.take(len);
-    blocks.push(p);
+  /** P (and Q) of a row's data blocks given in logical order, in scratch blocks added to `held`. */
+  #parity(map: StripeMap, data: Uint8Array[], len: number, held: Buffer[], scratch = this.#blocks): [Uint8Array, Uint8Array | undefined] {
+    const p = scratch.take(len, held);
     if (this.layout.level === 5) {
       computeP(data, p);
       return [p, undefined];
     }
-    const q = this.#blocks.take(len);
-    blocks.push(q);
+    const q = scratch.take(len, held);
     const bySlot = new Array<Uint8Array>(data.length);
     data.forEach((b, i) => (bySlot[map.qSlot[i]!] = b));
     computePQ(bySlot, p, q);
@@ -556,13 +567,14 @@ export class StripeEngine {
     const at = row * layout.chunkSize + lo;
     const result: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
     const roles = Array.from({ length: n }, (_, m) => m);
+    // The step's scratch blocks, given back once every read and write of it settled.
+    const held: Buffer[] = [];
     // Sync writes members behind the cache's back: forget the row once done, whatever happens.
     try {
       if (mode === 'recovery') {
         const targets = roles.filter((m) => members.state(m) === 'rebuilding');
         if (targets.length === 0) return result;
-        const stripe = await this.#rebuild(members, row, map, lo, hi, true);
-        // Settled before the blocks go back to the pool: no write may still read them.
+        const stripe = await this.#rebuild(members, row, map, lo, hi, held, true);
         await allSettledOrThrow(
           targets.map(async (m) => {
             const role = map.role[m]!;
@@ -570,66 +582,56 @@ export class StripeEngine {
             await members.write(m, at, block);
             result.bytesWritten += len;
           }),
-        ).finally(() => this.#release(stripe.blocks));
+        );
         return result;
       }
       // resync, check, repair: need every data block; md does not resync a degraded array.
       if (map.dataMembers.some((m) => members.state(m) !== 'in_sync')) return result;
-      const blocks: Uint8Array[] = [];
-      try {
-        const readDisk = async (m: number): Promise<Buffer> => {
-          const b = await this.#readDisk(members, row, m, lo, len);
-          blocks.push(b);
-          return b;
-        };
-        const data = await allSettledOrThrow(map.dataMembers.map(readDisk));
-        const [p, q] = this.#parity(map, data, len, blocks);
-        const parity: [number, Uint8Array][] = [[map.pd, p]];
-        if (q !== undefined) parity.push([map.qd, q]);
-        const live = parity.filter(([m]) => members.state(m) === 'in_sync');
-        const onDisk = await allSettledOrThrow(live.map(([m]) => readDisk(m)));
-        // Which 4 KiB units of P (and Q) differ from what the data says they must be.
-        const units = Math.ceil(len / CHECK_UNIT);
-        const unit = (u: number): [number, number] => [u * CHECK_UNIT, Math.min(len, (u + 1) * CHECK_UNIT)];
-        const differs = live.map(([, want], k) =>
-          Array.from({ length: units }, (_, u) => {
-            const [s, e] = unit(u);
-            return Buffer.compare(Buffer.from(want.buffer, want.byteOffset + s, e - s), onDisk[k]!.subarray(s, e)) !== 0;
-          }),
-        );
-        const badUnits = Array.from({ length: units }, (_, u) => differs.some((d) => d[u])).filter(Boolean).length;
-        if (mode === 'check' || mode === 'repair') result.mismatches = badUnits * (CHECK_UNIT / SECTOR);
-        // resync and repair rewrite exactly the parity units that differ.
-        const writes = mode === 'check' ? [] : live.flatMap(([m, want], k) =>
-          differs[k]!.flatMap((bad, u) => {
-            if (!bad) return [];
-            const [s, e] = unit(u);
-            result.bytesWritten += e - s;
-            return [members.write(m, at + s, want.subarray(s, e))];
-          }),
-        );
-        await allSettledOrThrow(writes);
-        return result;
-      } finally {
-        // Every read and write of the step has settled: nothing references its blocks any more.
-        this.#release(blocks);
-      }
+      const readDisk = (m: number): Promise<Buffer> => this.#readDisk(members, row, m, lo, len, held);
+      const data = await allSettledOrThrow(map.dataMembers.map(readDisk));
+      const [p, q] = this.#parity(map, data, len, held, this.#syncBlocks);
+      const parity: [number, Uint8Array][] = [[map.pd, p]];
+      if (q !== undefined) parity.push([map.qd, q]);
+      const live = parity.filter(([m]) => members.state(m) === 'in_sync');
+      const onDisk = await allSettledOrThrow(live.map(([m]) => readDisk(m)));
+      // Which 4 KiB units of P (and Q) differ from what the data says they must be.
+      const units = Math.ceil(len / CHECK_UNIT);
+      const unit = (u: number): [number, number] => [u * CHECK_UNIT, Math.min(len, (u + 1) * CHECK_UNIT)];
+      const differs = live.map(([, want], k) =>
+        Array.from({ length: units }, (_, u) => {
+          const [s, e] = unit(u);
+          return Buffer.compare(Buffer.from(want.buffer, want.byteOffset + s, e - s), onDisk[k]!.subarray(s, e)) !== 0;
+        }),
+      );
+      const badUnits = Array.from({ length: units }, (_, u) => differs.some((d) => d[u])).filter(Boolean).length;
+      if (mode === 'check' || mode === 'repair') result.mismatches = badUnits * (CHECK_UNIT / SECTOR);
+      // resync and repair rewrite exactly the parity units that differ.
+      const writes = mode === 'check' ? [] : live.flatMap(([m, want], k) =>
+        differs[k]!.flatMap((bad, u) => {
+          if (!bad) return [];
+          const [s, e] = unit(u);
+          result.bytesWritten += e - s;
+          return [members.write(m, at + s, want.subarray(s, e))];
+        }),
+      );
+      await allSettledOrThrow(writes);
+      return result;
     } finally {
+      this.#syncBlocks.give(held);
       this.cache.invalidate(row);
     }
   }
 
   /**
-   * Reads a member from disk (sync must see what is really there, not the cache), into a scratch
-   * block the caller releases.
+   * Reads a member from disk (sync must see what is really there, not the cache), into a sync
+   * scratch block added to `held`.
    */
-  async #readDisk(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
-    const block = this.#blocks.take(length);
+  async #readDisk(members: MemberSet, row: number, member: number, lo: number, length: number, held: Buffer[]): Promise<Buffer> {
+    const block = this.#syncBlocks.take(length, held);
     try {
       await members.readInto(member, row * this.layout.chunkSize + lo, block);
       return block;
     } catch (err) {
-      this.#blocks.give(block);
       throw new MdError('EIO', `raid${this.layout.level}: sync read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
     }
   }
