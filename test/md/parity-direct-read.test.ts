@@ -86,7 +86,7 @@ async function expectBytes(array: MdArray, model: Model, offset: number, length:
   if (now) assert.ok(out.equals(model.at(offset, length)), `${what}: readNow [${offset}, +${length})`);
   assert.ok((await array.read(offset, length)).equals(model.at(offset, length)), `${what}: read [${offset}, +${length})`);
   const into = Buffer.alloc(length, 0xee);
-  await array.readInto!(offset, into);
+  await array.readInto(offset, into);
   assert.ok(into.equals(model.at(offset, length)), `${what}: readInto [${offset}, +${length})`);
   return now;
 }
@@ -311,7 +311,7 @@ for (const how of ['now', 'by promise', 'into a buffer'] as const) {
     }
     const before = array.personality instanceof ParityPersonality ? array.personality.stats.degradedReads : NaN;
     const got = Buffer.alloc(KiB4, 0xee);
-    if (how === 'into a buffer') await array.readInto!(offset, got);
+    if (how === 'into a buffer') await array.readInto(offset, got);
     else (await array.read(offset, KiB4)).copy(got);
     assert.ok(got.equals(want), 'the block is rebuilt from the others');
     assert.equal(state(), 'faulty');
