@@ -2,11 +2,13 @@
 // by read-modify-write or reconstruct-write, and one sync step (resync, recovery, check, repair)
 // over a range of a row. parity-personality.ts wraps it as md's raid5 and raid6 personalities.
 //
-// Every row is handled under its stripe lock; member contents read or written pass through the
-// stripe cache. The exception is the direct read (md's chunk_aligned_read): a read inside one
-// chunk of an in-sync data member whose row no step holds goes to that member alone, neither
-// locked nor cached. A member read that fails means the array has just failed that member
-// (MemberSet invariant), so the step is planned again against the new member states.
+// Every write, sync step and rebuilding read handles its row under the row's stripe lock, and the
+// member contents it reads or writes pass through the stripe cache. Reads that rebuild nothing
+// take neither: the direct read (md's chunk_aligned_read: inside one chunk of an in-sync data
+// member whose row no step holds) goes to that member alone, and a read across chunks whose data
+// members are in sync reads each of them straight into the caller's buffer. A member read that
+// fails means the array has just failed that member (MemberSet invariant), so the step is planned
+// again against the new member states.
 
 import { SECTOR } from '../../block/block-device.js';
 import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
@@ -20,6 +22,7 @@ import type { SyncMode } from '../types.js';
 import { ScratchBlocks } from './scratch-blocks.js';
 import { StripeCache } from './stripe-cache.js';
 import { StripeLocks } from './stripe-lock.js';
+import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';
 
 /** A row's blocks at some columns, rebuilt where missing (in scratch blocks of the caller's). */
 interface RebuiltRow {
@@ -27,7 +30,6 @@ interface RebuiltRow {
   p: Uint8Array;
   q: Uint8Array | undefined;
 }
-import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';
 
 /** Whether parity is valid over a range of sync space (member offsets): the bitmap's blocks_synced. */
 export interface ParitySyncState {
