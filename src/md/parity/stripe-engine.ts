@@ -59,6 +59,12 @@ const CHECK_UNIT = 4096;
  */
 const SCRATCH_KEEP = 256;
 const SCRATCH_KEEP_BYTES = 4 * 1024 * 1024;
+/**
+ * A sync step covers at most this much of a row's columns (aligned to it): md's resync walks a
+ * row in 4 KiB stripe heads; a step here reads every member's slice and writes what it must, so
+ * with 4 members and P it holds five blocks of this size, not five 512 KiB chunks.
+ */
+const SYNC_SLICE = 128 * 1024;
 /** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
 const ZERO_PIECE = 1024 * 1024;
 
@@ -78,9 +84,9 @@ export class StripeEngine {
   /** Scratch blocks of application steps (reads and writes), of their exact lengths. */
   readonly #blocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES });
   /**
-   * Scratch blocks of sync steps (the lazy parity build runs beside 4 KiB writes): chunk-sized,
-   * whatever part of a row a window covers, and apart from the application's, whose one size at a
-   * time they would otherwise keep displacing.
+   * Scratch blocks of sync steps (the lazy parity build runs beside 4 KiB writes): slice-sized,
+   * whatever part of a slice a window covers, and apart from the application's, whose one size
+   * at a time they would otherwise keep displacing.
    */
   readonly #syncBlocks: ScratchBlocks;
   syncState: ParitySyncState | undefined;
@@ -99,7 +105,7 @@ export class StripeEngine {
     this.layout = layout;
     this.tolerance = layout.level === 5 ? 1 : 2;
     this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheBytes);
-    this.#syncBlocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES, fixed: layout.chunkSize });
+    this.#syncBlocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES, fixed: Math.min(layout.chunkSize, SYNC_SLICE) });
   }
 
   // ---------------------------------------------------------------- reads
@@ -552,7 +558,9 @@ export class StripeEngine {
     for (let pos = offset; pos < offset + length; ) {
       const row = Math.floor(pos / c);
       const lo = pos - row * c;
-      const hi = Math.min(c, lo + offset + length - pos);
+      // A slice at a time: its blocks (a member's each) are what a sync step holds in memory, and
+      // the row's lock is held for one slice, not for a whole chunk column of the row.
+      const hi = Math.min(c, lo + offset + length - pos, (Math.floor(lo / SYNC_SLICE) + 1) * SYNC_SLICE);
       const r = await this.locks.with(row, () => this.#syncRow(members, mode, row, lo, hi));
       total.mismatches += r.mismatches;
       total.bytesWritten += r.bytesWritten;
