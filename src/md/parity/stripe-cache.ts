@@ -34,7 +34,7 @@ const ARENA = 64 * 1024;
  * as soon as a write runs to its end (StripeEngine.write): only the rows a sequential writer is
  * still filling stay. Measured (1 MiB writes at queue depth 8, 4 members, 512 KiB chunks, member
  * files on tmpfs): with 256 heads the writes read 398 KiB back from the members per column
- * segment, with 1024 heads 394 KiB, with no cache 768 KiB; the larger budget was also 15% slower,
+ * segment, with 1024 heads 394 KiB, with no cache 787 KiB; the larger budget was also 15% slower,
  * its copies spread over four times the memory. Random 4 KiB writes fill the budget and gain
  * little from it, so it is also what they hold.
  */
