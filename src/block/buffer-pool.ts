@@ -5,8 +5,14 @@
 export class BufferPool {
   readonly #free = new Map<number, Buffer[]>();
 
-  /** Keeps at most `keep` free buffers of the current size. */
-  constructor(private readonly keep = 16) {}
+  /**
+   * Keeps at most `keep` free buffers of the current size, and no more than `keepBytes` bytes of
+   * them: many small buffers (a queue of 4 KiB requests) without holding as many large ones.
+   */
+  constructor(
+    private readonly keep = 16,
+    private readonly keepBytes = Infinity,
+  ) {}
 
   /** A buffer of exactly `length` bytes, contents unspecified. */
   take(length: number): Buffer {
@@ -22,6 +28,6 @@ export class BufferPool {
       this.#free.clear();
       this.#free.set(b.length, (list = []));
     }
-    if (list.length < this.keep) list.push(b);
+    if (list.length < this.keep && (list.length + 1) * b.length <= this.keepBytes) list.push(b);
   }
 }

@@ -93,12 +93,11 @@ export interface Personality {
   /** Rejects with MdError('EIO') when no working copy could serve the range. */
   read(members: MemberSet, offset: number, length: number): Promise<Buffer>;
   /**
-   * Optional: read() into `out`, a caller's reused buffer (NBD's, for large reads), each member
-   * read straight into its place. Settles only once no member read still writes into `out`,
-   * whichever way it ends. Absent, the array offers no readInto: a copy out of read()'s buffer
-   * would cost about what the reused buffer saves.
+   * read() into `out`, a caller's reused buffer (NBD's, for large reads), each member read
+   * straight into its place (where a part is rebuilt, copied there). Settles only once no member
+   * read still writes into `out`, whichever way it ends.
    */
-  readInto?(members: MemberSet, offset: number, out: Buffer): Promise<void>;
+  readInto(members: MemberSet, offset: number, out: Buffer): Promise<void>;
   /** Resolves once every range has at least one complete copy (FUA forwarded to members). */
   write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   discard(members: MemberSet, offset: number, length: number): Promise<void>;

@@ -60,11 +60,39 @@ export class Raid0 implements Personality {
   }
 
   async read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
-    await this.each(members, offset, length, 'read', async (role, off, s) => {
-      (await members.read(role, off, s.length)).copy(out, s.requestOffset);
-    });
+    // Every byte is written by the member reads that all resolved, or the buffer is never returned.
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(members, offset, out);
     return out;
+  }
+
+  /** read() into `out`: each chunk's part read from its member straight into its place. */
+  async readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    // Settled, not just resolved: once this rejects no member read may still write into `out`
+    // (a caller's reused buffer, handed to another request next).
+    const pending: Promise<void>[] = [];
+    let failure: { err: unknown } | undefined;
+    await this.each(members, offset, out.length, 'read', (role, off, s) => {
+      const p = members.readInto(role, off, out.subarray(s.requestOffset, s.requestOffset + s.length));
+      pending.push(p);
+      return p;
+    }).catch((err: unknown) => (failure = { err }));
+    await Promise.allSettled(pending);
+    if (failure !== undefined) throw failure.err;
+  }
+
+  /**
+   * A read inside one chunk done now by its member's synchronous read (MemberSet.readNow); false
+   * for a read across chunks, or when the member cannot now (or failed: then it is failing, and
+   * the caller's read() meets that).
+   */
+  readNow(members: MemberSet, offset: number, out: Buffer): boolean {
+    if (members.readNow === undefined) return false;
+    const chunk = Math.floor(offset / this.chunkSize);
+    const inChunk = offset - chunk * this.chunkSize;
+    if (inChunk + out.length > this.chunkSize) return false;
+    const { role, offset: off } = this.place({ chunk, inChunk, length: out.length, requestOffset: 0 });
+    return members.state(role) === 'in_sync' && members.readNow(role, off, out);
   }
 
   write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

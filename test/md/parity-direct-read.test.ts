@@ -1,7 +1,7 @@
-// The parity levels' direct read (md's chunk_aligned_read; StripeEngine.read/readNow): a read
-// inside one chunk whose data member is in sync and whose row no write or sync step holds goes
-// to that member alone, now or by promise; every other read takes the stripe path. Real member
-// files on tmpfs (so their devices answer now), a real MdArray, and every byte checked against a
+// The parity levels' direct read (md's chunk_aligned_read; StripeEngine.read/readInto/readNow): a
+// read inside one chunk whose data member is in sync and whose row no write or sync step holds
+// goes to that member alone, now, by promise or into a caller's buffer; every other read takes
+// the stripe path. Real member files on tmpfs (so their devices answer now), a real MdArray, and every byte checked against a
 // model of what the array was told to hold: writes and reads interleaved on the same rows (a
 // read after a write to its block sees it, even while writes to the row's other blocks hold the
 // row), a degraded array (blocks of the missing member rebuilt from parity), a member being
@@ -79,12 +79,15 @@ class Model {
   }
 }
 
-/** Reads [offset, +length) now (when the array takes it now) and by promise; both must match the model. */
+/** Reads [offset, +length) now (when the array takes it now), by promise and into a buffer; each must match the model. */
 async function expectBytes(array: MdArray, model: Model, offset: number, length: number, what: string): Promise<boolean> {
   const out = Buffer.alloc(length, 0xee);
   const now = array.readNow(offset, out);
   if (now) assert.ok(out.equals(model.at(offset, length)), `${what}: readNow [${offset}, +${length})`);
   assert.ok((await array.read(offset, length)).equals(model.at(offset, length)), `${what}: read [${offset}, +${length})`);
+  const into = Buffer.alloc(length, 0xee);
+  await array.readInto(offset, into);
+  assert.ok(into.equals(model.at(offset, length)), `${what}: readInto [${offset}, +${length})`);
   return now;
 }
 
@@ -180,7 +183,7 @@ for (const level of [5, 6] as const) {
       const at = layout.locate(offset);
       assert.ok(readMember(paths[at.member]!, at.memberOffset, KiB4).equals(model.at(offset, KiB4)), 'the member the layout names holds it');
     }
-    assert.equal(directReads(array) - before, 2 * layout.dataDisks, 'each read, now and by promise, went to the member');
+    assert.equal(directReads(array) - before, 3 * layout.dataDisks, 'each read, now, by promise and into a buffer, went to the member');
     // A read across a chunk border is the stripe path's.
     const crossing = directReads(array);
     await expectBytes(array, model, 7 * layout.rowBytes + CHUNK - KiB4, 2 * KiB4, 'across a chunk border');
@@ -216,7 +219,7 @@ for (const level of [5, 6] as const) {
         const before = directReads(array);
         const now = await expectBytes(array, model, offset, KiB4, `row ${row}, data block ${i} on role ${member}`);
         assert.equal(now, !missing.includes(member), `row ${row} block ${i}: now exactly when its member is in sync`);
-        assert.equal(directReads(array) - before, missing.includes(member) ? 0 : 2, 'the missing member is never read directly');
+        assert.equal(directReads(array) - before, missing.includes(member) ? 0 : 3, 'the missing member is never read directly');
       }
     }
     // Writes while degraded (a missing member's blocks live in parity only), read back at once.
@@ -279,7 +282,7 @@ for (const level of [5, 6] as const) {
       const offset = row * layout.rowBytes + i * CHUNK;
       const before = directReads(array);
       await expectBytes(array, model, offset, CHUNK, `row ${row}: the recovered member's block`);
-      assert.equal(directReads(array) - before, 2, 'a recovered member is read directly');
+      assert.equal(directReads(array) - before, 3, 'a recovered member is read directly');
     }
     for (const row of [...stalled, ...rows]) await expectBytes(array, model, row * layout.rowBytes, layout.rowBytes, `row ${row}`);
     // The members by role: the new one took the victim's.
@@ -287,7 +290,7 @@ for (const level of [5, 6] as const) {
   });
 }
 
-for (const how of ['now', 'by promise'] as const) {
+for (const how of ['now', 'by promise', 'into a buffer'] as const) {
   test(`raid5: a member whose direct read ${how} fails is failed, and the read is rebuilt from parity`, async (t) => {
     const layout = new ParityLayout({ level: 5, raidDisks: 4, chunkSize: CHUNK });
     const paths = memberFiles(tempDir(t, 'direct-read', '/dev/shm'), 4, MEMBER);
@@ -307,7 +310,10 @@ for (const how of ['now', 'by promise'] as const) {
       assert.equal(state(), 'faulty', 'and its member is failed at once');
     }
     const before = array.personality instanceof ParityPersonality ? array.personality.stats.degradedReads : NaN;
-    assert.ok((await array.read(offset, KiB4)).equals(want), 'the block is rebuilt from the others');
+    const got = Buffer.alloc(KiB4, 0xee);
+    if (how === 'into a buffer') await array.readInto(offset, got);
+    else (await array.read(offset, KiB4)).copy(got);
+    assert.ok(got.equals(want), 'the block is rebuilt from the others');
     assert.equal(state(), 'faulty');
     assert.equal(array.status().state, 'degraded');
     assert.ok(array.personality instanceof ParityPersonality && array.personality.stats.degradedReads > before, 'through the stripe path');

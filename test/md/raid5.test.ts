@@ -92,7 +92,7 @@ test('the stripe cache lets a row written in pieces compute parity without readi
   for (let off = 0; off < data.length; off += piece) await p.write(members, off, data.subarray(off, off + piece));
   const readDuringWrites = members.totalReads();
   // Without a cache every piece would read the untouched blocks of its row.
-  const cold = createRaid6({ raidDisks: 6, memberSize: MEMBER, chunkSize: CHUNK, cacheRows: 0 });
+  const cold = createRaid6({ raidDisks: 6, memberSize: MEMBER, chunkSize: CHUNK, stripeCacheSize: 0 });
   const coldMembers = new FileMembers(devices, MEMBER);
   for (let off = 0; off < data.length; off += piece) await cold.write(coldMembers, off, data.subarray(off, off + piece));
   assert.ok(readDuringWrites * 2 <= coldMembers.totalReads(), `cached ${readDuringWrites} bytes read vs uncached ${coldMembers.totalReads()}`);
@@ -238,4 +238,50 @@ test('syncRange maps an array range to the member range its parity lives in', ()
   assert.deepEqual(p.syncRange(row + CHUNK - 512, 1024), { offset: CHUNK, length: CHUNK });
   assert.deepEqual(p.syncRange(row, 2 * row), { offset: CHUNK, length: 2 * CHUNK });
   assert.deepEqual(p.syncRange(0, 0), { offset: 0, length: 0 });
+});
+
+/** Member files whose next read of `role` returns what it read only once release() is called. */
+class LateReads extends FileMembers {
+  role = -1;
+  #release: (() => void) | undefined;
+  release(): void {
+    this.#release?.();
+  }
+  #late(role: number): Promise<void> {
+    if (role !== this.role) return Promise.resolve();
+    this.role = -1;
+    return new Promise((resolve) => (this.#release = resolve));
+  }
+  override async read(role: number, offset: number, length: number): Promise<Buffer> {
+    const b = await super.read(role, offset, length);
+    await this.#late(role);
+    return b;
+  }
+  override async readInto(role: number, offset: number, out: Buffer): Promise<void> {
+    await super.readInto(role, offset, out);
+    await this.#late(role);
+  }
+}
+
+test('a read that returns after a write to its blocks leaves nothing stale behind for the next parity update', async (t) => {
+  const dir = tempDir(t);
+  const devices = await memberFiles(dir, 4, MEMBER);
+  t.after(async () => {
+    await Promise.all(devices.map((d) => d.close()));
+  });
+  const members = new LateReads(devices, MEMBER);
+  const p = createRaid5({ raidDisks: 4, memberSize: MEMBER, chunkSize: CHUNK });
+  const map = p.geometry.stripe(0);
+  await p.write(members, 0, randomBytes(p.geometry.rowBytes));
+  // A read across D0 and D1 of row 0: D0's member answers with its bytes of before the write below.
+  members.role = map.dataMembers[0]!;
+  const reading = p.read(members, 0, 2 * CHUNK);
+  const d0 = randomBytes(CHUNK);
+  await p.write(members, 0, d0);
+  members.release();
+  await reading;
+  // D1 next: its parity is computed from D0 as the array holds it, not as the late read saw it.
+  await p.write(members, CHUNK, randomBytes(CHUNK));
+  assert.deepEqual(await inconsistentRows(devices, p.geometry, [0]), []);
+  assert.deepEqual(await p.read(members, 0, CHUNK), d0);
 });

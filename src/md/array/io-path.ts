@@ -68,10 +68,10 @@ export class ArrayIo {
     return this.io('read', () => (length === 0 ? Promise.resolve(Buffer.alloc(0)) : this.set.personality.read(this.memberSet, offset, length)));
   }
 
-  /** read() into `out`: only for a personality that has readInto (MdArray offers it only then). */
+  /** read() into `out`, a caller's reused buffer. */
   readInto(offset: number, out: Buffer): Promise<void> {
     const personality = this.set.personality;
-    return this.io('read', () => (out.length === 0 ? Promise.resolve() : personality.readInto!(this.memberSet, offset, out)));
+    return this.io('read', () => (out.length === 0 ? Promise.resolve() : personality.readInto(this.memberSet, offset, out)));
   }
 
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

@@ -48,9 +48,6 @@ export class MdArray implements BlockDevice {
       this.membership.stop();
       this.sync.abandon();
     };
-    // Offered only where the personality reads into a caller's buffer (its level never changes,
-    // grow() keeps it): shadows the method on this instance, so `array.readInto` reads undefined.
-    if (this.set.personality.readInto === undefined) Object.defineProperty(this, 'readInto', { value: undefined });
   }
 
   /**
@@ -169,8 +166,8 @@ export class MdArray implements BlockDevice {
     return this.ioPath.write(offset, data, options);
   }
 
-  /** read() into `out` (a caller's reused buffer); absent unless the personality has readInto. */
-  readInto?(offset: number, out: Buffer): Promise<void> {
+  /** read() into `out` (a caller's reused buffer), each member part read straight into its place. */
+  readInto(offset: number, out: Buffer): Promise<void> {
     checkRange(`array ${this.name}: read`, this.size, offset, out.length);
     return this.ioPath.readInto(offset, out);
   }

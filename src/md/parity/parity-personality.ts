@@ -11,12 +11,11 @@ import type { MemberSet, Personality, SyncRange, SyncWindowResult } from '../per
 import type { SyncMode } from '../types.js';
 import { StripeEngine, type ParitySyncState, type StripeStats } from './stripe-engine.js';
 import { columnSpan, splitRows } from './stripe-plan.js';
+import { stripeCacheBytes } from './stripe-cache.js';
 import type { WriteIntentBitmap } from '../write-intent-bitmap.js';
 
 /** md's default chunk for raid5/6 (mdadm: 512 KiB). */
 export const DEFAULT_PARITY_CHUNK = 512 * 1024;
-/** Memory the stripe cache may hold by default (md's stripe_cache_size is 256 4 KiB stripes). */
-const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
 
 export interface ParityOptions {
   raidDisks: number;
@@ -26,8 +25,11 @@ export interface ParityOptions {
   chunkSize?: number;
   /** md algorithm number (parity/layout.ts); default left-symmetric (2). */
   layout?: number;
-  /** Rows the stripe cache keeps; default what fits in 32 MiB. */
-  cacheRows?: number;
+  /**
+   * md's stripe_cache_size: stripe heads (a 4 KiB page of every member) the stripe cache may hold;
+   * default DEFAULT_STRIPE_CACHE_SIZE (stripe-cache.ts). 0 caches nothing.
+   */
+  stripeCacheSize?: number;
 }
 
 export class ParityPersonality implements Personality {
@@ -53,8 +55,7 @@ export class ParityPersonality implements Personality {
     this.raidDisks = options.raidDisks;
     this.syncSize = Math.floor(options.memberSize / chunkSize) * chunkSize;
     this.arraySize = this.geometry.arraySize(options.memberSize);
-    const rows = options.cacheRows ?? Math.max(4, Math.floor(DEFAULT_CACHE_BYTES / (chunkSize * options.raidDisks)));
-    this.#engine = new StripeEngine(this.geometry, rows);
+    this.#engine = new StripeEngine(this.geometry, stripeCacheBytes(options.raidDisks, options.stripeCacheSize));
   }
 
   /** How many members may be missing while every byte stays readable. */
@@ -115,6 +116,11 @@ export class ParityPersonality implements Personality {
 
   read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
     return this.#engine.read(members, offset, length);
+  }
+
+  /** read() into `out`, each member part straight into its place (StripeEngine.readInto). */
+  readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    return this.#engine.readInto(members, offset, out);
   }
 
   /** A read inside one chunk whose data member is in sync, from that member now (StripeEngine.readNow). */

@@ -2,15 +2,16 @@
 // by read-modify-write or reconstruct-write, and one sync step (resync, recovery, check, repair)
 // over a range of a row. parity-personality.ts wraps it as md's raid5 and raid6 personalities.
 //
-// Every row is handled under its stripe lock; member contents read or written pass through the
-// stripe cache. The exception is the direct read (md's chunk_aligned_read): a read inside one
-// chunk of an in-sync data member whose row no step holds goes to that member alone, neither
-// locked nor cached. A member read that fails means the array has just failed that member
-// (MemberSet invariant), so the step is planned again against the new member states.
+// Every write, sync step and rebuilding read handles its row under the row's stripe lock, and the
+// member contents it reads or writes pass through the stripe cache. Reads that rebuild nothing
+// take neither: the direct read (md's chunk_aligned_read: inside one chunk of an in-sync data
+// member whose row no step holds) goes to that member alone, and a read across chunks whose data
+// members are in sync reads each of them straight into the caller's buffer. A member read that
+// fails means the array has just failed that member (MemberSet invariant), so the step is planned
+// again against the new member states.
 
 import { SECTOR } from '../../block/block-device.js';
 import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
-import { BufferPool } from '../../block/buffer-pool.js';
 import { MdError } from '../errors.js';
 import type { ParityLayout, StripeMap } from './layout.js';
 import { recoverStripe } from './recovery.js';
@@ -18,9 +19,17 @@ import { computeP, computePQ, mulXorInto, xorInto } from './syndrome.js';
 import { gfExp2 } from './gf256.js';
 import type { MemberSet, SyncWindowResult } from '../personality.js';
 import type { SyncMode } from '../types.js';
+import { ScratchBlocks } from './scratch-blocks.js';
 import { StripeCache } from './stripe-cache.js';
 import { StripeLocks } from './stripe-lock.js';
 import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';
+
+/** A row's blocks at some columns, rebuilt where missing (in scratch blocks of the caller's). */
+interface RebuiltRow {
+  data: Uint8Array[];
+  p: Uint8Array;
+  q: Uint8Array | undefined;
+}
 
 /** Whether parity is valid over a range of sync space (member offsets): the bitmap's blocks_synced. */
 export interface ParitySyncState {
@@ -44,6 +53,18 @@ export interface StripeStats {
 
 /** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
 const CHECK_UNIT = 4096;
+/**
+ * Free scratch blocks kept for the next step, at most: enough 4 KiB ones for a queue of random
+ * writes, no more than 4 MiB of chunk-sized ones between bursts of large writes or sync windows.
+ */
+const SCRATCH_KEEP = 256;
+const SCRATCH_KEEP_BYTES = 4 * 1024 * 1024;
+/**
+ * A sync step covers at most this much of a row's columns (aligned to it): md's resync walks a
+ * row in 4 KiB stripe heads; a step here reads every member's slice and writes what it must, so
+ * with 4 members and P it holds five blocks of this size, not five 512 KiB chunks.
+ */
+const SYNC_SLICE = 128 * 1024;
 /** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
 const ZERO_PIECE = 1024 * 1024;
 
@@ -60,8 +81,14 @@ export class StripeEngine {
   readonly cache: StripeCache;
   readonly locks = new StripeLocks();
   readonly tolerance: number;
-  /** Parity blocks of row writes and sync steps, reused (see BufferPool). */
-  readonly #parityBuffers = new BufferPool();
+  /** Scratch blocks of application steps (reads and writes), of their exact lengths. */
+  readonly #blocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES });
+  /**
+   * Scratch blocks of sync steps (the lazy parity build runs beside 4 KiB writes): slice-sized,
+   * whatever part of a slice a window covers, and apart from the application's, whose one size
+   * at a time they would otherwise keep displacing.
+   */
+  readonly #syncBlocks: ScratchBlocks;
   syncState: ParitySyncState | undefined;
   readonly stats: StripeStats = {
     fullWrites: 0,
@@ -73,28 +100,55 @@ export class StripeEngine {
     writeReadBytes: 0,
   };
 
-  constructor(layout: ParityLayout, cacheRows: number) {
+  /** `cacheBytes`: the stripe cache's budget (stripeCacheBytes). */
+  constructor(layout: ParityLayout, cacheBytes: number) {
     this.layout = layout;
     this.tolerance = layout.level === 5 ? 1 : 2;
-    this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheRows);
+    this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheBytes);
+    this.#syncBlocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES, fixed: Math.min(layout.chunkSize, SYNC_SLICE) });
   }
 
   // ---------------------------------------------------------------- reads
 
   /**
    * Reads [offset, offset+length) of the array: straight from the data member when the direct
-   * read may serve it (#directRead), else row by row through the stripe cache, rebuilding from
-   * parity what a member that is not in sync holds.
+   * read may serve it (#directRead), else row by row (#readRows).
    */
   read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
     const at = this.#directRead(members, offset, length);
-    if (at === undefined) return this.#readRows(members, offset, length);
+    if (at === undefined) {
+      const out = Buffer.allocUnsafe(length);
+      return this.#readRows(members, offset, out).then(() => out);
+    }
     this.stats.directReads++;
-    return members.read(at.member, at.memberOffset, length).catch((err: unknown) => {
+    return members.read(at.member, at.memberOffset, length).catch(async (err: unknown) => {
       // The MemberSet failed the member before rejecting: its block is rebuilt from parity.
-      if (members.state(at.member) !== 'in_sync') return this.#readRows(members, offset, length);
-      throw new MdError('EIO', `raid${this.layout.level}: read of member role ${at.member} failed: ${(err as Error).message}`, { cause: err });
+      if (members.state(at.member) !== 'in_sync') {
+        const out = Buffer.allocUnsafe(length);
+        await this.#readRows(members, offset, out);
+        return out;
+      }
+      throw this.#readError(at.member, err);
     });
+  }
+
+  /**
+   * read() into `out` (a caller's reused buffer): every member part read straight into its place.
+   * Settles only once no member read still writes into `out`, whichever way it ends.
+   */
+  async readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    const at = this.#directRead(members, offset, out.length);
+    if (at !== undefined) {
+      this.stats.directReads++;
+      try {
+        await members.readInto(at.member, at.memberOffset, out);
+        return;
+      } catch (err) {
+        if (members.state(at.member) === 'in_sync') throw this.#readError(at.member, err);
+        // Failed by the MemberSet: its block is rebuilt from parity below.
+      }
+    }
+    await this.#readRows(members, offset, out);
   }
 
   /**
@@ -133,12 +187,17 @@ export class StripeEngine {
     return at;
   }
 
-  async #readRows(members: MemberSet, offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(length);
-    await Promise.all(splitRows(this.layout, offset, length).map((p) => this.#readPiece(members, p, out)));
-    return out;
+  /** Reads row by row into `out`; settles once every row piece has (no member read left writing into `out`). */
+  async #readRows(members: MemberSet, offset: number, out: Buffer): Promise<void> {
+    await allSettledOrThrow(splitRows(this.layout, offset, out.length).map((p) => this.#readPiece(members, p, out)));
   }
 
+  /**
+   * One row's part of a read, into its place in `out`. With every data block it covers on an
+   * in-sync member (or, for a member that is not, in the cache), each block is read where it is,
+   * unlocked and uncached, for the same reason as the direct read: an in-sync member holds every
+   * acknowledged write to its data blocks. Otherwise the row is rebuilt under its lock.
+   */
   async #readPiece(members: MemberSet, piece: RowPiece, out: Buffer): Promise<void> {
     const c = this.layout.chunkSize;
     const map = this.layout.stripe(piece.row);
@@ -155,19 +214,21 @@ export class StripeEngine {
       );
       try {
         if (direct) {
-          await Promise.all(
-            parts.map(async (p) => {
-              const b = await this.#readMember(members, piece.row, map.dataMembers[p.i]!, p.lo, p.hi - p.lo);
-              b.copy(out, p.at);
-            }),
+          await allSettledOrThrow(
+            parts.map((p) => this.#readPart(members, piece.row, map.dataMembers[p.i]!, p.lo, out.subarray(p.at, p.at + p.hi - p.lo))),
           );
         } else {
           await this.locks.with(piece.row, async () => {
             this.stats.degradedReads++;
             const lo = Math.min(...parts.map((p) => p.lo));
             const hi = Math.max(...parts.map((p) => p.hi));
-            const stripe = await this.#rebuild(members, piece.row, map, lo, hi);
-            for (const p of parts) out.set(stripe.data[p.i]!.subarray(p.lo - lo, p.hi - lo), p.at);
+            const held: Buffer[] = [];
+            try {
+              const stripe = await this.#rebuild(members, piece.row, map, lo, hi, held);
+              for (const p of parts) out.set(stripe.data[p.i]!.subarray(p.lo - lo, p.hi - lo), p.at);
+            } finally {
+              this.#blocks.give(held);
+            }
           });
         }
         return;
@@ -177,25 +238,47 @@ export class StripeEngine {
     }
   }
 
-  /** Reads one member's columns of a row: from the cache, else from the member (and caches it). */
-  async #readMember(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
-    const cached = this.cache.get(row, member, lo, length);
-    if (cached !== undefined) return cached;
-    if (members.state(member) !== 'in_sync') throw new Replan();
-    let data: Buffer;
+  /** One data block's columns into `into`, unlocked: from an in-sync member, else from the cache. */
+  async #readPart(members: MemberSet, row: number, member: number, lo: number, into: Buffer): Promise<void> {
+    if (members.state(member) !== 'in_sync') {
+      // Between has() and now nothing ran: the copy cannot miss, but a miss is planned again.
+      if (!this.cache.copyInto(row, member, lo, into)) throw new Replan();
+      return;
+    }
     try {
-      data = await members.read(member, row * this.layout.chunkSize + lo, length);
+      await members.readInto(member, row * this.layout.chunkSize + lo, into);
     } catch (err) {
       if (members.state(member) !== 'in_sync') throw new Replan();
-      throw new MdError('EIO', `raid${this.layout.level}: read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
+      throw this.#readError(member, err);
     }
-    this.cache.put(row, member, lo, data);
-    return data;
+  }
+
+  #readError(member: number, err: unknown): MdError {
+    return new MdError('EIO', `raid${this.layout.level}: read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
+  }
+
+  /**
+   * Reads one member's columns of a row, under the row's lock: from the cache, else from the
+   * member (and caches it). The block is a scratch block added to `held` (the step's).
+   */
+  async #readMember(members: MemberSet, row: number, member: number, lo: number, length: number, held: Buffer[]): Promise<Buffer> {
+    const block = this.#blocks.take(length, held);
+    if (this.cache.copyInto(row, member, lo, block)) return block;
+    if (members.state(member) !== 'in_sync') throw new Replan();
+    try {
+      await members.readInto(member, row * this.layout.chunkSize + lo, block);
+    } catch (err) {
+      if (members.state(member) !== 'in_sync') throw new Replan();
+      throw this.#readError(member, err);
+    }
+    this.cache.put(row, member, lo, block);
+    return block;
   }
 
   /**
    * Every block of a row at columns [lo, hi): read what is readable (or cached), rebuild the rest
-   * from parity. Rejects when more members are missing than the level can rebuild.
+   * from parity. Rejects when more members are missing than the level can rebuild. The blocks are
+   * scratch blocks added to `held`: the sync step's when `fromDisk`, else an application step's.
    */
   async #rebuild(
     members: MemberSet,
@@ -203,27 +286,30 @@ export class StripeEngine {
     map: StripeMap,
     lo: number,
     hi: number,
+    held: Buffer[],
     fromDisk = false,
-  ): Promise<{ data: Uint8Array[]; p: Uint8Array; q: Uint8Array | undefined }> {
+  ): Promise<RebuiltRow> {
     const len = hi - lo;
     const n = this.layout.raidDisks;
     const got: (Uint8Array | null)[] = new Array(n).fill(null);
-    await Promise.all(
+    // Settled, not just resolved: no read may still put into the cache once the row's lock is gone.
+    await allSettledOrThrow(
       Array.from({ length: n }, async (_, m) => {
         const usable = members.state(m) === 'in_sync' || (!fromDisk && this.cache.has(row, m, lo, len));
         if (!usable) return;
-        got[m] = fromDisk ? await this.#readDisk(members, row, m, lo, len) : await this.#readMember(members, row, m, lo, len);
+        got[m] = fromDisk ? await this.#readDisk(members, row, m, lo, len, held) : await this.#readMember(members, row, m, lo, len, held);
       }),
     );
     const lost = got.flatMap((b, m) => (b === null ? [m] : []));
     if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'read');
-    return this.#solve(map, got, len);
+    return this.#solve(map, got, len, held, fromDisk ? this.#syncBlocks : this.#blocks);
   }
 
   /** Rebuilds the null blocks of a row (indexed by member) from the others. */
-  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number): { data: Uint8Array[]; p: Uint8Array; q: Uint8Array | undefined } {
+  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number, held: Buffer[], scratch: ScratchBlocks): RebuiltRow {
     const dd = this.layout.dataDisks;
     const raid6 = this.layout.level === 6;
+    const fill = (): Buffer => scratch.take(len, held);
     // recoverStripe works in syndrome-slot order.
     const slotData: (Uint8Array | null)[] = new Array(dd).fill(null);
     const out = { data: new Map<number, Uint8Array>(), p: undefined as Uint8Array | undefined, q: undefined as Uint8Array | undefined };
@@ -231,14 +317,14 @@ export class StripeEngine {
       const b = got[map.dataMembers[i]!]!;
       const slot = map.qSlot[i]!;
       slotData[slot] = b;
-      if (b === null) out.data.set(slot, new Uint8Array(len));
+      if (b === null) out.data.set(slot, fill());
     }
     const p = got[map.pd]!;
-    if (p === null) out.p = new Uint8Array(len);
+    if (p === null) out.p = fill();
     let q: Uint8Array | null | undefined;
     if (raid6) {
       q = got[map.qd]!;
-      if (q === null) out.q = new Uint8Array(len);
+      if (q === null) out.q = fill();
     }
     const r = recoverStripe(raid6 ? { data: slotData, p, q } : { data: slotData, p }, out);
     const data = Array.from({ length: dd }, (_, i) => r.data[map.qSlot[i]!]!);
@@ -249,19 +335,30 @@ export class StripeEngine {
 
   async write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.#refuseIfFailed(members, 'write');
-    await Promise.all(
+    // Settled, not just resolved: the caller may reuse `data` once this rejects, so no row may
+    // still be writing from it.
+    await allSettledOrThrow(
       splitRows(this.layout, offset, data.length).map((piece) =>
         this.locks.with(piece.row, async () => {
-          for (const seg of columnSegments(this.layout, piece)) await this.#writeSegment(members, piece.row, seg, data, options);
+          // A piece that runs to the row's end leaves the row (a sequential writer goes on to the
+          // next one and does not come back): the cache forgets the row rather than copy into it
+          // what no later write will read, and its pages serve the rows still being written.
+          const leaves = piece.start + piece.length === this.layout.rowBytes;
+          try {
+            for (const seg of columnSegments(this.layout, piece)) await this.#writeSegment(members, piece.row, seg, data, !leaves, options);
+          } finally {
+            if (leaves) this.cache.invalidate(piece.row);
+          }
         }),
       ),
     );
   }
 
-  async #writeSegment(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, options?: WriteOptions): Promise<void> {
+  /** One column segment of a row, planned again while members fail under it; `keep`: into the cache (else forgotten there). */
+  async #writeSegment(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, keep: boolean, options?: WriteOptions): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#writeSegmentOnce(members, row, seg, src, options);
+        await this.#writeSegmentOnce(members, row, seg, src, keep, options);
         return;
       } catch (err) {
         if (!(err instanceof Replan) || attempt >= this.layout.raidDisks) {
@@ -272,7 +369,7 @@ export class StripeEngine {
     }
   }
 
-  async #writeSegmentOnce(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, options?: WriteOptions): Promise<void> {
+  async #writeSegmentOnce(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, keep: boolean, options?: WriteOptions): Promise<void> {
     const { layout, cache } = this;
     const map = layout.stripe(row);
     const dd = layout.dataDisks;
@@ -284,97 +381,99 @@ export class StripeEngine {
     const parityMembers = raid6 ? [map.pd, map.qd] : [map.pd];
     const available = (m: number): boolean => members.state(m) === 'in_sync' || cache.has(row, m, seg.lo, len);
     const cost = (m: number): number => (cache.has(row, m, seg.lo, len) ? 0 : 1);
-    const read = async (m: number): Promise<Uint8Array> => {
-      const b = await this.#readMember(members, row, m, seg.lo, len);
-      return b;
+    // The scratch blocks this step reads into and computes parity in: handed back at the end,
+    // which every way out reaches only once no member write still reads them.
+    const held: Buffer[] = [];
+    const read = (m: number): Promise<Buffer> => {
+      // #readMember looks in the cache before its first await: what it misses now, it reads.
+      if (!cache.has(row, m, seg.lo, len)) this.stats.writeReadBytes += len;
+      return this.#readMember(members, row, m, seg.lo, len, held);
     };
-
-    // Parity comes last: the new data blocks go to their members while it is computed.
-    let parity: () => [Uint8Array, Uint8Array | undefined];
-    // Whether this write computes parity from every data block (full-stripe or reconstruct-write).
-    let fromAllData = true;
-    if (fresh.size === dd) {
-      this.stats.fullWrites++;
-      parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len);
-    } else {
-      const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !fresh.has(i));
-      const synced = this.syncState?.blocksSynced(memberOffset, len) ?? true;
-      const rcwOk = untouched.every((i) => available(map.dataMembers[i]!));
-      const rmwOk = synced && seg.written.every((i) => available(map.dataMembers[i]!)) && parityMembers.every(available);
-      const rcwCost = untouched.reduce((s, i) => s + cost(map.dataMembers[i]!), 0);
-      const rmwCost = seg.written.reduce((s, i) => s + cost(map.dataMembers[i]!), 0) + parityMembers.reduce((s, m) => s + cost(m), 0);
-      const before = cache.stats.missBytes;
-      if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
-        // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block.
-        this.stats.rmwWrites++;
-        fromAllData = false;
-        const olds = await Promise.all(seg.written.map((i) => read(map.dataMembers[i]!)));
-        const oldParity = await Promise.all(parityMembers.map(read));
-        parity = () => {
-          const p = this.#parityBuffers.take(len);
-          p.set(oldParity[0]!);
-          let q: Buffer | undefined;
-          if (raid6) {
-            q = this.#parityBuffers.take(len);
-            q.set(oldParity[1]!);
-          }
-          seg.written.forEach((i, k) => {
-            const delta = Buffer.from(olds[k]!);
-            xorInto(delta, fresh.get(i)!);
-            xorInto(p, delta);
-            if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[i]!), delta);
-          });
-          return [p, q];
-        };
-      } else if (rcwOk) {
-        // Reconstruct-write: parity from the new blocks and the untouched ones.
-        this.stats.rcwWrites++;
-        const reads = await Promise.all(untouched.map((i) => read(map.dataMembers[i]!)));
-        const data = new Array<Uint8Array>(dd);
-        for (const [i, b] of fresh) data[i] = b;
-        untouched.forEach((i, k) => (data[i] = reads[k]!));
-        parity = () => this.#parity(map, data, len);
-      } else {
-        // An untouched block's member is missing: rebuild the row first, then as reconstruct-write.
-        this.stats.degradedWrites++;
-        const old = await this.#rebuild(members, row, map, seg.lo, seg.hi);
-        const data = old.data.map((b, i) => fresh.get(i) ?? b);
-        parity = () => this.#parity(map, data, len);
-      }
-      this.stats.writeReadBytes += cache.stats.missBytes - before;
-    }
-
-    // Issue every write as soon as its block is known; a member that fails is failed by the
-    // MemberSet before we see it.
-    const targets: [number, Uint8Array][] = [...fresh].map(([i, b]) => [map.dataMembers[i]!, b]);
-    const issue = ([m, b]: [number, Uint8Array]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options));
-    const writes = targets.map(issue);
-    let p: Uint8Array;
-    let q: Uint8Array | undefined;
+    // Settled, not just resolved: no read of a failed attempt may put into the cache later.
+    const readAll = (roles: number[]): Promise<Buffer[]> => allSettledOrThrow(roles.map(read));
     try {
-      [p, q] = parity();
-    } catch (err) {
-      await Promise.allSettled(writes);
-      throw err;
-    }
-    const parityTargets: [number, Uint8Array][] = [[map.pd, p]];
-    if (raid6) parityTargets.push([map.qd, q!]);
-    for (const t of parityTargets) {
-      targets.push(t);
-      writes.push(issue(t));
-    }
-    const results = await Promise.allSettled(writes);
-    // The cache keeps the row's logical contents, whether or not a member took its write.
-    const insert = fresh.size !== dd;
-    for (const [m, b] of targets) cache.put(row, m, seg.lo, b, insert);
-    // Every write has settled and the cache copied what it keeps: the parity blocks are free.
-    this.#parityBuffers.give(p);
-    if (q !== undefined) this.#parityBuffers.give(q);
-    this.#checkWrites(members, results, targets.map(([m]) => m));
-    // Parity over this range now matches the data on every member: a chunk it covers wholly
-    // needs no lazy parity build any more (with a member missing, the bitmap declines).
-    if (fromAllData && this.syncState?.paritySynced && results.every((r) => r.status === 'fulfilled')) {
-      this.syncState.paritySynced(memberOffset, len);
+      // Parity comes last: the new data blocks go to their members while it is computed.
+      let parity: () => [Uint8Array, Uint8Array | undefined];
+      // Whether this write computes parity from every data block (full-stripe or reconstruct-write).
+      let fromAllData = true;
+      if (fresh.size === dd) {
+        this.stats.fullWrites++;
+        parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len, held);
+      } else {
+        const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !fresh.has(i));
+        const synced = this.syncState?.blocksSynced(memberOffset, len) ?? true;
+        const rcwOk = untouched.every((i) => available(map.dataMembers[i]!));
+        const rmwOk = synced && seg.written.every((i) => available(map.dataMembers[i]!)) && parityMembers.every(available);
+        const rcwCost = untouched.reduce((s, i) => s + cost(map.dataMembers[i]!), 0);
+        const rmwCost = seg.written.reduce((s, i) => s + cost(map.dataMembers[i]!), 0) + parityMembers.reduce((s, m) => s + cost(m), 0);
+        if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
+          // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block,
+          // in the scratch blocks read (the cache copied them already).
+          this.stats.rmwWrites++;
+          fromAllData = false;
+          const olds = await readAll(seg.written.map((i) => map.dataMembers[i]!));
+          const [p, q] = await readAll(parityMembers);
+          parity = () => {
+            seg.written.forEach((i, k) => {
+              const delta = olds[k]!;
+              xorInto(delta, fresh.get(i)!);
+              xorInto(p!, delta);
+              if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[i]!), delta);
+            });
+            return [p!, q];
+          };
+        } else if (rcwOk) {
+          // Reconstruct-write: parity from the new blocks and the untouched ones.
+          this.stats.rcwWrites++;
+          const reads = await readAll(untouched.map((i) => map.dataMembers[i]!));
+          const data = new Array<Uint8Array>(dd);
+          for (const [i, b] of fresh) data[i] = b;
+          untouched.forEach((i, k) => (data[i] = reads[k]!));
+          parity = () => this.#parity(map, data, len, held);
+        } else {
+          // An untouched block's member is missing: rebuild the row first, then as reconstruct-write.
+          this.stats.degradedWrites++;
+          const old = await this.#rebuild(members, row, map, seg.lo, seg.hi, held);
+          const data = old.data.map((b, i) => fresh.get(i) ?? b);
+          parity = () => this.#parity(map, data, len, held);
+        }
+      }
+
+      // Issue every write as soon as its block is known; a member that fails is failed by the
+      // MemberSet before we see it.
+      const targets: [number, Uint8Array][] = [...fresh].map(([i, b]) => [map.dataMembers[i]!, b]);
+      const issue = ([m, b]: [number, Uint8Array]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options));
+      const writes = targets.map(issue);
+      let p: Uint8Array;
+      let q: Uint8Array | undefined;
+      try {
+        [p, q] = parity();
+      } catch (err) {
+        await Promise.allSettled(writes);
+        throw err;
+      }
+      const parityTargets: [number, Uint8Array][] = [[map.pd, p]];
+      if (raid6) parityTargets.push([map.qd, q!]);
+      for (const t of parityTargets) {
+        targets.push(t);
+        writes.push(issue(t));
+      }
+      const results = await Promise.allSettled(writes);
+      // The cache keeps the row's logical contents, whether or not a member took its write (or,
+      // not keeping them, must not answer with what they were before).
+      const insert = fresh.size !== dd;
+      for (const [m, b] of targets) {
+        if (keep) cache.put(row, m, seg.lo, b, insert);
+        else cache.forget(row, m, seg.lo, len);
+      }
+      this.#checkWrites(members, results, targets.map(([m]) => m));
+      // Parity over this range now matches the data on every member: a chunk it covers wholly
+      // needs no lazy parity build any more (with a member missing, the bitmap declines).
+      if (fromAllData && this.syncState?.paritySynced && results.every((r) => r.status === 'fulfilled')) {
+        this.syncState.paritySynced(memberOffset, len);
+      }
+    } finally {
+      this.#blocks.give(held);
     }
   }
 
@@ -392,14 +491,14 @@ export class StripeEngine {
     if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'write', rejected[0]!.reason);
   }
 
-  /** P (and Q) of a row's data blocks given in logical order. */
-  #parity(map: StripeMap, data: Uint8Array[], len: number): [Uint8Array, Uint8Array | undefined] {
-    const p = this.#parityBuffers.take(len);
+  /** P (and Q) of a row's data blocks given in logical order, in scratch blocks added to `held`. */
+  #parity(map: StripeMap, data: Uint8Array[], len: number, held: Buffer[], scratch = this.#blocks): [Uint8Array, Uint8Array | undefined] {
+    const p = scratch.take(len, held);
     if (this.layout.level === 5) {
       computeP(data, p);
       return [p, undefined];
     }
-    const q = this.#parityBuffers.take(len);
+    const q = scratch.take(len, held);
     const bySlot = new Array<Uint8Array>(data.length);
     data.forEach((b, i) => (bySlot[map.qSlot[i]!] = b));
     computePQ(bySlot, p, q);
@@ -459,7 +558,9 @@ export class StripeEngine {
     for (let pos = offset; pos < offset + length; ) {
       const row = Math.floor(pos / c);
       const lo = pos - row * c;
-      const hi = Math.min(c, lo + offset + length - pos);
+      // A slice at a time: its blocks (a member's each) are what a sync step holds in memory, and
+      // the row's lock is held for one slice, not for a whole chunk column of the row.
+      const hi = Math.min(c, lo + offset + length - pos, (Math.floor(lo / SYNC_SLICE) + 1) * SYNC_SLICE);
       const r = await this.locks.with(row, () => this.#syncRow(members, mode, row, lo, hi));
       total.mismatches += r.mismatches;
       total.bytesWritten += r.bytesWritten;
@@ -476,13 +577,15 @@ export class StripeEngine {
     const at = row * layout.chunkSize + lo;
     const result: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
     const roles = Array.from({ length: n }, (_, m) => m);
+    // The step's scratch blocks, given back once every read and write of it settled.
+    const held: Buffer[] = [];
     // Sync writes members behind the cache's back: forget the row once done, whatever happens.
     try {
       if (mode === 'recovery') {
         const targets = roles.filter((m) => members.state(m) === 'rebuilding');
         if (targets.length === 0) return result;
-        const stripe = await this.#rebuild(members, row, map, lo, hi, true);
-        await Promise.all(
+        const stripe = await this.#rebuild(members, row, map, lo, hi, held, true);
+        await allSettledOrThrow(
           targets.map(async (m) => {
             const role = map.role[m]!;
             const block = role >= 0 ? stripe.data[role]! : role === -1 ? stripe.p : stripe.q!;
@@ -494,12 +597,13 @@ export class StripeEngine {
       }
       // resync, check, repair: need every data block; md does not resync a degraded array.
       if (map.dataMembers.some((m) => members.state(m) !== 'in_sync')) return result;
-      const data = await Promise.all(map.dataMembers.map((m) => this.#readDisk(members, row, m, lo, len)));
-      const [p, q] = this.#parity(map, data, len);
+      const readDisk = (m: number): Promise<Buffer> => this.#readDisk(members, row, m, lo, len, held);
+      const data = await allSettledOrThrow(map.dataMembers.map(readDisk));
+      const [p, q] = this.#parity(map, data, len, held, this.#syncBlocks);
       const parity: [number, Uint8Array][] = [[map.pd, p]];
       if (q !== undefined) parity.push([map.qd, q]);
       const live = parity.filter(([m]) => members.state(m) === 'in_sync');
-      const onDisk = await Promise.all(live.map(([m]) => this.#readDisk(members, row, m, lo, len)));
+      const onDisk = await allSettledOrThrow(live.map(([m]) => readDisk(m)));
       // Which 4 KiB units of P (and Q) differ from what the data says they must be.
       const units = Math.ceil(len / CHECK_UNIT);
       const unit = (u: number): [number, number] => [u * CHECK_UNIT, Math.min(len, (u + 1) * CHECK_UNIT)];
@@ -520,21 +624,23 @@ export class StripeEngine {
           return [members.write(m, at + s, want.subarray(s, e))];
         }),
       );
-      const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
-      // Nothing references the computed parity any more.
-      this.#parityBuffers.give(p);
-      if (q !== undefined) this.#parityBuffers.give(q);
+      await allSettledOrThrow(writes);
       return result;
     } finally {
+      this.#syncBlocks.give(held);
       this.cache.invalidate(row);
     }
   }
 
-  /** Reads a member from disk (sync must see what is really there, not the cache). */
-  async #readDisk(members: MemberSet, row: number, member: number, lo: number, length: number): Promise<Buffer> {
+  /**
+   * Reads a member from disk (sync must see what is really there, not the cache), into a sync
+   * scratch block added to `held`.
+   */
+  async #readDisk(members: MemberSet, row: number, member: number, lo: number, length: number, held: Buffer[]): Promise<Buffer> {
+    const block = this.#syncBlocks.take(length, held);
     try {
-      return await members.read(member, row * this.layout.chunkSize + lo, length);
+      await members.readInto(member, row * this.layout.chunkSize + lo, block);
+      return block;
     } catch (err) {
       throw new MdError('EIO', `raid${this.layout.level}: sync read of member role ${member} failed: ${(err as Error).message}`, { cause: err });
     }
@@ -561,4 +667,12 @@ export class StripeEngine {
 function unwrap(err: unknown): unknown {
   if (err instanceof Replan) return new MdError('EIO', 'members kept failing while the request was planned');
   return err;
+}
+
+/** Waits for every promise to settle, then throws the first rejection: nothing is left running behind a failure. */
+async function allSettledOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
