@@ -12,10 +12,12 @@ COPY package.json package-lock.json ./
 # --ignore-scripts: the `prepare` script compiles, and the sources are not copied in yet.
 RUN npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.mjs ./scripts/build.mjs
 COPY src ./src
 COPY proto ./proto
+# The build: tsc, then esbuild's one-file bundle of what an engine runs (`llraid serve`).
 # koffi (the engine host's prctl call) ships prebuilt binaries for every platform: keep Linux's.
-RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --no-audit --no-fund --loglevel=error \
+RUN node scripts/build.mjs && npm prune --omit=dev --no-audit --no-fund --loglevel=error \
  && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.md' \) -delete \
  && find node_modules/koffi/build/koffi -mindepth 1 -maxdepth 1 ! -name 'linux_*' -exec rm -rf {} + \
  && rm -rf node_modules/koffi/src node_modules/koffi/vendor node_modules/koffi/doc

@@ -2,7 +2,6 @@
 // 1.2 superblock on every member, and starts the array. Members are laid out as mdadm does:
 // superblock at sector 8, llbitmap at sector 16, data at sector 2048 (1 MiB).
 
-import { randomBytes } from 'node:crypto';
 import { MdArray, type ArrayIdentity, type ArrayTuning } from './array/md-array.js';
 import { BITMAP_OFFSET_SECTORS, DATA_OFFSET_SECTORS, createBitmap, type BitmapKind } from './bitmap-setup.js';
 import { MdError } from './errors.js';
@@ -12,6 +11,7 @@ import { createPersonality, minMembers, usedMemberBytes } from './levels.js';
 import { raid10NearLayout } from './raid10.js';
 import { DEFAULT_ALGORITHM, parseLayout } from './parity/layout.js';
 import { RESYNC_NONE, SECTOR, SUPER_OFFSET_SECTORS, formatUuid, type Superblock } from './superblock.js';
+import { randomBytes } from '../common/lazy-builtins.js';
 import { describeError, trace } from '../common/trace.js';
 
 export interface CreateOptions extends ArrayTuning {

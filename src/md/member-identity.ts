@@ -4,9 +4,9 @@
 // roles, events and bitmap chunks stay as copied, so the copy assembles as the source would
 // have from the same bytes. Also reads which chunks a member's bitmap has ever seen written.
 
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { FileDevice } from '../block/file-device.js';
+import { randomBytes } from '../common/lazy-builtins.js';
 import { MdError } from './errors.js';
 import { BITMAP_DATA_OFFSET, BITMAP_SUPER_SIZE, decodeBitmapSuper, encodeBitmapSuper } from './llbitmap/bitmap-superblock.js';
 import { State } from './llbitmap/states.js';

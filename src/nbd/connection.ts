@@ -10,7 +10,7 @@
 // member service, when an engine with a higher epoch takes the member): see fence().
 
 import type { Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { BufferList } from './buffer-list.js';
 import { receiveInto } from './socket-receiver.js';
 import { nbdErrorNumber } from './error-numbers.js';
@@ -51,6 +51,7 @@ import { ReplyWriter } from './reply-writer.js';
 import { RequestParser, type NbdRequest, type RequestSink } from './request-parser.js';
 import type { Extent } from '../block/block-device.js';
 import { SizeClassPool } from '../block/size-class-pool.js';
+import { tlsModule } from '../common/lazy-builtins.js';
 import { describeError, trace } from '../common/trace.js';
 
 export interface ConnectionLimits {
@@ -363,7 +364,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
       this.readingPaused = false;
       raw.resume();
     }
-    const server = createTlsServer({ ...tls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false });
+    const server = tlsModule().createServer({ ...tls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false });
     const secure = await new Promise<TLSSocket>((resolve, reject) => {
       let done = false;
       const fail = (why: string): void => {

@@ -3,8 +3,8 @@
 // TCP port it serves on can read and write the export; a server given TLS credentials (the
 // member service) may listen anywhere.
 
-import { lookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
+import { dnsModule } from '../common/lazy-builtins.js';
 import { NbdError } from './errors.js';
 
 const LOOPBACK = new BlockList();
@@ -34,7 +34,7 @@ export async function loopbackAddress(host: string): Promise<string> {
   }
   let found: Array<{ address: string }>;
   try {
-    found = await lookup(host, { all: true, verbatim: true });
+    found = await dnsModule().lookup(host, { all: true, verbatim: true });
   } catch (err) {
     throw new NbdError('NBD_LISTEN', `${EXPECTED}, found ${JSON.stringify(host)}, which does not resolve: ${(err as Error).message}`, { cause: err });
   }

@@ -12,8 +12,8 @@
 
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createSecureContext } from 'node:tls';
 import { claimSocketPath } from '../block/socket-file.js';
+import { tlsModule } from '../common/lazy-builtins.js';
 import { DEFAULT_LIMITS, NbdConnection, checkLimits, type ConnectionLimits, type TlsCredentials } from './connection.js';
 import { NbdError } from './errors.js';
 import { ExportTable, NbdExport, type ExportOptions, type ExportSource } from './export.js';
@@ -54,7 +54,7 @@ export class NbdServer {
     this.log = options.log;
     if (options.tls !== undefined) {
       try {
-        createSecureContext({ ...options.tls, minVersion: 'TLSv1.3' });
+        tlsModule().createSecureContext({ ...options.tls, minVersion: 'TLSv1.3' });
       } catch (err) {
         throw new NbdError('NBD_LISTEN', `unusable TLS credentials: ${(err as Error).message}`, { cause: err });
       }

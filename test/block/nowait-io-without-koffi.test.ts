@@ -1,7 +1,8 @@
 // Without koffi (an optional native module that may fail to load), a member on a disk gets no
 // inline path at all: every request goes through the pool under its deadline, never back to an
 // unbounded readSync/writeSync, and the process says so once, however many members it opens.
-// The child process makes `import('koffi')` fail with a module resolve hook.
+// The child process makes loading koffi's binary (block/libc.ts requires it) fail with a require
+// hook, as a platform without a prebuilt binary would.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,20 +15,19 @@ import { tempDir } from '../support/temp-dir.js';
 const run = promisify(execFile);
 const ROOT = new URL('../..', import.meta.url).pathname;
 
-const HOOK = `export async function resolve(specifier, context, next) {
-  if (specifier === 'koffi') throw new Error('koffi is not installed (test hook)');
-  return next(specifier, context);
-}`;
+const HOOK = `const Module = require('node:module');
+const load = Module._load;
+Module._load = function (request, ...rest) {
+  if (request === 'koffi' || request.startsWith('koffi/')) throw new Error('koffi is not installed (test hook)');
+  return load.call(this, request, ...rest);
+};`;
 
 test('without koffi, disk members make every request through the pool, tmpfs ones stay inline, and one warning says so', async (t) => {
   const dir = tempDir(t, 'no-koffi');
   const shm = tempDir(t, 'no-koffi', '/dev/shm');
-  writeFileSync(join(dir, 'hook.mjs'), HOOK);
+  writeFileSync(join(dir, 'hook.cjs'), HOOK);
   const script = join(dir, 'child.mts');
   writeFileSync(script, `
-import { register } from 'node:module';
-import { pathToFileURL } from 'node:url';
-register(pathToFileURL(${JSON.stringify(join(dir, 'hook.mjs'))}));
 const { FileDevice } = await import(${JSON.stringify(join(ROOT, 'src/block/file-device.ts'))});
 const out = {};
 for (const [name, base] of [['disk-a', ${JSON.stringify(dir)}], ['disk-b', ${JSON.stringify(dir)}], ['tmpfs', ${JSON.stringify(shm)}]]) {
@@ -44,7 +44,7 @@ for (const [name, base] of [['disk-a', ${JSON.stringify(dir)}], ['disk-b', ${JSO
 }
 process.stdout.write(JSON.stringify(out));
 `);
-  const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', script], { cwd: ROOT });
+  const { stdout, stderr } = await run(process.execPath, ['-r', join(dir, 'hook.cjs'), '--import', 'tsx', script], { cwd: ROOT });
   assert.deepEqual(JSON.parse(stdout), {
     'disk-a': { inlineIo: false, wroteNow: false, readNow: false, intact: true },
     'disk-b': { inlineIo: false, wroteNow: false, readNow: false, intact: true },

@@ -1,24 +1,27 @@
-// An engine (`llraid serve`, one process per staged volume) loads only what it uses: the CLI
-// imports the running command's module alone (src/cli/main.ts), so none of the CSI plugin's
+// An engine (`llraid serve`, one process per staged volume) loads only what it uses: bin.cjs
+// runs `serve` from one bundled file (dist/src/bundle/serve.js, made by scripts/build.mjs from
+// src/cli/serve-main.ts), which holds the serve command alone, so none of the CSI plugin's
 // packages (gRPC, protobufjs, the Kubernetes client, prom-client) and none of its code is in an
-// engine's memory. Checked on the built CLI with a module-loading hook that records every ES
-// module and every CommonJS file the process loads.
+// engine's memory. Checked on the built CLI: a module-loading hook records every ES module and
+// every CommonJS file the process loads, the bundle's source map says which sources it holds,
+// and a running engine's list of Node's own modules shows what it never needed.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildCli } from '../support/cli.js';
 
 const run = promisify(execFile);
 
 // The ES module hook (module.register) records ES imports; the CommonJS require of a package is
-// recorded by wrapping Module._load in the same preload.
+// recorded by wrapping Module._load in the same preload. At exit, Node's own modules loaded.
 const PRELOAD = `
-const { appendFileSync } = require('node:fs');
+const { appendFileSync, writeFileSync } = require('node:fs');
 const { register } = require('node:module');
 const Module = require('node:module');
 const log = process.env.MODULE_LOG;
@@ -30,27 +33,73 @@ Module._load = function (request, parent, isMain) {
   try { appendFileSync(log, Module._resolveFilename(request, parent, isMain) + '\\n'); } catch {}
   return load.apply(this, arguments);
 };
+process.on('exit', () => writeFileSync(log + '.builtins', process.moduleLoadList.join('\\n')));
 `;
 
-test('llraid serve loads no CSI, Kubernetes, gRPC or metrics code', async () => {
-  const cli = await buildCli();
+async function withPreload(body: (preload: string, log: string, dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'llraid-engine-modules-'));
   try {
     const preload = join(dir, 'preload.cjs');
-    const log = join(dir, 'modules.log');
     await writeFile(preload, PRELOAD);
-    // --help loads the command's module and everything it imports, and runs nothing.
-    await run(process.execPath, ['-r', preload, cli, 'serve', '--help'], { env: { ...process.env, MODULE_LOG: log } });
-    const loaded = (await readFile(log, 'utf8')).split('\n').filter((l) => l !== '');
-    assert.ok(loaded.some((l) => l.includes('/commands/serve.js')), `expected the serve command among ${loaded.length} modules`);
-    const packages = loaded.filter((l) => /node_modules\/(@grpc|@kubernetes|protobufjs|prom-client|yaml)\//.test(l));
-    assert.deepEqual(packages, [], 'packages an engine does not use');
-    const commands = loaded.filter((l) => /\/cli\/commands\//.test(l) && !l.includes('/commands/serve.js'));
-    assert.deepEqual(commands, [], 'other commands\' modules');
-    // report-error.ts maps the CSI layer's error types, so their two small modules load.
-    const csi = loaded.filter((l) => /\/dist\/src\/(csi|k8s)\//.test(l) && !/\/(csi|k8s)\/errors\.js$|\/csi\/kubelet-paths\.js$/.test(l));
-    assert.deepEqual(csi, [], 'CSI or Kubernetes code');
+    await body(preload, join(dir, 'modules.log'), dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+const lines = async (file: string): Promise<string[]> => (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
+
+test('llraid serve runs from the bundle, which holds no CSI, Kubernetes, gRPC or metrics code', async () => {
+  const cli = await buildCli();
+  await withPreload(async (preload, log) => {
+    // --help loads the command's code and everything it imports, and runs nothing.
+    await run(process.execPath, ['-r', preload, cli, 'serve', '--help'], { env: { ...process.env, MODULE_LOG: log } });
+    const loaded = await lines(log);
+    const own = [...new Set(loaded)].filter((l) => !l.startsWith('node:') && !/^[a-z_/]+$/.test(l) && !l.startsWith('data:'));
+    assert.deepEqual(own.map((l) => l.replace(/^file:\/\//, '').replace(/^.*\/dist\//, 'dist/')), ['dist/src/cli/bin.cjs', 'dist/src/block/filesystem-kind.cjs', 'dist/src/bundle/serve.js'],
+      'bin.cjs, the file it reads to size the pool, and the bundle: no other module and no package');
+
+    const bundle = join(dirname(cli), '../bundle/serve.js');
+    const sources = (JSON.parse(await readFile(`${bundle}.map`, 'utf8')) as { sources: string[] }).sources;
+    assert.ok(sources.some((s) => s.endsWith('src/cli/commands/serve.ts')), `expected the serve command among the bundle's ${sources.length} sources`);
+    assert.ok(sources.every((s) => !s.includes('/dist/')), 'the source map leads to src/*.ts, through tsc\'s');
+    const packages = sources.filter((s) => s.includes('node_modules/')).map((s) => s.replace(/^.*node_modules\/((?:@[^/]+\/)?[^/]+)\/.*$/, '$1'));
+    assert.deepEqual([...new Set(packages)], ['commander'], 'packages in an engine');
+    const commands = sources.filter((s) => /\/cli\/commands\//.test(s) && !s.endsWith('/commands/serve.ts'));
+    assert.deepEqual(commands, [], 'other commands\' modules');
+    // report-error.ts maps the CSI layer's error types, so their two small modules are in.
+    const csi = sources.filter((s) => /\/src\/(csi|k8s)\//.test(s) && !/\/(csi|k8s)\/errors\.ts$|\/csi\/kubelet-paths\.ts$/.test(s));
+    assert.deepEqual(csi, [], 'CSI or Kubernetes code');
+  });
+});
+
+test('an engine serving a file loads neither TLS, crypto, DNS nor koffi\'s index.js (its installer\'s https and zlib)', async () => {
+  const cli = await buildCli();
+  await withPreload(async (preload, log, dir) => {
+    const image = join(dir, 'disk.img');
+    await writeFile(image, Buffer.alloc(0));
+    await run('truncate', ['-s', '16M', image]);
+    const socket = join(dir, 'nbd.sock');
+    const engine = spawn(process.execPath, ['-r', preload, cli, 'serve', '--file', image, '--socket', socket, '--quiet'], {
+      env: { ...process.env, MODULE_LOG: log },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    engine.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => engine.once('exit', resolve));
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(socket)) {
+      if (engine.exitCode !== null) throw new Error(`llraid serve exited with ${engine.exitCode}: ${stderr}`);
+      if (Date.now() > deadline) throw new Error(`llraid serve made no socket within 20 s: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    engine.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    const builtins = (await lines(`${log}.builtins`)).filter((l) => l.startsWith('NativeModule ')).map((l) => l.slice('NativeModule '.length));
+    assert.ok(builtins.includes('net'), `expected node:net among ${builtins.length} builtins`);
+    const unneeded = builtins.filter((m) => /^(tls|_tls_wrap|crypto|dns|dns\/promises|https|http|zlib)$/.test(m));
+    assert.deepEqual(unneeded, [], 'builtins an engine with local members never needs');
+    const koffiIndex = (await lines(log)).filter((l) => /node_modules\/koffi\/index\.js$/.test(l));
+    assert.deepEqual(koffiIndex, [], 'koffi through its index.js');
+  });
 });

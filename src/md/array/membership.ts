@@ -6,8 +6,8 @@
 // dropped out is watched, opened again by its name every returnIntervalMs, and re-added (by the
 // bitmap) when it comes back; so is one that could not be reached when the array was assembled.
 
-import { randomBytes } from 'node:crypto';
 import { IoError, TimeoutError, isBlockError } from '../../block/errors.js';
+import { randomBytes } from '../../common/lazy-builtins.js';
 import { describeError, trace } from '../../common/trace.js';
 import { levelName } from '../array-status.js';
 import { MdError } from '../errors.js';

@@ -3,8 +3,9 @@
 // the address and become NBD_CONNECT or NBD_TLS; what flows over the stream is not its business.
 
 import { connect as netConnect, type Socket } from 'node:net';
-import { checkServerIdentity, connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
+import { tlsModule } from '../../common/lazy-builtins.js';
 import { NbdError } from '../errors.js';
 import type { TlsMaterial } from './options.js';
 import { describeAddress, type NbdTarget } from './uri.js';
@@ -69,7 +70,8 @@ export function openSocket(target: NbdTarget, timeoutMs: number): Promise<{ sock
 export function startTls(socket: Socket, target: NbdTarget, material: TlsMaterial): Promise<TLSSocket> {
   const name = expectedName(target);
   return new Promise((resolve, reject) => {
-    const tls = tlsConnect({
+    const { checkServerIdentity, connect } = tlsModule();
+    const tls = connect({
       socket,
       host: name,
       // SNI may not carry an IP address (RFC 6066); the certificate check still uses `name`.
