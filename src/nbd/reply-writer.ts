@@ -1,7 +1,9 @@
 // Encodes transmission-phase replies (simple or structured) onto a connection's socket.
 // Replies completed in one turn of the event loop leave in one writev: the socket is corked at
 // the first reply and uncorked from setImmediate, after every I/O callback of that turn has run.
-// Headers are carved from a slab rather than allocated one by one.
+// Headers are carved from a slab rather than allocated one by one, and a full slab is used again
+// once the socket has handed all of its headers to the kernel: a fresh 64 KiB slab per 4096
+// replies was garbage V8 collects late (3 MiB a second at 100k requests a second).
 
 import type { Socket } from 'node:net';
 import {
@@ -25,8 +27,13 @@ export class ReplyWriter {
   structured = false;
   private corked = false;
   /** Headers are views of `slab`; bytes before `slabUsed` may still be queued in the socket. */
-  private slab = Buffer.allocUnsafe(SLAB_SIZE);
+  private slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE);
   private slabUsed = 0;
+  /** Writes of the current slab's headers the socket has not finished. */
+  private slabWrites = 0;
+  /** The slab before the current one, and its unfinished writes: it becomes current again at 0. */
+  private spare: Buffer | undefined;
+  private spareWrites = 0;
   /**
    * Start of the headers carved but not yet handed to the socket, [held, slabUsed), or -1.
    * Back-to-back headers (WRITE, FLUSH and TRIM replies) go to the socket as one buffer: a
@@ -114,14 +121,25 @@ export class ReplyWriter {
     if (this.held < 0) return;
     const from = this.held;
     this.held = -1;
-    if (!this.socket.destroyed) this.socket.write(this.slab.subarray(from, this.slabUsed));
+    if (this.socket.destroyed) return;
+    const slab = this.slab;
+    this.slabWrites++;
+    this.socket.write(slab.subarray(from, this.slabUsed), () => {
+      if (slab === this.slab) this.slabWrites--;
+      else if (slab === this.spare) this.spareWrites--;
+    });
   }
 
   private carve(n: number): Buffer {
     if (this.slabUsed + n > this.slab.length) {
       this.flush();
-      // The old slab stays alive as long as queued writes reference it.
-      this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+      // The full slab becomes the spare; the spare comes back if the socket is done with it,
+      // else a new slab is made (the old spare stays alive while queued writes reference it).
+      const [full, fullWrites] = [this.slab, this.slabWrites];
+      this.slab = this.spare !== undefined && this.spareWrites === 0 ? this.spare : Buffer.allocUnsafeSlow(SLAB_SIZE);
+      this.slabWrites = 0;
+      this.spare = full;
+      this.spareWrites = fullWrites;
       this.slabUsed = 0;
     }
     const h = this.slab.subarray(this.slabUsed, this.slabUsed + n);
