@@ -7,11 +7,11 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeadlineIo } from '../../src/block/deadline-io.js';
 import { TimeoutError } from '../../src/block/errors.js';
+import { pauseControl } from '../support/nbdkit-pause.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -19,18 +19,6 @@ async function waitFor(what: string, check: () => boolean, ms: number): Promise<
   for (const end = Date.now() + ms; !check(); await sleep(20)) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
   }
-}
-
-/** One command to nbdkit's pause filter ('p' pause, 'r' resume), answered before it resolves. */
-function pauseControl(ctl: string, cmd: 'p' | 'r'): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = connect(ctl);
-    s.setTimeout(5000, () => s.destroy(new Error(`nbdkit pause control: no answer to ${cmd}`)));
-    s.on('connect', () => s.write(cmd));
-    s.on('data', () => s.end());
-    s.on('close', () => resolve());
-    s.on('error', reject);
-  });
 }
 
 function stop(child: ChildProcess): Promise<void> {

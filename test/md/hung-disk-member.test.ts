@@ -14,13 +14,13 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createArray, type MdArray } from '../../src/md/index.js';
 import { defaultDeadline, setDefaultDeadline } from '../../src/block/deadline-io.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import { writeChunks } from './array-fixtures.js';
+import { pauseControl } from '../support/nbdkit-pause.js';
 
 const MiB = 1024 * 1024;
 const MEMBER = 64 * MiB;
@@ -44,18 +44,6 @@ async function stopChild(child: ChildProcess): Promise<void> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   await exited;
-}
-
-/** Sends one command to nbdkit's pause filter ('p' pause, 'r' resume) and waits for its answer. */
-function pauseControl(ctl: string, cmd: 'p' | 'r'): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const s = connect(ctl);
-    s.setTimeout(5000, () => s.destroy(new Error(`nbdkit pause control: no answer to ${cmd}`)));
-    s.on('connect', () => s.write(cmd));
-    s.on('data', () => s.end());
-    s.on('close', () => resolve());
-    s.on('error', reject);
-  });
 }
 
 /** Drops the page cache of one file (posix_fadvise DONTNEED: GNU dd's nocache with count=0). */
