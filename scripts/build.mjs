@@ -15,7 +15,7 @@
 // source map goes through tsc's to src/*.ts.
 
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import process from 'node:process';
@@ -33,11 +33,14 @@ try {
   process.exit(typeof err.status === 'number' ? err.status : 1);
 }
 
+// Built beside the bundle and renamed over it, file by file: an engine started by a test while
+// another test file rebuilds (`--no-clean`) finds the old bundle or the new one, never none.
 const bundleDir = join(root, 'dist/src/bundle');
-rmSync(bundleDir, { recursive: true, force: true });
+const staging = `${bundleDir}.${process.pid}`;
+rmSync(staging, { recursive: true, force: true });
 await build({
   entryPoints: { serve: join(root, 'dist/src/cli/serve-main.js') },
-  outdir: bundleDir,
+  outdir: staging,
   bundle: true,
   format: 'esm',
   platform: 'node',
@@ -57,8 +60,12 @@ await build({
 // other character (an arrow or a dash in a comment esbuild keeps) doubles it, 0.7 MiB in every
 // engine. After charset 'ascii' only comments can hold one: each becomes '?', one UTF-16 unit
 // for one, so the source map's columns stay right.
-const bundle = join(bundleDir, 'serve.js');
+const bundle = join(staging, 'serve.js');
 writeFileSync(bundle, readFileSync(bundle, "utf8").replace(/[^\t\n\r\x20-\x7e]/g, "?"));
+mkdirSync(bundleDir, { recursive: true });
+// The map first: a bundle never points at a map older than itself for long.
+for (const f of ['serve.js.map', 'serve.js']) renameSync(join(staging, f), join(bundleDir, f));
+rmSync(staging, { recursive: true, force: true });
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const bins = typeof pkg.bin === 'string' ? [pkg.bin] : Object.values(pkg.bin ?? {});
