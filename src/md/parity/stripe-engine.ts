@@ -54,10 +54,9 @@ export interface StripeStats {
 /** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
 const CHECK_UNIT = 4096;
 /**
- * Free scratch blocks kept for the next step, at most: enough 4 KiB ones for a queue of random
- * writes, no more than 4 MiB of chunk-sized ones between bursts of large writes or sync windows.
+ * Free scratch blocks kept for the next step, at most: room for a queue of 4 KiB random writes'
+ * blocks, no more than 4 MiB of chunk-sized ones between bursts of large writes or sync windows.
  */
-const SCRATCH_KEEP = 256;
 const SCRATCH_KEEP_BYTES = 4 * 1024 * 1024;
 /**
  * A sync step covers at most this much of a row's columns (aligned to it): md's resync walks a
@@ -81,14 +80,8 @@ export class StripeEngine {
   readonly cache: StripeCache;
   readonly locks = new StripeLocks();
   readonly tolerance: number;
-  /** Scratch blocks of application steps (reads and writes), of their exact lengths. */
-  readonly #blocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES });
-  /**
-   * Scratch blocks of sync steps (the lazy parity build runs beside 4 KiB writes): slice-sized,
-   * whatever part of a slice a window covers, and apart from the application's, whose one size
-   * at a time they would otherwise keep displacing.
-   */
-  readonly #syncBlocks: ScratchBlocks;
+  /** Scratch blocks of every step (reads, writes, sync windows). */
+  readonly #blocks = new ScratchBlocks(SCRATCH_KEEP_BYTES);
   syncState: ParitySyncState | undefined;
   readonly stats: StripeStats = {
     fullWrites: 0,
@@ -105,7 +98,6 @@ export class StripeEngine {
     this.layout = layout;
     this.tolerance = layout.level === 5 ? 1 : 2;
     this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheBytes);
-    this.#syncBlocks = new ScratchBlocks({ keep: SCRATCH_KEEP, keepBytes: SCRATCH_KEEP_BYTES, fixed: Math.min(layout.chunkSize, SYNC_SLICE) });
   }
 
   // ---------------------------------------------------------------- reads
@@ -278,7 +270,7 @@ export class StripeEngine {
   /**
    * Every block of a row at columns [lo, hi): read what is readable (or cached), rebuild the rest
    * from parity. Rejects when more members are missing than the level can rebuild. The blocks are
-   * scratch blocks added to `held`: the sync step's when `fromDisk`, else an application step's.
+   * scratch blocks added to `held`.
    */
   async #rebuild(
     members: MemberSet,
@@ -302,14 +294,14 @@ export class StripeEngine {
     );
     const lost = got.flatMap((b, m) => (b === null ? [m] : []));
     if (lost.length > this.tolerance) throw this.#tooManyMissing(lost, 'read');
-    return this.#solve(map, got, len, held, fromDisk ? this.#syncBlocks : this.#blocks);
+    return this.#solve(map, got, len, held);
   }
 
   /** Rebuilds the null blocks of a row (indexed by member) from the others. */
-  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number, held: Buffer[], scratch: ScratchBlocks): RebuiltRow {
+  #solve(map: StripeMap, got: (Uint8Array | null)[], len: number, held: Buffer[]): RebuiltRow {
     const dd = this.layout.dataDisks;
     const raid6 = this.layout.level === 6;
-    const fill = (): Buffer => scratch.take(len, held);
+    const fill = (): Buffer => this.#blocks.take(len, held);
     // recoverStripe works in syndrome-slot order.
     const slotData: (Uint8Array | null)[] = new Array(dd).fill(null);
     const out = { data: new Map<number, Uint8Array>(), p: undefined as Uint8Array | undefined, q: undefined as Uint8Array | undefined };
@@ -492,13 +484,13 @@ export class StripeEngine {
   }
 
   /** P (and Q) of a row's data blocks given in logical order, in scratch blocks added to `held`. */
-  #parity(map: StripeMap, data: Uint8Array[], len: number, held: Buffer[], scratch = this.#blocks): [Uint8Array, Uint8Array | undefined] {
-    const p = scratch.take(len, held);
+  #parity(map: StripeMap, data: Uint8Array[], len: number, held: Buffer[]): [Uint8Array, Uint8Array | undefined] {
+    const p = this.#blocks.take(len, held);
     if (this.layout.level === 5) {
       computeP(data, p);
       return [p, undefined];
     }
-    const q = scratch.take(len, held);
+    const q = this.#blocks.take(len, held);
     const bySlot = new Array<Uint8Array>(data.length);
     data.forEach((b, i) => (bySlot[map.qSlot[i]!] = b));
     computePQ(bySlot, p, q);
@@ -599,7 +591,7 @@ export class StripeEngine {
       if (map.dataMembers.some((m) => members.state(m) !== 'in_sync')) return result;
       const readDisk = (m: number): Promise<Buffer> => this.#readDisk(members, row, m, lo, len, held);
       const data = await allSettledOrThrow(map.dataMembers.map(readDisk));
-      const [p, q] = this.#parity(map, data, len, held, this.#syncBlocks);
+      const [p, q] = this.#parity(map, data, len, held);
       const parity: [number, Uint8Array][] = [[map.pd, p]];
       if (q !== undefined) parity.push([map.qd, q]);
       const live = parity.filter(([m]) => members.state(m) === 'in_sync');
@@ -627,7 +619,7 @@ export class StripeEngine {
       await allSettledOrThrow(writes);
       return result;
     } finally {
-      this.#syncBlocks.give(held);
+      this.#blocks.give(held);
       this.cache.invalidate(row);
     }
   }
@@ -637,7 +629,7 @@ export class StripeEngine {
    * scratch block added to `held`.
    */
   async #readDisk(members: MemberSet, row: number, member: number, lo: number, length: number, held: Buffer[]): Promise<Buffer> {
-    const block = this.#syncBlocks.take(length, held);
+    const block = this.#blocks.take(length, held);
     try {
       await members.readInto(member, row * this.layout.chunkSize + lo, block);
       return block;
