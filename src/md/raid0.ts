@@ -6,6 +6,7 @@ import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { segments, type Segment } from './chunk-segments.js';
 import { MdError } from './errors.js';
 import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
+import { allSettledOrThrow } from './all-settled.js';
 
 export class Raid0 implements Personality {
   readonly level = 0 as const;
@@ -42,8 +43,9 @@ export class Raid0 implements Personality {
     return false;
   }
 
+  /** Runs `op` on every chunk's segment; settles only once all of them have (all-settled.ts). */
   private async each(members: MemberSet, offset: number, length: number, what: string, op: (role: number, off: number, s: Segment) => Promise<void>): Promise<void> {
-    await Promise.all(segments(offset, length, this.chunkSize).map(async (s) => {
+    await allSettledOrThrow(segments(offset, length, this.chunkSize).map(async (s) => {
       const { role, offset: off } = this.place(s);
       if (members.state(role) !== 'in_sync') {
         throw new MdError('EIO', `raid0: ${what} [${offset}, ${offset + length}): member role ${role} is missing`);
@@ -68,17 +70,8 @@ export class Raid0 implements Personality {
 
   /** read() into `out`: each chunk's part read from its member straight into its place. */
   async readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
-    // Settled, not just resolved: once this rejects no member read may still write into `out`
-    // (a caller's reused buffer, handed to another request next).
-    const pending: Promise<void>[] = [];
-    let failure: { err: unknown } | undefined;
-    await this.each(members, offset, out.length, 'read', (role, off, s) => {
-      const p = members.readInto(role, off, out.subarray(s.requestOffset, s.requestOffset + s.length));
-      pending.push(p);
-      return p;
-    }).catch((err: unknown) => (failure = { err }));
-    await Promise.allSettled(pending);
-    if (failure !== undefined) throw failure.err;
+    await this.each(members, offset, out.length, 'read', (role, off, s) =>
+      members.readInto(role, off, out.subarray(s.requestOffset, s.requestOffset + s.length)));
   }
 
   /**

@@ -18,6 +18,7 @@ import { fanOut, readCopies, readCopiesInto, readCopyNow, syncCopies, writeCopie
 import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
+import { allSettledOrThrow } from './all-settled.js';
 
 /** The md layout value of the near layout with `copies` copies. */
 export function raid10NearLayout(copies: number): number {
@@ -134,13 +135,9 @@ export class Raid10 implements Personality {
 
   /** A read across chunks: each chunk's part read from its copies straight into its place in `out`. */
   private async readAcross(members: MemberSet, offset: number, out: Buffer): Promise<void> {
-    // Settled, not just resolved: once this rejects no member read may still write into `out`
-    // (a caller's reused buffer, handed to another request next).
-    const results = await Promise.allSettled(segments(offset, out.length, this.chunkSize).map((s) =>
+    await allSettledOrThrow(segments(offset, out.length, this.chunkSize).map((s) =>
       readCopiesInto(members, this.balancer, this.copiesOf(s.chunk, s.inChunk), out.subarray(s.requestOffset, s.requestOffset + s.length),
         this.what('read', offset, out.length))));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
   }
 
   /** read() inside one chunk done now (readCopyNow); a read across chunks is left to read(). */
@@ -156,7 +153,7 @@ export class Raid10 implements Personality {
   }
 
   private async writeAcross(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
-    await Promise.all(segments(offset, data.length, this.chunkSize).map((s) =>
+    await allSettledOrThrow(segments(offset, data.length, this.chunkSize).map((s) =>
       writeCopies(members, this.copiesOf(s.chunk, s.inChunk), data.subarray(s.requestOffset, s.requestOffset + s.length), options,
         this.what('write', offset, data.length))));
   }

@@ -20,6 +20,7 @@ import { gfExp2 } from './gf256.js';
 import type { MemberSet, SyncWindowResult } from '../personality.js';
 import type { SyncMode } from '../types.js';
 import { ScratchBlocks } from './scratch-blocks.js';
+import { allSettledOrThrow } from '../all-settled.js';
 import { StripeCache } from './stripe-cache.js';
 import { StripeLocks } from './stripe-lock.js';
 import { columnSegments, splitRows, type ColumnSegment, type RowPiece } from './stripe-plan.js';
@@ -659,12 +660,4 @@ export class StripeEngine {
 function unwrap(err: unknown): unknown {
   if (err instanceof Replan) return new MdError('EIO', 'members kept failing while the request was planned');
   return err;
-}
-
-/** Waits for every promise to settle, then throws the first rejection: nothing is left running behind a failure. */
-async function allSettledOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[]> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
