@@ -7,20 +7,39 @@
 //
 // Buffers come in power-of-two sizes from 4 KiB, and a request gets a view of the first `length`
 // bytes of one, so a caller that mixes request sizes reuses buffers too. The pool keeps at most
-// `keepBytes` of free buffers; what is in use is bounded by its callers.
+// `keepBytes` of free buffers; what is in use is bounded by its callers. With an idle policy it
+// lets go, down to `idle.keepBytes`, of the sizes nothing took for `idle.afterMs`: a client that
+// went from 1 MiB requests to 4 KiB ones does not keep the 1 MiB buffers because 4 KiB ones are
+// still taken. The clock is the pool's own, not its callers', so one pool can serve many callers
+// (an NBD server's connections), and the buffers a finished caller used are what the next one
+// reuses rather than a second set.
 
 const MIN_SIZE = 4096;
+
+export interface IdleTrim {
+  /** Free bytes kept once the pool is idle. */
+  keepBytes: number;
+  /** The pool is idle when nothing was taken for this long. */
+  afterMs: number;
+}
 
 export class SizeClassPool {
   /** Free buffers by size; each is a whole allocation (byteOffset 0, its ArrayBuffer's length). */
   readonly #free = new Map<number, Buffer[]>();
   #freeBytes = 0;
+  /** take() calls so far, by size: the idle timer trims the sizes none came for since it was armed. */
+  readonly #takes = new Map<number, number>();
+  #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly keepBytes: number) {}
+  constructor(
+    private readonly keepBytes: number,
+    private readonly idle?: IdleTrim,
+  ) {}
 
   /** A buffer of exactly `length` bytes, contents unspecified. */
   take(length: number): Buffer {
     const size = sizeFor(length);
+    if (this.idle !== undefined) this.#takes.set(size, (this.#takes.get(size) ?? 0) + 1);
     const whole = this.#free.get(size)?.pop();
     if (whole === undefined) return Buffer.allocUnsafeSlow(size).subarray(0, length);
     this.#freeBytes -= size;
@@ -38,11 +57,22 @@ export class SizeClassPool {
     if (list === undefined) this.#free.set(size, (list = []));
     list.push(Buffer.from(b.buffer, 0, size));
     this.#freeBytes += size;
+    if (this.idle !== undefined && this.#idleTimer === undefined && this.#freeBytes > this.idle.keepBytes) this.armIdleTrim(this.idle);
   }
 
-  /** Lets go of free buffers (the largest first) until at most `keepBytes` are held. */
-  trim(keepBytes: number): void {
-    for (const size of [...this.#free.keys()].sort((x, y) => y - x)) {
+  private armIdleTrim(idle: IdleTrim): void {
+    const before = new Map(this.#takes);
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      const idleSizes = [...this.#free.keys()].filter((size) => this.#takes.get(size) === before.get(size));
+      this.trim(idle.keepBytes, idleSizes);
+      if (this.#freeBytes > idle.keepBytes) this.armIdleTrim(idle);
+    }, idle.afterMs).unref();
+  }
+
+  /** Lets go of free buffers (the largest first; only of `sizes` if given) until at most `keepBytes` are held. */
+  trim(keepBytes: number, sizes: Iterable<number> = this.#free.keys()): void {
+    for (const size of [...sizes].sort((x, y) => y - x)) {
       const list = this.#free.get(size)!;
       while (this.#freeBytes > keepBytes && list.length > 0) {
         list.pop();

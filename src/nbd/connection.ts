@@ -142,13 +142,17 @@ type Waiter =
 /** READs at least this large go through readInto and the payload pool, where the device has readInto. */
 const POOLED_READ = 64 * 1024;
 /**
- * Free payload buffers a connection keeps while idle: what fio's 1 MiB at depth 4 or a kernel
- * client's few 128 KiB requests use. Busy, it keeps up to maxInFlightBytes (the most its requests
- * can hold at once, so a client that keeps its budget full allocates nothing more); a second
- * after its last request was answered, what is above this is let go.
+ * The payload buffers of one server's connections (WRITE payloads, READ replies): one pool for
+ * all of them, so the buffers of a connection that ended are what the next one reuses (a pool per
+ * connection left each one's buffers to V8's next full collection: fio's 1 MiB reads and then its
+ * 1 MiB writes, each on a connection of its own, held both sets, +12 MiB). Busy, it keeps up to
+ * maxInFlightBytes free (the most one connection's requests hold at once, so a client that keeps
+ * its budget full allocates nothing more); a second after the last buffer was taken, it keeps
+ * what fio's 1 MiB at depth 4 or a kernel client's few 128 KiB requests use.
  */
-const IDLE_PAYLOAD_BYTES = 4 * 1024 * 1024;
-const IDLE_TRIM_MS = 1000;
+export function payloadPool(limits: ConnectionLimits): SizeClassPool {
+  return new SizeClassPool(limits.maxInFlightBytes, { keepBytes: 4 * 1024 * 1024, afterMs: 1000 });
+}
 /**
  * The buffer a connection reads its socket into when it may choose (socket-receiver.ts): headers,
  * small payloads and options land here, and are parsed before the next read.
@@ -161,9 +165,6 @@ const DIRECT_PAYLOAD = 32 * 1024;
 
 export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection {
   private readonly input = new BufferList();
-  private readonly payloads: SizeClassPool;
-  /** Armed while idle with more than IDLE_PAYLOAD_BYTES of free payload buffers. */
-  private idleTrim: NodeJS.Timeout | undefined;
   /**
    * Set when the socket reads into buffers this connection chooses (socket-receiver.ts): `ring`,
    * filled up to `fill`, or a WRITE payload's own buffer when `intoPayload`. Invariant in that
@@ -230,6 +231,8 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     private readonly limits: ConnectionLimits,
     log?: (message: string) => void,
     tls?: TlsCredentials,
+    /** Shared with the server's other connections (payloadPool). */
+    private readonly payloads: SizeClassPool = payloadPool(limits),
   ) {
     this.socket = socket;
     this.peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
@@ -237,7 +240,6 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     trace('nbd', 'info', () => `connection ${this.id}: opened${socket.remoteAddress ? ` from ${this.peer}` : ''}`);
     this.writer = new ReplyWriter(socket);
     this.settled = new Promise((resolve) => (this.settle = resolve));
-    this.payloads = new SizeClassPool(limits.maxInFlightBytes);
     socket.setNoDelay?.(true);
     // A TLS connection's bytes come decrypted from its TLS socket, as 'data' events.
     if (tls === undefined) {
@@ -716,12 +718,6 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
   private afterReply(): void {
     if (this.inFlight === 0) {
       this.fenceDone?.();
-      if (this.idleTrim === undefined && this.payloads.freeBytes > IDLE_PAYLOAD_BYTES) {
-        this.idleTrim = setTimeout(() => {
-          this.idleTrim = undefined;
-          if (this.inFlight === 0) this.payloads.trim(IDLE_PAYLOAD_BYTES);
-        }, IDLE_TRIM_MS).unref();
-      }
     }
     if (this.phase === 'draining' && this.inFlight === 0) this.hangUp();
     else if (this.phase === 'closed' && this.inFlight === 0) this.finish();

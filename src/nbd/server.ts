@@ -14,7 +14,8 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { claimSocketPath } from '../block/socket-file.js';
 import { tlsModule } from '../common/lazy-builtins.js';
-import { DEFAULT_LIMITS, NbdConnection, checkLimits, type ConnectionLimits, type TlsCredentials } from './connection.js';
+import type { SizeClassPool } from '../block/size-class-pool.js';
+import { DEFAULT_LIMITS, NbdConnection, checkLimits, payloadPool, type ConnectionLimits, type TlsCredentials } from './connection.js';
 import { NbdError } from './errors.js';
 import { ExportTable, NbdExport, type ExportOptions, type ExportSource } from './export.js';
 import { loopbackAddress } from './loopback.js';
@@ -44,6 +45,8 @@ export class NbdServer {
   private readonly limits: ConnectionLimits;
   private readonly log: ((message: string) => void) | undefined;
   private readonly connections = new Set<NbdConnection>();
+  /** Every connection's payload buffers (connection.ts, payloadPool). */
+  private readonly payloads: SizeClassPool;
   private server: Server | undefined;
   private socketPath: string | undefined;
 
@@ -51,6 +54,7 @@ export class NbdServer {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     // Checked again against the exports' maximum payload once they are known.
     checkLimits(this.limits, 0);
+    this.payloads = payloadPool(this.limits);
     this.log = options.log;
     if (options.tls !== undefined) {
       try {
@@ -167,7 +171,7 @@ export class NbdServer {
       socket.once('error', () => socket.destroy());
       return;
     }
-    const c = new NbdConnection(socket, this.exports, this.limits, this.log, this.tcp ? this.tls : undefined);
+    const c = new NbdConnection(socket, this.exports, this.limits, this.log, this.tcp ? this.tls : undefined, this.payloads);
     this.connections.add(c);
     void c.settled.then(() => this.connections.delete(c));
     void c.run();

@@ -7,14 +7,14 @@
 // every length (a 4 KiB write, a chunk of a 1 MiB write, a sync window's part of a row) reuse
 // buffers of their power-of-two size, without one length evicting the others.
 
-import { SizeClassPool } from '../../block/size-class-pool.js';
+import { SizeClassPool, type IdleTrim } from '../../block/size-class-pool.js';
 
 export class ScratchBlocks {
   readonly #pool: SizeClassPool;
 
-  /** Keeps at most `keepBytes` bytes of free buffers. */
-  constructor(keepBytes: number) {
-    this.#pool = new SizeClassPool(keepBytes);
+  /** Keeps at most `keepBytes` bytes of free buffers, and after idle `idle.keepBytes`. */
+  constructor(keepBytes: number, idle?: IdleTrim) {
+    this.#pool = new SizeClassPool(keepBytes, idle);
   }
 
   /** A block of `length` bytes (contents unspecified), added to `held`. */

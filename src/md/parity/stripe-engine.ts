@@ -55,10 +55,14 @@ export interface StripeStats {
 /** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
 const CHECK_UNIT = 4096;
 /**
- * Free scratch blocks kept for the next step, at most: room for a queue of 4 KiB random writes'
- * blocks, no more than 4 MiB of chunk-sized ones between bursts of large writes or sync windows.
+ * Free scratch blocks kept for the next step: while steps take them, up to what 1 MiB writes at
+ * queue depth 8 hold at once (every row's parity and reads, chunk-sized), so a busy array
+ * allocates none; a second after the last take of a size, no more than room for a queue of 4 KiB
+ * random writes' blocks. Kept at 4 MiB busy, the rest of each 1 MiB write's 64 KiB blocks were
+ * garbage: below glibc's mmap threshold, they grew its heap to 45 MiB before V8 freed them (peak
+ * RSS 112 MiB over bench:nbd's raid5 run).
  */
-const SCRATCH_KEEP_BYTES = 4 * 1024 * 1024;
+const SCRATCH_KEEP = { busyBytes: 32 * 1024 * 1024, idle: { keepBytes: 4 * 1024 * 1024, afterMs: 1000 } };
 /**
  * A sync step covers at most this much of a row's columns (aligned to it): md's resync walks a
  * row in 4 KiB stripe heads; a step here reads every member's slice and writes what it must, so
@@ -82,7 +86,7 @@ export class StripeEngine {
   readonly locks = new StripeLocks();
   readonly tolerance: number;
   /** Scratch blocks of every step (reads, writes, sync windows). */
-  readonly #blocks = new ScratchBlocks(SCRATCH_KEEP_BYTES);
+  readonly #blocks = new ScratchBlocks(SCRATCH_KEEP.busyBytes, SCRATCH_KEEP.idle);
   syncState: ParitySyncState | undefined;
   readonly stats: StripeStats = {
     fullWrites: 0,
