@@ -105,8 +105,15 @@ export class FileDevice implements BlockDevice {
    * asked outside the deadline.
    */
   private readonly unbounded: boolean;
+  /**
+   * The file is on tmpfs or ramfs, where the page cache is the storage: fdatasync and O_DSYNC
+   * complete without doing anything (shmem has no fsync to run), so FUA is a plain write and a
+   * flush has nothing to wait for. Sent to the thread pool anyway, each cost a hop of 20-50 µs,
+   * and md's bitmap write-outs (a FUA write per member) held every writer of a Clean chunk.
+   */
+  private readonly inMemory: boolean;
 
-  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, st: Stats, io: PositionalIo, unbounded: boolean, bounce?: AlignedBuffers) {
+  private constructor(path: string, fd: number, flags: number, size: number, blockSize: number, readOnly: boolean, st: Stats, io: PositionalIo, unbounded: boolean, inMemory: boolean, bounce?: AlignedBuffers) {
     this.path = path;
     this.fileId = fileIdOf(st);
     this.thick = st.isFile() && st.size > 0 && st.blocks * 512 >= st.size;
@@ -122,6 +129,7 @@ export class FileDevice implements BlockDevice {
     this.inline = io instanceof InlineIo || io instanceof NowaitIo ? io : undefined;
     this.deadline = io instanceof DeadlineIo ? io : io instanceof NowaitIo && io.slow instanceof DeadlineIo ? io.slow : undefined;
     this.unbounded = unbounded;
+    this.inMemory = inMemory;
   }
 
   static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -166,7 +174,8 @@ export class FileDevice implements BlockDevice {
       const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
       const io = await positionalIo(path, st, options);
       const unbounded = st.isFile() && !options.direct && unboundedWaitFilesystem(path) !== undefined;
-      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, unbounded, bounce);
+      const inMemory = st.isFile() && inMemoryFilesystem(path) !== undefined;
+      return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, unbounded, inMemory, bounce);
     } catch (err) {
       // The open failed already; a close that fails too only says less than that error.
       await closeP(fd).catch((e: unknown) => trace('block', 'debug', () => `${path}: close after a failed open: ${describeError(e)}`));
@@ -202,8 +211,9 @@ export class FileDevice implements BlockDevice {
     this.check(offset, data.length, true);
     try {
       // FUA goes through the O_DSYNC descriptor and never inline: it waits for the disk.
-      const fd = options?.fua ? await this.fuaFd() : this.fd;
-      const io = options?.fua ? this.fuaIo : this.io;
+      const fua = options?.fua === true && !this.inMemory;
+      const fd = fua ? await this.fuaFd() : this.fd;
+      const io = fua ? this.fuaIo : this.io;
       if (this.bounce) await this.bounce.write(fd, data, offset);
       else await writeFully(io, fd, data, offset);
     } catch (err) {
@@ -218,8 +228,9 @@ export class FileDevice implements BlockDevice {
     for (const p of parts) length += p.length;
     this.check(offset, length, true);
     try {
-      const fd = options?.fua ? await this.fuaFd() : this.fd;
-      const io = options?.fua ? this.fuaIo : this.io;
+      const fua = options?.fua === true && !this.inMemory;
+      const fd = fua ? await this.fuaFd() : this.fd;
+      const io = fua ? this.fuaIo : this.io;
       await writevFully(io, fd, parts, offset);
     } catch (err) {
       throw this.ioError('write', offset, length, err);
@@ -274,6 +285,7 @@ export class FileDevice implements BlockDevice {
 
   async flush(): Promise<void> {
     this.check(0, 0, false);
+    if (this.inMemory) return;
     try {
       if (this.deadline) await this.deadline.sync(this.fd);
       else await fdatasyncP(this.fd);
