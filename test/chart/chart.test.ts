@@ -20,7 +20,7 @@ const helm = given ?? path.join(cache, 'helm/v3.22.0/helm');
 const skip = given === undefined && !existsSync(helm) ? `no helm at ${helm}: scripts/test.d/60-chart.sh builds it` : false;
 
 type Obj = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: unknown };
-type Container = { name: string; image: string; args?: string[]; env?: Array<{ name: string; value?: string }>; securityContext?: Record<string, unknown>; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
+type Container = { name: string; image: string; args?: string[]; env?: Array<{ name: string; value?: string }>; ports?: Array<{ name: string; containerPort: number }>; securityContext?: Record<string, unknown>; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
 type DaemonSet = Obj & { spec: { template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: Array<{ matchExpressions: Array<{ key: string; operator: string; values: string[] }> }> } } }; volumes: Array<{ name: string; hostPath?: { path: string } }> } } } };
 
 function render(...extra: string[]): Obj[] {
