@@ -6,7 +6,7 @@
 // connection presents and checks the member service's certificate (one CA for the cluster).
 
 import { readFileSync } from 'node:fs';
-import { credentials, makeGenericClientConstructor, status as GrpcStatus, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, credentials, makeGenericClientConstructor, status as GrpcStatus, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { CsiError, RelayedStatusError } from './errors.js';
 import type { CallContext } from './grpc-service.js';
 import { MEMBER_TLS_NAME } from './member-tls.js';
@@ -35,6 +35,12 @@ export class SnapshotMetadataForwarder implements SnapshotForwarding {
       peer: SnapshotMetadataPeerConfig;
       directory: PeerDirectory;
       log: (message: string) => void;
+      /**
+       * How long a peer may take to accept the connection (TCP and TLS) before the call is
+       * UNAVAILABLE naming it (default 10 s): a node that is down or cut off drops packets, and
+       * without a bound the caller would only see its own deadline pass, not which node failed.
+       */
+      connectTimeoutMs?: number;
     },
   ) {
     this.ownTag = nodeTag(o.node);
@@ -77,6 +83,7 @@ export class SnapshotMetadataForwarder implements SnapshotForwarding {
 
   private async *call(method: MetadataMethod, request: object, peer: PeerNode, context: CallContext): AsyncGenerator<MetadataResponse> {
     const client = this.client(peer.address);
+    await this.connected(client, peer, request, context);
     const call = client[method](request, { deadline: context.deadline });
     // The caller's cancellation (or its deadline, which grpc-js reports as one) cancels the
     // forwarded call at once, even while no response is on its way.
@@ -93,19 +100,51 @@ export class SnapshotMetadataForwarder implements SnapshotForwarding {
     }
   }
 
+  /**
+   * Resolves once the channel to `peer` is up. A refused or failed connection (the channel's
+   * TRANSIENT_FAILURE) is UNAVAILABLE at once; one that is neither up nor failed within the
+   * connect timeout (or the caller's deadline, if sooner) is UNAVAILABLE then.
+   */
+  private connected(client: MetadataClient, peer: PeerNode, request: object, context: CallContext): Promise<void> {
+    const waitMs = Math.min(this.o.connectTimeoutMs ?? 10_000, context.deadline - Date.now());
+    const by = Date.now() + waitMs;
+    const channel = client.getChannel();
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        context.signal.removeEventListener('abort', cancelled);
+        if (err) reject(err);
+        else resolve();
+      };
+      const cancelled = (): void => done(new RelayedStatusError(GrpcStatus.CANCELLED, `cancelled by the caller while connecting to node ${peer.node} at ${peer.address}`));
+      context.signal.addEventListener('abort', cancelled, { once: true });
+      const look = (): void => {
+        if (context.signal.aborted) return;
+        const state = channel.getConnectivityState(true);
+        if (state === connectivityState.READY) return done();
+        if (state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) {
+          return done(this.unavailable(peer, request, 'the connection failed (refused, reset, or a TLS handshake that did not verify)'));
+        }
+        channel.watchConnectivityState(state, by, (err) => (err ? done(this.unavailable(peer, request, `no connection within ${Math.round(waitMs)} ms`)) : look()));
+      };
+      look();
+    });
+  }
+
   /** The peer's status with its code as it came, its details naming the node that gave them. */
   private relayedError(err: ServiceError, peer: PeerNode, request: object): RelayedStatusError {
     const code = typeof err.code === 'number' ? err.code : GrpcStatus.UNKNOWN;
+    if (code === GrpcStatus.UNAVAILABLE) return this.unavailable(peer, request, err.details ?? err.message);
+    return new RelayedStatusError(code, `node ${peer.node}: ${err.details ?? err.message}`);
+  }
+
+  private unavailable(peer: PeerNode, request: object, why: string): RelayedStatusError {
+    // A new channel for the next call: this one may wait out a reconnect backoff.
+    this.clients.get(peer.address)?.close();
+    this.clients.delete(peer.address);
     const ids = ['snapshot_id', 'base_snapshot_id', 'target_snapshot_id']
       .map((f) => (request as Record<string, unknown>)[f])
       .filter((v): v is string => typeof v === 'string' && v !== '');
-    if (code === GrpcStatus.UNAVAILABLE) {
-      // A new channel for the next call: this one may wait out a reconnect backoff.
-      this.clients.get(peer.address)?.close();
-      this.clients.delete(peer.address);
-      return new RelayedStatusError(code, `node ${peer.node}, which holds snapshot ${ids.join(' and ')}, is unavailable at ${peer.address}: ${err.details ?? err.message}`);
-    }
-    return new RelayedStatusError(code, `node ${peer.node}: ${err.details ?? err.message}`);
+    return new RelayedStatusError(GrpcStatus.UNAVAILABLE, `node ${peer.node}, which holds snapshot ${ids.join(' and ')}, is unavailable at ${peer.address}: ${why}`);
   }
 
   private client(address: string): MetadataClient {

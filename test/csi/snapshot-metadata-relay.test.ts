@@ -4,11 +4,14 @@
 // (SnapshotMetadataServer with a SnapshotMetadataForwarder) served on a unix socket as the driver
 // serves it. Shown: responses reach the client while the peer's stream is still open (relayed as
 // they come, not collected); the client's deadline reaches the peer; the client's cancellation
-// cancels the peer's call; a peer status outside the CSI codes comes back with its code.
+// cancels the peer's call; a peer status outside the CSI codes comes back with its code; a peer
+// that accepts the connection and never answers, and one presenting a certificate of another CA
+// (named llraid-member), are UNAVAILABLE naming their node (the latter never sees the request).
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -33,6 +36,12 @@ interface Stand {
   /** The handler of the stand-in peer's GetMetadataAllocated. */
   peer: { handle: (call: Call) => void };
   snapshotId: string;
+  /** A snapshot id of node-z, whose peer endpoint accepts connections and never says a word. */
+  silentId: string;
+  /** A snapshot id of node-w, whose peer endpoint presents a certificate named llraid-member of another CA. */
+  rogueId: string;
+  /** Calls node-w's endpoint took (none: the handshake must fail on this side). */
+  rogueCalls: () => number;
 }
 
 async function stand(t: TestContext): Promise<Stand> {
@@ -58,8 +67,23 @@ async function stand(t: TestContext): Promise<Stand> {
 
   // This node (node-y): nothing of its own, forwarding by the directory.
   const config = resolveConfig({ nodeId: 'node-y', disks: [dir], memberServiceListen: `127.0.0.2:${await freePort()}`, tlsDir, snapshotMetadataPeerPort: String(peerPort) });
-  const liveness = new FakeLiveness().live('node-x', `127.0.0.1:${await freePort()}`).live('node-y', '127.0.0.2:1');
-  const forwarder = new SnapshotMetadataForwarder({ node: 'node-y', peer: config.snapshotMetadataPeer!, directory: liveness, log: () => undefined });
+  const liveness = new FakeLiveness().live('node-x', `127.0.0.1:${await freePort()}`).live('node-y', '127.0.0.2:1').live('node-z', '127.0.0.3:1').live('node-w', '127.0.0.4:1');
+  // node-w: the right name, the wrong CA; it would take this node's certificate, so only this side can refuse.
+  const rogueCert = await makeNamedCert(path.join(dir, 'rogue-member'), 'rogue-member', ['DNS:llraid-member'], 'serverAuth,clientAuth', certs.rogue.ca);
+  let rogueCalls = 0;
+  const rogue = new Server();
+  rogue.addService(serviceDefinition('SnapshotMetadata'), { GetMetadataAllocated: (call: Call) => void (rogueCalls++, call.end()) });
+  const rogueCreds = ServerCredentials.createSsl(readFileSync(certs.ca.cert), [{ cert_chain: readFileSync(rogueCert.cert), private_key: readFileSync(rogueCert.key) }], false);
+  await new Promise<void>((resolve, reject) => rogue.bindAsync(`127.0.0.4:${peerPort}`, rogueCreds, (err) => (err ? reject(err) : resolve())));
+  t.after(() => rogue.forceShutdown());
+  const sockets: Socket[] = [];
+  const silent = createServer((sock) => sockets.push(sock));
+  await new Promise<void>((resolve) => silent.listen(peerPort, '127.0.0.3', resolve));
+  t.after(() => {
+    for (const sock of sockets) sock.destroy();
+    silent.close();
+  });
+  const forwarder = new SnapshotMetadataForwarder({ node: 'node-y', peer: config.snapshotMetadataPeer!, directory: liveness, log: () => undefined, connectTimeoutMs: 2000 });
   t.after(() => forwarder.close());
   const service = new SnapshotMetadataServer(async () => undefined, forwarder);
   const server = new Server();
@@ -71,7 +95,8 @@ async function stand(t: TestContext): Promise<Stand> {
   const Ctor = makeGenericClientConstructor(def, 'SnapshotMetadata');
   const client = new Ctor(`unix://${socket}`, credentials.createInsecure()) as unknown as MetadataClient;
   t.after(() => client.close());
-  return { client, peer, snapshotId: `${'a'.repeat(32)}-${nodeTag('node-x')}12345678` };
+  return { client, peer, snapshotId: `${'a'.repeat(32)}-${nodeTag('node-x')}12345678`, silentId: `${'a'.repeat(32)}-${nodeTag('node-z')}12345678`,
+    rogueId: `${'a'.repeat(32)}-${nodeTag('node-w')}12345678`, rogueCalls: () => rogueCalls };
 }
 
 const page = (offset: number): object => ({ block_metadata_type: 'VARIABLE_LENGTH', volume_capacity_bytes: 1 << 20, block_metadata: [{ byte_offset: offset, size_bytes: 4096 }] });
@@ -133,4 +158,33 @@ test('a peer status comes back with its code, also one the CSI list lacks, namin
     assert.equal(err.code, code);
     assert.equal(err.details, `node node-x: peer says ${code}`);
   }
+});
+
+test('a peer that takes the connection and never answers is UNAVAILABLE naming its node, before the caller\'s deadline', { timeout: 120_000 }, async (t) => {
+  const s = await stand(t);
+  const started = Date.now();
+  const call = s.client.GetMetadataAllocated({ snapshot_id: s.silentId, starting_offset: 0, max_results: 0 }, { deadline: Date.now() + 60_000 });
+  const err = await new Promise<ServiceError>((resolve, reject) => {
+    call.on('data', () => reject(new Error('expected no response')));
+    call.on('error', resolve);
+    call.on('end', () => reject(new Error('expected an error')));
+  });
+  const ms = Date.now() - started;
+  assert.equal(err.code, status.UNAVAILABLE, err.details);
+  assert.match(err.details, /node node-z, which holds snapshot .* is unavailable at 127\.0\.0\.3:\d+: no connection within 2000 ms/);
+  assert.ok(ms >= 1900 && ms < 10_000, `after the connect timeout (${ms} ms), long before the deadline`);
+  process.stdout.write(`silent peer: UNAVAILABLE after ${ms} ms: ${err.details}\n`);
+});
+
+test('a peer whose certificate another CA signed is not called: UNAVAILABLE naming its node', { timeout: 60_000 }, async (t) => {
+  const s = await stand(t);
+  const call = s.client.GetMetadataAllocated({ snapshot_id: s.rogueId, starting_offset: 0, max_results: 0 });
+  const err = await new Promise<ServiceError>((resolve, reject) => {
+    call.on('data', () => reject(new Error('expected no response')));
+    call.on('error', resolve);
+    call.on('end', () => reject(new Error('expected an error')));
+  });
+  assert.equal(err.code, status.UNAVAILABLE, err.details);
+  assert.match(err.details, /node node-w, which holds snapshot .* is unavailable at 127\.0\.0\.4:\d+: the connection failed/);
+  assert.equal(s.rogueCalls(), 0, 'the request never reached it');
 });
