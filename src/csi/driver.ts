@@ -141,7 +141,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   // Snapshots of other nodes are asked of them (the nodes are found from their Leases, so only
   // with replication's cluster side); calls forwarded here are answered from this node's alone.
   const forwarder = config.snapshotMetadataPeer && deps.replication
-    ? new SnapshotMetadataForwarder({ node: config.nodeId, peer: config.snapshotMetadataPeer, directory: deps.replication.liveness, log: deps.log })
+    ? new SnapshotMetadataForwarder({ node: config.nodeId, peer: config.snapshotMetadataPeer, directory: deps.replication.liveness })
     : undefined;
   if (config.snapshotMetadataPeer && !deps.replication) deps.log('snapshot metadata peer port given without access to the cluster: calls for other nodes\' snapshots are not forwarded');
   const metadata = new SnapshotMetadataServer(ownSnapshot, forwarder);

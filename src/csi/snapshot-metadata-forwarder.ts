@@ -34,7 +34,6 @@ export class SnapshotMetadataForwarder implements SnapshotForwarding {
       /** The peer endpoint's port and TLS files (the same port on every node). */
       peer: SnapshotMetadataPeerConfig;
       directory: PeerDirectory;
-      log: (message: string) => void;
       /**
        * How long a peer may take to accept the connection (TCP and TLS) before the call is
        * UNAVAILABLE naming it (default 10 s): a node that is down or cut off drops packets, and

@@ -83,7 +83,7 @@ async function stand(t: TestContext): Promise<Stand> {
     for (const sock of sockets) sock.destroy();
     silent.close();
   });
-  const forwarder = new SnapshotMetadataForwarder({ node: 'node-y', peer: config.snapshotMetadataPeer!, directory: liveness, log: () => undefined, connectTimeoutMs: 2000 });
+  const forwarder = new SnapshotMetadataForwarder({ node: 'node-y', peer: config.snapshotMetadataPeer!, directory: liveness, connectTimeoutMs: 2000 });
   t.after(() => forwarder.close());
   const service = new SnapshotMetadataServer(async () => undefined, forwarder);
   const server = new Server();
