@@ -50,6 +50,19 @@ export interface CsiConfig {
    * Leases); absent, StorageClasses with replicas ≥ 2 are refused.
    */
   replication?: ReplicationSettings;
+  /**
+   * The peer endpoint of changed-block tracking: SnapshotMetadata calls forwarded by other nodes'
+   * plugins, over gRPC with mutual TLS (the member service's CA and certificate), on the member
+   * service's host. Set with LLRAID_SNAPSHOT_METADATA_PEER_PORT, the same port on every node.
+   */
+  snapshotMetadataPeer?: SnapshotMetadataPeerConfig;
+}
+
+export interface SnapshotMetadataPeerConfig {
+  /** The member service's host: the address other nodes find in this node's Lease. */
+  host: string;
+  port: number;
+  tls: TlsFiles;
 }
 
 export interface ReplicationSettings {
@@ -105,6 +118,7 @@ export interface RawConfig {
   namespace?: string;
   nodeLeaseDuration?: string | number;
   nodeLeaseRenew?: string | number;
+  snapshotMetadataPeerPort?: string | number;
 }
 
 const envNames: Record<keyof RawConfig, string> = {
@@ -128,6 +142,7 @@ const envNames: Record<keyof RawConfig, string> = {
   namespace: 'LLRAID_NAMESPACE',
   nodeLeaseDuration: 'LLRAID_NODE_LEASE_DURATION_SECONDS',
   nodeLeaseRenew: 'LLRAID_NODE_LEASE_RENEW_SECONDS',
+  snapshotMetadataPeerPort: 'LLRAID_SNAPSHOT_METADATA_PEER_PORT',
 };
 
 /** A setting's names, for messages: the YAML key and its environment variable. */
@@ -227,7 +242,9 @@ export function resolveConfig(...layers: RawConfig[]): CsiConfig {
   const tls = tlsFilesOf(layers);
   const memberService = memberServiceOf(layers, tls, disks);
   const replication = memberService && pick('namespace') ? replicationSettings(pick, memberService) : undefined;
+  const snapshotMetadataPeer = peerOf(pick('snapshotMetadataPeerPort'), memberService);
   return {
+    ...(snapshotMetadataPeer ? { snapshotMetadataPeer } : {}),
     tuning,
     reporting,
     tls,
@@ -279,6 +296,21 @@ function memberServiceOf(layers: RawConfig[], tls: TlsFiles | undefined, disks: 
     throw invalid(`${named('memberServiceListen')} is set but ${named('tlsDir')} is not: the member service serves TCP with TLS only (ca.crt, tls.crt, tls.key)`);
   }
   return { host: m[1] ?? m[2]!, port, tls, disks };
+}
+
+/**
+ * The peer endpoint: on the member service's host (the node's IP, which its Lease publishes), so
+ * it needs a member service, and on another port than the service's.
+ */
+function peerOf(raw: string | number | undefined, m: MemberServiceConfig | undefined): SnapshotMetadataPeerConfig | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const port = whole(raw, 'snapshotMetadataPeerPort', 0, 1);
+  if (port > 65535) throw invalid(`${named('snapshotMetadataPeerPort')}: expected a port number 1-65535, found ${JSON.stringify(raw)}`);
+  if (m === undefined) {
+    throw invalid(`${named('snapshotMetadataPeerPort')} is set but ${named('memberServiceListen')} is not: the peer endpoint listens on the member service's host with its TLS files`);
+  }
+  if (port === m.port) throw invalid(`${named('snapshotMetadataPeerPort')}: expected another port than the member service's (${m.port}), found ${port}`);
+  return { host: m.host, port, tls: m.tls };
 }
 
 /**

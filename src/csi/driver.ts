@@ -16,7 +16,9 @@ import type { ArrayBackend } from './array-backend.js';
 import { ControllerServer } from './controller-server.js';
 import { SnapshotController } from './snapshot-controller.js';
 import { SnapshotStore } from './snapshot-store.js';
-import { SnapshotMetadataServer } from './snapshot-metadata-server.js';
+import { SnapshotMetadataServer, type SnapshotLookup } from './snapshot-metadata-server.js';
+import { SnapshotMetadataForwarder } from './snapshot-metadata-forwarder.js';
+import { startPeerEndpoint, type PeerEndpoint } from './snapshot-metadata-peer.js';
 import { readSnapshotMembers } from '../md/index.js';
 import { DiskPool } from './disk-pool.js';
 import { EngineSupervisor, type Engines } from '../engine/supervisor.js';
@@ -115,6 +117,7 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
   const snapshots = new SnapshotController(
     pool, catalog, snapshotStore, deps.arrays, node, locks,
     async (id) => (await replication?.index.get(id)) !== undefined,
+    config.nodeId,
     deps.log,
   );
   void snapshots.disksWithoutReflink();
@@ -130,11 +133,18 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     replication?.index,
   );
   // Changed-block tracking reads the extent maps of the snapshots' reflink copies: offered with snapshots.
-  const metadata = new SnapshotMetadataServer(async (id) => {
+  const ownSnapshot: SnapshotLookup = async (id) => {
     const found = await snapshotStore.get(id);
     if (!found?.complete) return undefined;
     return { volumeId: found.record.sourceVolumeId, capacityBytes: found.record.sizeBytes, members: await readSnapshotMembers(found.members) };
-  });
+  };
+  // Snapshots of other nodes are asked of them (the nodes are found from their Leases, so only
+  // with replication's cluster side); calls forwarded here are answered from this node's alone.
+  const forwarder = config.snapshotMetadataPeer && deps.replication
+    ? new SnapshotMetadataForwarder({ node: config.nodeId, peer: config.snapshotMetadataPeer, directory: deps.replication.liveness })
+    : undefined;
+  if (config.snapshotMetadataPeer && !deps.replication) deps.log('snapshot metadata peer port given without access to the cluster: calls for other nodes\' snapshots are not forwarded');
+  const metadata = new SnapshotMetadataServer(ownSnapshot, forwarder);
   const identity = new IdentityServer(pool, deps.version, node.onlineExpansion ? 'ONLINE' : 'OFFLINE',
     async () => (await snapshots.disksWithoutReflink()).length === 0);
 
@@ -168,10 +178,16 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     : undefined;
   void recovery.then(() => feed?.start());
 
-  const server = new Server();
   const logCall = (method: string, ms: number, error?: { code: number; details: string }): void => {
     deps.log(error ? `${method} failed (${ms} ms): code ${error.code}: ${error.details}` : `${method} ok (${ms} ms)`);
   };
+  // Before the CSI socket: a port that cannot be had ends the start (as the member service's).
+  let peer: PeerEndpoint | undefined;
+  if (config.snapshotMetadataPeer) {
+    peer = await startPeerEndpoint(config.snapshotMetadataPeer, new SnapshotMetadataServer(ownSnapshot), (method, ms, error) => logCall(`peer ${method}`, ms, error));
+    deps.log(`serving forwarded SnapshotMetadata calls on ${peer.address} (mutual TLS, ${config.snapshotMetadataPeer.tls.dir})`);
+  }
+  const server = new Server();
   const services: Array<[CsiServiceName, object]> = [
     ['Identity', identity],
     ['Controller', controller],
@@ -202,6 +218,8 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
       // unless this process is the namespace's first, whose exit would take it down anyway.
       await memberService?.close(process.pid === 1);
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await peer?.close();
+      forwarder?.close();
       // Only the plugin's own socket goes, should anything else have taken the path meanwhile.
       if ((await fs.lstat(socket).catch(() => undefined))?.isSocket()) await fs.rm(socket, { force: true });
     },

@@ -44,6 +44,17 @@ export class CommandError extends LlraidError<'ECOMMAND'> {
   }
 }
 
+/**
+ * The status another node's plugin ended a forwarded call with (snapshot-metadata-forwarder.ts),
+ * passed on to the caller with its gRPC code as it came: grpc-service's toStatus does not map it.
+ * Its code may be one the CSI list above lacks (CANCELLED, DEADLINE_EXCEEDED from the peer's side).
+ */
+export class RelayedStatusError extends LlraidError<'ERELAYED'> {
+  constructor(readonly grpcCode: number, message: string) {
+    super('ERELAYED', message);
+  }
+}
+
 export const invalid = (message: string): CsiError => new CsiError('INVALID_ARGUMENT', message);
 export const notFound = (message: string): CsiError => new CsiError('NOT_FOUND', message);
 

@@ -4,16 +4,28 @@
 import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { LlraidError } from '../common/llraid-error.js';
 import { describeError, trace } from '../common/trace.js';
-import { csiCode, statusDetails } from './errors.js';
+import { csiCode, RelayedStatusError, statusDetails } from './errors.js';
 
 /** Maps any error to a gRPC status code and a message; unknown errors are INTERNAL. */
 export function toStatus(err: unknown): { code: GrpcStatus; details: string } {
+  // Another node's status, already a gRPC one: passed on, not mapped a second time.
+  if (err instanceof RelayedStatusError) return { code: err.grpcCode as GrpcStatus, details: err.message };
   return { code: GrpcStatus[csiCode(err)], details: statusDetails(err) };
 }
 
 export type CsiHandler = (request: never) => Promise<object>;
+/**
+ * What a streaming method knows of its call: `signal` aborts when the client cancels (or its
+ * deadline passes, which grpc-js reports as a cancellation); `deadline` is the client's, in ms
+ * since the epoch (Infinity: none). A method that calls on (a forwarded call) passes both on.
+ */
+export interface CallContext {
+  signal: AbortSignal;
+  deadline: number;
+}
+
 /** A server-streaming method: its responses, in order; a throw ends the stream with a status. */
-export type CsiStreamHandler = (request: never) => AsyncIterable<object>;
+export type CsiStreamHandler = (request: never, context: CallContext) => AsyncIterable<object>;
 
 export interface CallLog {
   (method: string, ms: number, error?: { code: number; details: string }): void;
@@ -64,10 +76,20 @@ export function toGrpcImplementation(
 async function stream(name: string, handler: CsiStreamHandler, call: ServerWritableStream<unknown, unknown>, log?: CallLog): Promise<void> {
   const started = Date.now();
   trace('csi', 'debug', () => `${name}${describeCall(call.request)}`);
+  const cancelled = new AbortController();
+  call.once('cancelled', () => cancelled.abort());
+  const deadline = call.getDeadline();
+  const context: CallContext = { signal: cancelled.signal, deadline: deadline instanceof Date ? deadline.getTime() : deadline };
   try {
-    for await (const response of (handler as (r: unknown) => AsyncIterable<object>)(call.request)) {
+    for await (const response of (handler as (r: unknown, c: CallContext) => AsyncIterable<object>)(call.request, context)) {
       if (call.cancelled) return;
-      if (!call.write(response)) await new Promise((resolve) => call.once('drain', resolve));
+      // A client that cancels stops reading: the drain it would give never comes.
+      if (!call.write(response)) {
+        await new Promise((resolve) => {
+          call.once('drain', resolve);
+          cancelled.signal.addEventListener('abort', resolve, { once: true });
+        });
+      }
     }
     log?.(name, Date.now() - started);
     call.end();

@@ -53,8 +53,22 @@ export class SnapshotController {
     private readonly usage: SnapshotUsage,
     private readonly locks: VolumeLocks,
     private readonly isReplicated: (volumeId: string) => Promise<boolean>,
+    /** This node's name: new snapshot ids carry its tag (snapshot-store.ts). */
+    private readonly nodeId: string,
     private readonly log: (line: string) => void,
   ) {}
+
+  /**
+   * A snapshot id of `volumeId` that names no snapshot yet. 32 random bits per id: a clash is
+   * rare but would make the new copy's rename fail and its cleanup remove the older snapshot.
+   * Called under the volume's lock, so no other CreateSnapshot of it picks the same id meanwhile.
+   */
+  private async freshId(volumeId: string): Promise<string> {
+    for (;;) {
+      const id = newSnapshotId(volumeId, this.nodeId);
+      if (!(await this.store.get(id))) return id;
+    }
+  }
 
   /**
    * The pool's disks whose filesystem cannot clone files, probed once. The plugin advertises
@@ -112,7 +126,7 @@ export class SnapshotController {
         const now = Date.now();
         const record: SnapshotRecord = {
           version: 1,
-          id: newSnapshotId(v.id),
+          id: await this.freshId(v.id),
           name: req.name,
           sourceVolumeId: v.id,
           createdAt: { seconds: Math.floor(now / 1000), nanos: (now % 1000) * 1_000_000 },

@@ -6,7 +6,7 @@
 // snapshot is complete when every disk its record names holds its directory. What a crash left
 // half-made is removed when the plugin starts (removeLeftovers).
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fsyncPath } from '../block/fsync-path.js';
@@ -17,11 +17,27 @@ import type { FsType } from './parameters.js';
 const dirName = 'llraid-snapshots';
 const recordName = 'snapshot.json';
 
-/** `<source volume id>-<16 hex>`: the source is in the id, so a list by volume needs no read. */
+/**
+ * `<source volume id>-<node tag><8 hex random>`: the source is in the id, so a list by volume
+ * needs no read, and so is the node that holds it (its tag, 8 hex digits of the SHA-256 of its
+ * name), so a plugin of another node can forward changed-block tracking there
+ * (snapshot-metadata-forwarder.ts). Ids made before the tag have 16 random digits: the same shape.
+ */
 export const snapshotIdPattern = /^([0-9a-f]{32})-([0-9a-f]{16})$/;
 
-export function newSnapshotId(sourceVolumeId: string): string {
-  return `${sourceVolumeId}-${randomBytes(8).toString('hex')}`;
+/** The 8 hex digits of a node's name that snapshot ids made on it carry. */
+export function nodeTag(node: string): string {
+  return createHash('sha256').update(node, 'utf8').digest('hex').slice(0, 8);
+}
+
+/** The node tag of a snapshot id; undefined for an id of another shape. */
+export function snapshotNodeTag(id: string): string | undefined {
+  return snapshotIdPattern.exec(id)?.[2]?.slice(0, 8);
+}
+
+/** A new id of a snapshot of `sourceVolumeId` made on `node`. */
+export function newSnapshotId(sourceVolumeId: string, node: string): string {
+  return `${sourceVolumeId}-${nodeTag(node)}${randomBytes(4).toString('hex')}`;
 }
 
 export interface SnapshotRecord {

@@ -87,6 +87,12 @@ export class KubeNodeLiveness implements NodeLiveness {
     return live.sort((a, b) => a.node.localeCompare(b.node));
   }
 
+  async knownNodes(): Promise<{ node: string; memberService: string }[]> {
+    const out: { node: string; memberService: string }[] = [];
+    for (const l of await this.api.list()) if (l.memberService) out.push({ node: l.node, memberService: l.memberService });
+    return out.sort((a, b) => a.node.localeCompare(b.node));
+  }
+
   async memberService(node: string): Promise<string | undefined> {
     const lease = await this.api.get(node);
     this.observe(node, lease);

@@ -67,6 +67,11 @@ export interface NodeLiveness {
   /** Nodes whose llraid Lease is live as observed now, with their member service address. */
   liveNodes(): Promise<{ node: string; memberService: string }[]>;
   memberService(node: string): Promise<string | undefined>;
+  /**
+   * Every node that has a Lease naming a member service, expired or not (one list, no liveness
+   * judged): where a node's services are, for a caller that must name a node it cannot reach.
+   */
+  knownNodes(): Promise<{ node: string; memberService: string }[]>;
   /** Resolves true once `node`'s Lease has expired as observed here (or the node carries out-of-service), false if timeoutMs passes first. */
   waitExpired(node: string, timeoutMs: number): Promise<boolean>;
 }

@@ -20,7 +20,7 @@ const helm = given ?? path.join(cache, 'helm/v3.22.0/helm');
 const skip = given === undefined && !existsSync(helm) ? `no helm at ${helm}: scripts/test.d/60-chart.sh builds it` : false;
 
 type Obj = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: unknown };
-type Container = { name: string; image: string; args?: string[]; env?: Array<{ name: string; value?: string }>; securityContext?: Record<string, unknown>; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
+type Container = { name: string; image: string; args?: string[]; env?: Array<{ name: string; value?: string }>; ports?: Array<{ name: string; containerPort: number }>; securityContext?: Record<string, unknown>; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
 type DaemonSet = Obj & { spec: { template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: Array<{ matchExpressions: Array<{ key: string; operator: string; values: string[] }> }> } } }; volumes: Array<{ name: string; hostPath?: { path: string } }> } } } };
 
 function render(...extra: string[]): Obj[] {
@@ -332,6 +332,16 @@ test('snapshots: with the cbt CRD the metadata sidecar serves TLS, and the Snaps
   assert.ok(meta, pod.containers.map((c) => c.name).join(', '));
   for (const a of ['--csi-address=/csi/csi.sock', '--port=50051', '--tls-cert=/tls/tls.crt', '--tls-key=/tls/tls.key', '--audience=llraid-snapshot-metadata']) assert.ok(meta.args?.includes(a), a);
   assert.ok(meta.volumeMounts?.some((m) => m.name === 'snapshot-metadata-tls' && m.mountPath === '/tls'));
+  // The plugin's peer endpoint: calls for its snapshots forwarded by other nodes' plugins.
+  const plugin = pod.containers.find((c) => c.name === 'llraid')!;
+  assert.equal(plugin.env?.find((e) => e.name === 'LLRAID_SNAPSHOT_METADATA_PEER_PORT')?.value, '10810');
+  assert.ok(plugin.ports?.some((p) => p.name === 'snapshot-peer' && p.containerPort === 10810), 'the peer port is declared');
+  assert.match(notes(...cbtApis), /forwarded to the node\nthat does \(port 10810/);
+  // Without the member service (no TLS Secret, no node IP): no peer endpoint, and the note warns.
+  const alone = nodeSet(render(...cbtApis, '--set', 'memberService.enabled=false')).spec.template.spec.containers.find((c) => c.name === 'llraid')!;
+  assert.ok(!alone.env?.some((e) => e.name === 'LLRAID_SNAPSHOT_METADATA_PEER_PORT'));
+  assert.ok(!alone.ports?.some((p) => p.name === 'snapshot-peer'));
+  assert.match(notes(...cbtApis, '--set', 'memberService.enabled=false'), /which answers NOT_FOUND/);
   const tlsVolume = pod.volumes.find((v) => v.name === 'snapshot-metadata-tls') as { secret?: { secretName: string } } | undefined;
   assert.equal(tlsVolume?.secret?.secretName, 'llraid-snapshot-metadata-tls');
   const secret = byKind(objs, 'Secret').find((s) => s.metadata.name === 'llraid-snapshot-metadata-tls') as (Obj & { data: Record<string, string> }) | undefined;
@@ -370,6 +380,9 @@ test('snapshots: values are checked, with a message naming the field', { skip },
   assert.match(fails('snapshots: {enabled: false, metadata: {enabled: true}}\n', ...cbtApis), /snapshots\.metadata\.enabled: true needs snapshots/);
   assert.match(fails('snapshots: {metadata: {port: 70000}}\n', ...cbtApis), /snapshots\.metadata\.port: expected a port number 1-65535, found 70000/);
   assert.match(fails('snapshots: {metadata: {tls: {existingSecret: mine}}}\n', ...cbtApis), /snapshots\.metadata\.tls\.caCert: expected/);
+  assert.match(fails('snapshots: {metadata: {peerPort: 0}}\n', ...cbtApis), /snapshots\.metadata\.peerPort: expected a port number 1-65535, found 0/);
+  assert.match(fails('snapshots: {metadata: {peerPort: x}}\n', ...cbtApis), /snapshots\.metadata\.peerPort: expected a port number 1-65535, found x/);
+  assert.match(fails('snapshots: {metadata: {peerPort: 10809}}\n', ...cbtApis), /snapshots\.metadata\.peerPort: expected another port than memberService\.port \(10809\), found 10809/);
   // Off by choice: nothing of snapshots even with the CRDs.
   assert.deepEqual(byKind(render(...cbtApis, '--set', 'snapshots.enabled=false'), 'VolumeSnapshotClass'), []);
 });
@@ -384,6 +397,7 @@ test('snapshots: every option of values-all.yaml reaches the render', { skip }, 
   for (const a of ['--timeout=300s', '--worker-threads=4', '--v=5']) assert.ok(snap.args?.includes(a), a);
   const meta = pod.containers.find((c) => c.name === 'csi-snapshot-metadata')!;
   for (const a of ['--port=50052', '--audience=example-backup', '--timeout=2m', '--max-streaming-duration-min=20']) assert.ok(meta.args?.includes(a), a);
+  assert.equal(pod.containers.find((c) => c.name === 'llraid')!.env?.find((e) => e.name === 'LLRAID_SNAPSHOT_METADATA_PEER_PORT')?.value, '10820');
   const [sms] = byKind(objs, 'SnapshotMetadataService') as Array<Obj & { spec: { address: string; audience: string } }>;
   assert.deepEqual(sms?.spec && { a: sms.spec.address, u: sms.spec.audience }, { a: 'snapshots.example.com:7443', u: 'example-backup' });
   const secret = byKind(objs, 'Secret').find((s) => s.metadata.name.endsWith('-snapshot-metadata-tls')) as (Obj & { data: Record<string, string> }) | undefined;

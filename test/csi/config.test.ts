@@ -140,3 +140,16 @@ test('replication is on with the member service and the namespace, and then need
   );
   assert.equal(resolveConfig(base, { ...ms, namespace: 'x', memberServiceListen: '[fd00::5]:10809' }).replication?.memberService, '[fd00::5]:10809');
 });
+
+test('the snapshot metadata peer endpoint: LLRAID_SNAPSHOT_METADATA_PEER_PORT on the member service host with its TLS files', () => {
+  const base = { nodeId: 'n', disks: '/d', tlsDir: '/t', memberServiceListen: '10.0.0.5:10809' };
+  assert.equal(resolveConfig(base).snapshotMetadataPeer, undefined, 'unset: no peer endpoint');
+  const peer = resolveConfig(fromEnvironment({ LLRAID_SNAPSHOT_METADATA_PEER_PORT: '10810' }), base).snapshotMetadataPeer;
+  assert.deepEqual(peer && { host: peer.host, port: peer.port, ca: peer.tls.ca }, { host: '10.0.0.5', port: 10810, ca: '/t/ca.crt' });
+  assert.equal(resolveConfig({ ...base, memberServiceListen: '[fd00::3]:10809', snapshotMetadataPeerPort: 10810 }).snapshotMetadataPeer?.host, 'fd00::3');
+  for (const bad of ['0', '65536', 'x', '-1']) {
+    assert.throws(() => resolveConfig({ ...base, snapshotMetadataPeerPort: bad }), /snapshotMetadataPeerPort \(LLRAID_SNAPSHOT_METADATA_PEER_PORT\)/, bad);
+  }
+  assert.throws(() => resolveConfig({ ...base, snapshotMetadataPeerPort: '10809' }), /expected another port than the member service's \(10809\)/);
+  assert.throws(() => resolveConfig({ nodeId: 'n', disks: '/d', snapshotMetadataPeerPort: '10810' }), /is set but memberServiceListen \(LLRAID_MEMBER_SERVICE_LISTEN\) is not/);
+});

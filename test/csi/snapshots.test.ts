@@ -316,7 +316,7 @@ test('a staged copy whose freeze timed out before thaw is ABORTED and leaves not
     thaw: async () => { calls.push('thaw'); throw new EngineError('ETIMEDOUT', 'the freeze ended after its 10 ms timeout before thaw'); },
   };
   const record = {
-    version: 1 as const, id: newSnapshotId(volume.id), name: 'abort', sourceVolumeId: volume.id, createdAt: { seconds: 0, nanos: 0 },
+    version: 1 as const, id: newSnapshotId(volume.id, 'test-node'), name: 'abort', sourceVolumeId: volume.id, createdAt: { seconds: 0, nanos: 0 },
     sizeBytes: volume.capacity, level: volume.level, raidDisks: 2, chunkSize: 0, bitmap: volume.bitmap, fsType: volume.fsType,
     memberSize: volume.memberSize, disks, pauseMs: 0,
   };

@@ -134,3 +134,17 @@ test('durationSeconds must be an integer ≥ 1', () => {
   const api = new FakeLeaseApi(new FakeClock());
   assert.throws(() => new KubeNodeLiveness(api, { durationSeconds: 0 }), (e: unknown) => e instanceof K8sError && e.code === 'EINVAL');
 });
+
+test('knownNodes: every Lease with a member service, expired ones too (a node that cannot be reached is still named)', async () => {
+  const s = setup();
+  s.api.write('node-b', D, '10.214.0.2:10809');
+  s.api.write('node-a', D, '10.214.0.1:10809');
+  s.api.write('node-c', D);
+  await s.observer.liveNodes();
+  await s.clock.advance(2 * D * 1000);
+  assert.deepEqual(await s.observer.liveNodes(), [], 'both expired');
+  assert.deepEqual(await s.observer.knownNodes(), [
+    { node: 'node-a', memberService: '10.214.0.1:10809' },
+    { node: 'node-b', memberService: '10.214.0.2:10809' },
+  ]);
+});

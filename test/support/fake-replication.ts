@@ -154,6 +154,10 @@ export class FakeLiveness implements NodeLiveness {
     return this.services.get(node);
   }
 
+  async knownNodes(): Promise<{ node: string; memberService: string }[]> {
+    return [...this.services].map(([node, memberService]) => ({ node, memberService }));
+  }
+
   waitExpired(node: string, timeoutMs: number): Promise<boolean> {
     if (this.dead.has(node) || !this.services.has(node)) return Promise.resolve(true);
     return new Promise((resolve) => {

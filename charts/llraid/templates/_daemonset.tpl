@@ -144,6 +144,11 @@ spec:
             {{- if $v.memberService.enabled }}
             {{- include "llraid.memberEnv" $root | nindent 12 }}
             {{- end }}
+            {{- with include "llraid.snapshotMetadataPeerPort" $root }}
+            # Changed-block tracking calls for this node's snapshots, forwarded by other nodes.
+            - name: LLRAID_SNAPSHOT_METADATA_PEER_PORT
+              value: {{ . | quote }}
+            {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -160,6 +165,11 @@ spec:
             {{- end }}
             {{- if and $v.memberService.enabled (not $v.engineHost.enabled) }}
             {{- include "llraid.memberPort" $root | nindent 12 }}
+            {{- end }}
+            {{- with include "llraid.snapshotMetadataPeerPort" $root }}
+            - name: snapshot-peer
+              containerPort: {{ . }}
+              protocol: TCP
             {{- end }}
           livenessProbe:
             httpGet:

@@ -120,6 +120,23 @@ cluster admin installs with the snapshot-controller); true without it fails the 
 {{- int $p -}}
 {{- end -}}
 
+{{/*
+The port of the plugins' peer endpoint (forwarded changed-block tracking calls), checked; empty
+when there is none: it needs the member service (its TLS Secret, the node's IP).
+*/}}
+{{- define "llraid.snapshotMetadataPeerPort" -}}
+{{- if and (include "llraid.snapshotMetadata" .) .Values.memberService.enabled -}}
+{{- $p := .Values.snapshots.metadata.peerPort -}}
+{{- if not (and (or (kindIs "float64" $p) (kindIs "int64" $p)) (eq (float64 $p) (floor (float64 $p))) (ge (int $p) 1) (le (int $p) 65535)) -}}
+{{- fail (printf "snapshots.metadata.peerPort: expected a port number 1-65535, found %v" $p) -}}
+{{- end -}}
+{{- if eq (int $p) (int .Values.memberService.port) -}}
+{{- fail (printf "snapshots.metadata.peerPort: expected another port than memberService.port (%v), found %v" .Values.memberService.port $p) -}}
+{{- end -}}
+{{- int $p -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "llraid.snapshotMetadataAudience" -}}
 {{- default (include "llraid.snapshotMetadataName" .) .Values.snapshots.metadata.audience -}}
 {{- end -}}
