@@ -13,8 +13,11 @@
 // Every server runs every workload once per round, the servers' order rotating from round to
 // round, and the median of the rounds is reported: on a shared 2-core machine one run of a few
 // seconds moves by ±15%, which is more than the margins the targets ask about.
-// The members are files on one tmpfs: `llraid serve` opens its members itself, so the
-// rate-limited members of bench:parity (an in-process wrapper) cannot be put under it here.
+// The members are files on one tmpfs, which share one memory bus: a mirror's second member write
+// slows the first, so its 1M writes can never keep up with one file there. The 1M write is run
+// again, and judged, with members that have their own bandwidth (rated-members.ts: nbdkit's rate
+// filter behind nbdfuse, BENCH_NBD_MEMBER_MIBS MiB/s each, default 256): `--file` on one such
+// member, raid1 on two, raid10 on four (servers file-rated, raid1-rated, raid10-rated).
 // The llraid servers run with the V8 flags the CSI driver gives its engines (src/cli/engine-command.ts).
 // Run: npm run bench:nbd (builds first). Env: BENCH_SECONDS (per workload, default 5),
 // BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB.
@@ -31,6 +34,7 @@ import { promisify } from 'node:util';
 import { median, printTable, ratio, verdict, type Cell } from './table.js';
 import { anonKiB, cpuSeconds, rssKiB } from './proc.js';
 import { ENGINE_NODE_FLAGS } from '../src/cli/engine-command.js';
+import { startRatedMembers, type RatedMembers } from './rated-members.js';
 
 const run = promisify(execFile);
 const QUICK = process.env.BENCH_NBD_QUICK === '1';
@@ -39,6 +43,8 @@ const ROUNDS = Number(process.env.BENCH_NBD_ROUNDS ?? (QUICK ? 1 : 3));
 const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? (QUICK ? 256 : 1024));
 /** fio's ramp: not counted in its results, so not in the CPU either. */
 const RAMP_MS = 1000;
+/** Bandwidth of each member of the rated servers. */
+const MEMBER_MIBS = Number(process.env.BENCH_NBD_MEMBER_MIBS ?? 256);
 /** Room for the superblock and bitmap in each member, so every array holds SIZE_MIB. */
 const SLACK_MIB = 64;
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -100,6 +106,18 @@ const ARRAYS: Record<string, ArraySpec> = {
 const memberPaths = (dir: string, array: string): string[] =>
   Array.from({ length: ARRAYS[array]!.members }, (_, i) => join(dir, `${array}-${i}.img`));
 
+/** The 1M write of the rated servers, whose members have a bandwidth of their own. */
+const RATED_WRITE = WORKLOADS[3]!;
+/** Rated servers by key: what they serve (`file`, or an array of ARRAYS) on members of their own. */
+const RATED: Record<string, { of: string; members: number }> = {
+  'file-rated': { of: 'file', members: 1 },
+  'raid1-rated': { of: 'raid1', members: 2 },
+  'raid10-rated': { of: 'raid10', members: 4 },
+};
+/** Where the rated members of `key` are (FUSE files; made by startRatedMembers under this directory). */
+const ratedPaths = (dir: string, key: string): string[] =>
+  Array.from({ length: RATED[key]!.members }, (_, i) => join(dir, key, `member-${i}`, 'fuse', 'disk'));
+
 function servers(dir: string): Server[] {
   const file = join(dir, 'disk.img');
   const llraid = (args: string[]) => (socket: string) =>
@@ -111,6 +129,12 @@ function servers(dir: string): Server[] {
     { key: 'raid10', name: 'llraid raid10', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid10')) },
     { key: 'raid5', name: 'llraid raid5', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid5')) },
     { key: 'raid0', name: 'llraid raid0', workloads: WORKLOADS.slice(0, 1), start: llraid(memberPaths(dir, 'raid0')) },
+    ...Object.entries(RATED).map(([key, r]): Server => ({
+      key,
+      name: `llraid ${r.of}, ${MEMBER_MIBS} MiB/s members`,
+      workloads: [RATED_WRITE],
+      start: llraid(r.of === 'file' ? ['--file', ratedPaths(dir, key)[0]!] : ratedPaths(dir, key)),
+    })),
     {
       key: 'nbdkit',
       name: 'nbdkit file',
@@ -236,6 +260,7 @@ const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 async function main(): Promise<void> {
   const dir = mkdtempSync('/dev/shm/llraid-bench-nbd-');
   const loadBefore = load();
+  const rated: RatedMembers[] = [];
   try {
     const { list, subset } = selection(servers(dir));
     const keys = new Set(list.map((s) => s.key));
@@ -247,6 +272,16 @@ async function main(): Promise<void> {
       if (!keys.has(name)) continue;
       await run(process.execPath, [cliPath(), 'create', '--level', String(a.level), '--name', `bench-${name}`,
         '--size', `${a.memberMiB}M`, ...memberPaths(dir, name)]);
+    }
+    for (const [key, r] of Object.entries(RATED)) {
+      if (!keys.has(key)) continue;
+      const memberMiB = r.of === 'file' ? SIZE_MIB : ARRAYS[r.of]!.memberMiB;
+      const members = await startRatedMembers(join(dir, key), r.members, memberMiB * 1048576, MEMBER_MIBS * 1048576);
+      rated.push(members);
+      if (r.of !== 'file') {
+        const a = ARRAYS[r.of]!;
+        await run(process.execPath, [cliPath(), 'create', '--level', String(a.level), '--name', `bench-${key}`, ...members.paths]);
+      }
     }
     const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as Memory[], peak: { rss: 0, anon: 0 } }]));
     for (let round = 0; round < ROUNDS; round++) {
@@ -286,6 +321,14 @@ async function main(): Promise<void> {
           const e = got.get(s.name)!;
           return [s.name, mib(median(e.idle.map((m) => m.rss))), mib(median(e.idle.map((m) => m.anon))), mib(e.peak.rss), mib(e.peak.anon)];
         }));
+      const ratedName = (k: string): string | undefined => list.find((x) => x.key === k)?.name;
+      for (const k of ['raid1-rated', 'raid10-rated']) {
+        const [array, file] = [ratedName(k), ratedName('file-rated')];
+        if (array === undefined || file === undefined) continue;
+        const [a, f] = [value(array, RATED_WRITE), value(file, RATED_WRITE)];
+        console.log(`   ${array} against --file on one such member, ${RATED_WRITE.name}: ${a.toFixed(1)} / ${f.toFixed(1)} MiB/s = ` +
+          `${ratio(a, f)} ${verdict(a / f, 0.9, 'least')}`);
+      }
       const randread = (name: string): Workload | undefined => list.find((s) => s.name === name)?.workloads.find((w) => w === WORKLOADS[0]);
       if (randread('llraid raid5') !== undefined && randread('llraid raid0') !== undefined) {
         const [r5, r0] = [value('llraid raid5', WORKLOADS[0]!), value('llraid raid0', WORKLOADS[0]!)];
@@ -309,15 +352,21 @@ async function main(): Promise<void> {
       WORKLOADS.map(cpuRow));
     if (ran('llraid raid0')) console.log(`   raid0 (3 members) 4k randread: ${cpu('llraid raid0', WORKLOADS[0]!).toFixed(2)} µs per request`);
 
-    const arrayTargets = [0.95, 0.65, 0.95, 0.9];
+    // The 1M write is judged with rated members (the last row); on tmpfs it is reported.
+    const arrayTargets = [0.95, 0.65, 0.95, NaN];
+    const judge = (v: number, target: number): Cell => (Number.isNaN(target) ? 'reported' : verdict(v, target, 'least'));
     const rows: Cell[][] = WORKLOADS.map((w, i) => {
       const file = value('llraid file', w);
       const [r1, r10] = [value('llraid raid1', w), value('llraid raid10', w)];
       return [w.name, w.metric, file, value('nbdkit file', w), value('qemu-nbd', w), r1, r10, value('llraid raid5', w),
-        ratio(file, value('nbdkit file', w)), ratio(r1, file), verdict(r1 / file, arrayTargets[i]!, 'least'),
-        ratio(r10, file), verdict(r10 / file, arrayTargets[i]!, 'least')];
+        ratio(file, value('nbdkit file', w)), ratio(r1, file), judge(r1 / file, arrayTargets[i]!),
+        ratio(r10, file), judge(r10 / file, arrayTargets[i]!)];
     });
-    printTable(`b. throughput (IOPS or MiB/s); ${head}`,
+    const [ratedFile, rated1, rated10] = ['file-rated', 'raid1-rated', 'raid10-rated'].map((k) => value(list.find((x) => x.key === k)?.name ?? '', RATED_WRITE));
+    rows.push([`${RATED_WRITE.name}, ${MEMBER_MIBS} MiB/s members`, RATED_WRITE.metric, ratedFile!, '-', '-', rated1!, rated10!, '-', '-',
+      ratio(rated1!, ratedFile!), verdict(rated1! / ratedFile!, 0.9, 'least'), ratio(rated10!, ratedFile!), verdict(rated10! / ratedFile!, 0.9, 'least')]);
+    printTable(`b. throughput (IOPS or MiB/s); ${head}; the last row's members are files behind nbdkit's rate filter seen through nbdfuse ` +
+      `(one for --file, two for raid1, four for raid10)`,
       ['workload', 'unit', 'llraid file', 'nbdkit', 'qemu-nbd', 'raid1', 'raid10', 'raid5', 'file/nbdkit', 'raid1/file', 'target', 'raid10/file', 'target'],
       rows);
     if (ran('llraid raid5') && ran('llraid raid0')) {
@@ -329,7 +378,7 @@ async function main(): Promise<void> {
     printTable(`c. memory: RSS MiB idle (1 s after start, median) and peak (whole run, ${ROUNDS} rounds, QD up to 32), and its anonymous ` +
       `part (RssAnon: the process's own; the rest is file pages such as the node binary, shared by every engine); ${head}`,
     ['server', 'idle RSS', 'target', 'idle anon', 'peak RSS', 'target', 'peak anon'],
-    [...list.map((s) => {
+    [...list.filter((s) => !(s.key in RATED)).map((s) => {
       const e = got.get(s.name)!;
       const idle = median(e.idle.map((m) => m.rss));
       const judged = ['llraid file', 'llraid raid1', 'llraid raid5'].includes(s.name);
@@ -347,6 +396,7 @@ async function main(): Promise<void> {
         }));
     }
   } finally {
+    for (const r of rated) await r.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
