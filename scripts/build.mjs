@@ -51,6 +51,10 @@ await build({
   // Errors take their name from their class (common/llraid-error.ts): names stay as written
   // when bundling renames one of two same-named classes.
   keepNames: true,
+  // Minified: V8 keeps a script's whole text for as long as it runs, and the text is less than
+  // half of it without comments and long local names (0.68 -> 0.29 MB; an engine's idle RSS
+  // 0.4-0.6 MiB less). Names of functions and classes stay (keepNames); the map maps the rest back.
+  minify: true,
   // Code in ASCII (other characters escaped): see below.
   charset: 'ascii',
   sourcemap: true,

@@ -13,6 +13,9 @@ import { BitmapPage } from './page.js';
 import { ChunkActivity, unmatchedEnd } from './chunk-activity.js';
 import { Action, INFECTABLE, infectTable, NONE, State, STILL, transition, type Next } from './states.js';
 
+/** Each state's byte as a one-character Latin-1 string (counts()). */
+const STATE_CHARS = Array.from({ length: 8 }, (_, state) => String.fromCharCode(state));
+
 export interface ChunkMapSetup {
   geometry: Geometry;
   spaceBytes: number;
@@ -307,13 +310,22 @@ export class ChunkMap {
     encodeBitmapSuper(sb).copy(this.pages[0]!.data, 0);
   }
 
-  /** Chunks per state. */
+  /**
+   * Chunks per state. Counted by the string built-ins (a page's bytes as Latin-1 text, each state's
+   * character taken out), not a loop over every byte: an engine counts once as it starts, and a
+   * loop that long has V8's optimizing compiler compile it, paging about 4 MiB of the compiler's
+   * code (the node binary's) into an idle engine (a 300 MiB raid1: 53 -> 49 MiB RSS). Up to 3 ms for
+   * 65,536 chunks of mixed states; counts are taken per status and per sync pass, not per request.
+   */
   counts(): BitmapCounts {
     const n = [0, 0, 0, 0, 0, 0, 0, 0];
     this.eachPage(0, this.chunks, (page, _idx, first, stop) => {
-      for (let off = first; off < stop; off++) {
-        const b = page.data[off]!;
-        if (b < n.length) n[b]!++;
+      const text = page.data.toString('latin1', first, stop);
+      let left = text.length;
+      for (let state = 0; state < n.length && left > 0; state++) {
+        const found = text.length - text.replaceAll(STATE_CHARS[state]!, '').length;
+        n[state]! += found;
+        left -= found;
       }
     });
     return {
