@@ -141,17 +141,19 @@ type Waiter =
 
 /** READs at least this large go through readInto and the payload pool, where the device has readInto. */
 const POOLED_READ = 64 * 1024;
+
 /**
  * The payload buffers of one server's connections (WRITE payloads, READ replies): one pool for
  * all of them, so the buffers of a connection that ended are what the next one reuses (a pool per
  * connection left each one's buffers to V8's next full collection: fio's 1 MiB reads and then its
  * 1 MiB writes, each on a connection of its own, held both sets, +12 MiB). Busy, it keeps up to
  * maxInFlightBytes free (the most one connection's requests hold at once, so a client that keeps
- * its budget full allocates nothing more); a second after the last buffer was taken, it keeps
- * what fio's 1 MiB at depth 4 or a kernel client's few 128 KiB requests use.
+ * its budget full allocates nothing more); a second after the last buffer of a size was taken, it
+ * keeps 1 MiB, what the kernel client's 128 KiB requests use at depth 8: an engine at rest is what
+ * a volume costs most of its life, and the next burst pays its page faults once.
  */
 export function payloadPool(limits: ConnectionLimits): SizeClassPool {
-  return new SizeClassPool(limits.maxInFlightBytes, { keepBytes: 4 * 1024 * 1024, afterMs: 1000 });
+  return new SizeClassPool(limits.maxInFlightBytes, { keepBytes: 1024 * 1024, afterMs: 1000 });
 }
 /**
  * The buffer a connection reads its socket into when it may choose (socket-receiver.ts): headers,
