@@ -16,6 +16,22 @@ import { Action, INFECTABLE, infectTable, NONE, State, STILL, transition, type N
 /** Each state's byte as a one-character Latin-1 string (counts()). */
 const STATE_CHARS = Array.from({ length: 8 }, (_, state) => String.fromCharCode(state));
 
+/** apply() over at least this many chunks visits only the bytes that change (changing()). */
+const SKIP_SCAN_CHUNKS = 256;
+
+/** Per action, a global expression matching any byte (as a Latin-1 character) not still under it. */
+const changingByAction = new Map<Action, RegExp>();
+
+function changing(action: Action, still: Uint8Array): RegExp {
+  let re = changingByAction.get(action);
+  if (re === undefined) {
+    const kept = [...still.keys()].filter((b) => still[b] === 1).map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+    re = new RegExp(kept === '' ? '[\\s\\S]' : `[^${kept}]`, 'g');
+    changingByAction.set(action, re);
+  }
+  return re;
+}
+
 export interface ChunkMapSetup {
   geometry: Geometry;
   spaceBytes: number;
@@ -109,10 +125,29 @@ export class ChunkMap {
     let last: Next = NONE;
     let requestSync = false;
     let arm = false;
-    // The common byte that does not change costs one table lookup.
+    // The common byte that does not change costs one table lookup. Over a long range (every
+    // chunk: Reload at assembly, Endsync, ...) the bytes that change are found by a regular
+    // expression over the page's bytes as Latin-1 text instead, and only they are visited: a loop
+    // over every chunk at start has V8's optimizing compiler compile it, paging about 4 MiB of
+    // the compiler's code into every idle engine (see counts()).
+    const skipper = end - start + 1 >= SKIP_SCAN_CHUNKS && !degradedStartsync ? changing(action, still) : undefined;
     this.eachPage(start, end + 1, (page, idx, first, stop) => {
       const data = page.data;
+      let text: string | undefined;
+      if (skipper !== undefined) {
+        text = data.toString('latin1', 0, stop);
+        skipper.lastIndex = first;
+      }
       for (let off = first; off < stop; off++) {
+        if (text !== undefined) {
+          // The next byte that is not still, or past the page: the bytes skipped are still.
+          const found = skipper!.exec(text);
+          const next = found === null ? stop : found.index;
+          if (next !== off) last = NONE;
+          if (next >= stop) break;
+          off = next;
+          skipper!.lastIndex = next + 1;
+        }
         const byte = data[off]!;
         if (still[byte] === 1 && !(degradedStartsync && byte === State.Dirty)) {
           last = NONE;
@@ -134,6 +169,8 @@ export class ChunkMap {
           const spread = this.markChunk(idx, off, t.mark === 'dirty-infect' && (this.infect ?? ctx.parity), ctx.parity);
           if (spread.needSync) requestSync = true;
           if (spread.dirty) arm = true;
+          // Infect may have raised bytes further on in this page: the text must show them.
+          if (text !== undefined) text = data.toString('latin1', 0, stop);
         }
       }
     });
