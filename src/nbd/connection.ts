@@ -718,9 +718,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
   }
 
   private afterReply(): void {
-    if (this.inFlight === 0) {
-      this.fenceDone?.();
-    }
+    if (this.inFlight === 0) this.fenceDone?.();
     if (this.phase === 'draining' && this.inFlight === 0) this.hangUp();
     else if (this.phase === 'closed' && this.inFlight === 0) this.finish();
     else {
