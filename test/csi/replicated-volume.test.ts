@@ -14,7 +14,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, copyFileSync, rmSync, promises as fs } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { engineSource } from '../../src/cli/commands/csi.js';
@@ -24,11 +24,10 @@ import { MdArrays } from '../../src/csi/md-arrays.js';
 import { readEngineEvents } from '../../src/engine/events.js';
 import type { NodeReporting, VolumeStatus } from '../../src/k8s/index.js';
 import { buildCli } from '../support/cli.js';
-import { makeCerts, makeNamedCert } from '../support/certs.js';
+import { memberTls } from '../support/certs.js';
 import { FakeLeaseKeeper, FakeLiveness, FakeReplicationStore } from '../support/fake-replication.js';
 import { freePort } from '../nbd/client-helpers.js';
 import { blockCap, csiClient, teardown, type CsiClient } from './plugin-harness.js';
-import { findProcesses, waitExit } from '../../src/engine/processes.js';
 
 const MiB = 1024 * 1024;
 const canRun = process.getuid?.() === 0 && existsSync('/usr/bin/nbdfuse') && existsSync('/dev/fuse');
@@ -137,10 +136,6 @@ async function startNode(
     // What a failed run left (mounts, attachments, engines), then the member service, which a
     // stopped plugin leaves running for the next one to adopt.
     await teardown(dir, runDir);
-    for (const p of await findProcesses(path.join(runDir, 'member-service.events.jsonl'))) {
-      process.kill(p.pid, 'SIGTERM');
-      await waitExit(p.pid, 10_000);
-    }
   });
   await driver.replicationReady;
   return plugin;
@@ -191,18 +186,6 @@ async function unpublishAndUnstage(p: NodePlugin, id: string): Promise<void> {
   await p.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging });
 }
 
-/** The chart's member certificate in a TLS directory: one for every node, named llraid-member, server and client use. */
-async function memberTls(root: string): Promise<string> {
-  const certs = await makeCerts(root, { any: '127.0.0.1' });
-  const member = await makeNamedCert(path.join(root, 'member'), 'member', ['DNS:llraid-member'], 'serverAuth,clientAuth', certs.ca);
-  const tlsDir = path.join(root, 'member-tls');
-  mkdirSync(tlsDir);
-  copyFileSync(certs.ca.cert, path.join(tlsDir, 'ca.crt'));
-  copyFileSync(member.cert, path.join(tlsDir, 'tls.crt'));
-  copyFileSync(member.key, path.join(tlsDir, 'tls.key'));
-  return tlsDir;
-}
-
 /** CreateVolume of a 64 MiB raid1 with replicas 2 on `p`. */
 async function createReplicated(p: NodePlugin, name: string): Promise<{ volume_id: string; volume_context: Record<string, string> }> {
   const created = (await p.controller.CreateVolume({
@@ -227,7 +210,7 @@ async function memberFiles(p: NodePlugin, id: string): Promise<string[]> {
 
 test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: the same bytes, nothing resynced; deleted from both nodes', { skip: !canRun && 'needs root, nbdfuse and /dev/fuse', timeout: 300_000 }, async (t) => {
   const { root, undo } = scope(t, 'replicated');
-  const tlsDir = await memberTls(root);
+  const { tlsDir } = await memberTls(root);
 
   const store = new FakeReplicationStore();
   const liveness = new FakeLiveness();
@@ -298,7 +281,7 @@ test('a replicas=2 raid1 volume created on A, written on A, moved cleanly to B: 
 
 test('A loses the API server while staged: its engine lapses, B takes over with a higher epoch and the same bytes, A\'s engine is fenced and, when A renews again, stopped', { skip: !canRun && 'needs root, nbdfuse and /dev/fuse', timeout: 300_000 }, async (t) => {
   const { root, undo } = scope(t, 'takeover');
-  const tlsDir = await memberTls(root);
+  const { tlsDir } = await memberTls(root);
   const store = new FakeReplicationStore();
   const liveness = new FakeLiveness();
   // Leases of 3 s renewed every second, as a keeper with D = 4 s would hold them.

@@ -11,7 +11,7 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { credentials, makeGenericClientConstructor, status, type ChannelCredentials, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
@@ -21,12 +21,11 @@ import { startDriver, type RunningDriver } from '../../src/csi/driver.js';
 import { MdArrays } from '../../src/csi/md-arrays.js';
 import { serviceDefinition } from '../../src/csi/proto.js';
 import { nodeTag } from '../../src/csi/snapshot-store.js';
-import { findProcesses, waitExit } from '../../src/engine/processes.js';
 import { NbdClientDevice } from '../../src/nbd/index.js';
 import { pattern } from '../md/array-fixtures.js';
 import { freePort } from '../nbd/client-helpers.js';
 import { buildCli } from '../support/cli.js';
-import { makeCerts, makeNamedCert, type TestCerts } from '../support/certs.js';
+import { memberTls } from '../support/certs.js';
 import { FakeLeaseKeeper, FakeLiveness, FakeReplicationStore } from '../support/fake-replication.js';
 import { mountReflinkFs } from '../support/reflink-fs.js';
 import { blockCap, csiClient, teardown, type CsiClient } from './plugin-harness.js';
@@ -101,27 +100,11 @@ async function startNode(
   };
   undo.push(async () => {
     await plugin.stop();
+    // Also stops the member service, which a stopped plugin leaves running for the next one to adopt.
     await teardown(dir, runDir);
-    // The member service, which a stopped plugin leaves running for the next one to adopt.
-    for (const p of await findProcesses(path.join(runDir, 'member-service.events.jsonl'))) {
-      process.kill(p.pid, 'SIGTERM');
-      await waitExit(p.pid, 10_000);
-    }
   });
   await driver.replicationReady;
   return plugin;
-}
-
-/** The chart's member certificate (one for every node, named llraid-member, server and client use) in a TLS directory. */
-async function memberTls(root: string): Promise<{ tlsDir: string; certs: TestCerts }> {
-  const certs = await makeCerts(root, { any: '127.0.0.1' });
-  const member = await makeNamedCert(path.join(root, 'member'), 'member', ['DNS:llraid-member'], 'serverAuth,clientAuth', certs.ca);
-  const tlsDir = path.join(root, 'member-tls');
-  mkdirSync(tlsDir);
-  copyFileSync(certs.ca.cert, path.join(tlsDir, 'ca.crt'));
-  copyFileSync(member.cert, path.join(tlsDir, 'tls.crt'));
-  copyFileSync(member.key, path.join(tlsDir, 'tls.key'));
-  return { tlsDir, certs };
 }
 
 type Method = 'GetMetadataAllocated' | 'GetMetadataDelta';

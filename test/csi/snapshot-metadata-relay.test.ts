@@ -10,7 +10,7 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +25,7 @@ import { SnapshotMetadataForwarder } from '../../src/csi/snapshot-metadata-forwa
 import { SnapshotMetadataServer } from '../../src/csi/snapshot-metadata-server.js';
 import { nodeTag } from '../../src/csi/snapshot-store.js';
 import { freePort } from '../nbd/client-helpers.js';
-import { makeCerts, makeNamedCert } from '../support/certs.js';
+import { makeNamedCert, memberTls } from '../support/certs.js';
 import { FakeLiveness } from '../support/fake-replication.js';
 
 type Call = ServerWritableStream<{ snapshot_id: string }, unknown>;
@@ -47,13 +47,7 @@ interface Stand {
 async function stand(t: TestContext): Promise<Stand> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llraid-relay-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const certs = await makeCerts(dir, { any: '127.0.0.1' });
-  const member = await makeNamedCert(path.join(dir, 'member'), 'member', ['DNS:llraid-member'], 'serverAuth,clientAuth', certs.ca);
-  const tlsDir = path.join(dir, 'member-tls');
-  mkdirSync(tlsDir);
-  copyFileSync(certs.ca.cert, path.join(tlsDir, 'ca.crt'));
-  copyFileSync(member.cert, path.join(tlsDir, 'tls.crt'));
-  copyFileSync(member.key, path.join(tlsDir, 'tls.key'));
+  const { tlsDir, certs } = await memberTls(dir);
 
   // The stand-in peer: node-x's peer endpoint.
   const peerPort = await freePort();
@@ -61,7 +55,7 @@ async function stand(t: TestContext): Promise<Stand> {
   const peerServer = new Server();
   const impl: UntypedServiceImplementation = { GetMetadataAllocated: (call: Call) => peer.handle(call) };
   peerServer.addService(serviceDefinition('SnapshotMetadata'), impl);
-  const creds = ServerCredentials.createSsl(readFileSync(certs.ca.cert), [{ cert_chain: readFileSync(member.cert), private_key: readFileSync(member.key) }], true);
+  const creds = ServerCredentials.createSsl(readFileSync(certs.ca.cert), [{ cert_chain: readFileSync(path.join(tlsDir, 'tls.crt')), private_key: readFileSync(path.join(tlsDir, 'tls.key')) }], true);
   await new Promise<void>((resolve, reject) => peerServer.bindAsync(`127.0.0.1:${peerPort}`, creds, (err) => (err ? reject(err) : resolve())));
   t.after(() => peerServer.forceShutdown());
 

@@ -179,3 +179,18 @@ export async function makeCerts(dir: string, nodes: Record<string, string>): Pro
     },
   };
 }
+
+/**
+ * The chart's member certificate in a TLS directory (`ca.crt`, `tls.crt`, `tls.key`): one for
+ * every node, named llraid-member, for server and client use. Also the certificates it came from.
+ */
+export async function memberTls(root: string): Promise<{ tlsDir: string; certs: TestCerts }> {
+  const certs = await makeCerts(root, { any: '127.0.0.1' });
+  const member = await makeNamedCert(join(root, 'member'), 'member', ['DNS:llraid-member'], 'serverAuth,clientAuth', certs.ca);
+  const tlsDir = join(root, 'member-tls');
+  mkdirSync(tlsDir);
+  copyFileSync(certs.ca.cert, join(tlsDir, 'ca.crt'));
+  copyFileSync(member.cert, join(tlsDir, 'tls.crt'));
+  copyFileSync(member.key, join(tlsDir, 'tls.key'));
+  return { tlsDir, certs };
+}
