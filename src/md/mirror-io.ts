@@ -28,24 +28,30 @@ const syncBuffers = new BufferPool();
 const SYNC_BUFFER = 1024 * 1024;
 
 /**
+ * What a request was, for the error it may end in: formatted only then. A label formatted per
+ * request (two offsets as decimal text) cost more than the rest of a write's bookkeeping.
+ */
+export type Label = () => string;
+
+/**
  * Reads `length` bytes from the best in_sync copy, falling back to the others on failure;
  * write-mostly copies come last, whatever the balancer thinks of them.
  */
 export function readCopies(
-  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: string,
+  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: Label,
 ): Promise<Buffer> {
   return readSomeCopy(members, balancer, copies, length, what, (c) => members.read(c.role, c.offset, length));
 }
 
 /** readCopies into `out` (a part of a larger read): no buffer of its own, nothing copied. */
 export async function readCopiesInto(
-  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], out: Buffer, what: string,
+  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], out: Buffer, what: Label,
 ): Promise<void> {
   await readSomeCopy(members, balancer, copies, out.length, what, (c) => members.readInto(c.role, c.offset, out));
 }
 
 async function readSomeCopy<T>(
-  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: string, read: (copy: Copy) => Promise<T>,
+  members: MemberSet, balancer: ReadBalancer, copies: readonly Copy[], length: number, what: Label, read: (copy: Copy) => Promise<T>,
 ): Promise<T> {
   let candidates = balancer.rank(copies.filter((c) => members.state(c.role) === 'in_sync'));
   const writeMostly = members.writeMostly;
@@ -63,7 +69,7 @@ async function readSomeCopy<T>(
       balancer.end(copy);
     }
   }
-  throw new MdError('EIO', `${what}: no in-sync copy could be read`);
+  throw new MdError('EIO', `${what()}: no in-sync copy could be read`);
 }
 
 /**
@@ -102,7 +108,7 @@ export function writeCopiesNow(members: MemberSet, copies: readonly Copy[], part
  * Resolves when all finished and at least one in_sync copy succeeded.
  */
 export async function fanOut(
-  members: MemberSet, copies: readonly Copy[], what: string, op: (copy: Copy) => Promise<void>,
+  members: MemberSet, copies: readonly Copy[], what: Label, op: (copy: Copy) => Promise<void>,
 ): Promise<void> {
   const targets = copies.filter((c) => members.state(c.role) !== 'missing');
   const wasInSync = targets.map((c) => members.state(c.role) === 'in_sync');
@@ -116,11 +122,11 @@ export async function fanOut(
       throw r.reason;
     }
   }
-  if (good === 0) throw new MdError('EIO', `${what}: no in-sync copy took the write`);
+  if (good === 0) throw new MdError('EIO', `${what()}: no in-sync copy took the write`);
 }
 
 export function writeCopies(
-  members: MemberSet, copies: readonly Copy[], data: Uint8Array, options: WriteOptions | undefined, what: string,
+  members: MemberSet, copies: readonly Copy[], data: Uint8Array, options: WriteOptions | undefined, what: Label,
 ): Promise<void> {
   return fanOut(members, copies, what, (c) => members.write(c.role, c.offset, data, options));
 }
@@ -169,7 +175,7 @@ function mismatchedSectors(a: Buffer, b: Buffer, ranges: readonly { start: numbe
  * differ) would otherwise lose the resync it is owed, and reads would return either copy.
  */
 export async function syncCopies(
-  members: MemberSet, balancer: ReadBalancer, mode: SyncMode, copies: readonly Copy[], length: number, what: string,
+  members: MemberSet, balancer: ReadBalancer, mode: SyncMode, copies: readonly Copy[], length: number, what: Label,
 ): Promise<SyncWindowResult> {
   const result: SyncWindowResult = { mismatches: 0, bytesWritten: 0 };
   const targets = mode === 'recovery' ? copies.filter((c) => members.state(c.role) === 'rebuilding') : [];
@@ -194,7 +200,7 @@ export async function syncCopies(
       else if (members.state(copy.role) !== 'missing') throw r.reason;
     }
     const source = good[0];
-    if (source === undefined) throw new MdError('EIO', `${what}: no in-sync copy could be read`);
+    if (source === undefined) throw new MdError('EIO', `${what()}: no in-sync copy could be read`);
     const unit = members.blockSize * Math.ceil(REWRITE_UNIT / members.blockSize);
     const differing = good.slice(1).filter((g) => !g.data.equals(source.data))
       .map((d) => ({ ...d, ranges: differingRanges(source.data, d.data, unit) }));

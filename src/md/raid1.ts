@@ -57,11 +57,11 @@ export class Raid1 implements Personality {
   }
 
   read(members: MemberSet, offset: number, length: number): Promise<Buffer> {
-    return readCopies(members, this.balancer, this.copies(offset), length, `raid1: read [${offset}, ${offset + length})`);
+    return readCopies(members, this.balancer, this.copies(offset), length, () => `raid1: read [${offset}, ${offset + length})`);
   }
 
   readInto(members: MemberSet, offset: number, out: Buffer): Promise<void> {
-    return readCopiesInto(members, this.balancer, this.copies(offset), out, `raid1: read [${offset}, ${offset + out.length})`);
+    return readCopiesInto(members, this.balancer, this.copies(offset), out, () => `raid1: read [${offset}, ${offset + out.length})`);
   }
 
   /** read() done now from the copy it would try first (readCopyNow). */
@@ -75,20 +75,20 @@ export class Raid1 implements Personality {
   }
 
   write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
-    return writeCopies(members, this.copies(offset), data, options, `raid1: write [${offset}, ${offset + data.length})`);
+    return writeCopies(members, this.copies(offset), data, options, () => `raid1: write [${offset}, ${offset + data.length})`);
   }
 
   discard(members: MemberSet, offset: number, length: number): Promise<void> {
-    return fanOut(members, this.copies(offset), `raid1: discard [${offset}, ${offset + length})`,
+    return fanOut(members, this.copies(offset), () => `raid1: discard [${offset}, ${offset + length})`,
       (c) => members.discard(c.role, c.offset, length));
   }
 
   writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    return fanOut(members, this.copies(offset), `raid1: write zeroes [${offset}, ${offset + length})`,
+    return fanOut(members, this.copies(offset), () => `raid1: write zeroes [${offset}, ${offset + length})`,
       (c) => members.writeZeroes(c.role, c.offset, length, options));
   }
 
   syncWindow(members: MemberSet, mode: SyncMode, offset: number, length: number): Promise<SyncWindowResult> {
-    return syncCopies(members, this.balancer, mode, this.copies(offset), length, `raid1: ${mode} [${offset}, ${offset + length})`);
+    return syncCopies(members, this.balancer, mode, this.copies(offset), length, () => `raid1: ${mode} [${offset}, ${offset + length})`);
   }
 }

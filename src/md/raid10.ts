@@ -14,7 +14,7 @@ import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { byteLength } from '../block/positional-io.js';
 import { segments } from './chunk-segments.js';
 import { MdError } from './errors.js';
-import { fanOut, readCopies, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
+import { fanOut, readCopies, type Label, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
 import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
@@ -104,8 +104,8 @@ export class Raid10 implements Personality {
     return false;
   }
 
-  private what(op: string, offset: number, length: number): string {
-    return `raid10: ${op} [${offset}, ${offset + length})`;
+  private what(op: string, offset: number, length: number): Label {
+    return () => `raid10: ${op} [${offset}, ${offset + length})`;
   }
 
   /**

@@ -84,12 +84,18 @@ export class VirtualClock {
   }
 }
 
-/** One turn of the event loop (real setImmediate): every promise already resolved has been followed up. */
-export function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+/**
+ * A few turns of the event loop (real setImmediate): every promise already resolved has been
+ * followed up, and so has work that waits for the end of a turn (a bitmap write-out starts
+ * there, coalesced-flush.ts), however many such steps a chain takes up to SETTLE_TURNS.
+ */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < SETTLE_TURNS; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Whether `p` settles within one turn of the event loop, with no timer fired. */
+const SETTLE_TURNS = 8;
+
+/** Whether `p` settles within a few turns of the event loop (settle), with no timer fired. */
 export async function settlesWithoutTime(p: Promise<unknown>): Promise<boolean> {
   let done = false;
   void p.then(

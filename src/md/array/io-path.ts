@@ -301,7 +301,7 @@ export class ArrayIo {
     const s = this.set;
     const get = (role: number, writing: boolean): Member => {
       // Fenced: no member request starts, whoever asks (a write still fanning out, the sync pass).
-      s.checkNotFenced(`role ${role}: ${writing ? 'write' : 'read'}`);
+      if (s.state === 'fenced') throw s.fencedError(`role ${role}: ${writing ? 'write' : 'read'}`);
       const m = s.byRole[role];
       if (m === undefined || !(m.state === 'in_sync' || (writing && m.state === 'rebuilding'))) {
         throw new MdError('EIO', `role ${role} has no ${writing ? 'writable' : 'readable'} member`);

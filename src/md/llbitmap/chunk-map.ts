@@ -320,9 +320,13 @@ export class ChunkMap {
   snapshot(from: number, to: number): BitmapRun {
     const io = this.geometry.ioSize;
     const data = Buffer.allocUnsafe((to - from) * io);
-    for (let blk = from; blk < to; blk++) {
+    // One copy per page the run spans (a write-out's run is most of the bitmap: a copy, or a view,
+    // per block cost more than the copying).
+    for (let blk = from; blk < to; ) {
       const b = blk % this.blocksPerPage;
-      data.set(this.pages[(blk - b) / this.blocksPerPage]!.data.subarray(b * io, (b + 1) * io), (blk - from) * io);
+      const n = Math.min(to - blk, this.blocksPerPage - b);
+      this.pages[(blk - b) / this.blocksPerPage]!.data.copy(data, (blk - from) * io, b * io, (b + n) * io);
+      blk += n;
     }
     return { offset: from * io, data };
   }

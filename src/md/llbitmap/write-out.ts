@@ -15,6 +15,13 @@ import { offsetInPage, pageOf } from './geometry.js';
  */
 const MERGE_GAP = 16 * 1024;
 
+/**
+ * The longest run a write-out writes at once: what a member device answers inline from the
+ * page cache (positional-io.ts MAX_INLINE_BYTES); a longer one goes through the thread pool and
+ * its writers wait a round trip there. A bitmap of a 4 GiB array with 64 KiB chunks is 65 KiB.
+ */
+const MAX_RUN = 64 * 1024;
+
 export class WriteOut {
   private readonly flusher: CoalescedFlush;
   /** Write-outs started (each takes the next number) and the last one durable on the members. */
@@ -102,12 +109,12 @@ export class WriteOut {
     // write-out or an earlier one did.
     // The superblock's blocks are only ever written marked (updateSb, markAll), never as a gap.
     const gapBlocks = Math.max(1, Math.floor(MERGE_GAP / io));
+    const maxBlocks = Math.max(1, Math.floor(MAX_RUN / io));
     const firstDataBlock = Math.ceil(BITMAP_DATA_OFFSET / io);
-    const joins = (a: number, b: number): boolean => b - a === 1 || (b - a <= gapBlocks && a + 1 >= firstDataBlock);
     const runs: BitmapRun[] = [];
     for (let i = 0; i < dirty.length; ) {
       let j = i;
-      while (j + 1 < dirty.length && joins(dirty[j]!, dirty[j + 1]!)) j++;
+      while (j + 1 < dirty.length && dirty[j + 1]! - dirty[i]! < maxBlocks && joins(dirty[j]!, dirty[j + 1]!, gapBlocks, firstDataBlock)) j++;
       runs.push(m.snapshot(dirty[i]!, dirty[j]! + 1));
       i = j + 1;
     }
@@ -117,4 +124,9 @@ export class WriteOut {
     // Write-outs run one at a time, in order: everything taken up to this one is durable now.
     this.durable = writeOut;
   }
+}
+
+/** Dirty blocks a and b (a < b) go out in one run: adjacent, or a gap of clean data blocks. */
+function joins(a: number, b: number, gapBlocks: number, firstDataBlock: number): boolean {
+  return b - a === 1 || (b - a <= gapBlocks && a + 1 >= firstDataBlock);
 }
