@@ -316,10 +316,14 @@ export class ChunkMap {
     }
   }
 
-  /** A copy of bitmap blocks [from, to) (global block numbers), as one run. */
-  snapshot(from: number, to: number): BitmapRun {
+  /**
+   * A copy of bitmap blocks [from, to) (global block numbers), as one run: in `image` at the
+   * blocks' own offsets when given (a buffer of at least imageBytes, reused by write-outs), else
+   * in a buffer of its own.
+   */
+  snapshot(from: number, to: number, image?: Buffer): BitmapRun {
     const io = this.geometry.ioSize;
-    const data = Buffer.allocUnsafe((to - from) * io);
+    const data = image === undefined ? Buffer.allocUnsafe((to - from) * io) : image.subarray(from * io, to * io);
     // One copy per page the run spans (a write-out's run is most of the bitmap: a copy, or a view,
     // per block cost more than the copying).
     for (let blk = from; blk < to; ) {
@@ -329,6 +333,11 @@ export class ChunkMap {
       blk += n;
     }
     return { offset: from * io, data };
+  }
+
+  /** Bytes of the whole bitmap in memory (every page): what a snapshot image must hold. */
+  get imageBytes(): number {
+    return this.pages.length * PAGE_SIZE;
   }
 
   /** Rewrites the update_sb fields into page 0 (A1): the next write-out of block 0 carries them. */

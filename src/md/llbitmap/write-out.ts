@@ -24,6 +24,12 @@ const MAX_RUN = 64 * 1024;
 
 export class WriteOut {
   private readonly flusher: CoalescedFlush;
+  /**
+   * Where write-outs snapshot their runs, reused (write-outs run one at a time): a fresh buffer
+   * per write-out of a 4 GiB array's 65 KiB bitmap cost an allocation and its page faults. Let go
+   * after a write-out a member did not take: a write still hanging on it may read it later.
+   */
+  private image: Buffer | undefined;
   /** Write-outs started (each takes the next number) and the last one durable on the members. */
   private started = 0;
   private durable = 0;
@@ -111,15 +117,19 @@ export class WriteOut {
     const gapBlocks = Math.max(1, Math.floor(MERGE_GAP / io));
     const maxBlocks = Math.max(1, Math.floor(MAX_RUN / io));
     const firstDataBlock = Math.ceil(BITMAP_DATA_OFFSET / io);
+    if (this.image === undefined || this.image.length < m.imageBytes) this.image = Buffer.allocUnsafe(m.imageBytes);
+    const image = this.image;
     const runs: BitmapRun[] = [];
     for (let i = 0; i < dirty.length; ) {
       let j = i;
       while (j + 1 < dirty.length && dirty[j + 1]! - dirty[i]! < maxBlocks && joins(dirty[j]!, dirty[j + 1]!, gapBlocks, firstDataBlock)) j++;
-      runs.push(m.snapshot(dirty[i]!, dirty[j]! + 1));
+      runs.push(m.snapshot(dirty[i]!, dirty[j]! + 1, image));
       i = j + 1;
     }
     // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
+    const members = m.host.bitmapMembers().length;
     const ok = await writeToAllMembers(m.host, runs, preflush);
+    if (ok < members) this.image = undefined;
     if (ok === 0) m.flags = withFlag(m.flags, BitmapFlag.WriteError, true);
     // Write-outs run one at a time, in order: everything taken up to this one is durable now.
     this.durable = writeOut;
