@@ -40,10 +40,12 @@ export class SizeClassPool {
   take(length: number): Buffer {
     const size = sizeFor(length);
     if (this.idle !== undefined) this.#takes.set(size, (this.#takes.get(size) ?? 0) + 1);
-    const whole = this.#free.get(size)?.pop();
-    if (whole === undefined) return Buffer.allocUnsafeSlow(size).subarray(0, length);
-    this.#freeBytes -= size;
-    return whole.subarray(0, length);
+    let whole = this.#free.get(size)?.pop();
+    if (whole === undefined) whole = Buffer.allocUnsafeSlow(size);
+    else this.#freeBytes -= size;
+    // A length of a whole class (4 KiB, 1 MiB: most requests) is the pooled Buffer itself: no
+    // view made per take, none per give.
+    return length === size ? whole : whole.subarray(0, length);
   }
 
   /**
@@ -55,7 +57,7 @@ export class SizeClassPool {
     if (b.byteOffset !== 0 || size !== sizeFor(size) || this.#freeBytes + size > this.keepBytes) return;
     let list = this.#free.get(size);
     if (list === undefined) this.#free.set(size, (list = []));
-    list.push(Buffer.from(b.buffer, 0, size));
+    list.push(b.length === size ? b : Buffer.from(b.buffer, 0, size));
     this.#freeBytes += size;
     if (this.idle !== undefined && this.#idleTimer === undefined && this.#freeBytes > this.idle.keepBytes) this.armIdleTrim(this.idle);
   }

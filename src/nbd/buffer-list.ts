@@ -40,6 +40,30 @@ export class BufferList {
     return out;
   }
 
+  /** Where the bytes the last takeWindow() took start in the buffer it returned. */
+  windowAt = 0;
+
+  /**
+   * Removes the next `n` bytes (the caller checked `length >= n`) and returns a buffer they can be
+   * read from, from `windowAt` on, until the next take: the queued chunk itself when they lie in
+   * one, else `scratch` (at least `n` long). No view is made: the parser's request header, per
+   * request, read where it landed.
+   */
+  takeWindow(n: number, scratch: Buffer): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length - this.head >= n) {
+      this.windowAt = this.head;
+      this.advance(n);
+      return first;
+    }
+    this.windowAt = 0;
+    for (let filled = 0; filled < n; filled++) {
+      scratch[filled] = this.chunks[0]![this.head]!;
+      this.advance(1);
+    }
+    return scratch;
+  }
+
   /**
    * Moves as many queued bytes as fit into `out` from `at` on (all of them, or `out.length - at`);
    * returns how many.

@@ -65,9 +65,9 @@ export class ReplyWriter {
       this.send(data, sent);
       return;
     }
-    const h = this.chunkHeader(8, cookieHi, cookieLo, REPLY_TYPE_OFFSET_DATA, 8 + data.length);
-    writeU64(h, STRUCTURED_REPLY_HEADER_SIZE, offset);
-    this.sendHeader(h);
+    const at = this.chunkHeader(8, cookieHi, cookieLo, REPLY_TYPE_OFFSET_DATA, 8 + data.length);
+    writeU64(this.slab, at + STRUCTURED_REPLY_HEADER_SIZE, offset);
+    this.sendHeader(at);
     this.send(data, sent);
   }
 
@@ -76,10 +76,10 @@ export class ReplyWriter {
     if (!this.structured) return this.simple(cookieHi, cookieLo, errno);
     let msg = Buffer.from(message, 'utf8');
     if (msg.length > MAX_MESSAGE) msg = msg.subarray(0, MAX_MESSAGE);
-    const h = this.chunkHeader(6, cookieHi, cookieLo, REPLY_TYPE_ERROR, 6 + msg.length);
-    h.writeUInt32BE(errno, STRUCTURED_REPLY_HEADER_SIZE);
-    h.writeUInt16BE(msg.length, STRUCTURED_REPLY_HEADER_SIZE + 4);
-    this.sendHeader(h);
+    const at = this.chunkHeader(6, cookieHi, cookieLo, REPLY_TYPE_ERROR, 6 + msg.length);
+    this.slab.writeUInt32BE(errno, at + STRUCTURED_REPLY_HEADER_SIZE);
+    this.slab.writeUInt16BE(msg.length, at + STRUCTURED_REPLY_HEADER_SIZE + 4);
+    this.sendHeader(at);
     if (msg.length > 0) this.send(msg);
   }
 
@@ -96,24 +96,29 @@ export class ReplyWriter {
   }
 
   private simple(cookieHi: number, cookieLo: number, errno: number): void {
-    const h = this.carve(SIMPLE_REPLY_SIZE);
-    h.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
-    h.writeUInt32BE(errno, 4);
-    h.writeUInt32BE(cookieHi, 8);
-    h.writeUInt32BE(cookieLo, 12);
-    this.sendHeader(h);
+    const at = this.carve(SIMPLE_REPLY_SIZE);
+    const h = this.slab;
+    h.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
+    h.writeUInt32BE(errno, at + 4);
+    h.writeUInt32BE(cookieHi, at + 8);
+    h.writeUInt32BE(cookieLo, at + 12);
+    this.sendHeader(at);
   }
 
-  /** A chunk header, DONE unless told (every reply but BLOCK_STATUS's is one chunk), and `extra` bytes after it. */
-  private chunkHeader(extra: number, cookieHi: number, cookieLo: number, type: number, length: number, flags = REPLY_FLAG_DONE): Buffer {
-    const h = this.carve(STRUCTURED_REPLY_HEADER_SIZE + extra);
-    h.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
-    h.writeUInt16BE(flags, 4);
-    h.writeUInt16BE(type, 6);
-    h.writeUInt32BE(cookieHi, 8);
-    h.writeUInt32BE(cookieLo, 12);
-    h.writeUInt32BE(length, 16);
-    return h;
+  /**
+   * A chunk header, DONE unless told (every reply but BLOCK_STATUS's is one chunk), and `extra`
+   * bytes after it: where it starts in the slab.
+   */
+  private chunkHeader(extra: number, cookieHi: number, cookieLo: number, type: number, length: number, flags = REPLY_FLAG_DONE): number {
+    const at = this.carve(STRUCTURED_REPLY_HEADER_SIZE + extra);
+    const h = this.slab;
+    h.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+    h.writeUInt16BE(flags, at + 4);
+    h.writeUInt16BE(type, at + 6);
+    h.writeUInt32BE(cookieHi, at + 8);
+    h.writeUInt32BE(cookieLo, at + 12);
+    h.writeUInt32BE(length, at + 16);
+    return at;
   }
 
   /** Hands the held headers to the socket (before anything written after them, and before end()). */
@@ -130,7 +135,11 @@ export class ReplyWriter {
     });
   }
 
-  private carve(n: number): Buffer {
+  /**
+   * `n` bytes of the current slab for a header: where they start. Written in place through the
+   * slab (a view per header was a typed array made, and its buffer looked up, per reply).
+   */
+  private carve(n: number): number {
     if (this.slabUsed + n > this.slab.length) {
       this.flush();
       // The full slab becomes the spare; the spare comes back if the socket is done with it,
@@ -142,16 +151,16 @@ export class ReplyWriter {
       this.spareWrites = fullWrites;
       this.slabUsed = 0;
     }
-    const h = this.slab.subarray(this.slabUsed, this.slabUsed + n);
+    const at = this.slabUsed;
     this.slabUsed += n;
-    return h;
+    return at;
   }
 
-  /** Queues a header just carved: it joins the held run (see `held`). */
-  private sendHeader(h: Buffer): void {
+  /** Queues the header just carved at `at`: it joins the held run (see `held`). */
+  private sendHeader(at: number): void {
     if (this.socket.destroyed) return;
     this.corkForTurn();
-    if (this.held < 0) this.held = h.byteOffset - this.slab.byteOffset;
+    if (this.held < 0) this.held = at;
   }
 
   private send(b: Buffer, sent?: () => void): void {

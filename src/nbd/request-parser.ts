@@ -76,20 +76,21 @@ export class RequestParser {
       switch (this.state) {
         case State.Header: {
           if (input.length < REQUEST_SIZE) return;
-          const h = input.take(REQUEST_SIZE, this.scratch);
-          const magic = h.readUInt32BE(0);
+          const h = input.takeWindow(REQUEST_SIZE, this.scratch);
+          const at = input.windowAt;
+          const magic = h.readUInt32BE(at);
           if (magic !== REQUEST_MAGIC) {
             this.state = State.Broken;
             this.sink.onFramingError(`expected request magic 0x25609513, found 0x${magic.toString(16).padStart(8, '0')}`);
             return;
           }
           const request: NbdRequest = {
-            flags: h.readUInt16BE(4),
-            type: h.readUInt16BE(6),
-            cookieHi: h.readUInt32BE(8),
-            cookieLo: h.readUInt32BE(12),
-            offset: h.readUInt32BE(16) * 0x100000000 + h.readUInt32BE(20),
-            length: h.readUInt32BE(24),
+            flags: h.readUInt16BE(at + 4),
+            type: h.readUInt16BE(at + 6),
+            cookieHi: h.readUInt32BE(at + 8),
+            cookieLo: h.readUInt32BE(at + 12),
+            offset: h.readUInt32BE(at + 16) * 0x100000000 + h.readUInt32BE(at + 20),
+            length: h.readUInt32BE(at + 24),
             data: undefined,
           };
           this.current = request;
