@@ -123,6 +123,11 @@ export class InlineIo implements InlinePositionalIo {
 
   /** A gathering write on this thread now, if the policy allows it: bytes written, or undefined (nothing done). */
   writevNow(fd: number, parts: readonly Uint8Array[], pos: number): number | undefined {
+    // One part (an NBD WRITE's payload): writeSync, 0.2-0.3 µs less than writevSync for 4 KiB on tmpfs.
+    if (parts.length === 1) {
+      const b = parts[0]!;
+      return this.inlineCall(b.length, () => writeSync(fd, b, 0, b.length, pos));
+    }
     return this.inlineCall(byteLength(parts), () => writevSync(fd, parts as Uint8Array[], pos));
   }
 
