@@ -49,14 +49,15 @@ export interface ServeProcess {
 /**
  * Starts the built `llraid serve` with `args` and an events file of its own; resolves once the
  * engine reports it is serving (its `serving` event: what programs read, never the text).
+ * `nodeFlags` go to node before the CLI (ENGINE_NODE_FLAGS: the engine as the plugin starts it).
  */
-export async function startServe(args: string[]): Promise<ServeProcess> {
+export async function startServe(args: string[], options: { nodeFlags?: readonly string[] } = {}): Promise<ServeProcess> {
   if (!existsSync(CLI)) throw new Error(`expected the built CLI at ${CLI}: run npm run build first`);
   const eventsDir = mkdtempSync(join(tmpdir(), 'llraid-events-'));
   // Tests read the events after the engine stopped, so the file goes with the test process.
   process.once('exit', () => rmSync(eventsDir, { recursive: true, force: true }));
   const eventsFile = join(eventsDir, 'events.jsonl');
-  const child = spawn(process.execPath, [CLI, 'serve', ...args, '--events', eventsFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), CLI, 'serve', ...args, '--events', eventsFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
