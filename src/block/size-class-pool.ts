@@ -10,9 +10,13 @@
 // `keepBytes` of free buffers; what is in use is bounded by its callers. With an idle policy it
 // lets go, down to `idle.keepBytes`, of the sizes nothing took for `idle.afterMs`: a client that
 // went from 1 MiB requests to 4 KiB ones does not keep the 1 MiB buffers because 4 KiB ones are
-// still taken. The clock is the pool's own, not its callers', so one pool can serve many callers
-// (an NBD server's connections), and the buffers a finished caller used are what the next one
-// reuses rather than a second set.
+// still taken. What it lets go of is garbage that an idle process may not collect for minutes,
+// and memory glibc may keep: megabytes of it are given back at once (give-back.ts).
+// The clock is the pool's own, not its callers', so one pool can serve many callers (an NBD
+// server's connections), and the buffers a finished caller used are what the next one reuses
+// rather than a second set.
+
+import { giveBack } from './give-back.js';
 
 const MIN_SIZE = 4096;
 
@@ -67,7 +71,9 @@ export class SizeClassPool {
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
       const idleSizes = [...this.#free.keys()].filter((size) => this.#takes.get(size) === before.get(size));
+      const held = this.#freeBytes;
       this.trim(idle.keepBytes, idleSizes);
+      void giveBack(held - this.#freeBytes);
       if (this.#freeBytes > idle.keepBytes) this.armIdleTrim(idle);
     }, idle.afterMs).unref();
   }
