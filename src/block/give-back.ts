@@ -21,7 +21,7 @@
 import { createRequire } from 'node:module';
 import { loadLibc } from './libc.js';
 
-/** Less than this let go at once is not worth a collection (5-12 ms of an engine's thread). */
+/** Less than this let go at once is not worth a collection (about 15 ms of an engine's thread). */
 export const GIVE_BACK_MIN_BYTES = 2 * 1024 * 1024;
 
 /** mallopt(3) parameters (malloc.h) and glibc's default for both. */

@@ -1,6 +1,7 @@
 // libc through koffi (a maintained FFI library with prebuilt binaries), for the few calls Node
 // does not expose: preadv2/pwritev2 with RWF_NOWAIT (nowait-io.ts), FS_IOC_FIEMAP
-// (file-extents.ts), FICLONERANGE and sync_file_range (file-clone.ts). Loaded once, on first use; a process that never needs them never loads it.
+// (file-extents.ts), FICLONERANGE and sync_file_range (file-clone.ts), mallopt (give-back.ts).
+// Loaded once, on first use; a process that never needs them never loads it.
 //
 // koffi's own entry (index.js) only picks the prebuilt binary for the platform and wraps it with
 // deprecated aliases, but it also loads the download tooling of koffi's installer, and with it

@@ -150,7 +150,8 @@ const POOLED_READ = 64 * 1024;
  * maxInFlightBytes free (the most one connection's requests hold at once, so a client that keeps
  * its budget full allocates nothing more); a second after the last buffer of a size was taken, it
  * keeps 1 MiB, what the kernel client's 128 KiB requests use at depth 8: an engine at rest is what
- * a volume costs most of its life, and the next burst pays its page faults once.
+ * a volume costs most of its life, and the next burst pays its page faults once. What it lets go
+ * of is given back to the kernel then (block/give-back.ts).
  */
 export function payloadPool(limits: ConnectionLimits): SizeClassPool {
   return new SizeClassPool(limits.maxInFlightBytes, { keepBytes: 1024 * 1024, afterMs: 1000 });
