@@ -325,11 +325,13 @@ export class ChunkMap {
     const io = this.geometry.ioSize;
     const data = image === undefined ? Buffer.allocUnsafe((to - from) * io) : image.subarray(from * io, to * io);
     // One copy per page the run spans (a write-out's run is most of the bitmap: a copy, or a view,
-    // per block cost more than the copying).
+    // per block cost more than the copying); a whole page without a view of it.
     for (let blk = from; blk < to; ) {
       const b = blk % this.blocksPerPage;
       const n = Math.min(to - blk, this.blocksPerPage - b);
-      this.pages[(blk - b) / this.blocksPerPage]!.data.copy(data, (blk - from) * io, b * io, (b + n) * io);
+      const page = this.pages[(blk - b) / this.blocksPerPage]!.data;
+      if (n === this.blocksPerPage) data.set(page, (blk - from) * io);
+      else page.copy(data, (blk - from) * io, b * io, (b + n) * io);
       blk += n;
     }
     return { offset: from * io, data };
