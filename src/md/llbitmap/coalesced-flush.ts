@@ -9,8 +9,8 @@
 // requests in one turn, and 4 KiB random writes on a fresh array need a write-out for about every
 // other write: started at the first request, a write-out took the writers of a few microtasks
 // (43 write-outs per 1000 writes, 140,000 of them on a fresh 4 GiB raid1 in-process); at the
-// turn's end, a third of that. The cost is
-// the rest of one turn of latency for the writer that asked first.
+// turn's end, a third of that. The cost is the rest of one turn of latency for the writer that
+// asked first.
 
 export class CoalescedFlush {
   /** The write-out scheduled for the end of this turn, or running; null when neither. */
