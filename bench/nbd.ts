@@ -6,8 +6,9 @@
 //     the machine is, so it is the headline: --file against nbdkit, raid1 against --file.
 //  b. throughput: the arrays against one file (raid5's random reads against raid0 over its data
 //     members), and --file against nbdkit.
-//  c. memory: each server's RSS idle (after start, before fio) and its peak under the whole run,
-//     and the CSI node plugin's idle RSS.
+//  c. memory: each server's RSS idle (after start, before fio), its peak under the whole run and
+//     at rest after it (REST_MS later: what a volume costs most of its life), and the CSI node
+//     plugin's idle RSS.
 //  d. several connections: fio numjobs=1, 2, 4 (one connection each, the same queue depth in
 //     total) on one raid1 volume.
 // Every server runs every workload once per round, the servers' order rotating from round to
@@ -211,9 +212,12 @@ interface Memory { rss: number; anon: number }
 const memory = (pid: number): Memory => ({ rss: rssKiB(pid), anon: anonKiB(pid) });
 const maxMemory = (a: Memory, b: Memory): Memory => ({ rss: Math.max(a.rss, b.rss), anon: Math.max(a.anon, b.anon) });
 
-interface Measured { results: Result[]; idle: Memory; peak: Memory }
+interface Measured { results: Result[]; idle: Memory; peak: Memory; rest: Memory }
 
-/** Runs a server's workloads; returns the results, its idle RSS and the peak RSS seen (KiB). */
+/** How long after its last workload a server's memory at rest is taken: its pools let go a second after their last use. */
+const REST_MS = 3000;
+
+/** Runs a server's workloads; returns the results, its idle RSS, the peak RSS seen and its RSS at rest after them (KiB). */
 async function measure(server: Server, dir: string): Promise<Measured> {
   const socket = join(dir, `${server.name.replace(/\W+/g, '-')}.sock`);
   const child = server.start(socket);
@@ -226,7 +230,9 @@ async function measure(server: Server, dir: string): Promise<Measured> {
     const uri = `nbd+unix:///?socket=${socket}`;
     const results: Result[] = [];
     for (const w of server.workloads) results.push(await fio(uri, w, child.pid!));
-    return { results, idle, peak: maxMemory(peak, memory(child.pid!)) };
+    peak = maxMemory(peak, memory(child.pid!));
+    await sleep(REST_MS);
+    return { results, idle, peak, rest: memory(child.pid!) };
   } finally {
     clearInterval(sampler);
     child.kill('SIGTERM');
@@ -283,7 +289,7 @@ async function main(): Promise<void> {
         await run(process.execPath, [cliPath(), 'create', '--level', String(a.level), '--name', `bench-${key}`, ...members.paths]);
       }
     }
-    const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as Memory[], peak: { rss: 0, anon: 0 } }]));
+    const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as Memory[], rest: [] as Memory[], peak: { rss: 0, anon: 0 } }]));
     for (let round = 0; round < ROUNDS; round++) {
       for (let k = 0; k < list.length; k++) {
         const s = list[(k + round) % list.length]!;
@@ -292,6 +298,7 @@ async function main(): Promise<void> {
         const entry = got.get(s.name)!;
         m.results.forEach((v, i) => entry.runs[i]!.push(v));
         entry.idle.push(m.idle);
+        entry.rest.push(m.rest);
         entry.peak = maxMemory(entry.peak, m.peak);
       }
     }
@@ -315,11 +322,12 @@ async function main(): Promise<void> {
         ['server', 'workload', 'unit', 'value', 'CPU µs/IO', 'each round'],
         list.flatMap((s) => s.workloads.map((w) => [s.name, w.name, w.metric, value(s.name, w), cpu(s.name, w),
           got.get(s.name)!.runs[s.workloads.indexOf(w)]!.map((r) => Math.round(r.value)).join(' ')])));
-      printTable('memory of the chosen servers: RSS MiB idle (median), peak over the whole run, and the anonymous part',
-        ['server', 'idle RSS', 'idle anon', 'peak RSS', 'peak anon'],
+      printTable(`memory of the chosen servers: RSS MiB idle (median), peak over the whole run, at rest ${REST_MS / 1000} s after it (median), and the anonymous part`,
+        ['server', 'idle RSS', 'idle anon', 'peak RSS', 'peak anon', 'rest RSS', 'rest anon'],
         list.map((s) => {
           const e = got.get(s.name)!;
-          return [s.name, mib(median(e.idle.map((m) => m.rss))), mib(median(e.idle.map((m) => m.anon))), mib(e.peak.rss), mib(e.peak.anon)];
+          return [s.name, mib(median(e.idle.map((m) => m.rss))), mib(median(e.idle.map((m) => m.anon))), mib(e.peak.rss), mib(e.peak.anon),
+            mib(median(e.rest.map((m) => m.rss))), mib(median(e.rest.map((m) => m.anon)))];
         }));
       const ratedName = (k: string): string | undefined => list.find((x) => x.key === k)?.name;
       for (const k of ['raid1-rated', 'raid10-rated']) {
@@ -375,16 +383,18 @@ async function main(): Promise<void> {
         `${ratio(r5, r0)} ${verdict(r5 / r0, 0.9, 'least')}`);
     }
 
-    printTable(`c. memory: RSS MiB idle (1 s after start, median) and peak (whole run, ${ROUNDS} rounds, QD up to 32), and its anonymous ` +
-      `part (RssAnon: the process's own; the rest is file pages such as the node binary, shared by every engine); ${head}`,
-    ['server', 'idle RSS', 'target', 'idle anon', 'peak RSS', 'target', 'peak anon'],
+    printTable(`c. memory: RSS MiB idle (1 s after start, median), peak (whole run, ${ROUNDS} rounds, QD up to 32) and at rest ` +
+      `${REST_MS / 1000} s after the run (median), and the anonymous part (RssAnon: the process's own; the rest is file pages ` +
+      `such as the node binary, shared by every engine); ${head}`,
+    ['server', 'idle RSS', 'target', 'idle anon', 'peak RSS', 'target', 'peak anon', 'rest RSS', 'rest anon'],
     [...list.filter((s) => !(s.key in RATED)).map((s) => {
       const e = got.get(s.name)!;
       const idle = median(e.idle.map((m) => m.rss));
       const judged = ['llraid file', 'llraid raid1', 'llraid raid5'].includes(s.name);
       return [s.name, mib(idle), judged ? verdict(idle / 1024, 48, 'most') : '-', mib(median(e.idle.map((m) => m.anon))),
-        mib(e.peak.rss), judged ? verdict(e.peak.rss / 1024, 64, 'most') : '-', mib(e.peak.anon)];
-    }), ['llraid csi (node plugin, idle)', mib(plugin.rss), '-', mib(plugin.anon), '-', '-', '-']]);
+        mib(e.peak.rss), judged ? verdict(e.peak.rss / 1024, 64, 'most') : '-', mib(e.peak.anon),
+        mib(median(e.rest.map((m) => m.rss))), mib(median(e.rest.map((m) => m.anon)))];
+    }), ['llraid csi (node plugin, idle)', mib(plugin.rss), '-', mib(plugin.anon), '-', '-', '-', '-', '-']]);
 
     if (ran('llraid raid1')) {
       const one = (rw: string): Workload => MULTI.find((m) => m.jobs === 1 && m.rw === rw)!;
