@@ -6,7 +6,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadNowait, UNSUPPORTED, WOULD_BLOCK } from '../../src/block/nowait-io.js';
@@ -38,12 +38,18 @@ function loopFilesystem(t: TestContext, type: 'xfs' | 'ext4'): string {
 }
 
 /**
- * `call` again while it would block, a few times: a NOWAIT write also refuses when it would have
- * to update the file's timestamps (the first write in a clock tick), which a retry gets past.
+ * `call` again while it would block, a few times, each after `prime`: a NOWAIT write also refuses
+ * when it would have to update the file's timestamps (the first write in a clock tick), and a
+ * refused one updates nothing, so on a loaded machine, where a tick passes between the file's last
+ * write and this one, retrying alone never gets past it (CI saw 21 refusals in a row). `prime` is
+ * an ordinary write, which does update them; the next call, in the same tick, finds nothing to do.
  */
-function retried(call: () => number): number {
+function retried(call: () => number, prime: () => void): number {
   let n = call();
-  for (let i = 0; i < 20 && n === WOULD_BLOCK; i++) n = call();
+  for (let i = 0; i < 20 && n === WOULD_BLOCK; i++) {
+    prime();
+    n = call();
+  }
   return n;
 }
 
@@ -58,7 +64,7 @@ test('RWF_NOWAIT: xfs and ext4 take cached reads; xfs takes cached writes and re
     const out = Buffer.alloc(8192);
     seen[name] = {
       read: calls.read(fd, out, 4096, 4096, 0),
-      writeCached: retried(() => calls.writev(fd, [Buffer.alloc(1024, 4), Buffer.alloc(3072, 5)], 8192)),
+      writeCached: retried(() => calls.writev(fd, [Buffer.alloc(1024, 4), Buffer.alloc(3072, 5)], 8192), () => writeSync(fd, Buffer.alloc(4096, 3), 0, 4096, 8192)),
       writeNew: calls.writev(fd, [Buffer.alloc(4096, 6)], 64 * MiB),
     };
     if (seen[name].read === 4096) assert.deepEqual(out.subarray(4096), Buffer.alloc(4096, 3), `${name}: the bytes read inline`);
