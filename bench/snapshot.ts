@@ -70,13 +70,21 @@ try {
   let writing = true;
   let longest = 0;
   let writes = 0;
+  /**
+   * Blocks the writer wrote once the last snapshot (the delta's base) had returned: after its
+   * instant, so they are changes the delta must list (those that completed between the thaw and the
+   * call's return are missed, which only makes the ratio below look worse).
+   */
+  let afterBase: Set<number> | undefined;
   const writer = (async () => {
     const b = Buffer.alloc(BLOCK, 0x11);
     for (let i = 0; writing; i++) {
       const t0 = process.hrtime.bigint();
-      await dev.write(((i * 7919) % (SIZE / BLOCK)) * BLOCK, b);
+      const block = (i * 7919) % (SIZE / BLOCK);
+      await dev.write(block * BLOCK, b);
       longest = Math.max(longest, ms(t0));
       writes++;
+      afterBase?.add(block);
     }
   })();
   const calls: number[] = [];
@@ -89,6 +97,7 @@ try {
     const t0 = process.hrtime.bigint();
     const id = ((await plugin.controller.CreateSnapshot({ source_volume_id: src, name: `bench-1-${round}` })).snapshot as { snapshot_id: string }).snapshot_id;
     calls.push(ms(t0));
+    if (round === ROUNDS - 1) afterBase = new Set();
     await new Promise((r) => setTimeout(r, 300));
     longestWrites.push(longest);
     const events = (await fs.readFile(path.join(plugin.runDir, src, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; pausedMs?: number });
@@ -121,9 +130,11 @@ try {
   await fs.rm(path.join(disk.dir, 'copy.img'));
 
   // 2. 1% rewritten in 4 KiB blocks, a second snapshot, the delta.
-  const blocks = new Set<number>();
-  for (let i = 0; blocks.size < SIZE / BLOCK / 100; i++) blocks.add((i * 104_729 + 7) % (SIZE / BLOCK));
-  const order = [...blocks];
+  const rewritten = new Set<number>();
+  for (let i = 0; rewritten.size < SIZE / BLOCK / 100; i++) rewritten.add((i * 104_729 + 7) % (SIZE / BLOCK));
+  const order = [...rewritten];
+  // What changed since the base: the 1% and what the writer wrote after the base's call returned.
+  const blocks = new Set([...rewritten, ...(afterBase ?? [])]);
   const b2 = Buffer.alloc(BLOCK, 0x22);
   for (let i = 0; i < order.length; i += 32) await Promise.all(order.slice(i, i + 32).map((b) => dev.write(b * BLOCK, b2)));
   await dev.close();
@@ -157,7 +168,7 @@ try {
       [`snapshot under writes: CreateSnapshot call vs copying the volume (cp, ${gib} GiB); median of ${ROUNDS} (${span(calls)})`, `${snapMs.toFixed(0)} ms`, `${copyMs.toFixed(0)} ms`, ratio(snapMs, copyMs), verdict(snapMs / copyMs, 0.01, 'most')],
       [`write pause (engine: writes held) vs copying the volume; median (${span(pauses)})`, `${pauseMs.toFixed(0)} ms`, `${copyMs.toFixed(0)} ms`, ratio(pauseMs, copyMs), verdict(pauseMs / copyMs, 0.01, 'most')],
       [`longest 4 KiB write the client saw during a call; median (${span(longestWrites)}; ${writes} writes)`, `${median(longestWrites).toFixed(0)} ms`, '', '', ''],
-      ['incremental backup after 1% rewritten: bytes read vs bytes changed', `${(deltaBytes / MiB).toFixed(1)} MiB`, `${(changed / MiB).toFixed(1)} MiB`, ratio(deltaBytes, changed), verdict(deltaBytes / changed, 1.1, 'most')],
+      [`incremental backup after 1% rewritten: bytes read vs bytes changed (${rewritten.size} blocks rewritten, ${blocks.size - rewritten.size} more the writer wrote after the base)`, `${(deltaBytes / MiB).toFixed(1)} MiB`, `${(changed / MiB).toFixed(1)} MiB`, ratio(deltaBytes, changed), verdict(deltaBytes / changed, 1.1, 'most')],
       ['the same vs a full read of the volume', `${(deltaBytes / MiB).toFixed(1)} MiB`, `${SIZE / MiB} MiB`, ratio(deltaBytes, SIZE), ''],
       [`GetMetadataDelta (${delta.length} ranges)`, `${deltaMs.toFixed(0)} ms`, '', '', ''],
       ['reading the delta vs reading the whole volume (NBD, from a volume of the snapshot)', `${incrementalMs.toFixed(0)} ms`, `${fullMs.toFixed(0)} ms`, ratio(incrementalMs, fullMs), ''],
