@@ -17,10 +17,9 @@ export class BufferList {
 
   /**
    * Removes and returns the next `n` bytes (the caller checked `length >= n`). The result is a view
-   * when the bytes lie in one chunk; otherwise they are copied into `scratch` (when it is at least
-   * `n` long, so hot-path headers reuse one buffer) or into a fresh buffer.
+   * when the bytes lie in one chunk; otherwise they are copied into a fresh buffer.
    */
-  take(n: number, scratch?: Buffer): Buffer {
+  take(n: number): Buffer {
     const first = this.chunks[0];
     if (n === 0 || first === undefined) return Buffer.alloc(0);
     if (first.length - this.head >= n) {
@@ -28,7 +27,7 @@ export class BufferList {
       this.advance(n);
       return out;
     }
-    const out = scratch !== undefined && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
+    const out = Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.chunks[0]!;
