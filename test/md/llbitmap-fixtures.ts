@@ -162,6 +162,16 @@ export async function settled(p: Promise<unknown>): Promise<'resolved' | 'reject
     () => (state = 'resolved'),
     () => (state = 'rejected'),
   );
-  await sleep(5);
+  await quiet();
   return state;
+}
+
+/**
+ * 5 ms, and then every step scheduled for the end of a turn before now: a bitmap write-out starts
+ * there (coalesced-flush.ts), and on a loaded machine a 5 ms timer can fire before an immediate
+ * set in the turn that scheduled it (CI saw it).
+ */
+export async function quiet(): Promise<void> {
+  await sleep(5);
+  for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
 }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LlBitmap, State, MIN_CHUNK_SIZE } from '../../src/md/llbitmap/index.js';
 import { MdError } from '../../src/md/errors.js';
-import { crash, devices, FakeHost, settled, sleep, type RecordingDevice } from './llbitmap-fixtures.js';
+import { crash, devices, FakeHost, quiet, settled, sleep, type RecordingDevice } from './llbitmap-fixtures.js';
 import { runOnClock, settle, settlesWithoutTime, VirtualClock } from '../support/virtual-clock.js';
 
 const CS = MIN_CHUNK_SIZE; // 64 KiB
@@ -169,12 +169,12 @@ test('E8 / B-a: a write arriving while a flush waits for another write on its pa
   await bm.startWrite(0, 512); // in flight on page 0: the flush waits for it
   await bm.unplug();
   const daemon = bm.flush();
-  await sleep(5);
+  await quiet();
   assert.equal(bm.stateOf(0), State.Dirty, 'cleaned with its write in flight');
   assert.equal(bm.startWrite(1 * CS, 512), undefined, 'the new write waited for the daemon');
   assert.equal(bm.stateOf(1), State.Dirty);
   bm.endWrite(0, 512);
-  await sleep(5);
+  await quiet();
   assert.equal(bm.stateOf(0), State.Clean, 'the finished write was cleaned');
   assert.equal(bm.stateOf(1), State.Dirty, 'the new write is still in flight: not cleaned under it');
   await bm.unplug();
