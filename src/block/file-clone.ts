@@ -62,20 +62,32 @@ export async function writeBackPages(file: string): Promise<void> {
 
 /** Clones `ranges` of the open file `srcFd` onto the same offsets of `dstFd`, replacing what they held. */
 export async function cloneRanges(srcFd: number, dstFd: number, ranges: readonly ByteRange[]): Promise<void> {
+  const clone = await loadRangeCloner();
+  for (const r of ranges) clone(srcFd, dstFd, r.offset, r.length);
+}
+
+/**
+ * Clones `length` bytes at `offset` of the open file `srcFd` onto the same offset of `dstFd`,
+ * synchronously (the calling thread waits for the filesystem's transaction). Throws
+ * NotSupportedError, NoSpaceError or IoError.
+ */
+export type RangeCloner = (srcFd: number, dstFd: number, offset: number, length: number) => void;
+
+/** A RangeCloner, once libc is loaded: for callers that must clone without giving up the thread between the decision and the clone (copy-before-write.ts). */
+export async function loadRangeCloner(): Promise<RangeCloner> {
   const { ioctl, errno } = await loadCalls();
   const arg = Buffer.alloc(ARG_BYTES);
-  for (const r of ranges) {
+  return (srcFd, dstFd, offset, length) => {
     arg.writeBigInt64LE(BigInt(srcFd), 0);
-    arg.writeBigUInt64LE(BigInt(r.offset), 8);
-    arg.writeBigUInt64LE(BigInt(r.length), 16);
-    arg.writeBigUInt64LE(BigInt(r.offset), 24);
-    if (ioctl(dstFd, FICLONERANGE, arg) !== 0) {
-      const e = errno();
-      if (e === EOPNOTSUPP || e === EXDEV) throw new NotSupportedError(`FICLONERANGE: this filesystem cannot clone file ranges (errno ${e})`);
-      if (e === ENOSPC) throw new NoSpaceError(`FICLONERANGE of ${r.length} bytes at ${r.offset}: no space for the clone's metadata`);
-      throw new IoError(`FICLONERANGE of ${r.length} bytes at ${r.offset} failed with errno ${e}${e === EINVAL ? ' (a range not aligned to the filesystem block?)' : ''}`);
-    }
-  }
+    arg.writeBigUInt64LE(BigInt(offset), 8);
+    arg.writeBigUInt64LE(BigInt(length), 16);
+    arg.writeBigUInt64LE(BigInt(offset), 24);
+    if (ioctl(dstFd, FICLONERANGE, arg) === 0) return;
+    const e = errno();
+    if (e === EOPNOTSUPP || e === EXDEV) throw new NotSupportedError(`FICLONERANGE: this filesystem cannot clone file ranges (errno ${e})`);
+    if (e === ENOSPC) throw new NoSpaceError(`FICLONERANGE of ${length} bytes at ${offset}: no space for the clone's metadata`);
+    throw new IoError(`FICLONERANGE of ${length} bytes at ${offset} failed with errno ${e}${e === EINVAL ? ' (a range not aligned to the filesystem block?)' : ''}`);
+  };
 }
 
 /** The most a piece of a piecewise clone takes: 128 MiB, tens of milliseconds of the source's lock. */

@@ -13,6 +13,7 @@ import { allocateFileRange, discardBlockRange, punchFileHole, zeroFileRange } fr
 import { AlignedBuffers } from './aligned-buffers.js';
 import { byteLength, InlineIo, NowaitIo, POOL_IO, type InlinePositionalIo, type PositionalIo } from './positional-io.js';
 import { loadNowait } from './nowait-io.js';
+import { beforeChange } from './copy-before-write.js';
 import { describeError, trace } from '../common/trace.js';
 
 // The callback forms of fs are used on purpose: on the I/O hot path they cost less than
@@ -209,6 +210,7 @@ export class FileDevice implements BlockDevice {
 
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
+    beforeChange(this.fileId, offset, data.length);
     try {
       // FUA goes through the O_DSYNC descriptor and never inline: it waits for the disk.
       const fua = options?.fua === true && !this.inMemory;
@@ -227,6 +229,7 @@ export class FileDevice implements BlockDevice {
     let length = 0;
     for (const p of parts) length += p.length;
     this.check(offset, length, true);
+    beforeChange(this.fileId, offset, length);
     try {
       const fua = options?.fua === true && !this.inMemory;
       const fd = fua ? await this.fuaFd() : this.fd;
@@ -264,6 +267,7 @@ export class FileDevice implements BlockDevice {
     if (this.inline === undefined) return false;
     const length = byteLength(parts);
     this.check(offset, length, true);
+    beforeChange(this.fileId, offset, length);
     try {
       let done = this.inline.writevNow(this.fd, parts, offset);
       if (done === undefined) return false;
@@ -298,6 +302,7 @@ export class FileDevice implements BlockDevice {
     this.check(offset, length, true);
     // Contents after a discard are unspecified: small ones and thick files are left as they are.
     if (length < PUNCH_THRESHOLD || this.thick) return;
+    beforeChange(this.fileId, offset, length);
     try {
       if (this.isBlockDevice) await discardBlockRange(this.path, offset, length);
       else await punchFileHole(this.path, offset, length);
@@ -313,6 +318,7 @@ export class FileDevice implements BlockDevice {
     const byFallocate = !this.isBlockDevice && length >= PUNCH_THRESHOLD && (this.thick || !options?.noHole);
     if (options?.fast && !byFallocate) throw this.notFast(offset, length);
     if (byFallocate) {
+      beforeChange(this.fileId, offset, length);
       try {
         if (this.thick) await zeroFileRange(this.path, offset, length);
         else await punchFileHole(this.path, offset, length);
