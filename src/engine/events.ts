@@ -120,6 +120,30 @@ export interface ThawedEvent {
   timedOut: boolean;
 }
 
+/**
+ * A snapshot's cut was made (control cut, cut.ts): the copies of the member files hold them as
+ * they were at this instant and are filled in the background while writes go on.
+ */
+export interface CutEvent {
+  type: 'cut';
+  id: string;
+  /** How long new writes were held for it. */
+  pausedMs: number;
+  members: number;
+}
+
+/** A cut's copies are complete (and durable, renamed to their names), or it was given up. */
+export interface CutCopiedEvent {
+  type: 'cut-copied';
+  id: string;
+  ok: boolean;
+  /** From the cut to the end of the copy. */
+  ms: number;
+  /** Bytes the copies hold (every member file's size). */
+  bytes: number;
+  error?: string;
+}
+
 export interface StoppingEvent {
   type: 'stopping';
   why: string;
@@ -134,7 +158,7 @@ export interface StoppedEvent {
 
 export type EngineEvent =
   | AssembledEvent | ServingEvent | SyncEndedEvent | FencedEvent | MemberFailedEvent | MemberReturnedEvent | MemberRecoveredEvent
-  | LeaseLapsedEvent | LeaseRenewedEvent | FrozenEvent | ThawedEvent | StoppingEvent | StoppedEvent;
+  | LeaseLapsedEvent | LeaseRenewedEvent | FrozenEvent | ThawedEvent | CutEvent | CutCopiedEvent | StoppingEvent | StoppedEvent;
 
 /** An event with the time it happened (ISO 8601), as written to the JSON file. */
 export type TimedEngineEvent = EngineEvent & { time: string };
@@ -170,6 +194,10 @@ export function describeEvent(e: EngineEvent): string[] {
       return [`frozen for a ${e.consistency === 'crash' ? 'crash-consistent' : 'clean'} snapshot: writes wait (drained in ${e.drainMs} ms; at most ${e.timeoutMs} ms)`];
     case 'thawed':
       return [`thawed${e.timedOut ? ' at the timeout, no thaw came' : ''}: writes were held ${e.pausedMs} ms`];
+    case 'cut':
+      return [`snapshot ${e.id}: cut across ${e.members} member${e.members === 1 ? '' : 's'} (writes held ${e.pausedMs} ms); copying in the background`];
+    case 'cut-copied':
+      return [e.ok ? `snapshot ${e.id}: copied, ${e.bytes} bytes in ${e.ms} ms` : `snapshot ${e.id}: copy given up after ${e.ms} ms: ${e.error ?? 'unknown cause'}`];
     case 'stopping':
       return [`${e.why}: stopping`];
     case 'stopped':

@@ -115,6 +115,10 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
     });
   } finally {
     await device.close();
+    // A snapshot cut being copied is finished: its copies hold their own descriptors of the
+    // member files, so the array's stop above (its last bitmap and superblock writes cloned
+    // first where the copy did not hold them yet) does not cut it short.
+    await controlServer?.cuts.settled();
   }
   events(fenced() ? { type: 'stopped', fenced: true } : { type: 'stopped' });
 }

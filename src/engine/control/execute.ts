@@ -51,9 +51,12 @@ export async function executeControl(array: MdArray, req: ControlRequest): Promi
       return { ok: true };
     case 'freeze':
     case 'thaw':
-      // A served array's control server answers these itself (freeze.ts): a pause only means
-      // something while something else could write.
-      throw new MdError('EINVAL', `${req.op}: only a served array (llraid serve --control) can be frozen`);
+    case 'cut':
+    case 'cut-status':
+    case 'cut-abort':
+      // A served array's control server answers these itself (freeze.ts, cut.ts): a pause or a
+      // cut only means something while something else could write.
+      throw new MdError('EINVAL', `${req.op}: only a served array (llraid serve --control) can be frozen or cut`);
     case 'lease':
       // An engine with a lease answers this itself (control/server.ts); here there is none.
       throw new MdError('EINVAL', 'lease: this array is not served with a lease (llraid serve --lease-ms)');

@@ -38,8 +38,34 @@ export type ControlRequest =
    */
   | { op: 'freeze'; timeoutMs: number; consistency?: FreezeConsistency }
   | { op: 'thaw' }
+  /**
+   * A snapshot's cut (cut.ts): quiesces as freeze does, starts a copy of each target member file
+   * at `<to>.cutting` (a reflink, filled in the background; a write first clones what it would
+   * change), resumes, and replies. When every copy is complete and durable each is renamed to
+   * `to`; `cut-status` says how far it got. One cut at a time.
+   */
+  | { op: 'cut'; id: string; timeoutMs: number; consistency?: FreezeConsistency; targets: CutTarget[] }
+  | { op: 'cut-status'; id: string }
+  /** Gives a cut's copy up (its `.cutting` files removed); nothing to do for a cut that is not being copied. */
+  | { op: 'cut-abort'; id: string }
   /** Stops the array cleanly; the engine exits after replying. */
   | { op: 'stop' };
+
+/** A member file to copy at a cut (`member`: its path, as the array names it or any path of the same file) and where. */
+export interface CutTarget {
+  member: string;
+  to: string;
+}
+
+/** How a cut's copy goes. */
+export interface CutStatus {
+  id: string;
+  state: 'copying' | 'done' | 'failed';
+  copiedBytes: number;
+  totalBytes: number;
+  /** failed: why. */
+  error?: string;
+}
 
 export type ControlReply =
   | {
@@ -53,8 +79,10 @@ export type ControlReply =
     lease?: LeaseStatus;
     /** freeze: how long the quiesce took (drain; bitmap and superblocks when clean). */
     drainMs?: number;
-    /** thaw: how long new writes were held, from the start of the freeze. */
+    /** thaw, cut: how long new writes were held, from the start of the freeze. */
     pausedMs?: number;
+    /** cut-status: the cut's copy, or null when this engine has no cut of that id (it restarted, or never made it). */
+    cut?: CutStatus | null;
   }
   | { ok: false; error: { code: ControlErrorCode; message: string } };
 

@@ -13,16 +13,22 @@ import { MdError, type MdArray } from '../../md/index.js';
 import { MAX_LEASE_MS, type LeaseGate } from '../lease-gate.js';
 import type { EventSink } from '../events.js';
 import { executeControl } from './execute.js';
+import { Cutter } from './cut.js';
 import { Freezer, MAX_FREEZE_MS } from './freeze.js';
 import type { ControlErrorCode, ControlReply, ControlRequest } from './protocol.js';
 
-const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'lease', 'freeze', 'thaw', 'stop']);
+const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'lease', 'freeze', 'thaw', 'cut', 'cut-status', 'cut-abort', 'stop']);
+/** What a cut id may be: the CSI driver's snapshot ids, and names as tools give them. */
+const CUT_ID = /^[A-Za-z0-9._-]{1,200}$/;
+const MAX_CUT_TARGETS = 64;
 const MAX_LINE = 64 * 1024;
 
 export class ControlServer {
   private constructor(
     private readonly server: Server,
     readonly path: string,
+    /** The array's snapshot cuts: the engine's stop waits for one being copied. */
+    readonly cuts: Cutter,
   ) {}
 
   /**
@@ -36,7 +42,8 @@ export class ControlServer {
   static async listen(path: string, engine: Engine): Promise<ControlServer> {
     await claimSocketPath(path, 'control socket');
     const freezer = new Freezer(engine.array, engine.events);
-    const server = createServer((socket) => serve(socket, engine, freezer));
+    const cuts = new Cutter(engine.array, freezer, engine.events);
+    const server = createServer((socket) => serve(socket, engine, freezer, cuts));
     // Mode 0600 before anyone can connect: the umask covers the window until chmod. It is put
     // back whether listen succeeds or fails, so a refused path leaves the process's umask alone.
     const old = process.umask(0o177);
@@ -52,7 +59,7 @@ export class ControlServer {
       process.umask(old);
     }
     await chmod(path, 0o600);
-    return new ControlServer(server, path);
+    return new ControlServer(server, path, cuts);
   }
 
   async close(): Promise<void> {
@@ -72,7 +79,7 @@ export interface Engine {
   events?: EventSink;
 }
 
-function serve(socket: Socket, engine: Engine, freezer: Freezer): void {
+function serve(socket: Socket, engine: Engine, freezer: Freezer, cuts: Cutter): void {
   let pending = '';
   let queue = Promise.resolve();
   socket.setEncoding('utf8');
@@ -89,12 +96,12 @@ function serve(socket: Socket, engine: Engine, freezer: Freezer): void {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       // Requests on one connection are answered in order.
-      queue = queue.then(() => handle(socket, line, engine, freezer));
+      queue = queue.then(() => handle(socket, line, engine, freezer, cuts));
     }
   });
 }
 
-async function handle(socket: Socket, line: string, engine: Engine, freezer: Freezer): Promise<void> {
+async function handle(socket: Socket, line: string, engine: Engine, freezer: Freezer, cuts: Cutter): Promise<void> {
   let req: ControlRequest;
   try {
     req = parseRequest(line);
@@ -112,19 +119,34 @@ async function handle(socket: Socket, line: string, engine: Engine, freezer: Fre
       // A stop during a freeze lets the held requests go on to meet the stop.
       await freezer.end();
     }
-    const r = req.op === 'lease' && lease !== undefined
-      ? { ok: true as const, lease: lease.extend(req.ms) }
-      : req.op === 'freeze'
-        ? { ok: true as const, ...(await freezer.freeze(req.timeoutMs, req.consistency ?? 'clean')) }
-        : req.op === 'thaw'
-          ? { ok: true as const, ...(await freezer.thaw()) }
-          : await executeControl(engine.array, req);
+    const r = await answer(req, engine, freezer, cuts);
     reply(socket, r.status ? { ...r, ...(engine.io ? { io: { ...engine.io() } } : {}), ...(lease ? { lease: lease.status() } : {}) } : r);
     if (req.op === 'stop') engine.onStop();
   } catch (err) {
     const error = replyError(err);
     trace('engine', 'info', () => `control ${req.op}: refused: ${error.message} (${error.code})`);
     reply(socket, { ok: false, error });
+  }
+}
+
+/** The ops a served array answers itself (a lease, a pause, a cut); the rest as any array does. */
+async function answer(req: ControlRequest, engine: Engine, freezer: Freezer, cuts: Cutter): Promise<ControlReply & { ok: true }> {
+  switch (req.op) {
+    case 'lease':
+      return engine.lease === undefined ? executeControl(engine.array, req) : { ok: true, lease: engine.lease.extend(req.ms) };
+    case 'freeze':
+      return { ok: true, ...(await freezer.freeze(req.timeoutMs, req.consistency ?? 'clean')) };
+    case 'thaw':
+      return { ok: true, ...(await freezer.thaw()) };
+    case 'cut':
+      return { ok: true, ...(await cuts.cut(req.id, req.targets, req.timeoutMs, req.consistency ?? 'clean')) };
+    case 'cut-status':
+      return { ok: true, cut: cuts.status(req.id) };
+    case 'cut-abort':
+      await cuts.abort(req.id);
+      return { ok: true, cut: cuts.status(req.id) };
+    default:
+      return executeControl(engine.array, req);
   }
 }
 
@@ -153,16 +175,28 @@ function parseRequest(line: string): ControlRequest {
   if (v.op === 'lease' && !(Number.isSafeInteger(v.ms) && (v.ms as number) >= 0 && (v.ms as number) <= MAX_LEASE_MS)) {
     throw new Error(`lease: expected "ms": a whole number of milliseconds from 0 to ${MAX_LEASE_MS}, found ${JSON.stringify(v.ms)}`);
   }
-  if (v.op === 'freeze' && !(Number.isSafeInteger(v.timeoutMs) && (v.timeoutMs as number) > 0 && (v.timeoutMs as number) <= MAX_FREEZE_MS)) {
-    throw new Error(`freeze: expected "timeoutMs": a whole number of milliseconds from 1 to ${MAX_FREEZE_MS}, found ${JSON.stringify(v.timeoutMs)}`);
+  if ((v.op === 'freeze' || v.op === 'cut') && !(Number.isSafeInteger(v.timeoutMs) && (v.timeoutMs as number) > 0 && (v.timeoutMs as number) <= MAX_FREEZE_MS)) {
+    throw new Error(`${v.op}: expected "timeoutMs": a whole number of milliseconds from 1 to ${MAX_FREEZE_MS}, found ${JSON.stringify(v.timeoutMs)}`);
   }
-  if (v.op === 'freeze' && v.consistency !== undefined && v.consistency !== 'clean' && v.consistency !== 'crash') {
-    throw new Error(`freeze: expected "consistency": clean or crash, found ${JSON.stringify(v.consistency)}`);
+  if ((v.op === 'freeze' || v.op === 'cut') && v.consistency !== undefined && v.consistency !== 'clean' && v.consistency !== 'crash') {
+    throw new Error(`${v.op}: expected "consistency": clean or crash, found ${JSON.stringify(v.consistency)}`);
   }
+  if ((v.op === 'cut' || v.op === 'cut-status' || v.op === 'cut-abort') && !(typeof v.id === 'string' && CUT_ID.test(v.id))) {
+    throw new Error(`${v.op}: expected "id": 1 to 200 letters, digits, '.', '_' or '-', found ${JSON.stringify(v.id)?.slice(0, 220)}`);
+  }
+  if (v.op === 'cut') checkCutTargets(v.targets);
   if (v.op === 'sync' && !['resync', 'recovery', 'check', 'repair'].includes(v.mode as string)) {
     throw new Error(`sync: expected mode resync, recovery, check or repair, found ${JSON.stringify(v.mode)}`);
   }
   return v as unknown as ControlRequest;
+}
+
+function checkCutTargets(targets: unknown): void {
+  const ok = Array.isArray(targets) && targets.length >= 1 && targets.length <= MAX_CUT_TARGETS && targets.every((t: unknown) => {
+    const x = t as Record<string, unknown> | null;
+    return typeof x === 'object' && x !== null && typeof x.member === 'string' && x.member !== '' && typeof x.to === 'string' && x.to.startsWith('/') && !x.to.includes('\0');
+  });
+  if (!ok) throw new Error(`cut: expected "targets": 1 to ${MAX_CUT_TARGETS} of {"member": a member file's path, "to": an absolute path for its copy}`);
 }
 
 function reply(socket: Socket, r: ControlReply): void {
