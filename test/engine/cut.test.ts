@@ -128,7 +128,7 @@ test('a cut given up (cut-abort) leaves no file; the next cut may start', async 
 });
 
 test('a target that is not a member, or a disk that cannot clone, is refused; the array writes on', async (t) => {
-  const { array, members, control } = await served(t);
+  const { array, control } = await served(t);
   const stranger = join(disk.dir, 'stranger.img');
   await fs.writeFile(stranger, Buffer.alloc(4096));
   await assert.rejects(
