@@ -10,7 +10,7 @@ import { isBlock, unsupportedReason } from './capabilities.js';
 import type { VolumeUsage } from './controller-server.js';
 import { topologyKey } from './topology.js';
 import type { Engines } from '../engine/supervisor.js';
-import type { FreezeConsistency } from '../engine/control/protocol.js';
+import type { CutStatus, CutTarget, FreezeConsistency } from '../engine/control/protocol.js';
 import { CsiError, invalid, notFound } from './errors.js';
 import { deviceSize, ensureFilesystem, filesystemUsage, growFilesystem, growUnmountedExt4 } from './filesystem.js';
 import { volumeKey, type VolumeLocks } from './volume-locks.js';
@@ -141,6 +141,21 @@ export class NodeServer implements VolumeUsage {
   async thaw(volumeId: string): Promise<{ pausedMs: number }> {
     const r = await this.engines.control(volumeId, { op: 'thaw' });
     return { pausedMs: r.pausedMs ?? 0 };
+  }
+
+  /** A snapshot's cut (engine/control/cut.ts): the engine copies the members in the background. */
+  async cut(volumeId: string, id: string, targets: CutTarget[], timeoutMs: number, consistency: FreezeConsistency): Promise<{ pausedMs: number }> {
+    const r = await this.engines.control(volumeId, { op: 'cut', id, targets, timeoutMs, consistency });
+    return { pausedMs: r.pausedMs ?? 0 };
+  }
+
+  async cutStatus(volumeId: string, id: string): Promise<CutStatus | null> {
+    if (!(await this.engineRunning(volumeId))) return null;
+    return (await this.engines.control(volumeId, { op: 'cut-status', id })).cut ?? null;
+  }
+
+  async cutAbort(volumeId: string, id: string): Promise<void> {
+    if (await this.engineRunning(volumeId)) await this.engines.control(volumeId, { op: 'cut-abort', id });
   }
 
   /** Engine up and attached: the volume's block device, whichever call got it there first. */

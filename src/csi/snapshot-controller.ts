@@ -17,15 +17,25 @@ import type { CapacityRange, CreateVolumeRequest, VolumeContentSource } from './
 import type { VolumeSpec } from './parameters.js';
 import { canClone, cloneFile } from './reflink.js';
 import { newSnapshotId, snapshotIdPattern, type SnapshotRecord, type SnapshotStore, type StoredSnapshot } from './snapshot-store.js';
-import { captureMembers, type VolumeFreezer } from './volume-capture.js';
+import { writeBackPages } from '../block/file-clone.js';
+import { describeError } from '../common/trace.js';
+import { EngineError } from '../engine/control/client.js';
+import type { CutStatus, CutTarget, FreezeConsistency } from '../engine/control/protocol.js';
+import { captureMembers, consistencyFor, SNAPSHOT_PAUSE_MS, type VolumeFreezer } from './volume-capture.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeKey, type VolumeLocks } from './volume-locks.js';
 import { encodeSetName } from './volume-name.js';
 
-/** What the snapshot calls need of the Node service: whether an engine runs, and its freeze. */
+/** What the snapshot calls need of the Node service: whether an engine runs, its freeze and its cuts. */
 export interface SnapshotUsage extends VolumeFreezer {
   /** Whether the volume's engine runs (it is staged): only that, no status asked of it. */
   engineRunning(volumeId: string): Promise<boolean>;
+  /** The engine's cut (engine/control/cut.ts): the copies hold the members as at the cut, filled in the background. */
+  cut(volumeId: string, id: string, targets: CutTarget[], timeoutMs: number, consistency: FreezeConsistency): Promise<{ pausedMs: number }>;
+  /** How the engine's copy of cut `id` goes; null when the engine has none (it restarted, or it is not running). */
+  cutStatus(volumeId: string, id: string): Promise<CutStatus | null>;
+  /** Gives the engine's copy of cut `id` up (nothing when there is none). */
+  cutAbort(volumeId: string, id: string): Promise<void>;
 }
 
 export const snapshotKey = (id: string): string => `snapshot:${id}`;
@@ -90,7 +100,7 @@ export class SnapshotController {
       snapshot_id: r.id,
       source_volume_id: r.sourceVolumeId,
       creation_time: r.createdAt,
-      ready_to_use: true,
+      ready_to_use: r.copying !== true,
     };
   }
 
@@ -112,7 +122,12 @@ export class SnapshotController {
         }
         return { snapshot: this.toSnapshot(existing.record) };
       }
-      // A snapshot a crash left half-renamed: made again from the volume as it is now.
+      if (existing?.record.copying && existing.record.sourceVolumeId === req.source_volume_id) {
+        const ready = await this.cutProgress(existing);
+        if (ready) return { snapshot: this.toSnapshot(ready) };
+      }
+      // A snapshot a crash left half-renamed, or whose cut's copy was lost (its engine stopped
+      // or failed before it was done): made again from the volume as it is now.
       if (existing) await this.store.remove(existing.record.id);
       timer.mark('name lookup');
       return this.locks.with(volumeKey(req.source_volume_id), async () => {
@@ -141,19 +156,17 @@ export class SnapshotController {
           pauseMs: 0,
         };
         timer.mark('volume lookup');
+        if (staged) {
+          const cut = await this.cutSnapshot(v, record, timer);
+          if (cut) return { snapshot: this.toSnapshot(cut) };
+        }
         const made = await this.store.create(
           record,
           (dsts) => {
             timer.mark('directories');
             return captureMembers(v, dsts, staged, this.usage, { timer });
           },
-          async (members) => {
-            const w = await writtenChunks(members[0] as string);
-            if (!w) return {};
-            let n = 0;
-            for (let i = 0; i < w.chunks; i++) if (((w.bits[i >> 3] as number) >> (i & 7)) & 1) n++;
-            return { written: { chunkSize: w.chunkSize, chunks: w.chunks, writtenChunks: n } };
-          },
+          (members) => this.writtenSummary(members),
         );
         timer.mark('record');
         this.log(`snapshot ${made.record.id} of volume ${v.id}: ${staged ? `staged, writes held ${made.record.pauseMs} ms` : 'not staged, nothing paused'}; ${timer.toString()}`);
@@ -162,17 +175,112 @@ export class SnapshotController {
     });
   };
 
+  /**
+   * A snapshot of a staged volume by its engine's cut: the record (copying) goes on the disks,
+   * the members' dirty pages are written back (so the engine's clones find little left to write
+   * back), the engine makes the cut and copies in the background: ready_to_use false until a
+   * later CreateSnapshot finds the copies done (cutProgress). → undefined when the engine does
+   * not know the cut (an engine older than the plugin): the caller copies the volume itself.
+   */
+  private async cutSnapshot(v: VolumeRecord, base: SnapshotRecord, timer: PhaseTimer): Promise<SnapshotRecord | undefined> {
+    const record: SnapshotRecord & { copying: true } = { ...base, copying: true };
+    const dsts = await this.store.prepareInPlace(record);
+    timer.mark('record');
+    try {
+      await Promise.all(v.members.map((m) => writeBackPages(m.path)));
+      timer.mark('write-back');
+      const targets = v.members.map((m, slot) => ({ member: m.path, to: dsts[slot] as string }));
+      const { pausedMs } = await this.usage.cut(v.id, record.id, targets, SNAPSHOT_PAUSE_MS, consistencyFor(v));
+      timer.mark('cut');
+      record.pauseMs = pausedMs;
+      await this.store.writeRecord(record);
+      timer.mark('record');
+      this.log(`snapshot ${record.id} of volume ${v.id}: staged, cut with writes held ${pausedMs} ms, copying in the engine; ${timer.toString()}`);
+      return record;
+    } catch (err) {
+      await this.store.remove(record.id);
+      if (err instanceof EngineError && err.code === 'EINVAL' && /expected a request/.test(err.message)) {
+        this.log(`snapshot of volume ${v.id}: its engine does not make cuts (an older engine): the plugin copies the members`);
+        return undefined;
+      }
+      if (err instanceof EngineError && err.code === 'ENOTSUP') {
+        throw new CsiError('FAILED_PRECONDITION', `CreateSnapshot: volume ${v.id}: a disk of its members cannot clone file ranges (reflink): snapshots need XFS made with reflink=1 or btrfs: ${err.message}`);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Where the engine's copy of cut snapshot `s` is: → its record, still copying (not ready),
+   * while the engine copies; once every copy is there, the finished record (the written-chunk
+   * summary added, `copying` dropped, durably: ready); undefined when the copy was lost (the
+   * engine failed it, or stopped or restarted before it was done): the caller makes it again.
+   */
+  private async cutProgress(s: StoredSnapshot): Promise<SnapshotRecord | undefined> {
+    const r = s.record;
+    if (!s.present) {
+      const status = await this.usage.cutStatus(r.sourceVolumeId, r.id).catch((err: unknown) => {
+        this.log(`snapshot ${r.id}: its volume's engine did not answer cut-status: ${describeError(err)}`);
+        return null;
+      });
+      if (status?.state === 'copying') return r;
+      const again = await this.store.get(r.id);
+      if (!again?.present) {
+        this.log(`snapshot ${r.id}: its copy was lost (${status === null ? 'the engine has no such cut: it restarted or stopped before the copy was done' : `failed: ${status.error ?? 'unknown'}`}); made again`);
+        return undefined;
+      }
+    }
+    const finished = { ...r, ...(await this.writtenSummary(s.members)) };
+    delete finished.copying;
+    await this.store.writeRecord(finished);
+    this.log(`snapshot ${r.id} of volume ${r.sourceVolumeId}: copied by its engine, ready`);
+    return finished;
+  }
+
+  private async writtenSummary(members: string[]): Promise<Partial<SnapshotRecord>> {
+    const w = await writtenChunks(members[0] as string);
+    if (!w) return {};
+    let n = 0;
+    for (let i = 0; i < w.chunks; i++) if (((w.bits[i >> 3] as number) >> (i & 7)) & 1) n++;
+    return { written: { chunkSize: w.chunkSize, chunks: w.chunks, writtenChunks: n } };
+  }
+
   DeleteSnapshot = async (req: { snapshot_id: string }): Promise<object> => {
     if (!req.snapshot_id) throw invalid('DeleteSnapshot: snapshot_id is empty');
     // An id this plugin never issued names nothing: deleting it succeeds (idempotent).
     if (!snapshotIdPattern.test(req.snapshot_id)) return {};
-    await this.locks.with(snapshotKey(req.snapshot_id), () => this.store.remove(req.snapshot_id));
+    await this.locks.with(snapshotKey(req.snapshot_id), async () => {
+      const s = await this.store.get(req.snapshot_id);
+      // A cut still being copied is given up first: its engine stops writing into the files.
+      if (s?.record.copying && !s.present) {
+        await this.usage.cutAbort(s.record.sourceVolumeId, s.record.id).catch((err: unknown) => {
+          this.log(`snapshot ${s.record.id}: giving its copy up: ${describeError(err)} (its files are removed anyway)`);
+        });
+      }
+      await this.store.remove(req.snapshot_id);
+    });
     return {};
   };
 
   ListSnapshots = async (req: { max_entries: number; starting_token: string; source_volume_id: string; snapshot_id: string }): Promise<object> => {
     if (req.max_entries < 0) throw invalid(`ListSnapshots: max_entries must not be negative, found ${req.max_entries}`);
-    let all = [...(await this.store.scan()).values()].filter((s) => s.complete).map((s) => s.record);
+    // Snapshots being copied are listed too, not ready to use until their copy is done: the CO
+    // (csi-snapshotter) asks ListSnapshots, not CreateSnapshot again, whether one became ready,
+    // so a list moves them on as CreateSnapshot does; a lost copy is removed (it never becomes ready).
+    let all: SnapshotRecord[] = [];
+    for (const s of (await this.store.scan()).values()) {
+      if (s.complete) all.push(s.record);
+      else if (s.record.copying && (!req.snapshot_id || req.snapshot_id === s.record.id) && (!req.source_volume_id || req.source_volume_id === s.record.sourceVolumeId)) {
+        const r = await this.locks.with(snapshotNameKey(s.record.name), async () => {
+          const now = await this.store.get(s.record.id);
+          if (!now?.record.copying) return now?.complete ? now.record : undefined;
+          const moved = await this.cutProgress(now);
+          if (!moved) await this.store.remove(now.record.id);
+          return moved;
+        });
+        if (r) all.push(r);
+      }
+    }
     if (req.snapshot_id) all = all.filter((r) => r.id === req.snapshot_id);
     if (req.source_volume_id) all = all.filter((r) => r.sourceVolumeId === req.source_volume_id);
     let start = 0;
@@ -224,6 +332,7 @@ export class SnapshotController {
   private async fromSnapshot(id: string): Promise<Source> {
     if (!id) throw invalid('CreateVolume: volume_content_source.snapshot.snapshot_id is empty');
     const s = await this.store.get(id);
+    if (s?.record.copying) throw new CsiError('UNAVAILABLE', `CreateVolume: source snapshot ${id} is still being copied (not ready to use yet)`);
     if (!s?.complete) throw notFound(`CreateVolume: source snapshot ${JSON.stringify(id)} does not exist`);
     const r = s.record;
     return {

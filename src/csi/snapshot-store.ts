@@ -66,14 +66,22 @@ export interface SnapshotRecord {
    * (md's writtenChunks reads it), which nothing writes after the snapshot.
    */
   written?: { chunkSize: number; chunks: number; writtenChunks: number };
+  /**
+   * Set while the copies of a staged volume's cut are being made by its engine (cut.ts): each is
+   * `member-<slot>.img.cutting` until complete and durable, then renamed to its name; the record
+   * loses this once the plugin has seen every copy finished (snapshot-controller.ts).
+   */
+  copying?: true;
 }
 
 export interface StoredSnapshot {
   record: SnapshotRecord;
   /** The member copies by slot. */
   members: string[];
-  /** Every disk holds its copy (a crash between renames leaves some without). */
+  /** Every disk holds its copy (a crash between renames leaves some without), and it is not being copied. */
   complete: boolean;
+  /** Every member copy is there under its name (for a cut: the engine finished them all). */
+  present: boolean;
 }
 
 export class SnapshotStore {
@@ -103,7 +111,8 @@ export class SnapshotStore {
       const record = seen.get(id) as SnapshotRecord;
       const members = record.disks.map((d, slot) => this.memberPath(d, id, slot));
       const present = await Promise.all(members.map((m) => fs.stat(m).then((s) => s.isFile(), () => false)));
-      out.set(id, { record, members, complete: present.every((p) => p) });
+      const all = present.every((p) => p);
+      out.set(id, { record, members, present: all, complete: all && record.copying !== true });
     }
     return out;
   }
@@ -149,11 +158,40 @@ export class SnapshotStore {
       await Promise.all([...dsts, ...records].map(fsyncPath));
       for (const p of dirs) await fs.rename(p, p.slice(0, -'.part'.length));
       await Promise.all(dirs.map((p) => fsyncPath(path.dirname(p))));
-      return { record: done, members: record.disks.map((d, slot) => this.memberPath(d, record.id, slot)), complete: true };
+      return { record: done, members: record.disks.map((d, slot) => this.memberPath(d, record.id, slot)), present: true, complete: true };
     } catch (err) {
       await this.remove(record.id);
       throw err;
     }
+  }
+
+  /**
+   * The directories of a snapshot whose copies an engine makes in place (a cut): each disk's
+   * directory with `record` (copying) in it, durable, before the engine is asked for anything,
+   * so a crash leaves a record that says what it was. → the member copies' paths by slot.
+   */
+  async prepareInPlace(record: SnapshotRecord & { copying: true }): Promise<string[]> {
+    try {
+      for (const d of new Set(record.disks)) await fs.mkdir(this.dir(d, record.id), { recursive: true, mode: 0o700 });
+      await this.writeRecord(record);
+      return record.disks.map((d, slot) => this.memberPath(d, record.id, slot));
+    } catch (err) {
+      await this.remove(record.id);
+      throw err;
+    }
+  }
+
+  /** Writes `record` on every disk it names, durably (a snapshot's directories exist). */
+  async writeRecord(record: SnapshotRecord): Promise<void> {
+    const dirs = [...new Set(record.disks.map((d) => this.dir(d, record.id)))];
+    for (const dir of dirs) {
+      const tmp = path.join(dir, `${recordName}.tmp`);
+      await fs.writeFile(tmp, `${JSON.stringify(record, null, 1)}\n`, { mode: 0o600 });
+      await fsyncPath(tmp);
+      await fs.rename(tmp, path.join(dir, recordName));
+      await fsyncPath(dir);
+    }
+    for (const d of new Set(record.disks)) await fsyncPath(path.join(d, dirName));
   }
 
   /**

@@ -12,7 +12,7 @@ import { credentials, makeGenericClientConstructor, type Client, type ClientRead
 import { NbdClientDevice } from '../../src/nbd/index.js';
 import { serviceDefinition } from '../../src/csi/proto.js';
 import { pattern } from '../md/array-fixtures.js';
-import { blockCap, startPlugin, type Plugin } from './plugin-harness.js';
+import { blockCap, readySnapshot, startPlugin, type Plugin } from './plugin-harness.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
 const MiB = 1024 * 1024;
@@ -60,8 +60,7 @@ async function withVolume<T>(id: string, fn: (dev: NbdClientDevice) => Promise<T
 }
 
 async function snapshot(source: string, name: string): Promise<string> {
-  const r = await plugin.controller.CreateSnapshot({ source_volume_id: source, name });
-  return (r.snapshot as { snapshot_id: string }).snapshot_id;
+  return (await readySnapshot(plugin.controller, source, name)).snapshot_id;
 }
 
 async function volumeFrom(snapshotId: string, name: string): Promise<string> {

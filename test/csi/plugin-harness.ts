@@ -178,6 +178,21 @@ export function blockCap(): object {
 }
 
 /** Resolves with the gRPC status code a call failed with (fails the test if it succeeded). */
+export interface CreatedSnapshot { snapshot_id: string; source_volume_id: string; size_bytes: number; ready_to_use: boolean; creation_time: { seconds: number; nanos?: number } }
+
+/**
+ * CreateSnapshot, called again as the CO does while the snapshot is not ready to use (a staged
+ * volume's is copied by its engine after the cut); → the snapshot, ready.
+ */
+export async function readySnapshot(controller: CsiClient, sourceVolumeId: string, name: string): Promise<CreatedSnapshot> {
+  for (let i = 0; i < 400; i++) {
+    const s = (await controller.CreateSnapshot({ source_volume_id: sourceVolumeId, name })).snapshot as CreatedSnapshot;
+    if (s.ready_to_use) return s;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`snapshot ${name} of volume ${sourceVolumeId} not ready to use after 20 s`);
+}
+
 export async function codeOf(p: Promise<unknown>): Promise<number> {
   try {
     await p;

@@ -28,7 +28,7 @@ import { buildCli } from '../support/cli.js';
 import { memberTls } from '../support/certs.js';
 import { FakeLeaseKeeper, FakeLiveness, FakeReplicationStore } from '../support/fake-replication.js';
 import { mountReflinkFs } from '../support/reflink-fs.js';
-import { blockCap, csiClient, teardown, type CsiClient } from './plugin-harness.js';
+import { blockCap, csiClient, readySnapshot, teardown, type CsiClient } from './plugin-harness.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
@@ -160,7 +160,7 @@ test('a snapshot on node A is listed through node B byte for byte as through A; 
   const staging = path.join(a.kubeletDir, `staging-${id}`);
   await a.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: blockCap() });
   const snap = async (name: string): Promise<string> =>
-    ((await a.controller.CreateSnapshot({ source_volume_id: id, name })).snapshot as { snapshot_id: string }).snapshot_id;
+    (await readySnapshot(a.controller, id, name)).snapshot_id;
   let first: string;
   let second: string;
   const dev = await NbdClientDevice.connect({ uri: `nbd+unix:///${id}?socket=${path.join(a.runDir, id, 'engine.sock')}` });

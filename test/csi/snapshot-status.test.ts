@@ -12,7 +12,7 @@ import { DiskPool } from '../../src/csi/disk-pool.js';
 import { SnapshotStore } from '../../src/csi/snapshot-store.js';
 import { StatusFeed } from '../../src/csi/status-feed.js';
 import { VolumeCatalog } from '../../src/csi/volume-catalog.js';
-import { blockCap, startPlugin, type Plugin } from './plugin-harness.js';
+import { blockCap, readySnapshot, startPlugin, type Plugin } from './plugin-harness.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
 const MiB = 1024 * 1024;
@@ -64,7 +64,7 @@ test('the status lists each snapshot with its size and the bytes it still shares
   const created = await plugin.controller.CreateVolume({ name: 'status-src', capacity_range: { required_bytes: 64 * MiB }, volume_capabilities: [blockCap()], parameters: { level: '1', members: '2' } });
   const id = (created.volume as { volume_id: string }).volume_id;
   await write(id, 0, 16 * MiB, 0x31);
-  const snap = ((await plugin.controller.CreateSnapshot({ source_volume_id: id, name: 'status-snap' })).snapshot as { snapshot_id: string }).snapshot_id;
+  const snap = (await readySnapshot(plugin.controller, id, 'status-snap')).snapshot_id;
 
   const first = await statusOf(id);
   assert.equal(first.snapshots?.length, 1);

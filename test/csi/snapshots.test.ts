@@ -22,7 +22,7 @@ import { captureMembers, type VolumeFreezer } from '../../src/csi/volume-capture
 import { VolumeCatalog } from '../../src/csi/volume-catalog.js';
 import { EngineError } from '../../src/engine/control/client.js';
 import { readEngineEvents } from '../../src/engine/events.js';
-import { blockCap, codeOf, startPlugin, type Plugin } from './plugin-harness.js';
+import { blockCap, codeOf, readySnapshot as readySnapshotOf, startPlugin, type CreatedSnapshot, type Plugin } from './plugin-harness.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
 
 const MiB = 1024 * 1024;
@@ -103,6 +103,8 @@ function stampWriter(dev: { write(offset: number, data: Buffer, o: { fua: boolea
   };
 }
 
+const readySnapshot = (name: string, sourceVolumeId: string): Promise<CreatedSnapshot> => readySnapshotOf(plugin.controller, sourceVolumeId, name);
+
 test('ControllerGetCapabilities offers snapshots and clones on disks that reflink', async () => {
   const caps = (await plugin.controller.ControllerGetCapabilities({})) as { capabilities: { rpc: { type: string } }[] };
   const types = caps.capabilities.map((c) => c.rpc.type);
@@ -127,12 +129,17 @@ test('a snapshot of a staged volume under writes holds what was acknowledged bef
   await writer.stop();
   assert.ok(writer.seq > issuedBy + 5, `writes went on after the snapshot (${issuedBy} → ${writer.seq})`);
   assert.equal(snap.source_volume_id, src.volume_id);
-  assert.equal(snap.ready_to_use, true);
+  // A staged volume's snapshot is cut by its engine and copied in the background: not ready yet.
+  assert.equal(snap.ready_to_use, false);
   assert.equal(Number(snap.size_bytes), Number(src.capacity_bytes));
   const log = await fs.readFile(plugin.logFile, 'utf8');
-  assert.match(log, new RegExp(`snapshot ${snap.snapshot_id} of volume ${src.volume_id}: staged, writes held \\d+ ms`));
-  const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; timedOut?: boolean });
-  assert.deepEqual(events.filter((e) => e.type === 'frozen' || e.type === 'thawed').map((e) => e.type), ['frozen', 'thawed'], 'the engine reports the pause');
+  assert.match(log, new RegExp(`snapshot ${snap.snapshot_id} of volume ${src.volume_id}: staged, cut with writes held \\d+ ms`));
+  const ready = await readySnapshot('snap-1', src.volume_id);
+  assert.equal(ready.snapshot_id, snap.snapshot_id, 'the same snapshot, ready');
+  assert.deepEqual(ready.creation_time, snap.creation_time);
+  const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; timedOut?: boolean; ok?: boolean });
+  assert.deepEqual(events.filter((e) => ['frozen', 'thawed', 'cut', 'cut-copied'].includes(e.type)).map((e) => e.type), ['frozen', 'thawed', 'cut', 'cut-copied'], 'the engine reports the pause and the copy');
+  assert.equal(events.find((e) => e.type === 'cut-copied')?.ok, true);
   assert.equal((events.find((e) => e.type === 'frozen') as { consistency?: string }).consistency, 'crash', 'an llbitmap raid1 is frozen without writing it clean');
   const snapDirs = plugin.disks.map((d) => path.join(d, 'llraid-snapshots', snap.snapshot_id));
   const snapMembers = (await Promise.all(snapDirs.map(async (d) => (await fs.readdir(d).catch(() => [] as string[])).filter((n) => n.endsWith('.img')).map((n) => path.join(d, n))))).flat();
@@ -233,6 +240,7 @@ test('a staged raid1 without a bitmap is frozen clean: its snapshot owes no resy
   const snap = (await plugin.controller.CreateSnapshot({ source_volume_id: src.volume_id, name: 'snap-nobitmap-1' })).snapshot as { snapshot_id: string };
   const issuedBy = writer.seq;
   await writer.stop();
+  await readySnapshot('snap-nobitmap-1', src.volume_id);
   const events = (await fs.readFile(path.join(plugin.runDir, src.volume_id, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; consistency?: string });
   assert.equal(events.find((e) => e.type === 'frozen')?.consistency, 'clean', 'without a bitmap the copy is made clean (else it would resync in full)');
   const snapMembers = (await Promise.all(plugin.disks.map(async (d) => {
@@ -298,6 +306,43 @@ test('clones of a staged and an unstaged volume, and the errors csi-sanity expec
   await plugin.controller.DeleteSnapshot({ snapshot_id: 'not-an-id' });
   await plugin.controller.DeleteSnapshot({ snapshot_id: (s1.snapshot as { snapshot_id: string }).snapshot_id });
   for (const id of [src.volume_id, clone.volume_id]) await plugin.controller.DeleteVolume({ volume_id: id });
+});
+
+test('a snapshot being copied is no source yet; one whose copy was lost is dropped by a list and made again by CreateSnapshot', async () => {
+  const src = await createVolume('snap-lost');
+  await stage(src.volume_id);
+  const pool = new DiskPool(plugin.disks);
+  const volume = (await new VolumeCatalog(pool).get(src.volume_id))!;
+  const store = new SnapshotStore(pool);
+  // What a plugin that crashed right after recording a cut (or whose engine restarted) leaves.
+  const lost = async (name: string): Promise<string> => {
+    const id = newSnapshotId(volume.id, 'test-node');
+    await store.prepareInPlace({
+      version: 1, id, name, sourceVolumeId: volume.id, createdAt: { seconds: 1, nanos: 0 }, sizeBytes: volume.capacity,
+      level: volume.level, raidDisks: volume.raidDisks, chunkSize: volume.chunkSize, bitmap: volume.bitmap, fsType: volume.fsType,
+      memberSize: volume.memberSize, disks: volume.members.map((m) => path.dirname(m.path)), pauseMs: 0, copying: true,
+    });
+    return id;
+  };
+  const a = await lost('lost-a');
+  const UNAVAILABLE = 14;
+  assert.equal(await codeOf(createVolume('from-lost', { volume_content_source: { snapshot: { snapshot_id: a } } })), UNAVAILABLE, 'not ready: the CO waits');
+  assert.deepEqual((await plugin.controller.ListSnapshots({ snapshot_id: a })).entries, [], 'its engine has no such cut: the list drops it');
+  assert.equal(await store.get(a), undefined);
+  const b = await lost('lost-b');
+  const again = (await plugin.controller.CreateSnapshot({ source_volume_id: src.volume_id, name: 'lost-b' })).snapshot as { snapshot_id: string };
+  assert.notEqual(again.snapshot_id, b, 'made again, as a new snapshot');
+  assert.equal(await store.get(b), undefined, 'the lost one is gone');
+  // The CO asks ListSnapshots whether it became ready: the list moves it on.
+  let listed: { snapshot: { snapshot_id: string; ready_to_use: boolean } }[] = [];
+  for (let i = 0; i < 200 && !listed[0]?.snapshot.ready_to_use; i++) {
+    listed = (await plugin.controller.ListSnapshots({ snapshot_id: again.snapshot_id })).entries as typeof listed;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.deepEqual(listed.map((e) => [e.snapshot.snapshot_id, e.snapshot.ready_to_use]), [[again.snapshot_id, true]]);
+  await unstage(src.volume_id);
+  await plugin.controller.DeleteSnapshot({ snapshot_id: again.snapshot_id });
+  await plugin.controller.DeleteVolume({ volume_id: src.volume_id });
 });
 
 test('a staged copy whose freeze timed out before thaw is ABORTED and leaves nothing', async () => {
