@@ -61,6 +61,8 @@ export class CopyBeforeWrite {
   private cursor = 0;
   private failure: unknown;
   private running = false;
+  /** The longest one clone held the thread (and the writes waiting on it), in ms. */
+  longestCloneMs = 0;
   private closed = false;
   private readonly granule: number;
   private readonly piece: number;
@@ -181,8 +183,10 @@ export class CopyBeforeWrite {
   private cloneGranules(from: number, to: number): boolean {
     const offset = from * this.granule;
     const length = Math.min(this.size, to * this.granule) - offset;
+    const t0 = performance.now();
     try {
       this.clone(this.srcFd, this.dstFd, offset, length);
+      this.longestCloneMs = Math.max(this.longestCloneMs, performance.now() - t0);
     } catch (err) {
       this.fail(err);
       return false;

@@ -17,7 +17,6 @@ import type { CapacityRange, CreateVolumeRequest, VolumeContentSource } from './
 import type { VolumeSpec } from './parameters.js';
 import { canClone, cloneFile } from './reflink.js';
 import { newSnapshotId, snapshotIdPattern, type SnapshotRecord, type SnapshotStore, type StoredSnapshot } from './snapshot-store.js';
-import { writeBackPages } from '../block/file-clone.js';
 import { describeError } from '../common/trace.js';
 import { EngineError } from '../engine/control/client.js';
 import type { CutStatus, CutTarget, FreezeConsistency } from '../engine/control/protocol.js';
@@ -187,14 +186,15 @@ export class SnapshotController {
     const dsts = await this.store.prepareInPlace(record);
     timer.mark('record');
     try {
-      await Promise.all(v.members.map((m) => writeBackPages(m.path)));
-      timer.mark('write-back');
+      // No write-back of the members' dirty pages first (the copy of a volume does one): each of
+      // the engine's clones writes back its own range's pages, a few per piece, in the
+      // background, where a write-back here (a copy on write per page the last snapshot shares)
+      // was most of the call's time.
       const targets = v.members.map((m, slot) => ({ member: m.path, to: dsts[slot] as string }));
       const { pausedMs } = await this.usage.cut(v.id, record.id, targets, SNAPSHOT_PAUSE_MS, consistencyFor(v));
       timer.mark('cut');
+      // The record says the pause once it is finished (the engine's cut status has it).
       record.pauseMs = pausedMs;
-      await this.store.writeRecord(record);
-      timer.mark('record');
       this.log(`snapshot ${record.id} of volume ${v.id}: staged, cut with writes held ${pausedMs} ms, copying in the engine; ${timer.toString()}`);
       return record;
     } catch (err) {
@@ -230,7 +230,9 @@ export class SnapshotController {
         return undefined;
       }
     }
-    const finished = { ...r, ...(await this.writtenSummary(s.members)) };
+    // The pause, from the engine while it runs (an engine stopped since took it along: 0).
+    const pauseMs = (await this.usage.cutStatus(r.sourceVolumeId, r.id).catch(() => null))?.pausedMs ?? r.pauseMs;
+    const finished = { ...r, pauseMs, ...(await this.writtenSummary(s.members)) };
     delete finished.copying;
     await this.store.writeRecord(finished);
     this.log(`snapshot ${r.id} of volume ${r.sourceVolumeId}: copied by its engine, ready`);

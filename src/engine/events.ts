@@ -141,6 +141,8 @@ export interface CutCopiedEvent {
   ms: number;
   /** Bytes the copies hold (every member file's size). */
   bytes: number;
+  /** The longest a single clone held the engine's thread (a write waiting on it waited as long). */
+  longestCloneMs: number;
   error?: string;
 }
 
@@ -197,7 +199,7 @@ export function describeEvent(e: EngineEvent): string[] {
     case 'cut':
       return [`snapshot ${e.id}: cut across ${e.members} member${e.members === 1 ? '' : 's'} (writes held ${e.pausedMs} ms); copying in the background`];
     case 'cut-copied':
-      return [e.ok ? `snapshot ${e.id}: copied, ${e.bytes} bytes in ${e.ms} ms` : `snapshot ${e.id}: copy given up after ${e.ms} ms: ${e.error ?? 'unknown cause'}`];
+      return [e.ok ? `snapshot ${e.id}: copied, ${e.bytes} bytes in ${e.ms} ms (longest clone ${e.longestCloneMs} ms)` : `snapshot ${e.id}: copy given up after ${e.ms} ms: ${e.error ?? 'unknown cause'}`];
     case 'stopping':
       return [`${e.why}: stopping`];
     case 'stopped':

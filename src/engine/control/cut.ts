@@ -35,6 +35,7 @@ interface Cut {
   /** The final names of the copies, by copy. */
   names: string[];
   started: number;
+  pausedMs: number;
   error?: string;
   /** Settles when the copy is done or given up (never rejects). */
   finished: Promise<void>;
@@ -80,7 +81,7 @@ export class Cutter {
       await discard(copies, failed);
       throw failed;
     }
-    const cut: Cut = { id, state: 'copying', copies, names: sources.map((s) => s.to), started: performance.now(), finished: Promise.resolve() };
+    const cut: Cut = { id, state: 'copying', copies, names: sources.map((s) => s.to), started: performance.now(), pausedMs, finished: Promise.resolve() };
     cut.finished = this.complete(cut);
     this.current = cut;
     this.events({ type: 'cut', id, pausedMs, members: copies.length });
@@ -96,6 +97,7 @@ export class Cutter {
       state: c.state,
       copiedBytes: c.copies.reduce((n, x) => n + x.copiedBytes, 0),
       totalBytes: c.copies.reduce((n, x) => n + x.size, 0),
+      pausedMs: c.pausedMs,
       ...(c.error === undefined ? {} : { error: c.error }),
     };
   }
@@ -145,7 +147,8 @@ export class Cutter {
     }
     this.events({
       type: 'cut-copied', id: cut.id, ok: cut.state === 'done', ms: Math.round(performance.now() - cut.started),
-      bytes: cut.copies.reduce((n, x) => n + x.size, 0), ...(cut.error === undefined ? {} : { error: cut.error }),
+      bytes: cut.copies.reduce((n, x) => n + x.size, 0),
+      longestCloneMs: Math.round(Math.max(0, ...cut.copies.map((x) => x.longestCloneMs)) * 10) / 10, ...(cut.error === undefined ? {} : { error: cut.error }),
     });
   }
 }

@@ -63,6 +63,8 @@ export interface CutStatus {
   state: 'copying' | 'done' | 'failed';
   copiedBytes: number;
   totalBytes: number;
+  /** How long new writes were held for the cut. */
+  pausedMs: number;
   /** failed: why. */
   error?: string;
 }
