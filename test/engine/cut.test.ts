@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { controlRequest, EngineError } from '../../src/engine/control/client.js';
 import { ControlServer } from '../../src/engine/control/server.js';
+import { runEngine } from '../../src/engine/volume-engine.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import { assembleArray, createArray, type MdArray } from '../../src/md/index.js';
 import { mountReflinkFs, type ReflinkFs } from '../support/reflink-fs.js';
@@ -150,5 +151,44 @@ test('a target that is not a member, or a disk that cannot clone, is refused; th
     assert.ok((await a2.read(0, 4096)).equals(Buffer.alloc(4096, 2)), 'not frozen: writes go on');
   } finally {
     t.after(() => fs.rm(shm, { recursive: true, force: true }));
+  }
+});
+
+test('an engine stopped while a cut is being copied finishes the copy before it exits', async () => {
+  const at = join(disk.dir, 'cut-stop');
+  await fs.mkdir(at);
+  try {
+    const members = [0, 1].map((i) => join(at, `m${i}.img`));
+    for (const m of members) {
+      await fs.writeFile(m, '');
+      await fs.truncate(m, 768 * MiB);
+    }
+    const created = await createArray({ name: 'ext4:cut-stop', level: 1, members, bitmap: 'llbitmap', autoSync: false });
+    await created.write(0, Buffer.alloc(4 * MiB, 0x3c));
+    await created.stop();
+    const control = join(at, 'control.sock');
+    const seen: EngineEvent[] = [];
+    let stop!: (why: string) => void;
+    const engine = runEngine({
+      source: { kind: 'array', members, force: false, tuning: {} },
+      address: { socket: join(at, 'nbd.sock') }, exportName: 'cut-stop', readOnly: false, control, events: (e) => seen.push(e),
+    }, new Promise<string>((r) => (stop = r)));
+    for (let i = 0; i < 200 && !seen.some((e) => e.type === 'serving'); i++) await new Promise((r) => setTimeout(r, 25));
+    const copies = members.map((m) => `${m}.snap`);
+    await controlRequest(control, { op: 'cut', id: 'stop-1', timeoutMs: 5000, consistency: 'crash', targets: members.map((m, i) => ({ member: m, to: copies[i]! })) });
+    stop('SIGTERM');
+    await engine;
+    const copied = seen.find((e) => e.type === 'cut-copied') as { ok?: boolean } | undefined;
+    assert.equal(copied?.ok, true, 'the copy finished');
+    assert.ok(seen.findIndex((e) => e.type === 'cut-copied') < seen.findIndex((e) => e.type === 'stopped'), 'before the engine said it stopped');
+    const { array: copy } = await assembleArray({ members: copies });
+    try {
+      await copy.waitSync();
+      assert.ok((await copy.read(0, 4 * MiB)).equals(Buffer.alloc(4 * MiB, 0x3c)));
+    } finally {
+      await copy.stop();
+    }
+  } finally {
+    await fs.rm(at, { recursive: true, force: true });
   }
 });
