@@ -115,15 +115,13 @@ export class SnapshotController {
     return this.locks.with(snapshotNameKey(req.name), async () => {
       timer.mark('lock');
       const existing = await this.byName(req.name);
-      if (existing?.complete) {
+      if (existing && (existing.complete || existing.record.copying)) {
         if (existing.record.sourceVolumeId !== req.source_volume_id) {
           throw new CsiError('ALREADY_EXISTS', `CreateSnapshot: snapshot ${JSON.stringify(req.name)} exists as ${existing.record.id} of volume ${existing.record.sourceVolumeId}, the request names volume ${req.source_volume_id}`);
         }
-        return { snapshot: this.toSnapshot(existing.record) };
-      }
-      if (existing?.record.copying && existing.record.sourceVolumeId === req.source_volume_id) {
-        const ready = await this.cutProgress(existing);
-        if (ready) return { snapshot: this.toSnapshot(ready) };
+        if (existing.complete) return { snapshot: this.toSnapshot(existing.record) };
+        const progressed = await this.cutProgress(existing);
+        if (progressed) return { snapshot: this.toSnapshot(progressed) };
       }
       // A snapshot a crash left half-renamed, or whose cut's copy was lost (its engine stopped
       // or failed before it was done): made again from the volume as it is now.
