@@ -3,7 +3,10 @@
 // socket path is claimed like the NBD socket's: only a stale socket there is replaced.
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { chmod, lstat, rm } from 'node:fs/promises';
+// Callback fs, promisified: node:fs/promises is a module of its own that loads readline's, and
+// nothing else in an engine needs it (scripts/build.mjs).
+import { chmod as chmodCallback, lstat as lstatCallback, rm as rmCallback } from 'node:fs';
+import { promisify } from 'node:util';
 import type { IoCounters } from '../../block/counting-device.js';
 import { BlockError, ShutdownError } from '../../block/errors.js';
 import { LlraidError } from '../../common/llraid-error.js';
@@ -18,6 +21,9 @@ import type { ControlErrorCode, ControlReply, ControlRequest } from './protocol.
 
 const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proactive-sync', 'stop-sync', 'grow', 'lease', 'freeze', 'thaw', 'stop']);
 const MAX_LINE = 64 * 1024;
+const chmod = promisify(chmodCallback);
+const lstat = promisify(lstatCallback);
+const rm = promisify(rmCallback);
 
 export class ControlServer {
   private constructor(
