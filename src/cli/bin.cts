@@ -35,7 +35,7 @@ if (process.env.UV_THREADPOOL_SIZE === undefined || process.env.LLRAID_POOL_SIZE
 // is CommonJS and required, so an engine never starts Node's ES module loader (scripts/build.mjs).
 if (process.argv[2] === 'serve') {
   const bundle = '../bundle/serve.cjs';
-  require(bundle);
+  module.require(bundle);
 } else {
   const entry = './main.js';
   void import(entry);
