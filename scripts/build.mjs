@@ -57,6 +57,15 @@ await build({
   // (CommonJS has no import.meta; esbuild would leave it empty).
   banner: { js: "const importMetaUrlOfBundle = require('node:url').pathToFileURL(__filename).href;" },
   define: { 'import.meta.url': 'importMetaUrlOfBundle' },
+  // performance.now() from process.uptime(), without node:perf_hooks (engine-clock.mjs): the
+  // global through inject, the module's import through the plugin.
+  inject: [join(root, 'scripts/engine-clock.mjs')],
+  plugins: [{
+    name: 'engine-clock',
+    setup(b) {
+      b.onResolve({ filter: /^(node:)?perf_hooks$/ }, () => ({ path: join(root, 'scripts/engine-clock.mjs') }));
+    },
+  }],
   // Errors take their name from their class (common/llraid-error.ts): names stay as written
   // when bundling renames one of two same-named classes.
   keepNames: true,
@@ -74,6 +83,8 @@ await build({
 // engine. After charset 'ascii' only comments can hold one: each becomes '?', one UTF-16 unit
 // for one, so the source map's columns stay right.
 const bundle = join(staging, 'serve.cjs');
+const other = /\bperformance\.(?!now\b)\w+/.exec(readFileSync(bundle, 'utf8'));
+if (other) throw new Error(`the serve bundle uses ${other[0]}, which engine-clock.mjs does not have`);
 writeFileSync(bundle, readFileSync(bundle, "utf8").replace(/[^\t\n\r\x20-\x7e]/g, "?"));
 mkdirSync(bundleDir, { recursive: true });
 // The map first: a bundle never points at a map older than itself for long.
