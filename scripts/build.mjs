@@ -57,7 +57,7 @@ await build({
   // (CommonJS has no import.meta; esbuild would leave it empty).
   banner: { js: "const importMetaUrlOfBundle = require('node:url').pathToFileURL(__filename).href;" },
   define: { 'import.meta.url': 'importMetaUrlOfBundle' },
-  // performance.now() from process.uptime(), without node:perf_hooks (engine-clock.mjs): the
+  // performance.now() from process.hrtime(), without node:perf_hooks (engine-clock.mjs): the
   // global through inject, the module's import through the plugin.
   inject: [join(root, 'scripts/engine-clock.mjs')],
   plugins: [{

@@ -101,7 +101,7 @@ test('an engine serving a file loads neither TLS, crypto, DNS nor koffi\'s index
     assert.deepEqual(unneeded, [], 'builtins an engine with local members never needs');
     // The bundle is CommonJS and required (scripts/build.mjs): Node's ES module loader never runs
     // a module, and nothing loads fs/promises, which loads readline's modules; its performance.now()
-    // is process.uptime()'s (scripts/engine-clock.mjs), not perf_hooks'.
+    // is process.hrtime()'s (scripts/engine-clock.mjs), not perf_hooks'.
     const esm = builtins.filter((m) => /^(fs\/promises|internal\/fs\/promises|internal\/readline\/interface|internal\/modules\/esm\/module_job|perf_hooks)$/.test(m));
     assert.deepEqual(esm, [], 'the ES module loader, fs/promises and perf_hooks');
     const koffiIndex = (await lines(log)).filter((l) => /node_modules\/koffi\/index\.js$/.test(l));
