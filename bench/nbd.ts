@@ -19,7 +19,8 @@
 // again, and judged, with members that have their own bandwidth (rated-members.ts: nbdkit's rate
 // filter behind nbdfuse, BENCH_NBD_MEMBER_MIBS MiB/s each, default 256): `--file` on one such
 // member, raid1 on two, raid10 on four (servers file-rated, raid1-rated, raid10-rated).
-// The llraid servers run with the V8 flags the CSI driver gives its engines (src/cli/engine-command.ts).
+// The llraid servers run with the V8 flags and environment the CSI driver gives its engines
+// (src/cli/engine-command.ts, src/engine/supervisor.ts).
 // Run: npm run bench:nbd (builds first). Env: BENCH_SECONDS (per workload, default 5),
 // BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB.
 // BENCH_NBD_SERVERS (a comma list of file, raid1, raid10, raid5, raid0, nbdkit, qemu-nbd) and
@@ -35,6 +36,7 @@ import { promisify } from 'node:util';
 import { median, printTable, ratio, verdict, type Cell } from './table.js';
 import { anonKiB, cpuSeconds, rssKiB } from './proc.js';
 import { ENGINE_NODE_FLAGS } from '../src/cli/engine-command.js';
+import { engineEnvironment } from '../src/engine/supervisor.js';
 import { startRatedMembers, type RatedMembers } from './rated-members.js';
 
 const run = promisify(execFile);
@@ -122,8 +124,8 @@ const ratedPaths = (dir: string, key: string): string[] =>
 function servers(dir: string): Server[] {
   const file = join(dir, 'disk.img');
   const llraid = (args: string[]) => (socket: string) =>
-    // As the CSI driver runs an engine (src/cli/engine-command.ts).
-    spawn(process.execPath, [...ENGINE_NODE_FLAGS, cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // As the CSI driver runs an engine (src/cli/engine-command.ts, src/engine/supervisor.ts).
+    spawn(process.execPath, [...ENGINE_NODE_FLAGS, cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: engineEnvironment() });
   return [
     { key: 'file', name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
     { key: 'raid1', name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },

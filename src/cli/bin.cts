@@ -31,6 +31,12 @@ if (process.env.UV_THREADPOOL_SIZE === undefined || process.env.LLRAID_POOL_SIZE
   if (mayHang > 0) process.env.LLRAID_MEMBER_IN_FLIGHT = String(perMember);
   else delete process.env.LLRAID_MEMBER_IN_FLIGHT;
 }
-// A path in a variable: the bundle exists only in dist/, so tsc does not look for it.
-const entry = process.argv[2] === 'serve' ? '../bundle/serve.js' : './main.js';
-void import(entry);
+// A path in a variable: the bundle exists only in dist/, so tsc does not look for it. The bundle
+// is CommonJS and required, so an engine never starts Node's ES module loader (scripts/build.mjs).
+if (process.argv[2] === 'serve') {
+  const bundle = '../bundle/serve.cjs';
+  module.require(bundle);
+} else {
+  const entry = './main.js';
+  void import(entry);
+}

@@ -13,6 +13,21 @@ import type { ControlReply, ControlRequest } from './control/protocol.js';
 import { SupervisorError } from './errors.js';
 import { findProcesses, isAlive, waitExit, type ProcessInfo } from './processes.js';
 
+/**
+ * Environment variables every engine gets on top of its parent's, unless the parent has set them
+ * itself (to try another value). MALLOC_ARENA_MAX=1: glibc gives each thread that allocates an
+ * arena of its own (V8's compiler and collector threads, libuv's pool), and what they free stays
+ * resident there; an engine's busy threads are few and allocate little, so one arena costs no
+ * CPU per request that bench:nbd sees, and holds less: see docs/architecture.md, "What an engine
+ * costs". It has to be in the environment: glibc reads it once, before node's first allocation.
+ */
+export const ENGINE_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1' };
+
+/** The environment an engine is started with: `base` (this process's) and ENGINE_ENV. */
+export function engineEnvironment(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...ENGINE_ENV, ...base };
+}
+
 export interface EngineOptions {
   /** argv prefix that runs the llraid CLI, e.g. [node, dist/src/cli/bin.cjs]. */
   command: string[];
@@ -98,7 +113,7 @@ export class EngineSupervisor implements Engines {
       ...prefix, 'serve', '--socket', this.socket(volumeId), '--control', this.controlSocket(volumeId), '--export-name', volumeId, '--events', this.eventsFile(volumeId),
       ...(this.options.serveArgs ?? []), ...sourceArgs,
     ];
-    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log] });
+    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log], env: engineEnvironment() });
     closeSync(log);
     child.unref();
     const pid = child.pid;

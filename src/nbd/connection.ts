@@ -58,9 +58,10 @@ export interface ConnectionLimits {
   /** Requests started and not yet answered before reading pauses. */
   maxInFlight: number;
   /**
-   * Payload bytes (WRITE data held, READ buffers) the requests in flight may hold: a request that
-   * would pass it waits, with reading paused, unless nothing is in flight (so one request of the
-   * export's maximum payload always runs).
+   * Payload bytes the connection may hold: WRITE data and READ buffers of the requests in flight,
+   * and READ replies from the payload pool until the kernel has taken them. A request that would
+   * pass it waits, with reading paused, unless the connection holds nothing (so one request of the
+   * export's maximum payload always runs, alone).
    */
   maxInFlightBytes: number;
   /**
@@ -84,8 +85,12 @@ export interface ConnectionLimits {
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxInFlight: 256,
-  // 4x what fio's 1M QD8 or nbdcopy's 64 x 256 KiB keep in flight on one connection.
-  maxInFlightBytes: 32 * 1024 * 1024,
+  // What fio's 1M QD8 keeps in flight; nbdcopy's 64 x 256 KiB get half of theirs. The engine is
+  // one thread with a few I/O threads, which this keeps busy: with 1 MiB requests at 2 GB/s it
+  // is 4 ms of work. Every byte of it is an engine's memory under load (the payload pool keeps
+  // this much): at 32 MiB, counting READs only until they completed, fio's 1M reads at QD8 held
+  // 15 MiB of buffers (8 in flight and up to 8 replies in the socket).
+  maxInFlightBytes: 8 * 1024 * 1024,
   maxUnsentBytes: 64 * 1024 * 1024,
   maxInputBytes: 64 * 1024 * 1024,
   handshakeTimeoutMs: 30_000,
@@ -147,8 +152,8 @@ const POOLED_READ = 64 * 1024;
  * all of them, so the buffers of a connection that ended are what the next one reuses (a pool per
  * connection left each one's buffers to V8's next full collection: fio's 1 MiB reads and then its
  * 1 MiB writes, each on a connection of its own, held both sets, +12 MiB). Busy, it keeps up to
- * maxInFlightBytes free (the most one connection's requests hold at once, so a client that keeps
- * its budget full allocates nothing more); a second after the last buffer of a size was taken, it
+ * maxInFlightBytes free (the most one connection holds at once, its requests and its replies in
+ * the socket, so a client that keeps its budget full allocates nothing more); a second after the last buffer of a size was taken, it
  * keeps 1 MiB, what the kernel client's 128 KiB requests use at depth 8: an engine at rest is what
  * a volume costs most of its life, and the next burst pays its page faults once. What it lets go
  * of is given back to the kernel then (block/give-back.ts).
@@ -200,6 +205,12 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
   private sawClose = false;
   private inFlight = 0;
   private inFlightBytes = 0;
+  /**
+   * Bytes of READ replies from the payload pool the socket has not handed to the kernel yet. They
+   * count against maxInFlightBytes with the requests in flight, so that what a connection holds of
+   * the pool stays within it: a reply waiting for the client is memory as much as a request.
+   */
+  private replyBytes = 0;
   /** True while this connection has paused the socket (either phase); reading resumes on 'drain' or a reply. */
   private readingPaused = false;
   /** Set once our side of the socket has been ended. */
@@ -448,7 +459,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     return (
       this.phase === 'transmission' &&
       this.inFlight < this.limits.maxInFlight &&
-      (this.inFlightBytes === 0 || this.inFlightBytes + bytes <= this.limits.maxInFlightBytes) &&
+      (this.inFlightBytes + this.replyBytes === 0 || this.inFlightBytes + this.replyBytes + bytes <= this.limits.maxInFlightBytes) &&
       !this.socket.writableNeedDrain
     );
   }
@@ -493,7 +504,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
             queueMicrotask(() => {
               this.end(r.length);
               if (this.fencedMessage !== undefined) this.answerFenced(r);
-              else if (this.phase !== 'closed') this.writer.data(r.cookieHi, r.cookieLo, r.offset, data, give);
+              else if (this.phase !== 'closed') this.sendPooled(r, data);
               this.afterReply();
             });
             return;
@@ -513,11 +524,10 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
         // Large reads land in reused buffers, each taken back once its reply left: a fresh
         // 1 MiB buffer per READ costs its page faults every time.
         const buf = this.payloads.take(r.length);
-        const give = (): void => this.payloads.give(buf);
         this.track(r, r.length, () => readInto(r.offset, buf).then(() => buf, (err: unknown) => {
-          give();
+          this.payloads.give(buf);
           throw err;
-        }), (data) => this.writer.data(r.cookieHi, r.cookieLo, r.offset, data, give));
+        }), (data) => this.sendPooled(r, data));
         return;
       }
       case CMD_WRITE: {
@@ -661,6 +671,19 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
       this.writer.error(r.cookieHi, r.cookieLo, nbdErrorNumber(err), (err as Error)?.message ?? String(err));
       return 'failed';
     }
+  }
+
+  /**
+   * A READ's reply from a pooled buffer: held (replyBytes) until the socket has handed it to the
+   * kernel, then back to the pool, and reading resumes if only these bytes held it.
+   */
+  private sendPooled(r: NbdRequest, data: Buffer): void {
+    this.replyBytes += data.length;
+    this.writer.data(r.cookieHi, r.cookieLo, r.offset, data, () => {
+      this.replyBytes -= data.length;
+      this.payloads.give(data);
+      this.maybeResume();
+    });
   }
 
   private begin(bytes: number): void {

@@ -1,5 +1,5 @@
 // An engine (`llraid serve`, one process per staged volume) loads only what it uses: bin.cjs
-// runs `serve` from one bundled file (dist/src/bundle/serve.js, made by scripts/build.mjs from
+// runs `serve` from one bundled file (dist/src/bundle/serve.cjs, made by scripts/build.mjs from
 // src/cli/serve-main.ts), which holds the serve command alone, so none of the CSI plugin's
 // packages (gRPC, protobufjs, the Kubernetes client, prom-client) and none of its code is in an
 // engine's memory. Checked on the built CLI: a module-loading hook records every ES module and
@@ -56,10 +56,10 @@ test('llraid serve runs from the bundle, which holds no CSI, Kubernetes, gRPC or
     await run(process.execPath, ['-r', preload, cli, 'serve', '--help'], { env: { ...process.env, MODULE_LOG: log } });
     const loaded = await lines(log);
     const own = [...new Set(loaded)].filter((l) => !l.startsWith('node:') && !/^[a-z_/]+$/.test(l) && !l.startsWith('data:'));
-    assert.deepEqual(own.map((l) => l.replace(/^file:\/\//, '').replace(/^.*\/dist\//, 'dist/')), ['dist/src/cli/bin.cjs', 'dist/src/block/filesystem-kind.cjs', 'dist/src/bundle/serve.js'],
+    assert.deepEqual(own.map((l) => l.replace(/^file:\/\//, '').replace(/^.*\/dist\//, 'dist/')), ['dist/src/cli/bin.cjs', 'dist/src/block/filesystem-kind.cjs', 'dist/src/bundle/serve.cjs'],
       'bin.cjs, the file it reads to size the pool, and the bundle: no other module and no package');
 
-    const bundle = join(dirname(cli), '../bundle/serve.js');
+    const bundle = join(dirname(cli), '../bundle/serve.cjs');
     const sources = (JSON.parse(await readFile(`${bundle}.map`, 'utf8')) as { sources: string[] }).sources;
     assert.ok(sources.some((s) => s.endsWith('src/cli/commands/serve.ts')), `expected the serve command among the bundle's ${sources.length} sources`);
     assert.ok(sources.every((s) => !s.includes('/dist/')), 'the source map leads to src/*.ts, through tsc\'s');
@@ -99,6 +99,11 @@ test('an engine serving a file loads neither TLS, crypto, DNS nor koffi\'s index
     assert.ok(builtins.includes('net'), `expected node:net among ${builtins.length} builtins`);
     const unneeded = builtins.filter((m) => /^(tls|_tls_wrap|crypto|dns|dns\/promises|https|http|zlib)$/.test(m));
     assert.deepEqual(unneeded, [], 'builtins an engine with local members never needs');
+    // The bundle is CommonJS and required (scripts/build.mjs): Node's ES module loader never runs
+    // a module, and nothing loads fs/promises, which loads readline's modules; its performance.now()
+    // is process.hrtime()'s (scripts/engine-clock.mjs), not perf_hooks'.
+    const esm = builtins.filter((m) => /^(fs\/promises|internal\/fs\/promises|internal\/readline\/interface|internal\/modules\/esm\/module_job|perf_hooks)$/.test(m));
+    assert.deepEqual(esm, [], 'the ES module loader, fs/promises and perf_hooks');
     const koffiIndex = (await lines(log)).filter((l) => /node_modules\/koffi\/index\.js$/.test(l));
     assert.deepEqual(koffiIndex, [], 'koffi through its index.js');
   });

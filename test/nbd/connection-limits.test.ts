@@ -1,13 +1,15 @@
 // What one connection may hold, seen from a byte-level peer over a real unix socket: option data
 // too long to read is answered NBD_REP_ERR_TOO_BIG and dropped as it arrives, a client that
 // leaves replies unread past the cap is dropped with a log line, a hang-up does not wait forever
-// on a client that never reads, and limits that could drop honest clients are refused.
+// on a client that never reads, limits that could drop honest clients are refused, and the
+// payload buffers a connection holds stay within its in-flight byte budget.
 
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryDevice } from '../../src/block/memory-device.js';
+import { SizeClassPool } from '../../src/block/size-class-pool.js';
 import { CAP_SLACK, DEFAULT_LIMITS, NbdConnection } from '../../src/nbd/connection.js';
 import { ExportTable, NbdExport } from '../../src/nbd/export.js';
 import { NbdServer, isNbdError, type ConnectionLimits } from '../../src/nbd/index.js';
@@ -233,5 +235,88 @@ describe('NBD connection input cap (a connection built with a cap below what Nbd
       p.socket.destroy();
     }
     assert.match(logs.join('\n'), /^dropping client: \d+ received bytes wait to be parsed, more than the 4096 one connection may hold$/m);
+  });
+});
+
+/** A memory device with readInto (so the server reads large READs into pooled buffers) whose reads wait for the test. */
+class GatedReadInto extends MemoryDevice {
+  readonly waiting: Array<() => void> = [];
+  async readInto(offset: number, out: Buffer): Promise<void> {
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+    out.set(await this.read(offset, out.length));
+  }
+}
+
+/** The payload pool, counting the bytes it has handed out and not had back. */
+class CountingPool extends SizeClassPool {
+  held = 0;
+  maxHeld = 0;
+  override take(length: number): Buffer {
+    this.held += length;
+    this.maxHeld = Math.max(this.maxHeld, this.held);
+    return super.take(length);
+  }
+  override give(b: Buffer): void {
+    this.held -= b.length;
+    super.give(b);
+  }
+}
+
+describe('NBD connection payload budget (a connection given a pool the test counts)', () => {
+  let dir: string;
+  let listener: Server | undefined;
+
+  beforeEach((t) => {
+    // A beforeEach hook runs with its test's context: the dir goes when the test ends.
+    dir = tempDir(t as TestContext, 'nbd-payload-budget');
+  });
+
+  afterEach(async () => {
+    await new Promise((r) => (listener ? listener.close(r) : r(undefined)));
+  });
+
+  test('READ buffers in flight and replies not yet taken by the kernel stay within maxInFlightBytes; a READ larger than it runs alone; the pool keeps no more', async () => {
+    const MiB = 1024 * KiB;
+    const budget = 2 * MiB;
+    const device = new GatedReadInto(SIZE, { blockSize: 512 });
+    await device.write(0, patternBytes(SIZE, 41));
+    const table = new ExportTable([new NbdExport({ name: 'x', device })]);
+    const limits: ConnectionLimits = { ...DEFAULT_LIMITS, maxInFlightBytes: budget };
+    // As payloadPool(limits) makes it, without the idle trim.
+    const pool = new CountingPool(limits.maxInFlightBytes);
+    const logs: string[] = [];
+    const sock = join(dir, 'nbd.sock');
+    listener = createServer((s) => void new NbdConnection(s, table, limits, (m) => logs.push(m), undefined, pool).run());
+    await new Promise<void>((r) => listener!.listen(sock, r));
+    const p = await RawPeer.connect(sock);
+    try {
+      await p.go('x');
+      // Six 1 MiB READs (two fit the budget), then one of 3 MiB, more than all of it.
+      const reads = [...Array.from({ length: 6 }, (_, i) => ({ offset: i * MiB, length: MiB })), { offset: 8 * MiB, length: 3 * MiB }];
+      p.send(...reads.map((r, i) => request(0, BigInt(i), r.offset, r.length)));
+      let maxSmallHeld = 0;
+      for (let i = 0; i < reads.length; i++) {
+        await until(() => device.waiting.length > 0, `READ ${i} to start`);
+        // Give any READ the budget still had room for time to start too.
+        await new Promise((r) => setTimeout(r, 20));
+        if (i < 6) {
+          assert.ok(device.waiting.length <= 2, `at most two 1 MiB READs in flight, found ${device.waiting.length}`);
+          maxSmallHeld = Math.max(maxSmallHeld, pool.maxHeld);
+        } else {
+          assert.equal(device.waiting.length, 1, 'the 3 MiB READ runs alone');
+          assert.equal(pool.held, 3 * MiB, 'it alone holds buffers');
+        }
+        device.waiting.shift()!();
+        assert.deepEqual(await p.simpleReply(), { error: 0, cookie: BigInt(i) });
+        assert.deepEqual(await p.read(reads[i]!.length), patternBytes(SIZE, 41).subarray(reads[i]!.offset, reads[i]!.offset + reads[i]!.length));
+      }
+      assert.ok(maxSmallHeld <= budget, `1 MiB READs held ${maxSmallHeld} bytes of buffers at once, more than the ${budget} budget`);
+      await until(() => pool.held === 0, 'every buffer back once its reply was sent');
+      assert.ok(pool.freeBytes <= budget, `the pool keeps ${pool.freeBytes} bytes, more than the budget`);
+      assert.deepEqual(logs, []);
+    } finally {
+      p.socket.destroy();
+      for (const release of device.waiting.splice(0)) release();
+    }
   });
 });
