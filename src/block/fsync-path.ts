@@ -1,14 +1,21 @@
 // fsync of a file or directory named by its path: what makes a written file (its data and
 // metadata) or a directory's entries (a rename, a new file) durable. A directory opens read-only
-// for it, as does a file another descriptor wrote.
+// for it, as does a file another descriptor wrote. Callback fs, promisified: engines call this
+// (a snapshot's cut), and node:fs/promises would load readline's modules into them
+// (scripts/build.mjs).
 
-import { promises as fs } from 'node:fs';
+import { close, fsync, open } from 'node:fs';
+import { promisify } from 'node:util';
+
+const openP = promisify(open);
+const fsyncP = promisify(fsync);
+const closeP = promisify(close);
 
 export async function fsyncPath(path: string): Promise<void> {
-  const handle = await fs.open(path, 'r');
+  const fd = await openP(path, 'r');
   try {
-    await handle.sync();
+    await fsyncP(fd);
   } finally {
-    await handle.close();
+    await closeP(fd);
   }
 }

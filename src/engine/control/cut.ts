@@ -13,8 +13,10 @@
 // One cut at a time. An engine that stops while a cut is being copied finishes the copy first
 // (the member files stay open for it; a 4 GiB member is a few hundred ms of clones).
 
-import { promises as fs, statSync } from 'node:fs';
+// Callback fs, promisified: node:fs/promises would load readline's modules into the engine.
+import { rename as renameCallback, rm as rmCallback, statSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { CopyBeforeWrite } from '../../block/copy-before-write.js';
 import { FileDevice, fileIdOf } from '../../block/file-device.js';
 import { baseDevice } from '../../block/filter-device.js';
@@ -24,6 +26,9 @@ import { MdError, type MdArray } from '../../md/index.js';
 import type { EventSink } from '../events.js';
 import type { Freezer } from './freeze.js';
 import type { CutStatus, CutTarget, FreezeConsistency } from './protocol.js';
+
+const rename = promisify(renameCallback);
+const rm = promisify(rmCallback);
 
 /** The suffix of a copy still being made. */
 export const CUTTING_SUFFIX = '.cutting';
@@ -135,14 +140,14 @@ export class Cutter {
     const failure = results.find((r) => r.status === 'rejected');
     try {
       if (failure !== undefined) throw failure.reason;
-      for (const [i, c] of cut.copies.entries()) await fs.rename(c.target, cut.names[i] as string);
+      for (const [i, c] of cut.copies.entries()) await rename(c.target, cut.names[i] as string);
       for (const dir of new Set(cut.names.map((n) => path.dirname(n)))) await fsyncPath(dir);
       cut.state = 'done';
     } catch (err) {
       cut.state = 'failed';
       cut.error = describeError(err);
       await discard(cut.copies, err);
-      await Promise.all(cut.names.map((n) => fs.rm(n, { force: true })));
+      await Promise.all(cut.names.map((n) => rm(n, { force: true })));
       trace('engine', 'info', () => `snapshot ${cut.id}: copy given up: ${cut.error}`);
     }
     this.events({
@@ -156,5 +161,5 @@ export class Cutter {
 /** Stops `copies` and removes their files. */
 async function discard(copies: readonly CopyBeforeWrite[], cause: unknown): Promise<void> {
   for (const c of copies) c.abort(cause instanceof Error ? cause : new Error(String(cause)));
-  await Promise.all(copies.map((c) => fs.rm(c.target, { force: true })));
+  await Promise.all(copies.map((c) => rm(c.target, { force: true })));
 }
