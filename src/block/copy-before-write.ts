@@ -16,8 +16,7 @@
 // issued before the copy started are the caller's to drain (the engine starts copies inside a
 // quiesce). A clone costs its filesystem transaction plus writing back the granule's dirty pages
 // (the filesystem does that first), so the background pass clones PIECE_BYTES at a time and lets
-// the loop run between pieces, and the caller writes the file's dirty pages back before the copy
-// starts (file-clone.ts writeBackPages), leaving only what was written since.
+// the loop run between pieces: each piece writes back only its own range's pages.
 //
 // A failed clone (no space for the clone's metadata, an I/O error) fails the copy, never the
 // write that asked for it: the copy unregisters, writes go on as if there were none, and run()

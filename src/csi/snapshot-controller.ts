@@ -8,6 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PhaseTimer } from '../common/phase-timer.js';
+import { describeError } from '../common/trace.js';
+import { EngineError } from '../engine/control/client.js';
+import type { CutStatus, CutTarget, FreezeConsistency } from '../engine/control/protocol.js';
 import { arrayBytes, memberDataFor, memberFileBytes, reidentifyMembers, writtenChunks, type CreatableLevel } from '../md/index.js';
 import type { ArrayBackend } from './array-backend.js';
 import { claimFromParameters, writeClaim } from './claim-file.js';
@@ -17,9 +20,6 @@ import type { CapacityRange, CreateVolumeRequest, VolumeContentSource } from './
 import type { VolumeSpec } from './parameters.js';
 import { canClone, cloneFile } from './reflink.js';
 import { newSnapshotId, snapshotIdPattern, type SnapshotRecord, type SnapshotStore, type StoredSnapshot } from './snapshot-store.js';
-import { describeError } from '../common/trace.js';
-import { EngineError } from '../engine/control/client.js';
-import type { CutStatus, CutTarget, FreezeConsistency } from '../engine/control/protocol.js';
 import { captureMembers, consistencyFor, SNAPSHOT_PAUSE_MS, type VolumeFreezer } from './volume-capture.js';
 import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import { volumeKey, type VolumeLocks } from './volume-locks.js';
@@ -174,10 +174,10 @@ export class SnapshotController {
 
   /**
    * A snapshot of a staged volume by its engine's cut: the record (copying) goes on the disks,
-   * the members' dirty pages are written back (so the engine's clones find little left to write
-   * back), the engine makes the cut and copies in the background: ready_to_use false until a
-   * later CreateSnapshot finds the copies done (cutProgress). → undefined when the engine does
-   * not know the cut (an engine older than the plugin): the caller copies the volume itself.
+   * the engine makes the cut and copies in the background: ready_to_use false until a later
+   * CreateSnapshot or ListSnapshots finds the copies done (cutProgress). → undefined when the
+   * engine does not know the cut (an engine older than the plugin): the caller copies the volume
+   * itself.
    */
   private async cutSnapshot(v: VolumeRecord, base: SnapshotRecord, timer: PhaseTimer): Promise<SnapshotRecord | undefined> {
     const record: SnapshotRecord & { copying: true } = { ...base, copying: true };
@@ -191,8 +191,7 @@ export class SnapshotController {
       const targets = v.members.map((m, slot) => ({ member: m.path, to: dsts[slot] as string }));
       const { pausedMs } = await this.usage.cut(v.id, record.id, targets, SNAPSHOT_PAUSE_MS, consistencyFor(v));
       timer.mark('cut');
-      // The record says the pause once it is finished (the engine's cut status has it).
-      record.pauseMs = pausedMs;
+      // The record gets the pause when it is finished (cutProgress: the engine's cut status has it).
       this.log(`snapshot ${record.id} of volume ${v.id}: staged, cut with writes held ${pausedMs} ms, copying in the engine; ${timer.toString()}`);
       return record;
     } catch (err) {
