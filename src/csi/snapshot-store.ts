@@ -4,7 +4,9 @@
 // need no database and survive plugin restarts. A snapshot is built in `<id>.part` directories
 // and renamed into place disk by disk, so the scan never takes a half-made copy for one: a
 // snapshot is complete when every disk its record names holds its directory. What a crash left
-// half-made is removed when the plugin starts (removeLeftovers).
+// half-made is removed when the plugin starts (removeLeftovers). A staged volume's snapshot is
+// made in place instead (prepareInPlace): its engine fills the copies after the cut, and its
+// record says `copying` until the plugin has seen them finished.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
