@@ -1,13 +1,14 @@
 // What the benchmarks read of a process from /proc: its resident memory and its CPU time.
 
 import { readFileSync } from 'node:fs';
+import { statusKiB } from '../test/support/proc-status.js';
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on Linux). */
 const CLK_TCK = 100;
 
 /** VmRSS of `pid` in KiB; 0 once the process is gone. */
 export function rssKiB(pid: number): number {
-  return statusKiB(pid, 'VmRSS');
+  return statusOrZero(pid, 'VmRSS');
 }
 
 /**
@@ -15,13 +16,13 @@ export function rssKiB(pid: number): number {
  * file pages (the node binary, shared libraries) that every process running them shares.
  */
 export function anonKiB(pid: number): number {
-  return statusKiB(pid, 'RssAnon');
+  return statusOrZero(pid, 'RssAnon');
 }
 
-function statusKiB(pid: number, field: string): number {
+/** statusKiB, 0 once the process is gone (a sampler may outlive it). */
+function statusOrZero(pid: number, field: string): number {
   try {
-    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
+    return statusKiB(pid, field);
   } catch {
     return 0;
   }

@@ -4,12 +4,12 @@
 // after every burst, not only while V8's memory reducer happens to run (it runs once in an
 // engine's first seconds and then only after its heap grew, which 1 MiB requests do not do).
 
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ENGINE_NODE_FLAGS } from '../../src/cli/engine-command.js';
 import { buildCli } from '../support/cli.js';
+import { statusKiB } from '../support/proc-status.js';
 import { tempDir } from '../support/temp-dir.js';
 import { startServe, tool } from './helpers.js';
 
@@ -31,11 +31,8 @@ const SETTLE_MS = 15_000;
  */
 const MAX_KEPT = 12 * MiB;
 
-function rssAnon(pid: number): number {
-  const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`expected an RssAnon line in /proc/${pid}/status`);
-  return Number(m[1]) * 1024;
-}
+/** The engine's RssAnon in bytes. */
+const rssAnon = (pid: number): number => statusKiB(pid, 'RssAnon') * 1024;
 
 const mib = (n: number): string => (n / MiB).toFixed(1);
 
