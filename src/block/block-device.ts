@@ -160,15 +160,17 @@ export interface BlockDevice {
 
 /**
  * Checks that [offset, offset+length) is a valid request on a device of `size` bytes.
- * Every device calls this first, so no layer writes outside its bounds.
+ * Every device calls this first, so no layer writes outside its bounds. The error names
+ * `what` and, when given, `op` (kept apart so that a hot caller passes two fixed strings
+ * instead of making one per request).
  */
-export function checkRange(what: string, size: number, offset: number, length: number): void {
+export function checkRange(what: string, size: number, offset: number, length: number, op?: string): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-    throw new InvalidRequestError(`${what}: invalid request offset=${offset} length=${length}`);
+    throw new InvalidRequestError(`${what}${op === undefined ? '' : `: ${op}`}: invalid request offset=${offset} length=${length}`);
   }
   if (offset + length > size) {
     throw new OutOfRangeError(
-      `${what}: request [${offset}, ${offset + length}) reaches past the end of the device (${size} bytes)`,
+      `${what}${op === undefined ? '' : `: ${op}`}: request [${offset}, ${offset + length}) reaches past the end of the device (${size} bytes)`,
     );
   }
 }

@@ -116,19 +116,27 @@ export class InlineIo implements InlinePositionalIo {
     return this.attempt(byteLength(parts), () => writevSync(fd, parts as Uint8Array[], pos), () => writevP(fd, parts, pos));
   }
 
+  // readNow and writevNow time their call themselves rather than through inlineCall: a closure
+  // per request was garbage on every 4 KiB request of every engine.
+
   /** A read on this thread now, if the policy allows it: bytes read, or undefined (nothing done). Throws its errno. */
   readNow(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number | undefined {
-    return this.inlineCall(len, () => readSync(fd, buf, off, len, pos));
+    if (len > MAX_INLINE_BYTES || !this.allowed()) return undefined;
+    const t0 = this.now();
+    const n = readSync(fd, buf, off, len, pos);
+    this.observe(this.now() - t0);
+    return n;
   }
 
   /** A gathering write on this thread now, if the policy allows it: bytes written, or undefined (nothing done). */
   writevNow(fd: number, parts: readonly Uint8Array[], pos: number): number | undefined {
+    const len = parts.length === 1 ? parts[0]!.length : byteLength(parts);
+    if (len > MAX_INLINE_BYTES || !this.allowed()) return undefined;
+    const t0 = this.now();
     // One part (an NBD WRITE's payload): writeSync, 0.2-0.3 µs less than writevSync for 4 KiB on tmpfs.
-    if (parts.length === 1) {
-      const b = parts[0]!;
-      return this.inlineCall(b.length, () => writeSync(fd, b, 0, b.length, pos));
-    }
-    return this.inlineCall(byteLength(parts), () => writevSync(fd, parts as Uint8Array[], pos));
+    const n = parts.length === 1 ? writeSync(fd, parts[0]!, 0, len, pos) : writevSync(fd, parts as Uint8Array[], pos);
+    this.observe(this.now() - t0);
+    return n;
   }
 
   /** `inline` on this thread, timed, when `len` is small and the policy allows; else undefined. */

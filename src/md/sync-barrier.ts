@@ -25,6 +25,18 @@ export class SyncBarrier {
   private readonly inflight = new Set<Range>();
   private drainWaiters: (() => void)[] = [];
 
+  /**
+   * Whether application I/O over [start, end) that ends before this thread runs anything else
+   * (writeNow: its member writes are synchronous) may go without entering: no sync window
+   * overlaps it. A window cannot start while such I/O runs, so it need not be counted in flight,
+   * and it costs no Range and no change of the in-flight set.
+   */
+  clear(start: number, end: number): boolean {
+    if (this.windows.size === 0) return true;
+    for (const w of this.windows) if (w.start < end && start < w.end) return false;
+    return true;
+  }
+
   /** An application I/O over [start, end) when no sync window overlaps it; else undefined. */
   tryEnter(start: number, end: number): Range | undefined {
     const r = { start, end };

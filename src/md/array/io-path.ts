@@ -111,31 +111,28 @@ export class ArrayIo {
     if (length === 0) return true;
     const r = personality.syncRange(offset, length);
     if (r.length === 0) return false;
-    const entered = s.barrier.tryEnter(r.offset, r.offset + r.length);
-    if (entered === undefined) return false;
+    // Synchronous from here to the end: no sync window can start meanwhile, so the barrier is
+    // only asked, not entered (no Range made and counted per request).
+    if (!s.barrier.clear(r.offset, r.offset + r.length)) return false;
+    const started = s.bitmap.startWrite(r.offset, r.length);
+    if (started !== undefined) {
+      // A bitmap that must wait before Startwrite holds: write() waits for it. The pairing
+      // endWrite follows it, whichever way it ends.
+      void started.then(() => s.bitmap.endWrite(r.offset, r.length), () => s.bitmap.endWrite(r.offset, r.length));
+      return false;
+    }
     try {
-      const started = s.bitmap.startWrite(r.offset, r.length);
-      if (started !== undefined) {
-        // A bitmap that must wait before Startwrite holds: write() waits for it. The pairing
-        // endWrite follows it, whichever way it ends.
-        void started.then(() => s.bitmap.endWrite(r.offset, r.length), () => s.bitmap.endWrite(r.offset, r.length));
+      // The chunks' new state must be durable before any data write: write() waits for the
+      // same write-out (unplug shares one in flight).
+      const unplugged = s.bitmap.unplug(r.offset, r.length);
+      if (unplugged !== undefined) {
+        unplugged.catch(() => undefined);
         return false;
       }
-      try {
-        // The chunks' new state must be durable before any data write: write() waits for the
-        // same write-out (unplug shares one in flight).
-        const unplugged = s.bitmap.unplug(r.offset, r.length);
-        if (unplugged !== undefined) {
-          unplugged.catch(() => undefined);
-          return false;
-        }
-        s.lastAppIo = performance.now();
-        return personality.writeNow(this.memberSet, offset, parts);
-      } finally {
-        s.bitmap.endWrite(r.offset, r.length);
-      }
+      s.lastAppIo = performance.now();
+      return personality.writeNow(this.memberSet, offset, parts);
     } finally {
-      s.barrier.exit(entered);
+      s.bitmap.endWrite(r.offset, r.length);
     }
   }
 

@@ -36,6 +36,7 @@ export class MdArray implements BlockDevice {
   private readonly sync: SyncControl;
   private readonly membership: Membership;
   private readonly ioPath: ArrayIo;
+  private label: string | undefined;
 
   constructor(setup: ArraySetup) {
     this.set = new ArrayMembers(setup);
@@ -94,6 +95,12 @@ export class MdArray implements BlockDevice {
 
   get size(): number {
     return this.set.personality.arraySize;
+  }
+
+  /** `array NAME`: what range errors name (made once, not per request). */
+  private get rangeLabel(): string {
+    this.label ??= `array ${this.name}`;
+    return this.label;
   }
 
   get name(): string {
@@ -157,24 +164,24 @@ export class MdArray implements BlockDevice {
   // ------------------------------------------------------------------ BlockDevice
 
   async read(offset: number, length: number): Promise<Buffer> {
-    checkRange(`array ${this.name}: read`, this.size, offset, length);
+    checkRange(this.rangeLabel, this.size, offset, length, 'read');
     return this.ioPath.read(offset, length);
   }
 
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
-    checkRange(`array ${this.name}: write`, this.size, offset, data.length);
+    checkRange(this.rangeLabel, this.size, offset, data.length, 'write');
     return this.ioPath.write(offset, data, options);
   }
 
   /** read() into `out` (a caller's reused buffer), each member part read straight into its place. */
   readInto(offset: number, out: Buffer): Promise<void> {
-    checkRange(`array ${this.name}: read`, this.size, offset, out.length);
+    checkRange(this.rangeLabel, this.size, offset, out.length, 'read');
     return this.ioPath.readInto(offset, out);
   }
 
   /** A small read done now when the personality and the members can (ArrayIo.readNow). */
   readNow(offset: number, out: Buffer): boolean {
-    checkRange(`array ${this.name}: read`, this.size, offset, out.length);
+    checkRange(this.rangeLabel, this.size, offset, out.length, 'read');
     return this.ioPath.readNow(offset, out);
   }
 
@@ -182,17 +189,17 @@ export class MdArray implements BlockDevice {
   writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
     let length = 0;
     for (const p of parts) length += p.length;
-    checkRange(`array ${this.name}: write`, this.size, offset, length);
+    checkRange(this.rangeLabel, this.size, offset, length, 'write');
     return this.ioPath.writeNow(offset, parts, length);
   }
 
   async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    checkRange(`array ${this.name}: write zeroes`, this.size, offset, length);
+    checkRange(this.rangeLabel, this.size, offset, length, 'write zeroes');
     return this.ioPath.writeZeroes(offset, length, options);
   }
 
   async discard(offset: number, length: number): Promise<void> {
-    checkRange(`array ${this.name}: discard`, this.size, offset, length);
+    checkRange(this.rangeLabel, this.size, offset, length, 'discard');
     return this.ioPath.discard(offset, length);
   }
 
@@ -203,7 +210,7 @@ export class MdArray implements BlockDevice {
 
   /** Chunks the bitmap has never seen written (Unwritten) are holes; everything else is data. */
   async extents(offset: number, length: number): Promise<Extent[]> {
-    checkRange(`array ${this.name}: extents`, this.size, offset, length);
+    checkRange(this.rangeLabel, this.size, offset, length, 'extents');
     return this.ioPath.extents(offset, length, this.size);
   }
 
