@@ -128,7 +128,8 @@ export interface BlockDevice {
    * does nothing and returns false, and the caller uses the asynchronous method. They say true
    * only while the device answers from memory (a file in the page cache), so a caller never
    * blocks on a disk. Errors throw, as the asynchronous methods reject. A completed writeNow
-   * counts as a resolved write for flush().
+   * counts as a resolved write for flush(). Neither keeps `out`, `parts` or the array after it
+   * returns (a caller may reuse them at once: the NBD server passes one array for every WRITE).
    */
   readNow?(offset: number, out: Buffer): boolean;
   writeNow?(offset: number, parts: readonly Uint8Array[]): boolean;

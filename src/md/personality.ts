@@ -83,8 +83,12 @@ export interface Personality {
   /** raid4/5/6 (bitmap Unwritten → NeedSync on first write). */
   readonly parity: boolean;
 
-  /** The sync-space range the bitmap must mark for an array range (empty for raid0). */
-  syncRange(offset: number, length: number): SyncRange;
+  /**
+   * The sync-space range the bitmap must mark for an array range (empty for raid0). With `into`
+   * the answer may be `into`, filled in: for a caller done with it before it yields (writeNow),
+   * which then makes no object per request.
+   */
+  syncRange(offset: number, length: number, into?: SyncRange): SyncRange;
   /** Whether the array can run with these roles in_sync (`working[role]`). */
   canRun(working: readonly boolean[]): boolean;
   /** Whether every array byte still has a readable copy when only `working` roles are in sync. */

@@ -48,8 +48,11 @@ export class Raid1 implements Personality {
     return this.nowCopies;
   }
 
-  syncRange(offset: number, length: number): SyncRange {
-    return { offset, length };
+  syncRange(offset: number, length: number, into?: SyncRange): SyncRange {
+    if (into === undefined) return { offset, length };
+    into.offset = offset;
+    into.length = length;
+    return into;
   }
 
   memberOffsetOfSync(syncOffset: number): number {

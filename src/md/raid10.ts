@@ -75,8 +75,11 @@ export class Raid10 implements Personality {
     return out;
   }
 
-  syncRange(offset: number, length: number): SyncRange {
-    return { offset, length };
+  syncRange(offset: number, length: number, into?: SyncRange): SyncRange {
+    if (into === undefined) return { offset, length };
+    into.offset = offset;
+    into.length = length;
+    return into;
   }
 
   /** Rows entirely below the first stripe of the chunk at `syncOffset` are recovered on every member. */

@@ -14,13 +14,15 @@ import { IoError, ShutdownError, isBlockError } from '../../block/errors.js';
 import { describeError, trace } from '../../common/trace.js';
 import { MdError, asBlockError } from '../errors.js';
 import type { Member } from '../member.js';
-import type { MemberSet, RoleState } from '../personality.js';
+import type { MemberSet, RoleState, SyncRange } from '../personality.js';
 import type { ArrayMembers } from './member-set.js';
 import type { Membership } from './membership.js';
 
 export class ArrayIo {
   /** The personality's view of the members: closures over the member set, never a copy. */
   readonly memberSet: MemberSet;
+  /** The sync range writeNow asks for, filled in per call (it is done with it before it returns). */
+  private readonly nowRange: SyncRange = { offset: 0, length: 0 };
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
   /** Non-null while grow() holds I/O: new requests wait for it before they count as in flight. */
@@ -109,7 +111,7 @@ export class ArrayIo {
     const personality = s.personality;
     if (personality.writeNow === undefined || !this.mayGoNow() || s.state !== 'active') return false;
     if (length === 0) return true;
-    const r = personality.syncRange(offset, length);
+    const r = personality.syncRange(offset, length, this.nowRange);
     if (r.length === 0) return false;
     // Synchronous from here to the end: no sync window can start meanwhile, so the barrier is
     // only asked, not entered (no Range made and counted per request).
