@@ -111,22 +111,23 @@ export class ArrayIo {
     const personality = s.personality;
     if (personality.writeNow === undefined || !this.mayGoNow() || s.state !== 'active') return false;
     if (length === 0) return true;
-    const r = personality.syncRange(offset, length, this.nowRange);
-    if (r.length === 0) return false;
+    // The range read out of the reused object at once: the continuation below outlives this call.
+    const { offset: from, length: span } = personality.syncRange(offset, length, this.nowRange);
+    if (span === 0) return false;
     // Synchronous from here to the end: no sync window can start meanwhile, so the barrier is
     // only asked, not entered (no Range made and counted per request).
-    if (!s.barrier.clear(r.offset, r.offset + r.length)) return false;
-    const started = s.bitmap.startWrite(r.offset, r.length);
+    if (!s.barrier.clear(from, from + span)) return false;
+    const started = s.bitmap.startWrite(from, span);
     if (started !== undefined) {
       // A bitmap that must wait before Startwrite holds: write() waits for it. The pairing
       // endWrite follows it, whichever way it ends.
-      void started.then(() => s.bitmap.endWrite(r.offset, r.length), () => s.bitmap.endWrite(r.offset, r.length));
+      void started.then(() => s.bitmap.endWrite(from, span), () => s.bitmap.endWrite(from, span));
       return false;
     }
     try {
       // The chunks' new state must be durable before any data write: write() waits for the
       // same write-out (unplug shares one in flight).
-      const unplugged = s.bitmap.unplug(r.offset, r.length);
+      const unplugged = s.bitmap.unplug(from, span);
       if (unplugged !== undefined) {
         unplugged.catch(() => undefined);
         return false;
@@ -134,7 +135,7 @@ export class ArrayIo {
       s.lastAppIo = performance.now();
       return personality.writeNow(this.memberSet, offset, parts);
     } finally {
-      s.bitmap.endWrite(r.offset, r.length);
+      s.bitmap.endWrite(from, span);
     }
   }
 
