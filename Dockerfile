@@ -12,7 +12,7 @@ COPY package.json package-lock.json ./
 # --ignore-scripts: the `prepare` script compiles, and the sources are not copied in yet.
 RUN npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 COPY tsconfig.json tsconfig.build.json ./
-COPY scripts/build.mjs ./scripts/build.mjs
+COPY scripts/build.mjs scripts/engine-clock.mjs ./scripts/
 COPY src ./src
 COPY proto ./proto
 # The build: tsc, then esbuild's one-file bundle of what an engine runs (`llraid serve`).
