@@ -215,11 +215,11 @@ export class SnapshotController {
    */
   private async cutProgress(s: StoredSnapshot): Promise<SnapshotRecord | undefined> {
     const r = s.record;
+    const status = await this.usage.cutStatus(r.sourceVolumeId, r.id).catch((err: unknown) => {
+      this.log(`snapshot ${r.id}: its volume's engine did not answer cut-status: ${describeError(err)}`);
+      return null;
+    });
     if (!s.present) {
-      const status = await this.usage.cutStatus(r.sourceVolumeId, r.id).catch((err: unknown) => {
-        this.log(`snapshot ${r.id}: its volume's engine did not answer cut-status: ${describeError(err)}`);
-        return null;
-      });
       if (status?.state === 'copying') return r;
       const again = await this.store.get(r.id);
       if (!again?.present) {
@@ -228,7 +228,7 @@ export class SnapshotController {
       }
     }
     // The pause, from the engine while it runs (an engine stopped since took it along: 0).
-    const pauseMs = (await this.usage.cutStatus(r.sourceVolumeId, r.id).catch(() => null))?.pausedMs ?? r.pauseMs;
+    const pauseMs = status?.pausedMs ?? r.pauseMs;
     const finished = { ...r, pauseMs, ...(await this.writtenSummary(s.members)) };
     delete finished.copying;
     await this.store.writeRecord(finished);
