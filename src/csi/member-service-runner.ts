@@ -18,6 +18,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { findProcesses, isAlive, waitExit, type ProcessInfo } from '../engine/processes.js';
+import { engineEnvironment } from '../engine/supervisor.js';
 import type { MemberServiceConfig } from './config.js';
 import { CsiError } from './errors.js';
 
@@ -150,7 +151,8 @@ export class MemberServiceRunner {
     const log = openSync(this.logFile, 'a');
     const [cmd, ...prefix] = this.options.command;
     if (cmd === undefined) throw new CsiError('INTERNAL', 'member service: the llraid command is empty');
-    const child = spawn(cmd, [...prefix, ...this.args()], { detached: true, stdio: ['ignore', log, log] });
+    // The member service is an engine's kind of process (the same CLI, the same flags: engineCommand).
+    const child = spawn(cmd, [...prefix, ...this.args()], { detached: true, stdio: ['ignore', log, log], env: engineEnvironment() });
     closeSync(log);
     child.unref();
     const pid = child.pid;
