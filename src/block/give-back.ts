@@ -16,7 +16,10 @@
 //   freed, but freeing such a block raises the threshold to the block's size: from then on 1 MiB
 //   buffers come from its heap, and freed they stay there, resident. An engine's second burst
 //   kept +31 MiB RssAnon at rest though V8 had freed every buffer. So on first use the threshold
-//   is fixed at glibc's default (mallopt, through koffi: libc.ts), which stops it moving.
+//   is fixed at glibc's default (mallopt, through koffi: libc.ts), which stops it moving; unless
+//   the environment fixed it before the process started (GLIBC_TUNABLES, which every engine gets:
+//   engine/supervisor.ts ENGINE_ENV), where loading koffi would only add its 6 MiB of RSS (2.3
+//   anonymous) in the middle of the burst that led here.
 
 import { createRequire } from 'node:module';
 import { loadLibc } from './libc.js';
@@ -49,8 +52,13 @@ export async function giveBack(bytes: number): Promise<boolean> {
 }
 
 async function prepare(): Promise<Collector | null> {
-  await fixMallocThresholds();
+  if (!thresholdFixedAtStart(process.env)) await fixMallocThresholds();
   return findCollector();
+}
+
+/** Whether glibc's mmap threshold was set when the process started (setting it also stops the trim threshold moving). */
+export function thresholdFixedAtStart(env: NodeJS.ProcessEnv): boolean {
+  return /(^|:)glibc\.malloc\.mmap_threshold=/.test(env.GLIBC_TUNABLES ?? '') || env.MALLOC_MMAP_THRESHOLD_ !== undefined;
 }
 
 async function fixMallocThresholds(): Promise<void> {

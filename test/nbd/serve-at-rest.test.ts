@@ -18,7 +18,7 @@ const SIZE = 64 * MiB;
 /** How long each burst runs: long enough for every buffer of the pool to be taken many times. */
 const BURST_S = 2;
 /**
- * How long the engine has after a burst: the pool lets go a second after the last take, and the
+ * How long the engine has after a burst: the pool lets go a quarter second after the last take, and the
  * collection and the frees follow at once; the bound is for a loaded machine (CI, its other test
  * files running beside this one, once measured +15.6 MiB still held at 4 s). Without giving the
  * buffers back they stay for a minute and more, so this still tells the two apart.
