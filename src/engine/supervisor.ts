@@ -19,14 +19,14 @@ import { findProcesses, isAlive, waitExit, type ProcessInfo } from './processes.
  * arena of its own (V8's compiler and collector threads, libuv's pool), and what they free stays
  * resident there; an engine's busy threads are few and allocate little, so one arena costs no
  * CPU per request that bench:nbd sees, and holds less: see docs/architecture.md, "What an engine
- * costs". It has to be in the environment: glibc reads it once, before node's first allocation.
+ * costs". GLIBC_TUNABLES fixes glibc's mmap threshold at its default (128 KiB) from the start,
+ * which also stops glibc moving its trim threshold: otherwise freeing a block it had mmapped
+ * raises the threshold to that block's size, and from then on 1 MiB payloads come from its heap
+ * and stay resident there when freed (a raid5 engine's heap reached 22-30 MiB over fio's 1M
+ * workloads that way, 10 with the threshold fixed: smaps, malloc_stats; block/give-back.ts fixed
+ * it too, but only at its first call, after a burst). Both have to be in the environment: glibc
+ * reads them once, before node's first allocation.
  */
-// GLIBC_TUNABLES fixes glibc's mmap threshold at its default (128 KiB) from the start, which also
-// stops glibc moving its trim threshold: otherwise freeing a block it had mmapped raises the
-// threshold to that block's size, and from then on 1 MiB payloads come from its heap and stay
-// resident there when freed. A raid5 engine's heap reached 22-30 MiB over fio's 1M workloads that
-// way, 10 with the threshold fixed (smaps, malloc_stats); block/give-back.ts fixes it too, but
-// only at its first call, after a burst.
 export const ENGINE_ENV: Readonly<Record<string, string>> = {
   MALLOC_ARENA_MAX: '1',
   GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=131072',
