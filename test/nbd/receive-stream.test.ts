@@ -105,3 +105,31 @@ function overlapping(ops: Op[]): boolean {
   const writes = ops.filter((o): o is Extract<Op, { kind: 'write' }> => o.kind === 'write').sort((a, b) => a.offset - b.offset);
   return writes.some((w, k) => k > 0 && writes[k - 1]!.offset + writes[k - 1]!.length > w.offset);
 }
+
+test('a long stream of small WRITEs on one connection, paused again and again: rings taken in turn, every byte where it was sent', { timeout: 60_000 }, async (t: TestContext) => {
+  // 8 KiB payloads are copied out of the ring (below DIRECT_PAYLOAD); with three requests in
+  // flight and writes completing late, reading pauses with the ring full of requests over and
+  // over, and the connection goes on reading into its other ring each time (connection.ts
+  // nextTarget): 4 MiB in one go is 16 rings' worth.
+  const dir = tempDir(t, 'nbd-receive-rings');
+  let d = 0;
+  const device = new LateDevice(() => [0, 3, 1, 6, 2][d++ % 5]!);
+  const server = new NbdServer({ exports: [{ name: 'x', device }], limits: { maxInFlight: 3 } });
+  await server.listen({ socket: join(dir, 's.sock') });
+  try {
+    const p = await RawPeer.connect(join(dir, 's.sock'));
+    await p.go('x');
+    const model = Buffer.alloc(SIZE);
+    const length = 8 * 1024;
+    const writes = Array.from({ length: SIZE / length }, (_, k) => ({ offset: ((k * 7) % (SIZE / length)) * length, seed: k & 0xff }));
+    for (const [k, w] of writes.entries()) {
+      p.send(Buffer.concat([request(1, BigInt(k), w.offset, length), bytes(length, w.seed)]));
+      bytes(length, w.seed).copy(model, w.offset);
+    }
+    for (let k = 0; k < writes.length; k++) assert.equal((await p.simpleReply()).error, 0);
+    p.socket.destroy();
+    assert.ok((await device.inner.read(0, SIZE)).equals(model), 'every write landed where it was sent, with its bytes');
+  } finally {
+    await server.close();
+  }
+});
