@@ -57,7 +57,7 @@ async function prepare(): Promise<Collector | null> {
 }
 
 /** Whether glibc's mmap threshold was set when the process started (setting it also stops the trim threshold moving). */
-export function thresholdFixedAtStart(env: NodeJS.ProcessEnv): boolean {
+function thresholdFixedAtStart(env: NodeJS.ProcessEnv): boolean {
   return /(^|:)glibc\.malloc\.mmap_threshold=/.test(env.GLIBC_TUNABLES ?? '') || env.MALLOC_MMAP_THRESHOLD_ !== undefined;
 }
 
