@@ -61,6 +61,14 @@ export interface SyncRange {
   length: number;
 }
 
+/** [offset, +length) as a SyncRange, in `into` when given (Personality.syncRange of the mirrors, whose sync space is the array's). */
+export function rangeOf(offset: number, length: number, into?: SyncRange): SyncRange {
+  if (into === undefined) return { offset, length };
+  into.offset = offset;
+  into.length = length;
+  return into;
+}
+
 /** What one sync step did. */
 export interface SyncWindowResult {
   /** Sectors (512 bytes) found different between copies (check/repair; md's mismatch_cnt). */

@@ -5,7 +5,7 @@
 import type { WriteOptions, ZeroOptions } from '../block/block-device.js';
 import { MdError } from './errors.js';
 import { fanOut, readCopies, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
-import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
+import { rangeOf, type MemberSet, type Personality, type SyncRange, type SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
 
@@ -49,10 +49,7 @@ export class Raid1 implements Personality {
   }
 
   syncRange(offset: number, length: number, into?: SyncRange): SyncRange {
-    if (into === undefined) return { offset, length };
-    into.offset = offset;
-    into.length = length;
-    return into;
+    return rangeOf(offset, length, into);
   }
 
   memberOffsetOfSync(syncOffset: number): number {

@@ -15,7 +15,7 @@ import { byteLength } from '../block/positional-io.js';
 import { segments } from './chunk-segments.js';
 import { MdError } from './errors.js';
 import { fanOut, readCopies, type Label, readCopiesInto, readCopyNow, syncCopies, writeCopies, writeCopiesNow } from './mirror-io.js';
-import type { MemberSet, Personality, SyncRange, SyncWindowResult } from './personality.js';
+import { rangeOf, type MemberSet, type Personality, type SyncRange, type SyncWindowResult } from './personality.js';
 import type { SyncMode } from './types.js';
 import { ReadBalancer, type Copy } from './read-balance.js';
 import { allSettledOrThrow } from './all-settled.js';
@@ -76,10 +76,7 @@ export class Raid10 implements Personality {
   }
 
   syncRange(offset: number, length: number, into?: SyncRange): SyncRange {
-    if (into === undefined) return { offset, length };
-    into.offset = offset;
-    into.length = length;
-    return into;
+    return rangeOf(offset, length, into);
   }
 
   /** Rows entirely below the first stripe of the chunk at `syncOffset` are recovered on every member. */

@@ -680,7 +680,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     try {
       return device.readNow!(r.offset, out) ? 'done' : 'declined';
     } catch (err) {
-      this.failedNow(r, err);
+      this.answerFailed(r, err);
       return 'failed';
     }
   }
@@ -692,14 +692,15 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
     try {
       return device.writeNow!(r.offset, parts) ? 'done' : 'declined';
     } catch (err) {
-      this.failedNow(r, err);
+      this.answerFailed(r, err);
       return 'failed';
     } finally {
       parts[0] = NO_BYTES;
     }
   }
 
-  private failedNow(r: NbdRequest, err: unknown): void {
+  /** The error reply to a request that failed, from its error (nbdErrorNumber). */
+  private answerFailed(r: NbdRequest, err: unknown): void {
     this.writer.error(r.cookieHi, r.cookieLo, nbdErrorNumber(err), (err as Error)?.message ?? String(err));
   }
 
@@ -753,9 +754,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
         this.end(bytes);
         trace('nbd', 'debug', () => `connection ${this.id}: ${commandName(r.type)} [${r.offset}, +${r.length}) failed: ${describeError(err)}`);
         if (this.fencedMessage !== undefined) this.answerFenced(r);
-        else if (this.phase !== 'closed') {
-          this.writer.error(r.cookieHi, r.cookieLo, nbdErrorNumber(err), (err as Error)?.message ?? String(err));
-        }
+        else if (this.phase !== 'closed') this.answerFailed(r, err);
         this.afterReply();
       },
     );
