@@ -63,6 +63,18 @@ export function columnSegments(layout: ParityLayout, piece: RowPiece): ColumnSeg
   return segments;
 }
 
+/** `seg` cut at multiples of `slice` (a column count): segments with the same written blocks. */
+export function sliceSegment(seg: ColumnSegment, slice: number): ColumnSegment[] {
+  if (seg.hi - seg.lo <= slice && Math.floor(seg.lo / slice) === Math.floor((seg.hi - 1) / slice)) return [seg];
+  const out: ColumnSegment[] = [];
+  for (let lo = seg.lo; lo < seg.hi; ) {
+    const hi = Math.min(seg.hi, (Math.floor(lo / slice) + 1) * slice);
+    out.push({ lo, hi, written: seg.written, source: seg.source.map((s) => s + lo - seg.lo) });
+    lo = hi;
+  }
+  return out;
+}
+
 /** The columns a row piece touches: exact inside one chunk, the whole chunk once it crosses one. */
 export function columnSpan(layout: ParityLayout, piece: RowPiece): { lo: number; hi: number } {
   const c = layout.chunkSize;
