@@ -78,15 +78,21 @@ const SYNC_SLICE = 128 * 1024;
  */
 const WRITE_SLICE = 256 * 1024;
 /**
- * The stripe cache keeps a write's blocks (and those it read) only for a row piece up to this
- * long that does not run to the row's end. A sequential writer in pieces this small comes back
- * to the row several times, and the cache spares it reading its own writes back: 128 KiB writes
- * on members limited to 256 MiB/s each got 220 MiB/s with it, 182 without. A larger piece comes
- * back at most once or twice, and copying it into 4 KiB pages costs the engine's one thread more
- * than reading back costs the members' I/O threads: 1 MiB writes at depth 8 through
- * `llraid serve` took 1250-1450 µs of CPU each this way, 1680-1750 µs when cached.
+ * The stripe cache keeps a write's blocks (and those it read) only for a sequential writer filling
+ * a row in pieces up to this long: a piece that starts the row (a writer crossing into a row
+ * starts there) or starts where the last such piece of the row ended, and does not run to the
+ * row's end. That writer
+ * comes back to the row several times, and the cache spares it reading its own writes back:
+ * 128 KiB writes on members limited to 256 MiB/s each got 220 MiB/s with it, 182 without. A larger
+ * piece comes back at most once or twice, and copying it into 4 KiB pages costs the engine's one
+ * thread more than reading back costs the members' I/O threads: 1 MiB writes at depth 8 through
+ * `llraid serve` took 1250-1450 µs of CPU each this way, 1680-1750 µs when cached. A random writer
+ * rarely comes back to a row before the cache's 256 heads have moved on: caching its writes cost
+ * 4 MiB and 10-25% more CPU per 4 KiB write, for nothing.
  */
 const CACHED_PIECE = 256 * 1024;
+/** At most this many rows are remembered as being filled (#filling), and kept in the cache. */
+const FILLING_ROWS = 64;
 /** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
 const ZERO_PIECE = 1024 * 1024;
 
@@ -102,6 +108,8 @@ export class StripeEngine {
   readonly layout: ParityLayout;
   readonly cache: StripeCache;
   readonly locks = new StripeLocks();
+  /** Rows a sequential writer started and has not finished, oldest first, with where its last piece ended (CACHED_PIECE). */
+  readonly #filling = new Map<number, number>();
   readonly tolerance: number;
   /** Scratch blocks of every step (reads, writes, sync windows). */
   readonly #blocks = new ScratchBlocks(SCRATCH_KEEP.busyBytes, SCRATCH_KEEP.idle);
@@ -359,7 +367,7 @@ export class StripeEngine {
           // next one and does not come back): the cache forgets the row rather than copy into it
           // what no later write will read, and its pages serve the rows still being written.
           const leaves = piece.start + piece.length === this.layout.rowBytes;
-          const keep = !leaves && piece.length <= CACHED_PIECE;
+          const keep = !leaves && piece.length <= CACHED_PIECE && this.#fills(piece);
           try {
             for (const seg of columnSegments(this.layout, piece)) {
               let synced = true;
@@ -372,11 +380,29 @@ export class StripeEngine {
               if (synced) this.syncState?.paritySynced?.(piece.row * this.layout.chunkSize + seg.lo, seg.hi - seg.lo);
             }
           } finally {
-            if (leaves) this.cache.invalidate(piece.row);
+            if (leaves) {
+              this.cache.invalidate(piece.row);
+              this.#filling.delete(piece.row);
+            }
           }
         }),
       ),
     );
+  }
+
+  /** Whether a piece that stays inside its row is a sequential writer's filling it (CACHED_PIECE); remembers where it ended. */
+  #fills(piece: RowPiece): boolean {
+    if (piece.start !== 0 && this.#filling.get(piece.row) !== piece.start) return false;
+    this.#filling.delete(piece.row);
+    this.#filling.set(piece.row, piece.start + piece.length);
+    if (this.#filling.size > FILLING_ROWS) {
+      // A writer that left this row long ago (or a random write that happened to start it): what
+      // it cached would only take pages from rows being filled. Forgetting is safe under any lock.
+      const oldest = this.#filling.keys().next().value!;
+      this.#filling.delete(oldest);
+      this.cache.invalidate(oldest);
+    }
+    return true;
   }
 
   /**
