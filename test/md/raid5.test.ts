@@ -100,6 +100,24 @@ test('the stripe cache lets a row written in pieces compute parity without readi
   assert.deepEqual(await inconsistentRows(devices, p.geometry, 2), []);
 });
 
+test("the stripe cache keeps a sequential writer's rows, not a random writer's", async (t) => {
+  const { members, p } = await setup(t, 5, 5);
+  p.setParitySyncState(undefined);
+  const rowBytes = p.geometry.rowBytes;
+  const rewrite = async (off: number): Promise<number> => {
+    await p.write(members, off, randomBytes(4 * K));
+    const before = members.totalReads();
+    await p.write(members, off, randomBytes(4 * K));
+    return members.totalReads() - before;
+  };
+  // Inside a row, not where a writer left off: the second write reads old data and P again.
+  assert.equal(await rewrite(3 * rowBytes + 8 * K), 8 * K);
+  // A piece that starts a row, then one that continues it: the row is cached, the rewrite of the
+  // second piece's block reads nothing.
+  await p.write(members, 5 * rowBytes, randomBytes(4 * K));
+  assert.equal(await rewrite(5 * rowBytes + 4 * K), 0);
+});
+
 test('while parity is not synced, partial writes use reconstruct-write and leave the stripe consistent', async (t) => {
   const { members, p, devices } = await setup(t, 6, 5);
   // Garbage everywhere: parity of every row is wrong, as on a freshly created lazy array.
