@@ -16,7 +16,7 @@
 // Reads are never held: they change nothing another engine could lose.
 //
 // Memory held is bounded by the NBD server, not here: a held write is a request in flight on its
-// connection, and each connection stops reading once it has 256 requests or 8 MiB of payload in
+// connection, and each connection stops reading once it has 256 requests or 6 MiB of payload in
 // flight (nbd/connection.ts, DEFAULT_LIMITS). The engine's socket is a 0600 unix socket that
 // only the node's NBD client opens, with a few connections.
 

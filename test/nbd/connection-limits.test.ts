@@ -165,7 +165,8 @@ describe('NBD connection limits', () => {
   });
 
   test('a client that sends DISC and never reads its last replies is cut off after closeTimeoutMs', async () => {
-    await serve({ closeTimeoutMs: 200 });
+    // The in-flight budget takes all 8 MiB: the server reads as far as the DISC.
+    await serve({ closeTimeoutMs: 200, maxInFlightBytes: 8 * 1024 * KiB });
     const p = await connect();
     await p.go('x');
     p.socket.pause();
