@@ -117,12 +117,16 @@ export interface Personality {
   /**
    * Optional synchronous fast paths for small requests (ArrayIo.readNow/writeNow): true when
    * done, false when nothing needed doing differently from the asynchronous read()/write(),
-   * which the caller then runs (a write declined half way is written again in full: the same
-   * bytes). writeNow is asked only of a whole array (every role in sync) with the sync barrier
-   * entered and the bitmap's Startwrite applied and durable, as write() is called.
+   * which the caller then runs (a mirror's write declined half way is written again in full: the
+   * same bytes). writeNow is asked only of a whole array (every role in sync) with the sync barrier
+   * entered and the bitmap's Startwrite applied and durable, as write() is called. A promise from
+   * writeNow: declined half way where writing the same bytes again is not enough by itself (a
+   * parity update: data and parity disagree until the rest is written); the personality finishes
+   * the member writes it started, and the caller keeps the range's bitmap chunks Dirty until the
+   * promise settles, then runs write() as for false.
    */
   readNow?(members: MemberSet, offset: number, out: Buffer): boolean;
-  writeNow?(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean;
+  writeNow?(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean | Promise<void>;
 
   /**
    * One sync step over [offset, offset+length) of sync space.

@@ -124,6 +124,7 @@ export class ArrayIo {
       void started.then(() => s.bitmap.endWrite(from, span), () => s.bitmap.endWrite(from, span));
       return false;
     }
+    let done: boolean | Promise<void> = false;
     try {
       // The chunks' new state must be durable before any data write: write() waits for the
       // same write-out (unplug shares one in flight).
@@ -133,9 +134,13 @@ export class ArrayIo {
         return false;
       }
       s.lastAppIo = performance.now();
-      return personality.writeNow(this.memberSet, offset, parts);
+      done = personality.writeNow(this.memberSet, offset, parts);
+      return done === true;
     } finally {
-      s.bitmap.endWrite(from, span);
+      // Declined half way: the chunks stay Dirty until the personality has finished the member
+      // writes it started (a crash before then resyncs them).
+      if (typeof done === 'object') void done.then(() => s.bitmap.endWrite(from, span), () => s.bitmap.endWrite(from, span));
+      else s.bitmap.endWrite(from, span);
     }
   }
 

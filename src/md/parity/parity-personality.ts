@@ -132,6 +132,11 @@ export class ParityPersonality implements Personality {
     return this.#engine.write(members, offset, data, options);
   }
 
+  /** A small read-modify-write done now (StripeEngine.writeNow). */
+  writeNow(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean | Promise<void> {
+    return this.#engine.writeNow(members, offset, parts);
+  }
+
   discard(members: MemberSet, offset: number, length: number): Promise<void> {
     return this.#engine.discard(members, offset, length);
   }

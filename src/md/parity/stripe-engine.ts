@@ -11,6 +11,7 @@
 // again against the new member states.
 
 import { SECTOR } from '../../block/block-device.js';
+import { byteLength } from '../../block/positional-io.js';
 import type { WriteOptions, ZeroOptions } from '../../block/block-device.js';
 import { MdError } from '../errors.js';
 import type { ParityLayout, StripeMap } from './layout.js';
@@ -50,6 +51,8 @@ export interface StripeStats {
   directReads: number;
   /** Bytes read from members by the write path (parity inputs). */
   writeReadBytes: number;
+  /** Read-modify-writes done now (StripeEngine.writeNow), counted in rmwWrites too. */
+  nowWrites: number;
 }
 
 /** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
@@ -93,6 +96,11 @@ const WRITE_SLICE = 256 * 1024;
 const CACHED_PIECE = 256 * 1024;
 /** At most this many rows are remembered as being filled (#filling), and kept in the cache. */
 const FILLING_ROWS = 64;
+/**
+ * The largest write done now (writeNow): the event loop does its member reads and writes in one
+ * go, so it stays one small request's work (the NBD client's 4-64 KiB writes).
+ */
+const NOW_MAX = 64 * 1024;
 /** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
 const ZERO_PIECE = 1024 * 1024;
 
@@ -122,6 +130,7 @@ export class StripeEngine {
     degradedReads: 0,
     directReads: 0,
     writeReadBytes: 0,
+    nowWrites: 0,
   };
 
   /** `cacheBytes`: the stripe cache's budget (stripeCacheBytes). */
@@ -355,6 +364,70 @@ export class StripeEngine {
   }
 
   // ---------------------------------------------------------------- writes
+
+  /**
+   * A small write done now, with the MemberSet's synchronous member reads and writes: a
+   * read-modify-write inside one chunk, of a row no step holds, where parity is valid (the bitmap's
+   * blocks_synced) and every member is in sync. It reads the old data and parity now, computes the
+   * new parity and writes data, P (and Q) now, in that order.
+   *
+   * true: done. false: nothing written (a member could not read or take it now), write() does it.
+   * A promise: a member write did not happen now (declined, or failed: the MemberSet is failing
+   * the member) after the data block had started changing, so data and parity disagree. The rest
+   * is written under the row's lock, taken before this returns so that no step sees the row half
+   * written; the caller waits for the promise (keeping its bitmap chunks Dirty) and then writes
+   * the whole again with write(), which then finds data and parity agreeing (or the member failed).
+   */
+  writeNow(members: MemberSet, offset: number, parts: readonly Uint8Array[]): boolean | Promise<void> {
+    if (members.readNow === undefined || members.writeNow === undefined) return false;
+    const len = byteLength(parts);
+    const c = this.layout.chunkSize;
+    if (len === 0 || len > NOW_MAX || (offset % c) + len > c) return false;
+    const at = this.layout.locate(offset);
+    if (this.locks.held(at.row)) return false;
+    for (let m = 0; m < this.layout.raidDisks; m++) if (members.state(m) !== 'in_sync') return false;
+    if (!(this.syncState?.blocksSynced(at.memberOffset, len) ?? true)) return false;
+    const map = this.layout.stripe(at.row);
+    const held: Buffer[] = [];
+    const delta = this.#blocks.take(len, held);
+    const p = this.#blocks.take(len, held);
+    const q = this.layout.level === 6 ? this.#blocks.take(len, held) : undefined;
+    // The members hold every acknowledged write (write-through), and no step holds the row: what
+    // they answer now is the row's contents.
+    if (!members.readNow(at.member, at.memberOffset, delta) || !members.readNow(map.pd, at.memberOffset, p) || (q !== undefined && !members.readNow(map.qd, at.memberOffset, q))) {
+      this.#blocks.give(held);
+      return false;
+    }
+    this.stats.writeReadBytes += held.length * len;
+    let pos = 0;
+    for (const part of parts) {
+      xorInto(delta.subarray(pos, pos + part.length), part);
+      pos += part.length;
+    }
+    xorInto(p, delta);
+    if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[at.dataIndex]!), delta);
+    const targets: [number, readonly Uint8Array[]][] = [[at.member, parts], [map.pd, [p]]];
+    if (q !== undefined) targets.push([map.qd, [q]]);
+    for (let k = 0; k < targets.length; k++) {
+      const [m, data] = targets[k]!;
+      // What the cache holds of the range is older now (no step holds the row to put it back).
+      this.cache.forget(at.row, m, at.memberOffset - at.row * c, len);
+      if (members.writeNow(m, at.memberOffset, data)) continue;
+      // A declined write may have written part of its block: from this one on, every target is
+      // written again, under the row's lock. Copies of the blocks: the caller may give its
+      // buffer back before this settles, should its write() end early (the array stopping).
+      const rest = targets.slice(k).map(([role, d]) => [role, Buffer.concat(d)] as const);
+      this.#blocks.give(held);
+      return this.locks.with(at.row, async () => {
+        await Promise.allSettled(rest.map(([role, b]) => (members.state(role) === 'missing' ? undefined : members.write(role, at.memberOffset, b))));
+        for (const [role] of rest) this.cache.forget(at.row, role, at.memberOffset - at.row * c, len);
+      });
+    }
+    this.stats.rmwWrites++;
+    this.stats.nowWrites++;
+    this.#blocks.give(held);
+    return true;
+  }
 
   async write(members: MemberSet, offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.#refuseIfFailed(members, 'write');
