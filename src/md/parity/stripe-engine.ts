@@ -6,9 +6,11 @@
 // member contents it reads or writes pass through the stripe cache. Reads that rebuild nothing
 // take neither: the direct read (md's chunk_aligned_read: inside one chunk of an in-sync data
 // member whose row no step holds) goes to that member alone, and a read across chunks whose data
-// members are in sync reads each of them straight into the caller's buffer. A member read that
-// fails means the array has just failed that member (MemberSet invariant), so the step is planned
-// again against the new member states.
+// members are in sync reads each of them straight into the caller's buffer. A small write into a
+// row no step holds, where parity is valid, is done now (writeNow: the read-modify-write on this
+// thread, with the members' synchronous reads and writes), needing no lock: nothing else runs
+// meanwhile. A member read that fails means the array has just failed that member (MemberSet
+// invariant), so the step is planned again against the new member states.
 
 import { SECTOR } from '../../block/block-device.js';
 import { byteLength } from '../../block/positional-io.js';
@@ -84,14 +86,13 @@ const WRITE_SLICE = 256 * 1024;
  * The stripe cache keeps a write's blocks (and those it read) only for a sequential writer filling
  * a row in pieces up to this long: a piece that starts the row (a writer crossing into a row
  * starts there) or starts where the last such piece of the row ended, and does not run to the
- * row's end. That writer
- * comes back to the row several times, and the cache spares it reading its own writes back:
- * 128 KiB writes on members limited to 256 MiB/s each got 220 MiB/s with it, 182 without. A larger
- * piece comes back at most once or twice, and copying it into 4 KiB pages costs the engine's one
- * thread more than reading back costs the members' I/O threads: 1 MiB writes at depth 8 through
- * `llraid serve` took 1250-1450 µs of CPU each this way, 1680-1750 µs when cached. A random writer
- * rarely comes back to a row before the cache's 256 heads have moved on: caching its writes cost
- * 4 MiB and 10-25% more CPU per 4 KiB write, for nothing.
+ * row's end. That writer comes back to the row several times, and the cache spares it reading its
+ * own writes back: 128 KiB writes on members limited to 256 MiB/s each got 220 MiB/s with it, 182
+ * without. A larger piece comes back at most once or twice, and copying it into 4 KiB pages costs
+ * the engine's one thread more than reading back costs the members' I/O threads: 1 MiB writes at
+ * depth 8 through `llraid serve` took 1250-1450 µs of CPU each this way, 1680-1750 µs when cached.
+ * A random writer rarely comes back to a row before the cache's 256 heads have moved on: caching
+ * its writes cost 4 MiB and 10-25% more CPU per 4 KiB write, for nothing.
  */
 const CACHED_PIECE = 256 * 1024;
 /** At most this many rows are remembered as being filled (#filling), and kept in the cache. */
