@@ -28,9 +28,12 @@ class StubbornMember extends FilterDevice {
   declineAt: number | undefined;
   /** writeNow at this offset fails with EIO. */
   failAt: number | undefined;
+  /** While set, write() waits for it. */
+  gate: Promise<void> | undefined;
   writes = 0;
-  override write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.writes++;
+    if (this.gate !== undefined) await this.gate;
     return this.inner.write(offset, data, options);
   }
   override writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
@@ -44,7 +47,7 @@ class StubbornMember extends FilterDevice {
   }
 }
 
-async function make(t: Parameters<typeof tempDir>[0], level: 5 | 6) {
+async function make(t: Parameters<typeof tempDir>[0], level: 5 | 6, extra: { barrierIdle?: number } = {}) {
   // Enough data members that the ordinary write of a small piece reads old data and parity
   // (read-modify-write) rather than the rest of the row: a retry that read a half-written block
   // as old data would compute wrong parity, which the decline test would see.
@@ -53,7 +56,7 @@ async function make(t: Parameters<typeof tempDir>[0], level: 5 | 6) {
   const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
   const devices = files.map((f) => new StubbornMember(f));
   const array = await createArray({
-    name: 'now', level, chunkSize: CHUNK, assumeClean: true, daemonSleep: 600, force: true,
+    name: 'now', level, chunkSize: CHUNK, assumeClean: true, daemonSleep: 600, force: true, ...extra,
     members: devices.map((device, i) => ({ name: paths[i]!, device })),
   });
   t.after(async () => {
@@ -134,6 +137,31 @@ for (const level of [5, 6] as const) {
     assert.deepEqual(await array.read(0, row.length), row);
   });
 }
+
+test('the chunks of a write declined half way stay Dirty until its member writes are done', async (t) => {
+  // barrierIdle 0: a daemon pass cleans every Dirty chunk no write is counted on.
+  const { array, devices, layout, areas } = await make(t, 5, { barrierIdle: 0 });
+  const daemon = (array.bitmap as unknown as { runDaemon: () => Promise<void> });
+  await array.write(0, pattern(1, layout.rowBytes));
+  await daemon.runDaemon();
+  assert.equal(array.status().bitmap.counts.dirty, 0, 'idle and written: cleaned');
+  await array.write(0, pattern(2, 4096));
+  const p = devices[layout.stripe(0).pd]!;
+  p.declineAt = DATA_OFFSET + 8192;
+  let open!: () => void;
+  p.gate = new Promise((r) => (open = r));
+  const b = pattern(3, 4096);
+  assert.equal(array.writeNow(8192, [b]), false, 'P declined half way: its write goes on, held');
+  await daemon.runDaemon();
+  assert.equal(array.status().bitmap.counts.dirty, 1, 'the chunk is not cleaned while P is being written');
+  p.gate = undefined;
+  open();
+  await array.write(8192, b);
+  await daemon.runDaemon();
+  assert.equal(array.status().bitmap.counts.dirty, 0, 'cleaned once the writes are done');
+  assert.deepEqual(await array.read(8192, 4096), b);
+  assert.deepEqual(await inconsistentRows(areas, layout, [0]), []);
+});
 
 test('a write into a chunk whose parity is not built yet is declined before any member is written', async (t) => {
   const paths = memberFiles(tempDir(t, 'raid5-now-fresh', '/dev/shm'), 4, MEMBER);
