@@ -369,7 +369,8 @@ export class StripeEngine {
   /**
    * A small write done now, with the MemberSet's synchronous member reads and writes: a
    * read-modify-write inside one chunk, of a row no step holds, where parity is valid (the bitmap's
-   * blocks_synced) and every member is in sync. It reads the old data and parity now, computes the
+   * blocks_synced). The MemberSet reads now only from in-sync members, so a member that is not
+   * (its data block, P or Q) declines it before anything is written. It reads the old data and parity now, computes the
    * new parity and writes data, P (and Q) now, in that order.
    *
    * true: done. false: nothing written (a member could not read or take it now), write() does it.
@@ -386,7 +387,6 @@ export class StripeEngine {
     if (len === 0 || len > NOW_MAX || (offset % c) + len > c) return false;
     const at = this.layout.locate(offset);
     if (this.locks.held(at.row)) return false;
-    for (let m = 0; m < this.layout.raidDisks; m++) if (members.state(m) !== 'in_sync') return false;
     if (!(this.syncState?.blocksSynced(at.memberOffset, len) ?? true)) return false;
     const map = this.layout.stripe(at.row);
     const held: Buffer[] = [];
@@ -405,8 +405,7 @@ export class StripeEngine {
       xorInto(delta.subarray(pos, pos + part.length), part);
       pos += part.length;
     }
-    xorInto(p, delta);
-    if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[at.dataIndex]!), delta);
+    foldDelta(map, at.dataIndex, delta, p, q);
     const targets: [number, readonly Uint8Array[]][] = [[at.member, parts], [map.pd, [p]]];
     if (q !== undefined) targets.push([map.qd, [q]]);
     for (let k = 0; k < targets.length; k++) {
@@ -545,8 +544,7 @@ export class StripeEngine {
             seg.written.forEach((i, k) => {
               const delta = olds[k]!;
               xorInto(delta, fresh.get(i)!);
-              xorInto(p!, delta);
-              if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[i]!), delta);
+              foldDelta(map, i, delta, p!, q);
             });
             return [p!, q];
           };
@@ -786,6 +784,15 @@ export class StripeEngine {
       cause === undefined ? undefined : { cause },
     );
   }
+}
+
+/**
+ * A read-modify-write's parity update for data block `i` of a row, whose old ^ new is `delta`:
+ * P ^= delta, and Q ^= 2^slot · delta (raid6).
+ */
+function foldDelta(map: StripeMap, i: number, delta: Uint8Array, p: Uint8Array, q: Uint8Array | undefined): void {
+  xorInto(p, delta);
+  if (q !== undefined) mulXorInto(q, gfExp2(map.qSlot[i]!), delta);
 }
 
 function unwrap(err: unknown): unknown {

@@ -65,7 +65,7 @@ export function columnSegments(layout: ParityLayout, piece: RowPiece): ColumnSeg
 
 /** `seg` cut at multiples of `slice` (a column count): segments with the same written blocks. */
 export function sliceSegment(seg: ColumnSegment, slice: number): ColumnSegment[] {
-  if (seg.hi - seg.lo <= slice && Math.floor(seg.lo / slice) === Math.floor((seg.hi - 1) / slice)) return [seg];
+  if (Math.floor(seg.lo / slice) === Math.floor((seg.hi - 1) / slice)) return [seg];
   const out: ColumnSegment[] = [];
   for (let lo = seg.lo; lo < seg.hi; ) {
     const hi = Math.min(seg.hi, (Math.floor(lo / slice) + 1) * slice);
