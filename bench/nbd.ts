@@ -7,13 +7,14 @@
 //  b. throughput: the arrays against one file (raid5's random reads against raid0 over its data
 //     members), and --file against nbdkit.
 //  c. memory: each server's RSS idle (after start, before fio), its peak under the whole run and
-//     at rest after it (REST_MS later: what a volume costs most of its life), and the CSI node
-//     plugin's idle RSS.
+//     at rest after it (REST_MS or more later: what a volume costs most of its life), and the CSI
+//     node plugin's idle RSS.
 //  d. several connections: fio numjobs=1, 2, 4 (one connection each, the same queue depth in
 //     total) on one raid1 volume.
-// Every server runs every workload once per round, the servers' order rotating from round to
-// round, and the median of the rounds is reported: on a shared 2-core machine one run of a few
-// seconds moves by ±15%, which is more than the margins the targets ask about.
+// Every server runs every workload once per round, the servers of a round side by side and each
+// workload run by all of them back to back (round()), their order rotating from round to round;
+// the median of the rounds is reported: on a shared 2-core machine one run of a few seconds moves
+// by ±15%, which is more than the margins the targets ask about.
 // The members are files on one tmpfs, which share one memory bus: a mirror's second member write
 // slows the first, so its 1M writes can never keep up with one file there. The 1M write is run
 // again, and judged, with members that have their own bandwidth (rated-members.ts: nbdkit's rate
@@ -29,7 +30,7 @@
 // what ran instead (and raid5's random reads against raid0 when both ran them).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -106,6 +107,10 @@ const ARRAYS: Record<string, ArraySpec> = {
   raid0: { level: 0, members: 3, memberMiB: Math.ceil(SIZE_MIB / 3) + SLACK_MIB },
 };
 
+/** The servers of one file, each its own (round() runs them side by side): allocated, as the arrays' members are. */
+const SINGLE_FILE = ['nbdkit', 'file', 'qemu-nbd'];
+const diskPath = (dir: string, key: string): string => join(dir, `disk-${key}.img`);
+
 const memberPaths = (dir: string, array: string): string[] =>
   Array.from({ length: ARRAYS[array]!.members }, (_, i) => join(dir, `${array}-${i}.img`));
 
@@ -122,42 +127,44 @@ const ratedPaths = (dir: string, key: string): string[] =>
   Array.from({ length: RATED[key]!.members }, (_, i) => join(dir, key, `member-${i}`, 'fuse', 'disk'));
 
 function servers(dir: string): Server[] {
-  const file = join(dir, 'disk.img');
+  const file = (key: string): string => diskPath(dir, key);
   const llraid = (args: string[]) => (socket: string) =>
     // As the CSI driver runs an engine (src/cli/engine-command.ts, src/engine/supervisor.ts).
     spawn(process.execPath, [...ENGINE_NODE_FLAGS, cliPath(), 'serve', '--socket', socket, '--quiet', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: engineEnvironment() });
+  // nbdkit beside --file, each array beside the next: round() runs a workload's servers in this
+  // order (rotated), so the compared ones run a few seconds apart.
   return [
-    { key: 'file', name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file]) },
+    {
+      key: 'nbdkit',
+      name: 'nbdkit file',
+      workloads: WORKLOADS,
+      start: (socket) => spawn('nbdkit', ['--foreground', '--exit-with-parent', '--unix', socket, 'file', `file=${file('nbdkit')}`], { stdio: ['ignore', 'ignore', 'inherit'] }),
+    },
+    { key: 'file', name: 'llraid file', workloads: WORKLOADS, start: llraid(['--file', file('file')]) },
     { key: 'raid1', name: 'llraid raid1', workloads: [...WORKLOADS, ...MULTI], start: llraid(memberPaths(dir, 'raid1')) },
     { key: 'raid10', name: 'llraid raid10', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid10')) },
     { key: 'raid5', name: 'llraid raid5', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid5')) },
     // raid0 runs every workload raid5 runs, in the same order, though only its random reads are
-    // judged (against raid5's): each round's random reads then find the same contents on both,
-    // holes in a new array's first round, data once a round's writes filled it. A 4 KiB pread of
-    // a tmpfs hole copies the kernel's zero page: fio psync on one 1 GiB tmpfs file spent 0.65 µs
-    // of CPU per random read of it sparse, 1.3 µs written. Run on its random reads alone, raid0
-    // read holes in every round while raid5 read data in rounds 2 and 3, 0.4-0.5 µs per request
-    // cheaper (5.2-5.4 against 4.9 µs): the two serve such a read by the same direct member read
-    // (raid0.ts, stripe-engine.ts readNow), at the same CPU per request over the same contents.
+    // judged (against raid5's): each round's random reads then find the same contents on both. A
+    // 4 KiB pread of a tmpfs hole copies the kernel's zero page: fio psync on one 1 GiB tmpfs
+    // file spent 0.65 µs of CPU per random read of it sparse, 1.3 µs written. Run on its random
+    // reads alone on sparse members, raid0 read holes in every round while raid5 read data in
+    // rounds 2 and 3, 0.4-0.5 µs per request cheaper (5.2-5.4 against 4.9 µs): the two serve such
+    // a read by the same direct member read (raid0.ts, stripe-engine.ts readNow), at the same CPU
+    // per request over the same contents. (Every member is written through before round 1 now.)
     { key: 'raid0', name: 'llraid raid0', workloads: WORKLOADS, start: llraid(memberPaths(dir, 'raid0')) },
+    {
+      key: 'qemu-nbd',
+      name: 'qemu-nbd',
+      workloads: WORKLOADS,
+      start: (socket) => spawn('qemu-nbd', ['--persistent', '--shared=8', '--format=raw', '--cache=writeback', '--aio=threads', `--socket=${socket}`, file('qemu-nbd')], { stdio: ['ignore', 'ignore', 'inherit'] }),
+    },
     ...Object.entries(RATED).map(([key, r]): Server => ({
       key,
       name: `llraid ${r.of}, ${MEMBER_MIBS} MiB/s members`,
       workloads: [RATED_WRITE],
       start: llraid(r.of === 'file' ? ['--file', ratedPaths(dir, key)[0]!] : ratedPaths(dir, key)),
     })),
-    {
-      key: 'nbdkit',
-      name: 'nbdkit file',
-      workloads: WORKLOADS,
-      start: (socket) => spawn('nbdkit', ['--foreground', '--exit-with-parent', '--unix', socket, 'file', `file=${file}`], { stdio: ['ignore', 'ignore', 'inherit'] }),
-    },
-    {
-      key: 'qemu-nbd',
-      name: 'qemu-nbd',
-      workloads: WORKLOADS,
-      start: (socket) => spawn('qemu-nbd', ['--persistent', '--shared=8', '--format=raw', '--cache=writeback', '--aio=threads', `--socket=${socket}`, file], { stdio: ['ignore', 'ignore', 'inherit'] }),
-    },
   ];
 }
 
@@ -181,6 +188,11 @@ function selection(all: Server[]): { list: Server[]; subset: boolean } {
     .filter((s) => s.workloads.length > 0);
   if (list.length === 0) throw new Error('BENCH_NBD_SERVERS and BENCH_NBD_WORKLOADS leave nothing to run');
   return { list, subset: true };
+}
+
+/** A file of `mib` MiB of zeros, every page written (not a hole, not fallocate's unwritten pages). */
+async function writeZeros(path: string, mib: number): Promise<void> {
+  await run('dd', ['if=/dev/zero', `of=${path}`, 'bs=1M', `count=${mib}`, 'status=none']);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -222,34 +234,74 @@ interface Memory { rss: number; anon: number }
 const memory = (pid: number): Memory => ({ rss: rssKiB(pid), anon: anonKiB(pid) });
 const maxMemory = (a: Memory, b: Memory): Memory => ({ rss: Math.max(a.rss, b.rss), anon: Math.max(a.anon, b.anon) });
 
-interface Measured { results: Result[]; idle: Memory; peak: Memory; rest: Memory }
-
-/** How long after its last workload a server's memory at rest is taken: its pools let go a second after their last use. */
+/** How long after its last workload a server's memory at rest is taken, at least: its pools let go a second after their last use. */
 const REST_MS = 3000;
 
-/** Runs a server's workloads; returns the results, its idle RSS, the peak RSS seen and its RSS at rest after them (KiB). */
-async function measure(server: Server, dir: string): Promise<Measured> {
+/** A server started for one round: its process, its RSS idle and the peak seen so far. */
+interface Running {
+  server: Server;
+  child: ChildProcess;
+  socket: string;
+  uri: string;
+  idle: Memory;
+  peak: Memory;
+}
+
+/** Starts a server; resolves once it listens and has been idle for a second (its idle RSS then). */
+async function start(server: Server, dir: string): Promise<Running> {
   const socket = join(dir, `${server.name.replace(/\W+/g, '-')}.sock`);
   const child = server.start(socket);
-  let peak: Memory = { rss: 0, anon: 0 };
-  const sampler = setInterval(() => (peak = maxMemory(peak, memory(child.pid!))), 100);
   try {
     await waitForSocket(socket, child);
+  } catch (err) {
+    await stop(child, socket);
+    throw err;
+  }
+  return { server, child, socket, uri: `nbd+unix:///?socket=${socket}`, idle: { rss: 0, anon: 0 }, peak: { rss: 0, anon: 0 } };
+}
+
+async function stop(child: ChildProcess, socket: string): Promise<void> {
+  child.kill('SIGTERM');
+  await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
+  rmSync(socket, { force: true });
+}
+
+/**
+ * One round: every server started at once, then the workloads one at a time, each run by every
+ * server that has it, back to back, before the next workload (`order`: the servers' order in
+ * this round). A ratio compares two servers' runs of the same workload a few seconds apart:
+ * measured a server's whole run apart (half a minute), the drift of this shared machine moved
+ * ratios by up to 0.4 between runs of the same code. Each server still runs its own workloads
+ * in their order (raid0 and raid5 read what their own writes left: servers()).
+ */
+async function round(order: Server[], dir: string, label: string): Promise<Map<Server, Measured>> {
+  const running: Running[] = [];
+  const sampler = setInterval(() => {
+    for (const r of running) r.peak = maxMemory(r.peak, memory(r.child.pid!));
+  }, 100);
+  try {
+    for (const s of order) running.push(await start(s, dir));
     await sleep(1000);
-    const idle = memory(child.pid!);
-    const uri = `nbd+unix:///?socket=${socket}`;
-    const results: Result[] = [];
-    for (const w of server.workloads) results.push(await fio(uri, w, child.pid!));
-    peak = maxMemory(peak, memory(child.pid!));
+    for (const r of running) r.idle = memory(r.child.pid!);
+    const results = new Map<Server, Result[]>(order.map((s) => [s, []]));
+    const workloads = [...new Set(order.flatMap((s) => s.workloads))];
+    for (const w of workloads) {
+      for (const r of running) {
+        if (!r.server.workloads.includes(w)) continue;
+        process.stderr.write(`bench: ${label}: ${w.name}: ${r.server.name} ...\n`);
+        results.get(r.server)!.push(await fio(r.uri, w, r.child.pid!));
+      }
+    }
+    for (const r of running) r.peak = maxMemory(r.peak, memory(r.child.pid!));
     await sleep(REST_MS);
-    return { results, idle, peak, rest: memory(child.pid!) };
+    return new Map(running.map((r) => [r.server, { results: results.get(r.server)!, idle: r.idle, peak: r.peak, rest: memory(r.child.pid!) }]));
   } finally {
     clearInterval(sampler);
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
-    rmSync(socket, { force: true });
+    for (const r of running) await stop(r.child, r.socket);
   }
 }
+
+interface Measured { results: Result[]; idle: Memory; peak: Memory; rest: Memory }
 
 /** The CSI node plugin's RSS, idle, started as scripts/test.d/50-csi-sanity.sh starts it. */
 async function pluginMemory(dir: string): Promise<Memory> {
@@ -280,16 +332,14 @@ async function main(): Promise<void> {
   try {
     const { list, subset } = selection(servers(dir));
     const keys = new Set(list.map((s) => s.key));
-    if (['file', 'nbdkit', 'qemu-nbd'].some((k) => keys.has(k))) {
-      writeFileSync(join(dir, 'disk.img'), Buffer.alloc(0));
-      await run('fallocate', ['-l', `${SIZE_MIB}M`, join(dir, 'disk.img')]);
-    }
+    // Every file and member written through (zeros) before the first round: a read of a tmpfs
+    // hole copies the kernel's zero page, about half the CPU of a read of data (raid0's comment
+    // in servers()), and a page fallocate left unwritten reads the same way; qemu-nbd read such a
+    // file at 1.4k IOPS (64k once written). Each server then reads data from its first round on.
+    for (const k of SINGLE_FILE) if (keys.has(k)) await writeZeros(diskPath(dir, k), SIZE_MIB);
     for (const [name, a] of Object.entries(ARRAYS)) {
       if (!keys.has(name)) continue;
-      // Allocated as disk.img is: a read of a tmpfs hole copies the kernel's zero page, about half
-      // the CPU of a read of data (raid0's comment in servers()), and sparse members made a new
-      // array's first random reads cheaper than the file's.
-      for (const path of memberPaths(dir, name)) await run('fallocate', ['-l', `${a.memberMiB}M`, path]);
+      for (const path of memberPaths(dir, name)) await writeZeros(path, a.memberMiB);
       await run(process.execPath, [cliPath(), 'create', '--level', String(a.level), '--name', `bench-${name}`,
         '--size', `${a.memberMiB}M`, ...memberPaths(dir, name)]);
     }
@@ -304,11 +354,10 @@ async function main(): Promise<void> {
       }
     }
     const got = new Map(list.map((s) => [s.name, { runs: s.workloads.map((): Result[] => []), idle: [] as Memory[], rest: [] as Memory[], peak: { rss: 0, anon: 0 } }]));
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < list.length; k++) {
-        const s = list[(k + round) % list.length]!;
-        process.stderr.write(`bench: round ${round + 1}/${ROUNDS}: ${s.name} ...\n`);
-        const m = await measure(s, dir);
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = list.map((_, k) => list[(k + r) % list.length]!);
+      const measured = await round(order, dir, `round ${r + 1}/${ROUNDS}`);
+      for (const [s, m] of measured) {
         const entry = got.get(s.name)!;
         m.results.forEach((v, i) => entry.runs[i]!.push(v));
         entry.idle.push(m.idle);
