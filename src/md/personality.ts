@@ -146,7 +146,8 @@ export interface Personality {
 
   /**
    * Optional, parity levels: the array hands over its bitmap once attached, so that writes to
-   * chunks whose parity is not yet valid (blocks_synced false) use reconstruct-write.
+   * chunks whose parity is not yet valid (blocks_synced false) use reconstruct-write, and, with
+   * `buildOnWrite`, build the parity of the bitmap chunks they touch (the array's autoSync).
    */
-  attachBitmap?(bitmap: WriteIntentBitmap): void;
+  attachBitmap?(bitmap: WriteIntentBitmap, options?: { buildOnWrite?: boolean }): void;
 }

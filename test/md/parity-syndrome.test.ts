@@ -57,6 +57,21 @@ for (const len of [4096, 36]) {
   }
 }
 
+// 1 KiB and longer (a multiple of 16) go through the SIMD kernel, in 32 KiB tiles; shorter ones
+// and other lengths through the loops.
+test('xorInto matches a byte-by-byte XOR at every length and offset, across the SIMD threshold and tiles', () => {
+  for (const len of [16, 1008, 1024, 4096, 4100, 32 * 1024 + 48, 96 * 1024]) {
+    for (const offset of [0, 1, 3]) {
+      const [out, src] = blocks(2, len, offset) as [Uint8Array, Uint8Array];
+      const want = Uint8Array.from(out, (b, i) => b ^ src[i]!);
+      const before = Uint8Array.from(src);
+      xorInto(out, src);
+      assert.deepEqual(out, want, `length ${len} at offset ${offset}`);
+      assert.deepEqual(src, before, 'the source is left as it was');
+    }
+  }
+});
+
 test('read-modify-write deltas give the same P and Q as a full recompute', () => {
   const data = blocks(4, 32);
   const p = new Uint8Array(32);

@@ -127,7 +127,7 @@ export class MdArray implements BlockDevice {
 
   attachBitmap(bitmap: WriteIntentBitmap): void {
     this.set.bitmap = bitmap;
-    this.set.personality.attachBitmap?.(bitmap);
+    this.set.personality.attachBitmap?.(bitmap, { buildOnWrite: this.set.tuning.autoSync });
   }
 
   /** At create: every role was filled at events 0. */
@@ -335,7 +335,7 @@ export class MdArray implements BlockDevice {
       for (const m of targets) m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
       s.identity.usedSectors = used / SECTOR;
       s.personality = personality;
-      personality.attachBitmap?.(s.bitmap);
+      personality.attachBitmap?.(s.bitmap, { buildOnWrite: s.tuning.autoSync });
       if (s.bitmap.kind === 'none' && personality.syncSize > oldSyncSize) {
         s.resyncFrom = Math.min(s.resyncFrom ?? oldSyncSize, oldSyncSize);
       }

@@ -26,7 +26,11 @@ export interface ArrayTuning {
   syncSpeedMin?: number;
   /** KiB/s the sync thread never exceeds (md sync_speed_max). Default: tuning.ts. */
   syncSpeedMax?: number;
-  /** Start resync/recovery by itself when needed (default true). */
+  /**
+   * Start resync/recovery by itself when needed, and let a parity level's writes build the parity
+   * of the bitmap chunks they touch (default true). Off, parity is built only by passes started
+   * by hand and by writes that compute it from every data block of their stripes.
+   */
   autoSync?: boolean;
   /**
    * How often (ms) the array tries to open again a remote member that dropped out, to re-add it

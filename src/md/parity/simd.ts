@@ -178,3 +178,17 @@ export function simdSyndromes(data: readonly Uint8Array[], p: Uint8Array, q?: Ui
     p.set(mem.subarray(pAt, pAt + t), off);
   }
 }
+
+/** out ^= src, both the same length, a multiple of 16 (simdFits). */
+export function simdXor(out: Uint8Array, src: Uint8Array): void {
+  const k = kernels!;
+  const len = out.length;
+  const mem = heap(2 * Math.min(TILE, len));
+  for (let off = 0; off < len; off += TILE) {
+    const t = Math.min(TILE, len - off);
+    mem.set(out.subarray(off, off + t), 0);
+    mem.set(src.subarray(off, off + t), t);
+    k.xor(0, t, t);
+    out.set(mem.subarray(0, t), off);
+  }
+}

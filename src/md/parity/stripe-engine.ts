@@ -40,6 +40,8 @@ export interface ParitySyncState {
   blocksSynced(offset: number, length: number): boolean;
   /** A write made parity match the data over this range on every member (see WriteIntentBitmap). */
   paritySynced?(offset: number, length: number): void;
+  /** Bytes of sync space per answer of blocksSynced (the bitmap's chunk): what a write builds at once (#buildAround); none, no builds. */
+  unit?: number;
 }
 
 /** How writes were carried out, per column segment (tests and the benchmark read these). */
@@ -55,6 +57,8 @@ export interface StripeStats {
   writeReadBytes: number;
   /** Read-modify-writes done now (StripeEngine.writeNow), counted in rmwWrites too. */
   nowWrites: number;
+  /** Bitmap chunks whose parity a write built around itself (#buildAround). */
+  builtByWrites: number;
 }
 
 /** md counts a mismatch per 4 KiB stripe unit, as STRIPE_SECTORS sectors. */
@@ -102,6 +106,13 @@ const FILLING_ROWS = 64;
  * go, so it stays one small request's work (the NBD client's 4-64 KiB writes).
  */
 const NOW_MAX = 64 * 1024;
+/**
+ * Parity builds (#buildAround) at most in flight at once: each holds every member's block of a
+ * bitmap chunk (four 64 KiB blocks and the parity on a 4-member raid5). A write that finds them
+ * all taken builds nothing; the next write to its chunk (or the lazy pass) does. With 2, 936 of
+ * a new 1.2 GiB array's 6,480 chunks were still unbuilt after 100,000 random writes at depth 32.
+ */
+const BUILDS_AT_ONCE = 8;
 /** Zeroing in pieces through the write path for partial rows never builds a buffer larger than this. */
 const ZERO_PIECE = 1024 * 1024;
 
@@ -122,6 +133,8 @@ export class StripeEngine {
   readonly tolerance: number;
   /** Scratch blocks of every step (reads, writes, sync windows). */
   readonly #blocks = new ScratchBlocks(SCRATCH_KEEP.busyBytes, SCRATCH_KEEP.idle);
+  /** #buildAround calls in flight (BUILDS_AT_ONCE). */
+  #building = 0;
   syncState: ParitySyncState | undefined;
   readonly stats: StripeStats = {
     fullWrites: 0,
@@ -132,6 +145,7 @@ export class StripeEngine {
     directReads: 0,
     writeReadBytes: 0,
     nowWrites: 0,
+    builtByWrites: 0,
   };
 
   /** `cacheBytes`: the stripe cache's budget (stripeCacheBytes). */
@@ -450,7 +464,10 @@ export class StripeEngine {
               // Parity over the segment now matches the data on every member: a bitmap chunk it
               // covers wholly needs no lazy parity build any more (with a member missing, the
               // bitmap declines). Told per segment, not per slice: a chunk may be larger than a slice.
-              if (synced) this.syncState?.paritySynced?.(piece.row * this.layout.chunkSize + seg.lo, seg.hi - seg.lo);
+              if (synced) {
+                this.syncState?.paritySynced?.(piece.row * this.layout.chunkSize + seg.lo, seg.hi - seg.lo);
+                await this.#buildAround(members, piece.row, seg.lo, seg.hi);
+              }
             }
           } finally {
             if (leaves) {
@@ -461,6 +478,41 @@ export class StripeEngine {
         }),
       ),
     );
+  }
+
+  /**
+   * After a write to columns [lo, hi) of `row` under the row's lock: the bitmap chunks it touched
+   * whose parity is not valid yet (a new array's Unwritten chunks, NeedSync) are built now, as a
+   * sync step of theirs would (read every member, rewrite the parity that differs), and reported
+   * synced. Otherwise every later write there would be a reconstruct-write through the promise
+   * path until the lazy pass came by, which runs at sync_speed_min (1 MB/s) while the application
+   * writes: 4 KiB random writes through `llraid serve` on a new 1.2 GiB raid5 ran at 20-24k a
+   * second, 48-54 µs of CPU each (55-59k at 18-19 µs with the builds). Built, a chunk takes the
+   * read-modify-write done now (writeNow). Only with every member in sync (a build must
+   * reach every parity member), a bitmap chunk inside one row's columns (the row's lock is what
+   * keeps other writes out), and at most BUILDS_AT_ONCE at a time. The write is done already: a
+   * build that fails leaves its chunks to the lazy pass (a member that failed is failed by the
+   * MemberSet).
+   */
+  async #buildAround(members: MemberSet, row: number, lo: number, hi: number): Promise<void> {
+    const state = this.syncState;
+    const unit = state?.unit;
+    const c = this.layout.chunkSize;
+    if (state?.paritySynced === undefined || unit === undefined || c % unit !== 0 || this.#building >= BUILDS_AT_ONCE) return;
+    const from = Math.floor(lo / unit) * unit;
+    const to = Math.ceil(hi / unit) * unit;
+    if (state.blocksSynced(row * c + from, to - from)) return;
+    for (let m = 0; m < this.layout.raidDisks; m++) if (members.state(m) !== 'in_sync') return;
+    this.#building++;
+    try {
+      for (let pos = from; pos < to; pos += SYNC_SLICE) await this.#syncRow(members, 'resync', row, pos, Math.min(to, pos + SYNC_SLICE));
+      state.paritySynced(row * c + from, to - from);
+      this.stats.builtByWrites += (to - from) / unit;
+    } catch {
+      // Left to the lazy pass (see above).
+    } finally {
+      this.#building--;
+    }
   }
 
   /** Whether a piece that stays inside its row is a sequential writer's filling it (CACHED_PIECE); remembers where it ended. */
