@@ -2,8 +2,9 @@
 // with i the block's syndrome slot (md's order, see layout.ts). The stripe engine calls these.
 //
 // Blocks are equal-length byte arrays. Whole blocks whose length is a multiple of 16 go to the
-// WebAssembly SIMD kernels (simd.ts; xorInto from SIMD_XOR_MIN bytes). Otherwise, when every block is 4-byte aligned, the loops run
-// over 32-bit words (four field elements at a time), else byte by byte. All give the same bytes.
+// WebAssembly SIMD kernels (simd.ts; xorInto's from SIMD_XOR_MIN bytes). Otherwise, when every
+// block is 4-byte aligned, the loops run over 32-bit words (four field elements at a time), else
+// byte by byte. All give the same bytes.
 
 import { gfMulTable } from './gf256.js';
 import { simdFits, simdSyndromes, simdXor } from './simd.js';
