@@ -486,8 +486,8 @@ export class StripeEngine {
    * sync step of theirs would (read every member, rewrite the parity that differs), and reported
    * synced. Otherwise every later write there would be a reconstruct-write through the promise
    * path until the lazy pass came by, which runs at sync_speed_min (1 MB/s) while the application
-   * writes: 4 KiB random writes through `llraid serve` on a new 1.2 GiB raid5 ran at 20-24k a
-   * second, 48-54 µs of CPU each (55-59k at 18-19 µs with the builds). Built, a chunk takes the
+   * writes: 4 KiB random writes through `llraid serve` on a new 1.2 GiB raid5 ran at 17-20k a
+   * second, 54-59 µs of CPU each (55-59k at 18-19 µs with the builds). Built, a chunk takes the
    * read-modify-write done now (writeNow). Only with every member in sync (a build must
    * reach every parity member), a bitmap chunk inside one row's columns (the row's lock is what
    * keeps other writes out), and at most BUILDS_AT_ONCE at a time. The write is done already: a
