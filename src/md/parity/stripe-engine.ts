@@ -384,8 +384,8 @@ export class StripeEngine {
    * A small write done now, with the MemberSet's synchronous member reads and writes: a
    * read-modify-write inside one chunk, of a row no step holds, where parity is valid (the bitmap's
    * blocks_synced). The MemberSet reads now only from in-sync members, so a member that is not
-   * (its data block, P or Q) declines it before anything is written. It reads the old data and parity now, computes the
-   * new parity and writes data, P (and Q) now, in that order.
+   * (its data block, P or Q) declines it before anything is written. It reads the old data and
+   * parity now, computes the new parity and writes data, P (and Q) now, in that order.
    *
    * true: done. false: nothing written (a member could not read or take it now), write() does it.
    * A promise: a member write did not happen now (declined, or failed: the MemberSet is failing
