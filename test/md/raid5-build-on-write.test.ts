@@ -1,7 +1,8 @@
 // A write to a raid5/raid6 chunk whose parity is not valid yet (a new array's Unwritten chunks)
-// builds the parity of the bitmap chunks it touched before it ends (StripeEngine #buildAround),
-// so the next small write there is a read-modify-write done now, not another reconstruct-write
-// waiting for the lazy pass. Members start full of other bytes, so a build that skipped the
+// builds the parity of the bitmap chunks it touched before it ends: done now (StripeEngine
+// #buildNow, a small write once its bitmap chunk is durable), else around the promise path's
+// write (#buildAround). The next small write there is a read-modify-write done now, not another
+// reconstruct-write waiting for the lazy pass. Members start full of other bytes, so a build that skipped the
 // parity writes would leave P (and Q) wrong, which the checks below compute from the members.
 
 import { test } from 'node:test';
@@ -14,6 +15,7 @@ import type { StripeStats } from '../../src/md/parity/stripe-engine.js';
 import { computePQ } from '../../src/md/parity/syndrome.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import { DATA_OFFSET, memberFiles, pattern, tempDir } from './array-fixtures.js';
+import { StubbornMember, inconsistentRows } from './raid5-fixture.js';
 
 const MiB = 1024 * 1024;
 const CHUNK = 256 * 1024;
@@ -73,6 +75,7 @@ for (const level of [5, 6] as const) {
     assert.equal(array.writeNow(at, [pattern(1, 4096)]), false, 'no write is done now before the parity is built');
     await array.write(at, pattern(1, 4096));
     assert.equal(statsOf(array).builtByWrites, 1);
+    assert.equal(statsOf(array).nowWrites, 1, 'the write, once its bitmap chunk was durable, built it and was done now');
     assert.equal(array.bitmap.blocksSynced(unitStart), true, 'its bitmap chunk is synced');
     assert.ok(await parityAgrees(files, layout, row, unitStart, UNIT), 'parity agrees over the whole bitmap chunk');
     assert.equal(array.bitmap.blocksSynced(unitStart + UNIT), false, 'the bitmap chunk beside it is left to the lazy pass');
@@ -103,3 +106,38 @@ test('raid5: a degraded array builds nothing on write (the missing member would 
   assert.equal(statsOf(array).builtByWrites, 0);
   assert.deepEqual(await array.read(5 * 3 * CHUNK + 4096, 4096), pattern(3, 4096));
 });
+
+for (const level of [5, 6] as const) {
+  test(`raid${level}: a build done now whose parity write is declined half way is finished under the row's lock; the write then builds it again`, async (t) => {
+    const n = level === 5 ? 4 : 6;
+    const paths = memberFiles(tempDir(t, 'raid5-build-decline', '/dev/shm'), n, MEMBER);
+    garbage(paths);
+    const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
+    const devices = files.map((f) => new StubbornMember(f));
+    // A bitmap chunk as large as a chunk: a build covers the row's whole columns, so the row is
+    // either consistent everywhere or not.
+    const array = await createArray({
+      name: 'build', level, chunkSize: CHUNK, bitmapChunkSize: CHUNK, daemonSleep: 600, force: true,
+      members: devices.map((device, i) => ({ name: paths[i]!, device })),
+    });
+    t.after(async () => {
+      await array.stop();
+      await Promise.all(files.map((f) => f.close()));
+    });
+    const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
+    const areas = files.map((f) => ({ read: (off: number, len: number) => f.read(DATA_OFFSET + off, len) }));
+    const row = 5;
+    const p = devices[layout.stripe(row).pd]!;
+    // The build writes P over the whole column range from the row's start: declined after half of it.
+    p.declineAt = DATA_OFFSET + row * CHUNK;
+    const writesBefore = p.writes;
+    const at = row * layout.rowBytes + 8192;
+    const b = pattern(7, 4096);
+    await array.write(at, b);
+    assert.equal(p.declineAt, undefined, 'the build reached P and was declined there');
+    assert.ok(p.writes > writesBefore, 'P was written again the ordinary way');
+    assert.equal(array.bitmap.blocksSynced(row * CHUNK), true, 'the chunk was built by the write after all');
+    assert.deepEqual(await inconsistentRows(areas, layout, [row]), [], 'P (and Q) match the data over the row');
+    assert.deepEqual(await array.read(at, 4096), b);
+  });
+}

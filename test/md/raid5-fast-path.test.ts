@@ -9,43 +9,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createArray, type MdArray } from '../../src/md/index.js';
 import { FileDevice } from '../../src/block/file-device.js';
-import { FilterDevice } from '../../src/block/filter-device.js';
-import { IoError } from '../../src/block/errors.js';
-import type { WriteOptions } from '../../src/block/block-device.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import type { StripeStats } from '../../src/md/parity/stripe-engine.js';
 import { seededRandom } from '../../src/block/fault-device.js';
 import { DATA_OFFSET, memberFiles, pattern, tempDir } from './array-fixtures.js';
-import { inconsistentRows } from './raid5-fixture.js';
+import { StubbornMember, inconsistentRows } from './raid5-fixture.js';
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
 const MEMBER = 24 * MiB;
-
-/** A member whose writeNow can be made to decline after writing part of its block, or to fail. */
-class StubbornMember extends FilterDevice {
-  /** Decline writeNow at this offset of the file (after writing its first half), once. */
-  declineAt: number | undefined;
-  /** writeNow at this offset fails with EIO. */
-  failAt: number | undefined;
-  /** While set, write() waits for it. */
-  gate: Promise<void> | undefined;
-  writes = 0;
-  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
-    this.writes++;
-    if (this.gate !== undefined) await this.gate;
-    return this.inner.write(offset, data, options);
-  }
-  override writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
-    if (offset === this.failAt) throw new IoError(`injected: writeNow at ${offset} failed`);
-    if (offset === this.declineAt) {
-      this.declineAt = undefined;
-      const all = Buffer.concat(parts);
-      return this.inner.writeNow!(offset, [all.subarray(0, all.length / 2)]) && false;
-    }
-    return this.inner.writeNow!(offset, parts);
-  }
-}
 
 async function make(t: Parameters<typeof tempDir>[0], level: 5 | 6, extra: { barrierIdle?: number } = {}) {
   // Enough data members that the ordinary write of a small piece reads old data and parity

@@ -4,6 +4,8 @@
 import { join } from 'node:path';
 import { readInto, type BlockDevice, type WriteOptions, type ZeroOptions } from '../../src/block/block-device.js';
 import { FileDevice } from '../../src/block/file-device.js';
+import { FilterDevice } from '../../src/block/filter-device.js';
+import { IoError } from '../../src/block/errors.js';
 import type { MemberSet, RoleState } from '../../src/md/personality.js';
 import type { ParityLayout } from '../../src/md/parity/layout.js';
 
@@ -104,4 +106,29 @@ function coefficient(slot: number): number {
   let g = 1;
   for (let i = 0; i < slot; i++) g = slowMul(g, 2);
   return g;
+}
+
+/** A member whose writeNow can be made to decline after writing part of its block, or to fail. */
+export class StubbornMember extends FilterDevice {
+  /** Decline writeNow at this offset of the file (after writing its first half), once. */
+  declineAt: number | undefined;
+  /** writeNow at this offset fails with EIO. */
+  failAt: number | undefined;
+  /** While set, write() waits for it. */
+  gate: Promise<void> | undefined;
+  writes = 0;
+  override async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    this.writes++;
+    if (this.gate !== undefined) await this.gate;
+    return this.inner.write(offset, data, options);
+  }
+  override writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
+    if (offset === this.failAt) throw new IoError(`injected: writeNow at ${offset} failed`);
+    if (offset === this.declineAt) {
+      this.declineAt = undefined;
+      const all = Buffer.concat(parts);
+      return this.inner.writeNow!(offset, [all.subarray(0, all.length / 2)]) && false;
+    }
+    return this.inner.writeNow!(offset, parts);
+  }
 }

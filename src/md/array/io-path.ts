@@ -79,7 +79,28 @@ export class ArrayIo {
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     const s = this.set;
     if (data.length === 0) return this.io('write', async () => {});
-    return this.io('write', () => this.ordered(offset, data.length, () => s.personality.write(this.memberSet, offset, data, options)));
+    return this.io('write', () => this.ordered(offset, data.length, (waited) => this.writeMembers(offset, data, waited, options)));
+  }
+
+  /**
+   * write()'s member writes, once the bitmap allows them. A write that waited for the bitmap (a
+   * chunk's first write since it was last clean, whose state had to be made durable) is the one
+   * writeNow declined for that reason alone: it is done now if the personality can, as writeNow
+   * would have. A new raid5's first writes to its chunks are such writes: through the promise path
+   * (a reconstruct-write, the chunk's parity built around it asynchronously) the first seconds of
+   * 4 KiB random writes on a new 1.2 GiB array ran at 4-5k a second and left the engine's V8 heap
+   * 9 MiB larger for good.
+   */
+  private async writeMembers(offset: number, data: Uint8Array, waited: boolean, options?: WriteOptions): Promise<void> {
+    const s = this.set;
+    const personality = s.personality;
+    if (waited && personality.writeNow !== undefined && options?.fua !== true && this.mayGoNow() && s.state === 'active') {
+      const done = personality.writeNow(this.memberSet, offset, [data]);
+      if (done === true) return;
+      // Declined half way: the personality finishes what it started, and write() writes the whole again.
+      if (done !== false) await done;
+    }
+    await personality.write(this.memberSet, offset, data, options);
   }
 
   /**
@@ -168,20 +189,20 @@ export class ArrayIo {
   }
 
   /** The bitmap-ordered write of DESIGN.md §4, shared by write and writeZeroes. */
-  private async ordered(offset: number, length: number, op: () => Promise<void>): Promise<void> {
+  private async ordered(offset: number, length: number, op: (waited: boolean) => Promise<void>): Promise<void> {
     const s = this.set;
     const r = s.personality.syncRange(offset, length);
     // The common case takes no detour through the event loop: no sync window in the way, no
     // bitmap block to write first.
     const entered = s.barrier.tryEnter(r.offset, r.offset + r.length) ?? (await s.barrier.enter(r.offset, r.offset + r.length));
     try {
-      if (r.length === 0) return await op();
+      if (r.length === 0) return await op(false);
       const started = s.bitmap.startWrite(r.offset, r.length);
       if (started) await started;
       try {
         const unplugged = s.bitmap.unplug(r.offset, r.length);
         if (unplugged) await unplugged;
-        await op();
+        await op(started !== undefined || unplugged !== undefined);
         // A write the personality completed around a failed member holds only because the other
         // superblocks now record that member as faulty (md holds such writes until they do).
         // When none could record it (a power cut, every disk gone) the array has failed, and
