@@ -77,7 +77,6 @@ export class ArrayIo {
   }
 
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
-    const s = this.set;
     if (data.length === 0) return this.io('write', async () => {});
     return this.io('write', () => this.ordered(offset, data.length, (waited) => this.writeMembers(offset, data, waited, options)));
   }
