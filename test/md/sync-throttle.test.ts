@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { NoBitmap } from '../../src/md/no-bitmap.js';
 import { MAX_WINDOW, SyncThread, type SyncHost, type SyncSummary } from '../../src/md/sync-thread.js';
 import { runOnClock, settle, settlesWithoutTime, VirtualClock } from '../support/virtual-clock.js';
+import { AppActivity } from '../../src/md/array/sync-control.js';
 
 const MiB = 1024 * 1024;
 /** Modelled member speed: a 1 MiB window takes 4 virtual ms (256 MiB/s), far above min, below max. */
@@ -108,4 +109,13 @@ test('a stop request during a throttle pause ends the pass at once, not when the
   assert.equal(clock.pending, 0, 'the pause timer was cleared');
   assert.equal(s.complete, false);
   assert.equal(s.position, MAX_WINDOW);
+});
+
+test('the application counts as busy from a request until it has made none for the idle time', () => {
+  const activity = new AppActivity(500);
+  assert.equal(activity.busy(0, 1000), false, 'no request yet');
+  assert.equal(activity.busy(3, 1010), true, 'requests since the last look');
+  assert.equal(activity.busy(3, 1509), true, 'none since, but the last was seen 499 ms ago');
+  assert.equal(activity.busy(3, 1510), false, 'none for 500 ms');
+  assert.equal(activity.busy(4, 9000), true, 'one more, however long after');
 });

@@ -49,7 +49,7 @@ export class ArrayIo {
     if (s.state === 'failed') throw new IoError(`array ${s.name}: ${what}: the array has failed (not enough working members)`);
     s.checkNotFenced(what);
     this.inflight++;
-    s.lastAppIo = performance.now();
+    s.appIos++;
     try {
       const result = await op();
       // Completed on every member, but the array was fenced meanwhile: not acknowledged.
@@ -113,7 +113,7 @@ export class ArrayIo {
     const personality = s.personality;
     if (personality.readNow === undefined || !this.mayGoNow() || (s.state !== 'active' && s.state !== 'degraded')) return false;
     if (out.length === 0) return true;
-    s.lastAppIo = performance.now();
+    s.appIos++;
     return personality.readNow(this.memberSet, offset, out);
   }
 
@@ -153,7 +153,7 @@ export class ArrayIo {
         unplugged.catch(() => undefined);
         return false;
       }
-      s.lastAppIo = performance.now();
+      s.appIos++;
       done = personality.writeNow(this.memberSet, offset, parts);
       return done === true;
     } finally {

@@ -22,6 +22,8 @@ export class SyncControl {
   syncedBefore = 0;
   /** Mismatched sectors the last check or repair found (md mismatch_cnt). */
   mismatchCount = 0;
+  /** When the application's request count (ArrayMembers.appIos) last moved, as the sync thread saw it. */
+  private readonly appActivity = new AppActivity(APP_IDLE_MS);
 
   constructor(
     private readonly set: ArrayMembers,
@@ -126,7 +128,7 @@ export class SyncControl {
       targetBytes: this.target(mode, from, bitmapGuided),
       bitmap: s.bitmap,
       speed: (): SyncSpeed => ({ min: s.tuning.syncSpeedMin, max: s.tuning.syncSpeedMax }),
-      appBusy: () => performance.now() - s.lastAppIo < 500,
+      appBusy: () => this.appActivity.busy(s.appIos, performance.now()),
       lock: (start, end) => s.barrier.lock(start, end),
       window: (m, off, len) => s.personality.syncWindow(this.memberSet(), m, off, len),
       hasTargets: () => mode !== 'recovery' || s.members.some((x) => x.state === 'rebuilding'),
@@ -244,5 +246,28 @@ export class SyncControl {
   /** Stops the pass without waiting (abandon: the array goes away as a crash would). */
   abandon(): void {
     this.thread?.stop();
+  }
+}
+
+/** The application is busy while it made a request within this long: the sync pass keeps to sync_speed_min. */
+const APP_IDLE_MS = 500;
+
+/**
+ * Whether the application made a request in the last `idleMs`, from a count of its requests read
+ * when asked (the sync thread asks between windows and in its pauses of at most 100 ms): a
+ * count that moved since the last question means a request since then, taken as now.
+ */
+export class AppActivity {
+  #seen = 0;
+  #movedAt = -Infinity;
+
+  constructor(private readonly idleMs: number) {}
+
+  busy(count: number, now: number): boolean {
+    if (count !== this.#seen) {
+      this.#seen = count;
+      this.#movedAt = now;
+    }
+    return now - this.#movedAt < this.idleMs;
   }
 }
