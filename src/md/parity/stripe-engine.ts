@@ -7,10 +7,11 @@
 // take neither: the direct read (md's chunk_aligned_read: inside one chunk of an in-sync data
 // member whose row no step holds) goes to that member alone, and a read across chunks whose data
 // members are in sync reads each of them straight into the caller's buffer. A small write into a
-// row no step holds, where parity is valid, is done now (writeNow: the read-modify-write on this
-// thread, with the members' synchronous reads and writes), needing no lock: nothing else runs
-// meanwhile. A member read that fails means the array has just failed that member (MemberSet
-// invariant), so the step is planned again against the new member states.
+// row no step holds is done now (writeNow, on this thread, with the members' synchronous reads and
+// writes: a read-modify-write where parity is valid, else a reconstruct-write that builds the
+// parity of its bitmap chunks), needing no lock: nothing else runs meanwhile. A member read that
+// fails means the array has just failed that member (MemberSet invariant), so the step is planned
+// again against the new member states.
 
 import { SECTOR } from '../../block/block-device.js';
 import { MAX_INLINE_BYTES, byteLength } from '../../block/positional-io.js';
@@ -764,7 +765,6 @@ export class StripeEngine {
     data.forEach((b, i) => (bySlot[map.qSlot[i]!] = b));
     computePQ(bySlot, p, q);
   }
-
 
   async writeZeroes(members: MemberSet, offset: number, length: number, options?: ZeroOptions): Promise<void> {
     this.#refuseIfFailed(members, 'write');
