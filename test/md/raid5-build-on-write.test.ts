@@ -9,13 +9,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
 import { openSync, writeSync, closeSync } from 'node:fs';
-import { createArray, type MdArray } from '../../src/md/index.js';
+import type { MdArray } from '../../src/md/index.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import type { StripeStats } from '../../src/md/parity/stripe-engine.js';
 import { computePQ } from '../../src/md/parity/syndrome.js';
-import { FileDevice } from '../../src/block/file-device.js';
-import { DATA_OFFSET, memberFiles, pattern, tempDir } from './array-fixtures.js';
-import { StubbornMember, inconsistentRows } from './raid5-fixture.js';
+import type { FileDevice } from '../../src/block/file-device.js';
+import { DATA_OFFSET, pattern } from './array-fixtures.js';
+import { inconsistentRows, stubbornArray } from './raid5-fixture.js';
 
 const MiB = 1024 * 1024;
 const CHUNK = 256 * 1024;
@@ -55,17 +55,7 @@ async function parityAgrees(files: FileDevice[], layout: ParityLayout, row: numb
 for (const level of [5, 6] as const) {
   test(`raid${level}: the first write to a new array's chunk builds its parity; the next one there is done now`, async (t) => {
     const n = level === 5 ? 4 : 6;
-    const paths = memberFiles(tempDir(t, 'raid5-build', '/dev/shm'), n, MEMBER);
-    garbage(paths);
-    const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
-    const array = await createArray({
-      name: 'build', level, chunkSize: CHUNK, bitmapChunkSize: UNIT, daemonSleep: 600, force: true,
-      members: files.map((device, i) => ({ name: paths[i]!, device })),
-    });
-    t.after(async () => {
-      await array.stop();
-      await Promise.all(files.map((f) => f.close()));
-    });
+    const { array, files } = await stubbornArray(t, { name: 'build', level, chunkSize: CHUNK, bitmapChunkSize: UNIT, daemonSleep: 600, force: true }, n, MEMBER, garbage);
     const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
     // Row 3, data block 1, 4 KiB into its second bitmap chunk: member range [row·C + 64K, +64K).
     const row = 3;
@@ -90,18 +80,8 @@ for (const level of [5, 6] as const) {
 }
 
 test('raid5: a degraded array builds nothing on write (the missing member would keep none of it)', async (t) => {
-  const paths = memberFiles(tempDir(t, 'raid5-build-degraded', '/dev/shm'), 4, MEMBER);
-  garbage(paths);
-  const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
-  const array = await createArray({
-    name: 'build', level: 5, chunkSize: CHUNK, bitmapChunkSize: UNIT, daemonSleep: 600, force: true,
-    members: files.map((device, i) => ({ name: paths[i]!, device })),
-  });
-  t.after(async () => {
-    await array.stop();
-    await Promise.all(files.map((f) => f.close()));
-  });
-  await array.fail(paths[3]!);
+  const { array } = await stubbornArray(t, { name: 'degraded', level: 5, chunkSize: CHUNK, bitmapChunkSize: UNIT, daemonSleep: 600, force: true }, 4, MEMBER, garbage);
+  await array.fail(array.status().members[3]!.name);
   await array.write(5 * 3 * CHUNK + 4096, pattern(3, 4096));
   assert.equal(statsOf(array).builtByWrites, 0);
   assert.deepEqual(await array.read(5 * 3 * CHUNK + 4096, 4096), pattern(3, 4096));
@@ -110,22 +90,10 @@ test('raid5: a degraded array builds nothing on write (the missing member would 
 for (const level of [5, 6] as const) {
   test(`raid${level}: a build done now whose parity write is declined half way is finished under the row's lock; the write then builds it again`, async (t) => {
     const n = level === 5 ? 4 : 6;
-    const paths = memberFiles(tempDir(t, 'raid5-build-decline', '/dev/shm'), n, MEMBER);
-    garbage(paths);
-    const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
-    const devices = files.map((f) => new StubbornMember(f));
     // A bitmap chunk as large as a chunk: a build covers the row's whole columns, so the row is
     // either consistent everywhere or not.
-    const array = await createArray({
-      name: 'build', level, chunkSize: CHUNK, bitmapChunkSize: CHUNK, daemonSleep: 600, force: true,
-      members: devices.map((device, i) => ({ name: paths[i]!, device })),
-    });
-    t.after(async () => {
-      await array.stop();
-      await Promise.all(files.map((f) => f.close()));
-    });
+    const { array, devices, areas } = await stubbornArray(t, { name: 'decline', level, chunkSize: CHUNK, bitmapChunkSize: CHUNK, daemonSleep: 600, force: true }, n, MEMBER, garbage);
     const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
-    const areas = files.map((f) => ({ read: (off: number, len: number) => f.read(DATA_OFFSET + off, len) }));
     const row = 5;
     const p = devices[layout.stripe(row).pd]!;
     // The build writes P over the whole column range from the row's start: declined after half of it.

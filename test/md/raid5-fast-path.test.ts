@@ -8,12 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createArray, type MdArray } from '../../src/md/index.js';
-import { FileDevice } from '../../src/block/file-device.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import type { StripeStats } from '../../src/md/parity/stripe-engine.js';
 import { seededRandom } from '../../src/block/fault-device.js';
 import { DATA_OFFSET, memberFiles, pattern, tempDir } from './array-fixtures.js';
-import { StubbornMember, inconsistentRows } from './raid5-fixture.js';
+import { inconsistentRows, stubbornArray } from './raid5-fixture.js';
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
@@ -24,19 +23,8 @@ async function make(t: Parameters<typeof tempDir>[0], level: 5 | 6, extra: { bar
   // (read-modify-write) rather than the rest of the row: a retry that read a half-written block
   // as old data would compute wrong parity, which the decline test would see.
   const n = level === 5 ? 5 : 7;
-  const paths = memberFiles(tempDir(t, 'raid5-now', '/dev/shm'), n, MEMBER);
-  const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
-  const devices = files.map((f) => new StubbornMember(f));
-  const array = await createArray({
-    name: 'now', level, chunkSize: CHUNK, assumeClean: true, daemonSleep: 600, force: true, ...extra,
-    members: devices.map((device, i) => ({ name: paths[i]!, device })),
-  });
-  t.after(async () => {
-    await array.stop();
-    await Promise.all(files.map((f) => f.close()));
-  });
+  const { array, devices, areas } = await stubbornArray(t, { name: 'now', level, chunkSize: CHUNK, assumeClean: true, daemonSleep: 600, force: true, ...extra }, n, MEMBER);
   const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
-  const areas = files.map((f) => ({ read: (off: number, len: number) => f.read(DATA_OFFSET + off, len) }));
   return { array, devices, layout, areas };
 }
 

@@ -8,6 +8,8 @@ import { FilterDevice } from '../../src/block/filter-device.js';
 import { IoError } from '../../src/block/errors.js';
 import type { MemberSet, RoleState } from '../../src/md/personality.js';
 import type { ParityLayout } from '../../src/md/parity/layout.js';
+import { createArray, type CreateOptions } from '../../src/md/index.js';
+import { DATA_OFFSET, memberFiles as memberPaths, tempDir } from './array-fixtures.js';
 
 export class FileMembers implements MemberSet {
   readonly states: RoleState[];
@@ -131,4 +133,23 @@ export class StubbornMember extends FilterDevice {
     }
     return this.inner.writeNow!(offset, parts);
   }
+}
+
+/**
+ * An array over `n` member files in /dev/shm, each a FileDevice behind a StubbornMember, stopped
+ * and closed when the test ends; `prepare` runs on the files first (filling them with garbage,
+ * say). `areas` read a member's data area directly, for inconsistentRows.
+ */
+export async function stubbornArray(t: Parameters<typeof tempDir>[0], options: Omit<CreateOptions, 'members'>, n: number, memberBytes: number, prepare?: (paths: string[]) => void) {
+  const paths = memberPaths(tempDir(t, `stubborn-${options.name}`, '/dev/shm'), n, memberBytes);
+  prepare?.(paths);
+  const files = await Promise.all(paths.map((p) => FileDevice.open(p)));
+  const devices = files.map((f) => new StubbornMember(f));
+  const array = await createArray({ ...options, members: devices.map((device, i) => ({ name: paths[i]!, device })) });
+  t.after(async () => {
+    await array.stop();
+    await Promise.all(files.map((f) => f.close()));
+  });
+  const areas = files.map((f) => ({ read: (off: number, len: number) => f.read(DATA_OFFSET + off, len) }));
+  return { array, files, devices, areas };
 }
