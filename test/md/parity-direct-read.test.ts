@@ -295,10 +295,11 @@ for (const level of [5, 6] as const) {
   const layout = new ParityLayout({ level, raidDisks: n, chunkSize: CHUNK });
 
   // What bench:nbd's raid5 goes through before its random reads of rounds 2 and 3: random 4 KiB
-  // writes into a new array (each building its chunk's parity, or the lazy pass behind them), whole rows written in order, a
-  // stop and an assembly. After that nothing runs in the background and no read leaves the
-  // direct path, which is what makes its random reads cost what raid0's do over the same data.
-  test(`raid${level}: after random writes (a lazy parity build), whole rows and a restart, every 4 KiB read is direct and reads what was written`, async (t) => {
+  // writes into a new array (each building its chunk's parity, or the lazy pass behind them),
+  // whole rows written in order, a stop and an assembly. After that nothing runs in the
+  // background and no read leaves the direct path, which is what makes its random reads cost what
+  // raid0's do over the same data.
+  test(`raid${level}: after random writes into a new array, whole rows and a restart, every 4 KiB read is direct and reads what was written`, async (t) => {
     const paths = memberFiles(tempDir(t, 'direct-read', '/dev/shm'), n, MEMBER);
     const first = await createArray({ name: `restart${level}`, level, members: paths, chunkSize: CHUNK, force: true });
     let array: MdArray = first;
