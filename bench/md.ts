@@ -462,6 +462,10 @@ async function infectSaves(): Promise<{ mibs: Record<Kind, number>; writeOuts: R
     fresh(paths);
     return createFor(kind, lv, paths);
   };
+  const close = async (a: MdArray, kind: Kind) => {
+    await a.stop();
+    fresh(kindPaths(kind, lv.members));
+  };
   // Warm-up, as in 1.
   for (const kind of KINDS) {
     const a = await open(kind);
@@ -477,8 +481,7 @@ async function infectSaves(): Promise<{ mibs: Record<Kind, number>; writeOuts: R
     run: ({ a }, i) => randomWrites(a, slice(i), 4 * KIB, 32),
     close: async ({ a, before }, kind) => {
       outs[kind].push(a.bitmap instanceof LlBitmap ? ((a.bitmap.writeOuts - before) * 1000) / TRADE_OPS : 0);
-      await a.stop();
-      fresh(kindPaths(kind, lv.members));
+      await close(a, kind);
     },
   });
   const mibs = Object.fromEntries(KINDS.map((k) => [k, totalsMiBs(m.run[k])])) as Record<Kind, number>;
@@ -489,10 +492,7 @@ async function infectSaves(): Promise<{ mibs: Record<Kind, number>; writeOuts: R
     kinds: served, repeats: REPEATS, slices: SLICES, subject: 'llbitmap', baseline: 'none',
     open,
     run: (a, i) => randomWritesNow(a, slice(i), 4 * KIB, 32),
-    close: async (a, kind) => {
-      await a.stop();
-      fresh(kindPaths(kind, lv.members));
-    },
+    close,
   });
   const now = { none: totalsMiBs(n.run.none), llbitmap: totalsMiBs(n.run.llbitmap) };
   return { mibs, writeOuts, now };

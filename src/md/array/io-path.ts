@@ -93,7 +93,7 @@ export class ArrayIo {
   private async writeMembers(offset: number, data: Uint8Array, waited: boolean, options?: WriteOptions): Promise<void> {
     const s = this.set;
     const personality = s.personality;
-    if (waited && personality.writeNow !== undefined && options?.fua !== true && this.mayGoNow() && s.state === 'active') {
+    if (waited && options?.fua !== true && personality.writeNow !== undefined && this.mayWriteNow()) {
       const done = personality.writeNow(this.memberSet, offset, [data]);
       if (done === true) return;
       // Declined half way: the personality finishes what it started, and write() writes the whole again.
@@ -129,7 +129,7 @@ export class ArrayIo {
   writeNow(offset: number, parts: readonly Uint8Array[], length: number): boolean {
     const s = this.set;
     const personality = s.personality;
-    if (personality.writeNow === undefined || !this.mayGoNow() || s.state !== 'active') return false;
+    if (personality.writeNow === undefined || !this.mayWriteNow()) return false;
     if (length === 0) return true;
     // The range read out of the reused object at once: the continuation below outlives this call.
     const { offset: from, length: span } = personality.syncRange(offset, length, this.nowRange);
@@ -162,6 +162,11 @@ export class ArrayIo {
       if (typeof done === 'object') void done.then(() => s.bitmap.endWrite(from, span), () => s.bitmap.endWrite(from, span));
       else s.bitmap.endWrite(from, span);
     }
+  }
+
+  /** Whether a write may go now: the array is whole (writes now go to every role) and mayGoNow. */
+  private mayWriteNow(): boolean {
+    return this.set.state === 'active' && this.mayGoNow();
   }
 
   /** Whether a request may go now: no hold, no failure being recorded, not stopping or fenced. */

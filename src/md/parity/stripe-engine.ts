@@ -497,15 +497,11 @@ export class StripeEngine {
    */
   #buildNow(members: MemberSet, at: Located, parts: readonly Uint8Array[], len: number, held: Buffer[]): NowPlan | undefined {
     const readNow = members.readNow!;
-    const state = this.syncState;
-    const unit = state?.unit;
-    const c = this.layout.chunkSize;
-    if (state?.paritySynced === undefined || unit === undefined || c % unit !== 0) return undefined;
-    const rowStart = at.row * c;
-    const from = rowStart + Math.floor((at.memberOffset - rowStart) / unit) * unit;
-    const span = rowStart + Math.ceil((at.memberOffset - rowStart + len) / unit) * unit - from;
-    if (span > BUILD_NOW_MAX) return undefined;
-    for (let m = 0; m < this.layout.raidDisks; m++) if (members.state(m) !== 'in_sync') return undefined;
+    const rowStart = at.row * this.layout.chunkSize;
+    const columns = this.#buildColumns(members, at.memberOffset - rowStart, at.memberOffset - rowStart + len);
+    if (columns === undefined || columns.to - columns.from > BUILD_NOW_MAX) return undefined;
+    const from = rowStart + columns.from;
+    const span = columns.to - columns.from;
     const map = this.layout.stripe(at.row);
     const piece = Math.min(span, NOW_PIECE);
     const data = map.dataMembers.map(() => this.#blocks.take(piece, held));
@@ -578,23 +574,34 @@ export class StripeEngine {
    */
   async #buildAround(members: MemberSet, row: number, lo: number, hi: number): Promise<void> {
     const state = this.syncState;
-    const unit = state?.unit;
     const c = this.layout.chunkSize;
-    if (state?.paritySynced === undefined || unit === undefined || c % unit !== 0 || this.#building >= BUILDS_AT_ONCE) return;
-    const from = Math.floor(lo / unit) * unit;
-    const to = Math.ceil(hi / unit) * unit;
+    const columns = this.#building < BUILDS_AT_ONCE ? this.#buildColumns(members, lo, hi) : undefined;
+    if (state === undefined || columns === undefined) return;
+    const { from, to } = columns;
     if (state.blocksSynced(row * c + from, to - from)) return;
-    for (let m = 0; m < this.layout.raidDisks; m++) if (members.state(m) !== 'in_sync') return;
     this.#building++;
     try {
       for (let pos = from; pos < to; pos += SYNC_SLICE) await this.#syncRow(members, 'resync', row, pos, Math.min(to, pos + SYNC_SLICE));
-      state.paritySynced(row * c + from, to - from);
-      this.stats.builtByWrites += (to - from) / unit;
+      state.paritySynced!(row * c + from, to - from);
+      this.stats.builtByWrites += (to - from) / state.unit!;
     } catch {
       // Left to the lazy pass (see above).
     } finally {
       this.#building--;
     }
+  }
+
+  /**
+   * The columns [from, to) of a row whose parity a write to its columns [lo, hi) builds: the bitmap
+   * chunks it touches, whole. Undefined where writes build nothing: no bitmap chunk to report
+   * synced (buildOnWrite off), a bitmap chunk not inside one row's columns, or a member not in sync
+   * (the parity written must be the whole of it).
+   */
+  #buildColumns(members: MemberSet, lo: number, hi: number): { from: number; to: number } | undefined {
+    const unit = this.syncState?.unit;
+    if (this.syncState?.paritySynced === undefined || unit === undefined || this.layout.chunkSize % unit !== 0) return undefined;
+    for (let m = 0; m < this.layout.raidDisks; m++) if (members.state(m) !== 'in_sync') return undefined;
+    return { from: Math.floor(lo / unit) * unit, to: Math.ceil(hi / unit) * unit };
   }
 
   /** Whether a piece that stays inside its row is a sequential writer's filling it (CACHED_PIECE); remembers where it ended. */
