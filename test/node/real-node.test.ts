@@ -192,7 +192,7 @@ test('a Pod writes a known file and its checksum on a raid1 PVC; its /data is th
     claim: 'data',
     script: 'set -e; dd if=/dev/urandom of=/data/payload bs=1M count=8 conv=fsync 2>/dev/null; cd /data; sha256sum payload > payload.sha256; sync; '
       + 'echo "written $(cat payload.sha256)"; grep " /data " /proc/mounts; exec sleep 3600',
-  }, /written [0-9a-f]{64}/);
+  }, /written [0-9a-f]{64}[\s\S]* \/data /);
   show('kubectl logs -n apps writer', log);
   const pvc = await kube.get(['pvc', '-n', NS, 'data']);
   assert.equal(pvc?.status?.phase, 'Bound');
