@@ -52,6 +52,29 @@ interface RebuiltRow {
   q: Uint8Array | undefined;
 }
 
+/** One column segment of a row being written (#writeSegmentOnce), and its scratch blocks. */
+interface SegmentStep {
+  members: MemberSet;
+  row: number;
+  map: StripeMap;
+  /** The segment's columns: [lo, lo + len) of each member's chunk in the row. */
+  lo: number;
+  len: number;
+  /** The data slots written, and their new blocks by slot. */
+  written: readonly number[];
+  fresh: Map<number, Uint8Array>;
+  /** Scratch blocks taken for the step (#blocks), given back when it ends. */
+  held: Buffer[];
+  /** Whether what the step writes and reads goes into the cache (else it is forgotten there). */
+  keep: boolean;
+}
+
+/** How a segment step's parity is had: computed from every data block or not, and the computation. */
+interface SegmentParity {
+  fromAllData: boolean;
+  compute(): [Uint8Array, Uint8Array | undefined];
+}
+
 /** Whether parity is valid over a range of sync space (member offsets): the bitmap's blocks_synced. */
 export interface ParitySyncState {
   blocksSynced(offset: number, length: number): boolean;
@@ -638,106 +661,147 @@ export class StripeEngine {
   }
 
   async #writeSegmentOnce(members: MemberSet, row: number, seg: ColumnSegment, src: Uint8Array, keep: boolean, options?: WriteOptions): Promise<boolean> {
-    const { layout, cache } = this;
-    const map = layout.stripe(row);
-    const dd = layout.dataDisks;
-    const raid6 = layout.level === 6;
     const len = seg.hi - seg.lo;
-    const memberOffset = row * layout.chunkSize + seg.lo;
     const fresh = new Map<number, Uint8Array>();
     seg.written.forEach((i, k) => fresh.set(i, src.subarray(seg.source[k]!, seg.source[k]! + len)));
-    const parityMembers = raid6 ? [map.pd, map.qd] : [map.pd];
-    const available = (m: number): boolean => members.state(m) === 'in_sync' || cache.has(row, m, seg.lo, len);
-    const cost = (m: number): number => (cache.has(row, m, seg.lo, len) ? 0 : 1);
     // The scratch blocks this step reads into and computes parity in: handed back at the end,
     // which every way out reaches only once no member write still reads them.
     const held: Buffer[] = [];
-    const read = (m: number): Promise<Buffer> => {
-      // #readMember looks in the cache before its first await: what it misses now, it reads.
-      if (!cache.has(row, m, seg.lo, len)) this.stats.writeReadBytes += len;
-      return this.#readMember(members, row, m, seg.lo, len, held, keep);
-    };
-    // Settled, not just resolved: no read of a failed attempt may put into the cache later.
-    const readAll = (roles: number[]): Promise<Buffer[]> => allSettledOrThrow(roles.map(read));
     try {
-      // Parity comes last: the new data blocks go to their members while it is computed.
-      let parity: () => [Uint8Array, Uint8Array | undefined];
-      // Whether this write computes parity from every data block (full-stripe or reconstruct-write).
-      let fromAllData = true;
-      if (fresh.size === dd) {
-        this.stats.fullWrites++;
-        parity = () => this.#parity(map, Array.from({ length: dd }, (_, i) => fresh.get(i)!), len, held);
-      } else {
-        const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !fresh.has(i));
-        const synced = this.syncState?.blocksSynced(memberOffset, len) ?? true;
-        const rcwOk = untouched.every((i) => available(map.dataMembers[i]!));
-        const rmwOk = synced && seg.written.every((i) => available(map.dataMembers[i]!)) && parityMembers.every(available);
-        const rcwCost = untouched.reduce((s, i) => s + cost(map.dataMembers[i]!), 0);
-        const rmwCost = seg.written.reduce((s, i) => s + cost(map.dataMembers[i]!), 0) + parityMembers.reduce((s, m) => s + cost(m), 0);
-        if (rmwOk && (!rcwOk || rmwCost < rcwCost)) {
-          // Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block,
-          // in the scratch blocks read (the cache copied them already).
-          this.stats.rmwWrites++;
-          fromAllData = false;
-          const olds = await readAll(seg.written.map((i) => map.dataMembers[i]!));
-          const [p, q] = await readAll(parityMembers);
-          parity = () => {
-            seg.written.forEach((i, k) => {
-              const delta = olds[k]!;
-              xorInto(delta, fresh.get(i)!);
-              foldDelta(map, i, delta, p!, q);
-            });
-            return [p!, q];
-          };
-        } else if (rcwOk) {
-          // Reconstruct-write: parity from the new blocks and the untouched ones.
-          this.stats.rcwWrites++;
-          const reads = await readAll(untouched.map((i) => map.dataMembers[i]!));
-          const data = new Array<Uint8Array>(dd);
-          for (const [i, b] of fresh) data[i] = b;
-          untouched.forEach((i, k) => (data[i] = reads[k]!));
-          parity = () => this.#parity(map, data, len, held);
-        } else {
-          // An untouched block's member is missing: rebuild the row first, then as reconstruct-write.
-          this.stats.degradedWrites++;
-          const old = await this.#rebuild(members, row, map, seg.lo, seg.hi, held);
-          const data = old.data.map((b, i) => fresh.get(i) ?? b);
-          parity = () => this.#parity(map, data, len, held);
-        }
-      }
-
-      // Issue every write as soon as its block is known; a member that fails is failed by the
-      // MemberSet before we see it.
-      const targets: [number, Uint8Array][] = [...fresh].map(([i, b]) => [map.dataMembers[i]!, b]);
-      const issue = ([m, b]: [number, Uint8Array]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options));
-      const writes = targets.map(issue);
-      let p: Uint8Array;
-      let q: Uint8Array | undefined;
-      try {
-        [p, q] = parity();
-      } catch (err) {
-        await Promise.allSettled(writes);
-        throw err;
-      }
-      const parityTargets: [number, Uint8Array][] = [[map.pd, p]];
-      if (raid6) parityTargets.push([map.qd, q!]);
-      for (const t of parityTargets) {
-        targets.push(t);
-        writes.push(issue(t));
-      }
-      const results = await Promise.allSettled(writes);
-      // The cache keeps the row's logical contents, whether or not a member took its write (or,
-      // not keeping them, must not answer with what they were before).
-      const insert = fresh.size !== dd;
-      for (const [m, b] of targets) {
-        if (keep) cache.put(row, m, seg.lo, b, insert);
-        else cache.forget(row, m, seg.lo, len);
-      }
-      this.#checkWrites(members, results, targets.map(([m]) => m));
-      return fromAllData && results.every((r) => r.status === 'fulfilled');
+      const step: SegmentStep = { members, row, map: this.layout.stripe(row), lo: seg.lo, len, written: seg.written, fresh, held, keep };
+      return await this.#writeSegmentBlocks(step, await this.#segmentParity(step), options);
     } finally {
       this.#blocks.give(held);
     }
+  }
+
+  // A segment step is cut into these small functions, not one: TurboFan compiled the single
+  // async function it was (three ways to parity, their reads, the writes) in 41-69 ms on the
+  // engine's thread, four times in the first seconds (once, then after each deoptimization as
+  // new paths ran), and each compile's zone memory was a 3-5 MiB spike of the engine's RSS for as
+  // long. 1 MiB writes at depth 1 through `serve` on a new raid5 peaked at 64.0 MiB (59.2 at the
+  // end); cut up, the largest compile here takes 22-30 ms and the peak is 61.2-61.3 (60.8 with the
+  // old function kept out of TurboFan altogether).
+
+  /**
+   * How the step gets its parity: the blocks it needs read (under the row's lock), and the
+   * computation, run once the new data blocks are on their way to their members.
+   */
+  #segmentParity(s: SegmentStep): Promise<SegmentParity> | SegmentParity {
+    const dd = this.layout.dataDisks;
+    if (s.fresh.size === dd) {
+      this.stats.fullWrites++;
+      return { fromAllData: true, compute: () => this.#parity(s.map, Array.from({ length: dd }, (_, i) => s.fresh.get(i)!), s.len, s.held) };
+    }
+    const { map } = s;
+    const parityMembers = this.layout.level === 6 ? [map.pd, map.qd] : [map.pd];
+    const untouched = Array.from({ length: dd }, (_, i) => i).filter((i) => !s.fresh.has(i));
+    const synced = this.syncState?.blocksSynced(s.row * this.layout.chunkSize + s.lo, s.len) ?? true;
+    const rcwOk = untouched.every((i) => this.#usable(s, map.dataMembers[i]!));
+    const rmwOk = synced && s.written.every((i) => this.#usable(s, map.dataMembers[i]!)) && parityMembers.every((m) => this.#usable(s, m));
+    const rcwCost = untouched.reduce((sum, i) => sum + this.#readCost(s, map.dataMembers[i]!), 0);
+    const rmwCost = s.written.reduce((sum, i) => sum + this.#readCost(s, map.dataMembers[i]!), 0) + parityMembers.reduce((sum, m) => sum + this.#readCost(s, m), 0);
+    if (rmwOk && (!rcwOk || rmwCost < rcwCost)) return this.#modifyParity(s, parityMembers);
+    if (rcwOk) return this.#reconstructParity(s, untouched);
+    return this.#degradedParity(s);
+  }
+
+  /** Whether the step can have a member's columns: it answers reads, or the cache has them. */
+  #usable(s: SegmentStep, m: number): boolean {
+    return s.members.state(m) === 'in_sync' || this.cache.has(s.row, m, s.lo, s.len);
+  }
+
+  /** What reading a member's columns costs the step: nothing where the cache has them. */
+  #readCost(s: SegmentStep, m: number): number {
+    return this.cache.has(s.row, m, s.lo, s.len) ? 0 : 1;
+  }
+
+  /**
+   * Read-modify-write: P ^= old ^ new, Q ^= 2^slot·(old ^ new) for each written block, in the
+   * scratch blocks read (the cache copied them already).
+   */
+  async #modifyParity(s: SegmentStep, parityMembers: number[]): Promise<SegmentParity> {
+    this.stats.rmwWrites++;
+    const olds = await this.#readSegment(s, s.written.map((i) => s.map.dataMembers[i]!));
+    const [p, q] = await this.#readSegment(s, parityMembers);
+    return {
+      fromAllData: false,
+      compute: () => {
+        s.written.forEach((i, k) => {
+          const delta = olds[k]!;
+          xorInto(delta, s.fresh.get(i)!);
+          foldDelta(s.map, i, delta, p!, q);
+        });
+        return [p!, q];
+      },
+    };
+  }
+
+  /** Reconstruct-write: parity from the new blocks and the untouched ones, read. */
+  async #reconstructParity(s: SegmentStep, untouched: number[]): Promise<SegmentParity> {
+    this.stats.rcwWrites++;
+    const reads = await this.#readSegment(s, untouched.map((i) => s.map.dataMembers[i]!));
+    const data = new Array<Uint8Array>(this.layout.dataDisks);
+    for (const [i, b] of s.fresh) data[i] = b;
+    untouched.forEach((i, k) => (data[i] = reads[k]!));
+    return { fromAllData: true, compute: () => this.#parity(s.map, data, s.len, s.held) };
+  }
+
+  /** An untouched block's member is missing: the row rebuilt first, then as reconstruct-write. */
+  async #degradedParity(s: SegmentStep): Promise<SegmentParity> {
+    this.stats.degradedWrites++;
+    const old = await this.#rebuild(s.members, s.row, s.map, s.lo, s.lo + s.len, s.held);
+    const data = old.data.map((b, i) => s.fresh.get(i) ?? b);
+    return { fromAllData: true, compute: () => this.#parity(s.map, data, s.len, s.held) };
+  }
+
+  /**
+   * The step's columns of `roles`, from the cache or the members. Settled, not just resolved: no
+   * read of a failed attempt may put into the cache later.
+   */
+  #readSegment(s: SegmentStep, roles: number[]): Promise<Buffer[]> {
+    return allSettledOrThrow(roles.map((m) => {
+      // #readMember looks in the cache before its first await: what it misses now, it reads.
+      if (!this.cache.has(s.row, m, s.lo, s.len)) this.stats.writeReadBytes += s.len;
+      return this.#readMember(s.members, s.row, m, s.lo, s.len, s.held, s.keep);
+    }));
+  }
+
+  /**
+   * The step's member writes: the new data blocks issued first, parity computed meanwhile and
+   * issued last; a member that fails is failed by the MemberSet before this sees it. True when
+   * every member took them and parity came from every data block.
+   */
+  async #writeSegmentBlocks(s: SegmentStep, parity: SegmentParity, options?: WriteOptions): Promise<boolean> {
+    const { members, map, row, lo } = s;
+    const memberOffset = row * this.layout.chunkSize + lo;
+    const targets: [number, Uint8Array][] = [...s.fresh].map(([i, b]) => [map.dataMembers[i]!, b]);
+    const issue = ([m, b]: [number, Uint8Array]) => (members.state(m) === 'missing' ? Promise.resolve() : members.write(m, memberOffset, b, options));
+    const writes = targets.map(issue);
+    let p: Uint8Array;
+    let q: Uint8Array | undefined;
+    try {
+      [p, q] = parity.compute();
+    } catch (err) {
+      await Promise.allSettled(writes);
+      throw err;
+    }
+    const parityTargets: [number, Uint8Array][] = [[map.pd, p]];
+    if (this.layout.level === 6) parityTargets.push([map.qd, q!]);
+    for (const t of parityTargets) {
+      targets.push(t);
+      writes.push(issue(t));
+    }
+    const results = await Promise.allSettled(writes);
+    // The cache keeps the row's logical contents, whether or not a member took its write (or,
+    // not keeping them, must not answer with what they were before).
+    const insert = s.fresh.size !== this.layout.dataDisks;
+    for (const [m, b] of targets) {
+      if (s.keep) this.cache.put(row, m, lo, b, insert);
+      else this.cache.forget(row, m, lo, s.len);
+    }
+    this.#checkWrites(members, results, targets.map(([m]) => m));
+    return parity.fromAllData && results.every((r) => r.status === 'fulfilled');
   }
 
   /**
