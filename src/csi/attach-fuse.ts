@@ -77,9 +77,20 @@ export class FuseAttacher implements Attacher {
     return hit?.name;
   }
 
+  /**
+   * nbdfuse does not reconnect: once the engine it connected to is gone, its file fails every
+   * request (nbdfuse 1.14 aborts at the first, an assertion in its completion callback), while
+   * the process itself lives on until then. So an attachment is live only while its nbdfuse is
+   * no older than the engine serving the socket now, i.e. connected to that one; an engine that
+   * died, or was started again under it, leaves it dead (and the page cache hid it: a read it
+   * missed failed with EIO).
+   */
   async connected(volumeId: string, socket: string): Promise<boolean> {
     const procs = await findProcesses(socket);
-    return procs.some((p) => p.argv.some((a) => a.endsWith('nbdfuse'))) && (await this.find(volumeId)) !== undefined;
+    const nbdfuse = procs.find((p) => p.argv.some((a) => a.endsWith('nbdfuse')));
+    const engine = procs.find((p) => p.argv.includes('serve'));
+    if (nbdfuse === undefined || engine === undefined || nbdfuse.startedAt < engine.startedAt) return false;
+    return (await this.find(volumeId)) !== undefined;
   }
 
   async detach(volumeId: string, socket: string, lazy = false): Promise<void> {

@@ -217,14 +217,16 @@ export class NodeServer implements VolumeUsage {
     return this.locks.with(volumeKey(req.volume_id), async () => {
       const nv = await this.find(req.volume_id, 'NodeStageVolume');
       const v = nv.record;
-      const mounted = await mountAt(staging);
       if (isBlock(cap)) {
-        if (mounted) throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} is staged as a mount volume, the request asks for block`);
+        if (await mountAt(staging)) throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} is staged as a mount volume, the request asks for block`);
         await this.stageEngine(nv);
         return {};
       }
       const fsType = cap.mount?.fs_type || v.fsType;
       const device = await this.stageEngine(nv);
+      // Looked at after the engine is up: a device whose engine had died was taken down with its
+      // mounts (bringUp), the staging one among them, and the new device is mounted below.
+      const mounted = await mountAt(staging);
       if (mounted) {
         if (mounted.source === device) return {};
         throw new CsiError('ALREADY_EXISTS', `NodeStageVolume: ${staging} already has ${mounted.source} mounted, expected ${device}`);

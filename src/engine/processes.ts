@@ -6,6 +6,8 @@ import { promises as fs } from 'node:fs';
 export interface ProcessInfo {
   pid: number;
   argv: string[];
+  /** When it started, in clock ticks since boot (/proc/PID/stat's starttime): which of two came first. */
+  startedAt: number;
 }
 
 /** Every live process whose argv contains `needle` as a whole argument. */
@@ -20,18 +22,28 @@ export async function findProcesses(needle: string): Promise<ProcessInfo[]> {
       continue;
     }
     const argv = raw.split('\0').filter((a) => a !== '');
-    if (argv.includes(needle) && !(await isZombie(Number(name)))) out.push({ pid: Number(name), argv });
+    if (!argv.includes(needle)) continue;
+    const stat = await processStat(Number(name));
+    if (stat !== undefined && stat.state !== 'Z') out.push({ pid: Number(name), argv, startedAt: stat.startedAt });
   }
   return out;
 }
 
-async function isZombie(pid: number): Promise<boolean> {
+/** A process's state letter and start time (/proc/PID/stat); undefined once it is gone. */
+async function processStat(pid: number): Promise<{ state: string; startedAt: number } | undefined> {
   try {
     const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+    // The fields after the command's closing parenthesis: state is the 3rd field, starttime the 22nd.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', startedAt: Number(fields[19]) };
   } catch {
-    return true;
+    return undefined;
   }
+}
+
+async function isZombie(pid: number): Promise<boolean> {
+  const stat = await processStat(pid);
+  return stat === undefined || stat.state === 'Z';
 }
 
 export function isAlive(pid: number): boolean {

@@ -1,6 +1,7 @@
 // The rescheduling scenario of issue 5, on the real plugin, engines, nbdfuse, loop devices and
 // ext4: a clean unstage/stage resyncs nothing; an engine killed mid-write plus a plugin restart
-// resyncs only the chunks the llbitmap marked, and the files written before are intact.
+// resyncs only the chunks the llbitmap marked, and the files written before are intact; an engine
+// killed while idle (its nbdfuse still running, the page cache still warm) is staged afresh.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -136,4 +137,42 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
   await unpublishUnstage();
   await plugin.controller.DeleteVolume({ volume_id: id });
   assert.deepEqual(await fs.readdir(plugin.disks[0]!), []);
+});
+
+test('an engine killed while nothing writes: staging again mounts a fresh attachment, and the file reads back from the volume, not the page cache', async () => {
+  const created = await plugin.controller.CreateVolume({
+    name: 'resched-idle-kill',
+    capacity_range: { required_bytes: 128 * MiB },
+    volume_capabilities: [mountCap()],
+    parameters: { level: '1', members: '2' },
+  });
+  const id = (created.volume as { volume_id: string }).volume_id;
+  const staging = path.join(plugin.kubeletDir, 'staging-idle-kill');
+  const stage = () => plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
+  await stage();
+  const data = randomBytes(4 * MiB);
+  const file = path.join(staging, 'payload');
+  await fs.writeFile(file, data, { flush: true });
+  await promisify(execFile)('sync', ['-f', file]);
+
+  const socket = path.join(plugin.runDir, id, 'engine.sock');
+  const engine = (await findProcesses(socket)).find((p) => p.argv.includes('serve'));
+  assert.ok(engine, 'the engine runs while staged');
+  process.kill(engine.pid, 'SIGKILL');
+  await waitFor('the engine to be gone', async () => !(await findProcesses(socket)).some((p) => p.argv.includes('serve')));
+  // nbdfuse outlives its engine until a request reaches it: the attachment looks alive, and the
+  // file's pages are still in the page cache.
+  const fuseAlive = (await findProcesses(socket)).some((p) => p.argv.some((a) => a.endsWith('nbdfuse')));
+  process.stdout.write(`engine killed; nbdfuse ${fuseAlive ? 'still running' : 'gone'}\n`);
+
+  await stage();
+  // O_DIRECT: the bytes come from the device under the staging mount, through the new engine.
+  const { stdout } = await promisify(execFile)('sh', ['-c', `dd if=${file} iflag=direct bs=1M status=none | sha256sum`]);
+  assert.equal(stdout.split(' ')[0], createHash('sha256').update(data).digest('hex'), 'the file reads back through the restarted engine');
+  const run = await lastEngineRun(id);
+  assert.equal(assembled(run).unclean, true, 'the new engine assembled the array the killed one left');
+
+  await plugin.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging });
+  assert.equal(await attached(id), false);
+  await plugin.controller.DeleteVolume({ volume_id: id });
 });
