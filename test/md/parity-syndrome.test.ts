@@ -72,6 +72,20 @@ test('xorInto matches a byte-by-byte XOR at every length and offset, across the 
   }
 });
 
+test('computeP over one of its own data blocks gives the P of the blocks as they were, in SIMD tiles and in the loops', () => {
+  for (const len of [16, 1008, 4096, 32 * 1024 + 48, 96 * 1024]) {
+    for (const over of [0, 2]) {
+      const data = blocks(3, len, 0);
+      const want = new Uint8Array(len);
+      computeP(data, want);
+      const others = data.filter((_, i) => i !== over).map((b) => Uint8Array.from(b));
+      computeP(data, data[over]!);
+      assert.deepEqual(data[over], want, `length ${len}, P over block ${over}`);
+      assert.deepEqual(data.filter((_, i) => i !== over), others, 'the other blocks are left as they were');
+    }
+  }
+});
+
 test('read-modify-write deltas give the same P and Q as a full recompute', () => {
   const data = blocks(4, 32);
   const p = new Uint8Array(32);

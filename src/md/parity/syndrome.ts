@@ -50,15 +50,17 @@ export function xorInto(out: Uint8Array, src: Uint8Array): void {
   for (let i = 0; i < out.length; i++) out[i]! ^= src[i]!;
 }
 
-/** P = D_0 ^ D_1 ^ ... written into `p`. */
+/** P = D_0 ^ D_1 ^ ... written into `p`, which may be one of the data blocks (P then replaces it). */
 export function computeP(data: readonly Uint8Array[], p: Uint8Array): void {
   checkLengths('computeP', data, p.length);
   if (data.length > 1 && simdFits(p.length)) {
+    // Tile by tile, every input read before the output is written: p may be one of data.
     simdSyndromes(data, p);
     return;
   }
-  p.fill(0);
-  for (const d of data) xorInto(p, d);
+  // p may be one of data: it then starts from its own bytes.
+  if (!data.includes(p)) p.fill(0);
+  for (const d of data) if (d !== p) xorInto(p, d);
 }
 
 // Multiplying four packed field elements by 2: shift each byte left, and fold the bytes whose top
