@@ -44,6 +44,13 @@ const MAX_HELD_GROWTH = 8 * MiB;
  */
 const MAX_RSS_GROWTH = 64 * MiB;
 
+/** What the process holds at a sample, after a full collection: RSS, V8's heap in use, ArrayBuffers. */
+interface MemorySample {
+  rss: number;
+  heap: number;
+  buffers: number;
+}
+
 function seedFromEnv(): number {
   const text = process.env.NBD_FUZZ_SEED;
   if (text === undefined) return Date.now() % 1_000_000;
@@ -254,7 +261,7 @@ describe('NBD server under fuzzing', () => {
     console.log(`fuzz: seed ${SEED}, ${CASES} streams, ${PARALLEL} at a time (${replay})`);
     const gc = collector();
     const r = rng(SEED);
-    const samples: Array<{ rss: number; heap: number; buffers: number }> = [];
+    const samples: MemorySample[] = [];
     const t0 = Date.now();
     // Streams are made a batch at a time: 100 000 of them at once would be gigabytes.
     for (let done = 0; done < CASES; ) {
@@ -286,19 +293,19 @@ describe('NBD server under fuzzing', () => {
     const third = Math.floor(samples.length / 3);
     const early = samples.slice(0, third);
     const late = samples.slice(-third);
-    const most = (xs: typeof samples, f: (x: (typeof samples)[number]) => number) => Math.max(...xs.map(f));
-    const least = (xs: typeof samples, f: (x: (typeof samples)[number]) => number) => Math.min(...xs.map(f));
+    const most = (xs: MemorySample[], k: keyof MemorySample) => Math.max(...xs.map((x) => x[k]));
+    const least = (xs: MemorySample[], k: keyof MemorySample) => Math.min(...xs.map((x) => x[k]));
     const mib = (x: number) => (x / MiB).toFixed(1);
-    const series = (f: (x: (typeof samples)[number]) => number) => samples.map((x) => mib(f(x))).join(' ');
+    const series = (k: keyof MemorySample) => samples.map((x) => mib(x[k])).join(' ');
     const growth = {
-      heap: most(late, (x) => x.heap) - most(early, (x) => x.heap),
-      buffers: least(late, (x) => x.buffers) - least(early, (x) => x.buffers),
-      rss: most(late, (x) => x.rss) - most(early, (x) => x.rss),
+      heap: most(late, 'heap') - most(early, 'heap'),
+      buffers: least(late, 'buffers') - least(early, 'buffers'),
+      rss: most(late, 'rss') - most(early, 'rss'),
     };
     console.log(`fuzz: after a ${WARMUP}-stream warm-up, every ${SAMPLE_EVERY} streams, after a full collection (MiB):\n` +
-      `  V8 heap used ${series((x) => x.heap)}; late vs early peak ${mib(growth.heap)}\n` +
-      `  ArrayBuffers ${series((x) => x.buffers)}; late vs early low ${mib(growth.buffers)}\n` +
-      `  RSS ${series((x) => x.rss)}; late vs early peak ${mib(growth.rss)}`);
+      `  V8 heap used ${series('heap')}; late vs early peak ${mib(growth.heap)}\n` +
+      `  ArrayBuffers ${series('buffers')}; late vs early low ${mib(growth.buffers)}\n` +
+      `  RSS ${series('rss')}; late vs early peak ${mib(growth.rss)}`);
     assert.ok(growth.heap < MAX_HELD_GROWTH, `V8's heap kept growing: +${mib(growth.heap)} MiB, allowed +${mib(MAX_HELD_GROWTH)} (${replay})`);
     assert.ok(growth.buffers < MAX_HELD_GROWTH, `held buffers kept growing: +${mib(growth.buffers)} MiB, allowed +${mib(MAX_HELD_GROWTH)} (${replay})`);
     assert.ok(growth.rss < MAX_RSS_GROWTH, `RSS kept growing: +${mib(growth.rss)} MiB, allowed +${mib(MAX_RSS_GROWTH)} (${replay})`);
