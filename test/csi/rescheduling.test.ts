@@ -51,14 +51,19 @@ async function waitFor(what: string, check: () => Promise<boolean>, ms = 60_000)
   throw new Error(`timed out waiting for ${what}`);
 }
 
-test('clean restage resyncs nothing; after an engine crash only bitmap-marked chunks resync, files intact', async () => {
+/** A new raid1 volume of two members through the real CreateVolume; its id. */
+async function createRaid1(name: string, bytes: number): Promise<string> {
   const created = await plugin.controller.CreateVolume({
-    name: 'resched-1',
-    capacity_range: { required_bytes: 256 * MiB },
+    name,
+    capacity_range: { required_bytes: bytes },
     volume_capabilities: [mountCap()],
     parameters: { level: '1', members: '2' },
   });
-  const id = (created.volume as { volume_id: string }).volume_id;
+  return (created.volume as { volume_id: string }).volume_id;
+}
+
+test('clean restage resyncs nothing; after an engine crash only bitmap-marked chunks resync, files intact', async () => {
+  const id = await createRaid1('resched-1', 256 * MiB);
   const staging = path.join(plugin.kubeletDir, 'staging');
   const target = path.join(plugin.kubeletDir, 'target');
   const stage = () => plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
@@ -140,13 +145,7 @@ test('clean restage resyncs nothing; after an engine crash only bitmap-marked ch
 });
 
 test('an engine killed while nothing writes: staging again mounts a fresh attachment, and the file reads back from the volume, not the page cache', async () => {
-  const created = await plugin.controller.CreateVolume({
-    name: 'resched-idle-kill',
-    capacity_range: { required_bytes: 128 * MiB },
-    volume_capabilities: [mountCap()],
-    parameters: { level: '1', members: '2' },
-  });
-  const id = (created.volume as { volume_id: string }).volume_id;
+  const id = await createRaid1('resched-idle-kill', 128 * MiB);
   const staging = path.join(plugin.kubeletDir, 'staging-idle-kill');
   const stage = () => plugin.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: mountCap() });
   await stage();
