@@ -87,7 +87,9 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
   const controlStopped = new Promise<string>((resolve) => (controlStop = () => resolve('control stop')));
   let controlServer: ControlServer | undefined;
   try {
-    server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly }]);
+    // A raid5/6 write holds blocks of its own beside its data: counted (writeWeight), they keep an
+    // engine's writes in flight to the memory of a mirror's.
+    server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly, writeWeight: array?.writeWeight ?? 1 }]);
     if (array !== undefined && options.control !== undefined) {
       controlServer = await ControlServer.listen(options.control, {
         array, onStop: controlStop, io: () => counted.counters, events, ...(gate === undefined ? {} : { lease: gate }),

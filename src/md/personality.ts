@@ -90,6 +90,11 @@ export interface Personality {
   readonly syncSize: number;
   /** raid4/5/6 (bitmap Unwritten → NeedSync on first write). */
   readonly parity: boolean;
+  /**
+   * Bytes a write() in flight holds per byte written, its data included; 1 when absent (the
+   * personality holds only the caller's buffer). The NBD server counts writes at it.
+   */
+  readonly writeWeight?: number;
 
   /**
    * The sync-space range the bitmap must mark for an array range (empty for raid0). With `into`

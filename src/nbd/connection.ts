@@ -58,8 +58,9 @@ export interface ConnectionLimits {
   /** Requests started and not yet answered before reading pauses. */
   maxInFlight: number;
   /**
-   * Payload bytes the connection may hold: WRITE data and READ buffers of the requests in flight,
-   * and READ replies from the payload pool until the kernel has taken them. A request that would
+   * Payload bytes the connection may hold: WRITE data (at the export's write weight: what the
+   * device holds for it too) and READ buffers of the requests in flight, and READ replies from
+   * the payload pool until the kernel has taken them. A request that would
    * pass it waits, with reading paused, unless the connection holds nothing (so one request of the
    * export's maximum payload always runs, alone).
    */
@@ -336,7 +337,7 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
       this.export = e;
       this.contexts = chosen.contexts;
       this.writer.structured = chosen.structured;
-      this.parser = new RequestParser(e.maxPayload, this);
+      this.parser = new RequestParser(e.maxPayload, this, e.writeWeight);
       this.phase = 'transmission';
       this.parser.parse(this.input);
       this.maybePause();
@@ -565,10 +566,11 @@ export class NbdConnection implements RequestSink, HandshakeIo, ServedConnection
           if (now === 'done') this.writer.ok(r.cookieHi, r.cookieLo);
           if (now !== 'declined') return this.releasePayload(r);
         }
-        this.begin(r.length);
+        const held = this.parser!.heldBy(r);
+        this.begin(held);
         // The buffer goes back to the pool once the write resolved; after a rejection the device
         // may still be reading it (BlockDevice.write), so it is left to the garbage collector.
-        this.track(r, r.length, () => device.write(r.offset, data, { fua }), this.okFor(r), () => this.releasePayload(r));
+        this.track(r, held, () => device.write(r.offset, data, { fua }), this.okFor(r), () => this.releasePayload(r));
         return;
       }
       case CMD_FLUSH:

@@ -29,6 +29,13 @@ export interface ExportOptions {
   readOnly?: boolean;
   /** Largest READ/WRITE payload accepted (default 32 MiB). */
   maxPayload?: number;
+  /**
+   * Bytes the device holds while a write is in flight, per byte written, its data included
+   * (default 1): a connection counts its WRITEs at this weight against its in-flight budget, so
+   * that a device holding blocks of its own for a write (raid5/6's parity and member reads) is
+   * held to the same memory as one that holds only the data.
+   */
+  writeWeight?: number;
 }
 
 export class NbdExport {
@@ -47,6 +54,7 @@ export class NbdExport {
   readonly minBlock: number;
   readonly preferredBlock: number;
   readonly maxPayload: number;
+  readonly writeWeight: number;
 
   constructor(options: ExportOptions) {
     if (Buffer.byteLength(options.name) > MAX_STRING) {
@@ -63,6 +71,10 @@ export class NbdExport {
     this.maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     if (this.maxPayload < this.preferredBlock || this.maxPayload % this.minBlock !== 0) {
       throw new NbdError('NBD_EXPORT', `export ${JSON.stringify(this.name)}: max payload ${this.maxPayload} must be a multiple of ${this.minBlock} and at least ${this.preferredBlock}`);
+    }
+    this.writeWeight = options.writeWeight ?? 1;
+    if (!(this.writeWeight >= 1 && this.writeWeight <= 16)) {
+      throw new NbdError('NBD_EXPORT', `export ${JSON.stringify(this.name)}: write weight must be between 1 and 16, found ${this.writeWeight}`);
     }
   }
 

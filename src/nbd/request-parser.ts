@@ -33,8 +33,9 @@ export interface NbdRequest {
 
 export interface RequestSink {
   /**
-   * Whether a request that will hold `bytes` of payload (a READ's buffer, a WRITE's data) may
-   * start now; false while the connection wants no more requests (backpressure, or after DISC).
+   * Whether a request that will hold `bytes` (RequestParser.heldBy: a READ's buffer, a WRITE's
+   * data at its weight) may start now; false while the connection wants no more requests
+   * (backpressure, or after DISC).
    */
   accepting(bytes: number): boolean;
   /** A buffer of exactly `length` bytes to collect an admitted WRITE's payload in. */
@@ -66,9 +67,11 @@ export class RequestParser {
   private got = 0;
   private readonly scratch = Buffer.allocUnsafe(REQUEST_SIZE);
 
+  /** `writeWeight`: what a WRITE holds per byte of its payload (NbdExport.writeWeight). */
   constructor(
     private readonly maxPayload: number,
     private readonly sink: RequestSink,
+    private readonly writeWeight = 1,
   ) {}
 
   parse(input: BufferList): void {
@@ -143,15 +146,21 @@ export class RequestParser {
   }
 
   /**
-   * Payload bytes the request waiting for admission will hold once started (a READ's buffer or a
-   * WRITE's data; one larger than the maximum payload is refused or skipped, so holds nothing);
-   * 0 when no request waits.
+   * Bytes the request waiting for admission will hold once started (a READ's buffer, a WRITE's
+   * data at its weight: heldBy); 0 when no request waits.
    */
   get pendingBytes(): number {
     const r = this.current;
-    if (this.state !== State.Admit || r === undefined) return 0;
-    if (r.type !== CMD_READ && r.type !== CMD_WRITE) return 0;
-    return r.length > this.maxPayload ? 0 : r.length;
+    return this.state !== State.Admit || r === undefined ? 0 : this.heldBy(r);
+  }
+
+  /**
+   * What a request holds while in flight: a READ its buffer, a WRITE its data at the export's
+   * write weight; one larger than the maximum payload is refused or skipped, so holds nothing.
+   */
+  heldBy(r: NbdRequest): number {
+    if ((r.type !== CMD_READ && r.type !== CMD_WRITE) || r.length > this.maxPayload) return 0;
+    return r.type === CMD_WRITE ? Math.ceil(r.length * this.writeWeight) : r.length;
   }
 
   /** True while a WRITE's payload has been announced but not fully received. */

@@ -248,6 +248,15 @@ class GatedReadInto extends MemoryDevice {
   }
 }
 
+/** WRITEs that wait until the test lets each go (a MemoryDevice has no writeNow: every one goes to write()). */
+class GatedWrite extends MemoryDevice {
+  readonly waiting: Array<() => void> = [];
+  override async write(offset: number, data: Uint8Array): Promise<void> {
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+    await super.write(offset, data);
+  }
+}
+
 /** The payload pool, counting the bytes it has handed out and not had back. */
 class CountingPool extends SizeClassPool {
   held = 0;
@@ -275,6 +284,38 @@ describe('NBD connection payload budget (a connection given a pool the test coun
   afterEach(async () => {
     await new Promise((r) => (listener ? listener.close(r) : r(undefined)));
   });
+
+  for (const weight of [1, 2]) {
+    test(`WRITEs count against maxInFlightBytes at the export's write weight (${weight}): ${4 / weight} of 1 MiB in flight in a 4 MiB budget`, async () => {
+      const MiB = 1024 * KiB;
+      const device = new GatedWrite(SIZE, { blockSize: 512 });
+      const table = new ExportTable([new NbdExport({ name: 'x', device, writeWeight: weight })]);
+      const limits: ConnectionLimits = { ...DEFAULT_LIMITS, maxInFlightBytes: 4 * MiB };
+      const sock = join(dir, 'nbd.sock');
+      listener = createServer((s) => void new NbdConnection(s, table, limits, () => undefined, undefined, new SizeClassPool(limits.maxInFlightBytes)).run());
+      await new Promise<void>((r) => listener!.listen(sock, r));
+      const p = await RawPeer.connect(sock);
+      try {
+        await p.go('x');
+        const writes = 6;
+        for (let i = 0; i < writes; i++) p.send(request(1, BigInt(i), i * MiB, MiB), patternBytes(MiB, i));
+        let most = 0;
+        for (let i = 0; i < writes; i++) {
+          await until(() => device.waiting.length > 0, `WRITE ${i} to start`);
+          // Give any WRITE the budget still had room for time to arrive and start too.
+          await new Promise((r) => setTimeout(r, 30));
+          most = Math.max(most, device.waiting.length);
+          device.waiting.shift()!();
+          assert.deepEqual(await p.simpleReply(), { error: 0, cookie: BigInt(i) });
+        }
+        assert.equal(most, 4 / weight, `at most ${4 / weight} WRITEs of 1 MiB in flight at weight ${weight}`);
+        assert.deepEqual(await device.read(5 * MiB, MiB), patternBytes(MiB, 5), 'every WRITE landed');
+      } finally {
+        p.socket.destroy();
+        for (const release of device.waiting.splice(0)) release();
+      }
+    });
+  }
 
   test('READ buffers in flight and replies not yet taken by the kernel stay within maxInFlightBytes; a READ larger than it runs alone; the pool keeps no more', async () => {
     const MiB = 1024 * KiB;

@@ -97,6 +97,11 @@ export class MdArray implements BlockDevice {
     return this.set.personality.arraySize;
   }
 
+  /** Bytes a write in flight holds per byte written (Personality.writeWeight). */
+  get writeWeight(): number {
+    return this.set.personality.writeWeight ?? 1;
+  }
+
   /** `array NAME`: what range errors name (made once, not per request). */
   private get rangeLabel(): string {
     this.label ??= `array ${this.name}`;

@@ -58,6 +58,10 @@ export class ParityPersonality implements Personality {
     this.#engine = new StripeEngine(this.geometry, stripeCacheBytes(options.raidDisks, options.stripeCacheSize));
   }
 
+  get writeWeight(): number {
+    return this.#engine.writeWeight;
+  }
+
   /** How many members may be missing while every byte stays readable. */
   get tolerance(): number {
     return this.#engine.tolerance;

@@ -107,11 +107,14 @@ const CHECK_UNIT = 4096;
  * Free scratch blocks kept for the next step: while steps take them, up to what 1 MiB writes at
  * queue depth 8 hold at once (every row's parity and reads, chunk-sized), so a busy array
  * allocates none; a second after the last take of a size, no more than room for a queue of 4 KiB
- * random writes' blocks. Kept at 4 MiB busy, the rest of each 1 MiB write's 64 KiB blocks were
+ * random writes' blocks (three per write on the promise path, 32 deep: 384 KiB; a write done now
+ * gives its two back before the next). Kept at 4 MiB idle, a 1 MiB write's 256 KiB blocks stayed
+ * after it, under every later workload: the 1M reads of bench:nbd's second round peaked 4 MiB
+ * higher than the first's. Kept at 4 MiB busy, the rest of each 1 MiB write's 64 KiB blocks were
  * garbage: below glibc's mmap threshold, they grew its heap to 45 MiB before V8 freed them (peak
  * RSS 112 MiB over bench:nbd's raid5 run).
  */
-const SCRATCH_KEEP = { busyBytes: 32 * 1024 * 1024, idle: { keepBytes: 4 * 1024 * 1024, afterMs: 1000 } };
+const SCRATCH_KEEP = { busyBytes: 32 * 1024 * 1024, idle: { keepBytes: 512 * 1024, afterMs: 1000 } };
 /**
  * A sync step covers at most this much of a row's columns (aligned to it): md's resync walks a
  * row in 4 KiB stripe heads; a step here reads every member's slice and writes what it must, so
@@ -195,6 +198,19 @@ export class StripeEngine {
     nowWrites: 0,
     builtByWrites: 0,
   };
+
+  /**
+   * Bytes a write() in flight holds per byte written, its data included: its steps' scratch
+   * blocks (a parity block, and the member blocks a reconstruct- or read-modify-write reads) are
+   * the rest. Measured under 1 MiB writes at depth 8 through `serve` on a 4-member raid5: at most
+   * 3.0 MiB of scratch blocks in use beside 6 MiB of payloads, so half again; raid6 computes a Q
+   * block beside each P, so once again. The NBD server counts writes at this weight against a
+   * connection's budget: at 6 MiB, four 1 MiB raid5 writes in flight rather than six, as many
+   * written a second (1110-1262 against 1154-1295 MiB/s, two runs each) and 2.5-3 MiB less RSS.
+   */
+  get writeWeight(): number {
+    return this.layout.level === 5 ? 1.5 : 2;
+  }
 
   /** `cacheBytes`: the stripe cache's budget (stripeCacheBytes). */
   constructor(layout: ParityLayout, cacheBytes: number) {
