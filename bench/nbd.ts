@@ -10,7 +10,8 @@
 //     at rest after it (REST_MS or more later: what a volume costs most of its life), and the CSI
 //     node plugin's idle RSS.
 //  d. several connections: fio numjobs=1, 2, 4 (one connection each, the same queue depth in
-//     total) on one raid1 volume.
+//     total) on one raid1 volume, with the shares of the run its engine's thread spent on a CPU
+//     and waiting on a run queue for one (a thread that waits is short of a core, not of work).
 // Every server runs every workload once per round, the servers of a round side by side and each
 // workload run by all of them back to back (round()), their order rotating from round to round;
 // the median of the rounds is reported: on a shared 2-core machine one run of a few seconds moves
@@ -35,7 +36,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { median, printTable, ratio, verdict, type Cell } from './table.js';
-import { anonKiB, cpuSeconds, rssKiB } from './proc.js';
+import { anonKiB, cpuSeconds, rssKiB, schedSeconds } from './proc.js';
 import { ENGINE_NODE_FLAGS } from '../src/cli/engine-command.js';
 import { engineEnvironment } from '../src/engine/supervisor.js';
 import { startRatedMembers, type RatedMembers } from './rated-members.js';
@@ -82,6 +83,12 @@ interface Result {
   /** Server CPU µs per completed request. */
   cpuUs: number;
   iops: number;
+  /**
+   * Shares of the measured part the server's main thread (an engine's event loop) spent on a CPU
+   * and waiting on a run queue for one (schedSeconds): a thread that waits was short of CPU.
+   */
+  onCpu: number;
+  waiting: number;
 }
 
 interface Server {
@@ -214,9 +221,17 @@ async function fio(uri: string, w: Workload, pid: number): Promise<Result> {
     `--ramp_time=${RAMP_MS / 1000}`, '--output-format=json',
   ];
   let cpuStart = NaN;
-  const mark = setTimeout(() => (cpuStart = cpuSeconds(pid)), RAMP_MS);
+  let schedStart = { onCpu: NaN, waiting: NaN };
+  let clockStart = NaN;
+  const mark = setTimeout(() => {
+    cpuStart = cpuSeconds(pid);
+    schedStart = schedSeconds(pid);
+    clockStart = performance.now();
+  }, RAMP_MS);
   const { stdout } = await run('fio', args, { maxBuffer: 16 * 1024 * 1024 });
   const cpuEnd = cpuSeconds(pid);
+  const schedEnd = schedSeconds(pid);
+  const elapsed = (performance.now() - clockStart) / 1000;
   clearTimeout(mark);
   // The nbd engine prints a line before the JSON document.
   type Side = { iops: number; bw_bytes: number; total_ios: number };
@@ -226,6 +241,8 @@ async function fio(uri: string, w: Workload, pid: number): Promise<Result> {
     value: w.metric === 'iops' ? side.iops : side.bw_bytes / 1048576,
     cpuUs: ((cpuEnd - cpuStart) * 1e6) / side.total_ios,
     iops: side.iops,
+    onCpu: (schedEnd.onCpu - schedStart.onCpu) / elapsed,
+    waiting: (schedEnd.waiting - schedStart.waiting) / elapsed,
   };
 }
 
@@ -378,13 +395,15 @@ async function main(): Promise<void> {
     const ran = (server: string): boolean => list.some((x) => x.name === server);
     const value = (server: string, w: Workload): number => pick(server, w, (r) => r.value);
     const cpu = (server: string, w: Workload): number => pick(server, w, (r) => r.cpuUs);
+    const share = (server: string, w: Workload, of: 'onCpu' | 'waiting'): string => `${Math.round(pick(server, w, (r) => r[of]) * 100)}%`;
     const head = `fio ioengine=nbd, ${SECONDS} s per workload after a ${RAMP_MS / 1000} s ramp, ${SIZE_MIB} MiB volumes on tmpfs, ` +
       `median of ${ROUNDS} rounds; load average before ${loadBefore}, after ${loadAfter}`;
 
     if (subset || plugin === undefined) {
       printTable(`chosen servers and workloads (BENCH_NBD_SERVERS, BENCH_NBD_WORKLOADS); ${head}`,
-        ['server', 'workload', 'unit', 'value', 'CPU µs/IO', 'each round'],
+        ['server', 'workload', 'unit', 'value', 'CPU µs/IO', 'main thread on a CPU', 'waiting for one', 'each round'],
         list.flatMap((s) => s.workloads.map((w) => [s.name, w.name, w.metric, value(s.name, w), cpu(s.name, w),
+          share(s.name, w, 'onCpu'), share(s.name, w, 'waiting'),
           got.get(s.name)!.runs[s.workloads.indexOf(w)]!.map((r) => Math.round(r.value)).join(' ')])));
       printTable(`memory of the chosen servers: RSS MiB idle (median), peak over the whole run, at rest ${REST_MS / 1000} s after it (median), and the anonymous part`,
         ['server', 'idle RSS', 'idle anon', 'peak RSS', 'peak anon', 'rest RSS', 'rest anon'],
@@ -463,10 +482,11 @@ async function main(): Promise<void> {
     if (ran('llraid raid1')) {
       const one = (rw: string): Workload => MULTI.find((m) => m.jobs === 1 && m.rw === rw)!;
       printTable(`d. several connections on one raid1 volume (fio numjobs, one connection each, QD32 in total); ${head}`,
-        ['workload', 'IOPS', 'CPU µs/IO', 'IOPS / 1 conn', 'target'],
+        ['workload', 'IOPS', 'CPU µs/IO', 'engine thread on a CPU', 'waiting for a CPU', 'IOPS / 1 conn', 'target'],
         MULTI.map((w) => {
           const [iops, base] = [value('llraid raid1', w), value('llraid raid1', one(w.rw))];
-          return [w.name, iops, cpu('llraid raid1', w), ratio(iops, base), w.jobs === 1 ? '-' : verdict(iops / base, 0.95, 'least')];
+          return [w.name, iops, cpu('llraid raid1', w), share('llraid raid1', w, 'onCpu'), share('llraid raid1', w, 'waiting'),
+            ratio(iops, base), w.jobs === 1 ? '-' : verdict(iops / base, 0.95, 'least')];
         }));
     }
   } finally {

@@ -34,3 +34,13 @@ export function cpuSeconds(pid: number): number {
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
+
+/**
+ * The scheduler's account of the thread `tid` (for a process's main thread, its pid) from
+ * /proc/PID/task/TID/schedstat: seconds it ran on a CPU, and seconds it was runnable and waited
+ * on a run queue for one. The second says whether a busy thread was short of CPU, not of work.
+ */
+export function schedSeconds(pid: number, tid = pid): { onCpu: number; waiting: number } {
+  const [onCpu, waiting] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  return { onCpu: onCpu! / 1e9, waiting: waiting! / 1e9 };
+}
