@@ -219,6 +219,9 @@ async function waitForSocket(path: string, child: ChildProcess): Promise<void> {
   throw new Error(`server did not create ${path} within 30 s`);
 }
 
+/** What fio's JSON report needs of execFile's output buffer. */
+const FIO_OUTPUT = { maxBuffer: 16 * 1024 * 1024 };
+
 /**
  * `command` on every CPU but 0 while the main thread of `pid` (an engine's event loop) runs on
  * CPU 0 (taskset), then that thread back on every CPU. Its other threads (libuv's pool, V8's) stay
@@ -230,7 +233,7 @@ async function pinRun(pid: number, command: string, args: string[]): Promise<{ s
   if (cpus < 2) throw new Error(`a pinned workload needs at least 2 CPUs, found ${cpus}`);
   await run('taskset', ['--pid', '--cpu-list', '0', String(pid)]);
   try {
-    return await run('taskset', ['--cpu-list', `1-${cpus - 1}`, command, ...args], { maxBuffer: 16 * 1024 * 1024 });
+    return await run('taskset', ['--cpu-list', `1-${cpus - 1}`, command, ...args], FIO_OUTPUT);
   } finally {
     await run('taskset', ['--pid', '--cpu-list', `0-${cpus - 1}`, String(pid)]);
   }
@@ -251,7 +254,7 @@ async function fio(uri: string, w: Workload, pid: number): Promise<Result> {
     schedStart = schedSeconds(pid);
     clockStart = performance.now();
   }, RAMP_MS);
-  const { stdout } = await (w.pinned ? pinRun(pid, 'fio', args) : run('fio', args, { maxBuffer: 16 * 1024 * 1024 }));
+  const { stdout } = await (w.pinned ? pinRun(pid, 'fio', args) : run('fio', args, FIO_OUTPUT));
   const cpuEnd = cpuSeconds(pid);
   const schedEnd = schedSeconds(pid);
   const elapsed = (performance.now() - clockStart) / 1000;

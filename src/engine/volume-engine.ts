@@ -89,7 +89,7 @@ export async function runEngine(options: EngineOptions, stop: Promise<string>): 
   try {
     // A raid5/6 write holds blocks of its own beside its data: counted (writeWeight), they keep an
     // engine's writes in flight to the memory of a mirror's.
-    server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly, writeWeight: array?.writeWeight ?? 1 }]);
+    server.setExports([{ name: options.exportName, device: counted, readOnly: options.readOnly, writeWeight: array?.writeWeight }]);
     if (array !== undefined && options.control !== undefined) {
       controlServer = await ControlServer.listen(options.control, {
         array, onStop: controlStop, io: () => counted.counters, events, ...(gate === undefined ? {} : { lease: gate }),
