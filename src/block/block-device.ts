@@ -130,9 +130,11 @@ export interface BlockDevice {
    * blocks on a disk. Errors throw, as the asynchronous methods reject. A completed writeNow
    * counts as a resolved write for flush(). Neither keeps `out`, `parts` or the array after it
    * returns (a caller may reuse them at once: the NBD server passes one array for every WRITE).
+   * A writeNow with FUA says true only when the bytes are durable as it returns (a file on tmpfs,
+   * whose page cache is its storage); a device that would have to wait for that declines.
    */
   readNow?(offset: number, out: Buffer): boolean;
-  writeNow?(offset: number, parts: readonly Uint8Array[]): boolean;
+  writeNow?(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): boolean;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;
   /** Tells the device the range is unused: its contents are unspecified afterwards. */

@@ -54,8 +54,8 @@ export class CountingDevice extends FilterDevice {
     this.countWrite(parts);
   }
 
-  override writeNow?(offset: number, parts: readonly Uint8Array[]): boolean {
-    if (!super.writeNow!(offset, parts)) return false;
+  override writeNow?(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): boolean {
+    if (!super.writeNow!(offset, parts, options)) return false;
     this.countWrite(parts);
     return true;
   }

@@ -263,8 +263,9 @@ export class FileDevice implements BlockDevice {
     return true;
   }
 
-  writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
-    if (this.inline === undefined) return false;
+  writeNow(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): boolean {
+    // FUA waits for the disk (write()), except in memory, where a plain write is durable.
+    if (this.inline === undefined || (options?.fua === true && !this.inMemory)) return false;
     const length = byteLength(parts);
     this.check(offset, length, true);
     beforeChange(this.fileId, offset, length);

@@ -101,8 +101,8 @@ export class FilterDevice implements BlockDevice {
     return this.inner.writev!(offset, parts, options);
   }
 
-  writeNow?(offset: number, parts: readonly Uint8Array[]): boolean {
-    return this.inner.writeNow!(offset, parts);
+  writeNow?(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): boolean {
+    return this.inner.writeNow!(offset, parts, options);
   }
 
   flush(): Promise<void> {

@@ -144,8 +144,8 @@ export class EpochWatchDevice extends FilterDevice {
     return this.gated(() => this.inner.writev!(offset, parts, options));
   }
 
-  override writeNow(offset: number, parts: readonly Uint8Array[]): boolean {
-    return this.fencedBy === undefined && this.inner.writeNow!(offset, parts);
+  override writeNow(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): boolean {
+    return this.fencedBy === undefined && this.inner.writeNow!(offset, parts, options);
   }
 
   override flush(): Promise<void> {

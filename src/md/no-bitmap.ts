@@ -19,6 +19,9 @@ export class NoBitmap implements WriteIntentBitmap {
   unplug(): undefined {
     return undefined;
   }
+  unplugNow(): boolean {
+    return true;
+  }
   skipSyncBlocks(): number {
     return 0;
   }

@@ -91,6 +91,12 @@ export interface WriteIntentBitmap {
    * any write-out in flight. Returns nothing when there is nothing to wait for.
    */
   unplug(offset?: number, length?: number): Promise<void> | undefined;
+  /**
+   * unplug() of the range with nothing to wait for: true when the range's bitmap blocks are
+   * durable as this returns (written now if they were dirty and every bitmap member could take
+   * them durably at once). False asks for nothing: the writer's unplug() then does.
+   */
+  unplugNow(offset: number, length: number): boolean;
 
   /**
    * Bytes from `offset` the sync thread may skip without looking (0 = none), up to the end of

@@ -172,3 +172,17 @@ test('FileDevice.writeNow/readNow: the bytes land and read back; without inline 
   t.after(() => readOnly.close());
   assert.throws(() => readOnly.writeNow(0, [Buffer.alloc(512)]), (e: NodeJS.ErrnoException) => e.code === 'EROFS');
 });
+
+test('FileDevice.writeNow with FUA: done now on tmpfs, where a plain write is durable; declined on a disk, having written nothing', async (t) => {
+  const inMemory = await FileDevice.open(scratchFile(t, 1 << 20));
+  t.after(() => inMemory.close());
+  assert.equal(inMemory.writeNow(0, [Buffer.alloc(512, 4)], { fua: true }), true);
+  assert.deepEqual(await inMemory.read(0, 512), Buffer.alloc(512, 4));
+
+  const onDisk = join(tempDir(t, 'pio', '/var/tmp'), 'f');
+  writeFileSync(onDisk, Buffer.alloc(1 << 20));
+  const disk = await FileDevice.open(onDisk);
+  t.after(() => disk.close());
+  assert.equal(disk.writeNow(0, [Buffer.alloc(512, 5)], { fua: true }), false, 'a FUA write on a disk waits for it');
+  assert.deepEqual(await disk.read(0, 512), Buffer.alloc(512), 'the declined write wrote nothing');
+});

@@ -1,6 +1,7 @@
 // A write to a raid5/raid6 chunk whose parity is not valid yet (a new array's Unwritten chunks)
 // builds the parity of the bitmap chunks it touched before it ends: done now (StripeEngine
-// #buildNow, a small write once its bitmap chunk is durable), else around the promise path's
+// #buildNow, a small write once its bitmap chunk is durable: at once on members in memory,
+// whose bitmap write-out is done now too), else around the promise path's
 // write (#buildAround). The next small write there is a read-modify-write done now, not another
 // reconstruct-write waiting for the lazy pass. Members start full of other bytes, so a build that skipped the
 // parity writes would leave P (and Q) wrong, which the checks below compute from the members.
@@ -62,13 +63,17 @@ for (const level of [5, 6] as const) {
     const at = row * layout.rowBytes + CHUNK + UNIT + 4096;
     const unitStart = row * CHUNK + UNIT;
     assert.equal(array.bitmap.blocksSynced(unitStart), false, 'a new array has no valid parity');
-    assert.equal(array.writeNow(at, [pattern(1, 4096)]), false, 'no write is done now before the parity is built');
     await array.write(at, pattern(1, 4096));
     assert.equal(statsOf(array).builtByWrites, 1);
     assert.equal(statsOf(array).nowWrites, 1, 'the write, once its bitmap chunk was durable, built it and was done now');
     assert.equal(array.bitmap.blocksSynced(unitStart), true, 'its bitmap chunk is synced');
     assert.ok(await parityAgrees(files, layout, row, unitStart, UNIT), 'parity agrees over the whole bitmap chunk');
     assert.equal(array.bitmap.blocksSynced(unitStart + UNIT), false, 'the bitmap chunk beside it is left to the lazy pass');
+    // writeNow to that one (members in memory: its bitmap state is written out now) builds it too.
+    assert.equal(array.writeNow(at + UNIT, [pattern(3, 4096)]), true, 'a first write by writeNow is done now');
+    assert.equal(statsOf(array).builtByWrites, 2);
+    assert.equal(array.bitmap.blocksSynced(unitStart + UNIT), true, 'and builds its bitmap chunk');
+    assert.ok(await parityAgrees(files, layout, row, unitStart + UNIT, UNIT), 'whose parity agrees');
 
     const nowBefore = statsOf(array).nowWrites;
     assert.equal(array.writeNow(at + 8192, [pattern(2, 4096)]), true, 'the next write in the chunk is done now');
@@ -76,6 +81,7 @@ for (const level of [5, 6] as const) {
     assert.ok(await parityAgrees(files, layout, row, unitStart, UNIT), 'and keeps the parity right');
     assert.deepEqual(await array.read(at, 4096), pattern(1, 4096));
     assert.deepEqual(await array.read(at + 8192, 4096), pattern(2, 4096));
+    assert.deepEqual(await array.read(at + UNIT, 4096), pattern(3, 4096));
   });
 }
 

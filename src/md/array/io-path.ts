@@ -120,8 +120,9 @@ export class ArrayIo {
   /**
    * BlockDevice.writeNow: write()'s order of DESIGN.md §4 with nothing to wait for, done now. Only
    * on a whole array (state active: no role degraded or rebuilding), with no sync window over the
-   * range (the barrier entered at once), and a bitmap whose Startwrite needs no write-out first
-   * (the chunks Dirty and durable already): anything else, FUA among them (NBD asks writeNow only
+   * range (the barrier entered at once), and a bitmap whose Startwrite needs no waiting (the
+   * chunks Dirty and durable already, or written out now: unplugNow): anything else, FUA among
+   * them (NBD asks writeNow only
    * without it), is declined before any member is written, and write() waits as it must. A
    * member that declines (or fails) after another took the bytes also declines the whole: write()
    * writes them again, into the chunks still Dirty (the daemon cleans only idle chunks later).
@@ -146,13 +147,9 @@ export class ArrayIo {
     }
     let done: boolean | Promise<void> = false;
     try {
-      // The chunks' new state must be durable before any data write: write() waits for the
-      // same write-out (unplug shares one in flight).
-      const unplugged = s.bitmap.unplug(from, span);
-      if (unplugged !== undefined) {
-        unplugged.catch(() => undefined);
-        return false;
-      }
+      // The chunks' new state must be durable before any data write: written out now, or
+      // write() waits for the write-out.
+      if (!s.bitmap.unplugNow(from, span)) return false;
       s.appIos++;
       done = personality.writeNow(this.memberSet, offset, parts);
       return done === true;

@@ -319,6 +319,10 @@ export class LlBitmap implements WriteIntentBitmap {
     return this.writer.unplug(offset, length);
   }
 
+  unplugNow(offset: number, length: number): boolean {
+    return !this.closed && this.writer.unplugNow(offset, length);
+  }
+
   // ---------------------------------------------------------------- sync thread
 
   /**

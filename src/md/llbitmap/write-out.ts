@@ -33,6 +33,11 @@ export class WriteOut {
   /** Write-outs started (each takes the next number) and the last one durable on the members. */
   private started = 0;
   private durable = 0;
+  /**
+   * A write-out was done now in this task (the microtask queue has not run since): the next
+   * writer that needs one declines, and the write-out it asks for gathers the rest of the turn's.
+   */
+  private wroteNow = false;
 
   constructor(private readonly map: ChunkMap) {
     this.flusher = new CoalescedFlush(() => this.run());
@@ -65,22 +70,86 @@ export class WriteOut {
       if (m.dirtyPages.size === 0) return this.flusher.pending() ?? undefined;
       return this.flusher.request();
     }
-    // Only the blocks of this range matter: one still dirty needs a write-out; one taken by a
-    // write-out that is not durable yet (its chunk changed before, by another writer) needs that
-    // one to finish. Writers elsewhere in the bitmap do not hold this one up.
+    switch (this.rangeState(offset, length)) {
+      case 'durable': return undefined;
+      case 'dirty': return this.flusher.request();
+      case 'writing': return this.flusher.pending() ?? undefined;
+    }
+  }
+
+  /**
+   * unplug() done now, on this thread: true when the blocks of [offset, +length) are durable as
+   * this returns, by a write-out done now where they were dirty (writeNow below). False when
+   * that would mean waiting: nothing is asked then, and the writer's unplug() asks.
+   */
+  unplugNow(offset: number, length: number): boolean {
+    if (this.map.writeError || length === 0) return true;
+    switch (this.rangeState(offset, length)) {
+      case 'durable': return true;
+      case 'dirty': return this.writeNow();
+      case 'writing': return false;
+    }
+  }
+
+  /**
+   * Where the bitmap blocks holding [offset, +length)'s chunks stand: one still dirty needs a
+   * write-out; one taken by a write-out that is not durable yet (its chunk changed before, by
+   * another writer) needs that one to finish. Writers elsewhere in the bitmap do not hold this
+   * one up.
+   */
+  private rangeState(offset: number, length: number): 'durable' | 'dirty' | 'writing' {
+    const m = this.map;
     const first = Math.floor(offset / m.chunkSize);
     const last = Math.floor((offset + length - 1) / m.chunkSize);
     const io = m.geometry.ioSize;
-    let inFlight = false;
+    let writing = false;
     for (let c = first; c <= last; ) {
       const page = m.pages[pageOf(c)]!;
       const off = offsetInPage(c);
       const block = Math.floor(off / io);
-      if (page.dirty[block] === 1) return this.flusher.request();
-      if (page.written[block]! > this.durable) inFlight = true;
+      if (page.dirty[block] === 1) return 'dirty';
+      if (page.written[block]! > this.durable) writing = true;
       c += (block + 1) * io - off; // the first chunk of the next block
     }
-    return inFlight ? (this.flusher.pending() ?? undefined) : undefined;
+    return writing ? 'writing' : 'durable';
+  }
+
+  /**
+   * A write-out done now, when it needs no waiting: no other one scheduled or in flight (they
+   * run one at a time, in order), no preflush owed (`cleaned`: a flush is asynchronous), and
+   * every bitmap member takes every run durably at once (writeNow with FUA: a member file on
+   * tmpfs). One per task (what the NBD server parses from one socket read runs in one): a
+   * write-out costs a write per member, and the event loop's write-out shares that among every
+   * writer of the turn, where done now each writer pays it alone. Measured on a new 4 GiB raid1
+   * on tmpfs, 30,000 random 4 KiB writes by writeNow (else write()), most of them a chunk's first:
+   * at depth 1, 101-107k writes a second through the event loop's write-out against 135-145k
+   * with every write-out done now; at depth 32, 136-161k against 135-142k; one per task, 135k
+   * at depth 1 and 144k at 32.
+   *
+   * Declined (false), the blocks taken are marked dirty again and the write-out that the writer's
+   * unplug() asks writes them all: a member that took some runs already takes the same bytes
+   * again. A member whose write fails is failed first (bitmap-io.ts does the same), and the
+   * write-out then goes to the members left.
+   */
+  private writeNow(): boolean {
+    const m = this.map;
+    const members = m.host.bitmapMembers();
+    if (m.cleaned || members.length === 0 || this.flusher.pending() !== null || this.wroteNow) return false;
+    this.wroteNow = true;
+    queueMicrotask(() => (this.wroteNow = false));
+    for (const b of members) if (b.device.writeNow === undefined) return false;
+    const { writeOut, dirty, runs } = this.take();
+    for (const b of members) {
+      try {
+        if (runs.every((r) => b.device.writeNow!(b.bitmapOffset + r.offset, [r.data], { fua: true }))) continue;
+      } catch (err) {
+        m.host.failMember(b, asError(err));
+      }
+      this.giveBack(dirty);
+      return false;
+    }
+    this.durable = writeOut;
+    return true;
   }
 
   /**
@@ -91,6 +160,23 @@ export class WriteOut {
   private async run(): Promise<void> {
     const m = this.map;
     if (m.dirtyPages.size === 0 || m.writeError) return;
+    const preflush = m.cleaned;
+    const { writeOut, runs } = this.take();
+    // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
+    const members = m.host.bitmapMembers().length;
+    const ok = await writeToAllMembers(m.host, runs, preflush);
+    if (ok < members) this.image = undefined;
+    if (ok === 0) m.flags = withFlag(m.flags, BitmapFlag.WriteError, true);
+    // Write-outs run one at a time, in order: everything taken up to this one is durable now.
+    this.durable = writeOut;
+  }
+
+  /**
+   * The next write-out's number and runs: every dirty block, its mark taken (and `cleaned`, the
+   * preflush the caller owes), snapshotted into `image`.
+   */
+  private take(): { writeOut: number; dirty: number[]; runs: BitmapRun[] } {
+    const m = this.map;
     const io = m.geometry.ioSize;
     const writeOut = ++this.started;
     // Global block numbers of the dirty blocks, ascending; their marks are taken now.
@@ -105,7 +191,6 @@ export class WriteOut {
       }
     }
     m.dirtyPages.clear();
-    const preflush = m.cleaned;
     m.cleaned = false;
     // Dirty blocks up to MERGE_GAP apart go out as one run, the clean blocks between included:
     // one write per member (with FUA) instead of a write per run and a cache flush. Rewriting a
@@ -126,17 +211,25 @@ export class WriteOut {
       runs.push(m.snapshot(dirty[i]!, dirty[j]! + 1, image));
       i = j + 1;
     }
-    // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
-    const members = m.host.bitmapMembers().length;
-    const ok = await writeToAllMembers(m.host, runs, preflush);
-    if (ok < members) this.image = undefined;
-    if (ok === 0) m.flags = withFlag(m.flags, BitmapFlag.WriteError, true);
-    // Write-outs run one at a time, in order: everything taken up to this one is durable now.
-    this.durable = writeOut;
+    return { writeOut, dirty, runs };
+  }
+
+  /** A write-out done now was declined: the blocks it took are dirty again, for the next one. */
+  private giveBack(dirty: readonly number[]): void {
+    const m = this.map;
+    for (const blk of dirty) {
+      const idx = Math.floor(blk / m.blocksPerPage);
+      m.pages[idx]!.dirty[blk % m.blocksPerPage] = 1;
+      m.dirtyPages.add(idx);
+    }
   }
 }
 
 /** Dirty blocks a and b (a < b) go out in one run: adjacent, or a gap of clean data blocks. */
 function joins(a: number, b: number, gapBlocks: number, firstDataBlock: number): boolean {
   return b - a === 1 || (b - a <= gapBlocks && a + 1 >= firstDataBlock);
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
