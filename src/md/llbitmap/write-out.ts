@@ -1,7 +1,9 @@
 // Writing the bitmap back (llbitmap.md A1 "I/O", B-l): dirty blocks are snapshotted and written
 // to every bitmap member as contiguous runs, durable before the writers waiting on them go on;
 // every writer that arrives while one write-out is in flight shares the next (coalesced-flush.ts).
-// A write-out no member took sets WRITE_ERROR: the bitmap is disabled, the array runs without.
+// A writer on the array's fast path may do the write-out itself, synchronously, where the members
+// make that durable at once (unplugNow). A write-out no member took sets WRITE_ERROR: the bitmap
+// is disabled, the array runs without.
 
 import { BitmapFlag, BITMAP_DATA_OFFSET, withFlag } from './bitmap-superblock.js';
 import { writeToAllMembers, type BitmapRun } from './bitmap-io.js';
@@ -38,6 +40,9 @@ export class WriteOut {
    * writer that needs one declines, and the write-out it asks for gathers the rest of the turn's.
    */
   private wroteNow = false;
+  private readonly nextTask = (): void => {
+    this.wroteNow = false;
+  };
 
   constructor(private readonly map: ChunkMap) {
     this.flusher = new CoalescedFlush(() => this.run());
@@ -136,7 +141,7 @@ export class WriteOut {
     const members = m.host.bitmapMembers();
     if (m.cleaned || members.length === 0 || this.flusher.pending() !== null || this.wroteNow) return false;
     this.wroteNow = true;
-    queueMicrotask(() => (this.wroteNow = false));
+    queueMicrotask(this.nextTask);
     for (const b of members) if (b.device.writeNow === undefined) return false;
     const { writeOut, dirty, runs } = this.take();
     for (const b of members) {
