@@ -131,29 +131,32 @@ export class WriteOut {
    * with every write-out done now; at depth 32, 136-161k against 135-142k; one per task, 135k
    * at depth 1 and 144k at 32.
    *
-   * Declined (false), the blocks taken are marked dirty again and the write-out that the writer's
-   * unplug() asks writes them all: a member that took some runs already takes the same bytes
-   * again. A member whose write fails is failed first (bitmap-io.ts does the same), and the
-   * write-out then goes to the members left.
+   * Declined (false), the blocks stay dirty and the write-out that the writer's unplug() asks
+   * writes them: a member that took some runs already takes the same bytes again. A member whose
+   * write fails is failed first (bitmap-io.ts does the same), and that write-out goes to the
+   * members left. On a disk a decline costs the dirty block's snapshot: its first member's FUA
+   * writeNow declines before any I/O.
    */
   private writeNow(): boolean {
     const m = this.map;
     const members = m.host.bitmapMembers();
     if (m.cleaned || members.length === 0 || this.flusher.pending() !== null || this.wroteNow) return false;
-    this.wroteNow = true;
-    queueMicrotask(this.nextTask);
     for (const b of members) if (b.device.writeNow === undefined) return false;
-    const { writeOut, dirty, runs } = this.take();
+    // Snapshotted, written, then taken, all in this one synchronous call: no mark changes
+    // between, and a write-out declined half way leaves its blocks dirty for the next one.
+    const dirty = this.dirtyBlocks();
+    const runs = this.runsOf(dirty);
     for (const b of members) {
       try {
         if (runs.every((r) => b.device.writeNow!(b.bitmapOffset + r.offset, [r.data], { fua: true }))) continue;
       } catch (err) {
         m.host.failMember(b, asError(err));
       }
-      this.giveBack(dirty);
       return false;
     }
-    this.durable = writeOut;
+    this.durable = this.take(dirty);
+    this.wroteNow = true;
+    queueMicrotask(this.nextTask);
     return true;
   }
 
@@ -166,7 +169,9 @@ export class WriteOut {
     const m = this.map;
     if (m.dirtyPages.size === 0 || m.writeError) return;
     const preflush = m.cleaned;
-    const { writeOut, runs } = this.take();
+    const dirty = this.dirtyBlocks();
+    const writeOut = this.take(dirty);
+    const runs = this.runsOf(dirty);
     // Invariant: every run lies inside [0, usableSpace): marks never pass the last chunk's block.
     const members = m.host.bitmapMembers().length;
     const ok = await writeToAllMembers(m.host, runs, preflush);
@@ -176,27 +181,38 @@ export class WriteOut {
     this.durable = writeOut;
   }
 
-  /**
-   * The next write-out's number and runs: every dirty block, its mark taken (and `cleaned`, the
-   * preflush the caller owes), snapshotted into `image`.
-   */
-  private take(): { writeOut: number; dirty: number[]; runs: BitmapRun[] } {
+  /** Global block numbers of the dirty blocks, ascending. */
+  private dirtyBlocks(): number[] {
     const m = this.map;
-    const io = m.geometry.ioSize;
-    const writeOut = ++this.started;
-    // Global block numbers of the dirty blocks, ascending; their marks are taken now.
     const dirty: number[] = [];
     for (const idx of [...m.dirtyPages].sort((a, b) => a - b)) {
       const page = m.pages[idx]!;
-      for (let b = 0; b < m.blocksPerPage; b++) {
-        if (page.dirty[b] !== 1) continue;
-        page.dirty[b] = 0;
-        page.written[b] = writeOut;
-        dirty.push(idx * m.blocksPerPage + b);
-      }
+      for (let b = 0; b < m.blocksPerPage; b++) if (page.dirty[b] === 1) dirty.push(idx * m.blocksPerPage + b);
+    }
+    return dirty;
+  }
+
+  /**
+   * Takes the marks of `dirty` (every dirty block) for the next write-out, whose number this
+   * returns, with `cleaned` (the preflush its caller owes).
+   */
+  private take(dirty: readonly number[]): number {
+    const m = this.map;
+    const writeOut = ++this.started;
+    for (const blk of dirty) {
+      const page = m.pages[Math.floor(blk / m.blocksPerPage)]!;
+      page.dirty[blk % m.blocksPerPage] = 0;
+      page.written[blk % m.blocksPerPage] = writeOut;
     }
     m.dirtyPages.clear();
     m.cleaned = false;
+    return writeOut;
+  }
+
+  /** The blocks of `dirty` (ascending) as the runs a write-out writes, snapshotted into `image`. */
+  private runsOf(dirty: readonly number[]): BitmapRun[] {
+    const m = this.map;
+    const io = m.geometry.ioSize;
     // Dirty blocks up to MERGE_GAP apart go out as one run, the clean blocks between included:
     // one write per member (with FUA) instead of a write per run and a cache flush. Rewriting a
     // clean block is harmless: it holds what the members hold, or a change A3 keeps in memory
@@ -216,17 +232,7 @@ export class WriteOut {
       runs.push(m.snapshot(dirty[i]!, dirty[j]! + 1, image));
       i = j + 1;
     }
-    return { writeOut, dirty, runs };
-  }
-
-  /** A write-out done now was declined: the blocks it took are dirty again, for the next one. */
-  private giveBack(dirty: readonly number[]): void {
-    const m = this.map;
-    for (const blk of dirty) {
-      const idx = Math.floor(blk / m.blocksPerPage);
-      m.pages[idx]!.dirty[blk % m.blocksPerPage] = 1;
-      m.dirtyPages.add(idx);
-    }
+    return runs;
   }
 }
 
