@@ -168,37 +168,42 @@ test('a member whose fast write fails is failed, and the retry completes only on
   assert.ok(out.equals(data));
 });
 
-/** A member file that records every writeNow it takes: where, and whether with FUA. */
+/** A member file that records every writeNow it takes into `log`: which member, where, and whether with FUA. */
 class RecordingMember extends FilterDevice {
-  readonly taken: { offset: number; fua: boolean }[] = [];
+  constructor(inner: FileDevice, private readonly log: { member: string; offset: number; fua: boolean }[], private readonly member: string) {
+    super(inner);
+  }
   override write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     return this.inner.write(offset, data, options);
   }
   override writeNow(offset: number, parts: readonly Uint8Array[], options?: WriteOptions): boolean {
     const done = this.inner.writeNow!(offset, parts, options);
-    if (done) this.taken.push({ offset, fua: options?.fua === true });
+    if (done) this.log.push({ member: this.member, offset, fua: options?.fua === true });
     return done;
   }
 }
 
-test('a first write done now reaches each member after its bitmap block, which goes with FUA', async (t) => {
+test('a first write done now reaches the members after its bitmap block is on every one, with FUA', async (t) => {
   const dir = tempDir(t, 'fast-path', '/dev/shm');
   const [a, b] = memberFiles(dir, 2, 64 * MiB);
-  const recorders = [new RecordingMember(await FileDevice.open(a!)), new RecordingMember(await FileDevice.open(b!))];
-  const array = await createArray({ name: 'order', level: 1, members: [{ name: a!, device: recorders[0]! }, { name: b!, device: recorders[1]! }] });
+  const log: { member: string; offset: number; fua: boolean }[] = [];
+  const array = await createArray({
+    name: 'order', level: 1,
+    members: [{ name: a!, device: new RecordingMember(await FileDevice.open(a!), log, 'a') }, { name: b!, device: new RecordingMember(await FileDevice.open(b!), log, 'b') }],
+  });
   t.after(() => array.stop());
   const sb = await readSuperblockFile(a!);
-  const bitmapArea = (sb.superOffset + sb.bitmapOffset) * 512;
+  const bitmapBlock = (sb.superOffset + sb.bitmapOffset) * 512 + BITMAP_DATA_OFFSET;
   // Two first writes in one task: the first does its write-out now; the second's would be
   // another write per member, which the event loop's write-out shares among the turn's writers.
   assert.equal(array.writeNow(0, [pattern(15, KiB4)]), true);
   assert.equal(array.writeNow(32 * MiB, [pattern(16, KiB4)]), false, 'one write-out done now per task');
-  for (const r of recorders) {
-    assert.deepEqual(r.taken, [
-      { offset: bitmapArea + BITMAP_DATA_OFFSET, fua: true },
-      { offset: sb.dataOffset * 512, fua: false },
-    ]);
-  }
+  assert.deepEqual(log, [
+    { member: 'a', offset: bitmapBlock, fua: true },
+    { member: 'b', offset: bitmapBlock, fua: true },
+    { member: 'a', offset: sb.dataOffset * 512, fua: false },
+    { member: 'b', offset: sb.dataOffset * 512, fua: false },
+  ]);
   await new Promise((r) => setImmediate(r));
   assert.equal(array.writeNow(32 * MiB + KiB4, [pattern(17, KiB4)]), true, 'a later task does its own');
 });

@@ -122,10 +122,10 @@ export class ArrayIo {
    * on a whole array (state active: no role degraded or rebuilding), with no sync window over the
    * range (the barrier entered at once), and a bitmap whose Startwrite needs no waiting (the
    * chunks Dirty and durable already, or written out now: unplugNow): anything else, FUA among
-   * them (NBD asks writeNow only
-   * without it), is declined before any member is written, and write() waits as it must. A
-   * member that declines (or fails) after another took the bytes also declines the whole: write()
-   * writes them again, into the chunks still Dirty (the daemon cleans only idle chunks later).
+   * them (NBD asks writeNow only without it), is declined before any member is written, and
+   * write() waits as it must. A member that declines (or fails) after another took the bytes
+   * also declines the whole: write() writes them again, into the chunks still Dirty (the daemon
+   * cleans only idle chunks later).
    */
   writeNow(offset: number, parts: readonly Uint8Array[], length: number): boolean {
     const s = this.set;

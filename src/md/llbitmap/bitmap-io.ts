@@ -71,6 +71,26 @@ export async function writeToAllMembers(host: BitmapHost, runs: readonly BitmapR
   return results.filter(Boolean).length;
 }
 
+/**
+ * writeToAllMembers done now, on this thread: true when every bitmap member took every run
+ * durably as it returned (BlockDevice.writeNow with FUA). False when one declined (its device
+ * would have to wait) or failed (it is failed first): the caller's write-out then writes the
+ * runs the ordinary way, to the members left, and a member that took some holds them twice.
+ */
+export function writeToAllMembersNow(host: BitmapHost, runs: readonly BitmapRun[]): boolean {
+  const members = host.bitmapMembers();
+  if (members.length === 0 || members.some((m) => m.device.writeNow === undefined)) return false;
+  for (const m of members) {
+    try {
+      if (runs.every((r) => m.device.writeNow!(m.bitmapOffset + r.offset, [r.data], { fua: true }))) continue;
+    } catch (err) {
+      host.failMember(m, asError(err));
+    }
+    return false;
+  }
+  return true;
+}
+
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -6,7 +6,7 @@
 // is disabled, the array runs without.
 
 import { BitmapFlag, BITMAP_DATA_OFFSET, withFlag } from './bitmap-superblock.js';
-import { writeToAllMembers, type BitmapRun } from './bitmap-io.js';
+import { writeToAllMembers, writeToAllMembersNow, type BitmapRun } from './bitmap-io.js';
 import type { ChunkMap } from './chunk-map.js';
 import { CoalescedFlush } from './coalesced-flush.js';
 import { offsetInPage, pageOf } from './geometry.js';
@@ -139,21 +139,11 @@ export class WriteOut {
    */
   private writeNow(): boolean {
     const m = this.map;
-    const members = m.host.bitmapMembers();
-    if (m.cleaned || members.length === 0 || this.flusher.pending() !== null || this.wroteNow) return false;
-    for (const b of members) if (b.device.writeNow === undefined) return false;
+    if (m.cleaned || this.flusher.pending() !== null || this.wroteNow) return false;
     // Snapshotted, written, then taken, all in this one synchronous call: no mark changes
     // between, and a write-out declined half way leaves its blocks dirty for the next one.
     const dirty = this.dirtyBlocks();
-    const runs = this.runsOf(dirty);
-    for (const b of members) {
-      try {
-        if (runs.every((r) => b.device.writeNow!(b.bitmapOffset + r.offset, [r.data], { fua: true }))) continue;
-      } catch (err) {
-        m.host.failMember(b, asError(err));
-      }
-      return false;
-    }
+    if (!writeToAllMembersNow(m.host, this.runsOf(dirty))) return false;
     this.durable = this.take(dirty);
     this.wroteNow = true;
     queueMicrotask(this.nextTask);
@@ -239,8 +229,4 @@ export class WriteOut {
 /** Dirty blocks a and b (a < b) go out in one run: adjacent, or a gap of clean data blocks. */
 function joins(a: number, b: number, gapBlocks: number, firstDataBlock: number): boolean {
   return b - a === 1 || (b - a <= gapBlocks && a + 1 >= firstDataBlock);
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }
