@@ -173,7 +173,7 @@ export class FileDevice implements BlockDevice {
         throw new InvalidRequestError(`${path}: not a regular file or block device`);
       }
       const bounce = options.direct ? await AlignedBuffers.probe(fd, blockSize, size, path, !readOnly) : undefined;
-      const io = await positionalIo(path, st, options);
+      const io = positionalIo(path, st, options);
       const unbounded = st.isFile() && !options.direct && unboundedWaitFilesystem(path) !== undefined;
       const inMemory = st.isFile() && inMemoryFilesystem(path) !== undefined;
       return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, unbounded, inMemory, bounce);
@@ -189,7 +189,7 @@ export class FileDevice implements BlockDevice {
    * it backs off), or with RWF_NOWAIT on a disk (those the page cache cannot answer go to the pool).
    */
   get inlineIo(): boolean {
-    return this.inline !== undefined;
+    return this.inline !== undefined && (!(this.inline instanceof NowaitIo) || this.inline.available);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -430,10 +430,11 @@ export class FileDevice implements BlockDevice {
 
 /**
  * How a file's requests are made (positional-io.ts): with a deadline where they may wait for a
- * device, inline with RWF_NOWAIT there when koffi loads; inline while fast on tmpfs/ramfs;
- * through the pool with `direct` (bounce buffers) or without inline I/O.
+ * device, inline with RWF_NOWAIT there once koffi has loaded (NowaitIo loads it at the first
+ * fast-path request); inline while fast on tmpfs/ramfs; through the pool with `direct` (bounce
+ * buffers) or without inline I/O.
  */
-async function positionalIo(path: string, st: Stats, options: FileDeviceOptions): Promise<PositionalIo> {
+function positionalIo(path: string, st: Stats, options: FileDeviceOptions): PositionalIo {
   const inline = (options.inline ?? inlineByDefault) && !options.direct;
   if (options.direct || !(st.isFile() || st.isBlockDevice())) return POOL_IO;
   const unbounded = st.isFile() ? unboundedWaitFilesystem(path) : undefined;
@@ -442,8 +443,7 @@ async function positionalIo(path: string, st: Stats, options: FileDeviceOptions)
   // A disk: a request that waits longer than the deadline while the disk completes nothing
   // fails the member.
   const deadline = new DeadlineIo(path, undefined, blockDeviceProgress(st.isBlockDevice() ? st.rdev : st.dev));
-  const calls = inline ? await loadNowait() : undefined;
-  return calls === undefined ? deadline : new NowaitIo(calls, deadline);
+  return inline ? new NowaitIo(loadNowait, deadline) : deadline;
 }
 
 /**

@@ -138,3 +138,45 @@ test('NowaitIo: a call the kernel refuses does nothing and goes through the slow
     await dev.close();
   }
 });
+
+test('NowaitIo with a loader: only a fast-path call starts the load, declining; the calls are used once loaded, never if the load fails', async (t) => {
+  const path = join(tempDir(t, 'nowait-lazy'), 'f');
+  writeFileSync(path, Buffer.alloc(MiB, 9));
+  const fd = openSync(path, 'r+');
+  t.after(() => closeSync(fd));
+  const inline: string[] = [];
+  const calls = {
+    read: (_fd: number, buf: Uint8Array, off: number, len: number) => {
+      inline.push('read');
+      buf.fill(9, off, off + len);
+      return len;
+    },
+    writev: () => {
+      inline.push('writev');
+      return UNSUPPORTED;
+    },
+  };
+  let loads = 0;
+  const io = new NowaitIo(async () => {
+    loads++;
+    return calls;
+  }, POOL_IO);
+  const buf = Buffer.alloc(4096);
+  assert.equal(await io.read(fd, buf, 0, 4096, 0), 4096);
+  await io.write(fd, buf, 0, 4096, 0);
+  assert.equal(loads, 0, 'the asynchronous calls (an array assembling, resyncing) do not load');
+  assert.equal(io.readNow(fd, buf, 0, 4096, 0), undefined, 'the first fast-path call declines');
+  assert.equal(io.writevNow(fd, [buf], 0), undefined);
+  assert.equal(loads, 1, 'and starts the one load');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(io.readNow(fd, buf, 0, 4096, 0), 4096);
+  assert.deepEqual(inline, ['read']);
+
+  const failed = new NowaitIo(async () => undefined, POOL_IO);
+  assert.equal(failed.available, true, 'not known before the load');
+  assert.equal(failed.readNow(fd, buf, 0, 4096, 0), undefined);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(failed.available, false);
+  assert.equal(failed.readNow(fd, buf, 0, 4096, 0), undefined);
+  assert.equal(await failed.read(fd, buf, 0, 4096, 0), 4096, 'the slow path reads');
+});
