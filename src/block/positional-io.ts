@@ -203,7 +203,8 @@ export class InlineIo implements InlinePositionalIo {
  * readNow or writevNow, the fast paths a served volume's small requests take, and declines until
  * they are there: an engine that assembled its array and serves nothing never loads koffi, whose
  * load costs 2.3 MiB of an idle engine's RSS on disk members (`serve --file` 49.8 against 47.5 on
- * tmpfs, where no engine loads it). The asynchronous methods never start the load.
+ * tmpfs, where no engine loads it). The load is 2-5 ms on the event loop, once. The asynchronous
+ * methods never start it.
  */
 export class NowaitIo implements InlinePositionalIo {
   private readsInline = true;
@@ -221,7 +222,10 @@ export class NowaitIo implements InlinePositionalIo {
     else this.calls = calls;
   }
 
-  /** False once the calls could not be loaded: every request then goes through `slow`. */
+  /**
+   * False once nothing can go inline (the calls could not be loaded, or the filesystem refused
+   * both operations): every request then goes through `slow`.
+   */
   get available(): boolean {
     return this.readsInline || this.writesInline;
   }
@@ -260,10 +264,10 @@ export class NowaitIo implements InlinePositionalIo {
   private startLoad(): undefined {
     const load = this.load;
     this.load = undefined;
-    void load?.().then((calls) => {
-      if (calls !== undefined) this.calls = calls;
-      else this.readsInline = this.writesInline = false;
-    });
+    const none = (): void => {
+      this.readsInline = this.writesInline = false;
+    };
+    void load?.().then((calls) => (calls === undefined ? none() : (this.calls = calls)), none);
     return undefined;
   }
 
