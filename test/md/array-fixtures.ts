@@ -30,10 +30,15 @@ export function pattern(seed: number, length: number): Buffer {
 }
 
 export function readMember(path: string, offset: number, length: number): Buffer {
+  return readAt(path, DATA_OFFSET + offset, length);
+}
+
+/** Reads `length` bytes at `offset` of a member file itself (superblock, bitmap, data alike). */
+export function readAt(path: string, offset: number, length: number): Buffer {
   const fd = openSync(path, 'r');
   try {
     const b = Buffer.alloc(length);
-    readSync(fd, b, 0, length, DATA_OFFSET + offset);
+    readSync(fd, b, 0, length, offset);
     return b;
   } finally {
     closeSync(fd);

@@ -5,13 +5,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { assembleArray, createArray, examineMember, MdError } from '../../src/md/index.js';
 import { FaultDevice, PowerDomain } from '../../src/block/fault-device.js';
 import { FileDevice } from '../../src/block/file-device.js';
 import { MemoryDevice } from '../../src/block/memory-device.js';
 import { RESYNC_NONE } from '../../src/md/superblock.js';
-import { DATA_OFFSET, fileHash, memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
+import { DATA_OFFSET, fileHash, memberFiles, pattern, pokeMember, readAt, readMember, tempDir } from './array-fixtures.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -22,17 +22,6 @@ const CLEAN = 1;
 const DIRTY = 2;
 const NEED_SYNC = 3;
 const SYNCING = 4;
-
-function readAt(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    readSync(fd, b, 0, length, offset);
-    return b;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function writeAt(path: string, offset: number, data: Buffer): void {
   const fd = openSync(path, 'r+');

@@ -7,7 +7,6 @@
 // is failed, and the retry on the ordinary path completes only once the superblocks record it.
 
 import { test } from 'node:test';
-import { closeSync, openSync, readSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { createArray, readSuperblockFile, type MdArray } from '../../src/md/index.js';
 import { FileDevice } from '../../src/block/file-device.js';
@@ -17,7 +16,7 @@ import type { WriteOptions } from '../../src/block/block-device.js';
 import type { SyncBarrier } from '../../src/md/sync-barrier.js';
 import { BITMAP_DATA_OFFSET } from '../../src/md/llbitmap/bitmap-superblock.js';
 import { State } from '../../src/md/llbitmap/states.js';
-import { memberFiles, pattern, pokeMember, readMember, tempDir } from './array-fixtures.js';
+import { memberFiles, pattern, pokeMember, readAt, readMember, tempDir } from './array-fixtures.js';
 
 const MiB = 1024 * 1024;
 const KiB4 = 4096;
@@ -44,14 +43,7 @@ class BreakableMember extends FilterDevice {
 /** The state byte of bitmap chunk `chunk` as a member file holds it. */
 async function chunkStateOnDisk(member: string, chunk: number): Promise<number> {
   const sb = await readSuperblockFile(member);
-  const out = Buffer.alloc(1);
-  const fd = openSync(member, 'r');
-  try {
-    readSync(fd, out, 0, 1, (sb.superOffset + sb.bitmapOffset) * 512 + BITMAP_DATA_OFFSET + chunk);
-  } finally {
-    closeSync(fd);
-  }
-  return out[0]!;
+  return readAt(member, (sb.superOffset + sb.bitmapOffset) * 512 + BITMAP_DATA_OFFSET + chunk, 1)[0]!;
 }
 
 test('a whole raid1 answers small reads and writes now, on both members, once the chunk is dirty and durable', async (t) => {
