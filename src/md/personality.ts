@@ -151,8 +151,8 @@ export interface Personality {
 
   /**
    * Optional, parity levels: the array hands over its bitmap once attached, so that writes to
-   * chunks whose parity is not yet valid (blocks_synced false) use reconstruct-write, and, with
-   * `buildOnWrite`, build the parity of the bitmap chunks they touch (the array's autoSync).
+   * chunks whose parity is not yet valid (blocks_synced false) use reconstruct-write, and a
+   * write that leaves parity right over a whole chunk tells it so (paritySynced).
    */
-  attachBitmap?(bitmap: WriteIntentBitmap, options?: { buildOnWrite?: boolean }): void;
+  attachBitmap?(bitmap: WriteIntentBitmap): void;
 }

@@ -46,8 +46,8 @@ for (const level of [5, 6] as const) {
     const rows = [3, 700, 1400];
     const controls = [4, 701, 2000];
     const paths = garbageMembers(tempDir(t), n, MEMBER, [...rows, ...controls]);
-    // autoSync off: the writes build no parity beyond their stripes (raid5-build-on-write.test.ts
-    // has what they build with it on), and the lazy pass, started by hand, is what is tested.
+    // autoSync off: the lazy pass, started by hand, is what is tested (raid5-first-writes.test.ts
+    // has the writes themselves).
     const a = await create(paths, level, { autoSync: false });
     t.after(() => a.stop());
     const chunks = a.status().bitmap.counts.unwritten;

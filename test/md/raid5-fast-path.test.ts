@@ -1,18 +1,18 @@
 // The synchronous write path of raid5/raid6 (MdArray.writeNow → StripeEngine.writeNow, what
 // `llraid serve` answers small writes with): a read-modify-write done now on a whole array whose
-// members are files in the page cache, where parity is valid; declined, before any member is
-// written, where it is not; and when a member write is declined or fails half way, the row is
+// members are files in the page cache, where parity is valid (where it is not, a reconstruct-write:
+// raid5-first-writes.test.ts); and when a member write is declined or fails half way, the row is
 // finished under its lock before the caller's write() runs, so data and parity never disagree
 // for longer than that.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createArray, type MdArray } from '../../src/md/index.js';
+import type { MdArray } from '../../src/md/index.js';
 import { ParityLayout } from '../../src/md/parity/layout.js';
 import type { StripeStats } from '../../src/md/parity/stripe-engine.js';
 import { seededRandom } from '../../src/block/fault-device.js';
 import type { FileDevice } from '../../src/block/file-device.js';
-import { DATA_OFFSET, memberFiles, pattern, tempDir } from './array-fixtures.js';
+import { DATA_OFFSET, pattern, tempDir } from './array-fixtures.js';
 import { inconsistentRows, stubbornArray } from './raid5-fixture.js';
 
 const MiB = 1024 * 1024;
@@ -135,15 +135,4 @@ test('the chunks of a write declined half way stay Dirty until its member writes
   assert.equal(array.status().bitmap.counts.dirty, 0, 'cleaned once the writes are done');
   assert.deepEqual(await array.read(8192, 4096), b);
   assert.deepEqual(await inconsistentRows(areas, layout, [0]), []);
-});
-
-test('a write into a chunk whose parity is not built yet is declined before any member is written', async (t) => {
-  const paths = memberFiles(tempDir(t, 'raid5-now-fresh', '/dev/shm'), 4, MEMBER);
-  const array = await createArray({ name: 'fresh', level: 5, chunkSize: CHUNK, members: paths, daemonSleep: 600, autoSync: false, force: true });
-  t.after(() => array.stop());
-  // A first write makes the chunk NeedSync (lazy parity): Dirty and durable, but parity unknown.
-  await array.write(0, pattern(1, 4096));
-  const before = statsOf(array).nowWrites;
-  assert.equal(array.writeNow(8192, [pattern(2, 4096)]), false);
-  assert.equal(statsOf(array).nowWrites, before);
 });

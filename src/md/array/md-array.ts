@@ -132,7 +132,7 @@ export class MdArray implements BlockDevice {
 
   attachBitmap(bitmap: WriteIntentBitmap): void {
     this.set.bitmap = bitmap;
-    this.set.personality.attachBitmap?.(bitmap, { buildOnWrite: this.set.tuning.autoSync });
+    this.set.personality.attachBitmap?.(bitmap);
   }
 
   /** At create: every role was filled at events 0. */
@@ -340,7 +340,7 @@ export class MdArray implements BlockDevice {
       for (const m of targets) m.sb = { ...m.sb, dataSize: Math.floor((m.device.size - m.dataOffset) / SECTOR) };
       s.identity.usedSectors = used / SECTOR;
       s.personality = personality;
-      personality.attachBitmap?.(s.bitmap, { buildOnWrite: s.tuning.autoSync });
+      personality.attachBitmap?.(s.bitmap);
       if (s.bitmap.kind === 'none' && personality.syncSize > oldSyncSize) {
         s.resyncFrom = Math.min(s.resyncFrom ?? oldSyncSize, oldSyncSize);
       }

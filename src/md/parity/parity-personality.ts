@@ -75,15 +75,14 @@ export class ParityPersonality implements Personality {
   /**
    * The array hands over its write-intent bitmap: writes into chunks whose parity is not yet valid
    * (blocks_synced false: Unwritten, NeedSync, Syncing, ...) then use reconstruct-write, so parity
-   * becomes right for every stripe written even before the lazy resync reaches it; with
-   * `buildOnWrite` (the default) a write also builds the parity of the bitmap chunks it touched.
+   * becomes right for every stripe written even before the lazy resync reaches it.
    */
-  attachBitmap(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'paritySynced' | 'chunkSize' | 'kind'>, options: { buildOnWrite?: boolean } = {}): void {
+  attachBitmap(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'paritySynced' | 'chunkSize' | 'kind'>): void {
     if (bitmap.kind === 'none' || bitmap.chunkSize === 0) {
       this.#engine.syncState = undefined;
       return;
     }
-    this.#engine.syncState = bitmapSyncState(bitmap, options.buildOnWrite ?? true);
+    this.#engine.syncState = bitmapSyncState(bitmap);
   }
 
   /** Same as attachBitmap, for any source of the blocks_synced answer (tests, tools). */
@@ -172,7 +171,7 @@ export function createRaid5(options: ParityOptions): ParityPersonality {
 }
 
 /** blocks_synced over a member range: every bitmap chunk the range touches must have valid parity. */
-function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'paritySynced' | 'chunkSize'>, buildOnWrite: boolean): ParitySyncState {
+function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'paritySynced' | 'chunkSize'>): ParitySyncState {
   const cs = bitmap.chunkSize;
   return {
     blocksSynced(offset: number, length: number): boolean {
@@ -181,7 +180,6 @@ function bitmapSyncState(bitmap: Pick<WriteIntentBitmap, 'blocksSynced' | 'parit
       return true;
     },
     paritySynced: (offset, length) => bitmap.paritySynced(offset, length),
-    ...(buildOnWrite ? { unit: cs } : {}),
   };
 }
 
