@@ -360,7 +360,8 @@ export class SyncThread {
           },
         ).finally(release);
         queue.push(entry);
-        for (let busy = queue.filter((e) => !e.done); busy.length >= (this.host.appBusy() ? 1 : DEPTH) && failure === undefined; busy = queue.filter((e) => !e.done)) {
+        const depth = this.host.appBusy() ? 1 : DEPTH;
+        for (let busy = queue.filter((e) => !e.done); busy.length >= depth && failure === undefined; busy = queue.filter((e) => !e.done)) {
           await Promise.race(busy.map((e) => e.run));
         }
         await this.maybeCheckpoint();

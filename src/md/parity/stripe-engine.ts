@@ -157,6 +157,11 @@ export class StripeEngine {
   /** Rows a sequential writer started and has not finished, oldest first, with where its last piece ended (CACHED_PIECE). */
   readonly #filling = new Map<number, number>();
   readonly tolerance: number;
+  /**
+   * Whether a small write done now into one data block, where parity is valid, reads no more as a
+   * read-modify-write (old data, P, Q) than as a reconstruct-write (the other data blocks): see writeNow.
+   */
+  readonly #modifyReadsLess: boolean;
   /** Scratch blocks of every step (reads, writes, sync windows). */
   readonly #blocks = new ScratchBlocks(SCRATCH_KEEP.busyBytes, SCRATCH_KEEP.idle);
   syncState: ParitySyncState | undefined;
@@ -188,6 +193,7 @@ export class StripeEngine {
   constructor(layout: ParityLayout, cacheBytes: number) {
     this.layout = layout;
     this.tolerance = layout.level === 5 ? 1 : 2;
+    this.#modifyReadsLess = 1 + this.tolerance <= layout.dataDisks - 1;
     this.cache = new StripeCache(layout.raidDisks, layout.chunkSize, cacheBytes);
   }
 
@@ -422,9 +428,8 @@ export class StripeEngine {
    * bitmap's blocks_synced), unless a reconstruct-write (#reconstructNow) reads fewer blocks (raid6
    * over five members: two against three). On a tie (raid5 over four) the read-modify-write, whose
    * two XORs cost less than parity over every data block: 4 KiB random writes 3% faster. The
-   * MemberSet reads now only from in-sync members,
-   * so a member that is not declines it before anything is written. Data is written first, then
-   * P (and Q).
+   * MemberSet reads now only from in-sync members, so a member that is not declines it before
+   * anything is written. Data is written first, then P (and Q).
    *
    * true: done. false: nothing written (a member could not read or take it now), write() does it.
    * A promise: a member write did not happen now (declined, or failed: the MemberSet is failing
@@ -444,8 +449,7 @@ export class StripeEngine {
     // The members hold every acknowledged write (write-through), and no step holds the row: what
     // they answer now is the row's contents.
     const synced = this.syncState?.blocksSynced(at.memberOffset, len) ?? true;
-    const parityReads = this.layout.level === 6 ? 2 : 1;
-    const modify = synced && 1 + parityReads <= this.layout.dataDisks - 1;
+    const modify = synced && this.#modifyReadsLess;
     const plan = modify ? this.#modifyNow(members, at, parts, len, held) : this.#reconstructNow(members, at, parts, len, held);
     if (plan === undefined) {
       this.#blocks.give(held);
