@@ -22,13 +22,11 @@
 // write that asked for it: the copy unregisters, writes go on as if there were none, and run()
 // rejects with the cause.
 
-import { closeSync, fstatSync, fsync, ftruncateSync, openSync, unlinkSync } from 'node:fs';
-import { promisify } from 'node:util';
+import { closeSync, fstatSync, ftruncateSync, openSync, unlinkSync } from 'node:fs';
 import { BusyError, InvalidRequestError } from './errors.js';
 import { loadRangeCloner, type RangeCloner } from './file-clone.js';
 import { fileIdOf } from './file-device.js';
-
-const fsyncP = promisify(fsync);
+import { fsync } from '../common/callback-fs.js';
 
 /** The unit the copy tracks: a write to a granule not yet copied clones the whole granule first. */
 export const GRANULE_BYTES = 1024 * 1024;
@@ -166,7 +164,7 @@ export class CopyBeforeWrite {
       if (this.failure !== undefined) throw this.failure;
       // Nothing changes the copy from here on: writes to the source need nothing more of it.
       copies.delete(this.fileId);
-      await fsyncP(this.dstFd);
+      await fsync(this.dstFd);
     } finally {
       this.close();
     }

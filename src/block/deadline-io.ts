@@ -24,15 +24,13 @@
 //   the member, and md resyncs that member's chunks from the bitmap before trusting it again,
 //   so what a late write put down there is never read.
 
-import { fdatasync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import { TimeoutError } from './errors.js';
 import { byteLength, readP, writeP, writevP, type PositionalIo } from './positional-io.js';
 import { SizeClassPool } from './size-class-pool.js';
+import { fdatasync } from '../common/callback-fs.js';
 import { trace } from '../common/trace.js';
-
-const fdatasyncP = promisify(fdatasync);
 
 /**
  * Requests of one device in libuv's pool at once. Two unless the process's pool was sized for
@@ -143,7 +141,7 @@ export class DeadlineIo implements PositionalIo {
   }
 
   sync(fd: number): Promise<void> {
-    return this.run('flush', () => fdatasyncP(fd));
+    return this.run('flush', () => fdatasync(fd));
   }
 
   /** Runs `request` against the deadline; `expired` is told when it lost (it may still run). */

@@ -14,7 +14,8 @@
 // other O_EXCL openers (mdadm, mkfs).
 
 import { spawn } from 'node:child_process';
-import { promises as fs, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { readdir, readFile } from '../common/callback-fs.js';
 import { BlockError, BusyError } from './errors.js';
 
 /** flock's exit status when the lock is held elsewhere (chosen so it cannot be confused with usage errors). */
@@ -53,22 +54,22 @@ export async function findLockHolder(st: Stats): Promise<string | undefined> {
   const key = lockKey(st);
   let pids: string[];
   try {
-    pids = (await fs.readdir('/proc')).filter((n) => /^\d+$/.test(n));
+    pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n));
   } catch {
     return undefined;
   }
   for (const pid of pids) {
     let fds: string[];
     try {
-      fds = await fs.readdir(`/proc/${pid}/fdinfo`);
+      fds = await readdir(`/proc/${pid}/fdinfo`);
     } catch {
       continue; // gone, or not ours to read
     }
     for (const fd of fds) {
-      const info = await fs.readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => '');
+      const info = await readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => '');
       if (!info.includes('lock:')) continue;
       if (info.split('\n').some((l) => l.startsWith('lock:') && l.includes('FLOCK') && l.includes(key))) {
-        const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
         const argv = cmd.split('\0').filter((a) => a !== '').join(' ');
         return `pid ${pid}${argv ? ` (${argv.length > 160 ? `${argv.slice(0, 157)}...` : argv})` : ''}`;
       }

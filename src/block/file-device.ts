@@ -2,8 +2,7 @@
 // durable flush with fdatasync, FUA through a second descriptor opened O_DSYNC, and optional
 // O_DIRECT through page-aligned bounce buffers. Members of arrays are FileDevices.
 
-import { constants, fdatasync, open, close, fstat, ftruncate, readFileSync, type Stats } from 'node:fs';
-import { promisify } from 'node:util';
+import { constants, readFileSync, type Stats } from 'node:fs';
 import { checkRange, DEFAULT_CAPABILITIES, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { BlockError, BusyError, InvalidRequestError, IoError, NoSpaceError, NotSupportedError, ReadOnlyError, ShutdownError } from './errors.js';
 import { lockExclusive } from './exclusive-lock.js';
@@ -14,15 +13,9 @@ import { AlignedBuffers } from './aligned-buffers.js';
 import { byteLength, InlineIo, NowaitIo, POOL_IO, type InlinePositionalIo, type PositionalIo } from './positional-io.js';
 import { loadNowait } from './nowait-io.js';
 import { beforeChange } from './copy-before-write.js';
+import { close, fdatasync, fstat, ftruncate, open } from '../common/callback-fs.js';
 import { describeError, trace } from '../common/trace.js';
 
-// The callback forms of fs are used on purpose: on the I/O hot path they cost less than
-// FileHandle's promise methods (no per-call FileHandle bookkeeping).
-const openP = promisify(open);
-const closeP = promisify(close);
-const fstatP = promisify(fstat);
-const ftruncateP = promisify(ftruncate);
-const fdatasyncP = promisify(fdatasync);
 
 /** Zeroing at least this large punches a hole (one child process) instead of writing zeroes. */
 const PUNCH_THRESHOLD = 1024 * 1024;
@@ -145,19 +138,19 @@ export class FileDevice implements BlockDevice {
       throw mapOpenError(path, err, options.direct ?? false);
     }
     try {
-      let st = await fstatP(fd);
+      let st = await fstat(fd);
       if (exclusive && st.isBlockDevice()) {
         // O_EXCL on a block device is the kernel's own claim (mounts, mdadm and mkfs honour it).
         // It takes effect only at open, so the device is opened again with it.
         const plain = fd;
         try {
-          fd = await openP(path, flags | constants.O_EXCL);
+          fd = await open(path, flags | constants.O_EXCL);
         } catch (err) {
           throw (err as NodeJS.ErrnoException).code === 'EBUSY' ? new BusyError(`${path}: block device in use (mounted, or held by mdadm, device-mapper or another llraid engine); stop that user first`) : mapOpenError(path, err, options.direct ?? false);
         } finally {
-          await closeP(plain).catch((e: unknown) => trace('block', 'debug', () => `${path}: closing the plain descriptor: ${describeError(e)}`));
+          await close(plain).catch((e: unknown) => trace('block', 'debug', () => `${path}: closing the plain descriptor: ${describeError(e)}`));
         }
-        st = await fstatP(fd);
+        st = await fstat(fd);
       }
       if (exclusive) await lockExclusive(fd, path, st);
       let size: number;
@@ -166,7 +159,7 @@ export class FileDevice implements BlockDevice {
         ({ size, blockSize } = blockDeviceGeometry(st, options.blockSize));
       } else if (st.isFile()) {
         if (options.create && st.size === 0) {
-          await ftruncateP(fd, options.create.size);
+          await ftruncate(fd, options.create.size);
           size = options.create.size;
         } else size = st.size;
       } else {
@@ -179,7 +172,7 @@ export class FileDevice implements BlockDevice {
       return new FileDevice(path, fd, flags, size, blockSize, readOnly, st, io, unbounded, inMemory, bounce);
     } catch (err) {
       // The open failed already; a close that fails too only says less than that error.
-      await closeP(fd).catch((e: unknown) => trace('block', 'debug', () => `${path}: close after a failed open: ${describeError(e)}`));
+      await close(fd).catch((e: unknown) => trace('block', 'debug', () => `${path}: close after a failed open: ${describeError(e)}`));
       throw err;
     }
   }
@@ -293,7 +286,7 @@ export class FileDevice implements BlockDevice {
     if (this.inMemory) return;
     try {
       if (this.deadline) await this.deadline.sync(this.fd);
-      else await fdatasyncP(this.fd);
+      else await fdatasync(this.fd);
     } catch (err) {
       throw this.ioError('flush', 0, 0, err);
     }
@@ -323,7 +316,7 @@ export class FileDevice implements BlockDevice {
       try {
         if (this.thick) await zeroFileRange(this.path, offset, length);
         else await punchFileHole(this.path, offset, length);
-        if (options?.fua) await fdatasyncP(this.fd);
+        if (options?.fua) await fdatasync(this.fd);
         return;
       } catch (err) {
         // A filesystem without the operation (tmpfs has no zero range) gets the zeroes written.
@@ -341,13 +334,13 @@ export class FileDevice implements BlockDevice {
     this.check(0, 0, true);
     if (!Number.isSafeInteger(size) || size < 0) throw new InvalidRequestError(`${this.path}: grow: invalid size ${size}`);
     try {
-      const st = await fstatP(this.fd);
+      const st = await fstat(this.fd);
       let now = this.isBlockDevice ? blockDeviceGeometry(st, this.blockSize).size : st.size;
       if (now < size && !this.isBlockDevice) {
         // A thick file stays thick: the new space is allocated now, so a full disk refuses the
         // grow instead of a write later.
         if (this.thick) await allocateFileRange(this.path, now, size - now);
-        else await ftruncateP(this.fd, size);
+        else await ftruncate(this.fd, size);
         now = size;
       }
       if (now < size) throw new NoSpaceError(`${this.path}: grow: expected at least ${size} bytes, the block device has ${now}`);
@@ -363,8 +356,8 @@ export class FileDevice implements BlockDevice {
     this.fd = -1;
     const syncFd = this.syncFd;
     this.syncFd = undefined;
-    await closeP(fd);
-    if (syncFd) await closeP(await syncFd).catch((e: unknown) => trace('block', 'debug', () => `${this.path}: closing the O_DSYNC descriptor: ${describeError(e)}`));
+    await close(fd);
+    if (syncFd) await close(await syncFd).catch((e: unknown) => trace('block', 'debug', () => `${this.path}: closing the O_DSYNC descriptor: ${describeError(e)}`));
   }
 
   /** FUA waits for the disk: never inline, but under the deadline where there is one. */
@@ -385,7 +378,7 @@ export class FileDevice implements BlockDevice {
     // fstat from the inode in memory.)
     if (this.unbounded) return undefined;
     try {
-      const st = await fstatP(this.fd);
+      const st = await fstat(this.fd);
       if (st.isFile() && st.nlink === 0) return `${this.path}: the member file was deleted while in use`;
     } catch (err) {
       return `${this.path}: fstat failed: ${(err as Error).message}`;
@@ -394,7 +387,7 @@ export class FileDevice implements BlockDevice {
   }
 
   private fuaFd(): Promise<number> {
-    this.syncFd ??= openP(this.path, (this.flags & ~constants.O_CREAT) | constants.O_DSYNC);
+    this.syncFd ??= open(this.path, (this.flags & ~constants.O_CREAT) | constants.O_DSYNC);
     return this.syncFd;
   }
 
@@ -453,10 +446,10 @@ function positionalIo(path: string, st: Stats, options: FileDeviceOptions): Posi
  */
 async function openNoAtime(path: string, flags: number): Promise<number> {
   try {
-    return await openP(path, flags | constants.O_NOATIME, 0o600);
+    return await open(path, flags | constants.O_NOATIME, 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-    return openP(path, flags, 0o600);
+    return open(path, flags, 0o600);
   }
 }
 

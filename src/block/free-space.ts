@@ -3,14 +3,9 @@
 // it sparse: without this question a full filesystem shows up later, as writes into the space
 // failing with ENOSPC. Block devices are not files on a filesystem: they are left out.
 
-// Callback fs, promisified: node:fs/promises is a module of its own that loads readline's, and
-// an engine (which asks this when it creates members) needs it for nothing else.
-import { stat as statCallback, statfs as statfsCallback, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
-
-const stat = promisify(statCallback);
-const statfs = promisify(statfsCallback);
+import { stat, statfs } from '../common/callback-fs.js';
 
 export interface FileTarget {
   /** The file, or where it will be created. */

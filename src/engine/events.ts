@@ -3,7 +3,8 @@
 // the engine's sinks: a human line on stdout, and, with `serve --events PATH`, one JSON object
 // per line appended to PATH. Programs read the JSON (readEngineEvents), never the human text.
 
-import { appendFileSync, promises as fs } from 'node:fs';
+import { appendFileSync } from 'node:fs';
+import { readFile } from '../common/callback-fs.js';
 
 /** The array came up: what assembly found. */
 export interface AssembledEvent {
@@ -233,7 +234,7 @@ export function fanOut(...sinks: EventSink[]): EventSink {
 
 /** The events of an engine's JSON file, oldest first; none when the file does not exist. */
 export async function readEngineEvents(path: string): Promise<TimedEngineEvent[]> {
-  const text = await fs.readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+  const text = await readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return '';
     throw err;
   });

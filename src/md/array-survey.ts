@@ -3,7 +3,7 @@
 // (member-report.ts memberStanding), the roles nobody holds, whether a resync is owed. The CSI
 // driver lists a node's volumes from this after a restart; nothing here writes.
 
-import { promises as fs } from 'node:fs';
+import { close, fstat, open, readAt } from '../common/callback-fs.js';
 import { MdError } from './errors.js';
 import { arrayBytes, CREATABLE_LEVELS, type CreatableLevel } from './levels.js';
 import { memberStanding, type MemberStanding } from './member-report.js';
@@ -44,17 +44,17 @@ export interface ArraySurvey {
 
 /** A member file's superblock, read with plain reads: no lock taken, nothing opened for writing. */
 export async function readSuperblockFile(path: string): Promise<Superblock> {
-  const handle = await fs.open(path, 'r');
+  const fd = await open(path, 'r');
   try {
-    const { size } = await handle.stat();
+    const { size } = await fstat(fd);
     if (size < SUPER_OFFSET_BYTES + SB_BLOCK_BYTES) {
       throw new MdError('EBADMETA', `member ${path}: truncated: expected at least ${SUPER_OFFSET_BYTES + SB_BLOCK_BYTES} bytes, found ${size}`);
     }
     const block = Buffer.alloc(SB_BLOCK_BYTES);
-    await handle.read(block, 0, SB_BLOCK_BYTES, SUPER_OFFSET_BYTES);
+    await readAt(fd, block, SUPER_OFFSET_BYTES);
     return decodeSuperblock(block, path, size);
   } finally {
-    await handle.close();
+    await close(fd);
   }
 }
 

@@ -3,7 +3,7 @@
 // BlockDevice the caller already holds (a fault-injecting device in tests). md knows nothing of
 // NBD: the engine hands it an opener that does.
 
-import { promises as fs } from 'node:fs';
+import { stat } from '../common/callback-fs.js';
 import type { BlockDevice } from '../block/block-device.js';
 import { isBlockError } from '../block/errors.js';
 import { FileDevice, fileIdOf } from '../block/file-device.js';
@@ -74,7 +74,7 @@ async function checkDistinct(specs: readonly MemberSpec[]): Promise<void> {
     const name = typeof s === 'string' ? s : s.name;
     let id: string | undefined;
     if (typeof s === 'string' && !isUriName(s)) {
-      const st = await fs.stat(s).catch(() => undefined);
+      const st = await stat(s).catch(() => undefined);
       if (st !== undefined) id = fileIdOf(st);
     } else if (typeof s !== 'string') {
       const base = baseDevice(s.device);
@@ -98,7 +98,7 @@ export async function namesDevice(spec: MemberSpec, device: BlockDevice): Promis
   // An opener may hand md a file wrapped in a filter (the engine's epoch watch): the file counts.
   const base = baseDevice(device);
   if (!(base instanceof FileDevice) || isUriName(spec)) return false;
-  const st = await fs.stat(spec).catch(() => undefined);
+  const st = await stat(spec).catch(() => undefined);
   return st !== undefined && fileIdOf(st) === base.fileId;
 }
 

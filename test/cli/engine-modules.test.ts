@@ -73,38 +73,42 @@ test('llraid serve runs from the bundle, which holds no CSI, Kubernetes, gRPC or
   });
 });
 
-test('an engine serving a file loads neither TLS, crypto, DNS nor koffi\'s index.js (its installer\'s https and zlib)', async () => {
-  const cli = await buildCli();
-  await withPreload(async (preload, log, dir) => {
-    const image = join(dir, 'disk.img');
-    await writeFile(image, Buffer.alloc(0));
-    await run('truncate', ['-s', '16M', image]);
-    const socket = join(dir, 'nbd.sock');
-    const engine = spawn(process.execPath, ['-r', preload, cli, 'serve', '--file', image, '--socket', socket, '--quiet'], {
-      env: { ...process.env, MODULE_LOG: log },
-      stdio: ['ignore', 'ignore', 'pipe'],
+for (const kind of ['file', 'raid1'] as const) {
+  test(`an engine serving a ${kind === 'file' ? 'file' : 'raid1 array'} loads neither TLS, crypto, DNS, fs/promises nor koffi's index.js (its installer's https and zlib)`, async () => {
+    const cli = await buildCli();
+    await withPreload(async (preload, log, dir) => {
+      const images = (kind === 'file' ? ['disk.img'] : ['a.img', 'b.img']).map((n) => join(dir, n));
+      for (const image of images) await run('truncate', ['-s', '16M', image]);
+      if (kind === 'raid1') await run(process.execPath, [cli, 'create', '--level', '1', '--name', 'mods', ...images]);
+      const socket = join(dir, 'nbd.sock');
+      const target = kind === 'file' ? ['--file', images[0]!] : images;
+      const engine = spawn(process.execPath, ['-r', preload, cli, 'serve', ...target, '--socket', socket, '--quiet'], {
+        env: { ...process.env, MODULE_LOG: log },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      engine.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => engine.once('exit', resolve));
+      const deadline = Date.now() + 20_000;
+      while (!existsSync(socket)) {
+        if (engine.exitCode !== null) throw new Error(`llraid serve exited with ${engine.exitCode}: ${stderr}`);
+        if (Date.now() > deadline) throw new Error(`llraid serve made no socket within 20 s: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      engine.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+      const builtins = (await lines(`${log}.builtins`)).filter((l) => l.startsWith('NativeModule ')).map((l) => l.slice('NativeModule '.length));
+      assert.ok(builtins.includes('net'), `expected node:net among ${builtins.length} builtins`);
+      const unneeded = builtins.filter((m) => /^(tls|_tls_wrap|crypto|dns|dns\/promises|https|http|zlib)$/.test(m));
+      assert.deepEqual(unneeded, [], 'builtins an engine with local members never needs');
+      // The bundle is CommonJS and required (scripts/build.mjs): Node's ES module loader never runs
+      // a module, and nothing loads fs/promises, which loads readline's modules (an engine's file
+      // calls are callback-fs.ts's); its performance.now() is process.hrtime()'s
+      // (scripts/engine-clock.mjs), not perf_hooks'.
+      const esm = builtins.filter((m) => /^(fs\/promises|internal\/fs\/promises|internal\/readline\/interface|internal\/modules\/esm\/module_job|perf_hooks)$/.test(m));
+      assert.deepEqual(esm, [], 'the ES module loader, fs/promises and perf_hooks');
+      const koffiIndex = (await lines(log)).filter((l) => /node_modules\/koffi\/index\.js$/.test(l));
+      assert.deepEqual(koffiIndex, [], 'koffi through its index.js');
     });
-    let stderr = '';
-    engine.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => engine.once('exit', resolve));
-    const deadline = Date.now() + 20_000;
-    while (!existsSync(socket)) {
-      if (engine.exitCode !== null) throw new Error(`llraid serve exited with ${engine.exitCode}: ${stderr}`);
-      if (Date.now() > deadline) throw new Error(`llraid serve made no socket within 20 s: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    engine.kill('SIGTERM');
-    assert.equal(await exited, 0, stderr);
-    const builtins = (await lines(`${log}.builtins`)).filter((l) => l.startsWith('NativeModule ')).map((l) => l.slice('NativeModule '.length));
-    assert.ok(builtins.includes('net'), `expected node:net among ${builtins.length} builtins`);
-    const unneeded = builtins.filter((m) => /^(tls|_tls_wrap|crypto|dns|dns\/promises|https|http|zlib)$/.test(m));
-    assert.deepEqual(unneeded, [], 'builtins an engine with local members never needs');
-    // The bundle is CommonJS and required (scripts/build.mjs): Node's ES module loader never runs
-    // a module, and nothing loads fs/promises, which loads readline's modules; its performance.now()
-    // is process.hrtime()'s (scripts/engine-clock.mjs), not perf_hooks'.
-    const esm = builtins.filter((m) => /^(fs\/promises|internal\/fs\/promises|internal\/readline\/interface|internal\/modules\/esm\/module_job|perf_hooks)$/.test(m));
-    assert.deepEqual(esm, [], 'the ES module loader, fs/promises and perf_hooks');
-    const koffiIndex = (await lines(log)).filter((l) => /node_modules\/koffi\/index\.js$/.test(l));
-    assert.deepEqual(koffiIndex, [], 'koffi through its index.js');
   });
-});
+}

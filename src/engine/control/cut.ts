@@ -13,22 +13,19 @@
 // One cut at a time. An engine that stops while a cut is being copied finishes the copy first
 // (the member files stay open for it; a 4 GiB member is a few hundred ms of clones).
 
-// Callback fs, promisified: node:fs/promises would load readline's modules into the engine.
-import { rename as renameCallback, rm as rmCallback, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { CopyBeforeWrite } from '../../block/copy-before-write.js';
 import { FileDevice, fileIdOf } from '../../block/file-device.js';
 import { baseDevice } from '../../block/filter-device.js';
 import { fsyncPath } from '../../block/fsync-path.js';
+import { rename, rm } from '../../common/callback-fs.js';
 import { describeError, trace } from '../../common/trace.js';
 import { MdError, type MdArray } from '../../md/index.js';
 import type { EventSink } from '../events.js';
 import type { Freezer } from './freeze.js';
 import type { CutStatus, CutTarget, FreezeConsistency } from './protocol.js';
 
-const rename = promisify(renameCallback);
-const rm = promisify(rmCallback);
 
 /** The suffix of a copy still being made. */
 export const CUTTING_SUFFIX = '.cutting';

@@ -3,12 +3,9 @@
 // socket path is claimed like the NBD socket's: only a stale socket there is replaced.
 
 import { createServer, type Server, type Socket } from 'node:net';
-// Callback fs, promisified: node:fs/promises is a module of its own that loads readline's, and
-// nothing else in an engine needs it (scripts/build.mjs).
-import { chmod as chmodCallback, lstat as lstatCallback, rm as rmCallback } from 'node:fs';
-import { promisify } from 'node:util';
 import type { IoCounters } from '../../block/counting-device.js';
 import { BlockError, ShutdownError } from '../../block/errors.js';
+import { chmod, lstat, rm } from '../../common/callback-fs.js';
 import { LlraidError } from '../../common/llraid-error.js';
 import { claimSocketPath } from '../../block/socket-file.js';
 import { trace } from '../../common/trace.js';
@@ -25,9 +22,6 @@ const OPS = new Set(['status', 'fail', 'remove', 're-add', 'add', 'sync', 'proac
 const CUT_ID = /^[A-Za-z0-9._-]{1,200}$/;
 const MAX_CUT_TARGETS = 64;
 const MAX_LINE = 64 * 1024;
-const chmod = promisify(chmodCallback);
-const lstat = promisify(lstatCallback);
-const rm = promisify(rmCallback);
 
 export class ControlServer {
   private constructor(

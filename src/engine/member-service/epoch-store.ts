@@ -7,8 +7,8 @@
 // The record follows the file name in its directory (not the device UUID), so it stays when a
 // blank member gets its superblock.
 
-import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { close, fsync, mkdir, open, readFile, rename, writeFile } from '../../common/callback-fs.js';
 import { IoError } from '../../block/errors.js';
 import { fsyncPath } from '../../block/fsync-path.js';
 import type { MemberFile } from './member-files.js';
@@ -36,7 +36,7 @@ export class EpochStore {
     const path = EpochStore.pathOf(member);
     let text: string;
     try {
-      text = await fs.readFile(path, 'utf8');
+      text = await readFile(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new IoError(`epoch record ${path}: cannot read it: ${(err as Error).message}`, { cause: err });
@@ -51,17 +51,17 @@ export class EpochStore {
   /** Records `epoch` for `member`, durably, before it resolves. */
   async write(member: EpochRecordOwner, epoch: bigint): Promise<void> {
     const dir = join(member.dir, EPOCH_DIR);
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const path = EpochStore.pathOf(member);
     const temp = `${path}.${process.pid}.tmp`;
-    const handle = await fs.open(temp, 'w', 0o600);
+    const fd = await open(temp, 'w', 0o600);
     try {
-      await handle.writeFile(`${epoch}\n`);
-      await handle.sync();
+      await writeFile(fd, `${epoch}\n`);
+      await fsync(fd);
     } finally {
-      await handle.close();
+      await close(fd);
     }
-    await fs.rename(temp, path);
+    await rename(temp, path);
     await fsyncPath(dir);
   }
 }
