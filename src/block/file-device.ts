@@ -16,7 +16,6 @@ import { beforeChange } from './copy-before-write.js';
 import { close, fdatasync, fstat, ftruncate, open } from '../common/callback-fs.js';
 import { describeError, trace } from '../common/trace.js';
 
-
 /** Zeroing at least this large punches a hole (one child process) instead of writing zeroes. */
 const PUNCH_THRESHOLD = 1024 * 1024;
 const ZERO_CHUNK = Buffer.alloc(1024 * 1024);

@@ -26,7 +26,6 @@ import type { EventSink } from '../events.js';
 import type { Freezer } from './freeze.js';
 import type { CutStatus, CutTarget, FreezeConsistency } from './protocol.js';
 
-
 /** The suffix of a copy still being made. */
 export const CUTTING_SUFFIX = '.cutting';
 
