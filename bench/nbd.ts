@@ -30,8 +30,9 @@
 // BENCH_NBD_ROUNDS (3), BENCH_SIZE_MIB (1024); BENCH_NBD_QUICK=1 is 2 s, 1 round, 256 MiB.
 // BENCH_NBD_SERVERS (a comma list of file, raid1, raid1-conns, raid10, raid5, raid0, nbdkit,
 // qemu-nbd) and BENCH_NBD_WORKLOADS (a comma list of fio rw names: randread, randwrite, read,
-// write) run only those; the tables above need every server and workload, so a chosen subset prints one table of
-// what ran instead (and raid5's random reads against raid0 when both ran them).
+// write) run only those; the tables above need every server and workload, so a chosen subset
+// prints one table of what ran instead (and raid5's random reads against raid0 when both ran
+// them).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
