@@ -5,7 +5,7 @@
 // aligned. The write-back matters: a read of a hole succeeds whatever the alignment.
 
 import { IoError, NotSupportedError } from './errors.js';
-import { readP, writeP } from './positional-io.js';
+import { readP, writeP } from '../common/callback-fs.js';
 
 const PIECE = 1024 * 1024;
 const PIECES_PER_SLAB = 4;

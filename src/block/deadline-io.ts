@@ -27,9 +27,9 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { TimeoutError } from './errors.js';
-import { byteLength, readP, writeP, writevP, type PositionalIo } from './positional-io.js';
+import { byteLength, type PositionalIo } from './positional-io.js';
 import { SizeClassPool } from './size-class-pool.js';
-import { fdatasync } from '../common/callback-fs.js';
+import { fdatasync, readP, writeP, writevP } from '../common/callback-fs.js';
 import { trace } from '../common/trace.js';
 
 /**

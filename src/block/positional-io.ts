@@ -24,21 +24,10 @@
 // This is the same bet io_uring makes when it tries a request inline before punting it to a
 // worker. LLRAID_INLINE_IO=0 (setInlineIoDefault) turns both fast paths off.
 
-import { read, readSync, write, writeSync, writev, writevSync } from 'node:fs';
+import { readSync, writeSync, writevSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { UNSUPPORTED, type NowaitCalls } from './nowait-io.js';
-
-export function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
-
-export function writeP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
-
-export function writevP(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number> {
-  return new Promise((resolve, reject) => writev(fd, parts as Uint8Array[], pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
+import { readP, writeP, writevP } from '../common/callback-fs.js';
 
 export function byteLength(parts: readonly Uint8Array[]): number {
   let n = 0;

@@ -26,12 +26,18 @@ export const readdir = promisify(fs.readdir);
 export const readFile = promisify(fs.readFile);
 export const writeFile = promisify(fs.writeFile);
 
-/**
- * Reads `buffer.length` bytes at `position`, or fewer at the end of the file; resolves to the
- * bytes read.
- */
-export function readAt(fd: number, buffer: Buffer, position: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.read(fd, buffer, 0, buffer.length, position, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead)));
-  });
+// The positional calls, written out rather than promisified: util.promisify(fs.read) resolves to
+// an object ({ bytesRead, buffer }), one more allocation per member read on the I/O path.
+
+/** Reads up to `len` bytes at `pos` into `buf` from `off`; resolves to the bytes read (fewer at the end of the file). */
+export function readP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+export function writeP(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+export function writevP(fd: number, parts: readonly Uint8Array[], pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.writev(fd, parts as Uint8Array[], pos, (e, n) => (e ? reject(e) : resolve(n))));
 }

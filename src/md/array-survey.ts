@@ -3,7 +3,7 @@
 // (member-report.ts memberStanding), the roles nobody holds, whether a resync is owed. The CSI
 // driver lists a node's volumes from this after a restart; nothing here writes.
 
-import { close, fstat, open, readAt } from '../common/callback-fs.js';
+import { close, fstat, open, readP } from '../common/callback-fs.js';
 import { MdError } from './errors.js';
 import { arrayBytes, CREATABLE_LEVELS, type CreatableLevel } from './levels.js';
 import { memberStanding, type MemberStanding } from './member-report.js';
@@ -51,7 +51,7 @@ export async function readSuperblockFile(path: string): Promise<Superblock> {
       throw new MdError('EBADMETA', `member ${path}: truncated: expected at least ${SUPER_OFFSET_BYTES + SB_BLOCK_BYTES} bytes, found ${size}`);
     }
     const block = Buffer.alloc(SB_BLOCK_BYTES);
-    await readAt(fd, block, SUPER_OFFSET_BYTES);
+    await readP(fd, block, 0, block.length, SUPER_OFFSET_BYTES);
     return decodeSuperblock(block, path, size);
   } finally {
     await close(fd);

@@ -4,7 +4,7 @@
 // roles, events and bitmap chunks stay as copied, so the copy assembles as the source would
 // have from the same bytes. Also reads which chunks a member's bitmap has ever seen written.
 
-import { close, fstat, open, readAt } from '../common/callback-fs.js';
+import { close, fstat, open, readP } from '../common/callback-fs.js';
 import { FileDevice } from '../block/file-device.js';
 import { randomBytes } from '../common/lazy-builtins.js';
 import { MdError } from './errors.js';
@@ -76,18 +76,18 @@ export async function writtenChunks(path: string): Promise<WrittenChunks | undef
   const fd = await open(path, 'r');
   try {
     const sbBlock = Buffer.alloc(SB_BLOCK_BYTES);
-    await readAt(fd, sbBlock, SUPER_OFFSET_BYTES);
+    await readP(fd, sbBlock, 0, sbBlock.length, SUPER_OFFSET_BYTES);
     const sb = decodeSuperblock(sbBlock, path, (await fstat(fd)).size);
     if ((sb.featureMap & FEATURE_BITMAP_OFFSET) === 0) return undefined;
     const at = SUPER_OFFSET_BYTES + sb.bitmapOffset * SECTOR;
     const head = Buffer.alloc(BITMAP_SUPER_SIZE);
-    await readAt(fd, head, at);
+    await readP(fd, head, 0, head.length, at);
     const bsb = decodeBitmapSuper(head, `member ${path}: bitmap`);
     const chunkSize = bsb.chunksize * SECTOR;
     if (chunkSize === 0) throw new MdError('EBADMETA', `member ${path}: bitmap: chunk size 0`);
     const chunks = Number((bsb.syncSize * BigInt(SECTOR) + BigInt(chunkSize) - 1n) / BigInt(chunkSize));
     const states = Buffer.alloc(chunks);
-    await readAt(fd, states, at + BITMAP_DATA_OFFSET);
+    await readP(fd, states, 0, states.length, at + BITMAP_DATA_OFFSET);
     const bits = Buffer.alloc(Math.ceil(chunks / 8));
     for (let i = 0; i < chunks; i++) {
       const st = states[i] as number;
