@@ -220,17 +220,24 @@ export class ControllerServer {
   DeleteVolume = async (req: { volume_id: string }): Promise<object> => {
     if (!req.volume_id) throw invalid('DeleteVolume: volume_id is empty');
     return this.locks.with(volumeKey(req.volume_id), async () => {
-      const v = idPattern.test(req.volume_id) ? await this.catalog.get(req.volume_id) : undefined;
-      if (!v) {
-        if (idPattern.test(req.volume_id)) await this.replicated?.delete(req.volume_id);
+      if (!idPattern.test(req.volume_id)) return {};
+      // Its members, and any file named for it whose superblock does not read: still its files,
+      // and deleting the volume deletes them (else they would stay behind for good).
+      const { volumes, unreadable } = await this.catalog.survey();
+      const files = [
+        ...(volumes.get(req.volume_id)?.members.map((m) => m.path) ?? []),
+        ...unreadable.filter((u) => u.volumeId === req.volume_id).map((u) => u.path),
+      ];
+      if (files.length === 0) {
+        await this.replicated?.delete(req.volume_id);
         return {};
       }
-      const rt = await this.usage.runtime(v.id);
+      const rt = await this.usage.runtime(req.volume_id);
       if (rt.staged || rt.engineRunning || rt.attached) {
-        throw new CsiError('FAILED_PRECONDITION', `DeleteVolume: volume ${v.id} is in use (staged on node ${this.options.nodeId}): unstage it first`);
+        throw new CsiError('FAILED_PRECONDITION', `DeleteVolume: volume ${req.volume_id} is in use (staged on node ${this.options.nodeId}): unstage it first`);
       }
-      for (const m of v.members) await fs.rm(m.path, { force: true });
-      await removeClaim(v.members.map((m) => m.path));
+      for (const f of files) await fs.rm(f, { force: true });
+      await removeClaim(files);
       return {};
     });
   };

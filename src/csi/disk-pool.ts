@@ -14,8 +14,17 @@ export interface DiskUsage {
   freeBytes: number;
 }
 
-/** `<disk>/llraid-<volumeId>-<slot>.img`: the volume id and slot are in the name for humans only. */
+/**
+ * `<disk>/llraid-<volumeId>-<slot>.img`. The superblock, not the name, says which volume a file
+ * is a member of; the name serves humans, and finds the files of a volume whose superblocks do
+ * not read (volume-catalog.ts).
+ */
 const memberFilePattern = /^llraid-([0-9a-f]{32})-(\d+)\.img$/;
+
+/** The volume id a member file's name gives, or undefined for a name that is not a member file's. */
+export function volumeIdOfMemberFile(file: string): string | undefined {
+  return memberFilePattern.exec(path.basename(file))?.[1];
+}
 
 export class DiskPool {
   constructor(readonly disks: readonly string[]) {}

@@ -2,8 +2,10 @@
 // of a volume is on its members (DESIGN.md §7), so after a plugin restart a scan gives back
 // every volume's identity, geometry and health. Read-only: nothing here writes to a member.
 
-import { readSuperblockFile, surveyArray, type BitmapKind, type CreatableLevel, type Superblock } from '../md/index.js';
-import type { DiskPool } from './disk-pool.js';
+import { describeError } from '../common/trace.js';
+import { MdError, readSuperblockFile, surveyArray, type BitmapKind, type CreatableLevel, type Superblock } from '../md/index.js';
+import { volumeIdOfMemberFile, type DiskPool } from './disk-pool.js';
+import { CsiError } from './errors.js';
 import type { FsType } from './parameters.js';
 import { isMarked } from './replica-marker.js';
 import { decodeSetName } from './volume-name.js';
@@ -66,39 +68,98 @@ function toRecord(found: Array<{ path: string; sb: Superblock }>): VolumeRecord 
   };
 }
 
+/** A member file a scan found but could not read as an md member, and why. */
+export interface UnreadableMember {
+  path: string;
+  /** The volume id its name gives (`llraid-<id>-<slot>.img`). */
+  volumeId: string;
+  reason: string;
+}
+
+/**
+ * How long a scan waits before reading a superblock that did not decode a second time. An
+ * engine rewrites its members' superblocks in place (events, clean/active), and a buffered read
+ * is not ordered against a write of the same page on every filesystem (ext4's are not): a read
+ * can see half of each. A damaged superblock reads the same twice; a torn read does not.
+ */
+const REREAD_DELAY_MS = 20;
+
 export class VolumeCatalog {
-  constructor(private readonly pool: DiskPool) {}
+  constructor(
+    private readonly pool: DiskPool,
+    /** How a member file's superblock is read (a test's stand-in may fail it once). */
+    private readonly readSuperblock: (file: string) => Promise<Superblock> = readSuperblockFile,
+  ) {}
 
   /**
-   * Every node-local volume on the pool, by id. Files whose superblock does not decode are
-   * skipped: a member file that is half-created or damaged must not hide the other volumes.
-   * Members of replicated volumes (marked, replica-marker.ts) are not listed: this node holds
-   * only some of their members, and their RaidVolume is their record.
+   * Every node-local volume on the pool, by id, and the member files that do not read as md
+   * members (half-created or damaged): one such file must not hide the other volumes, nor make
+   * its own volume pass for one that does not exist (get()). A file removed between the listing
+   * and its read is neither. Members of replicated volumes (marked, replica-marker.ts) are not
+   * listed: this node holds only some of their members, and their RaidVolume is their record.
    */
-  async scan(): Promise<Map<string, VolumeRecord>> {
+  async survey(): Promise<{ volumes: Map<string, VolumeRecord>; unreadable: UnreadableMember[] }> {
     const byUuid = new Map<string, Array<{ path: string; sb: Superblock }>>();
+    const unreadable: UnreadableMember[] = [];
     for (const file of await this.pool.memberFiles()) {
       if (await isMarked(file)) continue;
-      let sb: Superblock;
-      try {
-        sb = await readSuperblockFile(file);
-      } catch {
+      const read = await readMember(file, this.readSuperblock);
+      if (read === 'gone') continue;
+      if (typeof read === 'string') {
+        unreadable.push({ path: file, volumeId: volumeIdOfMemberFile(file) ?? '', reason: read });
         continue;
       }
-      const id = sb.setUuid.toString('hex');
+      const id = read.setUuid.toString('hex');
       const list = byUuid.get(id) ?? [];
-      list.push({ path: file, sb });
+      list.push({ path: file, sb: read });
       byUuid.set(id, list);
     }
-    const out = new Map<string, VolumeRecord>();
+    const volumes = new Map<string, VolumeRecord>();
     for (const [id, found] of [...byUuid.entries()].sort(([a], [b]) => a.localeCompare(b))) {
       const v = toRecord(found);
-      if (v) out.set(id, v);
+      if (v) volumes.set(id, v);
     }
-    return out;
+    return { volumes, unreadable };
   }
 
+  /** Every node-local volume on the pool, by id (survey() without the unreadable files). */
+  async scan(): Promise<Map<string, VolumeRecord>> {
+    return (await this.survey()).volumes;
+  }
+
+  /**
+   * The volume, or undefined when the pool holds no member file of it. A volume whose member
+   * files are there but none reads as a member is UNAVAILABLE, with why: "does not exist" would
+   * be false, and would let a DeleteVolume succeed with its files left behind.
+   */
   async get(id: string): Promise<VolumeRecord | undefined> {
-    return (await this.scan()).get(id);
+    const { volumes, unreadable } = await this.survey();
+    const v = volumes.get(id);
+    if (v) return v;
+    const files = unreadable.filter((u) => u.volumeId === id);
+    if (files.length > 0) throw new UnreadableVolumeError(id, files);
+  }
+}
+
+/** Volume `volumeId` has member files on the pool, and none of them reads as an md member. */
+export class UnreadableVolumeError extends CsiError {
+  constructor(readonly volumeId: string, readonly files: UnreadableMember[]) {
+    super('UNAVAILABLE', `volume ${volumeId}: its member files do not read as md members: ${files.map((f) => `${f.path}: ${f.reason}`).join('; ')}`);
+  }
+}
+
+/**
+ * A member file's superblock; 'gone' when the file was removed since the listing; else why it
+ * does not read (a superblock that does not decode is read once more first: REREAD_DELAY_MS).
+ */
+async function readMember(file: string, read: (file: string) => Promise<Superblock>): Promise<Superblock | 'gone' | string> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await read(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+      if (!(err instanceof MdError) || attempt > 0) return describeError(err);
+    }
+    await new Promise((r) => setTimeout(r, REREAD_DELAY_MS));
   }
 }

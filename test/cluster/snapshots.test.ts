@@ -10,14 +10,14 @@
 // It needs the control plane started with LLRAID_CLUSTER_SNAPSHOTS=1 (snapshot CRDs,
 // snapshot-controller; control-plane.sh), which makes every chart install render the snapshot
 // sidecars: test-cluster.sh runs it on a control plane of its own, after the other files.
-// Without it the setup fails, it does not skip. Alone:
-//   LLRAID_CLUSTER_SNAPSHOTS=1 /work/run-cluster-file.sh <checkout> test/cluster/snapshots.test.ts
+// Without it the setup fails, it does not skip.
 // The tests run in order on the same volumes.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, readdir } from 'node:fs/promises';
+import { status } from '@grpc/grpc-js';
 import { createServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
@@ -109,10 +109,25 @@ async function waitBound(name: string, timeoutMs = 180_000): Promise<Bound> {
   const pv = await kube.get(['pv', pvName]);
   assert.ok(pv, `expected PV ${pvName}, found none`);
   const handle = (pv.spec?.csi as { volumeHandle: string }).volumeHandle;
-  const vol = await node.csi.call<{ volume: { capacity_bytes: number } }>('Controller', 'ControllerGetVolume', { volume_id: handle });
+  // As a CO would: UNAVAILABLE (a member file that did not read) is retried, and said.
+  const vol = await waitFor(`ControllerGetVolume ${handle} (PVC ${name}) to answer`, 30_000, async () => {
+    try {
+      return await node.csi.call<{ volume: { capacity_bytes: number } }>('Controller', 'ControllerGetVolume', { volume_id: handle });
+    } catch (err) {
+      if ((err as { code?: number }).code !== status.UNAVAILABLE) throw new Error(`${(err as Error).message}\n${await poolState()}`, { cause: err });
+      process.stdout.write(`ControllerGetVolume ${handle}: ${(err as Error).message} (retried)\n`);
+      return undefined;
+    }
+  }, poolState);
   const b = { pvc: name, pv: pvName, handle, bytes: Number(vol.volume.capacity_bytes) };
   bound.set(name, b);
   return b;
+}
+
+/** What a failure on a volume should show: the pool's files and the plugin's last words. */
+async function poolState(): Promise<string> {
+  const listing = await Promise.all((disks?.paths ?? []).map(async (d) => `${d}: ${(await readdir(d).catch((e: Error) => [e.message])).join(' ')}`));
+  return `${listing.join('\n')}\n${await node.logTail('llraid', 30)}`;
 }
 
 /**
