@@ -11,7 +11,7 @@ import type { NodeReporting, VolumeSnapshotInfo } from '../k8s/index.js';
 import { readClaim, type VolumeClaim } from './claim-file.js';
 import type { DiskPool } from './disk-pool.js';
 import type { StoredSnapshot } from './snapshot-store.js';
-import type { VolumeCatalog, VolumeRecord } from './volume-catalog.js';
+import type { UnreadableMember, VolumeCatalog, VolumeRecord } from './volume-catalog.js';
 import type { RuntimeState } from './volume-condition.js';
 import { volumeStatusOf } from './volume-status-of.js';
 
@@ -60,6 +60,8 @@ export class StatusFeed {
   private readonly offline = new Map<string, { key: string; bitmap: OfflineBitmap }>();
   /** Per volume, when each member out of sync was first seen so (in memory: a restart starts over). */
   private readonly stale = new Map<string, Map<string, Date>>();
+  /** The unreadable member files the last pass logged, with why. */
+  private unreadable = new Set<string>();
   /** Per snapshot id, its shared bytes and when they were measured. */
   private readonly shared = new Map<string, { bytes: number; at: number }>();
 
@@ -86,8 +88,9 @@ export class StatusFeed {
 
   private async look(): Promise<void> {
     let volumes: Map<string, VolumeRecord>;
+    let unreadable: UnreadableMember[];
     try {
-      volumes = await this.o.catalog.scan();
+      ({ volumes, unreadable } = await this.o.catalog.survey());
     } catch (err) {
       this.o.log(`status: scanning the pool failed: ${(err as Error).message}`);
       return;
@@ -111,6 +114,16 @@ export class StatusFeed {
       }
     }
     const reported = new Set(volumes.keys());
+    // A volume whose member files stopped reading keeps its last status (its RaidVolume is not
+    // removed as if it were deleted); each such file is logged once per reason.
+    const unread = new Set<string>();
+    for (const u of unreadable) {
+      const key = `${u.path}: ${u.reason}`;
+      unread.add(key);
+      if (!this.unreadable.has(key)) this.o.log(`status: member file ${key}`);
+      if (this.known.has(u.volumeId)) reported.add(u.volumeId);
+    }
+    this.unreadable = unread;
     for (const r of this.o.replicated?.() ?? []) {
       const v = r.volume;
       if (reported.has(v.id)) continue;

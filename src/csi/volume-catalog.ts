@@ -137,14 +137,10 @@ export class VolumeCatalog {
     const v = volumes.get(id);
     if (v) return v;
     const files = unreadable.filter((u) => u.volumeId === id);
-    if (files.length > 0) throw new UnreadableVolumeError(id, files);
-  }
-}
-
-/** Volume `volumeId` has member files on the pool, and none of them reads as an md member. */
-export class UnreadableVolumeError extends CsiError {
-  constructor(readonly volumeId: string, readonly files: UnreadableMember[]) {
-    super('UNAVAILABLE', `volume ${volumeId}: its member files do not read as md members: ${files.map((f) => `${f.path}: ${f.reason}`).join('; ')}`);
+    if (files.length > 0) {
+      throw new CsiError('UNAVAILABLE', `volume ${id}: its member files do not read as md members: ${files.map((f) => `${f.path}: ${f.reason}`).join('; ')}`);
+    }
+    return undefined;
   }
 }
 

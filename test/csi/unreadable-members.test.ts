@@ -1,7 +1,8 @@
 // Member files whose superblocks do not read, on the real plugin: the volume they belong to (by
 // their names) is UNAVAILABLE with each file and why, never "does not exist"; the pool's other
 // volumes are listed as before; a volume with one readable member still reads (degraded); and
-// DeleteVolume removes every file of the volume, the unreadable ones too. The catalog reads a
+// DeleteVolume removes every file of the volume, the unreadable ones too; the status feed keeps
+// such a volume's last status rather than reporting it deleted. The catalog reads a
 // superblock that does not decode a second time before it gives up on it (one rewritten in place
 // while it was read is then found).
 
@@ -11,7 +12,9 @@ import { status } from '@grpc/grpc-js';
 import { promises as fs } from 'node:fs';
 import { DiskPool } from '../../src/csi/disk-pool.js';
 import { MdError, readSuperblockFile, type Superblock } from '../../src/md/index.js';
+import { StatusFeed } from '../../src/csi/status-feed.js';
 import { VolumeCatalog } from '../../src/csi/volume-catalog.js';
+import type { NodeReporting, VolumeStatus } from '../../src/k8s/index.js';
 import { blockCap, startPlugin, type Plugin } from './plugin-harness.js';
 
 const MiB = 1024 * 1024;
@@ -38,7 +41,7 @@ async function create(name: string): Promise<{ id: string; members: string[] }> 
 }
 
 /** Overwrites the superblock block of `file` with `with` (zeroes by default); returns what it held. */
-async function clobber(file: string, withBytes = Buffer.alloc(SUPERBLOCK.bytes)): Promise<Buffer> {
+async function clobber(file: string, withBytes: Uint8Array = Buffer.alloc(SUPERBLOCK.bytes)): Promise<Buffer> {
   const h = await fs.open(file, 'r+');
   try {
     const was = Buffer.alloc(SUPERBLOCK.bytes);
@@ -89,6 +92,34 @@ test('a volume with one readable member reads (degraded), and DeleteVolume remov
   assert.equal((got.volume as { volume_id: string }).volume_id, v.id);
   await plugin.controller.DeleteVolume({ volume_id: v.id });
   for (const m of v.members) await assert.rejects(fs.stat(m), { code: 'ENOENT' }, `${m} removed`);
+});
+
+test('the status feed keeps the last status of a volume whose files stopped reading (its RaidVolume is not removed) and logs each file once', async () => {
+  const v = await create('feed');
+  const pool = new DiskPool(plugin.disks);
+  const updated: string[] = [];
+  const removed: string[] = [];
+  const logged: string[] = [];
+  const reporting = { update: (s: VolumeStatus) => updated.push(s.name), remove: (id: string) => removed.push(id), setPool: () => {} } as unknown as NodeReporting;
+  const feed = new StatusFeed({
+    nodeId: 'test-node', catalog: new VolumeCatalog(pool), pool, reporting, log: (m) => logged.push(m),
+    runtime: () => Promise.resolve({ staged: false, engineRunning: false, attached: false }),
+  });
+  try {
+    await feed.poke();
+    assert.ok(updated.includes(v.id), 'reported while it reads');
+    const saved = await Promise.all(v.members.map((m) => clobber(m)));
+    await feed.poke();
+    await feed.poke();
+    assert.deepEqual(removed, [], 'not removed from the cluster');
+    for (const m of v.members) assert.equal(logged.filter((l) => l.includes(m)).length, 1, `${m} logged once: ${logged.join(' | ')}`);
+    for (const [i, m] of v.members.entries()) await clobber(m, saved[i]);
+    updated.length = 0;
+    await feed.poke();
+    assert.ok(updated.includes(v.id), 'reported again once it reads');
+  } finally {
+    await feed.close();
+  }
 });
 
 test('the catalog reads a superblock that did not decode once more before it gives up on it', async () => {
