@@ -22,7 +22,7 @@ import { startPeerEndpoint, type PeerEndpoint } from './snapshot-metadata-peer.j
 import { readSnapshotMembers } from '../md/index.js';
 import { DiskPool } from './disk-pool.js';
 import { EngineSupervisor, type Engines } from '../engine/supervisor.js';
-import { toGrpcImplementation, type CsiHandler } from './grpc-service.js';
+import { toGrpcImplementation, type CallLog, type CsiHandler } from './grpc-service.js';
 import { IdentityServer } from './identity-server.js';
 import { NodeServer, type EngineSource } from './node-server.js';
 import { serviceDefinition, type CsiServiceName } from './proto.js';
@@ -178,13 +178,13 @@ export async function startDriver(config: CsiConfig, deps: DriverDeps): Promise<
     : undefined;
   void recovery.then(() => feed?.start());
 
-  const logCall = (method: string, ms: number, error?: { code: number; details: string }): void => {
-    deps.log(error ? `${method} failed (${ms} ms): code ${error.code}: ${error.details}` : `${method} ok (${ms} ms)`);
+  const logCall: CallLog = (method, ms, error, subject) => {
+    deps.log(error ? `${method}${subject} failed (${ms} ms): code ${error.code}: ${error.details}` : `${method}${subject} ok (${ms} ms)`);
   };
   // Before the CSI socket: a port that cannot be had ends the start (as the member service's).
   let peer: PeerEndpoint | undefined;
   if (config.snapshotMetadataPeer) {
-    peer = await startPeerEndpoint(config.snapshotMetadataPeer, new SnapshotMetadataServer(ownSnapshot), (method, ms, error) => logCall(`peer ${method}`, ms, error));
+    peer = await startPeerEndpoint(config.snapshotMetadataPeer, new SnapshotMetadataServer(ownSnapshot), (method, ms, error, subject) => logCall(`peer ${method}`, ms, error, subject));
     deps.log(`serving forwarded SnapshotMetadata calls on ${peer.address} (mutual TLS, ${config.snapshotMetadataPeer.tls.dir})`);
   }
   const server = new Server();

@@ -28,7 +28,8 @@ export interface CallContext {
 export type CsiStreamHandler = (request: never, context: CallContext) => AsyncIterable<object>;
 
 export interface CallLog {
-  (method: string, ms: number, error?: { code: number; details: string }): void;
+  /** `subject`: what the call named and made (describeCall, madeBy), '' for neither. */
+  (method: string, ms: number, error: { code: number; details: string } | undefined, subject: string): void;
 }
 
 export function toGrpcImplementation(
@@ -52,7 +53,7 @@ export function toGrpcImplementation(
       trace('csi', 'debug', () => `${name}${describeCall(call.request)}`);
       (handler as (r: unknown) => Promise<object>)(call.request).then(
         (response) => {
-          log?.(name, Date.now() - started);
+          log?.(name, Date.now() - started, undefined, `${describeCall(call.request)}${madeBy(call.request, response)}`);
           callback(null, response);
         },
         (err: unknown) => {
@@ -60,7 +61,7 @@ export function toGrpcImplementation(
           // The log line has the status; the trace has what the status hides: the error's
           // family and causes, and the stack of an error that is no llraid error (a bug).
           trace('csi', s.code === GrpcStatus.INTERNAL ? 'error' : 'info', () => `${name}${describeCall(call.request)} failed: ${describeFailure(err)}`);
-          log?.(name, Date.now() - started, s);
+          log?.(name, Date.now() - started, s, describeCall(call.request));
           callback({ code: s.code, details: s.details, name: 'CsiError', message: s.details });
         },
       );
@@ -91,24 +92,35 @@ async function stream(name: string, handler: CsiStreamHandler, call: ServerWrita
         });
       }
     }
-    log?.(name, Date.now() - started);
+    log?.(name, Date.now() - started, undefined, describeCall(call.request));
     call.end();
   } catch (err) {
     const s = toStatus(err);
     trace('csi', s.code === GrpcStatus.INTERNAL ? 'error' : 'info', () => `${name}${describeCall(call.request)} failed: ${describeFailure(err)}`);
-    log?.(name, Date.now() - started, s);
+    log?.(name, Date.now() - started, s, describeCall(call.request));
     call.emit('error', { code: s.code, details: s.details, name: 'CsiError', message: s.details });
   }
 }
 
 /** The fields of a CSI request that say what it is about (never its secrets or parameters). */
-const CALL_FIELDS = ['name', 'volume_id', 'node_id', 'staging_target_path', 'target_path', 'volume_path', 'snapshot_id', 'base_snapshot_id', 'target_snapshot_id'];
+const CALL_FIELDS = ['name', 'volume_id', 'source_volume_id', 'node_id', 'staging_target_path', 'target_path', 'volume_path', 'snapshot_id', 'base_snapshot_id', 'target_snapshot_id'];
 
 function describeCall(request: unknown): string {
   if (typeof request !== 'object' || request === null) return '';
   const r = request as Record<string, unknown>;
   const parts = CALL_FIELDS.filter((f) => typeof r[f] === 'string' && r[f] !== '').map((f) => `${f}=${String(r[f])}`);
   return parts.length > 0 ? ` ${parts.join(' ')}` : '';
+}
+
+/** The volume or snapshot a response names that its request did not (CreateVolume's, CreateSnapshot's): ' → volume <id>'. */
+function madeBy(request: unknown, response: unknown): string {
+  const q = request as { volume_id?: unknown; snapshot_id?: unknown } | null;
+  const r = response as { volume?: { volume_id?: unknown }; snapshot?: { snapshot_id?: unknown } } | null;
+  const volume = r?.volume?.volume_id;
+  if (typeof volume === 'string' && volume !== q?.volume_id) return ` → volume ${volume}`;
+  const snapshot = r?.snapshot?.snapshot_id;
+  if (typeof snapshot === 'string' && snapshot !== q?.snapshot_id) return ` → snapshot ${snapshot}`;
+  return '';
 }
 
 /** An error with its name, code and causes; with its stack when it is no llraid error. */
