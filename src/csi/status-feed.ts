@@ -60,8 +60,8 @@ export class StatusFeed {
   private readonly offline = new Map<string, { key: string; bitmap: OfflineBitmap }>();
   /** Per volume, when each member out of sync was first seen so (in memory: a restart starts over). */
   private readonly stale = new Map<string, Map<string, Date>>();
-  /** The unreadable member files the last pass logged, with why. */
-  private unreadable = new Set<string>();
+  /** The unreadable member files of the last pass, with why: in how many passes in a row. */
+  private unreadable = new Map<string, number>();
   /** Per snapshot id, its shared bytes and when they were measured. */
   private readonly shared = new Map<string, { bytes: number; at: number }>();
 
@@ -115,12 +115,14 @@ export class StatusFeed {
     }
     const reported = new Set(volumes.keys());
     // A volume whose member files stopped reading keeps its last status (its RaidVolume is not
-    // removed as if it were deleted); each such file is logged once per reason.
-    const unread = new Set<string>();
+    // removed as if it were deleted). Each such file is logged once per reason, when a second
+    // pass finds it so: a CreateVolume writes a new member's superblock just after making the file.
+    const unread = new Map<string, number>();
     for (const u of unreadable) {
       const key = `${u.path}: ${u.reason}`;
-      unread.add(key);
-      if (!this.unreadable.has(key)) this.o.log(`status: member file ${key}`);
+      const passes = (this.unreadable.get(key) ?? 0) + 1;
+      unread.set(key, passes);
+      if (passes === 2) this.o.log(`status: member file ${key}`);
       if (this.known.has(u.volumeId)) reported.add(u.volumeId);
     }
     this.unreadable = unread;
