@@ -223,11 +223,8 @@ export class ControllerServer {
       if (!idPattern.test(req.volume_id)) return {};
       // Its members, and any file named for it whose superblock does not read: still its files,
       // and deleting the volume deletes them (else they would stay behind for good).
-      const { volumes, unreadable } = await this.catalog.survey();
-      const files = [
-        ...(volumes.get(req.volume_id)?.members.map((m) => m.path) ?? []),
-        ...unreadable.filter((u) => u.volumeId === req.volume_id).map((u) => u.path),
-      ];
+      const { volume, unreadable } = await this.catalog.lookup(req.volume_id);
+      const files = [...(volume?.members.map((m) => m.path) ?? []), ...unreadable.map((u) => u.path)];
       if (files.length === 0) {
         await this.replicated?.delete(req.volume_id);
         return {};

@@ -127,16 +127,20 @@ export class VolumeCatalog {
     return (await this.survey()).volumes;
   }
 
+  /** Volume `id` as far as its member files read, and those of its files that do not read. */
+  async lookup(id: string): Promise<{ volume: VolumeRecord | undefined; unreadable: UnreadableMember[] }> {
+    const { volumes, unreadable } = await this.survey();
+    return { volume: volumes.get(id), unreadable: unreadable.filter((u) => u.volumeId === id) };
+  }
+
   /**
    * The volume, or undefined when the pool holds no member file of it. A volume whose member
    * files are there but none reads as a member is UNAVAILABLE, with why: "does not exist" would
    * be false, and would let a DeleteVolume succeed with its files left behind.
    */
   async get(id: string): Promise<VolumeRecord | undefined> {
-    const { volumes, unreadable } = await this.survey();
-    const v = volumes.get(id);
-    if (v) return v;
-    const files = unreadable.filter((u) => u.volumeId === id);
+    const { volume, unreadable: files } = await this.lookup(id);
+    if (volume) return volume;
     if (files.length > 0) {
       throw new CsiError('UNAVAILABLE', `volume ${id}: its member files do not read as md members: ${files.map((f) => `${f.path}: ${f.reason}`).join('; ')}`);
     }

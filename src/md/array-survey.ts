@@ -46,16 +46,21 @@ export interface ArraySurvey {
 export async function readSuperblockFile(path: string): Promise<Superblock> {
   const fd = await open(path, 'r');
   try {
-    const { size } = await fstat(fd);
-    if (size < SUPER_OFFSET_BYTES + SB_BLOCK_BYTES) {
-      throw new MdError('EBADMETA', `member ${path}: truncated: expected at least ${SUPER_OFFSET_BYTES + SB_BLOCK_BYTES} bytes, found ${size}`);
-    }
-    const block = Buffer.alloc(SB_BLOCK_BYTES);
-    await readP(fd, block, 0, block.length, SUPER_OFFSET_BYTES);
-    return decodeSuperblock(block, path, size);
+    return await readSuperblockAt(fd, path);
   } finally {
     await close(fd);
   }
+}
+
+/** The superblock of the member file open as `fd` (named `path` in errors), with a plain read. */
+export async function readSuperblockAt(fd: number, path: string): Promise<Superblock> {
+  const { size } = await fstat(fd);
+  if (size < SUPER_OFFSET_BYTES + SB_BLOCK_BYTES) {
+    throw new MdError('EBADMETA', `member ${path}: truncated: expected at least ${SUPER_OFFSET_BYTES + SB_BLOCK_BYTES} bytes, found ${size}`);
+  }
+  const block = Buffer.alloc(SB_BLOCK_BYTES);
+  await readP(fd, block, 0, block.length, SUPER_OFFSET_BYTES);
+  return decodeSuperblock(block, path, size);
 }
 
 /**

@@ -4,13 +4,14 @@
 // roles, events and bitmap chunks stay as copied, so the copy assembles as the source would
 // have from the same bytes. Also reads which chunks a member's bitmap has ever seen written.
 
-import { close, fstat, open, readP } from '../common/callback-fs.js';
+import { close, open, readP } from '../common/callback-fs.js';
+import { readSuperblockAt } from './array-survey.js';
 import { FileDevice } from '../block/file-device.js';
 import { randomBytes } from '../common/lazy-builtins.js';
 import { MdError } from './errors.js';
 import { BITMAP_DATA_OFFSET, BITMAP_SUPER_SIZE, decodeBitmapSuper, encodeBitmapSuper } from './llbitmap/bitmap-superblock.js';
 import { State } from './llbitmap/states.js';
-import { FEATURE_BITMAP_OFFSET, SB_BLOCK_BYTES, SECTOR, SUPER_OFFSET_BYTES, decodeSuperblock, readSuperblock, writeSuperblock, type Superblock } from './superblock.js';
+import { FEATURE_BITMAP_OFFSET, SECTOR, SUPER_OFFSET_BYTES, readSuperblock, writeSuperblock, type Superblock } from './superblock.js';
 
 export interface NewIdentity {
   /** 16 bytes: the new set UUID. */
@@ -75,9 +76,7 @@ export interface WrittenChunks {
 export async function writtenChunks(path: string): Promise<WrittenChunks | undefined> {
   const fd = await open(path, 'r');
   try {
-    const sbBlock = Buffer.alloc(SB_BLOCK_BYTES);
-    await readP(fd, sbBlock, 0, sbBlock.length, SUPER_OFFSET_BYTES);
-    const sb = decodeSuperblock(sbBlock, path, (await fstat(fd)).size);
+    const sb = await readSuperblockAt(fd, path);
     if ((sb.featureMap & FEATURE_BITMAP_OFFSET) === 0) return undefined;
     const at = SUPER_OFFSET_BYTES + sb.bitmapOffset * SECTOR;
     const head = Buffer.alloc(BITMAP_SUPER_SIZE);
